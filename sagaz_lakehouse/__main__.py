@@ -1,0 +1,3 @@
+from sagaz_lakehouse.cli import main
+
+main()

@@ -1,0 +1,481 @@
+"""Settings: one typed, validated description of what the user wants.
+
+The dataclasses below *are* the schema: each field's metadata carries its documentation, allowed values and
+bounds. Validation, the commented file written by ``init``, and the ``SAGAZ_LAKEHOUSE_*`` environment mapping are
+all derived from them, so they cannot drift apart.
+
+Precedence: command-line flags > environment (``SAGAZ_LAKEHOUSE_<SECTION>__<KEY>``) > file > profile defaults >
+defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from sagaz_lakehouse import versions
+from sagaz_lakehouse.errors import ConfigError, Problem
+
+CONFIG_FILENAME = "sagaz-lakehouse.yaml"
+ENV_PREFIX = "SAGAZ_LAKEHOUSE_"
+TARGETS = ("local", "compose", "kubernetes")
+PROFILES = ("dev", "prod")
+DURATION = re.compile(r"^\d+\s*(ms|s|min|h)$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|m)?$")
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def setting(default: Any, doc: str, *, choices: tuple[str, ...] = (), minimum: int | None = None,
+            maximum: int | None = None, pattern: re.Pattern[str] | None = None, expect: str = "") -> Any:
+    """A documented field; ``expect`` describes valid values in words for error messages."""
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum, "pattern": pattern,
+            "expect": expect}
+    return field(default=default, metadata=meta)
+
+
+def section(cls: type, doc: str) -> Any:
+    return field(default_factory=cls, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Images:
+    zookeeper: str = setting(versions.ZOOKEEPER.image, "ZooKeeper image (Fluss's coordination store)")
+    fluss: str = setting(versions.FLUSS.image, "Apache Fluss image (coordinator and tablet servers)")
+    minio: str = setting(versions.MINIO.image, "MinIO image (S3-compatible object store)")
+    minio_client: str = setting(versions.MINIO_CLIENT.image, "MinIO client image (creates the bucket once)")
+    rest_catalog: str = setting(versions.ICEBERG.image, "Iceberg REST catalog image")
+    flink: str = setting(versions.FLINK.image, "Apache Flink image (runs the Fluss tiering service)")
+    trino: str = setting(versions.TRINO.image, "Trino image (SQL over the Iceberg tables)")
+
+
+@dataclass(frozen=True)
+class Ports:
+    zookeeper: int = setting(2181, "ZooKeeper client port", minimum=1, maximum=65535)
+    fluss_coordinator: int = setting(9123, "Fluss coordinator client port (the bootstrap server)",
+                                     minimum=1, maximum=65535)
+    fluss_tablet: int = setting(9124, "first Fluss tablet server client port; server i uses this + i",
+                                minimum=1, maximum=65535)
+    minio: int = setting(9000, "MinIO S3 API port", minimum=1, maximum=65535)
+    minio_console: int = setting(9001, "MinIO web console port", minimum=1, maximum=65535)
+    rest_catalog: int = setting(8181, "Iceberg REST catalog port", minimum=1, maximum=65535)
+    flink_rest: int = setting(8081, "Flink REST API and web UI port", minimum=1, maximum=65535)
+    flink_rpc: int = setting(6123, "Flink JobManager RPC port", minimum=1, maximum=65535)
+    trino: int = setting(8080, "Trino HTTP port (UI, REST, JDBC)", minimum=1, maximum=65535)
+
+
+@dataclass(frozen=True)
+class Replicas:
+    tablet_servers: int = setting(1, "number of Fluss tablet servers", minimum=1, maximum=64)
+    flink_taskmanagers: int = setting(1, "number of Flink TaskManagers", minimum=1, maximum=64)
+    flink_task_slots: int = setting(2, "task slots per Flink TaskManager", minimum=1, maximum=64)
+    trino_workers: int = setting(0, "Trino workers besides the coordinator (0: coordinator also works)",
+                                 minimum=0, maximum=64)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """JVM process memory per component; the local target also derives heap sizes from these."""
+
+    zookeeper: str = setting("512Mi", "ZooKeeper memory", pattern=QUANTITY, expect="a quantity like 512Mi")
+    fluss_coordinator: str = setting("1Gi", "Fluss coordinator memory", pattern=QUANTITY,
+                                     expect="a quantity like 1Gi")
+    fluss_tablet: str = setting("2Gi", "Fluss tablet server memory", pattern=QUANTITY, expect="a quantity like 2Gi")
+    minio: str = setting("512Mi", "MinIO memory", pattern=QUANTITY, expect="a quantity like 512Mi")
+    rest_catalog: str = setting("512Mi", "Iceberg REST catalog memory", pattern=QUANTITY,
+                                expect="a quantity like 512Mi")
+    flink_jobmanager: str = setting("1Gi", "Flink JobManager process memory", pattern=QUANTITY,
+                                    expect="a quantity like 1Gi")
+    flink_taskmanager: str = setting("2Gi", "Flink TaskManager process memory", pattern=QUANTITY,
+                                     expect="a quantity like 2Gi")
+    trino: str = setting("2Gi", "Trino JVM heap", pattern=QUANTITY, expect="a quantity like 2Gi")
+
+
+@dataclass(frozen=True)
+class Volumes:
+    """Persistent volume sizes (compose ignores sizes; Kubernetes requests them)."""
+
+    zookeeper: str = setting("1Gi", "ZooKeeper data", pattern=QUANTITY, expect="a quantity like 1Gi")
+    fluss: str = setting("10Gi", "each Fluss tablet server's local log and KV data", pattern=QUANTITY,
+                         expect="a quantity like 10Gi")
+    minio: str = setting("20Gi", "object store data (Fluss remote data and the Iceberg warehouse)",
+                         pattern=QUANTITY, expect="a quantity like 20Gi")
+    rest_catalog: str = setting("1Gi", "Iceberg catalog database", pattern=QUANTITY, expect="a quantity like 1Gi")
+    storage_class: str = setting("", "Kubernetes StorageClass for all claims (empty: the cluster default)")
+
+
+@dataclass(frozen=True)
+class Lake:
+    bucket: str = setting("sagaz-lakehouse", "object store bucket for Fluss remote data and the Iceberg warehouse",
+                          pattern=BUCKET_NAME, expect="an S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+    warehouse: str = setting("warehouse", "name of the Iceberg warehouse (a prefix inside the bucket)",
+                             pattern=IDENTIFIER, expect="a lowercase identifier")
+    region: str = setting("us-east-1", "S3 region (mandatory even for MinIO)")
+    database: str = setting("sagaz", "Fluss database (and Iceberg namespace) holding saga_events",
+                            pattern=IDENTIFIER, expect="a lowercase identifier")
+    freshness: str = setting("", "how stale the Iceberg copy may get (table.datalake.freshness); "
+                             "empty: 10s in dev, 3min in prod", pattern=re.compile(r"^$|" + DURATION.pattern),
+                             expect="a duration like 10s or 3min")
+    buckets: int = setting(8, "Fluss buckets of saga_events (bucket.num)", minimum=1, maximum=1024)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    file: str = setting("", "YAML file (mode 0600) with s3_access_key and s3_secret_key; alternatively set "
+                        "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY and SAGAZ_LAKEHOUSE_S3_SECRET_KEY. Required in prod; "
+                        "dev uses fixed development credentials")
+
+
+@dataclass(frozen=True)
+class Local:
+    run_dir: str = setting(".sagaz-lakehouse", "where the local target keeps pids, logs, config and data "
+                           "(relative paths are relative to the config file's folder)")
+    cache_dir: str = setting("~/.cache/sagaz-lakehouse", "download cache for verified artifacts")
+    maven_repository: str = setting("https://repo1.maven.org/maven2", "Maven repository (or mirror) to download "
+                                    "the locked jars from")
+    java_home: str = setting("", "JDK 17+ for Fluss, Flink, ZooKeeper and the catalog (empty: detect)")
+    minio_binary: str = setting("", "path to a MinIO server binary (empty: PATH, then the cache, then build it "
+                                "with `go install`)")
+
+
+@dataclass(frozen=True)
+class Compose:
+    engine: str = setting("auto", "container engine CLI: auto, docker, podman or nerdctl",
+                          choices=("auto", "docker", "podman", "nerdctl"))
+    project_dir: str = setting(".sagaz-lakehouse/compose", "where the rendered compose project is written")
+
+
+@dataclass(frozen=True)
+class Kubernetes:
+    context: str = setting("", "kubeconfig context (empty: the current context)")
+    namespace: str = setting("", "namespace (empty: the project name)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    target: str = setting("local", "where the stack runs: local (native processes), compose or kubernetes",
+                          choices=TARGETS)
+    profile: str = setting("dev", "dev: small, fixed dev credentials, short freshness; prod: secrets required",
+                           choices=PROFILES)
+    project: str = setting("sagaz-lakehouse", "compose project name and default Kubernetes namespace",
+                           pattern=DNS_LABEL, expect="a DNS label (lowercase letters, digits, '-')")
+    images: Images = section(Images, "container images (compose and kubernetes); local runs the locked jars")
+    ports: Ports = section(Ports, "ports on the host (local and compose) and container ports (kubernetes)")
+    replicas: Replicas = section(Replicas, "how many of each scalable component")
+    memory: Memory = section(Memory, "memory per component")
+    volumes: Volumes = section(Volumes, "persistent storage")
+    lake: Lake = section(Lake, "object store, warehouse and table settings")
+    secrets: Secrets = section(Secrets, "where credentials come from (never from this file)")
+    local: Local = section(Local, "local target (native processes)")
+    compose: Compose = section(Compose, "compose target")
+    kubernetes: Kubernetes = section(Kubernetes, "kubernetes target")
+
+    @property
+    def namespace(self) -> str:
+        return self.kubernetes.namespace or self.project
+
+    @property
+    def freshness(self) -> str:
+        return self.lake.freshness or ("10s" if self.profile == "dev" else "3min")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """S3 credentials; ``repr`` never shows the secret."""
+
+    access_key: str
+    secret_key: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Credentials(access_key={self.access_key!r}, secret_key='***')"
+
+
+# Development-only credentials: used in the dev profile, refused in prod.
+DEV_CREDENTIALS = Credentials("sagaz-dev", "sagaz-dev-secret")
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
+         environ: dict[str, str] | None = None) -> Settings:
+    """Read, merge and validate settings; raises ConfigError listing every problem at once."""
+    environ = dict(os.environ if environ is None else environ)
+    file_values, source = _read_file(path)
+    merged: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for layer in (file_values, _from_environment(environ, problems), _nest(overrides or {})):
+        _deep_merge(merged, layer)
+    settings = _build(Settings, merged, "", problems)
+    if settings is not None:
+        problems += cross_field_problems(settings)
+    if problems:
+        raise ConfigError(problems, source)
+    assert settings is not None
+    return settings
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    """The config file in the current folder, or None (defaults apply)."""
+    candidate = (start or Path.cwd()) / CONFIG_FILENAME
+    return candidate if candidate.exists() else None
+
+
+def _read_file(path: Path | None) -> tuple[dict[str, Any], str]:
+    if path is None:
+        return {}, "settings (defaults, environment and flags)"
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([Problem("--config", f"cannot read {path}: {exc.strerror}",
+                                   "pass an existing file, or run `sagaz-lakehouse init`")], str(path)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError([Problem(where, f"malformed YAML: {exc.problem}",
+                                   "fix the syntax at that position (indentation, ':' after keys, quotes)")],
+                          str(path)) from exc
+    if data is None:
+        return {}, str(path)
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("(top level)", f"expected a mapping of settings, got {type(data).__name__}",
+                                   "start from `sagaz-lakehouse init`")], str(path))
+    return data, str(path)
+
+
+def _from_environment(environ: dict[str, str], problems: list[Problem]) -> dict[str, Any]:
+    """SAGAZ_LAKEHOUSE_TARGET=compose, SAGAZ_LAKEHOUSE_REPLICAS__TABLET_SERVERS=3, ..."""
+    flat: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in SECRET_ENV.values():
+            continue
+        dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
+        if dotted not in ALL_PATHS:
+            close = difflib.get_close_matches(dotted, ALL_PATHS, n=1)
+            hint = f"did you mean {env_name(close[0])}?" if close else "unset it"
+            problems.append(Problem(name, "unknown setting in the environment", hint))
+            continue
+        flat[dotted] = value
+    return _nest(flat)
+
+
+def env_name(dotted: str) -> str:
+    return ENV_PREFIX + dotted.upper().replace(".", "__")
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def _deep_merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _build(cls: type, values: Any, prefix: str, problems: list[Problem]) -> Any:
+    """Instantiate ``cls`` from a dict, recording every problem instead of stopping at the first."""
+    if not isinstance(values, dict):
+        problems.append(Problem(prefix.rstrip(".") or "(top level)", f"expected a mapping, got {values!r}",
+                                "indent the keys of this section under it"))
+        return None
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f"did you mean '{prefix}{close[0]}'?" if close else f"valid keys: {', '.join(known)}"
+            problems.append(Problem(f"{prefix}{key}", "unknown setting", hint))
+    kwargs: dict[str, Any] = {}
+    for name, spec in known.items():
+        if name not in values:
+            continue
+        path, kind = f"{prefix}{name}", hints[name]
+        if dataclasses.is_dataclass(kind):
+            built = _build(kind, values[name], path + ".", problems)
+            if built is not None:
+                kwargs[name] = built
+        else:
+            checked = _check_value(path, values[name], kind, spec.metadata, problems)
+            if checked is not None:
+                kwargs[name] = checked
+    return cls(**kwargs)
+
+
+def _check_value(path: str, value: Any, kind: type, meta: Any, problems: list[Problem]) -> Any:
+    if kind is int:
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            value = int(value)  # environment variables and --set arrive as text
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append(Problem(path, f"expected a whole number, got {value!r}", f"set {path}: <number>"))
+            return None
+        low, high = meta["minimum"], meta["maximum"]
+        if (low is not None and value < low) or (high is not None and value > high):
+            problems.append(Problem(path, f"expected a number from {low} to {high}, got {value}",
+                                    f"set {path} within that range"))
+            return None
+        return value
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        problems.append(Problem(path, f"expected text, got {value!r}", f"quote the value of {path}"))
+        return None
+    value = str(value)
+    if meta["choices"] and value not in meta["choices"]:
+        close = difflib.get_close_matches(value, meta["choices"], n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(meta['choices'])}"
+        problems.append(Problem(path, f"expected one of {', '.join(meta['choices'])}, got '{value}'", hint))
+        return None
+    if meta["pattern"] is not None and not meta["pattern"].fullmatch(value):
+        problems.append(Problem(path, f"expected {meta['expect'] or meta['pattern'].pattern}, got '{value}'",
+                                f"change {path}"))
+        return None
+    return value
+
+
+def cross_field_problems(settings: Settings) -> list[Problem]:
+    """Checks that span fields: port collisions, image tags."""
+    problems: list[Problem] = []
+    owners: dict[int, str] = {}
+    for owner, port in host_ports(settings):
+        if port in owners:
+            problems.append(Problem(f"ports.{owner}", f"port {port} is also used by {owners[port]}",
+                                    f"give ports.{owner} a free port"))
+        else:
+            owners[port] = owner
+    for name in (f.name for f in dataclasses.fields(Images)):
+        image = getattr(settings.images, name)
+        tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+        if not tag or tag == "latest":
+            problems.append(Problem(f"images.{name}", f"image '{image}' is not pinned to a version tag",
+                                    f"use a versioned tag, e.g. {getattr(Images(), name)}"))
+    return problems
+
+
+def host_ports(settings: Settings) -> list[tuple[str, int]]:
+    """Every port the stack binds on the host, with the setting that owns it (tablet servers fan out)."""
+    ports = settings.ports
+    pairs = [(f.name, getattr(ports, f.name)) for f in dataclasses.fields(Ports) if f.name != "fluss_tablet"]
+    pairs += [(f"fluss_tablet (server {i})" if i else "fluss_tablet", ports.fluss_tablet + i)
+              for i in range(settings.replicas.tablet_servers)]
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------- secrets
+
+SECRET_ENV = {"access_key": ENV_PREFIX + "S3_ACCESS_KEY", "secret_key": ENV_PREFIX + "S3_SECRET_KEY"}
+
+
+def resolve_credentials(settings: Settings, environ: dict[str, str] | None = None,
+                        base_dir: Path | None = None) -> Credentials:
+    """Credentials from the environment or the secrets file; dev falls back to the dev credentials."""
+    environ = dict(os.environ if environ is None else environ)
+    from_env = {k: environ.get(v, "") for k, v in SECRET_ENV.items()}
+    if all(from_env.values()):
+        return _checked_credentials(Credentials(**from_env), "environment")
+    if settings.secrets.file:
+        return _checked_credentials(_read_secrets_file(settings.secrets.file, base_dir), settings.secrets.file)
+    if settings.profile == "dev":
+        return DEV_CREDENTIALS
+    raise ConfigError([Problem("secrets", "the prod profile needs S3 credentials and none were supplied",
+                               f"set {SECRET_ENV['access_key']} and {SECRET_ENV['secret_key']}, or point "
+                               "secrets.file at a 0600 YAML file with s3_access_key and s3_secret_key")])
+
+
+def _read_secrets_file(name: str, base_dir: Path | None) -> Credentials:
+    import yaml
+
+    path = Path(name).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([Problem("secrets.file", f"cannot read {path}: {exc}",
+                                   "create it with s3_access_key and s3_secret_key, mode 0600")]) from exc
+    if mode & 0o077:
+        raise ConfigError([Problem("secrets.file", f"{path} is readable by others (mode {mode:o})",
+                                   f"chmod 600 {path}")])
+    missing = [k for k in ("s3_access_key", "s3_secret_key") if not data.get(k)]
+    if missing:
+        raise ConfigError([Problem("secrets.file", f"{path} lacks {', '.join(missing)}", "add the missing keys")])
+    return Credentials(str(data["s3_access_key"]), str(data["s3_secret_key"]))
+
+
+def _checked_credentials(creds: Credentials, source: str) -> Credentials:
+    problems = []
+    if len(creds.access_key) < 3:
+        problems.append(Problem("s3 access key", f"from {source} is shorter than 3 characters (MinIO's minimum)",
+                                "use a longer access key"))
+    if len(creds.secret_key) < 8:
+        problems.append(Problem("s3 secret key", f"from {source} is shorter than 8 characters (MinIO's minimum)",
+                                "use a longer secret key"))
+    if problems:
+        raise ConfigError(problems)
+    return creds
+
+
+# --------------------------------------------------------------------------------------------- init file
+
+
+def _paths(cls: type, prefix: str = "") -> list[str]:
+    hints = get_type_hints(cls)
+    out: list[str] = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _paths(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+ALL_PATHS = _paths(Settings)
+
+
+def commented_yaml(settings: Settings | None = None) -> str:
+    """The file ``init`` writes: every setting with its documentation, set to its current value."""
+    import json
+
+    settings = settings or Settings()
+    lines = ["# sagaz-lakehouse configuration. Every setting is listed with its default.",
+             "# Precedence: flags > environment (SAGAZ_LAKEHOUSE_<SECTION>__<KEY>) > this file > defaults.",
+             "# Credentials never go here: see `secrets`.", ""]
+
+    def emit(obj: Any, indent: str) -> None:
+        hints = get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            doc = f.metadata.get("doc", "")
+            if dataclasses.is_dataclass(hints[f.name]):
+                lines.append(f"{indent}# {doc}")
+                lines.append(f"{indent}{f.name}:")
+                emit(value, indent + "  ")
+                if not indent:
+                    lines.append("")
+            else:
+                choices = f.metadata.get("choices")
+                suffix = f" ({' | '.join(choices)})" if choices else ""
+                lines.append(f"{indent}# {doc}{suffix}")
+                lines.append(f"{indent}{f.name}: {json.dumps(value)}")
+
+    emit(settings, "")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,56 @@
+"""Every pinned version and container image, in one place.
+
+Each pin names where upstream documents it. Jar-level pins (the exact files the local target and the plugin
+init containers download) live in ``locks/artifacts.lock.json``, generated from these versions by
+``scripts/lock_artifacts.py``; a unit test fails when the lock and this module disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Pin:
+    version: str
+    image: str
+    source: str  # where upstream states this version/tag
+
+
+# apache/fluss website/fluss-versions.json: "dockerVersion": "0.9.1-incubating" (newest release on Maven Central;
+# main is 1.0-SNAPSHOT).
+FLUSS = Pin("0.9.1-incubating", "apache/fluss:0.9.1-incubating", "apache/fluss website/fluss-versions.json")
+# apache/fluss pom.xml at v0.9.1-incubating: <iceberg.version>1.10.1</iceberg.version>; the REST fixture image is
+# published per Iceberg release.
+ICEBERG = Pin("1.10.1", "apache/iceberg-rest-fixture:1.10.1", "apache/fluss pom.xml iceberg.version")
+# The tiering job and fluss-flink-1.20 are built against Flink 1.20 (apache/fluss pom.xml flink.version).
+FLINK = Pin("1.20.3", "flink:1.20.3-scala_2.12-java17", "apache/fluss pom.xml (fluss-flink-1.20)")
+FLINK_MINOR = "1.20"
+# apache/fluss website/docs/install-deploy/deploying-with-docker.md uses zookeeper:3.9.2.
+ZOOKEEPER = Pin("3.9.2", "zookeeper:3.9.2", "apache/fluss deploying-with-docker.md")
+# Newest Trino on Maven Central (io.trino:trino-server maven-metadata.xml); requires Java 24+.
+TRINO = Pin("476", "trinodb/trino:476", "io.trino:trino-server maven-metadata.xml")
+# MinIO: module version from the Go module proxy; the image tag is the RELEASE tag of the same commit.
+MINIO = Pin(
+    "v0.0.0-20250907035253-6c9d2c1b3f34",
+    "minio/minio:RELEASE.2025-09-07T16-13-09Z",
+    "github.com/minio/minio on the Go module proxy; minio/minio release tags",
+)
+# A small image with a POSIX shell and curl for one-shot jobs (bucket creation uses the MinIO client image).
+MINIO_CLIENT = Pin("RELEASE.2025-08-13T08-35-41Z", "minio/mc:RELEASE.2025-08-13T08-35-41Z", "minio/mc release tags")
+
+# Jar versions of the Fluss/Iceberg plumbing, from apache/fluss docs/quickstart/lakehouse.md and
+# docker/quickstart-flink/prepare_build.sh at v0.9.1-incubating.
+HADOOP_APACHE = "3.3.5-2"  # io.trino.hadoop:hadoop-apache, used by the quickstart for Iceberg on Flink
+
+JAVA_FOR = {"default": 17, "trino": 24}  # minimum Java feature version per component (Trino 476 needs 24)
+
+ALL = {
+    "zookeeper": ZOOKEEPER,
+    "fluss": FLUSS,
+    "minio": MINIO,
+    "minio-client": MINIO_CLIENT,
+    "rest-catalog": ICEBERG,
+    "flink": FLINK,
+    "trino": TRINO,
+}
