@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Resolve every artifact the stack needs into locks/artifacts.lock.json (development time only).
+
+Groups of kind "jars" are exact files (shaded jars and archives). Groups of kind "tree" are resolved with Maven
+(`mvn dependency:list` on a throwaway pom) into their full runtime classpath. Each file is then downloaded once
+and hashed, so the lock holds sha256 digests (Maven Central publishes only sha1/md5). Run it again after
+changing sagaz_lakehouse/versions.py; tests/unit/test_artifacts.py checks the lock matches the versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sagaz_lakehouse import versions as v  # noqa: E402
+
+FLUSS, ICEBERG, FLINK_MINOR = v.FLUSS.version, v.ICEBERG.version, v.FLINK_MINOR
+
+# group -> (kind, coordinates); coordinates are group:artifact:version[:type[:classifier]].
+GROUPS: dict[str, tuple[str, list[str]]] = {
+    # Extra jars for /opt/fluss/plugins/iceberg (apache/fluss docs/quickstart/lakehouse.md, Iceberg tab).
+    "fluss-iceberg-extras": ("jars", [
+        f"org.apache.iceberg:iceberg-aws:{ICEBERG}",
+        f"org.apache.iceberg:iceberg-aws-bundle:{ICEBERG}",
+    ]),
+    # Jars added to Flink's lib for the tiering job (apache/fluss docker/quickstart-flink/prepare_build.sh).
+    "flink-lib-fluss": ("jars", [
+        f"org.apache.fluss:fluss-flink-{FLINK_MINOR}:{FLUSS}",
+        f"org.apache.fluss:fluss-fs-s3:{FLUSS}",
+        f"org.apache.fluss:fluss-lake-iceberg:{FLUSS}",
+        f"org.apache.iceberg:iceberg-flink-runtime-{FLINK_MINOR}:{ICEBERG}",
+        f"io.trino.hadoop:hadoop-apache:{v.HADOOP_APACHE}",
+        f"org.apache.iceberg:iceberg-aws:{ICEBERG}",
+        f"org.apache.iceberg:iceberg-aws-bundle:{ICEBERG}",
+    ]),
+    "tiering-job": ("jars", [f"org.apache.fluss:fluss-flink-tiering:{FLUSS}"]),
+}
+
+
+def parse(coordinates: str) -> tuple[str, str, str, str, str]:
+    parts = coordinates.split(":")
+    group, artifact, version = parts[:3]
+    kind = parts[3] if len(parts) > 3 else "jar"
+    classifier = parts[4] if len(parts) > 4 else ""
+    return group, artifact, version, kind, classifier
+
+
+def repo_path(coordinates: str) -> str:
+    group, artifact, version, kind, classifier = parse(coordinates)
+    name = f"{artifact}-{version}" + (f"-{classifier}" if classifier else "") + f".{kind}"
+    return f"{group.replace('.', '/')}/{artifact}/{version}/{name}"
+
+
+def resolve_tree(coordinates: list[str]) -> list[str]:
+    """Full runtime classpath of the given roots, via Maven."""
+    deps = "".join(
+        f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{ver}</version>"
+        + (f"<type>{k}</type>" if k != "jar" else "") + (f"<classifier>{c}</classifier>" if c else "")
+        + "</dependency>"
+        for g, a, ver, k, c in map(parse, coordinates)
+    )
+    pom = ("<project><modelVersion>4.0.0</modelVersion><groupId>lock</groupId><artifactId>lock</artifactId>"
+           f"<version>1</version><dependencies>{deps}</dependencies></project>")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "pom.xml").write_text(pom)
+        out = Path(tmp) / "deps.txt"
+        subprocess.run(["mvn", "-q", "-B", "dependency:list", "-DincludeScope=runtime", f"-DoutputFile={out}",
+                        "-DoutputAbsoluteArtifactFilename=false", "-DexcludeTransitive=false"],
+                       cwd=tmp, check=True)
+        resolved = []
+        for line in out.read_text().splitlines():
+            line = line.strip().split(" -- ")[0]
+            parts = line.split(":")
+            if len(parts) < 5:
+                continue
+            group, artifact, kind = parts[0], parts[1], parts[2]
+            classifier, version = (parts[3], parts[4]) if len(parts) >= 6 else ("", parts[3])
+            resolved.append(f"{group}:{artifact}:{version}:{kind}" + (f":{classifier}" if classifier else ""))
+        return sorted(set(resolved))
+
+
+def describe(coordinates: str, repository: str) -> dict[str, object]:
+    path = repo_path(coordinates)
+    digest, size = hashlib.sha256(), 0
+    with urllib.request.urlopen(f"{repository}/{path}", timeout=120) as response:  # noqa: S310
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"name": path.rsplit("/", 1)[1], "path": path, "sha256": digest.hexdigest(), "size": size,
+            "coordinates": coordinates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repository", default="https://repo1.maven.org/maven2")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "locks" /
+                        "artifacts.lock.json")
+    parser.add_argument("--only", nargs="*", help="re-lock only these groups, keep the others")
+    args = parser.parse_args()
+    existing = json.loads(args.out.read_text())["groups"] if args.out.exists() else {}
+    groups = {}
+    for name, (kind, roots) in GROUPS.items():
+        if args.only and name not in args.only and name in existing:
+            groups[name] = existing[name]
+            continue
+        coordinates = resolve_tree(roots) if kind == "tree" else roots
+        print(f"{name}: {len(coordinates)} files", file=sys.stderr)
+        groups[name] = [describe(c, args.repository) for c in coordinates]
+    lock = {"generated_by": "scripts/lock_artifacts.py", "versions": {k: p.version for k, p in v.ALL.items()},
+            "groups": groups}
+    args.out.write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
