@@ -174,21 +174,6 @@ def minio_environment() -> dict[str, str]:
     return {"MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY}
 
 
-def pyiceberg_properties(settings: Settings, credentials: Credentials) -> dict[str, str]:
-    """Client-side (host) properties for pyiceberg's REST catalog."""
-    ep = endpoints(settings, View.EXTERNAL)
-    return {
-        "type": "rest",
-        "uri": ep.rest_catalog,
-        "warehouse": warehouse_uri(settings),
-        "s3.endpoint": ep.s3,
-        "s3.access-key-id": credentials.access_key,
-        "s3.secret-access-key": credentials.secret_key,
-        "s3.region": settings.lake.region,
-        "s3.force-virtual-addressing": "false",
-    }
-
-
 def substitute_secrets(text: str, credentials: Credentials) -> str:
     """For files that must carry the values themselves (local target; written with mode 0600)."""
     return text.replace(ACCESS_KEY, credentials.access_key).replace(SECRET_KEY, credentials.secret_key)

@@ -1,0 +1,110 @@
+"""Clients for the running stack, from the user's host: Fluss (pyfluss), Iceberg (pyiceberg), Trino, HTTP.
+
+Every entry point checks reachability first with a short TCP connect, so a command run against a stack that is
+down fails within seconds with "is the stack up?" instead of hanging in a client's retry loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlparse
+
+from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.errors import StackNotReachable
+from sagaz_lakehouse.wiring import Endpoints, warehouse_uri
+
+CONNECT_TIMEOUT = 3.0
+
+
+def host_port(address: str) -> tuple[str, int]:
+    """'host:port' or 'http://host:port/...' → (host, port)."""
+    if "://" in address:
+        parsed = urlparse(address)
+        return parsed.hostname or "127.0.0.1", parsed.port or (443 if parsed.scheme == "https" else 80)
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def tcp_open(address: str, timeout: float = CONNECT_TIMEOUT) -> bool:
+    host, port = host_port(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_reachable(component: str, address: str) -> None:
+    if not tcp_open(address):
+        raise StackNotReachable(component, address, "connection refused or timed out")
+
+
+def http_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our own endpoints
+        return json.loads(response.read() or b"null")
+
+
+def http_ok(url: str, timeout: float = 5.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@asynccontextmanager
+async def fluss_connection(endpoints: Endpoints, timeout: float = 10.0) -> AsyncIterator[Any]:
+    """An open pyfluss connection to the bootstrap server; fails within ``timeout`` seconds."""
+    require_reachable("Fluss coordinator", endpoints.fluss_bootstrap)
+    import fluss
+
+    config = fluss.Config({"bootstrap.servers": endpoints.fluss_bootstrap})
+    try:
+        connection = await asyncio.wait_for(fluss.FlussConnection.create(config), timeout)
+    except TimeoutError as exc:
+        raise StackNotReachable("Fluss", endpoints.fluss_bootstrap, f"no answer within {timeout:.0f}s") from exc
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def iceberg_catalog(settings: Settings, credentials: Credentials, endpoints: Endpoints) -> Any:
+    """A pyiceberg REST catalog client configured with the same warehouse and S3 settings as the servers."""
+    require_reachable("Iceberg REST catalog", endpoints.rest_catalog)
+    from pyiceberg.catalog import load_catalog
+
+    return load_catalog("sagaz", **{
+        "type": "rest",
+        "uri": endpoints.rest_catalog,
+        "warehouse": warehouse_uri(settings),
+        "s3.endpoint": endpoints.s3,
+        "s3.access-key-id": credentials.access_key,
+        "s3.secret-access-key": credentials.secret_key,
+        "s3.region": settings.lake.region,
+        "s3.force-virtual-addressing": "false",
+    })
+
+
+def trino_query(endpoints: Endpoints, sql: str, params: tuple = (), catalog: str = "iceberg",
+                timeout: float = 60.0) -> list[tuple]:
+    """Run one statement on Trino (``?`` placeholders bound to ``params``) and return all rows."""
+    require_reachable("Trino", endpoints.trino)
+    import trino
+
+    host, port = host_port(endpoints.trino)
+    connection = trino.dbapi.connect(host=host, port=port, user="sagaz-lakehouse", catalog=catalog,
+                                     request_timeout=timeout)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(sql, params) if params else cursor.execute(sql)
+        return [tuple(row) for row in cursor.fetchall()]
+    finally:
+        connection.close()

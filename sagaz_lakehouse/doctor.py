@@ -1,0 +1,327 @@
+"""``doctor``: check every component from its endpoint, then prove the data path end to end.
+
+Checks are grouped (environment, components, consistency, data path); each ends pass, warn or fail with a
+one-line hint. The data-path check writes a uniquely tagged probe event through pyfluss, waits until Fluss's lake
+snapshot covers its offset, reads it back from Iceberg with pyiceberg and through Trino, reports the measured
+tiering latency, and deletes the probe again. It works from endpoints only, so it serves every target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sagaz_lakehouse import clients, tables
+from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.errors import LakehouseError
+from sagaz_lakehouse.wiring import TIERING_JOB_NAME, Endpoints
+
+PROBE_EVENT_TYPE = "sagaz_lakehouse.doctor_probe"
+PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+ICON = {PASS: "ok  ", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
+
+
+@dataclass
+class Check:
+    group: str
+    name: str
+    status: str
+    detail: str = ""
+    hint: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks], "metrics": self.metrics}
+
+    def as_text(self) -> str:
+        lines, group = [], None
+        for check in self.checks:
+            if check.group != group:
+                group = check.group
+                lines.append(f"{group}:")
+            lines.append(f"  [{ICON[check.status]}] {check.name}: {check.detail}")
+            if check.hint and check.status in (WARN, FAIL):
+                lines.append(f"         hint: {check.hint}")
+        failed = sum(c.status == FAIL for c in self.checks)
+        lines.append("all checks passed" if not failed else f"{failed} check(s) failed")
+        return "\n".join(lines)
+
+
+class CheckFailed(Exception):
+    def __init__(self, detail: str, hint: str = "", status: str = FAIL) -> None:
+        super().__init__(detail)
+        self.detail, self.hint, self.status = detail, hint, status
+
+
+Probe = Callable[[], str]
+
+
+def _record(report: Report, group: str, name: str, probe: Probe, progress: Callable[[str], None] | None) -> Check:
+    started = time.monotonic()
+    try:
+        check = Check(group, name, PASS, probe())
+    except CheckFailed as exc:
+        check = Check(group, name, exc.status, exc.detail, exc.hint)
+    except LakehouseError as exc:
+        check = Check(group, name, FAIL, exc.message, exc.hint)
+    except Exception as exc:  # a check must report, never crash the whole doctor
+        check = Check(group, name, FAIL, f"{type(exc).__name__}: {exc}", "see the component's log")
+    check.seconds = round(time.monotonic() - started, 2)
+    report.checks.append(check)
+    if progress:
+        progress(f"[{ICON[check.status]}] {group} / {name}: {check.detail}")
+    return check
+
+
+def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, *, quick: bool = False,
+        progress: Callable[[str], None] | None = None, probe_timeout: float | None = None) -> Report:
+    report = Report()
+
+    def check(group: str, name: str, probe: Probe) -> Check:
+        return _record(report, group, name, probe, progress)
+
+    if settings.target == "local":
+        check("environment", "java", lambda: _java(settings))
+    for name, probe in component_probes(settings, credentials, endpoints).items():
+        check("components", name, probe)
+    check("consistency", "saga_events lake settings", lambda: _table_consistency(settings, endpoints))
+    if quick:
+        report.checks.append(Check("data path", "probe event Fluss → Iceberg → Trino", SKIP, "--quick"))
+        return report
+    if not report.ok:
+        report.checks.append(Check("data path", "probe event Fluss → Iceberg → Trino", SKIP,
+                                   "skipped: fix the failures above first"))
+        return report
+    timeout = probe_timeout or _parse_seconds(settings.freshness) * 3 + 60
+    check("data path", "probe event Fluss → Iceberg → Trino",
+          lambda: _data_path(settings, credentials, endpoints, timeout, report.metrics))
+    return report
+
+
+def component_probes(settings: Settings, credentials: Credentials, endpoints: Endpoints) -> dict[str, Probe]:
+    return {
+        "zookeeper": lambda: _tcp("ZooKeeper", endpoints.zookeeper),
+        "fluss servers": lambda: _fluss_nodes(settings, endpoints),
+        "minio": lambda: _minio(settings, credentials, endpoints),
+        "iceberg rest catalog": lambda: _rest_catalog(endpoints),
+        "flink + tiering job": lambda: _flink(endpoints),
+        "trino": lambda: _trino(endpoints),
+    }
+
+
+# ------------------------------------------------------------------------------------------ components
+
+
+def _java(settings: Settings) -> str:
+    from sagaz_lakehouse.jdk import find_java
+
+    java = find_java(settings, minimum=17)
+    return f"{java.version} at {java.home}"
+
+
+def _tcp(name: str, address: str) -> str:
+    if not clients.tcp_open(address):
+        raise CheckFailed(f"{name} not reachable at {address}", "is the stack up? run `sagaz-lakehouse up`")
+    return f"listening at {address}"
+
+
+def _fluss_nodes(settings: Settings, endpoints: Endpoints) -> str:
+    async def nodes() -> list[Any]:
+        async with clients.fluss_connection(endpoints) as connection:
+            return await connection.get_admin().get_server_nodes()
+
+    found = asyncio.run(nodes())
+    kinds = [str(n.server_type).lower() for n in found]
+    tablets = sum("tablet" in k for k in kinds)
+    coordinators = sum("coordinator" in k for k in kinds)
+    wanted = settings.replicas.tablet_servers
+    detail = f"{coordinators} coordinator, {tablets}/{wanted} tablet server(s)"
+    if coordinators < 1 or tablets < wanted:
+        raise CheckFailed(detail, "see `sagaz-lakehouse logs fluss-tablet-0` and `logs fluss-coordinator`")
+    return detail
+
+
+def _minio(settings: Settings, credentials: Credentials, endpoints: Endpoints) -> str:
+    if not clients.http_ok(f"{endpoints.s3}/minio/health/ready"):
+        raise CheckFailed(f"MinIO not ready at {endpoints.s3}", "see `sagaz-lakehouse logs minio`")
+    from pyarrow import fs
+
+    host, port = clients.host_port(endpoints.s3)
+    s3 = fs.S3FileSystem(access_key=credentials.access_key, secret_key=credentials.secret_key,
+                         endpoint_override=f"{host}:{port}", scheme="http", region=settings.lake.region,
+                         force_virtual_addressing=False)
+    info = s3.get_file_info(settings.lake.bucket)
+    if info.type == fs.FileType.NotFound:
+        raise CheckFailed(f"bucket {settings.lake.bucket} is missing", "run `sagaz-lakehouse up` again")
+    return f"ready; bucket {settings.lake.bucket} exists"
+
+
+def _rest_catalog(endpoints: Endpoints) -> str:
+    config = clients.http_json(f"{endpoints.rest_catalog}/v1/config")
+    if not isinstance(config, dict):
+        raise CheckFailed("unexpected /v1/config answer", "see `sagaz-lakehouse logs rest-catalog`")
+    return f"answers /v1/config at {endpoints.rest_catalog}"
+
+
+def _flink(endpoints: Endpoints) -> str:
+    overview = clients.http_json(f"{endpoints.flink_rest}/overview")
+    jobs = clients.http_json(f"{endpoints.flink_rest}/jobs/overview").get("jobs", [])
+    running = [j for j in jobs if j.get("name") == TIERING_JOB_NAME and j.get("state") == "RUNNING"]
+    detail = f"{overview.get('taskmanagers', 0)} taskmanager(s), {overview.get('slots-available', 0)} free slot(s)"
+    if not running:
+        states = sorted({j.get("state") for j in jobs if j.get("name") == TIERING_JOB_NAME})
+        raise CheckFailed(f"{detail}; tiering job '{TIERING_JOB_NAME}' not RUNNING (seen: {states or 'none'})",
+                          "run `sagaz-lakehouse up` to submit it; see `sagaz-lakehouse logs flink-jobmanager`")
+    return f"{detail}; tiering job RUNNING ({running[0].get('jid')})"
+
+
+def _trino(endpoints: Endpoints) -> str:
+    info = clients.http_json(f"{endpoints.trino}/v1/info")
+    if info.get("starting", True):
+        raise CheckFailed("Trino is still starting", "wait a few seconds and run doctor again", status=WARN)
+    catalogs = [row[0] for row in clients.trino_query(endpoints, "SHOW CATALOGS", catalog="system")]
+    if "iceberg" not in catalogs:
+        raise CheckFailed(f"no iceberg catalog (catalogs: {catalogs})", "see `sagaz-lakehouse logs trino`")
+    return f"version {info.get('nodeVersion', {}).get('version', '?')}; iceberg catalog present"
+
+
+def _table_consistency(settings: Settings, endpoints: Endpoints) -> str:
+    import fluss
+
+    async def info() -> Any:
+        async with clients.fluss_connection(endpoints) as connection:
+            admin = connection.get_admin()
+            path = fluss.TablePath(settings.lake.database, tables.TABLE)
+            if not await admin.table_exists(path):
+                return None
+            return await admin.get_table_info(path)
+
+    table = asyncio.run(info())
+    if table is None:
+        raise CheckFailed(f"{settings.lake.database}.{tables.TABLE} does not exist",
+                          "run `sagaz-lakehouse create-tables`")
+    props = table.get_properties()
+    wrong = {k: props.get(k) for k, v in tables.table_properties(settings).items() if props.get(k) != v}
+    if wrong:
+        raise CheckFailed(f"table properties differ from the settings: {wrong}",
+                          "the table was created with other settings; see create-tables", status=WARN)
+    return f"datalake enabled, freshness {props.get('table.datalake.freshness')}, {table.num_buckets} buckets"
+
+
+# ------------------------------------------------------------------------------------------ data path
+
+
+def _data_path(settings: Settings, credentials: Credentials, endpoints: Endpoints, timeout: float,
+               metrics: dict[str, float]) -> str:
+    probe_id = f"doctor-{uuid.uuid4()}"
+    written_at, table_id, bucket_offsets = asyncio.run(_write_probe(settings, endpoints, probe_id))
+    asyncio.run(_wait_for_lake_snapshot(settings, endpoints, table_id, bucket_offsets, written_at + timeout))
+    tiered_at = time.monotonic()
+    iceberg_rows = _wait_for_iceberg_row(settings, credentials, endpoints, probe_id, written_at + timeout)
+    visible_at = time.monotonic()
+    trino_rows = clients.trino_query(
+        endpoints, f"SELECT event_id FROM {settings.lake.database}.{tables.TABLE} WHERE event_id = ?",  # noqa: S608 - validated identifier
+        (probe_id,))
+    if len(trino_rows) != 1:
+        raise CheckFailed(f"Trino returned {len(trino_rows)} rows for the probe (Iceberg had {iceberg_rows})",
+                          "Trino's iceberg catalog may point at another warehouse; compare the settings")
+    metrics["tiering_latency_s"] = round(tiered_at - written_at, 2)
+    metrics["iceberg_visible_s"] = round(visible_at - written_at, 2)
+    asyncio.run(_delete_probe(settings, endpoints, probe_id))
+    return (f"probe {probe_id[:15]}… tiered in {metrics['tiering_latency_s']}s, read back from Iceberg and "
+            f"Trino (freshness {settings.freshness})")
+
+
+async def _write_probe(settings: Settings, endpoints: Endpoints, probe_id: str) -> tuple[float, int, dict[int, int]]:
+    """Upsert the probe; returns when it was acknowledged, the table id, and every bucket's end offset after it."""
+    import fluss
+
+    async with clients.fluss_connection(endpoints) as connection:
+        path = fluss.TablePath(settings.lake.database, tables.TABLE)
+        table = await connection.get_table(path)
+        writer = table.new_upsert().create_writer()
+        await writer.upsert(probe_row(probe_id)).wait()
+        await writer.flush()
+        written_at = time.monotonic()
+        buckets = list(range(table.get_table_info().num_buckets))
+        offsets = await connection.get_admin().list_offsets(path, buckets, fluss.OffsetSpec.latest())
+        return written_at, table.get_table_info().table_id, offsets
+
+
+def probe_row(probe_id: str) -> dict[str, Any]:
+    return {"event_id": probe_id, "event_type": PROBE_EVENT_TYPE, "saga_id": probe_id, "saga_name": "doctor",
+            "step_name": None, "duration_ms": 0, "total_duration_ms": 0, "error_type": None,
+            "error_message": None, "context_keys": ["doctor"], "timestamp": datetime.now(UTC).replace(tzinfo=None)}
+
+
+async def _wait_for_lake_snapshot(settings: Settings, endpoints: Endpoints, table_id: int,
+                                  end_offsets: dict[int, int], deadline: float) -> None:
+    """Tiering is done for the probe once the lake snapshot covers every bucket's end offset taken after it."""
+    import fluss
+
+    path = fluss.TablePath(settings.lake.database, tables.TABLE)
+    async with clients.fluss_connection(endpoints) as connection:
+        admin = connection.get_admin()
+        behind: dict[int, int] = dict(end_offsets)
+        while True:
+            try:
+                snapshot = await admin.get_latest_lake_snapshot(path)
+                behind = {b: end for b, end in end_offsets.items()
+                          if end > 0 and (snapshot.get_bucket_offset(fluss.TableBucket(table_id, b)) or 0) < end}
+            except fluss.FlussError:
+                pass  # LAKE_SNAPSHOT_NOT_EXIST until the first tiering round commits
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"lake snapshot did not reach the probe's offsets (buckets behind: {behind})",
+                                  "is the tiering job running? see `sagaz-lakehouse logs flink-taskmanager`")
+            await asyncio.sleep(1)
+
+
+def _wait_for_iceberg_row(settings: Settings, credentials: Credentials, endpoints: Endpoints, probe_id: str,
+                          deadline: float) -> int:
+    from pyiceberg.expressions import EqualTo
+
+    catalog = clients.iceberg_catalog(settings, credentials, endpoints)
+    identifier = f"{settings.lake.database}.{tables.TABLE}"
+    while True:
+        table = catalog.load_table(identifier)
+        rows = table.scan(row_filter=EqualTo("event_id", probe_id), selected_fields=("event_id",)).to_arrow()
+        if rows.num_rows == 1:
+            return 1
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"probe not found in Iceberg table {identifier} ({rows.num_rows} rows)",
+                              "the lake snapshot advanced but the row is missing: check the warehouse settings")
+        time.sleep(1)
+
+
+async def _delete_probe(settings: Settings, endpoints: Endpoints, probe_id: str) -> None:
+    import fluss
+
+    async with clients.fluss_connection(endpoints) as connection:
+        table = await connection.get_table(fluss.TablePath(settings.lake.database, tables.TABLE))
+        writer = table.new_upsert().create_writer()
+        await writer.delete({"event_id": probe_id}).wait()
+        await writer.flush()
+
+
+def _parse_seconds(duration: str) -> float:
+    number = float("".join(ch for ch in duration if ch.isdigit() or ch == "."))
+    unit = duration.lstrip("0123456789. ")
+    return number * {"ms": 0.001, "s": 1, "min": 60, "h": 3600}[unit]
+

@@ -1,0 +1,150 @@
+"""The saga_events table: its schema (defined once, here), its DDL, and its idempotent creation.
+
+The design record (ADR-013) asks for ``'tiered.storage.enabled'`` / ``'tiered.storage.format'``; Fluss has no such
+options. Its intent is expressed with the real ones: the cluster sets ``datalake.format: iceberg`` (wiring.py),
+and the table sets ``table.datalake.enabled`` and ``table.datalake.freshness`` (how stale the Iceberg copy may be).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.errors import LakehouseError, UsageError
+from sagaz_lakehouse.wiring import Endpoints
+
+TABLE = "saga_events"
+PRIMARY_KEY = "event_id"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str  # Flink SQL / Fluss type
+    comment: str
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("event_id", "STRING", "unique id of the lifecycle event"),
+    Column("event_type", "STRING", "saga_started, step_completed, step_failed, compensation_started, ..."),
+    Column("saga_id", "STRING", "saga instance"),
+    Column("saga_name", "STRING", "saga definition"),
+    Column("step_name", "STRING", "step, for step events"),
+    Column("duration_ms", "BIGINT", "step duration"),
+    Column("total_duration_ms", "BIGINT", "saga duration so far"),
+    Column("error_type", "STRING", "exception type, for failures"),
+    Column("error_message", "STRING", "exception message, for failures"),
+    Column("context_keys", "ARRAY<STRING>", "keys present in the saga context"),
+    Column("timestamp", "TIMESTAMP(6)", "when the event happened"),
+)
+
+
+def arrow_schema() -> Any:
+    """The same columns as a pyarrow schema (what pyfluss takes)."""
+    import pyarrow as pa
+
+    types = {"STRING": pa.string(), "BIGINT": pa.int64(), "ARRAY<STRING>": pa.list_(pa.string()),
+             "TIMESTAMP(6)": pa.timestamp("us")}
+    return pa.schema([pa.field(c.name, types[c.sql_type], nullable=c.name != PRIMARY_KEY) for c in COLUMNS])
+
+
+def table_properties(settings: Settings) -> dict[str, str]:
+    return {
+        "table.datalake.enabled": "true",
+        "table.datalake.freshness": settings.freshness,
+    }
+
+
+def flink_sql_ddl(settings: Settings) -> str:
+    """What create-tables does, as Flink SQL (for --dry-run and for people who use the Flink SQL client)."""
+    db = settings.lake.database
+    width = max(len(c.name) for c in COLUMNS) + 2
+    columns = ",\n".join(f"    `{c.name}`".ljust(width + 6) + f"{c.sql_type}" + (" NOT NULL" if c.name == PRIMARY_KEY
+                                                                                   else "")
+                         + f" COMMENT '{c.comment}'" for c in COLUMNS)
+    options = {"bucket.num": str(settings.lake.buckets), "bucket.key": PRIMARY_KEY, **table_properties(settings)}
+    with_clause = ",\n".join(f"    '{k}' = '{v}'" for k, v in options.items())
+    return (f"CREATE DATABASE IF NOT EXISTS `{db}`;\n\n"
+            f"CREATE TABLE IF NOT EXISTS `{db}`.`{TABLE}` (\n{columns},\n"
+            f"    PRIMARY KEY (`{PRIMARY_KEY}`) NOT ENFORCED\n) WITH (\n{with_clause}\n);\n")
+
+
+class SchemaConflict(UsageError):
+    """The table exists with another definition; nothing was changed."""
+
+
+def create_tables(settings: Settings, credentials: Credentials, endpoints: Endpoints,
+                  log: Callable[[str], None] = lambda _m: None, iceberg_wait: float = 60.0) -> dict[str, Any]:
+    """Create the database and saga_events (idempotent), then wait until Iceberg shows the lake table."""
+    result = asyncio.run(_create_in_fluss(settings, endpoints, log))
+    result["iceberg_table"] = wait_for_iceberg_table(settings, credentials, endpoints, iceberg_wait, log)
+    return result
+
+
+async def _create_in_fluss(settings: Settings, endpoints: Endpoints, log: Callable[[str], None]) -> dict[str, Any]:
+    import fluss
+
+    from sagaz_lakehouse.clients import fluss_connection
+
+    db = settings.lake.database
+    path = fluss.TablePath(db, TABLE)
+    wanted = fluss.Schema(arrow_schema(), primary_keys=[PRIMARY_KEY])
+    async with fluss_connection(endpoints) as connection:
+        admin = connection.get_admin()
+        await admin.create_database(db, ignore_if_exists=True)
+        if await admin.table_exists(path):
+            info = await admin.get_table_info(path)
+            _check_same_definition(settings, info, wanted)
+            log(f"table {db}.{TABLE} already exists with the same definition; nothing to do")
+            return {"database": db, "table": TABLE, "created": False}
+        descriptor = fluss.TableDescriptor(wanted, bucket_count=settings.lake.buckets, bucket_keys=[PRIMARY_KEY],
+                                           properties=table_properties(settings))
+        await admin.create_table(path, descriptor, ignore_if_exists=False)
+        log(f"created {db}.{TABLE} ({settings.lake.buckets} buckets, lake tiering every {settings.freshness})")
+        return {"database": db, "table": TABLE, "created": True}
+
+
+def _check_same_definition(settings: Settings, info: Any, wanted: Any) -> None:
+    differences = []
+    have_columns, want_columns = info.get_schema().get_columns(), wanted.get_columns()
+    if [tuple(c) for c in have_columns] != [tuple(c) for c in want_columns]:
+        differences.append(f"columns are {have_columns}, expected {want_columns}")
+    if info.get_primary_keys() != [PRIMARY_KEY]:
+        differences.append(f"primary key is {info.get_primary_keys()}, expected ['{PRIMARY_KEY}']")
+    if info.num_buckets != settings.lake.buckets:
+        differences.append(f"bucket count is {info.num_buckets}, expected {settings.lake.buckets}")
+    properties = info.get_properties()
+    for key, value in table_properties(settings).items():
+        if properties.get(key) != value:
+            differences.append(f"{key} is {properties.get(key)!r}, expected {value!r}")
+    if differences:
+        raise SchemaConflict(
+            f"{settings.lake.database}.{TABLE} exists with a different definition: " + "; ".join(differences),
+            "nothing was changed. Keep the existing table (adjust lake.* settings to match it), or drop it "
+            "deliberately and run create-tables again",
+        )
+
+
+def wait_for_iceberg_table(settings: Settings, credentials: Credentials, endpoints: Endpoints, timeout: float,
+                           log: Callable[[str], None]) -> str:
+    """The coordinator creates the Iceberg table when the Fluss table is created; confirm it is visible."""
+    from sagaz_lakehouse.clients import iceberg_catalog
+
+    catalog = iceberg_catalog(settings, credentials, endpoints)
+    identifier = f"{settings.lake.database}.{TABLE}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            catalog.load_table(identifier)
+            log(f"Iceberg table {identifier} is visible through the REST catalog")
+            return identifier
+        except Exception as exc:  # pyiceberg raises NoSuchTableError, or connection errors while starting
+            if time.monotonic() > deadline:
+                raise LakehouseError(f"Iceberg table {identifier} did not appear in the REST catalog "
+                                     f"within {timeout:.0f}s ({exc})",
+                                     "check the coordinator log: `sagaz-lakehouse logs fluss-coordinator`") from exc
+            time.sleep(1)
