@@ -43,6 +43,10 @@ MINIO_CLIENT = Pin("RELEASE.2025-08-13T08-35-41Z", "minio/mc:RELEASE.2025-08-13T
 # docker/quickstart-flink/prepare_build.sh at v0.9.1-incubating.
 HADOOP_APACHE = "3.3.5-2"  # io.trino.hadoop:hadoop-apache, used by the quickstart for Iceberg on Flink
 
+# Kubernetes API version the manifests are validated against (kubernetes-validate 1.33.1 ships the 1.33 OpenAPI
+# schemas) and the kube-apiserver the cluster tests build should match.
+KUBERNETES = "1.33"
+
 JAVA_FOR = {"default": 17, "trino": 24}  # minimum Java feature version per component (Trino 476 needs 24)
 
 ALL = {

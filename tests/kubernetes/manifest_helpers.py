@@ -1,0 +1,76 @@
+"""Helpers for the Kubernetes manifest tests: render a variant, parse every object, find things in them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from sagaz_lakehouse import config, render
+from sagaz_lakehouse.config import Credentials, Settings
+
+# Distinctive credentials, so a leak into any other file is unmistakable.
+CREDENTIALS = Credentials("AKIDtestaccess", "s3cr3t-value-that-must-stay-in-the-secret")
+
+# Variants every structural test runs on: dev/prod, 1 and 3 tablet servers, Trino workers, a storage class.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "dev": {},
+    "prod": {"profile": "prod"},
+    "three-tablets": {"replicas.tablet_servers": 3},
+    "trino-workers": {"replicas.trino_workers": 2, "replicas.flink_taskmanagers": 2},
+    "prod-big": {"profile": "prod", "replicas.tablet_servers": 3, "replicas.trino_workers": 1,
+                 "volumes.storage_class": "fast-ssd", "kubernetes.namespace": "lake-prod",
+                 "lake.bucket": "other-bucket", "lake.region": "eu-west-1"},
+}
+
+
+def settings_for(**overrides: Any) -> Settings:
+    return config.load(None, {"target": "kubernetes", **overrides}, environ={})
+
+
+@dataclass
+class Rendered:
+    settings: Settings
+    files: dict[str, render.RenderedFile]
+    objects: list[tuple[str, dict[str, Any]]]  # (file path, object)
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [o for _, o in self.objects if o["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        for obj in self.of_kind(kind):
+            if obj["metadata"]["name"] == name:
+                return obj
+        raise KeyError(f"{kind}/{name}")
+
+    def workloads(self) -> list[dict[str, Any]]:
+        return [o for _, o in self.objects if o["kind"] in ("StatefulSet", "Deployment", "Job")]
+
+    def config_data(self, name: str) -> dict[str, str]:
+        return self.get("ConfigMap", name)["data"]
+
+
+def render_variant(overrides: dict[str, Any], credentials: Credentials = CREDENTIALS) -> Rendered:
+    settings = settings_for(**overrides)
+    files = {f.path: f for f in render.render(settings, credentials, "kubernetes")}
+    objects = [(path, obj) for path, f in files.items() if path != "kustomization.yaml"
+               for obj in yaml.safe_load_all(f.content) if obj is not None]
+    return Rendered(settings, files, objects)
+
+
+def containers(workload: dict[str, Any], init: bool = True) -> Iterator[dict[str, Any]]:
+    spec = workload["spec"]["template"]["spec"]
+    yield from spec.get("initContainers", []) if init else ()
+    yield from spec["containers"]
+
+
+def properties(text: str, separator: str) -> dict[str, str]:
+    """Parse 'key: value' (Fluss, Flink) or 'key=value' (Java properties) lines."""
+    out = {}
+    for line in text.splitlines():
+        if line.strip():
+            key, _, value = line.partition(separator)
+            out[key.strip()] = value.strip()
+    return out
