@@ -30,14 +30,13 @@ FLINK_MINOR = "1.20"
 ZOOKEEPER = Pin("3.9.2", "zookeeper:3.9.2", "apache/fluss deploying-with-docker.md")
 # Newest Trino on Maven Central (io.trino:trino-server maven-metadata.xml); requires Java 24+.
 TRINO = Pin("476", "trinodb/trino:476", "io.trino:trino-server maven-metadata.xml")
-# MinIO: module version from the Go module proxy; the image tag is the RELEASE tag of the same commit.
-MINIO = Pin(
-    "v0.0.0-20250907035253-6c9d2c1b3f34",
-    "minio/minio:RELEASE.2025-09-07T16-13-09Z",
-    "github.com/minio/minio on the Go module proxy; minio/minio release tags",
-)
-# A small image with a POSIX shell and curl for one-shot jobs (bucket creation uses the MinIO client image).
-MINIO_CLIENT = Pin("RELEASE.2025-08-13T08-35-41Z", "minio/mc:RELEASE.2025-08-13T08-35-41Z", "minio/mc release tags")
+# MinIO: the release tag RELEASE.2025-09-07T16-13-09Z (minio/minio, commit 07c3a429bfed) is the newest release the
+# Go module proxy serves; the local target builds exactly that commit, containers run the image of the same tag.
+# (minio/minio's own compose example pins the previous day's RELEASE.2025-09-06T17-38-46Z.)
+MINIO = Pin("v0.0.0-20250907161309-07c3a429bfed", "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
+            "minio/minio git tag RELEASE.2025-09-07T16-13-09Z")
+MINIO_CLIENT = Pin("RELEASE.2025-08-13T08-35-41Z", "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
+                   "minio/mc release tags")
 
 # Jar versions of the Fluss/Iceberg plumbing, from apache/fluss docs/quickstart/lakehouse.md and
 # docker/quickstart-flink/prepare_build.sh at v0.9.1-incubating.

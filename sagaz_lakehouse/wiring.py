@@ -59,10 +59,15 @@ def remote_data_uri(settings: Settings) -> str:
     return f"s3://{settings.lake.bucket}/fluss-remote"
 
 
-def iceberg_catalog_properties(settings: Settings, view: View) -> dict[str, str]:
-    """Iceberg catalog properties shared by the Fluss servers and the tiering job (``datalake.iceberg.*``)."""
+def iceberg_catalog_properties(settings: Settings, view: View, with_credentials: bool = True) -> dict[str, str]:
+    """Iceberg catalog properties shared by the Fluss servers and the tiering job (``datalake.iceberg.*``).
+
+    Without credentials, S3FileIO falls back to the AWS default chain (``aws_environment``): used wherever the
+    properties could end up in a log or a process listing (tiering-job arguments, the REST fixture, which logs
+    every catalog property at start-up).
+    """
     ep = endpoints(settings, view)
-    return {
+    props = {
         "type": "rest",
         "uri": ep.rest_catalog,
         "warehouse": warehouse_uri(settings),
@@ -70,10 +75,17 @@ def iceberg_catalog_properties(settings: Settings, view: View) -> dict[str, str]
         "io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
         "s3.endpoint": ep.s3,
         "s3.path-style-access": "true",
-        "s3.access-key-id": ACCESS_KEY,
-        "s3.secret-access-key": SECRET_KEY,
         "client.region": settings.lake.region,
     }
+    if with_credentials:
+        props["s3.access-key-id"] = ACCESS_KEY
+        props["s3.secret-access-key"] = SECRET_KEY
+    return props
+
+
+def aws_environment(settings: Settings) -> dict[str, str]:
+    """Credentials for the AWS SDK's default chain, for processes that must not carry them in arguments."""
+    return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": settings.lake.region}
 
 
 def fluss_common_properties(settings: Settings, view: View) -> dict[str, str]:
@@ -87,6 +99,11 @@ def fluss_common_properties(settings: Settings, view: View) -> dict[str, str]:
         "s3.secret-key": SECRET_KEY,
         "s3.region": settings.lake.region,
         "s3.path-style-access": "true",
+        # Clients (the tiering job reading KV snapshots) get temporary credentials from the servers. Without a
+        # role the servers call AWS STS GetSessionToken, which MinIO lacks (apache/fluss#211); with a role they
+        # call AssumeRole at this endpoint, which MinIO implements (fluss-fs-s3 S3DelegationTokenProvider).
+        "s3.assumed.role.arn": "arn:aws:iam::000000000000:role/sagaz-lakehouse",
+        "s3.assumed.role.sts.endpoint": ep.s3,
         "datalake.format": "iceberg",
         # Primary-key tables tier from KV snapshots: the snapshot interval bounds tiering latency.
         "kv.snapshot.interval": "5s" if settings.profile == "dev" else "1min",
@@ -127,10 +144,12 @@ def _listeners(settings: Settings, hostname: str, host_port: int) -> dict[str, s
 
 
 def tiering_job_arguments(settings: Settings) -> list[str]:
-    """Program arguments of FlussLakeTieringEntrypoint: the same ``datalake.*`` options as the servers."""
+    """Program arguments of FlussLakeTieringEntrypoint: the same ``datalake.*`` options as the servers.
+
+    Credentials are not among them: the TaskManagers get ``aws_environment`` instead."""
     view = _server_view(settings)
     args = ["--fluss.bootstrap.servers", endpoints(settings, view).fluss_bootstrap, "--datalake.format", "iceberg"]
-    for key, value in iceberg_catalog_properties(settings, view).items():
+    for key, value in iceberg_catalog_properties(settings, view, with_credentials=False).items():
         args += [f"--datalake.iceberg.{key}", value]
     return args
 
@@ -152,21 +171,18 @@ def trino_iceberg_catalog(settings: Settings) -> dict[str, str]:
 
 
 def rest_catalog_environment(settings: Settings, state_dir: str) -> dict[str, str]:
-    """The REST fixture maps CATALOG_* variables to catalog properties ('__' → '-', '_' → '.')."""
+    """The REST fixture maps CATALOG_* variables to catalog properties ('__' → '-', '_' → '.'; RCKUtils.java) and
+    defaults to a JDBC catalog; a sqlite file in ``state_dir`` makes its state durable."""
     ep = endpoints(settings, _server_view(settings))
     return {
         "CATALOG_WAREHOUSE": warehouse_uri(settings),
         "CATALOG_URI": f"jdbc:sqlite:file:{state_dir}/{REST_CATALOG_DB}",
-        "CATALOG_JDBC_USER": "iceberg",
-        "CATALOG_JDBC_PASSWORD": "iceberg",  # sqlite ignores it; the JDBC catalog requires the property
         "CATALOG_IO__IMPL": "org.apache.iceberg.aws.s3.S3FileIO",
         "CATALOG_S3_ENDPOINT": ep.s3,
         "CATALOG_S3_PATH__STYLE__ACCESS": "true",
-        "CATALOG_S3_ACCESS__KEY__ID": ACCESS_KEY,
-        "CATALOG_S3_SECRET__ACCESS__KEY": SECRET_KEY,
         "CATALOG_CLIENT_REGION": settings.lake.region,
-        "AWS_REGION": settings.lake.region,
-        "REST_PORT": str(settings.ports.rest_catalog),
+        "CATALOG_REST_PORT": str(settings.ports.rest_catalog),  # read as the catalog property rest.port
+        **aws_environment(settings),
     }
 
 

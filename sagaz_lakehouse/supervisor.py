@@ -1,0 +1,246 @@
+"""A small process supervisor for the local target: start, identify, health-check and stop native processes.
+
+State lives in the run folder: ``pids/<name>.pid`` and ``logs/<name>.log``. A pid file is trusted only if the
+process is alive *and* its command line mentions the run folder, so a recycled pid never gets killed by mistake
+and stale pid files are cleaned up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sagaz_lakehouse.errors import ComponentFailed
+
+LOG_TAIL_LINES = 30
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """tcp: a connect succeeds; http: GET answers 2xx (and the body contains ``expect``, if set)."""
+
+    kind: str
+    host: str
+    port: int
+    path: str = ""
+    expect: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "http":
+            return f"GET http://{self.host}:{self.port}{self.path}" + (f" contains {self.expect!r}"
+                                                                      if self.expect else "")
+        return f"TCP connect {self.host}:{self.port}"
+
+    def ok(self) -> bool:
+        if self.kind == "tcp":
+            try:
+                with socket.create_connection((self.host, self.port), timeout=2):
+                    return True
+            except OSError:
+                return False
+        try:
+            url = f"http://{self.host}:{self.port}{self.path}"
+            with urllib.request.urlopen(url, timeout=3) as response:
+                body = response.read().decode(errors="replace")
+                return 200 <= response.status < 300 and (not self.expect or self.expect in body)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    health: HealthProbe | None = None
+    depends_on: tuple[str, ...] = ()
+    ports: tuple[int, ...] = ()  # ports it binds (checked before starting)
+    one_shot: bool = False  # runs to completion (exit 0) instead of staying up
+    timeout: float = 180.0  # seconds to become healthy (or to finish, for one-shot)
+    secret_values: tuple[str, ...] = ()  # never echoed in errors
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.pid_dir = run_dir / "pids"
+        self.log_dir = run_dir / "logs"
+        self._children: dict[str, subprocess.Popen] = {}  # reaped by this process; lets us read exit codes
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def pid_file(self, name: str) -> Path:
+        return self.pid_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def running_pid(self, name: str) -> int | None:
+        """The pid of our live process for ``name``; removes a stale pid file."""
+        path = self.pid_file(name)
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if self._is_ours(pid):
+            return pid
+        path.unlink(missing_ok=True)
+        return None
+
+    def _is_ours(self, pid: int) -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            return False
+        return state != "Z" and str(self.run_dir) in cmdline
+
+    # ------------------------------------------------------------------------------------------ start
+
+    def start(self, spec: ProcessSpec) -> int:
+        """Start ``spec`` detached; its output goes to its log. Returns the pid."""
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_file(spec.name).open("ab")
+        log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {spec.name} =====\n".encode())
+        log.flush()
+        env = {**os.environ, **spec.env}
+        process = subprocess.Popen(spec.argv, cwd=spec.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self.pid_file(spec.name).write_text(f"{process.pid}\n")
+        self._children[spec.name] = process
+        return process.pid
+
+    def wait_healthy(self, spec: ProcessSpec, deadline: float) -> None:
+        while True:
+            if spec.one_shot:
+                code = self.exit_code(spec.name)
+                if code == 0:
+                    return
+                if code is not None:
+                    raise self.failure(spec, f"exited with code {code}")
+            else:
+                if spec.health is None or spec.health.ok():
+                    return
+                if self.running_pid(spec.name) is None:
+                    raise self.failure(spec, "process exited")
+            if time.monotonic() > deadline:
+                raise self.failure(spec, f"not healthy within {spec.timeout:.0f}s")
+            time.sleep(0.5)
+
+    def exit_code(self, name: str) -> int | None:
+        child = self._children.get(name)
+        return None if child is None else child.poll()
+
+    def failure(self, spec: ProcessSpec, what: str) -> ComponentFailed:
+        check = spec.health.describe() if spec.health else "exit code"
+        tail = self.tail(spec.name, LOG_TAIL_LINES)
+        for secret in spec.secret_values:
+            tail = tail.replace(secret, "***")
+        return ComponentFailed(spec.name, f"{check}: {what}", tail)
+
+    # ------------------------------------------------------------------------------------------ stop
+
+    def stop(self, name: str, grace: float = 30.0) -> bool:
+        """SIGTERM the process group, SIGKILL after ``grace`` seconds. True if something was stopped."""
+        pid = self.running_pid(name)
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self._is_ours(pid) and time.monotonic() < deadline:
+            self._reap(name)
+            time.sleep(0.2)
+        if self._is_ours(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        self._reap(name)
+        self.pid_file(name).unlink(missing_ok=True)
+        return True
+
+    def _reap(self, name: str) -> None:
+        child = self._children.get(name)
+        if child is not None:
+            child.poll()
+
+    # ------------------------------------------------------------------------------------------ logs
+
+    def tail(self, name: str, lines: int) -> str:
+        path = self.log_file(name)
+        if not path.exists():
+            return f"(no log yet at {path})"
+        with path.open(errors="replace") as handle:
+            return "".join(deque(handle, maxlen=lines)).rstrip("\n")
+
+
+def port_owner(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something already listens on host:port."""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def start_in_order(supervisor: Supervisor, specs: list[ProcessSpec], progress: Callable[[str], None],
+                   wait: bool = True) -> dict[str, str]:
+    """Start every spec once its dependencies are healthy; independent ones start in parallel.
+
+    Components already running are left alone. Returns name → "started" | "running" | "completed".
+    """
+    by_name = {s.name: s for s in specs}
+    outcome: dict[str, str] = {}
+    pending = list(specs)
+    started: dict[str, float] = {}  # name → deadline
+    while pending or started:
+        for spec in list(pending):
+            if all(dep in outcome for dep in spec.depends_on if dep in by_name):
+                pending.remove(spec)
+                if not spec.one_shot and supervisor.running_pid(spec.name) is not None:
+                    outcome[spec.name] = "running"
+                    progress(f"{spec.name}: already running")
+                    continue
+                supervisor.start(spec)
+                progress(f"{spec.name}: starting")
+                started[spec.name] = time.monotonic() + spec.timeout
+        if not wait:
+            outcome.update({name: "started" for name in started})
+            started.clear()
+            if pending:  # without waiting, dependents start right after their dependencies
+                continue
+            break
+        for name, deadline in list(started.items()):
+            spec = by_name[name]
+            if _ready(supervisor, spec):
+                del started[name]
+                outcome[name] = "completed" if spec.one_shot else "started"
+                progress(f"{name}: {'done' if spec.one_shot else 'healthy'}")
+            elif time.monotonic() > deadline or _dead(supervisor, spec):
+                supervisor.wait_healthy(spec, deadline=0)  # raises ComponentFailed with the log tail
+        if started:
+            time.sleep(0.5)
+    return outcome
+
+
+def _ready(supervisor: Supervisor, spec: ProcessSpec) -> bool:
+    if spec.one_shot:
+        return supervisor.exit_code(spec.name) == 0
+    return spec.health is None or spec.health.ok()
+
+
+def _dead(supervisor: Supervisor, spec: ProcessSpec) -> bool:
+    if spec.one_shot:
+        code = supervisor.exit_code(spec.name)
+        return code is not None and code != 0
+    return supervisor.running_pid(spec.name) is None
