@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sagaz_lakehouse import versions as v  # noqa: E402
+from sagaz_lakehouse import versions as v
 
 FLUSS, ICEBERG, FLINK_MINOR = v.FLUSS.version, v.ICEBERG.version, v.FLINK_MINOR
 
@@ -41,6 +42,27 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         f"org.apache.iceberg:iceberg-aws-bundle:{ICEBERG}",
     ]),
     "tiering-job": ("jars", [f"org.apache.fluss:fluss-flink-tiering:{FLUSS}"]),
+    # ---- local target: the same components as native processes ----
+    # ZooKeeper server with its runtime classpath.
+    "zookeeper": ("tree", [f"org.apache.zookeeper:zookeeper:{v.ZOOKEEPER.version}"]),
+    # FLUSS_HOME/lib as fluss-dist assembles it (fluss-dist/src/main/assemblies/bin.xml): the shaded server jar
+    # plus log4j2 (versions from apache/fluss pom.xml at the release tag).
+    "fluss-lib": ("jars", [
+        f"org.apache.fluss:fluss-server:{FLUSS}",
+        f"org.slf4j:slf4j-api:{v.FLUSS_SLF4J}",
+        *(f"org.apache.logging.log4j:{name}:{v.FLUSS_LOG4J}"
+          for name in ("log4j-api", "log4j-core", "log4j-slf4j-impl", "log4j-1.2-api")),
+    ]),
+    # FLUSS_HOME/plugins/<name> (fluss-dist/src/main/assemblies/plugins.xml).
+    "fluss-plugin-s3": ("jars", [f"org.apache.fluss:fluss-fs-s3:{FLUSS}"]),
+    "fluss-plugin-iceberg": ("jars", [f"org.apache.fluss:fluss-lake-iceberg:{FLUSS}"]),
+    # The Apache Iceberg REST fixture: a runnable jar (Main-Class RESTCatalogServer, sqlite-jdbc inside).
+    "rest-catalog": ("jars", [f"org.apache.iceberg:iceberg-open-api:{ICEBERG}"]),
+    # Trino: the core server and the Iceberg plugin (the full trino-server tarball carries every plugin).
+    "trino": ("jars", [f"io.trino:trino-server-core:{v.TRINO.version}:tar.gz",
+                       f"io.trino:trino-iceberg:{v.TRINO.version}:zip"]),
+    # Flink's distribution is not on Maven Central; PyPI's apache-flink-libraries carries its lib/ and bin/.
+    "flink-dist": ("pypi", [f"apache-flink-libraries=={v.FLINK.version}"]),
 }
 
 
@@ -86,6 +108,22 @@ def resolve_tree(coordinates: list[str]) -> list[str]:
         return sorted(set(resolved))
 
 
+def describe_pypi(requirement: str) -> dict[str, object]:
+    """The sdist of a pinned PyPI release, from the simple index (each link carries its sha256)."""
+    name, version = requirement.split("==")
+    with urllib.request.urlopen(f"https://pypi.org/simple/{name}/", timeout=60) as response:
+        index = response.read().decode()
+    filename = f"{name}-{version}.tar.gz"
+    match = re.search(r'href="([^"#]*/' + re.escape(filename) + r')#sha256=([0-9a-f]{64})"', index)
+    if not match:
+        raise SystemExit(f"{filename} not found in the PyPI simple index")
+    url, digest = match.groups()
+    request = urllib.request.Request(url, method="HEAD")  # noqa: S310 - https from the index
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        size = int(response.headers["Content-Length"])
+    return {"name": filename, "url": url, "sha256": digest, "size": size, "coordinates": f"pypi:{requirement}"}
+
+
 def describe(coordinates: str, repository: str) -> dict[str, object]:
     path = repo_path(coordinates)
     digest, size = hashlib.sha256(), 0
@@ -110,8 +148,11 @@ def main() -> None:
         if args.only and name not in args.only and name in existing:
             groups[name] = existing[name]
             continue
+        print(f"{name}: resolving {kind}", file=sys.stderr)
+        if kind == "pypi":
+            groups[name] = [describe_pypi(r) for r in roots]
+            continue
         coordinates = resolve_tree(roots) if kind == "tree" else roots
-        print(f"{name}: {len(coordinates)} files", file=sys.stderr)
         groups[name] = [describe(c, args.repository) for c in coordinates]
     lock = {"generated_by": "scripts/lock_artifacts.py", "versions": {k: p.version for k, p in v.ALL.items()},
             "groups": groups}
