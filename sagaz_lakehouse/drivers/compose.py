@@ -1,0 +1,377 @@
+"""Compose driver: writes the rendered project and drives ``<engine> compose`` (Docker, Podman or nerdctl).
+
+Credentials never reach an argument list: compose reads them from the project's 0600 ``.env``. Every call into the
+engine is bounded by a timeout, and every failure names the service, its health and the tail of its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse import wiring
+from sagaz_lakehouse.config import Credentials, Settings, host_ports
+from sagaz_lakehouse.errors import ComponentFailed, EnvironmentProblem, LakehouseError, UsageError
+from sagaz_lakehouse.stack import View
+
+ENGINES = ("docker", "podman", "nerdctl")
+MIN_COMPOSE = (2, 1, 1)  # first Docker Compose release with `up --wait`
+PROBE_TIMEOUT = 30  # seconds for `info`, `compose version`, `ps`, `logs`
+LOG_TAIL = 40
+PULL_ALLOWANCE = 1800  # seconds added to the first `up` for image pulls
+# Compose gives the calling shell's variables precedence over .env: keep stray values out of the child.
+SHADOWING_VARS = (wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY_VAR, "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY",
+                  "SAGAZ_LAKEHOUSE_S3_SECRET_KEY")
+START_HINT = ("start Docker (Docker Desktop, or `sudo systemctl start docker`; for Podman `podman machine start`), "
+              "or run the stack natively with `--target local`")
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class ComposeDriver:
+    def __init__(self, settings: Settings, base_dir: Path, *, log: Log | None = None,
+                 credentials: Credentials | None = None) -> None:
+        self.settings = settings
+        self.base_dir = base_dir
+        self.log = log or _stderr
+        self._credentials = credentials
+        self._compose_cmd: list[str] | None = None
+
+    # ------------------------------------------------------------------------------------------ places
+
+    @property
+    def project_dir(self) -> Path:
+        path = Path(os.path.expanduser(self.settings.compose.project_dir))
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def project(self) -> str:
+        return self.settings.project
+
+    def credentials(self) -> Credentials:
+        if self._credentials is None:
+            from sagaz_lakehouse.config import resolve_credentials
+
+            self._credentials = resolve_credentials(self.settings, base_dir=self.base_dir)
+        return self._credentials
+
+    # ------------------------------------------------------------------------------------------ engine
+
+    def engine(self) -> str:
+        """The engine CLI on PATH (settings.compose.engine, or the first of docker, podman, nerdctl)."""
+        wanted = self.settings.compose.engine
+        candidates = ENGINES if wanted == "auto" else (wanted,)
+        for name in candidates:
+            if shutil.which(name):
+                return name
+        looked = ", ".join(candidates)
+        raise EnvironmentProblem(f"no container engine found (looked for {looked} on PATH)",
+                                 "install Docker (https://docs.docker.com/get-docker/) and " + START_HINT)
+
+    def compose_command(self) -> list[str]:
+        """``<engine> compose``, checked once: daemon reachable, compose new enough for ``up --wait``."""
+        if self._compose_cmd is not None:
+            return self._compose_cmd
+        engine = self.engine()
+        info = self._exec([engine, "info"], timeout=PROBE_TIMEOUT)
+        if info.returncode != 0:
+            detail = _last_line(info.stderr or info.stdout) or f"exit {info.returncode}"
+            raise EnvironmentProblem(f"the {engine} daemon is not reachable (`{engine} info` failed: {detail})",
+                                     START_HINT)
+        command = [engine, "compose"]
+        version = self._exec([*command, "version"], timeout=PROBE_TIMEOUT)
+        if version.returncode != 0 and engine == "docker" and shutil.which("docker-compose"):
+            command = ["docker-compose"]  # the standalone binary, when the CLI plugin is missing
+            version = self._exec([*command, "version"], timeout=PROBE_TIMEOUT)
+        if version.returncode != 0:
+            raise EnvironmentProblem(f"`{engine} compose` is not available ({_last_line(version.stderr) or 'failed'})",
+                                     "install the Docker Compose plugin v2.1.1 or newer "
+                                     "(https://docs.docker.com/compose/install/), or use `--target local`")
+        found = parse_version(version.stdout + version.stderr)
+        if found is None or found < MIN_COMPOSE:
+            shown = ".".join(map(str, found)) if found else "an unknown version"
+            raise EnvironmentProblem(f"{' '.join(command)} is {shown}; `up --wait` needs Docker Compose 2.1.1 or newer",
+                                     "upgrade Docker Compose (https://docs.docker.com/compose/install/)")
+        self._compose_cmd = command
+        return command
+
+    def _compose(self, *args: str) -> list[str]:
+        base = [*self.compose_command(), "-p", self.project]
+        compose_file = self.project_dir / "compose.yaml"
+        if compose_file.exists():
+            base += ["--project-directory", str(self.project_dir), "-f", str(compose_file)]
+        return [*base, *args]
+
+    # ------------------------------------------------------------------------------------------ verbs
+
+    def up(self, *, dry_run: bool, wait: bool, timeout: int) -> dict[str, Any]:
+        from sagaz_lakehouse import render
+        from sagaz_lakehouse.targets import compose as target
+
+        files = render.render(self.settings, self.credentials(), "compose")
+        services = list(target.project(self.settings)["services"])
+        steps = self._plan(services, wait, timeout)
+        result = {"target": "compose", "project": self.project, "project_dir": str(self.project_dir),
+                  "services": services, "commands": [" ".join(step) for step in steps],
+                  "endpoints": self.endpoint_map(), "dry_run": dry_run}
+        if dry_run:
+            self.log(f"dry run: would write {len(files)} files to {self.project_dir} "
+                     f"({', '.join(f.path for f in files)}), place the locked jars under {self.project_dir}/jars, "
+                     "then run:")
+            for step in steps:
+                self.log("  " + " ".join(step))
+            return result
+        command = self.compose_command()
+        self.check_ports(services)
+        self.log(f"writing the compose project to {self.project_dir}")
+        render.write_files(files, self.project_dir)
+        self.materialize_jars()
+        self.log(f"starting {len(services)} services with {' '.join(command)} (timeout {timeout}s)")
+        deadline_steps = self._plan(services, wait, timeout)
+        for index, step in enumerate(deadline_steps):
+            # --wait-timeout covers the wait only; the first run may also pull several GB of images.
+            budget = timeout + PULL_ALLOWANCE if index == 0 else max(60, timeout)
+            code = self._stream(step, budget)
+            if code != 0:
+                raise self.diagnose(f"`{' '.join(step[len(command):])}` exited with {code}")
+        self.log("stack is up; next: `sagaz-lakehouse create-tables`, then `sagaz-lakehouse doctor`")
+        return result
+
+    def _plan(self, services: list[str], wait: bool, timeout: int) -> list[list[str]]:
+        command = self._planned_command()
+        base = [*command, "-p", self.project, "--project-directory", str(self.project_dir),
+                "-f", str(self.project_dir / "compose.yaml")]
+        if not wait:
+            return [[*base, "up", "-d", "--remove-orphans"]]
+        # `up --wait` treats a one-shot container that nothing waits on as a failure once it exits, so the tiering
+        # submission runs as a second, attached step whose exit code is the job's (compose pkg/compose/start.go).
+        long_running = [name for name in services if name != s.SUBMIT_TIERING]
+        return [[*base, "up", "-d", "--wait", "--wait-timeout", str(timeout), "--remove-orphans", *long_running],
+                [*base, "up", "--no-deps", "--exit-code-from", s.SUBMIT_TIERING, s.SUBMIT_TIERING]]
+
+    def _planned_command(self) -> list[str]:
+        if self._compose_cmd is not None:
+            return self._compose_cmd
+        with contextlib.suppress(LakehouseError):
+            return [self.engine(), "compose"]  # dry runs do not require a running daemon
+        return ["docker" if self.settings.compose.engine == "auto" else self.settings.compose.engine, "compose"]
+
+    def down(self, *, purge: bool) -> None:
+        args = ["down", "--remove-orphans"] + (["--volumes"] if purge else [])
+        self.log(f"stopping compose project {self.project}" + (" and deleting its volumes" if purge else
+                                                                 " (volumes kept; --purge deletes them)"))
+        code = self._stream(self._compose(*args), 300)
+        if code != 0:
+            raise LakehouseError(f"`compose down` exited with {code}", f"see `{' '.join(self._compose('ps', '-a'))}`")
+
+    def status(self) -> list[dict[str, Any]]:
+        from sagaz_lakehouse.targets import compose as target
+
+        containers = self.containers()
+        endpoints = self.endpoint_map()
+        rows = []
+        for service in target.project(self.settings)["services"]:
+            mine = [c for c in containers if c.get("Service") == service]
+            for i, container in enumerate(mine or [None]):
+                component = service if len(mine) <= 1 else f"{service}#{i + 1}"
+                rows.append({"component": component, "state": container_state(container),
+                             "endpoint": endpoints.get(service, ""),
+                             "detail": (container or {}).get("Status", "not created")})
+        return rows
+
+    def logs(self, component: str, lines: int) -> str:
+        from sagaz_lakehouse.targets import compose as target
+
+        services = list(target.project(self.settings)["services"])
+        if component not in services:
+            raise UsageError(f"unknown component '{component}'", f"use one of: {', '.join(services)}")
+        result = self._exec(self._compose("logs", "--no-color", "--tail", str(lines), component),
+                            timeout=PROBE_TIMEOUT)
+        return self.redact(result.stdout + result.stderr).rstrip("\n")
+
+    @contextlib.contextmanager
+    def client_endpoints(self) -> Iterator[wiring.Endpoints]:
+        # Published on 127.0.0.1 by the compose file: nothing to open or close.
+        yield wiring.endpoints(self.settings, View.EXTERNAL)
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def endpoint_map(self) -> dict[str, str]:
+        """Where each service is reached from this host (only services with published ports)."""
+        ep, p = wiring.endpoints(self.settings, View.EXTERNAL), self.settings.ports
+        out = {
+            s.TRINO: f"{ep.trino} (Trino UI and JDBC)",
+            s.JOBMANAGER: f"{ep.flink_rest} (Flink UI)",
+            s.MINIO: f"{ep.s3} (S3 API); console http://{wiring.LOOPBACK}:{p.minio_console}",
+            s.REST_CATALOG: f"{ep.rest_catalog} (Iceberg REST catalog)",
+            s.COORDINATOR: f"{ep.fluss_bootstrap} (Fluss bootstrap server)",
+        }
+        for i in range(self.settings.replicas.tablet_servers):
+            out[f"{s.TABLET}-{i}"] = f"{wiring.LOOPBACK}:{p.fluss_tablet + i} (Fluss tablet server {i})"
+        return out
+
+    def containers(self) -> list[dict[str, Any]]:
+        result = self._exec(self._compose("ps", "-a", "--format", "json"), timeout=PROBE_TIMEOUT)
+        if result.returncode != 0:
+            raise LakehouseError(f"`compose ps` failed: {_last_line(result.stderr) or result.returncode}",
+                                 "is the engine running? try `docker info`")
+        return parse_ps(result.stdout)
+
+    def check_ports(self, services: list[str]) -> None:
+        """Every published port must be free on 127.0.0.1, unless this project's own container holds it."""
+        from sagaz_lakehouse.targets import compose as target
+
+        running = {c.get("Service") for c in self.containers() if c.get("State") == "running"}
+        owners = {port: owner for owner, port in host_ports(self.settings)}
+        for service, svc in target.project(self.settings)["services"].items():
+            if service in running:
+                continue
+            for mapping in svc.get("ports", []):
+                port = int(mapping.split(":")[1])
+                if not port_free(port):
+                    setting = owners.get(port, "ports").split(" ")[0]
+                    raise EnvironmentProblem(
+                        f"port {port} on 127.0.0.1 (published by service '{service}') is already in use",
+                        f"stop whatever listens there (`lsof -i :{port}`), or pick another port: "
+                        f"--set ports.{setting}=<free port>")
+
+    def materialize_jars(self) -> None:
+        from sagaz_lakehouse import artifacts
+        from sagaz_lakehouse.targets import compose as target
+
+        cache = artifacts.cache_dir(self.settings.local.cache_dir)
+        for kind, group in target.JAR_GROUPS.items():
+            paths = artifacts.fetch(artifacts.group(group), cache, self.settings.local.maven_repository,
+                                    progress=_download_progress(self.log))
+            directory = self.project_dir / target.JARS_DIR / kind
+            artifacts.materialize(paths, directory)
+            for path in directory.iterdir():
+                # Containers run as their own users (flink is uid 9999): the bind-mounted jars must be world-readable.
+                path.chmod(0o644)
+
+    def diagnose(self, what: str) -> LakehouseError:
+        """The first service that is not healthy (or a one-shot that failed), with its health and log tail."""
+        try:
+            containers = self.containers()
+        except LakehouseError:
+            containers = []
+        bad = [c for c in containers if container_state(c) not in ("healthy", "completed", "running")]
+        if not bad:
+            return LakehouseError(f"compose up failed: {what}", f"see `sagaz-lakehouse status` and "
+                                                                 f"`{' '.join(self._compose('logs'))}`")
+        first = bad[0]
+        service = first.get("Service", "?")
+        tail = self._exec(self._compose("logs", "--no-color", "--tail", str(LOG_TAIL), service), timeout=PROBE_TIMEOUT)
+        check = f"state {first.get('State', '?')}, health {first.get('Health') or 'none'}, {first.get('Status', '')}"
+        others = ", ".join(c.get("Service", "?") for c in bad[1:])
+        hint = f"see `sagaz-lakehouse logs {service}`" + (f"; also not healthy: {others}" if others else "")
+        return ComponentFailed(service, check.strip(", "), self.redact(tail.stdout + tail.stderr).rstrip(), hint)
+
+    def redact(self, text: str) -> str:
+        """Never echo a credential value, whatever a container chose to log."""
+        with contextlib.suppress(LakehouseError):
+            creds = self.credentials()
+            for value in (creds.secret_key, creds.access_key):
+                if value:
+                    text = text.replace(value, "***")
+        return text
+
+    def _env(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if k not in SHADOWING_VARS}
+
+    def _exec(self, args: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=self._env(),
+                                  check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise LakehouseError(f"`{' '.join(args[:4])} ...` did not answer within {timeout}s",
+                                 "is the container engine responsive? try `docker info`") from exc
+
+    def _stream(self, args: list[str], timeout: int) -> int:
+        """Run a long compose command, copying its progress to the log line by line; killed after ``timeout``."""
+        self.log("$ " + " ".join(args))
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env=self._env(), cwd=self.project_dir if self.project_dir.is_dir() else None)
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                self.log(self.redact(line.rstrip("\n")))
+            code = process.wait()
+        finally:
+            timer.cancel()
+        if code < 0:
+            self.log(f"stopped after {timeout}s")
+        return code
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """The compose version from `compose version` output ("Docker Compose version v2.40.3", "2.24.6-desktop.1")."""
+    match = re.search(r"Docker Compose version v?(\d+)\.(\d+)\.(\d+)", text) or \
+        re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(g) for g in match.groups()) if match else None  # type: ignore[return-value]
+
+
+def parse_ps(text: str) -> list[dict[str, Any]]:
+    """`compose ps --format json`: a JSON array before Compose 2.21, one object per line since."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return list(json.loads(text))
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def container_state(container: dict[str, Any] | None) -> str:
+    if container is None:
+        return "absent"
+    state, health = container.get("State", ""), container.get("Health", "")
+    if state == "running":
+        return health or "running"  # healthy | unhealthy | starting, or running without a health check
+    if state == "exited":
+        return "completed" if int(container.get("ExitCode", 1)) == 0 else "failed"
+    return state or "unknown"
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((wiring.LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _download_progress(log: Log) -> Callable[[str, int, int], None]:
+    announced: set[str] = set()
+
+    def progress(name: str, done: int, total: int) -> None:
+        if name not in announced:
+            announced.add(name)
+            log(f"downloading {name}" + (f" ({total // 2**20} MiB)" if total else ""))
+
+    return progress
