@@ -105,6 +105,7 @@ def _fetch_one(artifact: Artifact, cache: Path, repository: str, progress: Progr
                     progress(artifact.name, done, total)
         if digest.hexdigest() != artifact.sha256:
             raise DigestMismatch(artifact, digest.hexdigest(), source)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; containers (other uids) read these through mounts
         os.replace(tmp_name, target)
     finally:
         if os.path.exists(tmp_name):
