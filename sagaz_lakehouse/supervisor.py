@@ -27,7 +27,8 @@ LOG_TAIL_LINES = 30
 
 @dataclass(frozen=True)
 class HealthProbe:
-    """tcp: a connect succeeds; http: GET answers 2xx (and the body contains ``expect``, if set)."""
+    """tcp: a connect succeeds; http: GET answers 2xx; fourletter: ZooKeeper answers the command in ``path``.
+    With ``expect``, the answer must also contain it."""
 
     kind: str
     host: str
@@ -36,12 +37,16 @@ class HealthProbe:
     expect: str = ""
 
     def describe(self) -> str:
+        if self.kind == "fourletter":
+            return f"ZooKeeper '{self.path}' on {self.host}:{self.port} answers {self.expect!r}"
         if self.kind == "http":
             return f"GET http://{self.host}:{self.port}{self.path}" + (f" contains {self.expect!r}"
                                                                       if self.expect else "")
         return f"TCP connect {self.host}:{self.port}"
 
     def ok(self) -> bool:
+        if self.kind == "fourletter":
+            return self.expect in _four_letter(self.host, self.port, self.path)
         if self.kind == "tcp":
             try:
                 with socket.create_connection((self.host, self.port), timeout=2):
@@ -88,6 +93,9 @@ class Supervisor:
 
     def running_pid(self, name: str) -> int | None:
         """The pid of our live process for ``name``; removes a stale pid file."""
+        child = self._children.get(name)
+        if child is not None:  # started by us: trust the handle (right after fork, /proc still shows python)
+            return child.pid if child.poll() is None else None
         path = self.pid_file(name)
         try:
             pid = int(path.read_text().strip())
@@ -184,6 +192,18 @@ class Supervisor:
             return f"(no log yet at {path})"
         with path.open(errors="replace") as handle:
             return "".join(deque(handle, maxlen=lines)).rstrip("\n")
+
+
+def _four_letter(host: str, port: int, command: str) -> str:
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.sendall(command.encode())
+            chunks = []
+            while chunk := sock.recv(4096):
+                chunks.append(chunk)
+            return b"".join(chunks).decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def port_owner(port: int, host: str = "127.0.0.1") -> bool:

@@ -40,10 +40,12 @@ MINIO_CLIENT = Pin("RELEASE.2025-08-13T08-35-41Z", "quay.io/minio/mc:RELEASE.202
 
 # Jar versions of the Fluss/Iceberg plumbing, from apache/fluss docs/quickstart/lakehouse.md and
 # docker/quickstart-flink/prepare_build.sh at v0.9.1-incubating.
-HADOOP_APACHE = "3.3.5-2"
+HADOOP_APACHE = "3.3.5-2"  # io.trino.hadoop:hadoop-apache, used by the quickstart for Iceberg on Flink
 # FLUSS_HOME/lib logging, as fluss-dist assembles it (apache/fluss pom.xml: log4j.version, slf4j.version).
 FLUSS_LOG4J = "2.25.4"
-FLUSS_SLF4J = "1.7.36"  # io.trino.hadoop:hadoop-apache, used by the quickstart for Iceberg on Flink
+FLUSS_SLF4J = "1.7.36"
+ZOOKEEPER_METRICS = "4.1.12.1"  # zookeeper parent pom 3.9.2: dropwizard.version
+ZOOKEEPER_SNAPPY = "1.1.10.5"  # zookeeper parent pom 3.9.2: snappy.version
 
 # Kubernetes API version the manifests are validated against (kubernetes-validate 1.33.1 ships the 1.33 OpenAPI
 # schemas) and the kube-apiserver the cluster tests build should match.

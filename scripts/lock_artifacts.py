@@ -43,8 +43,11 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     ]),
     "tiering-job": ("jars", [f"org.apache.fluss:fluss-flink-tiering:{FLUSS}"]),
     # ---- local target: the same components as native processes ----
-    # ZooKeeper server with its runtime classpath.
-    "zookeeper": ("tree", [f"org.apache.zookeeper:zookeeper:{v.ZOOKEEPER.version}"]),
+    # ZooKeeper server with its runtime classpath, plus metrics-core and snappy-java, which its pom marks provided
+    # and its binary distribution ships (versions: dropwizard.version, snappy.version in zookeeper's parent pom).
+    "zookeeper": ("tree", [f"org.apache.zookeeper:zookeeper:{v.ZOOKEEPER.version}",
+                           f"io.dropwizard.metrics:metrics-core:{v.ZOOKEEPER_METRICS}",
+                           f"org.xerial.snappy:snappy-java:{v.ZOOKEEPER_SNAPPY}"]),
     # FLUSS_HOME/lib as fluss-dist assembles it (fluss-dist/src/main/assemblies/bin.xml): the shaded server jar
     # plus log4j2 (versions from apache/fluss pom.xml at the release tag).
     "fluss-lib": ("jars", [
