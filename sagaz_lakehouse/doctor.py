@@ -3,7 +3,9 @@
 Checks are grouped (environment, components, consistency, data path); each ends pass, warn or fail with a
 one-line hint. The data-path check writes a uniquely tagged probe event through pyfluss, waits until Fluss's lake
 snapshot covers its offset, reads it back from Iceberg with pyiceberg and through Trino, reports the measured
-tiering latency, and deletes the probe again. It works from endpoints only, so it serves every target.
+tiering latency. Probes stay in the table, tagged ``event_type = 'sagaz_lakehouse.doctor_probe'``: deleting them
+would make Fluss tier an equality delete, which PyIceberg cannot read (see clients.iceberg_read). It works from
+endpoints only, so it serves every target.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sagaz_lakehouse.errors import LakehouseError
 from sagaz_lakehouse.wiring import TIERING_JOB_NAME, Endpoints
 
 PROBE_EVENT_TYPE = "sagaz_lakehouse.doctor_probe"
+PROBE_SAGA_NAME = "__sagaz_lakehouse_doctor__"
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 ICON = {PASS: "ok  ", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
 
@@ -71,7 +74,12 @@ class CheckFailed(Exception):
 Probe = Callable[[], str]
 
 
+UNREACHABLE_HINT = "is the stack up? run `sagaz-lakehouse up` (and `sagaz-lakehouse status`)"
+
+
 def _record(report: Report, group: str, name: str, probe: Probe, progress: Callable[[str], None] | None) -> Check:
+    if progress:
+        progress(f"checking {group} / {name} …")
     started = time.monotonic()
     try:
         check = Check(group, name, PASS, probe())
@@ -79,12 +87,12 @@ def _record(report: Report, group: str, name: str, probe: Probe, progress: Calla
         check = Check(group, name, exc.status, exc.detail, exc.hint)
     except LakehouseError as exc:
         check = Check(group, name, FAIL, exc.message, exc.hint)
+    except OSError as exc:  # connection refused, timeouts, HTTP errors (URLError is an OSError)
+        check = Check(group, name, FAIL, f"not reachable: {exc}", UNREACHABLE_HINT)
     except Exception as exc:  # a check must report, never crash the whole doctor
         check = Check(group, name, FAIL, f"{type(exc).__name__}: {exc}", "see the component's log")
     check.seconds = round(time.monotonic() - started, 2)
     report.checks.append(check)
-    if progress:
-        progress(f"[{ICON[check.status]}] {group} / {name}: {check.detail}")
     return check
 
 
@@ -136,7 +144,7 @@ def _java(settings: Settings) -> str:
 
 def _tcp(name: str, address: str) -> str:
     if not clients.tcp_open(address):
-        raise CheckFailed(f"{name} not reachable at {address}", "is the stack up? run `sagaz-lakehouse up`")
+        raise CheckFailed(f"{name} not reachable at {address}", UNREACHABLE_HINT)
     return f"listening at {address}"
 
 
@@ -242,7 +250,6 @@ def _data_path(settings: Settings, credentials: Credentials, endpoints: Endpoint
                           "Trino's iceberg catalog may point at another warehouse; compare the settings")
     metrics["tiering_latency_s"] = round(tiered_at - written_at, 2)
     metrics["iceberg_visible_s"] = round(visible_at - written_at, 2)
-    asyncio.run(_delete_probe(settings, endpoints, probe_id))
     return (f"probe {probe_id[:15]}… tiered in {metrics['tiering_latency_s']}s, read back from Iceberg and "
             f"Trino (freshness {settings.freshness})")
 
@@ -264,7 +271,7 @@ async def _write_probe(settings: Settings, endpoints: Endpoints, probe_id: str) 
 
 
 def probe_row(probe_id: str) -> dict[str, Any]:
-    return {"event_id": probe_id, "event_type": PROBE_EVENT_TYPE, "saga_id": probe_id, "saga_name": "doctor",
+    return {"event_id": probe_id, "event_type": PROBE_EVENT_TYPE, "saga_id": probe_id, "saga_name": PROBE_SAGA_NAME,
             "step_name": None, "duration_ms": 0, "total_duration_ms": 0, "error_type": None,
             "error_message": None, "context_keys": ["doctor"], "timestamp": datetime.now(UTC).replace(tzinfo=None)}
 
@@ -301,23 +308,13 @@ def _wait_for_iceberg_row(settings: Settings, credentials: Credentials, endpoint
     identifier = f"{settings.lake.database}.{tables.TABLE}"
     while True:
         table = catalog.load_table(identifier)
-        rows = table.scan(row_filter=EqualTo("event_id", probe_id), selected_fields=("event_id",)).to_arrow()
+        rows, _ = clients.iceberg_read(table, EqualTo("event_id", probe_id), ("event_id",))
         if rows.num_rows == 1:
             return 1
         if time.monotonic() > deadline:
             raise CheckFailed(f"probe not found in Iceberg table {identifier} ({rows.num_rows} rows)",
                               "the lake snapshot advanced but the row is missing: check the warehouse settings")
         time.sleep(1)
-
-
-async def _delete_probe(settings: Settings, endpoints: Endpoints, probe_id: str) -> None:
-    import fluss
-
-    async with clients.fluss_connection(endpoints) as connection:
-        table = await connection.get_table(fluss.TablePath(settings.lake.database, tables.TABLE))
-        writer = table.new_upsert().create_writer()
-        await writer.delete({"event_id": probe_id}).wait()
-        await writer.flush()
 
 
 def _parse_seconds(duration: str) -> float:

@@ -244,6 +244,8 @@ def start_in_order(supervisor: Supervisor, specs: list[ProcessSpec], progress: C
             spec = by_name[name]
             if _ready(supervisor, spec):
                 del started[name]
+                if spec.one_shot:
+                    supervisor.pid_file(name).unlink(missing_ok=True)  # done: nothing left to track
                 outcome[name] = "completed" if spec.one_shot else "started"
                 progress(f"{name}: {'done' if spec.one_shot else 'healthy'}")
             elif time.monotonic() > deadline or _dead(supervisor, spec):

@@ -1,0 +1,185 @@
+"""End to end on the local target: the real ZooKeeper, MinIO, Iceberg REST catalog, Fluss, Flink (tiering job) and
+Trino, started by `sagaz-lakehouse up` as native processes on loopback.
+
+One stack serves the whole module (it takes about a minute to start); the tests run in file order. A component that
+does not start fails the fixture with the CLI's output, which carries that component's log tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sagaz_lakehouse import clients, config, tables, wiring
+from sagaz_lakehouse.stack import View
+
+pytestmark = pytest.mark.e2e
+
+EVENTS = 1000
+CLI = [sys.executable, "-m", "sagaz_lakehouse"]
+
+
+def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
+    return subprocess.run([*CLI, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
+    if result.returncode != 0:
+        pytest.fail(f"`{what}` exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n"
+                    f"--- stderr ---\n{result.stderr[-6000:]}", pytrace=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    workdir = tmp_path_factory.mktemp("local-stack")
+    must(cli(workdir, "init"), "init")
+    must(cli(workdir, "up"), "up")
+    settings = config.load(workdir / config.CONFIG_FILENAME, environ={})
+    yield workdir, settings
+    cli(workdir, "down", "--purge", timeout=300)
+
+
+def endpoints(settings: config.Settings) -> wiring.Endpoints:
+    return wiring.endpoints(settings, View.EXTERNAL)
+
+
+def pids(workdir: Path) -> dict[str, str]:
+    folder = workdir / ".sagaz-lakehouse" / "pids"
+    return {p.stem: p.read_text().strip() for p in folder.glob("*.pid")}
+
+
+def test_up_twice_leaves_running_components_alone(stack):
+    workdir, _ = stack
+    before = pids(workdir)
+    second = must(cli(workdir, "up"), "up (second time)")
+    assert "already running" in second.stderr
+    after = pids(workdir)
+    assert {k: after[k] for k in before} == before  # nothing restarted
+    status = must(cli(workdir, "status", "--json"), "status --json")
+    rows = {r["component"]: r["state"] for r in json.loads(status.stdout)}
+    assert set(rows.values()) == {"healthy"}, rows
+
+
+def test_create_tables_is_idempotent_and_refuses_a_conflicting_definition(stack):
+    workdir, settings = stack
+    first = must(cli(workdir, "create-tables", "--json"), "create-tables")
+    assert json.loads(first.stdout)["created"] is True
+    second = must(cli(workdir, "create-tables", "--json"), "create-tables (second time)")
+    assert json.loads(second.stdout)["created"] is False
+    conflict = cli(workdir, "create-tables", "--set", "lake.buckets=4")
+    assert conflict.returncode == 2
+    assert "bucket count is 8, expected 4" in conflict.stderr and "nothing was changed" in conflict.stderr
+
+    async def buckets() -> int:
+        import fluss
+
+        async with clients.fluss_connection(endpoints(settings)) as connection:
+            info = await connection.get_admin().get_table_info(fluss.TablePath(settings.lake.database, "saga_events"))
+            return info.num_buckets
+
+    assert asyncio.run(buckets()) == 8
+
+
+def test_doctor_proves_tiering(stack):
+    workdir, _ = stack
+    report = json.loads(must(cli(workdir, "doctor", "--json"), "doctor").stdout)
+    assert report["ok"] is True
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses["probe event Fluss → Iceberg → Trino"] == "pass", report
+    assert report["metrics"]["tiering_latency_s"] > 0
+
+
+def saga_events(batch: str) -> list[dict]:
+    start = datetime(2026, 1, 1, 12, 0, 0)
+    kinds = ["saga_started", "step_completed", "step_failed", "compensation_started", "saga_completed"]
+    return [{
+        "event_id": f"{batch}-{i:04d}", "event_type": kinds[i % len(kinds)], "saga_id": f"saga-{i // 5}",
+        "saga_name": batch, "step_name": f"step-{i % 3}" if i % 5 else None, "duration_ms": i * 3,
+        "total_duration_ms": i * 7, "error_type": "TimeoutError" if i % 5 == 2 else None,
+        "error_message": f"step {i} timed out" if i % 5 == 2 else None,
+        "context_keys": [f"k{j}" for j in range(i % 4)], "timestamp": start + timedelta(milliseconds=i),
+    } for i in range(EVENTS)]
+
+
+async def write_events(settings: config.Settings, rows: list[dict]) -> None:
+    import fluss
+
+    async with clients.fluss_connection(endpoints(settings)) as connection:
+        table = await connection.get_table(fluss.TablePath(settings.lake.database, "saga_events"))
+        writer = table.new_upsert().create_writer()
+        handles = [writer.upsert(row) for row in rows]
+        await writer.flush()
+        for handle in handles:
+            await handle.wait()
+
+
+def iceberg_rows(settings: config.Settings, batch: str) -> list[dict]:
+    from pyiceberg.expressions import EqualTo
+
+    catalog = clients.iceberg_catalog(settings, config.DEV_CREDENTIALS, endpoints(settings))
+    table = catalog.load_table(f"{settings.lake.database}.saga_events")
+    rows, _ = clients.iceberg_read(table, EqualTo("saga_name", batch))
+    return rows.to_pylist()
+
+
+def wait_for_iceberg(settings: config.Settings, batch: str, expected: int, timeout: float = 240) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    rows: list[dict] = []
+    while time.monotonic() < deadline:
+        rows = iceberg_rows(settings, batch)
+        if len(rows) >= expected:
+            return rows
+        time.sleep(2)
+    pytest.fail(f"only {len(rows)} of {expected} events reached Iceberg within {timeout}s", pytrace=False)
+
+
+def trino_count(settings: config.Settings, batch: str) -> int:
+    sql = f"SELECT count(*) FROM {settings.lake.database}.saga_events WHERE saga_name = ?"  # noqa: S608
+    return clients.trino_query(endpoints(settings), sql, (batch,))[0][0]
+
+
+def test_thousand_events_tier_to_iceberg_and_trino_and_survive_a_restart(stack):
+    workdir, settings = stack
+    batch = f"e2e-{uuid.uuid4().hex[:8]}"
+    sent = saga_events(batch)
+    asyncio.run(write_events(settings, sent))
+
+    rows = wait_for_iceberg(settings, batch, EVENTS)
+    assert len(rows) == EVENTS
+    by_id = {r["event_id"]: r for r in rows}
+    for event in sent:
+        got = by_id[event["event_id"]]
+        assert {k: got[k] for k in tables.arrow_schema().names} == event
+    assert trino_count(settings, batch) == EVENTS
+    sample = clients.trino_query(
+        endpoints(settings), f"SELECT event_type, error_type, cardinality(context_keys) FROM "  # noqa: S608
+        f"{settings.lake.database}.saga_events WHERE event_id = ?", (f"{batch}-0007",))
+    assert sample == [("step_failed", "TimeoutError", 3)]
+
+    must(cli(workdir, "down"), "down")
+    assert not pids(workdir)
+    assert (workdir / ".sagaz-lakehouse" / "data").is_dir()  # down keeps data
+    must(cli(workdir, "up"), "up after down")
+    assert len(iceberg_rows(settings, batch)) == EVENTS
+    assert trino_count(settings, batch) == EVENTS
+
+
+def test_down_purge_removes_everything(stack):
+    workdir, _ = stack
+    must(cli(workdir, "down", "--purge"), "down --purge")
+    assert not (workdir / ".sagaz-lakehouse").exists()
+    started = time.monotonic()
+    again = cli(workdir, "doctor", "--quick", timeout=60)
+    assert time.monotonic() - started < 15
+    assert again.returncode == 1 and "is the stack up?" in again.stdout + again.stderr

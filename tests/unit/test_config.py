@@ -1,0 +1,145 @@
+"""Settings: precedence, validation that names the field and the fix, the init file, credentials."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sagaz_lakehouse import config
+from sagaz_lakehouse.config import ConfigError, Settings
+
+pytestmark = pytest.mark.unit
+
+
+def load(text: str | None = None, tmp_path: Path | None = None, **kwargs):
+    path = None
+    if text is not None:
+        assert tmp_path is not None
+        path = tmp_path / "sagaz-lakehouse.yaml"
+        path.write_text(text)
+    kwargs.setdefault("environ", {})
+    return config.load(path, **kwargs)
+
+
+def problems_of(excinfo) -> dict[str, str]:
+    return {p.field: p.render() for p in excinfo.value.problems}
+
+
+def test_defaults_are_valid_and_dev():
+    settings = load()
+    assert settings == Settings()
+    assert (settings.target, settings.profile, settings.freshness) == ("local", "dev", "10s")
+
+
+def test_prod_freshness_default_is_longer():
+    assert load(overrides={"profile": "prod"}).freshness == "3min"
+
+
+def test_precedence_flags_over_env_over_file(tmp_path):
+    text = "target: compose\nreplicas:\n  tablet_servers: 2\nlake:\n  freshness: 30s\n"
+    env = {"SAGAZ_LAKEHOUSE_REPLICAS__TABLET_SERVERS": "3", "SAGAZ_LAKEHOUSE_LAKE__FRESHNESS": "20s"}
+    settings = load(text, tmp_path, environ=env, overrides={"lake.freshness": "5s"})
+    assert settings.target == "compose"  # file
+    assert settings.replicas.tablet_servers == 3  # env beats file
+    assert settings.lake.freshness == "5s"  # flag beats env
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    with pytest.raises(ConfigError) as excinfo:
+        load("lake:\n  bukcet: x\n", tmp_path)
+    assert "did you mean 'lake.bucket'" in problems_of(excinfo)["lake.bukcet"]
+    assert excinfo.value.exit_code == 2
+
+
+def test_all_problems_reported_together(tmp_path):
+    text = "target: kubernets\nprofile: staging\nreplicas:\n  tablet_servers: 0\n  trino_workers: -1\n"
+    with pytest.raises(ConfigError) as excinfo:
+        load(text, tmp_path)
+    found = problems_of(excinfo)
+    assert set(found) == {"target", "profile", "replicas.tablet_servers", "replicas.trino_workers"}
+    assert "did you mean 'kubernetes'" in found["target"]
+    assert "expected one of dev, prod" in found["profile"]
+    assert "from 1 to 64, got 0" in found["replicas.tablet_servers"]
+
+
+def test_port_collision_names_both_owners():
+    with pytest.raises(ConfigError) as excinfo:
+        load(overrides={"ports.trino": "9000"})
+    assert "port 9000 is also used by minio" in problems_of(excinfo)["ports.trino"]
+
+
+def test_tablet_fan_out_collides_with_next_port():
+    # three tablet servers take 9124, 9125, 9126: a component on 9126 collides
+    with pytest.raises(ConfigError) as excinfo:
+        load(overrides={"replicas.tablet_servers": "3", "ports.rest_catalog": "9126"})
+    assert any("9126" in text for text in problems_of(excinfo).values())
+
+
+def test_malformed_yaml_reports_line_and_column(tmp_path):
+    with pytest.raises(ConfigError) as excinfo:
+        load("target: local\nlake:\n  bucket: [oops\n", tmp_path)
+    (field,) = problems_of(excinfo)
+    assert field.startswith("line ") and "column" in field
+
+
+def test_wrong_types_and_patterns(tmp_path):
+    with pytest.raises(ConfigError) as excinfo:
+        load("replicas:\n  tablet_servers: three\nlake:\n  freshness: soon\n  bucket: Not_A_Bucket\n", tmp_path)
+    assert set(problems_of(excinfo)) == {"replicas.tablet_servers", "lake.freshness", "lake.bucket"}
+
+
+def test_unpinned_image_rejected():
+    with pytest.raises(ConfigError) as excinfo:
+        load(overrides={"images.trino": "trinodb/trino:latest"})
+    assert "not pinned" in problems_of(excinfo)["images.trino"]
+    with pytest.raises(ConfigError):
+        load(overrides={"images.minio": "minio/minio"})
+
+
+def test_unknown_environment_variable_suggests(tmp_path):
+    with pytest.raises(ConfigError) as excinfo:
+        load(environ={"SAGAZ_LAKEHOUSE_PORT__TRINO": "1"})
+    assert "SAGAZ_LAKEHOUSE_PORTS__TRINO" in problems_of(excinfo)["SAGAZ_LAKEHOUSE_PORT__TRINO"]
+
+
+def test_init_file_round_trips_and_documents_every_setting(tmp_path):
+    text = config.commented_yaml()
+    for dotted in config.ALL_PATHS:
+        assert f"{dotted.split('.')[-1]}:" in text
+    assert load(text, tmp_path) == Settings()
+    assert isinstance(yaml.safe_load(text), dict)
+
+
+def test_prod_without_secrets_is_a_clear_error():
+    settings = load(overrides={"profile": "prod"})
+    with pytest.raises(ConfigError) as excinfo:
+        config.resolve_credentials(settings, environ={})
+    assert "SAGAZ_LAKEHOUSE_S3_SECRET_KEY" in str(excinfo.value)
+
+
+def test_dev_uses_dev_credentials_and_prod_takes_env():
+    assert config.resolve_credentials(load(), environ={}) == config.DEV_CREDENTIALS
+    env = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "prodkey", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "a-long-prod-secret"}
+    creds = config.resolve_credentials(load(overrides={"profile": "prod"}), environ=env)
+    assert creds.secret_key == "a-long-prod-secret"
+    assert "a-long-prod-secret" not in repr(creds)
+
+
+def test_secrets_file_must_be_private(tmp_path):
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text("s3_access_key: prodkey\ns3_secret_key: a-long-prod-secret\n")
+    os.chmod(secrets, 0o644)
+    settings = load(overrides={"profile": "prod", "secrets.file": str(secrets)})
+    with pytest.raises(ConfigError, match="chmod 600"):
+        config.resolve_credentials(settings, environ={})
+    os.chmod(secrets, 0o600)
+    assert config.resolve_credentials(settings, environ={}).access_key == "prodkey"
+
+
+def test_short_secret_rejected():
+    env = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "key", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "short"}
+    with pytest.raises(ConfigError, match="shorter than 8"):
+        config.resolve_credentials(load(), environ=env)
