@@ -10,7 +10,7 @@ PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 .PHONY: install up down test test-unit test-e2e lint manifests tools bench-local clean
 
 install: ## install the package with its test dependencies
-	$(PIP) install -e '.[test,jdk]'
+	$(PIP) install -e '.[test]'
 
 up: install ## local stack up, tables created, tiering verified
 	sagaz-lakehouse up

