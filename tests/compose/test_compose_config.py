@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from compose_helpers import VARIANTS, write_variant
-from conftest import tool
+from support import tool
 
 from sagaz_lakehouse import stack as s
 

@@ -11,13 +11,14 @@ import stat
 
 import pytest
 from compose_helpers import VARIANTS, compose_document, rendered, write_variant
+from support import REPO
 
 from sagaz_lakehouse import config, render, wiring
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.targets import compose as target
 
 pytestmark = pytest.mark.unit
-REPO_MANIFESTS = __import__("conftest").REPO / "manifests" / "compose"
+REPO_MANIFESTS = REPO / "manifests" / "compose"
 
 
 @pytest.fixture(params=list(VARIANTS), ids=list(VARIANTS))
