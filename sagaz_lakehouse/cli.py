@@ -209,8 +209,10 @@ def status(
         if as_json:
             _print_json(rows)
         else:
+            typer.echo(f"{'COMPONENT':<22} {'STATE':<10} {'ENDPOINT':<26} DETAIL")
             for row in rows:
-                typer.echo(f"{row['component']:<20} {row['state']:<10} {row.get('endpoint', '')}")
+                typer.echo(f"{row['component']:<22} {row['state']:<10} {row.get('endpoint') or '-':<26} "
+                           f"{row.get('detail', '')}".rstrip())
         return 0 if all(r["state"] in ("healthy", "completed") for r in rows) else 1
 
     _run(action)

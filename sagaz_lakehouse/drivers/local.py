@@ -105,7 +105,7 @@ class LocalDriver:
             pid = self.supervisor.running_pid(spec.name)
             state = "stopped" if pid is None else "healthy" if spec.health is None or spec.health.ok() else "starting"
             rows.append({"component": spec.name, "state": state, "pid": pid,
-                         "endpoint": self._endpoint_of(spec.name)})
+                         "endpoint": self._endpoint_of(spec.name), "detail": f"pid {pid}" if pid else ""})
         return rows
 
     def logs(self, component: str, lines: int) -> str:
