@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import stat
@@ -29,7 +30,7 @@ PROFILES = ("dev", "prod")
 DURATION = re.compile(r"^\d+\s*(ms|s|min|h)$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|m)?$")
+QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti)?$")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -349,6 +350,16 @@ def _check_value(path: str, value: Any, kind: type, meta: Any, problems: list[Pr
                                 f"change {path}"))
         return None
     return value
+
+
+def mebibytes(quantity: str) -> int:
+    """A memory quantity from the settings (512Mi, 2Gi, 1.5Gi, or bytes) in MiB, rounded up, at least 1."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti)?", quantity)
+    if not match:
+        raise ConfigError([Problem("memory", f"'{quantity}' is not a quantity in Ki, Mi, Gi or Ti",
+                                   "use a value like 512Mi or 2Gi")])
+    factor = {None: 1 / (1 << 20), "Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1 << 20}[match.group(2)]
+    return max(1, math.ceil(float(match.group(1)) * factor))
 
 
 def cross_field_problems(settings: Settings) -> list[Problem]:

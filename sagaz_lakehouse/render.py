@@ -13,10 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import wiring
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import UsageError
 
@@ -69,24 +66,6 @@ def config_checksum(parts: list[str]) -> str:
     for part in parts:
         digest.update(part.encode())
     return digest.hexdigest()[:16]
-
-
-def context(settings: Settings) -> dict[str, Any]:
-    """Everything a template may use: data, not logic."""
-    stack = s.build_stack(settings)
-    return {
-        "settings": settings,
-        "stack": stack,
-        "s": s,
-        "wiring": wiring,
-        "coordinator_properties": wiring.fluss_coordinator_properties(settings),
-        "tablet_properties": [wiring.fluss_tablet_properties(settings, i)
-                              for i in range(settings.replicas.tablet_servers)],
-        "tiering_arguments": wiring.tiering_job_arguments(settings),
-        "trino_catalog": wiring.trino_iceberg_catalog(settings),
-        "minio_environment": wiring.minio_environment(),
-        "freshness": settings.freshness,
-    }
 
 
 Renderer = Callable[[Settings, Credentials], list[RenderedFile]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.stack import View
 
 ACCESS_KEY_VAR = "S3_ACCESS_KEY"
@@ -25,6 +25,7 @@ LOOPBACK = "127.0.0.1"
 TIERING_JOB_NAME = "Fluss Lake Tiering Service - iceberg"  # FlussLakeTieringEntrypoint's job name
 TIERING_MAIN_CLASS = "org.apache.fluss.flink.tiering.FlussLakeTieringEntrypoint"
 REST_CATALOG_DB = "catalog.db"
+TASKMANAGER_RPC_PORT = 6122  # fixed in containers so TaskManager health checks have a port to probe
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,12 @@ def tiering_job_arguments(settings: Settings) -> list[str]:
     return args
 
 
-def trino_iceberg_catalog(settings: Settings) -> dict[str, str]:
+def trino_iceberg_catalog(settings: Settings, env_refs: bool = False) -> dict[str, str]:
+    """Trino's iceberg catalog. With ``env_refs``, credentials become ``${ENV:VAR}``, the form Trino expands from
+    its environment (container targets); without, the placeholders are left for substitution (local)."""
     ep = endpoints(settings, _server_view(settings))
+    access, secret = ("${ENV:" + ACCESS_KEY_VAR + "}", "${ENV:" + SECRET_KEY_VAR + "}") if env_refs else (ACCESS_KEY,
+                                                                                                          SECRET_KEY)
     return {
         "connector.name": "iceberg",
         "iceberg.catalog.type": "rest",
@@ -165,8 +170,24 @@ def trino_iceberg_catalog(settings: Settings) -> dict[str, str]:
         "s3.endpoint": ep.s3,
         "s3.region": settings.lake.region,
         "s3.path-style-access": "true",
-        "s3.aws-access-key": ACCESS_KEY,
-        "s3.aws-secret-key": SECRET_KEY,
+        "s3.aws-access-key": access,
+        "s3.aws-secret-key": secret,
+    }
+
+
+def flink_container_properties(settings: Settings) -> dict[str, str]:
+    """Flink's settings inside a container network (FLINK_PROPERTIES for compose, a ConfigMap for Kubernetes)."""
+    p = settings.ports
+    return {
+        "jobmanager.rpc.address": s.JOBMANAGER,
+        "jobmanager.rpc.port": str(p.flink_rpc),
+        "rest.port": str(p.flink_rest),
+        "taskmanager.rpc.port": str(TASKMANAGER_RPC_PORT),
+        "jobmanager.memory.process.size": f"{mebibytes(settings.memory.flink_jobmanager)}m",
+        "taskmanager.memory.process.size": f"{mebibytes(settings.memory.flink_taskmanager)}m",
+        "taskmanager.numberOfTaskSlots": str(settings.replicas.flink_task_slots),
+        # Without checkpointing a job gets no restarts by default; the tiering job must survive transient errors.
+        "restart-strategy.type": "exponential-delay",
     }
 
 

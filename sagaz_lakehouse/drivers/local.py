@@ -22,13 +22,13 @@ from typing import Any
 
 from sagaz_lakehouse import artifacts, render, versions, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import Credentials, Settings, commented_yaml, resolve_credentials
+from sagaz_lakehouse.config import Credentials, Settings, commented_yaml, mebibytes, resolve_credentials
 from sagaz_lakehouse.errors import EnvironmentProblem, UsageError
 from sagaz_lakehouse.jdk import find_java
 from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.supervisor import HealthProbe, ProcessSpec, Supervisor, port_owner, start_in_order
 from sagaz_lakehouse.targets import local as target
-from sagaz_lakehouse.targets.local import Layout, megabytes, read_env_file, tablet_name, taskmanager_name
+from sagaz_lakehouse.targets.local import Layout, read_env_file, tablet_name, taskmanager_name
 
 LOOPBACK = "127.0.0.1"
 # Flink's default config.yaml passes these to every Flink JVM (env.java.opts.all); the bin scripts we bypass
@@ -311,7 +311,7 @@ class LocalDriver:
         creds_env = {k: wiring.substitute_secrets(v, credentials) for k, v in wiring.aws_environment(settings).items()}
 
         def heap(quantity: str) -> str:
-            return f"-Xmx{max(128, megabytes(quantity) * 3 // 4)}m"
+            return f"-Xmx{max(128, mebibytes(quantity) * 3 // 4)}m"
 
         def fluss(name: str, main: str) -> ProcessSpec:
             port = p.fluss_coordinator if name == s.COORDINATOR else p.fluss_tablet + int(name.rsplit("-", 1)[1])

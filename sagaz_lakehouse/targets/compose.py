@@ -25,13 +25,12 @@ Health checks use only what each image contains (upstream Dockerfiles, read for 
 
 from __future__ import annotations
 
-import re
 import shlex
 from typing import Any
 
 from sagaz_lakehouse import artifacts, render, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.render import RenderedFile
 from sagaz_lakehouse.stack import Component
 
@@ -42,7 +41,7 @@ JAR_GROUPS = {"flink-lib": "flink-lib-fluss", "fluss-iceberg": "fluss-iceberg-ex
 FLUSS_PLUGIN_DIR = "/opt/fluss/plugins/iceberg"
 FLINK_LIB_DIR = "/opt/flink/lib"
 TIERING_DIR = "/opt/tiering"
-TASKMANAGER_RPC_PORT = 6122  # fixed so the health check has a port to connect to
+TASKMANAGER_RPC_PORT = wiring.TASKMANAGER_RPC_PORT
 # The REST fixture runs as uid 1000; a named volume copies the ownership of the image folder it is mounted on, and
 # only the user's home exists and belongs to that uid (useradd --create-home in the fixture's Dockerfile).
 REST_CATALOG_STATE_DIR = "/home/iceberg"
@@ -70,16 +69,6 @@ def env_file(credentials: Credentials) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def mebibytes(quantity: str) -> int:
-    """A Kubernetes-style quantity (512Mi, 2Gi, 1.5Gi, bytes) in MiB, at least 1."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|m)?", quantity)
-    if not match:
-        raise ValueError(f"not a quantity: {quantity}")
-    number, unit = float(match.group(1)), match.group(2) or ""
-    factor = {"": 1 / 2**20, "m": 1 / 2**20 / 1000, "Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024**2}[unit]
-    return max(1, int(number * factor))
 
 
 def escape(text: str) -> str:
@@ -242,16 +231,7 @@ def _tablet(settings: Settings, name: str) -> dict[str, Any]:
 
 
 def flink_properties(settings: Settings, *, submit: bool = False) -> dict[str, str]:
-    p, mem = settings.ports, settings.memory
-    props = {
-        "jobmanager.rpc.address": s.JOBMANAGER,
-        "jobmanager.rpc.port": str(p.flink_rpc),
-        "rest.port": str(p.flink_rest),
-        "jobmanager.memory.process.size": f"{mebibytes(mem.flink_jobmanager)}m",
-        "taskmanager.memory.process.size": f"{mebibytes(mem.flink_taskmanager)}m",
-        "taskmanager.numberOfTaskSlots": str(settings.replicas.flink_task_slots),
-        "taskmanager.rpc.port": str(TASKMANAGER_RPC_PORT),
-    }
+    props = wiring.flink_container_properties(settings)
     if submit:
         props["rest.address"] = s.JOBMANAGER  # the image sets 0.0.0.0, fine for serving, not for a client
     return props
@@ -325,16 +305,6 @@ SERVICE_BUILDERS = {
 # ------------------------------------------------------------------------------------- mounted files
 
 
-def trino_catalog(settings: Settings) -> dict[str, str]:
-    """Trino reads ${ENV:VAR} in catalog files; the variables come from .env through the service environment."""
-    out = {}
-    for key, value in wiring.trino_iceberg_catalog(settings).items():
-        for var in (wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY_VAR):
-            value = value.replace("${" + var + "}", "${ENV:" + var + "}")
-        out[key] = value
-    return out
-
-
 def trino_config(settings: Settings, worker: bool) -> dict[str, str]:
     port = settings.ports.trino
     props = {"coordinator": "false" if worker else "true"}
@@ -354,7 +324,8 @@ def config_files(settings: Settings) -> dict[str, str]:
     env = render.environment()
     tiering_jar = f"{TIERING_DIR}/{artifacts.group(JAR_GROUPS['tiering'])[0].name}"
     files = {
-        "trino/catalog/iceberg.properties": render.java_properties(trino_catalog(settings)),
+        "trino/catalog/iceberg.properties": render.java_properties(
+            wiring.trino_iceberg_catalog(settings, env_refs=True)),
         "trino/coordinator/config.properties": render.java_properties(trino_config(settings, worker=False)),
         "scripts/create-bucket.sh": env.get_template("compose/create-bucket.sh.j2").render(
             minio=f"http://{s.MINIO}:{settings.ports.minio}", bucket=settings.lake.bucket),

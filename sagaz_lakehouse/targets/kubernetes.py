@@ -28,7 +28,7 @@ from typing import Any
 
 from sagaz_lakehouse import artifacts, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.render import RenderedFile, config_checksum
 from sagaz_lakehouse.stack import Component, Health, Stack
@@ -44,7 +44,7 @@ KUSTOMIZATION_TEMPLATE = "kubernetes/kustomization.yaml.j2"
 # Flink ports besides settings.ports: the entrypoint fixes blob.server.port at 6124; the TaskManager RPC port is
 # fixed here so it can be probed (stack.py gives the TaskManager no health check; it serves no HTTP).
 FLINK_BLOB_PORT = 6124
-TASKMANAGER_RPC_PORT = 6122
+TASKMANAGER_RPC_PORT = wiring.TASKMANAGER_RPC_PORT
 ARTIFACTS_DIR = "/artifacts"
 FLUSS_PLUGIN_DIR = "/opt/fluss/plugins/iceberg"
 FLINK_LIB_DIR = "/opt/flink/lib"
@@ -213,7 +213,7 @@ def _config_maps(settings: Settings) -> dict[str, Obj]:
 
     fluss = {"coordinator.yaml": yaml_lines(fluss_coordinator_properties(settings)),
              "tablet.yaml": yaml_lines(fluss_tablet_common_properties(settings))}
-    trino_catalog = {"iceberg.properties": java_properties(_trino_env_refs(wiring.trino_iceberg_catalog(settings)))}
+    trino_catalog = {"iceberg.properties": java_properties(wiring.trino_iceberg_catalog(settings, env_refs=True))}
     trino = {"config.properties": java_properties(trino_server_properties(settings, coordinator=True)),
              "jvm.config": "".join(f"{line}\n" for line in trino_jvm_options(settings)),
              "node.properties": java_properties(trino_node_properties(settings))}
@@ -245,17 +245,7 @@ def fluss_tablet_common_properties(settings: Settings) -> dict[str, str]:
 
 
 def flink_properties(settings: Settings) -> dict[str, str]:
-    """Flink's own settings (not wiring: nothing here names another component besides the JobManager)."""
-    p = settings.ports
-    return {
-        "jobmanager.rpc.address": s.JOBMANAGER,
-        "jobmanager.rpc.port": str(p.flink_rpc),
-        "rest.port": str(p.flink_rest),
-        "taskmanager.rpc.port": str(TASKMANAGER_RPC_PORT),
-        "jobmanager.memory.process.size": f"{mebibytes(settings.memory.flink_jobmanager)}m",
-        "taskmanager.memory.process.size": f"{mebibytes(settings.memory.flink_taskmanager)}m",
-        "taskmanager.numberOfTaskSlots": str(settings.replicas.flink_task_slots),
-    }
+    return wiring.flink_container_properties(settings)
 
 
 def trino_server_properties(settings: Settings, coordinator: bool) -> dict[str, str]:
@@ -281,22 +271,7 @@ def trino_node_properties(settings: Settings) -> dict[str, str]:
     return {"node.environment": settings.profile, "node.data-dir": "/data/trino"}
 
 
-def _trino_env_refs(props: dict[str, str]) -> dict[str, str]:
-    """Trino reads environment variables as ``${ENV:NAME}``, not ``${NAME}``."""
-    return {k: re.sub(r"\$\{(S3_[A-Z_]+)\}", r"${ENV:\1}", v) for k, v in props.items()}
-
-
 # ----------------------------------------------------------------------------------------------- quantities
-
-
-def mebibytes(quantity: str) -> int:
-    """A Kubernetes memory quantity (settings use Ki/Mi/Gi/Ti or bytes) in MiB, rounded up."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti)?", quantity)
-    if not match:
-        raise UsageError(f"memory quantity '{quantity}' is not in Ki, Mi, Gi or Ti",
-                         "use a value like 512Mi or 2Gi")
-    factor = {None: 1 / (1 << 20), "Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1 << 20}[match.group(2)]
-    return max(1, math.ceil(float(match.group(1)) * factor))
 
 
 def container_memory(settings: Settings, component: Component) -> str:

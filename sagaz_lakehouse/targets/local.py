@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sagaz_lakehouse import render, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.render import RenderedFile
 
 
@@ -53,14 +53,6 @@ def taskmanager_name(index: int) -> str:
     return f"{s.TASKMANAGER}-{index}"
 
 
-def megabytes(quantity: str) -> int:
-    """'512Mi' / '2Gi' / '1G' → MiB (what JVM flags and Flink's memory options take)."""
-    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024, "": 1 / (1024 * 1024)}
-    number = quantity.rstrip("KMGTi")
-    unit = quantity[len(number):]
-    return max(1, int(float(number) * units.get(unit, 1)))
-
-
 def files(settings: Settings, credentials: Credentials, layout: Layout | None = None) -> list[RenderedFile]:
     layout = layout or default_layout(settings)
     env = render.environment()
@@ -68,9 +60,9 @@ def files(settings: Settings, credentials: Credentials, layout: Layout | None = 
         "settings": settings,
         "data_dir": layout.data_dir,
         "config_dir": layout.config_dir,
-        "trino_heap": f"{megabytes(settings.memory.trino)}m",
-        "flink_jobmanager_memory": f"{megabytes(settings.memory.flink_jobmanager)}m",
-        "flink_taskmanager_memory": f"{megabytes(settings.memory.flink_taskmanager)}m",
+        "trino_heap": f"{mebibytes(settings.memory.trino)}m",
+        "flink_jobmanager_memory": f"{mebibytes(settings.memory.flink_jobmanager)}m",
+        "flink_taskmanager_memory": f"{mebibytes(settings.memory.flink_taskmanager)}m",
     }
 
     def template(name: str) -> str:

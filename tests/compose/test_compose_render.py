@@ -152,9 +152,9 @@ def test_images_pinned(variant):
 def test_memory_limits_from_settings(variant):
     settings, _, _, doc = variant
     services = doc["services"]
-    assert services[s.ZOOKEEPER]["mem_limit"] == f"{target.mebibytes(settings.memory.zookeeper)}m"
-    assert services[f"{s.TABLET}-0"]["mem_limit"] == f"{target.mebibytes(settings.memory.fluss_tablet)}m"
-    assert services[s.TRINO]["mem_limit"] == f"{target.mebibytes(settings.memory.trino)}m"
+    assert services[s.ZOOKEEPER]["mem_limit"] == f"{config.mebibytes(settings.memory.zookeeper)}m"
+    assert services[f"{s.TABLET}-0"]["mem_limit"] == f"{config.mebibytes(settings.memory.fluss_tablet)}m"
+    assert services[s.TRINO]["mem_limit"] == f"{config.mebibytes(settings.memory.trino)}m"
     for name, svc in services.items():
         if name not in (s.CREATE_BUCKET, s.SUBMIT_TIERING):
             assert "mem_limit" in svc, name

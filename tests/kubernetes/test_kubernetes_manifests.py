@@ -10,7 +10,7 @@ import pytest
 import yaml
 from manifest_helpers import CREDENTIALS, containers, properties, render_variant, settings_for
 
-from sagaz_lakehouse import artifacts, render, versions, wiring
+from sagaz_lakehouse import artifacts, config, render, versions, wiring
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import DEV_CREDENTIALS
 from sagaz_lakehouse.targets import kubernetes as k8s
@@ -203,7 +203,7 @@ def test_memory_from_settings_and_pods_non_root(variant):
         limit = main["resources"]["limits"]["memory"]
         assert main["resources"]["requests"]["memory"] == limit
         if component.memory and component.name not in (s.TRINO, s.TRINO_WORKER):
-            assert k8s.mebibytes(limit) == k8s.mebibytes(component.memory)
+            assert config.mebibytes(limit) == config.mebibytes(component.memory)
         pod = workload["spec"]["template"]["spec"]["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0 and pod["fsGroup"] > 0
         for container in containers(workload):
@@ -212,10 +212,10 @@ def test_memory_from_settings_and_pods_non_root(variant):
 
 def test_trino_heap_fits_its_container(variant):
     trino = variant.get("Deployment", s.TRINO)
-    limit = k8s.mebibytes(next(containers(trino))["resources"]["limits"]["memory"])
+    limit = config.mebibytes(next(containers(trino))["resources"]["limits"]["memory"])
     jvm = variant.config_data("trino-config")["jvm.config"]
     heap = int(re.search(r"-Xmx(\d+)m", jvm).group(1))
-    assert heap == k8s.mebibytes(variant.settings.memory.trino) and heap < limit
+    assert heap == config.mebibytes(variant.settings.memory.trino) and heap < limit
 
 
 # ----------------------------------------------------------------------------------- cross-component wiring

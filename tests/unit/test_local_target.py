@@ -10,7 +10,6 @@ import pytest
 from sagaz_lakehouse import config, render, tables, wiring
 from sagaz_lakehouse.config import ConfigError, Credentials
 from sagaz_lakehouse.drivers.local import LocalDriver
-from sagaz_lakehouse.targets import local as target
 
 pytestmark = pytest.mark.unit
 CREDS = Credentials("local-access", "local-secret-value")
@@ -113,4 +112,4 @@ def test_dry_run_lists_components_and_changes_nothing(tmp_path):
     result = LocalDriver(settings, tmp_path, progress=lambda _m: None).up(dry_run=True)
     assert result["dry_run"] is True and "fluss-coordinator" in result["would_start"]
     assert not (tmp_path / "run").exists()
-    assert target.megabytes("2Gi") == 2048 and target.megabytes("512Mi") == 512
+    assert config.mebibytes("2Gi") == 2048 and config.mebibytes("512Mi") == 512 and config.mebibytes("1.5Ki") == 1
