@@ -60,6 +60,15 @@ def yaml_lines(values: dict[str, str]) -> str:
     return "".join(f"{key}: {value}\n" for key, value in values.items())
 
 
+def masked_log4j() -> str:
+    """Console logging for Fluss (and Flink) on every target. Fluss 0.9 logs each configuration value at start-up,
+    credentials included; this layout masks anything named like a secret."""
+    return environment().get_template("common/log4j-console.properties.j2").render()
+
+
+FLUSS_LOG4J_PATH = "/opt/fluss/conf/log4j-console.properties"  # what the image's start-foreground reads
+
+
 def config_checksum(parts: list[str]) -> str:
     """A digest of rendered configuration; put in pod annotations so a config change rolls the pods."""
     digest = hashlib.sha256()

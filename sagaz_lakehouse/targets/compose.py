@@ -214,7 +214,8 @@ def _fluss(role: str, properties: dict[str, str], host_port: int, hostname: str,
             **secret_env(),
         },
         "ports": [_published(host_port, s.INTERNAL_FLUSS_PORT)],
-        "volumes": [*volumes, *jar_mounts("fluss-iceberg", FLUSS_PLUGIN_DIR)],
+        "volumes": [*volumes, *jar_mounts("fluss-iceberg", FLUSS_PLUGIN_DIR),
+                    f"./fluss/log4j-console.properties:{render.FLUSS_LOG4J_PATH}:ro"],
         "healthcheck": healthcheck(tcp_check(hostname, s.INTERNAL_FLUSS_PORT)),
     }
 
@@ -327,6 +328,7 @@ def config_files(settings: Settings) -> dict[str, str]:
         "trino/catalog/iceberg.properties": render.java_properties(
             wiring.trino_iceberg_catalog(settings, env_refs=True)),
         "trino/coordinator/config.properties": render.java_properties(trino_config(settings, worker=False)),
+        "fluss/log4j-console.properties": render.masked_log4j(),
         "scripts/create-bucket.sh": env.get_template("compose/create-bucket.sh.j2").render(
             minio=f"http://{s.MINIO}:{settings.ports.minio}", bucket=settings.lake.bucket),
         "scripts/submit-tiering.sh": env.get_template("compose/submit-tiering.sh.j2").render(

@@ -30,7 +30,7 @@ from sagaz_lakehouse import artifacts, wiring
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.errors import UsageError
-from sagaz_lakehouse.render import RenderedFile, config_checksum
+from sagaz_lakehouse.render import FLUSS_LOG4J_PATH, RenderedFile, config_checksum
 from sagaz_lakehouse.stack import Component, Health, Stack
 
 Obj = dict[str, Any]
@@ -209,10 +209,11 @@ def _config_map(settings: Settings, name: str, data: dict[str, str]) -> Obj:
 
 def _config_maps(settings: Settings) -> dict[str, Obj]:
     """Configuration as data, by ConfigMap name. Credentials stay placeholders resolved inside the pods."""
-    from sagaz_lakehouse.render import java_properties, yaml_lines
+    from sagaz_lakehouse.render import java_properties, masked_log4j, yaml_lines
 
     fluss = {"coordinator.yaml": yaml_lines(fluss_coordinator_properties(settings)),
-             "tablet.yaml": yaml_lines(fluss_tablet_common_properties(settings))}
+             "tablet.yaml": yaml_lines(fluss_tablet_common_properties(settings)),
+             "log4j-console.properties": masked_log4j()}
     trino_catalog = {"iceberg.properties": java_properties(wiring.trino_iceberg_catalog(settings, env_refs=True))}
     trino = {"config.properties": java_properties(trino_server_properties(settings, coordinator=True)),
              "jvm.config": "".join(f"{line}\n" for line in trino_jvm_options(settings)),
@@ -615,12 +616,15 @@ def _fluss(settings: Settings, component: Component, config_maps: dict[str, Obj]
            _config_env("FLUSS_PROPERTIES", "fluss-config", "tablet.yaml" if tablet else "coordinator.yaml"),
            *_credential_env(),  # the entrypoint's envsubst fills ${S3_ACCESS_KEY}/${S3_SECRET_KEY} from these
            {"name": "FLUSS_ENV_JAVA_OPTS", "value": "-XX:MaxRAMPercentage=75.0"}]
-    mounts = _jar_mounts(component, lock)
+    mounts = [*_jar_mounts(component, lock),
+              {"name": "fluss-log4j", "mountPath": FLUSS_LOG4J_PATH, "subPath": "log4j-console.properties"}]
     if tablet:
         mounts.append({"name": "data", "mountPath": component.data_path})
     container = _container(settings, component, command=["/bin/bash", "-c", fluss_start_script(settings, tablet)],
                            ports=_ports(ports), env=env, volumeMounts=mounts)
-    parts = PodParts([container], [{"name": "artifacts", "emptyDir": {}}],
+    log4j = {"name": "fluss-log4j", "configMap": {"name": "fluss-config", "items": [
+        {"key": "log4j-console.properties", "path": "log4j-console.properties"}]}}
+    parts = PodParts([container], [{"name": "artifacts", "emptyDir": {}}, log4j],
                      [_fetch_jars_init(settings, component, lock)], ["fluss-config"])
     template = _pod_template(settings, component, parts, config_maps)
     # Tablets get no load-balancing Service: clients must reach each tablet itself (its pod), never any tablet.

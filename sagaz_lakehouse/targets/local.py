@@ -72,7 +72,7 @@ def files(settings: Settings, credentials: Credentials, layout: Layout | None = 
         has_secret = wiring.holds_secret(content)
         return RenderedFile(path, wiring.substitute_secrets(content, credentials), secret=has_secret)
 
-    log4j = template("common/log4j-console.properties.j2")
+    log4j = render.masked_log4j()
     out = [
         RenderedFile("config/zookeeper/zoo.cfg", template("local/zoo.cfg.j2")),
         RenderedFile("config/zookeeper/logback.xml", template("local/logback.xml.j2")),
