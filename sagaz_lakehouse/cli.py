@@ -33,9 +33,16 @@ ProfileOption = Annotated[str | None, typer.Option("--profile", "-p", help="dev 
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override any setting, e.g. "
                                                      "--set replicas.tablet_servers=3 (repeatable).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+ContextOption = Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context (default: the "
+                                                   "current context).", show_default=False)]
+NamespaceOption = Annotated[str | None, typer.Option("--namespace", "-n", help="Kubernetes: namespace (default: "
+                                                     "the project name).", show_default=False)]
+ForceConflictsOption = Annotated[bool, typer.Option("--force-conflicts", help="Kubernetes: take over fields another "
+                                                    "field manager owns (server-side apply conflicts).")]
 
 
-def _settings(config: Path | None, target: str | None, profile: str | None, sets: list[str] | None):
+def _settings(config: Path | None, target: str | None, profile: str | None, sets: list[str] | None,
+              context: str | None = None, namespace: str | None = None):
     from sagaz_lakehouse import config as cfg
     from sagaz_lakehouse.errors import ConfigError, Problem
 
@@ -53,6 +60,10 @@ def _settings(config: Path | None, target: str | None, profile: str | None, sets
         overrides["target"] = target
     if profile is not None:
         overrides["profile"] = profile
+    if context is not None:
+        overrides["kubernetes.context"] = context
+    if namespace is not None:
+        overrides["kubernetes.namespace"] = namespace
     unknown = [k for k in overrides if k not in cfg.ALL_PATHS]
     if unknown:
         import difflib
@@ -145,10 +156,17 @@ def render(
     _run(action)
 
 
-def _driver(settings: Any, base_dir: Path) -> Any:
+def _driver(settings: Any, base_dir: Path, force_conflicts: bool = False) -> Any:
     from sagaz_lakehouse.drivers import driver_for
+    from sagaz_lakehouse.errors import UsageError
 
-    return driver_for(settings, base_dir)
+    driver = driver_for(settings, base_dir)
+    if force_conflicts:
+        if settings.target != "kubernetes":
+            raise UsageError(f"--force-conflicts applies to --target kubernetes, not {settings.target}",
+                             "drop the flag, or pass --target kubernetes")
+        driver.force_conflicts = True
+    return driver
 
 
 @app.command()
@@ -158,17 +176,25 @@ def up(
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for components to become healthy.")]
     = False,
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for all components.")] = 600,
+    force_conflicts: ForceConflictsOption = False,
     config: ConfigOption = None,
     target: TargetOption = None,
     profile: ProfileOption = None,
     sets: SetOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Bring the stack up (idempotent: running components are left alone) and wait until it is healthy."""
+    """Bring the stack up (idempotent: running components are left alone) and wait until it is healthy.
+
+    On Kubernetes: server-side apply (field manager sagaz-lakehouse) in dependency order, pruning of objects this
+    stack created that are no longer rendered, then a wait for every rollout and Job; --dry-run is a server-side
+    dry run."""
 
     def action() -> int:
-        settings, base_dir = _settings(config, target, profile, sets)
-        result = _driver(settings, base_dir).up(dry_run=dry_run, wait=not no_wait, timeout=timeout)
+        settings, base_dir = _settings(config, target, profile, sets, context, namespace)
+        result = _driver(settings, base_dir, force_conflicts).up(dry_run=dry_run, wait=not no_wait,
+                                                                 timeout=timeout)
         if as_json:
             _print_json(result)
         return 0
@@ -183,11 +209,16 @@ def down(
     config: ConfigOption = None,
     target: TargetOption = None,
     sets: SetOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
 ) -> None:
-    """Stop the stack. Data is kept unless --purge."""
+    """Stop the stack. Data is kept unless --purge.
+
+    On Kubernetes it deletes only objects carrying this stack's ApplySet label; PersistentVolumeClaims stay unless
+    --purge, and a namespace sagaz-lakehouse did not create is never deleted."""
 
     def action() -> int:
-        settings, base_dir = _settings(config, target, None, sets)
+        settings, base_dir = _settings(config, target, None, sets, context, namespace)
         _driver(settings, base_dir).down(purge=purge)
         return 0
 
@@ -199,12 +230,14 @@ def status(
     config: ConfigOption = None,
     target: TargetOption = None,
     sets: SetOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show each component, whether it is running and healthy, and where to reach it."""
 
     def action() -> int:
-        settings, base_dir = _settings(config, target, None, sets)
+        settings, base_dir = _settings(config, target, None, sets, context, namespace)
         rows = _driver(settings, base_dir).status()
         if as_json:
             _print_json(rows)
@@ -225,13 +258,51 @@ def logs(
     config: ConfigOption = None,
     target: TargetOption = None,
     sets: SetOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
 ) -> None:
     """Print the last lines of a component's log."""
 
     def action() -> int:
-        settings, base_dir = _settings(config, target, None, sets)
+        settings, base_dir = _settings(config, target, None, sets, context, namespace)
         typer.echo(_driver(settings, base_dir).logs(component, lines))
         return 0
+
+    _run(action)
+
+
+@app.command()
+def diff(
+    force_conflicts: ForceConflictsOption = False,
+    config: ConfigOption = None,
+    target: TargetOption = None,
+    profile: ProfileOption = None,
+    sets: SetOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what `up` would change on Kubernetes (server-side dry run against the live objects).
+
+    Exit 0 when nothing would change, 1 when something would (like `kubectl diff`). Secret values are shown as
+    digests only."""
+
+    def action() -> int:
+        from sagaz_lakehouse.errors import UsageError
+
+        settings, base_dir = _settings(config, target, profile, sets, context, namespace)
+        if settings.target != "kubernetes":
+            raise UsageError(f"diff compares against a cluster; the target is {settings.target}",
+                             "pass --target kubernetes (or set target: kubernetes); for other targets "
+                             "`sagaz-lakehouse render --dry-run` lists the files")
+        changes = _driver(settings, base_dir, force_conflicts).diff()
+        if as_json:
+            _print_json(changes)
+        else:
+            for change in changes:
+                typer.echo(change["diff"] or f"{change['action']}: {change['object']}")
+            typer.echo(f"{len(changes)} object(s) would change" if changes else "no changes", err=True)
+        return 1 if changes else 0
 
     _run(action)
 
@@ -244,6 +315,8 @@ def create_tables(
     target: TargetOption = None,
     profile: ProfileOption = None,
     sets: SetOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create the Fluss database and the saga_events table with lake tiering to Iceberg (idempotent)."""
@@ -252,7 +325,7 @@ def create_tables(
         from sagaz_lakehouse import config as cfg
         from sagaz_lakehouse import tables
 
-        settings, base_dir = _settings(config, target, profile, sets)
+        settings, base_dir = _settings(config, target, profile, sets, context, namespace)
         if dry_run:
             typer.echo(tables.flink_sql_ddl(settings))
             return 0
@@ -273,6 +346,8 @@ def doctor(
     target: TargetOption = None,
     profile: ProfileOption = None,
     sets: SetOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Check every component and prove tiering: a probe event written to Fluss must appear in Iceberg and Trino."""
@@ -281,7 +356,7 @@ def doctor(
         from sagaz_lakehouse import config as cfg
         from sagaz_lakehouse import doctor as checks
 
-        settings, base_dir = _settings(config, target, profile, sets)
+        settings, base_dir = _settings(config, target, profile, sets, context, namespace)
         credentials = cfg.resolve_credentials(settings, base_dir=base_dir)
         with _driver(settings, base_dir).client_endpoints() as endpoints:
             report = checks.run(settings, credentials, endpoints, quick=quick,

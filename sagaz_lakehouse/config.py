@@ -155,8 +155,10 @@ class Compose:
 
 @dataclass(frozen=True)
 class Kubernetes:
+    kubeconfig: str = setting("", "kubeconfig file (empty: the first file in $KUBECONFIG, else ~/.kube/config)")
     context: str = setting("", "kubeconfig context (empty: the current context)")
-    namespace: str = setting("", "namespace (empty: the project name)")
+    namespace: str = setting("", "namespace (empty: the project name)", pattern=re.compile(r"^$|" + DNS_LABEL.pattern),
+                             expect="empty or a DNS label (lowercase letters, digits, '-')")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,492 @@
+"""Kubernetes driver: server-side apply of the rendered objects, rollout waiting, pruning, teardown.
+
+Safety rules, in the order ``up`` enforces them:
+
+1. Before anything is written, every rendered object that already exists must belong to this stack (carry its
+   ApplySet label); otherwise nothing is applied and the foreign objects are named. A pre-existing namespace is
+   used as it is and never labelled, pruned or deleted.
+2. Every object is dry-run on the server first (strict field validation), so an object the cluster rejects stops
+   ``up`` before the first real change. A namespace created just for that is removed again.
+3. Objects are applied in dependency order with field manager ``sagaz-lakehouse``; a field owned by another
+   manager is a conflict unless ``--force-conflicts``.
+4. Objects of this stack that are no longer rendered are pruned; nothing without the label is ever deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse import wiring
+from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.errors import LakehouseError, StackNotReachable, UsageError
+from sagaz_lakehouse.kube.api import Cluster, describe
+from sagaz_lakehouse.kube.applyset import VERSION_OF_GROUP, ApplySet, group_kind, prunable, split_group_kind
+from sagaz_lakehouse.kube.rollout import WORKLOAD_KINDS, Readiness, diagnose, readiness
+from sagaz_lakehouse.stack import View
+
+Obj = dict[str, Any]
+Log = Callable[[str], None]
+
+# Teardown order: consumers before what they consume; the namespace (only with --purge, only if ours) last.
+DELETE_ORDER = ("Job", "Deployment", "StatefulSet", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim",
+                "Namespace")
+RENDERED_KINDS = {"Namespace", "Secret", "ConfigMap", "Service", "StatefulSet.apps", "Deployment.apps", "Job.batch"}
+POLL_SECONDS = 2.0
+PROGRESS_EVERY = 15.0  # seconds between repeated progress lines while nothing changes
+DELETE_TIMEOUT = 180
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class KubernetesDriver:
+    def __init__(self, settings: Settings, base_dir: Path, *, log: Log | None = None,
+                 credentials: Credentials | None = None, force_conflicts: bool = False) -> None:
+        self.settings = settings
+        self.base_dir = base_dir
+        self.log = log or _stderr
+        self.force_conflicts = force_conflicts
+        self._credentials = credentials
+        self._cluster: Cluster | None = None
+        self.applyset = ApplySet(settings.project, settings.namespace)
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    @property
+    def namespace(self) -> str:
+        return self.settings.namespace
+
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            from sagaz_lakehouse.kube.api import connect
+
+            self._cluster = connect(self.settings)
+        return self._cluster
+
+    def credentials(self) -> Credentials:
+        if self._credentials is None:
+            from sagaz_lakehouse.config import resolve_credentials
+
+            self._credentials = resolve_credentials(self.settings, base_dir=self.base_dir)
+        return self._credentials
+
+    def desired(self) -> list[Obj]:
+        """Every rendered object, in dependency order, labelled as members of this stack's ApplySet."""
+        from sagaz_lakehouse.targets import kubernetes as target
+
+        manifests = target.manifests(self.settings, self.credentials())
+        return [self.applyset.label(obj) for manifest in manifests for obj in manifest.objects]
+
+    # ------------------------------------------------------------------------------------------ up
+
+    def up(self, *, dry_run: bool, wait: bool, timeout: int) -> dict[str, Any]:
+        objects = self.desired()
+        cluster = self.cluster()
+        self.log(f"applying {len(objects)} objects to namespace {self.namespace} ({cluster.where})")
+        namespace_obj, members = objects[0], objects[1:]
+        live_namespace = cluster.get("v1", "Namespace", self.namespace)
+        self._refuse_foreign(members)
+        if dry_run:
+            return self._dry_run_up(namespace_obj, members, live_namespace)
+        created_namespace = False
+        if live_namespace is None:
+            cluster.apply(namespace_obj)
+            created_namespace = True
+            self.log(f"  created Namespace {self.namespace}")
+        elif not self.applyset.owned(live_namespace):
+            self.log(f"  using existing namespace {self.namespace} (not created by sagaz-lakehouse: never deleted)")
+        self._validate(members, undo_namespace=created_namespace)
+        actions = self._apply_all(members)
+        pruned = self._prune(members)
+        result = {"target": "kubernetes", "namespace": self.namespace, "context": cluster.where.context,
+                  "applyset": self.applyset.id, "dry_run": False, "objects": actions,
+                  "pruned": [describe(o) for o in pruned]}
+        counts = {a: sum(1 for o in actions if o["action"] == a) for a in ("created", "configured", "unchanged")}
+        self.log(f"applied: {counts['created']} created, {counts['configured']} configured, "
+                 f"{counts['unchanged']} unchanged, {len(pruned)} pruned")
+        if wait:
+            self.wait(members, timeout)
+            self.log("stack is up; next: `sagaz-lakehouse create-tables`, then `sagaz-lakehouse doctor` "
+                     "(both port-forward to the pods they need)")
+        return result
+
+    def _refuse_foreign(self, objects: list[Obj]) -> None:
+        foreign = []
+        for obj in objects:
+            live = self._live(obj)
+            if live is not None and not self.applyset.owned(live):
+                foreign.append(describe(obj))
+        if foreign:
+            raise UsageError(f"{len(foreign)} object(s) already exist and were not created by this stack "
+                             f"(no label {self.applyset.selector}): {', '.join(foreign)}",
+                             "delete or rename them, or use another namespace (--namespace) or project name; "
+                             "nothing was applied")
+
+    def _dry_run_up(self, namespace_obj: Obj, members: list[Obj], live_namespace: Obj | None) -> dict[str, Any]:
+        cluster = self.cluster()
+        cluster.apply(namespace_obj, dry_run=True)
+        if live_namespace is None:
+            # Namespaced objects cannot be dry-run in a namespace that does not exist yet.
+            self.log(f"dry run: would create Namespace {self.namespace} and {len(members)} objects in it "
+                     "(server-side validation of those needs the namespace; `diff` after it exists)")
+            actions = [{"object": describe(o), "action": "would create"} for o in [namespace_obj, *members]]
+        else:
+            actions = []
+            for obj in members:
+                live = self._live(obj)
+                after = cluster.apply(obj, dry_run=True, force=self.force_conflicts)
+                action = "would create" if live is None else (
+                    "unchanged" if _comparable(live) == _comparable(after) else "would configure")
+                actions.append({"object": describe(obj), "action": action})
+            stale = self._stale(members)
+            actions += [{"object": describe(o), "action": "would prune"} for o in stale]
+        for item in actions:
+            if item["action"] != "unchanged":
+                self.log(f"  {item['action']}: {item['object']}")
+        self.log("dry run: nothing was changed")
+        return {"target": "kubernetes", "namespace": self.namespace, "context": cluster.where.context,
+                "applyset": self.applyset.id, "dry_run": True, "objects": actions}
+
+    def _validate(self, members: list[Obj], *, undo_namespace: bool) -> None:
+        """Server-side dry run of every object, so a rejected one stops us before the first real change."""
+        try:
+            for obj in members:
+                self._apply_one(obj, dry_run=True)
+        except LakehouseError:
+            if undo_namespace:
+                self.cluster().delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
+            raise
+
+    def _apply_all(self, members: list[Obj]) -> list[dict[str, str]]:
+        cluster = self.cluster()
+        live_parent = cluster.get("v1", "ConfigMap", self.applyset.parent_name, self.namespace)
+        kinds = {group_kind(o) for o in members}
+        # Record every kind the set may now contain before pruning, so an interrupted run still prunes them later.
+        cluster.apply(self.applyset.parent(kinds | ApplySet.recorded_kinds(live_parent)), force=True)
+        actions = []
+        for obj in members:
+            before = self._live(obj)
+            after = self._apply_one(obj)
+            action = "created" if before is None else (
+                "unchanged" if before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")
+                else "configured")
+            if action != "unchanged":
+                self.log(f"  {action} {describe(obj)}")
+            actions.append({"object": describe(obj), "action": action})
+        return actions
+
+    def _apply_one(self, obj: Obj, *, dry_run: bool = False) -> Obj:
+        cluster = self.cluster()
+        try:
+            return cluster.apply(obj, dry_run=dry_run, force=self.force_conflicts)
+        except UsageError as exc:
+            if obj["kind"] != "Job" or "field is immutable" not in exc.message:
+                raise
+        # A Job's pod template is immutable: a changed one-shot is replaced (it is idempotent by design).
+        if dry_run:
+            return obj
+        self.log(f"  replacing {describe(obj)} (its pod template changed)")
+        cluster.delete(obj, propagation="Foreground")
+        self._wait_gone([obj], DELETE_TIMEOUT)
+        return cluster.apply(obj, force=self.force_conflicts)
+
+    def _stale(self, members: list[Obj]) -> list[Obj]:
+        live = self._owned_objects(RENDERED_KINDS | {group_kind(o) for o in members})
+        return [o for o in prunable(live, members, self.applyset) if o["kind"] != "Namespace"]
+
+    def _prune(self, members: list[Obj]) -> list[Obj]:
+        cluster = self.cluster()
+        stale = self._stale(members)
+        for obj in _in_delete_order(stale):
+            cluster.delete(obj)
+            self.log(f"  pruned {describe(obj)} (no longer rendered)")
+        cluster.apply(self.applyset.parent({group_kind(o) for o in members}), force=True)
+        return stale
+
+    # ------------------------------------------------------------------------------------------ wait
+
+    def wait(self, objects: list[Obj], timeout: int) -> None:
+        """Until every StatefulSet and Deployment is rolled out and every Job complete; explain a timeout."""
+        workloads = [o for o in objects if o["kind"] in WORKLOAD_KINDS]
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        last_line, last_time = "", 0.0
+        self.log(f"waiting up to {timeout}s for {len(workloads)} workloads to become ready")
+        while True:
+            states = {describe(o): (self._live(o), o) for o in workloads}
+            pending = {}
+            for name, (live, _) in states.items():
+                state = readiness(live) if live is not None else Readiness(False, "missing")
+                if state.failed:
+                    raise self._rollout_error(f"{name} {state.summary}", [live] if live else [])
+                if not state.ready:
+                    pending[name] = state
+            if not pending:
+                self.log(f"all {len(workloads)} workloads ready after {time.monotonic() - started:.0f}s")
+                return
+            line = ", ".join(f"{_short(n)} {st.summary}" for n, st in pending.items())
+            now = time.monotonic()
+            if line != last_line or now - last_time >= PROGRESS_EVERY:
+                self.log(f"  [{now - started:4.0f}s] waiting: {line}")
+                last_line, last_time = line, now
+            if now >= deadline:
+                blocked = [states[n][0] for n in pending if states[n][0] is not None]
+                raise self._rollout_error(f"timed out after {timeout}s waiting for {line}", blocked)
+            time.sleep(POLL_SECONDS)
+
+    def _rollout_error(self, what: str, workloads: list[Obj]) -> LakehouseError:
+        lines = [what]
+        for workload in workloads:
+            lines.append(f"{describe(workload)}: {readiness(workload).summary}")
+            lines += diagnose(self.cluster(), workload)
+        return LakehouseError("\n".join(self._redact(line) for line in lines),
+                              "see `sagaz-lakehouse status` and `sagaz-lakehouse logs <component>`; "
+                              "on a slow first pull raise --timeout")
+
+    # ------------------------------------------------------------------------------------------ diff
+
+    def diff(self) -> list[dict[str, str]]:
+        """What `up` would change: server-side dry run against the live objects, as unified diffs."""
+        import yaml
+
+        cluster = self.cluster()
+        objects = self.desired()
+        namespace_live = cluster.get("v1", "Namespace", self.namespace)
+        changes = []
+        for obj in objects:
+            live = self._live(obj)
+            if live is None:
+                after = obj if namespace_live is None else cluster.apply(obj, dry_run=True, force=self.force_conflicts)
+                changes.append({"object": describe(obj), "action": "create",
+                                "diff": _unified("", yaml.safe_dump(_comparable(after), sort_keys=True), obj)})
+                continue
+            if obj["kind"] == "Namespace" and not self.applyset.owned(live):
+                continue  # used as it is, never applied
+            after = cluster.apply(obj, dry_run=True, force=self.force_conflicts)
+            old, new = (yaml.safe_dump(_comparable(o), sort_keys=True) for o in (live, after))
+            if old != new:
+                changes.append({"object": describe(obj), "action": "configure", "diff": _unified(old, new, obj)})
+        if namespace_live is not None:
+            for obj in self._stale(objects[1:]):
+                old = yaml.safe_dump(_comparable(obj), sort_keys=True)
+                changes.append({"object": describe(obj), "action": "prune", "diff": _unified(old, "", obj)})
+        return changes
+
+    # ------------------------------------------------------------------------------------------ down
+
+    def down(self, *, purge: bool) -> None:
+        cluster = self.cluster()
+        live_parent = cluster.get("v1", "ConfigMap", self.applyset.parent_name, self.namespace)
+        kinds = RENDERED_KINDS | ApplySet.recorded_kinds(live_parent)
+        owned = [o for o in self._owned_objects(kinds) if o["kind"] != "Namespace"]
+        claims = self._claims() if purge else []
+        namespace = cluster.get("v1", "Namespace", self.namespace)
+        ours = namespace is not None and self.applyset.owned(namespace)
+        doomed = _in_delete_order(owned) + claims + ([live_parent] if live_parent else [])
+        if not doomed and not (purge and ours):
+            self.log(f"nothing of stack {self.settings.project} found in namespace {self.namespace} "
+                     f"({cluster.where})")
+            return
+        self.log(f"deleting {len(doomed)} objects of stack {self.settings.project} in namespace {self.namespace}"
+                 + ("" if purge else "; PersistentVolumeClaims kept (--purge deletes them)"))
+        for obj in doomed:
+            if cluster.delete(obj):
+                self.log(f"  deleted {describe(obj)}")
+        if purge and ours:
+            cluster.delete(namespace)
+            self.log(f"  deleted Namespace {self.namespace} (created by sagaz-lakehouse)")
+            doomed.append(namespace)
+        elif purge and namespace is not None:
+            self.log(f"  kept Namespace {self.namespace}: sagaz-lakehouse did not create it")
+        self._wait_gone(doomed, DELETE_TIMEOUT)
+        self.log("down: done" + ("" if purge else "; `up` reuses the kept volumes"))
+
+    def _claims(self) -> list[Obj]:
+        """The claims our StatefulSets created (their volumeClaimTemplates copy the pod selector labels)."""
+        stateful = [c.name for c in s.build_stack(self.settings).components if c.stateful]
+        selector = f"app.kubernetes.io/instance={self.settings.project}"
+        claims = self.cluster().list("v1", "PersistentVolumeClaim", self.namespace, selector)
+        return [c for c in claims
+                if (c["metadata"].get("labels") or {}).get("app.kubernetes.io/component") in stateful]
+
+    def _wait_gone(self, objects: list[Obj], timeout: int) -> None:
+        deadline = time.monotonic() + timeout
+        remaining = list(objects)
+        while remaining:
+            remaining = [o for o in remaining if self._live(o) is not None]
+            if not remaining:
+                return
+            if time.monotonic() >= deadline:
+                raise LakehouseError(f"still deleting after {timeout}s: {', '.join(map(describe, remaining))}",
+                                     "a finalizer may be stuck; inspect the objects' metadata.finalizers")
+            time.sleep(POLL_SECONDS)
+
+    # ------------------------------------------------------------------------------------------ status, logs
+
+    def status(self) -> list[dict[str, Any]]:
+        self.cluster()  # connection problems first, before any row
+        stack = s.build_stack(self.settings)
+        rows = []
+        for component in stack.components:
+            workloads = self._workloads_of(component.name)
+            if not workloads:
+                rows.append({"component": component.name, "state": "absent", "endpoint": self._endpoint(component),
+                             "detail": f"not found in namespace {self.namespace}"})
+                continue
+            state = readiness(workloads[0])
+            rows.append({"component": component.name, "state": _state_word(component, state),
+                         "endpoint": self._endpoint(component),
+                         "detail": f"{workloads[0]['kind']} {state.summary}"})
+        return rows
+
+    def logs(self, component: str, lines: int) -> str:
+        names = s.build_stack(self.settings).names
+        if component not in names:
+            raise UsageError(f"unknown component '{component}'", f"use one of: {', '.join(names)}")
+        pods = self.cluster().list("v1", "Pod", self.namespace,
+                                   f"app.kubernetes.io/instance={self.settings.project},"
+                                   f"app.kubernetes.io/component={component}")
+        if not pods:
+            raise StackNotReachable(component, f"namespace {self.namespace}", "no pods")
+        core = self.cluster().core()
+        out = []
+        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            name = pod["metadata"]["name"]
+            text = self.cluster().call("read log of", f"pod {name}", lambda n=name: core.read_namespaced_pod_log(
+                n, self.namespace, container=component, tail_lines=lines, _request_timeout=30))
+            out.append(f"==> pod {name} <==\n{text.rstrip()}" if len(pods) > 1 else text.rstrip())
+        return self._redact("\n".join(out))
+
+    # ------------------------------------------------------------------------------------------ clients
+
+    @contextlib.contextmanager
+    def client_endpoints(self) -> Iterator[wiring.Endpoints]:
+        """Port-forwards through the API server to exactly the addresses the Fluss CLIENT listeners advertise."""
+        from sagaz_lakehouse.kube.portforward import PortForwards, pod_opener
+
+        cluster = self.cluster()
+        if not self._workloads_of(s.COORDINATOR):
+            raise StackNotReachable(s.COORDINATOR, f"namespace {self.namespace} ({cluster.where})", "not deployed")
+        with PortForwards(self.forwards(), pod_opener(cluster.core(), self.namespace)):
+            yield wiring.endpoints(self.settings, View.EXTERNAL)
+
+    def forwards(self) -> list[Any]:
+        from sagaz_lakehouse.kube.portforward import Forward
+
+        p = self.settings.ports
+        result = [Forward(f"{s.COORDINATOR}-0", p.fluss_coordinator, s.INTERNAL_FLUSS_PORT,
+                          lambda: f"{s.COORDINATOR}-0")]
+        for i in range(self.settings.replicas.tablet_servers):
+            result.append(Forward(f"{s.TABLET}-{i}", p.fluss_tablet + i, s.INTERNAL_FLUSS_PORT,
+                                  lambda i=i: f"{s.TABLET}-{i}"))
+        for component, port in ((s.MINIO, p.minio), (s.REST_CATALOG, p.rest_catalog), (s.JOBMANAGER, p.flink_rest),
+                                (s.TRINO, p.trino)):
+            result.append(Forward(component, port, port, lambda c=component: self.ready_pod(c)))
+        return result
+
+    def ready_pod(self, component: str) -> str:
+        pods = self.cluster().list("v1", "Pod", self.namespace, f"app.kubernetes.io/instance={self.settings.project},"
+                                   f"app.kubernetes.io/component={component}")
+        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            conditions = (pod.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+                return pod["metadata"]["name"]
+        raise StackNotReachable(component, f"namespace {self.namespace}", "no ready pod")
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _live(self, obj: Obj) -> Obj | None:
+        meta = obj["metadata"]
+        return self.cluster().get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+
+    def _owned_objects(self, group_kinds: set[str]) -> list[Obj]:
+        found = []
+        for item in sorted(group_kinds):
+            group, kind = split_group_kind(item)
+            api_version = VERSION_OF_GROUP.get(group) or self._preferred_version(group, kind)
+            namespace = None if kind == "Namespace" else self.namespace
+            found += self.cluster().list(api_version, kind, namespace, self.applyset.selector)
+        return found
+
+    def _preferred_version(self, group: str, kind: str) -> str:
+        cluster = self.cluster()
+        resource = cluster.call("discover", f"{kind}.{group}",
+                                lambda: cluster.dynamic.resources.get(group=group, kind=kind))
+        return resource.group_version
+
+    def _workloads_of(self, component: str) -> list[Obj]:
+        selector = f"app.kubernetes.io/instance={self.settings.project},app.kubernetes.io/component={component}"
+        found = []
+        for api_version, kind in (("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"), ("batch/v1", "Job")):
+            found += self.cluster().list(api_version, kind, self.namespace, selector)
+        return found
+
+    def _endpoint(self, component: s.Component) -> str:
+        published = [port for port in component.ports if port.published]
+        if not published:
+            return ""
+        return f"{component.name}.{self.namespace}.svc:{published[0].number}"
+
+    def _redact(self, text: str) -> str:
+        with contextlib.suppress(LakehouseError):
+            creds = self.credentials()
+            for value in (creds.secret_key, creds.access_key):
+                if value:
+                    text = text.replace(value, "***")
+        return text
+
+
+# ---------------------------------------------------------------------------------------------- pure helpers
+
+
+def _in_delete_order(objects: list[Obj]) -> list[Obj]:
+    rank = {kind: i for i, kind in enumerate(DELETE_ORDER)}
+    return sorted(objects, key=lambda o: rank.get(o["kind"], -1))
+
+
+def _comparable(obj: Obj) -> Obj:
+    """An object without the fields the server changes on every write (for diffs and change detection).
+
+    Secret values are replaced by a short digest: a diff shows that a credential changed, never what it is."""
+    meta = {k: v for k, v in obj.get("metadata", {}).items()
+            if k not in ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")}
+    result = {**{k: v for k, v in obj.items() if k not in ("status", "metadata")}, "metadata": meta}
+    if obj.get("kind") == "Secret":
+        for field in ("data", "stringData"):
+            if result.get(field):
+                result[field] = {k: _digest(v) for k, v in result[field].items()}
+    return result
+
+
+def _digest(value: str) -> str:
+    import hashlib
+
+    return "(hidden, sha256 " + hashlib.sha256(str(value).encode()).hexdigest()[:12] + ")"
+
+
+def _unified(old: str, new: str, obj: Obj) -> str:
+    name = describe(obj)
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                 fromfile=f"live/{name}", tofile=f"rendered/{name}")
+    return "".join(lines)
+
+
+def _short(name: str) -> str:
+    return name.split(" in namespace")[0]
+
+
+def _state_word(component: s.Component, state: Readiness) -> str:
+    if state.failed:
+        return "failed"
+    if component.one_shot:
+        return "completed" if state.ready else "running"
+    return "healthy" if state.ready else "starting"
+

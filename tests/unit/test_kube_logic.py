@@ -1,0 +1,243 @@
+"""The Kubernetes driver's pure parts: ownership labels, readiness, diagnosis text, error messages, port-forward
+plumbing and the CLI's refusals before any cluster is contacted. The API-server behaviour is in tests/kube."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+from sagaz_lakehouse.cli import app
+from sagaz_lakehouse.config import DEV_CREDENTIALS
+from sagaz_lakehouse.drivers.kubernetes import _comparable, _in_delete_order
+from sagaz_lakehouse.errors import EnvironmentProblem, UsageError
+from sagaz_lakehouse.kube.api import Where, translate
+from sagaz_lakehouse.kube.applyset import PART_OF, ApplySet, applyset_id, group_kind, prunable
+from sagaz_lakehouse.kube.portforward import Forward, PortForwards
+from sagaz_lakehouse.kube.rollout import pod_problems, readiness
+
+pytestmark = pytest.mark.unit
+runner = CliRunner()
+WHERE = Where(__import__("pathlib").Path("/k/config"), "ctx")
+
+
+def obj(kind: str, name: str, api_version: str = "v1", **extra) -> dict:
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": "ns", **extra}}
+
+
+# ---------------------------------------------------------------------------------------------- applyset
+
+
+def test_applyset_id_follows_kubectl_format_and_depends_on_parent():
+    first = applyset_id("p-applyset", "ns")
+    assert first.startswith("applyset-") and first.endswith("-v1")
+    assert "=" not in first and "+" not in first and "/" not in first  # base64url without padding
+    assert len(first) <= 63  # it is a label value
+    assert first == applyset_id("p-applyset", "ns")
+    assert first != applyset_id("p-applyset", "other")
+
+
+def test_label_copies_and_prune_ignores_unlabelled_objects():
+    applyset = ApplySet("p", "ns")
+    mine = applyset.label(obj("Service", "trino-worker"))
+    kept = applyset.label(obj("Service", "trino"))
+    foreign = obj("Service", "someone-elses")
+    assert PART_OF not in foreign["metadata"].get("labels", {})
+    stale = prunable([mine, kept, foreign], [kept], applyset)
+    assert [o["metadata"]["name"] for o in stale] == ["trino-worker"]
+
+
+def test_group_kind_and_parent_annotation():
+    assert group_kind(obj("Deployment", "x", "apps/v1")) == "Deployment.apps"
+    assert group_kind(obj("Service", "x")) == "Service"
+    parent = ApplySet("p", "ns").parent({"Service", "Deployment.apps"})
+    assert ApplySet.recorded_kinds(parent) == {"Service", "Deployment.apps"}
+    assert ApplySet.recorded_kinds(None) == set()
+
+
+def test_delete_order_puts_consumers_first_and_namespace_last():
+    objects = [obj("Namespace", "n"), obj("ConfigMap", "c"), obj("Job", "j", "batch/v1"),
+               obj("StatefulSet", "s", "apps/v1")]
+    assert [o["kind"] for o in _in_delete_order(objects)] == ["Job", "StatefulSet", "ConfigMap", "Namespace"]
+
+
+# ---------------------------------------------------------------------------------------------- readiness
+
+
+def test_deployment_readiness_needs_every_replica_available():
+    deployment = {"kind": "Deployment", "metadata": {"generation": 2}, "spec": {"replicas": 2},
+                  "status": {"observedGeneration": 2, "readyReplicas": 1, "updatedReplicas": 2,
+                             "availableReplicas": 1}}
+    assert not readiness(deployment).ready
+    assert readiness(deployment).summary.startswith("1/2 ready")
+    deployment["status"].update(readyReplicas=2, availableReplicas=2)
+    assert readiness(deployment).ready
+
+
+def test_statefulset_waits_for_the_controller_and_the_update_revision():
+    sts = {"kind": "StatefulSet", "metadata": {"generation": 3}, "spec": {"replicas": 1},
+           "status": {"observedGeneration": 2, "readyReplicas": 1, "updatedReplicas": 1}}
+    assert "not seen" in readiness(sts).summary
+    sts["status"].update(observedGeneration=3, currentRevision="a", updateRevision="b")
+    assert not readiness(sts).ready
+    sts["status"]["currentRevision"] = "b"
+    assert readiness(sts).ready
+
+
+def test_failed_job_is_final_and_says_why():
+    job = {"kind": "Job", "status": {"conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "too many"}]}}
+    state = readiness(job)
+    assert state.failed and not state.ready and "BackoffLimitExceeded" in state.summary
+    done = {"kind": "Job", "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert readiness(done).ready
+
+
+def test_pod_problems_name_the_blocking_reason():
+    pod = {"metadata": {"name": "trino-0"}, "status": {
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                        "message": "0/1 nodes are available: 1 Insufficient memory."}],
+        "containerStatuses": [{"name": "trino", "restartCount": 3,
+                               "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}}}]}}
+    text = pod_problems(pod)[0]
+    assert "Unschedulable" in text and "Insufficient memory" in text
+    assert "CrashLoopBackOff" in text and "restarted 3x" in text
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+class FakeApiError(Exception):
+    def __init__(self, status: int, body: dict) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = json.dumps(body)
+
+
+def test_forbidden_names_verb_and_resource():
+    error = translate(FakeApiError(403, {"message": 'namespaces is forbidden: User "limited" cannot create '
+                                                    'resource "namespaces" in API group "" at the cluster scope'}),
+                      "apply", "Namespace sagaz", WHERE)
+    assert isinstance(error, UsageError) and error.exit_code == 2
+    assert "cannot create namespaces" in error.message
+    assert "kubectl auth can-i create namespaces" in error.hint
+
+
+def test_conflict_names_the_other_manager_and_the_flag():
+    body = {"message": "Apply failed with 1 conflict", "details": {"causes": [
+        {"reason": "FieldManagerConflict", "message": 'conflict with "kubectl-edit": .spec.replicas',
+         "field": ".spec.replicas"}]}}
+    error = translate(FakeApiError(409, body), "apply", "Deployment trino", WHERE)
+    assert 'conflict with "kubectl-edit": .spec.replicas' in error.message
+    assert "--force-conflicts" in error.hint and error.exit_code == 2
+
+
+def test_unreachable_server_names_kubeconfig_and_context():
+    error = translate(ConnectionRefusedError("refused"), "get", "/version", WHERE)
+    assert isinstance(error, EnvironmentProblem)
+    assert "/k/config" in error.message and "'ctx'" in error.message
+
+
+def test_secret_values_never_reach_a_diff():
+    secret = obj("Secret", "s3-credentials", stringData={})
+    secret["stringData"] = {"S3_SECRET_KEY": DEV_CREDENTIALS.secret_key}
+    shown = json.dumps(_comparable(secret))
+    assert DEV_CREDENTIALS.secret_key not in shown and "hidden, sha256" in shown
+
+
+# ---------------------------------------------------------------------------------------------- port-forward
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def echo_server() -> tuple[socket.socket, int]:
+    """A local TCP echo server standing in for a pod's port (the API-server stream is the kubernetes client's)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                while data := conn.recv(1024):
+                    conn.sendall(b"echo:" + data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def test_port_forward_copies_bytes_both_ways_and_resolves_the_pod_per_connection():
+    server, port = echo_server()
+    asked = []
+
+    def opener(pod: str, remote_port: int):
+        asked.append((pod, remote_port))
+        stream = socket.create_connection(("127.0.0.1", port))
+        return stream, stream.close
+
+    local = free_port()
+    with server, PortForwards([Forward("trino", local, 8080, lambda: "trino-0")], opener):
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", local), timeout=5) as client:
+                client.sendall(b"ping")
+                assert client.recv(100) == b"echo:ping"
+    assert asked == [("trino-0", 8080), ("trino-0", 8080)]
+    with pytest.raises(OSError):  # the listener is gone after the block
+        socket.create_connection(("127.0.0.1", local), timeout=1)
+
+
+def test_port_forward_refuses_a_taken_port_and_names_it():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        forwards = PortForwards([Forward("minio", port, 9000, lambda: "minio-0")], lambda p, r: (None, lambda: None))
+        with pytest.raises(EnvironmentProblem) as caught, forwards:
+            pass
+    assert str(port) in caught.value.message and "minio" in caught.value.message
+
+
+# ---------------------------------------------------------------------------------------------- CLI refusals
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, list(args), env=env or {}, catch_exceptions=False)
+
+
+def test_no_kubeconfig_is_exit_2_naming_the_path(tmp_path):
+    missing = tmp_path / "nope" / "config"
+    result = invoke("status", "--target", "kubernetes", env={"KUBECONFIG": str(missing)})
+    assert result.exit_code == 2
+    assert str(missing) in result.output
+
+
+def test_unknown_context_lists_the_known_ones(tmp_path):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "
+                          "'https://127.0.0.1:1'}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: known\n"
+                          "  context: {cluster: c, user: u}\ncurrent-context: known\n")
+    result = invoke("up", "--target", "kubernetes", "--context", "missing", env={"KUBECONFIG": str(kubeconfig)})
+    assert result.exit_code == 2
+    assert "'missing' not found" in result.output and "known" in result.output and str(kubeconfig) in result.output
+    unreachable = invoke("status", "--target", "kubernetes", env={"KUBECONFIG": str(kubeconfig)})
+    assert unreachable.exit_code == 2
+    assert "not reachable" in unreachable.output and "'known'" in unreachable.output
+
+
+def test_kubernetes_only_flags_are_refused_elsewhere():
+    assert invoke("diff", "--target", "local").exit_code == 2
+    result = invoke("up", "--target", "local", "--force-conflicts", "--dry-run")
+    assert result.exit_code == 2 and "--force-conflicts" in result.output
+
+
+def test_bad_namespace_is_a_config_error():
+    result = invoke("status", "--target", "kubernetes", "--namespace", "Not_A_Label")
+    assert result.exit_code == 2 and "kubernetes.namespace" in result.output
