@@ -199,6 +199,13 @@ class Credentials:
     def __repr__(self) -> str:
         return f"Credentials(access_key={self.access_key!r}, secret_key='***')"
 
+    def redact(self, text: str) -> str:
+        """``text`` with both credential values replaced by ***, whatever a component chose to log."""
+        for value in (self.secret_key, self.access_key):
+            if value:
+                text = text.replace(value, "***")
+        return text
+
 
 # Development-only credentials: used in the dev profile, refused in prod.
 DEV_CREDENTIALS = Credentials("sagaz-dev", "sagaz-dev-secret")

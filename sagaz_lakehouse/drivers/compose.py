@@ -285,10 +285,7 @@ class ComposeDriver:
     def redact(self, text: str) -> str:
         """Never echo a credential value, whatever a container chose to log."""
         with contextlib.suppress(LakehouseError):
-            creds = self.credentials()
-            for value in (creds.secret_key, creds.access_key):
-                if value:
-                    text = text.replace(value, "***")
+            return self.credentials().redact(text)
         return text
 
     def _env(self) -> dict[str, str]:

@@ -437,10 +437,7 @@ class KubernetesDriver:
 
     def _redact(self, text: str) -> str:
         with contextlib.suppress(LakehouseError):
-            creds = self.credentials()
-            for value in (creds.secret_key, creds.access_key):
-                if value:
-                    text = text.replace(value, "***")
+            return self.credentials().redact(text)
         return text
 
 
