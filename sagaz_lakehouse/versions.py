@@ -50,6 +50,13 @@ ZOOKEEPER_SNAPPY = "1.1.10.5"  # zookeeper parent pom 3.9.2: snappy.version
 # Kubernetes API version the manifests are validated against (kubernetes-validate 1.33.1 ships the 1.33 OpenAPI
 # schemas) and the kube-apiserver the cluster tests build should match.
 KUBERNETES = "1.33"
+# The kubelet-less test cluster of tests/kube (scripts/tools/kube.sh builds it from the Go module proxy):
+# - kubernetes: newest 1.33 patch in `go list -m -versions k8s.io/kubernetes` (kube-apiserver, -controller-manager,
+#   -scheduler; the staging modules k8s.io/api, client-go, ... are the matching v0.33.x);
+# - etcd: the go.etcd.io/etcd/server/v3 that k8s.io/kubernetes' go.mod at that version requires (kube.sh checks);
+# - kwok (stands in for the kubelet): the release built against Kubernetes 1.33 (sigs.k8s.io/kwok v0.7.0 go.mod:
+#   k8s.io/client-go v0.33.0, pkg/consts KubeVersion 1.33.0; v0.8.0 moved to 0.36).
+KUBE_TEST_CLUSTER = {"kubernetes": "v1.33.13", "etcd": "v3.5.21", "kwok": "v0.7.0"}
 
 JAVA_FOR = {"default": 17, "trino": 24}  # minimum Java feature version per component (Trino 476 needs 24)
 
