@@ -1,0 +1,224 @@
+"""`up`, `diff`, `down` and `status` on Kubernetes, against a real kube-apiserver (etcd, controller-manager,
+scheduler) started by tests/kube/cluster.py. kwok stands in for the kubelet (there is no container runtime here):
+it makes scheduled pods Running and Ready and lets Job pods succeed, so rollouts and waits are real, while the
+containers themselves never run. Each test works in its own namespace and purges it afterwards."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sagaz_lakehouse import config
+from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver
+from sagaz_lakehouse.errors import LakehouseError, UsageError
+from sagaz_lakehouse.kube.api import ref
+from sagaz_lakehouse.kube.applyset import PART_OF
+
+pytestmark = pytest.mark.kube
+
+UP_TIMEOUT = 240
+_numbers = itertools.count(1)
+
+
+class Stack:
+    """One stack under test: settings for a namespace of its own, a driver, and what it logged."""
+
+    def __init__(self, cluster: Any, tmp_path: Path, **overrides: str) -> None:
+        self.cluster = cluster
+        self.tmp_path = tmp_path
+        self.namespace = f"sagaz-t{next(_numbers)}"
+        self.base = {"target": "kubernetes", "kubernetes.kubeconfig": str(cluster.kubeconfig),
+                     "kubernetes.namespace": self.namespace}
+        self.messages: list[str] = []
+        self.driver = self.make(**overrides)
+
+    def make(self, context: str = "", force_conflicts: bool = False, **overrides: str) -> KubernetesDriver:
+        values = {**self.base, **overrides}
+        if context:
+            values["kubernetes.context"] = context
+        settings = config.load(None, values, environ={})
+        return KubernetesDriver(settings, self.tmp_path, log=self.messages.append, force_conflicts=force_conflicts)
+
+    def up(self, driver: KubernetesDriver | None = None, timeout: int = UP_TIMEOUT, **kwargs: Any) -> dict:
+        try:
+            return (driver or self.driver).up(dry_run=kwargs.pop("dry_run", False), wait=kwargs.pop("wait", True),
+                                              timeout=timeout)
+        except LakehouseError as exc:
+            if kwargs.get("expect_error"):
+                raise
+            pytest.fail(f"up failed: {exc}\n--- driver log ---\n" + "\n".join(self.messages[-30:])
+                        + "\n--- cluster logs ---\n" + self.cluster.log_tail(), pytrace=False)
+
+    def owned(self) -> dict[tuple, str]:
+        """ref -> resourceVersion of every object carrying this stack's ApplySet label."""
+        found = self.driver._owned_objects(set(_kinds()))
+        return {ref(o): o["metadata"]["resourceVersion"] for o in found}
+
+    def api(self) -> Any:
+        return self.driver.cluster()
+
+
+def _kinds() -> list[str]:
+    return ["Namespace", "Secret", "ConfigMap", "Service", "StatefulSet.apps", "Deployment.apps", "Job.batch"]
+
+
+@pytest.fixture
+def stack(cluster, tmp_path):
+    made = Stack(cluster, tmp_path)
+    yield made
+    made.driver.down(purge=True)
+
+
+# ---------------------------------------------------------------------------------------------- apply
+
+
+def test_up_applies_every_object_strictly_waits_and_is_idempotent(stack):
+    first = stack.up()
+    rendered = stack.driver.desired()
+    assert {o["action"] for o in first["objects"]} == {"created"}
+    assert len(first["objects"]) == len(rendered) - 1  # everything but the namespace, created before the others
+    rows = {r["component"]: r for r in stack.driver.status()}
+    assert {r["state"] for r in rows.values()} <= {"healthy", "completed"}, rows
+    assert rows["create-bucket"]["state"] == rows["submit-tiering"]["state"] == "completed"
+    assert rows["trino"]["endpoint"] == f"trino.{stack.namespace}.svc:8080"
+    claims = stack.api().list("v1", "PersistentVolumeClaim", stack.namespace)
+    assert claims and all(c["status"]["phase"] == "Bound" for c in claims)
+
+    before = stack.owned()
+    assert len(before) == len(rendered)
+    again = stack.up()
+    assert {o["action"] for o in again["objects"]} == {"unchanged"}
+    assert stack.owned() == before  # not one resourceVersion moved
+
+
+def test_disabling_a_component_prunes_exactly_its_objects(stack, tmp_path):
+    with_workers = stack.make(**{"replicas.trino_workers": "1"})
+    stack.up(with_workers)
+    worker_refs = {ref(o) for o in with_workers.desired()} - {ref(o) for o in stack.driver.desired()}
+    assert worker_refs and all(r[3].startswith("trino-worker") for r in worker_refs)
+    foreign = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "someone-elses", "namespace": stack.namespace}}
+    stack.api().apply(foreign)  # not ours: no ApplySet label
+    before = stack.owned()
+
+    result = stack.up()
+    after = stack.owned()
+    assert set(before) - set(after) == worker_refs
+    assert sorted(result["pruned"]) == sorted(f"{r[1]} {r[3]} in namespace {r[2]}" for r in worker_refs)
+    assert stack.api().get("v1", "ConfigMap", "someone-elses", stack.namespace) is not None
+
+
+def test_server_dry_run_and_diff_change_nothing(stack):
+    stack.up()
+    before = stack.owned()
+    scaled = stack.make(**{"replicas.tablet_servers": "2"})
+    result = scaled.up(dry_run=True, wait=False, timeout=10)
+    assert result["dry_run"] is True
+    actions = {o["object"]: o["action"] for o in result["objects"]}
+    assert actions[f"StatefulSet fluss-tablet in namespace {stack.namespace}"] == "would configure"
+    assert actions[f"Service zookeeper in namespace {stack.namespace}"] == "unchanged"
+    changes = {c["object"]: c for c in scaled.diff()}
+    tablet = changes[f"StatefulSet fluss-tablet in namespace {stack.namespace}"]
+    assert "-  replicas: 1" in tablet["diff"] and "+  replicas: 2" in tablet["diff"]
+    assert stack.driver.diff() == []  # the applied settings: no difference
+    assert stack.owned() == before
+
+
+# ---------------------------------------------------------------------------------------------- teardown
+
+
+def test_down_keeps_claims_and_purge_removes_everything_it_created(stack):
+    stack.up()
+    claims = {c["metadata"]["name"] for c in stack.api().list("v1", "PersistentVolumeClaim", stack.namespace)}
+    assert claims
+    stack.driver.down(purge=False)
+    assert set(stack.owned()) == {("", "Namespace", "", stack.namespace)}
+    assert stack.api().list("apps/v1", "StatefulSet", stack.namespace) == []
+    kept = {c["metadata"]["name"] for c in stack.api().list("v1", "PersistentVolumeClaim", stack.namespace)}
+    assert kept == claims
+
+    stack.up()  # the kept claims are reused by the new StatefulSets
+    assert {c["metadata"]["name"] for c in stack.api().list("v1", "PersistentVolumeClaim", stack.namespace)} == claims
+    stack.driver.down(purge=True)
+    assert stack.api().get("v1", "Namespace", stack.namespace) is None
+
+
+def test_a_namespace_we_did_not_create_is_used_but_never_deleted(stack):
+    stack.api().apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": stack.namespace}})
+    stack.up()
+    namespace = stack.api().get("v1", "Namespace", stack.namespace)
+    assert PART_OF not in (namespace["metadata"].get("labels") or {})
+    stack.driver.down(purge=True)
+    assert stack.api().get("v1", "Namespace", stack.namespace) is not None
+    assert stack.api().list("v1", "PersistentVolumeClaim", stack.namespace) == []
+    stack.api().delete(namespace)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def _foreign_namespace(stack: Stack) -> None:
+    stack.api().apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": stack.namespace}})
+
+
+def test_an_existing_object_of_someone_else_stops_up_before_any_change(stack):
+    _foreign_namespace(stack)
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "trino", "namespace": stack.namespace},
+               "spec": {"ports": [{"port": 1}]}}
+    stack.api().apply(service)
+    with pytest.raises(UsageError) as caught:
+        stack.up(expect_error=True)
+    assert "Service trino" in caught.value.message and caught.value.exit_code == 2
+    assert stack.api().list("apps/v1", "StatefulSet", stack.namespace) == []
+    assert stack.api().get("v1", "ConfigMap", stack.driver.applyset.parent_name, stack.namespace) is None
+    stack.api().delete(service)
+
+
+def test_an_object_the_cluster_refuses_stops_up_before_any_change(stack):
+    _foreign_namespace(stack)
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-statefulsets",
+                                                                       "namespace": stack.namespace},
+             "spec": {"hard": {"count/statefulsets.apps": "0"}}}
+    stack.api().apply(quota)
+    with pytest.raises(UsageError) as caught:
+        stack.up(expect_error=True)
+    assert "quota" in caught.value.message and "StatefulSet" in caught.value.message
+    assert stack.owned() == {}  # the server-side dry run caught it: not one object was applied
+    stack.api().delete(quota)
+
+
+def test_rollout_that_never_becomes_ready_reports_why(stack):
+    hungry = stack.make(**{"memory.trino": "900Gi"})  # more than any node has: the scheduler refuses
+    with pytest.raises(LakehouseError) as caught:
+        stack.up(hungry, timeout=45, expect_error=True)
+    text = caught.value.message
+    assert "timed out after 45s" in text and "trino" in text
+    assert "Unschedulable" in text and "Insufficient memory" in text
+
+
+def test_forbidden_names_verb_and_resource(stack):
+    limited = stack.make(context=stack.cluster.limited_context)
+    with pytest.raises(UsageError) as caught:
+        stack.up(limited, expect_error=True)
+    message = caught.value.message
+    assert "forbidden" in message and caught.value.exit_code == 2
+    assert "namespaces" in message or "configmaps" in message or "services" in message
+
+
+def test_field_conflict_names_the_other_manager_until_forced(stack):
+    stack.up()
+    takeover = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "fluss-tablet", "namespace": stack.namespace}, "spec": {"replicas": 3}}
+    api = stack.api()
+    sts = api.resource("apps/v1", "StatefulSet")
+    api.dynamic.server_side_apply(sts, body=takeover, name="fluss-tablet", namespace=stack.namespace,
+                                  field_manager="someone-else", force_conflicts=True)
+    with pytest.raises(UsageError) as caught:
+        stack.up(expect_error=True)
+    assert "someone-else" in caught.value.message and "--force-conflicts" in caught.value.hint
+    forced = stack.make(force_conflicts=True)
+    stack.up(forced)
+    assert api.get("apps/v1", "StatefulSet", "fluss-tablet", stack.namespace)["spec"]["replicas"] == 1
