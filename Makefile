@@ -7,7 +7,7 @@ CACHE ?= $(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR ?= $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit test-e2e lint manifests tools bench-local clean
+.PHONY: install up down test test-unit test-kube test-e2e lint manifests tools bench-local clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -32,6 +32,9 @@ manifests: ## re-render manifests/ from the templates (defaults, dev profile)
 
 test-unit: install lint
 	$(PYTHON) -m pytest -m unit
+
+test-kube: install lint tools ## the Kubernetes driver against a real API server (kwok for the kubelet)
+	$(PYTHON) -m pytest -m kube
 
 test: install lint tools
 	$(PYTHON) -m pytest
