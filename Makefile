@@ -36,6 +36,9 @@ test-unit: install lint
 test-kube: install lint tools ## the Kubernetes driver against a real API server (kwok for the kubelet)
 	$(PYTHON) -m pytest -m kube
 
+test-e2e: install lint tools ## the local stack end to end (real servers)
+	$(PYTHON) -m pytest -m e2e
+
 test: install lint tools
 	$(PYTHON) -m pytest
 
