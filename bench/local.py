@@ -159,7 +159,8 @@ def main() -> None:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     header = (f"# Local target benchmark\n\nMachine: {os.cpu_count()} cores; run {time.strftime('%Y-%m-%d %H:%M')}; "
-              f"freshness {settings.freshness}. Produced by `make bench-local` (bench/local.py).\n\n"
+              f"freshness {settings.freshness}, tiering poll {settings.tiering_poll}. "
+              "Produced by `make bench-local` (bench/local.py).\n\n"
               "| metric | value | baseline (same run) | ratio |\n|---|---|---|---|\n")
     args.out.write_text(header + "".join(f"| {m} | {v} | {b} | {r} |\n" for m, v, b, r in rows))
     print(args.out.read_text())

@@ -149,7 +149,10 @@ def tiering_job_arguments(settings: Settings) -> list[str]:
 
     Credentials are not among them: the TaskManagers get ``aws_environment`` instead."""
     view = _server_view(settings)
-    args = ["--fluss.bootstrap.servers", endpoints(settings, view).fluss_bootstrap, "--datalake.format", "iceberg"]
+    args = ["--fluss.bootstrap.servers", endpoints(settings, view).fluss_bootstrap,
+            # TieringSourceOptions (fluss-flink-common): read from the "fluss." arguments by FlussLakeTiering.
+            "--fluss.tiering.poll.table.interval", settings.tiering_poll,
+            "--datalake.format", "iceberg"]
     for key, value in iceberg_catalog_properties(settings, view, with_credentials=False).items():
         args += [f"--datalake.iceberg.{key}", value]
     return args

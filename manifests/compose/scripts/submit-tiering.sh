@@ -17,6 +17,7 @@ fi
 echo "submitting tiering job '$name'"
 exec timeout 300 flink run --detached --class org.apache.fluss.flink.tiering.FlussLakeTieringEntrypoint /opt/tiering/fluss-flink-tiering-0.9.1-incubating.jar \
   --fluss.bootstrap.servers fluss-coordinator:9125 \
+  --fluss.tiering.poll.table.interval 2s \
   --datalake.format iceberg \
   --datalake.iceberg.type rest \
   --datalake.iceberg.uri http://rest-catalog:8181 \
