@@ -2,12 +2,14 @@
 
 State lives in the run folder: ``pids/<name>.pid`` and ``logs/<name>.log``. A pid file is trusted only if the
 process is alive *and* its command line mentions the run folder, so a recycled pid never gets killed by mistake
-and stale pid files are cleaned up.
+and stale pid files are cleaned up. ``pids/<name>.config`` holds a digest of what the process was started with
+(command line, environment, config files), so a later ``up`` can tell that a running component is out of date.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -74,6 +76,25 @@ class ProcessSpec:
     one_shot: bool = False  # runs to completion (exit 0) instead of staying up
     timeout: float = 180.0  # seconds to become healthy (or to finish, for one-shot)
     secret_values: tuple[str, ...] = ()  # never echoed in errors
+    config: tuple[Path | str, ...] = ()  # config files/folders (or values) it reads: a change makes it out of date
+
+    def fingerprint(self) -> str:
+        """Digest of everything the process starts from; the environment is hashed, never stored."""
+        digest = hashlib.sha256()
+        for part in (*self.argv, *sorted(f"{k}={v}" for k, v in self.env.items())):
+            digest.update(part.encode() + b"\0")
+        for item in self.config:
+            for path in _files_of(item) if isinstance(item, Path) else ():
+                digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+            if isinstance(item, str):
+                digest.update(item.encode() + b"\0")
+        return digest.hexdigest()
+
+
+def _files_of(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return [path] if path.is_file() else []
 
 
 class Supervisor:
@@ -91,6 +112,16 @@ class Supervisor:
     def log_file(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
+    def config_file(self, name: str) -> Path:
+        return self.pid_dir / f"{name}.config"
+
+    def out_of_date(self, spec: ProcessSpec) -> bool:
+        """True if ``spec`` differs from what its running process was started with (unknown counts as current)."""
+        try:
+            return self.config_file(spec.name).read_text().strip() != spec.fingerprint()
+        except OSError:
+            return False
+
     def running_pid(self, name: str) -> int | None:
         """The pid of our live process for ``name``; removes a stale pid file."""
         child = self._children.get(name)
@@ -103,8 +134,12 @@ class Supervisor:
             return None
         if self._is_ours(pid):
             return pid
-        path.unlink(missing_ok=True)
+        self.forget(name)
         return None
+
+    def forget(self, name: str) -> None:
+        self.pid_file(name).unlink(missing_ok=True)
+        self.config_file(name).unlink(missing_ok=True)
 
     def _is_ours(self, pid: int) -> bool:
         try:
@@ -128,6 +163,7 @@ class Supervisor:
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         self.pid_file(spec.name).write_text(f"{process.pid}\n")
+        self.config_file(spec.name).write_text(spec.fingerprint() + "\n")
         self._children[spec.name] = process
         return process.pid
 
@@ -176,7 +212,7 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         self._reap(name)
-        self.pid_file(name).unlink(missing_ok=True)
+        self.forget(name)
         return True
 
     def _reap(self, name: str) -> None:
@@ -217,7 +253,9 @@ def start_in_order(supervisor: Supervisor, specs: list[ProcessSpec], progress: C
                    wait: bool = True) -> dict[str, str]:
     """Start every spec once its dependencies are healthy; independent ones start in parallel.
 
-    Components already running are left alone. Returns name → "started" | "running" | "completed".
+    Components already running are left alone; one started from a different configuration is reported, since
+    restarting it here could interrupt work in flight (``down`` then ``up`` applies it, data is kept).
+    Returns name → "started" | "running" | "out of date" | "completed".
     """
     by_name = {s.name: s for s in specs}
     outcome: dict[str, str] = {}
@@ -228,8 +266,11 @@ def start_in_order(supervisor: Supervisor, specs: list[ProcessSpec], progress: C
             if all(dep in outcome for dep in spec.depends_on if dep in by_name):
                 pending.remove(spec)
                 if not spec.one_shot and supervisor.running_pid(spec.name) is not None:
-                    outcome[spec.name] = "running"
-                    progress(f"{spec.name}: already running")
+                    stale = supervisor.out_of_date(spec)
+                    outcome[spec.name] = "out of date" if stale else "running"
+                    progress(f"{spec.name}: already running" + (
+                        ", with an older configuration: `sagaz-lakehouse down` then `up` applies it (data is kept)"
+                        if stale else ""))
                     continue
                 supervisor.start(spec)
                 progress(f"{spec.name}: starting")
@@ -245,7 +286,7 @@ def start_in_order(supervisor: Supervisor, specs: list[ProcessSpec], progress: C
             if _ready(supervisor, spec):
                 del started[name]
                 if spec.one_shot:
-                    supervisor.pid_file(name).unlink(missing_ok=True)  # done: nothing left to track
+                    supervisor.forget(name)  # done: nothing left to track
                 outcome[name] = "completed" if spec.one_shot else "started"
                 progress(f"{name}: {'done' if spec.one_shot else 'healthy'}")
             elif time.monotonic() > deadline or _dead(supervisor, spec):

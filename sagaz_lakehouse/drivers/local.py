@@ -321,7 +321,7 @@ class LocalDriver:
                        f"-Dlog4j.configurationFile=file:{conf / name / 'log4j-console.properties'}",
                        "-cp", f"{homes['fluss'] / 'lib'}/*", main, "--configDir", str(conf / name)],
                 env={"FLUSS_PLUGINS_DIR": str(homes["fluss"] / "plugins")}, cwd=data,
-                health=HealthProbe("tcp", LOOPBACK, port), ports=(port,), secret_values=secrets,
+                health=HealthProbe("tcp", LOOPBACK, port), ports=(port,), secret_values=secrets, config=(conf / name,),
                 depends_on=(s.ZOOKEEPER, s.REST_CATALOG) if name == s.COORDINATOR else (s.COORDINATOR,))
 
         tablets = [tablet_name(i) for i in range(settings.replicas.tablet_servers)]
@@ -333,7 +333,8 @@ class LocalDriver:
                                       "-cp", f"{homes['zookeeper'] / 'lib'}/*",
                                       "org.apache.zookeeper.server.quorum.QuorumPeerMain",
                                       str(conf / "zookeeper" / "zoo.cfg")],
-                        cwd=data, health=zookeeper_serving(p.zookeeper), ports=(p.zookeeper,)),
+                        cwd=data, health=zookeeper_serving(p.zookeeper), ports=(p.zookeeper,),
+                        config=(conf / "zookeeper",)),
             ProcessSpec(s.MINIO, [str(minio), "server", str(data / "minio"), "--address", f"{LOOPBACK}:{p.minio}",
                                   "--console-address", f"{LOOPBACK}:{p.minio_console}"],
                         env=read_env_file(conf / "minio" / "minio.env"), cwd=data,
@@ -366,13 +367,16 @@ class LocalDriver:
         p = self.settings.ports
         health = (HealthProbe("http", LOOPBACK, p.flink_rest, "/overview") if is_jm
                   else HealthProbe("http", LOOPBACK, p.flink_rest, "/overview", expect='"taskmanagers":'))
+        # The tiering job lives only as long as the JobManager (no HA): a restart resubmits it with new arguments.
+        job = (" ".join(wiring.tiering_job_arguments(self.settings)),) if is_jm else ()
         return ProcessSpec(
             name, [str(java), *jvm, marker, *FLINK_JAVA_OPENS,
                    f"-Dlog4j.configurationFile=file:{conf / 'log4j-console.properties'}",
                    f"-Dlog.file={self.supervisor.log_file(name)}", "-cp", f"{home / 'lib'}/*", main,
                    "--configDir", str(conf), *dynamic],
             env=env, cwd=self.layout.data_dir, health=health,
-            ports=(p.flink_rest, p.flink_rpc) if is_jm else (), depends_on=() if is_jm else (s.JOBMANAGER,))
+            ports=(p.flink_rest, p.flink_rpc) if is_jm else (), depends_on=() if is_jm else (s.JOBMANAGER,),
+            config=(conf, *job))
 
     @staticmethod
     def _flink_memory_args(java: Path, home: Path, conf: Path, role: str) -> tuple[list[str], list[str]]:
@@ -399,7 +403,7 @@ class LocalDriver:
                       f"-Dlog.levels-file={conf / 'log.properties'}", "-cp", f"{home / 'lib'}/*",
                       "io.trino.server.TrinoServer"],
             cwd=home, health=HealthProbe("http", LOOPBACK, port, "/v1/info", expect='"starting":false'),
-            ports=(port,), depends_on=(s.REST_CATALOG,), timeout=240)
+            ports=(port,), depends_on=(s.REST_CATALOG,), timeout=240, config=(conf,))
 
     def _status_specs(self) -> list[ProcessSpec]:
         """Names and health probes only (no install needed), for status."""

@@ -63,9 +63,14 @@ def test_up_twice_leaves_running_components_alone(stack):
     workdir, _ = stack
     before = pids(workdir)
     second = must(cli(workdir, "up"), "up (second time)")
-    assert "already running" in second.stderr
+    assert "already running" in second.stderr and "older configuration" not in second.stderr
     after = pids(workdir)
     assert {k: after[k] for k in before} == before  # nothing restarted
+    # A setting that only the tiering job reads: the JobManager (which holds the job) is reported out of date.
+    changed = must(cli(workdir, "up", "--json", "--set", "lake.tiering_poll=3s"), "up --set lake.tiering_poll=3s")
+    states = json.loads(changed.stdout)["components"]
+    assert {k for k, v in states.items() if v == "out of date"} == {"flink-jobmanager"}, states
+    assert pids(workdir) == after
     status = must(cli(workdir, "status", "--json"), "status --json")
     rows = {r["component"]: r["state"] for r in json.loads(status.stdout)}
     assert set(rows.values()) == {"healthy"}, rows

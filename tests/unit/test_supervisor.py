@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -43,6 +44,32 @@ def test_start_in_dependency_order_then_idempotent_then_stop(tmp_path):
     assert again.stop("a", grace=5) and again.stop("b", grace=5)
     assert again.running_pid("a") is None and not port_owner(a.ports[0])
     assert "listening" in again.tail("a", 5)
+
+
+def test_running_component_started_from_another_configuration_is_reported_not_restarted(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "server.yaml").write_text("a: 1\n")
+    spec = replace(server_spec(tmp_path, "a", free_port()), config=(conf,), env={"MODE": "one"})
+    supervisor = Supervisor(tmp_path)
+    assert start_in_order(supervisor, [spec], lambda _m: None) == {"a": "started"}
+    pid = supervisor.running_pid("a")
+    events: list[str] = []
+    try:
+        assert start_in_order(Supervisor(tmp_path), [spec], events.append) == {"a": "running"}
+        assert events == ["a: already running"]
+        for changed in (replace(spec, env={"MODE": "two"}), replace(spec, config=(conf, "tiering args v2"))):
+            events.clear()
+            assert start_in_order(Supervisor(tmp_path), [changed], events.append) == {"a": "out of date"}
+            assert "older configuration" in events[0] and "down` then `up`" in events[0]
+        (conf / "server.yaml").write_text("a: 2\n")
+        assert Supervisor(tmp_path).out_of_date(spec)
+        assert Supervisor(tmp_path).running_pid("a") == pid  # reported, never restarted behind the user's back
+        assert "two" not in supervisor.config_file("a").read_text()  # a digest, never the environment itself
+    finally:
+        supervisor.stop("a", grace=5)
+    assert not supervisor.config_file("a").exists()
+    assert not Supervisor(tmp_path).out_of_date(spec)  # nothing running: nothing to compare
 
 
 def test_stale_or_foreign_pid_file_is_ignored_and_removed(tmp_path):
