@@ -15,7 +15,11 @@ What is real and what is not:
   storageClassName, as volumeClaimTemplates write them, get it from the DefaultStorageClass admission plugin; the
   real PV controller provisions a PV (an empty directory /tmp/hostpath_pv/<uuid>), binds it, and deletes both when
   the claim goes (reclaim policy Delete);
-- kwok serves no logs, exec or port-forward; the API server never dials a kubelet here.
+- kwok also serves the kubelet API the API server dials for `pods/log` and `pods/portforward` (on the node's
+  InternalIP 127.0.0.1 and the port kwok advertises in the Node status), so logs and port-forwards take the real
+  path through the API server's authentication, authorization and proxying. As no container runs, what they reach
+  is named stand-ins: every pod's logs are the file `container_log`, and every pod port forwards to `PodStandIn`,
+  a TCP echo server in this process.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -101,6 +106,42 @@ class _Process:
                 self.popen.wait()
 
 
+def cri_log_line(message: str) -> str:
+    """A container log line as the kubelet stores it (CRI format), which is what kwok serves."""
+    return f"2026-01-01T00:00:00.000000000Z stdout F {message}\n"
+
+
+class PodStandIn:
+    """Stand-in for every container port (no container runs): a TCP server on loopback that greets each connection
+    with GREETING and then echoes what it receives."""
+
+    GREETING = b"pod stand-in\n"
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True, name="pod stand-in").start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    def _echo(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.sendall(self.GREETING)
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def close(self) -> None:
+        self._server.close()
+
+
 class TestCluster:
     """The running control plane; a context manager that stops every process it started on exit.
 
@@ -122,6 +163,8 @@ class TestCluster:
         self._tokens = {name: secrets.token_hex(16) for name in
                         ("admin", "limited", "kube-controller-manager", "kube-scheduler", "kwok")}
         self._ca = b""
+        self.pod_stand_in: PodStandIn | None = None
+        self.container_log = workdir / "container.log"
 
     def __enter__(self) -> TestCluster:
         return self
@@ -188,7 +231,10 @@ class TestCluster:
             f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
             # the `kubernetes` Service's Endpoints may not hold a loopback address: keep the reconciler quiet
-            "--endpoint-reconciler-type=none", "--profiling=false"])
+            "--endpoint-reconciler-type=none", "--profiling=false",
+            # pods/log and pods/portforward dial kwok at the node's InternalIP; its self-signed serving certificate
+            # goes unverified, as without --kubelet-certificate-authority on any cluster
+            "--kubelet-preferred-address-types=InternalIP"])
         self.server = f"https://127.0.0.1:{api_port}"
         self._wait(apiserver, f"{self.server}/readyz", lambda body: body.strip() == b"ok",
                    headers={"Authorization": f"Bearer {self._tokens['admin']}"}, verify=False)
@@ -209,8 +255,8 @@ class TestCluster:
         kwok = self._spawn("kwok", binaries["kwok"], [
             f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
             "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
-            f"--server-address=127.0.0.1:{kwok_port}", "--node-ip=127.0.0.1", "--cidr=10.244.0.0/16",
-            "--node-lease-duration-seconds=40"],
+            f"--server-address=127.0.0.1:{kwok_port}", "--node-ip=127.0.0.1", f"--node-port={kwok_port}",
+            "--cidr=10.244.0.0/16", "--node-lease-duration-seconds=40", f"--config={self._kwok_config()}"],
             env={"KWOK_WORKDIR": str(self.workdir / "kwok")})  # not ~/.kwok: no user config leaks in
         self._wait(kcm, f"https://127.0.0.1:{kcm_port}/healthz", lambda body: body.strip() == b"ok", verify=False)
         self._wait(scheduler, f"https://127.0.0.1:{sched_port}/healthz", lambda body: body.strip() == b"ok",
@@ -235,6 +281,21 @@ class TestCluster:
         self._until("the nodes to be Ready and untainted", kwok, lambda: all(self._node_ready(n) for n in NODES))
         self._until("the default ServiceAccount", kcm,
                     lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"))
+
+    def _kwok_config(self) -> Path:
+        """kwok's ClusterPortForward and ClusterLogs for every pod: the stand-in server and the stand-in log."""
+        self.pod_stand_in = PodStandIn()
+        self.container_log.write_text("".join(cri_log_line(f"stand-in log line {i}") for i in range(1, 41)))
+        api = "kwok.x-k8s.io/v1alpha1"
+        documents = [
+            {"apiVersion": api, "kind": "ClusterPortForward", "metadata": {"name": "pod-stand-in"},
+             "spec": {"forwards": [{"target": {"address": "127.0.0.1", "port": self.pod_stand_in.port}}]}},
+            {"apiVersion": api, "kind": "ClusterLogs", "metadata": {"name": "stand-in-log"},
+             "spec": {"logs": [{"logsFile": str(self.container_log)}]}},
+        ]
+        path = self.workdir / "kwok.yaml"
+        path.write_text("\n---\n".join(json.dumps(d) for d in documents) + "\n")  # JSON is YAML
+        return path
 
     def _spawn(self, name: str, binary: Path, args: list[str], env: dict[str, str] | None = None) -> _Process:
         process = _Process(name, [str(binary), *args], self.log_dir / f"{name}.log", env)
@@ -326,6 +387,8 @@ class TestCluster:
                            if pv["spec"].get("hostPath", {}).get("path", "").startswith("/tmp/hostpath_pv/")]
         for process in reversed(self._processes):
             process.stop()
+        if self.pod_stand_in:
+            self.pod_stand_in.close()
         for path in [*volumes, self.workdir / "etcd"]:
             shutil.rmtree(path, ignore_errors=True)
 

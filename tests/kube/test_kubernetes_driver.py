@@ -5,72 +5,14 @@ containers themselves never run. Each test works in its own namespace and purges
 
 from __future__ import annotations
 
-import itertools
-from pathlib import Path
-from typing import Any
-
 import pytest
+from stacks import Stack
 
-from sagaz_lakehouse import config
-from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver
 from sagaz_lakehouse.errors import LakehouseError, UsageError
 from sagaz_lakehouse.kube.api import ref
 from sagaz_lakehouse.kube.applyset import PART_OF
 
 pytestmark = pytest.mark.kube
-
-UP_TIMEOUT = 240
-_numbers = itertools.count(1)
-
-
-class Stack:
-    """One stack under test: settings for a namespace of its own, a driver, and what it logged."""
-
-    def __init__(self, cluster: Any, tmp_path: Path, **overrides: str) -> None:
-        self.cluster = cluster
-        self.tmp_path = tmp_path
-        self.namespace = f"sagaz-t{next(_numbers)}"
-        self.base = {"target": "kubernetes", "kubernetes.kubeconfig": str(cluster.kubeconfig),
-                     "kubernetes.namespace": self.namespace}
-        self.messages: list[str] = []
-        self.driver = self.make(**overrides)
-
-    def make(self, context: str = "", force_conflicts: bool = False, **overrides: str) -> KubernetesDriver:
-        values = {**self.base, **overrides}
-        if context:
-            values["kubernetes.context"] = context
-        settings = config.load(None, values, environ={})
-        return KubernetesDriver(settings, self.tmp_path, log=self.messages.append, force_conflicts=force_conflicts)
-
-    def up(self, driver: KubernetesDriver | None = None, timeout: int = UP_TIMEOUT, **kwargs: Any) -> dict:
-        try:
-            return (driver or self.driver).up(dry_run=kwargs.pop("dry_run", False), wait=kwargs.pop("wait", True),
-                                              timeout=timeout)
-        except LakehouseError as exc:
-            if kwargs.get("expect_error"):
-                raise
-            pytest.fail(f"up failed: {exc}\n--- driver log ---\n" + "\n".join(self.messages[-30:])
-                        + "\n--- cluster logs ---\n" + self.cluster.log_tail(), pytrace=False)
-
-    def owned(self) -> dict[tuple, str]:
-        """ref -> resourceVersion of every object carrying this stack's ApplySet label."""
-        found = self.driver._owned_objects(set(_kinds()))
-        return {ref(o): o["metadata"]["resourceVersion"] for o in found}
-
-    def api(self) -> Any:
-        return self.driver.cluster()
-
-
-def _kinds() -> list[str]:
-    return ["Namespace", "Secret", "ConfigMap", "Service", "StatefulSet.apps", "Deployment.apps", "Job.batch"]
-
-
-@pytest.fixture
-def stack(cluster, tmp_path):
-    made = Stack(cluster, tmp_path)
-    yield made
-    made.driver.down(purge=True)
-
 
 # ---------------------------------------------------------------------------------------------- apply
 
