@@ -197,6 +197,9 @@ def group_of(api_version: str) -> str:
     return api_version.rpartition("/")[0]
 
 
+WRITE_VERBS = ("apply", "create", "replace", "delete")
+
+
 def translate(exc: Exception, verb: str, what: str, where: Where) -> LakehouseError:
     """An error message for a failed call: forbidden, conflict, invalid, unreachable or anything else."""
     status = getattr(exc, "status", None)
@@ -220,6 +223,9 @@ def translate(exc: Exception, verb: str, what: str, where: Where) -> LakehouseEr
         return UsageError(f"{what}: {conflict_summary(body) or message}",
                           "another client changed these fields; run again with --force-conflicts to take them "
                           "over, or undo that client's change")
+    if status in (400, 422) and verb not in WRITE_VERBS:  # e.g. logs of a container that has not started yet
+        return LakehouseError(f"could not {verb} {what}: {message}",
+                              "the pod may still be starting; `sagaz-lakehouse status` shows its state")
     if status in (400, 422):
         return UsageError(f"the API server refused to {verb} {what}: {message}",
                           "a setting produced an object this cluster rejects; check the fields named above "

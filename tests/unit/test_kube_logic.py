@@ -136,6 +136,16 @@ def test_conflict_names_the_other_manager_and_the_flag():
     assert "--force-conflicts" in error.hint and error.exit_code == 2
 
 
+def test_a_refused_write_blames_the_settings_a_refused_read_does_not():
+    message = 'container "trino" in pod "trino-0" is waiting to start: ContainerCreating'
+    read = translate(FakeApiError(400, {"message": message}), "read log of", "pod trino-0", WHERE)
+    assert not isinstance(read, UsageError) and read.exit_code == 1
+    assert message in read.message and "still be starting" in read.hint
+    write = translate(FakeApiError(422, {"message": "spec.replicas: Invalid value: -1"}), "apply", "Deployment x",
+                      WHERE)
+    assert isinstance(write, UsageError) and "a setting produced an object" in write.hint
+
+
 def test_unreachable_server_names_kubeconfig_and_context():
     error = translate(ConnectionRefusedError("refused"), "get", "/version", WHERE)
     assert isinstance(error, EnvironmentProblem)
