@@ -56,6 +56,10 @@ def test_every_consumer_sees_the_same_lake(tmp_path):
     pairs = dict(zip(args[::2], args[1::2], strict=True))
     assert pairs["--datalake.iceberg.warehouse"] == warehouse and pairs["--datalake.iceberg.s3.endpoint"] == endpoint
     assert not any("secret" in a or "access-key" in a for a in args), "credentials stay out of job arguments"
+    assert pairs["--fluss.tiering.poll.table.interval"] == "2s"  # dev; the upstream 30 s would dominate latency
+    prod = config.load(overrides={"profile": "prod", "lake.tiering_poll": "5s"}, environ={})
+    prod_args = wiring.tiering_job_arguments(prod)
+    assert prod_args[prod_args.index("--fluss.tiering.poll.table.interval") + 1] == "5s"
 
 
 def test_tablet_servers_fan_out_over_ports_and_ids(tmp_path):
