@@ -84,10 +84,11 @@ class ProcessSpec:
         for part in (*self.argv, *sorted(f"{k}={v}" for k, v in self.env.items())):
             digest.update(part.encode() + b"\0")
         for item in self.config:
-            for path in _files_of(item) if isinstance(item, Path) else ():
-                digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
             if isinstance(item, str):
                 digest.update(item.encode() + b"\0")
+                continue
+            for path in _files_of(item):
+                digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
         return digest.hexdigest()
 
 
