@@ -125,12 +125,20 @@ def _open(url: str):
 
 
 def materialize(paths: Iterable[Path], directory: Path) -> None:
-    """Place cached files into ``directory`` (hard links where possible, copies across file systems)."""
+    """Place cached files into ``directory`` (hard links where possible, copies across file systems).
+
+    Whatever already sits at a target and is not that file is replaced: a container engine asked to mount a
+    missing file may have created an empty directory there, and a partial copy must not pass for the jar."""
     directory.mkdir(parents=True, exist_ok=True)
     for source in paths:
         target = directory / source.name
-        if target.exists():
+        if target.is_file() and not target.is_symlink() and (
+                target.samefile(source) or target.stat().st_size == source.stat().st_size):
             continue
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
         try:
             os.link(source, target)
         except OSError:

@@ -1,48 +1,107 @@
 """The ``sagaz-lakehouse`` command line: parse, call the library, print. Nothing here a test needs to call.
 
-Exit codes: 0 success; 1 something checked or managed is unhealthy; 2 bad input (nothing was changed).
+Exit codes: 0 success; 1 something checked or managed is unhealthy (or an unexpected error); 2 bad input: a flag, a
+setting, the machine (nothing was changed); 130 interrupted.
+
+The options every command shares (settings file, target, profile, --set, Kubernetes context and namespace, --json,
+--debug) are declared once, in ``COMMON``; ``@command`` adds them to each command and hands them over as one
+:class:`Options` object.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from sagaz_lakehouse.errors import EXIT_USAGE, LakehouseError
+from sagaz_lakehouse import __version__
+from sagaz_lakehouse.errors import EXIT_FAILED, EXIT_USAGE, LakehouseError
 
 app = typer.Typer(
     name="sagaz-lakehouse",
     help="Stand up a streaming lakehouse for saga analytics: ZooKeeper, Apache Fluss, MinIO, an Iceberg REST "
     "catalog, Flink (running the Fluss tiering service) and Trino.\n\n"
-    "Typical session:  sagaz-lakehouse up  →  sagaz-lakehouse create-tables  →  sagaz-lakehouse doctor",
+    "Typical session:  sagaz-lakehouse up  →  sagaz-lakehouse create-tables  →  sagaz-lakehouse doctor\n\n"
+    "Settings come from ./sagaz-lakehouse.yaml (see `init`), SAGAZ_LAKEHOUSE_<SECTION>__<KEY> variables and "
+    "--set KEY=VALUE, in rising precedence. Exit codes: 0 ok, 1 unhealthy or failed, 2 bad input (nothing changed).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Settings file (default: "
-                                                   "./sagaz-lakehouse.yaml if present, else built-in defaults).")]
-TargetOption = Annotated[str | None, typer.Option("--target", "-t", help="local, compose or kubernetes "
-                                                  "(overrides the settings file).", show_default=False)]
-ProfileOption = Annotated[str | None, typer.Option("--profile", "-p", help="dev or prod.", show_default=False)]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override any setting, e.g. "
-                                                     "--set replicas.tablet_servers=3 (repeatable).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-ContextOption = Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context (default: the "
-                                                   "current context).", show_default=False)]
-NamespaceOption = Annotated[str | None, typer.Option("--namespace", "-n", help="Kubernetes: namespace (default: "
-                                                     "the project name).", show_default=False)]
-ForceConflictsOption = Annotated[bool, typer.Option("--force-conflicts", help="Kubernetes: take over fields another "
-                                                    "field manager owns (server-side apply conflicts).")]
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sagaz-lakehouse {__version__}")
+        raise typer.Exit(0)
 
 
-def _settings(config: Path | None, target: str | None, profile: str | None, sets: list[str] | None,
-              context: str | None = None, namespace: str | None = None):
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                                callback=_version, is_eager=True)] = False) -> None:
+    """Stand up a streaming lakehouse for saga analytics."""
+
+
+# ---------------------------------------------------------------------------------------------- common options
+
+
+@dataclass
+class Options:
+    """The options every command shares, as given on the command line."""
+
+    config: Path | None = None
+    target: str | None = None
+    profile: str | None = None
+    sets: list[str] | None = None
+    context: str | None = None
+    namespace: str | None = None
+    as_json: bool = False
+    debug: bool = False
+
+    def settings(self) -> tuple[Any, Path]:
+        """Validated settings and the folder relative paths in them start from."""
+        from sagaz_lakehouse import config as cfg
+
+        overrides = parse_sets(self.sets)
+        for key, value in (("target", self.target), ("profile", self.profile), ("kubernetes.context", self.context),
+                           ("kubernetes.namespace", self.namespace)):
+            if value is not None:
+                overrides[key] = value
+        path = self.config if self.config is not None else cfg.find_config_file()
+        settings = cfg.load(path, overrides)
+        return settings, (path.parent if path else Path.cwd()).resolve()
+
+    def credentials(self, settings: Any, base_dir: Path) -> Any:
+        from sagaz_lakehouse import config as cfg
+
+        return cfg.resolve_credentials(settings, base_dir=base_dir)
+
+    def driver(self, settings: Any, base_dir: Path) -> Any:
+        from sagaz_lakehouse.drivers import driver_for
+
+        return driver_for(settings, base_dir)
+
+    def progress(self) -> Callable[[str], None]:
+        """Progress lines on stderr (stdout stays clean for --json)."""
+        return lambda message: typer.echo(message, err=True)
+
+    def emit(self, data: Any, text: str | None = None) -> None:
+        """--json: the data on stdout; else the text (when there is any)."""
+        if self.as_json:
+            typer.echo(json.dumps(data, indent=2, default=str))
+        elif text:
+            typer.echo(text)
+
+
+def parse_sets(sets: list[str] | None) -> dict[str, Any]:
     from sagaz_lakehouse import config as cfg
     from sagaz_lakehouse.errors import ConfigError, Problem
 
@@ -50,35 +109,73 @@ def _settings(config: Path | None, target: str | None, profile: str | None, sets
     problems = []
     for item in sets or []:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep:
             problems.append(Problem(f"--set {item}", "expected KEY=VALUE", "e.g. --set lake.freshness=30s"))
+        elif key not in cfg.ALL_PATHS:
+            import difflib
+
+            close = difflib.get_close_matches(key, cfg.ALL_PATHS, n=1)
+            problems.append(Problem(f"--set {key}", "unknown setting",
+                                    f"did you mean {close[0]}?" if close else "see `sagaz-lakehouse init`"))
         else:
-            overrides[key.strip()] = value.strip()
+            overrides[key] = value.strip()
     if problems:
         raise ConfigError(problems, "command-line flags")
-    if target is not None:
-        overrides["target"] = target
-    if profile is not None:
-        overrides["profile"] = profile
-    if context is not None:
-        overrides["kubernetes.context"] = context
-    if namespace is not None:
-        overrides["kubernetes.namespace"] = namespace
-    unknown = [k for k in overrides if k not in cfg.ALL_PATHS]
-    if unknown:
-        import difflib
-
-        raise ConfigError([Problem(f"--set {k}", "unknown setting",
-                                   "did you mean " + (difflib.get_close_matches(k, cfg.ALL_PATHS, n=1) or ["?"])[0])
-                           for k in unknown], "command-line flags")
-    path = config if config is not None else cfg.find_config_file()
-    settings = cfg.load(path, overrides)
-    base_dir = (path.parent if path else Path.cwd()).resolve()
-    return settings, base_dir
+    return overrides
 
 
-def _run(action: Any) -> None:
-    """Run a command body, turning our errors into a message on stderr and an exit code."""
+def _option(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+COMMON = {
+    "config": _option("config", Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Settings file (default: ./sagaz-lakehouse.yaml if present, else built-in defaults).",
+        show_default=False)]),
+    "target": _option("target", Annotated[str | None, typer.Option(
+        "--target", "-t", help="Where the stack runs: local, compose or kubernetes.", show_default=False)]),
+    "profile": _option("profile", Annotated[str | None, typer.Option(
+        "--profile", "-p", help="dev (small, dev credentials) or prod (credentials required).",
+        show_default=False)]),
+    "sets": _option("sets", Annotated[list[str] | None, typer.Option(
+        "--set", help="Override any setting, e.g. --set replicas.tablet_servers=3 (repeatable).",
+        show_default=False)]),
+    "context": _option("context", Annotated[str | None, typer.Option(
+        "--context", help="Kubernetes: kubeconfig context (default: the current context).", show_default=False)]),
+    "namespace": _option("namespace", Annotated[str | None, typer.Option(
+        "--namespace", "-n", help="Kubernetes: namespace (default: the project name).", show_default=False)]),
+    "as_json": _option("as_json", Annotated[bool, typer.Option(
+        "--json", help="Machine-readable output on stdout (progress stays on stderr).")], False),
+    "debug": _option("debug", Annotated[bool, typer.Option(
+        "--debug", help="Show the full traceback of an unexpected error.")], False),
+}
+
+
+def command(name: str | None = None, *, stack: bool = True) -> Callable[[Callable[..., int]], Any]:
+    """Register a command that takes ``options: Options`` plus its own parameters; ``stack=False`` leaves out the
+    options that only make sense against a stack (Kubernetes context/namespace)."""
+    shared = [k for k in COMMON if stack or k not in ("context", "namespace")]
+
+    def register(fn: Callable[..., int]) -> Any:
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "options"]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> None:
+            options = Options(**{k: kwargs.pop(k) for k in shared})
+            _run(lambda: fn(options, **kwargs), options.debug)
+
+        wrapper.__signature__ = inspect.Signature([*own, *(COMMON[k] for k in shared)])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**{p.name: p.annotation for p in own},
+                                   **{k: COMMON[k].annotation for k in shared}}
+        return app.command(name)(wrapper)
+
+    return register
+
+
+def _run(action: Callable[[], int], debug: bool) -> None:
+    """Run a command body: our errors become a message and their exit code; anything else one line and exit 1
+    (the traceback only with --debug)."""
     try:
         code = action()
     except LakehouseError as exc:
@@ -87,287 +184,224 @@ def _run(action: Any) -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        from sagaz_lakehouse.errors import explain
+
+        typer.echo(f"error: {explain(exc)}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     raise typer.Exit(code or 0)
 
 
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+# ------------------------------------------------------------------------------------------------- commands
 
 
-@app.command()
-def init(
-    path: Annotated[Path, typer.Option("--path", help="Where to write the settings file.")] = Path(
-        "sagaz-lakehouse.yaml"),
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
-    target: TargetOption = None,
-    profile: ProfileOption = None,
-) -> None:
-    """Write a commented sagaz-lakehouse.yaml with every setting and its default."""
+@command(stack=False)
+def init(options: Options, force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")]
+         = False) -> int:
+    """Write a commented sagaz-lakehouse.yaml listing every setting with its documentation and default.
 
-    def action() -> int:
-        from sagaz_lakehouse import config as cfg
-        from sagaz_lakehouse.errors import UsageError
-
-        if path.exists() and not force:
-            raise UsageError(f"{path} already exists", "pass --force to overwrite it, or edit it")
-        overrides = {k: v for k, v in (("target", target), ("profile", profile)) if v is not None}
-        settings = cfg.load(None, overrides)
-        path.write_text(cfg.commented_yaml(settings))
-        typer.echo(f"wrote {path}; edit it, then run `sagaz-lakehouse up`", err=True)
-        return 0
-
-    _run(action)
-
-
-@app.command()
-def render(
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: manifests/<target>).")]
-    = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the files that would be written; write none.")]
-    = False,
-    config: ConfigOption = None,
-    target: TargetOption = None,
-    profile: ProfileOption = None,
-    sets: SetOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Render the stack for a target (compose project or Kubernetes manifests) without applying it."""
-
-    def action() -> int:
-        from sagaz_lakehouse import config as cfg
-        from sagaz_lakehouse import render as rendering
-
-        settings, base_dir = _settings(config, target, profile, sets)
-        credentials = cfg.resolve_credentials(settings, base_dir=base_dir)
-        files = rendering.render(settings, credentials)
-        out_dir = out or Path("manifests") / settings.target
-        if not dry_run:
-            rendering.write_files(files, out_dir)
-        if as_json:
-            _print_json({"target": settings.target, "out": str(out_dir), "written": not dry_run,
-                         "files": [{"path": f.path, "secret": f.secret} for f in files]})
-        else:
-            for f in files:
-                typer.echo(f"{out_dir / f.path}{'  (0600, holds credentials)' if f.secret else ''}")
-            if dry_run:
-                typer.echo("dry run: nothing written", err=True)
-        return 0
-
-    _run(action)
-
-
-def _driver(settings: Any, base_dir: Path, force_conflicts: bool = False) -> Any:
-    from sagaz_lakehouse.drivers import driver_for
+    Defaults are written commented out, so a later version's defaults (image tags, jar versions) apply unless you
+    uncomment a line. --target, --profile and --set values are written as active settings."""
+    from sagaz_lakehouse import config as cfg
     from sagaz_lakehouse.errors import UsageError
 
-    driver = driver_for(settings, base_dir)
-    if force_conflicts:
-        if settings.target != "kubernetes":
-            raise UsageError(f"--force-conflicts applies to --target kubernetes, not {settings.target}",
-                             "drop the flag, or pass --target kubernetes")
-        driver.force_conflicts = True
-    return driver
+    path = options.config or Path(cfg.CONFIG_FILENAME)
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists", "pass --force to overwrite it, or edit it")
+    chosen = {**parse_sets(options.sets), **{k: v for k, v in (("target", options.target),
+                                                               ("profile", options.profile)) if v is not None}}
+    cfg.load(None, chosen)  # validate before writing anything
+    path.write_text(cfg.commented_yaml(chosen))
+    options.emit({"written": str(path), "settings": chosen}, None)
+    typer.echo(f"wrote {path}; edit it, then run `sagaz-lakehouse up`", err=True)
+    return 0
 
 
-@app.command()
+@command(stack=False)
+def render(
+    options: Options,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: manifests/<target>).",
+                                             show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the files that would be written; write none.")]
+    = False,
+) -> int:
+    """Render the stack for a target (compose project, Kubernetes manifests, local config) without applying it.
+
+    Files holding credentials are written 0600."""
+    from sagaz_lakehouse import render as rendering
+    from sagaz_lakehouse.targets import render as render_target
+
+    settings, base_dir = options.settings()
+    files = render_target(settings, options.credentials(settings, base_dir))
+    out_dir = out or Path("manifests") / settings.target
+    if not dry_run:
+        rendering.write_files(files, out_dir)
+    lines = [f"{out_dir / f.path}{'  (0600, holds credentials)' if f.secret else ''}" for f in files]
+    options.emit({"target": settings.target, "out": str(out_dir), "written": not dry_run,
+                  "files": [{"path": f.path, "secret": f.secret} for f in files]}, "\n".join(lines))
+    if dry_run:
+        typer.echo("dry run: nothing written", err=True)
+    return 0
+
+
+@command()
 def up(
+    options: Options,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be started or applied; change "
                                           "nothing.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for components to become healthy.")]
     = False,
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for all components.")] = 600,
-    force_conflicts: ForceConflictsOption = False,
-    config: ConfigOption = None,
-    target: TargetOption = None,
-    profile: ProfileOption = None,
-    sets: SetOption = None,
-    context: ContextOption = None,
-    namespace: NamespaceOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Bring the stack up (idempotent: running components are left alone) and wait until it is healthy.
+    force_conflicts: Annotated[bool, typer.Option("--force-conflicts", help="Kubernetes: take over fields another "
+                                                  "field manager owns (server-side apply conflicts).")] = False,
+) -> int:
+    """Bring the stack up and wait until it is healthy (idempotent: running components are left alone).
 
-    On Kubernetes: server-side apply (field manager sagaz-lakehouse) in dependency order, pruning of objects this
-    stack created that are no longer rendered, then a wait for every rollout and Job; --dry-run is a server-side
-    dry run."""
+    local: native processes under a supervisor. compose: `docker compose up --wait`. kubernetes: server-side apply
+    (field manager sagaz-lakehouse) after a server-side dry run, pruning of objects this stack created that are no
+    longer rendered, then a wait for every rollout and Job."""
+    from sagaz_lakehouse.errors import UsageError
 
-    def action() -> int:
-        settings, base_dir = _settings(config, target, profile, sets, context, namespace)
-        result = _driver(settings, base_dir, force_conflicts).up(dry_run=dry_run, wait=not no_wait,
-                                                                 timeout=timeout)
-        if as_json:
-            _print_json(result)
-        return 0
-
-    _run(action)
+    settings, base_dir = options.settings()
+    driver = options.driver(settings, base_dir)
+    if force_conflicts:
+        if settings.target != "kubernetes":
+            raise UsageError(f"--force-conflicts applies to --target kubernetes, not {settings.target}",
+                             "drop the flag, or pass --target kubernetes")
+        driver.force_conflicts = True
+    result = driver.up(dry_run=dry_run, wait=not no_wait, timeout=timeout)
+    options.emit(result, _plan_text(result) if dry_run else None)
+    return 0
 
 
-@app.command()
+def _plan_text(result: dict[str, Any]) -> str:
+    if "would_start" in result:  # local
+        lines = [f"dry run: would start {', '.join(result['would_start']) or 'nothing'}"]
+        if result.get("already_running"):
+            lines.append(f"already running (left alone): {', '.join(result['already_running'])}")
+        lines.append(f"run folder {result['run_dir']}, downloads cached in {result['cache_dir']}")
+        return "\n".join(lines)
+    return "dry run: nothing was changed"
+
+
+@command()
 def down(
+    options: Options,
     purge: Annotated[bool, typer.Option("--purge", help="Also delete all data (volumes, claims, run folder).")]
     = False,
-    config: ConfigOption = None,
-    target: TargetOption = None,
-    sets: SetOption = None,
-    context: ContextOption = None,
-    namespace: NamespaceOption = None,
-) -> None:
+) -> int:
     """Stop the stack. Data is kept unless --purge.
 
     On Kubernetes it deletes only objects carrying this stack's ApplySet label; PersistentVolumeClaims stay unless
     --purge, and a namespace sagaz-lakehouse did not create is never deleted."""
-
-    def action() -> int:
-        settings, base_dir = _settings(config, target, None, sets, context, namespace)
-        _driver(settings, base_dir).down(purge=purge)
-        return 0
-
-    _run(action)
+    settings, base_dir = options.settings()
+    options.driver(settings, base_dir).down(purge=purge)
+    options.emit({"target": settings.target, "down": True, "purged": purge})
+    return 0
 
 
-@app.command()
-def status(
-    config: ConfigOption = None,
-    target: TargetOption = None,
-    sets: SetOption = None,
-    context: ContextOption = None,
-    namespace: NamespaceOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Show each component, whether it is running and healthy, and where to reach it."""
-
-    def action() -> int:
-        settings, base_dir = _settings(config, target, None, sets, context, namespace)
-        rows = _driver(settings, base_dir).status()
-        if as_json:
-            _print_json(rows)
-        else:
-            typer.echo(f"{'COMPONENT':<22} {'STATE':<10} {'ENDPOINT':<26} DETAIL")
-            for row in rows:
-                typer.echo(f"{row['component']:<22} {row['state']:<10} {row.get('endpoint') or '-':<26} "
-                           f"{row.get('detail', '')}".rstrip())
-        return 0 if all(r["state"] in ("healthy", "completed") for r in rows) else 1
-
-    _run(action)
+@command()
+def status(options: Options) -> int:
+    """Show each component, whether it runs and is healthy, and where to reach it. Exit 1 unless all healthy."""
+    settings, base_dir = options.settings()
+    rows = options.driver(settings, base_dir).status()
+    lines = [f"{'COMPONENT':<22} {'STATE':<10} {'ENDPOINT':<26} DETAIL"]
+    lines += [f"{r['component']:<22} {r['state']:<10} {r.get('endpoint') or '-':<26} {r.get('detail', '')}".rstrip()
+              for r in rows]
+    options.emit(rows, "\n".join(lines))
+    healthy = all(r["state"] in ("healthy", "completed") for r in rows)
+    if not healthy and not options.as_json:
+        stopped = all(r["state"] in ("stopped", "absent") for r in rows)
+        typer.echo("hint: nothing is running; start the stack with `sagaz-lakehouse up`" if stopped else
+                   "hint: see `sagaz-lakehouse logs COMPONENT` for what is not healthy", err=True)
+    return 0 if healthy else EXIT_FAILED
 
 
-@app.command()
+@command()
 def logs(
-    component: Annotated[str, typer.Argument(help="Component name, as listed by `status`.")],
-    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 50,
-    config: ConfigOption = None,
-    target: TargetOption = None,
-    sets: SetOption = None,
-    context: ContextOption = None,
-    namespace: NamespaceOption = None,
-) -> None:
-    """Print the last lines of a component's log."""
-
-    def action() -> int:
-        settings, base_dir = _settings(config, target, None, sets, context, namespace)
-        typer.echo(_driver(settings, base_dir).logs(component, lines))
-        return 0
-
-    _run(action)
+    options: Options,
+    component: Annotated[str, typer.Argument(help="A component (all its instances) or one instance, as `status` "
+                                             "lists them, e.g. fluss-tablet or fluss-tablet-0.")],
+    lines: Annotated[int, typer.Option("--lines", help="How many lines from the end.", min=1)] = 50,
+) -> int:
+    """Print the last lines of a component's log (credentials masked)."""
+    settings, base_dir = options.settings()
+    text = options.driver(settings, base_dir).logs(component, lines)
+    options.emit({"component": component, "lines": text.splitlines()}, text)
+    return 0
 
 
-@app.command()
+@command()
 def diff(
-    force_conflicts: ForceConflictsOption = False,
-    config: ConfigOption = None,
-    target: TargetOption = None,
-    profile: ProfileOption = None,
-    sets: SetOption = None,
-    context: ContextOption = None,
-    namespace: NamespaceOption = None,
-    as_json: JsonOption = False,
-) -> None:
+    options: Options,
+    force_conflicts: Annotated[bool, typer.Option("--force-conflicts", help="Take over fields another field "
+                                                  "manager owns.")] = False,
+) -> int:
     """Show what `up` would change on Kubernetes (server-side dry run against the live objects).
 
     Exit 0 when nothing would change, 1 when something would (like `kubectl diff`). Secret values are shown as
     digests only."""
+    from sagaz_lakehouse.errors import UsageError
 
-    def action() -> int:
-        from sagaz_lakehouse.errors import UsageError
-
-        settings, base_dir = _settings(config, target, profile, sets, context, namespace)
-        if settings.target != "kubernetes":
-            raise UsageError(f"diff compares against a cluster; the target is {settings.target}",
-                             "pass --target kubernetes (or set target: kubernetes); for other targets "
-                             "`sagaz-lakehouse render --dry-run` lists the files")
-        changes = _driver(settings, base_dir, force_conflicts).diff()
-        if as_json:
-            _print_json(changes)
-        else:
-            for change in changes:
-                typer.echo(change["diff"] or f"{change['action']}: {change['object']}")
-            typer.echo(f"{len(changes)} object(s) would change" if changes else "no changes", err=True)
-        return 1 if changes else 0
-
-    _run(action)
+    settings, base_dir = options.settings()
+    if settings.target != "kubernetes":
+        raise UsageError(f"diff compares against a cluster; the target is {settings.target}",
+                         "pass --target kubernetes (or set target: kubernetes); for other targets "
+                         "`sagaz-lakehouse render --dry-run` lists the files")
+    driver = options.driver(settings, base_dir)
+    driver.force_conflicts = force_conflicts
+    changes = driver.diff()
+    options.emit(changes, "\n".join(c["diff"] or f"{c['action']}: {c['object']}" for c in changes))
+    typer.echo(f"{len(changes)} object(s) would change" if changes else "no changes", err=True)
+    return 1 if changes else 0
 
 
-@app.command("create-tables")
+@command("create-tables")
 def create_tables(
+    options: Options,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the equivalent Flink SQL DDL; create nothing.")]
     = False,
-    config: ConfigOption = None,
-    target: TargetOption = None,
-    profile: ProfileOption = None,
-    sets: SetOption = None,
-    context: ContextOption = None,
-    namespace: NamespaceOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Create the Fluss database and the saga_events table with lake tiering to Iceberg (idempotent)."""
+) -> int:
+    """Create the Fluss database and the saga_events table with lake tiering to Iceberg (idempotent).
 
-    def action() -> int:
-        from sagaz_lakehouse import config as cfg
-        from sagaz_lakehouse import tables
+    An existing table with the same definition is left alone; one with another definition is an error (exit 2)
+    and nothing changes."""
+    from sagaz_lakehouse import tables
 
-        settings, base_dir = _settings(config, target, profile, sets, context, namespace)
-        if dry_run:
-            typer.echo(tables.flink_sql_ddl(settings))
-            return 0
-        credentials = cfg.resolve_credentials(settings, base_dir=base_dir)
-        with _driver(settings, base_dir).client_endpoints() as endpoints:
-            result = tables.create_tables(settings, credentials, endpoints, log=lambda m: typer.echo(m, err=True))
-        if as_json:
-            _print_json(result)
+    settings, base_dir = options.settings()
+    if dry_run:
+        ddl = tables.flink_sql_ddl(settings)
+        options.emit({"dry_run": True, "database": settings.lake.database, "table": tables.TABLE, "sql": ddl,
+                      "properties": tables.table_properties(settings)}, ddl)
         return 0
+    credentials = options.credentials(settings, base_dir)
+    with options.driver(settings, base_dir).client_endpoints() as endpoints:
+        result = tables.create_tables(settings, credentials, endpoints, log=options.progress())
+    options.emit(result)
+    return 0
 
-    _run(action)
 
-
-@app.command()
+@command()
 def doctor(
+    options: Options,
     quick: Annotated[bool, typer.Option("--quick", help="Skip the end-to-end data path check.")] = False,
-    config: ConfigOption = None,
-    target: TargetOption = None,
-    profile: ProfileOption = None,
-    sets: SetOption = None,
-    context: ContextOption = None,
-    namespace: NamespaceOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Check every component and prove tiering: a probe event written to Fluss must appear in Iceberg and Trino."""
+) -> int:
+    """Check every component and prove tiering: a probe event written to Fluss must appear in Iceberg and Trino.
 
-    def action() -> int:
-        from sagaz_lakehouse import config as cfg
-        from sagaz_lakehouse import doctor as checks
+    Exit 0 when every check passes, 1 otherwise."""
+    from sagaz_lakehouse import doctor as checks
 
-        settings, base_dir = _settings(config, target, profile, sets, context, namespace)
-        credentials = cfg.resolve_credentials(settings, base_dir=base_dir)
-        with _driver(settings, base_dir).client_endpoints() as endpoints:
-            report = checks.run(settings, credentials, endpoints, quick=quick,
-                                progress=None if as_json else lambda m: typer.echo(m, err=True))
-        if as_json:
-            _print_json(report.as_dict())
-        else:
-            typer.echo(report.as_text())
-        return 0 if report.ok else 1
-
-    _run(action)
+    settings, base_dir = options.settings()
+    credentials = options.credentials(settings, base_dir)
+    with options.driver(settings, base_dir).client_endpoints() as endpoints:
+        report = checks.run(settings, credentials, endpoints, quick=quick,
+                            progress=None if options.as_json else options.progress())
+    options.emit(report.as_dict(), report.as_text())
+    return 0 if report.ok else EXIT_FAILED
 
 
 def main() -> None:

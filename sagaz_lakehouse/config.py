@@ -22,11 +22,11 @@ from typing import Any, get_type_hints
 
 from sagaz_lakehouse import versions
 from sagaz_lakehouse.errors import ConfigError, Problem
+from sagaz_lakehouse.profiles import PROFILES, profile
 
 CONFIG_FILENAME = "sagaz-lakehouse.yaml"
 ENV_PREFIX = "SAGAZ_LAKEHOUSE_"
 TARGETS = ("local", "compose", "kubernetes")
-PROFILES = ("dev", "prod")
 DURATION = re.compile(r"^\d+\s*(ms|s|min|h)$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -42,6 +42,13 @@ def setting(default: Any, doc: str, *, choices: tuple[str, ...] = (), minimum: i
     return field(default=default, metadata=meta)
 
 
+def memory_setting(default: str, doc: str, *, minimum: str) -> Any:
+    """A memory quantity with a floor below which the component cannot start."""
+    return field(default=default, metadata={"doc": f"{doc} (at least {minimum})", "choices": (), "minimum": None,
+                                            "maximum": None, "pattern": QUANTITY,
+                                            "expect": f"a quantity like {default}", "min_quantity": minimum})
+
+
 def section(cls: type, doc: str) -> Any:
     return field(default_factory=cls, metadata={"doc": doc})
 
@@ -51,10 +58,10 @@ class Images:
     zookeeper: str = setting(versions.ZOOKEEPER.image, "ZooKeeper image (Fluss's coordination store)")
     fluss: str = setting(versions.FLUSS.image, "Apache Fluss image (coordinator and tablet servers)")
     minio: str = setting(versions.MINIO.image, "MinIO image (S3-compatible object store)")
-    minio_client: str = setting(versions.MINIO_CLIENT.image, "MinIO client image (creates the bucket once)")
     rest_catalog: str = setting(versions.ICEBERG.image, "Iceberg REST catalog image")
     flink: str = setting(versions.FLINK.image, "Apache Flink image (runs the Fluss tiering service)")
     trino: str = setting(versions.TRINO.image, "Trino image (SQL over the Iceberg tables)")
+    python: str = setting(versions.PYTHON.image, "Python image (runs the one-shot tasks: bucket, tiering job)")
 
 
 @dataclass(frozen=True)
@@ -85,18 +92,15 @@ class Replicas:
 class Memory:
     """JVM process memory per component; the local target also derives heap sizes from these."""
 
-    zookeeper: str = setting("512Mi", "ZooKeeper memory", pattern=QUANTITY, expect="a quantity like 512Mi")
-    fluss_coordinator: str = setting("1Gi", "Fluss coordinator memory", pattern=QUANTITY,
-                                     expect="a quantity like 1Gi")
-    fluss_tablet: str = setting("2Gi", "Fluss tablet server memory", pattern=QUANTITY, expect="a quantity like 2Gi")
-    minio: str = setting("512Mi", "MinIO memory", pattern=QUANTITY, expect="a quantity like 512Mi")
-    rest_catalog: str = setting("512Mi", "Iceberg REST catalog memory", pattern=QUANTITY,
-                                expect="a quantity like 512Mi")
-    flink_jobmanager: str = setting("1Gi", "Flink JobManager process memory", pattern=QUANTITY,
-                                    expect="a quantity like 1Gi")
-    flink_taskmanager: str = setting("2Gi", "Flink TaskManager process memory", pattern=QUANTITY,
-                                     expect="a quantity like 2Gi")
-    trino: str = setting("2Gi", "Trino JVM heap", pattern=QUANTITY, expect="a quantity like 2Gi")
+    zookeeper: str = memory_setting("512Mi", "ZooKeeper memory", minimum="128Mi")
+    fluss_coordinator: str = memory_setting("1Gi", "Fluss coordinator memory", minimum="256Mi")
+    fluss_tablet: str = memory_setting("2Gi", "Fluss tablet server memory", minimum="512Mi")
+    minio: str = memory_setting("512Mi", "MinIO memory", minimum="128Mi")
+    rest_catalog: str = memory_setting("512Mi", "Iceberg REST catalog memory", minimum="256Mi")
+    # Flink's memory model needs room for its fixed framework, network and metaspace shares.
+    flink_jobmanager: str = memory_setting("1Gi", "Flink JobManager process memory", minimum="768Mi")
+    flink_taskmanager: str = memory_setting("2Gi", "Flink TaskManager process memory", minimum="1Gi")
+    trino: str = memory_setting("2Gi", "Trino JVM heap", minimum="1Gi")
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ class Settings:
     target: str = setting("local", "where the stack runs: local (native processes), compose or kubernetes",
                           choices=TARGETS)
     profile: str = setting("dev", "dev: small, fixed dev credentials, short freshness; prod: secrets required",
-                           choices=PROFILES)
+                           choices=tuple(PROFILES))
     project: str = setting("sagaz-lakehouse", "compose project name and default Kubernetes namespace",
                            pattern=DNS_LABEL, expect="a DNS label (lowercase letters, digits, '-')")
     images: Images = section(Images, "container images (compose and kubernetes); local runs the locked jars")
@@ -189,12 +193,12 @@ class Settings:
 
     @property
     def freshness(self) -> str:
-        return self.lake.freshness or ("10s" if self.profile == "dev" else "3min")
+        return self.lake.freshness or profile(self.profile).freshness
 
     @property
     def tiering_poll(self) -> str:
         # A due table waits up to one poll before it is tiered: at the upstream 30 s a 10 s freshness means ~30 s.
-        return self.lake.tiering_poll or ("2s" if self.profile == "dev" else "30s")
+        return self.lake.tiering_poll or profile(self.profile).tiering_poll
 
 
 @dataclass(frozen=True)
@@ -227,17 +231,37 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
     """Read, merge and validate settings; raises ConfigError listing every problem at once."""
     environ = dict(os.environ if environ is None else environ)
     file_values, source = _read_file(path)
-    merged: dict[str, Any] = {}
     problems: list[Problem] = []
-    for layer in (file_values, _from_environment(environ, problems), _nest(overrides or {})):
-        _deep_merge(merged, layer)
+    from_env = _from_environment(environ, problems)
+    layers = ((file_values, source), (from_env, "environment"), (_nest(overrides or {}), "flags"))
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # dotted setting -> where its value came from, for the error messages
+    for values, label in layers:
+        _deep_merge(merged, values)
+        origin.update({k: label for k in _flatten(values)})
     settings = _build(Settings, merged, "", problems)
     if settings is not None:
         problems += cross_field_problems(settings)
     if problems:
-        raise ConfigError(problems, source)
+        raise ConfigError([_with_origin(p, origin, path) for p in problems], source)
     assert settings is not None
     return settings
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key, value in values.items():
+        out += _flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return out
+
+
+def _with_origin(problem: Problem, origin: dict[str, str], path: Path | None) -> Problem:
+    """Name where a bad value came from: the flag, the environment variable, or the settings file."""
+    label = origin.get(problem.field)
+    if label is None:
+        return problem
+    where = {"flags": f"--set {problem.field}", "environment": env_name(problem.field)}.get(label, str(path))
+    return Problem(f"{problem.field} (from {where})", problem.message, problem.hint)
 
 
 def find_config_file(start: Path | None = None) -> Path | None:
@@ -366,6 +390,10 @@ def _check_value(path: str, value: Any, kind: type, meta: Any, problems: list[Pr
         problems.append(Problem(path, f"expected {meta['expect'] or meta['pattern'].pattern}, got '{value}'",
                                 f"change {path}"))
         return None
+    floor = meta.get("min_quantity")
+    if floor and mebibytes(value) < mebibytes(floor):
+        problems.append(Problem(path, f"expected at least {floor}, got '{value}'", f"set {path} to {floor} or more"))
+        return None
     return value
 
 
@@ -421,7 +449,7 @@ def resolve_credentials(settings: Settings, environ: dict[str, str] | None = Non
         return _checked_credentials(Credentials(**from_env), "environment")
     if settings.secrets.file:
         return _checked_credentials(_read_secrets_file(settings.secrets.file, base_dir), settings.secrets.file)
-    if settings.profile == "dev":
+    if profile(settings.profile).dev_credentials:
         return DEV_CREDENTIALS
     raise ConfigError([Problem("secrets", "the prod profile needs S3 credentials and none were supplied",
                                f"set {SECRET_ENV['access_key']} and {SECRET_ENV['secret_key']}, or point "
@@ -457,6 +485,12 @@ def _checked_credentials(creds: Credentials, source: str) -> Credentials:
     if len(creds.secret_key) < 8:
         problems.append(Problem("s3 secret key", f"from {source} is shorter than 8 characters (MinIO's minimum)",
                                 "use a longer secret key"))
+    for label, value in (("s3 access key", creds.access_key), ("s3 secret key", creds.secret_key)):
+        # Fluss's YAML loader cuts every line at '#' (GlobalConfiguration.loadYAMLResource), and env files and
+        # property files trim whitespace: such a value would silently become another one.
+        if "#" in value or value != value.strip():
+            problems.append(Problem(label, f"from {source} contains '#' or leading/trailing whitespace, which "
+                                    "Fluss's configuration loader would cut off", "choose a value without them"))
     if problems:
         raise ConfigError(problems)
     return creds
@@ -479,31 +513,37 @@ def _paths(cls: type, prefix: str = "") -> list[str]:
 ALL_PATHS = _paths(Settings)
 
 
-def commented_yaml(settings: Settings | None = None) -> str:
-    """The file ``init`` writes: every setting with its documentation, set to its current value."""
+def commented_yaml(chosen: dict[str, Any] | None = None) -> str:
+    """The file ``init`` writes: every setting with its documentation and default, commented out, so that a later
+    version's defaults (image tags, jar versions) apply unless the user sets a value; ``chosen`` (dotted path →
+    value) is written as active settings."""
     import json
 
-    settings = settings or Settings()
-    lines = ["# sagaz-lakehouse configuration. Every setting is listed with its default.",
+    chosen = chosen or {}
+    defaults = Settings()
+    lines = ["# sagaz-lakehouse configuration. Every setting is listed with its documentation and its default,",
+             "# commented out: uncomment a line (and its section) to change it.",
              "# Precedence: flags > environment (SAGAZ_LAKEHOUSE_<SECTION>__<KEY>) > this file > defaults.",
              "# Credentials never go here: see `secrets`.", ""]
 
-    def emit(obj: Any, indent: str) -> None:
+    def emit(obj: Any, prefix: str, indent: str) -> None:
         hints = get_type_hints(type(obj))
         for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            doc = f.metadata.get("doc", "")
+            path, doc = prefix + f.name, f.metadata.get("doc", "")
             if dataclasses.is_dataclass(hints[f.name]):
+                active = any(key.startswith(path + ".") for key in chosen)
                 lines.append(f"{indent}# {doc}")
-                lines.append(f"{indent}{f.name}:")
-                emit(value, indent + "  ")
+                lines.append(f"{indent}{'' if active else '# '}{f.name}:")
+                emit(getattr(obj, f.name), path + ".", indent + "  ")
                 if not indent:
                     lines.append("")
+                continue
+            choices = f.metadata.get("choices")
+            lines.append(f"{indent}# {doc}" + (f" ({' | '.join(choices)})" if choices else ""))
+            if path in chosen:
+                lines.append(f"{indent}{f.name}: {json.dumps(chosen[path])}")
             else:
-                choices = f.metadata.get("choices")
-                suffix = f" ({' | '.join(choices)})" if choices else ""
-                lines.append(f"{indent}# {doc}{suffix}")
-                lines.append(f"{indent}{f.name}: {json.dumps(value)}")
+                lines.append(f"{indent}# {f.name}: {json.dumps(getattr(obj, f.name))}")
 
-    emit(settings, "")
+    emit(defaults, "", "")
     return "\n".join(lines).rstrip() + "\n"

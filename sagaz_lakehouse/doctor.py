@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sagaz_lakehouse import clients, tables
+from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError
-from sagaz_lakehouse.wiring import TIERING_JOB_NAME, Endpoints
+from sagaz_lakehouse.wiring import Endpoints
 
 PROBE_EVENT_TYPE = "sagaz_lakehouse.doctor_probe"
 PROBE_SAGA_NAME = "__sagaz_lakehouse_doctor__"

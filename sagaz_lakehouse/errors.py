@@ -76,3 +76,23 @@ class ComponentFailed(LakehouseError):
             message += f"\n--- last lines of the {component} log ---\n{log_tail}"
         super().__init__(message, hint or f"see `sagaz-lakehouse logs {component}`")
         self.component = component
+
+
+def explain(exc: BaseException) -> str:
+    """One line (and a hint) for an error a library raised that our code did not translate."""
+    import urllib.error
+
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, urllib.error.URLError):
+        return (f"a request failed: {getattr(exc, 'reason', message)}\n  hint: is the stack up? "
+                "run `sagaz-lakehouse status`")
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return f"a connection failed: {message}\n  hint: is the stack up? run `sagaz-lakehouse status`"
+    module = type(exc).__module__.split(".")[0]
+    origin = {"fluss": "Fluss", "pyiceberg": "Iceberg", "trino": "Trino", "kubernetes": "Kubernetes",
+              "pyarrow": "the object store"}.get(module)
+    if origin:
+        return (f"{origin} reported {type(exc).__name__}: {message}\n  hint: see `sagaz-lakehouse status` and the "
+                "component's log (`sagaz-lakehouse logs COMPONENT`); --debug shows the traceback")
+    return (f"unexpected {type(exc).__name__}: {message}\n  hint: re-run with --debug for the traceback, and "
+            "please report it")

@@ -1,20 +1,18 @@
-"""Rendering: settings + stack model + wiring → files, for one target.
+"""Rendering helpers shared by the targets: files in memory, written all at once, secrets 0600.
 
-Rendering is pure: it returns every file in memory first, so a failure leaves nothing half-written, and
+Rendering is pure: a target returns every file in memory first, so a failure leaves nothing half-written, and
 ``write_files`` then writes them all (secret-bearing files with mode 0600).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
-from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import UsageError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -35,7 +33,10 @@ class RenderedFile:
     secret: bool = False  # holds credentials: written with mode 0600
 
 
-def environment():
+@cache
+def environment():  # type: ignore[no-untyped-def] - jinja2 is imported lazily
+    import json
+
     import jinja2
 
     env = jinja2.Environment(
@@ -45,28 +46,31 @@ def environment():
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["properties"] = java_properties
-    env.filters["yaml_lines"] = yaml_lines
     env.filters["json"] = json.dumps
     return env
 
 
-def java_properties(values: dict[str, str]) -> str:
-    return "".join(f"{key}={value}\n" for key, value in values.items())
-
-
-def yaml_lines(values: dict[str, str]) -> str:
-    """Flat ``key: value`` lines as Fluss's server.yaml and Flink's config expect."""
-    return "".join(f"{key}: {value}\n" for key, value in values.items())
-
-
+@cache
 def masked_log4j() -> str:
     """Console logging for Fluss (and Flink) on every target. Fluss 0.9 logs each configuration value at start-up,
     credentials included; this layout masks anything named like a secret."""
     return environment().get_template("common/log4j-console.properties.j2").render()
 
 
-FLUSS_LOG4J_PATH = "/opt/fluss/conf/log4j-console.properties"  # what the image's start-foreground reads
+def to_yaml(document: object) -> str:
+    """Block YAML in the document's own key order; multi-line strings (config files, scripts) as literal blocks;
+    no anchors or aliases (a reader sees every value where it applies)."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: object) -> bool:
+            return True
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(document, Dumper=Dumper, sort_keys=False, width=1000, default_flow_style=False)
 
 
 def config_checksum(parts: list[str]) -> str:
@@ -75,24 +79,6 @@ def config_checksum(parts: list[str]) -> str:
     for part in parts:
         digest.update(part.encode())
     return digest.hexdigest()[:16]
-
-
-Renderer = Callable[[Settings, Credentials], list[RenderedFile]]
-
-
-def renderers() -> dict[str, Renderer]:
-    # Imported here so that `render --target X` loads only what X needs.
-    from sagaz_lakehouse.targets import compose_files, kubernetes_files, local_files
-
-    return {"compose": compose_files, "kubernetes": kubernetes_files, "local": local_files}
-
-
-def render(settings: Settings, credentials: Credentials, target: str | None = None) -> list[RenderedFile]:
-    target = target or settings.target
-    table = renderers()
-    if target not in table:
-        raise UsageError(f"--target: unknown target '{target}'", f"use one of: {', '.join(table)}")
-    return table[target](settings, credentials)
 
 
 def write_files(files: list[RenderedFile], out_dir: Path) -> list[Path]:

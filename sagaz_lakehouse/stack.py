@@ -1,22 +1,42 @@
-"""The stack model: which components exist, how they are reached, what they depend on.
+"""The stack model: every component described once, in terms every target can lay out.
 
-One model serves every target. Each component has an *internal* address (its name inside the container network
-or cluster) and an *external* one (reachable from the user's host). ``View`` picks one of them, so the same wiring
-code renders configs for processes inside the stack and for clients outside it.
+A :class:`Component` says what a piece of the stack is (image, ports, health check, dependencies, volume, memory,
+replicas) and how one instance of it is configured and started, both as a container (image entrypoint, arguments,
+environment, files mounted into it) and as a native process (the local target). The descriptions themselves live in
+``sagaz_lakehouse/components/``, one module per piece of software; the targets (``targets/local.py``,
+``targets/compose.py``, ``targets/kubernetes.py``) only translate them.
+
+Two ideas carry the model across targets:
+
+- **View.** Addresses depend on where a process runs, never on the target setting: inside a container network or
+  cluster (:attr:`View.INTERNAL`, service names and container ports) or on the user's host (:attr:`View.EXTERNAL`,
+  loopback and host ports, which is also where the local target's processes live).
+- **Instance.** A replicated component (tablet servers, TaskManagers, Trino workers) is configured per instance.
+  The local and compose targets give each instance concrete values (its index, its bind host, its host ports, its
+  folders); Kubernetes runs one pod template for all of them, so it passes symbolic values (``${INSTANCE_INDEX}``,
+  ...) that the pod resolves from its own name and IP (see targets/kubernetes.py).
+
+Instances are named ``<component>`` when a component has one instance and ``<component>-<i>`` (from 0) when it is
+replicated, on every target: these are the names ``status`` lists and ``logs`` accepts.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from sagaz_lakehouse import versions
-from sagaz_lakehouse.config import Settings
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sagaz_lakehouse.config import Settings
 
 
 class View(Enum):
-    INTERNAL = "internal"  # from inside the stack (container network, cluster DNS)
-    EXTERNAL = "external"  # from the user's host
+    INTERNAL = "internal"  # from inside the stack: container network or cluster DNS, container ports
+    EXTERNAL = "external"  # from the user's host: loopback and host ports (the local target's processes too)
 
 
 class Condition(Enum):
@@ -24,47 +44,177 @@ class Condition(Enum):
     COMPLETED = "service_completed_successfully"
 
 
+# Names inside the container network and cluster (Kubernetes Services carry the same names).
+ZOOKEEPER = "zookeeper"
+MINIO = "minio"
+CREATE_BUCKET = "create-bucket"
+REST_CATALOG = "rest-catalog"
+COORDINATOR = "fluss-coordinator"
+TABLET = "fluss-tablet"
+JOBMANAGER = "flink-jobmanager"
+TASKMANAGER = "flink-taskmanager"
+SUBMIT_TIERING = "submit-tiering"
+TRINO = "trino"
+TRINO_WORKER = "trino-worker"
+
+
 @dataclass(frozen=True)
 class Port:
+    """A port a component listens on: ``container`` inside its container or pod, ``host`` on the user's host
+    (the local target binds it, compose publishes it on 127.0.0.1, Kubernetes port-forwards to it)."""
+
     name: str
-    number: int
-    published: bool  # reachable from the host (compose publishes it; local binds it on loopback)
+    container: int
+    host: int
+    published: bool = True  # reachable from the host
+    per_instance: bool = False  # each instance has its own host port: host + index (clients address each one)
+
+    def host_port(self, index: int) -> int:
+        return self.host + index if self.per_instance else self.host
 
 
 @dataclass(frozen=True)
 class Health:
-    """How to tell a component is ready: an HTTP GET, a TCP connect, or a command inside the container."""
+    """How to tell an instance is ready.
 
-    kind: str  # "http" | "tcp" | "command"
-    port: int
+    ``http``: GET ``path`` answers 2xx (and contains ``expect``); ``tcp``: a connect succeeds; ``zookeeper``: the
+    ``srvr`` four-letter word reports a ``Mode:``. With ``via``, the check asks another component instead (a
+    TaskManager is ready once the JobManager lists it); ``{instance}`` in ``expect`` is the instance name."""
+
+    kind: str
+    port: str  # a port name of this component, or of ``via``
     path: str = ""
-    command: tuple[str, ...] = ()
+    expect: str = ""
+    via: str = ""
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A file one instance reads. ``mount`` is where its image expects it ("": only the native process reads it;
+    the container gets the same settings another way, e.g. through the environment)."""
+
+    name: str
+    content: str
+    mount: str = ""
+
+
+@dataclass(frozen=True)
+class Jars:
+    """Locked jars (an artifact group) a container needs in ``directory``, besides what its image ships.
+    ``directory`` "" means the task reads them from the artifacts folder itself."""
+
+    group: str
+    directory: str = ""
+
+
+@dataclass(frozen=True)
+class Container:
+    """How the component's image runs one instance. Values may hold credential placeholders
+    (``${S3_ACCESS_KEY}``); each target decides how the container receives the real values."""
+
+    entrypoint: tuple[str, ...] = ()  # empty: the image's own
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: int = 1000  # the uid the image's files belong to; every target runs it non-root
+    probe_tool: str = "bash"  # what the image has for health checks: curl, wget or bash (/dev/tcp)
+    scratch: tuple[str, ...] = ()  # folders the process must be able to write besides its volume (HOME, /tmp)
+
+
+@dataclass(frozen=True)
+class NativeContext:
+    """What the local target knows at start time: the installed distribution and the JVM to run it with."""
+
+    java: Path
+    home: Path
+    marker: str  # a -D flag naming the run folder, so the supervisor recognises its own processes
+    log: Path
+
+
+@dataclass(frozen=True)
+class Process:
+    argv: list[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Native:
+    """How the local target runs one instance as a process: which locked distribution it needs installed, which
+    Java, and the command line (built at start time, when paths are known)."""
+
+    distribution: str  # zookeeper | fluss | flink | trino | rest-catalog | minio | python
+    command: Callable[[NativeContext], Process]
+    java: int = 0  # minimum Java feature version (0: not a JVM)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One instance's configuration: the files it reads, and how it starts as a container and as a process."""
+
+    container: Container
+    native: Native
+    files: tuple[ConfigFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class Instance:
+    """What an instance's configuration may depend on (concrete on local and compose, symbolic on Kubernetes)."""
+
+    name: str  # fluss-tablet-1
+    index: str  # 1
+    host: str  # the address it binds and is reached at inside the stack
+    data: str  # its data folder
+    conf: str  # its configuration folder
+    host_ports: Mapping[str, str] = field(default_factory=dict)  # per port name, for per-instance ports
 
 
 @dataclass(frozen=True)
 class Component:
     name: str
+    software: str  # app.kubernetes.io/name: several components can run the same software
     image: str
     version: str
     role: str  # one line for status output and docs
+    setup: Callable[[Instance], Setup]
     ports: tuple[Port, ...] = ()
-    health: Health | None = None  # None: one-shot jobs, judged by their exit code
+    health: Health | None = None  # None: one-shot tasks, judged by their exit code
     depends_on: tuple[tuple[str, Condition], ...] = ()
-    data_path: str = ""  # where its persistent state lives inside the container ("" = stateless)
-    volume_size: str = ""
+    data_dir: str = ""  # where it keeps its state inside the container (the local target: a folder per instance)
+    volume_size: str = ""  # a persistent volume for data_dir ("": the state need not outlive the container)
     memory: str = ""
     replicas: int = 1
     one_shot: bool = False
+    jars: tuple[Jars, ...] = ()
+    conf_dir: str = ""  # where the image reads its configuration (the local target: a folder per instance)
+    state_in: str = ""  # a task whose result lives in another component (the tiering job runs in the JobManager)
+    start_seconds: int = 180  # how long it may take to become healthy (a task: to finish)
 
     @property
     def stateful(self) -> bool:
-        return bool(self.data_path)
+        return bool(self.volume_size)
+
+    @property
+    def replicated(self) -> bool:
+        """Instances named <name>-<i>: every component that can be scaled, even at one replica."""
+        return self.name in REPLICATED
+
+    def instance_names(self) -> list[str]:
+        return [f"{self.name}-{i}" for i in range(self.replicas)] if self.replicated else [self.name]
+
+    def port(self, name: str) -> Port:
+        for port in self.ports:
+            if port.name == name:
+                return port
+        raise KeyError(f"{self.name} has no port {name!r}")
+
+
+REPLICATED = (TABLET, TASKMANAGER, TRINO_WORKER)
 
 
 @dataclass(frozen=True)
 class Stack:
     settings: Settings
-    components: tuple[Component, ...] = field(default=())
+    view: View
+    components: tuple[Component, ...]
 
     def get(self, name: str) -> Component:
         for component in self.components:
@@ -81,74 +231,41 @@ class Stack:
         return [c for c in self.components if not c.one_shot]
 
     @property
-    def jobs(self) -> list[Component]:
+    def tasks(self) -> list[Component]:
         return [c for c in self.components if c.one_shot]
 
+    def instances(self) -> list[tuple[Component, str]]:
+        """Every (component, instance name), in dependency order."""
+        return [(c, name) for c in self.components for name in c.instance_names()]
 
-# Hostnames inside the container network / cluster (Kubernetes Service names are the same).
-ZOOKEEPER = "zookeeper"
-COORDINATOR = "fluss-coordinator"
-TABLET = "fluss-tablet"
-MINIO = "minio"
-CREATE_BUCKET = "create-bucket"
-REST_CATALOG = "rest-catalog"
-JOBMANAGER = "flink-jobmanager"
-TASKMANAGER = "flink-taskmanager"
-SUBMIT_TIERING = "submit-tiering"
-TRINO = "trino"
-TRINO_WORKER = "trino-worker"
+    def resolve(self, name: str) -> list[tuple[Component, str]]:
+        """A component or instance name → its instances; KeyError lists the valid names."""
+        found = [(c, n) for c, n in self.instances() if name in (c.name, n)]
+        if not found:
+            raise KeyError(name)
+        return found
 
-# Ports inside containers: fixed, so in-network wiring never depends on the host's port choices.
-INTERNAL_FLUSS_PORT = 9123  # CLIENT listener inside the network
-INTERNAL_FLUSS_PEER_PORT = 9125  # INTERNAL listener (server-to-server)
+    def valid_names(self) -> list[str]:
+        out: list[str] = []
+        for component in self.components:
+            out += [component.name] if not component.replicated else [component.name, *component.instance_names()]
+        return out
 
 
-def build_stack(settings: Settings) -> Stack:
-    """Every component, in dependency order."""
-    p, images, mem, vol, rep = settings.ports, settings.images, settings.memory, settings.volumes, settings.replicas
-    healthy, done = Condition.HEALTHY, Condition.COMPLETED
-    components = (
-        Component(ZOOKEEPER, images.zookeeper, versions.ZOOKEEPER.version, "coordination store for Fluss",
-                  ports=(Port("client", p.zookeeper, False),),
-                  health=Health("command", p.zookeeper, command=("zkServer.sh", "status")),
-                  data_path="/data", volume_size=vol.zookeeper, memory=mem.zookeeper),
-        Component(MINIO, images.minio, versions.MINIO.version, "S3-compatible object store",
-                  ports=(Port("s3", p.minio, True), Port("console", p.minio_console, True)),
-                  health=Health("http", p.minio, "/minio/health/ready"),
-                  data_path="/data", volume_size=vol.minio, memory=mem.minio),
-        Component(CREATE_BUCKET, images.minio_client, versions.MINIO_CLIENT.version,
-                  "creates the lake bucket once", depends_on=((MINIO, healthy),), one_shot=True),
-        Component(REST_CATALOG, images.rest_catalog, versions.ICEBERG.version, "Iceberg REST catalog",
-                  ports=(Port("http", p.rest_catalog, True),),
-                  health=Health("http", p.rest_catalog, "/v1/config"),
-                  depends_on=((CREATE_BUCKET, done),),
-                  data_path="/var/lib/iceberg-catalog", volume_size=vol.rest_catalog, memory=mem.rest_catalog),
-        Component(COORDINATOR, images.fluss, versions.FLUSS.version, "Fluss coordinator (metadata, lake tables)",
-                  ports=(Port("client", p.fluss_coordinator, True),),
-                  health=Health("tcp", p.fluss_coordinator),
-                  depends_on=((ZOOKEEPER, healthy), (REST_CATALOG, healthy)),
-                  memory=mem.fluss_coordinator),
-        Component(TABLET, images.fluss, versions.FLUSS.version, "Fluss tablet server (log and KV storage)",
-                  ports=(Port("client", p.fluss_tablet, True),),
-                  health=Health("tcp", p.fluss_tablet),
-                  depends_on=((COORDINATOR, healthy),),
-                  data_path="/var/lib/fluss", volume_size=vol.fluss, memory=mem.fluss_tablet,
-                  replicas=rep.tablet_servers),
-        Component(JOBMANAGER, images.flink, versions.FLINK.version, "Flink JobManager (REST API and UI)",
-                  ports=(Port("rest", p.flink_rest, True), Port("rpc", p.flink_rpc, False)),
-                  health=Health("http", p.flink_rest, "/overview"), memory=mem.flink_jobmanager),
-        Component(TASKMANAGER, images.flink, versions.FLINK.version, "Flink TaskManager (runs the tiering job)",
-                  depends_on=((JOBMANAGER, healthy),), memory=mem.flink_taskmanager,
-                  replicas=rep.flink_taskmanagers),
-        Component(SUBMIT_TIERING, images.flink, versions.FLINK.version,
-                  "submits the Fluss lake tiering job (once; skipped when it already runs)",
-                  depends_on=((JOBMANAGER, healthy), (TABLET, healthy)), one_shot=True),
-        Component(TRINO, images.trino, versions.TRINO.version, "Trino coordinator (SQL over Iceberg)",
-                  ports=(Port("http", p.trino, True),),
-                  health=Health("http", p.trino, "/v1/info"),
-                  depends_on=((REST_CATALOG, healthy),), memory=mem.trino),
-    )
-    if rep.trino_workers:
-        components += (Component(TRINO_WORKER, images.trino, versions.TRINO.version, "Trino worker",
-                                 depends_on=((TRINO, healthy),), memory=mem.trino, replicas=rep.trino_workers),)
-    return Stack(settings, components)
+def instance_index(name: str) -> int:
+    match = re.search(r"-(\d+)$", name)
+    return int(match.group(1)) if match else 0
+
+
+def build_stack(settings: Settings, view: View) -> Stack:
+    """Every component for these settings, in dependency order, configured for processes that see ``view``."""
+    from sagaz_lakehouse.components import all_components
+
+    return Stack(settings, view, all_components(settings, view))
+
+
+def concrete_instance(component: Component, name: str, *, host: str, data: str, conf: str) -> Instance:
+    """An instance with real values: its index from its name, the host port of each of its ports."""
+    index = instance_index(name)
+    return Instance(name, str(index), host, data, conf,
+                    {p.name: str(p.host_port(index)) for p in component.ports if p.host})

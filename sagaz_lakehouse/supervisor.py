@@ -138,6 +138,10 @@ class Supervisor:
         self.forget(name)
         return None
 
+    def tracked(self) -> list[str]:
+        """Every name with a pid file: what this run folder may have running, whatever the settings say now."""
+        return sorted(p.stem for p in self.pid_dir.glob("*.pid")) if self.pid_dir.is_dir() else []
+
     def forget(self, name: str) -> None:
         self.pid_file(name).unlink(missing_ok=True)
         self.config_file(name).unlink(missing_ok=True)
@@ -251,13 +255,14 @@ def port_owner(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def start_in_order(supervisor: Supervisor, specs: list[ProcessSpec], progress: Callable[[str], None],
-                   wait: bool = True) -> dict[str, str]:
+                   wait: bool = True, timeout: float = 600) -> dict[str, str]:
     """Start every spec once its dependencies are healthy; independent ones start in parallel.
 
     Components already running are left alone; one started from a different configuration is reported, since
     restarting it here could interrupt work in flight (``down`` then ``up`` applies it, data is kept).
     Returns name → "started" | "running" | "out of date" | "completed".
     """
+    overall = time.monotonic() + timeout
     by_name = {s.name: s for s in specs}
     outcome: dict[str, str] = {}
     pending = list(specs)
@@ -275,7 +280,7 @@ def start_in_order(supervisor: Supervisor, specs: list[ProcessSpec], progress: C
                     continue
                 supervisor.start(spec)
                 progress(f"{spec.name}: starting")
-                started[spec.name] = time.monotonic() + spec.timeout
+                started[spec.name] = min(time.monotonic() + spec.timeout, max(overall, time.monotonic() + 5))
         if not wait:
             outcome.update({name: "started" for name in started})
             started.clear()

@@ -35,8 +35,9 @@ TRINO = Pin("476", "trinodb/trino:476", "io.trino:trino-server maven-metadata.xm
 # (minio/minio's own compose example pins the previous day's RELEASE.2025-09-06T17-38-46Z.)
 MINIO = Pin("v0.0.0-20250907161309-07c3a429bfed", "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
             "minio/minio git tag RELEASE.2025-09-07T16-13-09Z")
-MINIO_CLIENT = Pin("RELEASE.2025-08-13T08-35-41Z", "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
-                   "minio/mc release tags")
+# The one-shot tasks (sagaz_lakehouse/tasks.py, standard library only) run in the official Python image:
+# docker-library/official-images library/python lists 3.11.14-slim-bookworm (Debian 12, like the other bases).
+PYTHON = Pin("3.11.14", "python:3.11.14-slim-bookworm", "docker-library/official-images library/python")
 
 # Jar versions of the Fluss/Iceberg plumbing, from apache/fluss docs/quickstart/lakehouse.md and
 # docker/quickstart-flink/prepare_build.sh at v0.9.1-incubating.
@@ -64,7 +65,7 @@ ALL = {
     "zookeeper": ZOOKEEPER,
     "fluss": FLUSS,
     "minio": MINIO,
-    "minio-client": MINIO_CLIENT,
+    "python": PYTHON,
     "rest-catalog": ICEBERG,
     "flink": FLINK,
     "trino": TRINO,

@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse import stack as s
 from sagaz_lakehouse import wiring
 from sagaz_lakehouse.config import Credentials, Settings, host_ports
 from sagaz_lakehouse.errors import ComponentFailed, EnvironmentProblem, LakehouseError, UsageError
-from sagaz_lakehouse.stack import View
+from sagaz_lakehouse.stack import Stack, View, build_stack
 
 ENGINES = ("docker", "podman", "nerdctl")
 MIN_COMPOSE = (2, 1, 1)  # first Docker Compose release with `up --wait`
@@ -51,6 +50,7 @@ class ComposeDriver:
         self.log = log or _stderr
         self._credentials = credentials
         self._compose_cmd: list[str] | None = None
+        self.stack: Stack = build_stack(settings, View.INTERNAL)
 
     # ------------------------------------------------------------------------------------------ places
 
@@ -122,9 +122,10 @@ class ComposeDriver:
     def up(self, *, dry_run: bool, wait: bool, timeout: int) -> dict[str, Any]:
         from sagaz_lakehouse import render
         from sagaz_lakehouse.targets import compose as target
+        from sagaz_lakehouse.targets import render as render_target
 
-        files = render.render(self.settings, self.credentials(), "compose")
-        services = list(target.project(self.settings)["services"])
+        files = render_target(self.settings, self.credentials(), "compose")
+        services = list(target.project(self.stack)["services"])
         steps = self._plan(services, wait, timeout)
         result = {"target": "compose", "project": self.project, "project_dir": str(self.project_dir),
                   "services": services, "commands": [" ".join(step) for step in steps],
@@ -158,11 +159,18 @@ class ComposeDriver:
                 "-f", str(self.project_dir / "compose.yaml")]
         if not wait:
             return [[*base, "up", "-d", "--remove-orphans"]]
-        # `up --wait` treats a one-shot container that nothing waits on as a failure once it exits, so the tiering
-        # submission runs as a second, attached step whose exit code is the job's (compose pkg/compose/start.go).
-        long_running = [name for name in services if name != s.SUBMIT_TIERING]
-        return [[*base, "up", "-d", "--wait", "--wait-timeout", str(timeout), "--remove-orphans", *long_running],
-                [*base, "up", "--no-deps", "--exit-code-from", s.SUBMIT_TIERING, s.SUBMIT_TIERING]]
+        # `up --wait` treats a one-shot container that nothing waits on as a failure once it exits, so such a task
+        # (the tiering submission) runs as a later, attached step whose exit code is its own
+        # (compose pkg/compose/start.go).
+        last = self._final_tasks()
+        steps = [[*base, "up", "-d", "--wait", "--wait-timeout", str(timeout), "--remove-orphans",
+                  *(name for name in services if name not in last)]]
+        return steps + [[*base, "up", "--no-deps", "--exit-code-from", name, name] for name in last]
+
+    def _final_tasks(self) -> list[str]:
+        """One-shot tasks no other service waits for."""
+        needed = {dep for c in self.stack.components for dep, _ in c.depends_on}
+        return [n for c in self.stack.tasks if c.name not in needed for n in c.instance_names()]
 
     def _planned_command(self) -> list[str]:
         if self._compose_cmd is not None:
@@ -180,28 +188,20 @@ class ComposeDriver:
             raise LakehouseError(f"`compose down` exited with {code}", f"see `{' '.join(self._compose('ps', '-a'))}`")
 
     def status(self) -> list[dict[str, Any]]:
-        from sagaz_lakehouse.targets import compose as target
-
-        containers = self.containers()
+        containers = {c.get("Service"): c for c in self.containers()}
         endpoints = self.endpoint_map()
-        rows = []
-        for service in target.project(self.settings)["services"]:
-            mine = [c for c in containers if c.get("Service") == service]
-            for i, container in enumerate(mine or [None]):
-                component = service if len(mine) <= 1 else f"{service}#{i + 1}"
-                rows.append({"component": component, "state": container_state(container),
-                             "endpoint": endpoints.get(service, ""),
-                             "detail": (container or {}).get("Status", "not created")})
-        return rows
+        return [{"component": name, "state": container_state(containers.get(name)),
+                 "endpoint": endpoints.get(name, ""), "detail": (containers.get(name) or {}).get("Status",
+                                                                                                "not created")}
+                for component, name in self.stack.instances() if not component.one_shot]
 
     def logs(self, component: str, lines: int) -> str:
-        from sagaz_lakehouse.targets import compose as target
-
-        services = list(target.project(self.settings)["services"])
-        if component not in services:
-            raise UsageError(f"unknown component '{component}'", f"use one of: {', '.join(services)}")
-        result = self._exec(self._compose("logs", "--no-color", "--tail", str(lines), component),
-                            timeout=PROBE_TIMEOUT)
+        try:
+            names = [name for _, name in self.stack.resolve(component)]
+        except KeyError:
+            raise UsageError(f"unknown component '{component}'",
+                             f"use one of: {', '.join(self.stack.valid_names())}") from None
+        result = self._exec(self._compose("logs", "--no-color", "--tail", str(lines), *names), timeout=PROBE_TIMEOUT)
         return self.redact(result.stdout + result.stderr).rstrip("\n")
 
     @contextlib.contextmanager
@@ -212,18 +212,9 @@ class ComposeDriver:
     # ------------------------------------------------------------------------------------------ helpers
 
     def endpoint_map(self) -> dict[str, str]:
-        """Where each service is reached from this host (only services with published ports)."""
-        ep, p = wiring.endpoints(self.settings, View.EXTERNAL), self.settings.ports
-        out = {
-            s.TRINO: f"{ep.trino} (Trino UI and JDBC)",
-            s.JOBMANAGER: f"{ep.flink_rest} (Flink UI)",
-            s.MINIO: f"{ep.s3} (S3 API); console http://{wiring.LOOPBACK}:{p.minio_console}",
-            s.REST_CATALOG: f"{ep.rest_catalog} (Iceberg REST catalog)",
-            s.COORDINATOR: f"{ep.fluss_bootstrap} (Fluss bootstrap server)",
-        }
-        for i in range(self.settings.replicas.tablet_servers):
-            out[f"{s.TABLET}-{i}"] = f"{wiring.LOOPBACK}:{p.fluss_tablet + i} (Fluss tablet server {i})"
-        return out
+        """Where each instance is reached from this host (only those with published ports)."""
+        found = {name: wiring.instance_endpoint(c, name) for c, name in self.stack.instances()}
+        return {name: url for name, url in found.items() if url}
 
     def containers(self) -> list[dict[str, Any]]:
         result = self._exec(self._compose("ps", "-a", "--format", "json"), timeout=PROBE_TIMEOUT)
@@ -238,7 +229,7 @@ class ComposeDriver:
 
         running = {c.get("Service") for c in self.containers() if c.get("State") == "running"}
         owners = {port: owner for owner, port in host_ports(self.settings)}
-        for service, svc in target.project(self.settings)["services"].items():
+        for service, svc in target.project(self.stack)["services"].items():
             if service in running:
                 continue
             for mapping in svc.get("ports", []):
@@ -255,10 +246,10 @@ class ComposeDriver:
         from sagaz_lakehouse.targets import compose as target
 
         cache = artifacts.cache_dir(self.settings.local.cache_dir)
-        for kind, group in target.JAR_GROUPS.items():
+        for group in target.jar_groups(self.stack):
             paths = artifacts.fetch(artifacts.group(group), cache, self.settings.local.maven_repository,
                                     progress=_download_progress(self.log))
-            directory = self.project_dir / target.JARS_DIR / kind
+            directory = self.project_dir / target.JARS_DIR / group
             artifacts.materialize(paths, directory)
             for path in directory.iterdir():
                 # Containers run as their own users (flink is uid 9999): the bind-mounted jars must be world-readable.

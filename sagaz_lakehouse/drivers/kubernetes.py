@@ -57,6 +57,7 @@ class KubernetesDriver:
         self._credentials = credentials
         self._cluster: Cluster | None = None
         self.applyset = ApplySet(settings.project, settings.namespace)
+        self.stack: s.Stack = s.build_stack(settings, View.INTERNAL)
 
     # ------------------------------------------------------------------------------------------ plumbing
 
@@ -311,7 +312,7 @@ class KubernetesDriver:
 
     def _claims(self) -> list[Obj]:
         """The claims our StatefulSets created (their volumeClaimTemplates copy the pod selector labels)."""
-        stateful = [c.name for c in s.build_stack(self.settings).components if c.stateful]
+        stateful = [c.name for c in self.stack.components if c.stateful]
         selector = f"app.kubernetes.io/instance={self.settings.project}"
         claims = self.cluster().list("v1", "PersistentVolumeClaim", self.namespace, selector)
         return [c for c in claims
@@ -333,12 +334,12 @@ class KubernetesDriver:
 
     def status(self) -> list[dict[str, Any]]:
         self.cluster()  # connection problems first, before any row
-        stack = s.build_stack(self.settings)
         rows = []
-        for component in stack.components:
+        for component in self.stack.components:
             workloads = self._workloads_of(component.name)
             if not workloads:
-                rows.append({"component": component.name, "state": "absent", "endpoint": self._endpoint(component),
+                rows.append({"component": component.name, "state": "absent",
+                             "endpoint": self._endpoint(component),
                              "detail": f"not found in namespace {self.namespace}"})
                 continue
             state = readiness(workloads[0])
@@ -348,12 +349,18 @@ class KubernetesDriver:
         return rows
 
     def logs(self, component: str, lines: int) -> str:
-        names = s.build_stack(self.settings).names
-        if component not in names:
-            raise UsageError(f"unknown component '{component}'", f"use one of: {', '.join(names)}")
+        """A component (every pod of it) or one instance: StatefulSet pods carry the instance names."""
+        try:
+            found = self.stack.resolve(component)
+        except KeyError:
+            raise UsageError(f"unknown component '{component}'",
+                             f"use one of: {', '.join(self.stack.valid_names())}") from None
+        owner = found[0][0]
         pods = self.cluster().list("v1", "Pod", self.namespace,
                                    f"app.kubernetes.io/instance={self.settings.project},"
-                                   f"app.kubernetes.io/component={component}")
+                                   f"app.kubernetes.io/component={owner.name}")
+        if component != owner.name:
+            pods = [p for p in pods if p["metadata"]["name"] == component]
         if not pods:
             raise StackNotReachable(component, f"namespace {self.namespace}", "no pods")
         core = self.cluster().core()
@@ -361,7 +368,7 @@ class KubernetesDriver:
         for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
             name = pod["metadata"]["name"]
             text = self.cluster().call("read log of", f"pod {name}", lambda n=name: core.read_namespaced_pod_log(
-                n, self.namespace, container=component, tail_lines=lines, _request_timeout=30))
+                n, self.namespace, container=owner.name, tail_lines=lines, _request_timeout=30))
             out.append(f"==> pod {name} <==\n{text.rstrip()}" if len(pods) > 1 else text.rstrip())
         return self._redact("\n".join(out))
 
@@ -382,10 +389,10 @@ class KubernetesDriver:
         from sagaz_lakehouse.kube.portforward import Forward
 
         p = self.settings.ports
-        result = [Forward(f"{s.COORDINATOR}-0", p.fluss_coordinator, s.INTERNAL_FLUSS_PORT,
+        result = [Forward(f"{s.COORDINATOR}-0", p.fluss_coordinator, wiring.FLUSS_CLIENT_PORT,
                           lambda: f"{s.COORDINATOR}-0")]
         for i in range(self.settings.replicas.tablet_servers):
-            result.append(Forward(f"{s.TABLET}-{i}", p.fluss_tablet + i, s.INTERNAL_FLUSS_PORT,
+            result.append(Forward(f"{s.TABLET}-{i}", p.fluss_tablet + i, wiring.FLUSS_CLIENT_PORT,
                                   lambda i=i: f"{s.TABLET}-{i}"))
         for component, port in ((s.MINIO, p.minio), (s.REST_CATALOG, p.rest_catalog), (s.JOBMANAGER, p.flink_rest),
                                 (s.TRINO, p.trino)):
@@ -430,10 +437,11 @@ class KubernetesDriver:
         return found
 
     def _endpoint(self, component: s.Component) -> str:
+        """The in-cluster address (Service DNS name) of a component's first published port."""
         published = [port for port in component.ports if port.published]
         if not published:
             return ""
-        return f"{component.name}.{self.namespace}.svc:{published[0].number}"
+        return f"{component.name}.{self.namespace}.svc:{published[0].container}"
 
     def _redact(self, text: str) -> str:
         with contextlib.suppress(LakehouseError):

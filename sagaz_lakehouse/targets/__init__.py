@@ -1,28 +1,33 @@
-"""Per-target rendering: which templates make up each target and what data they get.
+"""Targets: the stack model laid out for one place to run it. Each module translates the same components;
+none of them describes a component itself.
 
-Each target module exposes ``files(settings, credentials) -> list[RenderedFile]``. They are imported on demand so
-rendering one target never loads the others.
+- ``local``: native processes and their files under a run folder
+- ``compose``: one compose project (compose.yaml, mounted files, a 0600 .env)
+- ``kubernetes``: plain manifests that ``kubectl apply -k`` accepts
+
+Each is imported on demand, so rendering one target never loads the others.
 """
 
 from __future__ import annotations
 
-from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.config import TARGETS, Credentials, Settings
+from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.render import RenderedFile
 
 
-def compose_files(settings: Settings, credentials: Credentials) -> list[RenderedFile]:
-    from sagaz_lakehouse.targets import compose
+def render(settings: Settings, credentials: Credentials, target: str | None = None) -> list[RenderedFile]:
+    """Every file of ``target`` (default: the settings' own target), in memory."""
+    target = target or settings.target
+    if target == "local":
+        from sagaz_lakehouse.targets import local
 
-    return compose.files(settings, credentials)
+        return local.files(settings, credentials)
+    if target == "compose":
+        from sagaz_lakehouse.targets import compose
 
+        return compose.files(settings, credentials)
+    if target == "kubernetes":
+        from sagaz_lakehouse.targets import kubernetes
 
-def kubernetes_files(settings: Settings, credentials: Credentials) -> list[RenderedFile]:
-    from sagaz_lakehouse.targets import kubernetes
-
-    return kubernetes.files(settings, credentials)
-
-
-def local_files(settings: Settings, credentials: Credentials) -> list[RenderedFile]:
-    from sagaz_lakehouse.targets import local
-
-    return local.files(settings, credentials)
+        return kubernetes.files(settings, credentials)
+    raise UsageError(f"--target: unknown target '{target}'", f"use one of: {', '.join(TARGETS)}")

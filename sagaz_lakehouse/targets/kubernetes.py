@@ -1,91 +1,44 @@
-"""Kubernetes target: the stack as plain manifests that ``kubectl apply -k`` accepts.
+"""Kubernetes target: the stack model as plain manifests that ``kubectl apply -k`` accepts, one file per component.
 
-Decisions live here and produce plain data (one dict per Kubernetes object); ``templates/kubernetes/`` only lays
-the objects out, one file per component. Every consumer's configuration comes from ``wiring``; this module decides
-only how it reaches the pods (ConfigMaps, a Secret, environment, init containers) and how the pods run.
+Every component becomes the same shapes, chosen from its description, never from its name:
 
-Facts this module relies on, with where they were read:
+- a **Job** for a one-shot task; a **StatefulSet** for a component that keeps state, is replicated, or whose
+  configuration names its own instance (stable pod names ``<component>-<i>`` are the instance names every target
+  uses); a **Deployment** otherwise;
+- a headless Service for each StatefulSet, and a ClusterIP Service named like the component for anything other
+  components reach, except components whose instances are addressed one by one (tablet servers: a client must
+  reach the tablet that leads a bucket, never any tablet);
+- a ConfigMap ``<component>-config`` with the files the image reads, mounted file by file (``subPath``) so the
+  image's other files stay; locked jars fetched and verified by an init container into an ``emptyDir``.
 
-- apache/fluss ``docker/fluss/docker-entrypoint.sh`` (v0.9.1-incubating): appends ``$FLUSS_PROPERTIES`` to
-  ``conf/server.yaml`` (after deleting its ``bind.listeners`` line), then runs ``envsubst`` over the file, so
-  ``${S3_SECRET_KEY}`` is filled from the container environment (fed from the Secret).
-- apache/fluss ``helm/templates/sts-tablet.yaml``: the tablet-server id is the pod ordinal (``${POD_NAME##*-}``),
-  listeners bind to the pod IP. We keep that and advertise the CLIENT listener on ``127.0.0.1:<fluss_tablet + i>``
-  so that a host client reaches tablet ``i`` through ``kubectl port-forward pod/fluss-tablet-i <fluss_tablet+i>:9123``.
-- apache/flink-docker ``1.20/scala_2.12-java17-ubuntu``: ``FLINK_PROPERTIES`` lines are merged into the config
-  (whitespace is stripped from each line), the image's own Dockerfile calls ``wget`` from its eclipse-temurin base,
-  and ``sha256sum`` is coreutils: the image we use to download and verify locked jars.
+One pod template serves every instance, so instance values are symbolic (``${INSTANCE_INDEX}``, ...). A container
+whose environment or arguments name them starts through a short bash prelude that derives them from the pod's name
+and IP (the ordinal is the name's suffix; a per-instance host port is its base plus the ordinal), substitutes them,
+and execs the image's entrypoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from sagaz_lakehouse import artifacts, wiring
-from sagaz_lakehouse import stack as s
+from sagaz_lakehouse import artifacts, profiles, wiring
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
-from sagaz_lakehouse.errors import UsageError
-from sagaz_lakehouse.render import FLUSS_LOG4J_PATH, RenderedFile, config_checksum
-from sagaz_lakehouse.stack import Component, Health, Stack
+from sagaz_lakehouse.render import RenderedFile, config_checksum, to_yaml
+from sagaz_lakehouse.stack import Component, Container, Health, Instance, Setup, Stack, View, build_stack
+from sagaz_lakehouse.targets import probes
 
 Obj = dict[str, Any]
 
 MANAGER = "sagaz-lakehouse"
-SECRET_NAME = "s3-credentials"  # noqa: S105 - a name, not a value; keys are the variable names wiring's placeholders use
+SECRET_NAME = "s3-credentials"  # noqa: S105 - a name; its keys are the variables wiring's placeholders use
 CHECKSUM_ANNOTATION = "checksum/config"
 TEMPLATE = "kubernetes/objects.yaml.j2"
 KUSTOMIZATION_TEMPLATE = "kubernetes/kustomization.yaml.j2"
-
-# Flink ports besides settings.ports: the entrypoint fixes blob.server.port at 6124; the TaskManager RPC port is
-# fixed here so it can be probed (stack.py gives the TaskManager no health check; it serves no HTTP).
-FLINK_BLOB_PORT = 6124
-TASKMANAGER_RPC_PORT = wiring.TASKMANAGER_RPC_PORT
 ARTIFACTS_DIR = "/artifacts"
-FLUSS_PLUGIN_DIR = "/opt/fluss/plugins/iceberg"
-FLINK_LIB_DIR = "/opt/flink/lib"
-POD_TMP = "/tmp"  # noqa: S108 - an emptyDir private to the pod
-
-# The software behind each component (app.kubernetes.io/name); the component name is app.kubernetes.io/component.
-SOFTWARE = {s.ZOOKEEPER: "zookeeper", s.MINIO: "minio", s.CREATE_BUCKET: "minio-client",
-            s.REST_CATALOG: "iceberg-rest-catalog", s.COORDINATOR: "fluss", s.TABLET: "fluss",
-            s.JOBMANAGER: "flink", s.TASKMANAGER: "flink", s.SUBMIT_TIERING: "flink", s.TRINO: "trino",
-            s.TRINO_WORKER: "trino"}
-
-# Who each image runs as. Non-root everywhere: each image either defines that user or works under any uid.
-RUN_AS = {
-    # zookeeper (official image): user zookeeper uid/gid 1000 owns /conf, /data, /datalog, /logs; the entrypoint
-    # only steps down from root, so starting as 1000 skips that and still writes zoo.cfg.
-    s.ZOOKEEPER: 1000,
-    # minio (quay.io/minio/minio): starts as root but needs no privilege; any uid works once /data is writable
-    # (fsGroup) and HOME is writable (it creates $HOME/.minio/certs, so HOME points at an emptyDir).
-    s.MINIO: 1000,
-    # mc: same image family; its config dir goes to an emptyDir.
-    s.CREATE_BUCKET: 1000,
-    # iceberg-rest-fixture: a Java jar readable by anyone; its only state is the sqlite file on the PVC (fsGroup).
-    s.REST_CATALOG: 1000,
-    # apache/fluss: runs as root by default, but has user fluss uid/gid 9999 owning /opt/fluss (the entrypoint
-    # rewrites conf/server.yaml, which that user may do).
-    s.COORDINATOR: 9999, s.TABLET: 9999,
-    # flink: user flink uid/gid 9999 owns /opt/flink; the entrypoint skips gosu when not root.
-    s.JOBMANAGER: 9999, s.TASKMANAGER: 9999, s.SUBMIT_TIERING: 9999,
-    # trinodb/trino: the image's USER is trino, uid 1000.
-    s.TRINO: 1000, s.TRINO_WORKER: 1000,
-}
-
-# Components that get jars from the artifact lock, and where each lock group is mounted (file by file, through
-# subPath, so the image's own files in that folder stay visible: plugins/iceberg already holds fluss-lake-iceberg).
-JAR_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
-    s.COORDINATOR: (("fluss-iceberg-extras", FLUSS_PLUGIN_DIR),),
-    s.TABLET: (("fluss-iceberg-extras", FLUSS_PLUGIN_DIR),),
-    s.JOBMANAGER: (("flink-lib-fluss", FLINK_LIB_DIR),),
-    s.TASKMANAGER: (("flink-lib-fluss", FLINK_LIB_DIR),),
-    s.SUBMIT_TIERING: (("flink-lib-fluss", FLINK_LIB_DIR), ("tiering-job", "")),  # "": used from /artifacts
-}
+INSTANCE_TOKEN = re.compile(r"\$\{INSTANCE_[A-Z_]+\}")
 
 
 @dataclass(frozen=True)
@@ -102,10 +55,9 @@ class Manifest:
 
 def files(settings: Settings, credentials: Credentials) -> list[RenderedFile]:
     """Every manifest plus kustomization.yaml; only the Secret's file holds credential values (mode 0600)."""
-    if settings.target != "kubernetes":
-        # wiring picks addresses by target (loopback for local): render as the target we are.
-        settings = dataclasses.replace(settings, target="kubernetes")
-    env = _template_environment()
+    from sagaz_lakehouse.render import environment
+
+    env = environment()
     out = []
     for manifest in manifests(settings, credentials):
         content = env.get_template(TEMPLATE).render(title=manifest.title,
@@ -115,57 +67,37 @@ def files(settings: Settings, credentials: Credentials) -> list[RenderedFile]:
     return [*out, RenderedFile("kustomization.yaml", kustomization)]
 
 
+def cluster_stack(settings: Settings) -> Stack:
+    return build_stack(settings, View.INTERNAL)
+
+
 def manifests(settings: Settings, credentials: Credentials) -> list[Manifest]:
-    stack = s.build_stack(settings)
+    stack = cluster_stack(settings)
     lock = artifacts.load_lock()
-    config_maps = _config_maps(settings)
     result = [
         Manifest("00-namespace.yaml", "namespace", [_namespace(settings)]),
         Manifest("10-secret.yaml", "S3 credentials (the only file holding credential values)",
                  [_secret(settings, credentials)]),
-        Manifest("11-config.yaml", "configuration files and property sets, as data",
-                 list(config_maps.values())),
     ]
-    for number, component in zip(_file_numbers(stack), stack.components, strict=True):
-        objects = _component_objects(settings, stack, component, config_maps, lock)
-        result.append(Manifest(f"{number:02d}-{component.name}.yaml", component.role, objects))
+    for number, component in enumerate(stack.components, start=20):
+        result.append(Manifest(f"{number:02d}-{component.name}.yaml", component.role,
+                               component_objects(stack, component, lock)))
     return result
-
-
-def _file_numbers(stack: Stack) -> list[int]:
-    return [20 + i for i in range(len(stack.components))]
-
-
-def _template_environment():
-    from sagaz_lakehouse.render import environment
-
-    return environment()
-
-
-def to_yaml(obj: Obj) -> str:
-    """Block YAML in the objects' own key order; multi-line strings (config files, scripts) as literal blocks."""
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-        style = "|" if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    Dumper.add_representer(str, text)
-    return yaml.dump(obj, Dumper=Dumper, sort_keys=False, width=1000, default_flow_style=False)
 
 
 # ---------------------------------------------------------------------------------------------- basic objects
 
 
 def labels(settings: Settings, component: Component) -> dict[str, str]:
-    return {**selector(settings, component),
-            "app.kubernetes.io/name": SOFTWARE.get(component.name, MANAGER),
+    return _labels(settings, component.name, component.software, component.version)
+
+
+def _labels(settings: Settings, component: str, software: str, version: str) -> dict[str, str]:
+    return {"app.kubernetes.io/instance": settings.project, "app.kubernetes.io/component": component,
+            "app.kubernetes.io/name": software,
             "app.kubernetes.io/part-of": MANAGER,
             "app.kubernetes.io/managed-by": MANAGER,
-            "app.kubernetes.io/version": _label_value(component.version)}
+            "app.kubernetes.io/version": _label_value(version)}
 
 
 def selector(settings: Settings, component: Component) -> dict[str, str]:
@@ -174,137 +106,215 @@ def selector(settings: Settings, component: Component) -> dict[str, str]:
 
 
 def _label_value(text: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", text)[:63]
-    return cleaned.strip("-._")
+    return re.sub(r"[^A-Za-z0-9._-]", "-", text)[:63].strip("-._")
 
 
-def _meta(settings: Settings, name: str, component: Component | str) -> Obj:
-    """Stack components get their software's labels; shared objects (namespace, config, credentials) ours."""
-    if isinstance(component, str):
-        from sagaz_lakehouse import __version__
-
-        component = Component(component, "", __version__, "")
+def _meta(settings: Settings, name: str, component: Component) -> Obj:
     return {"name": name, "namespace": settings.namespace, "labels": labels(settings, component)}
 
 
+def _shared_meta(settings: Settings, name: str, role: str) -> Obj:
+    """Objects that belong to the stack rather than one component (namespace, credentials)."""
+    from sagaz_lakehouse import __version__
+
+    return {"name": name, "namespace": settings.namespace, "labels": _labels(settings, role, MANAGER, __version__)}
+
+
 def _namespace(settings: Settings) -> Obj:
-    meta = _meta(settings, settings.namespace, "namespace")
+    meta = _shared_meta(settings, settings.namespace, "namespace")
     del meta["namespace"]
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def _secret(settings: Settings, credentials: Credentials) -> Obj:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(settings, SECRET_NAME, "credentials"),
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _shared_meta(settings, SECRET_NAME, "credentials"),
             "type": "Opaque",
             "stringData": {wiring.ACCESS_KEY_VAR: credentials.access_key,
                            wiring.SECRET_KEY_VAR: credentials.secret_key}}
 
 
-def _config_map(settings: Settings, name: str, data: dict[str, str]) -> Obj:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(settings, name, "config"), "data": data}
+# ------------------------------------------------------------------------------------------------ components
 
 
-# ------------------------------------------------------------------------------------------- configuration data
+def symbolic_instance(component: Component) -> Instance:
+    ports = {p.name: "${INSTANCE_PORT_" + p.name.upper() + "}" if p.per_instance else str(p.host)
+             for p in component.ports if p.host}
+    return Instance("${INSTANCE_NAME}", "${INSTANCE_INDEX}", "${INSTANCE_HOST}", component.data_dir,
+                    component.conf_dir, ports)
 
 
-def _config_maps(settings: Settings) -> dict[str, Obj]:
-    """Configuration as data, by ConfigMap name. Credentials stay placeholders resolved inside the pods."""
-    from sagaz_lakehouse.render import java_properties, masked_log4j, yaml_lines
-
-    fluss = {"coordinator.yaml": yaml_lines(fluss_coordinator_properties(settings)),
-             "tablet.yaml": yaml_lines(fluss_tablet_common_properties(settings)),
-             "log4j-console.properties": masked_log4j()}
-    trino_catalog = {"iceberg.properties": java_properties(wiring.trino_iceberg_catalog(settings, env_refs=True))}
-    trino = {"config.properties": java_properties(trino_server_properties(settings, coordinator=True)),
-             "jvm.config": "".join(f"{line}\n" for line in trino_jvm_options(settings)),
-             "node.properties": java_properties(trino_node_properties(settings))}
-    maps = {
-        "fluss-config": _config_map(settings, "fluss-config", fluss),
-        "flink-config": _config_map(settings, "flink-config", {"FLINK_PROPERTIES": yaml_lines(
-            flink_properties(settings))}),
-        "trino-config": _config_map(settings, "trino-config", trino),
-        "trino-catalog": _config_map(settings, "trino-catalog", trino_catalog),
-    }
-    if settings.replicas.trino_workers:
-        worker = {**trino, "config.properties": java_properties(trino_server_properties(settings, coordinator=False))}
-        maps["trino-worker-config"] = _config_map(settings, "trino-worker-config", worker)
-    return maps
+def workload_kind(component: Component, setup: Setup) -> str:
+    if component.one_shot:
+        return "Job"
+    if component.stateful or component.replicated or _names_instance(setup.container):
+        return "StatefulSet"
+    return "Deployment"
 
 
-# Per-pod Fluss properties: computed in the container from the pod's name and IP (see _fluss_start_script).
-POD_SPECIFIC = ("bind.listeners", "advertised.listeners", "tablet-server.id")
+def _names_instance(container: Container) -> bool:
+    return any(INSTANCE_TOKEN.search(v) for v in [*container.env.values(), *container.args])
 
 
-def fluss_coordinator_properties(settings: Settings) -> dict[str, str]:
-    props = wiring.fluss_coordinator_properties(settings)
-    return {k: v for k, v in props.items() if k != "bind.listeners"}  # bind to the pod IP instead of a name
+def component_objects(stack: Stack, component: Component, lock: dict[str, list[artifacts.Artifact]]) -> list[Obj]:
+    settings = stack.settings
+    setup = component.setup(symbolic_instance(component))
+    kind = workload_kind(component, setup)
+    config_map = _config_map(settings, component, setup)
+    template = _pod_template(stack, component, setup, config_map, lock)
+    objects: list[Obj] = [config_map] if config_map else []
+    ports = [(p.name, p.container) for p in component.ports]
+    if kind == "StatefulSet":
+        objects.append(_service(settings, component, ports, headless=True))
+    if ports and kind != "Job" and not any(p.per_instance for p in component.ports):
+        objects.append(_service(settings, component, ports, headless=False))
+    objects.append(_workload(settings, component, kind, template))
+    return objects
 
 
-def fluss_tablet_common_properties(settings: Settings) -> dict[str, str]:
-    props = wiring.fluss_tablet_properties(settings, 0)
-    return {k: v for k, v in props.items() if k not in POD_SPECIFIC}
+def config_map_name(component: Component) -> str:
+    return f"{component.name}-config"
 
 
-def flink_properties(settings: Settings) -> dict[str, str]:
-    return wiring.flink_container_properties(settings)
+def _config_key(name: str) -> str:
+    return name.replace("/", "_")  # ConfigMap keys allow [-._a-zA-Z0-9]
 
 
-def trino_server_properties(settings: Settings, coordinator: bool) -> dict[str, str]:
-    port = settings.ports.trino
-    props = {"coordinator": "true" if coordinator else "false", "http-server.http.port": str(port)}
-    if coordinator:
-        # Without workers the coordinator also runs tasks.
-        props["node-scheduler.include-coordinator"] = "false" if settings.replicas.trino_workers else "true"
-        props["discovery.uri"] = f"http://localhost:{port}"
-    else:
-        props["discovery.uri"] = f"http://{s.TRINO}:{port}"
-    return props
+def _config_map(settings: Settings, component: Component, setup: Setup) -> Obj | None:
+    data = {_config_key(f.name): f.content for f in setup.files if f.mount}
+    if not data:
+        return None
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(settings, config_map_name(component),
+                                                                        component), "data": data}
 
 
-def trino_jvm_options(settings: Settings) -> list[str]:
-    """memory.trino is the heap; the container gets headroom on top (trino_container_memory)."""
-    return [f"-Xmx{mebibytes(settings.memory.trino)}m", "-XX:+ExitOnOutOfMemoryError", "-XX:+UseG1GC",
-            "-XX:+ExplicitGCInvokesConcurrent", "-XX:-OmitStackTraceInFastThrow", "-XX:ReservedCodeCacheSize=256M",
-            "-Djdk.attach.allowAttachSelf=true", "-Dfile.encoding=UTF-8", "-XX:+EnableDynamicAgentLoading"]
+def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: Obj | None,
+                  lock: dict[str, list[artifacts.Artifact]]) -> Obj:
+    settings = stack.settings
+    container = setup.container
+    volumes: list[Obj] = []
+    mounts: list[Obj] = []
+    if component.stateful:
+        mounts.append({"name": "data", "mountPath": component.data_dir})
+    if config_map is not None:
+        volumes.append({"name": "config", "configMap": {"name": config_map["metadata"]["name"]}})
+        mounts += [{"name": "config", "mountPath": f.mount, "subPath": _config_key(f.name), "readOnly": True}
+                   for f in setup.files if f.mount]
+    for index, path in enumerate(container.scratch):
+        volumes.append({"name": f"scratch-{index}", "emptyDir": {}})
+        mounts.append({"name": f"scratch-{index}", "mountPath": path})
+    init = []
+    jars = _jars(component, lock)
+    if jars:
+        volumes.append({"name": "artifacts", "emptyDir": {}})
+        mounts += [{"name": "artifacts", "mountPath": f"{j.directory}/{a.name}", "subPath": a.name,
+                    "readOnly": True} for j in component.jars for a in artifacts.group(j.group, lock)]
+        init.append(_fetch_jars_init(settings, component, jars))
+    main = _container(stack, component, container, mounts)
+    spec: Obj = {}
+    if init:
+        spec["initContainers"] = init
+    spec["containers"] = [main]
+    if volumes:
+        spec["volumes"] = volumes
+    spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": container.user, "runAsGroup": container.user,
+                               "fsGroup": container.user, "seccompProfile": {"type": "RuntimeDefault"}}
+    spec["enableServiceLinks"] = False  # service env vars like FLUSS_... or TRINO_PORT would confuse entrypoints
+    if component.one_shot:
+        spec["restartPolicy"] = "OnFailure"
+    checksum = workload_checksum([config_map] if config_map else [], [*init, main])
+    return {"metadata": {"labels": labels(settings, component), "annotations": {CHECKSUM_ANNOTATION: checksum}},
+            "spec": spec}
 
 
-def trino_node_properties(settings: Settings) -> dict[str, str]:
-    return {"node.environment": settings.profile, "node.data-dir": "/data/trino"}
+def _container(stack: Stack, component: Component, container: Container, mounts: list[Obj]) -> Obj:
+    settings = stack.settings
+    env = _env(dict(container.env))
+    command, args = list(container.entrypoint), list(container.args)
+    pod_env = []
+    if _names_instance(container) or (component.health and "{instance}" in component.health.expect):
+        pod_env = [_field_env("POD_NAME", "metadata.name"), _field_env("POD_IP", "status.podIP")]
+    if _names_instance(container):
+        command, args = ["/bin/bash", "-c", instance_prelude(component, container), component.name], [*command, *args]
+    out: Obj = {"name": component.name, "image": component.image, "imagePullPolicy": "IfNotPresent"}
+    if command:
+        out["command"] = command
+    if args:
+        out["args"] = args
+    ports = [{"name": p.name, "containerPort": p.container, "protocol": "TCP"} for p in component.ports]
+    if ports:
+        out["ports"] = ports
+    if pod_env or env:
+        out["env"] = pod_env + env
+    if mounts:
+        out["volumeMounts"] = mounts
+    if component.health is not None:
+        out.update(_probes(stack, component, container))
+    memory = f"{mebibytes(component.memory)}Mi" if component.memory else "128Mi"
+    out["resources"] = {"requests": {"cpu": profiles.profile(settings.profile).cpu_request, "memory": memory},
+                        "limits": {"memory": memory}}  # no CPU limit: no throttling
+    out["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return out
 
 
-# ----------------------------------------------------------------------------------------------- quantities
+def instance_prelude(component: Component, container: Container) -> str:
+    """Bash run before the image's entrypoint: derives this pod's instance values and puts them into the
+    environment variables and arguments that name them (then ``exec "$@"``)."""
+    lines = ["set -eu",
+             'export INSTANCE_NAME="$POD_NAME" INSTANCE_HOST="$POD_IP" INSTANCE_INDEX="${POD_NAME##*-}"']
+    tokens = ["INSTANCE_NAME", "INSTANCE_HOST", "INSTANCE_INDEX"]
+    for port in component.ports:
+        if port.per_instance:
+            var = f"INSTANCE_PORT_{port.name.upper()}"
+            lines.append(f"export {var}=$(({port.host} + INSTANCE_INDEX))")
+            tokens.append(var)
+    # sub VALUE sets v to VALUE with every instance token replaced (bash pattern substitution: no eval).
+    lines.append("sub() { v=\"$1\";" + "".join(f" v=\"${{v//'${{{t}}}'/${t}}}\";" for t in tokens) + " }")
+    named = [k for k, v in container.env.items() if INSTANCE_TOKEN.search(v)]
+    if named:
+        lines.append(f'for var in {" ".join(named)}; do sub "${{!var}}"; export "$var=$v"; done')
+    lines.append('args=(); for a in "$@"; do sub "$a"; args+=("$v"); done')
+    lines.append('exec "${args[@]}"')
+    return "\n".join(lines) + "\n"
 
 
-def container_memory(settings: Settings, component: Component) -> str:
-    if component.name in (s.TRINO, s.TRINO_WORKER):
-        # Heap at 80% of the container: Trino's off-heap buffers and code cache need the rest.
-        return f"{math.ceil(mebibytes(component.memory) / 0.8)}Mi"
-    return f"{mebibytes(component.memory)}Mi" if component.memory else ""
+# --------------------------------------------------------------------------------------------------- probes
 
 
-def _resources(settings: Settings, component: Component) -> Obj:
-    """Memory request = limit (JVMs size themselves from it); a CPU request but no CPU limit (no throttling)."""
-    cpu = "100m" if settings.profile == "dev" else "500m"
-    memory = container_memory(settings, component) or "128Mi"
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+def _probes(stack: Stack, component: Component, container: Container) -> Obj:
+    health = component.health
+    assert health is not None
+    action = _probe_action(stack, component, health, container)
+    return {"readinessProbe": {**action, "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 5,
+                               "failureThreshold": 3},
+            "livenessProbe": {**action, "initialDelaySeconds": 60, "periodSeconds": 20, "timeoutSeconds": 5,
+                              "failureThreshold": 6}}
 
 
-# ---------------------------------------------------------------------------------------------- environment
+def _probe_action(stack: Stack, component: Component, health: Health, container: Container) -> Obj:
+    """A kubelet probe where it can say the same thing (no expected answer, the pod's own port), else an exec."""
+    port = component.port(health.port).container if not health.via else 0
+    if health.kind == "tcp":
+        return {"tcpSocket": {"port": port}}
+    if health.kind == "http" and not health.expect and not health.via:
+        return {"httpGet": {"path": health.path, "port": port}}
+    command = probes.command(stack, component, wiring.LOOPBACK, "$POD_NAME", container.probe_tool)
+    return {"exec": {"command": command}}
+
+
+# ------------------------------------------------------------------------------------------------ environment
 
 
 def _env(values: dict[str, str]) -> list[Obj]:
-    """wiring's environment maps → EnvVar list. A value that is exactly a credential placeholder becomes a
-    secretKeyRef; a placeholder inside a longer value becomes Kubernetes' $(VAR) reference to it."""
-    secret_refs = {wiring.ACCESS_KEY: wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY: wiring.SECRET_KEY_VAR}
+    """Environment maps → EnvVar list. A value that is exactly a credential placeholder becomes a secretKeyRef; a
+    placeholder inside a longer value is left for the image to expand (Fluss's envsubst), which needs the
+    credential variables themselves, so those are added first."""
+    refs = {wiring.ACCESS_KEY: wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY: wiring.SECRET_KEY_VAR}
     head, tail = [], []
     for name, value in values.items():
-        if value in secret_refs:
-            head.append(_secret_env(name, secret_refs[value]))
+        if value in refs:
+            head.append(_secret_env(name, refs[value]))
         else:
-            tail.append({"name": name, "value": re.sub(r"\$\{(S3_[A-Z_]+)\}", r"$(\1)", value)})
-    needs_vars = any("$(S3_" in e["value"] for e in tail)
-    if needs_vars:
-        head = [_secret_env(v, v) for v in (wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY_VAR)] + head
+            tail.append({"name": name, "value": value})
     return head + tail
 
 
@@ -312,158 +322,51 @@ def _secret_env(name: str, key: str) -> Obj:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": key}}}
 
 
-def _credential_env() -> list[Obj]:
-    """S3_ACCESS_KEY / S3_SECRET_KEY themselves, for programs that resolve wiring's ${...} placeholders."""
-    return [_secret_env(v, v) for v in (wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY_VAR)]
-
-
 def _field_env(name: str, path: str) -> Obj:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def _config_env(name: str, config_map: str, key: str) -> Obj:
-    return {"name": name, "valueFrom": {"configMapKeyRef": {"name": config_map, "key": key}}}
-
-
-# -------------------------------------------------------------------------------------------------- probes
-
-
-def health(settings: Settings, component: Component) -> Health | None:
-    """stack.Health translated to ports inside the pod. Fluss's CLIENT listener listens on a fixed port in the
-    container (wiring binds it there); stack.py gives the host port. Two components stack.py gives no check get
-    one here: the TaskManager (its RPC port) and the Trino worker (the same /v1/info as the coordinator)."""
-    if component.name in (s.COORDINATOR, s.TABLET):
-        return Health("tcp", s.INTERNAL_FLUSS_PORT)
-    if component.name == s.TASKMANAGER:
-        return Health("tcp", TASKMANAGER_RPC_PORT)
-    if component.name == s.TRINO_WORKER:
-        return Health("http", settings.ports.trino, "/v1/info")
-    return component.health
-
-
-def _probe(check: Health, liveness: bool) -> Obj:
-    if check.kind == "http":
-        action: Obj = {"httpGet": {"path": check.path, "port": check.port}}
-    elif check.kind == "tcp":
-        action = {"tcpSocket": {"port": check.port}}
-    elif check.kind == "command":
-        action = {"exec": {"command": list(check.command)}}
-    else:
-        raise UsageError(f"unknown health check kind '{check.kind}'", "use http, tcp or command in stack.py")
-    timing = ({"initialDelaySeconds": 60, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 6}
-              if liveness else
-              {"initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3})
-    return {**action, **timing}
-
-
-def _probes(settings: Settings, component: Component) -> Obj:
-    check = health(settings, component)
-    if check is None:
-        return {}
-    return {"readinessProbe": _probe(check, liveness=False), "livenessProbe": _probe(check, liveness=True)}
-
-
-# -------------------------------------------------------------------------------------------- pod building
-
-
-def _security(component: Component) -> tuple[Obj, Obj]:
-    """(pod securityContext, container securityContext). The root filesystem stays writable: the Fluss, Flink and
-    ZooKeeper entrypoints rewrite their config files inside the image."""
-    uid = RUN_AS[component.name]
-    pod = {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
-           "seccompProfile": {"type": "RuntimeDefault"}}
-    container = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-    return pod, container
-
-
-def _fetch_jars_init(settings: Settings, component: Component, lock: dict[str, list[artifacts.Artifact]]) -> Obj:
-    """Downloads every locked jar of the component into the shared emptyDir and checks its sha256.
-
-    The flink image does this for every pod (Fluss included): its Dockerfile relies on the eclipse-temurin base's
-    wget, and sha256sum is coreutils. The Fluss image's eclipse-temurin noble base is not documented to keep wget,
-    so one proven image serves all pods. Arguments are (url, sha256, name) triples; the script is fixed."""
-    script = ('set -eu\ncd "$0"\nwhile [ "$#" -gt 0 ]; do\n'
-              '  if [ ! -f "$3" ]; then\n'
-              '    wget -q -O "$3.part" "$1"\n'
-              '    echo "$2  $3.part" | sha256sum -c - >/dev/null || { echo "sha256 mismatch: $1" >&2; exit 1; }\n'
-              '    mv "$3.part" "$3"\n'
-              '  fi\n  shift 3\ndone\n')
-    args = [ARTIFACTS_DIR]
-    for item in _jars(component, lock):
-        args += [item.source(settings.local.maven_repository), item.sha256, item.name]
-    _, container_security = _security(component)
-    return {"name": "fetch-jars", "image": settings.images.flink, "command": ["/bin/sh", "-c", script],
-            "args": args, "volumeMounts": [{"name": "artifacts", "mountPath": ARTIFACTS_DIR}],
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-            "securityContext": container_security}
+# ----------------------------------------------------------------------------------------------------- jars
 
 
 def _jars(component: Component, lock: dict[str, list[artifacts.Artifact]]) -> list[artifacts.Artifact]:
     seen: dict[str, artifacts.Artifact] = {}
-    for group_name, _ in JAR_GROUPS.get(component.name, ()):
-        for item in artifacts.group(group_name, lock):
+    for jars in component.jars:
+        for item in artifacts.group(jars.group, lock):
             seen.setdefault(item.name, item)
     return list(seen.values())
 
 
-def _jar_mounts(component: Component, lock: dict[str, list[artifacts.Artifact]]) -> list[Obj]:
-    mounts = []
-    for group_name, directory in JAR_GROUPS.get(component.name, ()):
-        if not directory:
-            continue
-        mounts += [{"name": "artifacts", "mountPath": f"{directory}/{a.name}", "subPath": a.name, "readOnly": True}
-                   for a in artifacts.group(group_name, lock)]
-    if any(not d for _, d in JAR_GROUPS.get(component.name, ())):
-        mounts.append({"name": "artifacts", "mountPath": ARTIFACTS_DIR, "readOnly": True})
-    return mounts
+FETCH_SCRIPT = ('set -eu\ncd "$0"\nwhile [ "$#" -gt 0 ]; do\n'
+                '  if [ ! -f "$3" ]; then\n'
+                '    wget -q -O "$3.part" "$1"\n'
+                '    echo "$2  $3.part" | sha256sum -c - >/dev/null || { echo "sha256 mismatch: $1" >&2; exit 1; }\n'
+                '    mv "$3.part" "$3"\n'
+                '  fi\n  shift 3\ndone\n')
 
 
-def _container(settings: Settings, component: Component, **fields: Any) -> Obj:
-    _, container_security = _security(component)
-    container: Obj = {"name": component.name, "image": component.image, "imagePullPolicy": "IfNotPresent"}
-    container.update({k: v for k, v in fields.items() if v})
-    if not component.one_shot:
-        container.update(_probes(settings, component))
-    container["resources"] = _resources(settings, component)
-    container["securityContext"] = container_security
-    return container
+def _fetch_jars_init(settings: Settings, component: Component, jars: list[artifacts.Artifact]) -> Obj:
+    """Downloads every locked jar of the component into the shared emptyDir and checks its sha256.
+
+    The flink image does this for every pod: its Dockerfile relies on the eclipse-temurin base's wget, and
+    sha256sum is coreutils. Arguments are (url, sha256, name) triples; the script is fixed."""
+    args = [ARTIFACTS_DIR]
+    for item in jars:
+        args += [item.source(settings.local.maven_repository), item.sha256, item.name]
+    return {"name": "fetch-jars", "image": settings.images.flink, "command": ["/bin/sh", "-c", FETCH_SCRIPT],
+            "args": args, "volumeMounts": [{"name": "artifacts", "mountPath": ARTIFACTS_DIR}],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}
 
 
-def _ports(pairs: list[tuple[str, int]]) -> list[Obj]:
-    return [{"name": name, "containerPort": number, "protocol": "TCP"} for name, number in pairs]
+# ------------------------------------------------------------------------------------------------ workloads
 
 
-@dataclass
-class PodParts:
-    containers: list[Obj]
-    volumes: list[Obj]
-    init: list[Obj]
-    config_maps: list[str]  # ConfigMaps whose data the pod consumes (for the checksum)
-
-
-def _pod_template(settings: Settings, component: Component, parts: PodParts,
-                  config_maps: dict[str, Obj], restart: str = "Always") -> Obj:
-    pod_security, _ = _security(component)
-    spec: Obj = {}
-    if parts.init:
-        spec["initContainers"] = parts.init
-    spec["containers"] = parts.containers
-    if parts.volumes:
-        spec["volumes"] = parts.volumes
-    spec["securityContext"] = pod_security
-    spec["enableServiceLinks"] = False  # service env vars like FLUSS_... or TRINO_PORT would confuse entrypoints
-    if restart != "Always":
-        spec["restartPolicy"] = restart
-    checksum = workload_checksum(parts, config_maps)
-    return {"metadata": {"labels": labels(settings, component), "annotations": {CHECKSUM_ANNOTATION: checksum}},
-            "spec": spec}
-
-
-def workload_checksum(parts: PodParts, config_maps: dict[str, Obj]) -> str:
+def workload_checksum(config_maps: list[Obj], containers: list[Obj]) -> str:
     """Over the ConfigMap data the pod reads and the configuration passed in its containers (env, args, command).
     Credentials are not included: they are references to the Secret, never values."""
-    pieces = [json.dumps(config_maps[name]["data"], sort_keys=True) for name in sorted(set(parts.config_maps))]
-    for container in parts.init + parts.containers:
+    pieces = [json.dumps(c["data"], sort_keys=True) for c in config_maps]
+    for container in containers:
         pieces.append(json.dumps({k: container.get(k) for k in ("env", "args", "command")}, sort_keys=True))
     return config_checksum(pieces)
 
@@ -475,29 +378,23 @@ def _claim(settings: Settings, size: str) -> Obj:
     return {"metadata": {"name": "data"}, "spec": spec}
 
 
-def _stateful_set(settings: Settings, component: Component, template: Obj, claim_size: str = "") -> Obj:
-    spec: Obj = {"serviceName": _headless_name(component), "replicas": component.replicas,
-                 # Tablet servers and the rest do not need to start one at a time.
-                 "podManagementPolicy": "Parallel",
-                 "selector": {"matchLabels": selector(settings, component)}, "template": template}
-    if claim_size:
-        spec["volumeClaimTemplates"] = [_claim(settings, claim_size)]
-    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(settings, component.name, component),
-            "spec": spec}
+def _workload(settings: Settings, component: Component, kind: str, template: Obj) -> Obj:
+    meta = _meta(settings, component.name, component)
+    if kind == "Job":
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+                "spec": {"backoffLimit": 10, "template": template}}
+    spec: Obj = {"replicas": component.replicas, "selector": {"matchLabels": selector(settings, component)},
+                 "template": template}
+    if kind == "Deployment":
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+    # Instances do not need to start one at a time.
+    spec = {"serviceName": headless_name(component), **spec, "podManagementPolicy": "Parallel"}
+    if component.stateful:
+        spec["volumeClaimTemplates"] = [_claim(settings, component.volume_size)]
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": spec}
 
 
-def _deployment(settings: Settings, component: Component, template: Obj) -> Obj:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(settings, component.name, component),
-            "spec": {"replicas": component.replicas, "selector": {"matchLabels": selector(settings, component)},
-                     "template": template}}
-
-
-def _job(settings: Settings, component: Component, template: Obj, retries: int) -> Obj:
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(settings, component.name, component),
-            "spec": {"backoffLimit": retries, "template": template}}
-
-
-def _headless_name(component: Component) -> str:
+def headless_name(component: Component) -> str:
     return f"{component.name}-headless"
 
 
@@ -507,203 +404,5 @@ def _service(settings: Settings, component: Component, ports: list[tuple[str, in
     if headless:
         # Pods get DNS names (fluss-tablet-0.fluss-tablet-headless) before they are ready, as servers need.
         spec = {"clusterIP": "None", "publishNotReadyAddresses": True, **spec}
-    name = _headless_name(component) if headless else component.name
+    name = headless_name(component) if headless else component.name
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(settings, name, component), "spec": spec}
-
-
-def _services(settings: Settings, component: Component, ports: list[tuple[str, int]],
-              client_service: bool = True) -> list[Obj]:
-    out = [_service(settings, component, ports, headless=True)]
-    if client_service:
-        out.append(_service(settings, component, ports, headless=False))
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ components
-
-
-def _component_objects(settings: Settings, stack: Stack, component: Component, config_maps: dict[str, Obj],
-                       lock: dict[str, list[artifacts.Artifact]]) -> list[Obj]:
-    builders = {s.ZOOKEEPER: _zookeeper, s.MINIO: _minio, s.CREATE_BUCKET: _create_bucket,
-                s.REST_CATALOG: _rest_catalog, s.COORDINATOR: _fluss, s.TABLET: _fluss,
-                s.JOBMANAGER: _flink, s.TASKMANAGER: _flink, s.SUBMIT_TIERING: _submit_tiering,
-                s.TRINO: _trino, s.TRINO_WORKER: _trino}
-    if component.name not in builders:
-        raise UsageError(f"the kubernetes target does not know component '{component.name}'",
-                         "add a builder for it in sagaz_lakehouse/targets/kubernetes.py")
-    return builders[component.name](settings, component, config_maps, lock)
-
-
-def _zookeeper(settings: Settings, component: Component, config_maps: dict[str, Obj], lock: Any) -> list[Obj]:
-    port = settings.ports.zookeeper
-    heap = max(64, mebibytes(component.memory) * 3 // 4)
-    env = _env({"ZOO_SERVERS": f"server.1=localhost:2888:3888;{port}",  # the entrypoint's default, our port
-                "ZOO_DATA_LOG_DIR": f"{component.data_path}/log",  # transaction log on the volume as well
-                "ZOO_ADMINSERVER_ENABLED": "false",
-                "ZK_SERVER_HEAP": str(heap)})  # zkEnv.sh defaults to 1000 MB, more than the container may have
-    container = _container(settings, component, ports=_ports([("client", port)]), env=env,
-                           volumeMounts=[{"name": "data", "mountPath": component.data_path}])
-    template = _pod_template(settings, component, PodParts([container], [], [], []), config_maps)
-    return [*_services(settings, component, [("client", port)]),
-            _stateful_set(settings, component, template, component.volume_size)]
-
-
-def _minio(settings: Settings, component: Component, config_maps: dict[str, Obj], lock: Any) -> list[Obj]:
-    p = settings.ports
-    ports = [("s3", p.minio), ("console", p.minio_console)]
-    env = _env({**wiring.minio_environment(), "HOME": POD_TMP})
-    container = _container(settings, component, args=["server", component.data_path, "--address", f":{p.minio}",
-                                                      "--console-address", f":{p.minio_console}"],
-                           ports=_ports(ports), env=env,
-                           volumeMounts=[{"name": "data", "mountPath": component.data_path},
-                                         {"name": "tmp", "mountPath": POD_TMP}])
-    template = _pod_template(settings, component, PodParts([container], [{"name": "tmp", "emptyDir": {}}], [], []),
-                             config_maps)
-    return [*_services(settings, component, ports), _stateful_set(settings, component, template,
-                                                                  component.volume_size)]
-
-
-def _create_bucket(settings: Settings, component: Component, config_maps: dict[str, Obj], lock: Any) -> list[Obj]:
-    # Idempotent: --ignore-existing. `mc alias set` fails until MinIO answers, so it doubles as the wait.
-    script = ('set -eu\n'
-              'until mc --config-dir /tmp/mc alias set lake "$S3_ENDPOINT" "$S3_ACCESS_KEY" "$S3_SECRET_KEY"; do\n'
-              '  echo "waiting for $S3_ENDPOINT"; sleep 3\ndone\n'
-              'mc --config-dir /tmp/mc mb --ignore-existing "lake/$BUCKET"\n')
-    env = _credential_env() + _env({"S3_ENDPOINT": wiring.endpoints(settings, s.View.INTERNAL).s3,
-                                    "BUCKET": settings.lake.bucket})
-    container = _container(settings, component, command=["/bin/sh", "-c", script], env=env,
-                           volumeMounts=[{"name": "tmp", "mountPath": POD_TMP}])
-    template = _pod_template(settings, component, PodParts([container], [{"name": "tmp", "emptyDir": {}}], [], []),
-                             config_maps, restart="OnFailure")
-    return [_job(settings, component, template, retries=10)]
-
-
-def _rest_catalog(settings: Settings, component: Component, config_maps: dict[str, Obj], lock: Any) -> list[Obj]:
-    port = settings.ports.rest_catalog
-    env = _env({**wiring.rest_catalog_environment(settings, component.data_path),
-                "JAVA_TOOL_OPTIONS": "-XX:MaxRAMPercentage=75.0"})
-    container = _container(settings, component, ports=_ports([("http", port)]), env=env,
-                           volumeMounts=[{"name": "data", "mountPath": component.data_path}])
-    template = _pod_template(settings, component, PodParts([container], [], [], []), config_maps)
-    return [*_services(settings, component, [("http", port)]),
-            _stateful_set(settings, component, template, component.volume_size)]
-
-
-def fluss_start_script(settings: Settings, tablet: bool) -> str:
-    """Adds the per-pod properties to FLUSS_PROPERTIES, then runs the image's entrypoint.
-
-    Listeners bind to the pod IP (a Service name cannot be bound); the INTERNAL address registered in ZooKeeper is
-    that IP. A tablet's id is its ordinal and its CLIENT listener is advertised where `kubectl port-forward` puts
-    it on the host: 127.0.0.1:<ports.fluss_tablet + ordinal>, exactly what wiring.fluss_tablet_properties says."""
-    peer, client = s.INTERNAL_FLUSS_PEER_PORT, s.INTERNAL_FLUSS_PORT
-    lines = ['set -eu', 'ORDINAL="${POD_NAME##*-}"',
-             'PROPS="${FLUSS_PROPERTIES}"',
-             f'PROPS="${{PROPS}}\nbind.listeners: INTERNAL://${{POD_IP}}:{peer}, CLIENT://${{POD_IP}}:{client}"']
-    if tablet:
-        lines += ['PROPS="${PROPS}\ntablet-server.id: ${ORDINAL}"',
-                  f'PROPS="${{PROPS}}\nadvertised.listeners: CLIENT://{wiring.LOOPBACK}:'
-                  f'$(({settings.ports.fluss_tablet} + ORDINAL))"']
-    lines += ['export FLUSS_PROPERTIES="${PROPS}"',
-              f'exec /docker-entrypoint.sh {"tabletServer" if tablet else "coordinatorServer"}']
-    return "\n".join(lines) + "\n"
-
-
-def _fluss(settings: Settings, component: Component, config_maps: dict[str, Obj],
-           lock: dict[str, list[artifacts.Artifact]]) -> list[Obj]:
-    tablet = component.name == s.TABLET
-    ports = [("internal", s.INTERNAL_FLUSS_PEER_PORT), ("client", s.INTERNAL_FLUSS_PORT)]
-    env = [_field_env("POD_NAME", "metadata.name"), _field_env("POD_IP", "status.podIP"),
-           _config_env("FLUSS_PROPERTIES", "fluss-config", "tablet.yaml" if tablet else "coordinator.yaml"),
-           *_credential_env(),  # the entrypoint's envsubst fills ${S3_ACCESS_KEY}/${S3_SECRET_KEY} from these
-           {"name": "FLUSS_ENV_JAVA_OPTS", "value": "-XX:MaxRAMPercentage=75.0"}]
-    mounts = [*_jar_mounts(component, lock),
-              {"name": "fluss-log4j", "mountPath": FLUSS_LOG4J_PATH, "subPath": "log4j-console.properties"}]
-    if tablet:
-        mounts.append({"name": "data", "mountPath": component.data_path})
-    container = _container(settings, component, command=["/bin/bash", "-c", fluss_start_script(settings, tablet)],
-                           ports=_ports(ports), env=env, volumeMounts=mounts)
-    log4j = {"name": "fluss-log4j", "configMap": {"name": "fluss-config", "items": [
-        {"key": "log4j-console.properties", "path": "log4j-console.properties"}]}}
-    parts = PodParts([container], [{"name": "artifacts", "emptyDir": {}}, log4j],
-                     [_fetch_jars_init(settings, component, lock)], ["fluss-config"])
-    template = _pod_template(settings, component, parts, config_maps)
-    # Tablets get no load-balancing Service: clients must reach each tablet itself (its pod), never any tablet.
-    # The coordinator keeps no local state (metadata is in ZooKeeper, data in S3): a StatefulSet for its stable
-    # name, without a claim, as stack.py gives it no data_path.
-    return [*_services(settings, component, ports, client_service=not tablet),
-            _stateful_set(settings, component, template, component.volume_size if tablet else "")]
-
-
-def _flink(settings: Settings, component: Component, config_maps: dict[str, Obj],
-           lock: dict[str, list[artifacts.Artifact]]) -> list[Obj]:
-    p = settings.ports
-    jobmanager = component.name == s.JOBMANAGER
-    env = [_config_env("FLINK_PROPERTIES", "flink-config", "FLINK_PROPERTIES"),
-           {"name": "JOB_MANAGER_RPC_ADDRESS", "value": s.JOBMANAGER},
-           # The tiering job's Iceberg catalog finds S3 credentials through the AWS SDK's default chain.
-           *_env(wiring.aws_environment(settings))]
-    ports = ([("rest", p.flink_rest), ("rpc", p.flink_rpc), ("blob", FLINK_BLOB_PORT)] if jobmanager
-             else [("rpc", TASKMANAGER_RPC_PORT)])
-    container = _container(settings, component, args=["jobmanager" if jobmanager else "taskmanager"],
-                           ports=_ports(ports), env=env, volumeMounts=_jar_mounts(component, lock))
-    parts = PodParts([container], [{"name": "artifacts", "emptyDir": {}}],
-                     [_fetch_jars_init(settings, component, lock)], ["flink-config"])
-    deployment = _deployment(settings, component, _pod_template(settings, component, parts, config_maps))
-    if not jobmanager:
-        return [deployment]
-    # The JobManager keeps no state we need to keep (the tiering job is re-submitted after a restart), so a
-    # Deployment; its Service carries the name TaskManagers and the submit job use.
-    return [_service(settings, component, ports, headless=False), deployment]
-
-
-def tiering_submit_script(settings: Settings) -> str:
-    """Waits for the JobManager; submits the tiering job unless a job of that name is already active.
-
-    /jobs/overview lists jobs as {"jid":...,"name":...,"state":...}: one line per job after splitting at "jid".
-    Besides RUNNING, the states of a job that is starting or restarting count as active, so that a retry of this
-    Job never submits a second copy."""
-    rest = wiring.endpoints(settings, s.View.INTERNAL).flink_rest
-    jar = artifacts.group("tiering-job")[0].name
-    return "\n".join([
-        "set -eu",
-        f'REST="{rest}"',
-        f"NAME='{wiring.TIERING_JOB_NAME}'",
-        'OVERVIEW="${TMPDIR:-/tmp}/overview"',
-        'until wget -q -O "$OVERVIEW" "$REST/jobs/overview"; do echo "waiting for the JobManager"; sleep 5; done',
-        "if tr -d '\\n' < \"$OVERVIEW\" | sed 's/\"jid\"/\\n\"jid\"/g' | grep -F \"\\\"name\\\":\\\"$NAME\\\"\" \\",
-        "    | grep -Eq '\"state\":\"(RUNNING|CREATED|INITIALIZING|RESTARTING|RECONCILING)\"'; then",
-        '  echo "tiering job already active: $NAME"; exit 0',
-        "fi",
-        f'exec flink run --detached --jobmanager "{s.JOBMANAGER}:{settings.ports.flink_rest}" '
-        f'--class {wiring.TIERING_MAIN_CLASS} "{ARTIFACTS_DIR}/{jar}" "$@"',
-    ]) + "\n"
-
-
-def _submit_tiering(settings: Settings, component: Component, config_maps: dict[str, Obj],
-                    lock: dict[str, list[artifacts.Artifact]]) -> list[Obj]:
-    container = _container(settings, component,
-                           command=["/bin/bash", "-c", tiering_submit_script(settings), component.name],
-                           args=wiring.tiering_job_arguments(settings),
-                           volumeMounts=[*_jar_mounts(component, lock), {"name": "tmp", "mountPath": POD_TMP}])
-    parts = PodParts([container], [{"name": "artifacts", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
-                     [_fetch_jars_init(settings, component, lock)], [])
-    return [_job(settings, component, _pod_template(settings, component, parts, config_maps, restart="OnFailure"),
-                 retries=10)]
-
-
-def _trino(settings: Settings, component: Component, config_maps: dict[str, Obj], lock: Any) -> list[Obj]:
-    coordinator = component.name == s.TRINO
-    config = "trino-config" if coordinator else "trino-worker-config"
-    port = settings.ports.trino
-    mounts = [{"name": "config", "mountPath": "/etc/trino"},
-              {"name": "catalog", "mountPath": "/etc/trino/catalog"}]
-    volumes = [{"name": "config", "configMap": {"name": config}},
-               {"name": "catalog", "configMap": {"name": "trino-catalog"}}]
-    container = _container(settings, component, ports=_ports([("http", port)]),
-                           env=_credential_env(),  # ${ENV:S3_ACCESS_KEY} in the catalog reads these
-                           volumeMounts=mounts)
-    parts = PodParts([container], volumes, [], [config, "trino-catalog"])
-    deployment = _deployment(settings, component, _pod_template(settings, component, parts, config_maps))
-    if not coordinator:
-        return [deployment]  # workers announce themselves to the coordinator; nobody connects to them by name
-    return [_service(settings, component, [("http", port)], headless=False), deployment]

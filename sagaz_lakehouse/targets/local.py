@@ -1,22 +1,35 @@
-"""Local target rendering: the same wiring as the container targets, laid out as native config files.
+"""Local target: the stack model as native processes on loopback, with their files under one run folder::
 
-Everything lives under one run folder::
+    config/<instance>/...   each instance's configuration files (those holding credentials are 0600)
+    data/<instance>/...     its state: ZooKeeper, MinIO objects, the catalog database, Fluss logs and KV, scratch
+    logs/<instance>.log     its stdout/stderr
+    pids/<instance>.pid     pid files (see supervisor.py)
 
-    config/<component>/...   rendered configuration (files with credentials are 0600)
-    data/<component>/...     state: ZooKeeper, MinIO objects, the catalog database, Fluss logs and KV
-    logs/<component>.log     stdout/stderr of each process
-    pids/<component>.pid     pid files (see supervisor.py)
+Every instance is a process of the component's :class:`~sagaz_lakehouse.stack.Native` recipe, configured for
+``View.EXTERNAL`` (the user's host), with concrete folders in the run folder.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagaz_lakehouse import render, wiring
-from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import Credentials, Settings, mebibytes
+from sagaz_lakehouse import wiring
+from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.render import RenderedFile
+from sagaz_lakehouse.stack import (
+    Component,
+    Health,
+    Instance,
+    NativeContext,
+    Stack,
+    View,
+    build_stack,
+    concrete_instance,
+    instance_index,
+)
+from sagaz_lakehouse.supervisor import HealthProbe, ProcessSpec
 
 
 @dataclass(frozen=True)
@@ -24,16 +37,11 @@ class Layout:
     run_dir: Path
     homes: Path  # where the installed distributions live (inside the download cache)
 
-    @property
-    def config_dir(self) -> Path:
-        return self.run_dir / "config"
+    def config(self, instance: str) -> Path:
+        return self.run_dir / "config" / instance
 
-    @property
-    def data_dir(self) -> Path:
-        return self.run_dir / "data"
-
-    def home(self, name: str) -> Path:
-        return self.homes / name
+    def data(self, instance: str) -> Path:
+        return self.run_dir / "data" / instance
 
 
 def default_layout(settings: Settings, base_dir: Path | None = None) -> Layout:
@@ -45,65 +53,67 @@ def default_layout(settings: Settings, base_dir: Path | None = None) -> Layout:
     return Layout(run_dir.resolve(), cache_dir(settings.local.cache_dir) / "homes")
 
 
-def tablet_name(index: int) -> str:
-    return f"{s.TABLET}-{index}"
+def local_stack(settings: Settings) -> Stack:
+    return build_stack(settings, View.EXTERNAL)
 
 
-def taskmanager_name(index: int) -> str:
-    return f"{s.TASKMANAGER}-{index}"
+def instance(layout: Layout, component: Component, name: str) -> Instance:
+    return concrete_instance(component, name, host=wiring.LOOPBACK, data=str(layout.data(name)),
+                             conf=str(layout.config(name)))
 
 
 def files(settings: Settings, credentials: Credentials, layout: Layout | None = None) -> list[RenderedFile]:
+    """Every instance's files; credentials written into them (0600) since native processes read them as they are."""
     layout = layout or default_layout(settings)
-    env = render.environment()
-    values = {
-        "settings": settings,
-        "data_dir": layout.data_dir,
-        "config_dir": layout.config_dir,
-        "trino_heap": f"{mebibytes(settings.memory.trino)}m",
-        "flink_jobmanager_memory": f"{mebibytes(settings.memory.flink_jobmanager)}m",
-        "flink_taskmanager_memory": f"{mebibytes(settings.memory.flink_taskmanager)}m",
-    }
-
-    def template(name: str) -> str:
-        return env.get_template(name).render(**values)
-
-    def secret_file(path: str, content: str) -> RenderedFile:
-        has_secret = wiring.holds_secret(content)
-        return RenderedFile(path, wiring.substitute_secrets(content, credentials), secret=has_secret)
-
-    log4j = render.masked_log4j()
-    out = [
-        RenderedFile("config/zookeeper/zoo.cfg", template("local/zoo.cfg.j2")),
-        RenderedFile("config/zookeeper/logback.xml", template("local/logback.xml.j2")),
-        secret_file(f"config/{s.COORDINATOR}/server.yaml",
-                    render.yaml_lines(wiring.fluss_coordinator_properties(settings))),
-        RenderedFile(f"config/{s.COORDINATOR}/log4j-console.properties", log4j),
-        secret_file("config/minio/minio.env", _env_file(wiring.minio_environment())),
-        secret_file(f"config/{s.REST_CATALOG}/catalog.env", _env_file(
-            wiring.rest_catalog_environment(settings, str(layout.data_dir / s.REST_CATALOG)))),
-        RenderedFile("config/flink/config.yaml", template("local/flink-config.yaml.j2")),
-        RenderedFile("config/flink/log4j-console.properties", log4j),
-        secret_file("config/flink/taskmanager.env", _env_file(wiring.aws_environment(settings))),
-        RenderedFile("config/trino/config.properties", template("local/trino-config.properties.j2")),
-        RenderedFile("config/trino/jvm.config", template("local/trino-jvm.config.j2")),
-        RenderedFile("config/trino/node.properties", template("local/trino-node.properties.j2")),
-        RenderedFile("config/trino/log.properties", "io.trino=INFO\n"),
-        secret_file("config/trino/catalog/iceberg.properties",
-                    render.java_properties(wiring.trino_iceberg_catalog(settings))),
-    ]
-    for index in range(settings.replicas.tablet_servers):
-        properties = wiring.fluss_tablet_properties(settings, index)
-        properties["data.dir"] = str(layout.data_dir / tablet_name(index))
-        out.append(secret_file(f"config/{tablet_name(index)}/server.yaml", render.yaml_lines(properties)))
-        out.append(RenderedFile(f"config/{tablet_name(index)}/log4j-console.properties", log4j))
+    out = []
+    for component, name in local_stack(settings).instances():
+        for config in component.setup(instance(layout, component, name)).files:
+            out.append(RenderedFile(f"config/{name}/{config.name}", wiring.substitute_secrets(config.content,
+                                                                                             credentials),
+                                    secret=wiring.holds_secret(config.content)))
     return out
 
 
-def _env_file(values: dict[str, str]) -> str:
-    return "".join(f"{key}={value}\n" for key, value in values.items())
+ContextFor = Callable[[Component, str], NativeContext]
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
+def process_specs(stack: Stack, layout: Layout, credentials: Credentials, context: ContextFor) -> list[ProcessSpec]:
+    """One supervised process per instance, in dependency order. A task whose result lives in another component
+    (the tiering job inside the JobManager) makes that component's fingerprint depend on its arguments too."""
+    specs: list[ProcessSpec] = []
+    carried: dict[str, list[str]] = {}
+    for component, name in stack.instances():
+        at = instance(layout, component, name)
+        process = component.setup(at).native.command(context(component, name))
+        if component.state_in:
+            carried.setdefault(component.state_in, []).append(" ".join(process.argv))
+        specs.append(ProcessSpec(
+            name, process.argv, env={k: wiring.substitute_secrets(v, credentials) for k, v in process.env.items()},
+            cwd=layout.data(name), health=health_probe(stack, component, name), depends_on=_dependencies(stack,
+                                                                                                       component),
+            ports=tuple(p.host_port(int(at.index)) for p in component.ports if p.host),
+            one_shot=component.one_shot, timeout=component.start_seconds,
+            secret_values=(credentials.secret_key,), config=(layout.config(name),)))
+    return [spec if spec.name not in carried else _with_config(spec, carried[spec.name]) for spec in specs]
+
+
+def _with_config(spec: ProcessSpec, extra: list[str]) -> ProcessSpec:
+    from dataclasses import replace
+
+    return replace(spec, config=(*spec.config, *extra))
+
+
+def _dependencies(stack: Stack, component: Component) -> tuple[str, ...]:
+    return tuple(name for dependency, _ in component.depends_on for name in stack.get(dependency).instance_names())
+
+
+def health_probe(stack: Stack, component: Component, name: str) -> HealthProbe | None:
+    health: Health | None = component.health
+    if health is None:
+        return None
+    owner = stack.get(health.via) if health.via else component
+    port = owner.port(health.port).host_port(0 if health.via else instance_index(name))
+    kind = {"zookeeper": "fourletter"}.get(health.kind, health.kind)
+    path = "srvr" if health.kind == "zookeeper" else health.path
+    expect = "Mode:" if health.kind == "zookeeper" else health.expect.replace("{instance}", name)
+    return HealthProbe(kind, wiring.LOOPBACK, port, path, expect)

@@ -1,0 +1,29 @@
+"""Every component of the stack, described once: one module per piece of software.
+
+``all_components`` lists them in dependency order; each target lays out exactly this list.
+"""
+
+from __future__ import annotations
+
+from sagaz_lakehouse.config import Settings
+from sagaz_lakehouse.stack import Component, View
+
+
+def all_components(settings: Settings, view: View) -> tuple[Component, ...]:
+    from sagaz_lakehouse.components import catalog, flink, fluss, object_store, tasks, trino, zookeeper
+
+    components = [
+        zookeeper.zookeeper(settings, view),
+        object_store.minio(settings, view),
+        tasks.create_bucket(settings, view),
+        catalog.rest_catalog(settings, view),
+        fluss.coordinator(settings, view),
+        fluss.tablet(settings, view),
+        flink.jobmanager(settings, view),
+        flink.taskmanager(settings, view),
+        tasks.submit_tiering(settings, view),
+        trino.coordinator(settings, view),
+    ]
+    if settings.replicas.trino_workers:
+        components.append(trino.worker(settings, view))
+    return tuple(components)

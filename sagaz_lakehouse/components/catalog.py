@@ -1,0 +1,70 @@
+"""The Iceberg REST catalog: table metadata for the warehouse, served by Iceberg's REST fixture.
+
+The fixture maps ``CATALOG_*`` variables to catalog properties ('__' → '-', '_' → '.'; ``RCKUtils.java``) and
+defaults to a JDBC catalog; a sqlite file on the volume makes its state durable. It logs its catalog properties at
+start-up, so credentials reach it only through the AWS SDK's ``AWS_*`` variables.
+"""
+
+from __future__ import annotations
+
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse import versions, wiring
+from sagaz_lakehouse.components.common import CONTAINER_HEAP, xmx
+from sagaz_lakehouse.config import Settings
+from sagaz_lakehouse.stack import (
+    Component,
+    Condition,
+    Container,
+    Health,
+    Instance,
+    Native,
+    NativeContext,
+    Port,
+    Process,
+    Setup,
+    View,
+)
+
+DATABASE = "catalog.db"
+# The fixture runs as uid 1000 whose home is the only folder that user owns in the image (useradd --create-home in
+# apache/iceberg docker/iceberg-rest-fixture/Dockerfile): a named volume there inherits that ownership.
+STATE_DIR = "/home/iceberg"
+
+
+def environment(settings: Settings, view: View, state_dir: str) -> dict[str, str]:
+    ep = wiring.endpoints(settings, view)
+    return {
+        "CATALOG_WAREHOUSE": wiring.warehouse_uri(settings),
+        "CATALOG_URI": f"jdbc:sqlite:file:{state_dir}/{DATABASE}",
+        "CATALOG_IO__IMPL": "org.apache.iceberg.aws.s3.S3FileIO",
+        "CATALOG_S3_ENDPOINT": ep.s3,
+        "CATALOG_S3_PATH__STYLE__ACCESS": "true",
+        "CATALOG_CLIENT_REGION": settings.lake.region,
+        "CATALOG_REST_PORT": str(settings.ports.rest_catalog),  # read as the catalog property rest.port
+        **wiring.aws_environment(settings),
+    }
+
+
+def rest_catalog(settings: Settings, view: View) -> Component:
+    port = settings.ports.rest_catalog
+
+    def setup(at: Instance) -> Setup:
+        env = environment(settings, view, at.data)
+
+        def command(ctx: NativeContext) -> Process:
+            jar = next((ctx.home / "lib").glob("*.jar"))
+            return Process([str(ctx.java), xmx(settings.memory.rest_catalog), ctx.marker, "-jar", str(jar)], env=env)
+
+        return Setup(
+            # REST_PORT: the port the image's own HEALTHCHECK asks.
+            container=Container(env={**env, "REST_PORT": str(port), "JAVA_TOOL_OPTIONS": CONTAINER_HEAP},
+                                user=1000, probe_tool="curl"),
+            native=Native("rest-catalog", command, java=17),
+        )
+
+    return Component(
+        s.REST_CATALOG, "iceberg-rest-catalog", settings.images.rest_catalog, versions.ICEBERG.version,
+        "Iceberg REST catalog", setup,
+        ports=(Port("http", port, port),), health=Health("http", "http", "/v1/config"),
+        depends_on=((s.CREATE_BUCKET, Condition.COMPLETED),),
+        data_dir=STATE_DIR, volume_size=settings.volumes.rest_catalog, memory=settings.memory.rest_catalog)

@@ -1,0 +1,28 @@
+"""Small pieces several component descriptions share: JVM heap sizing and property-file layouts."""
+
+from __future__ import annotations
+
+from sagaz_lakehouse.config import mebibytes
+
+# Containers size the heap from their memory limit (compose mem_limit, Kubernetes limits) with this flag; native
+# processes get the same share as -Xmx.
+HEAP_SHARE = 0.75
+CONTAINER_HEAP = "-XX:MaxRAMPercentage=75.0"
+
+
+def heap_mb(memory: str, floor: int = 64) -> int:
+    """The heap for a JVM given its process memory: 3/4 of it (the rest is metaspace, threads, buffers)."""
+    return max(floor, int(mebibytes(memory) * HEAP_SHARE))
+
+
+def xmx(memory: str) -> str:
+    return f"-Xmx{heap_mb(memory)}m"
+
+
+def java_properties(values: dict[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def yaml_lines(values: dict[str, str]) -> str:
+    """Flat ``key: value`` lines, as Fluss's server.yaml and Flink's config (and FLINK_PROPERTIES) expect."""
+    return "".join(f"{key}: {value}\n" for key, value in values.items())

@@ -1,0 +1,145 @@
+"""Apache Flink: a session cluster (JobManager + TaskManagers) that runs the Fluss lake tiering job.
+
+One property map configures it everywhere. The image merges ``FLINK_PROPERTIES`` into its config, one
+``key: value`` per line with whitespace removed and values passed through envsubst (apache/flink-docker
+``1.20/scala_2.12-java17-ubuntu/docker-entrypoint.sh``); a native process reads the same keys from ``config.yaml``.
+The Fluss connector, the Iceberg runtime and S3 support come from the artifact lock (``flink-lib-fluss``) into
+``lib/``; the tiering job itself is a separate jar the ``submit-tiering`` task uploads.
+
+Each TaskManager registers under its instance name (``taskmanager.resource-id``), so it is healthy only once the
+JobManager lists it, not merely when its process is up.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse import versions, wiring
+from sagaz_lakehouse.components.common import yaml_lines
+from sagaz_lakehouse.config import Settings, mebibytes
+from sagaz_lakehouse.errors import UsageError
+from sagaz_lakehouse.render import masked_log4j
+from sagaz_lakehouse.stack import (
+    Component,
+    Condition,
+    ConfigFile,
+    Container,
+    Health,
+    Instance,
+    Jars,
+    Native,
+    NativeContext,
+    Port,
+    Process,
+    Setup,
+    View,
+)
+
+HOME = "/opt/flink"
+LIB_DIR = f"{HOME}/lib"
+ENTRYPOINT = ("/docker-entrypoint.sh",)
+LIB_JARS = (Jars("flink-lib-fluss", LIB_DIR),)
+MAIN_CLASS = {s.JOBMANAGER: "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+              s.TASKMANAGER: "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"}
+# Flink's default config.yaml passes these to every Flink JVM (env.java.opts.all); the bin scripts the local target
+# bypasses would add them. Without them Java 17 refuses Flink's reflective access (e.g. DataStream V2 translators).
+JAVA_OPENS = (
+    *(f"--add-exports={m}=ALL-UNNAMED" for m in (
+        "java.base/sun.net.util", "java.rmi/sun.rmi.registry", "jdk.compiler/com.sun.tools.javac.api",
+        "jdk.compiler/com.sun.tools.javac.file", "jdk.compiler/com.sun.tools.javac.parser",
+        "jdk.compiler/com.sun.tools.javac.tree", "jdk.compiler/com.sun.tools.javac.util",
+        "java.security.jgss/sun.security.krb5")),
+    *(f"--add-opens=java.base/{p}=ALL-UNNAMED" for p in (
+        "java.lang", "java.net", "java.io", "java.nio", "sun.nio.ch", "java.lang.reflect", "java.text",
+        "java.time", "java.util", "java.util.concurrent", "java.util.concurrent.atomic",
+        "java.util.concurrent.locks")),
+)
+
+
+def properties(settings: Settings, view: View, at: Instance) -> dict[str, str]:
+    p = settings.ports
+    props = {
+        "jobmanager.rpc.address": wiring.LOOPBACK if view is View.EXTERNAL else s.JOBMANAGER,
+        "jobmanager.rpc.port": str(p.flink_rpc),
+        "rest.port": str(p.flink_rest),
+        "jobmanager.memory.process.size": f"{mebibytes(settings.memory.flink_jobmanager)}m",
+        "taskmanager.memory.process.size": f"{mebibytes(settings.memory.flink_taskmanager)}m",
+        "taskmanager.numberOfTaskSlots": str(settings.replicas.flink_task_slots),
+        "parallelism.default": "1",
+        # Without checkpointing a job gets no restarts by default; the tiering job must survive transient errors.
+        "restart-strategy.type": "exponential-delay",
+    }
+    if view is View.EXTERNAL:  # a process on the user's host: loopback only, scratch space in its data folder
+        props.update({"jobmanager.bind-host": wiring.LOOPBACK, "rest.address": wiring.LOOPBACK,
+                      "rest.bind-address": wiring.LOOPBACK, "taskmanager.bind-host": wiring.LOOPBACK,
+                      "taskmanager.host": wiring.LOOPBACK, "io.tmp.dirs": f"{at.data}/tmp",  # noqa: S108
+                      "web.upload.dir": f"{at.data}/uploads"})
+    else:  # a fixed port, so the TaskManager's RPC service is reachable at a known place in the network
+        props["taskmanager.rpc.port"] = str(wiring.TASKMANAGER_RPC_PORT)
+    return props
+
+
+def memory_arguments(java: Path, home: Path, conf: str, role: str) -> tuple[list[str], list[str]]:
+    """Flink's own memory model for a native process: what its bin scripts compute with BashJavaUtils."""
+    result = subprocess.run([str(java), "-cp", f"{home / 'bin' / 'bash-java-utils.jar'}:{home / 'lib'}/*",
+                             "org.apache.flink.runtime.util.bash.BashJavaUtils", f"GET_{role}_RESOURCE_PARAMS",
+                             "--configDir", conf], capture_output=True, text=True, timeout=120)
+    lines = [line.split(":", 1)[1] for line in result.stdout.splitlines()
+             if line.startswith("BASH_JAVA_UTILS_EXEC_RESULT:")]
+    if result.returncode != 0 or len(lines) < 2:
+        raise UsageError(f"Flink rejected its memory settings ({role}): {result.stdout[-1500:]}",
+                         "check memory.flink_jobmanager / memory.flink_taskmanager (e.g. 1Gi and 2Gi)")
+    return lines[0].split(), lines[1].split()
+
+
+def _process(name: str, settings: Settings, view: View) -> Component:
+    jobmanager = name == s.JOBMANAGER
+    p = settings.ports
+
+    def setup(at: Instance) -> Setup:
+        props = properties(settings, view, at)
+        resource_id = () if jobmanager else (f"-Dtaskmanager.resource-id={at.name}",)
+
+        def command(ctx: NativeContext) -> Process:
+            jvm, dynamic = memory_arguments(ctx.java, ctx.home, at.conf, "JM" if jobmanager else "TM")
+            return Process([str(ctx.java), *jvm, ctx.marker, *JAVA_OPENS,
+                            f"-Dlog4j.configurationFile=file:{at.conf}/log4j-console.properties",
+                            f"-Dlog.file={ctx.log}", "-cp", f"{ctx.home}/lib/*", MAIN_CLASS[name],
+                            "--configDir", at.conf, *dynamic, *resource_id],
+                           env={} if jobmanager else wiring.aws_environment(settings))
+
+        return Setup(
+            container=Container(
+                entrypoint=ENTRYPOINT, args=("jobmanager" if jobmanager else "taskmanager", *resource_id),
+                # The tiering job's Iceberg catalog finds S3 credentials through the AWS SDK's default chain.
+                env={"FLINK_PROPERTIES": yaml_lines(props), "JOB_MANAGER_RPC_ADDRESS": s.JOBMANAGER,
+                     **wiring.aws_environment(settings)},
+                user=9999, probe_tool="wget"),
+            native=Native("flink", command, java=17),
+            files=(ConfigFile("config.yaml", "# Flink, rendered by sagaz-lakehouse.\n" + yaml_lines(props)),
+                   ConfigFile("log4j-console.properties", masked_log4j())),
+        )
+
+    if jobmanager:
+        return Component(
+            name, "flink", settings.images.flink, versions.FLINK.version, "Flink JobManager (REST API and UI)",
+            setup, ports=(Port("rest", p.flink_rest, p.flink_rest), Port("rpc", p.flink_rpc, p.flink_rpc, False),
+                          Port("blob", wiring.FLINK_BLOB_PORT, 0, published=False)),
+            health=Health("http", "rest", "/overview"), memory=settings.memory.flink_jobmanager, jars=LIB_JARS)
+    return Component(
+        name, "flink", settings.images.flink, versions.FLINK.version,
+        "Flink TaskManager (runs the tiering job)", setup,
+        ports=(Port("rpc", wiring.TASKMANAGER_RPC_PORT, 0, published=False),),
+        health=Health("http", "rest", "/taskmanagers", expect='"id":"{instance}"', via=s.JOBMANAGER),
+        depends_on=((s.JOBMANAGER, Condition.HEALTHY),), memory=settings.memory.flink_taskmanager,
+        replicas=settings.replicas.flink_taskmanagers, jars=LIB_JARS)
+
+
+def jobmanager(settings: Settings, view: View) -> Component:
+    return _process(s.JOBMANAGER, settings, view)
+
+
+def taskmanager(settings: Settings, view: View) -> Component:
+    return _process(s.TASKMANAGER, settings, view)

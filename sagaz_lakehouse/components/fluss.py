@@ -1,0 +1,137 @@
+"""Apache Fluss: the coordinator (metadata, lake tables) and the tablet servers (log and KV storage).
+
+Both read one ``server.yaml``. The image builds it from ``FLUSS_PROPERTIES``: appended to ``conf/server.yaml``
+after deleting its ``bind.listeners`` lines, then run through ``envsubst`` (apache/fluss ``docker/fluss/
+docker-entrypoint.sh`` at v0.9.1-incubating), so ``${S3_SECRET_KEY}`` is filled in inside the container. A native
+server gets the same properties as a file, with the credentials written into it (mode 0600).
+
+Listeners: a process on the user's host binds one listener on loopback. Inside a container network each server
+binds two: ``INTERNAL`` for servers and in-network clients, and ``CLIENT``, advertised to the host at the port
+compose publishes or Kubernetes port-forwards (Fluss answers metadata requests with the addresses of the listener
+a request came in on: apache/fluss ``deploying-with-docker.md``).
+"""
+
+from __future__ import annotations
+
+from sagaz_lakehouse import profiles, versions, wiring
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components.common import CONTAINER_HEAP, xmx, yaml_lines
+from sagaz_lakehouse.config import Settings
+from sagaz_lakehouse.render import masked_log4j
+from sagaz_lakehouse.stack import (
+    Component,
+    Condition,
+    ConfigFile,
+    Container,
+    Health,
+    Instance,
+    Jars,
+    Native,
+    NativeContext,
+    Port,
+    Process,
+    Setup,
+    View,
+)
+
+HOME = "/opt/fluss"
+CONF_DIR = f"{HOME}/conf"
+PLUGIN_DIR = f"{HOME}/plugins/iceberg"
+ENTRYPOINT = ("/docker-entrypoint.sh",)
+MAIN_CLASS = {s.COORDINATOR: "org.apache.fluss.server.coordinator.CoordinatorServer",
+              s.TABLET: "org.apache.fluss.server.tablet.TabletServer"}
+ROLE_ARG = {s.COORDINATOR: "coordinatorServer", s.TABLET: "tabletServer"}  # the image entrypoint's arguments
+# The Iceberg catalog needs iceberg-aws and its SDK bundle besides fluss-lake-iceberg (which the image ships).
+PLUGIN_JARS = (Jars("fluss-iceberg-extras", PLUGIN_DIR),)
+
+
+def common_properties(settings: Settings, view: View) -> dict[str, str]:
+    ep = wiring.endpoints(settings, view)
+    props = {
+        "zookeeper.address": ep.zookeeper,
+        "remote.data.dir": wiring.remote_data_uri(settings),
+        # fluss-fs-s3 (Hadoop S3A underneath); region is mandatory even for MinIO (apache/fluss#211).
+        "s3.endpoint": ep.s3,
+        "s3.access-key": wiring.ACCESS_KEY,
+        "s3.secret-key": wiring.SECRET_KEY,
+        "s3.region": settings.lake.region,
+        "s3.path-style-access": "true",
+        # Clients (the tiering job reading KV snapshots) get temporary credentials from the servers. Without a
+        # role the servers call AWS STS GetSessionToken, which MinIO lacks (apache/fluss#211); with a role they
+        # call AssumeRole at this endpoint, which MinIO implements (fluss-fs-s3 S3DelegationTokenProvider).
+        "s3.assumed.role.arn": "arn:aws:iam::000000000000:role/sagaz-lakehouse",
+        "s3.assumed.role.sts.endpoint": ep.s3,
+        "datalake.format": "iceberg",
+        # Primary-key tables tier from KV snapshots: the snapshot interval bounds tiering latency.
+        "kv.snapshot.interval": profiles.profile(settings.profile).kv_snapshot_interval,
+    }
+    props.update({f"datalake.iceberg.{k}": v for k, v in wiring.iceberg_catalog_properties(settings, view).items()})
+    return props
+
+
+def listeners(view: View, at: Instance) -> dict[str, str]:
+    client = at.host_ports["client"]
+    if view is View.EXTERNAL:
+        return {"bind.listeners": f"FLUSS://{wiring.LOOPBACK}:{client}"}
+    return {
+        "bind.listeners": f"INTERNAL://{at.host}:{wiring.FLUSS_INTERNAL_PORT}, "
+                          f"CLIENT://{at.host}:{wiring.FLUSS_CLIENT_PORT}",
+        "advertised.listeners": f"CLIENT://{wiring.LOOPBACK}:{client}",
+        "internal.listener.name": "INTERNAL",
+    }
+
+
+def server_properties(settings: Settings, view: View, name: str, at: Instance) -> dict[str, str]:
+    props = common_properties(settings, view)
+    if name == s.TABLET:
+        props["tablet-server.id"] = at.index
+        props["data.dir"] = f"{at.data}/data"
+    props.update(listeners(view, at))
+    return props
+
+
+def _server(settings: Settings, view: View, name: str) -> Component:
+    tablet = name == s.TABLET
+    memory = settings.memory.fluss_tablet if tablet else settings.memory.fluss_coordinator
+    host_port = settings.ports.fluss_tablet if tablet else settings.ports.fluss_coordinator
+
+    def setup(at: Instance) -> Setup:
+        properties = yaml_lines(server_properties(settings, view, name, at))
+
+        def command(ctx: NativeContext) -> Process:
+            return Process([str(ctx.java), xmx(memory), ctx.marker, "--add-opens=java.base/java.nio=ALL-UNNAMED",
+                            f"-Dlog4j.configurationFile=file:{at.conf}/log4j-console.properties",
+                            "-cp", f"{ctx.home}/lib/*", MAIN_CLASS[name], "--configDir", at.conf],
+                           env={"FLUSS_PLUGINS_DIR": str(ctx.home / "plugins")})
+
+        return Setup(
+            container=Container(entrypoint=ENTRYPOINT, args=(ROLE_ARG[name],), user=9999, probe_tool="bash", env={
+                "FLUSS_PROPERTIES": properties,
+                **wiring.credential_environment(),  # envsubst fills ${S3_...} in server.yaml from these
+                "FLUSS_ENV_JAVA_OPTS": CONTAINER_HEAP}),
+            native=Native("fluss", command, java=17),
+            files=(ConfigFile("server.yaml", properties),
+                   ConfigFile("log4j-console.properties", masked_log4j(),
+                              mount=f"{CONF_DIR}/log4j-console.properties")),
+        )
+
+    ports = (Port("client", wiring.FLUSS_CLIENT_PORT, host_port, per_instance=tablet),
+             Port("internal", wiring.FLUSS_INTERNAL_PORT, 0, published=False))
+    depends = ((s.COORDINATOR, Condition.HEALTHY),) if tablet else \
+        ((s.ZOOKEEPER, Condition.HEALTHY), (s.REST_CATALOG, Condition.HEALTHY))
+    return Component(
+        name, "fluss", settings.images.fluss, versions.FLUSS.version,
+        "Fluss tablet server (log and KV storage)" if tablet else "Fluss coordinator (metadata, lake tables)", setup,
+        ports=ports, health=Health("tcp", "client"), depends_on=depends,
+        # The coordinator keeps no local state: metadata is in ZooKeeper, data in the object store.
+        data_dir="/var/lib/fluss" if tablet else "", volume_size=settings.volumes.fluss if tablet else "",
+        memory=memory, replicas=settings.replicas.tablet_servers if tablet else 1, jars=PLUGIN_JARS,
+        conf_dir=CONF_DIR)
+
+
+def coordinator(settings: Settings, view: View) -> Component:
+    return _server(settings, view, s.COORDINATOR)
+
+
+def tablet(settings: Settings, view: View) -> Component:
+    return _server(settings, view, s.TABLET)

@@ -1,0 +1,76 @@
+"""The one-shot tasks as components: ``create-bucket`` and ``submit-tiering``.
+
+Their implementation is ``sagaz_lakehouse/tasks.py`` (standard library only). The local target runs that file with
+the current Python; containers run the very same file, mounted into the ``python`` image. Only the addresses
+differ, and those come from the view like every other component's.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from sagaz_lakehouse import artifacts, versions, wiring
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.config import Settings
+from sagaz_lakehouse.stack import (
+    Component,
+    Condition,
+    ConfigFile,
+    Container,
+    Instance,
+    Jars,
+    Native,
+    NativeContext,
+    Process,
+    Setup,
+    View,
+)
+
+TASKS_FILE = Path(__file__).resolve().parent.parent / "tasks.py"
+MOUNT_DIR = "/opt/sagaz-lakehouse"
+ARTIFACTS_DIR = "/artifacts"
+TIERING_JOB_NAME = "Fluss Lake Tiering Service - iceberg"  # FlussLakeTieringEntrypoint's job name
+TIERING_MAIN_CLASS = "org.apache.fluss.flink.tiering.FlussLakeTieringEntrypoint"
+TIERING_JARS = (Jars("tiering-job", ARTIFACTS_DIR),)
+
+
+def _task(settings: Settings, name: str, role: str, arguments: list[str], env: dict[str, str],
+          **fields: object) -> Component:
+    script = ConfigFile("tasks.py", TASKS_FILE.read_text(), mount=f"{MOUNT_DIR}/tasks.py")
+
+    def setup(at: Instance) -> Setup:
+        def command(ctx: NativeContext) -> Process:
+            jars = str(ctx.home)
+            return Process([sys.executable, str(TASKS_FILE), f"--label={ctx.marker}", name,
+                            *(a.replace(ARTIFACTS_DIR, jars) for a in arguments)], env=env)
+
+        return Setup(container=Container(entrypoint=("python3", f"{MOUNT_DIR}/tasks.py", name),
+                                         args=tuple(arguments), env=env, user=1000, probe_tool=""),
+                     native=Native("python", command), files=(script,))
+
+    return Component(name, "sagaz-lakehouse", settings.images.python, versions.PYTHON.version, role, setup,
+                     one_shot=True, **fields)  # type: ignore[arg-type]
+
+
+def create_bucket(settings: Settings, view: View) -> Component:
+    args = ["--endpoint", wiring.endpoints(settings, view).s3, "--bucket", settings.lake.bucket,
+            "--region", settings.lake.region]
+    return _task(settings, s.CREATE_BUCKET, "creates the lake bucket (once; skipped when it exists)", args,
+                 {"AWS_ACCESS_KEY_ID": wiring.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": wiring.SECRET_KEY},
+                 depends_on=((s.MINIO, Condition.HEALTHY),), start_seconds=120)
+
+
+def tiering_jar() -> str:
+    return f"{ARTIFACTS_DIR}/{artifacts.group('tiering-job')[0].name}"
+
+
+def submit_tiering(settings: Settings, view: View) -> Component:
+    args = ["--flink", wiring.endpoints(settings, view).flink_rest, "--jar", tiering_jar(),
+            "--main-class", TIERING_MAIN_CLASS, "--job-name", TIERING_JOB_NAME,
+            "--taskmanagers", str(settings.replicas.flink_taskmanagers), "--",
+            *wiring.tiering_job_arguments(settings, view)]
+    return _task(settings, s.SUBMIT_TIERING, "submits the Fluss lake tiering job (once; skipped when it runs)",
+                 args, {}, jars=TIERING_JARS, state_in=s.JOBMANAGER, start_seconds=300,
+                 depends_on=((s.JOBMANAGER, Condition.HEALTHY), (s.TASKMANAGER, Condition.HEALTHY),
+                             (s.TABLET, Condition.HEALTHY)))

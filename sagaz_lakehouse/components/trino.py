@@ -1,0 +1,129 @@
+"""Trino: SQL over the Iceberg tables (the ``iceberg`` catalog), a coordinator and optional workers.
+
+The same files configure it everywhere: ``config.properties``, ``jvm.config``, ``node.properties`` and
+``catalog/iceberg.properties``, mounted over the image's ``/etc/trino`` (trinodb/trino ``core/docker``; the image's
+``run-trino`` starts the launcher with ``--etc-dir /etc/trino``). The catalog reads the S3 credentials as
+``${ENV:S3_...}`` from the process environment, so no Trino file holds them. Trino 476 needs Java 24+.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse import versions, wiring
+from sagaz_lakehouse.components.common import java_properties
+from sagaz_lakehouse.config import Settings, mebibytes
+from sagaz_lakehouse.stack import (
+    Component,
+    Condition,
+    ConfigFile,
+    Container,
+    Health,
+    Instance,
+    Native,
+    NativeContext,
+    Port,
+    Process,
+    Setup,
+    View,
+)
+
+CONF_DIR = "/etc/trino"
+DATA_DIR = "/data/trino"  # the image's node.data-dir
+# trinodb/trino core/docker/default/etc/jvm.config, with the heap made explicit (memory.trino) instead of
+# MaxRAMPercentage, so a native process and a container get the same heap.
+JVM_OPTIONS = (
+    "-server", "-XX:G1HeapRegionSize=32M", "-XX:+ExplicitGCInvokesConcurrent", "-XX:+HeapDumpOnOutOfMemoryError",
+    "-XX:+ExitOnOutOfMemoryError", "-XX:-OmitStackTraceInFastThrow", "-XX:ReservedCodeCacheSize=256M",
+    "-XX:PerMethodRecompilationCutoff=10000", "-XX:PerBytecodeRecompilationCutoff=10000",
+    "-Djdk.attach.allowAttachSelf=true", "-Djdk.nio.maxCachedBufferSize=2000000", "-XX:+EnableDynamicAgentLoading",
+    # https://bugs.openjdk.org/browse/JDK-8329528, as upstream's default
+    "-XX:+UnlockDiagnosticVMOptions", "-XX:G1NumCollectionsKeepPinned=10000000",
+)
+# Only the image has it (a native agent that kills the JVM on resource exhaustion, upstream's first option).
+IMAGE_JVM_AGENT = "-agentpath:/usr/lib/trino/bin/libjvmkill.so"
+# Trino's default per-node query memory is 30% of the heap; stated so it is the same on every target.
+QUERY_MEMORY_SHARE = 0.3
+
+
+def server_properties(settings: Settings, view: View, at: Instance, worker: bool) -> dict[str, str]:
+    port = settings.ports.trino
+    heap = mebibytes(settings.memory.trino)
+    nodes = settings.replicas.trino_workers or 1  # without workers the coordinator also runs the queries
+    per_node = int(heap * QUERY_MEMORY_SHARE)
+    coordinator_host = wiring.LOOPBACK if view is View.EXTERNAL else s.TRINO
+    return {
+        "coordinator": "false" if worker else "true",
+        **({} if worker else {
+            "node-scheduler.include-coordinator": "false" if settings.replicas.trino_workers else "true"}),
+        "http-server.http.port": str(port),
+        "discovery.uri": f"http://{coordinator_host}:{port}",
+        "query.max-memory-per-node": f"{per_node}MB",
+        "query.max-memory": f"{per_node * nodes}MB",
+        "catalog.config-dir": f"{at.conf}/catalog",
+    }
+
+
+def node_properties(settings: Settings, at: Instance) -> dict[str, str]:
+    # node.environment must be lowercase letters, digits and '_': the project name with '-' replaced.
+    return {"node.environment": settings.project.replace("-", "_"), "node.data-dir": at.data}
+
+
+def jvm_options(settings: Settings) -> list[str]:
+    return [f"-Xmx{mebibytes(settings.memory.trino)}m", *JVM_OPTIONS]
+
+
+def process_memory(settings: Settings) -> str:
+    """memory.trino is the heap; the process needs room beyond it (off-heap buffers, code cache): heap at 80%."""
+    return f"{math.ceil(mebibytes(settings.memory.trino) / 0.8)}Mi"
+
+
+def _trino(settings: Settings, view: View, worker: bool) -> Component:
+    port = settings.ports.trino
+
+    def setup(at: Instance) -> Setup:
+        config = java_properties(server_properties(settings, view, at, worker))
+        node = java_properties(node_properties(settings, at))
+
+        def command(ctx: NativeContext) -> Process:
+            # The launcher passes node.properties as system properties; so do we.
+            system = [f"-D{k}={v}" for k, v in node_properties(settings, at).items()]
+            return Process([str(ctx.java), *jvm_options(settings), f"-XX:HeapDumpPath={at.data}", ctx.marker,
+                            *system, f"-Dplugin.dir={ctx.home}/plugin", f"-Dconfig={at.conf}/config.properties",
+                            f"-Dlog.levels-file={at.conf}/log.properties", "-cp", f"{ctx.home}/lib/*",
+                            "io.trino.server.TrinoServer"], env=wiring.credential_environment())
+
+        jvm_config = "".join(f"{line}\n" for line in (IMAGE_JVM_AGENT, *jvm_options(settings)))
+        return Setup(
+            container=Container(env=wiring.credential_environment(), user=1000, probe_tool="curl"),
+            native=Native("trino", command, java=versions.JAVA_FOR["trino"]),
+            files=(ConfigFile("config.properties", config, mount=f"{CONF_DIR}/config.properties"),
+                   ConfigFile("node.properties", node, mount=f"{CONF_DIR}/node.properties"),
+                   ConfigFile("jvm.config", jvm_config, mount=f"{CONF_DIR}/jvm.config"),
+                   ConfigFile("log.properties", "io.trino=INFO\n", mount=f"{CONF_DIR}/log.properties"),
+                   ConfigFile("catalog/iceberg.properties",
+                              java_properties(wiring.trino_iceberg_catalog(settings, view)),
+                              mount=f"{CONF_DIR}/catalog/iceberg.properties")),
+        )
+
+    # Ready only once Trino no longer reports "starting": /v1/info answers 200 before that.
+    health = Health("http", "http", "/v1/info", expect='"starting":false')
+    if worker:
+        return Component(s.TRINO_WORKER, "trino", settings.images.trino, versions.TRINO.version, "Trino worker",
+                         setup, ports=(Port("http", port, 0, published=False),), health=health,
+                         depends_on=((s.TRINO, Condition.HEALTHY),), memory=process_memory(settings),
+                         replicas=settings.replicas.trino_workers, data_dir=DATA_DIR, conf_dir=CONF_DIR,
+                         start_seconds=240)
+    return Component(s.TRINO, "trino", settings.images.trino, versions.TRINO.version,
+                     "Trino coordinator (SQL over Iceberg)", setup, ports=(Port("http", port, port),), health=health,
+                     depends_on=((s.REST_CATALOG, Condition.HEALTHY),), memory=process_memory(settings),
+                     data_dir=DATA_DIR, conf_dir=CONF_DIR, start_seconds=240)
+
+
+def coordinator(settings: Settings, view: View) -> Component:
+    return _trino(settings, view, worker=False)
+
+
+def worker(settings: Settings, view: View) -> Component:
+    return _trino(settings, view, worker=True)

@@ -1,0 +1,81 @@
+"""ZooKeeper: Fluss's coordination store (metadata, server registration, leader election).
+
+One file configures it everywhere: ``zoo.cfg``. The official image writes its own zoo.cfg from ``ZOO_*`` variables
+only when ``/conf/zoo.cfg`` is missing (docker-library zookeeper ``docker-entrypoint.sh``), so mounting ours there
+gives containers exactly what the native process reads. ``zkEnv.sh`` takes the heap from ``ZK_SERVER_HEAP`` (its
+1000 MB default exceeds a small container limit).
+"""
+
+from __future__ import annotations
+
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse import versions
+from sagaz_lakehouse.components.common import heap_mb
+from sagaz_lakehouse.config import Settings
+from sagaz_lakehouse.stack import (
+    Component,
+    ConfigFile,
+    Container,
+    Health,
+    Instance,
+    Native,
+    NativeContext,
+    Port,
+    Process,
+    Setup,
+    View,
+)
+
+CONF_DIR = "/conf"  # ZOO_CONF_DIR in the official image
+MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+
+LOGBACK = """\
+<!-- ZooKeeper logs to stdout, which the supervisor writes to logs/zookeeper.log. -->
+<configuration>
+  <appender name="CONSOLE" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%d{yyyy-MM-dd HH:mm:ss,SSS} %-5level %logger{36} - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="CONSOLE"/></root>
+</configuration>
+"""
+
+
+def zoo_cfg(settings: Settings, view: View, at: Instance) -> str:
+    lines = [
+        "# ZooKeeper, standalone, for Fluss's metadata. Rendered by sagaz-lakehouse.",
+        f"dataDir={at.data}",
+        f"dataLogDir={at.data}/log",  # one volume for snapshots and the transaction log
+        f"clientPort={settings.ports.zookeeper}",
+        "tickTime=2000",
+        "initLimit=10",
+        "syncLimit=5",
+        "admin.enableServer=false",
+        "4lw.commands.whitelist=ruok,srvr",  # srvr is the readiness check
+    ]
+    if view is View.EXTERNAL:
+        lines.insert(4, "clientPortAddress=127.0.0.1")  # a process on the user's host listens on loopback only
+    return "\n".join(lines) + "\n"
+
+
+def zookeeper(settings: Settings, view: View) -> Component:
+    heap = heap_mb(settings.memory.zookeeper)
+
+    def setup(at: Instance) -> Setup:
+        def command(ctx: NativeContext) -> Process:
+            return Process([str(ctx.java), f"-Xmx{heap}m", ctx.marker,
+                            f"-Dlogback.configurationFile={at.conf}/logback.xml", "-cp", f"{ctx.home}/lib/*",
+                            MAIN_CLASS, f"{at.conf}/zoo.cfg"])
+
+        return Setup(
+            container=Container(env={"ZK_SERVER_HEAP": str(heap)}, user=1000, probe_tool="bash"),
+            native=Native("zookeeper", command, java=17),
+            files=(ConfigFile("zoo.cfg", zoo_cfg(settings, view, at), mount=f"{CONF_DIR}/zoo.cfg"),
+                   ConfigFile("logback.xml", LOGBACK)),
+        )
+
+    return Component(
+        s.ZOOKEEPER, "zookeeper", settings.images.zookeeper, versions.ZOOKEEPER.version,
+        "coordination store for Fluss", setup,
+        ports=(Port("client", settings.ports.zookeeper, settings.ports.zookeeper, published=False),),
+        health=Health("zookeeper", "client"),
+        data_dir="/data", volume_size=settings.volumes.zookeeper, memory=settings.memory.zookeeper, conf_dir=CONF_DIR)

@@ -1,0 +1,187 @@
+"""The local target's software: each distribution installed once into the cache from the locked, verified
+downloads (Maven Central and PyPI), plus the MinIO server built from the Go module proxy.
+
+A distribution's folder is named by a digest of the artifacts in it, assembled in a temporary folder and moved into
+place only when complete, so an interrupted install never leaves a half-built home behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sagaz_lakehouse import artifacts, render, versions
+from sagaz_lakehouse.errors import EnvironmentProblem
+
+Progress = Callable[[str], None]
+MINIO_MODULE = "github.com/minio/minio"
+# Which artifact groups make up each distribution, folder by folder.
+TREES: dict[str, dict[str, list[str]]] = {
+    "zookeeper": {"lib": ["zookeeper"]},
+    "fluss": {"lib": ["fluss-lib"], "plugins/s3": ["fluss-plugin-s3"],
+              "plugins/iceberg": ["fluss-plugin-iceberg", "fluss-iceberg-extras"]},
+    "rest-catalog": {"lib": ["rest-catalog"]},
+}
+
+
+class Installer:
+    def __init__(self, cache: Path, repository: str, minio_binary: str, progress: Progress) -> None:
+        self.cache = cache
+        self.homes = cache / "homes"
+        self.repository = repository
+        self.minio_setting = minio_binary
+        self.progress = progress
+
+    # ------------------------------------------------------------------------------------------ checks
+
+    def check_minio(self) -> None:
+        """Before anything is downloaded: a MinIO server exists, or Go is there to build it."""
+        if self._minio_present() is None and not shutil.which("go"):
+            raise EnvironmentProblem(
+                "no MinIO server binary found (local.minio_binary, PATH, or the cache) and no Go to build one",
+                f"install Go (https://go.dev/dl/) and run the command again: it builds "
+                f"{MINIO_MODULE}@{versions.MINIO.version} once (about 5 minutes); or put a `minio` binary on PATH, "
+                "or set local.minio_binary")
+
+    def _minio_present(self) -> Path | None:
+        configured = self.minio_setting
+        if configured:
+            path = Path(configured).expanduser()
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                raise EnvironmentProblem(f"local.minio_binary {path} is not an executable file",
+                                         "point it at a MinIO server binary, or leave it empty to build one")
+            return path
+        cached = self._minio_cached()
+        if cached.exists():
+            return cached
+        on_path = shutil.which("minio")
+        return Path(on_path) if on_path else None
+
+    def _minio_cached(self) -> Path:
+        return self.cache / "bin" / f"minio-{versions.MINIO.version}"
+
+    # ------------------------------------------------------------------------------------------ install
+
+    def install(self, distribution: str, groups: tuple[str, ...] = ()) -> Path:
+        """The home of ``distribution`` (a folder; for MinIO the server binary; for the tasks a folder with the
+        jars of ``groups``)."""
+        if distribution == "minio":
+            return self._minio_present() or self._build_minio()
+        if distribution == "flink":
+            return self._install_flink()
+        if distribution == "trino":
+            return self._install_trino()
+        if distribution == "python":
+            return self._install_tree("tasks", {".": list(groups)})
+        return self._install_tree(distribution, TREES[distribution])
+
+    def _fetch(self, group: str) -> list[Path]:
+        items = artifacts.group(group)
+        missing = [a for a in items if not artifacts.cached_path(a, self.cache).exists()]
+        if missing:
+            total = sum(a.size for a in missing) / 1e6
+            self.progress(f"downloading {group}: {len(missing)} file(s), {total:.0f} MB (verified, cached in "
+                          f"{self.cache})")
+        return artifacts.fetch(items, self.cache, self.repository, self._download_progress())
+
+    def _download_progress(self) -> artifacts.Progress:
+        last: dict[str, float] = {}
+
+        def report(name: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if total and (done == total or now - last.get(name, 0) > 5):
+                last[name] = now
+                self.progress(f"  {name}: {done / 1e6:.0f}/{total / 1e6:.0f} MB")
+
+        return report
+
+    def _home_dir(self, name: str, groups: list[str]) -> Path:
+        digest = render.config_checksum([a.sha256 for g in groups for a in artifacts.group(g)])
+        return self.homes / f"{name}-{digest}"
+
+    @contextmanager
+    def _staging(self, home: Path) -> Iterator[Path]:
+        """Build a home in a temp folder and move it into place only when complete."""
+        home.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=home.parent, prefix=f".{home.name}-"))
+        try:
+            yield staging
+            os.replace(staging, home)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+
+    def _install_tree(self, name: str, layout: dict[str, list[str]]) -> Path:
+        home = self._home_dir(name, [g for groups in layout.values() for g in groups])
+        if home.exists():
+            return home
+        paths = {folder: [p for g in groups for p in self._fetch(g)] for folder, groups in layout.items()}
+        with self._staging(home) as staging:
+            for folder, files in paths.items():
+                artifacts.materialize(files, staging / folder)
+        return home
+
+    def _install_flink(self) -> Path:
+        groups = ["flink-dist", "flink-lib-fluss"]
+        home = self._home_dir("flink", groups)
+        if home.exists():
+            return home
+        (sdist,) = self._fetch("flink-dist")
+        extra = self._fetch("flink-lib-fluss")
+        self.progress("installing Flink (from the apache-flink-libraries sdist)")
+        with self._staging(home) as staging, tarfile.open(sdist) as archive:
+            for member in archive.getmembers():
+                parts = Path(member.name).parts
+                if len(parts) > 2 and parts[1] == "deps" and parts[2] in ("lib", "bin", "plugins", "opt"):
+                    member.name = str(Path(*parts[2:]))
+                    archive.extract(member, staging, filter="data")
+            artifacts.materialize(extra, staging / "lib")
+        return home
+
+    def _install_trino(self) -> Path:
+        home = self._home_dir("trino", ["trino"])
+        if home.exists():
+            return home
+        core, plugin = self._fetch("trino")
+        self.progress("installing Trino (server core + Iceberg plugin)")
+        with self._staging(home) as staging:
+            with tarfile.open(core) as archive:  # has hard links between entries: extract whole, then move
+                archive.extractall(staging / "raw", filter="data")
+            (top,) = (staging / "raw").iterdir()
+            for folder in ("lib", "plugin"):
+                os.replace(top / folder, staging / folder)
+            shutil.rmtree(staging / "raw")
+            with zipfile.ZipFile(plugin) as archive:
+                for info in archive.infolist():
+                    parts = Path(info.filename).parts
+                    if len(parts) > 1 and not info.is_dir():
+                        target_path = staging / "plugin" / "iceberg" / Path(*parts[1:])
+                        target_path.parent.mkdir(parents=True, exist_ok=True)
+                        target_path.write_bytes(archive.read(info))
+        return home
+
+    def _build_minio(self) -> Path:
+        go = shutil.which("go")
+        if not go:  # check_minio ran first; this is the race where Go vanished in between
+            self.check_minio()
+        target = self._minio_cached()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.progress(f"building MinIO {versions.MINIO.image.rsplit(':', 1)[1]} from the Go module proxy "
+                      "(one time; about 5 minutes on 2 cores)")
+        with tempfile.TemporaryDirectory(dir=target.parent) as gobin:
+            result = subprocess.run([str(go), "install", f"{MINIO_MODULE}@{versions.MINIO.version}"],
+                                    env={**os.environ, "GOBIN": gobin, "GOFLAGS": "-mod=mod"},
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise EnvironmentProblem(f"building MinIO failed:\n{result.stderr[-2000:]}",
+                                         "check Go and the module proxy, or set local.minio_binary")
+            os.replace(Path(gobin) / "minio", target)
+        return target

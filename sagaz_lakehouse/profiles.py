@@ -1,0 +1,34 @@
+"""What the ``dev`` and ``prod`` profiles change, in one table.
+
+A setting left empty in the settings file takes its profile's value here; everything else about a profile (which
+credentials are acceptable) is read from the same row, so a reader sees every difference between the profiles at
+once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    freshness: str  # table.datalake.freshness: how stale the Iceberg copy may get
+    tiering_poll: str  # tiering job's tiering.poll.table.interval (upstream default 30 s)
+    kv_snapshot_interval: str  # Fluss kv.snapshot.interval: primary-key tables tier from KV snapshots
+    cpu_request: str  # Kubernetes CPU request per container (no CPU limit anywhere: no throttling)
+    dev_credentials: bool  # fixed development credentials are acceptable
+
+
+PROFILES: dict[str, Profile] = {
+    # Small and fast feedback on one machine: a probe event reaches Iceberg within ~15 s.
+    "dev": Profile("dev", freshness="10s", tiering_poll="2s", kv_snapshot_interval="5s", cpu_request="100m",
+                   dev_credentials=True),
+    # Upstream defaults where they exist (freshness 3 min, poll 30 s); snapshots every minute.
+    "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min", cpu_request="500m",
+                    dev_credentials=False),
+}
+
+
+def profile(name: str) -> Profile:
+    return PROFILES[name]
