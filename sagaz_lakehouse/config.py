@@ -243,7 +243,8 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
     if settings is not None:
         problems += cross_field_problems(settings)
     if problems:
-        raise ConfigError([_with_origin(p, origin, path) for p in problems], source)
+        raise ConfigError([_with_origin(p, origin, path) for p in problems],
+                          source if all(origin.get(p.field, source) == source for p in problems) else "settings")
     assert settings is not None
     return settings
 
@@ -261,7 +262,7 @@ def _with_origin(problem: Problem, origin: dict[str, str], path: Path | None) ->
     if label is None:
         return problem
     where = {"flags": f"--set {problem.field}", "environment": env_name(problem.field)}.get(label, str(path))
-    return Problem(f"{problem.field} (from {where})", problem.message, problem.hint)
+    return dataclasses.replace(problem, source=where)
 
 
 def find_config_file(start: Path | None = None) -> Path | None:

@@ -40,9 +40,11 @@ class Problem:
     field: str
     message: str
     hint: str = ""
+    source: str = ""  # where the value came from: a flag, an environment variable, a file
 
     def render(self) -> str:
-        text = f"{self.field}: {self.message}"
+        where = f" (from {self.source})" if self.source else ""
+        text = f"{self.field}{where}: {self.message}"
         return f"{text}\n    fix: {self.hint}" if self.hint else text
 
 

@@ -116,6 +116,16 @@ class Supervisor:
     def config_file(self, name: str) -> Path:
         return self.pid_dir / f"{name}.config"
 
+    def exit_file(self, name: str) -> Path:
+        return self.pid_dir / f"{name}.exit"
+
+    def last_exit(self, name: str) -> int | None:
+        """The exit code a one-shot task last finished with (None: it has not run from this folder)."""
+        try:
+            return int(self.exit_file(name).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def out_of_date(self, spec: ProcessSpec) -> bool:
         """True if ``spec`` differs from what its running process was started with (unknown counts as current)."""
         try:
@@ -292,10 +302,14 @@ def start_in_order(supervisor: Supervisor, specs: list[ProcessSpec], progress: C
             if _ready(supervisor, spec):
                 del started[name]
                 if spec.one_shot:
-                    supervisor.forget(name)  # done: nothing left to track
+                    supervisor.forget(name)  # done: nothing left to track but the outcome
+                    supervisor.exit_file(name).write_text("0\n")
                 outcome[name] = "completed" if spec.one_shot else "started"
                 progress(f"{name}: {'done' if spec.one_shot else 'healthy'}")
             elif time.monotonic() > deadline or _dead(supervisor, spec):
+                code = supervisor.exit_code(name)
+                if spec.one_shot and code is not None:
+                    supervisor.exit_file(name).write_text(f"{code}\n")
                 supervisor.wait_healthy(spec, deadline=0)  # raises ComponentFailed with the log tail
         if started:
             time.sleep(0.5)

@@ -193,7 +193,7 @@ class ComposeDriver:
         return [{"component": name, "state": container_state(containers.get(name)),
                  "endpoint": endpoints.get(name, ""), "detail": (containers.get(name) or {}).get("Status",
                                                                                                 "not created")}
-                for component, name in self.stack.instances() if not component.one_shot]
+                for _component, name in self.stack.instances()]
 
     def logs(self, component: str, lines: int) -> str:
         try:

@@ -89,11 +89,16 @@ class LocalDriver:
     def status(self) -> list[dict[str, Any]]:
         rows = []
         for component, name in self.stack.instances():
-            if component.one_shot:
-                continue
             pid = self.supervisor.running_pid(name)
+            if component.one_shot and pid is None:
+                code = self.supervisor.last_exit(name)
+                state = "absent" if code is None else "completed" if code == 0 else "failed"
+                rows.append({"component": name, "state": state, "pid": None, "endpoint": "",
+                             "detail": "" if code is None else f"exit {code}"})
+                continue
             probe = target.health_probe(self.stack, component, name)
-            state = "stopped" if pid is None else "healthy" if probe is None or probe.ok() else "starting"
+            state = ("stopped" if pid is None else "running" if component.one_shot
+                     else "healthy" if probe is None or probe.ok() else "starting")
             rows.append({"component": name, "state": state, "pid": pid,
                          "endpoint": wiring.instance_endpoint(component, name),
                          "detail": f"pid {pid}" if pid else ""})

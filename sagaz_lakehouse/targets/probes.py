@@ -39,5 +39,7 @@ def command(stack: Stack, component: Component, host: str, instance: str, tool: 
         return ["curl", "-fsS", "-o", "/dev/null", target] if tool == "curl" else \
             ["wget", "-q", "-O", "/dev/null", target]
     fetch = f"curl -fsS {shlex.quote(target)}" if tool == "curl" else f"wget -q -O - {shlex.quote(target)}"
-    pattern = "'" + health.expect.replace("'", "'\\''").replace("{instance}", f"'\"{instance}\"'") + "'"
+    # A concrete name goes in as it is; a shell variable ($POD_NAME) is spliced in double quotes.
+    name = f"'\"{instance}\"'" if "$" in instance else instance
+    pattern = "'" + health.expect.replace("'", "'\\''").replace("{instance}", name) + "'"
     return ["sh", "-c", f"{fetch} | grep -qF -- {pattern}"]

@@ -10,9 +10,9 @@ import yaml
 from sagaz_lakehouse import config, render
 from sagaz_lakehouse.config import Credentials, Settings
 
-# Distinctive prod credentials: any appearance outside .env is a leak. `$`, `#`, quotes and a backslash exercise
+# Distinctive prod credentials: any appearance outside .env is a leak. `$`, quotes and a backslash exercise
 # the .env quoting.
-PROD_CREDENTIALS = Credentials("prod-access-7Hq2", "prod-secret-$x#'\"\\-Zk91")
+PROD_CREDENTIALS = Credentials("prod-access-7Hq2", "prod-secret-$x'\"\\-Zk91")
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "dev-1-tablet": {},
@@ -36,7 +36,9 @@ def credentials_for(settings: Settings) -> Credentials:
 def rendered(overrides: dict[str, Any]) -> tuple[Settings, Credentials, list[render.RenderedFile]]:
     settings = settings_for(overrides)
     creds = credentials_for(settings)
-    return settings, creds, render.render(settings, creds, "compose")
+    from sagaz_lakehouse.targets import render as render_target
+
+    return settings, creds, render_target(settings, creds, "compose")
 
 
 def write_variant(overrides: dict[str, Any], out: Path) -> tuple[Settings, Credentials, Path]:

@@ -140,9 +140,9 @@ def test_up_writes_project_and_waits(engine, project):
     assert second[-1] == "submit-tiering" and "--no-deps" in second and "--exit-code-from" in second
     assert ["--project-directory", str(proj)] == first[4:6]
     assert stat.S_IMODE((proj / ".env").stat().st_mode) == 0o600
-    jar = next((proj / "jars" / "tiering").iterdir())
+    jar = next((proj / "jars" / "tiering-job").iterdir())
     assert stat.S_IMODE(jar.stat().st_mode) == 0o644  # readable by the containers' own users
-    assert (proj / "compose.yaml").exists() and (proj / "trino" / "catalog" / "iceberg.properties").exists()
+    assert (proj / "compose.yaml").exists() and (proj / "config" / "trino" / "catalog" / "iceberg.properties").exists()
 
 
 def test_up_no_wait_starts_everything_detached(engine, project):
@@ -276,7 +276,7 @@ def test_status_parses_ps_json_and_lists_endpoints(engine, project, tmp_path, mo
     assert rows["minio"]["state"] == "absent"
     assert rows["trino"]["endpoint"].startswith(f"http://127.0.0.1:{ports['trino']}")
     assert f"127.0.0.1:{ports['flink_rest']}" in rows["flink-jobmanager"]["endpoint"]
-    assert f"127.0.0.1:{ports['minio_console']}" in rows["minio"]["endpoint"]
+    assert rows["minio"]["endpoint"] == f"http://127.0.0.1:{ports['minio']}"
     assert f"127.0.0.1:{ports['rest_catalog']}" in rows["rest-catalog"]["endpoint"]
     assert f"127.0.0.1:{ports['fluss_coordinator']}" in rows["fluss-coordinator"]["endpoint"]
 

@@ -1,4 +1,4 @@
-"""The rendered compose project: complete, consistent across components, secrets only in .env.
+"""The rendered compose project: complete, consistent with the stack model, secrets only in .env.
 
 Fast checks on the rendered files themselves; the real validators (Compose JSON schema, `docker-compose config`)
 run in test_compose_schema.py and test_compose_config.py.
@@ -13,9 +13,12 @@ import pytest
 from compose_helpers import VARIANTS, compose_document, rendered, write_variant
 from support import REPO
 
-from sagaz_lakehouse import config, render, wiring
+from sagaz_lakehouse import config, wiring
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components import tasks
+from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.targets import compose as target
+from sagaz_lakehouse.targets import render
 
 pytestmark = pytest.mark.unit
 REPO_MANIFESTS = REPO / "manifests" / "compose"
@@ -36,22 +39,22 @@ def properties(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
 
 
-def test_every_component_is_a_service(variant):
+def test_every_instance_is_a_service_named_as_on_every_target(variant):
     settings, _, _, doc = variant
-    services = doc["services"]
-    stack = s.build_stack(settings)
-    for component in stack.components:
-        names = target.service_names(settings, component)
-        assert set(names) <= set(services), component.name
-    tablets = [n for n in services if n.startswith(f"{s.TABLET}-")]
+    stack = s.build_stack(settings, View.INTERNAL)
+    expected = [name for _, name in stack.instances()]
+    assert [n for n in doc["services"] if n != target.VOLUME_OWNER] == expected
+    tablets = [n for n in expected if n.startswith(f"{s.TABLET}-")]
     assert tablets == [f"{s.TABLET}-{i}" for i in range(settings.replicas.tablet_servers)]
+    taskmanagers = [n for n in expected if n.startswith(f"{s.TASKMANAGER}-")]
+    assert taskmanagers == [f"{s.TASKMANAGER}-{i}" for i in range(settings.replicas.flink_taskmanagers)]
     assert doc["name"] == settings.project
 
 
 def test_healthchecks_and_depends_on(variant):
-    _, _, _, doc = variant
+    settings, _, _, doc = variant
     services = doc["services"]
-    one_shots = {s.CREATE_BUCKET, s.SUBMIT_TIERING}
+    one_shots = {s.CREATE_BUCKET, s.SUBMIT_TIERING, target.VOLUME_OWNER}
     for name, svc in services.items():
         if name in one_shots:
             assert svc["restart"] == "no" and "healthcheck" not in svc
@@ -64,6 +67,23 @@ def test_healthchecks_and_depends_on(variant):
             else:
                 assert spec["condition"] == "service_healthy"
                 assert "healthcheck" in services[dep], f"{name} waits for {dep}, which has no healthcheck"
+    # The tiering job needs every TaskManager registered and every tablet server up.
+    waits = set(services[s.SUBMIT_TIERING]["depends_on"])
+    assert {f"{s.TASKMANAGER}-{i}" for i in range(settings.replicas.flink_taskmanagers)} <= waits
+    assert {f"{s.TABLET}-{i}" for i in range(settings.replicas.tablet_servers)} <= waits
+
+
+def test_health_checks_follow_the_model(variant):
+    _, _, _, doc = variant
+    services = doc["services"]
+    trino = " ".join(services[s.TRINO]["healthcheck"]["test"])
+    assert "/v1/info" in trino and "starting" in trino  # ready only once Trino stops reporting "starting"
+    for name, svc in services.items():
+        if name.startswith(f"{s.TASKMANAGER}-"):
+            check = " ".join(svc["healthcheck"]["test"])
+            assert f"http://{s.JOBMANAGER}:" in check and "/taskmanagers" in check and f'"id":"{name}"' in check
+            assert f"-Dtaskmanager.resource-id={name}" in svc["command"]
+    assert "srvr" in " ".join(services[s.ZOOKEEPER]["healthcheck"]["test"])
 
 
 def test_ports_published_on_loopback_only_for_external_endpoints(variant):
@@ -81,29 +101,55 @@ def test_ports_published_on_loopback_only_for_external_endpoints(variant):
     assert set(published) == expected  # zookeeper and the Flink RPC port stay inside the network
 
 
-def test_each_tablet_has_its_own_id_port_and_advertised_listener(variant):
+def test_each_tablet_has_its_own_id_port_listener_and_volume(variant):
     settings, _, _, doc = variant
     for i in range(settings.replicas.tablet_servers):
-        svc = doc["services"][f"{s.TABLET}-{i}"]
+        name = f"{s.TABLET}-{i}"
+        svc = doc["services"][name]
         props = fluss_properties(svc)
         port = settings.ports.fluss_tablet + i
         assert props["tablet-server.id"] == str(i)
         assert props["advertised.listeners"] == f"CLIENT://127.0.0.1:{port}"
-        assert svc["ports"] == [f"127.0.0.1:{port}:{s.INTERNAL_FLUSS_PORT}"]
-        assert f"{s.TABLET}-{i}-data:/var/lib/fluss" in svc["volumes"]
+        assert props["bind.listeners"] == (f"INTERNAL://{name}:{wiring.FLUSS_INTERNAL_PORT}, "
+                                           f"CLIENT://{name}:{wiring.FLUSS_CLIENT_PORT}")
+        assert svc["ports"] == [f"127.0.0.1:{port}:{wiring.FLUSS_CLIENT_PORT}"]
+        assert {"type": "volume", "source": f"{name}-data", "target": "/var/lib/fluss"} in svc["volumes"]
 
 
-def test_named_volumes_for_all_state(variant):
+def test_named_volumes_for_all_state_owned_by_the_image_user(variant):
     settings, _, _, doc = variant
     declared = set(doc["volumes"])
-    stack = s.build_stack(settings)
-    for component in stack.components:
-        for name in target.service_names(settings, component):
-            mounts = doc["services"][name].get("volumes", [])
-            named = [m.split(":")[0] for m in mounts if not m.startswith("./")]
-            assert set(named) <= declared
-            if component.stateful:
-                assert named, f"{name} keeps state but mounts no named volume"
+    stack = s.build_stack(settings, View.INTERNAL)
+    owner = doc["services"][target.VOLUME_OWNER]
+    for component, name in stack.instances():
+        svc = doc["services"][name]
+        named = [m["source"] for m in svc.get("volumes", []) if m["type"] == "volume"]
+        assert set(named) <= declared
+        if component.stateful:
+            assert named == [f"{name}-data"], f"{name} keeps state in one named volume"
+            assert svc["depends_on"][target.VOLUME_OWNER]["condition"] == "service_completed_successfully"
+            uid = svc["user"].split(":")[0]
+            assert f"chown -R {uid}:{uid} /volumes/{name}-data" in owner["entrypoint"][-1]
+    assert {m["source"] for m in owner["volumes"]} == declared
+
+
+def test_no_service_runs_as_root_except_the_volume_owner(variant):
+    _, _, _, doc = variant
+    for name, svc in doc["services"].items():
+        if name != target.VOLUME_OWNER:
+            assert svc["user"].split(":")[0] != "0", name
+
+
+def test_bind_mounts_never_create_missing_host_paths(variant):
+    _, _, files, doc = variant
+    rendered_paths = {f"./{f.path}" for f in files}
+    for name, svc in doc["services"].items():
+        for mount in svc.get("volumes", []):
+            assert isinstance(mount, dict), f"{name}: short volume syntax creates missing host paths"
+            if mount["type"] == "bind":
+                assert mount["bind"]["create_host_path"] is False and mount["read_only"] is True
+                source = mount["source"]
+                assert source in rendered_paths or source.startswith(f"./{target.JARS_DIR}/"), source
 
 
 def test_same_bucket_warehouse_endpoint_region_everywhere(variant):
@@ -121,16 +167,15 @@ def test_same_bucket_warehouse_endpoint_region_everywhere(variant):
         assert props["datalake.iceberg.client.region"] == props["s3.region"] == region
         assert props["datalake.iceberg.uri"] == rest
         assert props["remote.data.dir"].startswith(f"s3://{settings.lake.bucket}/")
-    args = wiring.tiering_job_arguments(settings)
-    pairs = dict(zip(args[::2], args[1::2], strict=True))
+    submit = services[s.SUBMIT_TIERING]["command"]
+    job = submit[submit.index("--") + 1:]
+    pairs = dict(zip(job[::2], job[1::2], strict=True))
     assert pairs["--datalake.iceberg.warehouse"] == warehouse
     assert pairs["--datalake.iceberg.s3.endpoint"] == s3
     assert pairs["--datalake.iceberg.client.region"] == region
     assert pairs["--datalake.iceberg.uri"] == rest
-    script = by_path["scripts/submit-tiering.sh"]
-    for key, value in pairs.items():
-        assert f"{key} {value}" in script
-    trino = properties(by_path["trino/catalog/iceberg.properties"])
+    assert pairs["--fluss.bootstrap.servers"] == f"{s.COORDINATOR}:{wiring.FLUSS_INTERNAL_PORT}"
+    trino = properties(by_path[f"config/{s.TRINO}/catalog/iceberg.properties"])
     assert trino["iceberg.rest-catalog.warehouse"] == warehouse
     assert trino["s3.endpoint"] == s3 and trino["s3.region"] == region
     assert trino["iceberg.rest-catalog.uri"] == rest
@@ -138,7 +183,22 @@ def test_same_bucket_warehouse_endpoint_region_everywhere(variant):
     catalog = services[s.REST_CATALOG]["environment"]
     assert catalog["CATALOG_WAREHOUSE"] == warehouse
     assert catalog["CATALOG_S3_ENDPOINT"] == s3 and catalog["CATALOG_CLIENT_REGION"] == region
-    assert f"lake/{settings.lake.bucket}" in by_path["scripts/create-bucket.sh"]
+    bucket = services[s.CREATE_BUCKET]["command"]
+    assert bucket == ["--endpoint", s3, "--bucket", settings.lake.bucket, "--region", region]
+
+
+def test_tasks_run_the_packaged_task_file_in_the_python_image(variant):
+    settings, _, files, doc = variant
+    by_path = {f.path: f.content for f in files}
+    source = tasks.TASKS_FILE.read_text()
+    for name in (s.CREATE_BUCKET, s.SUBMIT_TIERING):
+        svc = doc["services"][name]
+        assert svc["image"] == settings.images.python
+        assert svc["entrypoint"] == ["python3", f"{tasks.MOUNT_DIR}/tasks.py", name]
+        assert by_path[f"config/{name}/tasks.py"] == source  # the very file the local target runs
+    submit = doc["services"][s.SUBMIT_TIERING]
+    jar = tasks.tiering_jar()
+    assert jar in submit["command"] and any(m["target"] == jar for m in submit["volumes"])
 
 
 def test_images_pinned(variant):
@@ -154,88 +214,76 @@ def test_memory_limits_from_settings(variant):
     services = doc["services"]
     assert services[s.ZOOKEEPER]["mem_limit"] == f"{config.mebibytes(settings.memory.zookeeper)}m"
     assert services[f"{s.TABLET}-0"]["mem_limit"] == f"{config.mebibytes(settings.memory.fluss_tablet)}m"
-    assert services[s.TRINO]["mem_limit"] == f"{config.mebibytes(settings.memory.trino)}m"
+    # memory.trino is Trino's heap: the container gets room beyond it.
+    assert int(services[s.TRINO]["mem_limit"][:-1]) > config.mebibytes(settings.memory.trino)
     for name, svc in services.items():
-        if name not in (s.CREATE_BUCKET, s.SUBMIT_TIERING):
+        if name not in (s.CREATE_BUCKET, s.SUBMIT_TIERING, target.VOLUME_OWNER):
             assert "mem_limit" in svc, name
 
 
 def test_credentials_only_in_env_file(variant, tmp_path):
     settings, creds, files, _doc = variant
-    env_files = [f for f in files if f.secret]
-    assert [f.path for f in env_files] == [".env"]
+    assert [f.path for f in files if f.secret] == [".env"]
     for f in files:
         if f.secret:
             continue
         for value in (creds.access_key, creds.secret_key):
             assert value not in f.content, f"a credential leaked into {f.path}"
-    # Placeholders are compose references, or escaped ($$) where the container expands them itself.
+    # Placeholders are compose references with a :? guard, or escaped ($$) where the container expands them itself.
     text = next(f.content for f in files if f.path == "compose.yaml")
     bare = re.findall(r"(?<!\$)\$\{S3_[A-Z_]+\}", text)
     assert not bare, f"unescaped placeholder without :? guard: {bare}"
     write_variant({"profile": settings.profile}, tmp_path)
-    mode = stat.S_IMODE((tmp_path / ".env").stat().st_mode)
-    assert mode == 0o600
+    assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
 
 
 def test_env_file_round_trips_awkward_values():
     from sagaz_lakehouse.config import Credentials
 
-    creds = Credentials("a b#c", "x$y\"z\\w'")
+    creds = Credentials("a b-c", "x$y\"z\\w'")
     text = target.env_file(creds)
     assert "S3_SECRET_KEY=\"x\\$y\\\"z\\\\w'\"" in text
 
 
-def test_tiering_submission_is_idempotent_and_secret_free(variant):
-    _settings, _, files, _ = variant
-    script = next(f.content for f in files if f.path == "scripts/submit-tiering.sh")
-    assert wiring.TIERING_JOB_NAME in script and "/jobs/overview" in script
-    assert wiring.TIERING_MAIN_CLASS in script
-    assert "access-key" not in script and "secret" not in script.lower().replace("secret-free", "")
-
-
-def test_trino_worker_config(variant):
+def test_trino_config(variant):
     settings, _, files, doc = variant
     paths = {f.path: f.content for f in files}
-    coordinator = properties(paths["trino/coordinator/config.properties"])
+    coordinator = properties(paths[f"config/{s.TRINO}/config.properties"])
     assert coordinator["http-server.http.port"] == str(settings.ports.trino)
+    assert coordinator["catalog.config-dir"] == "/etc/trino/catalog"
+    jvm = paths[f"config/{s.TRINO}/jvm.config"].splitlines()
+    assert f"-Xmx{config.mebibytes(settings.memory.trino)}m" in jvm
+    assert "-XX:G1NumCollectionsKeepPinned=10000000" in jvm  # upstream's JDK-8329528 workaround is kept
     if settings.replicas.trino_workers:
-        worker = properties(paths["trino/worker/config.properties"])
+        worker = properties(paths[f"config/{s.TRINO_WORKER}-0/config.properties"])
         assert worker["coordinator"] == "false"
         assert worker["discovery.uri"] == f"http://{s.TRINO}:{settings.ports.trino}"
         assert coordinator["node-scheduler.include-coordinator"] == "false"
-        assert doc["services"][s.TRINO_WORKER].get("deploy", {}).get("replicas", 1) == settings.replicas.trino_workers
+        workers = [n for n in doc["services"] if n.startswith(f"{s.TRINO_WORKER}-")]
+        assert len(workers) == settings.replicas.trino_workers
     else:
-        assert s.TRINO_WORKER not in doc["services"]
+        assert not any(n.startswith(s.TRINO_WORKER) for n in doc["services"])
         assert coordinator["node-scheduler.include-coordinator"] == "true"
 
 
-def test_shell_scripts_parse(variant, tmp_path):
-    import shutil
-    import subprocess
-
-    _, _, files, _ = variant
-    for f in files:
-        if f.path.endswith(".sh"):
-            shell = "bash" if f.content.startswith("#!/usr/bin/env bash") else "sh"
-            assert shutil.which(shell), f"{shell} is needed to syntax-check {f.path}"
-            script = tmp_path / f.path.replace("/", "_")
-            script.write_text(f.content)
-            result = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True, check=False)
-            assert result.returncode == 0, result.stderr
+def test_addresses_come_from_the_view_not_the_target_setting():
+    """A compose file rendered from settings whose target is local still wires services by name."""
+    settings = config.load(None, {"target": "local"}, environ={})
+    files = render(settings, config.DEV_CREDENTIALS, "compose")
+    doc = compose_document(files)
+    assert "127.0.0.1:2181" not in fluss_properties(doc["services"][s.COORDINATOR])["zookeeper.address"]
+    assert fluss_properties(doc["services"][s.COORDINATOR])["zookeeper.address"] == f"{s.ZOOKEEPER}:2181"
 
 
 def test_manifests_match_templates():
-    """manifests/compose holds the rendered defaults (dev profile); re-render with `make manifests` after changes."""
+    """manifests/compose holds the rendered defaults (dev profile, no .env: credentials are never committed);
+    re-render with `make manifests` after changes."""
     settings = config.load(None, {"target": "compose"}, environ={})
-    files = render.render(settings, config.DEV_CREDENTIALS, "compose")
-    drift = []
-    for f in files:
-        on_disk = REPO_MANIFESTS / f.path
-        if not on_disk.exists() or on_disk.read_text() != f.content:
-            drift.append(f.path)
+    files = [f for f in render(settings, config.DEV_CREDENTIALS, "compose") if not f.secret]
+    drift = [f.path for f in files
+             if not (REPO_MANIFESTS / f.path).exists() or (REPO_MANIFESTS / f.path).read_text() != f.content]
     expected = {f.path for f in files}
     extra = [str(p.relative_to(REPO_MANIFESTS)) for p in REPO_MANIFESTS.rglob("*")
-             if p.is_file() and str(p.relative_to(REPO_MANIFESTS)) not in expected]
+             if p.is_file() and p.name != ".gitignore" and str(p.relative_to(REPO_MANIFESTS)) not in expected]
     assert not drift and not extra, (
         f"manifests/compose is out of date (differs: {drift}, not rendered any more: {extra}): run `make manifests`")

@@ -21,9 +21,19 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: every socket stays bound until all are chosen, so none is handed out twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_help_lists_commands_and_no_secret(monkeypatch):
@@ -41,9 +51,9 @@ def test_help_lists_commands_and_no_secret(monkeypatch):
 
 def test_init_writes_once_then_refuses(tmp_path):
     path = tmp_path / "sagaz-lakehouse.yaml"
-    assert invoke("init", "--path", str(path)).exit_code == 0
+    assert invoke("init", "--config", str(path)).exit_code == 0
     before = path.read_text()
-    again = invoke("init", "--path", str(path))
+    again = invoke("init", "--config", str(path))
     assert again.exit_code == 2
     assert "--force" in again.output
     assert path.read_text() == before
@@ -82,10 +92,97 @@ def test_create_tables_dry_run_prints_ddl():
 
 @pytest.mark.parametrize("command", ["create-tables", "doctor"])
 def test_commands_fail_fast_when_stack_is_down(command):
-    ports = [f"--set=ports.{name}={free_port()}" for name in
-             ("fluss_coordinator", "rest_catalog", "minio", "trino", "flink_rest", "zookeeper")]
+    names = ("fluss_coordinator", "rest_catalog", "minio", "trino", "flink_rest", "zookeeper")
+    ports = [f"--set=ports.{name}={port}" for name, port in zip(names, free_ports(len(names)), strict=True)]
     started = time.monotonic()
     result = invoke(command, *ports)
     assert time.monotonic() - started < 10
     assert result.exit_code == 1
     assert "is the stack up? run `sagaz-lakehouse up`" in result.output
+
+
+# ----------------------------------------------------------------------------------------- consistency
+
+
+def test_version_comes_from_the_package():
+    from sagaz_lakehouse import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"sagaz-lakehouse {__version__}"
+
+
+@pytest.mark.parametrize("command", ["init", "render", "up", "down", "status", "logs", "diff", "create-tables",
+                                     "doctor"])
+def test_every_command_takes_the_common_options(command):
+    text = invoke(command, "--help").output
+    for option in ("--config", "--target", "--profile", "--set", "--json", "--debug"):
+        assert option in text, f"{command} lacks {option}"
+
+
+def test_logs_short_n_means_namespace_only():
+    text = invoke("logs", "--help").output
+    assert "-n, --namespace" in text
+    assert "--lines" in text and "-n, --lines" not in text
+
+
+def test_create_tables_dry_run_json_is_json():
+    import json
+
+    result = invoke("create-tables", "--dry-run", "--json")
+    assert result.exit_code == 0
+    plan = json.loads(result.stdout)
+    assert plan["dry_run"] is True and plan["table"] == tables.TABLE and "CREATE TABLE" in plan["sql"]
+
+
+def fresh_machine(tmp_path) -> tuple[list[str], dict[str, str]]:
+    """Free ports, a cache folder that does not exist yet, and a PATH without Go."""
+    names = ("zookeeper", "fluss_coordinator", "fluss_tablet", "minio", "minio_console", "rest_catalog",
+             "flink_rest", "flink_rpc", "trino")
+    env = {"SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR": str(tmp_path / "no-such-cache"),
+           "SAGAZ_LAKEHOUSE_LOCAL__RUN_DIR": str(tmp_path / "run"), "PATH": "/usr/bin:/bin"}
+    return [f"--set=ports.{name}={port}" for name, port in zip(names, free_ports(len(names)), strict=True)], env
+
+
+def test_local_up_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
+    ports, env = fresh_machine(tmp_path)
+    result = invoke("up", "--dry-run", *ports, "--set", "local.minio_binary=/bin/true", env=env)
+    assert result.exit_code == 0, result.output
+    assert "dry run: would start zookeeper, minio" in result.stdout
+    assert not (tmp_path / "no-such-cache").exists() and not (tmp_path / "run").exists()
+
+
+def test_fresh_machine_without_minio_or_go_gets_an_instruction(tmp_path):
+    ports, env = fresh_machine(tmp_path)
+    result = invoke("up", *ports, env=env)
+    assert result.exit_code == 2
+    assert "no MinIO server binary found" in result.output and "install Go" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "no-such-cache").exists() and not (tmp_path / "run").exists()
+
+
+def test_status_with_nothing_running_gives_a_hint(tmp_path):
+    result = invoke("status", env={"SAGAZ_LAKEHOUSE_LOCAL__RUN_DIR": str(tmp_path / "run")})
+    assert result.exit_code == 1
+    assert "nothing is running; start the stack with `sagaz-lakehouse up`" in result.output
+
+
+def test_memory_below_the_floor_is_refused_before_anything_happens(tmp_path):
+    result = invoke("render", "--set", "memory.trino=0Mi", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert "memory.trino (from --set memory.trino): expected at least 1Gi" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_unexpected_errors_are_one_line_without_traceback(monkeypatch):
+    from sagaz_lakehouse import tables as table_module
+
+    def broken(_settings):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(table_module, "flink_sql_ddl", broken)
+    result = invoke("create-tables", "--dry-run")
+    assert result.exit_code == 1
+    assert "unexpected RuntimeError: boom" in result.output and "Traceback" not in result.output
+    assert "--debug" in result.output
+    with pytest.raises(RuntimeError):
+        invoke("create-tables", "--dry-run", "--debug")

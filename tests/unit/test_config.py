@@ -105,12 +105,40 @@ def test_unknown_environment_variable_suggests(tmp_path):
     assert "SAGAZ_LAKEHOUSE_PORTS__TRINO" in problems_of(excinfo)["SAGAZ_LAKEHOUSE_PORT__TRINO"]
 
 
-def test_init_file_round_trips_and_documents_every_setting(tmp_path):
+def test_init_file_documents_every_setting_commented_out(tmp_path):
+    """Defaults are commented out, so a later version's defaults (image tags, jar versions) still apply."""
     text = config.commented_yaml()
     for dotted in config.ALL_PATHS:
-        assert f"{dotted.split('.')[-1]}:" in text
+        assert f"# {dotted.split('.')[-1]}:" in text
+    assert yaml.safe_load(text) is None  # nothing active
     assert load(text, tmp_path) == Settings()
-    assert isinstance(yaml.safe_load(text), dict)
+
+
+def test_init_file_keeps_chosen_values_active(tmp_path):
+    text = config.commented_yaml({"target": "compose", "ports.trino": 18080, "replicas.tablet_servers": 3})
+    assert yaml.safe_load(text) == {"target": "compose", "ports": {"trino": 18080},
+                                    "replicas": {"tablet_servers": 3}}
+    settings = load(text, tmp_path)
+    assert settings.target == "compose" and settings.ports.trino == 18080 and settings.ports.minio == 9000
+
+
+def test_problems_name_the_flag_or_variable_they_came_from(tmp_path):
+    with pytest.raises(ConfigError) as excinfo:
+        load("lake:\n  buckets: 8\n", tmp_path, overrides={"memory.trino": "0Mi"},
+             environ={"SAGAZ_LAKEHOUSE_REPLICAS__TABLET_SERVERS": "0"})
+    text = str(excinfo.value)
+    assert "memory.trino (from --set memory.trino): expected at least 1Gi" in text
+    assert "replicas.tablet_servers (from SAGAZ_LAKEHOUSE_REPLICAS__TABLET_SERVERS)" in text
+    assert "problem(s) in settings:" in text  # not blamed on the settings file
+
+
+@pytest.mark.parametrize("value", ["secret#value", " secretvalue", "secretvalue "])
+def test_secrets_fluss_would_cut_are_refused(value):
+    settings = load()
+    with pytest.raises(ConfigError) as excinfo:
+        config.resolve_credentials(settings, environ={"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "access-ok",
+                                                      "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": value})
+    assert excinfo.value.exit_code == 2 and "'#'" in str(excinfo.value)
 
 
 def test_prod_without_secrets_is_a_clear_error():

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
 import pytest
 
 from sagaz_lakehouse import config, render, tables, wiring
+from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import ConfigError, Credentials
 from sagaz_lakehouse.drivers.local import LocalDriver
+from sagaz_lakehouse.stack import View
+from sagaz_lakehouse.targets import local as target
+from sagaz_lakehouse.targets import render as render_target
 
 pytestmark = pytest.mark.unit
 CREDS = Credentials("local-access", "local-secret-value")
@@ -17,7 +22,7 @@ CREDS = Credentials("local-access", "local-secret-value")
 
 def rendered(tmp_path: Path, **overrides: str) -> dict[str, render.RenderedFile]:
     settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), **overrides}, environ={})
-    return {f.path: f for f in render.render(settings, CREDS, "local")}
+    return {f.path: f for f in render_target(settings, CREDS, "local")}
 
 
 def parse(text: str, separator: str) -> dict[str, str]:
@@ -30,19 +35,33 @@ def test_credentials_only_in_private_files(tmp_path):
     holders = {path for path, f in files.items() if CREDS.secret_key in f.content}
     assert holders, "the server configs must carry the credentials on the local target"
     assert all(files[path].secret for path in holders)
-    assert not any("${S3_" in f.content for f in files.values()), "placeholders must be substituted"
+    assert not any(re.search(r"(?<!ENV:)\$\{S3_", f.content) for f in files.values()), \
+        "placeholders must be substituted (Trino's ${ENV:...} references read the process environment)"
     written = render.write_files(list(files.values()), tmp_path / "out")
     for path in written:
         mode = path.stat().st_mode & 0o777
         assert mode == (0o600 if CREDS.secret_key in path.read_text() else 0o644), path
 
 
+def environment_of(settings: config.Settings, name: str, tmp_path: Path) -> dict[str, str]:
+    """The environment the local target gives one instance (its native recipe, before credentials go in)."""
+    stack = target.local_stack(settings)
+    component = stack.resolve(name)[0][0]
+    layout = target.default_layout(settings, tmp_path)
+    ctx = s.NativeContext(Path("/java"), tmp_path / "home", "-Dmarker", tmp_path / "log")
+    (tmp_path / "home" / "lib").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "home" / "lib" / "x.jar").touch()
+    return dict(component.setup(target.instance(layout, component, name)).native.command(ctx).env)
+
+
 def test_every_consumer_sees_the_same_lake(tmp_path):
-    files = rendered(tmp_path, **{"lake.bucket": "sagas-bucket", "lake.region": "eu-west-1"})
+    overrides = {"lake.bucket": "sagas-bucket", "lake.region": "eu-west-1"}
+    files = rendered(tmp_path, **overrides)
+    settings = config.load(overrides=overrides, environ={})
     coordinator = parse(files["config/fluss-coordinator/server.yaml"].content, ":")
     tablet = parse(files["config/fluss-tablet-0/server.yaml"].content, ":")
     trino = parse(files["config/trino/catalog/iceberg.properties"].content, "=")
-    catalog = parse(files["config/rest-catalog/catalog.env"].content, "=")
+    catalog = environment_of(settings, s.REST_CATALOG, tmp_path)
     warehouse = "s3://sagas-bucket/warehouse"
     assert coordinator["datalake.iceberg.warehouse"] == tablet["datalake.iceberg.warehouse"] == warehouse
     assert trino["iceberg.rest-catalog.warehouse"] == catalog["CATALOG_WAREHOUSE"] == warehouse
@@ -51,15 +70,44 @@ def test_every_consumer_sees_the_same_lake(tmp_path):
         catalog["CATALOG_S3_ENDPOINT"] == endpoint
     assert coordinator["s3.region"] == trino["s3.region"] == catalog["AWS_REGION"] == "eu-west-1"
     assert coordinator["datalake.format"] == "iceberg"
-    settings = config.load(overrides={"lake.bucket": "sagas-bucket", "lake.region": "eu-west-1"}, environ={})
-    args = wiring.tiering_job_arguments(settings)
+    args = wiring.tiering_job_arguments(settings, View.EXTERNAL)
     pairs = dict(zip(args[::2], args[1::2], strict=True))
     assert pairs["--datalake.iceberg.warehouse"] == warehouse and pairs["--datalake.iceberg.s3.endpoint"] == endpoint
     assert not any("secret" in a or "access-key" in a for a in args), "credentials stay out of job arguments"
     assert pairs["--fluss.tiering.poll.table.interval"] == "2s"  # dev; the upstream 30 s would dominate latency
     prod = config.load(overrides={"profile": "prod", "lake.tiering_poll": "5s"}, environ={})
-    prod_args = wiring.tiering_job_arguments(prod)
+    prod_args = wiring.tiering_job_arguments(prod, View.EXTERNAL)
     assert prod_args[prod_args.index("--fluss.tiering.poll.table.interval") + 1] == "5s"
+
+
+def test_each_instance_has_its_own_folders_and_the_tasks_run_the_packaged_file(tmp_path):
+    settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), "replicas.flink_taskmanagers": "2"},
+                           environ={})
+    files = rendered(tmp_path, **{"replicas.flink_taskmanagers": "2"})
+    zoo = parse(files["config/zookeeper/zoo.cfg"].content, "=")
+    assert zoo["dataDir"] == str(tmp_path / "run" / "data" / "zookeeper") and zoo["clientPortAddress"] == "127.0.0.1"
+    for i in range(2):
+        flink = parse(files[f"config/flink-taskmanager-{i}/config.yaml"].content, ":")
+        assert flink["io.tmp.dirs"] == str(tmp_path / "run" / "data" / f"flink-taskmanager-{i}" / "tmp")
+    stack = target.local_stack(settings)
+    layout = target.default_layout(settings, tmp_path)
+    ctx = s.NativeContext(Path("/java"), tmp_path / "jars", "-Dsagaz.run-dir=x", tmp_path / "log")
+    task = stack.get(s.SUBMIT_TIERING)
+    argv = task.setup(target.instance(layout, task, s.SUBMIT_TIERING)).native.command(ctx).argv
+    from sagaz_lakehouse.components import tasks
+
+    assert argv[1] == str(tasks.TASKS_FILE) and argv[3] == s.SUBMIT_TIERING
+    assert argv[argv.index("--jar") + 1].startswith(str(tmp_path / "jars"))
+    assert argv[argv.index("--taskmanagers") + 1] == "2"
+
+
+def test_taskmanagers_are_healthy_only_once_registered(tmp_path):
+    settings = config.load(overrides={"replicas.flink_taskmanagers": "2"}, environ={})
+    stack = target.local_stack(settings)
+    for i in range(2):
+        probe = target.health_probe(stack, stack.get(s.TASKMANAGER), f"{s.TASKMANAGER}-{i}")
+        assert probe is not None and probe.port == settings.ports.flink_rest and probe.path == "/taskmanagers"
+        assert probe.expect == f'"id":"{s.TASKMANAGER}-{i}"'
 
 
 def test_tablet_servers_fan_out_over_ports_and_ids(tmp_path):

@@ -38,16 +38,20 @@ def test_layout_leaves_other_properties_alone():
     assert pattern.sub(replacement, line) == line
 
 
-def test_every_target_mounts_it_for_fluss():
+def test_every_target_gives_it_to_fluss():
+    from sagaz_lakehouse.components import fluss
+    from sagaz_lakehouse.targets import render as render_target
+
     settings = config.load(environ={})
-    compose = {f.path: f.content for f in render.render(settings, CREDS, "compose")}
+    path = f"{fluss.CONF_DIR}/log4j-console.properties"
+    compose = {f.path: f.content for f in render_target(settings, CREDS, "compose")}
     services = yaml.safe_load(compose["compose.yaml"])["services"]
     for name in ("fluss-coordinator", "fluss-tablet-0"):
-        assert f"./fluss/log4j-console.properties:{render.FLUSS_LOG4J_PATH}:ro" in services[name]["volumes"]
-    assert compose["fluss/log4j-console.properties"] == render.masked_log4j()
+        mount = next(m for m in services[name]["volumes"] if m["target"] == path)
+        assert compose[mount["source"].removeprefix("./")] == render.masked_log4j()
 
-    kube = "\n".join(f.content for f in render.render(settings, CREDS, "kubernetes"))
-    assert kube.count(f"mountPath: {render.FLUSS_LOG4J_PATH}") == 2  # coordinator and tablet StatefulSets
+    kube = "\n".join(f.content for f in render_target(settings, CREDS, "kubernetes"))
+    assert kube.count(f"mountPath: {path}") == 2  # coordinator and tablet StatefulSets
 
-    local = {f.path: f.content for f in render.render(settings, CREDS, "local")}
+    local = {f.path: f.content for f in render_target(settings, CREDS, "local")}
     assert local["config/fluss-coordinator/log4j-console.properties"] == render.masked_log4j()

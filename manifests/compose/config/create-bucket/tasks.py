@@ -1,0 +1,224 @@
+"""The stack's one-shot tasks, one implementation for every target: create the lake bucket, submit the tiering job.
+
+This file uses only the Python standard library and imports nothing from sagaz_lakehouse, because it runs as it is
+in three places: as a native process on the local target (``python .../tasks.py``), and mounted into a
+``python`` container on compose and Kubernetes. Every input arrives as an argument; credentials arrive in the
+environment (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``), never on the command line. Both tasks are
+idempotent and wait (bounded) for the service they talk to, so they can start before it is ready.
+
+    python3 tasks.py create-bucket --endpoint URL --bucket NAME --region REGION
+    python3 tasks.py submit-tiering --flink URL --jar PATH --main-class CLASS --job-name NAME --taskmanagers N -- ARGS
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+# Flink job states (JobStatus) in which a job counts as present: a second copy must not be submitted.
+ACTIVE_STATES = ("CREATED", "INITIALIZING", "RUNNING", "RESTARTING", "RECONCILING")
+WAIT_SECONDS = 300
+
+
+class TaskError(Exception):
+    """A task failed in a way worth one line on stderr and exit code 1."""
+
+
+class Fatal(TaskError):
+    """A failure that waiting longer cannot fix."""
+
+
+# ----------------------------------------------------------------------------------------------------- HTTP
+
+
+def _request(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None,
+             timeout: float = 60) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the stack's own endpoints
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _json(url: str, method: str = "GET", body: bytes | None = None, content_type: str = "",
+          timeout: float = 60) -> Any:
+    status, data = _request(url, method, body, {"Content-Type": content_type} if content_type else {}, timeout)
+    if status >= 300:
+        raise TaskError(f"{method} {url} answered HTTP {status}: {data.decode(errors='replace')[:1000]}")
+    return json.loads(data or b"null")
+
+
+def _wait_for(what: str, attempt: Any, deadline: float) -> Any:
+    """Call ``attempt`` until it returns something truthy or the deadline passes (connection errors retried)."""
+    last = "no answer"
+    while True:
+        try:
+            result = attempt()
+            if result:
+                return result
+        except Fatal:
+            raise
+        except (OSError, TaskError) as exc:  # refused while the service starts
+            last = str(exc)
+        if time.monotonic() > deadline:
+            raise TaskError(f"{what}: still not ready after {WAIT_SECONDS}s ({last})")
+        time.sleep(2)
+
+
+# ------------------------------------------------------------------------------------------------ S3 bucket
+
+
+def _sign(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def s3_headers(method: str, url: str, region: str, access_key: str, secret_key: str, body: bytes,
+               now: datetime.datetime | None = None) -> dict[str, str]:
+    """AWS Signature Version 4 headers for one path-style S3 request (no query string)."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    parsed = urllib.parse.urlsplit(url)
+    amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    payload = hashlib.sha256(body).hexdigest()
+    headers = {"host": parsed.netloc, "x-amz-content-sha256": payload, "x-amz-date": amz_date}
+    signed = ";".join(sorted(headers))
+    canonical = "\n".join([method, urllib.parse.quote(parsed.path or "/"), "",
+                           *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload])
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = _sign(_sign(_sign(_sign(f"AWS4{secret_key}".encode(), day), region), "s3"), "aws4_request")
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, "
+                                f"Signature={signature}")
+    return headers
+
+
+def create_bucket(endpoint: str, bucket: str, region: str, access_key: str, secret_key: str,
+                  deadline: float) -> str:
+    """Create ``bucket`` unless it exists. Returns "created" or "exists"."""
+    url = f"{endpoint.rstrip('/')}/{bucket}"
+
+    def call(method: str, body: bytes = b"") -> tuple[int, bytes]:
+        return _request(url, method, body or None, s3_headers(method, url, region, access_key, secret_key, body))
+
+    status, _ = _wait_for(f"object store at {endpoint}", lambda: call("HEAD"), deadline)
+    if status == 200:
+        return "exists"
+    if status in (401, 403):
+        raise TaskError(f"the object store at {endpoint} refused the credentials (HTTP {status})")
+    body = b"" if region == "us-east-1" else (
+        "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>"
+        f"{region}</LocationConstraint></CreateBucketConfiguration>").encode()
+    status, answer = call("PUT", body)
+    if status == 200:
+        return "created"
+    if status == 409 and b"BucketAlreadyOwnedByYou" in answer:
+        return "exists"  # created concurrently by another run of this task
+    raise TaskError(f"creating bucket {bucket} failed: HTTP {status} {answer.decode(errors='replace')[:500]}")
+
+
+# ------------------------------------------------------------------------------------------- tiering job
+
+
+def jobs(flink: str) -> list[dict[str, Any]]:
+    return list(_json(f"{flink}/jobs/overview", timeout=15).get("jobs", []))
+
+
+def active_job(flink: str, name: str) -> dict[str, Any] | None:
+    return next((j for j in jobs(flink) if j.get("name") == name and j.get("state") in ACTIVE_STATES), None)
+
+
+def registered_taskmanagers(flink: str) -> int:
+    return len(_json(f"{flink}/taskmanagers", timeout=15).get("taskmanagers", []))
+
+
+def upload_jar(flink: str, jar: Path) -> str:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"jarfile\"; filename=\"{jar.name}\"\r\n"
+            "Content-Type: application/x-java-archive\r\n\r\n").encode() + jar.read_bytes() + \
+        f"\r\n--{boundary}--\r\n".encode()
+    uploaded = _json(f"{flink}/jars/upload", "POST", body, f"multipart/form-data; boundary={boundary}")
+    return str(uploaded["filename"]).rsplit("/", 1)[1]
+
+
+def submit_tiering(flink: str, jar: Path, main_class: str, job_name: str, taskmanagers: int, args: list[str],
+                   deadline: float) -> str:
+    """Submit the tiering job unless a job of that name is active; wait until it runs. Returns what happened."""
+    flink = flink.rstrip("/")
+    _wait_for(f"{taskmanagers} TaskManager(s) registered at {flink}",
+              lambda: registered_taskmanagers(flink) >= taskmanagers, deadline)
+    existing = active_job(flink, job_name)
+    if existing is not None:
+        job_id, outcome = str(existing["jid"]), "already active"
+    else:
+        jar_id = upload_jar(flink, jar)
+        run = {"entryClass": main_class, "programArgsList": args}
+        job_id = str(_json(f"{flink}/jars/{jar_id}/run", "POST", json.dumps(run).encode(), "application/json",
+                           timeout=180)["jobid"])
+        outcome = "submitted"
+
+    def running() -> bool:
+        state = next((j.get("state") for j in jobs(flink) if j.get("jid") == job_id), None)
+        if state in ("FAILED", "CANCELED", "FINISHED"):
+            raise Fatal(f"job {job_id} is {state}; see the JobManager and TaskManager logs")
+        return state == "RUNNING"
+
+    _wait_for(f"tiering job {job_id} RUNNING", running, deadline)
+    return f"tiering job {job_id} {outcome}, RUNNING"
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tasks.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--label", default="", help="ignored: names the stack in process listings")
+    sub = parser.add_subparsers(dest="task", required=True)
+    bucket = sub.add_parser("create-bucket")
+    bucket.add_argument("--endpoint", required=True)
+    bucket.add_argument("--bucket", required=True)
+    bucket.add_argument("--region", required=True)
+    tiering = sub.add_parser("submit-tiering")
+    tiering.add_argument("--flink", required=True)
+    tiering.add_argument("--jar", required=True, type=Path)
+    tiering.add_argument("--main-class", required=True)
+    tiering.add_argument("--job-name", required=True)
+    tiering.add_argument("--taskmanagers", type=int, default=1)
+    tiering.add_argument("job_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    options = _parser().parse_args(argv)
+    deadline = time.monotonic() + WAIT_SECONDS
+    try:
+        if options.task == "create-bucket":
+            access, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+            if not access or not secret:
+                raise TaskError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set")
+            outcome = create_bucket(options.endpoint, options.bucket, options.region, access, secret, deadline)
+            print(f"bucket {options.bucket} {outcome}", flush=True)
+        else:
+            args = options.job_args[1:] if options.job_args[:1] == ["--"] else options.job_args
+            print(submit_tiering(options.flink, options.jar, options.main_class, options.job_name,
+                                 options.taskmanagers, args, deadline), flush=True)
+    except TaskError as exc:
+        print(f"{options.task}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

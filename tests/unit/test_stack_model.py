@@ -1,0 +1,132 @@
+"""The stack model: every component described once and consistently, whatever the target.
+
+These checks run over every component of several settings variants, so a new component is held to them by
+being added to ``components.all_components``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sagaz_lakehouse import config, wiring
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.stack import Condition, View, build_stack, concrete_instance
+
+pytestmark = pytest.mark.unit
+
+VARIANTS = {
+    "dev": {},
+    "scaled": {"replicas.tablet_servers": "3", "replicas.flink_taskmanagers": "2", "replicas.trino_workers": "2"},
+    "prod": {"profile": "prod"},
+}
+
+
+@pytest.fixture(params=[(v, view) for v in VARIANTS for view in View], ids=lambda p: f"{p[0]}-{p[1].value}")
+def stack(request):
+    name, view = request.param
+    return build_stack(config.load(None, VARIANTS[name], environ={}), view)
+
+
+def instance_of(component: s.Component, name: str) -> s.Instance:
+    return concrete_instance(component, name, host="h", data=component.data_dir or "/d", conf="/c")
+
+
+def test_dependencies_exist_and_come_first(stack):
+    seen: set[str] = set()
+    for component in stack.components:
+        for dependency, condition in component.depends_on:
+            assert dependency in seen, f"{component.name} depends on {dependency}, which is not before it"
+            needed = stack.get(dependency)
+            assert (condition is Condition.COMPLETED) == needed.one_shot, (component.name, dependency)
+        seen.add(component.name)
+
+
+def test_health_checks_name_real_ports(stack):
+    for component in stack.components:
+        if component.one_shot:
+            assert component.health is None, component.name
+            continue
+        health = component.health
+        assert health is not None, f"{component.name} has no health check"
+        owner = stack.get(health.via) if health.via else component
+        owner.port(health.port)  # raises if the port does not exist
+        assert health.kind in ("http", "tcp", "zookeeper")
+
+
+def test_instance_names_are_the_same_scheme_everywhere(stack):
+    settings = stack.settings
+    names = [name for _, name in stack.instances()]
+    assert len(names) == len(set(names))
+    tablets = [n for n in names if n.startswith(s.TABLET)]
+    assert tablets == [f"{s.TABLET}-{i}" for i in range(settings.replicas.tablet_servers)]
+    assert [n for n in names if n.startswith(s.TASKMANAGER)] == [
+        f"{s.TASKMANAGER}-{i}" for i in range(settings.replicas.flink_taskmanagers)]
+    assert s.instance_index(f"{s.TABLET}-2") == 2
+    for component in stack.components:
+        for name in component.instance_names():
+            assert stack.resolve(name) == [(component, name)]
+        assert [n for _, n in stack.resolve(component.name)] == component.instance_names()
+    with pytest.raises(KeyError):
+        stack.resolve("no-such-component")
+
+
+def test_every_instance_has_a_container_and_a_native_recipe(stack):
+    for component, name in stack.instances():
+        setup = component.setup(instance_of(component, name))
+        assert setup.container.user > 0, f"{component.name} would run as root"
+        assert setup.native.distribution, component.name
+        if not component.one_shot:
+            assert setup.container.probe_tool in ("curl", "wget", "bash"), component.name
+        for file in setup.files:
+            assert not file.mount or file.mount.startswith("/"), file
+        if component.stateful:
+            assert component.data_dir.startswith("/") and component.volume_size
+
+
+def test_host_ports_are_distinct_and_come_from_the_settings(stack):
+    settings = stack.settings
+    seen: dict[int, str] = {}
+    for component, name in stack.instances():
+        for port in component.ports:
+            if not port.host:
+                continue
+            number = port.host_port(s.instance_index(name))
+            assert number not in seen, f"{name} and {seen.get(number)} both use host port {number}"
+            seen[number] = name
+    expected = {number for _, number in config.host_ports(settings)}
+    assert set(seen) == expected
+
+
+def test_addresses_depend_on_the_view_only():
+    """The same settings give in-network names for INTERNAL and loopback for EXTERNAL, whatever the target."""
+    for target in config.TARGETS:
+        settings = config.load(None, {"target": target}, environ={})
+        assert wiring.endpoints(settings, View.INTERNAL).s3 == f"http://{s.MINIO}:{settings.ports.minio}"
+        assert wiring.endpoints(settings, View.EXTERNAL).s3 == f"http://127.0.0.1:{settings.ports.minio}"
+        coordinator = build_stack(settings, View.INTERNAL).get(s.COORDINATOR)
+        env = coordinator.setup(instance_of(coordinator, s.COORDINATOR)).container.env
+        assert f"zookeeper.address: {s.ZOOKEEPER}:" in env["FLUSS_PROPERTIES"]
+
+
+def test_profiles_differ_only_through_the_profile_table():
+    from sagaz_lakehouse import profiles
+
+    for name, row in profiles.PROFILES.items():
+        settings = config.load(None, {"profile": name}, environ={})
+        assert settings.freshness == row.freshness and settings.tiering_poll == row.tiering_poll
+        coordinator = build_stack(settings, View.INTERNAL).get(s.COORDINATOR)
+        env = coordinator.setup(instance_of(coordinator, s.COORDINATOR)).container.env
+        assert f"kv.snapshot.interval: {row.kv_snapshot_interval}" in env["FLUSS_PROPERTIES"]
+    explicit = config.load(None, {"profile": "prod", "lake.freshness": "1min"}, environ={})
+    assert explicit.freshness == "1min"
+
+
+def test_no_component_carries_a_credential_value():
+    """Components hold placeholders only; each target decides how the values reach the process."""
+    creds = config.DEV_CREDENTIALS
+    for view in View:
+        stack = build_stack(config.load(None, {}, environ={}), view)
+        for component, name in stack.instances():
+            setup = component.setup(instance_of(component, name))
+            text = repr(setup.container) + "".join(f.content for f in setup.files)
+            assert creds.secret_key not in text and creds.access_key not in text, component.name
