@@ -180,6 +180,7 @@ def _run(action: Callable[[], int], debug: bool) -> None:
         code = action()
     except LakehouseError as exc:
         typer.echo(f"error: {exc}", err=True)
+        _release(exc)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -192,8 +193,21 @@ def _run(action: Callable[[], int], debug: bool) -> None:
         from sagaz_lakehouse.errors import explain
 
         typer.echo(f"error: {explain(exc)}", err=True)
+        _release(exc)
         raise typer.Exit(EXIT_FAILED) from None
     raise typer.Exit(code or 0)
+
+
+def _release(exc: BaseException) -> None:
+    """Drop what the failed command's frames still hold. A pyfluss object that outlives its connection and is
+    only freed while the interpreter shuts down aborts the process (SIGABRT), so the exit code we chose would be
+    lost; clearing the traceback's frames frees such objects now, while their runtime still runs."""
+    import gc
+    import traceback
+
+    traceback.clear_frames(exc.__traceback__)
+    exc.__traceback__ = None
+    gc.collect()
 
 
 # ------------------------------------------------------------------------------------------------- commands

@@ -97,6 +97,18 @@ def test_create_tables_is_idempotent_and_refuses_a_conflicting_definition(stack)
     assert asyncio.run(buckets()) == 8
 
 
+@pytest.mark.parametrize(("args", "code"), [
+    (("create-tables", "--set", "lake.buckets=4"), 2),  # a conflicting definition: nothing changes
+    (("doctor", "--quick", "--set", "lake.database=no_such_db"), 1),  # a check fails
+    (("doctor", "--quick"), 0),
+])
+def test_every_path_exits_with_its_documented_code_every_time(stack, args, code):
+    """Each run opens pyfluss connections; one left to interpreter shutdown used to abort the process (134)."""
+    workdir, _ = stack
+    codes = [cli(workdir, *args, timeout=120).returncode for _ in range(20)]
+    assert codes == [code] * 20, f"{' '.join(args)}: {codes}"
+
+
 def test_doctor_proves_tiering(stack):
     workdir, _ = stack
     report = json.loads(must(cli(workdir, "doctor", "--json"), "doctor").stdout)
@@ -179,6 +191,37 @@ def test_thousand_events_tier_to_iceberg_and_trino_and_survive_a_restart(stack):
     must(cli(workdir, "up"), "up after down")
     assert len(iceberg_rows(settings, batch)) == EVENTS
     assert trino_count(settings, batch) == EVENTS
+
+
+def test_updated_events_read_back_through_the_equality_delete_fallback(stack):
+    """An upsert of an existing key makes Fluss tier an Iceberg equality delete, which PyIceberg cannot apply:
+    clients.iceberg_read then reads the data files alone (pyiceberg's ArrowScan over FileScanTasks). This pins
+    that behaviour of pyiceberg on a real table; Trino applies the delete and shows only the new row."""
+    _, settings = stack
+    batch = f"upd-{uuid.uuid4().hex[:8]}"
+    first = saga_events(batch)[:3]
+    asyncio.run(write_events(settings, first))
+    wait_for_iceberg(settings, batch, 3)
+    changed = {**first[0], "event_type": "saga_completed", "total_duration_ms": 999}
+    asyncio.run(write_events(settings, [changed]))
+
+    from pyiceberg.expressions import EqualTo
+
+    catalog = clients.iceberg_catalog(settings, config.DEV_CREDENTIALS, endpoints(settings))
+    deadline = time.monotonic() + 240
+    while True:
+        trino = clients.trino_query(endpoints(settings), f"SELECT event_type, total_duration_ms FROM "  # noqa: S608
+                                    f"{settings.lake.database}.saga_events WHERE event_id = ?", (first[0]["event_id"],))
+        if trino == [("saga_completed", 999)]:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"the update never reached Trino: {trino}", pytrace=False)
+        time.sleep(2)
+    table = catalog.load_table(f"{settings.lake.database}.saga_events")
+    rows, fell_back = clients.iceberg_read(table, EqualTo("saga_name", batch))
+    assert fell_back is True, "pyiceberg applied the equality delete itself: the fallback can go"
+    versions = sorted(r["total_duration_ms"] for r in rows.to_pylist() if r["event_id"] == first[0]["event_id"])
+    assert versions == sorted([first[0]["total_duration_ms"], 999])  # both versions: data files only
 
 
 def test_down_purge_removes_everything(stack):
