@@ -23,8 +23,9 @@ down:
 tools: ## test binaries built from registries (docker-compose, kube-apiserver, ...), cached under $(CACHE)/bin
 	bash scripts/install-tools.sh "$(CACHE)/bin"
 
-lint:
+lint: ## ruff and mypy
 	ruff check sagaz_lakehouse tests scripts bench
+	mypy
 
 manifests: ## re-render manifests/ from the templates (defaults, dev profile)
 	sagaz-lakehouse render --target compose --out manifests/compose

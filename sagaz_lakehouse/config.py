@@ -18,7 +18,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 
 from sagaz_lakehouse import versions
 from sagaz_lakehouse.errors import ConfigError, Problem
@@ -355,7 +355,7 @@ def _build(cls: type, values: Any, prefix: str, problems: list[Problem]) -> Any:
             continue
         path, kind = f"{prefix}{name}", hints[name]
         if dataclasses.is_dataclass(kind):
-            built = _build(kind, values[name], path + ".", problems)
+            built = _build(cast(type, kind), values[name], path + ".", problems)
             if built is not None:
                 kwargs[name] = built
         else:

@@ -303,13 +303,11 @@ async def _wait_for_lake_snapshot(settings: Settings, endpoints: Endpoints, tabl
 
 def _wait_for_iceberg_row(settings: Settings, credentials: Credentials, endpoints: Endpoints, probe_id: str,
                           deadline: float) -> int:
-    from pyiceberg.expressions import EqualTo
-
     catalog = clients.iceberg_catalog(settings, credentials, endpoints)
     identifier = f"{settings.lake.database}.{tables.TABLE}"
     while True:
         table = catalog.load_table(identifier)
-        rows, _ = clients.iceberg_read(table, EqualTo("event_id", probe_id), ("event_id",))
+        rows, _ = clients.iceberg_read(table, f"event_id = '{probe_id}'", ("event_id",))
         if rows.num_rows == 1:
             return 1
         if time.monotonic() > deadline:

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from sagaz_lakehouse.errors import UsageError
 
@@ -34,7 +35,7 @@ class RenderedFile:
 
 
 @cache
-def environment():  # type: ignore[no-untyped-def] - jinja2 is imported lazily
+def environment() -> Any:  # a jinja2.Environment; jinja2 is imported lazily
     import json
 
     import jinja2

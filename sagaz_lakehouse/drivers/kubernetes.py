@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -239,7 +240,7 @@ class KubernetesDriver:
                 self.log(f"  [{now - started:4.0f}s] waiting: {line}")
                 last_line, last_time = line, now
             if now >= deadline:
-                blocked = [states[n][0] for n in pending if states[n][0] is not None]
+                blocked = [obj for n in pending if (obj := states[n][0]) is not None]
                 raise self._rollout_error(f"timed out after {timeout}s waiting for {line}", blocked)
             time.sleep(POLL_SECONDS)
 
@@ -301,7 +302,7 @@ class KubernetesDriver:
         for obj in doomed:
             if cluster.delete(obj):
                 self.log(f"  deleted {describe(obj)}")
-        if purge and ours:
+        if purge and ours and namespace is not None:
             cluster.delete(namespace)
             self.log(f"  deleted Namespace {self.namespace} (created by sagaz-lakehouse)")
             doomed.append(namespace)
@@ -367,8 +368,9 @@ class KubernetesDriver:
         out = []
         for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
             name = pod["metadata"]["name"]
-            text = self.cluster().call("read log of", f"pod {name}", lambda n=name: core.read_namespaced_pod_log(
-                n, self.namespace, container=owner.name, tail_lines=lines, _request_timeout=30))
+            text: str = self.cluster().call("read log of", f"pod {name}", functools.partial(
+                core.read_namespaced_pod_log, name, self.namespace, container=owner.name, tail_lines=lines,
+                _request_timeout=30))
             out.append(f"==> pod {name} <==\n{text.rstrip()}" if len(pods) > 1 else text.rstrip())
         return self._redact("\n".join(out))
 
@@ -389,14 +391,12 @@ class KubernetesDriver:
         from sagaz_lakehouse.kube.portforward import Forward
 
         p = self.settings.ports
-        result = [Forward(f"{s.COORDINATOR}-0", p.fluss_coordinator, wiring.FLUSS_CLIENT_PORT,
-                          lambda: f"{s.COORDINATOR}-0")]
-        for i in range(self.settings.replicas.tablet_servers):
-            result.append(Forward(f"{s.TABLET}-{i}", p.fluss_tablet + i, wiring.FLUSS_CLIENT_PORT,
-                                  lambda i=i: f"{s.TABLET}-{i}"))
+        fixed = [(f"{s.COORDINATOR}-0", p.fluss_coordinator)]
+        fixed += [(f"{s.TABLET}-{i}", p.fluss_tablet + i) for i in range(self.settings.replicas.tablet_servers)]
+        result = [Forward(pod, port, wiring.FLUSS_CLIENT_PORT, functools.partial(str, pod)) for pod, port in fixed]
         for component, port in ((s.MINIO, p.minio), (s.REST_CATALOG, p.rest_catalog), (s.JOBMANAGER, p.flink_rest),
                                 (s.TRINO, p.trino)):
-            result.append(Forward(component, port, port, lambda c=component: self.ready_pod(c)))
+            result.append(Forward(component, port, port, functools.partial(self.ready_pod, component)))
         return result
 
     def ready_pod(self, component: str) -> str:

@@ -87,7 +87,7 @@ class LocalDriver:
             self.progress(f"data kept in {self.layout.run_dir / 'data'}; `down --purge` removes it")
 
     def status(self) -> list[dict[str, Any]]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for component, name in self.stack.instances():
             pid = self.supervisor.running_pid(name)
             if component.one_shot and pid is None:

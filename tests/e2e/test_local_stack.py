@@ -105,8 +105,10 @@ def test_create_tables_is_idempotent_and_refuses_a_conflicting_definition(stack)
 def test_every_path_exits_with_its_documented_code_every_time(stack, args, code):
     """Each run opens pyfluss connections; one left to interpreter shutdown used to abort the process (134)."""
     workdir, _ = stack
-    codes = [cli(workdir, *args, timeout=120).returncode for _ in range(20)]
-    assert codes == [code] * 20, f"{' '.join(args)}: {codes}"
+    results = [cli(workdir, *args, timeout=120) for _ in range(20)]
+    codes = [r.returncode for r in results]
+    odd = next((r for r in results if r.returncode != code), None)
+    assert codes == [code] * 20, f"{' '.join(args)}: {codes}\n{odd.stdout[-2000:]}\n{odd.stderr[-2000:]}"
 
 
 def test_doctor_proves_tiering(stack):
