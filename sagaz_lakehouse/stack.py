@@ -3,7 +3,7 @@
 A :class:`Component` says what a piece of the stack is (image, ports, health check, dependencies, volume, memory,
 replicas) and how one instance of it is configured and started, both as a container (image entrypoint, arguments,
 environment, files mounted into it) and as a native process (the local target). The descriptions themselves live in
-``sagaz_lakehouse/components/``, one module per piece of software; the targets (``targets/local.py``,
+``sagaz_lakehouse/components/`` (``build_stack``), one module per piece of software; the targets (``targets/local.py``,
 ``targets/compose.py``, ``targets/kubernetes.py``) only translate them.
 
 Two ideas carry the model across targets:
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from sagaz_lakehouse.config import Settings
+from sagaz_lakehouse.config import Settings
 
 
 class View(Enum):
@@ -255,13 +255,6 @@ class Stack:
 def instance_index(name: str) -> int:
     match = re.search(r"-(\d+)$", name)
     return int(match.group(1)) if match else 0
-
-
-def build_stack(settings: Settings, view: View) -> Stack:
-    """Every component for these settings, in dependency order, configured for processes that see ``view``."""
-    from sagaz_lakehouse.components import all_components
-
-    return Stack(settings, view, all_components(settings, view))
 
 
 def concrete_instance(component: Component, name: str, *, host: str, data: str, conf: str) -> Instance:

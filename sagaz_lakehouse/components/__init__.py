@@ -1,12 +1,17 @@
 """Every component of the stack, described once: one module per piece of software.
 
-``all_components`` lists them in dependency order; each target lays out exactly this list.
+``build_stack`` lists them in dependency order; each target lays out exactly this list.
 """
 
 from __future__ import annotations
 
 from sagaz_lakehouse.config import Settings
-from sagaz_lakehouse.stack import Component, View
+from sagaz_lakehouse.stack import Component, Stack, View
+
+
+def build_stack(settings: Settings, view: View) -> Stack:
+    """Every component for these settings, in dependency order, configured for processes that see ``view``."""
+    return Stack(settings, view, all_components(settings, view))
 
 
 def all_components(settings: Settings, view: View) -> tuple[Component, ...]:

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from sagaz_lakehouse import wiring
+from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, host_ports
 from sagaz_lakehouse.errors import ComponentFailed, EnvironmentProblem, LakehouseError, UsageError
-from sagaz_lakehouse.stack import Stack, View, build_stack
+from sagaz_lakehouse.stack import Stack, View
 
 ENGINES = ("docker", "podman", "nerdctl")
 MIN_COMPOSE = (2, 1, 1)  # first Docker Compose release with `up --wait`

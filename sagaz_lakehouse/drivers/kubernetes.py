@@ -25,6 +25,7 @@ from typing import Any
 
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse import wiring
+from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError, StackNotReachable, UsageError
 from sagaz_lakehouse.kube.api import Cluster, describe
@@ -58,7 +59,7 @@ class KubernetesDriver:
         self._credentials = credentials
         self._cluster: Cluster | None = None
         self.applyset = ApplySet(settings.project, settings.namespace)
-        self.stack: s.Stack = s.build_stack(settings, View.INTERNAL)
+        self.stack: s.Stack = build_stack(settings, View.INTERNAL)
 
     # ------------------------------------------------------------------------------------------ plumbing
 

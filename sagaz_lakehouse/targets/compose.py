@@ -19,9 +19,10 @@ from typing import Any
 
 from sagaz_lakehouse import artifacts, wiring
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.render import RenderedFile, to_yaml
-from sagaz_lakehouse.stack import Component, Condition, Instance, Stack, View, build_stack, concrete_instance
+from sagaz_lakehouse.stack import Component, Condition, Instance, Stack, View, concrete_instance
 from sagaz_lakehouse.targets import probes
 
 COMPOSE_FILE = "compose.yaml"

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagaz_lakehouse import artifacts, profiles, wiring
+from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.render import RenderedFile, config_checksum, to_yaml
-from sagaz_lakehouse.stack import Component, Container, Health, Instance, Setup, Stack, View, build_stack
+from sagaz_lakehouse.stack import Component, Container, Health, Instance, Setup, Stack, View
 from sagaz_lakehouse.targets import probes
 
 Obj = dict[str, Any]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sagaz_lakehouse import wiring
+from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.render import RenderedFile
 from sagaz_lakehouse.stack import (
@@ -25,7 +26,6 @@ from sagaz_lakehouse.stack import (
     NativeContext,
     Stack,
     View,
-    build_stack,
     concrete_instance,
     instance_index,
 )

@@ -15,7 +15,7 @@ from support import REPO
 
 from sagaz_lakehouse import config, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components import tasks
+from sagaz_lakehouse.components import build_stack, tasks
 from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.targets import compose as target
 from sagaz_lakehouse.targets import render
@@ -41,7 +41,7 @@ def properties(text: str) -> dict[str, str]:
 
 def test_every_instance_is_a_service_named_as_on_every_target(variant):
     settings, _, _, doc = variant
-    stack = s.build_stack(settings, View.INTERNAL)
+    stack = build_stack(settings, View.INTERNAL)
     expected = [name for _, name in stack.instances()]
     assert [n for n in doc["services"] if n != target.VOLUME_OWNER] == expected
     tablets = [n for n in expected if n.startswith(f"{s.TABLET}-")]
@@ -119,7 +119,7 @@ def test_each_tablet_has_its_own_id_port_listener_and_volume(variant):
 def test_named_volumes_for_all_state_owned_by_the_image_user(variant):
     settings, _, _, doc = variant
     declared = set(doc["volumes"])
-    stack = s.build_stack(settings, View.INTERNAL)
+    stack = build_stack(settings, View.INTERNAL)
     owner = doc["services"][target.VOLUME_OWNER]
     for component, name in stack.instances():
         svc = doc["services"][name]

@@ -10,7 +10,8 @@ import pytest
 
 from sagaz_lakehouse import config, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.stack import Condition, View, build_stack, concrete_instance
+from sagaz_lakehouse.components import build_stack
+from sagaz_lakehouse.stack import Condition, View, concrete_instance
 
 pytestmark = pytest.mark.unit
 

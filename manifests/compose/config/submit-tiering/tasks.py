@@ -86,13 +86,15 @@ def _sign(key: bytes, text: str) -> bytes:
 
 
 def s3_headers(method: str, url: str, region: str, access_key: str, secret_key: str, body: bytes,
-               now: datetime.datetime | None = None) -> dict[str, str]:
-    """AWS Signature Version 4 headers for one path-style S3 request (no query string)."""
+               now: datetime.datetime | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """AWS Signature Version 4 headers for one path-style S3 request (no query string); ``extra`` headers are
+    signed too."""
     now = now or datetime.datetime.now(datetime.UTC)
     parsed = urllib.parse.urlsplit(url)
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     payload = hashlib.sha256(body).hexdigest()
-    headers = {"host": parsed.netloc, "x-amz-content-sha256": payload, "x-amz-date": amz_date}
+    headers = {"host": parsed.netloc, "x-amz-content-sha256": payload, "x-amz-date": amz_date,
+               **{k.lower(): v.strip() for k, v in (extra or {}).items()}}
     signed = ";".join(sorted(headers))
     canonical = "\n".join([method, urllib.parse.quote(parsed.path or "/"), "",
                            *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload])
