@@ -20,6 +20,7 @@ and execs the image's entrypoint.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ TEMPLATE = "kubernetes/objects.yaml.j2"
 KUSTOMIZATION_TEMPLATE = "kubernetes/kustomization.yaml.j2"
 ARTIFACTS_DIR = "/artifacts"
 INSTANCE_TOKEN = re.compile(r"\$\{INSTANCE_[A-Z_]+\}")
+STARTUP_PERIOD = 5  # seconds between start-up probes
 
 
 @dataclass(frozen=True)
@@ -281,10 +283,15 @@ def instance_prelude(component: Component, container: Container) -> str:
 
 
 def _probes(stack: Stack, component: Component, container: Container) -> Obj:
+    """Readiness and liveness ask the model's health check. A startup probe asking the same holds both back for
+    the component's ``start_seconds``: the check fails until start-up is complete (Trino reports "starting"), and
+    the kubelet must not restart a component that is still within the time the model allows it to start."""
     health = component.health
     assert health is not None
     action = _probe_action(stack, component, health, container)
-    return {"readinessProbe": {**action, "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 5,
+    return {"startupProbe": {**action, "periodSeconds": STARTUP_PERIOD, "timeoutSeconds": 5,
+                             "failureThreshold": math.ceil(component.start_seconds / STARTUP_PERIOD)},
+            "readinessProbe": {**action, "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 5,
                                "failureThreshold": 3},
             "livenessProbe": {**action, "initialDelaySeconds": 60, "periodSeconds": 20, "timeoutSeconds": 5,
                               "failureThreshold": 6}}

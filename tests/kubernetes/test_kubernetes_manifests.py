@@ -248,7 +248,7 @@ def test_each_component_mounts_its_own_config_map_file_by_file(variant):
 def test_probes_on_every_long_running_container(variant):
     for workload in variant.of_kind("StatefulSet") + variant.of_kind("Deployment"):
         for container in containers(workload, init=False):
-            assert "readinessProbe" in container and "livenessProbe" in container, workload["metadata"]["name"]
+            assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container), workload["metadata"]["name"]
 
 
 def probe_action(probe: dict) -> dict:
@@ -263,7 +263,11 @@ def test_probes_follow_the_model_health_checks(variant):
         assert health is not None, f"{component.name} has no health check in the model"
         container = variant.main(component.name)
         action = probe_action(container["readinessProbe"])
-        assert action == probe_action(container["livenessProbe"]), component.name
+        assert action == probe_action(container["livenessProbe"]) == probe_action(container["startupProbe"])
+        # Liveness cannot restart a component before the time the model gives it to start: the start-up probe
+        # (which holds liveness back until it succeeds) allows at least that long.
+        startup = container["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= component.start_seconds, component.name
         if health.kind == "tcp":
             assert action == {"tcpSocket": {"port": component.port(health.port).container}}
         elif health.kind == "http" and not health.expect and not health.via:

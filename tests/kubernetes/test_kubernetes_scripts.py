@@ -125,7 +125,8 @@ def test_prelude_fails_without_the_pod_name(tmp_path, rendered):
 
 def probe(rendered: Rendered, name: str) -> list[str]:
     container = rendered.main(name)
-    assert container["readinessProbe"]["exec"] == container["livenessProbe"]["exec"]
+    actions = [container[kind]["exec"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")]
+    assert actions[0] == actions[1] == actions[2]
     return container["readinessProbe"]["exec"]["command"]
 
 
