@@ -167,7 +167,7 @@ def component_objects(stack: Stack, component: Component, lock: dict[str, list[a
     ports = [(p.name, p.container) for p in component.ports]
     if kind == "StatefulSet":
         objects.append(_service(settings, component, ports, headless=True))
-    if ports and kind != "Job" and not any(p.per_instance for p in component.ports):
+    if has_client_service(component):
         objects.append(_service(settings, component, ports, headless=False))
     objects.append(_workload(settings, component, kind, template))
     return objects
@@ -403,6 +403,17 @@ def _workload(settings: Settings, component: Component, kind: str, template: Obj
 
 def headless_name(component: Component) -> str:
     return f"{component.name}-headless"
+
+
+def has_client_service(component: Component) -> bool:
+    """A ClusterIP Service named like the component, for a long-running component with ports, unless its
+    instances are addressed one by one (tablet servers: a client must reach the tablet that leads a bucket)."""
+    return bool(component.ports) and not component.one_shot and not any(p.per_instance for p in component.ports)
+
+
+def service_name(component: Component) -> str:
+    """The Service in front of a component: its own, or the headless one when it has no ClusterIP Service."""
+    return component.name if has_client_service(component) else headless_name(component)
 
 
 def _service(settings: Settings, component: Component, ports: list[tuple[str, int]], headless: bool) -> Obj:
