@@ -591,6 +591,12 @@ def test_secret_values_only_in_the_secret_file(variant):
     assert secret["stringData"] == {"S3_ACCESS_KEY": CREDENTIALS.access_key, "S3_SECRET_KEY": CREDENTIALS.secret_key}
 
 
+def test_fluss_logs_through_the_masking_layout(default):
+    """Fluss logs every configuration value at start-up, the resolved S3 secret included."""
+    for name in (s.COORDINATOR, s.TABLET):
+        assert default.mounted_file(name, f"{fluss.CONF_DIR}/log4j-console.properties") == render.masked_log4j()
+
+
 def test_a_credential_placeholder_in_a_value_has_its_variable_beside_it(variant):
     """${S3_...} inside a longer value (FLUSS_PROPERTIES) is expanded in the container (Fluss's envsubst): the
     container must carry that variable, from the Secret."""
