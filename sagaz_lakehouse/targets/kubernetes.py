@@ -312,9 +312,10 @@ def _probe_action(stack: Stack, component: Component, health: Health, container:
 
 
 def _env(values: dict[str, str]) -> list[Obj]:
-    """Environment maps → EnvVar list. A value that is exactly a credential placeholder becomes a secretKeyRef; a
-    placeholder inside a longer value is left for the image to expand (Fluss's envsubst), which needs the
-    credential variables themselves, so those are added first."""
+    """Environment maps → EnvVar list. A value that is exactly a credential placeholder becomes a secretKeyRef
+    (listed first); a placeholder inside a longer value is left for the image to expand (Fluss's envsubst), which
+    needs the credential variables themselves: the component's environment must carry them
+    (``wiring.credential_environment``), which become secretKeyRefs like any exact placeholder."""
     refs = {wiring.ACCESS_KEY: wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY: wiring.SECRET_KEY_VAR}
     head, tail = [], []
     for name, value in values.items():
