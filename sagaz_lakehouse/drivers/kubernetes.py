@@ -438,11 +438,14 @@ class KubernetesDriver:
         return found
 
     def _endpoint(self, component: s.Component) -> str:
-        """The in-cluster address (Service DNS name) of a component's first published port."""
+        """The in-cluster address (Service DNS name) of a component's first published port: its own Service, or
+        the headless one for components addressed instance by instance (no Service carries their bare name)."""
+        from sagaz_lakehouse.targets import kubernetes as target
+
         published = [port for port in component.ports if port.published]
         if not published:
             return ""
-        return f"{component.name}.{self.namespace}.svc:{published[0].container}"
+        return f"{target.service_name(component)}.{self.namespace}.svc:{published[0].container}"
 
     def _redact(self, text: str) -> str:
         with contextlib.suppress(LakehouseError):

@@ -20,6 +20,7 @@ and execs the image's entrypoint.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ TEMPLATE = "kubernetes/objects.yaml.j2"
 KUSTOMIZATION_TEMPLATE = "kubernetes/kustomization.yaml.j2"
 ARTIFACTS_DIR = "/artifacts"
 INSTANCE_TOKEN = re.compile(r"\$\{INSTANCE_[A-Z_]+\}")
+STARTUP_PERIOD = 5  # seconds between start-up probes
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def component_objects(stack: Stack, component: Component, lock: dict[str, list[a
     ports = [(p.name, p.container) for p in component.ports]
     if kind == "StatefulSet":
         objects.append(_service(settings, component, ports, headless=True))
-    if ports and kind != "Job" and not any(p.per_instance for p in component.ports):
+    if has_client_service(component):
         objects.append(_service(settings, component, ports, headless=False))
     objects.append(_workload(settings, component, kind, template))
     return objects
@@ -282,10 +284,15 @@ def instance_prelude(component: Component, container: Container) -> str:
 
 
 def _probes(stack: Stack, component: Component, container: Container) -> Obj:
+    """Readiness and liveness ask the model's health check. A startup probe asking the same holds both back for
+    the component's ``start_seconds``: the check fails until start-up is complete (Trino reports "starting"), and
+    the kubelet must not restart a component that is still within the time the model allows it to start."""
     health = component.health
     assert health is not None
     action = _probe_action(stack, component, health, container)
-    return {"readinessProbe": {**action, "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 5,
+    return {"startupProbe": {**action, "periodSeconds": STARTUP_PERIOD, "timeoutSeconds": 5,
+                             "failureThreshold": math.ceil(component.start_seconds / STARTUP_PERIOD)},
+            "readinessProbe": {**action, "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 5,
                                "failureThreshold": 3},
             "livenessProbe": {**action, "initialDelaySeconds": 60, "periodSeconds": 20, "timeoutSeconds": 5,
                               "failureThreshold": 6}}
@@ -306,9 +313,10 @@ def _probe_action(stack: Stack, component: Component, health: Health, container:
 
 
 def _env(values: dict[str, str]) -> list[Obj]:
-    """Environment maps → EnvVar list. A value that is exactly a credential placeholder becomes a secretKeyRef; a
-    placeholder inside a longer value is left for the image to expand (Fluss's envsubst), which needs the
-    credential variables themselves, so those are added first."""
+    """Environment maps → EnvVar list. A value that is exactly a credential placeholder becomes a secretKeyRef
+    (listed first); a placeholder inside a longer value is left for the image to expand (Fluss's envsubst), which
+    needs the credential variables themselves: the component's environment must carry them
+    (``wiring.credential_environment``), which become secretKeyRefs like any exact placeholder."""
     refs = {wiring.ACCESS_KEY: wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY: wiring.SECRET_KEY_VAR}
     head, tail = [], []
     for name, value in values.items():
@@ -397,6 +405,17 @@ def _workload(settings: Settings, component: Component, kind: str, template: Obj
 
 def headless_name(component: Component) -> str:
     return f"{component.name}-headless"
+
+
+def has_client_service(component: Component) -> bool:
+    """A ClusterIP Service named like the component, for a long-running component with ports, unless its
+    instances are addressed one by one (tablet servers: a client must reach the tablet that leads a bucket)."""
+    return bool(component.ports) and not component.one_shot and not any(p.per_instance for p in component.ports)
+
+
+def service_name(component: Component) -> str:
+    """The Service in front of a component: its own, or the headless one when it has no ClusterIP Service."""
+    return component.name if has_client_service(component) else headless_name(component)
 
 
 def _service(settings: Settings, component: Component, ports: list[tuple[str, int]], headless: bool) -> Obj:

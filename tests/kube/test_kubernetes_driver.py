@@ -28,6 +28,19 @@ def test_up_applies_every_object_strictly_waits_and_is_idempotent(stack):
     assert rows["trino"]["endpoint"] == f"trino.{stack.namespace}.svc:8080"
     claims = stack.api().list("v1", "PersistentVolumeClaim", stack.namespace)
     assert claims and all(c["status"]["phase"] == "Bound" for c in claims)
+    # Every address status shows is a Service of the namespace with that port.
+    services = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]}
+                for o in stack.api().list("v1", "Service", stack.namespace)}
+    for row in rows.values():
+        if row["endpoint"]:
+            host, port = row["endpoint"].rsplit(":", 1)
+            assert host.endswith(f".{stack.namespace}.svc") and int(port) in services[host.split(".")[0]], row
+    # Pods of replicated components are named like their instances on every target.
+    for component in stack.driver.stack.components:
+        if component.replicated:
+            pods = stack.api().list("v1", "Pod", stack.namespace,
+                                    f"app.kubernetes.io/component={component.name}")
+            assert sorted(p["metadata"]["name"] for p in pods) == component.instance_names()
 
     before = stack.owned()
     assert len(before) == len(rendered)
@@ -67,6 +80,27 @@ def test_server_dry_run_and_diff_change_nothing(stack):
     assert "-  replicas: 1" in tablet["diff"] and "+  replicas: 2" in tablet["diff"]
     assert stack.driver.diff() == []  # the applied settings: no difference
     assert stack.owned() == before
+
+
+def test_scaling_taskmanagers_adds_instances_and_reruns_the_submit_task(stack):
+    """The submit task's arguments name how many TaskManagers to wait for, so its (immutable) Job is replaced;
+    the servers roll for nothing but their own replica count."""
+    stack.up()
+    first_job = stack.api().get("batch/v1", "Job", "submit-tiering", stack.namespace)
+    scaled = stack.make(**{"replicas.flink_taskmanagers": "2"})
+    result = stack.up(scaled)
+    actions = {o["object"]: o["action"] for o in result["objects"]}
+    changed = {name.split(" in namespace")[0] for name, action in actions.items() if action != "unchanged"}
+    assert changed == {"StatefulSet flink-taskmanager", "Job submit-tiering"}
+    assert any(m.startswith("  replacing Job submit-tiering") for m in stack.messages)
+    job = stack.api().get("batch/v1", "Job", "submit-tiering", stack.namespace)
+    assert job["metadata"]["uid"] != first_job["metadata"]["uid"]  # a new Job, not an edited one
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--taskmanagers") + 1] == "2"
+    pods = stack.api().list("v1", "Pod", stack.namespace, "app.kubernetes.io/component=flink-taskmanager")
+    assert sorted(p["metadata"]["name"] for p in pods) == ["flink-taskmanager-0", "flink-taskmanager-1"]
+    rows = {r["component"]: r["state"] for r in scaled.status()}
+    assert rows["flink-taskmanager"] == "healthy" and rows["submit-tiering"] == "completed"
 
 
 # ---------------------------------------------------------------------------------------------- teardown

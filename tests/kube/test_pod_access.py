@@ -15,7 +15,7 @@ from cluster import PodStandIn, cri_log_line
 from stacks import Stack
 
 from sagaz_lakehouse import config
-from sagaz_lakehouse.errors import StackNotReachable
+from sagaz_lakehouse.errors import StackNotReachable, UsageError
 
 pytestmark = pytest.mark.kube
 
@@ -90,6 +90,11 @@ def test_logs_come_through_the_api_server_with_credentials_masked(cluster, forwa
         assert tablets.splitlines() == [f"==> pod fluss-tablet-{i} <==" if j == 0 else "s3.secret-key: ***"
                                         for i in range(2) for j in range(2)]
         assert secret not in trino + tablets
+        # One instance: its pod only (StatefulSet pods carry the instance names).
+        assert forwarded.driver.logs("fluss-tablet-1", 1).splitlines() == ["s3.secret-key: ***"]
+        with pytest.raises(UsageError) as caught:
+            forwarded.driver.logs("fluss-tablet-7", 1)
+        assert "fluss-tablet-0" in caught.value.hint and "fluss-tablet-1" in caught.value.hint
     finally:
         lines = cluster.container_log.read_text().splitlines(keepends=True)
         cluster.container_log.write_text("".join(lines[:-1]))

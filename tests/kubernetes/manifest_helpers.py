@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from sagaz_lakehouse import config, render
+from sagaz_lakehouse import config, render, targets
 from sagaz_lakehouse.config import Credentials, Settings
 
 # Distinctive credentials, so a leak into any other file is unmistakable.
@@ -51,10 +51,30 @@ class Rendered:
     def config_data(self, name: str) -> dict[str, str]:
         return self.get("ConfigMap", name)["data"]
 
+    def workload(self, name: str) -> dict[str, Any]:
+        """The StatefulSet, Deployment or Job of a component."""
+        (found,) = [w for w in self.workloads() if w["metadata"]["name"] == name]
+        return found
+
+    def main(self, name: str) -> dict[str, Any]:
+        """The component's own container (init containers left out)."""
+        return next(containers(self.workload(name), init=False))
+
+    def mounted_file(self, name: str, path: str) -> str:
+        """The content of the file the component's container sees at ``path``, read from the ConfigMap key that
+        is mounted there (KeyError when nothing is mounted there)."""
+        workload = self.workload(name)
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"].get("volumes", [])}
+        for mount in self.main(name).get("volumeMounts", []):
+            if mount["mountPath"] == path:
+                config_map = volumes[mount["name"]]["configMap"]["name"]
+                return self.config_data(config_map)[mount["subPath"]]
+        raise KeyError(f"{name}: nothing mounted at {path}")
+
 
 def render_variant(overrides: dict[str, Any], credentials: Credentials = CREDENTIALS) -> Rendered:
     settings = settings_for(**overrides)
-    files = {f.path: f for f in render.render(settings, credentials, "kubernetes")}
+    files = {f.path: f for f in targets.render(settings, credentials, "kubernetes")}
     objects = [(path, obj) for path, f in files.items() if path != "kustomization.yaml"
                for obj in yaml.safe_load_all(f.content) if obj is not None]
     return Rendered(settings, files, objects)
@@ -66,11 +86,16 @@ def containers(workload: dict[str, Any], init: bool = True) -> Iterator[dict[str
     yield from spec["containers"]
 
 
+def env(container: dict[str, Any]) -> dict[str, Any]:
+    """Name → value, or the valueFrom source for variables that are references."""
+    return {e["name"]: e["value"] if "value" in e else e["valueFrom"] for e in container.get("env", [])}
+
+
 def properties(text: str, separator: str) -> dict[str, str]:
-    """Parse 'key: value' (Fluss, Flink) or 'key=value' (Java properties) lines."""
+    """Parse 'key: value' (Fluss, Flink) or 'key=value' (Java properties, zoo.cfg) lines; '#' lines are comments."""
     out = {}
     for line in text.splitlines():
-        if line.strip():
+        if line.strip() and not line.lstrip().startswith("#"):
             key, _, value = line.partition(separator)
             out[key.strip()] = value.strip()
     return out

@@ -1,4 +1,5 @@
-"""Kubernetes manifests: strictly valid for the pinned Kubernetes version, complete, and consistent with the wiring."""
+"""Kubernetes manifests: strictly valid for the pinned Kubernetes version, complete, and consistent with the stack
+model (sagaz_lakehouse/components) and the wiring."""
 
 from __future__ import annotations
 
@@ -8,17 +9,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-from manifest_helpers import CREDENTIALS, containers, properties, render_variant, settings_for
+from manifest_helpers import CREDENTIALS, containers, env, properties, render_variant, settings_for
 
-from sagaz_lakehouse import artifacts, config, render, versions, wiring
+from sagaz_lakehouse import artifacts, config, render, targets, tasks, versions, wiring
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components import flink as flink_component
+from sagaz_lakehouse.components import fluss, trino
+from sagaz_lakehouse.components import tasks as task_components
 from sagaz_lakehouse.config import DEV_CREDENTIALS
+from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.targets import kubernetes as k8s
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = ("name", "instance", "component", "part-of", "managed-by", "version")
+TOKEN = re.compile(r"\$\{INSTANCE_[A-Z_]+\}")
 
 
 def validator():
@@ -28,6 +34,28 @@ def validator():
     except ImportError as exc:  # pragma: no cover - depends on the environment
         pytest.fail(f"kubernetes-validate is not installed ({exc}): pip install -e '.[test]'", pytrace=False)
     return kubernetes_validate
+
+
+def stack_of(rendered) -> s.Stack:
+    return k8s.cluster_stack(rendered.settings)
+
+
+def claim_mount(rendered, name: str) -> str:
+    """Where a StatefulSet's claim is mounted in its container."""
+    workload = rendered.workload(name)
+    (claim,) = workload["spec"]["volumeClaimTemplates"]
+    (path,) = [m["mountPath"] for m in rendered.main(name)["volumeMounts"] if m["name"] == claim["metadata"]["name"]]
+    return path
+
+
+def port_of(container: dict, name: str) -> int:
+    (number,) = [p["containerPort"] for p in container.get("ports", []) if p["name"] == name]
+    return number
+
+
+def resolve(text: str, values: dict[str, str]) -> str:
+    """What the pod's prelude does to a value: every ${INSTANCE_...} token replaced."""
+    return TOKEN.sub(lambda m: values[m.group(0)[2:-1]], text)
 
 
 # ------------------------------------------------------------------------------------------ schema validation
@@ -66,35 +94,60 @@ def test_pinned_version_is_one_the_validator_ships():
 # ------------------------------------------------------------------------------------------------ structure
 
 
+def test_one_manifest_file_per_component(variant):
+    stack = stack_of(variant)
+    expected = ["00-namespace.yaml", "10-secret.yaml",
+                *(f"{20 + i:02d}-{c.name}.yaml" for i, c in enumerate(stack.components)), "kustomization.yaml"]
+    assert list(variant.files) == expected  # no shared 11-config.yaml: each component carries its own config
+    for path, obj in variant.objects:
+        if path[:1] == "2":
+            component = stack.get(path[3:].removesuffix(".yaml"))
+            assert obj["metadata"]["labels"]["app.kubernetes.io/component"] == component.name, (path, obj["kind"])
+            assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == component.software, (path, obj["kind"])
+
+
 def test_workload_kinds(variant):
     rep = variant.settings.replicas
     stateful = {o["metadata"]["name"]: o for o in variant.of_kind("StatefulSet")}
     deployments = {o["metadata"]["name"]: o for o in variant.of_kind("Deployment")}
     jobs = {o["metadata"]["name"] for o in variant.of_kind("Job")}
-    assert set(stateful) == {s.ZOOKEEPER, s.MINIO, s.REST_CATALOG, s.COORDINATOR, s.TABLET}
-    expected = {s.JOBMANAGER, s.TASKMANAGER, s.TRINO} | ({s.TRINO_WORKER} if rep.trino_workers else set())
-    assert set(deployments) == expected
+    # State (claims), replicas or an instance-aware configuration (the Fluss coordinator binds its pod IP): stable
+    # pod names; the JobManager and the Trino coordinator need neither.
+    assert set(stateful) == ({s.ZOOKEEPER, s.MINIO, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TASKMANAGER}
+                             | ({s.TRINO_WORKER} if rep.trino_workers else set()))
+    assert set(deployments) == {s.JOBMANAGER, s.TRINO}
     assert jobs == {s.CREATE_BUCKET, s.SUBMIT_TIERING}
     assert stateful[s.TABLET]["spec"]["replicas"] == rep.tablet_servers
-    assert deployments[s.TASKMANAGER]["spec"]["replicas"] == rep.flink_taskmanagers
+    assert stateful[s.TASKMANAGER]["spec"]["replicas"] == rep.flink_taskmanagers
     if rep.trino_workers:
-        assert deployments[s.TRINO_WORKER]["spec"]["replicas"] == rep.trino_workers
+        assert stateful[s.TRINO_WORKER]["spec"]["replicas"] == rep.trino_workers
     assert len(variant.of_kind("Namespace")) == 1 and len(variant.of_kind("Secret")) == 1
+
+
+def test_pods_of_replicated_components_carry_the_instance_names(variant):
+    """A StatefulSet names its pods <name>-<ordinal>: exactly the instance names `status` and `logs` use."""
+    for component in stack_of(variant).components:
+        if component.replicated:
+            sts = variant.get("StatefulSet", component.name)
+            pods = [f"{sts['metadata']['name']}-{i}" for i in range(sts["spec"]["replicas"])]
+            assert pods == component.instance_names()
 
 
 def test_stateful_parts_claim_their_volume_size(variant):
     vol, sc = variant.settings.volumes, variant.settings.volumes.storage_class
     sizes = {s.ZOOKEEPER: vol.zookeeper, s.MINIO: vol.minio, s.REST_CATALOG: vol.rest_catalog, s.TABLET: vol.fluss}
+    stack = stack_of(variant)
     for name, size in sizes.items():
         (claim,) = variant.get("StatefulSet", name)["spec"]["volumeClaimTemplates"]
         assert claim["spec"]["resources"]["requests"]["storage"] == size
         assert claim["spec"].get("storageClassName", "") == sc
-        mounts = [m for c in containers(variant.get("StatefulSet", name)) for m in c.get("volumeMounts", [])]
-        assert any(m["name"] == claim["metadata"]["name"] for m in mounts), f"{name} does not mount its claim"
+        assert claim_mount(variant, name) == stack.get(name).data_dir, f"{name} does not mount its claim"
+    # Only those: the coordinator, TaskManagers and Trino workers keep nothing that must outlive their pod.
+    claimed = {w["metadata"]["name"] for w in variant.of_kind("StatefulSet") if w["spec"].get("volumeClaimTemplates")}
+    assert claimed == set(sizes) == {c.name for c in stack.components if c.stateful}
     # The REST catalog's sqlite file lives on its claim.
-    env = {e["name"]: e.get("value") for e in next(containers(variant.get("StatefulSet", s.REST_CATALOG)))["env"]}
-    data_path = s.build_stack(variant.settings).get(s.REST_CATALOG).data_path
-    assert env["CATALOG_URI"].startswith(f"jdbc:sqlite:file:{data_path}/")
+    rest = env(variant.main(s.REST_CATALOG))
+    assert rest["CATALOG_URI"].startswith(f"jdbc:sqlite:file:{claim_mount(variant, s.REST_CATALOG)}/")
 
 
 def test_every_statefulset_has_its_headless_service(variant):
@@ -103,6 +156,11 @@ def test_every_statefulset_has_its_headless_service(variant):
         headless = services[sts["spec"]["serviceName"]]
         assert headless["spec"]["clusterIP"] == "None"
         assert headless["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
+
+
+def test_tablets_are_reached_one_by_one_never_through_a_load_balancing_service(variant):
+    services = {o["metadata"]["name"] for o in variant.of_kind("Service")}
+    assert f"{s.TABLET}-headless" in services and s.TABLET not in services
 
 
 def test_every_object_in_the_namespace_with_all_labels(variant):
@@ -146,9 +204,11 @@ def test_every_config_map_and_secret_reference_exists(variant):
                 assert volume["configMap"]["name"] in config_maps
             if "secret" in volume:
                 assert volume["secret"]["secretName"] in secrets
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        claims = {c["metadata"]["name"] for c in workload["spec"].get("volumeClaimTemplates", [])}
         for container in containers(workload):
-            for env in container.get("env", []):
-                ref = env.get("valueFrom", {})
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {})
                 if "configMapKeyRef" in ref:
                     assert ref["configMapKeyRef"]["key"] in config_maps[ref["configMapKeyRef"]["name"]]
                 if "secretKeyRef" in ref:
@@ -156,35 +216,78 @@ def test_every_config_map_and_secret_reference_exists(variant):
             for source in container.get("envFrom", []):
                 assert (source.get("configMapRef", {}).get("name") in config_maps
                         or source.get("secretRef", {}).get("name") in secrets)
-            volumes = {v["name"] for v in spec.get("volumes", [])}
-            volumes |= {c["metadata"]["name"] for c in workload["spec"].get("volumeClaimTemplates", [])}
             for mount in container.get("volumeMounts", []):
-                assert mount["name"] in volumes, (workload["metadata"]["name"], mount)
+                assert mount["name"] in volumes or mount["name"] in claims, (workload["metadata"]["name"], mount)
+                source = volumes.get(mount["name"], {}).get("configMap")
+                if source and "subPath" in mount:
+                    # A missing key would not fail the pod: the kubelet would mount an empty directory instead.
+                    assert mount["subPath"] in config_maps[source["name"]], (workload["metadata"]["name"], mount)
+
+
+def test_each_component_mounts_its_own_config_map_file_by_file(variant):
+    """<component>-config holds exactly the files the model says the image reads, each mounted read-only with
+    subPath at the path the model gives (so the image's other files in that folder stay)."""
+    config_maps = {o["metadata"]["name"]: o for o in variant.of_kind("ConfigMap")}
+    expected_maps = set()
+    for component in stack_of(variant).components:
+        files = [f for f in component.setup(k8s.symbolic_instance(component)).files if f.mount]
+        name = f"{component.name}-config"
+        if not files:
+            assert name not in config_maps
+            continue
+        expected_maps.add(name)
+        assert len(config_maps[name]["data"]) == len(files), name  # nothing the pod does not read
+        for item in files:
+            assert variant.mounted_file(component.name, item.mount) == item.content, (component.name, item.mount)
+        mounts = [m for m in variant.main(component.name)["volumeMounts"] if "subPath" in m and m["name"] == "config"]
+        assert {m["mountPath"] for m in mounts} == {f.mount for f in files}
+        assert all(m["readOnly"] for m in mounts)
+    assert set(config_maps) == expected_maps
 
 
 def test_probes_on_every_long_running_container(variant):
     for workload in variant.of_kind("StatefulSet") + variant.of_kind("Deployment"):
         for container in containers(workload, init=False):
-            assert "readinessProbe" in container and "livenessProbe" in container, workload["metadata"]["name"]
+            assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container), workload["metadata"]["name"]
 
 
-def test_probes_follow_the_stack_health_checks(variant):
-    stack = s.build_stack(variant.settings)
-    kinds = {"http": "httpGet", "tcp": "tcpSocket", "command": "exec"}
+def probe_action(probe: dict) -> dict:
+    return {k: v for k, v in probe.items() if k in ("exec", "httpGet", "tcpSocket", "grpc")}
+
+
+def test_probes_follow_the_model_health_checks(variant):
+    stack = stack_of(variant)
+    st = variant.settings
     for component in stack.services:
-        if component.health is None:
-            continue
-        workload = next(w for w in variant.workloads() if w["metadata"]["name"] == component.name)
-        container = next(containers(workload, init=False))
-        probe = container["readinessProbe"]
-        assert kinds[component.health.kind] in probe
-        if component.health.kind == "http":
-            assert probe["httpGet"]["path"] == component.health.path
-        if component.health.kind == "command":
-            assert probe["exec"]["command"] == list(component.health.command)
-        port = (probe.get("httpGet") or probe.get("tcpSocket") or {}).get("port")
+        health = component.health
+        assert health is not None, f"{component.name} has no health check in the model"
+        container = variant.main(component.name)
+        action = probe_action(container["readinessProbe"])
+        assert action == probe_action(container["livenessProbe"]) == probe_action(container["startupProbe"])
+        # Liveness cannot restart a component before the time the model gives it to start: the start-up probe
+        # (which holds liveness back until it succeeds) allows at least that long.
+        startup = container["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= component.start_seconds, component.name
+        if health.kind == "tcp":
+            assert action == {"tcpSocket": {"port": component.port(health.port).container}}
+        elif health.kind == "http" and not health.expect and not health.via:
+            assert action == {"httpGet": {"path": health.path, "port": component.port(health.port).container}}
+        else:  # an expected answer, a four-letter word, or a question to another component: a command
+            assert list(action) == ["exec"], component.name
+        port = (action.get("httpGet") or action.get("tcpSocket") or {}).get("port")
         if port is not None:  # probes hit a port the container declares
             assert port in {p["containerPort"] for p in container["ports"]}
+    # What the exec probes ask (tests/kubernetes/test_kubernetes_scripts.py runs them).
+    trinos = [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else [])
+    for name in trinos:
+        command = " ".join(variant.main(name)["readinessProbe"]["exec"]["command"])
+        assert f"http://127.0.0.1:{st.ports.trino}/v1/info" in command and '"starting":false' in command
+    taskmanager = variant.main(s.TASKMANAGER)
+    command = " ".join(taskmanager["readinessProbe"]["exec"]["command"])
+    assert f"http://{s.JOBMANAGER}:{st.ports.flink_rest}/taskmanagers" in command and "$POD_NAME" in command
+    assert env(taskmanager)["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    command = " ".join(variant.main(s.ZOOKEEPER)["readinessProbe"]["exec"]["command"])
+    assert f"/dev/tcp/127.0.0.1/{st.ports.zookeeper}" in command and "srvr" in command and "Mode:" in command
 
 
 def test_images_pinned_and_init_containers_included(variant):
@@ -196,106 +299,284 @@ def test_images_pinned_and_init_containers_included(variant):
 
 
 def test_memory_from_settings_and_pods_non_root(variant):
-    stack = s.build_stack(variant.settings)
-    for component in stack.components:
-        workload = next(w for w in variant.workloads() if w["metadata"]["name"] == component.name)
-        main = next(containers(workload, init=False))
+    for component in stack_of(variant).components:
+        workload = variant.workload(component.name)
+        main = variant.main(component.name)
         limit = main["resources"]["limits"]["memory"]
         assert main["resources"]["requests"]["memory"] == limit
-        if component.memory and component.name not in (s.TRINO, s.TRINO_WORKER):
-            assert config.mebibytes(limit) == config.mebibytes(component.memory)
+        if component.memory:
+            assert config.mebibytes(limit) == config.mebibytes(component.memory), component.name
         pod = workload["spec"]["template"]["spec"]["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0 and pod["fsGroup"] > 0
+        assert pod["runAsUser"] == component.setup(k8s.symbolic_instance(component)).container.user
         for container in containers(workload):
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
 def test_trino_heap_fits_its_container(variant):
-    trino = variant.get("Deployment", s.TRINO)
-    limit = config.mebibytes(next(containers(trino))["resources"]["limits"]["memory"])
-    jvm = variant.config_data("trino-config")["jvm.config"]
-    heap = int(re.search(r"-Xmx(\d+)m", jvm).group(1))
-    assert heap == config.mebibytes(variant.settings.memory.trino) and heap < limit
+    st = variant.settings
+    for name in [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else []):
+        limit = config.mebibytes(variant.main(name)["resources"]["limits"]["memory"])
+        jvm = variant.mounted_file(name, f"{trino.CONF_DIR}/jvm.config")
+        (heap,) = [int(x) for x in re.findall(r"^-Xmx(\d+)m$", jvm, re.MULTILINE)]
+        assert heap == config.mebibytes(st.memory.trino) and heap < limit
+        assert "MaxRAMPercentage" not in jvm  # one explicit heap, not a share of the container
+        # Trino refuses to start unless query memory plus heap headroom (30% of the heap by default) fit the heap.
+        server = properties(variant.mounted_file(name, f"{trino.CONF_DIR}/config.properties"), "=")
+        per_node = int(server["query.max-memory-per-node"].removesuffix("MB"))
+        assert per_node + 0.3 * heap <= heap
+
+
+def test_trino_reads_upstream_style_files_from_etc_trino(variant):
+    st = variant.settings
+    for name in [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else []):
+        container = variant.main(name)
+        server = properties(variant.mounted_file(name, "/etc/trino/config.properties"), "=")
+        node = properties(variant.mounted_file(name, "/etc/trino/node.properties"), "=")
+        jvm = variant.mounted_file(name, "/etc/trino/jvm.config").splitlines()
+        variant.mounted_file(name, "/etc/trino/catalog/iceberg.properties")
+        variant.mounted_file(name, "/etc/trino/log.properties")
+        assert server["coordinator"] == ("true" if name == s.TRINO else "false")
+        assert server["http-server.http.port"] == str(port_of(container, "http"))
+        assert server["catalog.config-dir"] == "/etc/trino/catalog"
+        if name == s.TRINO:
+            assert server["node-scheduler.include-coordinator"] == ("false" if st.replicas.trino_workers else "true")
+        assert re.fullmatch(r"[a-z0-9_]+", node["node.environment"])  # Trino's rule for the environment name
+        assert node["node.data-dir"] == trino.DATA_DIR
+        # Upstream's jvm.config (core/docker/default/etc/jvm.config): its native agent first, the options that
+        # keep a broken JVM from lingering, and the JDK-8329528 workaround.
+        assert jvm[0] == "-agentpath:/usr/lib/trino/bin/libjvmkill.so"
+        for option in ("-XX:+ExitOnOutOfMemoryError", "-XX:+HeapDumpOnOutOfMemoryError",
+                       "-Djdk.attach.allowAttachSelf=true", "-XX:+EnableDynamicAgentLoading",
+                       "-XX:+UnlockDiagnosticVMOptions", "-XX:G1NumCollectionsKeepPinned=10000000"):
+            assert option in jvm, (name, option)
+        assert jvm.index("-XX:+UnlockDiagnosticVMOptions") < jvm.index("-XX:G1NumCollectionsKeepPinned=10000000")
+
+
+def test_zookeeper_reads_the_mounted_zoo_cfg(variant):
+    st = variant.settings
+    container = variant.main(s.ZOOKEEPER)
+    assert not [name for name in env(container) if name.startswith("ZOO_")]  # the entrypoint keeps our zoo.cfg
+    cfg = properties(variant.mounted_file(s.ZOOKEEPER, "/conf/zoo.cfg"), "=")
+    assert cfg["clientPort"] == str(st.ports.zookeeper) == str(port_of(container, "client"))
+    assert "clientPortAddress" not in cfg  # every interface of the pod, so the Service reaches it
+    assert cfg["dataDir"] == claim_mount(variant, s.ZOOKEEPER) and cfg["dataLogDir"].startswith(cfg["dataDir"] + "/")
+    assert "srvr" in cfg["4lw.commands.whitelist"].split(",")  # the readiness check's four-letter word
+    heap = int(env(container)["ZK_SERVER_HEAP"])
+    assert 0 < heap < config.mebibytes(container["resources"]["limits"]["memory"])
 
 
 # ----------------------------------------------------------------------------------- cross-component wiring
+
+
+def fluss_properties(rendered, name: str) -> dict[str, str]:
+    return properties(env(rendered.main(name))["FLUSS_PROPERTIES"], ":")
+
+
+def submit_arguments(rendered) -> tuple[object, list[str]]:
+    """The submit-tiering container's arguments as tasks.py itself parses them, and the tiering job's own."""
+    container = rendered.main(s.SUBMIT_TIERING)
+    options = tasks._parser().parse_args([*container["command"][2:], *container["args"]])
+    assert options.job_args[:1] == ["--"]
+    return options, options.job_args[1:]
 
 
 def test_bucket_warehouse_endpoint_region_agree_everywhere(variant):
     st = variant.settings
     warehouse = f"s3://{st.lake.bucket}/{st.lake.warehouse}"
     endpoint = f"http://{s.MINIO}:{st.ports.minio}"
-    fluss = [properties(variant.config_data("fluss-config")[key], ":") for key in ("coordinator.yaml", "tablet.yaml")]
-    for props in fluss:
+    catalog_uri = f"http://{s.REST_CATALOG}:{st.ports.rest_catalog}"
+    for name in (s.COORDINATOR, s.TABLET):
+        props = fluss_properties(variant, name)
         assert props["datalake.iceberg.warehouse"] == warehouse
         assert props["s3.endpoint"] == props["datalake.iceberg.s3.endpoint"] == endpoint
+        assert props["s3.assumed.role.sts.endpoint"] == endpoint
         assert props["s3.region"] == props["datalake.iceberg.client.region"] == st.lake.region
         assert props["remote.data.dir"].startswith(f"s3://{st.lake.bucket}/")
-        assert props["datalake.iceberg.uri"] == f"http://{s.REST_CATALOG}:{st.ports.rest_catalog}"
-    args = next(containers(variant.get("Job", s.SUBMIT_TIERING), init=False))["args"]
-    tiering = dict(zip(args[::2], args[1::2], strict=True))
+        assert props["datalake.iceberg.uri"] == catalog_uri
+    _, job_args = submit_arguments(variant)
+    tiering = dict(zip(job_args[::2], job_args[1::2], strict=True))
     assert tiering["--datalake.iceberg.warehouse"] == warehouse
     assert tiering["--datalake.iceberg.s3.endpoint"] == endpoint
     assert tiering["--datalake.iceberg.client.region"] == st.lake.region
-    assert tiering["--fluss.bootstrap.servers"] == f"{s.COORDINATOR}:{s.INTERNAL_FLUSS_PEER_PORT}"
-    trino = properties(variant.config_data("trino-catalog")["iceberg.properties"], "=")
-    assert trino["iceberg.rest-catalog.warehouse"] == warehouse
-    assert trino["s3.endpoint"] == endpoint and trino["s3.region"] == st.lake.region
-    assert trino["iceberg.rest-catalog.uri"] == fluss[0]["datalake.iceberg.uri"]
-    rest = {e["name"]: e.get("value") for e in next(containers(variant.get("StatefulSet", s.REST_CATALOG)))["env"]}
+    assert tiering["--datalake.iceberg.uri"] == catalog_uri
+    assert tiering["--fluss.bootstrap.servers"] == f"{s.COORDINATOR}:{wiring.FLUSS_INTERNAL_PORT}"
+    for name in (s.JOBMANAGER, s.TASKMANAGER):  # the tiering job's S3FileIO takes the region from here
+        assert env(variant.main(name))["AWS_REGION"] == st.lake.region
+    trino_catalog = properties(variant.mounted_file(s.TRINO, "/etc/trino/catalog/iceberg.properties"), "=")
+    assert trino_catalog["iceberg.rest-catalog.warehouse"] == warehouse
+    assert trino_catalog["s3.endpoint"] == endpoint and trino_catalog["s3.region"] == st.lake.region
+    assert trino_catalog["iceberg.rest-catalog.uri"] == catalog_uri
+    rest = env(variant.main(s.REST_CATALOG))
     assert rest["CATALOG_WAREHOUSE"] == warehouse and rest["CATALOG_S3_ENDPOINT"] == endpoint
     assert rest["CATALOG_CLIENT_REGION"] == rest["AWS_REGION"] == st.lake.region
-    bucket_job = {e["name"]: e.get("value") for e in next(containers(variant.get("Job", s.CREATE_BUCKET)))["env"]}
-    assert bucket_job["BUCKET"] == st.lake.bucket and bucket_job["S3_ENDPOINT"] == endpoint
+    bucket_job = variant.main(s.CREATE_BUCKET)
+    options = tasks._parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]])
+    assert (options.bucket, options.endpoint, options.region) == (st.lake.bucket, endpoint, st.lake.region)
 
 
 def test_configured_addresses_are_services_with_those_ports(variant):
+    st = variant.settings
     services = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]} for o in variant.of_kind("Service")}
-    ep = wiring.endpoints(variant.settings, s.View.INTERNAL)
-    for address in (ep.zookeeper, ep.fluss_bootstrap, ep.s3, ep.rest_catalog, ep.flink_rest, ep.trino):
+    ep = wiring.endpoints(st, View.INTERNAL)
+    addresses = [ep.zookeeper, ep.fluss_bootstrap, ep.s3, ep.rest_catalog, ep.flink_rest, ep.trino]
+    # ... and the addresses the rendered configuration itself names.
+    for name in (s.COORDINATOR, s.TABLET):
+        props = fluss_properties(variant, name)
+        addresses += [props["zookeeper.address"], props["s3.endpoint"], props["datalake.iceberg.uri"]]
+    flink = properties(env(variant.main(s.TASKMANAGER))["FLINK_PROPERTIES"], ":")
+    addresses.append(f"{flink['jobmanager.rpc.address']}:{flink['jobmanager.rpc.port']}")
+    addresses.append(f"{env(variant.main(s.TASKMANAGER))['JOB_MANAGER_RPC_ADDRESS']}:{flink['jobmanager.rpc.port']}")
+    for name in [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else []):
+        server = properties(variant.mounted_file(name, "/etc/trino/config.properties"), "=")
+        addresses.append(server["discovery.uri"])
+    options, job_args = submit_arguments(variant)
+    addresses += [options.flink, job_args[job_args.index("--fluss.bootstrap.servers") + 1]]
+    bucket_job = variant.main(s.CREATE_BUCKET)
+    addresses.append(tasks._parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]]).endpoint)
+    for address in addresses:
         host, port = address.split("//")[-1].rsplit(":", 1)
         assert int(port) in services[host], address
 
 
 def test_trino_catalog_reads_credentials_from_its_environment(default):
-    trino = properties(default.config_data("trino-catalog")["iceberg.properties"], "=")
-    assert trino["s3.aws-access-key"] == "${ENV:S3_ACCESS_KEY}"
-    env = {e["name"] for e in next(containers(default.get("Deployment", s.TRINO)))["env"]}
-    assert {"S3_ACCESS_KEY", "S3_SECRET_KEY"} <= env
+    catalog = properties(default.mounted_file(s.TRINO, "/etc/trino/catalog/iceberg.properties"), "=")
+    assert catalog["s3.aws-access-key"] == "${ENV:S3_ACCESS_KEY}"
+    assert catalog["s3.aws-secret-key"] == "${ENV:S3_SECRET_KEY}"
+    variables = env(default.main(s.TRINO))
+    for name in ("S3_ACCESS_KEY", "S3_SECRET_KEY"):
+        assert variables[name] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": name}}
 
 
-def test_fluss_config_matches_wiring_except_per_pod_keys(variant):
+def test_fluss_properties_match_the_component_with_symbolic_instance_values(variant):
     st = variant.settings
-    coordinator = properties(variant.config_data("fluss-config")["coordinator.yaml"], ":")
-    expected = {k: v.strip() for k, v in wiring.fluss_coordinator_properties(st).items() if k != "bind.listeners"}
-    assert coordinator == expected
-    tablet = properties(variant.config_data("fluss-config")["tablet.yaml"], ":")
-    for i in range(st.replicas.tablet_servers):
-        wired = {k: v.strip() for k, v in wiring.fluss_tablet_properties(st, i).items() if k not in k8s.POD_SPECIFIC}
-        assert tablet == wired
+    stack = stack_of(variant)
+    for name in (s.COORDINATOR, s.TABLET):
+        component = stack.get(name)
+        props = fluss_properties(variant, name)
+        expected = fluss.server_properties(st, View.INTERNAL, name, k8s.symbolic_instance(component))
+        assert props == expected
+        assert props["bind.listeners"] == (f"INTERNAL://${{INSTANCE_HOST}}:{wiring.FLUSS_INTERNAL_PORT}, "
+                                           f"CLIENT://${{INSTANCE_HOST}}:{wiring.FLUSS_CLIENT_PORT}")
+        container = variant.main(name)
+        assert port_of(container, "internal") == wiring.FLUSS_INTERNAL_PORT
+        assert port_of(container, "client") == wiring.FLUSS_CLIENT_PORT
+        # The credentials stay placeholders for the image's envsubst, which reads them from the Secret.
+        assert props["s3.secret-key"] == wiring.SECRET_KEY
+        assert env(container)["S3_SECRET_KEY"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_SECRET_KEY"}}
+    coordinator = fluss_properties(variant, s.COORDINATOR)
+    assert coordinator["advertised.listeners"] == f"CLIENT://127.0.0.1:{st.ports.fluss_coordinator}"
+    assert "tablet-server.id" not in coordinator
+    tablet = fluss_properties(variant, s.TABLET)
+    assert tablet["tablet-server.id"] == "${INSTANCE_INDEX}"
+    assert tablet["advertised.listeners"] == "CLIENT://127.0.0.1:${INSTANCE_PORT_CLIENT}"
+    assert tablet["data.dir"].startswith(claim_mount(variant, s.TABLET) + "/")
+    # Resolved in each pod, the symbolic values are what the model gives that instance concretely (the host port a
+    # port-forward gives tablet i, its ordinal as id).
+    component = stack.get(s.TABLET)
+    for name in component.instance_names():
+        index = s.instance_index(name)
+        concrete = s.concrete_instance(component, name, host="10.1.0.9", data=component.data_dir,
+                                       conf=component.conf_dir)
+        values = {"INSTANCE_NAME": name, "INSTANCE_INDEX": str(index), "INSTANCE_HOST": "10.1.0.9",
+                  "INSTANCE_PORT_CLIENT": str(st.ports.fluss_tablet + index)}
+        resolved = {k: resolve(v, values) for k, v in tablet.items()}
+        assert resolved == fluss.server_properties(st, View.INTERNAL, s.TABLET, concrete)
+
+
+def test_flink_properties_are_inline_and_agree_with_the_pods(variant):
+    st = variant.settings
+    jobmanager, taskmanager = variant.main(s.JOBMANAGER), variant.main(s.TASKMANAGER)
+    props = properties(env(jobmanager)["FLINK_PROPERTIES"], ":")
+    assert env(taskmanager)["FLINK_PROPERTIES"] == env(jobmanager)["FLINK_PROPERTIES"]
+    component = stack_of(variant).get(s.JOBMANAGER)
+    assert props == flink_component.properties(st, View.INTERNAL, k8s.symbolic_instance(component))
+    assert props["jobmanager.rpc.address"] == s.JOBMANAGER
+    assert props["jobmanager.rpc.port"] == str(port_of(jobmanager, "rpc"))
+    assert props["rest.port"] == str(port_of(jobmanager, "rest"))
+    assert props["taskmanager.rpc.port"] == str(port_of(taskmanager, "rpc"))
+    assert props["taskmanager.numberOfTaskSlots"] == str(st.replicas.flink_task_slots)
+    # Flink divides exactly the container's memory among its pools.
+    for key, container in (("jobmanager", jobmanager), ("taskmanager", taskmanager)):
+        size = props[f"{key}.memory.process.size"]
+        assert config.mebibytes(size.removesuffix("m") + "Mi") == config.mebibytes(
+            container["resources"]["limits"]["memory"])
+    # A TaskManager registers under its instance name, which its readiness probe looks for.
+    assert taskmanager["args"] == ["/docker-entrypoint.sh", "taskmanager", "-Dtaskmanager.resource-id=${INSTANCE_NAME}"]
+    assert [*jobmanager.get("command", []), *jobmanager["args"]] == ["/docker-entrypoint.sh", "jobmanager"]
+
+
+def test_instance_aware_containers_start_through_the_prelude(variant):
+    """A container whose environment or arguments name ${INSTANCE_...} starts the image's entrypoint through the
+    bash prelude (test_kubernetes_scripts.py runs it); no other container does."""
+    for component in stack_of(variant).components:
+        container = variant.main(component.name)
+        text = " ".join([*container.get("args", []), *(str(v) for v in env(container).values())])
+        if TOKEN.search(text):
+            assert container["command"][:2] == ["/bin/bash", "-c"], component.name
+            assert container["command"][3] == component.name  # $0 in error messages
+            variables = env(container)
+            assert variables["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+            assert variables["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+            assert variant.workload(component.name)["kind"] == "StatefulSet"  # ordinals only a StatefulSet gives
+        else:
+            assert "/bin/bash" not in container.get("command", []), component.name
+    assert TOKEN.search(env(variant.main(s.TABLET))["FLUSS_PROPERTIES"])  # the case that needs it
+
+
+def test_one_shot_tasks_run_the_stdlib_tasks_file_in_the_python_image(variant):
+    st = variant.settings
+    source = Path(tasks.__file__).read_text()
+    for name in (s.CREATE_BUCKET, s.SUBMIT_TIERING):
+        job = variant.get("Job", name)
+        container = variant.main(name)
+        assert container["image"] == st.images.python and container["image"].startswith("python:")
+        assert container["command"] == ["python3", f"{task_components.MOUNT_DIR}/tasks.py", name]
+        assert variant.mounted_file(name, f"{task_components.MOUNT_DIR}/tasks.py") == source
+        assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure" and job["spec"]["backoffLimit"] > 0
+    bucket = variant.main(s.CREATE_BUCKET)
+    assert env(bucket)["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_ACCESS_KEY"}}
+    assert env(bucket)["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_SECRET_KEY"}}
+    options, job_args = submit_arguments(variant)
+    assert options.flink == wiring.endpoints(st, View.INTERNAL).flink_rest
+    assert options.main_class == task_components.TIERING_MAIN_CLASS
+    assert options.job_name == task_components.TIERING_JOB_NAME
+    assert options.taskmanagers == st.replicas.flink_taskmanagers
+    assert job_args == wiring.tiering_job_arguments(st, View.INTERNAL)
+    # Nothing else runs a task: no MinIO client image, no inline shell script, no `flink run`.
+    for workload in variant.workloads():
+        for container in containers(workload):
+            assert "/mc" not in container["image"] and "minio/mc" not in container["image"]
+            assert "flink run" not in " ".join(container.get("command", []) + container.get("args", []))
 
 
 def test_locked_jars_are_fetched_verified_and_mounted(default):
     lock = artifacts.load_lock()
-    plan = {s.COORDINATOR: ("StatefulSet", "fluss-iceberg-extras", k8s.FLUSS_PLUGIN_DIR),
-            s.TABLET: ("StatefulSet", "fluss-iceberg-extras", k8s.FLUSS_PLUGIN_DIR),
-            s.JOBMANAGER: ("Deployment", "flink-lib-fluss", k8s.FLINK_LIB_DIR),
-            s.TASKMANAGER: ("Deployment", "flink-lib-fluss", k8s.FLINK_LIB_DIR),
-            s.SUBMIT_TIERING: ("Job", "flink-lib-fluss", k8s.FLINK_LIB_DIR)}
-    for name, (kind, group, directory) in plan.items():
-        workload = default.get(kind, name)
-        init = workload["spec"]["template"]["spec"]["initContainers"][0]
-        triples = list(zip(init["args"][1::3], init["args"][2::3], init["args"][3::3], strict=True))
+    plan = {s.COORDINATOR: ("fluss-iceberg-extras", fluss.PLUGIN_DIR),
+            s.TABLET: ("fluss-iceberg-extras", fluss.PLUGIN_DIR),
+            s.JOBMANAGER: ("flink-lib-fluss", flink_component.LIB_DIR),
+            s.TASKMANAGER: ("flink-lib-fluss", flink_component.LIB_DIR),
+            s.SUBMIT_TIERING: ("tiering-job", k8s.ARTIFACTS_DIR)}
+    for workload in default.workloads():
+        name = workload["metadata"]["name"]
+        init = workload["spec"]["template"]["spec"].get("initContainers", [])
+        if name not in plan:
+            assert not init, f"{name} fetches jars it does not use"
+            continue
+        group, directory = plan[name]
+        (fetch,) = init
+        triples = list(zip(fetch["args"][1::3], fetch["args"][2::3], fetch["args"][3::3], strict=True))
+        assert len(triples) == len(lock[group])  # exactly its own jars
         for item in lock[group]:
             url = f"{default.settings.local.maven_repository}/{item.path}"
             assert (url, item.sha256, item.name) in triples
-        mounts = {m["mountPath"] for m in next(containers(workload, init=False))["volumeMounts"]}
-        assert {f"{directory}/{a.name}" for a in lock[group]} <= mounts
+        mounts = {m["mountPath"]: m for m in default.main(name)["volumeMounts"]}
+        for item in lock[group]:
+            mount = mounts[f"{directory}/{item.name}"]
+            assert mount["name"] == "artifacts" and mount["subPath"] == item.name and mount["readOnly"]
     tiering_jar = lock["tiering-job"][0]
-    init = default.get("Job", s.SUBMIT_TIERING)["spec"]["template"]["spec"]["initContainers"][0]
-    assert tiering_jar.sha256 in init["args"]
-    script = next(containers(default.get("Job", s.SUBMIT_TIERING), init=False))["command"][2]
-    assert f"{k8s.ARTIFACTS_DIR}/{tiering_jar.name}" in script and wiring.TIERING_MAIN_CLASS in script
+    options, _ = submit_arguments(default)
+    assert str(options.jar) == f"{k8s.ARTIFACTS_DIR}/{tiering_jar.name}"
 
 
 # ------------------------------------------------------------------------------------------------- secrets
@@ -308,6 +589,25 @@ def test_secret_values_only_in_the_secret_file(variant):
     assert [path for path, f in variant.files.items() if f.secret] == ["10-secret.yaml"]
     secret = variant.get("Secret", k8s.SECRET_NAME)
     assert secret["stringData"] == {"S3_ACCESS_KEY": CREDENTIALS.access_key, "S3_SECRET_KEY": CREDENTIALS.secret_key}
+
+
+def test_fluss_logs_through_the_masking_layout(default):
+    """Fluss logs every configuration value at start-up, the resolved S3 secret included."""
+    for name in (s.COORDINATOR, s.TABLET):
+        assert default.mounted_file(name, f"{fluss.CONF_DIR}/log4j-console.properties") == render.masked_log4j()
+
+
+def test_a_credential_placeholder_in_a_value_has_its_variable_beside_it(variant):
+    """${S3_...} inside a longer value (FLUSS_PROPERTIES) is expanded in the container (Fluss's envsubst): the
+    container must carry that variable, from the Secret."""
+    for workload in variant.workloads():
+        for container in containers(workload):
+            variables = env(container)
+            for name, value in variables.items():
+                for var in (wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY_VAR):
+                    if isinstance(value, str) and "${" + var + "}" in value:
+                        assert variables.get(var) == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": var}}, (
+                            workload["metadata"]["name"], name, var)
 
 
 def test_secret_file_written_0600(tmp_path, default):
@@ -329,7 +629,7 @@ def test_kustomization_lists_every_file_once(variant):
 def test_rendered_defaults_in_manifests_match_the_templates():
     """manifests/kubernetes holds `render --target kubernetes` of the defaults (dev profile, dev credentials)."""
     folder = REPO / "manifests" / "kubernetes"
-    rendered = {f.path: f.content for f in render.render(settings_for(), DEV_CREDENTIALS, "kubernetes")}
+    rendered = {f.path: f.content for f in targets.render(settings_for(), DEV_CREDENTIALS, "kubernetes")}
     on_disk = {p.name: p.read_text() for p in folder.glob("*.yaml")}
     stale = sorted(set(rendered) ^ set(on_disk)) + sorted(p for p in rendered if on_disk.get(p, rendered[p])
                                                           != rendered[p])
@@ -338,8 +638,8 @@ def test_rendered_defaults_in_manifests_match_the_templates():
 
 def test_render_target_kubernetes_from_a_local_settings_file():
     """The renderer must not borrow loopback addresses when the settings say target: local."""
-    local = render.render(settings_for(target="local"), DEV_CREDENTIALS, "kubernetes")
-    assert local == render.render(settings_for(), DEV_CREDENTIALS, "kubernetes")
+    local = targets.render(settings_for(target="local"), DEV_CREDENTIALS, "kubernetes")
+    assert local == targets.render(settings_for(), DEV_CREDENTIALS, "kubernetes")
 
 
 # ----------------------------------------------------------------------------------------- checksums
@@ -350,17 +650,28 @@ def checksums(rendered) -> dict[str, str]:
             for w in rendered.workloads()}
 
 
+def changed(one: dict[str, str], other: dict[str, str]) -> set[str]:
+    return {name for name in one if one[name] != other[name]}
+
+
 def test_checksum_changes_with_config_and_only_then(default):
-    assert checksums(render_variant({})) == checksums(default)  # deterministic
+    base = checksums(default)
+    assert checksums(render_variant({})) == base  # deterministic
     region = checksums(render_variant({"lake.region": "eu-central-1"}))
-    for name in (s.COORDINATOR, s.TABLET, s.TRINO, s.REST_CATALOG, s.SUBMIT_TIERING, s.JOBMANAGER):
-        assert region[name] != checksums(default)[name], name
-    assert region[s.ZOOKEEPER] == checksums(default)[s.ZOOKEEPER]
-    # Scaling changes no configuration file: nothing rolls because of it.
+    for name in (s.COORDINATOR, s.TABLET, s.TRINO, s.REST_CATALOG, s.SUBMIT_TIERING, s.CREATE_BUCKET, s.JOBMANAGER,
+                 s.TASKMANAGER):
+        assert region[name] != base[name], name
+    assert region[s.ZOOKEEPER] == base[s.ZOOKEEPER] and region[s.MINIO] == base[s.MINIO]
+    # Scaling changes no configuration: no server rolls because of it. The one exception is the submit task,
+    # whose arguments name how many TaskManagers to wait for (re-running it is harmless: it skips a running job).
+    assert checksums(render_variant({"replicas.tablet_servers": 3})) == base
     scaled = checksums(render_variant({"replicas.tablet_servers": 3, "replicas.flink_taskmanagers": 2}))
-    assert scaled == checksums(default)
+    assert changed(scaled, base) == {s.SUBMIT_TIERING}
     # A Flink-only setting rolls Flink and nothing else.
     slots = checksums(render_variant({"replicas.flink_task_slots": 4}))
-    assert {n for n in slots if slots[n] != checksums(default)[n]} == {s.JOBMANAGER, s.TASKMANAGER}
+    assert changed(slots, base) == {s.JOBMANAGER, s.TASKMANAGER}
+    # A config file's content rolls its component: Trino's jvm.config carries the heap.
+    heap = checksums(render_variant({"memory.trino": "3Gi"}))
+    assert s.TRINO in changed(heap, base)
     # Credentials are not configuration: the checksum never depends on them.
-    assert checksums(render_variant({}, DEV_CREDENTIALS)) == checksums(default)
+    assert checksums(render_variant({}, DEV_CREDENTIALS)) == base

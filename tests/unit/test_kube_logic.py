@@ -108,6 +108,30 @@ def test_pod_problems_name_the_blocking_reason():
     assert "CrashLoopBackOff" in text and "restarted 3x" in text
 
 
+# ---------------------------------------------------------------------------------------------- status
+
+
+def test_status_endpoints_name_services_the_stack_renders(tmp_path):
+    """Every endpoint `status` shows is a Service of the rendered stack with that port (tablet servers have no
+    load-balancing Service: their row names the headless one)."""
+    from sagaz_lakehouse import config
+    from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver
+
+    settings = config.load(None, {"target": "kubernetes", "replicas.trino_workers": 1}, environ={})
+    driver = KubernetesDriver(settings, tmp_path, credentials=DEV_CREDENTIALS)
+    services = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]}
+                for o in driver.desired() if o["kind"] == "Service"}
+    shown = {}
+    for component in driver.stack.components:
+        if endpoint := driver._endpoint(component):
+            host, port = endpoint.rsplit(":", 1)
+            name, namespace, suffix = host.split(".")
+            assert (namespace, suffix) == (settings.namespace, "svc") and int(port) in services[name], endpoint
+            shown[component.name] = name
+    assert shown["fluss-tablet"] == "fluss-tablet-headless" and shown["trino"] == "trino"
+    assert {"zookeeper", "flink-taskmanager", "trino-worker", "create-bucket"}.isdisjoint(shown)  # nothing published
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 
