@@ -17,7 +17,7 @@ from manifest_helpers import Rendered, env, properties, render_variant
 
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse import wiring
-from sagaz_lakehouse.components import fluss
+from sagaz_lakehouse.components import build_stack, fluss
 from sagaz_lakehouse.stack import View
 
 pytestmark = pytest.mark.unit
@@ -72,7 +72,7 @@ def test_prelude_gives_each_tablet_its_own_properties(tmp_path, rendered, ordina
     assert args == ["tabletServer"]
     props = properties(seen["FLUSS_PROPERTIES"], ":")
     # Exactly what the model gives this instance when its values are concrete (as on compose and local).
-    component = s.build_stack(settings, View.INTERNAL).get(s.TABLET)
+    component = build_stack(settings, View.INTERNAL).get(s.TABLET)
     concrete = s.concrete_instance(component, pod, host=ip, data=component.data_dir, conf=component.conf_dir)
     assert props == fluss.server_properties(settings, View.INTERNAL, s.TABLET, concrete)
     assert props["tablet-server.id"] == str(ordinal)
