@@ -7,7 +7,7 @@ CACHE ?= $(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR ?= $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit test-kube test-e2e lint manifests tools bench-local clean
+.PHONY: install up down test test-unit test-kube test-e2e test-containers images lint manifests tools bench-local clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -39,6 +39,13 @@ test-kube: install lint tools ## the Kubernetes driver against a real API server
 
 test-e2e: install lint tools ## the local stack end to end (real servers)
 	$(PYTHON) -m pytest -m e2e
+
+images: install tools ## stand-in images (images/) on the private Docker Engine (scripts/docker-engine.sh)
+	bash scripts/docker-engine.sh start
+	$(PYTHON) scripts/build-images.py
+
+test-containers: install lint tools ## the stand-in images and the compose project on a real Docker Engine
+	$(PYTHON) -m pytest -m containers
 
 test: install lint tools
 	$(PYTHON) -m pytest

@@ -1,0 +1,108 @@
+"""Each stand-in image keeps its upstream image's contract: the user, paths, tools, entrypoint and default command the
+compose project (and anyone used to the upstream image) relies on. Sources: the header of each images/*/Dockerfile."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import must, run
+
+from sagaz_lakehouse import versions
+
+pytestmark = pytest.mark.containers
+
+PYTHON_IMAGE = "python:3.11-slim-bookworm"
+
+
+def image_config(image: str) -> dict:
+    return json.loads(must(run(["docker", "image", "inspect", image]), f"docker image inspect {image}").stdout)[0][
+        "Config"]
+
+
+def inside(image: str, script: str, user: str | None = None) -> str:
+    """Runs a shell script in a throwaway container of the image (entrypoint bypassed); returns its output."""
+    args = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "bash"]
+    if user:
+        args += ["--user", user]
+    return must(run([*args, image, "-euo", "pipefail", "-c", script], timeout=120), f"{image}: {script}").stdout
+
+
+def test_zookeeper(engine):
+    image = versions.ZOOKEEPER.image
+    cfg = image_config(image)
+    assert cfg["Entrypoint"] == ["/docker-entrypoint.sh"] and cfg["Cmd"] == ["zkServer.sh", "start-foreground"]
+    assert {"/data": {}, "/datalog": {}, "/logs": {}}.items() <= cfg["Volumes"].items()
+    out = inside(image, 'id -u zookeeper; stat -c %U /data /datalog /conf /logs; command -v zkServer.sh gosu nc wget;'
+                        ' echo "$ZOOCFGDIR"; zkServer.sh version')
+    lines = out.split()
+    assert lines[0] == "1000" and lines[1:5] == ["zookeeper"] * 4
+    assert "/conf" in lines and "3.9.2" in out
+
+
+def test_fluss(engine):
+    image = versions.FLUSS.image
+    cfg = image_config(image)
+    assert cfg["Entrypoint"] == ["/docker-entrypoint.sh"] and cfg["Cmd"] == ["help"]
+    assert not cfg.get("User"), "upstream has no USER line: the servers run as root unless told"
+    out = inside(image, "id -u fluss; ls lib plugins/s3 plugins/iceberg; grep -c bind.listeners conf/server.yaml;"
+                        " command -v envsubst coordinator-server.sh tablet-server.sh; pwd")
+    assert out.split()[0] == "9999"
+    for jar in ("fluss-server-0.9.1-incubating.jar", "fluss-fs-s3-0.9.1-incubating.jar",
+                "fluss-lake-iceberg-0.9.1-incubating.jar"):
+        assert jar in out
+    assert out.rstrip().endswith("/opt/fluss")
+    usage = must(run(["docker", "run", "--rm", "--network", "none", image]), "fluss help").stdout
+    assert "coordinatorServer|tabletServer" in usage
+
+
+def test_flink(engine):
+    image = versions.FLINK.image
+    cfg = image_config(image)
+    assert cfg["Entrypoint"] == ["/docker-entrypoint.sh"] and cfg["Cmd"] == ["help"]
+    assert {"6123/tcp", "8081/tcp"} <= set(cfg["ExposedPorts"])
+    out = inside(image, "id -u flink; command -v wget gosu envsubst; grep -A2 '^rest:' conf/config.yaml;"
+                        " flink --version", user="flink")
+    assert out.split()[0] == "9999"
+    assert "bind-address: 0.0.0.0" in out and "address: 0.0.0.0" in out
+    assert "Version: 1.20.3" in out
+
+
+def test_trino(engine):
+    image = versions.TRINO.image
+    cfg = image_config(image)
+    assert cfg["User"] == "trino:trino" and cfg["Cmd"] == ["/usr/lib/trino/bin/run-trino"]
+    assert "/usr/lib/trino/bin/health-check" in " ".join(cfg["Healthcheck"]["Test"])
+    out = inside(image, "id -u; ls /etc/trino; ls /usr/lib/trino/plugin/iceberg | wc -l; command -v curl python3;"
+                        " java -XshowSettings:properties -version 2>&1 | grep java.specification.version")
+    assert out.split()[0] == "1000"
+    assert "jvm.config" in out and "config.properties" in out and "node.properties" in out
+    java = int(out.rsplit("=", 1)[1].strip())
+    assert java >= 24, f"Trino 476 needs Java 24+, image has {java}"
+
+
+def test_rest_catalog(engine):
+    image = versions.ICEBERG.image
+    cfg = image_config(image)
+    assert cfg["User"] == "iceberg:iceberg" and cfg["WorkingDir"] == "/usr/lib/iceberg-rest"
+    assert cfg["Cmd"] == ["java", "-jar", "iceberg-rest-adapter.jar"]
+    assert "/v1/config" in " ".join(cfg["Healthcheck"]["Test"])
+    assert "REST_PORT=8181" in cfg["Env"] and "CATALOG_CATALOG__IMPL=org.apache.iceberg.jdbc.JdbcCatalog" in cfg["Env"]
+    out = inside(image, "id -u; stat -c %U \"$HOME\"; ls iceberg-rest-adapter.jar; command -v curl")
+    assert out.split()[:2] == ["1000", "iceberg"]
+
+
+def test_minio(engine):
+    image = versions.MINIO.image
+    cfg = image_config(image)
+    assert cfg["Entrypoint"] == ["/usr/bin/docker-entrypoint.sh"] and cfg["Cmd"] == ["minio"]
+    out = inside(image, "id -u; command -v curl minio; minio --version")
+    assert out.split()[0] == "0" and "/usr/bin/minio" in out
+
+
+def test_python(engine):
+    cfg = image_config(PYTHON_IMAGE)
+    assert cfg["Cmd"] == ["python3"]
+    out = inside(PYTHON_IMAGE, "command -v python python3 pip;"
+                               " python -c 'import sys, ssl, sqlite3; print(sys.version)'")
+    assert "/usr/local/bin/python" in out and out.strip().splitlines()[-1].startswith("3.11.")
