@@ -52,7 +52,7 @@ BASE_TAG = "sagaz-lakehouse/debian:bookworm"
 JRE_TAG = "sagaz-lakehouse/jre17:bookworm"
 # The project's one-shot tasks (a stdlib-only Python script) will run in this image; Debian bookworm's python3 is
 # 3.11, like the upstream tag.
-PYTHON_IMAGE = "python:3.11-slim-bookworm"
+PYTHON_IMAGE = versions.PYTHON.image
 # Folders that Debian's slim images (and so python:*-slim) leave out of every package (debuerreotype --slimify).
 SLIM_EXCLUDES = ("/usr/share/doc/*", "/usr/share/info/*", "/usr/share/linda/*", "/usr/share/lintian/overrides/*",
                  "/usr/share/locale/*", "/usr/share/man/*", "/usr/share/groff/*")
