@@ -97,7 +97,9 @@ class Installer:
 
         def report(name: str, done: int, total: int) -> None:
             now = time.monotonic()
-            if total and (done == total or now - last.get(name, 0) > 5):
+            if total < 10_000_000:  # small files finish at once; the group's line said they are coming
+                return
+            if done == total or now - last.get(name, 0) > 5:
                 last[name] = now
                 self.progress(f"  {name}: {done / 1e6:.0f}/{total / 1e6:.0f} MB")
 
