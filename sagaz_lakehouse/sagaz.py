@@ -1,0 +1,495 @@
+"""``FlussAnalyticsListener``: a Sagaz listener that streams saga lifecycle events into Fluss ``saga_events``.
+
+Sagaz awaits every listener hook inline, so a hook must never wait on the network. Hooks build the event
+(``saga_events.EventBuilder``) and append it to a bounded in-memory buffer; a background asyncio task on the same
+event loop takes batches from it and upserts them through pyfluss, reconnecting with exponential backoff while
+Fluss is unreachable. Nothing a hook does can raise into a saga. ``await listener.close()`` (or ``async with
+listener:``) delivers what is buffered and closes the pyfluss connection.
+
+One listener serves one event loop at a time (Sagaz runs every hook of a saga on the loop that runs the saga). If
+that loop ends without ``close()``, the writer makes one bounded attempt to deliver what is left and closes its
+connection; a later hook on a new loop starts a new writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+import sagaz
+
+from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
+
+log = logging.getLogger(__name__)
+
+TABLE = "saga_events"  # tables.TABLE; not imported to keep the listener free of the CLI's modules
+YIELD_EVERY = 256  # rows converted between two yields to the event loop, so sagas are not starved by a batch
+
+
+class Overflow(StrEnum):
+    """What a hook does when the buffer is full (Fluss unreachable for longer than the buffer lasts)."""
+
+    BLOCK = "block"  # wait up to block_ms for room (slowing the saga by at most that), then drop the new event
+    DROP_NEWEST = "drop_newest"  # drop the new event at once
+    DROP_OLDEST = "drop_oldest"  # make room by dropping the oldest buffered event
+
+
+@dataclass
+class ListenerStats:
+    """Counters since the listener was created (``pending``: buffered or in flight right now)."""
+
+    enqueued: int = 0
+    written: int = 0
+    retried: int = 0  # events re-sent after a failed write attempt
+    dropped: int = 0  # events lost: buffer overflow, or still pending when close() gave up
+    write_failures: int = 0  # failed write attempts (each followed by a reconnect)
+    connects: int = 0
+    hook_errors: int = 0  # exceptions inside the listener's own hooks (swallowed)
+    pending: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+StatsHook = Callable[[str, int], None]  # (counter name, increment): e.g. prometheus_client Counter.inc
+
+
+def stack_location() -> tuple[str, str]:
+    """Fluss bootstrap address and database of the stack described by ./sagaz-lakehouse.yaml (or the defaults).
+
+    The listener's only dependency on the stack model, kept to this function on purpose.
+    """
+    from sagaz_lakehouse import config, wiring
+    from sagaz_lakehouse.stack import View
+
+    settings = config.load(config.find_config_file())
+    return wiring.endpoints(settings, View.EXTERNAL).fluss_bootstrap, settings.lake.database
+
+
+class FlussAnalyticsListener(sagaz.SagaListener):
+    """Publishes saga lifecycle events to the Fluss ``saga_events`` table without slowing the saga down.
+
+    Args:
+        bootstrap_servers: Fluss bootstrap address(es), ``host:port[,host:port]``; default: the stack's.
+        database, table: where ``saga_events`` lives; database default: the stack's (``lake.database``).
+        buffer_size: events held while Fluss is slow or unreachable (in flight included).
+        batch_size: most events per write; a batch is written once full or ``flush_interval`` s after its first
+            event arrived, whichever comes first.
+        overflow, block_ms: the policy when the buffer is full; see ``Overflow``.
+        connect_timeout, write_timeout: seconds for one connection attempt / one batch acknowledgement.
+        backoff_initial, backoff_max: reconnect delay in seconds, doubled after each failed attempt (with jitter).
+        stats_hook: called as ``stats_hook(counter, increment)`` on every counter change.
+    """
+
+    def __init__(self, bootstrap_servers: str | None = None, *, database: str | None = None, table: str = TABLE,
+                 buffer_size: int = 100_000, batch_size: int = 2_000, flush_interval: float = 0.2,
+                 overflow: Overflow | str = Overflow.DROP_NEWEST, block_ms: float = 0.0, connect_timeout: float = 5.0,
+                 write_timeout: float = 10.0, backoff_initial: float = 0.1, backoff_max: float = 5.0,
+                 stats_hook: StatsHook | None = None, builder: EventBuilder | None = None) -> None:
+        if buffer_size < 1 or batch_size < 1 or flush_interval <= 0 or block_ms < 0:
+            raise ValueError("buffer_size and batch_size must be >= 1, flush_interval > 0, block_ms >= 0")
+        if bootstrap_servers is None or database is None:
+            stack_bootstrap, stack_database = stack_location()
+            bootstrap_servers, database = bootstrap_servers or stack_bootstrap, database or stack_database
+        self.bootstrap_servers, self.database, self.table = bootstrap_servers, database, table
+        self.buffer_size, self.batch_size, self.flush_interval = buffer_size, batch_size, flush_interval
+        self.overflow, self.block_ms = Overflow(overflow), block_ms
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self._sink = FlussSink(bootstrap_servers, database, table, connect_timeout, write_timeout,
+                               on_connect=lambda: self._count("connects"))
+        self._builder = builder or EventBuilder()
+        self._stats = ListenerStats()
+        self._stats_hook = stats_hook
+        self._buffer: deque[SagaEvent] = deque()
+        self._inflight: list[SagaEvent] = []
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None  # pump: work arrived, or close/flush asked
+        self._room: asyncio.Event | None = None  # blocked hooks: a batch was written
+        self._idle: asyncio.Event | None = None  # flush(): nothing pending
+        self._closing = self._urgent = False
+        self._overflowing = self._failing = False  # a warning was logged for the current episode
+
+    # ------------------------------------------------------------------------------------------ Sagaz hooks
+
+    async def on_saga_start(self, saga_name: str, saga_id: str, ctx: dict[str, Any]) -> None:
+        await self._emit(self._builder.saga_started, saga_name, saga_id, ctx)
+
+    async def on_step_enter(self, saga_name: str, step_name: str, ctx: dict[str, Any]) -> None:
+        await self._emit(self._builder.step_started, saga_name, step_name, ctx)
+
+    async def on_step_success(self, saga_name: str, step_name: str, ctx: dict[str, Any], result: Any) -> None:
+        await self._emit(self._builder.step_completed, saga_name, step_name, ctx)
+
+    async def on_step_failure(self, saga_name: str, step_name: str, ctx: dict[str, Any],
+                              error: Exception) -> None:
+        await self._emit(self._builder.step_failed, saga_name, step_name, ctx, error)
+
+    async def on_compensation_start(self, saga_name: str, step_name: str, ctx: dict[str, Any]) -> None:
+        await self._emit(self._builder.compensation_started, saga_name, step_name, ctx)
+
+    async def on_compensation_complete(self, saga_name: str, step_name: str, ctx: dict[str, Any]) -> None:
+        await self._emit(self._builder.compensation_completed, saga_name, step_name, ctx)
+
+    async def on_saga_complete(self, saga_name: str, saga_id: str, ctx: dict[str, Any]) -> None:
+        await self._emit(self._builder.saga_completed, saga_name, saga_id, ctx)
+
+    async def on_saga_failed(self, saga_name: str, saga_id: str, ctx: dict[str, Any], error: Exception) -> None:
+        await self._emit(self._builder.saga_failed, saga_name, saga_id, ctx, error)
+
+    # ------------------------------------------------------------------------------------------ public API
+
+    @property
+    def stats(self) -> ListenerStats:
+        """A snapshot of the counters."""
+        snapshot = ListenerStats(**self._stats.as_dict())
+        snapshot.pending = len(self._buffer) + len(self._inflight)
+        return snapshot
+
+    async def start(self) -> None:
+        """Start the writer now (it also starts with the first event): connects in the background."""
+        self._ensure_pump()
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Write everything buffered now; False if ``timeout`` seconds passed first (events stay buffered)."""
+        if not self._pending():
+            return True
+        self._ensure_pump()
+        assert self._wakeup is not None and self._idle is not None
+        self._urgent = True  # no lingering for a fuller batch
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def close(self, timeout: float = 30.0) -> ListenerStats:
+        """Deliver what is buffered (retrying for up to ``timeout`` s), then close the Fluss connection.
+
+        Events still undelivered after ``timeout`` are counted as dropped, with a warning. Idempotent.
+        """
+        self._closing = True
+        task = self._task
+        if task is not None and not task.done():
+            if task.get_loop() is not asyncio.get_running_loop():
+                raise RuntimeError("close() must be awaited on the event loop that runs the sagas")
+            assert self._wakeup is not None
+            self._wakeup.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._sink.close()  # the writer task closes it too; this covers a task that never ran
+        self._give_up(f"close() gave up after {timeout:g}s")
+        return self.stats
+
+    async def __aenter__(self) -> FlussAnalyticsListener:
+        self._closing = False
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------------------------------ hook side
+
+    async def _emit(self, build: Callable[..., SagaEvent | list[SagaEvent]], *args: Any) -> None:
+        try:
+            built = build(*args)
+            for event in built if isinstance(built, list) else (built,):
+                if not self._offer(event):
+                    await self._overflow_wait(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a listener bug must never reach the saga
+            self._count("hook_errors")
+            log.debug("FlussAnalyticsListener hook failed", exc_info=True)
+
+    def _offer(self, event: SagaEvent) -> bool:
+        """Buffer the event without waiting; False when the buffer is full and the policy may block."""
+        if self._task is None or self._task.done():
+            self._ensure_pump()
+        if len(self._buffer) + len(self._inflight) >= self.buffer_size:
+            if self.overflow is not Overflow.DROP_OLDEST or not self._buffer:
+                if self.overflow is Overflow.BLOCK and self.block_ms > 0:
+                    return False
+                self._drop(1)
+                return True
+            self._buffer.popleft()
+            self._drop(1)
+        self._buffer.append(event)
+        self._count("enqueued")
+        depth = len(self._buffer)
+        if depth == 1 or depth == self.batch_size:
+            self._idle.clear()  # type: ignore[union-attr]  # both set by _ensure_pump
+            self._wakeup.set()  # type: ignore[union-attr]
+        return True
+
+    async def _overflow_wait(self, event: SagaEvent) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.block_ms / 1000
+        assert self._room is not None
+        while len(self._buffer) + len(self._inflight) >= self.buffer_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._drop(1)
+                return
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), remaining)
+        self._offer(event)
+
+    def _drop(self, n: int) -> None:
+        self._count("dropped", n)
+        if not self._overflowing:
+            self._overflowing = True
+            log.warning("saga_events buffer full (%d events; is Fluss at %s reachable?): dropping events "
+                        "(overflow policy %s); see stats.dropped", self.buffer_size, self.bootstrap_servers,
+                        self.overflow.value)
+
+    def _count(self, counter: str, n: int = 1) -> None:
+        setattr(self._stats, counter, getattr(self._stats, counter) + n)
+        if self._stats_hook is not None:
+            try:
+                self._stats_hook(counter, n)
+            except Exception:  # a metrics backend must not break the listener either
+                log.debug("stats hook failed", exc_info=True)
+
+    def _pending(self) -> int:
+        return len(self._buffer) + len(self._inflight)
+
+    # ------------------------------------------------------------------------------------------ writer side
+
+    def _ensure_pump(self) -> None:
+        """Start the writer task on the running loop (again, if the loop it ran on has finished)."""
+        if self._task is not None and not self._task.done():
+            return
+        loop = asyncio.get_running_loop()
+        self._wakeup, self._room, self._idle = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._closing = False
+        self._task = loop.create_task(self._pump(), name="FlussAnalyticsListener writer")
+        if self._pending():
+            self._wakeup.set()
+
+    async def _pump(self) -> None:
+        try:
+            await self._deliver_until_closed()
+        except asyncio.CancelledError:
+            if not self._closing:  # the loop is shutting down without close(): one bounded last attempt
+                self._take_batch(len(self._buffer))
+                with contextlib.suppress(BaseException):
+                    self._written(await asyncio.wait_for(self._sink.write(self._inflight), self._sink.write_timeout))
+                self._give_up("the event loop ended before close()")
+            raise
+        finally:
+            await asyncio.shield(self._sink.close())
+
+    async def _deliver_until_closed(self) -> None:
+        backoff, unacknowledged = self.backoff_initial, 0
+        while True:
+            if not self._inflight:
+                await self._linger()
+                if not self._buffer:
+                    if self._closing:
+                        return
+                    continue
+                self._take_batch(self.batch_size)
+            try:
+                rejected = await self._sink.write(self._inflight)
+            except FlushTimeout as exc:
+                # Fluss is down or slow. pyfluss keeps the queued rows and retries them itself (it delivers them
+                # once the servers are back), so wait again on the same writer; only a writer that stays stuck
+                # while Fluss answers again is replaced, and the batch re-sent (same event ids: no duplicates).
+                unacknowledged += 1
+                self._write_failed(exc, 0.0)
+                if unacknowledged >= 2 and await self._sink.reachable():
+                    await self._sink.close()
+                continue
+            except Exception as exc:  # no connection, or Fluss refused the batch: reconnect with backoff
+                self._write_failed(exc, backoff)
+                await self._sink.close()
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+                backoff = min(backoff * 2, self.backoff_max)
+                continue
+            backoff, unacknowledged = self.backoff_initial, 0
+            self._written(rejected)
+
+    async def _linger(self) -> None:
+        """Wait until a batch is full, or the oldest buffered event has waited flush_interval, or close/flush."""
+        assert self._wakeup is not None and self._idle is not None
+        loop = asyncio.get_running_loop()
+        while not self._buffer and not self._closing:
+            self._idle.set()
+            self._urgent = False
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        self._idle.clear()
+        deadline = loop.time() + self.flush_interval
+        while len(self._buffer) < self.batch_size and not (self._closing or self._urgent):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+
+    def _take_batch(self, n: int) -> None:
+        buffer = self._buffer
+        # Always a new list: the sink recognises a batch it already queued by identity.
+        self._inflight = self._inflight + [buffer.popleft() for _ in range(min(n, len(buffer)))]
+
+    def _written(self, rejected: list[SagaEvent]) -> None:
+        if rejected:  # never retried: pyfluss refused to convert them, and would again
+            self._count("dropped", len(rejected))
+            log.error("%d saga events could not be converted to saga_events rows and were dropped, e.g. %r",
+                      len(rejected), rejected[0])
+        self._count("written", len(self._inflight) - len(rejected))
+        self._inflight = []
+        if self._failing:
+            log.warning("Fluss at %s reachable again; buffered saga events are being delivered",
+                        self.bootstrap_servers)
+        self._failing = self._overflowing = False
+        if self._room is not None:
+            self._room.set()
+        if not self._buffer and self._idle is not None:
+            self._idle.set()
+
+    def _write_failed(self, exc: Exception, backoff: float) -> None:
+        self._count("write_failures")
+        self._count("retried", len(self._inflight))
+        if not self._failing:
+            self._failing = True
+            log.warning("writing saga events to Fluss at %s failed (%s: %s); buffering them and retrying "
+                        "(next attempt in %.1fs)", self.bootstrap_servers, type(exc).__name__, exc, backoff)
+        else:
+            log.debug("write retry failed: %s: %s", type(exc).__name__, exc)
+
+    def _give_up(self, why: str) -> None:
+        lost = self._pending()
+        if lost:
+            self._buffer.clear()
+            self._inflight = []
+            self._count("dropped", lost)
+            log.warning("%d saga events were not delivered to Fluss at %s (%s)", lost, self.bootstrap_servers, why)
+        if self._idle is not None:
+            self._idle.set()
+
+
+class FlushTimeout(Exception):
+    """Fluss did not acknowledge a batch within write_timeout; its rows stay queued in the pyfluss writer."""
+
+
+class FlussSink:
+    """One pyfluss connection and upsert writer for the events table.
+
+    ``write`` is called again with the same list until it succeeds: a batch already queued in the current writer
+    is not queued twice, only awaited again. ``close`` discards the connection; the next ``write`` reconnects.
+    """
+
+    def __init__(self, bootstrap_servers: str, database: str, table: str, connect_timeout: float,
+                 write_timeout: float, close_timeout: float = 5.0,
+                 on_connect: Callable[[], None] = lambda: None) -> None:
+        self.bootstrap_servers, self.database, self.table = bootstrap_servers, database, table
+        self.connect_timeout, self.write_timeout, self.close_timeout = connect_timeout, write_timeout, close_timeout
+        self._on_connect = on_connect
+        self._connection: Any = None
+        self._writer: Any = None
+        self._queued: Sequence[SagaEvent] | None = None  # the batch handed to the current writer
+        self._queued_rejects: list[SagaEvent] = []
+        self._samples: list[Any] = []  # result handles of some of its rows
+
+    async def write(self, rows: Sequence[SagaEvent]) -> list[SagaEvent]:
+        """Upsert the rows and wait until Fluss acknowledged them.
+
+        Returns the rows pyfluss refused to convert (a bad value: retrying cannot help). Raises FlushTimeout
+        when Fluss does not answer in time, anything else when the connection or the batch failed.
+        """
+        writer = self._writer or await self._connect()
+        if self._queued is not rows:
+            self._samples, self._queued_rejects = await self._queue(writer, rows)
+            self._queued = rows
+        try:
+            await asyncio.wait_for(writer.flush(), self.write_timeout)
+        except TimeoutError:
+            raise FlushTimeout(f"no acknowledgement within {self.write_timeout:g}s") from None
+        # pyfluss's flush() waits for the batches but does not report a failed one; a row's handle does. Waiting
+        # on every handle costs more than the upsert itself, so a sample is checked: enough to catch what fails
+        # every batch (table dropped or changed, writer fenced); the batch is then re-sent.
+        samples, self._samples, self._queued = self._samples, [], None
+        await asyncio.wait_for(asyncio.gather(*(handle.wait() for handle in samples)), self.write_timeout)
+        return self._queued_rejects
+
+    async def _queue(self, writer: Any, rows: Sequence[SagaEvent]) -> tuple[list[Any], list[SagaEvent]]:
+        samples, rejected = [], []
+        for start in range(0, len(rows), YIELD_EVERY):
+            handle = None
+            for row in rows[start:start + YIELD_EVERY]:
+                try:
+                    handle = writer.upsert(row)  # queued in pyfluss: no I/O here
+                except (TypeError, ValueError, OverflowError):
+                    rejected.append(row)
+            if handle is not None:
+                samples.append(handle)
+            await asyncio.sleep(0)  # let sagas run between chunks of a large batch
+        return samples, rejected
+
+    async def reachable(self) -> bool:
+        try:
+            await self._check_reachable()
+            return True
+        except ConnectionError:
+            return False
+
+    async def close(self) -> None:
+        """Close the connection, bounded: pyfluss's close drains its writer and waits forever if Fluss is down."""
+        connection, self._connection, self._writer = self._connection, None, None
+        self._queued, self._samples = None, []
+        if connection is not None:
+            try:
+                await asyncio.wait_for(connection.close(), self.close_timeout)
+            except Exception as exc:  # timeout or a broken connection: nothing left to save
+                log.debug("closing the Fluss connection: %s", exc)
+
+    async def _connect(self) -> Any:
+        import fluss
+
+        await self._check_reachable()
+        config = fluss.Config({"bootstrap.servers": self.bootstrap_servers})
+        config.connect_timeout_ms = int(self.connect_timeout * 1000)
+        # pyfluss blocks upsert() when its own buffer is full, by default forever: that would stall the event
+        # loop. Only one batch is queued at a time, so it never fills; if it ever does, fail the write instead.
+        config.writer_buffer_wait_timeout_ms = 1000
+        self._on_connect()
+        connection = await asyncio.wait_for(fluss.FlussConnection.create(config), self.connect_timeout)
+        self._connection = connection
+        try:
+            table = await asyncio.wait_for(connection.get_table(fluss.TablePath(self.database, self.table)),
+                                           self.connect_timeout)
+            self._writer = table.new_upsert().create_writer()
+        except BaseException:
+            await self.close()
+            raise
+        return self._writer
+
+    async def _check_reachable(self) -> None:
+        """Fail within connect_timeout when no bootstrap server accepts TCP (pyfluss would retry far longer)."""
+        errors = []
+        for address in self.bootstrap_servers.split(","):
+            host, _, port = address.strip().rpartition(":")
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), self.connect_timeout)
+            except (OSError, TimeoutError, ValueError) as exc:
+                errors.append(f"{address.strip()}: {exc or type(exc).__name__}")
+                continue
+            writer.close()
+            return
+        raise ConnectionError("no Fluss bootstrap server reachable (" + "; ".join(errors) + ")")
