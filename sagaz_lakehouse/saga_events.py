@@ -157,8 +157,8 @@ class EventBuilder:
             if step in failed:
                 events.append(self._event(state, COMPENSATION_FAILED, saga_name, saga_id, step, now, None, ctx,
                                           message=failed[step]))
-        events.append(self._event(state, event_type, saga_name, saga_id, None, now,
-                                  _elapsed_ms(state.started_ns, now), ctx, error))
+        # duration_ms is a step's or compensation's; the saga's own is total_duration_ms.
+        events.append(self._event(state, event_type, saga_name, saga_id, None, now, None, ctx, error))
         self._finished[saga_id] = state.occurrences
         if len(self._finished) > self._remember_finished:
             self._finished.popitem(last=False)

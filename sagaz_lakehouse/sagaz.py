@@ -86,13 +86,15 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         connect_timeout, write_timeout: seconds for one connection attempt / one batch acknowledgement.
         backoff_initial, backoff_max: reconnect delay in seconds, doubled after each failed attempt (with jitter).
         stats_hook: called as ``stats_hook(counter, increment)`` on every counter change.
+        builder, sink: replace the event builder (clocks) or the Fluss writer, e.g. in tests.
     """
 
     def __init__(self, bootstrap_servers: str | None = None, *, database: str | None = None, table: str = TABLE,
                  buffer_size: int = 100_000, batch_size: int = 2_000, flush_interval: float = 0.2,
                  overflow: Overflow | str = Overflow.DROP_NEWEST, block_ms: float = 0.0, connect_timeout: float = 5.0,
                  write_timeout: float = 10.0, backoff_initial: float = 0.1, backoff_max: float = 5.0,
-                 stats_hook: StatsHook | None = None, builder: EventBuilder | None = None) -> None:
+                 stats_hook: StatsHook | None = None, builder: EventBuilder | None = None,
+                 sink: FlussSink | None = None) -> None:
         if buffer_size < 1 or batch_size < 1 or flush_interval <= 0 or block_ms < 0:
             raise ValueError("buffer_size and batch_size must be >= 1, flush_interval > 0, block_ms >= 0")
         if bootstrap_servers is None or database is None:
@@ -101,9 +103,9 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         self.bootstrap_servers, self.database, self.table = bootstrap_servers, database, table
         self.buffer_size, self.batch_size, self.flush_interval = buffer_size, batch_size, flush_interval
         self.overflow, self.block_ms = Overflow(overflow), block_ms
-        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
-        self._sink = FlussSink(bootstrap_servers, database, table, connect_timeout, write_timeout,
-                               on_connect=lambda: self._count("connects"))
+        self.backoff_initial, self.backoff_max, self.write_timeout = backoff_initial, backoff_max, write_timeout
+        self._sink = sink or FlussSink(bootstrap_servers, database, table, connect_timeout, write_timeout,
+                                       on_connect=lambda: self._count("connects"))
         self._builder = builder or EventBuilder()
         self._stats = ListenerStats()
         self._stats_hook = stats_hook
@@ -287,7 +289,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
             if not self._closing:  # the loop is shutting down without close(): one bounded last attempt
                 self._take_batch(len(self._buffer))
                 with contextlib.suppress(BaseException):
-                    self._written(await asyncio.wait_for(self._sink.write(self._inflight), self._sink.write_timeout))
+                    self._written(await asyncio.wait_for(self._sink.write(self._inflight), self.write_timeout))
                 self._give_up("the event loop ended before close()")
             raise
         finally:
