@@ -57,18 +57,26 @@ def event_id(saga_name: str, saga_id: str, event_type: str, step_name: str | Non
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
+def text(value: Any) -> str:
+    """``str(value)`` that pyfluss can encode: a lone surrogate (e.g. from surrogateescape) would make the whole
+    row unwritable, so it becomes '?'."""
+    value = str(value)
+    return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
+
+
 def context_keys(ctx: Mapping[Any, Any]) -> list[str]:
     """The saga's own context keys, sorted; engine markers (``__<step>_completed`` etc.) left out."""
-    return sorted(k for k in map(str, ctx) if not k.startswith("__"))
+    keys = sorted(k for k in map(str, ctx) if not k.startswith("__"))
+    return keys if all(k.isascii() for k in keys) else [text(k) for k in keys]
 
 
 def error_type(error: BaseException) -> str:
     cls = type(error)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return text(cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}")
 
 
 def error_message(error: BaseException) -> str:
-    return str(error)[:MAX_ERROR_MESSAGE]
+    return text(str(error)[:MAX_ERROR_MESSAGE])
 
 
 def failed_compensations(ctx: Mapping[Any, Any]) -> dict[str, str]:
@@ -76,7 +84,7 @@ def failed_compensations(ctx: Mapping[Any, Any]) -> dict[str, str]:
     found = {}
     for key, value in ctx.items():
         if isinstance(key, str) and key.startswith("__") and key.endswith(COMPENSATION_ERROR_SUFFIX):
-            found[key[2:-len(COMPENSATION_ERROR_SUFFIX)]] = str(value)[:MAX_ERROR_MESSAGE]
+            found[key[2:-len(COMPENSATION_ERROR_SUFFIX)]] = text(str(value)[:MAX_ERROR_MESSAGE])
     return found
 
 
@@ -190,8 +198,8 @@ class EventBuilder:
         # fall in the same microsecond (or the wall clock steps back).
         ts_us = max(self._wall_ns() // 1000, state.last_ts_us + 1)
         state.last_ts_us = ts_us
-        saga_name, saga_id = str(saga_name), str(saga_id)  # a user may pass saga_id=123; the column is STRING
-        step_name = None if step_name is None else str(step_name)
+        saga_name, saga_id = text(saga_name), text(saga_id)  # a user may pass saga_id=123; the column is STRING
+        step_name = None if step_name is None else text(step_name)
         return SagaEvent(
             event_id(saga_name, saga_id, event_type, step_name, occurrence), event_type, saga_id, saga_name,
             step_name, duration_ms, _elapsed_ms(state.started_ns, now_ns),

@@ -350,10 +350,9 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         self._inflight = self._inflight + [buffer.popleft() for _ in range(min(n, len(buffer)))]
 
     def _written(self, rejected: list[SagaEvent]) -> None:
-        if rejected:  # never retried: pyfluss refused to convert them, and would again
+        if rejected:  # never retried: pyfluss refused their values, and would again
             self._count("dropped", len(rejected))
-            log.error("%d saga events could not be converted to saga_events rows and were dropped, e.g. %r",
-                      len(rejected), rejected[0])
+            log.error("pyfluss refused %d saga events (dropped), e.g. %r", len(rejected), rejected[0])
         self._count("written", len(self._inflight) - len(rejected))
         self._inflight = []
         if self._failing:
@@ -412,12 +411,13 @@ class FlussSink:
     async def write(self, rows: Sequence[SagaEvent]) -> list[SagaEvent]:
         """Upsert the rows and wait until Fluss acknowledged them.
 
-        Returns the rows pyfluss refused to convert (a bad value: retrying cannot help). Raises FlushTimeout
+        Returns the rows pyfluss refused (a bad value: retrying cannot help). Raises FlushTimeout
         when Fluss does not answer in time, anything else when the connection or the batch failed.
         """
+        fresh = self._writer is None
         writer = self._writer or await self._connect()
         if self._queued is not rows:
-            self._samples, self._queued_rejects = await self._queue(writer, rows)
+            self._samples, self._queued_rejects = await self._queue(writer, rows, fresh)
             self._queued = rows
         try:
             await asyncio.wait_for(writer.flush(), self.write_timeout)
@@ -430,19 +430,32 @@ class FlussSink:
         await asyncio.wait_for(asyncio.gather(*(handle.wait() for handle in samples)), self.write_timeout)
         return self._queued_rejects
 
-    async def _queue(self, writer: Any, rows: Sequence[SagaEvent]) -> tuple[list[Any], list[SagaEvent]]:
-        samples, rejected = [], []
+    async def _queue(self, writer: Any, rows: Sequence[SagaEvent], fresh: bool) -> tuple[list[Any], list[SagaEvent]]:
+        """Hand the rows to pyfluss (no I/O); returns result handles of a sample, and the rows it refused."""
+        samples, refused, accepted = [], [], None
         for start in range(0, len(rows), YIELD_EVERY):
             handle = None
             for row in rows[start:start + YIELD_EVERY]:
                 try:
-                    handle = writer.upsert(row)  # queued in pyfluss: no I/O here
-                except (TypeError, ValueError, OverflowError):
-                    rejected.append(row)
+                    handle = writer.upsert(row)
+                    accepted = row
+                except Exception as exc:  # pyfluss raises FlussError for a bad value and for a broken writer
+                    refused.append(row)
+                    error = exc
             if handle is not None:
                 samples.append(handle)
             await asyncio.sleep(0)  # let sagas run between chunks of a large batch
-        return samples, rejected
+        if refused:
+            # A bad row, or a writer that refuses everything? Ask again with a row it took (an idempotent
+            # upsert): if that fails too, or no row was taken by a writer that has already worked, reconnect.
+            try:
+                if accepted is None and not fresh:
+                    raise error
+                if accepted is not None:
+                    writer.upsert(accepted)
+            except Exception as exc:
+                raise ConnectionError(f"the pyfluss writer refuses rows: {exc}") from exc
+        return samples, refused
 
     async def reachable(self) -> bool:
         try:

@@ -180,3 +180,13 @@ def test_rows_have_the_table_columns_in_order() -> None:
     from sagaz_lakehouse import tables
 
     assert list(ev.SagaEvent._fields) == [c.name for c in tables.COLUMNS]
+
+
+def test_text_that_pyfluss_could_not_encode_is_repaired(builder: EventBuilder) -> None:
+    broken = b"caf\xe9".decode("utf-8", "surrogateescape")  # a lone surrogate, as from a mis-decoded log line
+    context = {"saga_id": broken, broken: 1}
+    started = builder.saga_started(broken, broken, context)
+    [end] = builder.saga_failed(broken, broken, context, ValueError(broken))
+    for value in (started.saga_name, started.saga_id, *started.context_keys, end.error_message):
+        value.encode("utf-8")  # raises if a surrogate were left
+    assert started.saga_name == "caf?" and ev.text("Zürich") == "Zürich"
