@@ -83,7 +83,10 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         batch_size: most events per write; a batch is written once full or ``flush_interval`` s after its first
             event arrived, whichever comes first.
         overflow, block_ms: the policy when the buffer is full; see ``Overflow``.
-        connect_timeout, write_timeout: seconds for one connection attempt / one batch acknowledgement.
+        connect_timeout, write_timeout: seconds for one connection attempt / one wait for a batch's
+            acknowledgement (after which the writer keeps waiting: pyfluss retries the batch itself).
+        stuck_after: seconds a batch may stay unacknowledged while Fluss accepts connections before the
+            connection is replaced and the batch re-sent.
         backoff_initial, backoff_max: reconnect delay in seconds, doubled after each failed attempt (with jitter).
         stats_hook: called as ``stats_hook(counter, increment)`` on every counter change.
         builder, sink: replace the event builder (clocks) or the Fluss writer, e.g. in tests.
@@ -92,7 +95,8 @@ class FlussAnalyticsListener(sagaz.SagaListener):
     def __init__(self, bootstrap_servers: str | None = None, *, database: str | None = None, table: str = TABLE,
                  buffer_size: int = 100_000, batch_size: int = 2_000, flush_interval: float = 0.2,
                  overflow: Overflow | str = Overflow.DROP_NEWEST, block_ms: float = 0.0, connect_timeout: float = 5.0,
-                 write_timeout: float = 10.0, backoff_initial: float = 0.1, backoff_max: float = 5.0,
+                 write_timeout: float = 10.0, stuck_after: float = 60.0, backoff_initial: float = 0.1,
+                 backoff_max: float = 5.0,
                  stats_hook: StatsHook | None = None, builder: EventBuilder | None = None,
                  sink: FlussSink | None = None) -> None:
         if buffer_size < 1 or batch_size < 1 or flush_interval <= 0 or block_ms < 0:
@@ -104,6 +108,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         self.buffer_size, self.batch_size, self.flush_interval = buffer_size, batch_size, flush_interval
         self.overflow, self.block_ms = Overflow(overflow), block_ms
         self.backoff_initial, self.backoff_max, self.write_timeout = backoff_initial, backoff_max, write_timeout
+        self.stuck_after = stuck_after
         self._sink = sink or FlussSink(bootstrap_servers, database, table, connect_timeout, write_timeout,
                                        on_connect=lambda: self._count("connects"))
         self._builder = builder or EventBuilder()
@@ -296,7 +301,8 @@ class FlussAnalyticsListener(sagaz.SagaListener):
             await asyncio.shield(self._sink.close())
 
     async def _deliver_until_closed(self) -> None:
-        backoff, unacknowledged = self.backoff_initial, 0
+        loop = asyncio.get_running_loop()
+        backoff, stuck_since = self.backoff_initial, None
         while True:
             if not self._inflight:
                 await self._linger()
@@ -308,21 +314,24 @@ class FlussAnalyticsListener(sagaz.SagaListener):
             try:
                 rejected = await self._sink.write(self._inflight)
             except FlushTimeout as exc:
-                # Fluss is down or slow. pyfluss keeps the queued rows and retries them itself (it delivers them
-                # once the servers are back), so wait again on the same writer; only a writer that stays stuck
-                # while Fluss answers again is replaced, and the batch re-sent (same event ids: no duplicates).
-                unacknowledged += 1
+                # Fluss is down or slow. pyfluss keeps the queued rows and retries them itself, delivering them
+                # once the servers are back (a restarted server takes a while), so wait again on the same writer.
+                # Only a writer stuck for stuck_after while Fluss answers TCP again is replaced and the batch
+                # re-sent (same event ids: no duplicates); replacing it sooner livelocks on a slow restart.
+                stuck_since = loop.time() if stuck_since is None else stuck_since
                 self._write_failed(exc, 0.0)
-                if unacknowledged >= 2 and await self._sink.reachable():
+                if loop.time() - stuck_since >= self.stuck_after and await self._sink.reachable():
                     await self._sink.close()
+                    stuck_since = None
                 continue
             except Exception as exc:  # no connection, or Fluss refused the batch: reconnect with backoff
                 self._write_failed(exc, backoff)
                 await self._sink.close()
+                stuck_since = None
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
                 backoff = min(backoff * 2, self.backoff_max)
                 continue
-            backoff, unacknowledged = self.backoff_initial, 0
+            backoff, stuck_since = self.backoff_initial, None
             self._written(rejected)
 
     async def _linger(self) -> None:

@@ -41,8 +41,15 @@ COLUMNS = ("event_id", "event_type", "saga_id", "saga_name", "step_name", "durat
 # ------------------------------------------------------------------------------------------ the stack
 
 
+# Trino otherwise advertises the first non-loopback address it finds; on a machine with Docker that can be a
+# bridge of a compose network that is later removed, and every query then fails with REMOTE_TASK_ERROR (404).
+# The local target does not pin node.internal-address (reported); the launcher's node.* system properties do.
+TRINO_ON_LOOPBACK = "-Dnode.internal-address=127.0.0.1"
+
+
 def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
+    env["JAVA_TOOL_OPTIONS"] = f"{env.get('JAVA_TOOL_OPTIONS', '')} {TRINO_ON_LOOPBACK}".strip()
     return subprocess.run([*CLI, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
 
 

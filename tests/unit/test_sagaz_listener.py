@@ -255,3 +255,38 @@ def test_the_sink_refuses_an_unreachable_server_within_its_timeout() -> None:
         assert not await sink.reachable()
 
     asyncio.run(main())
+
+
+class SlowSink(MemorySink):
+    """Fluss down for a while: flushes time out (pyfluss keeps the rows), then succeed."""
+
+    def __init__(self, timeouts: int) -> None:
+        super().__init__()
+        self.timeouts = timeouts
+
+    async def write(self, rows: list[SagaEvent]) -> list[SagaEvent]:
+        from sagaz_lakehouse.sagaz import FlushTimeout
+
+        self.attempts += 1
+        if self.timeouts:
+            self.timeouts -= 1
+            raise FlushTimeout("no acknowledgement")
+        self.rows.extend(rows)
+        return []
+
+
+@pytest.mark.parametrize(("stuck_after", "replaced"), [(3600.0, False), (0.0, True)])
+def test_an_unacknowledged_batch_keeps_its_writer_until_stuck_after(stuck_after: float, replaced: bool) -> None:
+    sink = SlowSink(timeouts=3)
+
+    async def main() -> FlussAnalyticsListener:
+        analytics = listener(sink, stuck_after=stuck_after)
+        await order_saga(analytics).run({}, saga_id="s")
+        assert await analytics.flush(timeout=10)
+        closed_before_close = sink.closed
+        await analytics.close()
+        assert (closed_before_close > 0) is replaced
+        return analytics
+
+    stats = asyncio.run(main()).stats
+    assert stats.write_failures == 3 and stats.written == 6 and len(sink.rows) == 6
