@@ -22,11 +22,12 @@ pytestmark = pytest.mark.unit
 
 
 class MemorySink:
-    """Stands in for FlussSink: keeps written rows; can fail a number of times or hold writes until opened."""
+    """Stands in for FlussSink: keeps acknowledged rows; flushes can fail a number of times, or wait for a gate."""
 
     def __init__(self, failures: int = 0, open_: bool = True) -> None:
-        self.failures, self.attempts, self.closed = failures, 0, 0
+        self.failures, self.flushes, self.closed = failures, 0, 0
         self.rows: list[SagaEvent] = []
+        self._queued: list[SagaEvent] = []
         self._open = open_
         self._gate: asyncio.Event | None = None
 
@@ -37,17 +38,22 @@ class MemorySink:
                 self._gate.set()
         return self._gate
 
-    async def write(self, rows: list[SagaEvent]) -> list[SagaEvent]:
-        self.attempts += 1
+    async def queue(self, rows: list[SagaEvent]) -> list[SagaEvent]:
+        self._queued.extend(rows)
+        return []
+
+    async def flush(self) -> None:
+        self.flushes += 1
         await self.gate().wait()
         if self.failures:
             self.failures -= 1
             raise ConnectionError("Fluss is down")
-        self.rows.extend(rows)
-        return []
+        self.rows.extend(self._queued)  # everything queued so far is acknowledged
+        self._queued = []
 
     async def close(self) -> None:
         self.closed += 1
+        self._queued = []  # a new connection starts empty
 
     async def reachable(self) -> bool:
         return True
@@ -144,6 +150,7 @@ def test_failed_writes_are_retried_and_every_event_arrives_once() -> None:
     stats = analytics.stats
     assert stats.enqueued == stats.written == len(sink.rows) == 30
     assert stats.write_failures == 3 and stats.retried >= 3 and stats.dropped == 0 and stats.pending == 0
+    assert sink.closed >= 3  # every failure dropped the connection
     assert max(Counter(r.event_id for r in sink.rows).values()) == 1
 
 
@@ -251,42 +258,40 @@ def test_the_sink_refuses_an_unreachable_server_within_its_timeout() -> None:
 
     async def main() -> None:
         with pytest.raises(ConnectionError, match="no Fluss bootstrap server reachable"):
-            await sink.write([])
+            await sink.queue([])
         assert not await sink.reachable()
 
     asyncio.run(main())
 
 
-class SlowSink(MemorySink):
-    """Fluss down for a while: flushes time out (pyfluss keeps the rows), then succeed."""
+class StuckSink(MemorySink):
+    """Fluss down for a while: the first connection's flushes hang until released; later connections work."""
 
-    def __init__(self, timeouts: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.timeouts = timeouts
+        self.release = asyncio.Event()
 
-    async def write(self, rows: list[SagaEvent]) -> list[SagaEvent]:
-        from sagaz_lakehouse.sagaz import FlushTimeout
-
-        self.attempts += 1
-        if self.timeouts:
-            self.timeouts -= 1
-            raise FlushTimeout("no acknowledgement")
-        self.rows.extend(rows)
-        return []
+    async def flush(self) -> None:
+        if not self.closed:
+            await self.release.wait()
+        await super().flush()
 
 
 @pytest.mark.parametrize(("stuck_after", "replaced"), [(3600.0, False), (0.0, True)])
 def test_an_unacknowledged_batch_keeps_its_writer_until_stuck_after(stuck_after: float, replaced: bool) -> None:
-    sink = SlowSink(timeouts=3)
-
-    async def main() -> FlussAnalyticsListener:
-        analytics = listener(sink, stuck_after=stuck_after)
+    async def main() -> tuple[FlussAnalyticsListener, StuckSink]:
+        sink = StuckSink()
+        analytics = listener(sink, stuck_after=stuck_after, write_timeout=0.01)
         await order_saga(analytics).run({}, saga_id="s")
+        while analytics.stats.write_failures < 3 and not sink.closed:  # timeouts, or the connection replaced
+            await asyncio.sleep(0.005)
+        assert (sink.closed > 0) is replaced
+        sink.release.set()
         assert await analytics.flush(timeout=10)
-        closed_before_close = sink.closed
         await analytics.close()
-        assert (closed_before_close > 0) is replaced
-        return analytics
+        return analytics, sink
 
-    stats = asyncio.run(main()).stats
-    assert stats.write_failures == 3 and stats.written == 6 and len(sink.rows) == 6
+    analytics, sink = asyncio.run(main())
+    stats = analytics.stats
+    assert stats.written == 6 and len(sink.rows) == 6 and stats.dropped == 0
+    assert stats.retried == (6 if replaced else 0)  # re-sent only when the connection was replaced

@@ -17,9 +17,12 @@ class MemorySink:
     def __init__(self) -> None:
         self.rows: list = []
 
-    async def write(self, rows: list) -> list:
+    async def queue(self, rows: list) -> list:
         self.rows.extend(rows)
         return []
+
+    async def flush(self) -> None:
+        pass
 
     async def close(self) -> None:
         pass
