@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 TABLE = "saga_events"  # tables.TABLE; not imported to keep the listener free of the CLI's modules
 YIELD_EVERY = 64  # rows handed to pyfluss between two yields to the event loop (~0.3 ms): sagas wait no longer
+SAMPLE_EVERY = 256  # one row's result handle checked per this many (see FlussSink.flush)
 
 
 class Overflow(StrEnum):
@@ -522,7 +523,7 @@ class FlussSink:
                 except Exception as exc:  # pyfluss raises FlussError for a bad value and for a broken writer
                     refused.append(row)
                     error = exc
-            if handle is not None:
+            if handle is not None and (start % SAMPLE_EVERY == 0 or start + YIELD_EVERY >= len(rows)):
                 self._samples.append(handle)
             await asyncio.sleep(0)  # let sagas run between chunks of a large batch
         if error is not None:
@@ -541,7 +542,7 @@ class FlussSink:
         """Everything queued so far acknowledged; raises if the writer or a sampled row failed.
 
         pyfluss's flush() waits for the batches but does not report a failed one; a row's handle does. Waiting on
-        every handle costs ten times the upsert itself, so one row in YIELD_EVERY is checked: enough to catch what
+        every handle costs ten times the upsert itself, so one row in SAMPLE_EVERY is checked: enough to catch what
         fails every batch (table dropped or changed, writer fenced), and the batches are then re-sent.
         """
         writer, samples, self._samples = self._writer, self._samples, []
