@@ -235,13 +235,32 @@ async def simulate(listener: FlussAnalyticsListener | None, *, sagas: int = 100,
     }
 
 
+def tenths(echo: Callable[[str], None]) -> Progress:
+    """A progress callback that reports about every tenth of the run through ``echo``."""
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            echo(f"{done}/{total} sagas")
+
+    return progress
+
+
 def run(*, sagas: int = 100, rate: float = 20.0, failure_rate: float = 0.2, seed: int | None = None,
         progress: Progress | None = None, bootstrap_servers: str | None = None, database: str | None = None,
         close_timeout: float = 60.0) -> dict[str, Any]:
-    """Simulate with a FlussAnalyticsListener on the stack (default: ./sagaz-lakehouse.yaml), then close it."""
+    """Simulate with a FlussAnalyticsListener on the stack (default: ./sagaz-lakehouse.yaml), then close it.
+
+    Fails at once (StackNotReachable) when Fluss does not accept connections: the sagas would run, but every event
+    would be dropped after close_timeout.
+    """
+    from sagaz_lakehouse.clients import tcp_open
+    from sagaz_lakehouse.errors import StackNotReachable
+
+    listener = FlussAnalyticsListener(bootstrap_servers, database=database)
+    if not any(tcp_open(address.strip()) for address in listener.bootstrap_servers.split(",")):
+        raise StackNotReachable("Fluss", listener.bootstrap_servers, "connection refused or timed out")
 
     async def main() -> dict[str, Any]:
-        listener = FlussAnalyticsListener(bootstrap_servers, database=database)
         try:
             summary = await simulate(listener, sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed,
                                      progress=progress)

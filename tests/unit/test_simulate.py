@@ -63,3 +63,23 @@ def test_the_summary_matches_the_events_and_a_seed_reproduces_the_run() -> None:
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="failure_rate"):
         asyncio.run(simulate.simulate(None, sagas=1, failure_rate=2))
+
+
+def test_run_refuses_at_once_when_fluss_is_not_reachable() -> None:
+    import socket
+
+    from sagaz_lakehouse.errors import StackNotReachable
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(StackNotReachable, match=f"127.0.0.1:{port}"):
+        simulate.run(sagas=1, bootstrap_servers=f"127.0.0.1:{port}", database="sagaz")
+
+
+def test_tenths_reports_each_tenth() -> None:
+    seen: list[str] = []
+    progress = simulate.tenths(seen.append)
+    for done in range(1, 26):
+        progress(done, 25)
+    assert seen == [f"{n}/25 sagas" for n in (2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 25)]
