@@ -7,7 +7,7 @@ CACHE ?= $(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR ?= $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit test-kube test-e2e test-containers images lint manifests tools bench-local clean
+.PHONY: install up down test test-unit test-kube test-e2e test-containers images lint manifests tools bench-local bench-sagaz clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -55,3 +55,7 @@ bench-local: install
 
 clean:
 	rm -rf .sagaz-lakehouse .pytest_cache
+
+bench-sagaz: install ## FlussAnalyticsListener: hook cost, saga latency, events/s (needs a running stack with tables)
+	$(PIP) install -e '.[sagaz]'
+	$(PYTHON) bench/sagaz.py --out bench/results/sagaz.md
