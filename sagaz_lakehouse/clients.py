@@ -7,6 +7,7 @@ down fails within seconds with "is the stack up?" instead of hanging in a client
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import urllib.error
@@ -21,6 +22,7 @@ from sagaz_lakehouse.errors import StackNotReachable
 from sagaz_lakehouse.wiring import Endpoints, warehouse_uri
 
 CONNECT_TIMEOUT = 3.0
+CLOSE_TIMEOUT = 10.0
 
 
 def host_port(address: str) -> tuple[str, int]:
@@ -73,7 +75,9 @@ async def fluss_connection(endpoints: Endpoints, timeout: float = 10.0) -> Async
     try:
         yield connection
     finally:
-        await connection.close()
+        # pyfluss waits forever in close() when Fluss went away with rows still queued: bound it.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
 
 
 def iceberg_catalog(settings: Settings, credentials: Credentials, endpoints: Endpoints) -> Any:

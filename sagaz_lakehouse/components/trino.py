@@ -65,9 +65,14 @@ def server_properties(settings: Settings, view: View, at: Instance, worker: bool
     }
 
 
-def node_properties(settings: Settings, at: Instance) -> dict[str, str]:
+def node_properties(settings: Settings, view: View, at: Instance) -> dict[str, str]:
     # node.environment must be lowercase letters, digits and '_': the project name with '-' replaced.
-    return {"node.environment": settings.project.replace("-", "_"), "node.data-dir": at.data}
+    props = {"node.environment": settings.project.replace("-", "_"), "node.data-dir": at.data}
+    if view is View.EXTERNAL:
+        # On the user's host Trino would announce the first non-loopback address it finds (a container bridge,
+        # say); when that interface goes away every query fails with REMOTE_TASK_ERROR.
+        props["node.internal-address"] = wiring.LOOPBACK
+    return props
 
 
 def jvm_options(settings: Settings) -> list[str]:
@@ -84,11 +89,11 @@ def _trino(settings: Settings, view: View, worker: bool) -> Component:
 
     def setup(at: Instance) -> Setup:
         config = java_properties(server_properties(settings, view, at, worker))
-        node = java_properties(node_properties(settings, at))
+        node = java_properties(node_properties(settings, view, at))
 
         def command(ctx: NativeContext) -> Process:
             # The launcher passes node.properties as system properties; so do we.
-            system = [f"-D{k}={v}" for k, v in node_properties(settings, at).items()]
+            system = [f"-D{k}={v}" for k, v in node_properties(settings, view, at).items()]
             return Process([str(ctx.java), *jvm_options(settings), f"-XX:HeapDumpPath={at.data}", ctx.marker,
                             *system, f"-Dplugin.dir={ctx.home}/plugin", f"-Dconfig={at.conf}/config.properties",
                             f"-Dlog.levels-file={at.conf}/log.properties", "-cp", f"{ctx.home}/lib/*",

@@ -112,7 +112,7 @@ def test_version_comes_from_the_package():
 
 
 @pytest.mark.parametrize("command", ["init", "render", "up", "down", "status", "logs", "diff", "create-tables",
-                                     "doctor"])
+                                     "doctor", "simulate"])
 def test_every_command_takes_the_common_options(command):
     text = invoke(command, "--help").output
     for option in ("--config", "--target", "--profile", "--set", "--json", "--debug"):
