@@ -96,6 +96,8 @@ class ConfigFile:
     name: str
     content: str
     mount: str = ""
+    shared: bool = False  # the same for every component that mounts it: the container targets render it once
+    native: bool = True  # the native process reads it from its config folder (False: from elsewhere)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,20 @@ def tool(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: run `make tools` (scripts/install-tools.sh) first", pytrace=False)
     return path
+
+
+CLI = [sys.executable, "-m", "sagaz_lakehouse"]
+
+
+def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """The real command line, in ``workdir``, without credential variables from the caller's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
+    return subprocess.run([*CLI, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
+    """Fail the test with both output streams unless the command succeeded."""
+    if result.returncode != 0:
+        pytest.fail(f"`{what}` exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n"
+                    f"--- stderr ---\n{result.stderr[-6000:]}", pytrace=False)
+    return result

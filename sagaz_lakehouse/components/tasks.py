@@ -37,7 +37,8 @@ TIERING_JARS = (Jars("tiering-job", ARTIFACTS_DIR),)
 
 def _task(settings: Settings, name: str, role: str, arguments: list[str], env: dict[str, str],
           **fields: object) -> Component:
-    script = ConfigFile("tasks.py", TASKS_FILE.read_text(), mount=f"{MOUNT_DIR}/tasks.py")
+    # Natively the process runs the package's own file; containers mount one shared copy of it.
+    script = ConfigFile("tasks.py", TASKS_FILE.read_text(), mount=f"{MOUNT_DIR}/tasks.py", shared=True, native=False)
 
     def setup(at: Instance) -> Setup:
         def command(ctx: NativeContext) -> Process:

@@ -82,6 +82,10 @@ def manifests(settings: Settings, credentials: Credentials) -> list[Manifest]:
         Manifest("10-secret.yaml", "S3 credentials (the only file holding credential values)",
                  [_secret(settings, credentials)]),
     ]
+    shared = shared_config_map(stack)
+    if shared is not None:
+        result.append(Manifest("11-shared-config.yaml", "files several components mount (the one-shot tasks)",
+                               [shared]))
     for number, component in enumerate(stack.components, start=20):
         result.append(Manifest(f"{number:02d}-{component.name}.yaml", component.role,
                                component_objects(stack, component, lock)))
@@ -182,8 +186,21 @@ def _config_key(name: str) -> str:
     return name.replace("/", "_")  # ConfigMap keys allow [-._a-zA-Z0-9]
 
 
+SHARED_CONFIG = "shared-config"
+
+
+def shared_config_map(stack: Stack) -> Obj | None:
+    """Files marked shared (the same for every component that mounts them), in one ConfigMap."""
+    data = {_config_key(f.name): f.content for c in stack.components
+            for f in c.setup(symbolic_instance(c)).files if f.mount and f.shared}
+    if not data:
+        return None
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _shared_meta(stack.settings, SHARED_CONFIG, "config"), "data": data}
+
+
 def _config_map(settings: Settings, component: Component, setup: Setup) -> Obj | None:
-    data = {_config_key(f.name): f.content for f in setup.files if f.mount}
+    data = {_config_key(f.name): f.content for f in setup.files if f.mount and not f.shared}
     if not data:
         return None
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(settings, config_map_name(component),
@@ -201,7 +218,12 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
     if config_map is not None:
         volumes.append({"name": "config", "configMap": {"name": config_map["metadata"]["name"]}})
         mounts += [{"name": "config", "mountPath": f.mount, "subPath": _config_key(f.name), "readOnly": True}
-                   for f in setup.files if f.mount]
+                   for f in setup.files if f.mount and not f.shared]
+    shared = [f for f in setup.files if f.mount and f.shared]
+    if shared:
+        volumes.append({"name": "shared", "configMap": {"name": SHARED_CONFIG}})
+        mounts += [{"name": "shared", "mountPath": f.mount, "subPath": _config_key(f.name), "readOnly": True}
+                   for f in shared]
     for index, path in enumerate(container.scratch):
         volumes.append({"name": f"scratch-{index}", "emptyDir": {}})
         mounts.append({"name": f"scratch-{index}", "mountPath": path})
@@ -224,7 +246,8 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
     spec["enableServiceLinks"] = False  # service env vars like FLUSS_... or TRINO_PORT would confuse entrypoints
     if component.one_shot:
         spec["restartPolicy"] = "OnFailure"
-    checksum = workload_checksum([config_map] if config_map else [], [*init, main])
+    shared_data = {"data": {_config_key(f.name): f.content for f in shared}}  # what of the shared map it reads
+    checksum = workload_checksum([m for m in (config_map, shared_data) if m and m["data"]], [*init, main])
     return {"metadata": {"labels": labels(settings, component), "annotations": {CHECKSUM_ANNOTATION: checksum}},
             "spec": spec}
 

@@ -67,7 +67,7 @@ def files(settings: Settings, credentials: Credentials, layout: Layout | None = 
     layout = layout or default_layout(settings)
     out = []
     for component, name in local_stack(settings).instances():
-        for config in component.setup(instance(layout, component, name)).files:
+        for config in (f for f in component.setup(instance(layout, component, name)).files if f.native):
             out.append(RenderedFile(f"config/{name}/{config.name}", wiring.substitute_secrets(config.content,
                                                                                              credentials),
                                     secret=wiring.holds_secret(config.content)))

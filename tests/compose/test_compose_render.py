@@ -195,7 +195,9 @@ def test_tasks_run_the_packaged_task_file_in_the_python_image(variant):
         svc = doc["services"][name]
         assert svc["image"] == settings.images.python
         assert svc["entrypoint"] == ["python3", f"{tasks.MOUNT_DIR}/tasks.py", name]
-        assert by_path[f"config/{name}/tasks.py"] == source  # the very file the local target runs
+        mount = next(m for m in svc["volumes"] if m["target"] == f"{tasks.MOUNT_DIR}/tasks.py")
+        assert mount["source"] == "./config/shared/tasks.py"  # one copy for both tasks
+    assert by_path["config/shared/tasks.py"] == source  # the very file the local target runs
     submit = doc["services"][s.SUBMIT_TIERING]
     jar = tasks.tiering_jar()
     assert jar in submit["command"] and any(m["target"] == jar for m in submit["volumes"])

@@ -8,9 +8,6 @@ the CLI's output, which carries the failing component's log tail.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from sagaz import Saga, action, compensate
+from support import cli, must
 
 from sagaz_lakehouse import clients, config, wiring
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
@@ -30,7 +28,6 @@ from sagaz_lakehouse.supervisor import Supervisor
 
 pytestmark = pytest.mark.e2e
 
-CLI = [sys.executable, "-m", "sagaz_lakehouse"]
 PORTS = {"zookeeper": 12181, "fluss_coordinator": 19123, "fluss_tablet": 19124, "minio": 19000,
          "minio_console": 19001, "rest_catalog": 18181, "flink_rest": 18081, "flink_rpc": 16123, "trino": 18080}
 TIERING_WAIT = 240  # s: freshness 10 s in dev, plus tiering rounds on a busy 2-core machine
@@ -41,23 +38,8 @@ COLUMNS = ("event_id", "event_type", "saga_id", "saga_name", "step_name", "durat
 # ------------------------------------------------------------------------------------------ the stack
 
 
-# Trino otherwise advertises the first non-loopback address it finds; on a machine with Docker that can be a
-# bridge of a compose network that is later removed, and every query then fails with REMOTE_TASK_ERROR (404).
-# The local target does not pin node.internal-address (reported); the launcher's node.* system properties do.
-TRINO_ON_LOOPBACK = "-Dnode.internal-address=127.0.0.1"
 
 
-def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
-    env["JAVA_TOOL_OPTIONS"] = f"{env.get('JAVA_TOOL_OPTIONS', '')} {TRINO_ON_LOOPBACK}".strip()
-    return subprocess.run([*CLI, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
-    if result.returncode != 0:
-        pytest.fail(f"`{what}` exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n"
-                    f"--- stderr ---\n{result.stderr[-6000:]}", pytrace=False)
-    return result
 
 
 @dataclass(frozen=True)

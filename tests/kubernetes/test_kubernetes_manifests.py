@@ -96,9 +96,12 @@ def test_pinned_version_is_one_the_validator_ships():
 
 def test_one_manifest_file_per_component(variant):
     stack = stack_of(variant)
-    expected = ["00-namespace.yaml", "10-secret.yaml",
+    expected = ["00-namespace.yaml", "10-secret.yaml", "11-shared-config.yaml",
                 *(f"{20 + i:02d}-{c.name}.yaml" for i, c in enumerate(stack.components)), "kustomization.yaml"]
-    assert list(variant.files) == expected  # no shared 11-config.yaml: each component carries its own config
+    # Each component carries its own config; only files the model marks shared (the tasks file) are in one map.
+    assert list(variant.files) == expected
+    shared = variant.config_data(k8s.SHARED_CONFIG)
+    assert shared == {"tasks.py": task_components.TASKS_FILE.read_text()}
     for path, obj in variant.objects:
         if path[:1] == "2":
             component = stack.get(path[3:].removesuffix(".yaml"))
@@ -228,9 +231,12 @@ def test_each_component_mounts_its_own_config_map_file_by_file(variant):
     """<component>-config holds exactly the files the model says the image reads, each mounted read-only with
     subPath at the path the model gives (so the image's other files in that folder stay)."""
     config_maps = {o["metadata"]["name"]: o for o in variant.of_kind("ConfigMap")}
-    expected_maps = set()
+    expected_maps = {k8s.SHARED_CONFIG}
     for component in stack_of(variant).components:
-        files = [f for f in component.setup(k8s.symbolic_instance(component)).files if f.mount]
+        setup = component.setup(k8s.symbolic_instance(component))
+        for item in (f for f in setup.files if f.mount and f.shared):
+            assert variant.mounted_file(component.name, item.mount) == item.content, (component.name, item.mount)
+        files = [f for f in setup.files if f.mount and not f.shared]
         name = f"{component.name}-config"
         if not files:
             assert name not in config_maps
