@@ -5,16 +5,16 @@
 
 from __future__ import annotations
 
+from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import Settings
-from sagaz_lakehouse.stack import Component, Stack, View
 
 
-def build_stack(settings: Settings, view: View) -> Stack:
+def build_stack(settings: Settings, view: s.View) -> s.Stack:
     """Every component for these settings, in dependency order, configured for processes that see ``view``."""
-    return Stack(settings, view, all_components(settings, view))
+    return s.Stack(settings, view, all_components(settings, view))
 
 
-def all_components(settings: Settings, view: View) -> tuple[Component, ...]:
+def all_components(settings: Settings, view: s.View) -> tuple[s.Component, ...]:
     from sagaz_lakehouse.components import catalog, flink, fluss, object_store, tasks, trino, zookeeper
 
     components = [

@@ -11,19 +11,6 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse import versions, wiring
 from sagaz_lakehouse.components.common import CONTAINER_HEAP, xmx
 from sagaz_lakehouse.config import Settings
-from sagaz_lakehouse.stack import (
-    Component,
-    Condition,
-    Container,
-    Health,
-    Instance,
-    Native,
-    NativeContext,
-    Port,
-    Process,
-    Setup,
-    View,
-)
 
 DATABASE = "catalog.db"
 # The fixture runs as uid 1000 whose home is the only folder that user owns in the image (useradd --create-home in
@@ -31,7 +18,7 @@ DATABASE = "catalog.db"
 STATE_DIR = "/home/iceberg"
 
 
-def environment(settings: Settings, view: View, state_dir: str) -> dict[str, str]:
+def environment(settings: Settings, view: s.View, state_dir: str) -> dict[str, str]:
     ep = wiring.endpoints(settings, view)
     return {
         "CATALOG_WAREHOUSE": wiring.warehouse_uri(settings),
@@ -45,26 +32,26 @@ def environment(settings: Settings, view: View, state_dir: str) -> dict[str, str
     }
 
 
-def rest_catalog(settings: Settings, view: View) -> Component:
+def rest_catalog(settings: Settings, view: s.View) -> s.Component:
     port = settings.ports.rest_catalog
 
-    def setup(at: Instance) -> Setup:
+    def setup(at: s.Instance) -> s.Setup:
         env = environment(settings, view, at.data)
 
-        def command(ctx: NativeContext) -> Process:
+        def command(ctx: s.NativeContext) -> s.Process:
             jar = next((ctx.home / "lib").glob("*.jar"))
-            return Process([str(ctx.java), xmx(settings.memory.rest_catalog), ctx.marker, "-jar", str(jar)], env=env)
+            return s.Process([str(ctx.java), xmx(settings.memory.rest_catalog), ctx.marker, "-jar", str(jar)], env=env)
 
-        return Setup(
+        return s.Setup(
             # REST_PORT: the port the image's own HEALTHCHECK asks.
-            container=Container(env={**env, "REST_PORT": str(port), "JAVA_TOOL_OPTIONS": CONTAINER_HEAP},
+            container=s.Container(env={**env, "REST_PORT": str(port), "JAVA_TOOL_OPTIONS": CONTAINER_HEAP},
                                 user=1000, probe_tool="curl"),
-            native=Native("rest-catalog", command, java=17),
+            native=s.Native("rest-catalog", command, java=17),
         )
 
-    return Component(
+    return s.Component(
         s.REST_CATALOG, "iceberg-rest-catalog", settings.images.rest_catalog, versions.ICEBERG.version,
         "Iceberg REST catalog", setup,
-        ports=(Port("http", port, port),), health=Health("http", "http", "/v1/config"),
-        depends_on=((s.CREATE_BUCKET, Condition.COMPLETED),),
+        ports=(s.Port("http", port, port),), health=s.Health("http", "http", "/v1/config"),
+        depends_on=((s.CREATE_BUCKET, s.Condition.COMPLETED),),
         data_dir=STATE_DIR, volume_size=settings.volumes.rest_catalog, memory=settings.memory.rest_catalog)

@@ -21,26 +21,11 @@ from sagaz_lakehouse.components.common import yaml_lines
 from sagaz_lakehouse.config import Settings, mebibytes
 from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.render import masked_log4j
-from sagaz_lakehouse.stack import (
-    Component,
-    Condition,
-    ConfigFile,
-    Container,
-    Health,
-    Instance,
-    Jars,
-    Native,
-    NativeContext,
-    Port,
-    Process,
-    Setup,
-    View,
-)
 
 HOME = "/opt/flink"
 LIB_DIR = f"{HOME}/lib"
 ENTRYPOINT = ("/docker-entrypoint.sh",)
-LIB_JARS = (Jars("flink-lib-fluss", LIB_DIR),)
+LIB_JARS = (s.Jars("flink-lib-fluss", LIB_DIR),)
 MAIN_CLASS = {s.JOBMANAGER: "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
               s.TASKMANAGER: "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"}
 # Flink's default config.yaml passes these to every Flink JVM (env.java.opts.all); the bin scripts the local target
@@ -58,10 +43,10 @@ JAVA_OPENS = (
 )
 
 
-def properties(settings: Settings, view: View, at: Instance) -> dict[str, str]:
+def properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:
     p = settings.ports
     props = {
-        "jobmanager.rpc.address": wiring.LOOPBACK if view is View.EXTERNAL else s.JOBMANAGER,
+        "jobmanager.rpc.address": wiring.LOOPBACK if view is s.View.EXTERNAL else s.JOBMANAGER,
         "jobmanager.rpc.port": str(p.flink_rpc),
         "rest.port": str(p.flink_rest),
         "jobmanager.memory.process.size": f"{mebibytes(settings.memory.flink_jobmanager)}m",
@@ -71,7 +56,7 @@ def properties(settings: Settings, view: View, at: Instance) -> dict[str, str]:
         # Without checkpointing a job gets no restarts by default; the tiering job must survive transient errors.
         "restart-strategy.type": "exponential-delay",
     }
-    if view is View.EXTERNAL:  # a process on the user's host: loopback only, scratch space in its data folder
+    if view is s.View.EXTERNAL:  # a process on the user's host: loopback only, scratch space in its data folder
         props.update({"jobmanager.bind-host": wiring.LOOPBACK, "rest.address": wiring.LOOPBACK,
                       "rest.bind-address": wiring.LOOPBACK, "taskmanager.bind-host": wiring.LOOPBACK,
                       "taskmanager.host": wiring.LOOPBACK, "io.tmp.dirs": f"{at.data}/tmp",  # noqa: S108
@@ -94,52 +79,52 @@ def memory_arguments(java: Path, home: Path, conf: str, role: str) -> tuple[list
     return lines[0].split(), lines[1].split()
 
 
-def _process(name: str, settings: Settings, view: View) -> Component:
+def _process(name: str, settings: Settings, view: s.View) -> s.Component:
     jobmanager = name == s.JOBMANAGER
     p = settings.ports
 
-    def setup(at: Instance) -> Setup:
+    def setup(at: s.Instance) -> s.Setup:
         props = properties(settings, view, at)
         resource_id = () if jobmanager else (f"-Dtaskmanager.resource-id={at.name}",)
 
-        def command(ctx: NativeContext) -> Process:
+        def command(ctx: s.NativeContext) -> s.Process:
             jvm, dynamic = memory_arguments(ctx.java, ctx.home, at.conf, "JM" if jobmanager else "TM")
-            return Process([str(ctx.java), *jvm, ctx.marker, *JAVA_OPENS,
+            return s.Process([str(ctx.java), *jvm, ctx.marker, *JAVA_OPENS,
                             f"-Dlog4j.configurationFile=file:{at.conf}/log4j-console.properties",
                             f"-Dlog.file={ctx.log}", "-cp", f"{ctx.home}/lib/*", MAIN_CLASS[name],
                             "--configDir", at.conf, *dynamic, *resource_id],
                            env={} if jobmanager else wiring.aws_environment(settings))
 
-        return Setup(
-            container=Container(
+        return s.Setup(
+            container=s.Container(
                 entrypoint=ENTRYPOINT, args=("jobmanager" if jobmanager else "taskmanager", *resource_id),
                 # The tiering job's Iceberg catalog finds S3 credentials through the AWS SDK's default chain.
                 env={"FLINK_PROPERTIES": yaml_lines(props), "JOB_MANAGER_RPC_ADDRESS": s.JOBMANAGER,
                      **wiring.aws_environment(settings)},
                 user=9999, probe_tool="wget"),
-            native=Native("flink", command, java=17),
-            files=(ConfigFile("config.yaml", "# Flink, rendered by sagaz-lakehouse.\n" + yaml_lines(props)),
-                   ConfigFile("log4j-console.properties", masked_log4j())),
+            native=s.Native("flink", command, java=17),
+            files=(s.ConfigFile("config.yaml", "# Flink, rendered by sagaz-lakehouse.\n" + yaml_lines(props)),
+                   s.ConfigFile("log4j-console.properties", masked_log4j())),
         )
 
     if jobmanager:
-        return Component(
+        return s.Component(
             name, "flink", settings.images.flink, versions.FLINK.version, "Flink JobManager (REST API and UI)",
-            setup, ports=(Port("rest", p.flink_rest, p.flink_rest), Port("rpc", p.flink_rpc, p.flink_rpc, False),
-                          Port("blob", wiring.FLINK_BLOB_PORT, 0, published=False)),
-            health=Health("http", "rest", "/overview"), memory=settings.memory.flink_jobmanager, jars=LIB_JARS)
-    return Component(
+            setup, ports=(s.Port("rest", p.flink_rest, p.flink_rest), s.Port("rpc", p.flink_rpc, p.flink_rpc, False),
+                          s.Port("blob", wiring.FLINK_BLOB_PORT, 0, published=False)),
+            health=s.Health("http", "rest", "/overview"), memory=settings.memory.flink_jobmanager, jars=LIB_JARS)
+    return s.Component(
         name, "flink", settings.images.flink, versions.FLINK.version,
         "Flink TaskManager (runs the tiering job)", setup,
-        ports=(Port("rpc", wiring.TASKMANAGER_RPC_PORT, 0, published=False),),
-        health=Health("http", "rest", "/taskmanagers", expect='"id":"{instance}"', via=s.JOBMANAGER),
-        depends_on=((s.JOBMANAGER, Condition.HEALTHY),), memory=settings.memory.flink_taskmanager,
+        ports=(s.Port("rpc", wiring.TASKMANAGER_RPC_PORT, 0, published=False),),
+        health=s.Health("http", "rest", "/taskmanagers", expect='"id":"{instance}"', via=s.JOBMANAGER),
+        depends_on=((s.JOBMANAGER, s.Condition.HEALTHY),), memory=settings.memory.flink_taskmanager,
         replicas=settings.replicas.flink_taskmanagers, jars=LIB_JARS)
 
 
-def jobmanager(settings: Settings, view: View) -> Component:
+def jobmanager(settings: Settings, view: s.View) -> s.Component:
     return _process(s.JOBMANAGER, settings, view)
 
 
-def taskmanager(settings: Settings, view: View) -> Component:
+def taskmanager(settings: Settings, view: s.View) -> s.Component:
     return _process(s.TASKMANAGER, settings, view)

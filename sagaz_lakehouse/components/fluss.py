@@ -18,21 +18,6 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.common import CONTAINER_HEAP, xmx, yaml_lines
 from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.render import masked_log4j
-from sagaz_lakehouse.stack import (
-    Component,
-    Condition,
-    ConfigFile,
-    Container,
-    Health,
-    Instance,
-    Jars,
-    Native,
-    NativeContext,
-    Port,
-    Process,
-    Setup,
-    View,
-)
 
 HOME = "/opt/fluss"
 CONF_DIR = f"{HOME}/conf"
@@ -42,10 +27,10 @@ MAIN_CLASS = {s.COORDINATOR: "org.apache.fluss.server.coordinator.CoordinatorSer
               s.TABLET: "org.apache.fluss.server.tablet.TabletServer"}
 ROLE_ARG = {s.COORDINATOR: "coordinatorServer", s.TABLET: "tabletServer"}  # the image entrypoint's arguments
 # The Iceberg catalog needs iceberg-aws and its SDK bundle besides fluss-lake-iceberg (which the image ships).
-PLUGIN_JARS = (Jars("fluss-iceberg-extras", PLUGIN_DIR),)
+PLUGIN_JARS = (s.Jars("fluss-iceberg-extras", PLUGIN_DIR),)
 
 
-def common_properties(settings: Settings, view: View) -> dict[str, str]:
+def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
     ep = wiring.endpoints(settings, view)
     props = {
         "zookeeper.address": ep.zookeeper,
@@ -69,9 +54,9 @@ def common_properties(settings: Settings, view: View) -> dict[str, str]:
     return props
 
 
-def listeners(view: View, at: Instance) -> dict[str, str]:
+def listeners(view: s.View, at: s.Instance) -> dict[str, str]:
     client = at.host_ports["client"]
-    if view is View.EXTERNAL:
+    if view is s.View.EXTERNAL:
         return {"bind.listeners": f"FLUSS://{wiring.LOOPBACK}:{client}"}
     return {
         "bind.listeners": f"INTERNAL://{at.host}:{wiring.FLUSS_INTERNAL_PORT}, "
@@ -81,7 +66,7 @@ def listeners(view: View, at: Instance) -> dict[str, str]:
     }
 
 
-def server_properties(settings: Settings, view: View, name: str, at: Instance) -> dict[str, str]:
+def server_properties(settings: Settings, view: s.View, name: str, at: s.Instance) -> dict[str, str]:
     props = common_properties(settings, view)
     if name == s.TABLET:
         props["tablet-server.id"] = at.index
@@ -90,48 +75,48 @@ def server_properties(settings: Settings, view: View, name: str, at: Instance) -
     return props
 
 
-def _server(settings: Settings, view: View, name: str) -> Component:
+def _server(settings: Settings, view: s.View, name: str) -> s.Component:
     tablet = name == s.TABLET
     memory = settings.memory.fluss_tablet if tablet else settings.memory.fluss_coordinator
     host_port = settings.ports.fluss_tablet if tablet else settings.ports.fluss_coordinator
 
-    def setup(at: Instance) -> Setup:
+    def setup(at: s.Instance) -> s.Setup:
         properties = yaml_lines(server_properties(settings, view, name, at))
 
-        def command(ctx: NativeContext) -> Process:
-            return Process([str(ctx.java), xmx(memory), ctx.marker, "--add-opens=java.base/java.nio=ALL-UNNAMED",
+        def command(ctx: s.NativeContext) -> s.Process:
+            return s.Process([str(ctx.java), xmx(memory), ctx.marker, "--add-opens=java.base/java.nio=ALL-UNNAMED",
                             f"-Dlog4j.configurationFile=file:{at.conf}/log4j-console.properties",
                             "-cp", f"{ctx.home}/lib/*", MAIN_CLASS[name], "--configDir", at.conf],
                            env={"FLUSS_PLUGINS_DIR": str(ctx.home / "plugins")})
 
-        return Setup(
-            container=Container(entrypoint=ENTRYPOINT, args=(ROLE_ARG[name],), user=9999, probe_tool="bash", env={
+        return s.Setup(
+            container=s.Container(entrypoint=ENTRYPOINT, args=(ROLE_ARG[name],), user=9999, probe_tool="bash", env={
                 "FLUSS_PROPERTIES": properties,
                 **wiring.credential_environment(),  # envsubst fills ${S3_...} in server.yaml from these
                 "FLUSS_ENV_JAVA_OPTS": CONTAINER_HEAP}),
-            native=Native("fluss", command, java=17),
-            files=(ConfigFile("server.yaml", properties),
-                   ConfigFile("log4j-console.properties", masked_log4j(),
+            native=s.Native("fluss", command, java=17),
+            files=(s.ConfigFile("server.yaml", properties),
+                   s.ConfigFile("log4j-console.properties", masked_log4j(),
                               mount=f"{CONF_DIR}/log4j-console.properties")),
         )
 
-    ports = (Port("client", wiring.FLUSS_CLIENT_PORT, host_port, per_instance=tablet),
-             Port("internal", wiring.FLUSS_INTERNAL_PORT, 0, published=False))
-    depends = ((s.COORDINATOR, Condition.HEALTHY),) if tablet else \
-        ((s.ZOOKEEPER, Condition.HEALTHY), (s.REST_CATALOG, Condition.HEALTHY))
-    return Component(
+    ports = (s.Port("client", wiring.FLUSS_CLIENT_PORT, host_port, per_instance=tablet),
+             s.Port("internal", wiring.FLUSS_INTERNAL_PORT, 0, published=False))
+    depends = ((s.COORDINATOR, s.Condition.HEALTHY),) if tablet else \
+        ((s.ZOOKEEPER, s.Condition.HEALTHY), (s.REST_CATALOG, s.Condition.HEALTHY))
+    return s.Component(
         name, "fluss", settings.images.fluss, versions.FLUSS.version,
         "Fluss tablet server (log and KV storage)" if tablet else "Fluss coordinator (metadata, lake tables)", setup,
-        ports=ports, health=Health("tcp", "client"), depends_on=depends,
+        ports=ports, health=s.Health("tcp", "client"), depends_on=depends,
         # The coordinator keeps no local state: metadata is in ZooKeeper, data in the object store.
         data_dir="/var/lib/fluss" if tablet else "", volume_size=settings.volumes.fluss if tablet else "",
         memory=memory, replicas=settings.replicas.tablet_servers if tablet else 1, jars=PLUGIN_JARS,
         conf_dir=CONF_DIR)
 
 
-def coordinator(settings: Settings, view: View) -> Component:
+def coordinator(settings: Settings, view: s.View) -> s.Component:
     return _server(settings, view, s.COORDINATOR)
 
 
-def tablet(settings: Settings, view: View) -> Component:
+def tablet(settings: Settings, view: s.View) -> s.Component:
     return _server(settings, view, s.TABLET)

@@ -9,41 +9,29 @@ from __future__ import annotations
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse import versions, wiring
 from sagaz_lakehouse.config import Settings
-from sagaz_lakehouse.stack import (
-    Component,
-    Container,
-    Health,
-    Instance,
-    Native,
-    NativeContext,
-    Port,
-    Process,
-    Setup,
-    View,
-)
 
 
-def minio(settings: Settings, view: View) -> Component:
+def minio(settings: Settings, view: s.View) -> s.Component:
     p = settings.ports
     credentials = {"MINIO_ROOT_USER": wiring.ACCESS_KEY, "MINIO_ROOT_PASSWORD": wiring.SECRET_KEY}
     # In a container every interface (":port"); on the user's host, loopback only.
-    bind = wiring.LOOPBACK if view is View.EXTERNAL else ""
+    bind = wiring.LOOPBACK if view is s.View.EXTERNAL else ""
 
-    def setup(at: Instance) -> Setup:
+    def setup(at: s.Instance) -> s.Setup:
         args = ("server", at.data, "--address", f"{bind}:{p.minio}", "--console-address", f"{bind}:{p.minio_console}")
 
-        def command(ctx: NativeContext) -> Process:
-            return Process([str(ctx.home), *args], env=credentials)
+        def command(ctx: s.NativeContext) -> s.Process:
+            return s.Process([str(ctx.home), *args], env=credentials)
 
-        return Setup(
+        return s.Setup(
             # HOME must be writable: the server creates $HOME/.minio/certs.
-            container=Container(args=args, env={**credentials, "HOME": "/tmp"}, user=1000,  # noqa: S108
+            container=s.Container(args=args, env={**credentials, "HOME": "/tmp"}, user=1000,  # noqa: S108
                                 probe_tool="curl", scratch=("/tmp",)),  # noqa: S108 - the pod's own emptyDir
-            native=Native("minio", command),
+            native=s.Native("minio", command),
         )
 
-    return Component(
+    return s.Component(
         s.MINIO, "minio", settings.images.minio, versions.MINIO.version, "S3-compatible object store", setup,
-        ports=(Port("s3", p.minio, p.minio), Port("console", p.minio_console, p.minio_console)),
-        health=Health("http", "s3", "/minio/health/ready"),
+        ports=(s.Port("s3", p.minio, p.minio), s.Port("console", p.minio_console, p.minio_console)),
+        health=s.Health("http", "s3", "/minio/health/ready"),
         data_dir="/data", volume_size=settings.volumes.minio, memory=settings.memory.minio)

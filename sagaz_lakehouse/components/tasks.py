@@ -13,65 +13,52 @@ from pathlib import Path
 from sagaz_lakehouse import artifacts, versions, wiring
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import Settings
-from sagaz_lakehouse.stack import (
-    Component,
-    Condition,
-    ConfigFile,
-    Container,
-    Instance,
-    Jars,
-    Native,
-    NativeContext,
-    Process,
-    Setup,
-    View,
-)
 
 TASKS_FILE = Path(__file__).resolve().parent.parent / "tasks.py"
 MOUNT_DIR = "/opt/sagaz-lakehouse"
 ARTIFACTS_DIR = "/artifacts"
 TIERING_JOB_NAME = "Fluss Lake Tiering Service - iceberg"  # FlussLakeTieringEntrypoint's job name
 TIERING_MAIN_CLASS = "org.apache.fluss.flink.tiering.FlussLakeTieringEntrypoint"
-TIERING_JARS = (Jars("tiering-job", ARTIFACTS_DIR),)
+TIERING_JARS = (s.Jars("tiering-job", ARTIFACTS_DIR),)
 
 
 def _task(settings: Settings, name: str, role: str, arguments: list[str], env: dict[str, str],
-          **fields: object) -> Component:
+          **fields: object) -> s.Component:
     # Natively the process runs the package's own file; containers mount one shared copy of it.
-    script = ConfigFile("tasks.py", TASKS_FILE.read_text(), mount=f"{MOUNT_DIR}/tasks.py", shared=True, native=False)
+    script = s.ConfigFile("tasks.py", TASKS_FILE.read_text(), mount=f"{MOUNT_DIR}/tasks.py", shared=True, native=False)
 
-    def setup(at: Instance) -> Setup:
-        def command(ctx: NativeContext) -> Process:
+    def setup(at: s.Instance) -> s.Setup:
+        def command(ctx: s.NativeContext) -> s.Process:
             jars = str(ctx.home)
-            return Process([sys.executable, str(TASKS_FILE), f"--label={ctx.marker}", name,
+            return s.Process([sys.executable, str(TASKS_FILE), f"--label={ctx.marker}", name,
                             *(a.replace(ARTIFACTS_DIR, jars) for a in arguments)], env=env)
 
-        return Setup(container=Container(entrypoint=("python3", f"{MOUNT_DIR}/tasks.py", name),
+        return s.Setup(container=s.Container(entrypoint=("python3", f"{MOUNT_DIR}/tasks.py", name),
                                          args=tuple(arguments), env=env, user=1000, probe_tool=""),
-                     native=Native("python", command), files=(script,))
+                     native=s.Native("python", command), files=(script,))
 
-    return Component(name, "sagaz-lakehouse", settings.images.python, versions.PYTHON.version, role, setup,
+    return s.Component(name, "sagaz-lakehouse", settings.images.python, versions.PYTHON.version, role, setup,
                      one_shot=True, **fields)  # type: ignore[arg-type]
 
 
-def create_bucket(settings: Settings, view: View) -> Component:
+def create_bucket(settings: Settings, view: s.View) -> s.Component:
     args = ["--endpoint", wiring.endpoints(settings, view).s3, "--bucket", settings.lake.bucket,
             "--region", settings.lake.region]
     return _task(settings, s.CREATE_BUCKET, "creates the lake bucket (once; skipped when it exists)", args,
                  {"AWS_ACCESS_KEY_ID": wiring.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": wiring.SECRET_KEY},
-                 depends_on=((s.MINIO, Condition.HEALTHY),), start_seconds=120)
+                 depends_on=((s.MINIO, s.Condition.HEALTHY),), start_seconds=120)
 
 
 def tiering_jar() -> str:
     return f"{ARTIFACTS_DIR}/{artifacts.group('tiering-job')[0].name}"
 
 
-def submit_tiering(settings: Settings, view: View) -> Component:
+def submit_tiering(settings: Settings, view: s.View) -> s.Component:
     args = ["--flink", wiring.endpoints(settings, view).flink_rest, "--jar", tiering_jar(),
             "--main-class", TIERING_MAIN_CLASS, "--job-name", TIERING_JOB_NAME,
             "--taskmanagers", str(settings.replicas.flink_taskmanagers), "--",
             *wiring.tiering_job_arguments(settings, view)]
     return _task(settings, s.SUBMIT_TIERING, "submits the Fluss lake tiering job (once; skipped when it runs)",
                  args, {}, jars=TIERING_JARS, state_in=s.JOBMANAGER, start_seconds=300,
-                 depends_on=((s.JOBMANAGER, Condition.HEALTHY), (s.TASKMANAGER, Condition.HEALTHY),
-                             (s.TABLET, Condition.HEALTHY)))
+                 depends_on=((s.JOBMANAGER, s.Condition.HEALTHY), (s.TASKMANAGER, s.Condition.HEALTHY),
+                             (s.TABLET, s.Condition.HEALTHY)))

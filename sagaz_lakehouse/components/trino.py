@@ -14,20 +14,6 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse import versions, wiring
 from sagaz_lakehouse.components.common import java_properties
 from sagaz_lakehouse.config import Settings, mebibytes
-from sagaz_lakehouse.stack import (
-    Component,
-    Condition,
-    ConfigFile,
-    Container,
-    Health,
-    Instance,
-    Native,
-    NativeContext,
-    Port,
-    Process,
-    Setup,
-    View,
-)
 
 CONF_DIR = "/etc/trino"
 DATA_DIR = "/data/trino"  # the image's node.data-dir
@@ -47,12 +33,12 @@ IMAGE_JVM_AGENT = "-agentpath:/usr/lib/trino/bin/libjvmkill.so"
 QUERY_MEMORY_SHARE = 0.3
 
 
-def server_properties(settings: Settings, view: View, at: Instance, worker: bool) -> dict[str, str]:
+def server_properties(settings: Settings, view: s.View, at: s.Instance, worker: bool) -> dict[str, str]:
     port = settings.ports.trino
     heap = mebibytes(settings.memory.trino)
     nodes = settings.replicas.trino_workers or 1  # without workers the coordinator also runs the queries
     per_node = int(heap * QUERY_MEMORY_SHARE)
-    coordinator_host = wiring.LOOPBACK if view is View.EXTERNAL else s.TRINO
+    coordinator_host = wiring.LOOPBACK if view is s.View.EXTERNAL else s.TRINO
     return {
         "coordinator": "false" if worker else "true",
         **({} if worker else {
@@ -65,10 +51,10 @@ def server_properties(settings: Settings, view: View, at: Instance, worker: bool
     }
 
 
-def node_properties(settings: Settings, view: View, at: Instance) -> dict[str, str]:
+def node_properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:
     # node.environment must be lowercase letters, digits and '_': the project name with '-' replaced.
     props = {"node.environment": settings.project.replace("-", "_"), "node.data-dir": at.data}
-    if view is View.EXTERNAL:
+    if view is s.View.EXTERNAL:
         # On the user's host Trino would announce the first non-loopback address it finds (a container bridge,
         # say); when that interface goes away every query fails with REMOTE_TASK_ERROR.
         props["node.internal-address"] = wiring.LOOPBACK
@@ -84,51 +70,51 @@ def process_memory(settings: Settings) -> str:
     return f"{math.ceil(mebibytes(settings.memory.trino) / 0.8)}Mi"
 
 
-def _trino(settings: Settings, view: View, worker: bool) -> Component:
+def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
     port = settings.ports.trino
 
-    def setup(at: Instance) -> Setup:
+    def setup(at: s.Instance) -> s.Setup:
         config = java_properties(server_properties(settings, view, at, worker))
         node = java_properties(node_properties(settings, view, at))
 
-        def command(ctx: NativeContext) -> Process:
+        def command(ctx: s.NativeContext) -> s.Process:
             # The launcher passes node.properties as system properties; so do we.
             system = [f"-D{k}={v}" for k, v in node_properties(settings, view, at).items()]
-            return Process([str(ctx.java), *jvm_options(settings), f"-XX:HeapDumpPath={at.data}", ctx.marker,
+            return s.Process([str(ctx.java), *jvm_options(settings), f"-XX:HeapDumpPath={at.data}", ctx.marker,
                             *system, f"-Dplugin.dir={ctx.home}/plugin", f"-Dconfig={at.conf}/config.properties",
                             f"-Dlog.levels-file={at.conf}/log.properties", "-cp", f"{ctx.home}/lib/*",
                             "io.trino.server.TrinoServer"], env=wiring.credential_environment())
 
         jvm_config = "".join(f"{line}\n" for line in (IMAGE_JVM_AGENT, *jvm_options(settings)))
-        return Setup(
-            container=Container(env=wiring.credential_environment(), user=1000, probe_tool="curl"),
-            native=Native("trino", command, java=versions.JAVA_FOR["trino"]),
-            files=(ConfigFile("config.properties", config, mount=f"{CONF_DIR}/config.properties"),
-                   ConfigFile("node.properties", node, mount=f"{CONF_DIR}/node.properties"),
-                   ConfigFile("jvm.config", jvm_config, mount=f"{CONF_DIR}/jvm.config"),
-                   ConfigFile("log.properties", "io.trino=INFO\n", mount=f"{CONF_DIR}/log.properties"),
-                   ConfigFile("catalog/iceberg.properties",
+        return s.Setup(
+            container=s.Container(env=wiring.credential_environment(), user=1000, probe_tool="curl"),
+            native=s.Native("trino", command, java=versions.JAVA_FOR["trino"]),
+            files=(s.ConfigFile("config.properties", config, mount=f"{CONF_DIR}/config.properties"),
+                   s.ConfigFile("node.properties", node, mount=f"{CONF_DIR}/node.properties"),
+                   s.ConfigFile("jvm.config", jvm_config, mount=f"{CONF_DIR}/jvm.config"),
+                   s.ConfigFile("log.properties", "io.trino=INFO\n", mount=f"{CONF_DIR}/log.properties"),
+                   s.ConfigFile("catalog/iceberg.properties",
                               java_properties(wiring.trino_iceberg_catalog(settings, view)),
                               mount=f"{CONF_DIR}/catalog/iceberg.properties")),
         )
 
     # Ready only once Trino no longer reports "starting": /v1/info answers 200 before that.
-    health = Health("http", "http", "/v1/info", expect='"starting":false')
+    health = s.Health("http", "http", "/v1/info", expect='"starting":false')
     if worker:
-        return Component(s.TRINO_WORKER, "trino", settings.images.trino, versions.TRINO.version, "Trino worker",
-                         setup, ports=(Port("http", port, 0, published=False),), health=health,
-                         depends_on=((s.TRINO, Condition.HEALTHY),), memory=process_memory(settings),
+        return s.Component(s.TRINO_WORKER, "trino", settings.images.trino, versions.TRINO.version, "Trino worker",
+                         setup, ports=(s.Port("http", port, 0, published=False),), health=health,
+                         depends_on=((s.TRINO, s.Condition.HEALTHY),), memory=process_memory(settings),
                          replicas=settings.replicas.trino_workers, data_dir=DATA_DIR, conf_dir=CONF_DIR,
                          start_seconds=240)
-    return Component(s.TRINO, "trino", settings.images.trino, versions.TRINO.version,
-                     "Trino coordinator (SQL over Iceberg)", setup, ports=(Port("http", port, port),), health=health,
-                     depends_on=((s.REST_CATALOG, Condition.HEALTHY),), memory=process_memory(settings),
+    return s.Component(s.TRINO, "trino", settings.images.trino, versions.TRINO.version,
+                     "Trino coordinator (SQL over Iceberg)", setup, ports=(s.Port("http", port, port),), health=health,
+                     depends_on=((s.REST_CATALOG, s.Condition.HEALTHY),), memory=process_memory(settings),
                      data_dir=DATA_DIR, conf_dir=CONF_DIR, start_seconds=240)
 
 
-def coordinator(settings: Settings, view: View) -> Component:
+def coordinator(settings: Settings, view: s.View) -> s.Component:
     return _trino(settings, view, worker=False)
 
 
-def worker(settings: Settings, view: View) -> Component:
+def worker(settings: Settings, view: s.View) -> s.Component:
     return _trino(settings, view, worker=True)

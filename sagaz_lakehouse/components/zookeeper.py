@@ -12,19 +12,6 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse import versions
 from sagaz_lakehouse.components.common import heap_mb
 from sagaz_lakehouse.config import Settings
-from sagaz_lakehouse.stack import (
-    Component,
-    ConfigFile,
-    Container,
-    Health,
-    Instance,
-    Native,
-    NativeContext,
-    Port,
-    Process,
-    Setup,
-    View,
-)
 
 CONF_DIR = "/conf"  # ZOO_CONF_DIR in the official image
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
@@ -40,7 +27,7 @@ LOGBACK = """\
 """
 
 
-def zoo_cfg(settings: Settings, view: View, at: Instance) -> str:
+def zoo_cfg(settings: Settings, view: s.View, at: s.Instance) -> str:
     lines = [
         "# ZooKeeper, standalone, for Fluss's metadata. Rendered by sagaz-lakehouse.",
         f"dataDir={at.data}",
@@ -52,30 +39,30 @@ def zoo_cfg(settings: Settings, view: View, at: Instance) -> str:
         "admin.enableServer=false",
         "4lw.commands.whitelist=ruok,srvr",  # srvr is the readiness check
     ]
-    if view is View.EXTERNAL:
+    if view is s.View.EXTERNAL:
         lines.insert(4, "clientPortAddress=127.0.0.1")  # a process on the user's host listens on loopback only
     return "\n".join(lines) + "\n"
 
 
-def zookeeper(settings: Settings, view: View) -> Component:
+def zookeeper(settings: Settings, view: s.View) -> s.Component:
     heap = heap_mb(settings.memory.zookeeper)
 
-    def setup(at: Instance) -> Setup:
-        def command(ctx: NativeContext) -> Process:
-            return Process([str(ctx.java), f"-Xmx{heap}m", ctx.marker,
+    def setup(at: s.Instance) -> s.Setup:
+        def command(ctx: s.NativeContext) -> s.Process:
+            return s.Process([str(ctx.java), f"-Xmx{heap}m", ctx.marker,
                             f"-Dlogback.configurationFile={at.conf}/logback.xml", "-cp", f"{ctx.home}/lib/*",
                             MAIN_CLASS, f"{at.conf}/zoo.cfg"])
 
-        return Setup(
-            container=Container(env={"ZK_SERVER_HEAP": str(heap)}, user=1000, probe_tool="bash"),
-            native=Native("zookeeper", command, java=17),
-            files=(ConfigFile("zoo.cfg", zoo_cfg(settings, view, at), mount=f"{CONF_DIR}/zoo.cfg"),
-                   ConfigFile("logback.xml", LOGBACK)),
+        return s.Setup(
+            container=s.Container(env={"ZK_SERVER_HEAP": str(heap)}, user=1000, probe_tool="bash"),
+            native=s.Native("zookeeper", command, java=17),
+            files=(s.ConfigFile("zoo.cfg", zoo_cfg(settings, view, at), mount=f"{CONF_DIR}/zoo.cfg"),
+                   s.ConfigFile("logback.xml", LOGBACK)),
         )
 
-    return Component(
+    return s.Component(
         s.ZOOKEEPER, "zookeeper", settings.images.zookeeper, versions.ZOOKEEPER.version,
         "coordination store for Fluss", setup,
-        ports=(Port("client", settings.ports.zookeeper, settings.ports.zookeeper, published=False),),
-        health=Health("zookeeper", "client"),
+        ports=(s.Port("client", settings.ports.zookeeper, settings.ports.zookeeper, published=False),),
+        health=s.Health("zookeeper", "client"),
         data_dir="/data", volume_size=settings.volumes.zookeeper, memory=settings.memory.zookeeper, conf_dir=CONF_DIR)
