@@ -56,8 +56,9 @@ def rest_catalog(settings: Settings, view: View) -> Component:
             return Process([str(ctx.java), xmx(settings.memory.rest_catalog), ctx.marker, "-jar", str(jar)], env=env)
 
         return Setup(
-            # REST_PORT: the port the image's own HEALTHCHECK asks.
-            container=Container(env={**env, "REST_PORT": str(port), "JAVA_TOOL_OPTIONS": CONTAINER_HEAP},
+            # Not REST_PORT: only the image's own HEALTHCHECK reads it, and every target replaces that check with
+            # the component's (the fixture itself listens on the rest.port catalog property, CATALOG_REST_PORT).
+            container=Container(env={**env, "JAVA_TOOL_OPTIONS": CONTAINER_HEAP},
                                 user=1000, probe_tool="curl"),
             native=Native("rest-catalog", command, java=17),
         )

@@ -257,12 +257,16 @@ class ComposeDriver:
                 path.chmod(0o644)
 
     def diagnose(self, what: str) -> LakehouseError:
-        """The first service that is not healthy (or a one-shot that failed), with its health and log tail."""
+        """The service that failed: a one-shot that exited non-zero, or a service whose health check failed, before
+        one that is still starting, before one that was never started (it waited on the first); with its state,
+        its last health check output and its log tail. The others that are not healthy are listed in the hint."""
         try:
             containers = self.containers()
         except LakehouseError:
             containers = []
-        bad = [c for c in containers if container_state(c) not in ("healthy", "completed", "running")]
+        order = {name: i for i, (_, name) in enumerate(self.stack.instances())}
+        bad = sorted((c for c in containers if container_state(c) not in ("healthy", "completed", "running")),
+                     key=lambda c: (failure_rank(container_state(c)), order.get(c.get("Service", ""), len(order))))
         if not bad:
             return LakehouseError(f"compose up failed: {what}", f"see `sagaz-lakehouse status` and "
                                                                  f"`{' '.join(self._compose('logs'))}`")
@@ -270,9 +274,28 @@ class ComposeDriver:
         service = first.get("Service", "?")
         tail = self._exec(self._compose("logs", "--no-color", "--tail", str(LOG_TAIL), service), timeout=PROBE_TIMEOUT)
         check = f"state {first.get('State', '?')}, health {first.get('Health') or 'none'}, {first.get('Status', '')}"
-        others = ", ".join(c.get("Service", "?") for c in bad[1:])
+        probe = self.last_health_check(first.get("ID", ""))
+        if probe:
+            check += f"; last health check: {probe}"
+        others = ", ".join(f"{c.get('Service', '?')} ({container_state(c)})" for c in bad[1:])
         hint = f"see `sagaz-lakehouse logs {service}`" + (f"; also not healthy: {others}" if others else "")
         return ComponentFailed(service, check.strip(", "), self.redact(tail.stdout + tail.stderr).rstrip(), hint)
+
+    def last_health_check(self, container_id: str) -> str:
+        """The exit code and last output line of a container's most recent health check ("" if there is none)."""
+        if not container_id:
+            return ""
+        try:
+            result = self._exec([self.engine(), "inspect", "--format", "{{json .State.Health}}", container_id],
+                                timeout=PROBE_TIMEOUT)
+            log = (json.loads(result.stdout or "null") or {}).get("Log") or []
+        except (LakehouseError, ValueError, AttributeError):
+            return ""
+        if not log:
+            return ""
+        last = log[-1]
+        output = _last_line(str(last.get("Output", ""))) or "no output"
+        return self.redact(f"exit {last.get('ExitCode', '?')}, {output[:300]}")
 
     def redact(self, text: str) -> str:
         """Never echo a credential value, whatever a container chose to log."""
@@ -281,7 +304,8 @@ class ComposeDriver:
         return text
 
     def _env(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if k not in SHADOWING_VARS}
+        # Output goes through our log, never a terminal: no colours or cursor movement in it.
+        return {**{k: v for k, v in os.environ.items() if k not in SHADOWING_VARS}, "COMPOSE_ANSI": "never"}
 
     def _exec(self, args: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
         try:
@@ -339,6 +363,13 @@ def container_state(container: dict[str, Any] | None) -> str:
     if state == "exited":
         return "completed" if int(container.get("ExitCode", 1)) == 0 else "failed"
     return state or "unknown"
+
+
+def failure_rank(state: str) -> int:
+    """How directly a state explains a failed `up`: 0 failed by itself, 1 still starting, 2 never started."""
+    if state in ("failed", "unhealthy", "restarting", "exited", "dead", "unknown"):
+        return 0
+    return 1 if state in ("starting", "running", "paused") else 2
 
 
 def port_free(port: int) -> bool:
