@@ -38,6 +38,9 @@ if args[:1] == ["info"]:
         sys.exit(1)
     print("Server Version: 28.5.1")
     sys.exit(0)
+if args[:1] == ["inspect"]:
+    print(os.environ.get("STANDIN_HEALTH", "null"))
+    sys.exit(0)
 if args[:1] != ["compose"]:
     sys.exit(0)
 if "version" in args:
@@ -71,7 +74,8 @@ def engine(tmp_path, monkeypatch):
     log = tmp_path / "argv.log"
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("STANDIN_LOG", str(log))
-    for var in ("STANDIN_DAEMON_DOWN", "STANDIN_UP_RC", "STANDIN_PS", "STANDIN_LEAK", "STANDIN_COMPOSE_VERSION"):
+    for var in ("STANDIN_DAEMON_DOWN", "STANDIN_UP_RC", "STANDIN_PS", "STANDIN_LEAK", "STANDIN_COMPOSE_VERSION",
+                "STANDIN_HEALTH"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SAGAZ_LAKEHOUSE_S3_ACCESS_KEY", ACCESS)
     monkeypatch.setenv("SAGAZ_LAKEHOUSE_S3_SECRET_KEY", SECRET)
@@ -106,8 +110,9 @@ def project(tmp_path):
             path.chmod(0o600)
     names = ["zookeeper", "fluss_coordinator", "minio", "minio_console", "rest_catalog", "flink_rest", "flink_rpc",
              "trino"]
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    tablet = free_ports(1)[0]
+    # One call for all of them: ports of separate calls can repeat (the sockets are closed in between).
+    *found, tablet = free_ports(len(names) + 1)
+    ports = dict(zip(names, found, strict=True))
     lines = ["target: compose", "profile: prod", "ports:"] + [f"  {k}: {v}" for k, v in ports.items()]
     lines += [f"  fluss_tablet: {tablet}", "compose:", "  project_dir: proj", "local:", f"  cache_dir: {cache}"]
     cfg = tmp_path / "sagaz-lakehouse.yaml"
@@ -240,6 +245,32 @@ def test_failed_up_names_service_health_and_log_tail(engine, project, tmp_path, 
     assert "health unhealthy" in result.output
     assert "ERROR catalog iceberg failed to load" in result.output
     assert SECRET not in result.output  # redacted even when a container logs it
+
+
+def test_failed_up_names_the_service_that_failed_not_one_that_waited_on_it(engine, project, tmp_path, monkeypatch):
+    """A service never started because its dependency turned unhealthy comes first in `ps` (by name) but is not
+    the cause: the unhealthy one is named, with its last health check, and the waiting one is listed in the hint."""
+    cfg, _ = project
+    ps = tmp_path / "ps.json"
+    ps.write_text("\n".join(json.dumps(c) for c in [
+        {"Service": "flink-jobmanager", "State": "running", "Health": "healthy", "Status": "Up 1 minute (healthy)"},
+        {"Service": "fluss-coordinator", "State": "created", "Status": "Created", "ID": "c1"},
+        {"Service": "trino", "State": "running", "Health": "starting", "Status": "Up 1 minute (health: starting)"},
+        {"Service": "zookeeper", "State": "running", "Health": "unhealthy", "Status": "Up 2 minutes (unhealthy)",
+         "ID": "z1"},
+    ]) + "\n")
+    monkeypatch.setenv("STANDIN_PS", str(ps))
+    monkeypatch.setenv("STANDIN_UP_RC", "1")
+    monkeypatch.setenv("STANDIN_HEALTH", json.dumps({"Status": "unhealthy", "FailingStreak": 6, "Log": [
+        {"ExitCode": 1, "Output": "first"},
+        {"ExitCode": 1,
+         "Output": "bash: connect: Connection refused\nbash: /dev/tcp/zookeeper/2181: Connection refused\n"},
+    ]}))
+    result = invoke(cfg, "up")
+    assert result.exit_code == 1
+    assert "zookeeper did not become healthy" in result.output
+    assert "last health check: exit 1, bash: /dev/tcp/zookeeper/2181: Connection refused" in result.output
+    assert "also not healthy: trino (starting), fluss-coordinator (created)" in result.output
 
 
 def test_down_keeps_volumes_purge_removes_them(engine, project):
