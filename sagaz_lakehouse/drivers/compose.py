@@ -373,7 +373,11 @@ def failure_rank(state: str) -> int:
 
 
 def port_free(port: int) -> bool:
+    """Whether the engine can publish on the port. SO_REUSEADDR, as the engine's own listener sets it: connections
+    of a container just stopped linger in TIME_WAIT on the port, which refuses a plain bind but not the engine (an
+    `up` right after `down` failed here); a socket listening there still refuses it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((wiring.LOOPBACK, port))
         except OSError:

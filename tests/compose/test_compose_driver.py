@@ -344,3 +344,28 @@ def test_child_environment_drops_shadowing_variables(monkeypatch, tmp_path):
     driver = ComposeDriver(load(None, {"target": "compose"}, environ={}), tmp_path)
     assert "S3_ACCESS_KEY" not in driver._env()
     assert os.environ["S3_ACCESS_KEY"] == "from-the-shell"
+
+
+def test_port_check_refuses_a_listener_but_not_connections_lingering_after_a_down():
+    """After `down`, connections that went through the engine's port proxy linger in TIME_WAIT on the published
+    port. The engine binds over them (its listener sets SO_REUSEADDR): so must the check, or `up` right after
+    `down` refuses a free port."""
+    import time
+
+    from sagaz_lakehouse.drivers.compose import port_free
+
+    proxy = socket.socket()
+    proxy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's net.Listen (the engine's proxy) does
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen()
+    port = proxy.getsockname()[1]
+    assert port_free(port) is False  # a listener: taken
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = proxy.accept()
+    accepted.close()  # the server side closes first: its end goes to TIME_WAIT on the published port
+    deadline = time.monotonic() + 5
+    while client.recv(1) and time.monotonic() < deadline:
+        pass
+    client.close()
+    proxy.close()
+    assert port_free(port) is True
