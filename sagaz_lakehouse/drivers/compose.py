@@ -116,7 +116,13 @@ class ComposeDriver:
         compose_file = self.project_dir / "compose.yaml"
         if compose_file.exists():
             base += ["--project-directory", str(self.project_dir), "-f", str(compose_file)]
-        return [*base, *args]
+        return [*base, *self._plain(base[0]), *args]
+
+    @staticmethod
+    def _plain(program: str) -> list[str]:
+        """Compose's output goes through our log, never a terminal: no colours or cursor movement in it
+        (`--ansi never`; nerdctl compose has no such flag and prints none)."""
+        return [] if os.path.basename(program) == "nerdctl" else ["--ansi", "never"]
 
     # ------------------------------------------------------------------------------------------ verbs
 
@@ -157,7 +163,7 @@ class ComposeDriver:
     def _plan(self, services: list[str], wait: bool, timeout: int) -> list[list[str]]:
         command = self._planned_command()
         base = [*command, "-p", self.project, "--project-directory", str(self.project_dir),
-                "-f", str(self.project_dir / "compose.yaml")]
+                "-f", str(self.project_dir / "compose.yaml"), *self._plain(command[0])]
         if not wait:
             return [[*base, "up", "-d", "--remove-orphans"]]
         # `up --wait` treats a one-shot container that nothing waits on as a failure once it exits, so such a task
@@ -304,8 +310,7 @@ class ComposeDriver:
         return text
 
     def _env(self) -> dict[str, str]:
-        # Output goes through our log, never a terminal: no colours or cursor movement in it.
-        return {**{k: v for k, v in os.environ.items() if k not in SHADOWING_VARS}, "COMPOSE_ANSI": "never"}
+        return {k: v for k, v in os.environ.items() if k not in SHADOWING_VARS}
 
     def _exec(self, args: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
         try:

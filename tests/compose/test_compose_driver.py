@@ -144,6 +144,8 @@ def test_up_writes_project_and_waits(engine, project):
     assert "submit-tiering" not in first and "trino" in first
     assert second[-1] == "submit-tiering" and "--no-deps" in second and "--exit-code-from" in second
     assert ["--project-directory", str(proj)] == first[4:6]
+    for call in (first, second):  # its output reaches our log, not a terminal: no colours, no cursor codes
+        assert call[call.index("--ansi") + 1] == "never" and call.index("--ansi") < call.index("up")
     assert stat.S_IMODE((proj / ".env").stat().st_mode) == 0o600
     jar = next((proj / "jars" / "tiering-job").iterdir())
     assert stat.S_IMODE(jar.stat().st_mode) == 0o644  # readable by the containers' own users
