@@ -330,7 +330,7 @@ class ComposeDriver:
         try:
             assert process.stdout is not None
             for line in process.stdout:
-                self.log(self.redact(line.rstrip("\n")))
+                self.log(self.redact(plain(line.rstrip("\n"))))
             code = process.wait()
         finally:
             timer.cancel()
@@ -368,6 +368,15 @@ def container_state(container: dict[str, Any] | None) -> str:
     if state == "exited":
         return "completed" if int(container.get("ExitCode", 1)) == 0 else "failed"
     return state or "unknown"
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain(text: str) -> str:
+    """Without terminal escape codes: compose 2.40 colours and clears lines of its attached output (`Aborting on
+    container exit...`) even with `--ansi never`."""
+    return ANSI_ESCAPE.sub("", text)
 
 
 def failure_rank(state: str) -> int:

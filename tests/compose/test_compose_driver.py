@@ -371,3 +371,10 @@ def test_port_check_refuses_a_listener_but_not_connections_lingering_after_a_dow
     client.close()
     proxy.close()
     assert port_free(port) is True
+
+
+def test_compose_output_reaches_the_log_without_terminal_codes():
+    from sagaz_lakehouse.drivers.compose import plain
+
+    raw = "\x1b[Ksubmit-tiering-1 exited with code 0\n\x1b[31m\x1b[1mAborting on container exit...\x1b[0m"
+    assert plain(raw) == "submit-tiering-1 exited with code 0\nAborting on container exit..."
