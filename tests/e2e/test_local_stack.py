@@ -51,10 +51,12 @@ def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.Comp
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("local-stack")
-    must(cli(workdir, "init"), "init")
+    # SAGAZ_E2E_SETTINGS="ports.trino=33080 ...": settings written into the stack's file (e.g. ports, to run beside
+    # another stack on the default ones); the CLI and these tests both read them from there.
+    extra = [arg for item in os.environ.get("SAGAZ_E2E_SETTINGS", "").split() for arg in ("--set", item)]
+    must(cli(workdir, "init", *extra), "init")
     must(cli(workdir, "up"), "up")
-    # The same environment the CLI sees (SAGAZ_LAKEHOUSE_PORTS__* can move the stack off the default ports).
-    settings = config.load(workdir / config.CONFIG_FILENAME)
+    settings = config.load(workdir / config.CONFIG_FILENAME, environ={})
     yield workdir, settings
     cli(workdir, "down", "--purge", timeout=300)
 
