@@ -18,6 +18,7 @@ def test_a_taken_port_stops_up_before_anything_starts(engine, tmp_path):
     stack = Stack(tmp_path, "sagaz-ct-port")
     stack.purge()
     with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # over connections of an earlier run's Trino
         holder.bind(("127.0.0.1", PORTS["trino"]))
         holder.listen()
         result = stack.cli("up", "--timeout", "120", timeout=300)
