@@ -1,13 +1,15 @@
 # sagaz-lakehouse: every developer and CI entry point.
 #   make up     bring the stack up on the default target, create the tables, prove tiering (doctor)
-#   make test   lint + every test (unit, compose validation, Kubernetes API server, local end-to-end)
+#   make test   lint + every test (unit, compose validation, Kubernetes API server, local end-to-end, and the
+#               compose target end to end on a private Docker Engine, which it starts and stops)
 SHELL := /bin/bash
 PYTHON ?= python3
 CACHE ?= $(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR ?= $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit test-kube test-e2e test-containers images lint manifests tools bench-local bench-sagaz clean
+.PHONY: install up down test test-unit test-kube test-e2e test-containers images lint manifests tools bench-local \
+	bench-compose bench-sagaz clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -29,6 +31,7 @@ lint: ## ruff and mypy
 
 manifests: ## re-render manifests/ from the templates (defaults, dev profile)
 	sagaz-lakehouse render --target compose --out manifests/compose
+	rm -f manifests/compose/.env  # credentials never stay in the repository (the render writes them 0600)
 	sagaz-lakehouse render --target kubernetes --out manifests/kubernetes
 
 test-unit: install lint
@@ -40,18 +43,24 @@ test-kube: install lint tools ## the Kubernetes driver against a real API server
 test-e2e: install lint tools ## the local stack end to end (real servers)
 	$(PYTHON) -m pytest -m e2e
 
-images: install tools ## stand-in images (images/) on the private Docker Engine (scripts/docker-engine.sh)
+images: install tools ## stand-in images (images/) on the private Docker Engine (scripts/docker-engine.sh), left running
 	bash scripts/docker-engine.sh start
 	$(PYTHON) scripts/build-images.py
 
-test-containers: install lint tools ## the stand-in images and the compose project on a real Docker Engine
-	$(PYTHON) -m pytest -m containers
+# The engine is started (and images built) only for the run, and stopped after it unless it was running before.
+WITH_ENGINE := PYTHON=$(PYTHON) bash scripts/with-docker-engine.sh
 
-test: install lint tools
-	$(PYTHON) -m pytest
+test-containers: install lint tools ## the stand-in images and the compose target end to end on a real Docker Engine
+	$(WITH_ENGINE) $(PYTHON) -m pytest -m containers
+
+test: install lint tools ## lint + every test, the real-engine ones included
+	$(WITH_ENGINE) $(PYTHON) -m pytest
 
 bench-local: install
 	$(PYTHON) bench/local.py --out bench/results/local.md
+
+bench-compose: install tools ## the compose target against the local target, measured in the same run
+	$(WITH_ENGINE) $(PYTHON) bench/compose.py --out bench/results/compose.md
 
 clean:
 	rm -rf .sagaz-lakehouse .pytest_cache

@@ -398,8 +398,9 @@ def doctor(
 
     settings, base_dir = options.settings()
     credentials = options.credentials(settings, base_dir)
-    with options.driver(settings, base_dir).client_endpoints() as endpoints:
-        report = checks.run(settings, credentials, endpoints, quick=quick,
+    driver = options.driver(settings, base_dir)
+    with driver.client_endpoints() as endpoints:
+        report = checks.run(settings, credentials, endpoints, driver.status, quick=quick,
                             progress=None if options.as_json else options.progress())
     options.emit(report.as_dict(), report.as_text())
     return 0 if report.ok else EXIT_FAILED

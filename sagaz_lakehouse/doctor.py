@@ -4,8 +4,13 @@ Checks are grouped (environment, components, consistency, data path); each ends 
 one-line hint. The data-path check writes a uniquely tagged probe event through pyfluss, waits until Fluss's lake
 snapshot covers its offset, reads it back from Iceberg with pyiceberg and through Trino, reports the measured
 tiering latency. Probes stay in the table, tagged ``event_type = 'sagaz_lakehouse.doctor_probe'``: deleting them
-would make Fluss tier an equality delete, which PyIceberg cannot read (see clients.iceberg_read). It works from
-endpoints only, so it serves every target.
+would make Fluss tier an equality delete, which PyIceberg cannot read (see clients.iceberg_read).
+
+Components a client reaches (Fluss, MinIO, the catalog, Flink, Trino) are checked from their endpoints on the
+user's host. Components no client talks to (ZooKeeper: only Fluss does) are not reachable from the host on every
+target (compose does not publish them, Kubernetes does not port-forward them), so they are judged from the target
+driver's own view instead: its ``status()`` rows (the container's health check on compose, pod readiness on
+Kubernetes, the process probe on local). The checks are the same on every target; only their evidence differs.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sagaz_lakehouse import clients, tables
+from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError
@@ -73,6 +79,7 @@ class CheckFailed(Exception):
 
 
 Probe = Callable[[], str]
+StatusRows = Callable[[], list[dict[str, Any]]]  # a driver's status(): one row per component or instance
 
 
 UNREACHABLE_HINT = "is the stack up? run `sagaz-lakehouse up` (and `sagaz-lakehouse status`)"
@@ -97,8 +104,10 @@ def _record(report: Report, group: str, name: str, probe: Probe, progress: Calla
     return check
 
 
-def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, *, quick: bool = False,
-        progress: Callable[[str], None] | None = None, probe_timeout: float | None = None) -> Report:
+def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, status: StatusRows, *,
+        quick: bool = False, progress: Callable[[str], None] | None = None,
+        probe_timeout: float | None = None) -> Report:
+    """``status`` is the target driver's ``status`` (called at most once, for the components no client reaches)."""
     report = Report()
 
     def check(group: str, name: str, probe: Probe) -> Check:
@@ -106,7 +115,7 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, *, q
 
     if settings.target == "local":
         check("environment", "java", lambda: _java(settings))
-    for name, probe in component_probes(settings, credentials, endpoints).items():
+    for name, probe in component_probes(settings, credentials, endpoints, _once(status)).items():
         check("components", name, probe)
     check("consistency", "saga_events lake settings", lambda: _table_consistency(settings, endpoints))
     if quick:
@@ -122,9 +131,10 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, *, q
     return report
 
 
-def component_probes(settings: Settings, credentials: Credentials, endpoints: Endpoints) -> dict[str, Probe]:
+def component_probes(settings: Settings, credentials: Credentials, endpoints: Endpoints,
+                     status: StatusRows) -> dict[str, Probe]:
     return {
-        "zookeeper": lambda: _tcp("ZooKeeper", endpoints.zookeeper),
+        "zookeeper": lambda: _target_health(settings, status, s.ZOOKEEPER),
         "fluss servers": lambda: _fluss_nodes(settings, endpoints),
         "minio": lambda: _minio(settings, credentials, endpoints),
         "iceberg rest catalog": lambda: _rest_catalog(endpoints),
@@ -143,10 +153,32 @@ def _java(settings: Settings) -> str:
     return f"{java.version} at {java.home}"
 
 
-def _tcp(name: str, address: str) -> str:
-    if not clients.tcp_open(address):
-        raise CheckFailed(f"{name} not reachable at {address}", UNREACHABLE_HINT)
-    return f"listening at {address}"
+def _once(status: StatusRows) -> StatusRows:
+    rows: list[list[dict[str, Any]]] = []
+
+    def cached() -> list[dict[str, Any]]:
+        if not rows:
+            rows.append(status())
+        return rows[0]
+
+    return cached
+
+
+def _target_health(settings: Settings, status: StatusRows, component: str) -> str:
+    """A component no client reaches, judged by the target's own health check of each of its instances."""
+    from sagaz_lakehouse.components import build_stack
+    from sagaz_lakehouse.stack import View
+
+    names = {component, *build_stack(settings, View.EXTERNAL).get(component).instance_names()}
+    rows = [r for r in status() if r.get("component") in names]
+    if not rows:
+        raise CheckFailed(f"the {settings.target} target reports no {component}", UNREACHABLE_HINT)
+    seen = ", ".join(f"{r['component']} {r['state']}" + (f" ({r['detail']})" if r.get("detail") else "")
+                     for r in rows)
+    if any(r.get("state") != "healthy" for r in rows):
+        raise CheckFailed(f"not healthy on {settings.target}: {seen}",
+                          f"see `sagaz-lakehouse status` and `sagaz-lakehouse logs {component}`")
+    return f"healthy by the {settings.target} target's own check: {seen}"
 
 
 def _fluss_nodes(settings: Settings, endpoints: Endpoints) -> str:

@@ -120,6 +120,10 @@ class Container:
     user: int = 1000  # the uid the image's files belong to; every target runs it non-root
     probe_tool: str = "bash"  # what the image has for health checks: curl, wget or bash (/dev/tcp)
     scratch: tuple[str, ...] = ()  # folders the process must be able to write besides its volume (HOME, /tmp)
+    # Folders the image declares as VOLUME that hold nothing worth keeping. The engine would give each a fresh
+    # anonymous volume per container, left behind by every `down`; compose mounts a tmpfs there instead.
+    # (Kubernetes creates no volumes for an image's VOLUME lines.)
+    image_volumes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,9 @@ def rest_catalog(settings: Settings, view: s.View) -> s.Component:
             return s.Process([str(ctx.java), xmx(settings.memory.rest_catalog), ctx.marker, "-jar", str(jar)], env=env)
 
         return s.Setup(
-            # REST_PORT: the port the image's own HEALTHCHECK asks.
-            container=s.Container(env={**env, "REST_PORT": str(port), "JAVA_TOOL_OPTIONS": CONTAINER_HEAP},
+            # Not REST_PORT: only the image's own HEALTHCHECK reads it, and every target replaces that check with
+            # the component's (the fixture itself listens on the rest.port catalog property, CATALOG_REST_PORT).
+            container=s.Container(env={**env, "JAVA_TOOL_OPTIONS": CONTAINER_HEAP},
                                 user=1000, probe_tool="curl"),
             native=s.Native("rest-catalog", command, java=17),
         )

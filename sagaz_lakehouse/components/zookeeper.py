@@ -4,6 +4,9 @@ One file configures it everywhere: ``zoo.cfg``. The official image writes its ow
 only when ``/conf/zoo.cfg`` is missing (docker-library zookeeper ``docker-entrypoint.sh``), so mounting ours there
 gives containers exactly what the native process reads. ``zkEnv.sh`` takes the heap from ``ZK_SERVER_HEAP`` (its
 1000 MB default exceeds a small container limit).
+
+The image declares ``VOLUME /data /datalog /logs``. State lives on the data volume (``dataLogDir`` inside it);
+``/datalog`` and ``/logs`` stay empty (the server logs to the console), so they are marked ``image_volumes``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from sagaz_lakehouse.components.common import heap_mb
 from sagaz_lakehouse.config import Settings
 
 CONF_DIR = "/conf"  # ZOO_CONF_DIR in the official image
+UNUSED_IMAGE_VOLUMES = ("/datalog", "/logs")  # ZOO_DATA_LOG_DIR, ZOO_LOG_DIR
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 
 LOGBACK = """\
@@ -54,7 +58,8 @@ def zookeeper(settings: Settings, view: s.View) -> s.Component:
                             MAIN_CLASS, f"{at.conf}/zoo.cfg"])
 
         return s.Setup(
-            container=s.Container(env={"ZK_SERVER_HEAP": str(heap)}, user=1000, probe_tool="bash"),
+            container=s.Container(env={"ZK_SERVER_HEAP": str(heap)}, user=1000, probe_tool="bash",
+                                image_volumes=UNUSED_IMAGE_VOLUMES),
             native=s.Native("zookeeper", command, java=17),
             files=(s.ConfigFile("zoo.cfg", zoo_cfg(settings, view, at), mount=f"{CONF_DIR}/zoo.cfg"),
                    s.ConfigFile("logback.xml", LOGBACK)),
@@ -65,4 +70,5 @@ def zookeeper(settings: Settings, view: s.View) -> s.Component:
         "coordination store for Fluss", setup,
         ports=(s.Port("client", settings.ports.zookeeper, settings.ports.zookeeper, published=False),),
         health=s.Health("zookeeper", "client"),
-        data_dir="/data", volume_size=settings.volumes.zookeeper, memory=settings.memory.zookeeper, conf_dir=CONF_DIR)
+        data_dir="/data", volume_size=settings.volumes.zookeeper, memory=settings.memory.zookeeper, conf_dir=CONF_DIR,
+        start_seconds=60)  # a standalone server is up in seconds

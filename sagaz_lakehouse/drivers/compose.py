@@ -116,7 +116,13 @@ class ComposeDriver:
         compose_file = self.project_dir / "compose.yaml"
         if compose_file.exists():
             base += ["--project-directory", str(self.project_dir), "-f", str(compose_file)]
-        return [*base, *args]
+        return [*base, *self._plain(base[0]), *args]
+
+    @staticmethod
+    def _plain(program: str) -> list[str]:
+        """Compose's output goes through our log, never a terminal: no colours or cursor movement in it
+        (`--ansi never`; nerdctl compose has no such flag and prints none)."""
+        return [] if os.path.basename(program) == "nerdctl" else ["--ansi", "never"]
 
     # ------------------------------------------------------------------------------------------ verbs
 
@@ -157,7 +163,7 @@ class ComposeDriver:
     def _plan(self, services: list[str], wait: bool, timeout: int) -> list[list[str]]:
         command = self._planned_command()
         base = [*command, "-p", self.project, "--project-directory", str(self.project_dir),
-                "-f", str(self.project_dir / "compose.yaml")]
+                "-f", str(self.project_dir / "compose.yaml"), *self._plain(command[0])]
         if not wait:
             return [[*base, "up", "-d", "--remove-orphans"]]
         # `up --wait` treats a one-shot container that nothing waits on as a failure once it exits, so such a task
@@ -257,12 +263,16 @@ class ComposeDriver:
                 path.chmod(0o644)
 
     def diagnose(self, what: str) -> LakehouseError:
-        """The first service that is not healthy (or a one-shot that failed), with its health and log tail."""
+        """The service that failed: a one-shot that exited non-zero, or a service whose health check failed, before
+        one that is still starting, before one that was never started (it waited on the first); with its state,
+        its last health check output and its log tail. The others that are not healthy are listed in the hint."""
         try:
             containers = self.containers()
         except LakehouseError:
             containers = []
-        bad = [c for c in containers if container_state(c) not in ("healthy", "completed", "running")]
+        order = {name: i for i, (_, name) in enumerate(self.stack.instances())}
+        bad = sorted((c for c in containers if container_state(c) not in ("healthy", "completed", "running")),
+                     key=lambda c: (failure_rank(container_state(c)), order.get(c.get("Service", ""), len(order))))
         if not bad:
             return LakehouseError(f"compose up failed: {what}", f"see `sagaz-lakehouse status` and "
                                                                  f"`{' '.join(self._compose('logs'))}`")
@@ -270,9 +280,28 @@ class ComposeDriver:
         service = first.get("Service", "?")
         tail = self._exec(self._compose("logs", "--no-color", "--tail", str(LOG_TAIL), service), timeout=PROBE_TIMEOUT)
         check = f"state {first.get('State', '?')}, health {first.get('Health') or 'none'}, {first.get('Status', '')}"
-        others = ", ".join(c.get("Service", "?") for c in bad[1:])
+        probe = self.last_health_check(first.get("ID", ""))
+        if probe:
+            check += f"; last health check: {probe}"
+        others = ", ".join(f"{c.get('Service', '?')} ({container_state(c)})" for c in bad[1:])
         hint = f"see `sagaz-lakehouse logs {service}`" + (f"; also not healthy: {others}" if others else "")
         return ComponentFailed(service, check.strip(", "), self.redact(tail.stdout + tail.stderr).rstrip(), hint)
+
+    def last_health_check(self, container_id: str) -> str:
+        """The exit code and last output line of a container's most recent health check ("" if there is none)."""
+        if not container_id:
+            return ""
+        try:
+            result = self._exec([self.engine(), "inspect", "--format", "{{json .State.Health}}", container_id],
+                                timeout=PROBE_TIMEOUT)
+            log = (json.loads(result.stdout or "null") or {}).get("Log") or []
+        except (LakehouseError, ValueError, AttributeError):
+            return ""
+        if not log:
+            return ""
+        last = log[-1]
+        output = _last_line(str(last.get("Output", ""))) or "no output"
+        return self.redact(f"exit {last.get('ExitCode', '?')}, {output[:300]}")
 
     def redact(self, text: str) -> str:
         """Never echo a credential value, whatever a container chose to log."""
@@ -301,7 +330,7 @@ class ComposeDriver:
         try:
             assert process.stdout is not None
             for line in process.stdout:
-                self.log(self.redact(line.rstrip("\n")))
+                self.log(self.redact(plain(line.rstrip("\n"))))
             code = process.wait()
         finally:
             timer.cancel()
@@ -341,8 +370,28 @@ def container_state(container: dict[str, Any] | None) -> str:
     return state or "unknown"
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain(text: str) -> str:
+    """Without terminal escape codes: compose 2.40 colours and clears lines of its attached output (`Aborting on
+    container exit...`) even with `--ansi never`."""
+    return ANSI_ESCAPE.sub("", text)
+
+
+def failure_rank(state: str) -> int:
+    """How directly a state explains a failed `up`: 0 failed by itself, 1 still starting, 2 never started."""
+    if state in ("failed", "unhealthy", "restarting", "exited", "dead", "unknown"):
+        return 0
+    return 1 if state in ("starting", "running", "paused") else 2
+
+
 def port_free(port: int) -> bool:
+    """Whether the engine can publish on the port. SO_REUSEADDR, as the engine's own listener sets it: connections
+    of a container just stopped linger in TIME_WAIT on the port, which refuses a plain bind but not the engine (an
+    `up` right after `down` failed here); a socket listening there still refuses it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((wiring.LOOPBACK, port))
         except OSError:

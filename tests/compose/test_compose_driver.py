@@ -38,6 +38,9 @@ if args[:1] == ["info"]:
         sys.exit(1)
     print("Server Version: 28.5.1")
     sys.exit(0)
+if args[:1] == ["inspect"]:
+    print(os.environ.get("STANDIN_HEALTH", "null"))
+    sys.exit(0)
 if args[:1] != ["compose"]:
     sys.exit(0)
 if "version" in args:
@@ -71,7 +74,8 @@ def engine(tmp_path, monkeypatch):
     log = tmp_path / "argv.log"
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("STANDIN_LOG", str(log))
-    for var in ("STANDIN_DAEMON_DOWN", "STANDIN_UP_RC", "STANDIN_PS", "STANDIN_LEAK", "STANDIN_COMPOSE_VERSION"):
+    for var in ("STANDIN_DAEMON_DOWN", "STANDIN_UP_RC", "STANDIN_PS", "STANDIN_LEAK", "STANDIN_COMPOSE_VERSION",
+                "STANDIN_HEALTH"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SAGAZ_LAKEHOUSE_S3_ACCESS_KEY", ACCESS)
     monkeypatch.setenv("SAGAZ_LAKEHOUSE_S3_SECRET_KEY", SECRET)
@@ -106,8 +110,9 @@ def project(tmp_path):
             path.chmod(0o600)
     names = ["zookeeper", "fluss_coordinator", "minio", "minio_console", "rest_catalog", "flink_rest", "flink_rpc",
              "trino"]
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    tablet = free_ports(1)[0]
+    # One call for all of them: ports of separate calls can repeat (the sockets are closed in between).
+    *found, tablet = free_ports(len(names) + 1)
+    ports = dict(zip(names, found, strict=True))
     lines = ["target: compose", "profile: prod", "ports:"] + [f"  {k}: {v}" for k, v in ports.items()]
     lines += [f"  fluss_tablet: {tablet}", "compose:", "  project_dir: proj", "local:", f"  cache_dir: {cache}"]
     cfg = tmp_path / "sagaz-lakehouse.yaml"
@@ -139,6 +144,8 @@ def test_up_writes_project_and_waits(engine, project):
     assert "submit-tiering" not in first and "trino" in first
     assert second[-1] == "submit-tiering" and "--no-deps" in second and "--exit-code-from" in second
     assert ["--project-directory", str(proj)] == first[4:6]
+    for call in (first, second):  # its output reaches our log, not a terminal: no colours, no cursor codes
+        assert call[call.index("--ansi") + 1] == "never" and call.index("--ansi") < call.index("up")
     assert stat.S_IMODE((proj / ".env").stat().st_mode) == 0o600
     jar = next((proj / "jars" / "tiering-job").iterdir())
     assert stat.S_IMODE(jar.stat().st_mode) == 0o644  # readable by the containers' own users
@@ -242,6 +249,32 @@ def test_failed_up_names_service_health_and_log_tail(engine, project, tmp_path, 
     assert SECRET not in result.output  # redacted even when a container logs it
 
 
+def test_failed_up_names_the_service_that_failed_not_one_that_waited_on_it(engine, project, tmp_path, monkeypatch):
+    """A service never started because its dependency turned unhealthy comes first in `ps` (by name) but is not
+    the cause: the unhealthy one is named, with its last health check, and the waiting one is listed in the hint."""
+    cfg, _ = project
+    ps = tmp_path / "ps.json"
+    ps.write_text("\n".join(json.dumps(c) for c in [
+        {"Service": "flink-jobmanager", "State": "running", "Health": "healthy", "Status": "Up 1 minute (healthy)"},
+        {"Service": "fluss-coordinator", "State": "created", "Status": "Created", "ID": "c1"},
+        {"Service": "trino", "State": "running", "Health": "starting", "Status": "Up 1 minute (health: starting)"},
+        {"Service": "zookeeper", "State": "running", "Health": "unhealthy", "Status": "Up 2 minutes (unhealthy)",
+         "ID": "z1"},
+    ]) + "\n")
+    monkeypatch.setenv("STANDIN_PS", str(ps))
+    monkeypatch.setenv("STANDIN_UP_RC", "1")
+    monkeypatch.setenv("STANDIN_HEALTH", json.dumps({"Status": "unhealthy", "FailingStreak": 6, "Log": [
+        {"ExitCode": 1, "Output": "first"},
+        {"ExitCode": 1,
+         "Output": "bash: connect: Connection refused\nbash: /dev/tcp/zookeeper/2181: Connection refused\n"},
+    ]}))
+    result = invoke(cfg, "up")
+    assert result.exit_code == 1
+    assert "zookeeper did not become healthy" in result.output
+    assert "last health check: exit 1, bash: /dev/tcp/zookeeper/2181: Connection refused" in result.output
+    assert "also not healthy: trino (starting), fluss-coordinator (created)" in result.output
+
+
 def test_down_keeps_volumes_purge_removes_them(engine, project):
     _, calls = engine
     cfg, _ = project
@@ -313,3 +346,35 @@ def test_child_environment_drops_shadowing_variables(monkeypatch, tmp_path):
     driver = ComposeDriver(load(None, {"target": "compose"}, environ={}), tmp_path)
     assert "S3_ACCESS_KEY" not in driver._env()
     assert os.environ["S3_ACCESS_KEY"] == "from-the-shell"
+
+
+def test_port_check_refuses_a_listener_but_not_connections_lingering_after_a_down():
+    """After `down`, connections that went through the engine's port proxy linger in TIME_WAIT on the published
+    port. The engine binds over them (its listener sets SO_REUSEADDR): so must the check, or `up` right after
+    `down` refuses a free port."""
+    import time
+
+    from sagaz_lakehouse.drivers.compose import port_free
+
+    proxy = socket.socket()
+    proxy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's net.Listen (the engine's proxy) does
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen()
+    port = proxy.getsockname()[1]
+    assert port_free(port) is False  # a listener: taken
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = proxy.accept()
+    accepted.close()  # the server side closes first: its end goes to TIME_WAIT on the published port
+    deadline = time.monotonic() + 5
+    while client.recv(1) and time.monotonic() < deadline:
+        pass
+    client.close()
+    proxy.close()
+    assert port_free(port) is True
+
+
+def test_compose_output_reaches_the_log_without_terminal_codes():
+    from sagaz_lakehouse.drivers.compose import plain
+
+    raw = "\x1b[Ksubmit-tiering-1 exited with code 0\n\x1b[31m\x1b[1mAborting on container exit...\x1b[0m"
+    assert plain(raw) == "submit-tiering-1 exited with code 0\nAborting on container exit..."

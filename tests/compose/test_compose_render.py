@@ -86,6 +86,39 @@ def test_health_checks_follow_the_model(variant):
     assert "srvr" in " ".join(services[s.ZOOKEEPER]["healthcheck"]["test"])
 
 
+def test_health_check_timing_comes_from_each_components_start_budget(variant):
+    """A service has its start_seconds to pass its check once; after that a few failures in a row make it unhealthy,
+    so `up --wait` stops at the broken service instead of waiting out the timeout."""
+    settings, _, _, doc = variant
+    stack = build_stack(settings, View.INTERNAL)
+    for component, name in stack.instances():
+        check = doc["services"][name].get("healthcheck")
+        if component.health is None:
+            assert check is None
+            continue
+        assert check["start_period"] == f"{component.start_seconds}s", name
+        assert check["retries"] * int(check["interval"].rstrip("s")) <= 60, name
+    assert doc["services"][s.ZOOKEEPER]["healthcheck"]["start_period"] == "60s"
+
+
+def test_unused_image_volumes_get_a_tmpfs_not_an_anonymous_volume(variant):
+    """The ZooKeeper image declares VOLUME /data /datalog /logs; only /data holds state (a named volume). Without a
+    mount the engine creates an anonymous volume for the other two per container, left behind by every `down`."""
+    _, _, _, doc = variant
+    mounts = {m["target"]: m for m in doc["services"][s.ZOOKEEPER]["volumes"]}
+    assert mounts["/data"]["type"] == "volume"
+    for path in ("/datalog", "/logs"):
+        assert mounts[path]["type"] == "tmpfs" and mounts[path]["tmpfs"]["size"] > 0
+    assert "dataLogDir=/data/log" in (REPO_MANIFESTS / "config" / s.ZOOKEEPER / "zoo.cfg").read_text()
+
+
+def test_rest_catalog_gets_its_port_as_a_catalog_property_only(variant):
+    settings, _, _, doc = variant
+    env = doc["services"][s.REST_CATALOG]["environment"]
+    assert env["CATALOG_REST_PORT"] == str(settings.ports.rest_catalog)
+    assert "REST_PORT" not in env  # read only by the image's own HEALTHCHECK, which the service replaces
+
+
 def test_ports_published_on_loopback_only_for_external_endpoints(variant):
     settings, _, _, doc = variant
     published: dict[int, str] = {}

@@ -1,51 +1,49 @@
-"""Container tests on a real Docker Engine: the stand-in images (images/) and the rendered compose project.
+"""Container tests on a real Docker Engine: the stand-in images (images/) and the compose target run through the
+CLI exactly as a user runs it.
 
 `engine` starts the private engine (scripts/docker-engine.sh) and builds the images (scripts/build-images.py) once
-per session, and stops the engine afterwards if it started it. `project` renders the current compose project with
-host ports moved to 3xxxx (so it never meets a stack on the default ports) and places its locked jars, as
-`sagaz-lakehouse up --target compose` does. Nothing here is skipped: an engine or image that cannot start fails the
-test with its output.
+per session; both are no-ops when `make test` already did it. It stops the engine afterwards only if it started it.
+Every stack here publishes on 3xxxx ports under a project name of its own, so it never meets a stack on the default
+ports. Nothing is skipped: an engine, image or service that cannot start fails the test with its output and the
+log tails of what is not healthy.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from sagaz_lakehouse import config, render
-from sagaz_lakehouse.config import Settings
-from sagaz_lakehouse.drivers.compose import SHADOWING_VARS, ComposeDriver
+from sagaz_lakehouse.drivers.compose import SHADOWING_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = REPO / "scripts" / "docker-engine.sh"
 BUILD = REPO / "scripts" / "build-images.py"
-PROJECT = "sagaz-containers-test"
 PORTS = {"zookeeper": 32181, "fluss_coordinator": 39123, "fluss_tablet": 39124, "minio": 39000, "minio_console": 39001,
          "rest_catalog": 38181, "flink_rest": 38081, "flink_rpc": 36123, "trino": 38080}
-OVERRIDES = {"target": "compose", "project": PROJECT, **{f"ports.{k}": str(v) for k, v in PORTS.items()}}
-LOG_TAIL = 60
+LOG_TAIL = 40
+COMPOSE_LABEL = "com.docker.compose.project"
 
 
 def env() -> dict[str, str]:
-    """The caller's environment minus credential variables compose would prefer over the project's .env."""
-    return {k: v for k, v in os.environ.items() if k not in SHADOWING_VARS}
+    """The caller's environment minus credential variables compose (and the CLI) would prefer over the defaults."""
+    return {k: v for k, v in os.environ.items()
+            if k not in SHADOWING_VARS and not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
 
 
 def run(args: list[str], timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env(), check=False, **kwargs)
 
 
-def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
+def must(result: subprocess.CompletedProcess[str], what: str, context: str = "") -> subprocess.CompletedProcess[str]:
     if result.returncode != 0:
         pytest.fail(f"`{what}` exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n"
-                    f"--- stderr ---\n{result.stderr[-4000:]}", pytrace=False)
+                    f"--- stderr ---\n{result.stderr[-6000:]}" + (f"\n{context}" if context else ""), pytrace=False)
     return result
 
 
@@ -61,37 +59,47 @@ def engine() -> Iterator[None]:
             run(["bash", str(ENGINE), "stop"], timeout=300)
 
 
-@dataclass
-class Project:
-    settings: Settings
-    directory: Path
+class Stack:
+    """A compose stack driven through the CLI (`sagaz-lakehouse ... --target compose`) from its own folder."""
 
-    @property
-    def document(self) -> dict:
-        return yaml.safe_load((self.directory / "compose.yaml").read_text())
+    def __init__(self, workdir: Path, project: str, *extra: str) -> None:
+        self.workdir, self.project = workdir, project
+        self.flags = ["--target", "compose", "--set", f"project={project}", *extra,
+                      *(arg for key, value in PORTS.items() for arg in ("--set", f"ports.{key}={value}"))]
 
-    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return run(["docker", "compose", "-p", PROJECT, "--project-directory", str(self.directory),
-                    "-f", str(self.directory / "compose.yaml"), *args], timeout=timeout)
+    def cli(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+        return run([sys.executable, "-m", "sagaz_lakehouse", *args, *self.flags], timeout=timeout, cwd=self.workdir)
 
-    def diagnosis(self, service: str) -> str:
-        """State, health log and log tail of a service, for a failure message."""
-        ps = self.compose("ps", "-a", "--format", "{{.Service}} {{.State}} {{.Status}}").stdout
-        ids = self.compose("ps", "-a", "-q", service).stdout.split()
-        health = run(["docker", "inspect", "--format", "{{json .State.Health}}", *ids]).stdout[-2000:] if ids else ""
-        logs = self.compose("logs", "--no-color", "--tail", str(LOG_TAIL), service).stdout
-        return (f"--- compose ps ---\n{ps}\n--- health of {service} ---\n{health}\n"
-                f"--- last {LOG_TAIL} log lines ---\n{logs}")
+    def must(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+        result = self.cli(*args, timeout=timeout)
+        if result.returncode != 0:
+            must(result, f"sagaz-lakehouse {' '.join(args)}", self.diagnosis())
+        return result
 
+    def containers(self) -> list[dict]:
+        """`docker inspect` of every container of the project (running or not)."""
+        ids = run(["docker", "ps", "-aq", "--filter", f"label={COMPOSE_LABEL}={self.project}"]).stdout.split()
+        return json.loads(must(run(["docker", "inspect", *ids]), "docker inspect").stdout) if ids else []
 
-@pytest.fixture(scope="module")
-def project(engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    base = tmp_path_factory.mktemp("compose-project")
-    settings = config.load(None, OVERRIDES, environ={})
-    driver = ComposeDriver(settings, base, log=lambda _message: None)
-    render.write_files(render.render(settings, driver.credentials(), "compose"), driver.project_dir)
-    driver.materialize_jars()
-    made = Project(settings, driver.project_dir)
-    made.compose("down", "--volumes", "--remove-orphans")  # leftovers of an interrupted earlier run
-    yield made
-    made.compose("down", "--volumes", "--remove-orphans", timeout=300)
+    def volumes(self) -> list[str]:
+        return sorted(run(["docker", "volume", "ls", "-q", "--filter",
+                           f"label={COMPOSE_LABEL}={self.project}"]).stdout.split())
+
+    def networks(self) -> list[str]:
+        labelled = f"label={COMPOSE_LABEL}={self.project}"
+        return run(["docker", "network", "ls", "-q", "--filter", labelled]).stdout.split()
+
+    def diagnosis(self) -> str:
+        """State and health of every container, and the log tail of each that is not healthy or done."""
+        lines, tails = [], []
+        for c in self.containers():
+            name, state = c["Name"].lstrip("/"), c["State"]
+            health = (state.get("Health") or {}).get("Status", "-")
+            lines.append(f"{name}: {state['Status']} (exit {state['ExitCode']}), health {health}")
+            if health not in ("healthy", "-") or (state["Status"] != "running" and state["ExitCode"] != 0):
+                log = run(["docker", "logs", "--tail", str(LOG_TAIL), c["Id"]])
+                tails.append(f"--- last {LOG_TAIL} log lines of {name} ---\n{log.stdout}{log.stderr}")
+        return "--- containers ---\n" + "\n".join(lines or ["(none)"]) + "\n" + "\n".join(tails)
+
+    def purge(self) -> None:
+        self.cli("down", "--purge", timeout=300)

@@ -1,52 +1,171 @@
-"""The acceptance check of "compose target proven on a real Docker Engine": `sagaz-lakehouse up --target compose`,
-`create-tables` and `doctor` (its probe event going Fluss → Iceberg → Trino) on the stand-in images, as a user runs
-them, with host ports moved to 3xxxx.
+"""The compose target end to end on a real Docker Engine, through the CLI as a user runs it (issue 11):
+`up --target compose` → every service healthy by its own health check, non-root, no anonymous volume →
+`create-tables` → `doctor` green (its probe event goes Fluss → Iceberg → Trino through the containers) → 1,000
+synthetic events → exactly those rows, field by field, in Iceberg (pyiceberg) and Trino → `down` (containers gone,
+volumes kept) → `up` (the data is still there) → `down --purge` (volumes gone).
 
-It cannot pass with the current rendering, for two known reasons (see the strict xfail): the create-bucket service
-still uses quay.io/minio/mc, for which no image exists here (the test refuses to let compose try a registry), and
-`doctor` checks ZooKeeper at 127.0.0.1:<ports.zookeeper>, which the compose file does not publish. Strict: once
-both are fixed the test passes, which fails the run until the marker is removed.
+One stack serves the module; the tests run in file order and each depends on the ones before it.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import asyncio
+import json
+import socket
+import urllib.request
+import uuid
 
 import pytest
-from conftest import OVERRIDES, PORTS, must, run
+import yaml
+from conftest import PORTS, Stack, run
+from saga_data import (
+    EVENTS,
+    assert_same_content,
+    iceberg_rows,
+    saga_events,
+    trino_count,
+    trino_sample,
+    wait_for_iceberg,
+    write_events,
+)
 
 from sagaz_lakehouse import config
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components import build_stack
+from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.targets import compose as target
 
 pytestmark = pytest.mark.containers
 
-E2E_PROJECT = "sagaz-containers-e2e"
-FLAGS = ["--target", "compose", "--set", f"project={E2E_PROJECT}",
-         *(arg for key, value in PORTS.items() for arg in ("--set", f"ports.{key}={value}"))]
+PROJECT = "sagaz-ct-e2e"
+STATE: dict[str, object] = {}  # what a later test reads back: the batch written, the events sent
 
 
-def cli(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
-    return subprocess.run([sys.executable, "-m", "sagaz_lakehouse", *args, *FLAGS], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(scope="module")
+def stack(engine, tmp_path_factory: pytest.TempPathFactory):
+    made = Stack(tmp_path_factory.mktemp("compose-e2e"), PROJECT)
+    made.purge()  # leftovers of an interrupted earlier run
+    made.must("up", "--timeout", "600")
+    yield made
+    made.purge()
 
 
-@pytest.mark.xfail(strict=True, reason="compose rendering: create-bucket still needs quay.io/minio/mc, and doctor "
-                                       "checks ZooKeeper on a port compose does not publish")
-def test_up_create_tables_doctor(engine, tmp_path):
-    settings = config.load(None, {**OVERRIDES, "project": E2E_PROJECT}, environ={})
-    images = sorted({svc["image"] for svc in target.project(settings)["services"].values()})
-    missing = [image for image in images if run(["docker", "image", "inspect", image]).returncode != 0]
-    if missing:
-        pytest.fail(f"no local image for {missing} (scripts/build-images.py builds stand-ins for the others); "
-                    "not starting compose, which would try a registry", pytrace=False)
-    try:
-        must(cli(tmp_path, "up", "--timeout", "400"), "sagaz-lakehouse up --target compose")
-        must(cli(tmp_path, "create-tables"), "sagaz-lakehouse create-tables")
-        report = must(cli(tmp_path, "doctor"), "sagaz-lakehouse doctor")
-        assert "all checks passed" in report.stdout + report.stderr
-    finally:
-        cli(tmp_path, "down", "--purge", timeout=300)
+@pytest.fixture(scope="module")
+def settings() -> config.Settings:
+    return config.load(None, {"target": "compose", "project": PROJECT,
+                              **{f"ports.{k}": str(v) for k, v in PORTS.items()}}, environ={})
+
+
+def rendered(stack: Stack) -> dict:
+    return yaml.safe_load((stack.workdir / ".sagaz-lakehouse" / "compose" / "compose.yaml").read_text())
+
+
+def assert_no_anonymous_volumes(stack: Stack) -> None:
+    """Every volume a container has is one of the project's named volumes, and every folder its image declares as
+    VOLUME is covered by a mount (else the engine makes an anonymous volume that outlives the container)."""
+    for c in stack.containers():
+        name = c["Name"].lstrip("/")
+        for mount in c["Mounts"]:
+            if mount["Type"] == "volume":
+                assert mount["Name"].startswith(f"{PROJECT}_"), f"{name}: anonymous volume at {mount['Destination']}"
+        image = json.loads(run(["docker", "image", "inspect", c["Image"]]).stdout)[0]["Config"]
+        covered = {m["Target"] for m in c["HostConfig"].get("Mounts") or []} | {m["Destination"] for m in c["Mounts"]}
+        missing = set(image.get("Volumes") or {}) - covered
+        assert not missing, f"{name}: image VOLUME {sorted(missing)} without a mount"
+
+
+def dangling() -> set[str]:
+    """Volumes no container uses (an anonymous volume of a removed container stays behind as one)."""
+    return set(run(["docker", "volume", "ls", "-q", "--filter", "dangling=true"]).stdout.split())
+
+
+def test_every_service_is_healthy_by_its_own_check_and_runs_as_its_image_user(stack, settings):
+    rows = json.loads(stack.must("status", "--json").stdout)
+    states = {r["component"]: r["state"] for r in rows}
+    model = build_stack(settings, View.INTERNAL)
+    expected = {name: "completed" if c.one_shot else "healthy" for c, name in model.instances()}
+    assert states == expected, stack.diagnosis()
+    services = rendered(stack)["services"]
+    by_service = {c["Config"]["Labels"]["com.docker.compose.service"]: c for c in stack.containers()}
+    assert set(by_service) == set(services)  # one container per rendered service, volume-owner included
+    for name, svc in services.items():
+        container = by_service[name]
+        if "healthcheck" in svc:
+            assert container["State"]["Health"]["Status"] == "healthy", name
+            assert container["Config"]["Healthcheck"]["Test"] == svc["healthcheck"]["test"], name
+        else:
+            assert container["State"]["Status"] == "exited" and container["State"]["ExitCode"] == 0, name
+        uid = svc["user"].split(":")[0]
+        assert container["Config"]["User"] == svc["user"], name
+        if name != target.VOLUME_OWNER:
+            assert uid != "0", f"{name} runs as root"
+        if container["State"]["Status"] == "running":
+            assert run(["docker", "exec", container["Id"], "id", "-u"]).stdout.strip() == uid, name
+
+
+def test_no_container_has_an_anonymous_volume(stack):
+    assert_no_anonymous_volumes(stack)
+
+
+def test_published_endpoints_answer_on_loopback_and_zookeeper_stays_inside(stack):
+    def http(port: int, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.read()
+
+    assert b"endpoints" in http(PORTS["rest_catalog"], "/v1/config")
+    assert b'"starting":false' in http(PORTS["trino"], "/v1/info").replace(b" ", b"")
+    assert b'"taskmanagers":1' in http(PORTS["flink_rest"], "/overview")
+    http(PORTS["minio"], "/minio/health/ready")
+    for port in (PORTS["fluss_coordinator"], PORTS["fluss_tablet"]):
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+    zookeeper = next(c for c in stack.containers() if c["Name"].endswith(f"-{s.ZOOKEEPER}-1"))
+    assert not zookeeper["NetworkSettings"]["Ports"].get(f"{PORTS['zookeeper']}/tcp")  # not published
+
+
+def test_create_tables_then_doctor_is_green_through_the_containers(stack):
+    created = json.loads(stack.must("create-tables", "--json").stdout)
+    assert created["created"] is True
+    report = json.loads(stack.must("doctor", "--json").stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["ok"] is True, report
+    assert checks["zookeeper"]["status"] == "pass"
+    assert "compose target's own check" in checks["zookeeper"]["detail"]  # judged by its container health
+    assert "tiering job RUNNING" in checks["flink + tiering job"]["detail"]
+    assert checks["probe event Fluss → Iceberg → Trino"]["status"] == "pass"
+    assert report["metrics"]["tiering_latency_s"] > 0
+
+
+def test_thousand_events_reach_iceberg_and_trino_with_their_content(stack, settings):
+    batch = f"ct-{uuid.uuid4().hex[:8]}"
+    sent = saga_events(batch)
+    asyncio.run(write_events(settings, sent))
+    assert_same_content(sent, wait_for_iceberg(settings, batch, EVENTS))
+    assert trino_count(settings, batch) == EVENTS
+    assert trino_sample(settings, f"{batch}-0007") == [("step_failed", "TimeoutError", 3)]
+    STATE.update(batch=batch, sent=sent)
+
+
+def test_down_keeps_the_volumes_and_up_brings_the_data_back(stack, settings):
+    assert STATE, "needs the events of the test before"
+    volumes = stack.volumes()
+    assert volumes == sorted(f"{PROJECT}_{v}" for v in rendered(stack)["volumes"])
+    dangling_before = dangling()
+    stack.must("down")
+    assert stack.containers() == []
+    assert stack.volumes() == volumes
+    stack.must("up", "--timeout", "600")
+    batch, sent = STATE["batch"], STATE["sent"]
+    assert_same_content(sent, iceberg_rows(settings, batch))  # type: ignore[arg-type]
+    assert trino_count(settings, batch) == EVENTS  # type: ignore[arg-type]
+    again = json.loads(stack.must("create-tables", "--json").stdout)
+    assert again["created"] is False  # the Fluss table survived in ZooKeeper and the tablet volume
+    assert_no_anonymous_volumes(stack)
+    leftovers = dangling() - dangling_before
+    assert not leftovers, f"volumes left behind by the down/up cycle: {sorted(leftovers)}"
+
+
+def test_down_purge_removes_containers_volumes_and_network(stack):
+    stack.must("down", "--purge", timeout=300)
+    assert stack.containers() == []
+    assert stack.volumes() == []
+    assert stack.networks() == []

@@ -12,7 +12,7 @@ from sagaz_lakehouse import versions
 
 pytestmark = pytest.mark.containers
 
-PYTHON_IMAGE = "python:3.11-slim-bookworm"
+PYTHON_IMAGE = versions.PYTHON.image
 
 
 def image_config(image: str) -> dict:
@@ -79,6 +79,10 @@ def test_trino(engine):
     assert "jvm.config" in out and "config.properties" in out and "node.properties" in out
     java = int(out.rsplit("=", 1)[1].strip())
     assert java >= 24, f"Trino 476 needs Java 24+, image has {java}"
+    # Upstream's default jvm.config loads the jvmkill agent from the image: a rendered jvm.config may too.
+    agent = "/usr/lib/trino/bin/libjvmkill.so"
+    out = inside(image, f"grep -c '^-agentpath:{agent}$' /etc/trino/jvm.config; java -agentpath:{agent} -version")
+    assert out.split()[0] == "1"
 
 
 def test_rest_catalog(engine):

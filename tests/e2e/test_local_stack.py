@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from saga_data import (
+    EVENTS,
+    assert_same_content,
+    endpoints,
+    iceberg_rows,
+    saga_events,
+    trino_count,
+    trino_sample,
+    wait_for_iceberg,
+    write_events,
+)
 from support import cli, must
 
-from sagaz_lakehouse import clients, config, tables, wiring
-from sagaz_lakehouse.stack import View
+from sagaz_lakehouse import clients, config
 
 pytestmark = pytest.mark.e2e
 
-EVENTS = 1000
 
 
 
@@ -30,15 +39,14 @@ EVENTS = 1000
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("local-stack")
-    must(cli(workdir, "init"), "init")
+    # SAGAZ_E2E_SETTINGS="ports.trino=33080 ...": settings written into the stack's file (e.g. ports, to run beside
+    # another stack on the default ones); the CLI and these tests both read them from there.
+    extra = [arg for item in os.environ.get("SAGAZ_E2E_SETTINGS", "").split() for arg in ("--set", item)]
+    must(cli(workdir, "init", *extra), "init")
     must(cli(workdir, "up"), "up")
     settings = config.load(workdir / config.CONFIG_FILENAME, environ={})
     yield workdir, settings
     cli(workdir, "down", "--purge", timeout=300)
-
-
-def endpoints(settings: config.Settings) -> wiring.Endpoints:
-    return wiring.endpoints(settings, View.EXTERNAL)
 
 
 def pids(workdir: Path) -> dict[str, str]:
@@ -107,72 +115,15 @@ def test_doctor_proves_tiering(stack):
     assert report["metrics"]["tiering_latency_s"] > 0
 
 
-def saga_events(batch: str) -> list[dict]:
-    start = datetime(2026, 1, 1, 12, 0, 0)
-    kinds = ["saga_started", "step_completed", "step_failed", "compensation_started", "saga_completed"]
-    return [{
-        "event_id": f"{batch}-{i:04d}", "event_type": kinds[i % len(kinds)], "saga_id": f"saga-{i // 5}",
-        "saga_name": batch, "step_name": f"step-{i % 3}" if i % 5 else None, "duration_ms": i * 3,
-        "total_duration_ms": i * 7, "error_type": "TimeoutError" if i % 5 == 2 else None,
-        "error_message": f"step {i} timed out" if i % 5 == 2 else None,
-        "context_keys": [f"k{j}" for j in range(i % 4)], "timestamp": start + timedelta(milliseconds=i),
-    } for i in range(EVENTS)]
-
-
-async def write_events(settings: config.Settings, rows: list[dict]) -> None:
-    import fluss
-
-    async with clients.fluss_connection(endpoints(settings)) as connection:
-        table = await connection.get_table(fluss.TablePath(settings.lake.database, "saga_events"))
-        writer = table.new_upsert().create_writer()
-        handles = [writer.upsert(row) for row in rows]
-        await writer.flush()
-        for handle in handles:
-            await handle.wait()
-
-
-def iceberg_rows(settings: config.Settings, batch: str) -> list[dict]:
-    from pyiceberg.expressions import EqualTo
-
-    catalog = clients.iceberg_catalog(settings, config.DEV_CREDENTIALS, endpoints(settings))
-    table = catalog.load_table(f"{settings.lake.database}.saga_events")
-    rows, _ = clients.iceberg_read(table, EqualTo("saga_name", batch))
-    return rows.to_pylist()
-
-
-def wait_for_iceberg(settings: config.Settings, batch: str, expected: int, timeout: float = 240) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    rows: list[dict] = []
-    while time.monotonic() < deadline:
-        rows = iceberg_rows(settings, batch)
-        if len(rows) >= expected:
-            return rows
-        time.sleep(2)
-    pytest.fail(f"only {len(rows)} of {expected} events reached Iceberg within {timeout}s", pytrace=False)
-
-
-def trino_count(settings: config.Settings, batch: str) -> int:
-    sql = f"SELECT count(*) FROM {settings.lake.database}.saga_events WHERE saga_name = ?"  # noqa: S608
-    return clients.trino_query(endpoints(settings), sql, (batch,))[0][0]
-
-
 def test_thousand_events_tier_to_iceberg_and_trino_and_survive_a_restart(stack):
     workdir, settings = stack
     batch = f"e2e-{uuid.uuid4().hex[:8]}"
     sent = saga_events(batch)
     asyncio.run(write_events(settings, sent))
 
-    rows = wait_for_iceberg(settings, batch, EVENTS)
-    assert len(rows) == EVENTS
-    by_id = {r["event_id"]: r for r in rows}
-    for event in sent:
-        got = by_id[event["event_id"]]
-        assert {k: got[k] for k in tables.arrow_schema().names} == event
+    assert_same_content(sent, wait_for_iceberg(settings, batch, EVENTS))
     assert trino_count(settings, batch) == EVENTS
-    sample = clients.trino_query(
-        endpoints(settings), f"SELECT event_type, error_type, cardinality(context_keys) FROM "  # noqa: S608
-        f"{settings.lake.database}.saga_events WHERE event_id = ?", (f"{batch}-0007",))
-    assert sample == [("step_failed", "TimeoutError", 3)]
+    assert trino_sample(settings, f"{batch}-0007") == [("step_failed", "TimeoutError", 3)]
 
     must(cli(workdir, "down"), "down")
     assert not pids(workdir)

@@ -1,0 +1,60 @@
+"""doctor judges components that no client reaches (ZooKeeper) from the target driver's own view, the same way on
+every target: the driver's status rows, never a connection from the user's host (compose does not publish
+ZooKeeper, Kubernetes does not port-forward it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sagaz_lakehouse import clients, config, doctor, wiring
+from sagaz_lakehouse.stack import View
+
+pytestmark = pytest.mark.unit
+
+
+def zookeeper_check(target: str, rows: list[dict], monkeypatch) -> tuple[str, str]:
+    def no_connection(*_args, **_kwargs):
+        raise AssertionError("doctor opened a connection to ZooKeeper")
+
+    monkeypatch.setattr(clients, "tcp_open", no_connection)
+    settings = config.load(None, {"target": target}, environ={})
+    calls: list[int] = []
+
+    def status() -> list[dict]:
+        calls.append(1)
+        return rows
+
+    probes = doctor.component_probes(settings, config.DEV_CREDENTIALS, wiring.endpoints(settings, View.EXTERNAL),
+                                     doctor._once(status))
+    try:
+        detail = probes["zookeeper"]()
+        outcome = doctor.PASS
+    except doctor.CheckFailed as exc:
+        detail, outcome = exc.detail, exc.status
+    if outcome == doctor.PASS:
+        probes["zookeeper"]()  # a second call uses the same rows
+    assert len(calls) == 1, "status is asked once per doctor run"
+    return outcome, detail
+
+
+@pytest.mark.parametrize(("target", "row"), [
+    ("compose", {"component": "zookeeper", "state": "healthy", "detail": "Up 2 minutes (healthy)"}),
+    ("kubernetes", {"component": "zookeeper", "state": "healthy", "detail": "StatefulSet 1/1 ready"}),
+    ("local", {"component": "zookeeper", "state": "healthy", "detail": "pid 42"}),
+])
+def test_healthy_by_the_targets_own_check(target, row, monkeypatch):
+    rows = [row, {"component": "trino", "state": "starting"}]
+    outcome, detail = zookeeper_check(target, rows, monkeypatch)
+    assert outcome == doctor.PASS
+    assert f"by the {target} target's own check" in detail and row["detail"] in detail
+
+
+@pytest.mark.parametrize("state", ["unhealthy", "starting", "stopped", "absent"])
+def test_not_healthy_fails_naming_the_state(state, monkeypatch):
+    outcome, detail = zookeeper_check("compose", [{"component": "zookeeper", "state": state}], monkeypatch)
+    assert outcome == doctor.FAIL and f"zookeeper {state}" in detail
+
+
+def test_no_row_for_it_fails(monkeypatch):
+    outcome, detail = zookeeper_check("compose", [{"component": "trino", "state": "healthy"}], monkeypatch)
+    assert outcome == doctor.FAIL and "reports no zookeeper" in detail
