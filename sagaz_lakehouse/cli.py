@@ -492,6 +492,35 @@ def query(
     return 0
 
 
+@command()
+def report(
+    options: Options,
+    since: Annotated[str, typer.Option(help="The window: how far back from now, e.g. 90m, 24h, 7d.")] = "24h",
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
+    sla_ms: Annotated[int, typer.Option("--sla-ms", min=1, help="The SLA: how long a saga may take, in ms.")]
+    = 1000,
+) -> int:
+    """Write one self-contained HTML SLA report over the window: SLA compliance, throughput, step bottlenecks,
+    failure patterns, compensations and the slowest sagas, with charts (from the Trino query pack).
+
+    The page needs no network to open (charts are inline SVG). Needs the report extra: pip install
+    'sagaz-lakehouse[report]'."""
+    from sagaz_lakehouse import report as saga_report
+
+    saga_report.require_matplotlib()
+    settings, base_dir = options.settings()
+    with options.driver(settings, base_dir).client_endpoints() as endpoints:
+        data = saga_report.collect(settings, endpoints, since, sla_ms, progress=options.progress())
+    page = saga_report.render(data)
+    out.write_text(page)
+    figures = saga_report.totals(data)
+    options.emit({"out": str(out), "bytes": len(page.encode()), "since": since, "sla_ms": sla_ms, **figures})
+    within = figures["completed_within_pct"]
+    typer.echo(f"wrote {out} ({len(page.encode()) // 1024} KiB): {figures['sagas']} sagas finished in the last "
+               f"{since}, {'–' if within is None else f'{within:.1f}%'} completed within {sla_ms} ms", err=True)
+    return 0
+
+
 def main() -> None:
     try:
         app()
