@@ -122,7 +122,7 @@ def _svg(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
     out = io.StringIO()
-    fig.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     text = out.getvalue()
     return text[text.index("<svg"):]  # inline: without the XML declaration and DOCTYPE
