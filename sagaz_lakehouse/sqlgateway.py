@@ -24,7 +24,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -63,7 +63,6 @@ class Stream:
     stopped: str = ""  # why following stopped
     job_id: str = ""
     seconds: float = 0.0
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class Session:
@@ -81,8 +80,7 @@ class Session:
         """Run a statement that ends by itself (DDL, SET, a bounded query) and return all its rows."""
         operation = self.submit(statement)
         try:
-            columns, rows, _ = self._drain(operation, deadline=time.monotonic() + timeout)
-            return columns, rows
+            return self._drain(operation, deadline=time.monotonic() + timeout)
         finally:
             self.close_operation(operation)
 
@@ -103,28 +101,16 @@ class Session:
         started = time.monotonic()
         operation = self.submit(statement)
         table: Counter[tuple[Any, ...]] = Counter()
-        stream = Stream([], [])
+        stream = Stream([], [], stopped="end of stream")
         types: list[str] = []
         running_since: float | None = None
         last_change = started
-        uri: str | None = f"{self.path}/operations/{operation}/result/0?rowFormat=JSON"
         try:
-            while uri is not None:
-                now = time.monotonic()
-                if now - started >= max_seconds:
-                    stream.stopped = f"max_seconds ({max_seconds:g}s) reached"
-                    break
-                quiet_from = max(last_change, running_since) if running_since is not None else None
-                if quiet_from is not None and now - quiet_from >= quiet_seconds:
-                    stream.stopped = f"no change for {quiet_seconds:g}s"
-                    break
-                answer = self._request("GET", uri)
-                uri = answer.get("nextResultUri")
+            for answer in self._pages(operation):
                 stream.job_id = answer.get("jobID") or stream.job_id
                 results = answer.get("results") or {}
                 if results.get("columns"):
-                    stream.columns = [c["name"] for c in results["columns"]]
-                    types = [c["logicalType"]["type"] for c in results["columns"]]
+                    stream.columns, types = _columns(results)
                 data = results.get("data") or []
                 for row in data:
                     key = tuple(_hashable(v) for v in row["fields"])
@@ -137,11 +123,15 @@ class Session:
                 if data:
                     stream.changes += len(data)
                     last_change = time.monotonic()
-                if answer.get("resultType") == "EOS":
-                    stream.stopped = "end of stream"
-                    break
                 if running_since is None and stream.job_id and job_running(stream.job_id):
                     running_since = time.monotonic()
+                now = time.monotonic()
+                if now - started >= max_seconds:
+                    stream.stopped = f"max_seconds ({max_seconds:g}s) reached"
+                    break
+                if running_since is not None and now - max(last_change, running_since) >= quiet_seconds:
+                    stream.stopped = f"no change for {quiet_seconds:g}s"
+                    break
                 if not data:
                     time.sleep(POLL_SECONDS)
         finally:
@@ -150,27 +140,34 @@ class Session:
         stream.seconds = round(time.monotonic() - started, 2)
         return stream
 
-    def _drain(self, operation: str, deadline: float) -> tuple[list[str], list[tuple[Any, ...]], str]:
+    def _drain(self, operation: str, deadline: float) -> tuple[list[str], list[tuple[Any, ...]]]:
         columns: list[str] = []
         rows: list[tuple[Any, ...]] = []
-        uri: str | None = f"{self.path}/operations/{operation}/result/0?rowFormat=JSON"
-        job = ""
-        while uri is not None:
+        for answer in self._pages(operation):
+            results = answer.get("results") or {}
+            if results.get("columns"):
+                columns = _columns(results)[0]
+            rows += [tuple(r["fields"]) for r in results.get("data") or [] if r["kind"] in ADDS]
             if time.monotonic() > deadline:
                 raise GatewayError("the statement did not finish in time",
                                    "see `sagaz-lakehouse logs flink-sql-gateway`")
-            answer = self._request("GET", uri)
-            results = answer.get("results") or {}
-            if results.get("columns"):
-                columns = [c["name"] for c in results["columns"]]
-            rows += [tuple(r["fields"]) for r in results.get("data") or [] if r["kind"] in ADDS]
-            job = answer.get("jobID") or job
-            if answer.get("resultType") == "EOS":
-                break
-            uri = answer.get("nextResultUri")
             if answer.get("resultType") == "NOT_READY":
                 time.sleep(POLL_SECONDS)
-        return columns, rows, job
+        return columns, rows
+
+    def _pages(self, operation: str) -> Iterator[dict[str, Any]]:
+        """Every answer of an operation's result, following nextResultUri, until end of stream."""
+        uri: str | None = f"{self.path}/operations/{operation}/result/0?rowFormat=JSON"
+        while uri is not None:
+            answer = self._request("GET", uri)
+            yield answer
+            if answer.get("resultType") == "EOS":
+                return
+            uri = answer.get("nextResultUri")
+
+
+def _columns(results: dict[str, Any]) -> tuple[list[str], list[str]]:
+    return [c["name"] for c in results["columns"]], [c["logicalType"]["type"] for c in results["columns"]]
 
 
 def _hashable(value: Any) -> Any:
