@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "sagaz_lakehouse"]
 
 
 def cache_dir() -> Path:
@@ -21,3 +24,17 @@ def tool(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: run `make tools` (scripts/install-tools.sh) first", pytrace=False)
     return path
+
+
+def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """`sagaz-lakehouse ARGS` as a user runs it in ``workdir`` (no S3 credentials taken from the environment)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
+    return subprocess.run([*CLI, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
+    """The result of a command that must succeed; otherwise the test fails with its output (log tails included)."""
+    if result.returncode != 0:
+        pytest.fail(f"`{what}` exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n"
+                    f"--- stderr ---\n{result.stderr[-6000:]}", pytrace=False)
+    return result

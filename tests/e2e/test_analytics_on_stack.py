@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -32,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support import REPO, cli, must
 
 from sagaz_lakehouse import clients, config, report, simulate, wiring
 from sagaz_lakehouse.doctor import PROBE_EVENT_TYPE
@@ -39,8 +38,6 @@ from sagaz_lakehouse.stack import View
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "sagaz_lakehouse"]
 PORTS = {"zookeeper": 52181, "fluss_coordinator": 59123, "fluss_tablet": 59124, "minio": 59000,
          "minio_console": 59001, "rest_catalog": 58181, "flink_rest": 58081, "flink_rpc": 56123, "trino": 58080,
          "flink_sql_gateway": 58083}
@@ -52,18 +49,6 @@ WINDOW = "2h"  # every query's window: all events of this module are younger
 FLINK_BOUNDS = ["--param", "quiet_seconds=8", "--param", "max_seconds=150"]
 FLINK_ATTEMPTS = 3
 SIM = "sagaz_lakehouse.simulate."
-
-
-def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
-    return subprocess.run([*CLI, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
-    if result.returncode != 0:
-        pytest.fail(f"`{what}` exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n"
-                    f"--- stderr ---\n{result.stderr[-6000:]}", pytrace=False)
-    return result
 
 
 @dataclass

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support import cli, must
 
 from sagaz_lakehouse import clients, config, tables, wiring
 from sagaz_lakehouse.stack import View
@@ -25,19 +23,6 @@ from sagaz_lakehouse.stack import View
 pytestmark = pytest.mark.e2e
 
 EVENTS = 1000
-CLI = [sys.executable, "-m", "sagaz_lakehouse"]
-
-
-def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
-    return subprocess.run([*CLI, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
-    if result.returncode != 0:
-        pytest.fail(f"`{what}` exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n"
-                    f"--- stderr ---\n{result.stderr[-6000:]}", pytrace=False)
-    return result
 
 
 @pytest.fixture(scope="module")
