@@ -509,8 +509,9 @@ def report(
 
     saga_report.require_matplotlib()
     settings, base_dir = options.settings()
+    plan = saga_report.prepare(settings, since, sla_ms)
     with options.driver(settings, base_dir).client_endpoints() as endpoints:
-        data = saga_report.collect(settings, endpoints, since, sla_ms, progress=options.progress())
+        data = saga_report.collect(plan, endpoints, progress=options.progress())
     page = saga_report.render(data)
     out.write_text(page)
     figures = saga_report.totals(data)

@@ -57,9 +57,16 @@ def bucket_for(window: timedelta) -> str:
     return "minute" if window <= timedelta(hours=6) else "hour" if window <= timedelta(days=14) else "day"
 
 
-def collect(settings: Settings, endpoints: Endpoints, since: str = "24h", sla_ms: int = 1000,
-            now: datetime | None = None, progress: Callable[[str], None] | None = None) -> ReportData:
-    """Run the report's queries over one window (the same ``now`` for all, so they agree)."""
+@dataclass
+class Plan:
+    """The report's queries, checked and rendered for one window (the same ``now`` for all, so they agree)."""
+
+    data: ReportData
+    queries: dict[str, analytics.Prepared]
+
+
+def prepare(settings: Settings, since: str = "24h", sla_ms: int = 1000, now: datetime | None = None) -> Plan:
+    """UsageError for a bad window, before anything connects."""
     try:
         window = parse_duration(since)
     except ValueError as exc:
@@ -68,13 +75,17 @@ def collect(settings: Settings, endpoints: Endpoints, since: str = "24h", sla_ms
     params: dict[str, dict[str, str]] = {name: {"since": since} for name in QUERIES}
     params["sla_compliance"]["threshold_ms"] = str(sla_ms)
     params["throughput"]["bucket"] = bucket_for(window)
-    prepared = {name: analytics.prepare(settings, name, params[name], now) for name in QUERIES}
-    data = ReportData(since, sla_ms, now, now - window, settings.lake.database, settings.target)
-    for name, query in prepared.items():
+    return Plan(ReportData(since, sla_ms, now, now - window, settings.lake.database, settings.target),
+                {name: analytics.prepare(settings, name, params[name], now) for name in QUERIES})
+
+
+def collect(plan: Plan, endpoints: Endpoints, progress: Callable[[str], None] | None = None) -> ReportData:
+    """Run the planned queries on Trino."""
+    for name, query in plan.queries.items():
         if progress:
             progress(f"running {name} on Trino")
-        data.results[name] = analytics.execute(query, endpoints)
-    return data
+        plan.data.results[name] = analytics.execute(query, endpoints)
+    return plan.data
 
 
 # ------------------------------------------------------------------------------------------------- figures
