@@ -144,6 +144,13 @@ def _legend(ax: Any) -> None:
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=4, frameon=False, fontsize=8)
 
 
+def _percentile_bars(ax: Any, y: list[int], rows: list[dict[str, Any]]) -> None:
+    """p50, p95 and p99 of each row as three thin horizontal bars around its y position."""
+    for key, offset in (("p50_ms", -0.27), ("p95_ms", 0), ("p99_ms", 0.27)):
+        ax.barh([v + offset for v in y], [r[key] or 0 for r in rows], height=0.27, color=COLORS[key[:3]],
+                label=key[:3])
+
+
 def _label(record: dict[str, Any]) -> str:
     return f"{record['saga_name']} · {record['step_name']}"
 
@@ -167,9 +174,7 @@ def chart_sla(result: Result, sla_ms: int) -> str | None:
     share.set_xlim(0, 100)
     share.set_xlabel("% of finished sagas")
     _legend(share)
-    for key, offset in (("p50_ms", -0.27), ("p95_ms", 0), ("p99_ms", 0.27)):
-        durations.barh([v + offset for v in y], [r[key] or 0 for r in rows], height=0.27,
-                       color=COLORS[key[:3]], label=key[:3])
+    _percentile_bars(durations, y, rows)
     durations.axvline(sla_ms, color=COLORS["bad"], linestyle="--", linewidth=1.2, label=f"SLA {sla_ms} ms")
     durations.set_yticks(y, names)
     durations.set_xlabel("total duration (ms)")
@@ -207,9 +212,7 @@ def chart_steps(result: Result) -> str | None:
     rows = list(reversed(rows))  # slowest at the top
     y = list(range(len(rows)))
     fig, ax = _figure(10, max(2.4, 0.8 + 0.4 * len(rows)))
-    for key, offset in (("p50_ms", -0.27), ("p95_ms", 0), ("p99_ms", 0.27)):
-        ax.barh([v + offset for v in y], [r[key] for r in rows], height=0.27, color=COLORS[key[:3]],
-                label=key[:3])
+    _percentile_bars(ax, y, rows)
     ax.set_yticks(y, [_label(r) for r in rows])
     ax.set_xlabel("step duration (ms)")
     _legend(ax)

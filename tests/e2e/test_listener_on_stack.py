@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from sagaz import Saga, action, compensate
+from support import must
 
 from sagaz_lakehouse import clients, config, wiring
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
@@ -52,13 +53,6 @@ def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.Completed
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
     env["JAVA_TOOL_OPTIONS"] = f"{env.get('JAVA_TOOL_OPTIONS', '')} {TRINO_ON_LOOPBACK}".strip()
     return subprocess.run([*CLI, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
-    if result.returncode != 0:
-        pytest.fail(f"`{what}` exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n"
-                    f"--- stderr ---\n{result.stderr[-6000:]}", pytrace=False)
-    return result
 
 
 @dataclass(frozen=True)
