@@ -454,7 +454,16 @@ def test_running_sagas_shows_exactly_the_sagas_in_flight(lake: Lake) -> None:
     listener = FlussAnalyticsListener(endpoints.fluss_bootstrap, database=lake.settings.lake.database, sink=sink)
     run = f"held-{uuid.uuid4().hex[:8]}"
 
-    async def scenario() -> tuple[list[dict[str, Any]], list[Any]]:
+    def expected_from(written: list[Any]) -> list[dict[str, Any]]:
+        held = group([r for r in written if r.saga_id.startswith(run)], lambda r: r.saga_id)
+        # started, reserve entered and done, approval entered: nothing else while the sagas wait
+        assert [len(rows) for rows in held.values()] == [4, 4, 4], held
+        rows = [{"saga_name": "held_order", "saga_id": saga_id, "started_at": iso(min(r.timestamp for r in rows)),
+                 "last_event_at": iso(max(r.timestamp for r in rows)), "events": 4, "steps_completed": 1,
+                 "compensations": 0, "open_steps": "await_approval"} for (saga_id,), rows in held.items()]
+        return sorted(rows, key=lambda r: (r["started_at"], r["saga_id"]))
+
+    async def scenario() -> None:
         release, entered = asyncio.Event(), asyncio.Semaphore(0)
 
         class Held(Saga):
@@ -475,21 +484,11 @@ def test_running_sagas_shows_exactly_the_sagas_in_flight(lake: Lake) -> None:
         for _ in sagas:
             await entered.acquire()
         assert await listener.flush(timeout=30)
-        written = list(sink.rows)  # what is in Fluss while the sagas wait
-        try:
-            got = await asyncio.to_thread(lake.query, "running_sagas", f"since={WINDOW}", *FLINK_BOUNDS[1::2])
+        try:  # what is in Fluss while the sagas wait: exactly these three are running
+            await asyncio.to_thread(follow, lake, "running_sagas", expected_from(list(sink.rows)), since=WINDOW)
         finally:
             release.set()
             await asyncio.gather(*sagas)
             await listener.close()
-        return got, written
 
-    got, written = asyncio.run(scenario())
-    held = group([r for r in written if r.saga_id.startswith(run)], lambda r: r.saga_id)
-    expected = [{"saga_name": "held_order", "saga_id": saga_id, "started_at": iso(min(r.timestamp for r in rows)),
-                 "last_event_at": iso(max(r.timestamp for r in rows)), "events": 4, "steps_completed": 1,
-                 "compensations": 0, "open_steps": "await_approval"}
-                for (saga_id,), rows in held.items()]
-    expected.sort(key=lambda r: (r["started_at"], r["saga_id"]))
-    assert [len(rows) for rows in held.values()] == [4, 4, 4]  # started, reserve entered and done, approval entered
-    assert_rows(got, expected)
+    asyncio.run(scenario())
