@@ -8,8 +8,8 @@ CACHE ?= $(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR ?= $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit test-kube test-e2e test-containers images lint manifests tools bench-local \
-	bench-compose bench-sagaz clean
+.PHONY: install up down test test-unit test-kube test-e2e test-containers images lint manifests tools chromium \
+	bench-local bench-compose bench-sagaz clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -24,6 +24,9 @@ down:
 
 tools: ## test binaries built from registries (docker-compose, kube-apiserver, ...), cached under $(CACHE)/bin
 	bash scripts/install-tools.sh "$(CACHE)/bin"
+
+chromium: ## headless Chromium for the report test (Debian's package; the e2e test runs this itself when needed)
+	bash scripts/chromium.sh
 
 lint: ## ruff and mypy
 	ruff check sagaz_lakehouse tests scripts bench

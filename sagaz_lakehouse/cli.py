@@ -438,6 +438,91 @@ def simulate(
     return 0 if summary["ok"] else EXIT_FAILED
 
 
+@command()
+def query(
+    options: Options,
+    name: Annotated[str | None, typer.Argument(help="The query to run; --list shows them all.",
+                                               show_default=False)] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-P", help="A parameter of the query as KEY=VALUE (repeatable); --list shows each query's.",
+        show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Output: table, json or csv.")] = "table",
+    list_queries: Annotated[bool, typer.Option("--list", help="List both packs' queries with their parameters.")]
+    = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the SQL the query would run; run nothing.")]
+    = False,
+) -> int:
+    """Run a query of the analytics packs and print its result.
+
+    Trino pack (historical, over the Iceberg copy): sla_compliance, step_bottlenecks, failure_patterns,
+    compensation_frequency, throughput, slowest_sagas, time_travel, lake_snapshots. Flink pack (real time, over
+    Fluss through the stack's SQL Gateway; each follows the stream within a bound its parameters set):
+    running_sagas, failures_recent, step_latency_live. An unknown query or parameter exits 2 with the valid ones."""
+    from sagaz_lakehouse import analytics, queries
+    from sagaz_lakehouse.errors import UsageError
+
+    fmt = "json" if options.as_json else fmt
+    if fmt not in analytics.FORMATS:
+        raise UsageError(f"unknown format '{fmt}'", f"use one of: {', '.join(analytics.FORMATS)}")
+    if list_queries or name is None:
+        if name is None and not list_queries:
+            raise UsageError("which query? give its name", "valid queries:\n" + queries.listing())
+        packs = queries.packs()
+        options.emit([{"name": q.name, "engine": q.engine, "title": q.title, "description": q.description,
+                       "params": [vars(p) for p in q.params]} for q in packs.values()],
+                     "\n\n".join(q.usage() for q in packs.values()))
+        return 0
+    given: dict[str, str] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {item}: expected KEY=VALUE", "valid parameters:\n" + queries.find(name).usage())
+        given[key.strip()] = value
+    settings, base_dir = options.settings()
+    prepared = analytics.prepare(settings, name, given)
+    if dry_run:
+        options.emit({"query": name, "engine": prepared.query.engine, "sql": prepared.sql}, prepared.sql)
+        return 0
+    with options.driver(settings, base_dir).client_endpoints() as endpoints:
+        result = analytics.execute(prepared, endpoints, progress=options.progress())
+    typer.echo(analytics.formatted(result, fmt))
+    notes = result.notes
+    how = (f"; stream followed {notes['seconds']}s ({notes['stopped']}; {notes['changes']} changelog rows)"
+           if result.engine == "flink" else "")
+    typer.echo(f"{len(result.rows)} row(s) from {result.engine}{how}", err=True)
+    return 0
+
+
+@command()
+def report(
+    options: Options,
+    since: Annotated[str, typer.Option(help="The window: how far back from now, e.g. 90m, 24h, 7d.")] = "24h",
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
+    sla_ms: Annotated[int, typer.Option("--sla-ms", min=1, help="The SLA: how long a saga may take, in ms.")]
+    = 1000,
+) -> int:
+    """Write one self-contained HTML SLA report over the window: SLA compliance, throughput, step bottlenecks,
+    failure patterns, compensations and the slowest sagas, with charts (from the Trino query pack).
+
+    The page needs no network to open (charts are inline SVG). Needs the report extra: pip install
+    'sagaz-lakehouse[report]'."""
+    from sagaz_lakehouse import report as saga_report
+
+    saga_report.require_matplotlib()
+    settings, base_dir = options.settings()
+    plan = saga_report.prepare(settings, since, sla_ms)
+    with options.driver(settings, base_dir).client_endpoints() as endpoints:
+        data = saga_report.collect(plan, endpoints, progress=options.progress())
+    page = saga_report.render(data)
+    out.write_text(page)
+    figures = saga_report.totals(data)
+    options.emit({"out": str(out), "bytes": len(page.encode()), "since": since, "sla_ms": sla_ms, **figures})
+    within = figures["completed_within_pct"]
+    typer.echo(f"wrote {out} ({len(page.encode()) // 1024} KiB): {figures['sagas']} sagas finished in the last "
+               f"{since}, {'–' if within is None else f'{within:.1f}%'} completed within {sla_ms} ms", err=True)
+    return 0
+
+
 def main() -> None:
     try:
         app()

@@ -100,6 +100,12 @@ def iceberg_catalog(settings: Settings, credentials: Credentials, endpoints: End
 def trino_query(endpoints: Endpoints, sql: str, params: tuple = (), catalog: str = "iceberg",
                 timeout: float = 60.0) -> list[tuple]:
     """Run one statement on Trino (``?`` placeholders bound to ``params``) and return all rows."""
+    return trino_table(endpoints, sql, params, catalog, timeout)[1]
+
+
+def trino_table(endpoints: Endpoints, sql: str, params: tuple = (), catalog: str = "iceberg",
+                timeout: float = 60.0) -> tuple[list[str], list[tuple]]:
+    """Like ``trino_query``, with the column names."""
     require_reachable("Trino", endpoints.trino)
     import trino
 
@@ -109,7 +115,8 @@ def trino_query(endpoints: Endpoints, sql: str, params: tuple = (), catalog: str
     try:
         cursor = connection.cursor()
         cursor.execute(sql, params) if params else cursor.execute(sql)
-        return [tuple(row) for row in cursor.fetchall()]
+        rows = [tuple(row) for row in cursor.fetchall()]
+        return [column[0] for column in cursor.description or []], rows
     finally:
         connection.close()
 

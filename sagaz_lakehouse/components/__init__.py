@@ -26,6 +26,7 @@ def all_components(settings: Settings, view: s.View) -> tuple[s.Component, ...]:
         fluss.tablet(settings, view),
         flink.jobmanager(settings, view),
         flink.taskmanager(settings, view),
+        flink.sql_gateway(settings, view),
         tasks.submit_tiering(settings, view),
         trino.coordinator(settings, view),
     ]

@@ -1,4 +1,5 @@
-"""Apache Flink: a session cluster (JobManager + TaskManagers) that runs the Fluss lake tiering job.
+"""Apache Flink: a session cluster (JobManager + TaskManagers) that runs the Fluss lake tiering job, and the SQL
+Gateway through which the real-time query pack (``queries/flink``) runs on that cluster.
 
 One property map configures it everywhere. The image merges ``FLINK_PROPERTIES`` into its config, one
 ``key: value`` per line with whitespace removed and values passed through envsubst (apache/flink-docker
@@ -8,6 +9,13 @@ The Fluss connector, the Iceberg runtime and S3 support come from the artifact l
 
 Each TaskManager registers under its instance name (``taskmanager.resource-id``), so it is healthy only once the
 JobManager lists it, not merely when its process is up.
+
+The SQL Gateway (``org.apache.flink.table.gateway.SqlGateway``, REST endpoint) plans statements and submits them to
+the session cluster through the JobManager's REST API (``rest.address``/``rest.port``: Flink's default CLI picks
+``execution.target: remote``). Its image recipe is upstream's ``bin/sql-gateway.sh start-foreground``; natively the
+same class runs with ``lib/*`` plus the gateway jar from ``opt/``, reading ``FLINK_CONF_DIR``. The gateway also
+carries the Fluss bootstrap address as its sessions see it (``FLUSS_BOOTSTRAP_PROPERTY``): a client reads it from
+its session and creates the ``fluss`` catalog with it, so no client needs to know in which network Flink runs.
 """
 
 from __future__ import annotations
@@ -15,9 +23,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from sagaz_lakehouse import artifacts, versions, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import versions, wiring
-from sagaz_lakehouse.components.common import yaml_lines
+from sagaz_lakehouse.components.common import CONTAINER_HEAP, xmx, yaml_lines
 from sagaz_lakehouse.config import Settings, mebibytes
 from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.render import masked_log4j
@@ -27,7 +35,16 @@ LIB_DIR = f"{HOME}/lib"
 ENTRYPOINT = ("/docker-entrypoint.sh",)
 LIB_JARS = (s.Jars("flink-lib-fluss", LIB_DIR),)
 MAIN_CLASS = {s.JOBMANAGER: "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
-              s.TASKMANAGER: "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"}
+              s.TASKMANAGER: "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+              s.FLINK_SQL_GATEWAY: "org.apache.flink.table.gateway.SqlGateway"}
+SQL_GATEWAY_SCRIPT = f"{HOME}/bin/sql-gateway.sh"
+GATEWAY_JAR_GROUP = "flink-sql-gateway"  # opt/flink-sql-gateway-<version>.jar, as Flink's binary distribution
+# A session property of every gateway session (the gateway's configuration is each session's default): the Fluss
+# bootstrap address as seen from the Flink cluster. Flink ignores keys it does not know.
+FLUSS_BOOTSTRAP_PROPERTY = "sagaz-lakehouse.fluss.bootstrap.servers"
+# A session nobody has touched for this long is closed, and with it the jobs of its queries: a client that died
+# while following a streaming query frees its task slot within this time (clients touch a session on every fetch).
+GATEWAY_SESSION_IDLE_TIMEOUT = "2min"
 # Flink's default config.yaml passes these to every Flink JVM (env.java.opts.all); the bin scripts the local target
 # bypasses would add them. Without them Java 17 refuses Flink's reflective access (e.g. DataStream V2 translators).
 JAVA_OPENS = (
@@ -120,6 +137,66 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
         health=s.Health("http", "rest", "/taskmanagers", expect='"id":"{instance}"', via=s.JOBMANAGER),
         depends_on=((s.JOBMANAGER, s.Condition.HEALTHY),), memory=settings.memory.flink_taskmanager,
         replicas=settings.replicas.flink_taskmanagers, jars=LIB_JARS)
+
+
+def gateway_properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:
+    """The SQL Gateway: where its REST endpoint listens, where the cluster is, and the Fluss address for sessions."""
+    p = settings.ports
+    external = view is s.View.EXTERNAL
+    cluster = wiring.LOOPBACK if external else s.JOBMANAGER
+    props = {
+        "jobmanager.rpc.address": cluster,
+        "jobmanager.rpc.port": str(p.flink_rpc),
+        "rest.address": cluster,  # where statements are submitted (the JobManager's REST API)
+        "rest.port": str(p.flink_rest),
+        "parallelism.default": "1",
+        "sql-gateway.endpoint.type": "rest",
+        "sql-gateway.endpoint.rest.address": wiring.LOOPBACK if external else s.FLINK_SQL_GATEWAY,
+        "sql-gateway.endpoint.rest.bind-address": wiring.LOOPBACK if external else "0.0.0.0",  # noqa: S104
+        "sql-gateway.endpoint.rest.port": str(p.flink_sql_gateway),
+        "sql-gateway.session.idle-timeout": GATEWAY_SESSION_IDLE_TIMEOUT,
+        "sql-gateway.session.check-interval": "30s",
+        # bin/sql-gateway.sh adds env.java.opts.sql-gateway; the image's scripts set no heap of their own.
+        "env.java.opts.sql-gateway": CONTAINER_HEAP,
+        FLUSS_BOOTSTRAP_PROPERTY: wiring.endpoints(settings, view).fluss_bootstrap,
+    }
+    if external:
+        props["io.tmp.dirs"] = f"{at.data}/tmp"  # noqa: S108 - its data folder
+    return props
+
+
+def gateway_jar() -> str:
+    return f"opt/{artifacts.group(GATEWAY_JAR_GROUP)[0].name}"
+
+
+def sql_gateway(settings: Settings, view: s.View) -> s.Component:
+    memory = settings.memory.flink_sql_gateway
+
+    def setup(at: s.Instance) -> s.Setup:
+        props = gateway_properties(settings, view, at)
+
+        def command(ctx: s.NativeContext) -> s.Process:
+            return s.Process([str(ctx.java), xmx(memory), ctx.marker, *JAVA_OPENS,
+                            f"-Dlog4j.configurationFile=file:{at.conf}/log4j-console.properties",
+                            f"-Dlog.file={ctx.log}", "-cp", f"{ctx.home}/lib/*:{ctx.home}/{gateway_jar()}",
+                            MAIN_CLASS[s.FLINK_SQL_GATEWAY]], env={"FLINK_CONF_DIR": at.conf})
+
+        return s.Setup(
+            # The image's entrypoint applies FLINK_PROPERTIES in every mode, then runs the command as given.
+            container=s.Container(entrypoint=ENTRYPOINT, args=(SQL_GATEWAY_SCRIPT, "start-foreground"),
+                                env={"FLINK_PROPERTIES": yaml_lines(props)}, user=9999, probe_tool="wget"),
+            native=s.Native("flink", command, java=17),
+            files=(s.ConfigFile("config.yaml",
+                                "# Flink SQL Gateway, rendered by sagaz-lakehouse.\n" + yaml_lines(props)),
+                   s.ConfigFile("log4j-console.properties", masked_log4j())),
+        )
+
+    port = settings.ports.flink_sql_gateway
+    return s.Component(
+        s.FLINK_SQL_GATEWAY, "flink", settings.images.flink, versions.FLINK.version,
+        "Flink SQL Gateway (real-time queries over Fluss)", setup, ports=(s.Port("rest", port, port),),
+        health=s.Health("http", "rest", "/v1/info"), depends_on=((s.JOBMANAGER, s.Condition.HEALTHY),), memory=memory,
+        jars=LIB_JARS)
 
 
 def jobmanager(settings: Settings, view: s.View) -> s.Component:

@@ -396,7 +396,7 @@ class KubernetesDriver:
         fixed += [(f"{s.TABLET}-{i}", p.fluss_tablet + i) for i in range(self.settings.replicas.tablet_servers)]
         result = [Forward(pod, port, wiring.FLUSS_CLIENT_PORT, functools.partial(str, pod)) for pod, port in fixed]
         for component, port in ((s.MINIO, p.minio), (s.REST_CATALOG, p.rest_catalog), (s.JOBMANAGER, p.flink_rest),
-                                (s.TRINO, p.trino)):
+                                (s.TRINO, p.trino), (s.FLINK_SQL_GATEWAY, p.flink_sql_gateway)):
             result.append(Forward(component, port, port, functools.partial(self.ready_pod, component)))
         return result
 

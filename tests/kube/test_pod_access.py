@@ -19,7 +19,8 @@ from sagaz_lakehouse.errors import StackNotReachable, UsageError
 
 pytestmark = pytest.mark.kube
 
-PORT_SETTINGS = ("fluss_coordinator", "fluss_tablet", "minio", "rest_catalog", "flink_rest", "trino")
+PORT_SETTINGS = ("fluss_coordinator", "fluss_tablet", "minio", "rest_catalog", "flink_rest", "trino",
+                 "flink_sql_gateway")
 
 
 def free_ports(count: int) -> list[int]:
@@ -64,7 +65,7 @@ def test_client_endpoints_reach_every_pod_through_the_api_server(cluster, forwar
         tablets = [f"127.0.0.1:{settings.ports.fluss_tablet + i}" for i in range(2)]
         targets = {"coordinator": endpoints.fluss_bootstrap, "tablet 0": tablets[0], "tablet 1": tablets[1],
                    "minio": endpoints.s3, "rest catalog": endpoints.rest_catalog, "flink": endpoints.flink_rest,
-                   "trino": endpoints.trino}
+                   "trino": endpoints.trino, "sql gateway": endpoints.flink_sql_gateway}
         for label, address in targets.items():
             payload = f"hello {label}\n".encode() * 1000  # several frames each way
             assert round_trip(address, payload) == PodStandIn.GREETING + payload, label

@@ -115,10 +115,10 @@ def test_workload_kinds(variant):
     deployments = {o["metadata"]["name"]: o for o in variant.of_kind("Deployment")}
     jobs = {o["metadata"]["name"] for o in variant.of_kind("Job")}
     # State (claims), replicas or an instance-aware configuration (the Fluss coordinator binds its pod IP): stable
-    # pod names; the JobManager and the Trino coordinator need neither.
+    # pod names; the JobManager, the SQL Gateway and the Trino coordinator need neither.
     assert set(stateful) == ({s.ZOOKEEPER, s.MINIO, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TASKMANAGER}
                              | ({s.TRINO_WORKER} if rep.trino_workers else set()))
-    assert set(deployments) == {s.JOBMANAGER, s.TRINO}
+    assert set(deployments) == {s.JOBMANAGER, s.FLINK_SQL_GATEWAY, s.TRINO}
     assert jobs == {s.CREATE_BUCKET, s.SUBMIT_TIERING}
     assert stateful[s.TABLET]["spec"]["replicas"] == rep.tablet_servers
     assert stateful[s.TASKMANAGER]["spec"]["replicas"] == rep.flink_taskmanagers
@@ -562,6 +562,7 @@ def test_locked_jars_are_fetched_verified_and_mounted(default):
             s.TABLET: ("fluss-iceberg-extras", fluss.PLUGIN_DIR),
             s.JOBMANAGER: ("flink-lib-fluss", flink_component.LIB_DIR),
             s.TASKMANAGER: ("flink-lib-fluss", flink_component.LIB_DIR),
+            s.FLINK_SQL_GATEWAY: ("flink-lib-fluss", flink_component.LIB_DIR),  # the fluss catalog's connector
             s.SUBMIT_TIERING: ("tiering-job", k8s.ARTIFACTS_DIR)}
     for workload in default.workloads():
         name = workload["metadata"]["name"]

@@ -137,7 +137,7 @@ def test_create_tables_dry_run_json_is_json():
 def fresh_machine(tmp_path) -> tuple[list[str], dict[str, str]]:
     """Free ports, a cache folder that does not exist yet, and a PATH without Go."""
     names = ("zookeeper", "fluss_coordinator", "fluss_tablet", "minio", "minio_console", "rest_catalog",
-             "flink_rest", "flink_rpc", "trino")
+             "flink_rest", "flink_rpc", "trino", "flink_sql_gateway")
     env = {"SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR": str(tmp_path / "no-such-cache"),
            "SAGAZ_LAKEHOUSE_LOCAL__RUN_DIR": str(tmp_path / "run"), "PATH": "/usr/bin:/bin"}
     return [f"--set=ports.{name}={port}" for name, port in zip(names, free_ports(len(names)), strict=True)], env

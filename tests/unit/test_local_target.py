@@ -158,7 +158,7 @@ def free_ports(count: int) -> list[int]:
 
 def test_dry_run_lists_components_and_changes_nothing(tmp_path):
     names = ["zookeeper", "fluss_coordinator", "fluss_tablet", "minio", "minio_console", "rest_catalog",
-             "flink_rest", "flink_rpc", "trino"]
+             "flink_rest", "flink_rpc", "trino", "flink_sql_gateway"]
     ports = {f"ports.{name}": str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
     settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), **ports}, environ={})
     result = LocalDriver(settings, tmp_path, progress=lambda _m: None).up(dry_run=True)

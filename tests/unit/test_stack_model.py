@@ -131,3 +131,31 @@ def test_no_component_carries_a_credential_value():
             setup = component.setup(instance_of(component, name))
             text = repr(setup.container) + "".join(f.content for f in setup.files)
             assert creds.secret_key not in text and creds.access_key not in text, component.name
+
+
+@pytest.mark.parametrize("view", list(View))
+def test_sql_gateway_reaches_the_cluster_and_fluss_as_its_view_sees_them(view, tmp_path):
+    from pathlib import Path
+
+    from sagaz_lakehouse.components import flink
+
+    settings = config.load(None, {"ports.flink_sql_gateway": "18083"}, environ={})
+    stack = build_stack(settings, view)
+    gateway = stack.get(s.FLINK_SQL_GATEWAY)
+    assert gateway.port("rest").container == gateway.port("rest").host == 18083
+    assert gateway.health == s.Health("http", "rest", "/v1/info")
+    assert gateway.depends_on == ((s.JOBMANAGER, Condition.HEALTHY),)
+    setup = gateway.setup(instance_of(gateway, s.FLINK_SQL_GATEWAY))
+    props = dict(line.split(": ", 1) for line in setup.container.env["FLINK_PROPERTIES"].splitlines())
+    cluster = "127.0.0.1" if view is View.EXTERNAL else s.JOBMANAGER
+    assert (props["rest.address"], props["rest.port"]) == (cluster, str(settings.ports.flink_rest))
+    assert props["sql-gateway.endpoint.rest.port"] == "18083"
+    assert props[flink.FLUSS_BOOTSTRAP_PROPERTY] == wiring.endpoints(settings, view).fluss_bootstrap
+    assert setup.container.args == ("/opt/flink/bin/sql-gateway.sh", "start-foreground")
+    (config_yaml,) = [f for f in setup.files if f.name == "config.yaml"]
+    assert all(f"{k}: {v}" in config_yaml.content for k, v in props.items())  # the same settings natively
+    ctx = s.NativeContext(Path("/java"), tmp_path, "-Dsagaz.run-dir=x", tmp_path / "log")
+    process = setup.native.command(ctx)
+    classpath = process.argv[process.argv.index("-cp") + 1]
+    assert classpath.endswith(f"/{flink.gateway_jar()}") and process.argv[-1] == flink.MAIN_CLASS[s.FLINK_SQL_GATEWAY]
+    assert process.env == {"FLINK_CONF_DIR": "/c"}

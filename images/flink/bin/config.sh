@@ -34,6 +34,17 @@ flink_dist_jar() {
     echo "$found"
 }
 
+opt_jar() {  # PREFIX: the one jar in opt/ named PREFIX*.jar (upstream: findSqlGatewayJar, findFlinkPythonJar)
+    local found
+    found="$(find "$FLINK_OPT_DIR" -name "$1*.jar")"
+    if [ -z "$found" ]; then
+        echo "[ERROR] $1 jar not found in $FLINK_OPT_DIR." >&2; return 1
+    elif [ "$(wc -l <<<"$found")" -gt 1 ]; then
+        echo "[ERROR] Multiple $1*.jar found in $FLINK_OPT_DIR. Please resolve." >&2; return 1
+    fi
+    echo "$found"
+}
+
 flink_classpath() {
     local jar dist="" cp=""
     while IFS= read -r -d '' jar; do
