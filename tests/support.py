@@ -26,9 +26,6 @@ def tool(name: str) -> Path:
     return path
 
 
-CLI = [sys.executable, "-m", "sagaz_lakehouse"]
-
-
 def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """The real command line, in ``workdir``, without credential variables from the caller's environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
@@ -41,3 +38,17 @@ def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.Comp
         pytest.fail(f"`{what}` exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n"
                     f"--- stderr ---\n{result.stderr[-6000:]}", pytrace=False)
     return result
+
+
+def init_with_ports(workdir: Path, ports: dict[str, int]) -> Path:
+    """`init` in ``workdir``, then move the stack to ``ports`` so suites never collide; returns the settings file."""
+    import yaml
+
+    from sagaz_lakehouse import config
+
+    must(cli(workdir, "init"), "init")
+    settings_file = workdir / config.CONFIG_FILENAME
+    values = yaml.safe_load(settings_file.read_text()) or {}  # init writes every default commented out
+    values["ports"] = {**values.get("ports", {}), **ports}
+    settings_file.write_text(yaml.safe_dump(values))
+    return settings_file

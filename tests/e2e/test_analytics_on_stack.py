@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from support import REPO, cli, must
+from support import REPO, cli, init_with_ports, must
 
 from sagaz_lakehouse import clients, config, report, simulate, wiring
 from sagaz_lakehouse.doctor import PROBE_EVENT_TYPE
@@ -101,11 +100,7 @@ def wait_for_run(settings: config.Settings, summary: dict[str, Any]) -> tuple[li
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("analytics-stack")
-    must(cli(workdir, "init"), "init")
-    settings_file = workdir / config.CONFIG_FILENAME
-    values = yaml.safe_load(settings_file.read_text()) or {}
-    values["ports"] = {**values.get("ports", {}), **PORTS}
-    settings_file.write_text(yaml.safe_dump(values))
+    settings_file = init_with_ports(workdir, PORTS)
     settings = config.load(settings_file, environ={})
     try:
         must(cli(workdir, "up"), "up")

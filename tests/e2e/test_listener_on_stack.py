@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sagaz import Saga, action, compensate
-from support import cli, must
+from support import cli, init_with_ports, must
 
 from sagaz_lakehouse import clients, config, wiring
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
@@ -67,11 +66,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("sagaz-listener-stack")
-    must(cli(workdir, "init"), "init")
-    settings_file = workdir / config.CONFIG_FILENAME
-    values = yaml.safe_load(settings_file.read_text())
-    values["ports"] = {**values.get("ports", {}), **PORTS}
-    settings_file.write_text(yaml.safe_dump(values))
+    settings_file = init_with_ports(workdir, PORTS)
     try:
         must(cli(workdir, "up"), "up")
         must(cli(workdir, "create-tables"), "create-tables")
