@@ -398,9 +398,11 @@ def doctor(
 
     settings, base_dir = options.settings()
     credentials = options.credentials(settings, base_dir)
-    with options.driver(settings, base_dir).client_endpoints() as endpoints:
+    driver = options.driver(settings, base_dir)
+    with driver.client_endpoints() as endpoints:
         report = checks.run(settings, credentials, endpoints, quick=quick,
-                            progress=None if options.as_json else options.progress())
+                            progress=None if options.as_json else options.progress(),
+                            problems=getattr(driver, "connection_problems", None))
     options.emit(report.as_dict(), report.as_text())
     return 0 if report.ok else EXIT_FAILED
 

@@ -77,7 +77,7 @@ def test_prelude_gives_each_tablet_its_own_properties(tmp_path, rendered, ordina
     assert props == fluss.server_properties(settings, View.INTERNAL, s.TABLET, concrete)
     assert props["tablet-server.id"] == str(ordinal)
     assert props["bind.listeners"] == (f"INTERNAL://{ip}:{wiring.FLUSS_INTERNAL_PORT}, "
-                                       f"CLIENT://{ip}:{wiring.FLUSS_CLIENT_PORT}")
+                                       f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}")
     # Where `kubectl port-forward pod/fluss-tablet-i` puts it on the host (KubernetesDriver.forwards).
     assert props["advertised.listeners"] == f"CLIENT://127.0.0.1:{settings.ports.fluss_tablet + ordinal}"
     assert "${INSTANCE_" not in seen["FLUSS_PROPERTIES"]
@@ -91,7 +91,7 @@ def test_prelude_binds_the_coordinator_to_its_pod_ip(tmp_path, rendered):
     seen, args = start_instance(tmp_path, rendered.main(s.COORDINATOR), f"{s.COORDINATOR}-0", "10.1.2.3")
     assert args == ["coordinatorServer"]
     props = properties(seen["FLUSS_PROPERTIES"], ":")
-    assert props["bind.listeners"] == "INTERNAL://10.1.2.3:9125, CLIENT://10.1.2.3:9123"
+    assert props["bind.listeners"] == "INTERNAL://10.1.2.3:9125, CLIENT://0.0.0.0:9123"
     assert props["advertised.listeners"] == f"CLIENT://127.0.0.1:{settings.ports.fluss_coordinator}"
     assert "tablet-server.id" not in props and "${INSTANCE_" not in seen["FLUSS_PROPERTIES"]
 
