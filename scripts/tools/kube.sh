@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the test clusters of tests/kube from the Go module proxy into $1 (no dl.k8s.io or GitHub here):
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and etcd from one scratch module
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl and etcd from one scratch module
 # (they share most packages), kwok (stands in for the kubelet in the API-server tests) and CoreDNS (cluster DNS of the
 # real single-node cluster), all named with their version (kube-apiserver-v1.33.13, kubelet-v1.33.13, ...).
 # Versions: sagaz_lakehouse/versions.py KUBE_TEST_CLUSTER. Idempotent: builds only what is missing.
@@ -20,7 +20,7 @@ c = v.KUBE_TEST_CLUSTER; print(c["kubernetes"], c["etcd"], c["kwok"], c["coredns
 read -r KUBE ETCD KWOK COREDNS <<<"$pins"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 GO=(nice -n 19 "$GO")
-ALL_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+ALL_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 KUBE_CMDS=()  # the kubernetes commands still missing
 for cmd in "${ALL_CMDS[@]}"; do [ -x "$BIN/$cmd-$KUBE" ] || KUBE_CMDS+=("$cmd"); done
