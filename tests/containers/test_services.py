@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 from conftest import PORTS
 
-from sagaz_lakehouse.wiring import TIERING_JOB_NAME
+from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME
 
 pytestmark = pytest.mark.containers
 
