@@ -1,13 +1,15 @@
 # sagaz-lakehouse: every developer and CI entry point.
 #   make up     bring the stack up on the default target, create the tables, prove tiering (doctor)
-#   make test   lint + every test (unit, compose validation, Kubernetes API server, local end-to-end)
+#   make test   lint + every test (unit, compose validation, Kubernetes API server, a real single-node Kubernetes
+#               cluster, local end-to-end)
 SHELL := /bin/bash
 PYTHON ?= python3
 CACHE ?= $(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR ?= $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit test-kube test-e2e test-containers images lint manifests tools bench-local clean
+.PHONY: install up down test test-unit test-kube test-kubelet test-e2e test-containers images lint manifests tools \
+	bench-local bench-kubernetes clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -37,6 +39,9 @@ test-unit: install lint
 test-kube: install lint tools ## the Kubernetes driver against a real API server (kwok for the kubelet)
 	$(PYTHON) -m pytest -m kube
 
+test-kubelet: install lint tools ## the Kubernetes target end to end on a real single-node cluster (root)
+	$(PYTHON) -m pytest -m kubelet
+
 test-e2e: install lint tools ## the local stack end to end (real servers)
 	$(PYTHON) -m pytest -m e2e
 
@@ -52,6 +57,9 @@ test: install lint tools
 
 bench-local: install
 	$(PYTHON) bench/local.py --out bench/results/local.md
+
+bench-kubernetes: install tools ## kubernetes on the real single-node cluster, the local target as baseline
+	$(PYTHON) bench/kubernetes.py --out bench/results/kubernetes.md
 
 clean:
 	rm -rf .sagaz-lakehouse .pytest_cache
