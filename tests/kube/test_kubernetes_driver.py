@@ -16,6 +16,7 @@ from sagaz_lakehouse import config, versions
 from sagaz_lakehouse.errors import LakehouseError, UsageError
 from sagaz_lakehouse.kube.api import ref
 from sagaz_lakehouse.kube.applyset import PART_OF
+from sagaz_lakehouse.targets.kubernetes import reads_secret
 
 pytestmark = pytest.mark.kube
 
@@ -120,7 +121,9 @@ def test_rotating_credentials_rolls_the_pods_that_read_them(stack):
     after = {o["metadata"]["name"]: o["metadata"]["generation"]
              for o in stack.api().list("apps/v1", "StatefulSet", stack.namespace)}
     rolled = {name for name in before if after[name] != before[name]}
-    assert rolled == {"minio", "rest-catalog", "fluss-coordinator", "fluss-tablet"}  # ZooKeeper reads no credential
+    readers = {o["metadata"]["name"] for o in stack.driver.desired() if o["kind"] == "StatefulSet"
+               and reads_secret(o["spec"]["template"]["spec"]["containers"])}
+    assert rolled == readers and {"minio", "fluss-tablet"} <= readers and "zookeeper" not in readers
     minio = stack.api().get("apps/v1", "StatefulSet", "minio", stack.namespace)
     digest = minio["spec"]["template"]["metadata"]["annotations"]["checksum/credentials"]
     assert "rotated" not in digest and len(digest) == 16
@@ -129,7 +132,7 @@ def test_rotating_credentials_rolls_the_pods_that_read_them(stack):
 def test_kubectl_apply_k_works_as_documented_also_after_a_settings_change(cluster, tmp_path):
     """docs/kubernetes.md: `kubectl apply -k` of a rendering. After a settings change that touches a task, the task
     is a new Job beside the finished one (no "field is immutable"), which its TTL removes later."""
-    from sagaz_lakehouse import render
+    from sagaz_lakehouse import render, targets
 
     kubectl = support.tool(f"kubectl-{versions.KUBE_TEST_CLUSTER['kubernetes']}")
     namespace = "sagaz-kubectl"
@@ -138,7 +141,7 @@ def test_kubectl_apply_k_works_as_documented_also_after_a_settings_change(cluste
         settings = config.load(None, {"target": "kubernetes", "kubernetes.namespace": namespace, **overrides},
                                environ={})
         out = tmp_path / f"render-{len(overrides)}"
-        render.write_files(render.render(settings, config.DEV_CREDENTIALS, "kubernetes"), out)
+        render.write_files(targets.render(settings, config.DEV_CREDENTIALS, "kubernetes"), out)
         return subprocess.run([str(kubectl), "--kubeconfig", str(cluster.kubeconfig), "apply", "-k", str(out)],
                               capture_output=True, text=True, timeout=120, check=False)
 
