@@ -152,7 +152,8 @@ class Node:
         process = _Process(name, args, self.cluster.log_dir / f"{name}.log", env)
         self.processes.append(process)
         self.cluster._processes.append(process)  # log_tail() quotes every component
-        (RUN_DIR / f"{name}.pid").write_text(str(process.popen.pid))
+        # The pid and the exact command line: a leftover is ended only if both still match (pids are reused).
+        (RUN_DIR / f"{name}.pid").write_text(json.dumps({"pid": process.popen.pid, "argv": args}))
         return process
 
     def _network(self) -> None:
@@ -366,10 +367,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 def cleanup_leftovers(ip_forward: str = "") -> None:
     """Removes, by name, what a node (this run's or an interrupted earlier one) created on the host."""
     for pidfile in RUN_DIR.glob("*.pid") if RUN_DIR.exists() else []:
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pidfile.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            if pidfile.stem in cmdline:  # still the process we recorded (pids are reused)
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            recorded = json.loads(pidfile.read_text())
+            pid = int(recorded["pid"])
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
+            if argv == recorded["argv"]:  # still the process we started, not a reused pid
                 os.kill(pid, signal.SIGTERM)
                 for _ in range(50):
                     if not Path(f"/proc/{pid}").exists():
@@ -514,7 +516,8 @@ class Images:
         """Loads what changed; returns seconds spent per image loaded."""
         import sys
 
-        running = _run(["docker", "info"], check=False, timeout=30).returncode == 0
+        # No docker CLI yet (a fresh machine): docker-engine.sh installs the engine and its CLI.
+        running = bool(shutil.which("docker")) and _run(["docker", "info"], check=False, timeout=30).returncode == 0
         if not running:
             _run(["bash", str(self.ENGINE), "start"], timeout=1800)
         try:
