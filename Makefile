@@ -59,7 +59,7 @@ bench-local: install
 	$(PYTHON) bench/local.py --out bench/results/local.md
 
 bench-kubernetes: install tools ## kubernetes on the real single-node cluster, the local target as baseline
-	$(PYTHON) bench/kubernetes.py --out bench/results/kubernetes.md
+	$(PYTHON) bench/kubernetes_bench.py --out bench/results/kubernetes.md
 
 clean:
 	rm -rf .sagaz-lakehouse .pytest_cache

@@ -1,5 +1,6 @@
 """Benchmark of the Kubernetes target on the real single-node cluster of tests/kube/node.py, with the local target
-measured in the same run as the baseline (``make bench-kubernetes``), written as a Markdown table.
+measured in the same run as the baseline (``make bench-kubernetes``), written as a Markdown table. (Not named
+kubernetes.py: bench/ is on sys.path, and the file would shadow the kubernetes client package.)
 
 - ``up`` to all Ready: Kubernetes (a fresh namespace: claims provisioned, jars fetched by the init containers, every
   pod started and probed by the kubelet) and again after ``down`` (claims kept); the local target's warm ``up``.
@@ -21,7 +22,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests"), str(REPO / "tests" / "kube")]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+# The cluster harness of the tests (tests/kube/node.py and what it imports); appended, so that tests/kubernetes/
+# never shadows the kubernetes client package.
+sys.path += [str(REPO / "tests"), str(REPO / "tests" / "kube")]
 
 from local import CLI, percentile, tiering_latencies, timed  # noqa: E402
 
@@ -117,7 +121,7 @@ def main() -> None:
               f"{time.strftime('%Y-%m-%d %H:%M')}; freshness {freshness:.0f}s. Real single-node cluster "
               f"(tests/kube/node.py) started in {kube['cluster']:.0f}s"
               + (f", images loaded: {kube['images']}" if kube["images"] else ", images already loaded")
-              + ". Produced by `make bench-kubernetes` (bench/kubernetes.py); baseline: the local target in the "
+              + ". Produced by `make bench-kubernetes` (bench/kubernetes_bench.py); baseline: the local target in the "
               "same run.\n\n| metric | kubernetes | baseline (same run) | ratio |\n|---|---|---|---|\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(header + "".join(f"| {m} | {v} | {b} | {r} |\n" for m, v, b, r in rows))
