@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "kubernetes.md")
     parser.add_argument("--probes", type=int, default=20)
     args = parser.parse_args()
+    # SIGTERM ends the run through the `with` blocks: stacks torn down, the cluster stopped and cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="sagaz-bench-local-") as local_dir:
         local = measure_local(Path(local_dir), args.probes)
     with tempfile.TemporaryDirectory(prefix="sagaz-bench-kube-") as kube_dir:

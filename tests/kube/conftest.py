@@ -5,6 +5,7 @@ local volumes) running the stand-in images, for the tests marked `kubelet`."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -36,5 +37,12 @@ def stand_in_images() -> list[str]:
 
 @pytest.fixture(scope="session")
 def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
-    with start_real_cluster(tmp_path_factory.mktemp("real-cluster"), stand_in_images()) as running:
-        yield running
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM too ends the session through the teardown: the node is cleaned up
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with start_real_cluster(tmp_path_factory.mktemp("real-cluster"), stand_in_images()) as running:
+            yield running
+    finally:
+        signal.signal(signal.SIGTERM, previous)

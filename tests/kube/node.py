@@ -222,6 +222,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 """)
         process = self._spawn("containerd", ["containerd", "--config", str(config)])
         self._until("containerd to answer", process, lambda: ctr("version", check=False).returncode == 0)
+        remove_leftover_containers()
         import_image(pause_image_archive(), "the pod sandbox image")
 
     def _kubelet(self) -> None:
@@ -434,6 +435,18 @@ def unmount_under(root: Path) -> None:
 
 def ctr(*args: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return _run(["ctr", "--address", str(SOCKET), "--namespace", "k8s.io", *args], check=check, **kwargs)
+
+
+def remove_leftover_containers() -> None:
+    """Containers of an interrupted earlier run (their shims outlive containerd and were found again by it): killed
+    and removed, and their sandboxes' network namespaces (``cni-*``, which only the CRI plugin creates) deleted."""
+    kill_tasks()
+    for container in ctr("containers", "ls", "-q", check=False).stdout.split():
+        ctr("containers", "rm", container, check=False)
+    for line in _run(["ip", "netns", "list"], check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if name.startswith("cni-"):
+            _run(["ip", "netns", "delete", name], check=False)
 
 
 def kill_tasks() -> None:
