@@ -78,7 +78,10 @@ def listeners(view: View, at: Instance) -> dict[str, str]:
     return {
         "bind.listeners": f"INTERNAL://{at.host}:{wiring.FLUSS_INTERNAL_PORT}, "
                           f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}",
-        "advertised.listeners": f"CLIENT://{wiring.LOOPBACK}:{client}",
+        # INTERNAL is advertised by a stable name where the bind address is not one (a Kubernetes pod IP): clients
+        # such as the tiering job keep a server's advertised address and reconnect to it after a restart.
+        "advertised.listeners": f"CLIENT://{wiring.LOOPBACK}:{client}"
+                                + (f", INTERNAL://{at.address}:{wiring.FLUSS_INTERNAL_PORT}" if at.address else ""),
         "internal.listener.name": "INTERNAL",
     }
 

@@ -161,8 +161,10 @@ def _secret(settings: Settings, credentials: Credentials) -> Obj:
 def symbolic_instance(component: Component) -> Instance:
     ports = {p.name: "${INSTANCE_PORT_" + p.name.upper() + "}" if p.per_instance else str(p.host)
              for p in component.ports if p.host}
+    # Its DNS name under the StatefulSet's headless Service (resolvable before the pod is ready): the address that
+    # survives a restart, unlike the pod IP it binds.
     return Instance("${INSTANCE_NAME}", "${INSTANCE_INDEX}", "${INSTANCE_HOST}", component.data_dir,
-                    component.conf_dir, ports)
+                    component.conf_dir, ports, address="${INSTANCE_NAME}." + headless_name(component))
 
 
 def workload_kind(component: Component, setup: Setup) -> str:

@@ -465,11 +465,14 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
         assert props["s3.secret-key"] == wiring.SECRET_KEY
         assert env(container)["S3_SECRET_KEY"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_SECRET_KEY"}}
     coordinator = fluss_properties(variant, s.COORDINATOR)
-    assert coordinator["advertised.listeners"] == f"CLIENT://127.0.0.1:{st.ports.fluss_coordinator}"
+    # INTERNAL by the pod's name under the headless Service: a restarted pod keeps it, not its IP.
+    assert coordinator["advertised.listeners"] == (f"CLIENT://127.0.0.1:{st.ports.fluss_coordinator}, "
+                                                   "INTERNAL://${INSTANCE_NAME}.fluss-coordinator-headless:9125")
     assert "tablet-server.id" not in coordinator
     tablet = fluss_properties(variant, s.TABLET)
     assert tablet["tablet-server.id"] == "${INSTANCE_INDEX}"
-    assert tablet["advertised.listeners"] == "CLIENT://127.0.0.1:${INSTANCE_PORT_CLIENT}"
+    assert tablet["advertised.listeners"] == ("CLIENT://127.0.0.1:${INSTANCE_PORT_CLIENT}, "
+                                              "INTERNAL://${INSTANCE_NAME}.fluss-tablet-headless:9125")
     assert tablet["data.dir"].startswith(claim_mount(variant, s.TABLET) + "/")
     # Resolved in each pod, the symbolic values are what the model gives that instance concretely (the host port a
     # port-forward gives tablet i, its ordinal as id).
@@ -477,7 +480,7 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
     for name in component.instance_names():
         index = s.instance_index(name)
         concrete = s.concrete_instance(component, name, host="10.1.0.9", data=component.data_dir,
-                                       conf=component.conf_dir)
+                                       conf=component.conf_dir, address=f"{name}.{k8s.headless_name(component)}")
         values = {"INSTANCE_NAME": name, "INSTANCE_INDEX": str(index), "INSTANCE_HOST": "10.1.0.9",
                   "INSTANCE_PORT_CLIENT": str(st.ports.fluss_tablet + index)}
         resolved = {k: resolve(v, values) for k, v in tablet.items()}
