@@ -379,6 +379,7 @@ def cleanup_leftovers(ip_forward: str = "") -> None:
                         break
                     time.sleep(0.2)
         pidfile.unlink(missing_ok=True)
+    kill_orphan_shims()
     proxy = support.cache_dir() / "bin" / f"kube-proxy-{VERSIONS['kubernetes']}"
     if proxy.exists() and "KUBE-" in _run(["iptables-save"], check=False).stdout:
         _run([str(proxy), "--cleanup"], check=False)  # kube-proxy's own rules, every mode
@@ -398,6 +399,40 @@ def cleanup_leftovers(ip_forward: str = "") -> None:
                     directory.rmdir()
         with contextlib.suppress(OSError):
             controller.rmdir()
+
+
+def kill_orphan_shims() -> None:
+    """Container shims of our containerd (recognised by its socket in their command line) that outlived it, and the
+    containers they run: the processes below each shim first, then the shim."""
+    marker = f"-address\0{SOCKET}\0"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if "containerd-shim" in cmdline and marker in cmdline:
+                for pid in [*descendants(int(proc.name)), int(proc.name)]:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, deepest first."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if proc.name.isdigit():
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(proc.name))
+    found: list[int] = []
+
+    def walk(node: int) -> None:
+        for child in children.get(node, []):
+            walk(child)
+            found.append(child)
+
+    walk(pid)
+    return found
 
 
 def remove_chains(prefixes: tuple[str, ...]) -> None:
