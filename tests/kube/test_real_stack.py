@@ -2,8 +2,9 @@
 stand-in images, real probes, port-forwards served by the real kubelet, data on provisioned volumes.
 
 `sagaz-lakehouse up --target kubernetes` → every rollout Ready → `create-tables` and `doctor` green through the
-port-forwards → 1,000 events exact in Iceberg and Trino → `down` → `up` (the data is still there: it lives on the
-claims) → a crash-looping pod makes `up` exit 1 with the container's last log lines → `down --purge`.
+port-forwards → 1,000 events exact in Iceberg and Trino → tiering goes on after the Fluss pods are replaced →
+`down` → `up` (the data is still there: it lives on the claims) → a crash-looping pod makes `up` exit 1 with the
+container's last log lines → `down --purge`.
 
 One stack serves the module; the tests run in file order. Host ports are 4xxxx (other stacks on this machine use
 the defaults and 1xxxx-3xxxx). Every CLI failure fails the test with the CLI's output, which carries the blocked
@@ -196,6 +197,23 @@ def test_thousand_events_tier_to_iceberg_and_trino(kube_stack):
         for event in sent:
             assert {k: by_id[event["event_id"]][k] for k in tables.arrow_schema().names} == event
         assert trino_count(settings, endpoints, BATCH) == EVENTS
+
+
+def test_tiering_goes_on_after_the_fluss_pods_are_replaced(kube_stack):
+    """Replaced pods get new IPs; the running tiering job finds the servers again by their advertised names."""
+    for pod in ("fluss-coordinator-0", "fluss-tablet-0"):
+        kube_stack.cluster.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}")
+    deadline = time.monotonic() + 300
+    while True:
+        rows = {r["component"]: r["state"] for r in kube_stack.driver().status()}
+        fresh = {p["metadata"]["name"] for p in kube_stack.pods() if not p["metadata"].get("deletionTimestamp")}
+        if {"fluss-coordinator-0", "fluss-tablet-0"} <= fresh and set(rows.values()) <= {"healthy", "completed"}:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"the Fluss pods did not come back: {rows}\n{kube_stack.pods_text()}", pytrace=False)
+        time.sleep(2)
+    report = json.loads(kube_stack.must("doctor", "--json").stdout)
+    assert report["ok"] is True, report
 
 
 def test_down_then_up_finds_the_data_on_the_claims(kube_stack):
