@@ -1,15 +1,16 @@
 # sagaz-lakehouse: every developer and CI entry point.
 #   make up     bring the stack up on the default target, create the tables, prove tiering (doctor)
-#   make test   lint + every test (unit, compose validation, Kubernetes API server, local end-to-end, and the
-#               compose target end to end on a private Docker Engine, which it starts and stops)
+#   make test   lint + every test (unit, compose validation, Kubernetes API server, a real single-node Kubernetes
+#               cluster, local end-to-end, and the compose target end to end on a private Docker Engine, which it
+#               starts and stops)
 SHELL := /bin/bash
 PYTHON ?= python3
 CACHE ?= $(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR ?= $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit test-kube test-e2e test-containers images lint manifests tools chromium \
-	bench-local bench-compose bench-sagaz clean
+.PHONY: install up down test test-unit test-kube test-kubelet test-e2e test-containers images lint manifests tools \
+	chromium bench-local bench-compose bench-sagaz bench-kubernetes clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -43,6 +44,9 @@ test-unit: install lint
 test-kube: install lint tools ## the Kubernetes driver against a real API server (kwok for the kubelet)
 	$(PYTHON) -m pytest -m kube
 
+test-kubelet: install lint tools ## the Kubernetes target end to end on a real single-node cluster (root)
+	$(PYTHON) -m pytest -m kubelet
+
 test-e2e: install lint tools ## the local stack end to end (real servers)
 	$(PYTHON) -m pytest -m e2e
 
@@ -64,6 +68,9 @@ bench-local: install
 
 bench-compose: install tools ## the compose target against the local target, measured in the same run
 	$(WITH_ENGINE) $(PYTHON) bench/compose.py --out bench/results/compose.md
+
+bench-kubernetes: install tools ## kubernetes on the real single-node cluster, the local target as baseline
+	$(PYTHON) bench/kubernetes_bench.py --out bench/results/kubernetes.md
 
 clean:
 	rm -rf .sagaz-lakehouse .pytest_cache

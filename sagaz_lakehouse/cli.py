@@ -401,7 +401,8 @@ def doctor(
     driver = options.driver(settings, base_dir)
     with driver.client_endpoints() as endpoints:
         report = checks.run(settings, credentials, endpoints, driver.status, quick=quick,
-                            progress=None if options.as_json else options.progress())
+                            progress=None if options.as_json else options.progress(),
+                            problems=getattr(driver, "connection_problems", None))
     options.emit(report.as_dict(), report.as_text())
     return 0 if report.ok else EXIT_FAILED
 

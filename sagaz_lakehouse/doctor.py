@@ -85,9 +85,11 @@ StatusRows = Callable[[], list[dict[str, Any]]]  # a driver's status(): one row 
 UNREACHABLE_HINT = "is the stack up? run `sagaz-lakehouse up` (and `sagaz-lakehouse status`)"
 
 
-def _record(report: Report, group: str, name: str, probe: Probe, progress: Callable[[str], None] | None) -> Check:
+def _record(report: Report, group: str, name: str, probe: Probe, progress: Callable[[str], None] | None,
+            problems: Callable[[], list[str]] | None = None) -> Check:
     if progress:
         progress(f"checking {group} / {name} …")
+    seen = len(problems()) if problems else 0
     started = time.monotonic()
     try:
         check = Check(group, name, PASS, probe())
@@ -100,18 +102,22 @@ def _record(report: Report, group: str, name: str, probe: Probe, progress: Calla
     except Exception as exc:  # a check must report, never crash the whole doctor
         check = Check(group, name, FAIL, f"{type(exc).__name__}: {exc}", "see the component's log")
     check.seconds = round(time.monotonic() - started, 2)
+    if check.status == FAIL and problems and (new := list(dict.fromkeys(problems()[seen:]))):
+        # A port-forward that could not reach its pod shows up here only as a reset connection: say why.
+        check.detail += f" [port-forward: {'; '.join(new)}]"
     report.checks.append(check)
     return check
 
 
 def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, status: StatusRows, *,
         quick: bool = False, progress: Callable[[str], None] | None = None,
-        probe_timeout: float | None = None) -> Report:
-    """``status`` is the target driver's ``status`` (called at most once, for the components no client reaches)."""
+        probe_timeout: float | None = None, problems: Callable[[], list[str]] | None = None) -> Report:
+    """``status`` is the target driver's ``status`` (called at most once, for the components no client reaches);
+    ``problems``: the target's explanations of failed connections so far (Kubernetes port-forwards)."""
     report = Report()
 
     def check(group: str, name: str, probe: Probe) -> Check:
-        return _record(report, group, name, probe, progress)
+        return _record(report, group, name, probe, progress, problems)
 
     if settings.target == "local":
         check("environment", "java", lambda: _java(settings))

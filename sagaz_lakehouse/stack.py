@@ -172,6 +172,9 @@ class Instance:
     data: str  # its data folder
     conf: str  # its configuration folder
     host_ports: Mapping[str, str] = field(default_factory=dict)  # per port name, for per-instance ports
+    # The name other servers reach it by, when that is not ``host``: on Kubernetes ``host`` is the pod IP, which a
+    # restarted pod does not keep, while its DNS name under the headless Service stays (empty: ``host``).
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -264,8 +267,9 @@ def instance_index(name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def concrete_instance(component: Component, name: str, *, host: str, data: str, conf: str) -> Instance:
+def concrete_instance(component: Component, name: str, *, host: str, data: str, conf: str,
+                      address: str = "") -> Instance:
     """An instance with real values: its index from its name, the host port of each of its ports."""
     index = instance_index(name)
     return Instance(name, str(index), host, data, conf,
-                    {p.name: str(p.host_port(index)) for p in component.ports if p.host})
+                    {p.name: str(p.host_port(index)) for p in component.ports if p.host}, address)

@@ -56,8 +56,10 @@ KUBERNETES = "1.33"
 #   -scheduler; the staging modules k8s.io/api, client-go, ... are the matching v0.33.x);
 # - etcd: the go.etcd.io/etcd/server/v3 that k8s.io/kubernetes' go.mod at that version requires (kube.sh checks);
 # - kwok (stands in for the kubelet): the release built against Kubernetes 1.33 (sigs.k8s.io/kwok v0.7.0 go.mod:
-#   k8s.io/client-go v0.33.0, pkg/consts KubeVersion 1.33.0; v0.8.0 moved to 0.36).
-KUBE_TEST_CLUSTER = {"kubernetes": "v1.33.13", "etcd": "v3.5.21", "kwok": "v0.7.0"}
+#   k8s.io/client-go v0.33.0, pkg/consts KubeVersion 1.33.0; v0.8.0 moved to 0.36);
+# - coredns (cluster DNS of the real single-node cluster of tests/kubelet, next to a kubelet and kube-proxy built from
+#   the same k8s.io/kubernetes): the version kubeadm 1.33 deploys (cmd/kubeadm/app/constants CoreDNSVersion).
+KUBE_TEST_CLUSTER = {"kubernetes": "v1.33.13", "etcd": "v3.5.21", "kwok": "v0.7.0", "coredns": "v1.12.0"}
 
 JAVA_FOR = {"default": 17, "trino": 24}  # minimum Java feature version per component (Trino 476 needs 24)
 

@@ -24,6 +24,7 @@ SECRET_KEY_VAR = "S3_SECRET_KEY"  # noqa: S105 - a variable name, not a value
 ACCESS_KEY = "${" + ACCESS_KEY_VAR + "}"
 SECRET_KEY = "${" + SECRET_KEY_VAR + "}"
 LOOPBACK = "127.0.0.1"
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - a container listener that port-forwards and published ports reach
 
 # Ports inside containers: fixed, so in-network wiring never depends on the host's port choices.
 FLUSS_CLIENT_PORT = 9123  # CLIENT listener inside the network

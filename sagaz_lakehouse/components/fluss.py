@@ -8,7 +8,9 @@ server gets the same properties as a file, with the credentials written into it 
 Listeners: a process on the user's host binds one listener on loopback. Inside a container network each server
 binds two: ``INTERNAL`` for servers and in-network clients, and ``CLIENT``, advertised to the host at the port
 compose publishes or Kubernetes port-forwards (Fluss answers metadata requests with the addresses of the listener
-a request came in on: apache/fluss ``deploying-with-docker.md``).
+a request came in on: apache/fluss ``deploying-with-docker.md``). ``CLIENT`` binds every interface: a Kubernetes
+port-forward connects to the port on the pod's loopback (the kubelet dials localhost inside the pod's network
+namespace), which a listener on the pod IP alone refuses; what clients are told is the advertised address anyway.
 """
 
 from __future__ import annotations
@@ -60,8 +62,11 @@ def listeners(view: s.View, at: s.Instance) -> dict[str, str]:
         return {"bind.listeners": f"FLUSS://{wiring.LOOPBACK}:{client}"}
     return {
         "bind.listeners": f"INTERNAL://{at.host}:{wiring.FLUSS_INTERNAL_PORT}, "
-                          f"CLIENT://{at.host}:{wiring.FLUSS_CLIENT_PORT}",
-        "advertised.listeners": f"CLIENT://{wiring.LOOPBACK}:{client}",
+                          f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}",
+        # INTERNAL is advertised by a stable name where the bind address is not one (a Kubernetes pod IP): clients
+        # such as the tiering job keep a server's advertised address and reconnect to it after a restart.
+        "advertised.listeners": f"CLIENT://{wiring.LOOPBACK}:{client}"
+                                + (f", INTERNAL://{at.address}:{wiring.FLUSS_INTERNAL_PORT}" if at.address else ""),
         "internal.listener.name": "INTERNAL",
     }
 

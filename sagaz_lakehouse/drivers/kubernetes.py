@@ -30,7 +30,7 @@ from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError, StackNotReachable, UsageError
 from sagaz_lakehouse.kube.api import Cluster, describe
 from sagaz_lakehouse.kube.applyset import VERSION_OF_GROUP, ApplySet, group_kind, prunable, split_group_kind
-from sagaz_lakehouse.kube.rollout import WORKLOAD_KINDS, Readiness, diagnose, readiness
+from sagaz_lakehouse.kube.rollout import WORKLOAD_KINDS, Readiness, crash_loops, diagnose, pods_of, readiness
 from sagaz_lakehouse.stack import View
 
 Obj = dict[str, Any]
@@ -41,6 +41,7 @@ DELETE_ORDER = ("Job", "Deployment", "StatefulSet", "Service", "ConfigMap", "Sec
                 "Namespace")
 RENDERED_KINDS = {"Namespace", "Secret", "ConfigMap", "Service", "StatefulSet.apps", "Deployment.apps", "Job.batch"}
 POLL_SECONDS = 2.0
+CRASH_CHECK_SECONDS = 10.0  # how often waiting looks at the pods of blocked workloads for crash loops
 PROGRESS_EVERY = 15.0  # seconds between repeated progress lines while nothing changes
 DELETE_TIMEOUT = 180
 
@@ -58,6 +59,7 @@ class KubernetesDriver:
         self.force_conflicts = force_conflicts
         self._credentials = credentials
         self._cluster: Cluster | None = None
+        self._forwards: Any = None  # the PortForwards of the running client_endpoints block
         self.applyset = ApplySet(settings.project, settings.namespace)
         self.stack: s.Stack = build_stack(settings, View.INTERNAL)
 
@@ -187,19 +189,8 @@ class KubernetesDriver:
         return actions
 
     def _apply_one(self, obj: Obj, *, dry_run: bool = False) -> Obj:
-        cluster = self.cluster()
-        try:
-            return cluster.apply(obj, dry_run=dry_run, force=self.force_conflicts)
-        except UsageError as exc:
-            if obj["kind"] != "Job" or "field is immutable" not in exc.message:
-                raise
-        # A Job's pod template is immutable: a changed one-shot is replaced (it is idempotent by design).
-        if dry_run:
-            return obj
-        self.log(f"  replacing {describe(obj)} (its pod template changed)")
-        cluster.delete(obj, propagation="Foreground")
-        self._wait_gone([obj], DELETE_TIMEOUT)
-        return cluster.apply(obj, force=self.force_conflicts)
+        # Jobs carry a digest of their (immutable) pod template in their name: a changed task is a new object.
+        return self.cluster().apply(obj, dry_run=dry_run, force=self.force_conflicts)
 
     def _stale(self, members: list[Obj]) -> list[Obj]:
         live = self._owned_objects(RENDERED_KINDS | {group_kind(o) for o in members})
@@ -221,7 +212,7 @@ class KubernetesDriver:
         workloads = [o for o in objects if o["kind"] in WORKLOAD_KINDS]
         deadline = time.monotonic() + timeout
         started = time.monotonic()
-        last_line, last_time = "", 0.0
+        last_line, last_time, last_crash_check = "", 0.0, time.monotonic()
         self.log(f"waiting up to {timeout}s for {len(workloads)} workloads to become ready")
         while True:
             states = {describe(o): (self._live(o), o) for o in workloads}
@@ -237,6 +228,9 @@ class KubernetesDriver:
                 return
             line = ", ".join(f"{_short(n)} {st.summary}" for n, st in pending.items())
             now = time.monotonic()
+            if now - last_crash_check >= CRASH_CHECK_SECONDS:
+                last_crash_check = now
+                self._fail_on_crash_loop(states, pending)
             if line != last_line or now - last_time >= PROGRESS_EVERY:
                 self.log(f"  [{now - started:4.0f}s] waiting: {line}")
                 last_line, last_time = line, now
@@ -244,6 +238,28 @@ class KubernetesDriver:
                 blocked = [obj for n in pending if (obj := states[n][0]) is not None]
                 raise self._rollout_error(f"timed out after {timeout}s waiting for {line}", blocked)
             time.sleep(POLL_SECONDS)
+
+    def _fail_on_crash_loop(self, states: dict[str, tuple[Obj | None, Obj]], pending: dict[str, Readiness]) -> None:
+        """A blocked workload whose container keeps crashing although every component it depends on is ready will
+        not get better by waiting: stop with its diagnosis (the crashed container's last log lines)."""
+        ready_components = {(live["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+                            for live, _ in states.values() if live is not None and readiness(live).ready}
+        for name in pending:
+            live = states[name][0]
+            if live is None:
+                continue
+            component = (live["metadata"].get("labels") or {}).get("app.kubernetes.io/component", "")
+            try:
+                needs = [dep for dep, _ in self.stack.get(component).depends_on]
+            except KeyError:
+                needs = []
+            if any(dep not in ready_components for dep in needs):
+                continue  # e.g. a Fluss server restarting until ZooKeeper answers: expected, keep waiting
+            loops = crash_loops(pods_of(self.cluster(), live))
+            if loops:
+                raise self._rollout_error(f"{_short(name)} is crash-looping ({'; '.join(loops)})"
+                                          + (f" although {', '.join(needs)} {'is' if len(needs) == 1 else 'are'} "
+                                             "ready" if needs else ""), [live])
 
     def _rollout_error(self, what: str, workloads: list[Obj]) -> LakehouseError:
         lines = [what]
@@ -335,19 +351,27 @@ class KubernetesDriver:
     # ------------------------------------------------------------------------------------------ status, logs
 
     def status(self) -> list[dict[str, Any]]:
+        from sagaz_lakehouse.targets import kubernetes as target
+
         self.cluster()  # connection problems first, before any row
         rows = []
         for component in self.stack.components:
             workloads = self._workloads_of(component.name)
             if not workloads:
+                detail = f"not found in namespace {self.namespace}"
+                if component.one_shot:
+                    detail += (f" (a finished Job is deleted {target.JOB_TTL_SECONDS // 3600} h after it completes; "
+                               "`up` runs it again)")
                 rows.append({"component": component.name, "state": "absent",
-                             "endpoint": self._endpoint(component),
-                             "detail": f"not found in namespace {self.namespace}"})
+                             "endpoint": self._endpoint(component), "detail": detail})
                 continue
-            state = readiness(workloads[0])
+            # The newest Job of a task (`kubectl apply` leaves superseded ones until their TTL).
+            workload = max(workloads, key=lambda w: str(w["metadata"].get("creationTimestamp") or ""))
+            state = readiness(workload)
             rows.append({"component": component.name, "state": _state_word(component, state),
                          "endpoint": self._endpoint(component),
-                         "detail": f"{workloads[0]['kind']} {state.summary}"})
+                         "detail": f"{workload['kind']} {workload['metadata']['name']} {state.summary}"
+                         if component.one_shot else f"{workload['kind']} {state.summary}"})
         return rows
 
     def logs(self, component: str, lines: int) -> str:
@@ -385,8 +409,16 @@ class KubernetesDriver:
         cluster = self.cluster()
         if not self._workloads_of(s.COORDINATOR):
             raise StackNotReachable(s.COORDINATOR, f"namespace {self.namespace} ({cluster.where})", "not deployed")
-        with PortForwards(self.forwards(), pod_opener(cluster.core(), self.namespace)):
-            yield wiring.endpoints(self.settings, View.EXTERNAL)
+        with PortForwards(self.forwards(), pod_opener(cluster.streaming_core(), self.namespace)) as forwards:
+            self._forwards = forwards
+            try:
+                yield wiring.endpoints(self.settings, View.EXTERNAL)
+            finally:
+                self._forwards = None
+
+    def connection_problems(self) -> list[str]:
+        """Why port-forwarded connections failed so far in the running client_endpoints block (oldest first)."""
+        return list(self._forwards.errors) if self._forwards is not None else []
 
     def forwards(self) -> list[Any]:
         from sagaz_lakehouse.kube.portforward import Forward
@@ -395,8 +427,10 @@ class KubernetesDriver:
         fixed = [(f"{s.COORDINATOR}-0", p.fluss_coordinator)]
         fixed += [(f"{s.TABLET}-{i}", p.fluss_tablet + i) for i in range(self.settings.replicas.tablet_servers)]
         result = [Forward(pod, port, wiring.FLUSS_CLIENT_PORT, functools.partial(str, pod)) for pod, port in fixed]
-        for component, port in ((s.MINIO, p.minio), (s.REST_CATALOG, p.rest_catalog), (s.JOBMANAGER, p.flink_rest),
-                                (s.TRINO, p.trino), (s.FLINK_SQL_GATEWAY, p.flink_sql_gateway)):
+        # ZooKeeper too: doctor checks every component from the host, and it is at ports.zookeeper there.
+        for component, port in ((s.ZOOKEEPER, p.zookeeper), (s.MINIO, p.minio), (s.REST_CATALOG, p.rest_catalog),
+                                (s.JOBMANAGER, p.flink_rest), (s.TRINO, p.trino),
+                                (s.FLINK_SQL_GATEWAY, p.flink_sql_gateway)):
             result.append(Forward(component, port, port, functools.partial(self.ready_pod, component)))
         return result
 

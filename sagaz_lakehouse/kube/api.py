@@ -97,6 +97,12 @@ class Cluster:
 
         return client.CoreV1Api(self.api_client)
 
+    def streaming_core(self) -> Any:
+        """A CoreV1Api on an ApiClient of its own, for websocket streams (port-forwards): see portforward.pod_opener."""
+        from kubernetes import client
+
+        return client.CoreV1Api(client.ApiClient(configuration=self.api_client.configuration))
+
     def check_reachable(self) -> str:
         from kubernetes import client
 

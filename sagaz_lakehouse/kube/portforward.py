@@ -41,7 +41,9 @@ class PortForwards:
         self._listeners: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
-        self.errors: list[str] = []  # connection failures, for diagnosis after the fact
+        # Connection failures (no ready pod, a refused stream), oldest first: the client only sees a reset, so
+        # whoever uses the forwards reports these with its own failure (doctor does).
+        self.errors: list[str] = []
 
     def __enter__(self) -> PortForwards:
         try:
@@ -74,6 +76,9 @@ class PortForwards:
 
     def _listen(self, forward: Forward) -> socket.socket:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A command run right after another finds the port's connections of the first still in TIME_WAIT; as kubectl
+        # port-forward does, allow that (a socket still listening on the port is refused all the same).
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             listener.bind((self.host, forward.local_port))
         except OSError as exc:
@@ -100,7 +105,8 @@ class PortForwards:
         try:
             remote, close_remote = self.opener(forward.pod(), forward.remote_port)
         except Exception as exc:  # report, then drop this one connection; the client sees a reset
-            self.errors.append(f"{forward.label}: {exc}")
+            why = getattr(exc, "message", "") or str(exc).splitlines()[0]
+            self.errors.append(f"127.0.0.1:{forward.local_port} → {forward.label}: {why}")
             client.close()
             return
         client.settimeout(None)
@@ -128,12 +134,19 @@ def _copy(source: Any, sink: Any) -> None:
 
 
 def pod_opener(core_api: Any, namespace: str) -> Opener:
-    """Streams through the API server's pods/portforward subresource."""
+    """Streams through the API server's pods/portforward subresource.
+
+    ``core_api`` must have an ApiClient of its own: the client's ``stream`` swaps that ApiClient's request method
+    while it opens a websocket, so a concurrent ordinary call on the same ApiClient (looking up the ready pod) would
+    go out as a websocket, and two streams opening at once would swap it under each other. Openings are serialized
+    here; the streams themselves then run in parallel."""
+    opening = threading.Lock()
 
     def open_stream(pod: str, port: int) -> tuple[Any, Callable[[], None]]:
         from kubernetes.stream import portforward
 
-        forward = portforward(core_api.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port))
+        with opening:
+            forward = portforward(core_api.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port))
         stream = forward.socket(port)
         stream.setblocking(True)
         return stream, forward.close

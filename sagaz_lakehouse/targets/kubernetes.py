@@ -2,9 +2,11 @@
 
 Every component becomes the same shapes, chosen from its description, never from its name:
 
-- a **Job** for a one-shot task; a **StatefulSet** for a component that keeps state, is replicated, or whose
-  configuration names its own instance (stable pod names ``<component>-<i>`` are the instance names every target
-  uses); a **Deployment** otherwise;
+- a **Job** for a one-shot task, named ``<component>-<digest of its pod template>`` so that ``kubectl apply -k``
+  creates a new Job when the task's configuration changes instead of failing on the immutable template (a finished
+  Job is deleted after ``JOB_TTL_SECONDS``; ``up`` prunes superseded ones at once); a **StatefulSet** for a
+  component that keeps state, is replicated, or whose configuration names its own instance (stable pod names
+  ``<component>-<i>`` are the instance names every target uses); a **Deployment** otherwise;
 - a headless Service for each StatefulSet, and a ClusterIP Service named like the component for anything other
   components reach, except components whose instances are addressed one by one (tablet servers: a client must
   reach the tablet that leads a bucket, never any tablet);
@@ -37,6 +39,12 @@ Obj = dict[str, Any]
 MANAGER = "sagaz-lakehouse"
 SECRET_NAME = "s3-credentials"  # noqa: S105 - a name; its keys are the variables wiring's placeholders use
 CHECKSUM_ANNOTATION = "checksum/config"
+# On pods that read the Secret: a salted, slow digest of the credentials (never the values), so rotating them rolls
+# exactly those pods (environment variables from a Secret are read only when a container starts).
+CREDENTIALS_ANNOTATION = "checksum/credentials"
+CREDENTIALS_DIGEST_ROUNDS = 200_000
+JOB_TTL_SECONDS = 86400  # a finished Job is garbage-collected a day later; `up` re-runs it when it is gone
+JOB_DIGEST_LENGTH = 8
 TEMPLATE = "kubernetes/objects.yaml.j2"
 KUSTOMIZATION_TEMPLATE = "kubernetes/kustomization.yaml.j2"
 ARTIFACTS_DIR = "/artifacts"
@@ -86,10 +94,21 @@ def manifests(settings: Settings, credentials: Credentials) -> list[Manifest]:
     if shared is not None:
         result.append(Manifest("11-shared-config.yaml", "files several components mount (the one-shot tasks)",
                                [shared]))
+    digest = credentials_digest(settings, credentials)
     for number, component in enumerate(stack.components, start=20):
         result.append(Manifest(f"{number:02d}-{component.name}.yaml", component.role,
-                               component_objects(stack, component, lock)))
+                               component_objects(stack, component, lock, digest)))
     return result
+
+
+def credentials_digest(settings: Settings, credentials: Credentials) -> str:
+    """16 hex digits of PBKDF2-SHA256 over both credentials, salted with project and namespace: changes whenever a
+    credential does, and is slow to test guesses against (the rendered files are not secret)."""
+    import hashlib
+
+    salt = f"sagaz-lakehouse/{settings.project}/{settings.namespace}".encode()
+    value = f"{credentials.access_key}\n{credentials.secret_key}".encode()
+    return hashlib.pbkdf2_hmac("sha256", value, salt, CREDENTIALS_DIGEST_ROUNDS).hex()[:16]
 
 
 # ---------------------------------------------------------------------------------------------- basic objects
@@ -146,8 +165,10 @@ def _secret(settings: Settings, credentials: Credentials) -> Obj:
 def symbolic_instance(component: Component) -> Instance:
     ports = {p.name: "${INSTANCE_PORT_" + p.name.upper() + "}" if p.per_instance else str(p.host)
              for p in component.ports if p.host}
+    # Its DNS name under the StatefulSet's headless Service (resolvable before the pod is ready): the address that
+    # survives a restart, unlike the pod IP it binds.
     return Instance("${INSTANCE_NAME}", "${INSTANCE_INDEX}", "${INSTANCE_HOST}", component.data_dir,
-                    component.conf_dir, ports)
+                    component.conf_dir, ports, address="${INSTANCE_NAME}." + headless_name(component))
 
 
 def workload_kind(component: Component, setup: Setup) -> str:
@@ -162,12 +183,13 @@ def _names_instance(container: Container) -> bool:
     return any(INSTANCE_TOKEN.search(v) for v in [*container.env.values(), *container.args])
 
 
-def component_objects(stack: Stack, component: Component, lock: dict[str, list[artifacts.Artifact]]) -> list[Obj]:
+def component_objects(stack: Stack, component: Component, lock: dict[str, list[artifacts.Artifact]],
+                      credentials_checksum: str) -> list[Obj]:
     settings = stack.settings
     setup = component.setup(symbolic_instance(component))
     kind = workload_kind(component, setup)
     config_map = _config_map(settings, component, setup)
-    template = _pod_template(stack, component, setup, config_map, lock)
+    template = _pod_template(stack, component, setup, config_map, lock, credentials_checksum)
     objects: list[Obj] = [config_map] if config_map else []
     ports = [(p.name, p.container) for p in component.ports]
     if kind == "StatefulSet":
@@ -208,7 +230,7 @@ def _config_map(settings: Settings, component: Component, setup: Setup) -> Obj |
 
 
 def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: Obj | None,
-                  lock: dict[str, list[artifacts.Artifact]]) -> Obj:
+                  lock: dict[str, list[artifacts.Artifact]], credentials_checksum: str) -> Obj:
     settings = stack.settings
     container = setup.container
     volumes: list[Obj] = []
@@ -247,9 +269,16 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
     if component.one_shot:
         spec["restartPolicy"] = "OnFailure"
     shared_data = {"data": {_config_key(f.name): f.content for f in shared}}  # what of the shared map it reads
-    checksum = workload_checksum([m for m in (config_map, shared_data) if m and m["data"]], [*init, main])
-    return {"metadata": {"labels": labels(settings, component), "annotations": {CHECKSUM_ANNOTATION: checksum}},
-            "spec": spec}
+    annotations = {CHECKSUM_ANNOTATION: workload_checksum([m for m in (config_map, shared_data) if m and m["data"]],
+                                                          [*init, main])}
+    if reads_secret([*init, main]):
+        annotations[CREDENTIALS_ANNOTATION] = credentials_checksum
+    return {"metadata": {"labels": labels(settings, component), "annotations": annotations}, "spec": spec}
+
+
+def reads_secret(containers: list[Obj]) -> bool:
+    return any(((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == SECRET_NAME
+               for c in containers for e in c.get("env") or [])
 
 
 def _container(stack: Stack, component: Component, container: Container, mounts: list[Obj]) -> Obj:
@@ -396,7 +425,7 @@ def _fetch_jars_init(settings: Settings, component: Component, jars: list[artifa
 
 def workload_checksum(config_maps: list[Obj], containers: list[Obj]) -> str:
     """Over the ConfigMap data the pod reads and the configuration passed in its containers (env, args, command).
-    Credentials are not included: they are references to the Secret, never values."""
+    Credentials are not included (they are references to the Secret): CREDENTIALS_ANNOTATION covers them."""
     pieces = [json.dumps(c["data"], sort_keys=True) for c in config_maps]
     for container in containers:
         pieces.append(json.dumps({k: container.get(k) for k in ("env", "args", "command")}, sort_keys=True))
@@ -413,8 +442,9 @@ def _claim(settings: Settings, size: str) -> Obj:
 def _workload(settings: Settings, component: Component, kind: str, template: Obj) -> Obj:
     meta = _meta(settings, component.name, component)
     if kind == "Job":
+        meta["name"] = job_name(component, template)
         return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
-                "spec": {"backoffLimit": 10, "template": template}}
+                "spec": {"backoffLimit": 10, "ttlSecondsAfterFinished": JOB_TTL_SECONDS, "template": template}}
     spec: Obj = {"replicas": component.replicas, "selector": {"matchLabels": selector(settings, component)},
                  "template": template}
     if kind == "Deployment":
@@ -424,6 +454,15 @@ def _workload(settings: Settings, component: Component, kind: str, template: Obj
     if component.stateful:
         spec["volumeClaimTemplates"] = [_claim(settings, component.volume_size)]
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": spec}
+
+
+def job_name(component: Component, template: Obj) -> str:
+    """``<component>-<8 hex digits of the pod template>``: a Job's template is immutable, so a changed task is a new
+    Job (the old one is pruned by ``up``, or garbage-collected after JOB_TTL_SECONDS under plain kubectl)."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+    return f"{component.name}-{digest[:JOB_DIGEST_LENGTH]}"
 
 
 def headless_name(component: Component) -> str:

@@ -145,7 +145,7 @@ def test_each_tablet_has_its_own_id_port_listener_and_volume(variant):
         assert props["tablet-server.id"] == str(i)
         assert props["advertised.listeners"] == f"CLIENT://127.0.0.1:{port}"
         assert props["bind.listeners"] == (f"INTERNAL://{name}:{wiring.FLUSS_INTERNAL_PORT}, "
-                                           f"CLIENT://{name}:{wiring.FLUSS_CLIENT_PORT}")
+                                           f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}")
         assert svc["ports"] == [f"127.0.0.1:{port}:{wiring.FLUSS_CLIENT_PORT}"]
         assert {"type": "volume", "source": f"{name}-data", "target": "/var/lib/fluss"} in svc["volumes"]
 

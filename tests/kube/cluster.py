@@ -53,6 +53,7 @@ NODE_ANNOTATION = "kwok.x-k8s.io/node"  # kwok manages the Nodes with this annot
 NODE_CAPACITY = {"cpu": "64", "memory": "256Gi", "pods": "200", "ephemeral-storage": "1Ti"}
 NODES = ("kwok-node-0",)
 STORAGE_CLASS = "standard"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"  # as kubeadm names it
 START_TIMEOUT = 60.0
 ERROR_LINE = re.compile(r'^(Error:|[EF]\d{4} )|"level":"(error|fatal|panic|ERROR)"')  # klog, cobra, zap, slog
 
@@ -153,15 +154,23 @@ class TestCluster:
     admin_context = "admin"
     limited_context = "limited"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, service_cidr: str = "10.96.0.0/16", kwok: bool = True,
+                 users: dict[str, str] | None = None) -> None:
+        """``users``: more token users (name -> user name, e.g. {"kubelet": "system:node:n"}); a real kubelet also
+        needs the API server's kubelet client certificate (``kubelet_ca`` and ``kubelet_client_*`` in ``pki``)."""
         self.workdir = workdir
         self.log_dir = workdir / "logs"
         self.kubeconfig = workdir / "kubeconfig"
         self.server = ""
         self.version = VERSIONS["kubernetes"]
+        self.service_cidr = service_cidr
+        self.with_kwok = kwok
+        self.pki = workdir / "pki"
         self._processes: list[_Process] = []
+        self._users = {"kube-controller-manager": "system:kube-controller-manager",
+                       "kube-scheduler": "system:kube-scheduler", **(users or {})}  # bootstrap RBAC binds these
         self._tokens = {name: secrets.token_hex(16) for name in
-                        ("admin", "limited", "kube-controller-manager", "kube-scheduler", "kwok")}
+                        ("admin", "limited", "kube-controller-manager", "kube-scheduler", "kwok", *(users or {}))}
         self._ca = b""
         self.pod_stand_in: PodStandIn | None = None
         self.container_log = workdir / "container.log"
@@ -197,18 +206,27 @@ class TestCluster:
         binaries = {name: support.tool(f"{name}-{VERSIONS[key]}") for name, key in
                     (("etcd", "etcd"), ("kube-apiserver", "kubernetes"), ("kube-controller-manager", "kubernetes"),
                      ("kube-scheduler", "kubernetes"), ("kwok", "kwok"))}
-        pki = self.workdir / "pki"
+        pki = self.pki
         pki.mkdir()
         for args in (["genrsa", "-out", pki / "sa.key", "2048"],
                      ["rsa", "-in", pki / "sa.key", "-pubout", "-out", pki / "sa.pub"]):
             subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+        # The client certificate the API server shows a kubelet (pods/log, exec, port-forward), from a CA of its own
+        # that a real kubelet trusts; kwok does not ask for one.
+        for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kubelet-client-ca",
+                      "-keyout", pki / "kubelet-ca.key", "-out", pki / "kubelet-ca.crt"],
+                     ["req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={KUBELET_CLIENT_USER}",
+                      "-keyout", pki / "kubelet-client.key", "-out", pki / "kubelet-client.csr"],
+                     ["x509", "-req", "-in", pki / "kubelet-client.csr", "-CA", pki / "kubelet-ca.crt",
+                      "-CAkey", pki / "kubelet-ca.key", "-CAcreateserial", "-days", "2",
+                      "-out", pki / "kubelet-client.crt"]):
+            subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
         tokens = self.workdir / "tokens.csv"
         groups = {"admin": "system:masters", "kwok": "system:masters"}  # kwok acts for every fake kubelet
-        users = {"kube-controller-manager": "system:kube-controller-manager",
-                 "kube-scheduler": "system:kube-scheduler"}  # the users the bootstrap RBAC policy binds
+        groups |= {name: "system:nodes" for name, user in self._users.items() if user.startswith("system:node:")}
         tokens.write_text("".join(
-            f'{token},{users.get(name, name)},uid-{name}' + (f',"{groups[name]}"' if name in groups else "") + "\n"
-            for name, token in self._tokens.items()))
+            f'{token},{self._users.get(name, name)},uid-{name}' + (f',"{groups[name]}"' if name in groups else "")
+            + "\n" for name, token in self._tokens.items()))
         tokens.chmod(0o600)
 
         etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
@@ -229,12 +247,14 @@ class TestCluster:
             f"--token-auth-file={tokens}", "--authorization-mode=Node,RBAC",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
+            f"--service-cluster-ip-range={self.service_cidr}", "--allow-privileged=true",
             # the `kubernetes` Service's Endpoints may not hold a loopback address: keep the reconciler quiet
             "--endpoint-reconciler-type=none", "--profiling=false",
             # pods/log and pods/portforward dial kwok at the node's InternalIP; its self-signed serving certificate
             # goes unverified, as without --kubelet-certificate-authority on any cluster
-            "--kubelet-preferred-address-types=InternalIP"])
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'kubelet-client.key'}"])
         self.server = f"https://127.0.0.1:{api_port}"
         self._wait(apiserver, f"{self.server}/readyz", lambda body: body.strip() == b"ok",
                    headers={"Authorization": f"Bearer {self._tokens['admin']}"}, verify=False)
@@ -252,15 +272,25 @@ class TestCluster:
             f"--kubeconfig={self.workdir / 'kube-scheduler.kubeconfig'}",
             "--bind-address=127.0.0.1", f"--secure-port={sched_port}",
             f"--cert-dir={self.workdir / 'scheduler-certs'}", "--leader-elect=false", "--profiling=false"])
+        self._wait(kcm, f"https://127.0.0.1:{kcm_port}/healthz", lambda body: body.strip() == b"ok", verify=False)
+        self._wait(scheduler, f"https://127.0.0.1:{sched_port}/healthz", lambda body: body.strip() == b"ok",
+                   verify=False)
+        self._until("the default ServiceAccount", kcm,
+                    lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"))
+        # The API server's kubelet client may do everything on a kubelet (kubeadm binds the same role).
+        self.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+            "metadata": {"name": "sagaz-test:kubelet-api-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "system:kubelet-api-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUBELET_CLIENT_USER}]})
+        if not self.with_kwok:
+            return
         kwok = self._spawn("kwok", binaries["kwok"], [
             f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
             "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
             f"--server-address=127.0.0.1:{kwok_port}", "--node-ip=127.0.0.1", f"--node-port={kwok_port}",
             "--cidr=10.244.0.0/16", "--node-lease-duration-seconds=40", f"--config={self._kwok_config()}"],
             env={"KWOK_WORKDIR": str(self.workdir / "kwok")})  # not ~/.kwok: no user config leaks in
-        self._wait(kcm, f"https://127.0.0.1:{kcm_port}/healthz", lambda body: body.strip() == b"ok", verify=False)
-        self._wait(scheduler, f"https://127.0.0.1:{sched_port}/healthz", lambda body: body.strip() == b"ok",
-                   verify=False)
         self._wait(kwok, f"http://127.0.0.1:{kwok_port}/healthz", lambda body: body.strip() == b"ok")
 
         self.request("POST", "/apis/storage.k8s.io/v1/storageclasses", {
@@ -276,11 +306,9 @@ class TestCluster:
                                         "kubernetes.io/arch": "amd64", "type": "kwok"}},
                 "status": {"capacity": NODE_CAPACITY, "allocatable": NODE_CAPACITY,
                            "nodeInfo": {"kubeletVersion": self.version}}})
-        # Ready only once kwok has taken the nodes and the controllers have made the default ServiceAccount (the
+        # Ready only once kwok has taken the nodes (the controllers made the default ServiceAccount above: the
         # ServiceAccount admission plugin refuses pods until it exists).
-        self._until("the nodes to be Ready and untainted", kwok, lambda: all(self._node_ready(n) for n in NODES))
-        self._until("the default ServiceAccount", kcm,
-                    lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"))
+        self._until("the nodes to be Ready and untainted", kwok, lambda: all(self.node_ready(n) for n in NODES))
 
     def _kwok_config(self) -> Path:
         """kwok's ClusterPortForward and ClusterLogs for every pod: the stand-in server and the stand-in log."""
@@ -350,7 +378,7 @@ class TestCluster:
             raise
         return True
 
-    def _node_ready(self, name: str) -> bool:
+    def node_ready(self, name: str) -> bool:
         """Ready, and the node lifecycle controller has lifted the not-ready taint that admission put on it."""
         node = self.request("GET", f"/api/v1/nodes/{name}")
         conditions = node.get("status", {}).get("conditions") or []
@@ -358,18 +386,23 @@ class TestCluster:
         return (any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
                 and not any(t["key"].startswith("node.kubernetes.io/") for t in taints))
 
-    def _write_kubeconfigs(self) -> None:
+    def kubeconfig_for(self, name: str, path: Path) -> Path:
+        """A kubeconfig (mode 0600) authenticating as token user ``name`` (one of ``users``)."""
+        self._kubeconfig(path, {name: name}, name)
+        return path
+
+    def _kubeconfig(self, path: Path, users: dict[str, str], current: str) -> None:
         ca = base64.b64encode(self._ca).decode()
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": current,
+            "clusters": [{"name": "test", "cluster": {"server": self.server, "certificate-authority-data": ca}}],
+            "users": [{"name": context, "user": {"token": self._tokens[user]}} for context, user in users.items()],
+            "contexts": [{"name": context, "context": {"cluster": "test", "user": context}} for context in users],
+        }, indent=1))
+        path.chmod(0o600)
 
-        def kubeconfig(path: Path, users: dict[str, str], current: str) -> None:
-            path.write_text(json.dumps({
-                "apiVersion": "v1", "kind": "Config", "current-context": current,
-                "clusters": [{"name": "test", "cluster": {"server": self.server, "certificate-authority-data": ca}}],
-                "users": [{"name": context, "user": {"token": self._tokens[user]}} for context, user in users.items()],
-                "contexts": [{"name": context, "context": {"cluster": "test", "user": context}} for context in users],
-            }, indent=1))
-            path.chmod(0o600)
-
+    def _write_kubeconfigs(self) -> None:
+        kubeconfig = self._kubeconfig
         kubeconfig(self.kubeconfig, {self.admin_context: "admin", self.limited_context: "limited"},
                    self.admin_context)
         for component in ("kube-controller-manager", "kube-scheduler", "kwok"):

@@ -1,13 +1,19 @@
-"""The `cluster` fixture: one real control plane (tests/kube/cluster.py) shared by every test of the session;
-`stack`: a stack of its own namespace on it, purged afterwards (tests/kube/stacks.py)."""
+"""The `cluster` fixture: one real control plane (tests/kube/cluster.py) with kwok for the kubelet, shared by every
+test of the session; `stack`: a stack of its own namespace on it, purged afterwards (tests/kube/stacks.py).
+`real_cluster`: the control plane with a real node (tests/kube/node.py: containerd, kubelet, kube-proxy, CoreDNS,
+local volumes) running the stand-in images, for the tests marked `kubelet`."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 from cluster import TestCluster, start_cluster
+from node import RealCluster, start_real_cluster
 from stacks import Stack
+
+from sagaz_lakehouse import config
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +27,22 @@ def stack(cluster, tmp_path):
     made = Stack(cluster, tmp_path)
     yield made
     made.driver.down(purge=True)
+
+
+def stand_in_images() -> list[str]:
+    """Every image the default settings render (images/ builds each under exactly that tag)."""
+    images = config.load(None, {}, environ={}).images
+    return sorted({getattr(images, field) for field in images.__dataclass_fields__})
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM too ends the session through the teardown: the node is cleaned up
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with start_real_cluster(tmp_path_factory.mktemp("real-cluster"), stand_in_images()) as running:
+            yield running
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -5,12 +5,18 @@ containers themselves never run. Each test works in its own namespace and purges
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+
 import pytest
+import support
 from stacks import Stack
 
+from sagaz_lakehouse import config, versions
 from sagaz_lakehouse.errors import LakehouseError, UsageError
 from sagaz_lakehouse.kube.api import ref
 from sagaz_lakehouse.kube.applyset import PART_OF
+from sagaz_lakehouse.targets.kubernetes import reads_secret
 
 pytestmark = pytest.mark.kube
 
@@ -83,24 +89,76 @@ def test_server_dry_run_and_diff_change_nothing(stack):
 
 
 def test_scaling_taskmanagers_adds_instances_and_reruns_the_submit_task(stack):
-    """The submit task's arguments name how many TaskManagers to wait for, so its (immutable) Job is replaced;
-    the servers roll for nothing but their own replica count."""
+    """The submit task's arguments name how many TaskManagers to wait for, so its Job (named by a digest of its
+    immutable pod template) is a new one and the superseded one is pruned; the servers roll for nothing but their
+    own replica count."""
     stack.up()
-    first_job = stack.api().get("batch/v1", "Job", "submit-tiering", stack.namespace)
+    (first_job,) = stack.api().list("batch/v1", "Job", stack.namespace, "app.kubernetes.io/component=submit-tiering")
     scaled = stack.make(**{"replicas.flink_taskmanagers": "2"})
     result = stack.up(scaled)
     actions = {o["object"]: o["action"] for o in result["objects"]}
     changed = {name.split(" in namespace")[0] for name, action in actions.items() if action != "unchanged"}
-    assert changed == {"StatefulSet flink-taskmanager", "Job submit-tiering"}
-    assert any(m.startswith("  replacing Job submit-tiering") for m in stack.messages)
-    job = stack.api().get("batch/v1", "Job", "submit-tiering", stack.namespace)
-    assert job["metadata"]["uid"] != first_job["metadata"]["uid"]  # a new Job, not an edited one
+    (job,) = stack.api().list("batch/v1", "Job", stack.namespace, "app.kubernetes.io/component=submit-tiering")
+    assert job["metadata"]["name"] != first_job["metadata"]["name"]
+    assert changed == {"StatefulSet flink-taskmanager", f"Job {job['metadata']['name']}"}
+    assert result["pruned"] == [f"Job {first_job['metadata']['name']} in namespace {stack.namespace}"]
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--taskmanagers") + 1] == "2"
     pods = stack.api().list("v1", "Pod", stack.namespace, "app.kubernetes.io/component=flink-taskmanager")
     assert sorted(p["metadata"]["name"] for p in pods) == ["flink-taskmanager-0", "flink-taskmanager-1"]
-    rows = {r["component"]: r["state"] for r in scaled.status()}
-    assert rows["flink-taskmanager"] == "healthy" and rows["submit-tiering"] == "completed"
+    rows = {r["component"]: r for r in scaled.status()}
+    assert rows["flink-taskmanager"]["state"] == "healthy" and rows["submit-tiering"]["state"] == "completed"
+    assert job["metadata"]["name"] in rows["submit-tiering"]["detail"]
+
+
+def test_rotating_credentials_rolls_the_pods_that_read_them(stack):
+    stack.up()
+    before = {o["metadata"]["name"]: o["metadata"]["generation"]
+              for o in stack.api().list("apps/v1", "StatefulSet", stack.namespace)}
+    rotated = stack.make()
+    rotated._credentials = config.Credentials("rotated-access", "rotated-secret-value")
+    stack.up(rotated)
+    after = {o["metadata"]["name"]: o["metadata"]["generation"]
+             for o in stack.api().list("apps/v1", "StatefulSet", stack.namespace)}
+    rolled = {name for name in before if after[name] != before[name]}
+    readers = {o["metadata"]["name"] for o in stack.driver.desired() if o["kind"] == "StatefulSet"
+               and reads_secret(o["spec"]["template"]["spec"]["containers"])}
+    assert rolled == readers and {"minio", "fluss-tablet"} <= readers and "zookeeper" not in readers
+    minio = stack.api().get("apps/v1", "StatefulSet", "minio", stack.namespace)
+    digest = minio["spec"]["template"]["metadata"]["annotations"]["checksum/credentials"]
+    assert "rotated" not in digest and len(digest) == 16
+
+
+def test_kubectl_apply_k_works_as_documented_also_after_a_settings_change(cluster, tmp_path):
+    """docs/kubernetes.md: `kubectl apply -k` of a rendering. After a settings change that touches a task, the task
+    is a new Job beside the finished one (no "field is immutable"), which its TTL removes later."""
+    from sagaz_lakehouse import render, targets
+
+    kubectl = support.tool(f"kubectl-{versions.KUBE_TEST_CLUSTER['kubernetes']}")
+    namespace = "sagaz-kubectl"
+
+    def apply(**overrides: str) -> subprocess.CompletedProcess[str]:
+        settings = config.load(None, {"target": "kubernetes", "kubernetes.namespace": namespace, **overrides},
+                               environ={})
+        out = tmp_path / f"render-{len(overrides)}"
+        render.write_files(targets.render(settings, config.DEV_CREDENTIALS, "kubernetes"), out)
+        return subprocess.run([str(kubectl), "--kubeconfig", str(cluster.kubeconfig), "apply", "-k", str(out)],
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    try:
+        first = apply()
+        assert first.returncode == 0, first.stderr
+        second = apply(**{"replicas.flink_taskmanagers": "2"})
+        assert second.returncode == 0, second.stderr
+        assert "immutable" not in second.stderr
+        jobs = cluster.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"]
+        tiering = [j for j in jobs if j["metadata"]["name"].startswith("submit-tiering-")]
+        assert len(tiering) == 2 and all(j["spec"]["ttlSecondsAfterFinished"] > 0 for j in tiering)
+        again = apply(**{"replicas.flink_taskmanagers": "2"})
+        assert again.returncode == 0 and "created" not in again.stdout, again.stdout
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.request("DELETE", f"/api/v1/namespaces/{namespace}")
 
 
 # ---------------------------------------------------------------------------------------------- teardown

@@ -52,8 +52,8 @@ class Rendered:
         return self.get("ConfigMap", name)["data"]
 
     def workload(self, name: str) -> dict[str, Any]:
-        """The StatefulSet, Deployment or Job of a component."""
-        (found,) = [w for w in self.workloads() if w["metadata"]["name"] == name]
+        """The StatefulSet, Deployment or Job of a component (a Job's name carries a digest after the component's)."""
+        (found,) = [w for w in self.workloads() if w["metadata"]["labels"]["app.kubernetes.io/component"] == name]
         return found
 
     def main(self, name: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import flink as flink_component
 from sagaz_lakehouse.components import fluss, trino
 from sagaz_lakehouse.components import tasks as task_components
-from sagaz_lakehouse.config import DEV_CREDENTIALS
+from sagaz_lakehouse.config import DEV_CREDENTIALS, Credentials
 from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.targets import kubernetes as k8s
 
@@ -113,7 +113,7 @@ def test_workload_kinds(variant):
     rep = variant.settings.replicas
     stateful = {o["metadata"]["name"]: o for o in variant.of_kind("StatefulSet")}
     deployments = {o["metadata"]["name"]: o for o in variant.of_kind("Deployment")}
-    jobs = {o["metadata"]["name"] for o in variant.of_kind("Job")}
+    jobs = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in variant.of_kind("Job")}
     # State (claims), replicas or an instance-aware configuration (the Fluss coordinator binds its pod IP): stable
     # pod names; the JobManager, the SQL Gateway and the Trino coordinator need neither.
     assert set(stateful) == ({s.ZOOKEEPER, s.MINIO, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TASKMANAGER}
@@ -463,7 +463,7 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
         expected = fluss.server_properties(st, View.INTERNAL, name, k8s.symbolic_instance(component))
         assert props == expected
         assert props["bind.listeners"] == (f"INTERNAL://${{INSTANCE_HOST}}:{wiring.FLUSS_INTERNAL_PORT}, "
-                                           f"CLIENT://${{INSTANCE_HOST}}:{wiring.FLUSS_CLIENT_PORT}")
+                                           f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}")
         container = variant.main(name)
         assert port_of(container, "internal") == wiring.FLUSS_INTERNAL_PORT
         assert port_of(container, "client") == wiring.FLUSS_CLIENT_PORT
@@ -471,11 +471,14 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
         assert props["s3.secret-key"] == wiring.SECRET_KEY
         assert env(container)["S3_SECRET_KEY"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_SECRET_KEY"}}
     coordinator = fluss_properties(variant, s.COORDINATOR)
-    assert coordinator["advertised.listeners"] == f"CLIENT://127.0.0.1:{st.ports.fluss_coordinator}"
+    # INTERNAL by the pod's name under the headless Service: a restarted pod keeps it, not its IP.
+    assert coordinator["advertised.listeners"] == (f"CLIENT://127.0.0.1:{st.ports.fluss_coordinator}, "
+                                                   "INTERNAL://${INSTANCE_NAME}.fluss-coordinator-headless:9125")
     assert "tablet-server.id" not in coordinator
     tablet = fluss_properties(variant, s.TABLET)
     assert tablet["tablet-server.id"] == "${INSTANCE_INDEX}"
-    assert tablet["advertised.listeners"] == "CLIENT://127.0.0.1:${INSTANCE_PORT_CLIENT}"
+    assert tablet["advertised.listeners"] == ("CLIENT://127.0.0.1:${INSTANCE_PORT_CLIENT}, "
+                                              "INTERNAL://${INSTANCE_NAME}.fluss-tablet-headless:9125")
     assert tablet["data.dir"].startswith(claim_mount(variant, s.TABLET) + "/")
     # Resolved in each pod, the symbolic values are what the model gives that instance concretely (the host port a
     # port-forward gives tablet i, its ordinal as id).
@@ -483,7 +486,7 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
     for name in component.instance_names():
         index = s.instance_index(name)
         concrete = s.concrete_instance(component, name, host="10.1.0.9", data=component.data_dir,
-                                       conf=component.conf_dir)
+                                       conf=component.conf_dir, address=f"{name}.{k8s.headless_name(component)}")
         values = {"INSTANCE_NAME": name, "INSTANCE_INDEX": str(index), "INSTANCE_HOST": "10.1.0.9",
                   "INSTANCE_PORT_CLIENT": str(st.ports.fluss_tablet + index)}
         resolved = {k: resolve(v, values) for k, v in tablet.items()}
@@ -534,7 +537,7 @@ def test_one_shot_tasks_run_the_stdlib_tasks_file_in_the_python_image(variant):
     st = variant.settings
     source = Path(tasks.__file__).read_text()
     for name in (s.CREATE_BUCKET, s.SUBMIT_TIERING):
-        job = variant.get("Job", name)
+        job = variant.workload(name)
         container = variant.main(name)
         assert container["image"] == st.images.python and container["image"].startswith("python:")
         assert container["command"] == ["python3", f"{task_components.MOUNT_DIR}/tasks.py", name]
@@ -565,7 +568,7 @@ def test_locked_jars_are_fetched_verified_and_mounted(default):
             s.FLINK_SQL_GATEWAY: ("flink-lib-fluss", flink_component.LIB_DIR),  # the fluss catalog's connector
             s.SUBMIT_TIERING: ("tiering-job", k8s.ARTIFACTS_DIR)}
     for workload in default.workloads():
-        name = workload["metadata"]["name"]
+        name = component_of(workload)
         init = workload["spec"]["template"]["spec"].get("initContainers", [])
         if name not in plan:
             assert not init, f"{name} fetches jars it does not use"
@@ -652,8 +655,12 @@ def test_render_target_kubernetes_from_a_local_settings_file():
 # ----------------------------------------------------------------------------------------- checksums
 
 
-def checksums(rendered) -> dict[str, str]:
-    return {w["metadata"]["name"]: w["spec"]["template"]["metadata"]["annotations"][k8s.CHECKSUM_ANNOTATION]
+def component_of(workload: dict) -> str:
+    return workload["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def checksums(rendered, annotation: str = k8s.CHECKSUM_ANNOTATION) -> dict[str, str]:
+    return {component_of(w): w["spec"]["template"]["metadata"]["annotations"].get(annotation, "")
             for w in rendered.workloads()}
 
 
@@ -680,5 +687,44 @@ def test_checksum_changes_with_config_and_only_then(default):
     # A config file's content rolls its component: Trino's jvm.config carries the heap.
     heap = checksums(render_variant({"memory.trino": "3Gi"}))
     assert s.TRINO in changed(heap, base)
-    # Credentials are not configuration: the checksum never depends on them.
+    # Credentials are not configuration: the config checksum never depends on them (their own annotation does).
     assert checksums(render_variant({}, DEV_CREDENTIALS)) == base
+
+
+def test_rotating_credentials_rolls_exactly_the_pods_that_read_them(default):
+    """Environment variables from a Secret are read when a container starts: a pod that reads the Secret carries a
+    digest of the credentials (never a value), so a rotation rolls it; the others stay."""
+    base = checksums(default, k8s.CREDENTIALS_ANNOTATION)
+    readers = {component_of(w) for w in default.workloads()
+               if k8s.reads_secret(w["spec"]["template"]["spec"]["containers"])}
+    assert readers == {name for name, digest in base.items() if digest}
+    assert {s.MINIO, s.CREATE_BUCKET, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TRINO} <= readers
+    assert s.ZOOKEEPER not in readers
+    rotated = checksums(render_variant({}, Credentials(CREDENTIALS.access_key, "another-secret-value")),
+                        k8s.CREDENTIALS_ANNOTATION)
+    assert changed(rotated, base) == readers
+    assert checksums(render_variant({}), k8s.CREDENTIALS_ANNOTATION) == base  # deterministic
+    # A digest, not the value or an unsalted hash of it.
+    import hashlib
+
+    for secret in (CREDENTIALS.secret_key, CREDENTIALS.access_key):
+        assert all(secret not in d and hashlib.sha256(secret.encode()).hexdigest()[:16] != d for d in base.values())
+
+
+def test_jobs_are_named_by_their_pod_template_so_kubectl_apply_never_edits_one(default):
+    """A Job's pod template is immutable: its name carries a digest of it, so a changed task is a new Job."""
+    for job in default.of_kind("Job"):
+        name, component = job["metadata"]["name"], component_of(job)
+        assert name == k8s.job_name(_component(default, component), job["spec"]["template"])
+        assert len(name) == len(component) + 1 + k8s.JOB_DIGEST_LENGTH
+        assert job["spec"]["ttlSecondsAfterFinished"] == k8s.JOB_TTL_SECONDS
+    names = {component_of(j): j["metadata"]["name"] for j in default.of_kind("Job")}
+    scaled = {component_of(j): j["metadata"]["name"]
+              for j in render_variant({"replicas.flink_taskmanagers": 2}).of_kind("Job")}
+    assert scaled[s.CREATE_BUCKET] == names[s.CREATE_BUCKET] and scaled[s.SUBMIT_TIERING] != names[s.SUBMIT_TIERING]
+
+
+def _component(rendered, name: str):
+    from sagaz_lakehouse.components import build_stack
+
+    return build_stack(rendered.settings, View.INTERNAL).get(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +18,7 @@ from sagaz_lakehouse.errors import EnvironmentProblem, UsageError
 from sagaz_lakehouse.kube.api import Where, translate
 from sagaz_lakehouse.kube.applyset import PART_OF, ApplySet, applyset_id, group_kind, prunable
 from sagaz_lakehouse.kube.portforward import Forward, PortForwards
-from sagaz_lakehouse.kube.rollout import pod_problems, readiness
+from sagaz_lakehouse.kube.rollout import CRASH_LOOP_RESTARTS, crash_loops, pod_problems, readiness
 
 pytestmark = pytest.mark.unit
 runner = CliRunner()
@@ -75,6 +76,28 @@ def test_deployment_readiness_needs_every_replica_available():
     assert readiness(deployment).summary.startswith("1/2 ready")
     deployment["status"].update(readyReplicas=2, availableReplicas=2)
     assert readiness(deployment).ready
+
+
+def test_deployment_rollout_waits_until_the_old_pods_are_gone():
+    """A rolling update keeps the old ready pod while the new one starts (or crashes): not rolled out yet."""
+    deployment = {"kind": "Deployment", "metadata": {"generation": 3}, "spec": {"replicas": 1},
+                  "status": {"observedGeneration": 3, "replicas": 2, "readyReplicas": 1, "updatedReplicas": 1,
+                             "availableReplicas": 1}}
+    state = readiness(deployment)
+    assert not state.ready and "1 old pod(s) still running" in state.summary
+    deployment["status"]["replicas"] = 1
+    assert readiness(deployment).ready
+
+
+def test_crash_loops_count_only_containers_backing_off_after_enough_restarts():
+    def pod(reason: str, restarts: int) -> dict:
+        return {"metadata": {"name": "trino-1"}, "status": {"containerStatuses": [
+            {"name": "trino", "restartCount": restarts, "state": {"waiting": {"reason": reason}}}]}}
+
+    assert crash_loops([pod("CrashLoopBackOff", CRASH_LOOP_RESTARTS - 1)]) == []
+    assert crash_loops([pod("ContainerCreating", CRASH_LOOP_RESTARTS + 5)]) == []
+    assert crash_loops([pod("CrashLoopBackOff", CRASH_LOOP_RESTARTS)]) == [
+        f"pod trino-1: container trino in CrashLoopBackOff after {CRASH_LOOP_RESTARTS} restarts"]
 
 
 def test_statefulset_waits_for_the_controller_and_the_update_revision():
@@ -228,6 +251,44 @@ def test_port_forward_copies_bytes_both_ways_and_resolves_the_pod_per_connection
     assert asked == [("trino-0", 8080), ("trino-0", 8080)]
     with pytest.raises(OSError):  # the listener is gone after the block
         socket.create_connection(("127.0.0.1", local), timeout=1)
+
+
+def test_port_forward_failures_are_kept_with_their_reason_and_the_port_is_free_again_at_once():
+    from sagaz_lakehouse.errors import StackNotReachable
+
+    def no_pod() -> str:
+        raise StackNotReachable("trino", "namespace ns", "no ready pod")
+
+    local = free_port()
+    forwards = PortForwards([Forward("trino", local, 8080, no_pod)], lambda p, r: (None, lambda: None))
+    with forwards:
+        with socket.create_connection(("127.0.0.1", local), timeout=5) as client:
+            assert client.recv(10) == b""  # closed by the forward: the client learns nothing more
+        deadline = time.monotonic() + 5
+        while not forwards.errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert forwards.errors == [f"127.0.0.1:{local} → trino: trino is not reachable at namespace ns (no ready pod)"]
+    # The forward closed that connection first, so its port is in TIME_WAIT: the next command binds it anyway.
+    with PortForwards([Forward("trino", local, 8080, no_pod)], lambda p, r: (None, lambda: None)):
+        pass
+
+
+def test_doctor_appends_the_forward_failure_to_the_check_that_met_it():
+    from sagaz_lakehouse import doctor
+
+    problems: list[str] = []
+
+    def probe() -> str:
+        problems.append("127.0.0.1:8080 → trino: trino is not reachable at namespace ns (no ready pod)")
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    report = doctor.Report()
+    check = doctor._record(report, "components", "trino", probe, None, lambda: list(problems))
+    assert check.status == doctor.FAIL
+    assert check.detail.endswith("[port-forward: 127.0.0.1:8080 → trino: trino is not reachable at namespace ns "
+                                 "(no ready pod)]")
+    passing = doctor._record(report, "components", "minio", lambda: "ready", None, lambda: list(problems))
+    assert passing.detail == "ready"  # earlier failures belong to earlier checks
 
 
 def test_port_forward_refuses_a_taken_port_and_names_it():
