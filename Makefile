@@ -34,9 +34,9 @@ lint: ## ruff and mypy
 	mypy
 
 manifests: ## re-render manifests/ from the templates (defaults, dev profile)
-	sagaz-lakehouse render --target compose --out manifests/compose
-	rm -f manifests/compose/.env  # credentials never stay in the repository (the render writes them 0600)
-	sagaz-lakehouse render --target kubernetes --out manifests/kubernetes
+	sagaz-lakehouse render --target compose --placeholders --out manifests/compose
+	rm -f manifests/compose/.env  # only placeholders, but .env is where a user's real credentials go: never committed
+	sagaz-lakehouse render --target kubernetes --placeholders --out manifests/kubernetes
 
 test-unit: install lint
 	$(PYTHON) -m pytest -m unit

@@ -229,24 +229,41 @@ def render(
                                              show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the files that would be written; write none.")]
     = False,
+    placeholders: Annotated[bool, typer.Option("--placeholders", help="Write REPLACE_WITH_S3_ACCESS_KEY and "
+                                               "REPLACE_WITH_S3_SECRET_KEY instead of the credentials (files meant "
+                                               "to be committed).")] = False,
 ) -> int:
     """Render the stack for a target (compose project, Kubernetes manifests, local config) without applying it.
 
-    Files holding credentials are written 0600."""
+    Files holding credentials are written 0600. Without --out, the default folder manifests/<target> is often in a
+    git work tree: there, credentials are written as placeholders (pass --out to get the real values)."""
+    from sagaz_lakehouse import config as cfg
     from sagaz_lakehouse import render as rendering
     from sagaz_lakehouse.targets import render as render_target
 
     settings, base_dir = options.settings()
-    files = render_target(settings, options.credentials(settings, base_dir))
     out_dir = out or Path("manifests") / settings.target
+    if not placeholders and out is None and rendering.inside_git_work_tree(out_dir):
+        placeholders = True
+        typer.echo(f"{out_dir} is inside a git work tree: credentials written as placeholders "
+                   "(pass --out to write them)", err=True)
+    credentials = cfg.PLACEHOLDER_CREDENTIALS if placeholders else options.credentials(settings, base_dir)
+    files = render_target(settings, credentials)
     if not dry_run:
         rendering.write_files(files, out_dir)
-    lines = [f"{out_dir / f.path}{'  (0600, holds credentials)' if f.secret else ''}" for f in files]
+    lines = [f"{out_dir / f.path}{_credential_note(f.secret, placeholders)}" for f in files]
     options.emit({"target": settings.target, "out": str(out_dir), "written": not dry_run,
+                  "placeholders": placeholders,
                   "files": [{"path": f.path, "secret": f.secret} for f in files]}, "\n".join(lines))
     if dry_run:
         typer.echo("dry run: nothing written", err=True)
     return 0
+
+
+def _credential_note(secret: bool, placeholders: bool) -> str:
+    if not secret:
+        return ""
+    return "  (0600, credential placeholders)" if placeholders else "  (0600, holds credentials)"
 
 
 @command()

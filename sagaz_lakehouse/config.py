@@ -225,6 +225,8 @@ class Credentials:
 
 # Development-only credentials: used in the dev profile, refused in prod.
 DEV_CREDENTIALS = Credentials("sagaz-dev", "sagaz-dev-secret")
+# What `render` writes instead of credential values into files that may be committed (manifests/).
+PLACEHOLDER_CREDENTIALS = Credentials("REPLACE_WITH_S3_ACCESS_KEY", "REPLACE_WITH_S3_SECRET_KEY")
 
 
 # ---------------------------------------------------------------------------------------------- loading

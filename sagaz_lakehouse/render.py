@@ -27,6 +27,13 @@ def templates_dir() -> Path:
     raise UsageError("templates folder not found", "reinstall sagaz-lakehouse (pip install .)")
 
 
+def inside_git_work_tree(path: Path) -> bool:
+    """Whether ``path`` (existing or not) lies in a git work tree: files written there are one `git add` from a
+    commit, so `render` puts placeholders there instead of credentials unless told otherwise."""
+    resolved = path.resolve()
+    return any((folder / ".git").exists() for folder in [resolved, *resolved.parents])
+
+
 @dataclass(frozen=True)
 class RenderedFile:
     path: str  # relative to the output folder

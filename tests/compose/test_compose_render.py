@@ -315,7 +315,7 @@ def test_manifests_match_templates():
     """manifests/compose holds the rendered defaults (dev profile, no .env: credentials are never committed);
     re-render with `make manifests` after changes."""
     settings = config.load(None, {"target": "compose"}, environ={})
-    files = [f for f in render(settings, config.DEV_CREDENTIALS, "compose") if not f.secret]
+    files = [f for f in render(settings, config.PLACEHOLDER_CREDENTIALS, "compose") if not f.secret]
     drift = [f.path for f in files
              if not (REPO_MANIFESTS / f.path).exists() or (REPO_MANIFESTS / f.path).read_text() != f.content]
     expected = {f.path for f in files}

@@ -16,7 +16,7 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import flink as flink_component
 from sagaz_lakehouse.components import fluss, trino
 from sagaz_lakehouse.components import tasks as task_components
-from sagaz_lakehouse.config import DEV_CREDENTIALS, Credentials
+from sagaz_lakehouse.config import DEV_CREDENTIALS, PLACEHOLDER_CREDENTIALS, Credentials
 from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.targets import kubernetes as k8s
 
@@ -637,9 +637,9 @@ def test_kustomization_lists_every_file_once(variant):
 
 
 def test_rendered_defaults_in_manifests_match_the_templates():
-    """manifests/kubernetes holds `render --target kubernetes` of the defaults (dev profile, dev credentials)."""
+    """manifests/kubernetes holds `render --target kubernetes --placeholders` of the defaults (dev profile)."""
     folder = REPO / "manifests" / "kubernetes"
-    rendered = {f.path: f.content for f in targets.render(settings_for(), DEV_CREDENTIALS, "kubernetes")}
+    rendered = {f.path: f.content for f in targets.render(settings_for(), PLACEHOLDER_CREDENTIALS, "kubernetes")}
     on_disk = {p.name: p.read_text() for p in folder.glob("*.yaml")}
     stale = sorted(set(rendered) ^ set(on_disk)) + sorted(p for p in rendered if on_disk.get(p, rendered[p])
                                                           != rendered[p])

@@ -186,3 +186,30 @@ def test_unexpected_errors_are_one_line_without_traceback(monkeypatch):
     assert "--debug" in result.output
     with pytest.raises(RuntimeError):
         invoke("create-tables", "--dry-run", "--debug")
+
+
+def test_render_into_a_git_work_tree_writes_placeholders_unless_out_is_given(tmp_path, monkeypatch):
+    (tmp_path / ".git").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = invoke("render", "--target", "kubernetes")
+    assert result.exit_code == 0, result.output
+    assert "placeholders" in result.output
+    secret = (tmp_path / "manifests" / "kubernetes" / "10-secret.yaml").read_text()
+    assert "REPLACE_WITH_S3_SECRET_KEY" in secret and DEV_CREDENTIALS.secret_key not in secret
+    explicit = tmp_path / "out"
+    assert invoke("render", "--target", "kubernetes", "--out", str(explicit)).exit_code == 0
+    assert DEV_CREDENTIALS.secret_key in (explicit / "10-secret.yaml").read_text()
+    assert (explicit / "10-secret.yaml").stat().st_mode & 0o777 == 0o600
+
+
+def test_no_committed_file_holds_the_dev_credentials():
+    """Placeholders in manifests/; the dev pair lives only in config.py (and tests that name it)."""
+    import subprocess
+
+    from support import REPO
+
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True)
+    holders = [path for path in listed.stdout.split("\0") if path and (REPO / path).is_file()
+               and DEV_CREDENTIALS.secret_key in (REPO / path).read_text(errors="replace")]
+    allowed = {"sagaz_lakehouse/config.py"}
+    assert [p for p in holders if p not in allowed and not p.startswith("tests/")] == []
