@@ -164,6 +164,17 @@ def test_updated_events_read_back_through_the_equality_delete_fallback(stack):
     assert versions == sorted([first[0]["total_duration_ms"], 999])  # both versions: data files only
 
 
+def test_no_log_file_holds_the_secret_key(stack):
+    """Every component's log of this whole run (start-up dumps its configuration, credentials included, unless
+    masked) and the CLI's own: the secret value appears in none."""
+    workdir, _ = stack
+    logs = [p for p in (workdir / ".sagaz-lakehouse").rglob("*")
+            if p.is_file() and (p.suffix in (".log", ".out", ".err") or "log" in p.parent.name)]
+    assert len(logs) >= 8, f"expected a log per component, found {sorted(map(str, logs))}"
+    leaks = [str(p) for p in logs if config.DEV_CREDENTIALS.secret_key in p.read_text(errors="replace")]
+    assert leaks == []
+
+
 def test_down_purge_removes_everything(stack):
     workdir, _ = stack
     must(cli(workdir, "down", "--purge"), "down --purge")
