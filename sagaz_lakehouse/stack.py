@@ -69,6 +69,7 @@ class Port:
     host: int
     published: bool = True  # reachable from the host
     per_instance: bool = False  # each instance has its own host port: host + index (clients address each one)
+    clients: bool = False  # serves clients outside the stack; other ports only the stack's own components
 
     def host_port(self, index: int) -> int:
         return self.host + index if self.per_instance else self.host

@@ -105,7 +105,7 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
                               mount=f"{CONF_DIR}/log4j-console.properties")),
         )
 
-    ports = (s.Port("client", wiring.FLUSS_CLIENT_PORT, host_port, per_instance=tablet),
+    ports = (s.Port("client", wiring.FLUSS_CLIENT_PORT, host_port, per_instance=tablet, clients=True),
              s.Port("internal", wiring.FLUSS_INTERNAL_PORT, 0, published=False))
     depends = ((s.COORDINATOR, s.Condition.HEALTHY),) if tablet else \
         ((s.ZOOKEEPER, s.Condition.HEALTHY), (s.REST_CATALOG, s.Condition.HEALTHY))

@@ -32,6 +32,7 @@ def minio(settings: Settings, view: s.View) -> s.Component:
 
     return s.Component(
         s.MINIO, "minio", settings.images.minio, versions.MINIO.version, "S3-compatible object store", setup,
-        ports=(s.Port("s3", p.minio, p.minio), s.Port("console", p.minio_console, p.minio_console)),
+        # Clients read Fluss remote log segments and Iceberg data files straight from the store.
+        ports=(s.Port("s3", p.minio, p.minio, clients=True), s.Port("console", p.minio_console, p.minio_console)),
         health=s.Health("http", "s3", "/minio/health/ready"),
         data_dir="/data", volume_size=settings.volumes.minio, memory=settings.memory.minio)

@@ -107,7 +107,8 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
                          replicas=settings.replicas.trino_workers, data_dir=DATA_DIR, conf_dir=CONF_DIR,
                          start_seconds=240)
     return s.Component(s.TRINO, "trino", settings.images.trino, versions.TRINO.version,
-                     "Trino coordinator (SQL over Iceberg)", setup, ports=(s.Port("http", port, port),), health=health,
+                     "Trino coordinator (SQL over Iceberg)", setup, ports=(s.Port("http", port, port, clients=True),),
+                     health=health,
                      depends_on=((s.REST_CATALOG, s.Condition.HEALTHY),), memory=process_memory(settings),
                      data_dir=DATA_DIR, conf_dir=CONF_DIR, start_seconds=240)
 

@@ -37,9 +37,10 @@ Obj = dict[str, Any]
 Log = Callable[[str], None]
 
 # Teardown order: consumers before what they consume; the namespace (only with --purge, only if ours) last.
-DELETE_ORDER = ("Job", "Deployment", "StatefulSet", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim",
-                "Namespace")
-RENDERED_KINDS = {"Namespace", "Secret", "ConfigMap", "Service", "StatefulSet.apps", "Deployment.apps", "Job.batch"}
+DELETE_ORDER = ("Job", "Deployment", "StatefulSet", "PodDisruptionBudget", "Service", "NetworkPolicy", "ConfigMap",
+                "Secret", "PersistentVolumeClaim", "Namespace")
+RENDERED_KINDS = {"Namespace", "Secret", "ConfigMap", "Service", "NetworkPolicy.networking.k8s.io",
+                  "PodDisruptionBudget.policy", "StatefulSet.apps", "Deployment.apps", "Job.batch"}
 POLL_SECONDS = 2.0
 CRASH_CHECK_SECONDS = 10.0  # how often waiting looks at the pods of blocked workloads for crash loops
 PROGRESS_EVERY = 15.0  # seconds between repeated progress lines while nothing changes

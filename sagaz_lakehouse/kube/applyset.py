@@ -24,7 +24,8 @@ PARENT_KIND = "ConfigMap"
 PARENT_SUFFIX = "-applyset"
 
 # Preferred API version per group for the kinds we render (discovery is used for anything else).
-VERSION_OF_GROUP = {"": "v1", "apps": "apps/v1", "batch": "batch/v1"}
+VERSION_OF_GROUP = {"": "v1", "apps": "apps/v1", "batch": "batch/v1", "networking.k8s.io": "networking.k8s.io/v1",
+                    "policy": "policy/v1"}
 
 
 def applyset_id(name: str, namespace: str, kind: str = PARENT_KIND, group: str = "") -> str:

@@ -94,6 +94,8 @@ def manifests(settings: Settings, credentials: Credentials) -> list[Manifest]:
     if shared is not None:
         result.append(Manifest("11-shared-config.yaml", "files several components mount (the one-shot tasks)",
                                [shared]))
+    result.append(Manifest("12-network-policy.yaml", "ingress closed to every pod of the stack unless a component's "
+                           "own policy opens a port", [_default_deny(settings)]))
     digest = credentials_digest(settings, credentials)
     for number, component in enumerate(stack.components, start=20):
         result.append(Manifest(f"{number:02d}-{component.name}.yaml", component.role,
@@ -196,8 +198,46 @@ def component_objects(stack: Stack, component: Component, lock: dict[str, list[a
         objects.append(_service(settings, component, ports, headless=True))
     if has_client_service(component):
         objects.append(_service(settings, component, ports, headless=False))
+    if component.ports:
+        objects.append(_network_policy(settings, component))
+    if component.replicas > 1:
+        objects.append(_disruption_budget(settings, component))
     objects.append(_workload(settings, component, kind, template))
     return objects
+
+
+def _disruption_budget(settings: Settings, component: Component) -> Obj:
+    """A drain takes one instance at a time: with replicated Fluss buckets, one tablet server down keeps every
+    bucket served (and acks=all writes acknowledged by the replicas left)."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(settings, component.name,
+                                                                                          component),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(settings, component)}}}
+
+
+def _stack_pods(settings: Settings) -> Obj:
+    return {"matchLabels": {"app.kubernetes.io/instance": settings.project}}
+
+
+def _default_deny(settings: Settings) -> Obj:
+    """Selects every pod of the stack with no ingress rule: a pod is reachable only where a component's policy
+    allows it (policies add up), so one-shot tasks and unlisted ports take no connections at all."""
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": _shared_meta(settings, "default-deny-ingress", "network-policy"),
+            "spec": {"podSelector": _stack_pods(settings), "policyTypes": ["Ingress"]}}
+
+
+def _network_policy(settings: Settings, component: Component) -> Obj:
+    """A component's ports: client ports (Port.clients) from anywhere, the rest only from pods of the stack."""
+    rules: list[Obj] = []
+    for port in component.ports:
+        rule: Obj = {"ports": [{"protocol": "TCP", "port": port.container}]}
+        if not port.clients:
+            rule["from"] = [{"podSelector": _stack_pods(settings)}]
+        rules.append(rule)
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": _meta(settings, component.name, component),
+            "spec": {"podSelector": {"matchLabels": selector(settings, component)}, "policyTypes": ["Ingress"],
+                     "ingress": rules}}
 
 
 def config_map_name(component: Component) -> str:
@@ -266,6 +306,7 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
     spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": container.user, "runAsGroup": container.user,
                                "fsGroup": container.user, "seccompProfile": {"type": "RuntimeDefault"}}
     spec["enableServiceLinks"] = False  # service env vars like FLUSS_... or TRINO_PORT would confuse entrypoints
+    spec["automountServiceAccountToken"] = False  # no component talks to the Kubernetes API
     if component.one_shot:
         spec["restartPolicy"] = "OnFailure"
     shared_data = {"data": {_config_key(f.name): f.content for f in shared}}  # what of the shared map it reads

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sagaz_lakehouse import config
-from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver
+from sagaz_lakehouse.drivers.kubernetes import RENDERED_KINDS, KubernetesDriver
 from sagaz_lakehouse.errors import LakehouseError
 from sagaz_lakehouse.kube.api import ref
 
@@ -48,12 +48,9 @@ class Stack:
 
     def owned(self) -> dict[tuple, str]:
         """ref -> resourceVersion of every object carrying this stack's ApplySet label."""
-        found = self.driver._owned_objects(set(_kinds()))
+        found = self.driver._owned_objects(set(RENDERED_KINDS))
         return {ref(o): o["metadata"]["resourceVersion"] for o in found}
 
     def api(self) -> Any:
         return self.driver.cluster()
 
-
-def _kinds() -> list[str]:
-    return ["Namespace", "Secret", "ConfigMap", "Service", "StatefulSet.apps", "Deployment.apps", "Job.batch"]

@@ -100,7 +100,9 @@ def test_scaling_taskmanagers_adds_instances_and_reruns_the_submit_task(stack):
     changed = {name.split(" in namespace")[0] for name, action in actions.items() if action != "unchanged"}
     (job,) = stack.api().list("batch/v1", "Job", stack.namespace, "app.kubernetes.io/component=submit-tiering")
     assert job["metadata"]["name"] != first_job["metadata"]["name"]
-    assert changed == {"StatefulSet flink-taskmanager", f"Job {job['metadata']['name']}"}
+    # Two TaskManagers also get a disruption budget (drained one at a time).
+    assert changed == {"StatefulSet flink-taskmanager", "PodDisruptionBudget flink-taskmanager",
+                       f"Job {job['metadata']['name']}"}
     assert result["pruned"] == [f"Job {first_job['metadata']['name']} in namespace {stack.namespace}"]
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--taskmanagers") + 1] == "2"

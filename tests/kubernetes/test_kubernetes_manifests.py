@@ -96,7 +96,7 @@ def test_pinned_version_is_one_the_validator_ships():
 
 def test_one_manifest_file_per_component(variant):
     stack = stack_of(variant)
-    expected = ["00-namespace.yaml", "10-secret.yaml", "11-shared-config.yaml",
+    expected = ["00-namespace.yaml", "10-secret.yaml", "11-shared-config.yaml", "12-network-policy.yaml",
                 *(f"{20 + i:02d}-{c.name}.yaml" for i, c in enumerate(stack.components)), "kustomization.yaml"]
     # Each component carries its own config; only files the model marks shared (the tasks file) are in one map.
     assert list(variant.files) == expected
@@ -107,6 +107,38 @@ def test_one_manifest_file_per_component(variant):
             component = stack.get(path[3:].removesuffix(".yaml"))
             assert obj["metadata"]["labels"]["app.kubernetes.io/component"] == component.name, (path, obj["kind"])
             assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == component.software, (path, obj["kind"])
+
+
+def test_network_policies_close_every_pod_and_open_only_the_model_ports(variant):
+    """Default deny for every pod of the stack; each component's policy opens exactly its ports, to anyone only
+    where the model marks the port for clients (Fluss client listeners, Trino, S3), else to the stack's pods."""
+    stack = stack_of(variant)
+    project = {"matchLabels": {"app.kubernetes.io/instance": variant.settings.project}}
+    deny = variant.get("NetworkPolicy", "default-deny-ingress")["spec"]
+    assert deny == {"podSelector": project, "policyTypes": ["Ingress"]}
+    policies = {p["metadata"]["name"]: p["spec"] for p in variant.of_kind("NetworkPolicy")}
+    assert set(policies) == {"default-deny-ingress"} | {c.name for c in stack.components if c.ports}
+    for component in (c for c in stack.components if c.ports):
+        spec = policies[component.name]
+        assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component.name
+        opened = {rule["ports"][0]["port"]: rule.get("from") for rule in spec["ingress"]}
+        assert opened == {p.container: (None if p.clients else [{"podSelector": project}]) for p in component.ports}
+    anyone = sorted((c.name, p.name) for c in stack.components for p in c.ports if p.clients)
+    assert anyone == sorted([(s.MINIO, "s3"), (s.COORDINATOR, "client"), (s.TABLET, "client"), (s.TRINO, "http")])
+
+
+def test_replicated_components_are_drained_one_instance_at_a_time(variant):
+    stack = stack_of(variant)
+    budgets = {b["metadata"]["name"]: b["spec"] for b in variant.of_kind("PodDisruptionBudget")}
+    assert set(budgets) == {c.name for c in stack.components if c.replicas > 1}
+    for name, spec in budgets.items():
+        assert spec == {"maxUnavailable": 1, "selector": {"matchLabels": {
+            "app.kubernetes.io/instance": variant.settings.project, "app.kubernetes.io/component": name}}}
+
+
+def test_no_pod_gets_a_service_account_token(variant):
+    for workload in variant.workloads():
+        assert workload["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
 def test_workload_kinds(variant):
