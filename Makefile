@@ -5,8 +5,9 @@
 #               starts and stops)
 SHELL := /bin/bash
 PYTHON ?= python3
-CACHE ?= $(HOME)/.cache/sagaz-lakehouse
-export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR ?= $(CACHE)
+# One cache for the tools we build and for the CLI: SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR when set, else ~/.cache.
+CACHE ?= $(or $(SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR),$(HOME)/.cache/sagaz-lakehouse)
+export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR := $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
 .PHONY: install up down test test-unit test-kube test-kubelet test-e2e test-containers images lint manifests tools \
