@@ -31,6 +31,8 @@ FLUSS_CLIENT_PORT = 9123  # CLIENT listener inside the network
 FLUSS_INTERNAL_PORT = 9125  # INTERNAL listener (server-to-server, and in-network clients)
 TASKMANAGER_RPC_PORT = 6122  # fixed in containers (the image's default range would be random)
 FLINK_BLOB_PORT = 6124  # fixed by the Flink image's entrypoint
+FLUSS_METRICS_PORT = 9249  # the Fluss Prometheus reporter's default port (ConfigOptions), in every container
+FLINK_METRICS_PORT = 9249  # the Flink Prometheus reporter's default port, in every container
 
 
 @dataclass(frozen=True)
