@@ -9,7 +9,7 @@ CACHE ?= $(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR ?= $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit test-kube test-kubelet test-e2e test-containers images lint manifests tools \
+.PHONY: install up down test test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests tools \
 	chromium bench-local bench-compose bench-sagaz bench-kubernetes clean
 
 install: ## install the package with its test dependencies
@@ -38,7 +38,10 @@ manifests: ## re-render manifests/ from the templates (defaults, dev profile)
 	rm -f manifests/compose/.env  # credentials never stay in the repository (the render writes them 0600)
 	sagaz-lakehouse render --target kubernetes --out manifests/kubernetes
 
-test-unit: install lint
+promtool: ## Prometheus and promtool from the Go module proxy (the alert-rule tests), cached under $(CACHE)/bin
+	bash scripts/tools/prometheus.sh "$(CACHE)/bin"
+
+test-unit: install lint promtool
 	$(PYTHON) -m pytest -m unit
 
 test-kube: install lint tools ## the Kubernetes driver against a real API server (kwok for the kubelet)

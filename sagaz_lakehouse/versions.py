@@ -51,6 +51,9 @@ FLUSS_LOG4J = "2.25.4"
 FLUSS_SLF4J = "1.7.36"
 ZOOKEEPER_METRICS = "4.1.12.1"  # zookeeper parent pom 3.9.2: dropwizard.version
 ZOOKEEPER_SNAPPY = "1.1.10.5"  # zookeeper parent pom 3.9.2: snappy.version
+# zookeeper parent pom 3.9.2: jetty.version. zookeeper-prometheus-metrics serves /metrics with Jetty, which its pom
+# marks provided (the binary distribution's lib/ has it).
+ZOOKEEPER_JETTY = "9.4.53.v20231009"
 # Metrics reporters, all of the same release as the software they run in: Fluss's own plugins/prometheus
 # (fluss-dist plugins.xml: fluss-metrics-prometheus), ZooKeeper's PrometheusMetricsProvider
 # (org.apache.zookeeper:zookeeper-prometheus-metrics, in its binary distribution's lib/). Flink ships

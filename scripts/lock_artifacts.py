@@ -49,6 +49,8 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     # distribution's lib/ has them.
     "zookeeper": ("tree", [f"org.apache.zookeeper:zookeeper:{v.ZOOKEEPER.version}",
                            f"org.apache.zookeeper:zookeeper-prometheus-metrics:{v.ZOOKEEPER.version}",
+                           f"org.eclipse.jetty:jetty-server:{v.ZOOKEEPER_JETTY}",
+                           f"org.eclipse.jetty:jetty-servlet:{v.ZOOKEEPER_JETTY}",
                            f"io.dropwizard.metrics:metrics-core:{v.ZOOKEEPER_METRICS}",
                            f"org.xerial.snappy:snappy-java:{v.ZOOKEEPER_SNAPPY}"]),
     # FLUSS_HOME/lib as fluss-dist assembles it (fluss-dist/src/main/assemblies/bin.xml): the shaded server jar

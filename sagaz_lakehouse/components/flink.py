@@ -85,9 +85,13 @@ def properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, st
         "restart-strategy.type": "exponential-delay",
         # The reporter's HTTP server listens on every interface (it has no host option).
         "metrics.reporter.prom.factory.class": PROMETHEUS_REPORTER,
-        "metrics.reporter.prom.port": metrics_bind(view, at, wiring.FLINK_METRICS_PORT),
     }
-    if view is s.View.EXTERNAL:  # a process on the user's host: loopback only, scratch space in its data folder
+    if view is s.View.EXTERNAL:
+        # Its own port on the host, quoted: Flink 1.20 reads config.yaml as YAML, and a bare number would become an
+        # integer, which the reporter's string lookup of `port` misses (it falls back to 9249). In a container the
+        # reporter keeps that default, FLINK_METRICS_PORT.
+        props["metrics.reporter.prom.port"] = f'"{metrics_bind(view, at, wiring.FLINK_METRICS_PORT)}"'
+        # A process on the user's host: loopback only, scratch space in its data folder.
         props.update({"jobmanager.bind-host": wiring.LOOPBACK, "rest.address": wiring.LOOPBACK,
                       "rest.bind-address": wiring.LOOPBACK, "taskmanager.bind-host": wiring.LOOPBACK,
                       "taskmanager.host": wiring.LOOPBACK, "io.tmp.dirs": f"{at.data}/tmp",  # noqa: S108
