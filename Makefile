@@ -37,6 +37,7 @@ manifests: ## re-render manifests/ from the templates (defaults, dev profile)
 	sagaz-lakehouse render --target compose --out manifests/compose
 	rm -f manifests/compose/.env  # credentials never stay in the repository (the render writes them 0600)
 	sagaz-lakehouse render --target kubernetes --out manifests/kubernetes
+	sagaz-lakehouse dashboards --out manifests/grafana
 
 promtool: ## Prometheus and promtool from the Go module proxy (the alert-rule tests), cached under $(CACHE)/bin
 	bash scripts/tools/prometheus.sh "$(CACHE)/bin"

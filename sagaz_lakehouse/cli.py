@@ -249,6 +249,37 @@ def render(
     return 0
 
 
+@command(stack=False)
+def dashboards(
+    options: Options,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("manifests/grafana"),
+    prometheus_url: Annotated[str, typer.Option(help="Prometheus as Grafana reaches it.")] = "http://prometheus:9090",
+    trino_url: Annotated[str, typer.Option(help="Trino as Grafana reaches it (empty: http://trino:<ports.trino>).",
+                                           show_default=False)] = "",
+) -> int:
+    """Write the Grafana dashboards (sagas in real time, saga history over Trino, operations) and the provisioning
+    files that load them with their Prometheus and Trino data sources: mount provisioning/ at
+    /etc/grafana/provisioning and dashboards/ at /var/lib/grafana/dashboards/sagaz-lakehouse (the Trino data source
+    needs the trino-datasource plugin). The defaults address the stack from inside its compose network or cluster."""
+    from sagaz_lakehouse import render as rendering
+    from sagaz_lakehouse.errors import UsageError
+
+    try:
+        from sagaz_lakehouse import dashboards as boards
+    except ModuleNotFoundError as exc:  # pragma: no cover - the grafana extra
+        raise UsageError(f"dashboards need grafana-foundation-sdk ({exc})",
+                         "pip install 'sagaz-lakehouse[grafana]'") from None
+    settings, _ = options.settings()
+    try:
+        files = boards.provisioning(settings, prometheus_url, trino_url or f"http://trino:{settings.ports.trino}")
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"dashboards need grafana-foundation-sdk ({exc})",
+                         "pip install 'sagaz-lakehouse[grafana]'") from None
+    rendering.write_files([rendering.RenderedFile(path, content) for path, content in files.items()], out)
+    options.emit({"out": str(out), "files": sorted(files)}, "\n".join(str(out / path) for path in sorted(files)))
+    return 0
+
+
 @command()
 def up(
     options: Options,
@@ -415,6 +446,10 @@ def simulate(
     failure_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of sagas with a failing step.")] = 0.2,
     seed: Annotated[int | None, typer.Option(help="Reproduce a run: the same failures and step times.",
                                              show_default=False)] = None,
+    metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="Serve Prometheus metrics (Sagaz's saga "
+                                              "metrics, the listener's counters) on 127.0.0.1:PORT, as an "
+                                              "application would (list it in monitoring.app_targets); 0: off.")] = 0,
+    metrics_linger: Annotated[float, typer.Option(min=0, help="Seconds to keep serving metrics after the run.")] = 0,
 ) -> int:
     """Run real Sagaz sagas (an order saga with compensations; a parallel DAG whose compensation can fail) with the
     FlussAnalyticsListener against the running stack. Exit 1 if events could not be delivered.
@@ -430,7 +465,8 @@ def simulate(
     with options.driver(settings, base_dir).client_endpoints() as endpoints:
         summary = sim.run(sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed,
                           progress=None if options.as_json else sim.tenths(options.progress()),
-                          bootstrap_servers=endpoints.fluss_bootstrap, database=settings.lake.database)
+                          bootstrap_servers=endpoints.fluss_bootstrap, database=settings.lake.database,
+                          metrics_port=metrics_port, metrics_linger=metrics_linger)
     events = summary["events"]
     options.emit(summary, f"{summary['completed']} sagas completed, {summary['failed']} failed "
                           f"({summary['compensations_failed']} failing compensations) in {summary['elapsed_s']}s; "

@@ -155,6 +155,13 @@ class Lake:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    app_targets: str = setting("", "host:port of applications' Prometheus endpoints, comma-separated (Sagaz's "
+                               "PrometheusMetrics and the listener's prometheus_stats_hook; `simulate --metrics-port` "
+                               "serves one): Prometheus scrapes them as job sagaz-apps")
+
+
+@dataclass(frozen=True)
 class Secrets:
     file: str = setting("", "YAML file (mode 0600) with s3_access_key and s3_secret_key; alternatively set "
                         "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY and SAGAZ_LAKEHOUSE_S3_SECRET_KEY. Required in prod; "
@@ -204,6 +211,7 @@ class Settings:
     memory: Memory = section(Memory, "memory per component")
     volumes: Volumes = section(Volumes, "persistent storage")
     lake: Lake = section(Lake, "object store, warehouse and table settings")
+    monitoring: Monitoring = section(Monitoring, "what Prometheus scrapes besides the stack")
     secrets: Secrets = section(Secrets, "where credentials come from (never from this file)")
     local: Local = section(Local, "local target (native processes)")
     compose: Compose = section(Compose, "compose target")

@@ -72,6 +72,15 @@ def scrape_configs(components: Sequence[s.Component], view: s.View, address: Add
     return jobs
 
 
+APPS_JOB = "sagaz-apps"
+
+
+def app_scrape_configs(settings: Settings) -> list[dict[str, Any]]:
+    """Applications running Sagaz with the listener (``monitoring.app_targets``), where the saga metrics live."""
+    targets = [t.strip() for t in settings.monitoring.app_targets.split(",") if t.strip()]
+    return [{"job_name": APPS_JOB, "static_configs": [{"targets": targets}]}] if targets else []
+
+
 def config(settings: Settings, components: Sequence[s.Component], view: s.View, address: Addressing,
            self_address: str) -> str:
     interval = scrape_interval(settings)
@@ -83,7 +92,7 @@ def config(settings: Settings, components: Sequence[s.Component], view: s.View, 
             {"job_name": s.PROMETHEUS, "static_configs": [{"targets": [self_address],
                                                             "labels": {"instance": s.PROMETHEUS,
                                                                        "component": s.PROMETHEUS}}]},
-            *scrape_configs(components, view, address)],
+            *scrape_configs(components, view, address), *app_scrape_configs(settings)],
     }
     return "# Prometheus, rendered by sagaz-lakehouse from the stack model.\n" + to_yaml(document)
 

@@ -72,7 +72,8 @@ def rendered(files, prefix: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("target", ["local", "compose", "kubernetes"])
 def test_generated_config_passes_promtool_check(tmp_path, target):
-    settings = config.load(None, environ={}, overrides={"replicas": {"tablet_servers": 2, "trino_workers": 1}})
+    settings = config.load(None, environ={}, overrides={"replicas": {"tablet_servers": 2, "trino_workers": 1},
+                                                       "monitoring": {"app_targets": "app:8000, 10.0.0.7:9100"}})
     credentials = config.resolve_credentials(settings, environ={})
     if target == "local":
         files = rendered(local.files(settings, credentials, local.Layout(tmp_path / "run", tmp_path)),
@@ -91,7 +92,10 @@ def test_generated_config_passes_promtool_check(tmp_path, target):
     document = yaml.safe_load(files["prometheus.yml"])
     jobs = {job["job_name"]: [t["targets"][0] for t in job["static_configs"]] for job in document["scrape_configs"]}
     assert set(jobs) == {"prometheus", "zookeeper", "minio", "fluss-coordinator", "fluss-tablet", "flink-jobmanager",
-                         "flink-taskmanager", "trino", *(["trino-worker"] if target != "local" else [])}
+                         "flink-taskmanager", "trino", "sagaz-apps", *(["trino-worker"] if target != "local" else [])}
+    assert jobs["sagaz-apps"] == ["app:8000"]
+    apps = next(j for j in document["scrape_configs"] if j["job_name"] == "sagaz-apps")
+    assert apps["static_configs"][0]["targets"] == ["app:8000", "10.0.0.7:9100"]
     p = settings.ports
     if target == "local":  # every instance on loopback at its own host port
         assert jobs["fluss-tablet"] == [f"127.0.0.1:{p.fluss_tablet_metrics + i}" for i in range(2)]
