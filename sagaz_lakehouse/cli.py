@@ -341,6 +341,7 @@ def status(options: Options) -> int:
     """Show each component, whether it runs and is healthy, and where to reach it. Exit 1 unless all healthy."""
     settings, base_dir = options.settings()
     rows = options.driver(settings, base_dir).status()
+    _add_tiering_lag(settings, rows)
     lines = [f"{'COMPONENT':<22} {'STATE':<10} {'ENDPOINT':<26} DETAIL"]
     lines += [f"{r['component']:<22} {r['state']:<10} {r.get('endpoint') or '-':<26} {r.get('detail', '')}".rstrip()
               for r in rows]
@@ -351,6 +352,24 @@ def status(options: Options) -> int:
         typer.echo("hint: nothing is running; start the stack with `sagaz-lakehouse up`" if stopped else
                    "hint: see `sagaz-lakehouse logs COMPONENT` for what is not healthy", err=True)
     return 0 if healthy else EXIT_FAILED
+
+
+def _add_tiering_lag(settings: Any, rows: list[dict[str, Any]]) -> None:
+    """The tiering lag per table, from Prometheus, in the prometheus row's detail (where the host reaches it: local
+    and compose publish it on loopback; Kubernetes would need a port-forward, which status does not open)."""
+    from sagaz_lakehouse import doctor, wiring
+    from sagaz_lakehouse.stack import PROMETHEUS, View
+
+    row = next((r for r in rows if r.get("component") == PROMETHEUS and r.get("state") == "healthy"), None)
+    if row is None or settings.target == "kubernetes":
+        return
+    try:
+        lags = doctor.tiering_lag(wiring.endpoints(settings, View.EXTERNAL))
+    except (OSError, ValueError, KeyError):
+        return
+    shown = ", ".join(f"{table} {lag:.1f}s" for table, lag in sorted(lags.items())) or "no table tiered yet"
+    row["detail"] = "; ".join(filter(None, [row.get("detail", ""), f"tiering lag: {shown}"]))
+    row["tiering_lag_seconds"] = lags
 
 
 @command()

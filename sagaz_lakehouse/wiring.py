@@ -46,6 +46,7 @@ class Endpoints:
     flink_rest: str
     trino: str
     flink_sql_gateway: str
+    prometheus: str = ""
 
 
 def endpoints(settings: Settings, view: View) -> Endpoints:
@@ -54,11 +55,12 @@ def endpoints(settings: Settings, view: View) -> Endpoints:
         host = LOOPBACK  # local binds loopback; compose publishes there; kubernetes port-forwards there
         return Endpoints(f"{host}:{p.zookeeper}", f"{host}:{p.fluss_coordinator}", f"http://{host}:{p.minio}",
                          f"http://{host}:{p.rest_catalog}", f"http://{host}:{p.flink_rest}",
-                         f"http://{host}:{p.trino}", f"http://{host}:{p.flink_sql_gateway}")
+                         f"http://{host}:{p.trino}", f"http://{host}:{p.flink_sql_gateway}",
+                         f"http://{host}:{p.prometheus}")
     return Endpoints(f"{s.ZOOKEEPER}:{p.zookeeper}", f"{s.COORDINATOR}:{FLUSS_INTERNAL_PORT}",
                      f"http://{s.MINIO}:{p.minio}", f"http://{s.REST_CATALOG}:{p.rest_catalog}",
                      f"http://{s.JOBMANAGER}:{p.flink_rest}", f"http://{s.TRINO}:{p.trino}",
-                     f"http://{s.FLINK_SQL_GATEWAY}:{p.flink_sql_gateway}")
+                     f"http://{s.FLINK_SQL_GATEWAY}:{p.flink_sql_gateway}", f"http://{s.PROMETHEUS}:{p.prometheus}")
 
 
 def warehouse_uri(settings: Settings) -> str:

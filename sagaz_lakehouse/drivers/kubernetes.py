@@ -431,7 +431,7 @@ class KubernetesDriver:
         # ZooKeeper too: doctor checks every component from the host, and it is at ports.zookeeper there.
         for component, port in ((s.ZOOKEEPER, p.zookeeper), (s.MINIO, p.minio), (s.REST_CATALOG, p.rest_catalog),
                                 (s.JOBMANAGER, p.flink_rest), (s.TRINO, p.trino),
-                                (s.FLINK_SQL_GATEWAY, p.flink_sql_gateway)):
+                                (s.FLINK_SQL_GATEWAY, p.flink_sql_gateway), (s.PROMETHEUS, p.prometheus)):
             result.append(Forward(component, port, port, functools.partial(self.ready_pod, component)))
         return result
 
