@@ -10,7 +10,7 @@ CACHE ?= $(or $(SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR),$(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR := $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit test-kube test-kubelet test-e2e test-containers images lint manifests tools \
+.PHONY: install up down test test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests tools \
 	chromium bench-local bench-compose bench-sagaz bench-kubernetes clean
 
 install: ## install the package with its test dependencies
@@ -38,8 +38,12 @@ manifests: ## re-render manifests/ from the templates (defaults, dev profile)
 	sagaz-lakehouse render --target compose --placeholders --out manifests/compose
 	rm -f manifests/compose/.env  # only placeholders, but .env is where a user's real credentials go: never committed
 	sagaz-lakehouse render --target kubernetes --placeholders --out manifests/kubernetes
+	sagaz-lakehouse dashboards --out manifests/grafana
 
-test-unit: install lint
+promtool: ## Prometheus and promtool from the Go module proxy (the alert-rule tests), cached under $(CACHE)/bin
+	bash scripts/tools/prometheus.sh "$(CACHE)/bin"
+
+test-unit: install lint promtool
 	$(PYTHON) -m pytest -m unit
 
 test-kube: install lint tools ## the Kubernetes driver against a real API server (kwok for the kubelet)

@@ -266,6 +266,37 @@ def _credential_note(secret: bool, placeholders: bool) -> str:
     return "  (0600, credential placeholders)" if placeholders else "  (0600, holds credentials)"
 
 
+@command(stack=False)
+def dashboards(
+    options: Options,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("manifests/grafana"),
+    prometheus_url: Annotated[str, typer.Option(help="Prometheus as Grafana reaches it.")] = "http://prometheus:9090",
+    trino_url: Annotated[str, typer.Option(help="Trino as Grafana reaches it (empty: http://trino:<ports.trino>).",
+                                           show_default=False)] = "",
+) -> int:
+    """Write the Grafana dashboards (sagas in real time, saga history over Trino, operations) and the provisioning
+    files that load them with their Prometheus and Trino data sources: mount provisioning/ at
+    /etc/grafana/provisioning and dashboards/ at /var/lib/grafana/dashboards/sagaz-lakehouse (the Trino data source
+    needs the trino-datasource plugin). The defaults address the stack from inside its compose network or cluster."""
+    from sagaz_lakehouse import render as rendering
+    from sagaz_lakehouse.errors import UsageError
+
+    try:
+        from sagaz_lakehouse import dashboards as boards
+    except ModuleNotFoundError as exc:  # pragma: no cover - the grafana extra
+        raise UsageError(f"dashboards need grafana-foundation-sdk ({exc})",
+                         "pip install 'sagaz-lakehouse[grafana]'") from None
+    settings, _ = options.settings()
+    try:
+        files = boards.provisioning(settings, prometheus_url, trino_url or f"http://trino:{settings.ports.trino}")
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"dashboards need grafana-foundation-sdk ({exc})",
+                         "pip install 'sagaz-lakehouse[grafana]'") from None
+    rendering.write_files([rendering.RenderedFile(path, content) for path, content in files.items()], out)
+    options.emit({"out": str(out), "files": sorted(files)}, "\n".join(str(out / path) for path in sorted(files)))
+    return 0
+
+
 @command()
 def up(
     options: Options,
@@ -327,6 +358,7 @@ def status(options: Options) -> int:
     """Show each component, whether it runs and is healthy, and where to reach it. Exit 1 unless all healthy."""
     settings, base_dir = options.settings()
     rows = options.driver(settings, base_dir).status()
+    _add_tiering_lag(settings, rows)
     lines = [f"{'COMPONENT':<22} {'STATE':<10} {'ENDPOINT':<26} DETAIL"]
     lines += [f"{r['component']:<22} {r['state']:<10} {r.get('endpoint') or '-':<26} {r.get('detail', '')}".rstrip()
               for r in rows]
@@ -337,6 +369,24 @@ def status(options: Options) -> int:
         typer.echo("hint: nothing is running; start the stack with `sagaz-lakehouse up`" if stopped else
                    "hint: see `sagaz-lakehouse logs COMPONENT` for what is not healthy", err=True)
     return 0 if healthy else EXIT_FAILED
+
+
+def _add_tiering_lag(settings: Any, rows: list[dict[str, Any]]) -> None:
+    """The tiering lag per table, from Prometheus, in the prometheus row's detail (where the host reaches it: local
+    and compose publish it on loopback; Kubernetes would need a port-forward, which status does not open)."""
+    from sagaz_lakehouse import doctor, wiring
+    from sagaz_lakehouse.stack import PROMETHEUS, View
+
+    row = next((r for r in rows if r.get("component") == PROMETHEUS and r.get("state") == "healthy"), None)
+    if row is None or settings.target == "kubernetes":
+        return
+    try:
+        lags = doctor.tiering_lag(wiring.endpoints(settings, View.EXTERNAL))
+    except (OSError, ValueError, KeyError):
+        return
+    shown = ", ".join(f"{table} {lag:.1f}s" for table, lag in sorted(lags.items())) or "no table tiered yet"
+    row["detail"] = "; ".join(filter(None, [row.get("detail", ""), f"tiering lag: {shown}"]))
+    row["tiering_lag_seconds"] = lags
 
 
 @command()
@@ -432,6 +482,10 @@ def simulate(
     failure_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of sagas with a failing step.")] = 0.2,
     seed: Annotated[int | None, typer.Option(help="Reproduce a run: the same failures and step times.",
                                              show_default=False)] = None,
+    metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="Serve Prometheus metrics (Sagaz's saga "
+                                              "metrics, the listener's counters) on 127.0.0.1:PORT, as an "
+                                              "application would (list it in monitoring.app_targets); 0: off.")] = 0,
+    metrics_linger: Annotated[float, typer.Option(min=0, help="Seconds to keep serving metrics after the run.")] = 0,
 ) -> int:
     """Run real Sagaz sagas (an order saga with compensations; a parallel DAG whose compensation can fail) with the
     FlussAnalyticsListener against the running stack. Exit 1 if events could not be delivered.
@@ -447,7 +501,8 @@ def simulate(
     with options.driver(settings, base_dir).client_endpoints() as endpoints:
         summary = sim.run(sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed,
                           progress=None if options.as_json else sim.tenths(options.progress()),
-                          bootstrap_servers=endpoints.fluss_bootstrap, database=settings.lake.database)
+                          bootstrap_servers=endpoints.fluss_bootstrap, database=settings.lake.database,
+                          metrics_port=metrics_port, metrics_linger=metrics_linger)
     events = summary["events"]
     options.emit(summary, f"{summary['completed']} sagas completed, {summary['failed']} failed "
                           f"({summary['compensations_failed']} failing compensations) in {summary['elapsed_s']}s; "

@@ -61,6 +61,8 @@ class Images:
     rest_catalog: str = setting(versions.ICEBERG.image, "Iceberg REST catalog image")
     flink: str = setting(versions.FLINK.image, "Apache Flink image (runs the Fluss tiering service)")
     trino: str = setting(versions.TRINO.image, "Trino image (SQL over the Iceberg tables)")
+    prometheus: str = setting(versions.PROMETHEUS.image, "Prometheus image (scrapes every component, evaluates "
+                              "the alert rules)")
     python: str = setting(versions.PYTHON.image, "Python image (runs the one-shot tasks: bucket, tiering job)")
 
 
@@ -79,6 +81,18 @@ class Ports:
     flink_sql_gateway: int = setting(8083, "Flink SQL Gateway REST port (the real-time query pack)",
                                      minimum=1, maximum=65535)
     trino: int = setting(8080, "Trino HTTP port (UI, REST, JDBC)", minimum=1, maximum=65535)
+    prometheus: int = setting(9090, "Prometheus HTTP port (UI and API)", minimum=1, maximum=65535)
+    # Metrics endpoints that Prometheus scrapes (MinIO and Trino serve theirs on their own ports).
+    zookeeper_metrics: int = setting(7000, "ZooKeeper Prometheus metrics port (metricsProvider.httpPort)",
+                                     minimum=1, maximum=65535)
+    fluss_coordinator_metrics: int = setting(9249, "Fluss coordinator Prometheus reporter port",
+                                             minimum=1, maximum=65535)
+    fluss_tablet_metrics: int = setting(9250, "first Fluss tablet server Prometheus reporter port; server i uses "
+                                        "this + i", minimum=1, maximum=65535)
+    flink_jobmanager_metrics: int = setting(9280, "Flink JobManager Prometheus reporter port",
+                                            minimum=1, maximum=65535)
+    flink_taskmanager_metrics: int = setting(9281, "first Flink TaskManager Prometheus reporter port; TaskManager i "
+                                             "uses this + i", minimum=1, maximum=65535)
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,7 @@ class Memory:
     flink_sql_gateway: str = memory_setting("1Gi", "Flink SQL Gateway memory (plans the real-time queries)",
                                             minimum="512Mi")
     trino: str = memory_setting("2Gi", "Trino JVM heap", minimum="1Gi")
+    prometheus: str = memory_setting("512Mi", "Prometheus memory", minimum="128Mi")
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,7 @@ class Volumes:
     minio: str = setting("20Gi", "object store data (Fluss remote data and the Iceberg warehouse)",
                          pattern=QUANTITY, expect="a quantity like 20Gi")
     rest_catalog: str = setting("1Gi", "Iceberg catalog database", pattern=QUANTITY, expect="a quantity like 1Gi")
+    prometheus: str = setting("2Gi", "Prometheus time series", pattern=QUANTITY, expect="a quantity like 2Gi")
     storage_class: str = setting("", "Kubernetes StorageClass for all claims (empty: the cluster default)")
 
 
@@ -139,6 +155,13 @@ class Lake:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    app_targets: str = setting("", "host:port of applications' Prometheus endpoints, comma-separated (Sagaz's "
+                               "PrometheusMetrics and the listener's prometheus_stats_hook; `simulate --metrics-port` "
+                               "serves one): Prometheus scrapes them as job sagaz-apps")
+
+
+@dataclass(frozen=True)
 class Secrets:
     file: str = setting("", "YAML file (mode 0600) with s3_access_key and s3_secret_key; alternatively set "
                         "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY and SAGAZ_LAKEHOUSE_S3_SECRET_KEY. Required in prod; "
@@ -155,6 +178,8 @@ class Local:
     java_home: str = setting("", "JDK 17+ for Fluss, Flink, ZooKeeper and the catalog (empty: detect)")
     minio_binary: str = setting("", "path to a MinIO server binary (empty: PATH, then the cache, then build it "
                                 "with `go install`)")
+    prometheus_binary: str = setting("", "path to a Prometheus server binary (empty: the cache, then PATH, then "
+                                     "build it with `go install`)")
 
 
 @dataclass(frozen=True)
@@ -186,6 +211,7 @@ class Settings:
     memory: Memory = section(Memory, "memory per component")
     volumes: Volumes = section(Volumes, "persistent storage")
     lake: Lake = section(Lake, "object store, warehouse and table settings")
+    monitoring: Monitoring = section(Monitoring, "what Prometheus scrapes besides the stack")
     secrets: Secrets = section(Secrets, "where credentials come from (never from this file)")
     local: Local = section(Local, "local target (native processes)")
     compose: Compose = section(Compose, "compose target")
@@ -436,9 +462,12 @@ def cross_field_problems(settings: Settings) -> list[Problem]:
 def host_ports(settings: Settings) -> list[tuple[str, int]]:
     """Every port the stack binds on the host, with the setting that owns it (tablet servers fan out)."""
     ports = settings.ports
-    pairs = [(f.name, getattr(ports, f.name)) for f in dataclasses.fields(Ports) if f.name != "fluss_tablet"]
-    pairs += [(f"fluss_tablet (server {i})" if i else "fluss_tablet", ports.fluss_tablet + i)
-              for i in range(settings.replicas.tablet_servers)]
+    fan_out = {"fluss_tablet": settings.replicas.tablet_servers,
+               "fluss_tablet_metrics": settings.replicas.tablet_servers,
+               "flink_taskmanager_metrics": settings.replicas.flink_taskmanagers}
+    pairs = [(f.name, getattr(ports, f.name)) for f in dataclasses.fields(Ports) if f.name not in fan_out]
+    pairs += [(f"{name} (instance {i})" if i else name, getattr(ports, name) + i)
+              for name, count in fan_out.items() for i in range(count)]
     return pairs
 
 

@@ -23,33 +23,44 @@ from sagaz_lakehouse.errors import EnvironmentProblem
 
 Progress = Callable[[str], None]
 MINIO_MODULE = "github.com/minio/minio"
+PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
+PROMETHEUS_COMMANDS = ("prometheus", "promtool")  # cmd/<name> of that module; promtool checks and tests the rules
 # Which artifact groups make up each distribution, folder by folder.
 TREES: dict[str, dict[str, list[str]]] = {
     "zookeeper": {"lib": ["zookeeper"]},
     "fluss": {"lib": ["fluss-lib"], "plugins/s3": ["fluss-plugin-s3"],
+              "plugins/prometheus": ["fluss-plugin-prometheus"],
               "plugins/iceberg": ["fluss-plugin-iceberg", "fluss-iceberg-extras"]},
     "rest-catalog": {"lib": ["rest-catalog"]},
 }
 
 
 class Installer:
-    def __init__(self, cache: Path, repository: str, minio_binary: str, progress: Progress) -> None:
+    def __init__(self, cache: Path, repository: str, minio_binary: str, progress: Progress,
+                 prometheus_binary: str = "") -> None:
         self.cache = cache
         self.homes = cache / "homes"
         self.repository = repository
         self.minio_setting = minio_binary
+        self.prometheus_setting = prometheus_binary
         self.progress = progress
 
     # ------------------------------------------------------------------------------------------ checks
 
     def check_minio(self) -> None:
-        """Before anything is downloaded: a MinIO server exists, or Go is there to build it."""
+        """Before anything is downloaded: MinIO and Prometheus binaries exist, or Go is there to build them."""
         if self._minio_present() is None and not shutil.which("go"):
             raise EnvironmentProblem(
                 "no MinIO server binary found (local.minio_binary, PATH, or the cache) and no Go to build one",
                 f"install Go (https://go.dev/dl/) and run the command again: it builds "
                 f"{MINIO_MODULE}@{versions.MINIO.version} once (about 5 minutes); or put a `minio` binary on PATH, "
                 "or set local.minio_binary")
+        if self._prometheus_present() is None and not shutil.which("go"):
+            raise EnvironmentProblem(
+                "no Prometheus binary in the cache and no Go to build one",
+                f"install Go (https://go.dev/dl/) and run the command again: it builds "
+                f"{PROMETHEUS_MODULE}/cmd/prometheus@{versions.PROMETHEUS.version} once; or run `make tools`, "
+                "or set local.prometheus_binary")
 
     def _minio_present(self) -> Path | None:
         configured = self.minio_setting
@@ -75,6 +86,8 @@ class Installer:
         jars of ``groups``)."""
         if distribution == "minio":
             return self._minio_present() or self._build_minio()
+        if distribution == "prometheus":
+            return self._prometheus_present() or self._build_prometheus()
         if distribution == "flink":
             return self._install_flink()
         if distribution == "trino":
@@ -189,3 +202,49 @@ class Installer:
                                          "check Go and the module proxy, or set local.minio_binary")
             os.replace(Path(gobin) / "minio", target)
         return target
+
+    def _prometheus_present(self) -> Path | None:
+        if self.prometheus_setting:
+            path = Path(self.prometheus_setting).expanduser()
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                raise EnvironmentProblem(f"local.prometheus_binary {path} is not an executable file",
+                                         "point it at a Prometheus binary, or leave it empty to build one")
+            return path
+        if self._prometheus_cached().exists():
+            return self._prometheus_cached()
+        on_path = shutil.which("prometheus")
+        return Path(on_path) if on_path else None
+
+    def _prometheus_cached(self) -> Path:
+        return prometheus_binary(self.cache, "prometheus")
+
+    def _build_prometheus(self) -> Path:
+        self.progress(f"building Prometheus {versions.PROMETHEUS.image.rsplit(':', 1)[1]} from the Go module proxy "
+                      "(one time; several minutes on 2 cores)")
+        build_prometheus(self.cache / "bin")
+        return self._prometheus_cached()
+
+
+def prometheus_binary(cache: Path, command: str) -> Path:
+    """Where the cache keeps cmd/prometheus and cmd/promtool of the pinned module version."""
+    return cache / "bin" / f"{command}-{versions.PROMETHEUS.version}"
+
+
+def build_prometheus(bin_dir: Path) -> None:
+    """``go install`` of cmd/prometheus and cmd/promtool at the pinned version into ``bin_dir`` (as
+    scripts/tools/prometheus.sh does). The web UI's assets are not embedded (they are built with npm upstream);
+    the API, the rules and the scrapes are all there."""
+    go = shutil.which("go")
+    if not go:
+        raise EnvironmentProblem("Go is needed to build Prometheus", "install Go (https://go.dev/dl/)")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=bin_dir) as gobin:
+        packages = [f"{PROMETHEUS_MODULE}/cmd/{c}@{versions.PROMETHEUS.version}" for c in PROMETHEUS_COMMANDS]
+        result = subprocess.run([str(go), "install", *packages],
+                                env={**os.environ, "GOBIN": gobin, "GOFLAGS": "-mod=mod"},
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise EnvironmentProblem(f"building Prometheus failed:\n{result.stderr[-2000:]}",
+                                     "check Go and the module proxy")
+        for command in PROMETHEUS_COMMANDS:
+            os.replace(Path(gobin) / command, bin_dir / f"{command}-{versions.PROMETHEUS.version}")

@@ -147,6 +147,7 @@ def component_probes(settings: Settings, credentials: Credentials, endpoints: En
         "flink + tiering job": lambda: _flink(endpoints),
         "flink sql gateway": lambda: _sql_gateway(endpoints),
         "trino": lambda: _trino(endpoints),
+        "prometheus + tiering lag": lambda: _prometheus(settings, endpoints),
     }
 
 
@@ -365,3 +366,38 @@ def _parse_seconds(duration: str) -> float:
     unit = duration.lstrip("0123456789. ")
     return number * {"ms": 0.001, "s": 1, "min": 60, "h": 3600}[unit]
 
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+TIERING_LAG_QUERY = "max by (database, table) (fluss_tabletserver_table_bucket_lakeTiering_timestampLag)"
+
+
+def tiering_lag(endpoints: Endpoints) -> dict[str, float]:
+    """Seconds the lake copy of each table lags its Fluss log (newest record in the log minus newest in the lake,
+    the worst bucket), from the metric the TieringLagHigh alert reads; a table never tiered yet is left out."""
+    import urllib.parse
+
+    data = clients.http_json(f"{endpoints.prometheus}/api/v1/query?query={urllib.parse.quote(TIERING_LAG_QUERY)}")
+    lags = {}
+    for series in data["data"]["result"]:
+        labels, value = series["metric"], float(series["value"][1])
+        if value >= 0:
+            lags[f"{labels.get('database')}.{labels.get('table')}"] = value / 1000
+    return lags
+
+
+def _prometheus(settings: Settings, endpoints: Endpoints) -> str:
+    from sagaz_lakehouse.components.prometheus import tiering_lag_threshold_ms
+
+    targets = clients.http_json(f"{endpoints.prometheus}/api/v1/targets?state=active")["data"]["activeTargets"]
+    down = sorted(t["labels"].get("instance", t["scrapeUrl"]) for t in targets if t["health"] == "down")
+    lags = tiering_lag(endpoints)
+    threshold = tiering_lag_threshold_ms(settings) / 1000
+    shown = ", ".join(f"{table} {lag:.1f}s" for table, lag in sorted(lags.items())) or "no table tiered yet"
+    detail = f"{len(targets) - len(down)}/{len(targets)} targets up; tiering lag: {shown} (alert above {threshold:g}s)"
+    behind = [table for table, lag in lags.items() if lag > threshold]
+    if down or behind:
+        raise CheckFailed(detail, f"targets down: {', '.join(down)}" if down else
+                          f"{', '.join(behind)} behind: see `sagaz-lakehouse logs flink-taskmanager`", status=WARN)
+    return detail

@@ -61,6 +61,35 @@ class ListenerStats:
 
 
 StatsHook = Callable[[str, int], None]  # (counter name, increment): e.g. prometheus_client Counter.inc
+# prometheus_stats_hook's metric per counter (the alert rules read sagaz_lakehouse_listener_events_dropped_total).
+PROMETHEUS_COUNTERS = {
+    "enqueued": ("sagaz_lakehouse_listener_events_enqueued", "saga events the listener accepted"),
+    "written": ("sagaz_lakehouse_listener_events_written", "saga events acknowledged by Fluss"),
+    "retried": ("sagaz_lakehouse_listener_events_retried", "saga events re-sent after a failed write"),
+    "dropped": ("sagaz_lakehouse_listener_events_dropped", "saga events lost (buffer full, or undelivered at close)"),
+    "write_failures": ("sagaz_lakehouse_listener_write_failures", "failed write attempts to Fluss"),
+    "connects": ("sagaz_lakehouse_listener_connects", "connections made to Fluss"),
+    "hook_errors": ("sagaz_lakehouse_listener_hook_errors", "exceptions inside the listener's hooks (swallowed)"),
+}
+
+
+def prometheus_stats_hook(registry: Any = None) -> StatsHook:
+    """A ``stats_hook`` that counts into prometheus_client counters (``<name>_total``), in ``registry`` (default:
+    prometheus_client's global one, which the application exposes with its own metrics endpoint, e.g. Sagaz's
+    ``start_metrics_server``). Needs prometheus-client (``pip install 'sagaz[prometheus]'``), imported only here.
+
+    Use it once per registry: ``FlussAnalyticsListener(stats_hook=prometheus_stats_hook())``."""
+    from prometheus_client import REGISTRY, Counter
+
+    counters = {name: Counter(metric, doc, registry=registry if registry is not None else REGISTRY)
+                for name, (metric, doc) in PROMETHEUS_COUNTERS.items()}
+
+    def hook(counter: str, increment: int) -> None:
+        metric = counters.get(counter)
+        if metric is not None:
+            metric.inc(increment)
+
+    return hook
 
 
 def stack_location() -> tuple[str, str]:

@@ -20,7 +20,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,9 +114,9 @@ class _Simulated(Saga):
         await asyncio.sleep(self.plan.step_ms.get(step, 0.0) / 2000)
 
 
-def saga_classes(listener: FlussAnalyticsListener | None) -> dict[str, type[_Simulated]]:
-    """The two saga classes, notifying ``listener`` (None: no listener, e.g. for a baseline)."""
-    chosen = [listener] if listener is not None else []
+def saga_classes(listener: FlussAnalyticsListener | None, extra: Sequence[Any] = ()) -> dict[str, type[_Simulated]]:
+    """The two saga classes, notifying ``listener`` (None: no listener, e.g. for a baseline) and ``extra``."""
+    chosen = [*([listener] if listener is not None else []), *extra]
 
     class OrderSaga(_Simulated):
         saga_name = "order"
@@ -189,14 +189,14 @@ def saga_classes(listener: FlussAnalyticsListener | None) -> dict[str, type[_Sim
 
 async def simulate(listener: FlussAnalyticsListener | None, *, sagas: int = 100, rate: float = 20.0,
                    failure_rate: float = 0.2, seed: int | None = None, progress: Progress | None = None,
-                   run_id: str | None = None) -> dict[str, Any]:
+                   run_id: str | None = None, extra_listeners: Sequence[Any] = ()) -> dict[str, Any]:
     """Run ``sagas`` sagas, starting ``rate`` per second (0: all at once); the listener is not closed here."""
     if sagas < 0 or rate < 0 or not 0 <= failure_rate <= 1:
         raise ValueError("sagas and rate must be >= 0 and failure_rate within [0, 1]")
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     rng, run_id = random.Random(seed), run_id or uuid.uuid4().hex[:8]  # noqa: S311 - simulation, not crypto
     plans = [plan(rng, failure_rate) for _ in range(sagas)]
-    classes = saga_classes(listener)
+    classes = saga_classes(listener, extra_listeners)
     outcomes: Counter[str] = Counter()
     finished = 0
     loop = asyncio.get_running_loop()
@@ -247,23 +247,37 @@ def tenths(echo: Callable[[str], None]) -> Progress:
 
 def run(*, sagas: int = 100, rate: float = 20.0, failure_rate: float = 0.2, seed: int | None = None,
         progress: Progress | None = None, bootstrap_servers: str | None = None, database: str | None = None,
-        close_timeout: float = 60.0) -> dict[str, Any]:
+        close_timeout: float = 60.0, metrics_port: int = 0, metrics_linger: float = 0.0) -> dict[str, Any]:
     """Simulate with a FlussAnalyticsListener on the stack (default: ./sagaz-lakehouse.yaml), then close it.
 
     Fails at once (StackNotReachable) when Fluss does not accept connections: the sagas would run, but every event
-    would be dropped after close_timeout.
+    would be dropped after close_timeout. With ``metrics_port``, the run also serves Prometheus metrics on
+    127.0.0.1:<port> as an application would: Sagaz's own (``MetricsSagaListener`` with ``PrometheusMetrics``) and
+    the listener's counters (``prometheus_stats_hook``), for ``metrics_linger`` seconds after the run.
     """
     from sagaz_lakehouse.clients import tcp_open
     from sagaz_lakehouse.errors import StackNotReachable
 
-    listener = FlussAnalyticsListener(bootstrap_servers, database=database)
+    extra: list[Any] = []
+    hook = None
+    if metrics_port:
+        from prometheus_client import start_http_server
+        from sagaz.core.listeners import MetricsSagaListener
+        from sagaz.observability.monitoring.prometheus import PrometheusMetrics
+
+        from sagaz_lakehouse.sagaz import prometheus_stats_hook
+
+        hook = prometheus_stats_hook()
+        extra.append(MetricsSagaListener(metrics=PrometheusMetrics()))
+        start_http_server(metrics_port, addr="127.0.0.1")
+    listener = FlussAnalyticsListener(bootstrap_servers, database=database, stats_hook=hook)
     if not any(tcp_open(address.strip()) for address in listener.bootstrap_servers.split(",")):
         raise StackNotReachable("Fluss", listener.bootstrap_servers, "connection refused or timed out")
 
     async def main() -> dict[str, Any]:
         try:
             summary = await simulate(listener, sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed,
-                                     progress=progress)
+                                     progress=progress, extra_listeners=extra)
         finally:
             flushing_started = time.monotonic()
             stats = await listener.close(timeout=close_timeout)
@@ -272,4 +286,7 @@ def run(*, sagas: int = 100, rate: float = 20.0, failure_rate: float = 0.2, seed
         summary["ok"] = stats.dropped == 0 and stats.pending == 0
         return summary
 
-    return asyncio.run(main())
+    summary = asyncio.run(main())
+    if metrics_port and metrics_linger > 0:
+        time.sleep(metrics_linger)  # the metrics server thread keeps answering scrapes meanwhile
+    return summary

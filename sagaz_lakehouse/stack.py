@@ -57,6 +57,7 @@ FLINK_SQL_GATEWAY = "flink-sql-gateway"
 SUBMIT_TIERING = "submit-tiering"
 TRINO = "trino"
 TRINO_WORKER = "trino-worker"
+PROMETHEUS = "prometheus"
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,16 @@ class Health:
     path: str = ""
     expect: str = ""
     via: str = ""
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Where Prometheus scrapes an instance: ``port`` (a port name of the component), ``path``, and HTTP headers the
+    endpoint needs (Trino's /metrics asks who is asking, as its REST API does)."""
+
+    port: str
+    path: str = "/metrics"
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,7 @@ class Component:
     conf_dir: str = ""  # where the image reads its configuration (the local target: a folder per instance)
     state_in: str = ""  # a task whose result lives in another component (the tiering job runs in the JobManager)
     start_seconds: int = 180  # how long it may take to become healthy (a task: to finish)
+    metrics: Metrics | None = None  # its Prometheus endpoint (None: nothing to scrape)
 
     @property
     def stateful(self) -> bool:

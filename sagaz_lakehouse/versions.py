@@ -35,6 +35,10 @@ TRINO = Pin("476", "trinodb/trino:476", "io.trino:trino-server maven-metadata.xm
 # (minio/minio's own compose example pins the previous day's RELEASE.2025-09-06T17-38-46Z.)
 MINIO = Pin("v0.0.0-20250907161309-07c3a429bfed", "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
             "minio/minio git tag RELEASE.2025-09-07T16-13-09Z")
+# Prometheus: the Go module proxy serves github.com/prometheus/prometheus v0.316.0, whose VERSION file reads 3.16.0
+# (upstream tags each 3.x.y release also as v0.3xx.y for Go); the local target builds cmd/prometheus and cmd/promtool
+# of that module version, containers run the official image of the same release.
+PROMETHEUS = Pin("v0.316.0", "prom/prometheus:v3.16.0", "github.com/prometheus/prometheus@v0.316.0 VERSION")
 # The one-shot tasks (sagaz_lakehouse/tasks.py, standard library only) run in the official Python image:
 # docker-library/official-images library/python lists 3.11.14-slim-bookworm (Debian 12, like the other bases).
 PYTHON = Pin("3.11.14", "python:3.11.14-slim-bookworm", "docker-library/official-images library/python")
@@ -47,6 +51,14 @@ FLUSS_LOG4J = "2.25.4"
 FLUSS_SLF4J = "1.7.36"
 ZOOKEEPER_METRICS = "4.1.12.1"  # zookeeper parent pom 3.9.2: dropwizard.version
 ZOOKEEPER_SNAPPY = "1.1.10.5"  # zookeeper parent pom 3.9.2: snappy.version
+# zookeeper parent pom 3.9.2: jetty.version. zookeeper-prometheus-metrics serves /metrics with Jetty, which its pom
+# marks provided (the binary distribution's lib/ has it).
+ZOOKEEPER_JETTY = "9.4.53.v20231009"
+# Metrics reporters, all of the same release as the software they run in: Fluss's own plugins/prometheus
+# (fluss-dist plugins.xml: fluss-metrics-prometheus), ZooKeeper's PrometheusMetricsProvider
+# (org.apache.zookeeper:zookeeper-prometheus-metrics, in its binary distribution's lib/). Flink ships
+# plugins/metrics-prometheus in its distribution and image; Trino 476 serves /metrics itself (airlift openmetrics);
+# MinIO serves /minio/v2/metrics/cluster.
 
 # Kubernetes API version the manifests are validated against (kubernetes-validate 1.33.1 ships the 1.33 OpenAPI
 # schemas) and the kube-apiserver the cluster tests build should match.
@@ -71,4 +83,5 @@ ALL = {
     "rest-catalog": ICEBERG,
     "flink": FLINK,
     "trino": TRINO,
+    "prometheus": PROMETHEUS,
 }

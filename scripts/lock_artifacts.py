@@ -45,7 +45,12 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     # ---- local target: the same components as native processes ----
     # ZooKeeper server with its runtime classpath, plus metrics-core and snappy-java, which its pom marks provided
     # and its binary distribution ships (versions: dropwizard.version, snappy.version in zookeeper's parent pom).
+    # zookeeper-prometheus-metrics: the PrometheusMetricsProvider and its simpleclient jars, as the binary
+    # distribution's lib/ has them.
     "zookeeper": ("tree", [f"org.apache.zookeeper:zookeeper:{v.ZOOKEEPER.version}",
+                           f"org.apache.zookeeper:zookeeper-prometheus-metrics:{v.ZOOKEEPER.version}",
+                           f"org.eclipse.jetty:jetty-server:{v.ZOOKEEPER_JETTY}",
+                           f"org.eclipse.jetty:jetty-servlet:{v.ZOOKEEPER_JETTY}",
                            f"io.dropwizard.metrics:metrics-core:{v.ZOOKEEPER_METRICS}",
                            f"org.xerial.snappy:snappy-java:{v.ZOOKEEPER_SNAPPY}"]),
     # FLUSS_HOME/lib as fluss-dist assembles it (fluss-dist/src/main/assemblies/bin.xml): the shaded server jar
@@ -59,6 +64,8 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     # FLUSS_HOME/plugins/<name> (fluss-dist/src/main/assemblies/plugins.xml).
     "fluss-plugin-s3": ("jars", [f"org.apache.fluss:fluss-fs-s3:{FLUSS}"]),
     "fluss-plugin-iceberg": ("jars", [f"org.apache.fluss:fluss-lake-iceberg:{FLUSS}"]),
+    # plugins/prometheus: the reporter, shaded with its Prometheus client (fluss-dist plugins.xml).
+    "fluss-plugin-prometheus": ("jars", [f"org.apache.fluss:fluss-metrics-prometheus:{FLUSS}"]),
     # The Apache Iceberg REST fixture: a runnable jar (Main-Class RESTCatalogServer, sqlite-jdbc inside).
     "rest-catalog": ("jars", [f"org.apache.iceberg:iceberg-open-api:{ICEBERG}"]),
     # Trino: the core server and the Iceberg plugin (the full trino-server tarball carries every plugin).

@@ -5,17 +5,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import Settings
 
-
-def build_stack(settings: Settings, view: s.View) -> s.Stack:
-    """Every component for these settings, in dependency order, configured for processes that see ``view``."""
-    return s.Stack(settings, view, all_components(settings, view))
+if TYPE_CHECKING:
+    from sagaz_lakehouse.components.prometheus import Addressing
 
 
-def all_components(settings: Settings, view: s.View) -> tuple[s.Component, ...]:
-    from sagaz_lakehouse.components import catalog, flink, fluss, object_store, tasks, trino, zookeeper
+def build_stack(settings: Settings, view: s.View, address: Addressing | None = None) -> s.Stack:
+    """Every component for these settings, in dependency order, configured for processes that see ``view``.
+    ``address`` names an instance inside the stack (for Prometheus' targets; default: compose's service names)."""
+    return s.Stack(settings, view, all_components(settings, view, address))
+
+
+def all_components(settings: Settings, view: s.View, address: Addressing | None = None) -> tuple[s.Component, ...]:
+    from sagaz_lakehouse.components import catalog, flink, fluss, object_store, prometheus, tasks, trino, zookeeper
 
     components = [
         zookeeper.zookeeper(settings, view),
@@ -32,4 +38,5 @@ def all_components(settings: Settings, view: s.View) -> tuple[s.Component, ...]:
     ]
     if settings.replicas.trino_workers:
         components.append(trino.worker(settings, view))
+    components.append(prometheus.prometheus(settings, view, components, address or prometheus.compose_address))
     return tuple(components)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import mebibytes
 
 # Containers size the heap from their memory limit (compose mem_limit, Kubernetes limits) with this flag; native
@@ -26,3 +27,15 @@ def java_properties(values: dict[str, str]) -> str:
 def yaml_lines(values: dict[str, str]) -> str:
     """Flat ``key: value`` lines, as Fluss's server.yaml and Flink's config (and FLINK_PROPERTIES) expect."""
     return "".join(f"{key}: {value}\n" for key, value in values.items())
+
+
+
+def metrics_bind(view: s.View, at: s.Instance, container_port: int) -> str:
+    """The port an instance's metrics endpoint listens on: its own host port on the user's host (replicas fan out
+    there), a fixed port inside a container."""
+    return at.host_ports["metrics"] if view is s.View.EXTERNAL else str(container_port)
+
+
+def metrics_port(container: int, host: int, replicated: bool = False) -> s.Port:
+    """A Prometheus endpoint: scraped from inside the stack (never published), per instance on the host."""
+    return s.Port("metrics", container, host, published=False, per_instance=replicated)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sagaz_lakehouse import artifacts, versions, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components.common import CONTAINER_HEAP, xmx, yaml_lines
+from sagaz_lakehouse.components.common import CONTAINER_HEAP, metrics_bind, metrics_port, xmx, yaml_lines
 from sagaz_lakehouse.config import Settings, mebibytes
 from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.render import masked_log4j
@@ -60,6 +60,17 @@ JAVA_OPENS = (
 )
 
 
+# flink-metrics-prometheus, which Flink's distribution and image carry in plugins/metrics-prometheus (Flink docs
+# deployment/metric_reporters.md: metrics.reporter.<name>.factory.class, the reporter's `port` option).
+PROMETHEUS_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+
+
+def reporter_port(settings: Settings, name: str) -> s.Port:
+    if name == s.JOBMANAGER:
+        return metrics_port(wiring.FLINK_METRICS_PORT, settings.ports.flink_jobmanager_metrics)
+    return metrics_port(wiring.FLINK_METRICS_PORT, settings.ports.flink_taskmanager_metrics, replicated=True)
+
+
 def properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:
     p = settings.ports
     props = {
@@ -72,8 +83,15 @@ def properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, st
         "parallelism.default": "1",
         # Without checkpointing a job gets no restarts by default; the tiering job must survive transient errors.
         "restart-strategy.type": "exponential-delay",
+        # The reporter's HTTP server listens on every interface (it has no host option).
+        "metrics.reporter.prom.factory.class": PROMETHEUS_REPORTER,
     }
-    if view is s.View.EXTERNAL:  # a process on the user's host: loopback only, scratch space in its data folder
+    if view is s.View.EXTERNAL:
+        # Its own port on the host, quoted: Flink 1.20 reads config.yaml as YAML, and a bare number would become an
+        # integer, which the reporter's string lookup of `port` misses (it falls back to 9249). In a container the
+        # reporter keeps that default, FLINK_METRICS_PORT.
+        props["metrics.reporter.prom.port"] = f'"{metrics_bind(view, at, wiring.FLINK_METRICS_PORT)}"'
+        # A process on the user's host: loopback only, scratch space in its data folder.
         props.update({"jobmanager.bind-host": wiring.LOOPBACK, "rest.address": wiring.LOOPBACK,
                       "rest.bind-address": wiring.LOOPBACK, "taskmanager.bind-host": wiring.LOOPBACK,
                       "taskmanager.host": wiring.LOOPBACK, "io.tmp.dirs": f"{at.data}/tmp",  # noqa: S108
@@ -110,7 +128,9 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
                             f"-Dlog4j.configurationFile=file:{at.conf}/log4j-console.properties",
                             f"-Dlog.file={ctx.log}", "-cp", f"{ctx.home}/lib/*", MAIN_CLASS[name],
                             "--configDir", at.conf, *dynamic, *resource_id],
-                           env={} if jobmanager else wiring.aws_environment(settings))
+                           # The bin scripts export FLINK_PLUGINS_DIR; without it Flink looks in ./plugins.
+                           env={"FLINK_PLUGINS_DIR": str(ctx.home / "plugins"),
+                                **({} if jobmanager else wiring.aws_environment(settings))})
 
         return s.Setup(
             container=s.Container(
@@ -128,12 +148,14 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
         return s.Component(
             name, "flink", settings.images.flink, versions.FLINK.version, "Flink JobManager (REST API and UI)",
             setup, ports=(s.Port("rest", p.flink_rest, p.flink_rest), s.Port("rpc", p.flink_rpc, p.flink_rpc, False),
-                          s.Port("blob", wiring.FLINK_BLOB_PORT, 0, published=False)),
-            health=s.Health("http", "rest", "/overview"), memory=settings.memory.flink_jobmanager, jars=LIB_JARS)
+                          s.Port("blob", wiring.FLINK_BLOB_PORT, 0, published=False), reporter_port(settings, name)),
+            health=s.Health("http", "rest", "/overview"), memory=settings.memory.flink_jobmanager, jars=LIB_JARS,
+            metrics=s.Metrics("metrics"))
     return s.Component(
         name, "flink", settings.images.flink, versions.FLINK.version,
         "Flink TaskManager (runs the tiering job)", setup,
-        ports=(s.Port("rpc", wiring.TASKMANAGER_RPC_PORT, 0, published=False),),
+        ports=(s.Port("rpc", wiring.TASKMANAGER_RPC_PORT, 0, published=False), reporter_port(settings, name)),
+        metrics=s.Metrics("metrics"),
         health=s.Health("http", "rest", "/taskmanagers", expect='"id":"{instance}"', via=s.JOBMANAGER),
         depends_on=((s.JOBMANAGER, s.Condition.HEALTHY),), memory=settings.memory.flink_taskmanager,
         replicas=settings.replicas.flink_taskmanagers, jars=LIB_JARS)

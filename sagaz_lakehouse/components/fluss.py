@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from sagaz_lakehouse import profiles, versions, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components.common import CONTAINER_HEAP, xmx, yaml_lines
+from sagaz_lakehouse.components.common import CONTAINER_HEAP, metrics_bind, metrics_port, xmx, yaml_lines
 from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.render import masked_log4j
 
@@ -77,7 +77,18 @@ def server_properties(settings: Settings, view: s.View, name: str, at: s.Instanc
         props["tablet-server.id"] = at.index
         props["data.dir"] = f"{at.data}/data"
     props.update(listeners(view, at))
+    # The Prometheus reporter (plugins/prometheus; ConfigOptions METRICS_REPORTERS, METRICS_REPORTER_PROMETHEUS_PORT).
+    # Its HTTP server listens on every interface: the reporter has no host option.
+    props["metrics.reporters"] = "prometheus"
+    props["metrics.reporter.prometheus.port"] = metrics_bind(view, at, wiring.FLUSS_METRICS_PORT)
     return props
+
+
+def _metrics_port(settings: Settings, name: str) -> s.Port:
+    tablet = name == s.TABLET
+    p = settings.ports
+    return metrics_port(wiring.FLUSS_METRICS_PORT, p.fluss_tablet_metrics if tablet else p.fluss_coordinator_metrics,
+                        replicated=tablet)
 
 
 def _server(settings: Settings, view: s.View, name: str) -> s.Component:
@@ -106,13 +117,13 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
         )
 
     ports = (s.Port("client", wiring.FLUSS_CLIENT_PORT, host_port, per_instance=tablet, clients=True),
-             s.Port("internal", wiring.FLUSS_INTERNAL_PORT, 0, published=False))
+             s.Port("internal", wiring.FLUSS_INTERNAL_PORT, 0, published=False), _metrics_port(settings, name))
     depends = ((s.COORDINATOR, s.Condition.HEALTHY),) if tablet else \
         ((s.ZOOKEEPER, s.Condition.HEALTHY), (s.REST_CATALOG, s.Condition.HEALTHY))
     return s.Component(
         name, "fluss", settings.images.fluss, versions.FLUSS.version,
         "Fluss tablet server (log and KV storage)" if tablet else "Fluss coordinator (metadata, lake tables)", setup,
-        ports=ports, health=s.Health("tcp", "client"), depends_on=depends,
+        ports=ports, health=s.Health("tcp", "client"), depends_on=depends, metrics=s.Metrics("metrics"),
         # The coordinator keeps no local state: metadata is in ZooKeeper, data in the object store.
         data_dir="/var/lib/fluss" if tablet else "", volume_size=settings.volumes.fluss if tablet else "",
         memory=memory, replicas=settings.replicas.tablet_servers if tablet else 1, jars=PLUGIN_JARS,

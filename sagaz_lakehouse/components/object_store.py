@@ -10,10 +10,14 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse import versions, wiring
 from sagaz_lakehouse.config import Settings
 
+METRICS_PATH = "/minio/v2/metrics/cluster"  # cluster-wide: capacity, drives, S3 requests and errors
+
 
 def minio(settings: Settings, view: s.View) -> s.Component:
     p = settings.ports
-    credentials = {"MINIO_ROOT_USER": wiring.ACCESS_KEY, "MINIO_ROOT_PASSWORD": wiring.SECRET_KEY}
+    # Prometheus scrapes /minio/v2/metrics/cluster without a bearer token (minio docs/metrics/prometheus: "public").
+    credentials = {"MINIO_ROOT_USER": wiring.ACCESS_KEY, "MINIO_ROOT_PASSWORD": wiring.SECRET_KEY,
+                   "MINIO_PROMETHEUS_AUTH_TYPE": "public"}
     # In a container every interface (":port"); on the user's host, loopback only.
     bind = wiring.LOOPBACK if view is s.View.EXTERNAL else ""
 
@@ -34,5 +38,5 @@ def minio(settings: Settings, view: s.View) -> s.Component:
         s.MINIO, "minio", settings.images.minio, versions.MINIO.version, "S3-compatible object store", setup,
         # Clients read Fluss remote log segments and Iceberg data files straight from the store.
         ports=(s.Port("s3", p.minio, p.minio, clients=True), s.Port("console", p.minio_console, p.minio_console)),
-        health=s.Health("http", "s3", "/minio/health/ready"),
+        health=s.Health("http", "s3", "/minio/health/ready"), metrics=s.Metrics("s3", METRICS_PATH),
         data_dir="/data", volume_size=settings.volumes.minio, memory=settings.memory.minio)

@@ -31,6 +31,7 @@ JVM_OPTIONS = (
 IMAGE_JVM_AGENT = "-agentpath:/usr/lib/trino/bin/libjvmkill.so"
 # Trino's default per-node query memory is 30% of the heap; stated so it is the same on every target.
 QUERY_MEMORY_SHARE = 0.3
+METRICS_USER = "prometheus"
 
 
 def server_properties(settings: Settings, view: s.View, at: s.Instance, worker: bool) -> dict[str, str]:
@@ -100,17 +101,20 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
 
     # Ready only once Trino no longer reports "starting": /v1/info answers 200 before that.
     health = s.Health("http", "http", "/v1/info", expect='"starting":false')
+    # Trino serves OpenMetrics at /metrics on its HTTP port (trino docs admin/openmetrics.md; airlift openmetrics is
+    # in 476's lib/), behind the same authentication as its REST API: without authentication, a user name.
+    metrics = s.Metrics("http", headers={"X-Trino-User": METRICS_USER})
     if worker:
         return s.Component(s.TRINO_WORKER, "trino", settings.images.trino, versions.TRINO.version, "Trino worker",
                          setup, ports=(s.Port("http", port, 0, published=False),), health=health,
                          depends_on=((s.TRINO, s.Condition.HEALTHY),), memory=process_memory(settings),
                          replicas=settings.replicas.trino_workers, data_dir=DATA_DIR, conf_dir=CONF_DIR,
-                         start_seconds=240)
+                         start_seconds=240, metrics=metrics)
     return s.Component(s.TRINO, "trino", settings.images.trino, versions.TRINO.version,
                      "Trino coordinator (SQL over Iceberg)", setup, ports=(s.Port("http", port, port, clients=True),),
                      health=health,
                      depends_on=((s.REST_CATALOG, s.Condition.HEALTHY),), memory=process_memory(settings),
-                     data_dir=DATA_DIR, conf_dir=CONF_DIR, start_seconds=240)
+                     data_dir=DATA_DIR, conf_dir=CONF_DIR, start_seconds=240, metrics=metrics)
 
 
 def coordinator(settings: Settings, view: s.View) -> s.Component:

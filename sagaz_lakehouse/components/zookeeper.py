@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse import versions
-from sagaz_lakehouse.components.common import heap_mb
+from sagaz_lakehouse.components.common import heap_mb, metrics_port
 from sagaz_lakehouse.config import Settings
 
 CONF_DIR = "/conf"  # ZOO_CONF_DIR in the official image
 UNUSED_IMAGE_VOLUMES = ("/datalog", "/logs")  # ZOO_DATA_LOG_DIR, ZOO_LOG_DIR
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+# zookeeper-prometheus-metrics (conf/zoo_sample.cfg and zookeeperMonitor.md of apache/zookeeper): serves /metrics.
+METRICS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
 
 LOGBACK = """\
 <!-- ZooKeeper logs to stdout, which the supervisor writes to logs/zookeeper.log. -->
@@ -42,9 +44,13 @@ def zoo_cfg(settings: Settings, view: s.View, at: s.Instance) -> str:
         "syncLimit=5",
         "admin.enableServer=false",
         "4lw.commands.whitelist=ruok,srvr",  # srvr is the readiness check
+        f"metricsProvider.className={METRICS_PROVIDER}",
+        f"metricsProvider.httpPort={settings.ports.zookeeper_metrics}",
+        "metricsProvider.exportJvmInfo=true",
     ]
     if view is s.View.EXTERNAL:
         lines.insert(4, "clientPortAddress=127.0.0.1")  # a process on the user's host listens on loopback only
+        lines.append("metricsProvider.httpHost=127.0.0.1")  # (its default is every interface)
     return "\n".join(lines) + "\n"
 
 
@@ -68,7 +74,8 @@ def zookeeper(settings: Settings, view: s.View) -> s.Component:
     return s.Component(
         s.ZOOKEEPER, "zookeeper", settings.images.zookeeper, versions.ZOOKEEPER.version,
         "coordination store for Fluss", setup,
-        ports=(s.Port("client", settings.ports.zookeeper, settings.ports.zookeeper, published=False),),
-        health=s.Health("zookeeper", "client"),
+        ports=(s.Port("client", settings.ports.zookeeper, settings.ports.zookeeper, published=False),
+               metrics_port(settings.ports.zookeeper_metrics, settings.ports.zookeeper_metrics)),
+        health=s.Health("zookeeper", "client"), metrics=s.Metrics("metrics"),
         data_dir="/data", volume_size=settings.volumes.zookeeper, memory=settings.memory.zookeeper, conf_dir=CONF_DIR,
         start_seconds=60)  # a standalone server is up in seconds

@@ -32,6 +32,7 @@ from sagaz_lakehouse.kube.api import Cluster, describe
 from sagaz_lakehouse.kube.applyset import VERSION_OF_GROUP, ApplySet, group_kind, prunable, split_group_kind
 from sagaz_lakehouse.kube.rollout import WORKLOAD_KINDS, Readiness, crash_loops, diagnose, pods_of, readiness
 from sagaz_lakehouse.stack import View
+from sagaz_lakehouse.targets import kubernetes as kube_target
 
 Obj = dict[str, Any]
 Log = Callable[[str], None]
@@ -62,7 +63,7 @@ class KubernetesDriver:
         self._cluster: Cluster | None = None
         self._forwards: Any = None  # the PortForwards of the running client_endpoints block
         self.applyset = ApplySet(settings.project, settings.namespace)
-        self.stack: s.Stack = build_stack(settings, View.INTERNAL)
+        self.stack: s.Stack = build_stack(settings, View.INTERNAL, kube_target.instance_address)
 
     # ------------------------------------------------------------------------------------------ plumbing
 
@@ -431,7 +432,7 @@ class KubernetesDriver:
         # ZooKeeper too: doctor checks every component from the host, and it is at ports.zookeeper there.
         for component, port in ((s.ZOOKEEPER, p.zookeeper), (s.MINIO, p.minio), (s.REST_CATALOG, p.rest_catalog),
                                 (s.JOBMANAGER, p.flink_rest), (s.TRINO, p.trino),
-                                (s.FLINK_SQL_GATEWAY, p.flink_sql_gateway)):
+                                (s.FLINK_SQL_GATEWAY, p.flink_sql_gateway), (s.PROMETHEUS, p.prometheus)):
             result.append(Forward(component, port, port, functools.partial(self.ready_pod, component)))
         return result
 

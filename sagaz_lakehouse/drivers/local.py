@@ -50,7 +50,7 @@ class LocalDriver:
         self._check_ports(running)
         javas = self._javas()
         installer = Installer(self.cache, self.settings.local.maven_repository, self.settings.local.minio_binary,
-                              self.progress)
+                              self.progress, self.settings.local.prometheus_binary)
         installer.check_minio()
         plan = {"run_dir": str(self.layout.run_dir), "cache_dir": str(self.cache),
                 "would_start": [n for _, n in instances if n not in running], "already_running": sorted(running),

@@ -79,7 +79,13 @@ def files(settings: Settings, credentials: Credentials) -> list[RenderedFile]:
 
 
 def cluster_stack(settings: Settings) -> Stack:
-    return build_stack(settings, View.INTERNAL)
+    return build_stack(settings, View.INTERNAL, instance_address)
+
+
+def instance_address(component: Component, name: str) -> str:
+    """An instance inside the cluster: a replica by its DNS name under the headless Service, anything else by its
+    ClusterIP Service."""
+    return f"{name}.{headless_name(component)}" if component.replicated else component.name
 
 
 def manifests(settings: Settings, credentials: Credentials) -> list[Manifest]:

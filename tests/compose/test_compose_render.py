@@ -130,7 +130,7 @@ def test_ports_published_on_loopback_only_for_external_endpoints(variant):
             published[int(port)] = name
     p = settings.ports
     expected = {p.minio, p.minio_console, p.rest_catalog, p.flink_rest, p.trino, p.fluss_coordinator,
-                p.flink_sql_gateway}
+                p.flink_sql_gateway, p.prometheus}
     expected |= {p.fluss_tablet + i for i in range(settings.replicas.tablet_servers)}
     assert set(published) == expected  # zookeeper and the Flink RPC port stay inside the network
 

@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 ENGINE = REPO / "scripts" / "docker-engine.sh"
 BUILD = REPO / "scripts" / "build-images.py"
 PORTS = {"zookeeper": 32181, "fluss_coordinator": 39123, "fluss_tablet": 39124, "minio": 39000, "minio_console": 39001,
-         "rest_catalog": 38181, "flink_rest": 38081, "flink_rpc": 36123, "trino": 38080}
+         "rest_catalog": 38181, "flink_rest": 38081, "flink_rpc": 36123, "trino": 38080,
+         "prometheus": 39090, "zookeeper_metrics": 37000, "fluss_coordinator_metrics": 39249,
+         "fluss_tablet_metrics": 39250, "flink_jobmanager_metrics": 39280, "flink_taskmanager_metrics": 39281}
 LOG_TAIL = 40
 COMPOSE_LABEL = "com.docker.compose.project"
 

@@ -135,6 +135,32 @@ def test_create_tables_then_doctor_is_green_through_the_containers(stack):
     assert report["metrics"]["tiering_latency_s"] > 0
 
 
+def test_prometheus_scrapes_every_container_and_loads_the_rules(stack, settings):
+    """Inside the compose network: the scrape configuration generated from the model reaches every metrics endpoint
+    (the Fluss and Flink reporters, ZooKeeper's provider, MinIO, Trino with its user header) by service name."""
+    import time
+
+    from sagaz_lakehouse.components import build_stack
+    from sagaz_lakehouse.stack import View
+
+    base = f"http://127.0.0.1:{PORTS['prometheus']}/api/v1"
+    expected = {(c.name, n) for c in build_stack(settings, View.INTERNAL).components if c.metrics
+                for n in c.instance_names()} | {("prometheus", "prometheus")}
+    deadline, down = time.monotonic() + 120, None
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{base}/targets", timeout=10) as response:  # noqa: S310 - loopback
+            targets = json.load(response)["data"]["activeTargets"]
+        assert {(t["labels"]["job"], t["labels"]["instance"]) for t in targets} == expected
+        down = [(t["labels"]["instance"], t["lastError"]) for t in targets if t["health"] != "up"]
+        if not down:
+            break
+        time.sleep(3)
+    assert not down, down
+    with urllib.request.urlopen(f"{base}/rules", timeout=10) as response:  # noqa: S310 - loopback
+        rules = [r for g in json.load(response)["data"]["groups"] for r in g["rules"]]
+    assert rules and all(r["health"] == "ok" for r in rules)
+
+
 def test_thousand_events_reach_iceberg_and_trino_with_their_content(stack, settings):
     batch = f"ct-{uuid.uuid4().hex[:8]}"
     sent = saga_events(batch)

@@ -45,11 +45,12 @@ def test_fluss(engine):
     cfg = image_config(image)
     assert cfg["Entrypoint"] == ["/docker-entrypoint.sh"] and cfg["Cmd"] == ["help"]
     assert not cfg.get("User"), "upstream has no USER line: the servers run as root unless told"
-    out = inside(image, "id -u fluss; ls lib plugins/s3 plugins/iceberg; grep -c bind.listeners conf/server.yaml;"
+    out = inside(image, "id -u fluss; ls lib plugins/s3 plugins/iceberg plugins/prometheus;"
+                        " grep -c bind.listeners conf/server.yaml;"
                         " command -v envsubst coordinator-server.sh tablet-server.sh; pwd")
     assert out.split()[0] == "9999"
     for jar in ("fluss-server-0.9.1-incubating.jar", "fluss-fs-s3-0.9.1-incubating.jar",
-                "fluss-lake-iceberg-0.9.1-incubating.jar"):
+                "fluss-lake-iceberg-0.9.1-incubating.jar", "fluss-metrics-prometheus-0.9.1-incubating.jar"):
         assert jar in out
     assert out.rstrip().endswith("/opt/fluss")
     usage = must(run(["docker", "run", "--rm", "--network", "none", image]), "fluss help").stdout
@@ -110,3 +111,14 @@ def test_python(engine):
     out = inside(PYTHON_IMAGE, "command -v python python3 pip;"
                                " python -c 'import sys, ssl, sqlite3; print(sys.version)'")
     assert "/usr/local/bin/python" in out and out.strip().splitlines()[-1].startswith("3.11.")
+
+
+def test_prometheus(engine):
+    image = versions.PROMETHEUS.image
+    cfg = image_config(image)
+    assert cfg["Entrypoint"] == ["/bin/prometheus"]
+    assert cfg["Cmd"] == ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
+    assert cfg["User"] == "nobody" and cfg["WorkingDir"] == "/prometheus" and "/prometheus" in cfg["Volumes"]
+    out = inside(image, "id -u; stat -c %U /prometheus /etc/prometheus; command -v wget promtool;"
+                        " promtool check config /etc/prometheus/prometheus.yml")
+    assert out.split()[:3] == ["65534", "nobody", "nobody"] and "/bin/promtool" in out and "SUCCESS" in out

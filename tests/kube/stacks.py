@@ -47,9 +47,12 @@ class Stack:
                         + "\n--- cluster logs ---\n" + self.cluster.log_tail(), pytrace=False)
 
     def owned(self) -> dict[tuple, str]:
-        """ref -> resourceVersion of every object carrying this stack's ApplySet label."""
+        """ref -> resourceVersion of every object carrying this stack's ApplySet label; for a disruption budget its
+        generation instead: its status follows the pods at the disruption controller's own pace, after `up` is
+        done, and only a change of its spec is ours."""
         found = self.driver._owned_objects(set(RENDERED_KINDS))
-        return {ref(o): o["metadata"]["resourceVersion"] for o in found}
+        return {ref(o): str(o["metadata"]["generation"] if o["kind"] == "PodDisruptionBudget"
+                            else o["metadata"]["resourceVersion"]) for o in found}
 
     def api(self) -> Any:
         return self.driver.cluster()

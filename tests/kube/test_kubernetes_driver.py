@@ -91,7 +91,7 @@ def test_server_dry_run_and_diff_change_nothing(stack):
 def test_scaling_taskmanagers_adds_instances_and_reruns_the_submit_task(stack):
     """The submit task's arguments name how many TaskManagers to wait for, so its Job (named by a digest of its
     immutable pod template) is a new one and the superseded one is pruned; the servers roll for nothing but their
-    own replica count."""
+    own replica count. Prometheus rolls too: the new TaskManager is a new scrape target in its configuration."""
     stack.up()
     (first_job,) = stack.api().list("batch/v1", "Job", stack.namespace, "app.kubernetes.io/component=submit-tiering")
     scaled = stack.make(**{"replicas.flink_taskmanagers": "2"})
@@ -100,9 +100,9 @@ def test_scaling_taskmanagers_adds_instances_and_reruns_the_submit_task(stack):
     changed = {name.split(" in namespace")[0] for name, action in actions.items() if action != "unchanged"}
     (job,) = stack.api().list("batch/v1", "Job", stack.namespace, "app.kubernetes.io/component=submit-tiering")
     assert job["metadata"]["name"] != first_job["metadata"]["name"]
-    # Two TaskManagers also get a disruption budget (drained one at a time).
+    # Two TaskManagers also get a disruption budget (drained one at a time), and Prometheus scrapes the new one.
     assert changed == {"StatefulSet flink-taskmanager", "PodDisruptionBudget flink-taskmanager",
-                       f"Job {job['metadata']['name']}"}
+                       f"Job {job['metadata']['name']}", "ConfigMap prometheus-config", "StatefulSet prometheus"}
     assert result["pruned"] == [f"Job {first_job['metadata']['name']} in namespace {stack.namespace}"]
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--taskmanagers") + 1] == "2"

@@ -148,7 +148,8 @@ def test_workload_kinds(variant):
     jobs = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in variant.of_kind("Job")}
     # State (claims), replicas or an instance-aware configuration (the Fluss coordinator binds its pod IP): stable
     # pod names; the JobManager, the SQL Gateway and the Trino coordinator need neither.
-    assert set(stateful) == ({s.ZOOKEEPER, s.MINIO, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TASKMANAGER}
+    assert set(stateful) == ({s.ZOOKEEPER, s.MINIO, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TASKMANAGER,
+                              s.PROMETHEUS}
                              | ({s.TRINO_WORKER} if rep.trino_workers else set()))
     assert set(deployments) == {s.JOBMANAGER, s.FLINK_SQL_GATEWAY, s.TRINO}
     assert jobs == {s.CREATE_BUCKET, s.SUBMIT_TIERING}
@@ -170,7 +171,8 @@ def test_pods_of_replicated_components_carry_the_instance_names(variant):
 
 def test_stateful_parts_claim_their_volume_size(variant):
     vol, sc = variant.settings.volumes, variant.settings.volumes.storage_class
-    sizes = {s.ZOOKEEPER: vol.zookeeper, s.MINIO: vol.minio, s.REST_CATALOG: vol.rest_catalog, s.TABLET: vol.fluss}
+    sizes = {s.ZOOKEEPER: vol.zookeeper, s.MINIO: vol.minio, s.REST_CATALOG: vol.rest_catalog, s.TABLET: vol.fluss,
+             s.PROMETHEUS: vol.prometheus}
     stack = stack_of(variant)
     for name, size in sizes.items():
         (claim,) = variant.get("StatefulSet", name)["spec"]["volumeClaimTemplates"]
@@ -708,11 +710,12 @@ def test_checksum_changes_with_config_and_only_then(default):
                  s.TASKMANAGER):
         assert region[name] != base[name], name
     assert region[s.ZOOKEEPER] == base[s.ZOOKEEPER] and region[s.MINIO] == base[s.MINIO]
-    # Scaling changes no configuration: no server rolls because of it. The one exception is the submit task,
-    # whose arguments name how many TaskManagers to wait for (re-running it is harmless: it skips a running job).
-    assert checksums(render_variant({"replicas.tablet_servers": 3})) == base
+    # Scaling changes no server's configuration: no server rolls because of it. The exceptions are Prometheus,
+    # whose scrape targets are the instances, and the submit task, whose arguments name how many TaskManagers to
+    # wait for (re-running it is harmless: it skips a running job).
+    assert changed(checksums(render_variant({"replicas.tablet_servers": 3})), base) == {s.PROMETHEUS}
     scaled = checksums(render_variant({"replicas.tablet_servers": 3, "replicas.flink_taskmanagers": 2}))
-    assert changed(scaled, base) == {s.SUBMIT_TIERING}
+    assert changed(scaled, base) == {s.SUBMIT_TIERING, s.PROMETHEUS}
     # A Flink-only setting rolls Flink and nothing else.
     slots = checksums(render_variant({"replicas.flink_task_slots": 4}))
     assert changed(slots, base) == {s.JOBMANAGER, s.TASKMANAGER}

@@ -145,7 +145,8 @@ def fresh_machine(tmp_path) -> tuple[list[str], dict[str, str]]:
 
 def test_local_up_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
     ports, env = fresh_machine(tmp_path)
-    result = invoke("up", "--dry-run", *ports, "--set", "local.minio_binary=/bin/true", env=env)
+    result = invoke("up", "--dry-run", *ports, "--set", "local.minio_binary=/bin/true",
+                    "--set", "local.prometheus_binary=/bin/true", env=env)
     assert result.exit_code == 0, result.output
     assert "dry run: would start zookeeper, minio" in result.stdout
     assert not (tmp_path / "no-such-cache").exists() and not (tmp_path / "run").exists()

@@ -58,3 +58,25 @@ def test_not_healthy_fails_naming_the_state(state, monkeypatch):
 def test_no_row_for_it_fails(monkeypatch):
     outcome, detail = zookeeper_check("compose", [{"component": "trino", "state": "healthy"}], monkeypatch)
     assert outcome == doctor.FAIL and "reports no zookeeper" in detail
+
+
+def test_tiering_lag_per_table_from_prometheus(monkeypatch):
+    from sagaz_lakehouse import clients, config, doctor, wiring
+    from sagaz_lakehouse.stack import View
+
+    answers = {
+        "query": {"data": {"result": [
+            {"metric": {"database": "sagaz", "table": "saga_events"}, "value": [0, "45000"]},
+            {"metric": {"database": "sagaz", "table": "fresh"}, "value": [0, "-1"]}]}},  # never tiered: left out
+        "targets": {"data": {"activeTargets": [{"labels": {"instance": "zookeeper"}, "health": "up", "scrapeUrl": ""},
+                                               {"labels": {"instance": "trino"}, "health": "up", "scrapeUrl": ""}]}},
+    }
+    monkeypatch.setattr(clients, "http_json",
+                        lambda url, timeout=5.0: answers["query" if "query" in url else "targets"])
+    settings = config.load(None, environ={})
+    endpoints = wiring.endpoints(settings, View.EXTERNAL)
+    assert doctor.tiering_lag(endpoints) == {"sagaz.saga_events": 45.0}
+    with pytest.raises(doctor.CheckFailed) as failed:  # 45 s > 3 x 10 s freshness (dev)
+        doctor._prometheus(settings, endpoints)
+    assert failed.value.status == doctor.WARN
+    assert failed.value.detail == "2/2 targets up; tiering lag: sagaz.saga_events 45.0s (alert above 30s)"

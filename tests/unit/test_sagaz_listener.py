@@ -16,7 +16,7 @@ import pytest
 from sagaz import Saga, action, compensate
 
 from sagaz_lakehouse.saga_events import SagaEvent
-from sagaz_lakehouse.sagaz import FlussAnalyticsListener, FlussSink, Overflow
+from sagaz_lakehouse.sagaz import FlussAnalyticsListener, FlussSink, ListenerStats, Overflow
 
 pytestmark = pytest.mark.unit
 
@@ -295,3 +295,19 @@ def test_an_unacknowledged_batch_keeps_its_writer_until_stuck_after(stuck_after:
     stats = analytics.stats
     assert stats.written == 6 and len(sink.rows) == 6 and stats.dropped == 0
     assert stats.retried == (6 if replaced else 0)  # re-sent only when the connection was replaced
+
+
+def test_prometheus_stats_hook_counts_every_listener_counter():
+    from prometheus_client import CollectorRegistry
+
+    from sagaz_lakehouse.sagaz import PROMETHEUS_COUNTERS, prometheus_stats_hook
+
+    registry = CollectorRegistry()
+    hook = prometheus_stats_hook(registry)
+    hook("dropped", 3)
+    hook("dropped", 2)
+    hook("written", 7)
+    hook("no-such-counter", 1)  # a counter added later is ignored, never raised into the listener
+    assert registry.get_sample_value("sagaz_lakehouse_listener_events_dropped_total") == 5
+    assert registry.get_sample_value("sagaz_lakehouse_listener_events_written_total") == 7
+    assert set(PROMETHEUS_COUNTERS) == set(ListenerStats().as_dict()) - {"pending"}
