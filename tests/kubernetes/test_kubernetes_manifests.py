@@ -678,8 +678,12 @@ def test_checksum_changes_with_config_and_only_then(default):
     assert region[s.ZOOKEEPER] == base[s.ZOOKEEPER] and region[s.MINIO] == base[s.MINIO]
     # Scaling changes no configuration: no server rolls because of it. The one exception is the submit task,
     # whose arguments name how many TaskManagers to wait for (re-running it is harmless: it skips a running job).
-    assert checksums(render_variant({"replicas.tablet_servers": 3})) == base
-    scaled = checksums(render_variant({"replicas.tablet_servers": 3, "replicas.flink_taskmanagers": 2}))
+    # (With the replication pinned: by default it follows the number of tablet servers, and then a third server
+    # does change every server's settings.)
+    assert checksums(render_variant({"replicas.tablet_servers": 3, "durability.replication_factor": 2,
+                                     "durability.min_in_sync_replicas": 1})) == base
+    scaled = checksums(render_variant({"replicas.tablet_servers": 3, "replicas.flink_taskmanagers": 2,
+                                       "durability.replication_factor": 2, "durability.min_in_sync_replicas": 1}))
     assert changed(scaled, base) == {s.SUBMIT_TIERING}
     # A Flink-only setting rolls Flink and nothing else.
     slots = checksums(render_variant({"replicas.flink_task_slots": 4}))
