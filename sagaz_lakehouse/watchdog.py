@@ -289,6 +289,21 @@ def read_state(run_dir: Path) -> dict[str, ComponentState]:
     return {name: ComponentState(**values) for name, values in data.get("components", {}).items()}
 
 
+def forget_state(run_dir: Path, names: Sequence[str]) -> None:
+    """Drop the record of ``names`` (``up`` started them afresh); call it while the watchdog is stopped."""
+    states = read_state(run_dir)
+    if any(name in states for name in names):
+        write_state(run_dir, {n: s for n, s in states.items() if n not in names})
+
+
+def forget(run_dir: Path) -> None:
+    """After ``down``: no start specs (nothing to restart) and no record; the watchdog's log stays."""
+    for sub in ("specs", "env"):
+        for path in (folder(run_dir) / sub).glob("*"):
+            path.unlink(missing_ok=True)
+    state_path(run_dir).unlink(missing_ok=True)
+
+
 def write_state(run_dir: Path, states: Mapping[str, ComponentState]) -> None:
     _private_dirs(run_dir)
     _write_private(state_path(run_dir), json.dumps(
@@ -517,8 +532,7 @@ class Watchdog:
     def _restart(self, spec: StartSpec, specs: Mapping[str, StartSpec], state: ComponentState, track: _Tracked,
                  now: float) -> bool:
         # Dependencies must answer, not just exist: a coordinator started before its catalog answers exits at once.
-        waiting = [d for d in spec.depends_on if d in specs and not (
-            self._running(d) and (specs[d].health is None or specs[d].health.ok()))]
+        waiting = [d for d in spec.depends_on if d in specs and not self._answers(specs[d])]
         if waiting:
             return self._set(state, "waiting", f"waiting for {', '.join(waiting)}")
         window_start = self.wall() - self.policy.crash_loop_window
@@ -556,6 +570,10 @@ class Watchdog:
         track.dead_since, track.started_at, track.healthy = None, now, False
         self.log(f"{spec.name}: {state.detail} [restart {state.restarts}]")
         return True
+
+    def _answers(self, spec: StartSpec) -> bool:
+        health = spec.health
+        return self._running(spec.name) and (health is None or health.ok())
 
     def _running(self, name: str) -> bool:
         """By the pid file alone: ``_spawn`` returns only after the exec, so a fresh child is recognisable, and a
