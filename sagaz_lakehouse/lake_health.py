@@ -23,6 +23,7 @@ Signals, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -112,7 +113,8 @@ def stalled_now(sample: Sample, freshness_s: float, table: str, factor: float = 
     return [Finding("stalled-tiering", table, None,
                     f"{sum(pending.values())} records pending in {len(pending)} bucket(s), newest Iceberg snapshot "
                     f"{age:.0f}s old (freshness {freshness_s:.0f}s)",
-                    "is the tiering job RUNNING? see the Flink TaskManager log")]
+                    "is the tiering job RUNNING? see `sagaz-lakehouse logs flink-taskmanager`; a tiering job that "
+                    "hangs while RUNNING is repaired by restarting the JobManager (README, Operations)")]
 
 
 def log_behind_lake(sample: Sample, table: str) -> list[Finding]:
@@ -199,23 +201,44 @@ async def sample(connection: Any, database: str, table: str, iceberg_age_s: floa
     return Sample(time.monotonic(), dict(ends), lake, snapshot_id, iceberg_age_s)
 
 
+KV_UNAVAILABLE_HINT = ("the bucket has no leader or its KV failed to initialise; see the tablet server logs "
+                       "(`sagaz-lakehouse logs fluss-tablet`); repair: README, Operations")
+
+
 async def kv_probe(connection: Any, database: str, table: str, timeout: float = 20.0) -> list[Finding]:
-    """Read one row from every bucket's primary-key state (a limit scan goes to the bucket leader's RocksDB)."""
+    """Read one row from every bucket's primary-key state (a limit scan goes to the bucket leader's RocksDB); the
+    buckets are read concurrently, so the whole probe takes at most ``timeout`` seconds."""
     import fluss
 
     tbl = await connection.get_table(fluss.TablePath(database, table))
     info = tbl.get_table_info()
-    findings = []
-    for bucket in range(info.num_buckets):
+
+    async def one(bucket: int) -> Finding | None:
         scanner = tbl.new_scan().limit(1).create_bucket_batch_scanner(fluss.TableBucket(info.table_id, bucket))
         try:
             await asyncio.wait_for(scanner.to_arrow(), timeout)
         except Exception as exc:  # any error here is the finding
-            findings.append(Finding("kv-unavailable", f"{database}.{table}", bucket,
-                                    f"{type(exc).__name__}: {str(exc)[:300]}",
-                                    "the bucket has no leader or its KV failed to initialise; see the tablet "
-                                    "server logs (`sagaz-lakehouse logs fluss-tablet-N`)"))
-    return findings
+            return Finding("kv-unavailable", f"{database}.{table}", bucket,
+                           f"{type(exc).__name__}: {str(exc)[:300]}", KV_UNAVAILABLE_HINT)
+        return None
+
+    found = await asyncio.gather(*(one(b) for b in range(info.num_buckets)))
+    return [f for f in found if f is not None]
+
+
+async def check(connection: Any, database: str, table: str, freshness_s: float, iceberg_age_s: float | None,
+                kv_timeout: float = 10.0) -> list[Finding] | None:
+    """One look at a table, for ``status`` and ``doctor``: tiering stalled (records pending while the newest
+    Iceberg snapshot is older than 3x freshness), log behind the lake, buckets whose KV does not answer. None: the
+    table does not exist."""
+    import fluss
+
+    if not await connection.get_admin().table_exists(fluss.TablePath(database, table)):
+        return None
+    seen = await sample(connection, database, table, iceberg_age_s)
+    name = f"{database}.{table}"
+    return [*stalled_now(seen, freshness_s, name), *log_behind_lake(seen, name),
+            *await kv_probe(connection, database, table, kv_timeout)]
 
 
 async def watch(connection: Any, database: str, table: str, freshness_s: float, duration_s: float | None = None,
@@ -229,6 +252,26 @@ async def watch(connection: Any, database: str, table: str, freshness_s: float, 
         await asyncio.sleep(interval_s)
         samples.append(await sample(connection, database, table))
     return [*log_behind_lake(samples[-1], name), *stalled(samples, freshness_s, name)]
+
+
+def observe(settings: Any, credentials: Any, endpoints: Any) -> list[Finding] | None:
+    """:func:`check` of the saga_events table of a running stack (None: the table does not exist yet). The age of
+    the newest Iceberg snapshot comes from the REST catalog; if the catalog does not answer, only the Fluss-side
+    signals are judged."""
+    from sagaz_lakehouse import clients, tables
+    from sagaz_lakehouse.doctor import _parse_seconds
+
+    age = None
+    with contextlib.suppress(Exception):  # no Iceberg table yet, catalog down: judged by Fluss alone
+        catalog = clients.iceberg_catalog(settings, credentials, endpoints)
+        age = iceberg_snapshot_age(catalog.load_table(f"{settings.lake.database}.{tables.TABLE}"))
+
+    async def run() -> list[Finding] | None:
+        async with clients.fluss_connection(endpoints) as connection:
+            return await check(connection, settings.lake.database, tables.TABLE, _parse_seconds(settings.freshness),
+                               age)
+
+    return asyncio.run(run())
 
 
 def iceberg_snapshot_age(iceberg_table: Any) -> float | None:
