@@ -265,3 +265,38 @@ def test_a_component_waits_until_its_dependency_answers_its_health_probe(run_dir
     state = wd.read_state(run_dir)["coordinator"]
     assert (state.state, state.detail) == ("waiting", "waiting for catalog")
     assert wd.component_pid(run_dir, "coordinator") is None
+
+
+def local_driver(run_dir: Path):
+    from sagaz_lakehouse import config
+    from sagaz_lakehouse.drivers.local import LocalDriver
+
+    settings = config.load(None, {"local.run_dir": str(run_dir)}, environ={})
+    return LocalDriver(settings, run_dir.parent, progress=lambda _m: None)
+
+
+def test_status_shows_restarts_last_exit_and_a_crash_loop_with_its_log_tail(run_dir):
+    wd.write_state(run_dir, {
+        "fluss-tablet-0": wd.ComponentState("running", restarts=2, last_exit="signal 9 (SIGKILL)"),
+        "fluss-tablet-1": wd.ComponentState("crash loop", restarts=5, last_exit="exit code 1",
+                                            detail="5 restarts within 10 min; not restarting", log_tail="boom")})
+    wd.write_spec(run_dir, "fluss-tablet-0", sleeper(run_dir))  # specs but no watchdog: status says so
+    rows = {r["component"]: r for r in local_driver(run_dir).status()}
+    tablet0, tablet1 = rows["fluss-tablet-0"], rows["fluss-tablet-1"]
+    assert (tablet0["restarts"], tablet0["last_exit"]) == (2, "signal 9 (SIGKILL)")
+    assert "2 restart(s)" in tablet0["detail"] and "SIGKILL" in tablet0["detail"]
+    assert tablet1["state"] == "crash loop" and tablet1["log_tail"] == "boom" and tablet1["restarts"] == 5
+    assert rows["watchdog"]["state"] == "stopped"
+    assert "restarts" not in rows["zookeeper"]
+
+
+def test_down_stops_the_watchdog_first_and_every_component_with_a_pid_file(run_dir):
+    """Including an instance the settings no longer name (a third tablet server after scaling down)."""
+    start_component(run_dir, "fluss-tablet-2", sleeper(run_dir))
+    wd.write_spec(run_dir, "fluss-tablet-2", sleeper(run_dir))
+    watchdog_pid = wd.start(run_dir)
+    assert wd.running_pid(run_dir) == watchdog_pid
+    local_driver(run_dir).down()
+    assert wd.running_pid(run_dir) is None
+    assert wd.component_pid(run_dir, "fluss-tablet-2") is None
+    assert wd.load_specs(run_dir) == {} and wd.read_state(run_dir) == {}
