@@ -669,8 +669,8 @@ def run_configuration(conf: Configuration, opts: argparse.Namespace) -> dict[str
             elif result.lost or problem:
                 result.notes.append("stack rebuilt (down --purge, up) before the next fault")
                 fresh_stack(stack)
-            elif result.lake_s is None:
-                result.notes.append(f"tiering repaired by a JobManager restart: {repair_tiering(stack)}")
+            elif result.lake_s is None:  # the watchdog's liveness check should have repaired it: see the notes
+                result.notes.append(f"afterwards: {repair_tiering(stack)}")
             report["results"].append(result)
             print(f"[{conf.name}]   → {_row(result, stack.settings.freshness)}", file=sys.stderr, flush=True)
     except Exception as exc:  # keep what was measured, say why it stopped
@@ -777,7 +777,7 @@ def main() -> None:
                         help="seconds from the whole-stack kill to `up`")
     parser.add_argument("--after", type=float, default=5.0, help="seconds of writes after they came back")
     parser.add_argument("--max-outage", type=float, default=150.0, help="give up on writes after this")
-    parser.add_argument("--lake-grace", type=float, default=90.0,
+    parser.add_argument("--lake-grace", type=float, default=150.0,
                         help="wait up to freshness + this for Iceberg to hold every acknowledged event")
     parser.add_argument("--budget", type=float, default=38 * 60, help="seconds per configuration")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "chaos.md")

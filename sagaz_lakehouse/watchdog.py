@@ -197,10 +197,11 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def tiering_liveness(bootstrap: str, database: str, freshness: str, python: str = sys.executable) -> Liveness:
-    """The JobManager's liveness check: its tiering job can hang while RUNNING (apache/fluss#3261); two
-    back-to-back windows of 3x freshness without lake progress while records wait get it restarted."""
+    """The JobManager's liveness check: its tiering job can hang while RUNNING (apache/fluss#3261); one window of
+    3x freshness without lake progress while records wait (what ``status`` calls stalled) gets it restarted. The
+    windows run back to back, so a stall is acted on within 6x freshness; the grace covers the resubmission."""
     return Liveness((python, "-m", "sagaz_lakehouse.lake_health", "--bootstrap", bootstrap, "--database", database,
-                     "--freshness", freshness), interval=0, failures=2, grace=60)
+                     "--freshness", freshness), interval=0, failures=1, grace=60)
 
 
 def write_spec(run_dir: Path, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, *,
