@@ -354,8 +354,16 @@ def iceberg_ids(stack: Stack, tag: str) -> tuple[set[str], int]:
 
 def trino_ids(stack: Stack, tag: str) -> tuple[set[str], int]:
     sql = f"SELECT event_id FROM {stack.settings.lake.database}.{tables.TABLE} WHERE saga_name = ?"  # noqa: S608
-    ids = [row[0] for row in clients.trino_query(stack.endpoints, sql, (tag,), timeout=120)]
-    return set(ids), len(ids)
+    deadline = time.monotonic() + 180  # a restarted Trino answers SERVER_STARTING_UP for a while
+    while True:
+        try:
+            ids = [row[0] for row in clients.trino_query(stack.endpoints, sql, (tag,), timeout=120)]
+            return set(ids), len(ids)
+        except Exception as exc:
+            starting = "SERVER_STARTING_UP" in str(exc) or isinstance(exc, OSError)
+            if not starting or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 async def end_offsets(endpoints: wiring.Endpoints, database: str) -> tuple[int, dict[int, int]]:
