@@ -10,8 +10,8 @@ CACHE ?= $(or $(SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR),$(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR := $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests tools \
-	chromium bench-local bench-compose bench-sagaz bench-kubernetes clean
+.PHONY: install up down test test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests \
+	tools chromium bench-local bench-compose bench-sagaz bench-kubernetes chaos clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -70,6 +70,12 @@ test: install lint tools ## lint + every test, the real-engine ones included
 
 bench-local: install
 	$(PYTHON) bench/local.py --out bench/results/local.md
+
+# Ports: CHAOS_PORT_BASE + the usual ones (22181, 29123, ...), so it runs beside a default stack. Restarts are the
+# watchdog's that `up` starts; the whole-stack kill is followed by `up`. CHAOS_ARGS: e.g. --config rf2 --budget 600.
+CHAOS_PORT_BASE ?= 20000
+chaos: install ## kill -9 / SIGTERM each component during writes: losses, duplicates, recovery times (< 40 min)
+	$(PYTHON) bench/chaos.py --port-base $(CHAOS_PORT_BASE) --out bench/results/chaos.md $(CHAOS_ARGS)
 
 bench-compose: install tools ## the compose target against the local target, measured in the same run
 	$(WITH_ENGINE) $(PYTHON) bench/compose.py --out bench/results/compose.md

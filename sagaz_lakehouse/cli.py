@@ -357,13 +357,17 @@ def down(
 def status(options: Options) -> int:
     """Show each component, whether it runs and is healthy, and where to reach it. Exit 1 unless all healthy."""
     settings, base_dir = options.settings()
-    rows = options.driver(settings, base_dir).status()
+    driver = options.driver(settings, base_dir)
+    rows = driver.status()
     _add_tiering_lag(settings, rows)
+    rows += _lake_rows(options, settings, base_dir, driver, rows)
     lines = [f"{'COMPONENT':<22} {'STATE':<10} {'ENDPOINT':<26} DETAIL"]
     lines += [f"{r['component']:<22} {r['state']:<10} {r.get('endpoint') or '-':<26} {r.get('detail', '')}".rstrip()
               for r in rows]
+    lines += [f"\n{r['component']} ({r['state']}), last lines of its log:\n{r['log_tail']}"
+              for r in rows if r.get("log_tail")]
     options.emit(rows, "\n".join(lines))
-    healthy = all(r["state"] in ("healthy", "completed") for r in rows)
+    healthy = all(r["state"] in ("healthy", "completed", "unknown") for r in rows)  # unknown: not observed
     if not healthy and not options.as_json:
         stopped = all(r["state"] in ("stopped", "absent") for r in rows)
         typer.echo("hint: nothing is running; start the stack with `sagaz-lakehouse up`" if stopped else
@@ -387,6 +391,25 @@ def _add_tiering_lag(settings: Any, rows: list[dict[str, Any]]) -> None:
     shown = ", ".join(f"{table} {lag:.1f}s" for table, lag in sorted(lags.items())) or "no table tiered yet"
     row["detail"] = "; ".join(filter(None, [row.get("detail", ""), f"tiering lag: {shown}"]))
     row["tiering_lag_seconds"] = lags
+
+
+def _lake_rows(options: Options, settings: Any, base_dir: Any, driver: Any,
+               rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per lake_health finding (stalled table, log behind the lake, a bucket whose KV does not answer),
+    judged only while the Fluss servers are healthy (otherwise their own rows say what is wrong)."""
+    from sagaz_lakehouse import lake_health
+
+    fluss_rows = [r for r in rows if r["component"].startswith("fluss-")]
+    if not fluss_rows or any(r["state"] != "healthy" for r in fluss_rows):
+        return []
+    try:
+        with driver.client_endpoints() as endpoints:
+            findings = lake_health.observe(settings, options.credentials(settings, base_dir), endpoints)
+    except Exception as exc:  # status reports; it never fails on the lake check itself
+        return [{"component": f"{settings.lake.database}.saga_events", "state": "unknown", "pid": None,
+                 "endpoint": "", "detail": f"lake health not observed: {type(exc).__name__}: {str(exc)[:200]}"}]
+    return [{"component": f.table if f.bucket is None else f"{f.table}[{f.bucket}]", "state": f.kind, "pid": None,
+             "endpoint": "", "detail": f"{f.detail}; hint: {f.hint}"} for f in findings or []]
 
 
 @command()

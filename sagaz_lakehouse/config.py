@@ -97,7 +97,8 @@ class Ports:
 
 @dataclass(frozen=True)
 class Replicas:
-    tablet_servers: int = setting(1, "number of Fluss tablet servers", minimum=1, maximum=64)
+    tablet_servers: int = setting(2, "number of Fluss tablet servers (2 so that every bucket has a second replica; "
+                                  "3 recommended in prod, see durability)", minimum=1, maximum=64)
     flink_taskmanagers: int = setting(1, "number of Flink TaskManagers", minimum=1, maximum=64)
     flink_task_slots: int = setting(2, "task slots per Flink TaskManager", minimum=1, maximum=64)
     trino_workers: int = setting(0, "Trino workers besides the coordinator (0: coordinator also works)",
@@ -162,6 +163,23 @@ class Monitoring:
 
 
 @dataclass(frozen=True)
+class Durability:
+    """How Fluss keeps acknowledged writes (server options; see docs/fluss-hw-truncation.md for why)."""
+
+    replication_factor: int = setting(0, "replicas of each bucket of new tables (Fluss default.replication.factor); "
+                                      "0: as many as tablet servers, at most 3. With 1, an unclean tablet-server "
+                                      "stop loses acknowledged writes", minimum=0, maximum=64)
+    min_in_sync_replicas: int = setting(0, "replicas that must have a write before acks=all succeeds (Fluss "
+                                        "log.replica.min-in-sync-replicas-number); 0: 2 with 3 or more replicas, "
+                                        "else 1", minimum=0, maximum=64)
+    hw_checkpoint_interval: str = setting("", "how often tablet servers save the high watermark (Fluss "
+                                          "log.replica.high-watermark.checkpoint-interval); bounds what an unclean "
+                                          "stop can lose while a bucket has a single in-sync replica; empty: 1s "
+                                          "(upstream: 5s)", pattern=re.compile(r"^$|" + DURATION.pattern),
+                                          expect="a duration like 100ms or 5s")
+
+
+@dataclass(frozen=True)
 class Secrets:
     file: str = setting("", "YAML file (mode 0600) with s3_access_key and s3_secret_key; alternatively set "
                         "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY and SAGAZ_LAKEHOUSE_S3_SECRET_KEY. Required in prod; "
@@ -212,6 +230,7 @@ class Settings:
     volumes: Volumes = section(Volumes, "persistent storage")
     lake: Lake = section(Lake, "object store, warehouse and table settings")
     monitoring: Monitoring = section(Monitoring, "what Prometheus scrapes besides the stack")
+    durability: Durability = section(Durability, "Fluss replication and high-watermark persistence")
     secrets: Secrets = section(Secrets, "where credentials come from (never from this file)")
     local: Local = section(Local, "local target (native processes)")
     compose: Compose = section(Compose, "compose target")
@@ -224,6 +243,20 @@ class Settings:
     @property
     def freshness(self) -> str:
         return self.lake.freshness or profile(self.profile).freshness
+
+    @property
+    def replication_factor(self) -> int:
+        # One replica loses acknowledged writes on an unclean restart (docs/fluss-hw-truncation.md).
+        return self.durability.replication_factor or min(self.replicas.tablet_servers, 3)
+
+    @property
+    def min_in_sync_replicas(self) -> int:
+        # With 3 replicas, 2 in sync keep writes going while one server is down and every ack on two logs.
+        return self.durability.min_in_sync_replicas or (2 if self.replication_factor >= 3 else 1)
+
+    @property
+    def hw_checkpoint_interval(self) -> str:
+        return self.durability.hw_checkpoint_interval or profile(self.profile).hw_checkpoint_interval
 
     @property
     def tiering_poll(self) -> str:
@@ -441,7 +474,7 @@ def mebibytes(quantity: str) -> int:
 
 
 def cross_field_problems(settings: Settings) -> list[Problem]:
-    """Checks that span fields: port collisions, image tags."""
+    """Checks that span fields: port collisions, replication against tablet servers, image tags."""
     problems: list[Problem] = []
     owners: dict[int, str] = {}
     for owner, port in host_ports(settings):
@@ -450,12 +483,28 @@ def cross_field_problems(settings: Settings) -> list[Problem]:
                                     f"give ports.{owner} a free port"))
         else:
             owners[port] = owner
+    problems += _durability_problems(settings)
     for name in (f.name for f in dataclasses.fields(Images)):
         image = getattr(settings.images, name)
         tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
         if not tag or tag == "latest":
             problems.append(Problem(f"images.{name}", f"image '{image}' is not pinned to a version tag",
                                     f"use a versioned tag, e.g. {getattr(Images(), name)}"))
+    return problems
+
+
+def _durability_problems(settings: Settings) -> list[Problem]:
+    problems = []
+    if settings.replication_factor > settings.replicas.tablet_servers:
+        problems.append(Problem("durability.replication_factor",
+                                f"{settings.replication_factor} replicas need as many tablet servers, there are "
+                                f"{settings.replicas.tablet_servers}",
+                                "raise replicas.tablet_servers or lower durability.replication_factor"))
+    if settings.min_in_sync_replicas > settings.replication_factor:
+        problems.append(Problem("durability.min_in_sync_replicas",
+                                f"{settings.min_in_sync_replicas} exceeds the replication factor "
+                                f"{settings.replication_factor}: no write could ever be acknowledged",
+                                "set it to at most durability.replication_factor"))
     return problems
 
 

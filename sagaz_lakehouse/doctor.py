@@ -124,6 +124,8 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
     for name, probe in component_probes(settings, credentials, endpoints, _once(status)).items():
         check("components", name, probe)
     check("consistency", "saga_events lake settings", lambda: _table_consistency(settings, endpoints))
+    check("consistency", "saga_events tiering and primary-key state",
+          lambda: _lake_health(settings, credentials, endpoints))
     if quick:
         report.checks.append(Check("data path", "probe event Fluss → Iceberg → Trino", SKIP, "--quick"))
         return report
@@ -275,6 +277,21 @@ def _table_consistency(settings: Settings, endpoints: Endpoints) -> str:
         raise CheckFailed(f"table properties differ from the settings: {wrong}",
                           "the table was created with other settings; see create-tables", status=WARN)
     return f"datalake enabled, freshness {props.get('table.datalake.freshness')}, {table.num_buckets} buckets"
+
+
+def _lake_health(settings: Settings, credentials: Credentials, endpoints: Endpoints) -> str:
+    """A stalled table or a bucket whose KV does not answer (lake_health.check), each named with its hint."""
+    from sagaz_lakehouse import lake_health
+
+    findings = lake_health.observe(settings, credentials, endpoints)
+    if findings is None:
+        raise CheckFailed(f"{settings.lake.database}.{tables.TABLE} does not exist", "run `sagaz-lakehouse "
+                          "create-tables`", status=SKIP)
+    if findings:
+        raise CheckFailed("; ".join(f"{f.kind}: " + (f"bucket {f.bucket}: " if f.bucket is not None else "")
+                                    + f.detail for f in findings),
+                          " | ".join(dict.fromkeys(f.hint for f in findings)))
+    return "tiering keeps up; every bucket's primary-key state answers"
 
 
 # ------------------------------------------------------------------------------------------ data path

@@ -16,17 +16,20 @@ class Profile:
     freshness: str  # table.datalake.freshness: how stale the Iceberg copy may get
     tiering_poll: str  # tiering job's tiering.poll.table.interval (upstream default 30 s)
     kv_snapshot_interval: str  # Fluss kv.snapshot.interval: primary-key tables tier from KV snapshots
+    # Fluss log.replica.high-watermark.checkpoint-interval (upstream 5 s): what a bucket with a single in-sync
+    # replica can lose on a crash (docs/fluss-hw-truncation.md). Cheap: one small file per tablet server.
+    hw_checkpoint_interval: str
     cpu_request: str  # Kubernetes CPU request per container (no CPU limit anywhere: no throttling)
     dev_credentials: bool  # fixed development credentials are acceptable
 
 
 PROFILES: dict[str, Profile] = {
     # Small and fast feedback on one machine: a probe event reaches Iceberg within ~15 s.
-    "dev": Profile("dev", freshness="10s", tiering_poll="2s", kv_snapshot_interval="5s", cpu_request="100m",
-                   dev_credentials=True),
+    "dev": Profile("dev", freshness="10s", tiering_poll="2s", kv_snapshot_interval="5s",
+                   hw_checkpoint_interval="1s", cpu_request="100m", dev_credentials=True),
     # Upstream defaults where they exist (freshness 3 min, poll 30 s); snapshots every minute.
-    "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min", cpu_request="500m",
-                    dev_credentials=False),
+    "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min",
+                    hw_checkpoint_interval="1s", cpu_request="500m", dev_credentials=False),
 }
 
 

@@ -53,7 +53,19 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
         "kv.snapshot.interval": profiles.profile(settings.profile).kv_snapshot_interval,
     }
     props.update({f"datalake.iceberg.{k}": v for k, v in wiring.iceberg_catalog_properties(settings, view).items()})
+    props.update(durability_properties(settings))
     return props
+
+
+def durability_properties(settings: Settings) -> dict[str, str]:
+    """Replication and high-watermark persistence (``ConfigOptions.java`` at v0.9.1-incubating). The coordinator
+    needs the replication factor (it assigns replicas when a table is created), the tablet servers the rest; every
+    server gets all three so they cannot disagree. Why: docs/fluss-hw-truncation.md."""
+    return {
+        "default.replication.factor": str(settings.replication_factor),
+        "log.replica.min-in-sync-replicas-number": str(settings.min_in_sync_replicas),
+        "log.replica.high-watermark.checkpoint-interval": settings.hw_checkpoint_interval,
+    }
 
 
 def listeners(view: s.View, at: s.Instance) -> dict[str, str]:

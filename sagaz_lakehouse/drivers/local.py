@@ -15,13 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse import artifacts, wiring
+from sagaz_lakehouse import artifacts, watchdog, wiring
 from sagaz_lakehouse.config import Settings, resolve_credentials
 from sagaz_lakehouse.distributions import Installer
 from sagaz_lakehouse.errors import ConfigError, Problem, UsageError
 from sagaz_lakehouse.jdk import Java, find_java
-from sagaz_lakehouse.stack import Component, NativeContext, Stack, View
-from sagaz_lakehouse.supervisor import Supervisor, port_owner, start_in_order
+from sagaz_lakehouse.stack import JOBMANAGER, SUBMIT_TIERING, Component, NativeContext, Stack, View
+from sagaz_lakehouse.supervisor import ProcessSpec, Supervisor, port_owner, start_in_order
 from sagaz_lakehouse.targets import local as target
 
 Progress = Callable[[str], None]
@@ -67,7 +67,9 @@ class LocalDriver:
                                  f"-Dsagaz.run-dir={self.layout.run_dir}", self.supervisor.log_file(name))
 
         specs = target.process_specs(self.stack, self.layout, credentials, context)
+        watchdog.stop(self.layout.run_dir)  # it would race `up` for the components `up` starts
         outcome = start_in_order(self.supervisor, specs, self.progress, wait=wait, timeout=timeout)
+        self._watch(specs, [name for name, how in outcome.items() if how == "started"])
         if wait:
             self.progress(f"stack is up ({len(outcome)} components); next: sagaz-lakehouse create-tables")
         return {"dry_run": False, **plan, "components": outcome}
@@ -75,6 +77,9 @@ class LocalDriver:
     def down(self, *, purge: bool = False) -> None:
         """Stop every process with a pid file in the run folder, dependants first; instances the current settings
         no longer name (after scaling down) included."""
+        if watchdog.stop(self.layout.run_dir):  # first: it would restart what `down` stops
+            self.progress("watchdog: stopped")
+        watchdog.forget(self.layout.run_dir)
         known = [n for _, n in self.stack.instances()]
         others = sorted(set(self.supervisor.tracked()) - set(known))
         for name in [*others, *reversed(known)]:
@@ -102,6 +107,25 @@ class LocalDriver:
             rows.append({"component": name, "state": state, "pid": pid,
                          "endpoint": wiring.instance_endpoint(component, name),
                          "detail": f"pid {pid}" if pid else ""})
+        return self._with_restarts(rows)
+
+    def _with_restarts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The watchdog's record per row: restarts, last exit, and a crash loop with its log tail."""
+        run_dir = self.layout.run_dir
+        states = watchdog.read_state(run_dir)
+        for row in rows:
+            record = states.get(row["component"])
+            if record is None:
+                continue
+            row.update(restarts=record.restarts, last_exit=record.last_exit)
+            if record.restarts:
+                row["detail"] = ", ".join(filter(None, [row["detail"], f"{record.restarts} restart(s)",
+                                                        record.last_exit and f"last died: {record.last_exit}"]))
+            if record.state in ("crash loop", "failed"):
+                row.update(state=record.state, detail=record.detail, log_tail=record.log_tail)
+        if watchdog.load_specs(run_dir) and watchdog.running_pid(run_dir) is None:
+            rows.append({"component": "watchdog", "state": "stopped", "pid": None, "endpoint": "",
+                         "detail": "nothing restarts a component that dies; `sagaz-lakehouse up` starts it"})
         return rows
 
     def logs(self, component: str, lines: int) -> str:
@@ -120,6 +144,31 @@ class LocalDriver:
         yield wiring.endpoints(self.settings, View.EXTERNAL)
 
     # ------------------------------------------------------------------------------------------ helpers
+
+    def _watch(self, specs: list[ProcessSpec], started: list[str]) -> None:
+        """Record how to start each long-lived instance again, then start the watchdog (sagaz_lakehouse.watchdog):
+        it restarts an instance that dies, with backoff. A restarted JobManager gets the tiering job resubmitted,
+        and one whose tiering job stops committing while records wait is restarted (lake_health liveness)."""
+        run_dir = self.layout.run_dir
+        by_name = {spec.name: spec for spec in specs}
+        submit = by_name.get(SUBMIT_TIERING)
+        for spec in specs:
+            if spec.one_shot:
+                continue
+            jobmanager = spec.name == JOBMANAGER
+            watchdog.write_spec(
+                run_dir, spec.name, spec.argv, spec.env, cwd=spec.cwd,
+                depends_on=[d for d in spec.depends_on if d in by_name and not by_name[d].one_shot],
+                ports=spec.ports, health=watchdog.health_from_probe(spec.health), fingerprint=spec.fingerprint(),
+                after_start=[submit.argv] if jobmanager and submit else [],
+                liveness=self._tiering_liveness() if jobmanager else None)
+        watchdog.forget_state(run_dir, started)  # started afresh: an old crash loop no longer holds
+        watchdog.start(run_dir)
+
+    def _tiering_liveness(self) -> watchdog.Liveness:
+        endpoints = wiring.endpoints(self.settings, View.EXTERNAL)
+        return watchdog.tiering_liveness(endpoints.fluss_bootstrap, self.settings.lake.database,
+                                         self.settings.freshness)
 
     def _check_ports(self, running: set[str]) -> None:
         """Before starting anything: every port a stopped instance binds must be free."""

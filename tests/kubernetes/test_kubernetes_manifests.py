@@ -710,11 +710,13 @@ def test_checksum_changes_with_config_and_only_then(default):
                  s.TASKMANAGER):
         assert region[name] != base[name], name
     assert region[s.ZOOKEEPER] == base[s.ZOOKEEPER] and region[s.MINIO] == base[s.MINIO]
-    # Scaling changes no server's configuration: no server rolls because of it. The exceptions are Prometheus,
-    # whose scrape targets are the instances, and the submit task, whose arguments name how many TaskManagers to
-    # wait for (re-running it is harmless: it skips a running job).
-    assert changed(checksums(render_variant({"replicas.tablet_servers": 3})), base) == {s.PROMETHEUS}
-    scaled = checksums(render_variant({"replicas.tablet_servers": 3, "replicas.flink_taskmanagers": 2}))
+    # Scaling changes no server's configuration: no server rolls because of it (with the replication pinned: by
+    # default it follows the number of tablet servers, and then a third server does change every server's
+    # settings). The exceptions are Prometheus, whose scrape targets are the instances, and the submit task, whose
+    # arguments name how many TaskManagers to wait for (re-running it is harmless: it skips a running job).
+    pinned = {"durability.replication_factor": 2, "durability.min_in_sync_replicas": 1}
+    assert changed(checksums(render_variant({"replicas.tablet_servers": 3, **pinned})), base) == {s.PROMETHEUS}
+    scaled = checksums(render_variant({"replicas.tablet_servers": 3, "replicas.flink_taskmanagers": 2, **pinned}))
     assert changed(scaled, base) == {s.SUBMIT_TIERING, s.PROMETHEUS}
     # A Flink-only setting rolls Flink and nothing else.
     slots = checksums(render_variant({"replicas.flink_task_slots": 4}))

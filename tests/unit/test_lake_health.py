@@ -1,0 +1,91 @@
+"""Lake health findings from observations (pure functions; the live probes are exercised in tests/e2e)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sagaz_lakehouse.lake_health import Sample, log_behind_lake, scan_log, stalled, stalled_now, truncations
+
+pytestmark = pytest.mark.unit
+
+FRESHNESS = 10.0
+
+
+def series(ends: list[dict[int, int]], lakes: list[dict[int, int]], step: float = 5.0) -> list[Sample]:
+    return [Sample(at=i * step, end_offsets=e, lake_offsets=lk) for i, (e, lk) in enumerate(zip(ends, lakes,
+                                                                                               strict=True))]
+
+
+def test_a_bucket_whose_log_grows_while_its_lake_offset_stands_still_for_3x_freshness_is_stalled():
+    # 8 samples, 5 s apart: 35 s > 3 x 10 s. Bucket 0 tiers normally, bucket 1 is stuck at 40.
+    ends = [{0: 100 + 10 * i, 1: 100 + 10 * i} for i in range(8)]
+    lakes = [{0: 90 + 10 * i, 1: 40} for i in range(8)]
+    findings = stalled(series(ends, lakes), FRESHNESS, "sagaz.saga_events")
+    assert [(f.kind, f.bucket) for f in findings] == [("stalled-tiering", 1)]
+    assert "log end offset grew 100 → 170 while the lake offset stayed at 40 for 35s" in findings[0].detail
+    assert findings[0].hint
+
+
+def test_records_left_behind_after_the_writes_stopped_are_a_stall_too():
+    idle = [{0: 100, 1: 40}] * 8  # nothing new, but bucket 0 still has 60 records the lake never got
+    findings = stalled(series(idle, [{0: 40, 1: 40}] * 8), FRESHNESS, "t")
+    assert [f.bucket for f in findings] == [0]
+    assert "60 records waiting for the lake: log end offset stayed at 100" in findings[0].detail
+    never = stalled(series(idle, [{}] * 8), FRESHNESS, "t")  # no lake snapshot at all
+    assert [f.bucket for f in never] == [0, 1] and "none (no lake snapshot)" in never[0].detail
+
+
+def test_no_stall_within_3x_freshness_nor_when_the_lake_keeps_up():
+    ends = [{0: 100 + 10 * i} for i in range(6)]  # 25 s: not yet 3 x freshness
+    assert stalled(series(ends, [{0: 40}] * 6), FRESHNESS, "t") == []
+    caught_up = [{0: 100 + i} for i in range(10)]
+    assert stalled(series(caught_up, [{0: 100 + i} for i in range(10)]), FRESHNESS, "t") == []
+    tiered = [{0: 100}] * 10  # everything is in the lake: an idle table is healthy
+    assert stalled(series(tiered, [{0: 100}] * 10), FRESHNESS, "t") == []
+    assert stalled(series(ends[:1], [{0: 40}]), FRESHNESS, "t") == []
+
+
+def test_one_observation_with_an_old_iceberg_snapshot_and_pending_records_is_a_stall():
+    pending = Sample(0, {0: 120, 1: 50}, {0: 100, 1: 50}, iceberg_snapshot_age_s=45)
+    (finding,) = stalled_now(pending, FRESHNESS, "t")
+    assert "20 records pending in 1 bucket(s)" in finding.detail
+    assert stalled_now(Sample(0, {0: 100}, {0: 100}, iceberg_snapshot_age_s=900), FRESHNESS, "t") == []
+    assert stalled_now(Sample(0, {0: 120}, {0: 100}, iceberg_snapshot_age_s=12), FRESHNESS, "t") == []
+
+
+def test_a_log_shorter_than_what_the_lake_already_holds_was_truncated():
+    sample = Sample(0, {0: 26, 1: 70, 2: 0}, {0: 62, 1: 70})
+    (finding,) = log_behind_lake(sample, "sagaz.saga_events")
+    assert (finding.kind, finding.bucket) == ("log-behind-lake", 0)
+    assert "26 is below the offset 62" in finding.detail and "replication factor" in finding.hint
+
+
+# Lines as Fluss 0.9.1-incubating writes them (LogTablet.java, ReplicaManager.java, Replica.java), from a
+# reproduction: bucket 7 recovered its log to offset 66 and was cut back to the saved high watermark 34; bucket 6
+# was cut to its end (harmless, after a graceful stop); bucket 3's KV then failed to initialise.
+TABLET_LOG = """\
+2026-11-25 20:06:24,317 INFO  o.a.f.s.l.LogTablet - Loading writer state for bucket TableBucket{tableId=0, \
+bucket=7} till offset 66
+2026-11-25 20:06:24,319 INFO  o.a.f.s.l.LogTablet - Loading writer state for bucket TableBucket{tableId=0, \
+bucket=6} till offset 32
+2026-11-25 20:06:36,347 INFO  o.a.f.s.r.ReplicaManager - Truncating the logEndOffset for replica id 0 of table \
+bucket TableBucket{tableId=0, bucket=7} to local highWatermark 34 as it becomes the follower
+2026-11-25 20:06:36,370 INFO  o.a.f.s.r.ReplicaManager - Truncating the logEndOffset for replica id 0 of table \
+bucket TableBucket{tableId=0, bucket=6} to local highWatermark 32 as it becomes the follower
+2026-11-25 20:06:36,371 INFO  o.a.f.s.r.ReplicaManager - Truncating the logEndOffset for replica id 0 of table \
+bucket TableBucket{tableId=5, bucket=1} to local highWatermark 9 as it becomes the follower
+2026-11-25 20:06:38,897 WARN  o.a.f.s.r.Replica - Fail to init kv tablet for bucket TableBucket{tableId=0, \
+bucket=3}, retrying for 1 times
+2026-11-25 20:06:38,999 WARN  o.a.f.s.r.Replica - Fail to init kv tablet for bucket TableBucket{tableId=0, \
+bucket=3}, retrying for 2 times
+"""
+
+
+def test_tablet_log_patterns_name_the_damaged_buckets_once_each():
+    findings = scan_log(TABLET_LOG, table_id=0)
+    assert [(f.kind, f.bucket) for f in findings] == [("kv-init-failed", 3), ("log-truncated", 7)]
+    assert "from offset 66 back to 34 (32 records)" in findings[1].detail
+    assert truncations(TABLET_LOG)[(0, 6)] == (32, 32)  # cut to its end: not a finding
+    assert {(f.table, f.bucket) for f in scan_log(TABLET_LOG) if f.kind == "log-truncated"} == {
+        ("table id 0", 7), ("table id 5", 1)}  # end unknown: reported
+    assert scan_log("all quiet\n") == []
