@@ -12,7 +12,8 @@ It depends on no driver internals; its interface is files in the run folder (whi
     "after_start", "fingerprint"}``. ``env_names`` lists the variables the process gets on top of the
     watchdog's own environment; their *values* are never in the spec: they come, at every restart, from the
     ``env_files`` (``KEY=VALUE`` lines, each file 0600, refused otherwise) and otherwise from the watchdog's own
-    environment. ``health`` is ``{"kind": "tcp"|"http", "host", "port", "path", "expect"}`` or null;
+    environment. ``health`` is the supervisor's ``HealthProbe`` as a dict (``kind`` tcp, http or fourletter)
+    or null;
     ``after_start`` is a list of one-shot commands (argv lists, same environment) run once the restarted
     component is healthy (e.g. resubmitting the tiering job after a JobManager restart). ``fingerprint`` is
     copied to ``pids/NAME.config`` so ``up`` does not report a restarted component as out of date.
@@ -47,14 +48,14 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sagaz_lakehouse.supervisor import HealthProbe
 
 SPEC_VERSION = 1
 WATCHDOG_DIR = "watchdog"
@@ -97,38 +98,6 @@ def component_log_file(run_dir: Path, name: str) -> Path:
 
 
 @dataclass(frozen=True)
-class Health:
-    kind: str  # tcp | http
-    host: str
-    port: int
-    path: str = ""
-    expect: str = ""
-
-    def ok(self) -> bool:
-        if self.kind == "tcp":
-            try:
-                with socket.create_connection((self.host, self.port), timeout=2):
-                    return True
-            except OSError:
-                return False
-        try:
-            with urllib.request.urlopen(f"http://{self.host}:{self.port}{self.path}", timeout=3) as answer:
-                body = answer.read().decode(errors="replace")
-                return 200 <= answer.status < 300 and (not self.expect or self.expect in body)
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
-
-
-def health_from_probe(probe: Any) -> Health | None:
-    """The supervisor's HealthProbe as a watchdog Health (ZooKeeper's four-letter probe becomes a TCP connect)."""
-    if probe is None:
-        return None
-    if probe.kind == "http":
-        return Health("http", probe.host, probe.port, probe.path, probe.expect)
-    return Health("tcp", probe.host, probe.port)
-
-
-@dataclass(frozen=True)
 class Liveness:
     """A command that judges a running component from the outside (exit 0 fine, 1 unhealthy, anything else: could
     not tell). ``failures`` unhealthy verdicts in a row make the watchdog kill the component, which is then
@@ -153,7 +122,7 @@ class StartSpec:
     env_files: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
     ports: tuple[int, ...] = ()
-    health: Health | None = None
+    health: HealthProbe | None = None
     after_start: tuple[tuple[str, ...], ...] = ()
     fingerprint: str = ""
     liveness: Liveness | None = None
@@ -174,7 +143,7 @@ class StartSpec:
             name=data["name"], argv=tuple(data["argv"]), cwd=data.get("cwd"),
             env_names=tuple(data.get("env_names", ())), env_files=tuple(data.get("env_files", ())),
             depends_on=tuple(data.get("depends_on", ())), ports=tuple(data.get("ports", ())),
-            health=Health(**health) if health else None,
+            health=HealthProbe(**health) if health else None,
             after_start=tuple(tuple(cmd) for cmd in data.get("after_start", ())),
             fingerprint=data.get("fingerprint", ""),
             liveness=Liveness(**{**liveness, "argv": tuple(liveness["argv"])}) if liveness else None)
@@ -206,7 +175,7 @@ def tiering_liveness(bootstrap: str, database: str, freshness: str, python: str 
 
 def write_spec(run_dir: Path, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, *,
                cwd: Path | str | None = None, env_files: Sequence[Path | str] = (),
-               depends_on: Sequence[str] = (), ports: Sequence[int] = (), health: Health | None = None,
+               depends_on: Sequence[str] = (), ports: Sequence[int] = (), health: HealthProbe | None = None,
                after_start: Sequence[Sequence[str]] = (), fingerprint: str = "",
                liveness: Liveness | None = None) -> StartSpec:
     """Record how ``name`` was started. ``env`` values (which may be secrets) go to a 0600 env file of their

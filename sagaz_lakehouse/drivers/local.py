@@ -159,7 +159,7 @@ class LocalDriver:
             watchdog.write_spec(
                 run_dir, spec.name, spec.argv, spec.env, cwd=spec.cwd,
                 depends_on=[d for d in spec.depends_on if d in by_name and not by_name[d].one_shot],
-                ports=spec.ports, health=watchdog.health_from_probe(spec.health), fingerprint=spec.fingerprint(),
+                ports=spec.ports, health=spec.health, fingerprint=spec.fingerprint(),
                 after_start=[submit.argv] if jobmanager and submit else [],
                 liveness=self._tiering_liveness() if jobmanager else None)
         watchdog.forget_state(run_dir, started)  # started afresh: an old crash loop no longer holds

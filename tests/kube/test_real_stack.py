@@ -22,12 +22,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from node import RealCluster
+from saga_data import saga_events
 
 from sagaz_lakehouse import clients, config, tables, versions
 from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver
@@ -137,18 +137,6 @@ def test_create_tables_and_doctor_pass_through_port_forwards(kube_stack):
 # ---------------------------------------------------------------------------------------------- data
 
 
-def saga_events(batch: str) -> list[dict]:
-    start = datetime(2026, 1, 1, 12, 0, 0)
-    kinds = ["saga_started", "step_completed", "step_failed", "compensation_started", "saga_completed"]
-    return [{
-        "event_id": f"{batch}-{i:04d}", "event_type": kinds[i % len(kinds)], "saga_id": f"saga-{i // 5}",
-        "saga_name": batch, "step_name": f"step-{i % 3}" if i % 5 else None, "duration_ms": i * 3,
-        "total_duration_ms": i * 7, "error_type": "TimeoutError" if i % 5 == 2 else None,
-        "error_message": f"step {i} timed out" if i % 5 == 2 else None,
-        "context_keys": [f"k{j}" for j in range(i % 4)], "timestamp": start + timedelta(milliseconds=i),
-    } for i in range(EVENTS)]
-
-
 async def write_events(settings: config.Settings, endpoints: Any, rows: list[dict]) -> None:
     import fluss
 
@@ -190,7 +178,7 @@ BATCH = f"kube-{uuid.uuid4().hex[:8]}"
 
 
 def test_thousand_events_tier_to_iceberg_and_trino(kube_stack):
-    settings, sent = kube_stack.settings, saga_events(BATCH)
+    settings, sent = kube_stack.settings, saga_events(BATCH, EVENTS)
     with kube_stack.driver().client_endpoints() as endpoints:
         asyncio.run(write_events(settings, endpoints, sent))
         rows = wait_for_iceberg(settings, endpoints, BATCH)

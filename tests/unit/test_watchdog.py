@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sagaz_lakehouse import watchdog as wd
+from sagaz_lakehouse.supervisor import HealthProbe
 
 pytestmark = pytest.mark.unit
 
@@ -257,7 +258,7 @@ def test_a_component_waits_until_its_dependency_answers_its_health_probe(run_dir
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens on it once closed
     start_component(run_dir, "catalog", sleeper(run_dir, "catalog"))
-    wd.write_spec(run_dir, "catalog", sleeper(run_dir, "catalog"), health=wd.Health("tcp", "127.0.0.1", port))
+    wd.write_spec(run_dir, "catalog", sleeper(run_dir, "catalog"), health=HealthProbe("tcp", "127.0.0.1", port))
     wd.write_spec(run_dir, "coordinator", sleeper(run_dir, "coord"), depends_on=["catalog"])
     dog = wd.Watchdog(run_dir, wd.Policy(initial_backoff=0), environ={"PATH": os.environ["PATH"]})
     dog.tick()
