@@ -75,7 +75,8 @@ def test_disabling_a_component_prunes_exactly_its_objects(stack, tmp_path):
 def test_server_dry_run_and_diff_change_nothing(stack):
     stack.up()
     before = stack.owned()
-    scaled = stack.make(**{"replicas.tablet_servers": "2"})
+    tablets = stack.driver.settings.replicas.tablet_servers
+    scaled = stack.make(**{"replicas.tablet_servers": str(tablets + 1)})
     result = scaled.up(dry_run=True, wait=False, timeout=10)
     assert result["dry_run"] is True
     actions = {o["object"]: o["action"] for o in result["objects"]}
@@ -83,7 +84,7 @@ def test_server_dry_run_and_diff_change_nothing(stack):
     assert actions[f"Service zookeeper in namespace {stack.namespace}"] == "unchanged"
     changes = {c["object"]: c for c in scaled.diff()}
     tablet = changes[f"StatefulSet fluss-tablet in namespace {stack.namespace}"]
-    assert "-  replicas: 1" in tablet["diff"] and "+  replicas: 2" in tablet["diff"]
+    assert f"-  replicas: {tablets}" in tablet["diff"] and f"+  replicas: {tablets + 1}" in tablet["diff"]
     assert stack.driver.diff() == []  # the applied settings: no difference
     assert stack.owned() == before
 
@@ -247,7 +248,7 @@ def test_forbidden_names_verb_and_resource(stack):
 def test_field_conflict_names_the_other_manager_until_forced(stack):
     stack.up()
     takeover = {"apiVersion": "apps/v1", "kind": "StatefulSet",
-                "metadata": {"name": "fluss-tablet", "namespace": stack.namespace}, "spec": {"replicas": 3}}
+                "metadata": {"name": "fluss-tablet", "namespace": stack.namespace}, "spec": {"replicas": 5}}
     api = stack.api()
     sts = api.resource("apps/v1", "StatefulSet")
     api.dynamic.server_side_apply(sts, body=takeover, name="fluss-tablet", namespace=stack.namespace,
@@ -257,4 +258,5 @@ def test_field_conflict_names_the_other_manager_until_forced(stack):
     assert "someone-else" in caught.value.message and "--force-conflicts" in caught.value.hint
     forced = stack.make(force_conflicts=True)
     stack.up(forced)
-    assert api.get("apps/v1", "StatefulSet", "fluss-tablet", stack.namespace)["spec"]["replicas"] == 1
+    assert (api.get("apps/v1", "StatefulSet", "fluss-tablet", stack.namespace)["spec"]["replicas"]
+            == stack.driver.settings.replicas.tablet_servers)
