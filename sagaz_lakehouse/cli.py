@@ -402,6 +402,9 @@ def _lake_rows(options: Options, settings: Any, base_dir: Any, driver: Any,
     fluss_rows = [r for r in rows if r["component"].startswith("fluss-")]
     if not fluss_rows or any(r["state"] != "healthy" for r in fluss_rows):
         return []
+    if settings.target != "local":
+        # Elsewhere it would open port-forwards or reach into containers from `status`; `doctor` checks the lake.
+        return []
     try:
         with driver.client_endpoints() as endpoints:
             findings = lake_health.observe(settings, options.credentials(settings, base_dir), endpoints)
