@@ -32,11 +32,19 @@ from pathlib import Path
 from typing import Any
 
 STALL_FACTOR = 3.0
+# After a tablet server or the coordinator restarts, buckets have no leader until the coordinator has seen the
+# servers register and elected new ones (seconds; longer on a loaded node). Within this window a missing leader is
+# recovery, not a finding.
+LEADER_ELECTION_S = 60.0
+NO_LEADER = "No leader found"  # the client's error text for a bucket without a leader (metadata updater)
+NO_LEADER_HINT = ("the coordinator has not elected a leader for these buckets; check that every tablet server is "
+                  "up (`sagaz-lakehouse status`) and see the coordinator log (`sagaz-lakehouse logs "
+                  "fluss-coordinator`)")
 
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # stalled-tiering | log-behind-lake | kv-unavailable | kv-init-failed | log-truncated
+    kind: str  # stalled-tiering | log-behind-lake | kv-unavailable | kv-init-failed | log-truncated | no-leader
     table: str
     bucket: int | None
     detail: str
@@ -235,10 +243,31 @@ async def check(connection: Any, database: str, table: str, freshness_s: float, 
 
     if not await connection.get_admin().table_exists(fluss.TablePath(database, table)):
         return None
-    seen = await sample(connection, database, table, iceberg_age_s)
     name = f"{database}.{table}"
+    seen = await sample_once_led(connection, database, table, iceberg_age_s)
+    if isinstance(seen, Finding):
+        return [seen]
     return [*stalled_now(seen, freshness_s, name), *log_behind_lake(seen, name),
             *await kv_probe(connection, database, table, kv_timeout)]
+
+
+async def sample_once_led(connection: Any, database: str, table: str, iceberg_age_s: float | None,
+                          election_s: float = LEADER_ELECTION_S, interval_s: float = 2.0) -> Sample | Finding:
+    """:func:`sample`, waiting up to ``election_s`` for buckets to get a leader (a restart in progress); a table
+    still leaderless after that is a ``no-leader`` finding."""
+    import fluss
+
+    deadline = time.monotonic() + election_s
+    while True:
+        try:
+            return await sample(connection, database, table, iceberg_age_s)
+        except fluss.FlussError as exc:
+            if NO_LEADER not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                return Finding("no-leader", f"{database}.{table}", None,
+                               f"{str(exc)[:300]} (still after {election_s:.0f} s)", NO_LEADER_HINT)
+        await asyncio.sleep(interval_s)
 
 
 async def watch(connection: Any, database: str, table: str, freshness_s: float, duration_s: float | None = None,

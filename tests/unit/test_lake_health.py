@@ -89,3 +89,54 @@ def test_tablet_log_patterns_name_the_damaged_buckets_once_each():
     assert {(f.table, f.bucket) for f in scan_log(TABLET_LOG) if f.kind == "log-truncated"} == {
         ("table id 0", 7), ("table id 5", 1)}  # end unknown: reported
     assert scan_log("all quiet\n") == []
+
+
+class _Admin:
+    """Answers like pyfluss's admin while buckets have no leader for ``leaderless`` calls, then like a led table."""
+
+    def __init__(self, leaderless: int) -> None:
+        self.leaderless = leaderless
+
+    async def get_table_info(self, path):
+        return type("Info", (), {"num_buckets": 2, "table_id": 7})()
+
+    async def list_offsets(self, path, buckets, spec):
+        import fluss
+
+        if self.leaderless > 0:
+            self.leaderless -= 1
+            raise fluss.FlussError("Fluss hitting unexpected error No leader found for table bucket: "
+                                   "TableBucket(table_id=7, bucket=0).: None")
+        return {b: 10 for b in buckets}
+
+    async def get_latest_lake_snapshot(self, path):
+        import fluss
+
+        raise fluss.FlussError("lake snapshot does not exist")
+
+
+def _leaderless_for(calls: int):
+    admin = _Admin(calls)
+    return type("Connection", (), {"get_admin": lambda self: admin})()
+
+
+def test_a_table_whose_buckets_regain_leaders_within_the_election_window_is_sampled():
+    import asyncio
+
+    from sagaz_lakehouse.lake_health import sample_once_led
+
+    seen = asyncio.run(sample_once_led(_leaderless_for(2), "sagaz", "saga_events", None, election_s=5,
+                                       interval_s=0.01))
+    assert isinstance(seen, Sample) and seen.end_offsets == {0: 10, 1: 10}
+
+
+def test_a_table_still_leaderless_after_the_election_window_is_a_no_leader_finding():
+    import asyncio
+
+    from sagaz_lakehouse.lake_health import Finding, sample_once_led
+
+    found = asyncio.run(sample_once_led(_leaderless_for(10**6), "sagaz", "saga_events", None, election_s=0.05,
+                                        interval_s=0.01))
+    assert isinstance(found, Finding) and found.kind == "no-leader" and found.table == "sagaz.saga_events"
+    assert "No leader found" in found.detail and "still after 0 s" in found.detail
+    assert "coordinator" in found.hint
