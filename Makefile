@@ -65,8 +65,12 @@ WITH_ENGINE := PYTHON=$(PYTHON) bash scripts/with-docker-engine.sh
 test-containers: install lint tools ## the stand-in images and the compose target end to end on a real Docker Engine
 	$(WITH_ENGINE) $(PYTHON) -m pytest -m containers
 
+# Two xdist workers, one per lane of tests/conftest.py (the local stacks; the Docker Engine and Kubernetes), then the
+# timing-sensitive `serial` tests alone. Both phases always run; the exit code is the first failure's.
 test: install lint tools ## lint + every test, the real-engine ones included
-	$(WITH_ENGINE) $(PYTHON) -m pytest
+	@phase1=0; $(WITH_ENGINE) $(PYTHON) -m pytest -n 2 --dist loadgroup -m "not serial" || phase1=$$?; \
+	  phase2=0; $(PYTHON) -m pytest -m serial || phase2=$$?; \
+	  exit $$(( phase1 ? phase1 : phase2 ))
 
 bench-local: install
 	$(PYTHON) bench/local.py --out bench/results/local.md

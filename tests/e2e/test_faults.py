@@ -38,7 +38,7 @@ from bench.chaos import (  # noqa: E402
     trino_ids,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]  # its recovery budgets are timed: run alone
 
 WRITES_BACK_TIMEOUT = 150  # ZooKeeper session expiry (<= 40 s with tickTime 2 s) + restart, with margin
 LAKE_SLACK = 60  # on top of the freshness: the target
