@@ -20,10 +20,10 @@ LANES = {  # top-level folder under tests/ -> xdist group
 }
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.pluginmanager.hasplugin("xdist"):  # a plain `pytest` run: one process, no lanes
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Marks each test of a lane as it is collected: xdist reads the marks in its own collection hook."""
+    if not item.config.pluginmanager.hasplugin("xdist"):  # a plain `pytest` run: one process, no lanes
         return
-    for item in items:
-        folder = Path(item.fspath).resolve().relative_to(TESTS).parts[0]
-        if folder in LANES and not item.get_closest_marker("serial"):
-            item.add_marker(pytest.mark.xdist_group(LANES[folder]))
+    folder = Path(item.fspath).resolve().relative_to(TESTS).parts[0]
+    if folder in LANES and not item.get_closest_marker("serial"):
+        item.add_marker(pytest.mark.xdist_group(LANES[folder]))
