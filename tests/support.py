@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +46,10 @@ def init_with_ports(workdir: Path, ports: dict[str, int]) -> Path:
     """`init` in ``workdir``, then move the stack to ``ports`` so suites never collide; returns the settings file."""
     import yaml
 
+    missing = sorted(set(port_names()) - set(ports))
+    if missing:  # a port left at its default would meet the same default of a stack running beside this one
+        pytest.fail(f"the suite's ports miss {missing}: use support.shifted_ports", pytrace=False)
+
     from sagaz_lakehouse import config
 
     must(cli(workdir, "init"), "init")
@@ -52,3 +58,37 @@ def init_with_ports(workdir: Path, ports: dict[str, int]) -> Path:
     values["ports"] = {**values.get("ports", {}), **ports}
     settings_file.write_text(yaml.safe_dump(values))
     return settings_file
+
+
+def port_names() -> list[str]:
+    """Every port setting of the stack (config.Ports), so a new port is covered by every helper below."""
+    from sagaz_lakehouse import config
+
+    return [f.name for f in dataclasses.fields(config.Ports)]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports nobody listens on now: every socket stays bound until all are chosen, so none repeats."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_port_settings() -> dict[str, int]:
+    """Every port of the stack on a free one. Tests that reach `up`'s port check use these: the defaults may be held
+    by a stack of another suite running beside them, or by the user's own `make up`."""
+    names = port_names()
+    return dict(zip(names, free_ports(len(names)), strict=True))
+
+
+def shifted_ports(base: int) -> dict[str, int]:
+    """Every port of the stack at ``base`` + (default % 10000), e.g. 50000 -> 52181, 59123, ...: each suite's stack
+    gets a range of its own and never meets another suite's, nor a stack on the defaults."""
+    from sagaz_lakehouse import config
+
+    return {f.name: base + f.default % 10000 for f in dataclasses.fields(config.Ports)}

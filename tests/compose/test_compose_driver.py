@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import free_port_settings
 from typer.testing import CliRunner
 
 from sagaz_lakehouse import artifacts
@@ -86,18 +87,6 @@ def engine(tmp_path, monkeypatch):
     return bin_dir, calls
 
 
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        socks.append(sock)
-        ports.append(sock.getsockname()[1])
-    for sock in socks:
-        sock.close()
-    return ports
-
-
 @pytest.fixture
 def project(tmp_path):
     """A settings file with free ports, a project folder in tmp, and a jar cache pre-filled with stand-in files."""
@@ -108,16 +97,12 @@ def project(tmp_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("stand-in jar")
             path.chmod(0o600)
-    names = ["zookeeper", "fluss_coordinator", "minio", "minio_console", "rest_catalog", "flink_rest", "flink_rpc",
-             "trino"]
-    # One call for all of them: ports of separate calls can repeat (the sockets are closed in between).
-    *found, tablet = free_ports(len(names) + 1)
-    ports = dict(zip(names, found, strict=True))
+    ports = free_port_settings()  # every port: a stack beside this test may hold the defaults
     lines = ["target: compose", "profile: prod", "ports:"] + [f"  {k}: {v}" for k, v in ports.items()]
-    lines += [f"  fluss_tablet: {tablet}", "compose:", "  project_dir: proj", "local:", f"  cache_dir: {cache}"]
+    lines += ["compose:", "  project_dir: proj", "local:", f"  cache_dir: {cache}"]
     cfg = tmp_path / "sagaz-lakehouse.yaml"
     cfg.write_text("\n".join(lines) + "\n")
-    return cfg, ports | {"fluss_tablet": tablet}
+    return cfg, ports
 
 
 def invoke(cfg: Path, *args: str):

@@ -18,16 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import shifted_ports
 
 from sagaz_lakehouse.drivers.compose import SHADOWING_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = REPO / "scripts" / "docker-engine.sh"
 BUILD = REPO / "scripts" / "build-images.py"
-PORTS = {"zookeeper": 32181, "fluss_coordinator": 39123, "fluss_tablet": 39124, "minio": 39000, "minio_console": 39001,
-         "rest_catalog": 38181, "flink_rest": 38081, "flink_rpc": 36123, "trino": 38080,
-         "prometheus": 39090, "zookeeper_metrics": 37000, "fluss_coordinator_metrics": 39249,
-         "fluss_tablet_metrics": 39250, "flink_jobmanager_metrics": 39280, "flink_taskmanager_metrics": 39281}
+PORTS = shifted_ports(30000)
 LOG_TAIL = 40
 COMPOSE_LABEL = "com.docker.compose.project"
 

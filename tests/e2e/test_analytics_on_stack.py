@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, cli, init_with_ports, must
+from support import REPO, cli, init_with_ports, must, shifted_ports
 
 from sagaz_lakehouse import clients, config, report, simulate, wiring
 from sagaz_lakehouse.doctor import PROBE_EVENT_TYPE
@@ -38,11 +38,7 @@ from sagaz_lakehouse.stack import View
 
 pytestmark = pytest.mark.e2e
 
-PORTS = {"zookeeper": 52181, "fluss_coordinator": 59123, "fluss_tablet": 59124, "minio": 59000,
-         "minio_console": 59001, "rest_catalog": 58181, "flink_rest": 58081, "flink_rpc": 56123, "trino": 58080,
-         "flink_sql_gateway": 58083,
-         "prometheus": 59090, "zookeeper_metrics": 57000, "fluss_coordinator_metrics": 59249,
-         "fluss_tablet_metrics": 59250, "flink_jobmanager_metrics": 59280, "flink_taskmanager_metrics": 59281}
+PORTS = shifted_ports(50000)
 RUNS = ({"seed": 1234, "sagas": 150, "failure_rate": 0.3}, {"seed": 99, "sagas": 90, "failure_rate": 0.25})
 TIERING_WAIT = 300  # s for a run's events to be in Iceberg (10 s freshness, a busy 2-core machine)
 WINDOW = "2h"  # every query's window: all events of this module are younger

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from sagaz import Saga, action, compensate
-from support import cli, init_with_ports, must
+from support import cli, init_with_ports, must, shifted_ports
 
 from sagaz_lakehouse import clients, config, wiring
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
@@ -27,11 +27,7 @@ from sagaz_lakehouse.supervisor import Supervisor
 
 pytestmark = pytest.mark.e2e
 
-PORTS = {"zookeeper": 12181, "fluss_coordinator": 19123, "fluss_tablet": 19124, "minio": 19000,
-         "minio_console": 19001, "rest_catalog": 18181, "flink_rest": 18081, "flink_rpc": 16123, "trino": 18080,
-         "flink_sql_gateway": 18083,
-         "prometheus": 19090, "zookeeper_metrics": 17000, "fluss_coordinator_metrics": 19249,
-         "fluss_tablet_metrics": 19250, "flink_jobmanager_metrics": 19280, "flink_taskmanager_metrics": 19281}
+PORTS = shifted_ports(10000)
 TIERING_WAIT = 240  # s: freshness 10 s in dev, plus tiering rounds on a busy 2-core machine
 COLUMNS = ("event_id", "event_type", "saga_id", "saga_name", "step_name", "duration_ms", "total_duration_ms",
            "error_type", "error_message", "context_keys", "timestamp")

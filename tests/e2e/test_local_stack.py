@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +25,7 @@ from saga_data import (
     wait_for_iceberg,
     write_events,
 )
-from support import cli, must
+from support import cli, init_with_ports, must, shifted_ports
 
 from sagaz_lakehouse import clients, config
 
@@ -39,10 +38,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("local-stack")
-    # SAGAZ_E2E_SETTINGS="ports.trino=33080 ...": settings written into the stack's file (e.g. ports, to run beside
-    # another stack on the default ones); the CLI and these tests both read them from there.
-    extra = [arg for item in os.environ.get("SAGAZ_E2E_SETTINGS", "").split() for arg in ("--set", item)]
-    must(cli(workdir, "init", *extra), "init")
+    # 2xxxx ports: the defaults stay free for the suites that check them and for a user's own `make up`
+    init_with_ports(workdir, shifted_ports(20000))
     must(cli(workdir, "up"), "up")
     settings = config.load(workdir / config.CONFIG_FILENAME, environ={})
     yield workdir, settings

@@ -13,6 +13,7 @@ import urllib.parse
 import pytest
 from cluster import PodStandIn, cri_log_line
 from stacks import Stack
+from support import free_ports
 
 from sagaz_lakehouse import config
 from sagaz_lakehouse.errors import StackNotReachable, UsageError
@@ -21,14 +22,6 @@ pytestmark = pytest.mark.kube
 
 PORT_SETTINGS = ("fluss_coordinator", "fluss_tablet", "minio", "rest_catalog", "flink_rest", "trino",
                  "flink_sql_gateway")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.fixture

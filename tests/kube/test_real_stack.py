@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from node import RealCluster
 from saga_data import saga_events
+from support import shifted_ports
 
 from sagaz_lakehouse import clients, config, tables, versions
 from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver
@@ -37,10 +38,7 @@ pytestmark = pytest.mark.kubelet
 EVENTS = 1000
 NAMESPACE = "sagaz-real"
 CLI = [sys.executable, "-m", "sagaz_lakehouse"]
-PORTS = {"zookeeper": 42181, "fluss_coordinator": 49123, "fluss_tablet": 49124, "minio": 49000, "minio_console": 49001,
-         "rest_catalog": 48181, "flink_rest": 48081, "flink_rpc": 46123, "trino": 48080,
-         "prometheus": 49090, "zookeeper_metrics": 47000, "fluss_coordinator_metrics": 49249,
-         "fluss_tablet_metrics": 49250, "flink_jobmanager_metrics": 49280, "flink_taskmanager_metrics": 49281}
+PORTS = shifted_ports(40000)
 # Small but above every floor: the machine is shared (about 6 GiB for the whole stack).
 MEMORY = {"zookeeper": "256Mi", "minio": "256Mi", "rest_catalog": "384Mi", "fluss_coordinator": "768Mi",
           "fluss_tablet": "1Gi", "flink_jobmanager": "768Mi", "flink_taskmanager": "1536Mi", "trino": "1Gi"}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
+from support import free_port_settings, free_ports
 from typer.testing import CliRunner
 
 from sagaz_lakehouse import tables
@@ -22,18 +22,6 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 
 def free_port() -> int:
     return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports: every socket stays bound until all are chosen, so none is handed out twice."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def test_help_lists_commands_and_no_secret(monkeypatch):
@@ -136,11 +124,9 @@ def test_create_tables_dry_run_json_is_json():
 
 def fresh_machine(tmp_path) -> tuple[list[str], dict[str, str]]:
     """Free ports, a cache folder that does not exist yet, and a PATH without Go."""
-    names = ("zookeeper", "fluss_coordinator", "fluss_tablet", "minio", "minio_console", "rest_catalog",
-             "flink_rest", "flink_rpc", "trino", "flink_sql_gateway")
     env = {"SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR": str(tmp_path / "no-such-cache"),
            "SAGAZ_LAKEHOUSE_LOCAL__RUN_DIR": str(tmp_path / "run"), "PATH": "/usr/bin:/bin"}
-    return [f"--set=ports.{name}={port}" for name, port in zip(names, free_ports(len(names)), strict=True)], env
+    return [f"--set=ports.{name}={port}" for name, port in free_port_settings().items()], env
 
 
 def test_local_up_dry_run_prints_the_plan_and_touches_nothing(tmp_path):

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from support import free_port_settings
 
 from sagaz_lakehouse import config, render, tables, wiring
 from sagaz_lakehouse import stack as s
@@ -146,20 +147,8 @@ def test_port_taken_by_another_program_stops_everything_before_it_starts(tmp_pat
     assert not (tmp_path / "run").exists(), "nothing may be started or written"
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def test_dry_run_lists_components_and_changes_nothing(tmp_path):
-    names = ["zookeeper", "fluss_coordinator", "fluss_tablet", "minio", "minio_console", "rest_catalog",
-             "flink_rest", "flink_rpc", "trino", "flink_sql_gateway"]
-    ports = {f"ports.{name}": str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
+    ports = {f"ports.{name}": str(port) for name, port in free_port_settings().items()}
     settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), **ports}, environ={})
     result = LocalDriver(settings, tmp_path, progress=lambda _m: None).up(dry_run=True)
     assert result["dry_run"] is True and "fluss-coordinator" in result["would_start"]
