@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from support import shifted_ports
 
 from sagaz_lakehouse import config, doctor, lake_health, tables
 
@@ -46,10 +48,10 @@ TIERING_REPAIR = 150  # liveness check: 2 windows of 3 x freshness (dev: 35 s ea
 
 
 class EnvStack(Stack):
-    """The chaos benchmark's stack driver, on the ports of the environment (SAGAZ_LAKEHOUSE_PORTS__*)."""
+    """The chaos benchmark's stack driver on ``ports`` (SAGAZ_LAKEHOUSE_PORTS__* in the environment still win)."""
 
-    def __init__(self, workdir: Path) -> None:
-        (workdir / config.CONFIG_FILENAME).write_text("# defaults; ports may come from the environment\n")
+    def __init__(self, workdir: Path, ports: dict[str, int]) -> None:
+        (workdir / config.CONFIG_FILENAME).write_text(yaml.safe_dump({"ports": ports}))
         self.workdir = workdir
         self.settings = config.load(workdir / config.CONFIG_FILENAME)
         from sagaz_lakehouse import wiring
@@ -91,7 +93,9 @@ def wait_for(stack: Stack, condition, timeout: float, what: str, names: list[str
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
-    stack = EnvStack(tmp_path_factory.mktemp("faults"))
+    # Off the defaults (a user's own stack may hold them). This test runs alone (`serial`), after the lanes, so its
+    # range may overlap theirs.
+    stack = EnvStack(tmp_path_factory.mktemp("faults"), shifted_ports(56000))
     try:
         for step in (("up",), ("create-tables",)):
             result = stack.cli(*step)
