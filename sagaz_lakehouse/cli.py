@@ -407,7 +407,8 @@ def _lake_rows(options: Options, settings: Any, base_dir: Any, driver: Any,
         return []
     try:
         with driver.client_endpoints() as endpoints:
-            findings = lake_health.observe(settings, options.credentials(settings, base_dir), endpoints)
+            # no waiting for a leader election here: status answers at once (doctor waits for it)
+            findings = lake_health.observe(settings, options.credentials(settings, base_dir), endpoints, election_s=0)
     except Exception as exc:  # status reports; it never fails on the lake check itself
         return [{"component": f"{settings.lake.database}.saga_events", "state": "unknown", "pid": None,
                  "endpoint": "", "detail": f"lake health not observed: {type(exc).__name__}: {str(exc)[:200]}"}]

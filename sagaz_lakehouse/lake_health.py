@@ -235,7 +235,7 @@ async def kv_probe(connection: Any, database: str, table: str, timeout: float = 
 
 
 async def check(connection: Any, database: str, table: str, freshness_s: float, iceberg_age_s: float | None,
-                kv_timeout: float = 10.0) -> list[Finding] | None:
+                kv_timeout: float = 10.0, election_s: float = LEADER_ELECTION_S) -> list[Finding] | None:
     """One look at a table, for ``status`` and ``doctor``: tiering stalled (records pending while the newest
     Iceberg snapshot is older than 3x freshness), log behind the lake, buckets whose KV does not answer. None: the
     table does not exist."""
@@ -244,7 +244,7 @@ async def check(connection: Any, database: str, table: str, freshness_s: float, 
     if not await connection.get_admin().table_exists(fluss.TablePath(database, table)):
         return None
     name = f"{database}.{table}"
-    seen = await sample_once_led(connection, database, table, iceberg_age_s)
+    seen = await sample_once_led(connection, database, table, iceberg_age_s, election_s)
     if isinstance(seen, Finding):
         return [seen]
     return [*stalled_now(seen, freshness_s, name), *log_behind_lake(seen, name),
@@ -283,7 +283,8 @@ async def watch(connection: Any, database: str, table: str, freshness_s: float, 
     return [*log_behind_lake(samples[-1], name), *stalled(samples, freshness_s, name)]
 
 
-def observe(settings: Any, credentials: Any, endpoints: Any) -> list[Finding] | None:
+def observe(settings: Any, credentials: Any, endpoints: Any,
+            election_s: float = LEADER_ELECTION_S) -> list[Finding] | None:
     """:func:`check` of the saga_events table of a running stack (None: the table does not exist yet). The age of
     the newest Iceberg snapshot comes from the REST catalog; if the catalog does not answer, only the Fluss-side
     signals are judged."""
@@ -298,7 +299,7 @@ def observe(settings: Any, credentials: Any, endpoints: Any) -> list[Finding] | 
     async def run() -> list[Finding] | None:
         async with clients.fluss_connection(endpoints) as connection:
             return await check(connection, settings.lake.database, tables.TABLE, _parse_seconds(settings.freshness),
-                               age)
+                               age, election_s=election_s)
 
     return asyncio.run(run())
 

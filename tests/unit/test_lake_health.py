@@ -140,3 +140,13 @@ def test_a_table_still_leaderless_after_the_election_window_is_a_no_leader_findi
     assert isinstance(found, Finding) and found.kind == "no-leader" and found.table == "sagaz.saga_events"
     assert "No leader found" in found.detail and "still after 0 s" in found.detail
     assert "coordinator" in found.hint
+
+
+def test_status_asks_without_waiting_for_an_election():
+    """`status` passes election_s=0: one look, and a leaderless table is a finding at once."""
+    import asyncio
+
+    from sagaz_lakehouse.lake_health import Finding, sample_once_led
+
+    found = asyncio.run(sample_once_led(_leaderless_for(1), "sagaz", "saga_events", None, election_s=0))
+    assert isinstance(found, Finding) and found.kind == "no-leader"
