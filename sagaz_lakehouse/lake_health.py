@@ -265,8 +265,8 @@ async def sample_once_led(connection: Any, database: str, table: str, iceberg_ag
             if NO_LEADER not in str(exc):
                 raise
             if time.monotonic() >= deadline:
-                return Finding("no-leader", f"{database}.{table}", None,
-                               f"{str(exc)[:300]} (still after {election_s:.0f} s)", NO_LEADER_HINT)
+                waited = f" (still after {election_s:g} s)" if election_s else ""  # status asks once
+                return Finding("no-leader", f"{database}.{table}", None, f"{str(exc)[:300]}{waited}", NO_LEADER_HINT)
         await asyncio.sleep(interval_s)
 
 

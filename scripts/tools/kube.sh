@@ -11,7 +11,8 @@
 # same module so it gets exactly kubernetes' dependency versions. Flags follow hack/lib/golang.sh and version.sh
 # (CGO_ENABLED=0, tags selinux,notest, the version stamped with -X). kwok and CoreDNS are built with their own
 # release's dependency versions (kwok with `go install`, CoreDNS in a scratch module of its own that picks the
-# plugins): building them in the kubernetes module would upgrade grpc, cel-go, ... under kube-apiserver. Builds run at the lowest CPU priority (nice 19): the machine is shared.
+# plugins): building them in the kubernetes module would upgrade grpc, cel-go, ... under kube-apiserver.
+# Builds run at the lowest CPU priority (nice 19): the machine is shared.
 set -euo pipefail
 BIN="${1:?usage: kube.sh BIN_DIR}"
 here="$(cd "$(dirname "$0")/../.." && pwd)"
