@@ -48,7 +48,7 @@ def init_with_ports(workdir: Path, ports: dict[str, int]) -> Path:
 
     missing = sorted(set(port_names()) - set(ports))
     if missing:  # a port left at its default would meet the same default of a stack running beside this one
-        pytest.fail(f"the suite's ports miss {missing}: use support.shifted_ports", pytrace=False)
+        pytest.fail(f"the suite's ports miss {missing}: use support.suite_ports", pytrace=False)
 
     from sagaz_lakehouse import config
 
@@ -67,28 +67,75 @@ def port_names() -> list[str]:
     return [f.name for f in dataclasses.fields(config.Ports)]
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct ports nobody listens on now: every socket stays bound until all are chosen, so none repeats."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+# Ports a test binds itself (control planes, artifact servers, the settings of a preflight test) come from
+# 13000-16999, a quarter per pytest-xdist worker so two lanes never pick the same one, and below the kernel's
+# ephemeral range (see SUITE_BASES) so nothing else takes one between the probe and the bind.
+OWN_PORTS_BASE = 13000
+OWN_PORTS_PER_WORKER = 1000
+_next_own_port = 0
+
+
+def _worker_slot() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1, ...; unset outside pytest-xdist
+    return int(worker.removeprefix("gw") or 0) % 4
+
+
+def _nobody_listens(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))  # noqa: S104 - only asks whether the port is free on every address
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int, stride: int = 1) -> list[int]:
+    """``count`` ports nobody listens on now, from this worker's own range, each with the ``stride - 1`` ports after
+    it free too (room for instances). Consecutive calls hand out different ones until the range wraps, so a port
+    just chosen is not chosen again while its server starts."""
+    global _next_own_port
+    base = OWN_PORTS_BASE + OWN_PORTS_PER_WORKER * _worker_slot()
+    found: list[int] = []
+    for _ in range(OWN_PORTS_PER_WORKER // stride):
+        port = base + _next_own_port
+        _next_own_port = (_next_own_port + stride) % (OWN_PORTS_PER_WORKER - stride + 1)
+        if all(_nobody_listens(p) for p in range(port, port + stride)):
+            found.append(port)
+            if len(found) == count:
+                return found
+    raise RuntimeError(f"fewer than {count} free ports {stride} apart in {base}-{base + OWN_PORTS_PER_WORKER - 1}")
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 def free_port_settings() -> dict[str, int]:
     """Every port of the stack on a free one. Tests that reach `up`'s port check use these: the defaults may be held
     by a stack of another suite running beside them, or by the user's own `make up`."""
     names = port_names()
-    return dict(zip(names, free_ports(len(names)), strict=True))
+    return dict(zip(names, free_ports(len(names), PORT_STRIDE), strict=True))  # instances use port + i
 
 
-def shifted_ports(base: int) -> dict[str, int]:
-    """Every port of the stack at ``base`` + (default % 10000), e.g. 50000 -> 52181, 59123, ...: each suite's stack
-    gets a range of its own and never meets another suite's, nor a stack on the defaults."""
-    from sagaz_lakehouse import config
+# Each suite's stack has a block of ports of its own, below the kernel's ephemeral range (32768-60999 on Linux, see
+# /proc/sys/net/ipv4/ip_local_port_range): a port in that range can be taken at any moment by an outgoing connection
+# or a random listener (Flink, Trino, a client) of the stack running in the other test lane.
+PORT_STRIDE = 10  # room for instances: a fanned-out setting (tablet servers, task managers) uses port + i
+PORT_BLOCK = 200  # per suite: 16 settings x 10, plus a few the suite picks itself (suite_port)
+SUITE_BASES = {"listener": 11000, "local-stack": 11200, "compose": 11400, "kubernetes": 11600, "analytics": 11800,
+               "faults": 12000, "observability": 12200}
 
-    return {f.name: base + f.default % 10000 for f in dataclasses.fields(config.Ports)}
+
+def suite_ports(suite: str) -> dict[str, int]:
+    """Every port of the stack for ``suite``: its block's base + 10 x the setting's position in config.Ports, e.g.
+    11000 zookeeper, 11010 fluss_coordinator, 11020 fluss_tablet (11021 the second tablet server), ... No two suites
+    meet, nor a stack on the defaults (a user's own `make up`), nor a port the kernel hands out."""
+    base = SUITE_BASES[suite]
+    names = port_names()
+    assert len(names) * PORT_STRIDE <= PORT_BLOCK - PORT_STRIDE, "the port block is too small for config.Ports"
+    return {name: base + PORT_STRIDE * i for i, name in enumerate(names)}
+
+
+def suite_port(suite: str) -> int:
+    """One more port in ``suite``'s block, after its stack's (for a process the test itself starts)."""
+    return SUITE_BASES[suite] + PORT_BLOCK - PORT_STRIDE

@@ -3,7 +3,7 @@ CLI exactly as a user runs it.
 
 `engine` starts the private engine (scripts/docker-engine.sh) and builds the images (scripts/build-images.py) once
 per session; both are no-ops when `make test` already did it. It stops the engine afterwards only if it started it.
-Every stack here publishes on 3xxxx ports under a project name of its own, so it never meets a stack on the default
+Every stack here publishes on the compose suite's own ports (support.suite_ports) under a project name of its own, so it never meets a stack on the default
 ports. Nothing is skipped: an engine, image or service that cannot start fails the test with its output and the
 log tails of what is not healthy.
 """
@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import shifted_ports
+from support import suite_ports
 
 from sagaz_lakehouse.drivers.compose import SHADOWING_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = REPO / "scripts" / "docker-engine.sh"
 BUILD = REPO / "scripts" / "build-images.py"
-PORTS = shifted_ports(30000)
+PORTS = suite_ports("compose")
 LOG_TAIL = 40
 COMPOSE_LABEL = "com.docker.compose.project"
 

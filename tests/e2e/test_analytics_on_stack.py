@@ -1,6 +1,6 @@
 """Every query of both packs, and the report, on real data: seeded `simulate` runs on a local stack of our own.
 
-The module starts its own stack on shifted ports (5xxxx), creates the tables, runs `doctor` (so probe events are in
+The module starts its own stack on ports of its own (support.suite_ports), creates the tables, runs `doctor` (so probe events are in
 the table and every query must leave them out), and generates saga events with `simulate --seed` twice, waiting
 until each run is in Iceberg. The events are read back with pyiceberg, an engine the queries do not use, and checked
 against what the seeds planned (which saga fails at which step) and against `simulate`'s own summary. Each query's
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, cli, init_with_ports, must, shifted_ports
+from support import REPO, cli, init_with_ports, must, suite_ports
 
 from sagaz_lakehouse import clients, config, report, simulate, wiring
 from sagaz_lakehouse.doctor import PROBE_EVENT_TYPE
@@ -38,7 +38,7 @@ from sagaz_lakehouse.stack import View
 
 pytestmark = pytest.mark.e2e
 
-PORTS = shifted_ports(50000)
+PORTS = suite_ports("analytics")
 RUNS = ({"seed": 1234, "sagas": 150, "failure_rate": 0.3}, {"seed": 99, "sagas": 90, "failure_rate": 0.25})
 TIERING_WAIT = 300  # s for a run's events to be in Iceberg (10 s freshness, a busy 2-core machine)
 WINDOW = "2h"  # every query's window: all events of this module are younger

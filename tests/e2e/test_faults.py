@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import shifted_ports
+from support import suite_ports
 
 from sagaz_lakehouse import config, doctor, lake_health, tables
 
@@ -95,7 +95,7 @@ def wait_for(stack: Stack, condition, timeout: float, what: str, names: list[str
 def stack(tmp_path_factory: pytest.TempPathFactory):
     # Off the defaults (a user's own stack may hold them). This test runs alone (`serial`), after the lanes, so its
     # range may overlap theirs.
-    stack = EnvStack(tmp_path_factory.mktemp("faults"), shifted_ports(56000))
+    stack = EnvStack(tmp_path_factory.mktemp("faults"), suite_ports("faults"))
     try:
         for step in (("up",), ("create-tables",)):
             result = stack.cli(*step)

@@ -1,6 +1,6 @@
 """FlussAnalyticsListener end to end: real Sagaz sagas → pyfluss → Fluss → tiering → Iceberg → Trino.
 
-The module starts its own local stack on shifted ports (so it never meets a stack on the default ports), creates
+The module starts its own local stack on ports of its own (so it never meets a stack on the default ports), creates
 the tables, and removes everything at the end (`down --purge`). A stack that does not start fails the fixture with
 the CLI's output, which carries the failing component's log tail.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from sagaz import Saga, action, compensate
-from support import cli, init_with_ports, must, shifted_ports
+from support import cli, init_with_ports, must, suite_ports
 
 from sagaz_lakehouse import clients, config, wiring
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
@@ -27,7 +27,7 @@ from sagaz_lakehouse.supervisor import Supervisor
 
 pytestmark = pytest.mark.e2e
 
-PORTS = shifted_ports(10000)
+PORTS = suite_ports("listener")
 TIERING_WAIT = 240  # s: freshness 10 s in dev, plus tiering rounds on a busy 2-core machine
 COLUMNS = ("event_id", "event_type", "saga_id", "saga_name", "step_name", "duration_ms", "total_duration_ms",
            "error_type", "error_message", "context_keys", "timestamp")

@@ -25,7 +25,7 @@ from saga_data import (
     wait_for_iceberg,
     write_events,
 )
-from support import cli, init_with_ports, must, shifted_ports
+from support import cli, init_with_ports, must, suite_ports
 
 from sagaz_lakehouse import clients, config
 
@@ -38,8 +38,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("local-stack")
-    # 2xxxx ports: the defaults stay free for the suites that check them and for a user's own `make up`
-    init_with_ports(workdir, shifted_ports(20000))
+    # ports of its own: the defaults stay free for the suites that check them and for a user's own `make up`
+    init_with_ports(workdir, suite_ports("local-stack"))
     must(cli(workdir, "up"), "up")
     settings = config.load(workdir / config.CONFIG_FILENAME, environ={})
     yield workdir, settings

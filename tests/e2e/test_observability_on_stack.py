@@ -2,7 +2,7 @@
 (PromQL by Prometheus, SQL by Trino), and the tiering-job alert firing when the job is cancelled (and clearing when
 `up` resubmits it).
 
-The module starts its own stack on shifted ports (6xxxx), creates the tables, starts `simulate --metrics-port` as
+The module starts its own stack on ports of its own (support.suite_ports), creates the tables, starts `simulate --metrics-port` as
 the application Prometheus scrapes for saga metrics (monitoring.app_targets), runs `doctor` (its probe event gives
 the tiering-lag gauges a value), and always ends by stopping that process and `down --purge`.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support import CLI, cli, init_with_ports, must
+from support import CLI, cli, init_with_ports, must, suite_port, suite_ports
 
 from sagaz_lakehouse import clients, config, dashboards, wiring
 from sagaz_lakehouse.components import build_stack, prometheus
@@ -31,12 +31,9 @@ from sagaz_lakehouse.stack import PROMETHEUS, View
 
 pytestmark = pytest.mark.e2e
 
-PORTS = {"zookeeper": 62181, "fluss_coordinator": 62123, "fluss_tablet": 62124, "minio": 62000,
-         "minio_console": 62001, "rest_catalog": 62182, "flink_rest": 62081, "flink_rpc": 62623, "trino": 62080,
-         "flink_sql_gateway": 62083, "prometheus": 62090, "zookeeper_metrics": 62700,
-         "fluss_coordinator_metrics": 62249, "fluss_tablet_metrics": 62250, "flink_jobmanager_metrics": 62280,
-         "flink_taskmanager_metrics": 62281}
-APP = "127.0.0.1:62800"  # simulate --metrics-port: the application whose saga metrics Prometheus scrapes
+PORTS = suite_ports("observability")
+# simulate --metrics-port: the application whose saga metrics Prometheus scrapes
+APP = f"127.0.0.1:{suite_port('observability')}"
 SCRAPE_WAIT = 120  # s for every target to be scraped successfully once
 ALERT_WAIT = 150  # s: `for: 30s` plus the 5 s evaluation interval, on a busy 2-core machine
 ALERT = "TieringJobNotRunning"

@@ -58,12 +58,6 @@ START_TIMEOUT = 60.0
 ERROR_LINE = re.compile(r'^(Error:|[EF]\d{4} )|"level":"(error|fatal|panic|ERROR)"')  # klog, cobra, zap, slog
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _http(url: str, context: ssl.SSLContext, method: str = "GET", body: bytes | None = None,
           headers: dict[str, str] | None = None, timeout: float = 10) -> bytes:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310 - loopback
@@ -229,7 +223,7 @@ class TestCluster:
             + "\n" for name, token in self._tokens.items()))
         tokens.chmod(0o600)
 
-        etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
+        etcd_port, peer_port, api_port = support.free_port(), support.free_port(), support.free_port()
         etcd = self._spawn("etcd", binaries["etcd"], [
             "--name=test", f"--data-dir={self.workdir / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{etcd_port}", f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
@@ -261,7 +255,7 @@ class TestCluster:
         self._ca = (pki / "apiserver.crt").read_bytes()
         self._write_kubeconfigs()
 
-        kcm_port, sched_port, kwok_port = _free_port(), _free_port(), _free_port()
+        kcm_port, sched_port, kwok_port = support.free_port(), support.free_port(), support.free_port()
         kcm = self._spawn("kube-controller-manager", binaries["kube-controller-manager"], [
             f"--kubeconfig={self.workdir / 'kube-controller-manager.kubeconfig'}",
             "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", f"--cert-dir={self.workdir / 'kcm-certs'}",

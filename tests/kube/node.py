@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import threading
@@ -81,24 +80,6 @@ def _run(args: list[str], check: bool = True, **kwargs: Any) -> subprocess.Compl
     if check and result.returncode != 0:
         pytest.fail(f"`{' '.join(args)}` exited {result.returncode}: {result.stderr.strip()[-2000:]}", pytrace=False)
     return result
-
-
-def _free_port() -> int:
-    """A free port in 45000-45999 (other engineers' stacks use the defaults and 1xxxx-3xxxx), on every address."""
-    for port in range(45000, 46000):
-        if port in _taken:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("0.0.0.0", port))  # noqa: S104 - only asks whether the port is free anywhere
-            except OSError:
-                continue
-        _taken.add(port)
-        return port
-    raise RuntimeError("no free port in 45000-45999")
-
-
-_taken: set[int] = set()
 
 
 def ensure_packages() -> None:
@@ -146,7 +127,7 @@ class Node:
         self._coredns()
         self._provisioner = LocalProvisioner(self.cluster, self.volumes)
         self._provisioner.start()
-        self.artifact_server = ArtifactServer(NODE_IP, _free_port())
+        self.artifact_server = ArtifactServer(NODE_IP, support.free_port())
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> _Process:
         process = _Process(name, args, self.cluster.log_dir / f"{name}.log", env)
@@ -227,7 +208,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def _kubelet(self) -> None:
         kubeconfig = self.cluster.kubeconfig_for("kubelet", self.workdir / "kubelet.kubeconfig")
-        port, healthz = _free_port(), _free_port()
+        port, healthz = support.free_port(), support.free_port()
         config = self.workdir / "kubelet.yaml"
         config.write_text(json.dumps({
             "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
@@ -265,7 +246,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def _kube_proxy(self) -> None:
         kubeconfig = self.cluster.kubeconfig_for("kube-proxy", self.workdir / "kube-proxy.kubeconfig")
-        healthz, metrics = _free_port(), _free_port()
+        healthz, metrics = support.free_port(), support.free_port()
         config = self.workdir / "kube-proxy.yaml"
         config.write_text(json.dumps({
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
@@ -294,7 +275,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sagaz:coredns"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "sagaz:coredns"}]})
         kubeconfig = self.cluster.kubeconfig_for("coredns", self.workdir / "coredns.kubeconfig")
-        ready = _free_port()
+        ready = support.free_port()
         corefile = self.workdir / "Corefile"
         corefile.write_text(f""".:53 {{
     bind {NODE_IP}

@@ -6,8 +6,8 @@ port-forwards → 1,000 events exact in Iceberg and Trino → tiering goes on af
 `down` → `up` (the data is still there: it lives on the claims) → a crash-looping pod makes `up` exit 1 with the
 container's last log lines → `down --purge`.
 
-One stack serves the module; the tests run in file order. Host ports are 4xxxx (other stacks on this machine use
-the defaults and 1xxxx-3xxxx). Every CLI failure fails the test with the CLI's output, which carries the blocked
+One stack serves the module; the tests run in file order. Host ports are the suite's own block
+(support.suite_ports; other stacks on this machine use the defaults or blocks of their own). Every CLI failure fails the test with the CLI's output, which carries the blocked
 pods' states, events and log tails.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from node import RealCluster
 from saga_data import saga_events
-from support import shifted_ports
+from support import suite_ports
 
 from sagaz_lakehouse import clients, config, tables, versions
 from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.kubelet
 EVENTS = 1000
 NAMESPACE = "sagaz-real"
 CLI = [sys.executable, "-m", "sagaz_lakehouse"]
-PORTS = shifted_ports(40000)
+PORTS = suite_ports("kubernetes")
 # Small but above every floor: the machine is shared (about 6 GiB for the whole stack).
 MEMORY = {"zookeeper": "256Mi", "minio": "256Mi", "rest_catalog": "384Mi", "fluss_coordinator": "768Mi",
           "fluss_tablet": "1Gi", "flink_jobmanager": "768Mi", "flink_taskmanager": "1536Mi", "trino": "1Gi"}

@@ -20,10 +20,6 @@ def invoke(*args: str, env: dict[str, str] | None = None):
     return runner.invoke(app, list(args), env=env or {}, catch_exceptions=False)
 
 
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
 def test_help_lists_commands_and_no_secret(monkeypatch):
     monkeypatch.setenv("SAGAZ_LAKEHOUSE_S3_SECRET_KEY", "do-not-print-this-secret")
     result = invoke("--help")
