@@ -3,9 +3,9 @@ CLI exactly as a user runs it.
 
 `engine` starts the private engine (scripts/docker-engine.sh) and builds the images (scripts/build-images.py) once
 per session; both are no-ops when `make test` already did it. It stops the engine afterwards only if it started it.
-Every stack here publishes on the compose suite's own ports (support.suite_ports) under a project name of its own, so it never meets a stack on the default
-ports. Nothing is skipped: an engine, image or service that cannot start fails the test with its output and the
-log tails of what is not healthy.
+Every stack here publishes on the compose suite's own ports (support.suite_ports) under a project name of its own,
+so it never meets a stack on the default ports. Nothing is skipped: an engine, image or service that cannot start
+fails the test with its output and the log tails of what is not healthy.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Every query of both packs, and the report, on real data: seeded `simulate` runs on a local stack of our own.
 
-The module starts its own stack on ports of its own (support.suite_ports), creates the tables, runs `doctor` (so probe events are in
-the table and every query must leave them out), and generates saga events with `simulate --seed` twice, waiting
-until each run is in Iceberg. The events are read back with pyiceberg, an engine the queries do not use, and checked
-against what the seeds planned (which saga fails at which step) and against `simulate`'s own summary. Each query's
-expected answer is then computed here, in Python, from those events, and compared with what `sagaz-lakehouse query
-NAME --format json` prints: Trino over Iceberg, Flink over Fluss through the SQL Gateway. The report is checked the
-same way, and opened in headless Chromium (Debian's package, installed by scripts/chromium.sh when missing) to see
-that its charts are drawn. Tests run in file order; `down --purge` removes everything at the end.
+The module starts its own stack on ports of its own (support.suite_ports), creates the tables, runs `doctor` (so
+probe events are in the table and every query must leave them out), and generates saga events with `simulate --seed`
+twice, waiting until each run is in Iceberg. The events are read back with pyiceberg, an engine the queries do not
+use, and checked against what the seeds planned (which saga fails at which step) and against `simulate`'s own
+summary. Each query's expected answer is then computed here, in Python, from those events, and compared with what
+`sagaz-lakehouse query NAME --format json` prints: Trino over Iceberg, Flink over Fluss through the SQL Gateway. The
+report is checked the same way, and opened in headless Chromium (Debian's package, installed by scripts/chromium.sh
+when missing) to see that its charts are drawn. Tests run in file order; `down --purge` removes everything at the
+end.
 """
 
 from __future__ import annotations

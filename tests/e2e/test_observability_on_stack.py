@@ -2,9 +2,9 @@
 (PromQL by Prometheus, SQL by Trino), and the tiering-job alert firing when the job is cancelled (and clearing when
 `up` resubmits it).
 
-The module starts its own stack on ports of its own (support.suite_ports), creates the tables, starts `simulate --metrics-port` as
-the application Prometheus scrapes for saga metrics (monitoring.app_targets), runs `doctor` (its probe event gives
-the tiering-lag gauges a value), and always ends by stopping that process and `down --purge`.
+The module starts its own stack on ports of its own (support.suite_ports), creates the tables, starts `simulate
+--metrics-port` as the application Prometheus scrapes for saga metrics (monitoring.app_targets), runs `doctor` (its
+probe event gives the tiering-lag gauges a value), and always ends by stopping that process and `down --purge`.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ port-forwards → 1,000 events exact in Iceberg and Trino → tiering goes on af
 `down` → `up` (the data is still there: it lives on the claims) → a crash-looping pod makes `up` exit 1 with the
 container's last log lines → `down --purge`.
 
-One stack serves the module; the tests run in file order. Host ports are the suite's own block
-(support.suite_ports; other stacks on this machine use the defaults or blocks of their own). Every CLI failure fails the test with the CLI's output, which carries the blocked
-pods' states, events and log tails.
+One stack serves the module; the tests run in file order. Host ports are the suite's own block (support.suite_ports;
+other stacks on this machine use the defaults or blocks of their own). Every CLI failure fails the test with the
+CLI's output, which carries the blocked pods' states, events and log tails.
 """
 
 from __future__ import annotations
