@@ -13,23 +13,18 @@ import urllib.parse
 import pytest
 from cluster import PodStandIn, cri_log_line
 from stacks import Stack
-from support import free_ports
+from support import free_port_settings
 
 from sagaz_lakehouse import config
 from sagaz_lakehouse.errors import StackNotReachable, UsageError
 
 pytestmark = pytest.mark.kube
 
-PORT_SETTINGS = ("fluss_coordinator", "fluss_tablet", "minio", "rest_catalog", "flink_rest", "trino",
-                 "flink_sql_gateway")
-
-
 @pytest.fixture
 def forwarded(cluster, tmp_path):
     """A stack with two tablet servers whose host ports are free ones (a local stack may hold the defaults)."""
-    ports = dict(zip(PORT_SETTINGS, free_ports(len(PORT_SETTINGS) + 1), strict=False))
     made = Stack(cluster, tmp_path, **{"replicas.tablet_servers": "2"},
-                 **{f"ports.{name}": str(port) for name, port in ports.items()})
+                 **{f"ports.{name}": str(port) for name, port in free_port_settings().items()})
     yield made
     made.driver.down(purge=True)
 
