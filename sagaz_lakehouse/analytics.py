@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from sagaz_lakehouse import clients, queries
-from sagaz_lakehouse.components.flink import FLUSS_BOOTSTRAP_PROPERTY
+from sagaz_lakehouse.components.flink import FLUSS_BOOTSTRAP_PROPERTY, FLUSS_CLIENT_PREFIX
 from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.errors import LakehouseError, UsageError
 from sagaz_lakehouse.queries import Query, Result
@@ -68,9 +68,10 @@ def run(settings: Settings, endpoints: Endpoints, name: str, params: dict[str, s
     return execute(prepare(settings, name, params, now), endpoints, progress)
 
 
-def fluss_catalog_ddl(bootstrap_servers: str) -> str:
-    quoted = bootstrap_servers.replace("'", "''")
-    return f"CREATE CATALOG {FLUSS_CATALOG} WITH ('type' = 'fluss', 'bootstrap.servers' = '{quoted}')"
+def fluss_catalog_ddl(bootstrap_servers: str, client_options: dict[str, str] | None = None) -> str:
+    options = {"type": "fluss", "bootstrap.servers": bootstrap_servers, **(client_options or {})}
+    listed = ", ".join(f"'{k}' = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in options.items())
+    return f"CREATE CATALOG {FLUSS_CATALOG} WITH ({listed})"
 
 
 def _run_flink(query: Query, values: dict[str, Any], sql: str, endpoints: Endpoints,
@@ -79,11 +80,14 @@ def _run_flink(query: Query, values: dict[str, Any], sql: str, endpoints: Endpoi
 
     clients.require_reachable("Flink SQL Gateway", endpoints.flink_sql_gateway)
     with Gateway(endpoints.flink_sql_gateway).session(FLINK_SESSION) as session:
-        bootstrap = session.properties().get(FLUSS_BOOTSTRAP_PROPERTY)
+        properties = session.properties()
+        bootstrap = properties.get(FLUSS_BOOTSTRAP_PROPERTY)
         if not bootstrap:
             raise LakehouseError(f"the SQL Gateway's sessions carry no {FLUSS_BOOTSTRAP_PROPERTY}",
                                  "the gateway runs with another configuration: `sagaz-lakehouse up` renders it")
-        session.execute(fluss_catalog_ddl(bootstrap))
+        client_options = {k.removeprefix(FLUSS_CLIENT_PREFIX): v for k, v in properties.items()
+                          if k.startswith(FLUSS_CLIENT_PREFIX + "client.")}
+        session.execute(fluss_catalog_ddl(bootstrap, client_options))
         if progress:
             progress(f"following {query.name} on Flink for up to {values['max_seconds']}s "
                      f"(stops after {values['quiet_seconds']}s without a change)")

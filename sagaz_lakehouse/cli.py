@@ -529,7 +529,8 @@ def simulate(
         summary = sim.run(sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed,
                           progress=None if options.as_json else sim.tenths(options.progress()),
                           bootstrap_servers=endpoints.fluss_bootstrap, database=settings.lake.database,
-                          metrics_port=metrics_port, metrics_linger=metrics_linger)
+                          metrics_port=metrics_port, metrics_linger=metrics_linger,
+                          fluss_properties=dict(endpoints.fluss_login))
     events = summary["events"]
     options.emit(summary, f"{summary['completed']} sagas completed, {summary['failed']} failed "
                           f"({summary['compensations_failed']} failing compensations) in {summary['elapsed_s']}s; "

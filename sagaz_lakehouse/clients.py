@@ -67,7 +67,7 @@ async def fluss_connection(endpoints: Endpoints, timeout: float = 10.0) -> Async
     require_reachable("Fluss coordinator", endpoints.fluss_bootstrap)
     import fluss
 
-    config = fluss.Config({"bootstrap.servers": endpoints.fluss_bootstrap})
+    config = fluss.Config({"bootstrap.servers": endpoints.fluss_bootstrap, **endpoints.fluss_login})
     try:
         connection = await asyncio.wait_for(fluss.FlussConnection.create(config), timeout)
     except TimeoutError as exc:

@@ -266,20 +266,25 @@ class Settings:
 
 @dataclass(frozen=True)
 class Credentials:
-    """S3 credentials; ``repr`` never shows the secret."""
+    """S3 credentials, and the Fluss client password where Fluss authenticates clients; ``repr`` shows no secret."""
 
     access_key: str
     secret_key: str = field(repr=False)
+    fluss_password: str = field(default="", repr=False)  # empty: Fluss takes unauthenticated clients (dev)
 
     def __repr__(self) -> str:
         return f"Credentials(access_key={self.access_key!r}, secret_key='***')"
 
     def redact(self, text: str) -> str:
-        """``text`` with both credential values replaced by ***, whatever a component chose to log."""
-        for value in (self.secret_key, self.access_key):
+        """``text`` with every credential value replaced by ***, whatever a component chose to log."""
+        for value in (*self.secret_values(), self.access_key):
             if value:
                 text = text.replace(value, "***")
         return text
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values no log may show."""
+        return tuple(v for v in (self.secret_key, self.fluss_password) if v)
 
 
 # Development-only credentials: used in the dev profile, refused in prod.
@@ -522,23 +527,57 @@ def host_ports(settings: Settings) -> list[tuple[str, int]]:
 
 # --------------------------------------------------------------------------------------------- secrets
 
-SECRET_ENV = {"access_key": ENV_PREFIX + "S3_ACCESS_KEY", "secret_key": ENV_PREFIX + "S3_SECRET_KEY"}
+SECRET_ENV = {"access_key": ENV_PREFIX + "S3_ACCESS_KEY", "secret_key": ENV_PREFIX + "S3_SECRET_KEY",
+              "fluss_password": ENV_PREFIX + "FLUSS_PASSWORD"}
+
+
+def fluss_sasl(settings: Settings) -> bool:
+    """Whether Fluss authenticates clients: the profile's choice, on the local target. The container targets still
+    serve unauthenticated clients in every profile (their SASL listener is issue 15's next step)."""
+    return profile(settings.profile).fluss_sasl and settings.target == "local"
 
 
 def resolve_credentials(settings: Settings, environ: dict[str, str] | None = None,
                         base_dir: Path | None = None) -> Credentials:
     """Credentials from the environment or the secrets file; dev falls back to the dev credentials."""
     environ = dict(os.environ if environ is None else environ)
-    from_env = {k: environ.get(v, "") for k, v in SECRET_ENV.items()}
+    from_file = _read_secrets_file(settings.secrets.file, base_dir) if settings.secrets.file else None
+    credentials = _s3_credentials(settings, environ, from_file)
+    if not fluss_sasl(settings):
+        return credentials
+    password = environ.get(SECRET_ENV["fluss_password"], "") or (from_file.fluss_password if from_file else "")
+    source = "environment" if environ.get(SECRET_ENV["fluss_password"]) else settings.secrets.file
+    if not password:
+        raise ConfigError([Problem("secrets", f"the {settings.profile} profile authenticates Fluss clients "
+                                   "(SASL/PLAIN) and no Fluss password was supplied",
+                                   f"set {SECRET_ENV['fluss_password']}, or add fluss_password to secrets.file")])
+    _check_fluss_password(password, source)
+    return dataclasses.replace(credentials, fluss_password=password)
+
+
+def _s3_credentials(settings: Settings, environ: dict[str, str], from_file: Credentials | None) -> Credentials:
+    from_env = {k: environ.get(SECRET_ENV[k], "") for k in ("access_key", "secret_key")}
     if all(from_env.values()):
         return _checked_credentials(Credentials(**from_env), "environment")
-    if settings.secrets.file:
-        return _checked_credentials(_read_secrets_file(settings.secrets.file, base_dir), settings.secrets.file)
+    if from_file is not None:
+        return _checked_credentials(Credentials(from_file.access_key, from_file.secret_key), settings.secrets.file)
     if profile(settings.profile).dev_credentials:
         return DEV_CREDENTIALS
     raise ConfigError([Problem("secrets", "the prod profile needs S3 credentials and none were supplied",
                                f"set {SECRET_ENV['access_key']} and {SECRET_ENV['secret_key']}, or point "
                                "secrets.file at a 0600 YAML file with s3_access_key and s3_secret_key")])
+
+
+def _check_fluss_password(password: str, source: str) -> None:
+    # The password goes into a JAAS file between double quotes (no escaping there), and into Fluss's YAML-like
+    # configuration, which cuts lines at '#'.
+    if len(password) < 8:
+        raise ConfigError([Problem("fluss password", f"from {source} is shorter than 8 characters",
+                                   "use a longer password, e.g. `openssl rand -hex 24`")])
+    if any(c in password for c in '#"\\') or password != password.strip():
+        raise ConfigError([Problem("fluss password", f"from {source} contains '#', '\"', '\\' or leading/trailing "
+                                   "whitespace, which the JAAS file or Fluss's configuration loader would change",
+                                   "choose a value without them, e.g. `openssl rand -hex 24`")])
 
 
 def _read_secrets_file(name: str, base_dir: Path | None) -> Credentials:
@@ -559,7 +598,7 @@ def _read_secrets_file(name: str, base_dir: Path | None) -> Credentials:
     missing = [k for k in ("s3_access_key", "s3_secret_key") if not data.get(k)]
     if missing:
         raise ConfigError([Problem("secrets.file", f"{path} lacks {', '.join(missing)}", "add the missing keys")])
-    return Credentials(str(data["s3_access_key"]), str(data["s3_secret_key"]))
+    return Credentials(str(data["s3_access_key"]), str(data["s3_secret_key"]), str(data.get("fluss_password") or ""))
 
 
 def _checked_credentials(creds: Credentials, source: str) -> Credentials:

@@ -334,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import sys
 
+    import yaml
+
     from sagaz_lakehouse.doctor import _parse_seconds
 
     parser = argparse.ArgumentParser(prog="python -m sagaz_lakehouse.lake_health", description=main.__doc__)
@@ -343,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--freshness", default="10s", help="the table's freshness (table.datalake.freshness)")
     parser.add_argument("--watch", type=float, help="seconds to observe (default: 3x freshness + 5 s)")
     parser.add_argument("--kv", action="store_true", help="also read one row from every bucket's KV")
+    parser.add_argument("--login-file", help="a YAML file of pyfluss login properties (SASL), mode 0600")
     args = parser.parse_args(argv)
     freshness = _parse_seconds(args.freshness)
     seconds = args.watch if args.watch is not None else STALL_FACTOR * freshness + 5
@@ -350,7 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def run() -> list[Finding]:
         import fluss
 
-        config = fluss.Config({"bootstrap.servers": args.bootstrap})
+        login = yaml.safe_load(Path(args.login_file).read_text()) if args.login_file else {}
+        config = fluss.Config({"bootstrap.servers": args.bootstrap, **login})
         connection = await asyncio.wait_for(fluss.FlussConnection.create(config), 15)
         try:
             if not await connection.get_admin().table_exists(fluss.TablePath(args.database, args.table)):

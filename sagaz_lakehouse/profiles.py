@@ -21,15 +21,19 @@ class Profile:
     hw_checkpoint_interval: str
     cpu_request: str  # Kubernetes CPU request per container (no CPU limit anywhere: no throttling)
     dev_credentials: bool  # fixed development credentials are acceptable
+    # Fluss clients authenticate (SASL/PLAIN, docs/security.md); local target only so far, see fluss_sasl().
+    fluss_sasl: bool
 
 
 PROFILES: dict[str, Profile] = {
     # Small and fast feedback on one machine: a probe event reaches Iceberg within ~15 s.
     "dev": Profile("dev", freshness="10s", tiering_poll="2s", kv_snapshot_interval="5s",
-                   hw_checkpoint_interval="1s", cpu_request="100m", dev_credentials=True),
+                   hw_checkpoint_interval="1s", cpu_request="100m", dev_credentials=True,
+                   fluss_sasl=False),
     # Upstream defaults where they exist (freshness 3 min, poll 30 s); snapshots every minute.
     "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min",
-                    hw_checkpoint_interval="1s", cpu_request="500m", dev_credentials=False),
+                    hw_checkpoint_interval="1s", cpu_request="500m", dev_credentials=False,
+                    fluss_sasl=True),
 }
 
 

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -92,16 +92,20 @@ def prometheus_stats_hook(registry: Any = None) -> StatsHook:
     return hook
 
 
-def stack_location() -> tuple[str, str]:
-    """Fluss bootstrap address and database of the stack described by ./sagaz-lakehouse.yaml (or the defaults).
+def stack_location() -> tuple[str, str, dict[str, str]]:
+    """Fluss bootstrap address, database and login (pyfluss SASL properties; none in dev) of the stack described by
+    ./sagaz-lakehouse.yaml (or the defaults); the login's password comes from the environment or secrets.file.
 
     The listener's only dependency on the stack model, kept to this function on purpose.
     """
     from sagaz_lakehouse import config, wiring
     from sagaz_lakehouse.stack import View
 
-    settings = config.load(config.find_config_file())
-    return wiring.endpoints(settings, View.EXTERNAL).fluss_bootstrap, settings.lake.database
+    path = config.find_config_file()
+    settings = config.load(path)
+    credentials = config.resolve_credentials(settings, base_dir=path.parent if path else None)
+    return (wiring.endpoints(settings, View.EXTERNAL).fluss_bootstrap, settings.lake.database,
+            wiring.pyfluss_properties(settings, credentials))
 
 
 class FlussAnalyticsListener(sagaz.SagaListener):
@@ -109,6 +113,9 @@ class FlussAnalyticsListener(sagaz.SagaListener):
 
     Args:
         bootstrap_servers: Fluss bootstrap address(es), ``host:port[,host:port]``; default: the stack's.
+        fluss_properties: more pyfluss ``Config`` properties, e.g. the SASL login of a prod stack
+            (``security.protocol``, ``security.sasl.username``, ...); default: the stack's login when
+            ``bootstrap_servers`` is the stack's, none otherwise.
         database, table: where ``saga_events`` lives; database default: the stack's (``lake.database``).
         buffer_size: events held while Fluss is slow or unreachable (in flight included).
         batch_size: most events per batch; a batch is handed to pyfluss once full, or ``flush_interval`` s after
@@ -130,12 +137,15 @@ class FlussAnalyticsListener(sagaz.SagaListener):
                  max_in_flight: int = 3, overflow: Overflow | str = Overflow.DROP_NEWEST, block_ms: float = 0.0,
                  connect_timeout: float = 5.0, write_timeout: float = 10.0, stuck_after: float = 60.0,
                  backoff_initial: float = 0.1, backoff_max: float = 5.0, stats_hook: StatsHook | None = None,
-                 builder: EventBuilder | None = None, sink: Sink | None = None) -> None:
+                 builder: EventBuilder | None = None, sink: Sink | None = None,
+                 fluss_properties: Mapping[str, str] | None = None) -> None:
         if min(buffer_size, batch_size, max_in_flight) < 1 or flush_interval <= 0 or block_ms < 0:
             raise ValueError("buffer_size, batch_size and max_in_flight must be >= 1, flush_interval > 0, "
                              "block_ms >= 0")
         if bootstrap_servers is None or database is None:
-            stack_bootstrap, stack_database = stack_location()
+            stack_bootstrap, stack_database, stack_login = stack_location()
+            if bootstrap_servers is None and fluss_properties is None:
+                fluss_properties = stack_login
             bootstrap_servers, database = bootstrap_servers or stack_bootstrap, database or stack_database
         self.bootstrap_servers, self.database, self.table = bootstrap_servers, database, table
         self.buffer_size, self.batch_size, self.flush_interval = buffer_size, batch_size, flush_interval
@@ -143,7 +153,8 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         self.write_timeout, self.stuck_after = write_timeout, stuck_after
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
         self._sink: Sink = sink or FlussSink(bootstrap_servers, database, table, connect_timeout, write_timeout,
-                                             on_connect=lambda: self._count("connects"))
+                                             on_connect=lambda: self._count("connects"),
+                                             properties=fluss_properties)
         self._builder = builder or EventBuilder()
         self._stats = ListenerStats()
         self._stats_hook = stats_hook
@@ -531,8 +542,9 @@ class FlussSink:
 
     def __init__(self, bootstrap_servers: str, database: str, table: str, connect_timeout: float,
                  write_timeout: float, close_timeout: float = 5.0,
-                 on_connect: Callable[[], None] = lambda: None) -> None:
+                 on_connect: Callable[[], None] = lambda: None, properties: Mapping[str, str] | None = None) -> None:
         self.bootstrap_servers, self.database, self.table = bootstrap_servers, database, table
+        self._properties = dict(properties or {})  # the SASL login, if any: holds a password, never logged
         self.connect_timeout, self.write_timeout, self.close_timeout = connect_timeout, write_timeout, close_timeout
         self._on_connect = on_connect
         self._connection: Any = None
@@ -600,7 +612,7 @@ class FlussSink:
         import fluss
 
         await self._check_reachable()
-        config = fluss.Config({"bootstrap.servers": self.bootstrap_servers})
+        config = fluss.Config({"bootstrap.servers": self.bootstrap_servers, **self._properties})
         config.connect_timeout_ms = int(self.connect_timeout * 1000)
         # pyfluss reserves writer_batch_size of its 64 MB buffer per open bucket batch and blocks upsert() when the
         # buffer is full, by default forever, which would stall the event loop. Smaller reservations keep

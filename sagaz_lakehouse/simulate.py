@@ -247,7 +247,8 @@ def tenths(echo: Callable[[str], None]) -> Progress:
 
 def run(*, sagas: int = 100, rate: float = 20.0, failure_rate: float = 0.2, seed: int | None = None,
         progress: Progress | None = None, bootstrap_servers: str | None = None, database: str | None = None,
-        close_timeout: float = 60.0, metrics_port: int = 0, metrics_linger: float = 0.0) -> dict[str, Any]:
+        close_timeout: float = 60.0, metrics_port: int = 0, metrics_linger: float = 0.0,
+        fluss_properties: dict[str, str] | None = None) -> dict[str, Any]:
     """Simulate with a FlussAnalyticsListener on the stack (default: ./sagaz-lakehouse.yaml), then close it.
 
     Fails at once (StackNotReachable) when Fluss does not accept connections: the sagas would run, but every event
@@ -270,7 +271,8 @@ def run(*, sagas: int = 100, rate: float = 20.0, failure_rate: float = 0.2, seed
         hook = prometheus_stats_hook()
         extra.append(MetricsSagaListener(metrics=PrometheusMetrics()))
         start_http_server(metrics_port, addr="127.0.0.1")
-    listener = FlussAnalyticsListener(bootstrap_servers, database=database, stats_hook=hook)
+    listener = FlussAnalyticsListener(bootstrap_servers, database=database, stats_hook=hook,
+                                      fluss_properties=fluss_properties)
     if not any(tcp_open(address.strip()) for address in listener.bootstrap_servers.split(",")):
         raise StackNotReachable("Fluss", listener.bootstrap_servers, "connection refused or timed out")
 

@@ -165,12 +165,14 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def tiering_liveness(bootstrap: str, database: str, freshness: str, python: str = sys.executable) -> Liveness:
+def tiering_liveness(bootstrap: str, database: str, freshness: str, python: str = sys.executable,
+                     login_file: str = "") -> Liveness:
     """The JobManager's liveness check: its tiering job can hang while RUNNING (apache/fluss#3261); one window of
     3x freshness without lake progress while records wait (what ``status`` calls stalled) gets it restarted. The
     windows run back to back, so a stall is acted on within 6x freshness; the grace covers the resubmission."""
+    login = ("--login-file", login_file) if login_file else ()
     return Liveness((python, "-m", "sagaz_lakehouse.lake_health", "--bootstrap", bootstrap, "--database", database,
-                     "--freshness", freshness), interval=0, failures=1, grace=60)
+                     "--freshness", freshness, *login), interval=0, failures=1, grace=60)
 
 
 def write_spec(run_dir: Path, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, *,

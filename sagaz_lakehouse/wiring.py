@@ -13,7 +13,8 @@ files on local). Property names come from upstream: apache/fluss ``website/docs/
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import Credentials, Settings
@@ -23,6 +24,12 @@ ACCESS_KEY_VAR = "S3_ACCESS_KEY"
 SECRET_KEY_VAR = "S3_SECRET_KEY"  # noqa: S105 - a variable name, not a value
 ACCESS_KEY = "${" + ACCESS_KEY_VAR + "}"
 SECRET_KEY = "${" + SECRET_KEY_VAR + "}"
+FLUSS_PASSWORD_VAR = "FLUSS_CLIENT_PASSWORD"  # noqa: S105 - a variable name, not a value
+FLUSS_PASSWORD = "${" + FLUSS_PASSWORD_VAR + "}"
+FLUSS_CLIENT_USER = "sagaz"  # the one SASL user: servers between themselves, the tiering job, every client
+# The login module of Fluss's SASL/PLAIN (fluss-common security/auth/sasl/plain, v0.9.1-incubating).
+FLUSS_PLAIN_LOGIN_MODULE = "org.apache.fluss.security.auth.sasl.plain.PlainLoginModule"
+JAAS_FILE = "jaas.conf"
 LOOPBACK = "127.0.0.1"
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - a container listener that port-forwards and published ports reach
 
@@ -47,6 +54,8 @@ class Endpoints:
     trino: str
     flink_sql_gateway: str
     prometheus: str = ""
+    # pyfluss properties that log in to Fluss (SASL), besides bootstrap.servers; holds a password: never printed.
+    fluss_login: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 def endpoints(settings: Settings, view: View) -> Endpoints:
@@ -108,6 +117,8 @@ def tiering_job_arguments(settings: Settings, view: View) -> list[str]:
             # TieringSourceOptions (fluss-flink-common): read from the "fluss." arguments by FlussLakeTiering.
             "--fluss.tiering.poll.table.interval", settings.tiering_poll,
             "--datalake.format", "iceberg"]
+    if fluss_sasl_on(settings, view):  # FlussLakeTiering hands every --fluss.<key> to its Fluss connections
+        args += [arg for key, value in fluss_client_options().items() for arg in (f"--fluss.{key}", value)]
     for key, value in iceberg_catalog_properties(settings, view, with_credentials=False).items():
         args += [f"--datalake.iceberg.{key}", value]
     return args
@@ -138,11 +149,63 @@ def credential_environment() -> dict[str, str]:
 
 def substitute_secrets(text: str, credentials: Credentials) -> str:
     """For files and environments that must carry the values themselves (local target; written with mode 0600)."""
-    return text.replace(ACCESS_KEY, credentials.access_key).replace(SECRET_KEY, credentials.secret_key)
+    return (text.replace(ACCESS_KEY, credentials.access_key).replace(SECRET_KEY, credentials.secret_key)
+            .replace(FLUSS_PASSWORD, credentials.fluss_password))
 
 
 def holds_secret(text: str) -> bool:
-    return ACCESS_KEY in text or SECRET_KEY in text
+    return ACCESS_KEY in text or SECRET_KEY in text or FLUSS_PASSWORD in text
+
+
+# ------------------------------------------------------------------------------- Fluss SASL (prod, local target)
+# Fluss reads a JAAS file named by -Djava.security.auth.login.config when no inline JAAS option is set: context
+# FlussServer for a server's SASL listeners, FlussClient for every client in the JVM (JaasContext.java,
+# v0.9.1-incubating). A file keeps the password off command lines, program arguments and properties that get
+# logged; only the JVM flag naming it appears there.
+
+
+def jaas_file(server: bool) -> str:
+    """The JAAS file of a JVM that talks to Fluss (every JVM a client; a Fluss server also checks clients)."""
+    sections = [("FlussClient", f'username="{FLUSS_CLIENT_USER}"\n  password="{FLUSS_PASSWORD}"')]
+    if server:
+        sections.insert(0, ("FlussServer", f'user_{FLUSS_CLIENT_USER}="{FLUSS_PASSWORD}"'))
+    return "".join(f"{name} {{\n  {FLUSS_PLAIN_LOGIN_MODULE} required\n  {options};\n}};\n"
+                   for name, options in sections)
+
+
+def fluss_sasl_on(settings: Settings, view: View) -> bool:
+    """SASL for a native process (local target) whose profile wants it; see config.fluss_sasl."""
+    from sagaz_lakehouse.config import fluss_sasl
+
+    return view is View.EXTERNAL and fluss_sasl(settings)
+
+
+def jaas_flag(conf_dir: str) -> str:
+    return f"-Djava.security.auth.login.config={conf_dir}/{JAAS_FILE}"
+
+
+def fluss_client_options() -> dict[str, str]:
+    """Fluss's own client options (servers talking to each other, the tiering job, the Flink catalog): SASL, with
+    the credentials from the JVM's JAAS file."""
+    return {"client.security.protocol": "SASL", "client.security.sasl.mechanism": "PLAIN"}
+
+
+def with_fluss_login(endpoints: Endpoints, settings: Settings, credentials: Credentials) -> Endpoints:
+    """``endpoints`` for a client on the host that logs in to Fluss where Fluss wants it."""
+    return replace(endpoints, fluss_login=pyfluss_properties(settings, credentials))
+
+
+def pyfluss_properties(settings: Settings, credentials: Credentials) -> dict[str, str]:
+    """What a pyfluss ``Config`` needs besides ``bootstrap.servers`` (its keys carry no ``client.`` prefix)."""
+    return pyfluss_login(credentials.fluss_password) if fluss_sasl_on(settings, View.EXTERNAL) else {}
+
+
+def pyfluss_login(password: str) -> dict[str, str]:
+    return {"security.protocol": "sasl", "security.sasl.mechanism": "PLAIN",
+            "security.sasl.username": FLUSS_CLIENT_USER, "security.sasl.password": password}
+
+
+LOGIN_FILE = "fluss-login.yaml"  # pyfluss properties of the login, for the watchdog's liveness check (0600)
 
 
 def instance_endpoint(component: s.Component, name: str) -> str:

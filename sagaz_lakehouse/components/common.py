@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import mebibytes
+from sagaz_lakehouse import wiring
+from sagaz_lakehouse.config import Settings, mebibytes
 
 # Containers size the heap from their memory limit (compose mem_limit, Kubernetes limits) with this flag; native
 # processes get the same share as -Xmx.
@@ -29,7 +32,6 @@ def yaml_lines(values: dict[str, str]) -> str:
     return "".join(f"{key}: {value}\n" for key, value in values.items())
 
 
-
 def metrics_bind(view: s.View, at: s.Instance, container_port: int) -> str:
     """The port an instance's metrics endpoint listens on: its own host port on the user's host (replicas fan out
     there), a fixed port inside a container."""
@@ -39,3 +41,15 @@ def metrics_bind(view: s.View, at: s.Instance, container_port: int) -> str:
 def metrics_port(container: int, host: int, replicated: bool = False) -> s.Port:
     """A Prometheus endpoint: scraped from inside the stack (never published), per instance on the host."""
     return s.Port("metrics", container, host, published=False, per_instance=replicated)
+
+
+def fluss_login(settings: Settings, view: s.View, at: s.Instance,
+                server: bool = False) -> tuple[list[str], tuple[s.ConfigFile, ...]]:
+    """The JVM flag and the JAAS file of a process that logs in to Fluss; none where Fluss takes anyone. The same
+    login for pyfluss goes beside them (the watchdog checks the tiering job with it from the JobManager's folder)."""
+    if not wiring.fluss_sasl_on(settings, view):
+        return [], ()
+    return [wiring.jaas_flag(at.conf)], (s.ConfigFile(wiring.JAAS_FILE, wiring.jaas_file(server)),
+                                         # JSON (which YAML reads): quoted, and the password has no '"' or '\\'
+                                         s.ConfigFile(wiring.LOGIN_FILE,
+                                                      json.dumps(wiring.pyfluss_login(wiring.FLUSS_PASSWORD))))

@@ -16,6 +16,8 @@ the session cluster through the JobManager's REST API (``rest.address``/``rest.p
 same class runs with ``lib/*`` plus the gateway jar from ``opt/``, reading ``FLINK_CONF_DIR``. The gateway also
 carries the Fluss bootstrap address as its sessions see it (``FLUSS_BOOTSTRAP_PROPERTY``): a client reads it from
 its session and creates the ``fluss`` catalog with it, so no client needs to know in which network Flink runs.
+Where Fluss authenticates clients, the gateway's sessions also carry the catalog's ``client.security.*`` options
+(``FLUSS_CLIENT_PREFIX``); the credentials stay in the JAAS file of each Flink JVM.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from sagaz_lakehouse import artifacts, versions, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components.common import CONTAINER_HEAP, metrics_bind, metrics_port, xmx, yaml_lines
+from sagaz_lakehouse.components.common import CONTAINER_HEAP, fluss_login, metrics_bind, metrics_port, xmx, yaml_lines
 from sagaz_lakehouse.config import Settings, mebibytes
 from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.render import masked_log4j
@@ -42,6 +44,7 @@ GATEWAY_JAR_GROUP = "flink-sql-gateway"  # opt/flink-sql-gateway-<version>.jar, 
 # A session property of every gateway session (the gateway's configuration is each session's default): the Fluss
 # bootstrap address as seen from the Flink cluster. Flink ignores keys it does not know.
 FLUSS_BOOTSTRAP_PROPERTY = "sagaz-lakehouse.fluss.bootstrap.servers"
+FLUSS_CLIENT_PREFIX = "sagaz-lakehouse.fluss."  # + a Fluss client option the catalog takes (client.security.*)
 # A session nobody has touched for this long is closed, and with it the jobs of its queries: a client that died
 # while following a streaming query frees its task slot within this time (clients touch a session on every fetch).
 GATEWAY_SESSION_IDLE_TIMEOUT = "2min"
@@ -121,10 +124,12 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
     def setup(at: s.Instance) -> s.Setup:
         props = properties(settings, view, at)
         resource_id = () if jobmanager else (f"-Dtaskmanager.resource-id={at.name}",)
+        # The tiering job runs in both: its enumerator on the JobManager, its readers on the TaskManagers.
+        login_flags, login_files = fluss_login(settings, view, at)
 
         def command(ctx: s.NativeContext) -> s.Process:
             jvm, dynamic = memory_arguments(ctx.java, ctx.home, at.conf, "JM" if jobmanager else "TM")
-            return s.Process([str(ctx.java), *jvm, ctx.marker, *JAVA_OPENS,
+            return s.Process([str(ctx.java), *jvm, ctx.marker, *JAVA_OPENS, *login_flags,
                             f"-Dlog4j.configurationFile=file:{at.conf}/log4j-console.properties",
                             f"-Dlog.file={ctx.log}", "-cp", f"{ctx.home}/lib/*", MAIN_CLASS[name],
                             "--configDir", at.conf, *dynamic, *resource_id],
@@ -141,7 +146,7 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
                 user=9999, probe_tool="wget"),
             native=s.Native("flink", command, java=17),
             files=(s.ConfigFile("config.yaml", "# Flink, rendered by sagaz-lakehouse.\n" + yaml_lines(props)),
-                   s.ConfigFile("log4j-console.properties", masked_log4j())),
+                   s.ConfigFile("log4j-console.properties", masked_log4j()), *login_files),
         )
 
     if jobmanager:
@@ -182,6 +187,8 @@ def gateway_properties(settings: Settings, view: s.View, at: s.Instance) -> dict
         "env.java.opts.sql-gateway": CONTAINER_HEAP,
         FLUSS_BOOTSTRAP_PROPERTY: wiring.endpoints(settings, view).fluss_bootstrap,
     }
+    if wiring.fluss_sasl_on(settings, view):
+        props.update({FLUSS_CLIENT_PREFIX + k: v for k, v in wiring.fluss_client_options().items()})
     if external:
         props["io.tmp.dirs"] = f"{at.data}/tmp"  # noqa: S108 - its data folder
     return props
@@ -196,9 +203,10 @@ def sql_gateway(settings: Settings, view: s.View) -> s.Component:
 
     def setup(at: s.Instance) -> s.Setup:
         props = gateway_properties(settings, view, at)
+        login_flags, login_files = fluss_login(settings, view, at)  # its sessions' Fluss catalog logs in
 
         def command(ctx: s.NativeContext) -> s.Process:
-            return s.Process([str(ctx.java), xmx(memory), ctx.marker, *JAVA_OPENS,
+            return s.Process([str(ctx.java), xmx(memory), ctx.marker, *JAVA_OPENS, *login_flags,
                             f"-Dlog4j.configurationFile=file:{at.conf}/log4j-console.properties",
                             f"-Dlog.file={ctx.log}", "-cp", f"{ctx.home}/lib/*:{ctx.home}/{gateway_jar()}",
                             MAIN_CLASS[s.FLINK_SQL_GATEWAY]], env={"FLINK_CONF_DIR": at.conf})
@@ -210,7 +218,7 @@ def sql_gateway(settings: Settings, view: s.View) -> s.Component:
             native=s.Native("flink", command, java=17),
             files=(s.ConfigFile("config.yaml",
                                 "# Flink SQL Gateway, rendered by sagaz-lakehouse.\n" + yaml_lines(props)),
-                   s.ConfigFile("log4j-console.properties", masked_log4j())),
+                   s.ConfigFile("log4j-console.properties", masked_log4j()), *login_files),
         )
 
     port = settings.ports.flink_sql_gateway

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from sagaz_lakehouse import profiles, versions, wiring
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components.common import CONTAINER_HEAP, metrics_bind, metrics_port, xmx, yaml_lines
+from sagaz_lakehouse.components.common import CONTAINER_HEAP, fluss_login, metrics_bind, metrics_port, xmx, yaml_lines
 from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.render import masked_log4j
 
@@ -83,12 +83,23 @@ def listeners(view: s.View, at: s.Instance) -> dict[str, str]:
     }
 
 
+def sasl_properties() -> dict[str, str]:
+    """The FLUSS listener takes SASL/PLAIN only; the servers' own connections to each other log in too, with the
+    FlussClient context of the same JAAS file (ConfigOptions SERVER_SECURITY_PROTOCOL_MAP,
+    SERVER_SASL_ENABLED_MECHANISMS_CONFIG and CLIENT_SECURITY_PROTOCOL, v0.9.1-incubating). The mechanisms option
+    has no default in code although the docs say PLAIN: without it the server refuses to start."""
+    return {"security.protocol.map": "FLUSS:SASL", "security.sasl.enabled.mechanisms": "PLAIN",
+            **wiring.fluss_client_options()}
+
+
 def server_properties(settings: Settings, view: s.View, name: str, at: s.Instance) -> dict[str, str]:
     props = common_properties(settings, view)
     if name == s.TABLET:
         props["tablet-server.id"] = at.index
         props["data.dir"] = f"{at.data}/data"
     props.update(listeners(view, at))
+    if wiring.fluss_sasl_on(settings, view):  # the native server's one listener
+        props.update(sasl_properties())
     # The Prometheus reporter (plugins/prometheus; ConfigOptions METRICS_REPORTERS, METRICS_REPORTER_PROMETHEUS_PORT).
     # Its HTTP server listens on every interface: the reporter has no host option.
     props["metrics.reporters"] = "prometheus"
@@ -110,9 +121,11 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
 
     def setup(at: s.Instance) -> s.Setup:
         properties = yaml_lines(server_properties(settings, view, name, at))
+        login_flags, login_files = fluss_login(settings, view, at, server=True)
 
         def command(ctx: s.NativeContext) -> s.Process:
             return s.Process([str(ctx.java), xmx(memory), ctx.marker, "--add-opens=java.base/java.nio=ALL-UNNAMED",
+                            *login_flags,
                             f"-Dlog4j.configurationFile=file:{at.conf}/log4j-console.properties",
                             "-cp", f"{ctx.home}/lib/*", MAIN_CLASS[name], "--configDir", at.conf],
                            env={"FLUSS_PLUGINS_DIR": str(ctx.home / "plugins")})
@@ -125,7 +138,8 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
             native=s.Native("fluss", command, java=17),
             files=(s.ConfigFile("server.yaml", properties),
                    s.ConfigFile("log4j-console.properties", masked_log4j(),
-                              mount=f"{CONF_DIR}/log4j-console.properties")),
+                              mount=f"{CONF_DIR}/log4j-console.properties"),
+                   *login_files),
         )
 
     ports = (s.Port("client", wiring.FLUSS_CLIENT_PORT, host_port, per_instance=tablet, clients=True),

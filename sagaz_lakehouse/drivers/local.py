@@ -54,7 +54,8 @@ class LocalDriver:
         installer.check_minio()
         plan = {"run_dir": str(self.layout.run_dir), "cache_dir": str(self.cache),
                 "would_start": [n for _, n in instances if n not in running], "already_running": sorted(running),
-                "endpoints": vars(wiring.endpoints(self.settings, View.EXTERNAL))}
+                "endpoints": {k: v for k, v in vars(wiring.endpoints(self.settings, View.EXTERNAL)).items()
+                              if k != "fluss_login"}}
         if dry_run:
             return {"dry_run": True, **plan}
         self.cache.mkdir(parents=True, exist_ok=True)
@@ -141,7 +142,8 @@ class LocalDriver:
 
     @contextmanager
     def client_endpoints(self) -> Iterator[wiring.Endpoints]:
-        yield wiring.endpoints(self.settings, View.EXTERNAL)
+        credentials = resolve_credentials(self.settings, base_dir=self.base_dir)
+        yield wiring.with_fluss_login(wiring.endpoints(self.settings, View.EXTERNAL), self.settings, credentials)
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -167,8 +169,11 @@ class LocalDriver:
 
     def _tiering_liveness(self) -> watchdog.Liveness:
         endpoints = wiring.endpoints(self.settings, View.EXTERNAL)
+        login = self.layout.config(JOBMANAGER) / wiring.LOGIN_FILE
         return watchdog.tiering_liveness(endpoints.fluss_bootstrap, self.settings.lake.database,
-                                         self.settings.freshness)
+                                         self.settings.freshness,
+                                         login_file=str(login) if wiring.fluss_sasl_on(self.settings, View.EXTERNAL)
+                                         else "")
 
     def _check_ports(self, running: set[str]) -> None:
         """Before starting anything: every port a stopped instance binds must be free."""

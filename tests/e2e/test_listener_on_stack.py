@@ -3,11 +3,18 @@
 The module starts its own local stack on ports of its own (so it never meets a stack on the default ports), creates
 the tables, and removes everything at the end (`down --purge`). A stack that does not start fails the fixture with
 the CLI's output, which carries the failing component's log tail.
+
+The stack runs the prod profile, with its credentials in a 0600 secrets file (freshness and tiering poll set back to
+dev's, so the waits stay short): Fluss takes SASL/PLAIN clients only, so every test here also shows that the
+listener, `create-tables` and `doctor` log in, that a client without the login or with a wrong password is refused,
+and that no log of the run holds a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sagaz import Saga, action, compensate
 from support import cli, init_with_ports, must, suite_ports
 
@@ -44,17 +52,21 @@ COLUMNS = ("event_id", "event_type", "saga_id", "saga_name", "step_name", "durat
 class Stack:
     workdir: Path
     settings: config.Settings
+    credentials: config.Credentials
 
     @property
     def endpoints(self) -> wiring.Endpoints:
-        return wiring.endpoints(self.settings, View.EXTERNAL)
+        """As the CLI's clients see the stack: with the Fluss login."""
+        return wiring.with_fluss_login(wiring.endpoints(self.settings, View.EXTERNAL), self.settings,
+                                       self.credentials)
 
     @property
     def database(self) -> str:
         return self.settings.lake.database
 
     def listener(self, **options: Any) -> FlussAnalyticsListener:
-        return FlussAnalyticsListener(self.endpoints.fluss_bootstrap, database=self.database, **options)
+        return FlussAnalyticsListener(self.endpoints.fluss_bootstrap, database=self.database,
+                                      fluss_properties=self.endpoints.fluss_login, **options)
 
     def log_tails(self, *components: str) -> str:
         return "\n".join(f"--- {c} ---\n{cli(self.workdir, 'logs', c, timeout=60).stdout[-3000:]}"
@@ -65,10 +77,19 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("sagaz-listener-stack")
     settings_file = init_with_ports(workdir, PORTS)
+    secrets_file = workdir / "secrets.yaml"
+    secrets_file.touch(mode=0o600)
+    secrets_file.write_text(yaml.safe_dump({"s3_access_key": "listener-e2e", "s3_secret_key": secrets.token_hex(16),
+                                            "fluss_password": secrets.token_hex(16)}))
+    values = yaml.safe_load(settings_file.read_text())
+    values.update(profile="prod", secrets={"file": secrets_file.name},
+                  lake={"freshness": "10s", "tiering_poll": "2s"})
+    settings_file.write_text(yaml.safe_dump(values))
+    settings = config.load(settings_file, environ={})
     try:
         must(cli(workdir, "up"), "up")
         must(cli(workdir, "create-tables"), "create-tables")
-        yield Stack(workdir, config.load(settings_file, environ={}))
+        yield Stack(workdir, settings, config.resolve_credentials(settings, environ={}, base_dir=workdir))
     finally:
         cli(workdir, "down", "--purge", timeout=300)
 
@@ -409,3 +430,50 @@ def test_an_exception_inside_the_listener_never_reaches_the_saga(stack: Stack) -
     assert arrived == sorted([("step_started", "reserve"), ("step_completed", "reserve"), ("step_started", "charge"),
                               ("step_started", "ship"), ("step_completed", "ship"), ("saga_completed", "")])
 
+
+
+# ------------------------------------------------------------------------------------------ the prod login
+
+
+def test_doctor_logs_in_and_proves_tiering(stack: Stack) -> None:
+    result = must(cli(stack.workdir, "doctor", "--json"), "doctor --json")
+    assert '"ok": true' in result.stdout
+
+
+async def first_request(bootstrap: str, login: dict[str, str]) -> str:
+    """What a pyfluss client with ``login`` gets back for listing the databases: the list, or the error."""
+    import fluss
+
+    try:
+        connection = await asyncio.wait_for(
+            fluss.FlussConnection.create(fluss.Config({"bootstrap.servers": bootstrap, **login})), 30)
+        try:
+            return repr(await asyncio.wait_for(connection.get_admin().list_databases(), 30))
+        finally:
+            await asyncio.wait_for(connection.close(), 10)
+    except Exception as exc:  # the refusal this test wants to see, whatever pyfluss raises it as
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.parametrize("login", ["none", "wrong password"])
+def test_fluss_refuses_a_client_without_the_login(stack: Stack, login: str) -> None:
+    bootstrap = stack.endpoints.fluss_bootstrap
+    assert stack.database in asyncio.run(first_request(bootstrap, dict(stack.endpoints.fluss_login)))
+    attempt = {} if login == "none" else wiring.pyfluss_login("not-" + stack.credentials.fluss_password)
+    answer = asyncio.run(first_request(bootstrap, attempt))
+    assert stack.database not in answer and "authenticat" in answer.lower(), answer
+
+
+def test_no_log_file_holds_a_secret(stack: Stack) -> None:
+    """Every component's log of the prod run, and the watchdog's: neither the S3 secret key nor the Fluss password
+    appears in any (the JAAS files that hold the password are config, mode 0600)."""
+    run_dir = stack.workdir / ".sagaz-lakehouse"
+    logs = [p for p in run_dir.rglob("*")
+            if p.is_file() and (p.suffix in (".log", ".out", ".err") or "log" in p.parent.name)]
+    assert len(logs) >= 8, f"expected a log per component, found {sorted(map(str, logs))}"
+    values = stack.credentials.secret_values()
+    assert len(values) == 2
+    leaks = [str(p) for p in logs for value in values if value in p.read_text(errors="replace")]
+    assert leaks == []
+    jaas = sorted(run_dir.rglob(wiring.JAAS_FILE))
+    assert len(jaas) >= 5 and all(os.stat(p).st_mode & 0o077 == 0 for p in jaas), jaas

@@ -154,3 +154,33 @@ def test_dry_run_lists_components_and_changes_nothing(tmp_path):
     assert result["dry_run"] is True and "fluss-coordinator" in result["would_start"]
     assert not (tmp_path / "run").exists()
     assert config.mebibytes("2Gi") == 2048 and config.mebibytes("512Mi") == 512 and config.mebibytes("1.5Ki") == 1
+
+
+PROD_CREDS = Credentials("local-access", "local-secret-value", "fluss-password-value")
+
+
+def test_prod_fluss_takes_sasl_clients_only_and_every_jvm_logs_in_from_a_private_file(tmp_path):
+    settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), "profile": "prod"}, environ={})
+    files = {f.path: f for f in render_target(settings, PROD_CREDS, "local")}
+    server = parse(files["config/fluss-tablet-0/server.yaml"].content, ":")
+    assert server["security.protocol.map"] == "FLUSS:SASL" and server["security.sasl.enabled.mechanisms"] == "PLAIN"
+    assert server["client.security.protocol"] == "SASL"  # the servers' own connections to each other
+    holders = sorted(path for path, f in files.items() if PROD_CREDS.fluss_password in f.content)
+    assert {p.rsplit("/", 1)[1] for p in holders} == {"jaas.conf", "fluss-login.yaml"}
+    assert {p.split("/")[1] for p in holders if p.endswith("jaas.conf")} == {
+        "fluss-coordinator", "fluss-tablet-0", "fluss-tablet-1", "flink-jobmanager", "flink-taskmanager-0",
+        "flink-sql-gateway"}
+    assert all(files[p].secret for p in holders)
+    assert 'user_sagaz="fluss-password-value"' in files["config/fluss-tablet-0/jaas.conf"].content
+    assert "FlussServer" not in files["config/flink-taskmanager-0/jaas.conf"].content
+    tiering = wiring.tiering_job_arguments(settings, View.EXTERNAL)
+    assert tiering[tiering.index("--fluss.client.security.protocol") + 1] == "SASL"
+    assert PROD_CREDS.fluss_password not in " ".join(tiering)
+
+
+def test_dev_fluss_has_no_login(tmp_path):
+    files = rendered(tmp_path)
+    assert not any(p.endswith(("jaas.conf", "fluss-login.yaml")) for p in files)
+    assert "security.protocol.map" not in files["config/fluss-tablet-0/server.yaml"].content
+    assert "--fluss.client.security.protocol" not in wiring.tiering_job_arguments(config.load(environ={}),
+                                                                                   View.EXTERNAL)
