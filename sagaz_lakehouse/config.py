@@ -153,6 +153,11 @@ class Lake:
     tiering_poll: str = setting("", "how often the tiering service asks Fluss for a table due for tiering "
                                 "(tiering.poll.table.interval); empty: 2s in dev, 30s (the upstream default) in prod",
                                 pattern=re.compile(r"^$|" + DURATION.pattern), expect="a duration like 2s or 30s")
+    kv_snapshot_interval: str = setting("", "how often tablet servers snapshot saga_events' primary-key state, "
+                                        "which is what tiering copies (kv.snapshot.interval): keep it below the "
+                                        "freshness; "
+                                        "empty: 5s in dev, 1min in prod",
+                                        pattern=re.compile(r"^$|" + DURATION.pattern), expect="a duration like 5s")
 
 
 @dataclass(frozen=True)
@@ -257,6 +262,10 @@ class Settings:
     @property
     def hw_checkpoint_interval(self) -> str:
         return self.durability.hw_checkpoint_interval or profile(self.profile).hw_checkpoint_interval
+
+    @property
+    def kv_snapshot_interval(self) -> str:
+        return self.lake.kv_snapshot_interval or profile(self.profile).kv_snapshot_interval
 
     @property
     def tiering_poll(self) -> str:

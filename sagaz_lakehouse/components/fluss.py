@@ -15,8 +15,8 @@ namespace), which a listener on the pod IP alone refuses; what clients are told 
 
 from __future__ import annotations
 
-from sagaz_lakehouse import profiles, versions, wiring
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse import versions, wiring
 from sagaz_lakehouse.components.common import CONTAINER_HEAP, fluss_login, metrics_bind, metrics_port, xmx, yaml_lines
 from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.render import masked_log4j
@@ -50,7 +50,7 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
         "s3.assumed.role.sts.endpoint": ep.s3,
         "datalake.format": "iceberg",
         # Primary-key tables tier from KV snapshots: the snapshot interval bounds tiering latency.
-        "kv.snapshot.interval": profiles.profile(settings.profile).kv_snapshot_interval,
+        "kv.snapshot.interval": settings.kv_snapshot_interval,
     }
     props.update({f"datalake.iceberg.{k}": v for k, v in wiring.iceberg_catalog_properties(settings, view).items()})
     props.update(durability_properties(settings))

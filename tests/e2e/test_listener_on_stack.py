@@ -4,10 +4,10 @@ The module starts its own local stack on ports of its own (so it never meets a s
 the tables, and removes everything at the end (`down --purge`). A stack that does not start fails the fixture with
 the CLI's output, which carries the failing component's log tail.
 
-The stack runs the prod profile, with its credentials in a 0600 secrets file (freshness and tiering poll set back to
-dev's, so the waits stay short): Fluss takes SASL/PLAIN clients only, so every test here also shows that the
-listener, `create-tables` and `doctor` log in, that a client without the login or with a wrong password is refused,
-and that no log of the run holds a secret.
+The stack runs the prod profile, with its credentials in a 0600 secrets file (freshness, tiering poll and KV
+snapshots set back to dev's, so the waits stay short): Fluss takes SASL/PLAIN clients only, so every test here also
+shows that the listener, `create-tables` and `doctor` log in, that a client without the login or with a wrong
+password is refused, and that no log of the run holds a secret.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
                                             "fluss_password": secrets.token_hex(16)}))
     values = yaml.safe_load(settings_file.read_text())
     values.update(profile="prod", secrets={"file": secrets_file.name},
-                  lake={"freshness": "10s", "tiering_poll": "2s"})
+                  lake={"freshness": "10s", "tiering_poll": "2s", "kv_snapshot_interval": "5s"})
     settings_file.write_text(yaml.safe_dump(values))
     settings = config.load(settings_file, environ={})
     try:
