@@ -13,6 +13,7 @@ password is refused, and that no log of the run holds a secret.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import time
@@ -344,6 +345,15 @@ def test_doctor_logs_in_and_proves_tiering(stack: Stack) -> None:
     """Before the outage test: after a coordinator restart, tiering may wait out the interrupted round."""
     result = must(cli(stack.workdir, "doctor", "--json"), "doctor --json")
     assert '"ok": true' in result.stdout
+
+
+def test_a_flink_query_reads_fluss_through_the_catalogs_login(stack: Stack) -> None:
+    """The real-time pack on the prod stack: the SQL Gateway's `fluss` catalog carries client.security.* and the
+    Flink JVMs log in from their JAAS files. The sagas of the first test ran their steps within the window."""
+    result = must(cli(stack.workdir, "query", "step_latency_live", "--format", "json", "--param", "since=2h",
+                      "--param", "quiet_seconds=8", "--param", "max_seconds=150"), "query step_latency_live")
+    rows = json.loads(result.stdout)["rows"]
+    assert {(r["saga_name"], r["step_name"]) for r in rows} >= {("e2e_order", step) for step in ORDER_STEP_MS}, rows
 
 
 def test_sagas_run_through_a_fluss_outage_and_every_buffered_event_arrives_once(stack: Stack) -> None:
