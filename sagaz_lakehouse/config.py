@@ -155,8 +155,7 @@ class Lake:
                                 pattern=re.compile(r"^$|" + DURATION.pattern), expect="a duration like 2s or 30s")
     kv_snapshot_interval: str = setting("", "how often tablet servers snapshot saga_events' primary-key state, "
                                         "which is what tiering copies (kv.snapshot.interval): keep it below the "
-                                        "freshness; "
-                                        "empty: 5s in dev, 1min in prod",
+                                        "freshness; empty: 5s in dev, 1min in prod",
                                         pattern=re.compile(r"^$|" + DURATION.pattern), expect="a duration like 5s")
 
 
@@ -578,8 +577,8 @@ def _s3_credentials(settings: Settings, environ: dict[str, str], from_file: Cred
 
 
 def _check_fluss_password(password: str, source: str) -> None:
-    # The password goes into a JAAS file between double quotes (no escaping there), and into Fluss's YAML-like
-    # configuration, which cuts lines at '#'.
+    # The S3 keys' rules ('#', surrounding whitespace), plus '"' and backslash: the password sits between double quotes
+    # in the JAAS files (which have no escaping) and in the JSON login file.
     if len(password) < 8:
         raise ConfigError([Problem("fluss password", f"from {source} is shorter than 8 characters",
                                    "use a longer password, e.g. `openssl rand -hex 24`")])

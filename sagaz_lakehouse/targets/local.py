@@ -93,7 +93,7 @@ def process_specs(stack: Stack, layout: Layout, credentials: Credentials, contex
                                                                                                        component),
             ports=tuple(p.host_port(int(at.index)) for p in component.ports if p.host),
             one_shot=component.one_shot, timeout=component.start_seconds,
-            secret_values=(credentials.secret_key,), config=(layout.config(name),)))
+            secret_values=credentials.secret_values(), config=(layout.config(name),)))
     return [spec if spec.name not in carried else _with_config(spec, carried[spec.name]) for spec in specs]
 
 
