@@ -332,9 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     its freshness and print findings. Exit 0 healthy, 1 findings, 3 could not observe (Fluss unreachable): the
     contract of a watchdog liveness check, where only 1 counts against the component."""
     import argparse
+    import json
     import sys
-
-    import yaml
 
     from sagaz_lakehouse.doctor import _parse_seconds
 
@@ -345,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--freshness", default="10s", help="the table's freshness (table.datalake.freshness)")
     parser.add_argument("--watch", type=float, help="seconds to observe (default: 3x freshness + 5 s)")
     parser.add_argument("--kv", action="store_true", help="also read one row from every bucket's KV")
-    parser.add_argument("--login-file", help="a YAML file of pyfluss login properties (SASL), mode 0600")
+    parser.add_argument("--login-file", help="a JSON file of pyfluss login properties (SASL), mode 0600")
     args = parser.parse_args(argv)
     freshness = _parse_seconds(args.freshness)
     seconds = args.watch if args.watch is not None else STALL_FACTOR * freshness + 5
@@ -353,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def run() -> list[Finding]:
         import fluss
 
-        login = yaml.safe_load(Path(args.login_file).read_text()) if args.login_file else {}
+        login = json.loads(Path(args.login_file).read_text()) if args.login_file else {}
         config = fluss.Config({"bootstrap.servers": args.bootstrap, **login})
         connection = await asyncio.wait_for(fluss.FlussConnection.create(config), 15)
         try:

@@ -50,6 +50,6 @@ def fluss_login(settings: Settings, view: s.View, at: s.Instance,
     if not wiring.fluss_sasl_on(settings, view):
         return [], ()
     return [wiring.jaas_flag(at.conf)], (s.ConfigFile(wiring.JAAS_FILE, wiring.jaas_file(server)),
-                                         # JSON (which YAML reads): quoted, and the password has no '"' or '\\'
+                                         # JSON, as lake_health reads it; the password has no '"' or backslash to escape
                                          s.ConfigFile(wiring.LOGIN_FILE,
                                                       json.dumps(wiring.pyfluss_login(wiring.FLUSS_PASSWORD))))
