@@ -37,6 +37,10 @@ STALL_FACTOR = 3.0
 # recovery, not a finding.
 LEADER_ELECTION_S = 60.0
 NO_LEADER = "No leader found"  # the client's error text for a bucket without a leader (metadata updater)
+# The client's error text when the metadata it got lacks the table (fluss-rust cluster.rs `get_table`): the answering
+# server was just restarted and has not had the coordinator's metadata update yet. Recovery too, with the same wait.
+NO_TABLE_METADATA = "Table info not found"
+RECOVERING = (NO_LEADER, NO_TABLE_METADATA)
 NO_LEADER_HINT = ("the coordinator has not elected a leader for these buckets; check that every tablet server is "
                   "up (`sagaz-lakehouse status`) and see the coordinator log (`sagaz-lakehouse logs "
                   "fluss-coordinator`)")
@@ -253,8 +257,8 @@ async def check(connection: Any, database: str, table: str, freshness_s: float, 
 
 async def sample_once_led(connection: Any, database: str, table: str, iceberg_age_s: float | None,
                           election_s: float = LEADER_ELECTION_S, interval_s: float = 2.0) -> Sample | Finding:
-    """:func:`sample`, waiting up to ``election_s`` for buckets to get a leader (a restart in progress); a table
-    still leaderless after that is a ``no-leader`` finding."""
+    """:func:`sample`, waiting up to ``election_s`` for buckets to get a leader and the servers to know the table
+    (a restart in progress); a table still leaderless or unknown after that is a ``no-leader`` finding."""
     import fluss
 
     deadline = time.monotonic() + election_s
@@ -262,7 +266,7 @@ async def sample_once_led(connection: Any, database: str, table: str, iceberg_ag
         try:
             return await sample(connection, database, table, iceberg_age_s)
         except fluss.FlussError as exc:
-            if NO_LEADER not in str(exc):
+            if not any(text in str(exc) for text in RECOVERING):
                 raise
             if time.monotonic() >= deadline:
                 waited = f" (still after {election_s:g} s)" if election_s else ""  # status asks once

@@ -40,6 +40,11 @@ TASKMANAGER_RPC_PORT = 6122  # fixed in containers (the image's default range wo
 FLINK_BLOB_PORT = 6124  # fixed by the Flink image's entrypoint
 FLUSS_METRICS_PORT = 9249  # the Fluss Prometheus reporter's default port (ConfigOptions), in every container
 FLINK_METRICS_PORT = 9249  # the Flink Prometheus reporter's default port, in every container
+# Fluss's `client.connect-timeout` (ConfigOptions CLIENT_CONNECT_TIMEOUT: 120 s by default, v0.9.1-incubating). A
+# replaced pod or container comes back at a new address; a connect to the old one, still in the JVM's DNS cache,
+# gets no answer and holds its caller until this timeout. The tiering job's enumerator sends its coordinator
+# heartbeat on its only thread: with the default, tiering stopped for over a minute after a pod replacement.
+FLUSS_CONNECT_TIMEOUT = "10s"
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ def tiering_job_arguments(settings: Settings, view: View) -> list[str]:
     args = ["--fluss.bootstrap.servers", endpoints(settings, view).fluss_bootstrap,
             # TieringSourceOptions (fluss-flink-common): read from the "fluss." arguments by FlussLakeTiering.
             "--fluss.tiering.poll.table.interval", settings.tiering_poll,
+            "--fluss.client.connect-timeout", FLUSS_CONNECT_TIMEOUT,
             "--datalake.format", "iceberg"]
     if fluss_sasl_on(settings, view):  # FlussLakeTiering hands every --fluss.<key> to its Fluss connections
         args += [arg for key, value in fluss_client_options().items() for arg in (f"--fluss.{key}", value)]

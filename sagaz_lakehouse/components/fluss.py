@@ -51,6 +51,8 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
         "datalake.format": "iceberg",
         # Primary-key tables tier from KV snapshots: the snapshot interval bounds tiering latency.
         "kv.snapshot.interval": settings.kv_snapshot_interval,
+        # The servers' own connections to each other (replica fetchers, the coordinator's requests).
+        "client.connect-timeout": wiring.FLUSS_CONNECT_TIMEOUT,
     }
     props.update({f"datalake.iceberg.{k}": v for k, v in wiring.iceberg_catalog_properties(settings, view).items()})
     props.update(durability_properties(settings))

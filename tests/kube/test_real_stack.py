@@ -65,8 +65,19 @@ class KubeStack:
         if result.returncode != 0:
             pytest.fail(f"`sagaz-lakehouse {' '.join(args)}` exited {result.returncode}\n--- stdout ---\n"
                         f"{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-8000:]}\n--- pods ---\n"
-                        f"{self.pods_text()}\n--- cluster logs ---\n{self.cluster.log_tail(15)}", pytrace=False)
+                        f"{self.pods_text()}\n{self.component_logs(args[0])}\n--- cluster logs ---\n"
+                        f"{self.cluster.log_tail(15)}", pytrace=False)
         return result
+
+    def component_logs(self, command: str, lines: int = 60) -> str:
+        """The tiering path's own logs when a data-path command failed (the rollout's failures carry theirs)."""
+        if command not in ("create-tables", "doctor"):
+            return ""
+        out = []
+        for name in ("fluss-coordinator", "fluss-tablet", "flink-jobmanager", "flink-taskmanager"):
+            result = self.cli("logs", name, "--lines", str(lines), timeout=120)
+            out.append(f"--- logs {name} ---\n{result.stdout[-6000:]}{result.stderr[-2000:]}")
+        return "\n".join(out)
 
     def driver(self) -> KubernetesDriver:
         return KubernetesDriver(self.settings, self.workdir, log=lambda _message: None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sagaz_lakehouse.lake_health import Sample, log_behind_lake, scan_log, stalled, stalled_now, truncations
+from sagaz_lakehouse.lake_health import Finding, Sample, log_behind_lake, scan_log, stalled, stalled_now, truncations
 
 pytestmark = pytest.mark.unit
 
@@ -94,8 +94,10 @@ def test_tablet_log_patterns_name_the_damaged_buckets_once_each():
 class _Admin:
     """Answers like pyfluss's admin while buckets have no leader for ``leaderless`` calls, then like a led table."""
 
-    def __init__(self, leaderless: int) -> None:
+    def __init__(self, leaderless: int, error: str = "Fluss hitting unexpected error No leader found for table "
+                                                       "bucket: TableBucket(table_id=7, bucket=0).: None") -> None:
         self.leaderless = leaderless
+        self.error = error
 
     async def get_table_info(self, path):
         return type("Info", (), {"num_buckets": 2, "table_id": 7})()
@@ -105,8 +107,7 @@ class _Admin:
 
         if self.leaderless > 0:
             self.leaderless -= 1
-            raise fluss.FlussError("Fluss hitting unexpected error No leader found for table bucket: "
-                                   "TableBucket(table_id=7, bucket=0).: None")
+            raise fluss.FlussError(self.error)
         return {b: 10 for b in buckets}
 
     async def get_latest_lake_snapshot(self, path):
@@ -115,8 +116,8 @@ class _Admin:
         raise fluss.FlussError("lake snapshot does not exist")
 
 
-def _leaderless_for(calls: int):
-    admin = _Admin(calls)
+def _leaderless_for(calls: int, **error: str):
+    admin = _Admin(calls, **error)
     return type("Connection", (), {"get_admin": lambda self: admin})()
 
 
@@ -128,6 +129,33 @@ def test_a_table_whose_buckets_regain_leaders_within_the_election_window_is_samp
     seen = asyncio.run(sample_once_led(_leaderless_for(2), "sagaz", "saga_events", None, election_s=5,
                                        interval_s=0.01))
     assert isinstance(seen, Sample) and seen.end_offsets == {0: 10, 1: 10}
+
+
+def test_a_restarted_server_that_does_not_know_the_table_yet_is_waited_for_too():
+    """Seen right after Fluss pods were replaced: the restarted server answered metadata without the table."""
+    import asyncio
+
+    from sagaz_lakehouse.lake_health import sample_once_led
+
+    missing = "FlussError(code=15): Table info not found for sagaz.saga_events"
+    seen = asyncio.run(sample_once_led(_leaderless_for(2, error=missing), "sagaz", "saga_events", None,
+                                       election_s=5, interval_s=0.01))
+    assert isinstance(seen, Sample) and seen.end_offsets == {0: 10, 1: 10}
+    found = asyncio.run(sample_once_led(_leaderless_for(10**6, error=missing), "sagaz", "saga_events", None,
+                                        election_s=0.05, interval_s=0.01))
+    assert isinstance(found, Finding) and found.kind == "no-leader" and "Table info not found" in found.detail
+
+
+def test_other_errors_are_not_waited_for():
+    import asyncio
+
+    import fluss
+
+    from sagaz_lakehouse.lake_health import sample_once_led
+
+    with pytest.raises(fluss.FlussError, match="permission denied"):
+        asyncio.run(sample_once_led(_leaderless_for(1, error="permission denied"), "sagaz", "saga_events", None,
+                                    election_s=5, interval_s=0.01))
 
 
 def test_a_table_still_leaderless_after_the_election_window_is_a_no_leader_finding():
