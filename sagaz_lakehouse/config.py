@@ -93,6 +93,8 @@ class Ports:
                                             minimum=1, maximum=65535)
     flink_taskmanager_metrics: int = setting(9281, "first Flink TaskManager Prometheus reporter port; TaskManager i "
                                              "uses this + i", minimum=1, maximum=65535)
+    trino_https: int = setting(8443, "Trino HTTPS port, where clients log in (prod profile, local target)",
+                               minimum=1, maximum=65535)
 
 
 @dataclass(frozen=True)
@@ -274,11 +276,13 @@ class Settings:
 
 @dataclass(frozen=True)
 class Credentials:
-    """S3 credentials, and the Fluss client password where Fluss authenticates clients; ``repr`` shows no secret."""
+    """S3 credentials, and the Fluss and Trino passwords where they authenticate clients; ``repr`` shows no secret."""
 
     access_key: str
     secret_key: str = field(repr=False)
     fluss_password: str = field(default="", repr=False)  # empty: Fluss takes unauthenticated clients (dev)
+    trino_password: str = field(default="", repr=False)  # empty: Trino takes any user name over HTTP (dev)
+    trino_keystore: str = field(default="", repr=False)  # Trino's TLS key and certificate (PEM), made by tls.ensure
 
     def __repr__(self) -> str:
         return f"Credentials(access_key={self.access_key!r}, secret_key='***')"
@@ -292,13 +296,27 @@ class Credentials:
 
     def secret_values(self) -> tuple[str, ...]:
         """The values no log may show."""
-        return tuple(v for v in (self.secret_key, self.fluss_password) if v)
+        return tuple(v for v in (self.secret_key, self.fluss_password, self.trino_password,
+                                 self.trino_shared_secret()) if v)
+
+    def trino_shared_secret(self) -> str:
+        """Trino's internal-communication.shared-secret (required once clients authenticate), derived from the Trino
+        password so that no second secret has to be supplied and kept; empty where Trino does not authenticate."""
+        if not self.trino_password:
+            return ""
+        import hashlib
+        import hmac
+
+        return hmac.new(self.trino_password.encode(), b"sagaz-lakehouse trino internal communication",
+                        hashlib.sha256).hexdigest()
 
 
 # Development-only credentials: used in the dev profile, refused in prod.
 DEV_CREDENTIALS = Credentials("sagaz-dev", "sagaz-dev-secret")
 # What `render` writes instead of credential values into files that may be committed (manifests/).
-PLACEHOLDER_CREDENTIALS = Credentials("REPLACE_WITH_S3_ACCESS_KEY", "REPLACE_WITH_S3_SECRET_KEY")
+PLACEHOLDER_CREDENTIALS = Credentials("REPLACE_WITH_S3_ACCESS_KEY", "REPLACE_WITH_S3_SECRET_KEY",
+                                      "REPLACE_WITH_FLUSS_PASSWORD", "REPLACE_WITH_TRINO_PASSWORD",
+                                      "REPLACE_WITH_TRINO_KEYSTORE_PEM")
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -527,7 +545,9 @@ def host_ports(settings: Settings) -> list[tuple[str, int]]:
     fan_out = {"fluss_tablet": settings.replicas.tablet_servers,
                "fluss_tablet_metrics": settings.replicas.tablet_servers,
                "flink_taskmanager_metrics": settings.replicas.flink_taskmanagers}
-    pairs = [(f.name, getattr(ports, f.name)) for f in dataclasses.fields(Ports) if f.name not in fan_out]
+    unused = set() if trino_auth(settings) else {"trino_https"}  # only a Trino that takes logins listens there
+    pairs = [(f.name, getattr(ports, f.name)) for f in dataclasses.fields(Ports)
+             if f.name not in fan_out and f.name not in unused]
     pairs += [(f"{name} (instance {i})" if i else name, getattr(ports, name) + i)
               for name, count in fan_out.items() for i in range(count)]
     return pairs
@@ -536,7 +556,7 @@ def host_ports(settings: Settings) -> list[tuple[str, int]]:
 # --------------------------------------------------------------------------------------------- secrets
 
 SECRET_ENV = {"access_key": ENV_PREFIX + "S3_ACCESS_KEY", "secret_key": ENV_PREFIX + "S3_SECRET_KEY",
-              "fluss_password": ENV_PREFIX + "FLUSS_PASSWORD"}
+              "fluss_password": ENV_PREFIX + "FLUSS_PASSWORD", "trino_password": ENV_PREFIX + "TRINO_PASSWORD"}
 
 
 def fluss_sasl(settings: Settings) -> bool:
@@ -545,22 +565,38 @@ def fluss_sasl(settings: Settings) -> bool:
     return profile(settings.profile).fluss_sasl and settings.target == "local"
 
 
+def trino_auth(settings: Settings) -> bool:
+    """Whether Trino takes only password-authenticated clients over HTTPS: the profile's choice, on the local target
+    (the container targets' certificates and password files are issue 15's next step)."""
+    return profile(settings.profile).trino_auth and settings.target == "local"
+
+
 def resolve_credentials(settings: Settings, environ: dict[str, str] | None = None,
                         base_dir: Path | None = None) -> Credentials:
     """Credentials from the environment or the secrets file; dev falls back to the dev credentials."""
     environ = dict(os.environ if environ is None else environ)
     from_file = _read_secrets_file(settings.secrets.file, base_dir) if settings.secrets.file else None
     credentials = _s3_credentials(settings, environ, from_file)
-    if not fluss_sasl(settings):
-        return credentials
-    password = environ.get(SECRET_ENV["fluss_password"], "") or (from_file.fluss_password if from_file else "")
-    source = "environment" if environ.get(SECRET_ENV["fluss_password"]) else settings.secrets.file
+    if fluss_sasl(settings):
+        credentials = dataclasses.replace(credentials, fluss_password=_password(
+            settings, environ, from_file, "fluss_password", "Fluss clients (SASL/PLAIN)"))
+    if trino_auth(settings):
+        credentials = dataclasses.replace(credentials, trino_password=_password(
+            settings, environ, from_file, "trino_password", "Trino clients (password over HTTPS)"))
+    return credentials
+
+
+def _password(settings: Settings, environ: dict[str, str], from_file: Credentials | None, key: str,
+              who: str) -> str:
+    """A password the profile requires, from the environment or else the secrets file, checked."""
+    password = environ.get(SECRET_ENV[key], "") or (getattr(from_file, key) if from_file else "")
+    source = "environment" if environ.get(SECRET_ENV[key]) else settings.secrets.file
     if not password:
-        raise ConfigError([Problem("secrets", f"the {settings.profile} profile authenticates Fluss clients "
-                                   "(SASL/PLAIN) and no Fluss password was supplied",
-                                   f"set {SECRET_ENV['fluss_password']}, or add fluss_password to secrets.file")])
-    _check_fluss_password(password, source)
-    return dataclasses.replace(credentials, fluss_password=password)
+        raise ConfigError([Problem("secrets", f"the {settings.profile} profile authenticates {who} and no "
+                                   f"{key.replace('_', ' ')} was supplied",
+                                   f"set {SECRET_ENV[key]}, or add {key} to secrets.file")])
+    _check_password(password, key.replace("_", " "), source)
+    return password
 
 
 def _s3_credentials(settings: Settings, environ: dict[str, str], from_file: Credentials | None) -> Credentials:
@@ -576,14 +612,14 @@ def _s3_credentials(settings: Settings, environ: dict[str, str], from_file: Cred
                                "secrets.file at a 0600 YAML file with s3_access_key and s3_secret_key")])
 
 
-def _check_fluss_password(password: str, source: str) -> None:
-    # The S3 keys' rules ('#', surrounding whitespace), plus '"' and backslash: the password sits between double quotes
-    # in the JAAS files (which have no escaping) and in the JSON login file.
+def _check_password(password: str, what: str, source: str) -> None:
+    # The S3 keys' rules ('#', surrounding whitespace), plus '"' and backslash: the Fluss password sits between double
+    # quotes in the JAAS files (which have no escaping) and in the JSON login file; Trino's takes the same rules.
     if len(password) < 8:
-        raise ConfigError([Problem("fluss password", f"from {source} is shorter than 8 characters",
+        raise ConfigError([Problem(what, f"from {source} is shorter than 8 characters",
                                    "use a longer password, e.g. `openssl rand -hex 24`")])
     if any(c in password for c in '#"\\') or password != password.strip():
-        raise ConfigError([Problem("fluss password", f"from {source} contains '#', '\"', '\\' or leading/trailing "
+        raise ConfigError([Problem(what, f"from {source} contains '#', '\"', '\\' or leading/trailing "
                                    "whitespace, which the JAAS file or Fluss's configuration loader would change",
                                    "choose a value without them, e.g. `openssl rand -hex 24`")])
 
@@ -606,7 +642,8 @@ def _read_secrets_file(name: str, base_dir: Path | None) -> Credentials:
     missing = [k for k in ("s3_access_key", "s3_secret_key") if not data.get(k)]
     if missing:
         raise ConfigError([Problem("secrets.file", f"{path} lacks {', '.join(missing)}", "add the missing keys")])
-    return Credentials(str(data["s3_access_key"]), str(data["s3_secret_key"]), str(data.get("fluss_password") or ""))
+    return Credentials(str(data["s3_access_key"]), str(data["s3_secret_key"]), str(data.get("fluss_password") or ""),
+                       str(data.get("trino_password") or ""))
 
 
 def _checked_credentials(creds: Credentials, source: str) -> Credentials:

@@ -21,19 +21,23 @@ class Profile:
     hw_checkpoint_interval: str
     cpu_request: str  # Kubernetes CPU request per container (no CPU limit anywhere: no throttling)
     dev_credentials: bool  # fixed development credentials are acceptable
-    # Fluss clients authenticate (SASL/PLAIN, docs/security.md); local target only so far, see fluss_sasl().
+    # Fluss clients authenticate (SASL/PLAIN; README, "Fluss logins in prod"); local target only so far, see
+    # config.fluss_sasl().
     fluss_sasl: bool
+    # Trino takes password-authenticated clients over HTTPS only (README, "Trino logins in prod"); local target only
+    # so far, see config.trino_auth().
+    trino_auth: bool
 
 
 PROFILES: dict[str, Profile] = {
     # Small and fast feedback on one machine: a probe event reaches Iceberg within ~15 s.
     "dev": Profile("dev", freshness="10s", tiering_poll="2s", kv_snapshot_interval="5s",
                    hw_checkpoint_interval="1s", cpu_request="100m", dev_credentials=True,
-                   fluss_sasl=False),
+                   fluss_sasl=False, trino_auth=False),
     # Upstream defaults where they exist (freshness 3 min, poll 30 s); snapshots every minute.
     "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min",
                     hw_checkpoint_interval="1s", cpu_request="500m", dev_credentials=False,
-                    fluss_sasl=True),
+                    fluss_sasl=True, trino_auth=True),
 }
 
 

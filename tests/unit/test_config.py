@@ -151,7 +151,7 @@ def test_prod_without_secrets_is_a_clear_error():
 def test_dev_uses_dev_credentials_and_prod_takes_env():
     assert config.resolve_credentials(load(), environ={}) == config.DEV_CREDENTIALS
     env = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "prodkey", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "a-long-prod-secret",
-           "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": "a-fluss-password"}
+           "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": "a-fluss-password", "SAGAZ_LAKEHOUSE_TRINO_PASSWORD": "a-trino-password"}
     creds = config.resolve_credentials(load(overrides={"profile": "prod"}), environ=env)
     assert creds.secret_key == "a-long-prod-secret"
     assert "a-long-prod-secret" not in repr(creds)
@@ -159,7 +159,8 @@ def test_dev_uses_dev_credentials_and_prod_takes_env():
 
 def test_secrets_file_must_be_private(tmp_path):
     secrets = tmp_path / "secrets.yaml"
-    secrets.write_text("s3_access_key: prodkey\ns3_secret_key: a-long-prod-secret\nfluss_password: fluss-pw-1\n")
+    secrets.write_text("s3_access_key: prodkey\ns3_secret_key: a-long-prod-secret\nfluss_password: fluss-pw-1\n"
+                       "trino_password: trino-pw-1\n")
     os.chmod(secrets, 0o644)
     settings = load(overrides={"profile": "prod", "secrets.file": str(secrets)})
     with pytest.raises(ConfigError, match="chmod 600"):
@@ -175,14 +176,16 @@ def test_short_secret_rejected():
 
 
 PROD_S3 = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "prodkey", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "a-long-prod-secret"}
+TRINO_PW = {"SAGAZ_LAKEHOUSE_TRINO_PASSWORD": "trino-pw-1"}
+FLUSS_PW = {"SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": "fluss-pw-1"}
 
 
 def test_prod_on_the_local_target_needs_a_fluss_password():
     settings = load(overrides={"profile": "prod"})
     with pytest.raises(ConfigError) as excinfo:
-        config.resolve_credentials(settings, environ=PROD_S3)
+        config.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW})
     assert excinfo.value.exit_code == 2 and "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD" in str(excinfo.value)
-    creds = config.resolve_credentials(settings, environ={**PROD_S3, "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": "fluss-pw-1"})
+    creds = config.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW, **FLUSS_PW})
     assert creds.fluss_password == "fluss-pw-1" and "fluss-pw-1" not in repr(creds)
     assert creds.redact("pw fluss-pw-1 key a-long-prod-secret") == "pw *** key ***"
     # dev, and the container targets (no SASL listener there yet), take none
@@ -195,13 +198,40 @@ def test_prod_on_the_local_target_needs_a_fluss_password():
 def test_fluss_passwords_the_jaas_file_would_change_are_refused(value):
     settings = load(overrides={"profile": "prod"})
     with pytest.raises(ConfigError) as excinfo:
-        config.resolve_credentials(settings, environ={**PROD_S3, "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": value})
+        config.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW, "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": value})
     assert excinfo.value.exit_code == 2 and "fluss password" in str(excinfo.value)
+
+
+def test_prod_on_the_local_target_needs_a_trino_password():
+    settings = load(overrides={"profile": "prod"})
+    with pytest.raises(ConfigError) as excinfo:
+        config.resolve_credentials(settings, environ={**PROD_S3, **FLUSS_PW})
+    assert excinfo.value.exit_code == 2 and "SAGAZ_LAKEHOUSE_TRINO_PASSWORD" in str(excinfo.value)
+    assert "trino_password to secrets.file" in str(excinfo.value)
+    creds = config.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW, **FLUSS_PW})
+    assert creds.trino_password == "trino-pw-1" and "trino-pw-1" not in repr(creds)
+    shared = creds.trino_shared_secret()
+    assert len(shared) == 64 and "trino-pw-1" not in shared and set(creds.secret_values()) >= {"trino-pw-1", shared}
+    # dev and the container targets take none
+    assert config.resolve_credentials(load(), environ={}).trino_password == ""
+    assert config.DEV_CREDENTIALS.trino_shared_secret() == ""
+    compose = load(overrides={"profile": "prod", "target": "compose"})
+    assert config.resolve_credentials(compose, environ=PROD_S3).trino_password == ""
+
+
+@pytest.mark.parametrize("value", ["hash#value", " leading-space", "short"])
+def test_trino_passwords_are_checked_like_the_others(value):
+    settings = load(overrides={"profile": "prod"})
+    with pytest.raises(ConfigError) as excinfo:
+        config.resolve_credentials(settings, environ={**PROD_S3, **FLUSS_PW, "SAGAZ_LAKEHOUSE_TRINO_PASSWORD": value})
+    assert excinfo.value.exit_code == 2 and "trino password" in str(excinfo.value)
 
 
 def test_the_fluss_password_can_come_from_the_secrets_file(tmp_path):
     secrets = tmp_path / "secrets.yaml"
-    secrets.write_text("s3_access_key: prodkey\ns3_secret_key: a-long-prod-secret\nfluss_password: from-the-file\n")
+    secrets.write_text("s3_access_key: prodkey\ns3_secret_key: a-long-prod-secret\nfluss_password: from-the-file\n"
+                       "trino_password: trino-from-the-file\n")
     os.chmod(secrets, 0o600)
     settings = load(overrides={"profile": "prod", "secrets.file": str(secrets)})
-    assert config.resolve_credentials(settings, environ={}).fluss_password == "from-the-file"
+    creds = config.resolve_credentials(settings, environ={})
+    assert (creds.fluss_password, creds.trino_password) == ("from-the-file", "trino-from-the-file")

@@ -25,7 +25,8 @@ VARIANTS = {
 @pytest.fixture(params=[(v, view) for v in VARIANTS for view in View], ids=lambda p: f"{p[0]}-{p[1].value}")
 def stack(request):
     name, view = request.param
-    return build_stack(config.load(None, VARIANTS[name], environ={}), view)
+    target = {"target": "local" if view is View.EXTERNAL else "compose"}  # the view a target's processes have
+    return build_stack(config.load(None, {**VARIANTS[name], **target}, environ={}), view)
 
 
 def instance_of(component: s.Component, name: str) -> s.Instance:

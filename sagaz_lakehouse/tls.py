@@ -1,0 +1,96 @@
+"""TLS material for Trino's HTTPS listener (prod profile, local target): a self-signed certificate for the loopback
+address, made once and kept in the run folder.
+
+``keystore.pem`` (mode 0600) holds the private key and the certificate, the PEM keystore Trino's
+``http-server.https.keystore.path`` takes (Trino docs, "PEM files"); ``ca.pem`` holds the certificate
+alone, which clients verify the server against. A certificate that expires within ``RENEW_DAYS`` is replaced.
+``cryptography`` is imported only here, and only when the prod profile needs a certificate.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+KEYSTORE = "keystore.pem"
+CA = "ca.pem"
+VALID_DAYS = 365
+RENEW_DAYS = 30
+COMMON_NAME = "sagaz-lakehouse trino"
+
+
+@dataclass(frozen=True)
+class TrinoTls:
+    keystore_pem: str  # private key + certificate: a secret
+    ca_file: Path  # the certificate alone: what clients trust
+
+
+def ensure(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TrinoTls:
+    """The certificate in ``directory``, made (or renewed) when missing or about to expire."""
+    keystore, ca = directory / KEYSTORE, directory / CA
+    if not (keystore.exists() and ca.exists() and _valid_for(ca.read_bytes(), RENEW_DAYS)):
+        key_pem, cert_pem = _self_signed(hosts)
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        _write(keystore, key_pem + cert_pem, 0o600)
+        _write(ca, cert_pem, 0o644)
+    return TrinoTls(keystore.read_text(), ca)
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(temporary, mode)
+    temporary.replace(path)
+
+
+def _valid_for(cert_pem: bytes, days: int) -> bool:
+    from cryptography import x509
+
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        return False
+    remaining = certificate.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    return remaining > datetime.timedelta(days=days)
+
+
+def _self_signed(hosts: tuple[str, ...]) -> tuple[bytes, bytes]:
+    """An RSA key (PKCS#8, unencrypted: the file's mode protects it) and a certificate naming ``hosts``."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, COMMON_NAME)])
+    alt_names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            alt_names.append(x509.DNSName(host))
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+                   .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+                   # Its own trust anchor: a CA that may sign (Python 3.13's strict verification checks these).
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                                key_encipherment=True, data_encipherment=False, key_agreement=False,
+                                                key_cert_sign=True, crl_sign=False, encipher_only=False,
+                                                decipher_only=False), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                   .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
