@@ -11,6 +11,7 @@ The options every command shares (settings file, target, profile, --set, Kuberne
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import json
@@ -248,6 +249,11 @@ def render(
         typer.echo(f"{out_dir} is inside a git work tree: credentials written as placeholders "
                    "(pass --out to write them)", err=True)
     credentials = cfg.PLACEHOLDER_CREDENTIALS if placeholders else options.credentials(settings, base_dir)
+    if not placeholders and cfg.trino_auth(settings):  # Trino's certificate, made beside the files (`up` keeps its own)
+        from sagaz_lakehouse import tls
+
+        keystore = cfg.PLACEHOLDER_CREDENTIALS.trino_keystore if dry_run else tls.ensure(out_dir / "tls").keystore_pem
+        credentials = dataclasses.replace(credentials, trino_keystore=keystore)
     files = render_target(settings, credentials)
     if not dry_run:
         rendering.write_files(files, out_dir)

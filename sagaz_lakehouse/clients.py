@@ -106,12 +106,7 @@ def trino_query(endpoints: Endpoints, sql: str, params: tuple = (), catalog: str
 def trino_table(endpoints: Endpoints, sql: str, params: tuple = (), catalog: str = "iceberg",
                 timeout: float = 60.0) -> tuple[list[str], list[tuple]]:
     """Like ``trino_query``, with the column names."""
-    require_reachable("Trino", endpoints.trino)
-    import trino
-
-    host, port = host_port(endpoints.trino)
-    connection = trino.dbapi.connect(host=host, port=port, user="sagaz-lakehouse", catalog=catalog,
-                                     request_timeout=timeout)
+    connection = trino_connection(endpoints, catalog, timeout)
     try:
         cursor = connection.cursor()
         cursor.execute(sql, params) if params else cursor.execute(sql)
@@ -119,6 +114,31 @@ def trino_table(endpoints: Endpoints, sql: str, params: tuple = (), catalog: str
         return [column[0] for column in cursor.description or []], rows
     finally:
         connection.close()
+
+
+def trino_connection(endpoints: Endpoints, catalog: str = "iceberg", timeout: float = 60.0) -> Any:
+    """A DB-API connection: over HTTPS with the password where Trino wants a login (prod, local target), else over
+    HTTP as ``sagaz-lakehouse`` (Trino without authentication takes any user name)."""
+    import trino
+
+    login = endpoints.trino_login
+    if login is None:
+        require_reachable("Trino", endpoints.trino)
+        host, port = host_port(endpoints.trino)
+        return trino.dbapi.connect(host=host, port=port, user="sagaz-lakehouse", catalog=catalog,
+                                   request_timeout=timeout)
+    import requests
+
+    require_reachable("Trino", login.url)
+    host, port = host_port(login.url)
+    session = requests.Session()
+    # Not trust_env: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's `verify`, and then our
+    # certificate is not the one checked ("self-signed certificate").
+    session.trust_env = False
+    session.verify = login.ca_file
+    return trino.dbapi.connect(host=host, port=port, user=login.user, catalog=catalog, request_timeout=timeout,
+                               http_scheme="https", auth=trino.auth.BasicAuthentication(login.user, login.password),
+                               http_session=session)
 
 
 def iceberg_read(table: Any, row_filter: Any, fields: tuple[str, ...] = ("*",)) -> tuple[Any, bool]:

@@ -99,6 +99,10 @@ class Metrics:
     port: str
     path: str = "/metrics"
     headers: Mapping[str, str] = field(default_factory=dict)
+    # An endpoint that wants HTTPS and a login (Trino in prod): the user, the password (a placeholder), and the
+    # certificate to trust (PEM, or a placeholder for it), which Prometheus gets as a file of its own.
+    login: tuple[str, str] | None = field(default=None, repr=False)
+    ca_pem: str = ""
 
 
 @dataclass(frozen=True)

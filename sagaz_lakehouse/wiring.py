@@ -30,6 +30,13 @@ FLUSS_CLIENT_USER = "sagaz"  # the one SASL user: servers between themselves, th
 # The login module of Fluss's SASL/PLAIN (fluss-common security/auth/sasl/plain, v0.9.1-incubating).
 FLUSS_PLAIN_LOGIN_MODULE = "org.apache.fluss.security.auth.sasl.plain.PlainLoginModule"
 JAAS_FILE = "jaas.conf"
+# Trino with password authentication (prod, local target): its files carry these until the local target writes them.
+TRINO_USER = "sagaz"  # the one Trino user
+TRINO_PASSWORD = "${TRINO_PASSWORD}"  # noqa: S105 - a placeholder
+TRINO_PASSWORD_DB = "${TRINO_PASSWORD_DB}"  # noqa: S105 - the password file's line, hashed when written
+TRINO_SHARED_SECRET = "${TRINO_SHARED_SECRET}"  # noqa: S105 - a placeholder
+TRINO_KEYSTORE = "${TRINO_KEYSTORE_PEM}"
+TRINO_CA = "${TRINO_CA_PEM}"  # the certificate alone (not a secret; clients and Prometheus trust it)
 LOOPBACK = "127.0.0.1"
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - a container listener that port-forwards and published ports reach
 
@@ -61,6 +68,16 @@ class Endpoints:
     prometheus: str = ""
     # pyfluss properties that log in to Fluss (SASL), besides bootstrap.servers; holds a password: never printed.
     fluss_login: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Where Trino wants a login (HTTPS, a password); None: plain HTTP, any user name. Holds a password.
+    trino_login: TrinoLogin | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class TrinoLogin:
+    url: str  # https://127.0.0.1:<ports.trino_https>
+    user: str
+    password: str = field(repr=False)
+    ca_file: str  # the certificate to verify the server with (tls.ensure)
 
 
 def endpoints(settings: Settings, view: View) -> Endpoints:
@@ -155,12 +172,73 @@ def credential_environment() -> dict[str, str]:
 
 def substitute_secrets(text: str, credentials: Credentials) -> str:
     """For files and environments that must carry the values themselves (local target; written with mode 0600)."""
-    return (text.replace(ACCESS_KEY, credentials.access_key).replace(SECRET_KEY, credentials.secret_key)
-            .replace(FLUSS_PASSWORD, credentials.fluss_password))
+    for placeholder, value in _secret_values(credentials, text).items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def _secret_values(credentials: Credentials, text: str) -> dict[str, str]:
+    values = {ACCESS_KEY: credentials.access_key, SECRET_KEY: credentials.secret_key,
+              FLUSS_PASSWORD: credentials.fluss_password, TRINO_PASSWORD: credentials.trino_password,
+              TRINO_SHARED_SECRET: credentials.trino_shared_secret(), TRINO_KEYSTORE: credentials.trino_keystore}
+    if TRINO_CA in text:
+        values[TRINO_CA] = certificate_part(credentials.trino_keystore)
+    if TRINO_PASSWORD_DB in text:
+        values[TRINO_PASSWORD_DB] = trino_password_line(TRINO_USER, credentials.trino_password,
+                                                        credentials.trino_keystore)
+    return values
+
+
+SECRET_PLACEHOLDERS = (ACCESS_KEY, SECRET_KEY, FLUSS_PASSWORD, TRINO_PASSWORD, TRINO_PASSWORD_DB, TRINO_SHARED_SECRET,
+                       TRINO_KEYSTORE)
 
 
 def holds_secret(text: str) -> bool:
-    return ACCESS_KEY in text or SECRET_KEY in text or FLUSS_PASSWORD in text
+    return any(placeholder in text for placeholder in SECRET_PLACEHOLDERS)
+
+
+def certificate_part(pem: str) -> str:
+    """The certificate blocks of a PEM keystore (key + certificate), without the key."""
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    blocks, rest = [], pem
+    while begin in rest:
+        start = rest.index(begin)
+        stop = rest.index(end, start) + len(end)
+        blocks.append(rest[start:stop] + "\n")
+        rest = rest[stop:]
+    return "".join(blocks)
+
+
+# Trino's file password authenticator takes PBKDF2 hashes as iterations:salt:hash, lower-case hex, at least 1,000
+# iterations, checked with PBKDF2WithHmacSHA1 (trino-password-authenticators EncryptionUtil).
+PBKDF2_ITERATIONS = 100_000
+
+
+def trino_password_line(user: str, password: str, installation_secret: str) -> str:
+    """The password file's line. The salt comes from a secret of this installation (the TLS private key), so it
+    differs between installations yet stays the same from one `up` to the next: a new salt would change the file,
+    and a changed file restarts Trino."""
+    import hashlib
+
+    salt = hashlib.sha256(b"sagaz-lakehouse trino password salt\0" + installation_secret.encode()).digest()[:16]
+    digest = hashlib.pbkdf2_hmac("sha1", password.encode(), salt, PBKDF2_ITERATIONS, dklen=32)
+    return f"{user}:{PBKDF2_ITERATIONS}:{salt.hex()}:{digest.hex()}"
+
+
+def trino_auth_on(settings: Settings, view: View) -> bool:
+    """HTTPS and passwords for a native Trino (local target) whose profile wants them; see config.trino_auth."""
+    from sagaz_lakehouse.config import trino_auth
+
+    return view is View.EXTERNAL and trino_auth(settings)
+
+
+def with_trino_login(endpoints: Endpoints, settings: Settings, credentials: Credentials, ca_file: str) -> Endpoints:
+    """``endpoints`` for a client on the host that logs in to Trino where Trino wants it."""
+    if not trino_auth_on(settings, View.EXTERNAL):
+        return endpoints
+    login = TrinoLogin(f"https://{LOOPBACK}:{settings.ports.trino_https}", TRINO_USER, credentials.trino_password,
+                       ca_file)
+    return replace(endpoints, trino_login=login)
 
 
 # ------------------------------------------------------------------------------- Fluss SASL (prod, local target)

@@ -54,7 +54,13 @@ def target(component: s.Component, name: str, view: s.View, address: Addressing)
     return f"{address(component, name)}:{port.container}"
 
 
-def scrape_configs(components: Sequence[s.Component], view: s.View, address: Addressing) -> list[dict[str, Any]]:
+def ca_file_name(component: s.Component) -> str:
+    """The file in Prometheus's folder holding the certificate a component's metrics endpoint is verified with."""
+    return f"{component.name}-ca.pem"
+
+
+def scrape_configs(components: Sequence[s.Component], view: s.View, address: Addressing,
+                   conf_dir: str = CONF_DIR) -> list[dict[str, Any]]:
     jobs = []
     for component in components:
         if component.metrics is None:
@@ -68,6 +74,10 @@ def scrape_configs(components: Sequence[s.Component], view: s.View, address: Add
                                "static_configs": targets}
         if component.metrics.headers:
             job["http_headers"] = {k: {"values": [v]} for k, v in component.metrics.headers.items()}
+        if component.metrics.login:  # the file holding the password is 0600 (the local target's secret files)
+            user, password = component.metrics.login
+            job |= {"scheme": "https", "basic_auth": {"username": user, "password": password},
+                    "tls_config": {"ca_file": f"{conf_dir}/{ca_file_name(component)}"}}
         jobs.append(job)
     return jobs
 
@@ -82,7 +92,7 @@ def app_scrape_configs(settings: Settings) -> list[dict[str, Any]]:
 
 
 def config(settings: Settings, components: Sequence[s.Component], view: s.View, address: Addressing,
-           self_address: str) -> str:
+           self_address: str, conf_dir: str = CONF_DIR) -> str:
     interval = scrape_interval(settings)
     document = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval,
@@ -92,7 +102,7 @@ def config(settings: Settings, components: Sequence[s.Component], view: s.View, 
             {"job_name": s.PROMETHEUS, "static_configs": [{"targets": [self_address],
                                                             "labels": {"instance": s.PROMETHEUS,
                                                                        "component": s.PROMETHEUS}}]},
-            *scrape_configs(components, view, address), *app_scrape_configs(settings)],
+            *scrape_configs(components, view, address, conf_dir), *app_scrape_configs(settings)],
     }
     return "# Prometheus, rendered by sagaz-lakehouse from the stack model.\n" + to_yaml(document)
 
@@ -122,7 +132,7 @@ def prometheus(settings: Settings, view: s.View, components: Sequence[s.Componen
     def setup(at: s.Instance) -> s.Setup:
         listen = f"{wiring.LOOPBACK}:{port}" if view is s.View.EXTERNAL else f":{port}"
         self_address = f"{wiring.LOOPBACK}:{port}"
-        prom_yml = config(settings, components, view, address, self_address)
+        prom_yml = config(settings, components, view, address, self_address, at.conf)
         arguments = (f"--config.file={at.conf}/{CONFIG_FILE}", f"--storage.tsdb.path={at.data}",
                      f"--web.listen-address={listen}", "--storage.tsdb.retention.time=15d",
                      "--web.enable-lifecycle")
@@ -134,7 +144,9 @@ def prometheus(settings: Settings, view: s.View, components: Sequence[s.Componen
             container=s.Container(args=arguments, user=NOBODY, probe_tool="wget"),
             native=s.Native("prometheus", command),
             files=(s.ConfigFile(CONFIG_FILE, prom_yml, mount=f"{CONF_DIR}/{CONFIG_FILE}"),
-                   s.ConfigFile(RULES_FILE, rules, mount=f"{CONF_DIR}/{RULES_FILE}")),
+                   s.ConfigFile(RULES_FILE, rules, mount=f"{CONF_DIR}/{RULES_FILE}"),
+                   *(s.ConfigFile(ca_file_name(c), c.metrics.ca_pem) for c in components
+                     if c.metrics is not None and c.metrics.ca_pem)),
         )
 
     return s.Component(

@@ -32,6 +32,9 @@ IMAGE_JVM_AGENT = "-agentpath:/usr/lib/trino/bin/libjvmkill.so"
 # Trino's default per-node query memory is 30% of the heap; stated so it is the same on every target.
 QUERY_MEMORY_SHARE = 0.3
 METRICS_USER = "prometheus"
+KEYSTORE_FILE = "keystore.pem"
+PASSWORD_FILE = "password.db"  # noqa: S105 - a file name
+AUTHENTICATOR_FILE = "password-authenticator.properties"
 
 
 def server_properties(settings: Settings, view: s.View, at: s.Instance, worker: bool) -> dict[str, str]:
@@ -49,7 +52,35 @@ def server_properties(settings: Settings, view: s.View, at: s.Instance, worker: 
         "query.max-memory-per-node": f"{per_node}MB",
         "query.max-memory": f"{per_node * nodes}MB",
         "catalog.config-dir": f"{at.conf}/catalog",
+        **(auth_properties(settings, at, worker) if wiring.trino_auth_on(settings, view) else {}),
     }
+
+
+def auth_properties(settings: Settings, at: s.Instance, worker: bool) -> dict[str, str]:
+    """Clients log in with a password over HTTPS (prod, local target; Trino docs security/tls.md,
+    password-file.md, internal-communication.md). The HTTP port stays for what the nodes say to each other (signed
+    with the shared secret) and /v1/info, which Trino serves to anyone; any other request over HTTP is refused
+    ("Authentication over HTTP is not enabled"). Workers take no clients: they need the shared secret only."""
+    if worker:
+        return {"internal-communication.shared-secret": wiring.TRINO_SHARED_SECRET}
+    return {
+        "http-server.https.enabled": "true",
+        "http-server.https.port": str(settings.ports.trino_https),
+        "http-server.https.keystore.path": f"{at.conf}/{KEYSTORE_FILE}",
+        "http-server.authentication.type": "PASSWORD",
+        # Without it Trino looks for etc/password-authenticator.properties under its working directory.
+        "password-authenticator.config-files": f"{at.conf}/{AUTHENTICATOR_FILE}",
+        "internal-communication.shared-secret": wiring.TRINO_SHARED_SECRET,
+    }
+
+
+def auth_files(at: s.Instance) -> tuple[s.ConfigFile, ...]:
+    """The file password authenticator (trino-password-authenticators), its one hashed user, the TLS keystore."""
+    authenticator = java_properties({"password-authenticator.name": "file",
+                                     "file.password-file": f"{at.conf}/{PASSWORD_FILE}"})
+    return (s.ConfigFile(AUTHENTICATOR_FILE, authenticator),
+            s.ConfigFile(PASSWORD_FILE, wiring.TRINO_PASSWORD_DB + "\n"),
+            s.ConfigFile(KEYSTORE_FILE, wiring.TRINO_KEYSTORE))
 
 
 def node_properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:
@@ -73,6 +104,7 @@ def process_memory(settings: Settings) -> str:
 
 def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
     port = settings.ports.trino
+    auth = wiring.trino_auth_on(settings, view)
 
     def setup(at: s.Instance) -> s.Setup:
         config = java_properties(server_properties(settings, view, at, worker))
@@ -96,7 +128,8 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
                    s.ConfigFile("log.properties", "io.trino=INFO\n", mount=f"{CONF_DIR}/log.properties"),
                    s.ConfigFile("catalog/iceberg.properties",
                               java_properties(wiring.trino_iceberg_catalog(settings, view)),
-                              mount=f"{CONF_DIR}/catalog/iceberg.properties")),
+                              mount=f"{CONF_DIR}/catalog/iceberg.properties"),
+                   *(auth_files(at) if auth and not worker else ())),
         )
 
     # Ready only once Trino no longer reports "starting": /v1/info answers 200 before that.
@@ -104,6 +137,10 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
     # Trino serves OpenMetrics at /metrics on its HTTP port (trino docs admin/openmetrics.md; airlift openmetrics is
     # in 476's lib/), behind the same authentication as its REST API: without authentication, a user name.
     metrics = s.Metrics("http", headers={"X-Trino-User": METRICS_USER})
+    if auth and not worker:  # the coordinator's /metrics is behind the login too
+        metrics = s.Metrics("https", login=(wiring.TRINO_USER, wiring.TRINO_PASSWORD), ca_pem=wiring.TRINO_CA)
+    https = (s.Port("https", settings.ports.trino_https, settings.ports.trino_https, clients=True),) if auth else ()
+    # Workers need no HTTPS port of their own: clients go to the coordinator.
     if worker:
         return s.Component(s.TRINO_WORKER, "trino", settings.images.trino, versions.TRINO.version, "Trino worker",
                          setup, ports=(s.Port("http", port, 0, published=False),), health=health,
@@ -111,7 +148,8 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
                          replicas=settings.replicas.trino_workers, data_dir=DATA_DIR, conf_dir=CONF_DIR,
                          start_seconds=240, metrics=metrics)
     return s.Component(s.TRINO, "trino", settings.images.trino, versions.TRINO.version,
-                     "Trino coordinator (SQL over Iceberg)", setup, ports=(s.Port("http", port, port, clients=True),),
+                     "Trino coordinator (SQL over Iceberg)", setup,
+                     ports=(s.Port("http", port, port, clients=True), *https),
                      health=health,
                      depends_on=((s.REST_CATALOG, s.Condition.HEALTHY),), memory=process_memory(settings),
                      data_dir=DATA_DIR, conf_dir=CONF_DIR, start_seconds=240, metrics=metrics)

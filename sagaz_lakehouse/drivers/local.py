@@ -7,6 +7,7 @@ instance as soon as what it depends on is healthy. Running instances are left al
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -15,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse import artifacts, watchdog, wiring
-from sagaz_lakehouse.config import Settings, resolve_credentials
+from sagaz_lakehouse import artifacts, tls, watchdog, wiring
+from sagaz_lakehouse.config import Credentials, Settings, resolve_credentials
 from sagaz_lakehouse.distributions import Installer
 from sagaz_lakehouse.errors import ConfigError, Problem, UsageError
 from sagaz_lakehouse.jdk import Java, find_java
@@ -55,12 +56,12 @@ class LocalDriver:
         plan = {"run_dir": str(self.layout.run_dir), "cache_dir": str(self.cache),
                 "would_start": [n for _, n in instances if n not in running], "already_running": sorted(running),
                 "endpoints": {k: v for k, v in vars(wiring.endpoints(self.settings, View.EXTERNAL)).items()
-                              if k != "fluss_login"}}
+                              if k not in ("fluss_login", "trino_login")}}
         if dry_run:
             return {"dry_run": True, **plan}
         self.cache.mkdir(parents=True, exist_ok=True)
         homes = {(c.name, n): self._home(installer, c) for c, n in instances}
-        self._write_config(credentials)
+        credentials = self._write_config(credentials)
 
         def context(component: Component, name: str) -> NativeContext:
             java = javas.get(component.name)
@@ -143,7 +144,8 @@ class LocalDriver:
     @contextmanager
     def client_endpoints(self) -> Iterator[wiring.Endpoints]:
         credentials = resolve_credentials(self.settings, base_dir=self.base_dir)
-        yield wiring.with_fluss_login(wiring.endpoints(self.settings, View.EXTERNAL), self.settings, credentials)
+        endpoints = wiring.with_fluss_login(wiring.endpoints(self.settings, View.EXTERNAL), self.settings, credentials)
+        yield wiring.with_trino_login(endpoints, self.settings, credentials, str(self.tls_dir / tls.CA))
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -195,15 +197,24 @@ class LocalDriver:
         native = component.setup(target.instance(self.layout, component, component.instance_names()[0])).native
         return installer.install(native.distribution, tuple(j.group for j in component.jars))
 
-    def _write_config(self, credentials: Any) -> None:
+    @property
+    def tls_dir(self) -> Path:
+        """Trino's certificate (prod): made by the first `up`, kept until `down --purge`."""
+        return self.layout.run_dir / "tls"
+
+    def _write_config(self, credentials: Credentials) -> Credentials:
+        """Every instance's files; returns the credentials with what `up` made besides (Trino's TLS keystore)."""
         from sagaz_lakehouse import render
 
         run_dir = self.layout.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)  # config files inside hold credentials
+        if wiring.trino_auth_on(self.settings, View.EXTERNAL):
+            credentials = dataclasses.replace(credentials, trino_keystore=tls.ensure(self.tls_dir).keystore_pem)
         render.write_files(target.files(self.settings, credentials, self.layout), run_dir)
         for _, name in self.stack.instances():
             self.layout.data(name).mkdir(parents=True, exist_ok=True)
+        return credentials
 
 
 def _host_ports(component: Component, name: str) -> list[int]:

@@ -5,9 +5,10 @@ the tables, and removes everything at the end (`down --purge`). A stack that doe
 the CLI's output, which carries the failing component's log tail.
 
 The stack runs the prod profile, with its credentials in a 0600 secrets file (freshness, tiering poll and KV
-snapshots set back to dev's, so the waits stay short): Fluss takes SASL/PLAIN clients only, so every test here also
-shows that the listener, `create-tables` and `doctor` log in, that a client without the login or with a wrong
-password is refused, and that no log of the run holds a secret.
+snapshots set back to dev's, so the waits stay short): Fluss takes SASL/PLAIN clients only and Trino takes
+password-authenticated clients over HTTPS only, so every test here also shows that the listener, `create-tables`
+and `doctor` log in, that a client without the login or with a wrong password is refused by both, and that no log
+of the run holds a secret.
 """
 
 from __future__ import annotations
@@ -57,9 +58,14 @@ class Stack:
 
     @property
     def endpoints(self) -> wiring.Endpoints:
-        """As the CLI's clients see the stack: with the Fluss login."""
-        return wiring.with_fluss_login(wiring.endpoints(self.settings, View.EXTERNAL), self.settings,
-                                       self.credentials)
+        """As the CLI's clients see the stack: with the Fluss and Trino logins."""
+        endpoints = wiring.with_fluss_login(wiring.endpoints(self.settings, View.EXTERNAL), self.settings,
+                                            self.credentials)
+        return wiring.with_trino_login(endpoints, self.settings, self.credentials, str(self.run_dir / "tls/ca.pem"))
+
+    @property
+    def run_dir(self) -> Path:
+        return self.workdir / ".sagaz-lakehouse"
 
     @property
     def database(self) -> str:
@@ -81,7 +87,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     secrets_file = workdir / "secrets.yaml"
     secrets_file.touch(mode=0o600)
     secrets_file.write_text(yaml.safe_dump({"s3_access_key": "listener-e2e", "s3_secret_key": secrets.token_hex(16),
-                                            "fluss_password": secrets.token_hex(16)}))
+                                            "fluss_password": secrets.token_hex(16),
+                                            "trino_password": secrets.token_hex(16)}))
     values = yaml.safe_load(settings_file.read_text())
     values.update(profile="prod", secrets={"file": secrets_file.name},
                   lake={"freshness": "10s", "tiering_poll": "2s", "kv_snapshot_interval": "5s"})
@@ -476,15 +483,55 @@ def test_fluss_refuses_a_client_without_the_login(stack: Stack, login: str) -> N
 
 
 def test_no_log_file_holds_a_secret(stack: Stack) -> None:
-    """Every component's log of the prod run, and the watchdog's: neither the S3 secret key nor the Fluss password
-    appears in any (the JAAS files that hold the password are config, mode 0600)."""
+    """Every component's log of the prod run, and the watchdog's: neither the S3 secret key, the Fluss and Trino
+    passwords nor Trino's shared secret appears in any (the files that hold them are config, mode 0600)."""
     run_dir = stack.workdir / ".sagaz-lakehouse"
     logs = [p for p in run_dir.rglob("*")
             if p.is_file() and (p.suffix in (".log", ".out", ".err") or "log" in p.parent.name)]
     assert len(logs) >= 8, f"expected a log per component, found {sorted(map(str, logs))}"
     values = stack.credentials.secret_values()
-    assert len(values) == 2
+    assert len(values) == 4
     leaks = [str(p) for p in logs for value in values if value in p.read_text(errors="replace")]
     assert leaks == []
     jaas = sorted(run_dir.rglob(wiring.JAAS_FILE))
     assert len(jaas) >= 5 and all(os.stat(p).st_mode & 0o077 == 0 for p in jaas), jaas
+
+
+def test_trino_refuses_a_client_without_the_password(stack: Stack) -> None:
+    """Plain HTTP is refused whoever asks; over HTTPS (the stack's own certificate) a missing or wrong password is
+    refused, the right one answers; Prometheus scrapes Trino with the login too."""
+    import requests
+
+    login = stack.endpoints.trino_login
+    assert login is not None and login.url.startswith("https://")
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would replace the stack's certificate
+    session.verify = login.ca_file
+    plain = session.post(f"{stack.endpoints.trino}/v1/statement", data="SELECT 1", headers={"X-Trino-User": "sagaz"})
+    assert plain.status_code == 403 and "Authentication over HTTP is not enabled" in plain.text, plain.text
+    anonymous = session.post(f"{login.url}/v1/statement", data="SELECT 1", headers={"X-Trino-User": login.user})
+    assert anonymous.status_code == 401, anonymous.text
+    wrong = session.post(f"{login.url}/v1/statement", data="SELECT 1", auth=(login.user, "not-" + login.password))
+    assert wrong.status_code == 401 and "Invalid credentials" in wrong.text, wrong.text
+    assert clients.trino_query(stack.endpoints, "SELECT 1", catalog="system") == [(1,)]
+    result = must(cli(stack.workdir, "query", "slowest_sagas", "--format", "json", "--param", "since=2h",
+                      "--param", "saga=e2e_%"), "query slowest_sagas")  # the CLI's history pack logs in on its own
+    assert {r["saga_name"] for r in json.loads(result.stdout)["rows"]} >= {"e2e_order"}, result.stdout[-2000:]
+    targets = clients.http_json(f"{stack.endpoints.prometheus}/api/v1/targets?state=active")["data"]["activeTargets"]
+    trino = [t for t in targets if t["labels"].get("job") == "trino"]
+    assert trino and trino[0]["scrapeUrl"].startswith("https://") and trino[0]["health"] == "up", trino
+
+
+def test_trino_login_files_are_readable_by_the_owner_only_and_a_second_up_keeps_them(stack: Stack) -> None:
+    """The certificate, the hashed password and the shared secret stay the same from one `up` to the next, so a
+    second `up` leaves Trino running (a changed file would restart it)."""
+    supervisor = Supervisor(stack.run_dir)
+    before = (supervisor.running_pid("trino"), (stack.run_dir / "tls" / "ca.pem").read_bytes())
+    must(cli(stack.workdir, "up"), "second up")
+    assert (supervisor.running_pid("trino"), (stack.run_dir / "tls" / "ca.pem").read_bytes()) == before
+    config_dir = stack.run_dir / "config"
+    held = [config_dir / "trino" / name for name in ("keystore.pem", "password.db", "config.properties")]
+    held += [config_dir / "prometheus" / "prometheus.yml", stack.run_dir / "tls" / "keystore.pem"]
+    assert all(p.exists() and os.stat(p).st_mode & 0o077 == 0 for p in held), {
+        str(p): oct(os.stat(p).st_mode) if p.exists() else None for p in held}
+    assert stack.credentials.trino_password not in (config_dir / "trino" / "password.db").read_text()  # hashed

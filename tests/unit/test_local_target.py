@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from support import free_port_settings
 
 from sagaz_lakehouse import config, render, tables, wiring
@@ -184,3 +188,62 @@ def test_dev_fluss_has_no_login(tmp_path):
     assert "security.protocol.map" not in files["config/fluss-tablet-0/server.yaml"].content
     assert "--fluss.client.security.protocol" not in wiring.tiering_job_arguments(config.load(environ={}),
                                                                                    View.EXTERNAL)
+
+
+TRINO_CREDS = Credentials("local-access", "local-secret-value", "fluss-password-value", "trino-password-value",
+                          "-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n"
+                          "-----BEGIN CERTIFICATE-----\nc\n-----END CERTIFICATE-----\n")
+
+
+def test_prod_trino_takes_password_clients_over_https_only(tmp_path):
+    settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), "profile": "prod"}, environ={})
+    files = {f.path: f for f in render_target(settings, TRINO_CREDS, "local")}
+    server = parse(files["config/trino/config.properties"].content, "=")
+    conf = str(tmp_path / "run" / "config" / "trino")
+    assert server["http-server.https.enabled"] == "true" and server["http-server.https.port"] == "8443"
+    assert server["http-server.authentication.type"] == "PASSWORD"
+    assert server["http-server.https.keystore.path"] == f"{conf}/keystore.pem"
+    assert server["password-authenticator.config-files"] == f"{conf}/password-authenticator.properties"
+    assert server["internal-communication.shared-secret"] == TRINO_CREDS.trino_shared_secret()
+    authenticator = parse(files["config/trino/password-authenticator.properties"].content, "=")
+    assert authenticator == {"password-authenticator.name": "file", "file.password-file": f"{conf}/password.db"}
+    user, iterations, salt, digest = files["config/trino/password.db"].content.strip().split(":")
+    expected = hashlib.pbkdf2_hmac("sha1", b"trino-password-value", bytes.fromhex(salt), int(iterations), dklen=32)
+    assert user == "sagaz" and int(iterations) >= 1000 and digest == expected.hex()  # Trino's PBKDF2 format
+    again = {f.path: f for f in render_target(settings, TRINO_CREDS, "local")}
+    assert again["config/trino/password.db"].content == files["config/trino/password.db"].content  # no restart
+    other = render_target(settings, replace(TRINO_CREDS, trino_keystore="another installation's key"), "local")
+    assert salt not in next(f.content for f in other if f.path == "config/trino/password.db")
+    assert files["config/trino/keystore.pem"].content == TRINO_CREDS.trino_keystore
+    assert all(files[f"config/trino/{n}"].secret for n in ("config.properties", "password.db", "keystore.pem"))
+    assert "trino-password-value" not in "".join(f.content for p, f in files.items() if not p.startswith(
+        "config/prometheus/"))  # only Prometheus's scrape login holds it, hashed everywhere else
+    scrape = yaml.safe_load(files["config/prometheus/prometheus.yml"].content)
+    job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "trino")
+    assert job["scheme"] == "https" and job["basic_auth"] == {"username": "sagaz", "password": "trino-password-value"}
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:8443"]
+    assert files["config/prometheus/prometheus.yml"].secret
+    assert files["config/prometheus/trino-ca.pem"].content == wiring.certificate_part(TRINO_CREDS.trino_keystore)
+    assert "PRIVATE KEY" not in files["config/prometheus/trino-ca.pem"].content
+    assert job["tls_config"]["ca_file"] == str(tmp_path / "run" / "config" / "prometheus" / "trino-ca.pem")
+
+
+def test_dev_trino_has_no_login(tmp_path):
+    files = rendered(tmp_path)
+    assert "http-server.authentication.type" not in files["config/trino/config.properties"].content
+    assert not any(p.endswith(("password.db", "keystore.pem", "trino-ca.pem")) for p in files)
+
+
+def test_the_trino_certificate_is_made_once_and_names_the_loopback_address(tmp_path):
+    from cryptography import x509
+
+    from sagaz_lakehouse import tls
+
+    made = tls.ensure(tmp_path / "tls")
+    assert os.stat(tmp_path / "tls" / "keystore.pem").st_mode & 0o077 == 0
+    assert "PRIVATE KEY" in made.keystore_pem and "PRIVATE KEY" not in made.ca_file.read_text()
+    certificate = x509.load_pem_x509_certificate(made.ca_file.read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert tls.ensure(tmp_path / "tls") == made  # kept: clients that trust it go on working
+    assert wiring.certificate_part(made.keystore_pem) == made.ca_file.read_text()
