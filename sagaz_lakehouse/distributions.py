@@ -50,13 +50,13 @@ class Installer:
 
     def check_minio(self) -> None:
         """Before anything is downloaded: MinIO and Prometheus binaries exist, or Go is there to build them."""
-        if self._minio_present() is None and not shutil.which("go"):
+        if self._minio_present() is None and not find_go():
             raise EnvironmentProblem(
                 "no MinIO server binary found (local.minio_binary, PATH, or the cache) and no Go to build one",
                 f"install Go (https://go.dev/dl/) and run the command again: it builds "
                 f"{MINIO_MODULE}@{versions.MINIO.version} once (about 5 minutes); or put a `minio` binary on PATH, "
                 "or set local.minio_binary")
-        if self._prometheus_present() is None and not shutil.which("go"):
+        if self._prometheus_present() is None and not find_go():
             raise EnvironmentProblem(
                 "no Prometheus binary in the cache and no Go to build one",
                 f"install Go (https://go.dev/dl/) and run the command again: it builds "
@@ -187,7 +187,7 @@ class Installer:
         return home
 
     def _build_minio(self) -> Path:
-        go = shutil.which("go")
+        go = find_go()
         if not go:  # check_minio ran first; this is the race where Go vanished in between
             self.check_minio()
         target = self._minio_cached()
@@ -226,6 +226,17 @@ class Installer:
         return self._prometheus_cached()
 
 
+GO_DEFAULT = "/usr/local/go/bin/go"  # where Go's own archive installs it (go.dev/doc/install), often not on PATH
+
+
+def find_go() -> str | None:
+    """The Go toolchain as scripts/tools/*.sh find it: $GO, then `go` on PATH, then Go's default install folder."""
+    for candidate in (os.environ.get("GO", ""), shutil.which("go") or "", GO_DEFAULT):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def prometheus_binary(cache: Path, command: str) -> Path:
     """Where the cache keeps cmd/prometheus and cmd/promtool of the pinned module version."""
     return cache / "bin" / f"{command}-{versions.PROMETHEUS.version}"
@@ -237,7 +248,7 @@ def build_prometheus(bin_dir: Path) -> None:
     the rules and the scrapes are all there. Built with upstream's ``remove_all_sd`` tag (the build constraint of
     every plugins/plugin_<name>.go): the stack scrapes static targets only, and leaving out the cloud and
     Kubernetes discovery SDKs roughly halves a cold build on 2 cores."""
-    go = shutil.which("go")
+    go = find_go()
     if not go:
         raise EnvironmentProblem("Go is needed to build Prometheus", "install Go (https://go.dev/dl/)")
     bin_dir.mkdir(parents=True, exist_ok=True)

@@ -91,3 +91,21 @@ def test_materialize_links_without_copying(tmp_path):
     artifacts.materialize([source], tmp_path / "lib")
     assert (tmp_path / "lib" / "a.jar").stat().st_ino == source.stat().st_ino
     assert isinstance(artifacts.cache_dir("~/.cache/x"), Path)
+
+
+def test_go_is_found_where_the_tool_scripts_find_it(tmp_path, monkeypatch):
+    """$GO first, then PATH, then /usr/local/go/bin/go (Go's archive install, often not on PATH): the same order as
+    scripts/tools/*.sh, so `up` and `make tools` agree on whether Go is there."""
+    from sagaz_lakehouse import distributions
+
+    fake = tmp_path / "go"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("GO", str(fake))
+    assert distributions.find_go() == str(fake)
+    monkeypatch.delenv("GO")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert distributions.find_go() == str(fake)
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(distributions, "GO_DEFAULT", str(tmp_path / "missing" / "go"))
+    assert distributions.find_go() is None
