@@ -8,7 +8,7 @@ The stack runs the prod profile, with its credentials in a 0600 secrets file (fr
 snapshots set back to dev's, so the waits stay short): Fluss takes SASL/PLAIN clients only and Trino takes
 password-authenticated clients over HTTPS only, so every test here also shows that the listener, `create-tables`
 and `doctor` log in, that a client without the login or with a wrong password is refused by both, and that no log
-of the run holds a secret.
+of the run holds a secret. Flink takes no jar uploads there: the tiering job goes in through Flink's own client.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import yaml
 from sagaz import Saga, action, compensate
 from support import cli, init_with_ports, must, suite_ports
 
-from sagaz_lakehouse import clients, config, wiring
+from sagaz_lakehouse import clients, config, watchdog, wiring
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener
 from sagaz_lakehouse.stack import View
@@ -343,8 +343,11 @@ def test_known_sagas_give_exactly_the_expected_rows_in_trino(stack: Stack) -> No
 
 
 def stop_fluss(stack: Stack) -> list[str]:
-    """Stop this stack's coordinator and tablet server (by their pid files: only processes this stack started)."""
-    supervisor = Supervisor(stack.workdir / ".sagaz-lakehouse")
+    """Stop this stack's coordinator and tablet server (by their pid files: only processes this stack started).
+    The watchdog goes first: it would restart them within seconds, while the test wants Fluss to stay down until
+    its `up` (seen once: the coordinator answered again before the tablet server had stopped)."""
+    watchdog.stop(stack.run_dir)
+    supervisor = Supervisor(stack.run_dir)
     return [name for name in ("fluss-coordinator", "fluss-tablet-0") if supervisor.stop(name, grace=30)]
 
 
@@ -535,3 +538,23 @@ def test_trino_login_files_are_readable_by_the_owner_only_and_a_second_up_keeps_
     assert all(p.exists() and os.stat(p).st_mode & 0o077 == 0 for p in held), {
         str(p): oct(os.stat(p).st_mode) if p.exists() else None for p in held}
     assert stack.credentials.trino_password not in (config_dir / "trino" / "password.db").read_text()  # hashed
+
+
+def test_flink_refuses_jar_uploads_and_the_tiering_job_came_in_through_flinks_client(stack: Stack) -> None:
+    """`web.submit.enable: false`: the REST API has no /jars handlers, so an upload is refused; `up` submitted the
+    tiering job with Flink's own client (POST /jobs), and it runs."""
+    import urllib.error
+    import urllib.request
+
+    flink = stack.endpoints.flink_rest
+    request = urllib.request.Request(f"{flink}/jars/upload", data=b"--x--\r\n", method="POST",  # noqa: S310
+                                     headers={"Content-Type": "multipart/form-data; boundary=x"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310 - the test's own stack
+    answer = refused.value.read()[:500]
+    # Without the /jars handlers the request falls through to the web UI's static file handler, which takes GET only.
+    assert refused.value.code == 400 and b"POST request not allowed" in answer, (refused.value.code, answer)
+    log = (stack.run_dir / "logs" / "submit-tiering.log").read_text(errors="replace")
+    assert "submitted with Flink's client, RUNNING" in log, log[-3000:]
+    jobs = clients.http_json(f"{flink}/jobs/overview")["jobs"]
+    assert [j["state"] for j in jobs if j["name"] == "Fluss Lake Tiering Service - iceberg"] == ["RUNNING"], jobs
