@@ -571,6 +571,12 @@ def trino_auth(settings: Settings) -> bool:
     return profile(settings.profile).trino_auth and settings.target == "local"
 
 
+def flink_jar_upload(settings: Settings) -> bool:
+    """Whether Flink's REST API takes jar uploads: always on the container targets (their submit-tiering task has no
+    JVM to run Flink's client with), and where the profile allows it on the local target."""
+    return profile(settings.profile).flink_jar_upload or settings.target != "local"
+
+
 def resolve_credentials(settings: Settings, environ: dict[str, str] | None = None,
                         base_dir: Path | None = None) -> Credentials:
     """Credentials from the environment or the secrets file; dev falls back to the dev credentials."""

@@ -27,17 +27,20 @@ class Profile:
     # Trino takes password-authenticated clients over HTTPS only (README, "Trino logins in prod"); local target only
     # so far, see config.trino_auth().
     trino_auth: bool
+    # Flink's REST API takes jar uploads (web.submit.enable); where it does not, the tiering job goes in through
+    # Flink's own client instead (local target only so far, see config.flink_jar_upload()).
+    flink_jar_upload: bool
 
 
 PROFILES: dict[str, Profile] = {
     # Small and fast feedback on one machine: a probe event reaches Iceberg within ~15 s.
     "dev": Profile("dev", freshness="10s", tiering_poll="2s", kv_snapshot_interval="5s",
                    hw_checkpoint_interval="1s", cpu_request="100m", dev_credentials=True,
-                   fluss_sasl=False, trino_auth=False),
+                   fluss_sasl=False, trino_auth=False, flink_jar_upload=True),
     # Upstream defaults where they exist (freshness 3 min, poll 30 s); snapshots every minute.
     "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min",
                     hw_checkpoint_interval="1s", cpu_request="500m", dev_credentials=False,
-                    fluss_sasl=True, trino_auth=True),
+                    fluss_sasl=True, trino_auth=True, flink_jar_upload=False),
 }
 
 

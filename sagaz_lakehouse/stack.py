@@ -151,6 +151,8 @@ class NativeContext:
     home: Path
     marker: str  # a -D flag naming the run folder, so the supervisor recognises its own processes
     log: Path
+    # Every component's (java, home): a task that runs another component's tool (Flink's client) finds it here.
+    peers: Mapping[str, tuple[Path, Path]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

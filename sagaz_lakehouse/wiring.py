@@ -232,6 +232,13 @@ def trino_auth_on(settings: Settings, view: View) -> bool:
     return view is View.EXTERNAL and trino_auth(settings)
 
 
+def flink_jar_upload_on(settings: Settings, view: View) -> bool:
+    """Whether a Flink cluster seen from ``view`` takes jar uploads; see config.flink_jar_upload."""
+    from sagaz_lakehouse.config import flink_jar_upload
+
+    return view is not View.EXTERNAL or flink_jar_upload(settings)
+
+
 def with_trino_login(endpoints: Endpoints, settings: Settings, credentials: Credentials, ca_file: str) -> Endpoints:
     """``endpoints`` for a client on the host that logs in to Trino where Trino wants it."""
     if not trino_auth_on(settings, View.EXTERNAL):

@@ -99,6 +99,10 @@ def properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, st
                       "rest.bind-address": wiring.LOOPBACK, "taskmanager.bind-host": wiring.LOOPBACK,
                       "taskmanager.host": wiring.LOOPBACK, "io.tmp.dirs": f"{at.data}/tmp",  # noqa: S108
                       "web.upload.dir": f"{at.data}/uploads"})
+        if not wiring.flink_jar_upload_on(settings, view):
+            # Flink docs (config, web.submit.enable): no /jars handlers at all, so no jar upload or run through the
+            # REST API; jobs still arrive through POST /jobs (Flink's client, the SQL Gateway).
+            props["web.submit.enable"] = "false"
     else:  # a fixed port, so the TaskManager's RPC service is reachable at a known place in the network
         props["taskmanager.rpc.port"] = str(wiring.TASKMANAGER_RPC_PORT)
     return props

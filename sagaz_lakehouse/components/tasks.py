@@ -8,6 +8,7 @@ differ, and those come from the view like every other component's.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from sagaz_lakehouse import artifacts, versions, wiring
@@ -22,15 +23,19 @@ TIERING_MAIN_CLASS = "org.apache.fluss.flink.tiering.FlussLakeTieringEntrypoint"
 TIERING_JARS = (s.Jars("tiering-job", ARTIFACTS_DIR),)
 
 
+NativeOptions = Callable[[s.NativeContext, s.Instance], list[str]]
+
+
 def _task(settings: Settings, name: str, role: str, arguments: list[str], env: dict[str, str],
-          **fields: object) -> s.Component:
+          native_options: NativeOptions | None = None, **fields: object) -> s.Component:
     # Natively the process runs the package's own file; containers mount one shared copy of it.
     script = s.ConfigFile("tasks.py", TASKS_FILE.read_text(), mount=f"{MOUNT_DIR}/tasks.py", shared=True, native=False)
 
     def setup(at: s.Instance) -> s.Setup:
         def command(ctx: s.NativeContext) -> s.Process:
             jars = str(ctx.home)
-            return s.Process([sys.executable, str(TASKS_FILE), f"--label={ctx.marker}", name,
+            extra = native_options(ctx, at) if native_options else []
+            return s.Process([sys.executable, str(TASKS_FILE), f"--label={ctx.marker}", name, *extra,
                             *(a.replace(ARTIFACTS_DIR, jars) for a in arguments)], env=env)
 
         return s.Setup(container=s.Container(entrypoint=("python3", f"{MOUNT_DIR}/tasks.py", name),
@@ -53,12 +58,25 @@ def tiering_jar() -> str:
     return f"{ARTIFACTS_DIR}/{artifacts.group('tiering-job')[0].name}"
 
 
+def flink_client(ctx: s.NativeContext, at: s.Instance) -> list[str]:
+    """Where the JobManager takes no jar uploads (prod, local target): submit with Flink's own client, from the
+    JobManager's distribution and with its config.yaml (rest.address, rest.port), as `bin/flink run` would."""
+    from sagaz_lakehouse.components.flink import JAVA_OPENS  # the reflective access Flink needs on Java 17
+
+    java, home = ctx.peers[s.JOBMANAGER]
+    conf = Path(at.conf).parent / s.JOBMANAGER
+    options = [*JAVA_OPENS, f"-Dlog4j.configurationFile=file:{conf}/log4j-console.properties"]
+    return ["--flink-client-java", str(java), "--flink-client-home", str(home), "--flink-client-conf", str(conf),
+            *(f"--flink-client-jvm-option={option}" for option in options)]
+
+
 def submit_tiering(settings: Settings, view: s.View) -> s.Component:
     args = ["--flink", wiring.endpoints(settings, view).flink_rest, "--jar", tiering_jar(),
             "--main-class", TIERING_MAIN_CLASS, "--job-name", TIERING_JOB_NAME,
             "--taskmanagers", str(settings.replicas.flink_taskmanagers), "--",
             *wiring.tiering_job_arguments(settings, view)]
+    client = None if wiring.flink_jar_upload_on(settings, view) else flink_client
     return _task(settings, s.SUBMIT_TIERING, "submits the Fluss lake tiering job (once; skipped when it runs)",
-                 args, {}, jars=TIERING_JARS, state_in=s.JOBMANAGER, start_seconds=300,
+                 args, {}, client, jars=TIERING_JARS, state_in=s.JOBMANAGER, start_seconds=300,
                  depends_on=((s.JOBMANAGER, s.Condition.HEALTHY), (s.TASKMANAGER, s.Condition.HEALTHY),
                              (s.TABLET, s.Condition.HEALTHY)))

@@ -63,10 +63,15 @@ class LocalDriver:
         homes = {(c.name, n): self._home(installer, c) for c, n in instances}
         credentials = self._write_config(credentials)
 
+        def java_of(component: str) -> Path:
+            java = javas.get(component)
+            return java.executable if java else Path(sys.executable)
+
+        peers = {c.name: (java_of(c.name), homes[(c.name, n)]) for c, n in instances}
+
         def context(component: Component, name: str) -> NativeContext:
-            java = javas.get(component.name)
-            return NativeContext(java.executable if java else Path(sys.executable), homes[(component.name, name)],
-                                 f"-Dsagaz.run-dir={self.layout.run_dir}", self.supervisor.log_file(name))
+            return NativeContext(java_of(component.name), homes[(component.name, name)],
+                                 f"-Dsagaz.run-dir={self.layout.run_dir}", self.supervisor.log_file(name), peers)
 
         specs = target.process_specs(self.stack, self.layout, credentials, context)
         watchdog.stop(self.layout.run_dir)  # it would race `up` for the components `up` starts

@@ -247,3 +247,25 @@ def test_the_trino_certificate_is_made_once_and_names_the_loopback_address(tmp_p
     assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert tls.ensure(tmp_path / "tls") == made  # kept: clients that trust it go on working
     assert wiring.certificate_part(made.keystore_pem) == made.ca_file.read_text()
+
+
+def test_prod_flink_takes_no_jar_uploads_and_the_tiering_job_goes_in_through_flinks_client(tmp_path):
+    settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), "profile": "prod"}, environ={})
+    files = {f.path: f for f in render_target(settings, TRINO_CREDS, "local")}
+    assert parse(files["config/flink-jobmanager/config.yaml"].content, ":")["web.submit.enable"] == "false"
+    stack = target.local_stack(settings)
+    task = next(c for c in stack.components if c.name == s.SUBMIT_TIERING)
+    at = target.instance(target.default_layout(settings), task, task.name)
+    peers = {s.JOBMANAGER: (Path("/jdk17/bin/java"), Path("/homes/flink"))}
+    argv = task.setup(at).native.command(s.NativeContext(Path("/py"), Path("/homes/tasks"), "-Dm", Path("/l"),
+                                                         peers)).argv
+    assert argv[argv.index("--flink-client-java") + 1] == "/jdk17/bin/java"
+    assert argv[argv.index("--flink-client-home") + 1] == "/homes/flink"
+    assert argv[argv.index("--flink-client-conf") + 1] == str(tmp_path / "run" / "config" / "flink-jobmanager")
+    assert argv.index("--flink-client-java") < argv.index("--")  # options before the job's own arguments
+
+
+@pytest.mark.parametrize("overrides", [{}, {"profile": "prod", "target": "compose"}])
+def test_flink_takes_jar_uploads_elsewhere(overrides):
+    settings = config.load(overrides=overrides, environ={})
+    assert wiring.flink_jar_upload_on(settings, View.EXTERNAL if settings.target == "local" else View.INTERNAL)

@@ -52,3 +52,31 @@ def test_missing_credentials_fail_in_one_line():
 def test_bad_arguments_are_usage_errors():
     result = run("submit-tiering", "--flink", "http://127.0.0.1:9")
     assert result.returncode == 2 and "--jar" in result.stderr
+
+
+def fake_java(tmp_path, output: str, code: int = 0):
+    """A stand-in for `java` that records its arguments and environment and prints what Flink's client would."""
+    script = tmp_path / "java"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path}/argv\n"
+                      f"echo \"$FLINK_CONF_DIR\" > {tmp_path}/conf\necho '{output}'\nexit {code}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_flink_client_submits_detached_and_returns_the_job_id(tmp_path):
+    """The command line `bin/flink run --detached` amounts to; the job id comes from the client's own message."""
+    job_id = "5d3a0f6bb1c0e5a6c0d1e2f3a4b5c6d7"
+    client = tasks.FlinkClient(fake_java(tmp_path, f"Job has been submitted with JobID {job_id}"), "/opt/flink",
+                               "/conf/jm", ["--add-opens=java.base/java.lang=ALL-UNNAMED"])
+    assert client.run_detached(tmp_path / "tiering.jar", "org.example.Main", ["--a", "b"]) == job_id
+    argv = (tmp_path / "argv").read_text().split("\n")[:-1]
+    assert argv == ["--add-opens=java.base/java.lang=ALL-UNNAMED", "-cp", "/opt/flink/lib/*",
+                    "org.apache.flink.client.cli.CliFrontend", "run", "--detached", "--class", "org.example.Main",
+                    str(tmp_path / "tiering.jar"), "--a", "b"]
+    assert (tmp_path / "conf").read_text().strip() == "/conf/jm"
+
+
+def test_flink_client_without_a_job_id_is_fatal_with_its_output(tmp_path):
+    client = tasks.FlinkClient(fake_java(tmp_path, "Could not connect to 127.0.0.1:8081", 1), "/opt/flink", "/c", [])
+    with pytest.raises(tasks.Fatal, match=r"exited 1 without a job id(.|\n)*Could not connect"):
+        client.run_detached(tmp_path / "tiering.jar", "Main", [])

@@ -8,6 +8,9 @@ idempotent and wait (bounded) for the service they talk to, so they can start be
 
     python3 tasks.py create-bucket --endpoint URL --bucket NAME --region REGION
     python3 tasks.py submit-tiering --flink URL --jar PATH --main-class CLASS --job-name NAME --taskmanagers N -- ARGS
+
+Where the JobManager takes no jar uploads (``web.submit.enable: false``), ``--flink-client-java/-home/-conf`` make
+``submit-tiering`` run Flink's own client (``CliFrontend run --detached``, what ``bin/flink run`` starts) instead.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import hashlib
 import hmac
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 import urllib.error
@@ -155,8 +160,37 @@ def upload_jar(flink: str, jar: Path) -> str:
     return str(uploaded["filename"]).rsplit("/", 1)[1]
 
 
+def run_uploaded_jar(flink: str, jar: Path, main_class: str, args: list[str]) -> str:
+    """Upload the jar and run it through the REST API (/jars); returns the job id."""
+    jar_id = upload_jar(flink, jar)
+    run = {"entryClass": main_class, "programArgsList": args}
+    return str(_json(f"{flink}/jars/{jar_id}/run", "POST", json.dumps(run).encode(), "application/json",
+                     timeout=180)["jobid"])
+
+
+class FlinkClient:
+    """Flink's command-line client as ``bin/flink`` starts it: CliFrontend from the distribution's lib/, reading
+    ``config.yaml`` in ``conf`` (where rest.address and rest.port name the cluster)."""
+
+    def __init__(self, java: str, home: str, conf: str, jvm_options: list[str]) -> None:
+        self.java, self.home, self.conf, self.jvm_options = java, Path(home), conf, jvm_options
+
+    def run_detached(self, jar: Path, main_class: str, args: list[str]) -> str:
+        command = [self.java, *self.jvm_options, "-cp", f"{self.home / 'lib'}/*",
+                   "org.apache.flink.client.cli.CliFrontend", "run", "--detached", "--class", main_class, str(jar),
+                   *args]
+        env = {**os.environ, "FLINK_CONF_DIR": self.conf, "FLINK_LIB_DIR": str(self.home / "lib"),
+               "FLINK_PLUGINS_DIR": str(self.home / "plugins")}
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+        found = re.search(r"JobID ([0-9a-f]{32})", result.stdout)
+        if result.returncode != 0 or not found:
+            raise Fatal(f"Flink's client exited {result.returncode} without a job id:\n"
+                        f"{(result.stdout + result.stderr)[-3000:]}")
+        return found.group(1)
+
+
 def submit_tiering(flink: str, jar: Path, main_class: str, job_name: str, taskmanagers: int, args: list[str],
-                   deadline: float) -> str:
+                   deadline: float, client: FlinkClient | None = None) -> str:
     """Submit the tiering job unless a job of that name is active; wait until it runs. Returns what happened."""
     flink = flink.rstrip("/")
     _wait_for(f"{taskmanagers} TaskManager(s) registered at {flink}",
@@ -165,11 +199,9 @@ def submit_tiering(flink: str, jar: Path, main_class: str, job_name: str, taskma
     if existing is not None:
         job_id, outcome = str(existing["jid"]), "already active"
     else:
-        jar_id = upload_jar(flink, jar)
-        run = {"entryClass": main_class, "programArgsList": args}
-        job_id = str(_json(f"{flink}/jars/{jar_id}/run", "POST", json.dumps(run).encode(), "application/json",
-                           timeout=180)["jobid"])
-        outcome = "submitted"
+        job_id = (client.run_detached(jar, main_class, args) if client
+                  else run_uploaded_jar(flink, jar, main_class, args))
+        outcome = "submitted" + (" with Flink's client" if client else "")
 
     def running() -> bool:
         state = next((j.get("state") for j in jobs(flink) if j.get("jid") == job_id), None)
@@ -198,6 +230,10 @@ def _parser() -> argparse.ArgumentParser:
     tiering.add_argument("--main-class", required=True)
     tiering.add_argument("--job-name", required=True)
     tiering.add_argument("--taskmanagers", type=int, default=1)
+    tiering.add_argument("--flink-client-java", help="submit with Flink's client run by this java (no jar upload)")
+    tiering.add_argument("--flink-client-home", help="the Flink distribution whose lib/ holds the client")
+    tiering.add_argument("--flink-client-conf", help="the folder of the cluster's config.yaml")
+    tiering.add_argument("--flink-client-jvm-option", action="append", default=[], help="a JVM option (repeatable)")
     tiering.add_argument("job_args", nargs=argparse.REMAINDER)
     return parser
 
@@ -214,8 +250,10 @@ def main(argv: list[str]) -> int:
             print(f"bucket {options.bucket} {outcome}", flush=True)
         else:
             args = options.job_args[1:] if options.job_args[:1] == ["--"] else options.job_args
+            client = (FlinkClient(options.flink_client_java, options.flink_client_home, options.flink_client_conf,
+                                  options.flink_client_jvm_option) if options.flink_client_java else None)
             print(submit_tiering(options.flink, options.jar, options.main_class, options.job_name,
-                                 options.taskmanagers, args, deadline), flush=True)
+                                 options.taskmanagers, args, deadline, client), flush=True)
     except TaskError as exc:
         print(f"{options.task}: {exc}", file=sys.stderr, flush=True)
         return 1
