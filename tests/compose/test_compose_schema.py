@@ -8,8 +8,6 @@ with `go mod download` into Go's module cache (verified against the Go checksum 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,12 +15,14 @@ import pytest
 import yaml
 from compose_helpers import VARIANTS, rendered
 
+from sagaz_lakehouse import distributions
+
 pytestmark = pytest.mark.compose
 COMPOSE_GO = "github.com/compose-spec/compose-go/v2@v2.9.1"
 
 
 def go_binary() -> str:
-    found = shutil.which("go") or ("/usr/local/go/bin/go" if os.path.exists("/usr/local/go/bin/go") else None)
+    found = distributions.find_go()  # where `up` and scripts/tools/*.sh look too
     if not found:
         pytest.fail("Go is needed to fetch the Compose JSON schema (go mod download); install it or put it on PATH",
                     pytrace=False)
