@@ -30,11 +30,13 @@ FLINK_MINOR = "1.20"
 ZOOKEEPER = Pin("3.9.2", "zookeeper:3.9.2", "apache/fluss deploying-with-docker.md")
 # Newest Trino on Maven Central (io.trino:trino-server maven-metadata.xml); requires Java 24+.
 TRINO = Pin("476", "trinodb/trino:476", "io.trino:trino-server maven-metadata.xml")
-# MinIO: the release tag RELEASE.2025-09-07T16-13-09Z (minio/minio, commit 07c3a429bfed) is the newest release the
-# Go module proxy serves; the local target builds exactly that commit, containers run the image of the same tag.
-# (minio/minio's own compose example pins the previous day's RELEASE.2025-09-06T17-38-46Z.)
-MINIO = Pin("v0.0.0-20250907161309-07c3a429bfed", "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
-            "minio/minio git tag RELEASE.2025-09-07T16-13-09Z")
+# MinIO: the last commit of the archived minio/minio repository (7aac2a2c5b7c, 2026-02-12), as the Go module proxy
+# serves it. It holds the source-only release RELEASE.2025-10-15T17-29-55Z, which fixed a privilege escalation
+# (c1a49490c, "check sub-policy properly"), plus five later fixes; the newest image upstream published is the older
+# RELEASE.2025-09-07T16-13-09Z. So every target runs this build: the local target the binary built from the proxy,
+# containers the image `make images` builds from that same binary (images/minio). README, "Object store".
+MINIO = Pin("v0.0.0-20260212201848-7aac2a2c5b7c", "sagaz-lakehouse/minio:20260212201848-7aac2a2c5b7c",
+            "minio/minio 7aac2a2c5b7c, descendant of tag RELEASE.2025-10-15T17-29-55Z")
 # Prometheus: the Go module proxy serves github.com/prometheus/prometheus v0.316.0, whose VERSION file reads 3.16.0
 # (upstream tags each 3.x.y release also as v0.3xx.y for Go); the local target builds cmd/prometheus and cmd/promtool
 # of that module version, containers run the official image of the same release.

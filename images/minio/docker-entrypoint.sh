@@ -1,6 +1,6 @@
 #!/bin/sh
-# Stand-in entrypoint of quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z, written for sagaz-lakehouse. Same
-# contract as minio/minio dockerscripts/docker-entrypoint.sh at that tag:
+# Entrypoint of sagaz-lakehouse/minio (images/minio/Dockerfile), written for sagaz-lakehouse. Same contract as
+# minio/minio dockerscripts/docker-entrypoint.sh, unchanged from tag RELEASE.2025-09-07T16-13-09Z to 7aac2a2c5b7c:
 #   - arguments that do not start with `minio` are arguments of minio (`server /data` means `minio server /data`);
 #   - the deprecated MINIO_USERNAME/MINIO_GROUPNAME (and MINIO_UID/MINIO_GID) run the server as that user through
 #     `chroot --userspec`, adding the user (uid/gid 1000) when no ids are given; otherwise it runs as is (root).
