@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import StackNotReachable
-from sagaz_lakehouse.wiring import Endpoints, warehouse_uri
+from sagaz_lakehouse.wiring import Endpoints, client_s3_keys, warehouse_uri
 
 CONNECT_TIMEOUT = 3.0
 CLOSE_TIMEOUT = 10.0
@@ -85,13 +85,14 @@ def iceberg_catalog(settings: Settings, credentials: Credentials, endpoints: End
     require_reachable("Iceberg REST catalog", endpoints.rest_catalog)
     from pyiceberg.catalog import load_catalog
 
+    access_key, secret_key = client_s3_keys(settings, credentials)
     return load_catalog("sagaz", **{
         "type": "rest",
         "uri": endpoints.rest_catalog,
         "warehouse": warehouse_uri(settings),
         "s3.endpoint": endpoints.s3,
-        "s3.access-key-id": credentials.access_key,
-        "s3.secret-access-key": credentials.secret_key,
+        "s3.access-key-id": access_key,
+        "s3.secret-access-key": secret_key,
         "s3.region": settings.lake.region,
         "s3.force-virtual-addressing": "false",
     })

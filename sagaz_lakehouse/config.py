@@ -274,6 +274,10 @@ class Settings:
         return self.lake.tiering_poll or profile(self.profile).tiering_poll
 
 
+ROOT_ROLE = "root"  # MinIO's root user: the server itself and the bucket task
+S3_ROLES = ("fluss", "lake", "reader")  # the object-store identities of prod (wiring.s3_grants says what each reaches)
+
+
 @dataclass(frozen=True)
 class Credentials:
     """S3 credentials, and the Fluss and Trino passwords where they authenticate clients; ``repr`` shows no secret."""
@@ -283,6 +287,7 @@ class Credentials:
     fluss_password: str = field(default="", repr=False)  # empty: Fluss takes unauthenticated clients (dev)
     trino_password: str = field(default="", repr=False)  # empty: Trino takes any user name over HTTP (dev)
     trino_keystore: str = field(default="", repr=False)  # Trino's TLS key and certificate (PEM), made by tls.ensure
+    placeholder: bool = False  # placeholders for files that may be committed (manifests/), not credentials
 
     def __repr__(self) -> str:
         return f"Credentials(access_key={self.access_key!r}, secret_key='***')"
@@ -296,8 +301,20 @@ class Credentials:
 
     def secret_values(self) -> tuple[str, ...]:
         """The values no log may show."""
-        return tuple(v for v in (self.secret_key, self.fluss_password, self.trino_password,
+        roles = tuple(self.s3_keys(role)[1] for role in S3_ROLES)
+        return tuple(v for v in (self.secret_key, *roles, self.fluss_password, self.trino_password,
                                  self.trino_shared_secret()) if v)
+
+    def s3_keys(self, role: str) -> tuple[str, str]:
+        """The access and secret key of ``role``'s object-store identity (``ROOT_ROLE``: MinIO's root user). The
+        bucket task derives the same secret from the root secret (tasks.identity_secret)."""
+        if role == ROOT_ROLE:
+            return self.access_key, self.secret_key
+        from sagaz_lakehouse import tasks
+
+        if self.placeholder:
+            return tasks.IDENTITY_PREFIX + role, f"REPLACE_WITH_S3_{role.upper()}_SECRET_KEY"
+        return tasks.IDENTITY_PREFIX + role, tasks.identity_secret(self.secret_key, role)
 
     def trino_shared_secret(self) -> str:
         """Trino's internal-communication.shared-secret (required once clients authenticate), derived from the Trino
@@ -316,7 +333,7 @@ DEV_CREDENTIALS = Credentials("sagaz-dev", "sagaz-dev-secret")
 # What `render` writes instead of credential values into files that may be committed (manifests/).
 PLACEHOLDER_CREDENTIALS = Credentials("REPLACE_WITH_S3_ACCESS_KEY", "REPLACE_WITH_S3_SECRET_KEY",
                                       "REPLACE_WITH_FLUSS_PASSWORD", "REPLACE_WITH_TRINO_PASSWORD",
-                                      "REPLACE_WITH_TRINO_KEYSTORE_PEM")
+                                      "REPLACE_WITH_TRINO_KEYSTORE_PEM", placeholder=True)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -577,6 +594,11 @@ def flink_jar_upload(settings: Settings) -> bool:
     return profile(settings.profile).flink_jar_upload or settings.target != "local"
 
 
+def s3_identities(settings: Settings) -> bool:
+    """Whether each role reaches the object store with its own identity (wiring.s3_grants): the profile's choice."""
+    return profile(settings.profile).s3_identities
+
+
 def resolve_credentials(settings: Settings, environ: dict[str, str] | None = None,
                         base_dir: Path | None = None) -> Credentials:
     """Credentials from the environment or the secrets file; dev falls back to the dev credentials."""
@@ -608,7 +630,7 @@ def _password(settings: Settings, environ: dict[str, str], from_file: Credential
 def _s3_credentials(settings: Settings, environ: dict[str, str], from_file: Credentials | None) -> Credentials:
     from_env = {k: environ.get(SECRET_ENV[k], "") for k in ("access_key", "secret_key")}
     if all(from_env.values()):
-        return _checked_credentials(Credentials(**from_env), "environment")
+        return _checked_credentials(Credentials(from_env["access_key"], from_env["secret_key"]), "environment")
     if from_file is not None:
         return _checked_credentials(Credentials(from_file.access_key, from_file.secret_key), settings.secrets.file)
     if profile(settings.profile).dev_credentials:
@@ -660,6 +682,9 @@ def _checked_credentials(creds: Credentials, source: str) -> Credentials:
     if len(creds.secret_key) < 8:
         problems.append(Problem("s3 secret key", f"from {source} is shorter than 8 characters (MinIO's minimum)",
                                 "use a longer secret key"))
+    if creds.access_key in {creds.s3_keys(role)[0] for role in S3_ROLES}:
+        problems.append(Problem("s3 access key", f"from {source} is {creds.access_key!r}, the name of one of the "
+                                "identities the bucket task creates in prod", "choose another root access key"))
     for label, value in (("s3 access key", creds.access_key), ("s3 secret key", creds.secret_key)):
         # Fluss's YAML loader cuts every line at '#' (GlobalConfiguration.loadYAMLResource), and env files and
         # property files trim whitespace: such a value would silently become another one.

@@ -28,7 +28,7 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError
-from sagaz_lakehouse.wiring import Endpoints
+from sagaz_lakehouse.wiring import Endpoints, client_s3_keys
 
 PROBE_EVENT_TYPE = "sagaz_lakehouse.doctor_probe"
 PROBE_SAGA_NAME = "__sagaz_lakehouse_doctor__"
@@ -213,7 +213,8 @@ def _minio(settings: Settings, credentials: Credentials, endpoints: Endpoints) -
     from pyarrow import fs
 
     host, port = clients.host_port(endpoints.s3)
-    s3 = fs.S3FileSystem(access_key=credentials.access_key, secret_key=credentials.secret_key,
+    access_key, secret_key = client_s3_keys(settings, credentials)
+    s3 = fs.S3FileSystem(access_key=access_key, secret_key=secret_key,
                          endpoint_override=f"{host}:{port}", scheme="http", region=settings.lake.region,
                          force_virtual_addressing=False)
     info = s3.get_file_info(settings.lake.bucket)

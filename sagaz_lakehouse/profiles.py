@@ -30,17 +30,20 @@ class Profile:
     # Flink's REST API takes jar uploads (web.submit.enable); where it does not, the tiering job goes in through
     # Flink's own client instead (local target only so far, see config.flink_jar_upload()).
     flink_jar_upload: bool
+    # One object-store identity per role, each reaching only its own prefixes (wiring.s3_grants); the root keys are
+    # left to MinIO and the bucket task. Every target: the bucket task that creates them is the same everywhere.
+    s3_identities: bool
 
 
 PROFILES: dict[str, Profile] = {
     # Small and fast feedback on one machine: a probe event reaches Iceberg within ~15 s.
     "dev": Profile("dev", freshness="10s", tiering_poll="2s", kv_snapshot_interval="5s",
                    hw_checkpoint_interval="1s", cpu_request="100m", dev_credentials=True,
-                   fluss_sasl=False, trino_auth=False, flink_jar_upload=True),
+                   fluss_sasl=False, trino_auth=False, flink_jar_upload=True, s3_identities=False),
     # Upstream defaults where they exist (freshness 3 min, poll 30 s); snapshots every minute.
     "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min",
                     hw_checkpoint_interval="1s", cpu_request="500m", dev_credentials=False,
-                    fluss_sasl=True, trino_auth=True, flink_jar_upload=False),
+                    fluss_sasl=True, trino_auth=True, flink_jar_upload=False, s3_identities=True),
 }
 
 

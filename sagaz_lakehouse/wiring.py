@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.config import ROOT_ROLE, S3_ROLES, Credentials, Settings
 from sagaz_lakehouse.stack import View
 
 ACCESS_KEY_VAR = "S3_ACCESS_KEY"
 SECRET_KEY_VAR = "S3_SECRET_KEY"  # noqa: S105 - a variable name, not a value
 ACCESS_KEY = "${" + ACCESS_KEY_VAR + "}"
 SECRET_KEY = "${" + SECRET_KEY_VAR + "}"
+REMOTE_DATA_PREFIX = "fluss-remote"  # Fluss's remote.data.dir inside the lake bucket
 FLUSS_PASSWORD_VAR = "FLUSS_CLIENT_PASSWORD"  # noqa: S105 - a variable name, not a value
 FLUSS_PASSWORD = "${" + FLUSS_PASSWORD_VAR + "}"
 FLUSS_CLIENT_USER = "sagaz"  # the one SASL user: servers between themselves, the tiering job, every client
@@ -99,15 +100,90 @@ def warehouse_uri(settings: Settings) -> str:
 
 
 def remote_data_uri(settings: Settings) -> str:
-    return f"s3://{settings.lake.bucket}/fluss-remote"
+    return f"s3://{settings.lake.bucket}/{REMOTE_DATA_PREFIX}"
 
 
-def iceberg_catalog_properties(settings: Settings, view: View, with_credentials: bool = True) -> dict[str, str]:
+# ---------------------------------------------------------------------------------- object-store identities
+
+
+@dataclass(frozen=True)
+class S3Identity:
+    """The placeholders of one object-store identity's keys; each target fills in the values (``s3_variables``)."""
+
+    role: str
+    access_var: str
+    secret_var: str
+
+    @property
+    def access_key(self) -> str:
+        return "${" + self.access_var + "}"
+
+    @property
+    def secret_key(self) -> str:
+        return "${" + self.secret_var + "}"
+
+
+ROOT_S3 = S3Identity(ROOT_ROLE, ACCESS_KEY_VAR, SECRET_KEY_VAR)
+ROLE_S3 = {role: S3Identity(role, f"S3_{role.upper()}_ACCESS_KEY", f"S3_{role.upper()}_SECRET_KEY")
+           for role in S3_ROLES}
+
+
+def s3_grants(settings: Settings) -> dict[str, tuple[tuple[str, str], ...]]:
+    """What each role's identity reaches in the lake bucket: (prefix, "r" or "rw"). The bucket task turns these
+    into MinIO policies (tasks.role_policy)."""
+    remote, warehouse = REMOTE_DATA_PREFIX, settings.lake.warehouse
+    return {
+        # Fluss servers: remote log segments and KV snapshots; they read lake metadata. The temporary credentials
+        # they hand to clients carry this same grant (Fluss 0.9.1 asks STS for no narrower session policy).
+        "fluss": ((remote, "rw"), (warehouse, "r")),
+        "lake": ((warehouse, "rw"),),  # the tiering job (Flink) and the REST catalog write the Iceberg tables
+        "reader": ((warehouse, "r"),),  # Trino and the CLI's clients (doctor, report) read them
+    }
+
+
+def s3_identity(settings: Settings, role: str) -> S3Identity:
+    """``role``'s identity where the profile gives each role its own; otherwise everyone shares the root keys."""
+    from sagaz_lakehouse.config import s3_identities
+
+    return ROLE_S3[role] if role != ROOT_ROLE and s3_identities(settings) else ROOT_S3
+
+
+def s3_variables(settings: Settings, credentials: Credentials) -> dict[str, str]:
+    """Every S3 credential variable the stack's processes use, with its value: a compose .env, a Kubernetes
+    Secret."""
+    identities = {s3_identity(settings, role) for role in (ROOT_ROLE, *S3_ROLES)}
+    values: dict[str, str] = {}
+    for identity in sorted(identities, key=lambda i: i.access_var):
+        values[identity.access_var], values[identity.secret_var] = credentials.s3_keys(identity.role)
+    return values
+
+
+def client_s3_keys(settings: Settings, credentials: Credentials) -> tuple[str, str]:
+    """The keys the CLI's own clients (doctor, report) read the lake with: the reader's where roles have their own."""
+    return credentials.s3_keys(s3_identity(settings, "reader").role)
+
+
+def s3_variable_names() -> tuple[str, ...]:
+    """Every variable an S3 key can arrive in, whatever the profile."""
+    return tuple(var for i in (ROOT_S3, *ROLE_S3.values()) for var in (i.access_var, i.secret_var))
+
+
+def create_bucket_grants(settings: Settings) -> list[str]:
+    """The bucket task's ``--grant`` arguments: none where the roles share the root keys."""
+    from sagaz_lakehouse.config import s3_identities
+
+    if not s3_identities(settings):
+        return []
+    return [f"--grant={role}={prefix}:{mode}" for role, grants in s3_grants(settings).items()
+            for prefix, mode in grants]
+
+
+def iceberg_catalog_properties(settings: Settings, view: View, role: str = "") -> dict[str, str]:
     """Iceberg catalog properties shared by the Fluss servers and the tiering job (``datalake.iceberg.*``).
 
-    Without credentials, S3FileIO falls back to the AWS default chain (``aws_environment``): used wherever the
-    properties could end up in a log or a process listing (tiering-job arguments, the REST fixture, which logs
-    every catalog property at start-up).
+    Without a ``role``, no credentials: S3FileIO falls back to the AWS default chain (``aws_environment``), used
+    wherever the properties could end up in a log or a process listing (tiering-job arguments, the REST fixture,
+    which logs every catalog property at start-up).
     """
     ep = endpoints(settings, view)
     props = {
@@ -120,15 +196,18 @@ def iceberg_catalog_properties(settings: Settings, view: View, with_credentials:
         "s3.path-style-access": "true",
         "client.region": settings.lake.region,
     }
-    if with_credentials:
-        props["s3.access-key-id"] = ACCESS_KEY
-        props["s3.secret-access-key"] = SECRET_KEY
+    if role:
+        identity = s3_identity(settings, role)
+        props["s3.access-key-id"] = identity.access_key
+        props["s3.secret-access-key"] = identity.secret_key
     return props
 
 
-def aws_environment(settings: Settings) -> dict[str, str]:
-    """Credentials for the AWS SDK's default chain, for processes that must not carry them in arguments."""
-    return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": settings.lake.region}
+def aws_environment(settings: Settings, role: str) -> dict[str, str]:
+    """``role``'s keys for the AWS SDK's default chain, for processes that must not carry them in arguments."""
+    identity = s3_identity(settings, role)
+    return {"AWS_ACCESS_KEY_ID": identity.access_key, "AWS_SECRET_ACCESS_KEY": identity.secret_key,
+            "AWS_REGION": settings.lake.region}
 
 
 def tiering_job_arguments(settings: Settings, view: View) -> list[str]:
@@ -142,14 +221,16 @@ def tiering_job_arguments(settings: Settings, view: View) -> list[str]:
             "--datalake.format", "iceberg"]
     if fluss_sasl_on(settings, view):  # FlussLakeTiering hands every --fluss.<key> to its Fluss connections
         args += [arg for key, value in fluss_client_options().items() for arg in (f"--fluss.{key}", value)]
-    for key, value in iceberg_catalog_properties(settings, view, with_credentials=False).items():
+    for key, value in iceberg_catalog_properties(settings, view).items():
         args += [f"--datalake.iceberg.{key}", value]
     return args
 
 
 def trino_iceberg_catalog(settings: Settings, view: View) -> dict[str, str]:
-    """Trino's iceberg catalog. Credentials are ``${ENV:S3_...}``, which Trino expands from its own environment."""
+    """Trino's iceberg catalog. Credentials are ``${ENV:S3_...}``, which Trino expands from its own environment
+    (``credential_environment``)."""
     ep = endpoints(settings, view)
+    reader = s3_identity(settings, "reader")
     return {
         "connector.name": "iceberg",
         "iceberg.catalog.type": "rest",
@@ -159,15 +240,16 @@ def trino_iceberg_catalog(settings: Settings, view: View) -> dict[str, str]:
         "s3.endpoint": ep.s3,
         "s3.region": settings.lake.region,
         "s3.path-style-access": "true",
-        "s3.aws-access-key": "${ENV:" + ACCESS_KEY_VAR + "}",
-        "s3.aws-secret-key": "${ENV:" + SECRET_KEY_VAR + "}",
+        "s3.aws-access-key": "${ENV:" + reader.access_var + "}",
+        "s3.aws-secret-key": "${ENV:" + reader.secret_var + "}",
     }
 
 
-def credential_environment() -> dict[str, str]:
-    """The two credential variables themselves, for programs that expand ``${S3_...}`` placeholders on their own
-    (Fluss's entrypoint runs envsubst over server.yaml, Trino reads ``${ENV:...}``)."""
-    return {ACCESS_KEY_VAR: ACCESS_KEY, SECRET_KEY_VAR: SECRET_KEY}
+def credential_environment(settings: Settings, role: str) -> dict[str, str]:
+    """``role``'s two credential variables themselves, for programs that expand ``${S3_...}`` placeholders on
+    their own (Fluss's entrypoint runs envsubst over server.yaml, Trino reads ``${ENV:...}``)."""
+    identity = s3_identity(settings, role)
+    return {identity.access_var: identity.access_key, identity.secret_var: identity.secret_key}
 
 
 def substitute_secrets(text: str, credentials: Credentials) -> str:
@@ -178,8 +260,10 @@ def substitute_secrets(text: str, credentials: Credentials) -> str:
 
 
 def _secret_values(credentials: Credentials, text: str) -> dict[str, str]:
-    values = {ACCESS_KEY: credentials.access_key, SECRET_KEY: credentials.secret_key,
-              FLUSS_PASSWORD: credentials.fluss_password, TRINO_PASSWORD: credentials.trino_password,
+    values = {placeholder: value for identity in (ROOT_S3, *ROLE_S3.values())
+              for placeholder, value in zip((identity.access_key, identity.secret_key),
+                                            credentials.s3_keys(identity.role), strict=True)}
+    values |= {FLUSS_PASSWORD: credentials.fluss_password, TRINO_PASSWORD: credentials.trino_password,
               TRINO_SHARED_SECRET: credentials.trino_shared_secret(), TRINO_KEYSTORE: credentials.trino_keystore}
     if TRINO_CA in text:
         values[TRINO_CA] = certificate_part(credentials.trino_keystore)
@@ -189,7 +273,8 @@ def _secret_values(credentials: Credentials, text: str) -> dict[str, str]:
     return values
 
 
-SECRET_PLACEHOLDERS = (ACCESS_KEY, SECRET_KEY, FLUSS_PASSWORD, TRINO_PASSWORD, TRINO_PASSWORD_DB, TRINO_SHARED_SECRET,
+SECRET_PLACEHOLDERS = (ACCESS_KEY, SECRET_KEY, *(key for i in ROLE_S3.values() for key in (i.access_key, i.secret_key)),
+                       FLUSS_PASSWORD, TRINO_PASSWORD, TRINO_PASSWORD_DB, TRINO_SHARED_SECRET,
                        TRINO_KEYSTORE)
 
 

@@ -28,7 +28,7 @@ def environment(settings: Settings, view: s.View, state_dir: str) -> dict[str, s
         "CATALOG_S3_PATH__STYLE__ACCESS": "true",
         "CATALOG_CLIENT_REGION": settings.lake.region,
         "CATALOG_REST_PORT": str(settings.ports.rest_catalog),  # read as the catalog property rest.port
-        **wiring.aws_environment(settings),
+        **wiring.aws_environment(settings, "lake"),
     }
 
 

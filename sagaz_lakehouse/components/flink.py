@@ -139,14 +139,14 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
                             "--configDir", at.conf, *dynamic, *resource_id],
                            # The bin scripts export FLINK_PLUGINS_DIR; without it Flink looks in ./plugins.
                            env={"FLINK_PLUGINS_DIR": str(ctx.home / "plugins"),
-                                **({} if jobmanager else wiring.aws_environment(settings))})
+                                **({} if jobmanager else wiring.aws_environment(settings, "lake"))})
 
         return s.Setup(
             container=s.Container(
                 entrypoint=ENTRYPOINT, args=("jobmanager" if jobmanager else "taskmanager", *resource_id),
                 # The tiering job's Iceberg catalog finds S3 credentials through the AWS SDK's default chain.
                 env={"FLINK_PROPERTIES": yaml_lines(props), "JOB_MANAGER_RPC_ADDRESS": s.JOBMANAGER,
-                     **wiring.aws_environment(settings)},
+                     **wiring.aws_environment(settings, "lake")},
                 user=9999, probe_tool="wget"),
             native=s.Native("flink", command, java=17),
             files=(s.ConfigFile("config.yaml", "# Flink, rendered by sagaz-lakehouse.\n" + yaml_lines(props)),

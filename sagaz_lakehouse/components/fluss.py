@@ -34,13 +34,14 @@ PLUGIN_JARS = (s.Jars("fluss-iceberg-extras", PLUGIN_DIR),)
 
 def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
     ep = wiring.endpoints(settings, view)
+    fluss_s3 = wiring.s3_identity(settings, "fluss")
     props = {
         "zookeeper.address": ep.zookeeper,
         "remote.data.dir": wiring.remote_data_uri(settings),
         # fluss-fs-s3 (Hadoop S3A underneath); region is mandatory even for MinIO (apache/fluss#211).
         "s3.endpoint": ep.s3,
-        "s3.access-key": wiring.ACCESS_KEY,
-        "s3.secret-key": wiring.SECRET_KEY,
+        "s3.access-key": fluss_s3.access_key,
+        "s3.secret-key": fluss_s3.secret_key,
         "s3.region": settings.lake.region,
         "s3.path-style-access": "true",
         # Clients (the tiering job reading KV snapshots) get temporary credentials from the servers. Without a
@@ -54,7 +55,8 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
         # The servers' own connections to each other (replica fetchers, the coordinator's requests).
         "client.connect-timeout": wiring.FLUSS_CONNECT_TIMEOUT,
     }
-    props.update({f"datalake.iceberg.{k}": v for k, v in wiring.iceberg_catalog_properties(settings, view).items()})
+    lake_catalog = wiring.iceberg_catalog_properties(settings, view, "fluss")
+    props.update({f"datalake.iceberg.{k}": v for k, v in lake_catalog.items()})
     props.update(durability_properties(settings))
     return props
 
@@ -135,7 +137,8 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
         return s.Setup(
             container=s.Container(entrypoint=ENTRYPOINT, args=(ROLE_ARG[name],), user=9999, probe_tool="bash", env={
                 "FLUSS_PROPERTIES": properties,
-                **wiring.credential_environment(),  # envsubst fills ${S3_...} in server.yaml from these
+                # envsubst fills ${S3_...} in server.yaml from these
+                **wiring.credential_environment(settings, "fluss"),
                 "FLUSS_ENV_JAVA_OPTS": CONTAINER_HEAP}),
             native=s.Native("fluss", command, java=17),
             files=(s.ConfigFile("server.yaml", properties),

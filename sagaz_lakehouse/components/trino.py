@@ -116,11 +116,11 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
             return s.Process([str(ctx.java), *jvm_options(settings), f"-XX:HeapDumpPath={at.data}", ctx.marker,
                             *system, f"-Dplugin.dir={ctx.home}/plugin", f"-Dconfig={at.conf}/config.properties",
                             f"-Dlog.levels-file={at.conf}/log.properties", "-cp", f"{ctx.home}/lib/*",
-                            "io.trino.server.TrinoServer"], env=wiring.credential_environment())
+                            "io.trino.server.TrinoServer"], env=wiring.credential_environment(settings, "reader"))
 
         jvm_config = "".join(f"{line}\n" for line in (IMAGE_JVM_AGENT, *jvm_options(settings)))
         return s.Setup(
-            container=s.Container(env=wiring.credential_environment(), user=1000, probe_tool="curl"),
+            container=s.Container(env=wiring.credential_environment(settings, "reader"), user=1000, probe_tool="curl"),
             native=s.Native("trino", command, java=versions.JAVA_FOR["trino"]),
             files=(s.ConfigFile("config.properties", config, mount=f"{CONF_DIR}/config.properties"),
                    s.ConfigFile("node.properties", node, mount=f"{CONF_DIR}/node.properties"),

@@ -31,8 +31,7 @@ PROBE_TIMEOUT = 30  # seconds for `info`, `compose version`, `ps`, `logs`
 LOG_TAIL = 40
 PULL_ALLOWANCE = 1800  # seconds added to the first `up` for image pulls
 # Compose gives the calling shell's variables precedence over .env: keep stray values out of the child.
-SHADOWING_VARS = (wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY_VAR, "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY",
-                  "SAGAZ_LAKEHOUSE_S3_SECRET_KEY")
+SHADOWING_VARS = (*wiring.s3_variable_names(), "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY")
 START_HINT = ("start Docker (Docker Desktop, or `sudo systemctl start docker`; for Podman `podman machine start`), "
               "or run the stack natively with `--target local`")
 

@@ -52,7 +52,7 @@ def files(settings: Settings, credentials: Credentials) -> list[RenderedFile]:
                for f in component.setup(_instance(component, name)).files if f.mount}
     return [RenderedFile(COMPOSE_FILE, HEADER + to_yaml(project(stack))),
             *(RenderedFile(path, content) for path, content in mounted.items()),
-            RenderedFile(ENV_FILE, env_file(credentials), secret=True)]
+            RenderedFile(ENV_FILE, env_file(stack.settings, credentials), secret=True)]
 
 
 def config_path(instance: str, config: ConfigFile) -> str:
@@ -60,14 +60,13 @@ def config_path(instance: str, config: ConfigFile) -> str:
     return f"{CONFIG_DIR}/{'shared' if config.shared else instance}/{config.name}"
 
 
-def env_file(credentials: Credentials) -> str:
+def env_file(settings: Settings, credentials: Credentials) -> str:
     # Double quotes keep '#' and spaces literal; compose's dotenv parser honours backslash escapes inside them.
     def quoted(value: str) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
     return ("# Credentials for this compose project: read by compose only, never commit this file.\n"
-            f"{wiring.ACCESS_KEY_VAR}={quoted(credentials.access_key)}\n"
-            f"{wiring.SECRET_KEY_VAR}={quoted(credentials.secret_key)}\n")
+            + "".join(f"{var}={quoted(value)}\n" for var, value in wiring.s3_variables(settings, credentials).items()))
 
 
 # ------------------------------------------------------------------------------------------------ the project
@@ -134,7 +133,7 @@ def environment(env: dict[str, str] | Any) -> dict[str, str]:
     """Exact credential placeholders → compose interpolation from .env (a clear error if .env lacks them); every
     other ``$`` escaped, so the container receives it as written."""
     refs = {"${" + var + "}": "${" + var + ":?" + var + " is missing: run sagaz-lakehouse up or render again}"
-            for var in (wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY_VAR)}
+            for var in wiring.s3_variable_names()}
     return {key: refs.get(value, value.replace("$", "$$")) for key, value in env.items()}
 
 

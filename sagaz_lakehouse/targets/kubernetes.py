@@ -163,8 +163,7 @@ def _namespace(settings: Settings) -> Obj:
 def _secret(settings: Settings, credentials: Credentials) -> Obj:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": _shared_meta(settings, SECRET_NAME, "credentials"),
             "type": "Opaque",
-            "stringData": {wiring.ACCESS_KEY_VAR: credentials.access_key,
-                           wiring.SECRET_KEY_VAR: credentials.secret_key}}
+            "stringData": wiring.s3_variables(settings, credentials)}
 
 
 # ------------------------------------------------------------------------------------------------ components
@@ -416,7 +415,7 @@ def _env(values: dict[str, str]) -> list[Obj]:
     (listed first); a placeholder inside a longer value is left for the image to expand (Fluss's envsubst), which
     needs the credential variables themselves: the component's environment must carry them
     (``wiring.credential_environment``), which become secretKeyRefs like any exact placeholder."""
-    refs = {wiring.ACCESS_KEY: wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY: wiring.SECRET_KEY_VAR}
+    refs = {"${" + var + "}": var for var in wiring.s3_variable_names()}
     head, tail = [], []
     for name, value in values.items():
         if value in refs:

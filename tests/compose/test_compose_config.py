@@ -14,6 +14,7 @@ from compose_helpers import VARIANTS, write_variant
 from support import tool
 
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse import wiring
 
 pytestmark = pytest.mark.compose
 
@@ -46,11 +47,18 @@ def test_credentials_reach_containers_only_through_env(tmp_path, name):
 
     # compose fills environment entries from .env, byte for byte (quotes, '$', '#', backslashes survive) ...
     assert env(s.MINIO, "MINIO_ROOT_PASSWORD") == creds.secret_key
-    assert env(s.TRINO, "S3_ACCESS_KEY") == creds.access_key
+    reader, fluss_s3 = wiring.s3_identity(settings, "reader"), wiring.s3_identity(settings, "fluss")
+    assert (env(s.TRINO, reader.access_var), env(s.TRINO, reader.secret_var)) == creds.s3_keys(reader.role)
     # ... while server.yaml keeps the reference for the container's envsubst.
-    fluss = env(f"{s.TABLET}-{settings.replicas.tablet_servers - 1}", "FLUSS_PROPERTIES")
-    assert "${S3_SECRET_KEY}" in fluss
+    tablet = f"{s.TABLET}-{settings.replicas.tablet_servers - 1}"
+    fluss = env(tablet, "FLUSS_PROPERTIES")
+    assert fluss_s3.secret_key in fluss
     assert creds.secret_key not in fluss
+    assert env(tablet, fluss_s3.secret_var) == creds.s3_keys(fluss_s3.role)[1]
+    if settings.profile == "prod":  # one identity per role: the root secret reaches MinIO and the bucket task only
+        holders = {name for name, svc in services.items()
+                   if any(creds.secret_key in env(name, key) for key in svc.get("environment") or {})}
+        assert holders == {s.MINIO, s.CREATE_BUCKET}
 
 
 def test_missing_env_file_is_a_clear_error(tmp_path):

@@ -218,7 +218,11 @@ def test_same_bucket_warehouse_endpoint_region_everywhere(variant):
     assert catalog["CATALOG_WAREHOUSE"] == warehouse
     assert catalog["CATALOG_S3_ENDPOINT"] == s3 and catalog["CATALOG_CLIENT_REGION"] == region
     bucket = services[s.CREATE_BUCKET]["command"]
-    assert bucket == ["--endpoint", s3, "--bucket", settings.lake.bucket, "--region", region]
+    assert bucket[:6] == ["--endpoint", s3, "--bucket", settings.lake.bucket, "--region", region]
+    grants = [arg for arg in bucket[6:] if arg.startswith("--grant=")]
+    assert grants == bucket[6:] and bool(grants) == (settings.profile == "prod")
+    assert all(arg.split("=", 2)[2].split(":")[0] in (wiring.REMOTE_DATA_PREFIX, settings.lake.warehouse)
+               for arg in grants)
 
 
 def test_tasks_run_the_packaged_task_file_in_the_python_image(variant):
@@ -277,8 +281,21 @@ def test_env_file_round_trips_awkward_values():
     from sagaz_lakehouse.config import Credentials
 
     creds = Credentials("a b-c", "x$y\"z\\w'")
-    text = target.env_file(creds)
+    text = target.env_file(config.load(overrides={"target": "compose"}), creds)
     assert "S3_SECRET_KEY=\"x\\$y\\\"z\\\\w'\"" in text
+
+
+def test_env_file_in_prod_carries_each_role_s_keys():
+    from sagaz_lakehouse.config import Credentials
+
+    creds = Credentials("operator", "root-secret-value")
+    settings = config.load(overrides={"target": "compose", "profile": "prod"}, environ={
+        "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "operator", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "root-secret-value"})
+    text = target.env_file(settings, creds)
+    for role in ("fluss", "lake", "reader"):
+        access, secret = creds.s3_keys(role)
+        assert f'S3_{role.upper()}_ACCESS_KEY="{access}"' in text and f'S3_{role.upper()}_SECRET_KEY="{secret}"' in text
+    assert 'S3_SECRET_KEY="root-secret-value"' in text
 
 
 def test_trino_config(variant):

@@ -9,6 +9,8 @@ snapshots set back to dev's, so the waits stay short): Fluss takes SASL/PLAIN cl
 password-authenticated clients over HTTPS only, so every test here also shows that the listener, `create-tables`
 and `doctor` log in, that a client without the login or with a wrong password is refused by both, and that no log
 of the run holds a secret. Flink takes no jar uploads there: the tiering job goes in through Flink's own client.
+Each role reaches the object store with its own MinIO identity, refused outside its grant; only MinIO holds the
+root keys.
 """
 
 from __future__ import annotations
@@ -493,7 +495,7 @@ def test_no_log_file_holds_a_secret(stack: Stack) -> None:
             if p.is_file() and (p.suffix in (".log", ".out", ".err") or "log" in p.parent.name)]
     assert len(logs) >= 8, f"expected a log per component, found {sorted(map(str, logs))}"
     values = stack.credentials.secret_values()
-    assert len(values) == 4
+    assert len(values) == 7  # the root S3 secret, the three roles' S3 secrets, two passwords, Trino's shared secret
     leaks = [str(p) for p in logs for value in values if value in p.read_text(errors="replace")]
     assert leaks == []
     jaas = sorted(run_dir.rglob(wiring.JAAS_FILE))
@@ -558,3 +560,68 @@ def test_flink_refuses_jar_uploads_and_the_tiering_job_came_in_through_flinks_cl
     assert "submitted with Flink's client, RUNNING" in log, log[-3000:]
     jobs = clients.http_json(f"{flink}/jobs/overview")["jobs"]
     assert [j["state"] for j in jobs if j["name"] == "Fluss Lake Tiering Service - iceberg"] == ["RUNNING"], jobs
+
+
+# ---------------------------------------------------------------------------------- object-store identities
+
+
+def s3_status(stack: Stack, keys: tuple[str, str], method: str, key: str, body: bytes = b"") -> int:
+    """One path-style S3 request to the stack's MinIO, signed with ``keys``; its HTTP status."""
+    from sagaz_lakehouse import tasks
+
+    url = f"{stack.endpoints.s3}/{stack.settings.lake.bucket}/{key}"
+    headers = tasks.s3_headers(method, url, stack.settings.lake.region, *keys, body)
+    status, _ = tasks._request(url, method, body or None, headers, timeout=30)
+    return status
+
+
+def test_each_object_store_identity_is_refused_outside_its_grant(stack: Stack) -> None:
+    """The bucket task made one MinIO user per role. Each reads only the prefixes of its grant and writes only
+    where the grant says rw; everywhere else MinIO answers 403. The root keys still reach everything."""
+    root = stack.credentials.s3_keys(config.ROOT_ROLE)
+    probe = f"identity-probe-{uuid.uuid4().hex}"
+    prefixes = (wiring.REMOTE_DATA_PREFIX, stack.settings.lake.warehouse, "elsewhere")
+    for prefix in prefixes:
+        assert s3_status(stack, root, "PUT", f"{prefix}/{probe}", b"probe") == 200
+    try:
+        seen = {}
+        for role, grants in wiring.s3_grants(stack.settings).items():
+            keys = stack.credentials.s3_keys(role)
+            assert keys[0] == f"sagaz-{role}" and keys[1] != root[1]
+            modes = dict(grants)
+            for prefix in prefixes:
+                read = s3_status(stack, keys, "GET", f"{prefix}/{probe}")
+                write = s3_status(stack, keys, "PUT", f"{prefix}/{probe}-{role}", b"x")
+                seen[(role, prefix)] = (read, write)
+                assert read == (200 if prefix in modes else 403), (role, prefix, read)
+                assert write == (200 if modes.get(prefix) == "rw" else 403), (role, prefix, write)
+        assert s3_status(stack, ("sagaz-reader", "not-" + stack.credentials.s3_keys("reader")[1]), "GET",
+                         f"{stack.settings.lake.warehouse}/{probe}") == 403
+    finally:
+        for prefix in prefixes:
+            for suffix in ("", "-fluss", "-lake", "-reader"):
+                s3_status(stack, root, "DELETE", f"{prefix}/{probe}{suffix}")
+
+
+def test_only_minio_holds_the_root_keys(stack: Stack) -> None:
+    """Every running process of the stack, by its environment, command line and config files: the root secret is
+    MinIO's alone (the bucket task that also had it has finished); the Fluss servers use the fluss identity."""
+    root_secret = stack.credentials.secret_key
+    supervisor = Supervisor(stack.run_dir)
+    holders = []
+    for name in supervisor.tracked():
+        pid = supervisor.running_pid(name)
+        if pid is None:
+            continue
+        process = Path(f"/proc/{pid}")
+        if root_secret.encode() in (process / "environ").read_bytes() + (process / "cmdline").read_bytes():
+            holders.append(name)
+    assert holders == ["minio"]
+    config_dir = stack.run_dir / "config"
+    files = [p for p in config_dir.rglob("*") if p.is_file()]
+    assert [p for p in files if root_secret in p.read_text(errors="replace")] == []
+    server = (config_dir / "fluss-coordinator" / "server.yaml").read_text()
+    assert "s3.access-key: sagaz-fluss" in server and stack.credentials.s3_keys("fluss")[1] in server
+    assert supervisor.last_exit("create-bucket") == 0
+    log = (stack.run_dir / "logs" / "create-bucket.log").read_text()
+    assert all(f"identity sagaz-{role} " in log for role in ("fluss", "lake", "reader")), log

@@ -502,8 +502,10 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
         assert port_of(container, "internal") == wiring.FLUSS_INTERNAL_PORT
         assert port_of(container, "client") == wiring.FLUSS_CLIENT_PORT
         # The credentials stay placeholders for the image's envsubst, which reads them from the Secret.
-        assert props["s3.secret-key"] == wiring.SECRET_KEY
-        assert env(container)["S3_SECRET_KEY"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_SECRET_KEY"}}
+        fluss_s3 = wiring.s3_identity(st, "fluss")
+        assert props["s3.secret-key"] == fluss_s3.secret_key
+        assert env(container)[fluss_s3.secret_var] == {"secretKeyRef": {"name": k8s.SECRET_NAME,
+                                                                       "key": fluss_s3.secret_var}}
     coordinator = fluss_properties(variant, s.COORDINATOR)
     # INTERNAL by the pod's name under the headless Service: a restarted pod keeps it, not its IP.
     assert coordinator["advertised.listeners"] == (f"CLIENT://127.0.0.1:{st.ports.fluss_coordinator}, "
@@ -632,7 +634,20 @@ def test_secret_values_only_in_the_secret_file(variant):
     assert holders == ["10-secret.yaml"]
     assert [path for path, f in variant.files.items() if f.secret] == ["10-secret.yaml"]
     secret = variant.get("Secret", k8s.SECRET_NAME)
-    assert secret["stringData"] == {"S3_ACCESS_KEY": CREDENTIALS.access_key, "S3_SECRET_KEY": CREDENTIALS.secret_key}
+    expected = {"S3_ACCESS_KEY": CREDENTIALS.access_key, "S3_SECRET_KEY": CREDENTIALS.secret_key}
+    if variant.settings.profile == "prod":  # one identity per role, derived from the root secret
+        expected |= {f"S3_{role.upper()}_{part}_KEY": key for role in ("fluss", "lake", "reader")
+                     for part, key in zip(("ACCESS", "SECRET"), CREDENTIALS.s3_keys(role), strict=True)}
+    assert secret["stringData"] == expected
+    # Only MinIO and the bucket task see the root secret.
+    root_holders = {w["metadata"]["name"] for w in variant.workloads() for c in containers(w)
+                    if env(c).get("S3_SECRET_KEY") or env(c).get("MINIO_ROOT_PASSWORD")
+                    or env(c).get("AWS_SECRET_ACCESS_KEY") == {"secretKeyRef": {"name": k8s.SECRET_NAME,
+                                                                                "key": "S3_SECRET_KEY"}}}
+    if variant.settings.profile == "prod":
+        # The bucket task's Job carries a hash of its spec in its name.
+        assert {name.removesuffix("-" + name.rsplit("-", 1)[-1]) if name.startswith(s.CREATE_BUCKET) else name
+                for name in root_holders} == {s.MINIO, s.CREATE_BUCKET}
 
 
 def test_fluss_logs_through_the_masking_layout(default):

@@ -169,6 +169,30 @@ def test_secrets_file_must_be_private(tmp_path):
     assert config.resolve_credentials(settings, environ={}).access_key == "prodkey"
 
 
+def test_a_root_access_key_named_like_a_role_identity_is_refused():
+    env = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "sagaz-fluss", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "a-long-prod-secret"}
+    with pytest.raises(ConfigError) as excinfo:
+        config.resolve_credentials(load(), environ=env)
+    assert excinfo.value.exit_code == 2 and "choose another root access key" in str(excinfo.value)
+
+
+def test_role_keys_derive_from_the_root_secret_and_placeholders_stay_placeholders():
+    from sagaz_lakehouse import tasks, wiring
+
+    creds = config.Credentials("operator", "a-long-prod-secret")
+    assert creds.s3_keys(config.ROOT_ROLE) == ("operator", "a-long-prod-secret")
+    assert creds.s3_keys("lake") == ("sagaz-lake", tasks.identity_secret("a-long-prod-secret", "lake"))
+    assert set(creds.secret_values()) >= {creds.s3_keys(role)[1] for role in config.S3_ROLES}
+    assert config.PLACEHOLDER_CREDENTIALS.s3_keys("lake") == ("sagaz-lake", "REPLACE_WITH_S3_LAKE_SECRET_KEY")
+    # Every role shares the root keys in dev; prod gives each its own variables.
+    dev, prod = load(), load(overrides={"profile": "prod"})
+    assert {wiring.s3_identity(dev, role) for role in config.S3_ROLES} == {wiring.ROOT_S3}
+    assert wiring.s3_identity(prod, "lake").secret_var == "S3_LAKE_SECRET_KEY"
+    assert wiring.create_bucket_grants(dev) == []
+    assert "--grant=lake=warehouse:rw" in wiring.create_bucket_grants(prod)
+    assert set(wiring.s3_variables(prod, creds)) == set(wiring.s3_variable_names())
+
+
 def test_short_secret_rejected():
     env = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "key", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "short"}
     with pytest.raises(ConfigError, match="shorter than 8"):

@@ -38,6 +38,73 @@ def test_signature_matches_the_aws_documentation_example():
         "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
 
 
+def test_signature_with_a_query_string_matches_the_aws_documentation_example():
+    """The same page, "Example: GET Bucket (List Objects)": the canonical query string is sorted and encoded."""
+    headers = tasks.s3_headers("GET", "https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J", "us-east-1",
+                               "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", b"",
+                               now=datetime.datetime(2013, 5, 24, tzinfo=datetime.UTC))
+    assert headers["Authorization"].endswith(
+        "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7")
+
+
+# ----------------------------------------------------------------------------------- object-store identities
+
+
+def test_aes_gcm_matches_the_cryptography_package():
+    """The task's plain-Python AES-256-GCM against OpenSSL's (through `cryptography`), on random inputs of every
+    length class: empty, partial and whole blocks, with and without associated data."""
+    import random
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    rng = random.Random(15)
+    for length in (0, 1, 15, 16, 17, 31, 32, 33, 100):
+        for associated_length in (0, 1, 17):
+            key, nonce = rng.randbytes(32), rng.randbytes(12)
+            data, associated = rng.randbytes(length), rng.randbytes(associated_length)
+            assert tasks.aes_gcm_seal(key, nonce, data, associated) == AESGCM(key).encrypt(
+                nonce, data, associated or None), (length, associated_length)
+
+
+def test_madmin_encrypt_is_the_sio_stream_madmin_decrypts():
+    """salt | 0x02 | nonce | one final sio-go fragment, opened here the way madmin's DecryptData does: PBKDF2-SHA256
+    key, nonce || LE32(1), associated data 0x80 || the empty seal's tag at sequence number 0."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    body = b'{"secretKey":"s","status":"enabled"}'
+    sealed = tasks.madmin_encrypt("root-secret", body)
+    salt, algorithm, nonce, fragment = sealed[:32], sealed[32], sealed[33:41], sealed[41:]
+    assert algorithm == 0x02 and len(fragment) == len(body) + 16
+    key = hashlib.pbkdf2_hmac("sha256", b"root-secret", salt, 8192, 32)
+    header_tag = AESGCM(key).encrypt(nonce + (0).to_bytes(4, "little"), b"", None)
+    assert AESGCM(key).decrypt(nonce + (1).to_bytes(4, "little"), fragment, b"\x80" + header_tag) == body
+    assert tasks.madmin_encrypt("root-secret", body) != sealed  # a fresh salt and nonce every time
+
+
+def test_role_policy_grants_only_its_prefixes():
+    policy = tasks.role_policy("lake", [("fluss-remote", "rw"), ("warehouse", "r")])
+    statements = {tuple(st["Resource"]): st["Action"] for st in policy["Statement"]}
+    assert statements[("arn:aws:s3:::lake",)] == list(tasks.BUCKET_ACTIONS)
+    assert "s3:PutObject" in statements[("arn:aws:s3:::lake/fluss-remote/*",)]
+    assert statements[("arn:aws:s3:::lake/warehouse/*",)] == ["s3:GetObject"]
+    assert len(statements) == 3
+
+
+def test_grants_parse_and_a_bad_one_is_fatal():
+    assert tasks.parse_grants(["fluss=fluss-remote:rw", "fluss=warehouse:r", "reader=warehouse:r"]) == {
+        "fluss": [("fluss-remote", "rw"), ("warehouse", "r")], "reader": [("warehouse", "r")]}
+    with pytest.raises(tasks.Fatal, match="expected ROLE=PREFIX:r or ROLE=PREFIX:rw"):
+        tasks.parse_grants(["fluss=fluss-remote:write"])
+
+
+def test_identity_secrets_are_stable_and_differ_by_role_and_root():
+    first = tasks.identity_secret("root-a", "fluss")
+    assert first == tasks.identity_secret("root-a", "fluss") and len(first) == 40
+    assert first not in {tasks.identity_secret("root-a", "lake"), tasks.identity_secret("root-b", "fluss")}
+
+
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(TASKS_FILE), *args], capture_output=True, text=True, timeout=60,
                           env=env or {})

@@ -6,9 +6,10 @@ in three places: as a native process on the local target (``python .../tasks.py`
 environment (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``), never on the command line. Both tasks are
 idempotent and wait (bounded) for the service they talk to, so they can start before it is ready.
 
-    python3 tasks.py create-bucket --endpoint URL --bucket NAME --region REGION
+    python3 tasks.py create-bucket --endpoint URL --bucket NAME --region REGION [--grant ROLE=PREFIX:rw ...]
     python3 tasks.py submit-tiering --flink URL --jar PATH --main-class CLASS --job-name NAME --taskmanagers N -- ARGS
 
+``--grant`` makes ``create-bucket`` also create one object-store identity per role (prod), with MinIO's admin API.
 Where the JobManager takes no jar uploads (``web.submit.enable: false``), ``--flink-client-java/-home/-conf`` make
 ``submit-tiering`` run Flink's own client (``CliFrontend run --detached``, what ``bin/flink run`` starts) instead.
 """
@@ -90,10 +91,13 @@ def _sign(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
+def _uri_encode(text: str) -> str:
+    return urllib.parse.quote(text, safe="-_.~")
+
+
 def s3_headers(method: str, url: str, region: str, access_key: str, secret_key: str, body: bytes,
                now: datetime.datetime | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """AWS Signature Version 4 headers for one path-style S3 request (no query string); ``extra`` headers are
-    signed too."""
+    """AWS Signature Version 4 headers for one path-style S3 request; ``extra`` headers are signed too."""
     now = now or datetime.datetime.now(datetime.UTC)
     parsed = urllib.parse.urlsplit(url)
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
@@ -101,7 +105,9 @@ def s3_headers(method: str, url: str, region: str, access_key: str, secret_key: 
     headers = {"host": parsed.netloc, "x-amz-content-sha256": payload, "x-amz-date": amz_date,
                **{k.lower(): v.strip() for k, v in (extra or {}).items()}}
     signed = ";".join(sorted(headers))
-    canonical = "\n".join([method, urllib.parse.quote(parsed.path or "/"), "",
+    query = "&".join(f"{_uri_encode(k)}={_uri_encode(v)}"
+                     for k, v in sorted(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)))
+    canonical = "\n".join([method, urllib.parse.quote(parsed.path or "/"), query,
                            *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload])
     scope = f"{day}/{region}/s3/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
@@ -134,6 +140,192 @@ def create_bucket(endpoint: str, bucket: str, region: str, access_key: str, secr
     if status == 409 and b"BucketAlreadyOwnedByYou" in answer:
         return "exists"  # created concurrently by another run of this task
     raise TaskError(f"creating bucket {bucket} failed: HTTP {status} {answer.decode(errors='replace')[:500]}")
+
+
+# ----------------------------------------------------------------------------------- object-store identities
+# One MinIO user per role, each with a policy that reaches only its own prefixes of the lake bucket (prod). The
+# secrets are derived from the root secret (identity_secret), so the package that renders the components and this
+# task agree on them without a second secret to store. Listing is bucket-wide: object names, never contents.
+
+IDENTITY_PREFIX = "sagaz-"  # a role's access key is this plus the role's name
+POLICY_PREFIX = "sagaz-lakehouse-"
+READ_ACTIONS = ("s3:GetObject",)
+WRITE_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                 "s3:ListMultipartUploadParts")
+BUCKET_ACTIONS = ("s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads")
+
+
+def identity_secret(root_secret: str, role: str) -> str:
+    """The secret key of ``role``'s identity: an HMAC of the root secret, so it is stable and needs no storage."""
+    digest = hmac.new(root_secret.encode(), f"sagaz-lakehouse object-store identity {role}".encode(),
+                      hashlib.sha256).hexdigest()
+    return digest[:40]
+
+
+def role_policy(bucket: str, grants: list[tuple[str, str]]) -> dict[str, Any]:
+    """An IAM policy for ``grants``, each (prefix, "r" or "rw"), in ``bucket``."""
+    statements: list[dict[str, Any]] = [
+        {"Effect": "Allow", "Action": list(BUCKET_ACTIONS), "Resource": [f"arn:aws:s3:::{bucket}"]}]
+    for prefix, mode in grants:
+        actions = WRITE_ACTIONS if mode == "rw" else READ_ACTIONS
+        statements.append({"Effect": "Allow", "Action": list(actions),
+                           "Resource": [f"arn:aws:s3:::{bucket}/{prefix.strip('/')}/*"]})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def parse_grants(specs: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """``ROLE=PREFIX:MODE`` arguments, grouped by role."""
+    grants: dict[str, list[tuple[str, str]]] = {}
+    for spec in specs:
+        match = re.fullmatch(r"([a-z][a-z0-9-]*)=([A-Za-z0-9._/-]+):(r|rw)", spec)
+        if not match:
+            raise Fatal(f"--grant {spec!r}: expected ROLE=PREFIX:r or ROLE=PREFIX:rw")
+        grants.setdefault(match[1], []).append((match[2], match[3]))
+    return grants
+
+
+def ensure_identities(endpoint: str, bucket: str, region: str, access_key: str, secret_key: str,
+                      grants: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """Create or update each role's policy and user, and attach the one to the other (MinIO admin API v3)."""
+    admin = MinioAdmin(endpoint, region, access_key, secret_key)
+    done = []
+    for role, role_grants in sorted(grants.items()):
+        user, policy = IDENTITY_PREFIX + role, POLICY_PREFIX + role
+        admin.call("PUT", "add-canned-policy", {"name": policy},
+                   json.dumps(role_policy(bucket, role_grants)).encode())
+        secret = identity_secret(secret_key, role)
+        admin.call("PUT", "add-user", {"accessKey": user},
+                   madmin_encrypt(secret_key, json.dumps({"secretKey": secret, "status": "enabled"}).encode()))
+        admin.call("PUT", "set-user-or-group-policy",
+                   {"policyName": policy, "userOrGroup": user, "isGroup": "false"}, b"")
+        done.append(f"{user} ({', '.join(f'{p}:{m}' for p, m in role_grants)})")
+    return done
+
+
+class MinioAdmin:
+    """MinIO's admin API (``/minio/admin/v3``), signed like S3 requests with the root credentials."""
+
+    def __init__(self, endpoint: str, region: str, access_key: str, secret_key: str) -> None:
+        self.endpoint, self.region = endpoint.rstrip("/"), region
+        self.access_key, self.secret_key = access_key, secret_key
+
+    def call(self, method: str, action: str, query: dict[str, str], body: bytes) -> bytes:
+        url = f"{self.endpoint}/minio/admin/v3/{action}?{urllib.parse.urlencode(sorted(query.items()))}"
+        headers = s3_headers(method, url, self.region, self.access_key, self.secret_key, body)
+        status, answer = _request(url, method, body, headers)
+        if status != 200:
+            raise Fatal(f"MinIO admin {action} {query} answered HTTP {status}: "
+                        f"{answer.decode(errors='replace')[:300]}")
+        return answer
+
+
+# madmin's EncryptData format with its PBKDF2 variant (madmin-go v3 encrypt.go, id 0x02, which MinIO's DecryptData
+# accepts whatever its FIPS mode): salt(32) | 0x02 | nonce(8) | one sio-go stream fragment (secure-io/sio-go
+# v0.3.1: AES-256-GCM, the final fragment sealed with sequence number 1 and associated data 0x80 || the tag of an
+# empty seal at sequence number 0). AES and GCM below are FIPS-197 and NIST SP 800-38D in plain Python: the
+# task runs in a bare Python image, and the bodies are a few dozen bytes.
+MADMIN_PBKDF2_AES_GCM = 0x02
+MADMIN_PBKDF2_ROUNDS = 8192
+
+
+def madmin_encrypt(password: str, data: bytes, salt: bytes | None = None, nonce: bytes | None = None) -> bytes:
+    salt = salt if salt is not None else os.urandom(32)
+    nonce = nonce if nonce is not None else os.urandom(8)
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, MADMIN_PBKDF2_ROUNDS, 32)
+    header_tag = aes_gcm_seal(key, nonce + (0).to_bytes(4, "little"), b"", b"")
+    sealed = aes_gcm_seal(key, nonce + (1).to_bytes(4, "little"), data, b"\x80" + header_tag)
+    return salt + bytes([MADMIN_PBKDF2_AES_GCM]) + nonce + sealed
+
+
+def _aes_sbox() -> list[int]:
+    sbox, p, q = [0] * 256, 1, 1
+    while True:  # p runs through GF(2^8)* multiplying by 3, q dividing by 3: q is p's inverse
+        p = (p ^ (p << 1) ^ (0x1B if p & 0x80 else 0)) & 0xFF
+        q ^= q << 1
+        q ^= q << 2
+        q ^= q << 4
+        q &= 0xFF
+        q ^= 0x09 if q & 0x80 else 0
+        rotated = [((q << n) | (q >> (8 - n))) & 0xFF for n in range(1, 5)]
+        sbox[p] = q ^ rotated[0] ^ rotated[1] ^ rotated[2] ^ rotated[3] ^ 0x63
+        if p == 1:
+            break
+    sbox[0] = 0x63
+    return sbox
+
+
+AES_SBOX = _aes_sbox()
+
+
+def _xtime(b: int) -> int:
+    return ((b << 1) ^ 0x1B) & 0xFF if b & 0x80 else b << 1
+
+
+def _aes256_round_keys(key: bytes) -> list[list[int]]:
+    words = [list(key[i:i + 4]) for i in range(0, 32, 4)]
+    rcon = 1
+    for i in range(8, 60):
+        word = list(words[i - 1])
+        if i % 8 == 0:
+            word = [AES_SBOX[b] for b in word[1:] + word[:1]]
+            word[0] ^= rcon
+            rcon = _xtime(rcon)
+        elif i % 8 == 4:
+            word = [AES_SBOX[b] for b in word]
+        words.append([a ^ b for a, b in zip(words[i - 8], word, strict=True)])
+    return [[b for word in words[r * 4:r * 4 + 4] for b in word] for r in range(15)]
+
+
+def _aes_encrypt_block(round_keys: list[list[int]], block: bytes) -> bytes:
+    state = [b ^ k for b, k in zip(block, round_keys[0], strict=True)]
+    for rnd in range(1, 15):
+        state = [AES_SBOX[b] for b in state]
+        state = [state[(i + 4 * (i % 4)) % 16] for i in range(16)]  # ShiftRows (column-major state)
+        if rnd < 14:
+            mixed = []
+            for c in range(4):
+                a = state[4 * c:4 * c + 4]
+                total = a[0] ^ a[1] ^ a[2] ^ a[3]
+                mixed += [a[i] ^ total ^ _xtime(a[i] ^ a[(i + 1) % 4]) for i in range(4)]
+            state = mixed
+        state = [b ^ k for b, k in zip(state, round_keys[rnd], strict=True)]
+    return bytes(state)
+
+
+def _gf128_multiply(x: int, y: int) -> int:
+    z = 0
+    for bit in range(127, -1, -1):
+        if (x >> bit) & 1:
+            z ^= y
+        y = (y >> 1) ^ (0xE1 << 120) if y & 1 else y >> 1
+    return z
+
+
+def _ghash(h: int, data: bytes) -> int:
+    y = 0
+    for i in range(0, len(data), 16):
+        y = _gf128_multiply(y ^ int.from_bytes(data[i:i + 16].ljust(16, b"\0"), "big"), h)
+    return y
+
+
+def aes_gcm_seal(key: bytes, nonce: bytes, plaintext: bytes, associated: bytes) -> bytes:
+    """AES-256-GCM with a 12-byte nonce: ciphertext followed by the 16-byte tag."""
+    round_keys = _aes256_round_keys(key)
+    h = int.from_bytes(_aes_encrypt_block(round_keys, bytes(16)), "big")
+    counter = int.from_bytes(nonce + b"\0\0\0\1", "big")
+    out = bytearray()
+    for i in range(0, len(plaintext), 16):
+        counter = (counter & ~0xFFFFFFFF) | ((counter + 1) & 0xFFFFFFFF)
+        stream = _aes_encrypt_block(round_keys, counter.to_bytes(16, "big"))
+        out += bytes(a ^ b for a, b in zip(plaintext[i:i + 16], stream, strict=False))
+
+    def padded(data: bytes) -> bytes:
+        return data + bytes(-len(data) % 16)
+
+    lengths = (8 * len(associated)).to_bytes(8, "big") + (8 * len(out)).to_bytes(8, "big")
+    s = _ghash(h, padded(associated) + padded(bytes(out)) + lengths)
+    first = _aes_encrypt_block(round_keys, nonce + b"\0\0\0\1")
+    return bytes(out) + (s ^ int.from_bytes(first, "big")).to_bytes(16, "big")
 
 
 # ------------------------------------------------------------------------------------------- tiering job
@@ -224,6 +416,8 @@ def _parser() -> argparse.ArgumentParser:
     bucket.add_argument("--endpoint", required=True)
     bucket.add_argument("--bucket", required=True)
     bucket.add_argument("--region", required=True)
+    bucket.add_argument("--grant", action="append", default=[], metavar="ROLE=PREFIX:r|rw",
+                        help="give ROLE's identity (access key sagaz-ROLE) this grant (repeatable)")
     tiering = sub.add_parser("submit-tiering")
     tiering.add_argument("--flink", required=True)
     tiering.add_argument("--jar", required=True, type=Path)
@@ -246,8 +440,12 @@ def main(argv: list[str]) -> int:
             access, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
             if not access or not secret:
                 raise TaskError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set")
+            grants = parse_grants(options.grant)
             outcome = create_bucket(options.endpoint, options.bucket, options.region, access, secret, deadline)
             print(f"bucket {options.bucket} {outcome}", flush=True)
+            for identity in ensure_identities(options.endpoint, options.bucket, options.region, access, secret,
+                                              grants):
+                print(f"identity {identity} ready", flush=True)
         else:
             args = options.job_args[1:] if options.job_args[:1] == ["--"] else options.job_args
             client = (FlinkClient(options.flink_client_java, options.flink_client_home, options.flink_client_conf,
