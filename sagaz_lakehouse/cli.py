@@ -249,8 +249,8 @@ def render(
         typer.echo(f"{out_dir} is inside a git work tree: credentials written as placeholders "
                    "(pass --out to write them)", err=True)
     credentials = cfg.PLACEHOLDER_CREDENTIALS if placeholders else options.credentials(settings, base_dir)
-    if not placeholders and cfg.trino_auth(settings):  # Trino's certificate, made beside the files (`up` keeps its own)
-        from sagaz_lakehouse import tls
+    if not placeholders and cfg.trino_auth(settings) and not credentials.trino_keystore:
+        from sagaz_lakehouse import tls  # Trino's certificate, made beside the files (`up` keeps its own)
 
         keystore = cfg.PLACEHOLDER_CREDENTIALS.trino_keystore if dry_run else tls.ensure(out_dir / "tls").keystore_pem
         credentials = dataclasses.replace(credentials, trino_keystore=keystore)

@@ -190,6 +190,9 @@ class Secrets:
     file: str = setting("", "YAML file (mode 0600) with s3_access_key and s3_secret_key; alternatively set "
                         "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY and SAGAZ_LAKEHOUSE_S3_SECRET_KEY. Required in prod; "
                         "dev uses fixed development credentials")
+    trino_tls: str = setting("", "PEM file (mode 0600) with the private key and certificate chain Trino serves HTTPS "
+                             "with (prod, local target); its certificates are what clients trust, and the first "
+                             "must name 127.0.0.1 or localhost. Empty: a self-signed certificate is made and kept")
 
 
 @dataclass(frozen=True)
@@ -611,7 +614,38 @@ def resolve_credentials(settings: Settings, environ: dict[str, str] | None = Non
     if trino_auth(settings):
         credentials = dataclasses.replace(credentials, trino_password=_password(
             settings, environ, from_file, "trino_password", "Trino clients (password over HTTPS)"))
+        if settings.secrets.trino_tls:
+            credentials = dataclasses.replace(credentials, trino_keystore=_read_trino_keystore(
+                settings.secrets.trino_tls, base_dir))
     return credentials
+
+
+def _read_trino_keystore(name: str, base_dir: Path | None) -> str:
+    """The operator's Trino keystore (secrets.trino_tls), checked before anything starts."""
+    from sagaz_lakehouse import tls
+
+    path = _secret_path(name, base_dir)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        pem = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem("secrets.trino_tls", f"cannot read {path}: {exc}",
+                                   "point it at a PEM file with the private key and certificate chain")]) from exc
+    if mode & 0o077:
+        raise ConfigError([Problem("secrets.trino_tls", f"{path} is readable by others (mode {mode:o}) and holds a "
+                                   "private key", f"chmod 600 {path}")])
+    problem = tls.keystore_problem(pem)
+    if problem:
+        raise ConfigError([Problem("secrets.trino_tls", f"{path}: {problem}",
+                                   "supply an unencrypted PEM private key with its certificate chain, the first "
+                                   "certificate valid now and naming 127.0.0.1 or localhost; or unset "
+                                   "secrets.trino_tls to have a self-signed one made")])
+    return pem
+
+
+def _secret_path(name: str, base_dir: Path | None) -> Path:
+    path = Path(name).expanduser()
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path
 
 
 def _password(settings: Settings, environ: dict[str, str], from_file: Credentials | None, key: str,
@@ -655,9 +689,7 @@ def _check_password(password: str, what: str, source: str) -> None:
 def _read_secrets_file(name: str, base_dir: Path | None) -> Credentials:
     import yaml
 
-    path = Path(name).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
+    path = _secret_path(name, base_dir)
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
         data = yaml.safe_load(path.read_text()) or {}

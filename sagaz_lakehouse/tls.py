@@ -1,5 +1,5 @@
 """TLS material for Trino's HTTPS listener (prod profile, local target): a self-signed certificate for the loopback
-address, made once and kept in the run folder.
+address, made once and kept in the run folder, or the operator's own (``secrets.trino_tls``).
 
 ``keystore.pem`` (mode 0600) holds the private key and the certificate, the PEM keystore Trino's
 ``http-server.https.keystore.path`` takes (Trino docs, "PEM files"); ``ca.pem`` holds the certificate
@@ -39,6 +39,55 @@ def ensure(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"))
     return TrinoTls(keystore.read_text(), ca)
 
 
+def install(directory: Path, keystore_pem: str) -> TrinoTls:
+    """An operator's keystore (secrets.trino_tls, checked by ``keystore_problem``) in place of the made one: the
+    same two files, ``ca.pem`` holding every certificate of its chain."""
+    from sagaz_lakehouse.wiring import certificate_part
+
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    _write(directory / KEYSTORE, keystore_pem.encode(), 0o600)
+    _write(directory / CA, certificate_part(keystore_pem).encode(), 0o644)
+    return TrinoTls(keystore_pem, directory / CA)
+
+
+def keystore_problem(pem: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> str:
+    """What is wrong with a keystore Trino and its clients could not use ("" when nothing): an unencrypted private
+    key, then certificates, the first of which holds that key's public half, is valid now and names one of
+    ``hosts``."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        return f"no unencrypted PEM private key ({exc})"
+    try:
+        chain = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        return "no PEM certificate"
+    leaf = chain[0]
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if leaf.public_key().public_bytes(serialization.Encoding.PEM, public) != key.public_key().public_bytes(
+            serialization.Encoding.PEM, public):
+        return "the first certificate does not belong to the private key"
+    now = datetime.datetime.now(datetime.UTC)
+    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        return f"the first certificate is not valid now (valid {leaf.not_valid_before_utc:%Y-%m-%d} to " \
+               f"{leaf.not_valid_after_utc:%Y-%m-%d})"
+    try:
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return "the first certificate has no subject alternative names"
+    wanted_ips = {ipaddress.ip_address(h) for h in hosts if h[0].isdigit()}
+    if not (set(names.get_values_for_type(x509.IPAddress)) & wanted_ips
+            or set(names.get_values_for_type(x509.DNSName)) & set(hosts)):
+        return f"the first certificate names none of {', '.join(hosts)}, which clients connect to"
+    return ""
+
+
 def _write(path: Path, data: bytes, mode: int) -> None:
     temporary = path.with_suffix(".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -56,7 +105,9 @@ def _valid_for(cert_pem: bytes, days: int) -> bool:
     except ValueError:
         return False
     remaining = certificate.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
-    return remaining > datetime.timedelta(days=days)
+    # Only a certificate made here: one an operator supplied earlier (install) is replaced once the setting is gone.
+    ours = certificate.subject.rfc4514_string() == f"CN={COMMON_NAME}"
+    return ours and remaining > datetime.timedelta(days=days)
 
 
 def _self_signed(hosts: tuple[str, ...]) -> tuple[bytes, bytes]:

@@ -139,3 +139,44 @@ def suite_ports(suite: str) -> dict[str, int]:
 def suite_port(suite: str) -> int:
     """One more port in ``suite``'s block, after its stack's (for a process the test itself starts)."""
     return SUITE_BASES[suite] + PORT_BLOCK - PORT_STRIDE
+
+
+def operator_keystore(hosts: tuple[str, ...] = ("127.0.0.1",), valid_days: int = 30,
+                      common_name: str = "operator test CA") -> tuple[str, str]:
+    """A keystore as an operator would supply it (secrets.trino_tls): a leaf key and certificate for ``hosts``,
+    signed by a CA of their own, whose certificate ends the chain. Returns (keystore PEM, the CA's certificate)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: str, key, issuer: str, signer, ca: bool, names: list[x509.GeneralName]):
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=valid_days))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate(common_name, ca_key, common_name, ca_key, True, [])
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    leaf = certificate("trino", leaf_key, common_name, ca_key, False, names)
+    pem = serialization.Encoding.PEM
+    key_pem = leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    ca_pem = ca.public_bytes(pem).decode()
+    return key_pem + leaf.public_bytes(pem).decode() + ca_pem, ca_pem

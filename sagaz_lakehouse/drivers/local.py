@@ -215,7 +215,10 @@ class LocalDriver:
         run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)  # config files inside hold credentials
         if wiring.trino_auth_on(self.settings, View.EXTERNAL):
-            credentials = dataclasses.replace(credentials, trino_keystore=tls.ensure(self.tls_dir).keystore_pem)
+            if credentials.trino_keystore:  # the operator's (secrets.trino_tls)
+                tls.install(self.tls_dir, credentials.trino_keystore)
+            else:
+                credentials = dataclasses.replace(credentials, trino_keystore=tls.ensure(self.tls_dir).keystore_pem)
         render.write_files(target.files(self.settings, credentials, self.layout), run_dir)
         for _, name in self.stack.instances():
             self.layout.data(name).mkdir(parents=True, exist_ok=True)

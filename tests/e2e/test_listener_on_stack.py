@@ -625,3 +625,43 @@ def test_only_minio_holds_the_root_keys(stack: Stack) -> None:
     assert supervisor.last_exit("create-bucket") == 0
     log = (stack.run_dir / "logs" / "create-bucket.log").read_text()
     assert all(f"identity sagaz-{role} " in log for role in ("fluss", "lake", "reader")), log
+
+
+def test_an_operator_certificate_replaces_the_made_one(stack: Stack) -> None:
+    """secrets.trino_tls: Trino serves the operator's chain once restarted, and a client that trusts only the
+    operator's CA logs in; the CLI's clients (`doctor`) trust it through the run folder's ca.pem. Runs last: it
+    restarts the stack with another certificate."""
+    import ssl
+
+    import requests
+    from cryptography import x509
+    from support import operator_keystore
+
+    keystore, operator_ca = operator_keystore()
+    supplied = stack.workdir / "trino-tls.pem"
+    supplied.touch(mode=0o600)
+    supplied.write_text(keystore)
+    settings_file = stack.workdir / config.CONFIG_FILENAME
+    values = yaml.safe_load(settings_file.read_text())
+    values["secrets"]["trino_tls"] = supplied.name
+    settings_file.write_text(yaml.safe_dump(values))
+    # `up` leaves a running component alone and reports its changed configuration; `down` then `up` applies it.
+    reported = must(cli(stack.workdir, "up"), "up with the operator's certificate")
+    assert "trino: already running, with an older configuration" in reported.stderr, \
+        reported.stderr[-2000:]
+    must(cli(stack.workdir, "down", timeout=300), "down (data kept)")
+    must(cli(stack.workdir, "up"), "up again")
+    served = ssl.get_server_certificate((wiring.LOOPBACK, stack.settings.ports.trino_https), timeout=30)
+    leaf = x509.load_pem_x509_certificates(keystore.encode())[0]
+    assert x509.load_pem_x509_certificate(served.encode()) == leaf
+    trusted = stack.workdir / "operator-ca.pem"
+    trusted.write_text(operator_ca)
+    login = stack.endpoints.trino_login
+    assert login is not None
+    session = requests.Session()
+    session.trust_env = False
+    answer = session.post(f"{login.url}/v1/statement", data="SELECT 1", auth=(login.user, login.password),
+                          verify=str(trusted), timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert operator_ca in (stack.run_dir / "tls" / "ca.pem").read_text()
+    must(cli(stack.workdir, "doctor"), "doctor with the operator's certificate")

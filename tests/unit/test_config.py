@@ -193,6 +193,52 @@ def test_role_keys_derive_from_the_root_secret_and_placeholders_stay_placeholder
     assert set(wiring.s3_variables(prod, creds)) == set(wiring.s3_variable_names())
 
 
+TLS_ENV = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "prodkey", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "a-long-prod-secret",
+           "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": "fluss-pw-1", "SAGAZ_LAKEHOUSE_TRINO_PASSWORD": "trino-pw-1"}
+
+
+def write_keystore(path: Path, pem: str, mode: int = 0o600) -> Path:
+    path.write_text(pem)
+    os.chmod(path, mode)
+    return path
+
+
+def test_an_operator_certificate_for_trino_is_read_and_checked(tmp_path):
+    from support import operator_keystore
+
+    keystore, _ = operator_keystore()
+    write_keystore(tmp_path / "trino.pem", keystore)
+    settings = load(overrides={"profile": "prod", "secrets.trino_tls": "trino.pem"})
+    assert config.resolve_credentials(settings, environ=TLS_ENV, base_dir=tmp_path).trino_keystore == keystore
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("readable by others", "chmod 600"),
+    ("no key", "no unencrypted PEM private key"),
+    ("another key", "does not belong to the private key"),
+    ("expired", "is not valid now"),
+    ("other host", "names none of 127.0.0.1, localhost"),
+    ("missing", "cannot read"),
+])
+def test_an_unusable_operator_certificate_is_refused_naming_the_setting(tmp_path, case, expected):
+    from support import operator_keystore
+
+    keystore, _ = operator_keystore()
+    key_end = keystore.index("-----END PRIVATE KEY-----") + len("-----END PRIVATE KEY-----\n")
+    pem = {"no key": keystore[key_end:],
+           "another key": operator_keystore()[0][:key_end] + keystore[key_end:],
+           "expired": operator_keystore(valid_days=-1)[0],
+           "other host": operator_keystore(hosts=("trino.example.com",))[0]}.get(case, keystore)
+    if case != "missing":
+        write_keystore(tmp_path / "trino.pem", pem, 0o644 if case == "readable by others" else 0o600)
+    settings = load(overrides={"profile": "prod", "secrets.trino_tls": str(tmp_path / "trino.pem")})
+    with pytest.raises(ConfigError) as excinfo:
+        config.resolve_credentials(settings, environ=TLS_ENV)
+    assert excinfo.value.exit_code == 2
+    assert "secrets.trino_tls" in str(excinfo.value) and expected in str(excinfo.value)
+    assert "PRIVATE KEY" not in str(excinfo.value)
+
+
 def test_short_secret_rejected():
     env = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "key", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "short"}
     with pytest.raises(ConfigError, match="shorter than 8"):

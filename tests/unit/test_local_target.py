@@ -249,6 +249,25 @@ def test_the_trino_certificate_is_made_once_and_names_the_loopback_address(tmp_p
     assert wiring.certificate_part(made.keystore_pem) == made.ca_file.read_text()
 
 
+def test_an_operator_certificate_replaces_the_made_one_and_back(tmp_path):
+    from cryptography import x509
+    from support import operator_keystore
+
+    from sagaz_lakehouse import tls
+
+    made = tls.ensure(tmp_path / "tls")
+    keystore, ca = operator_keystore()
+    installed = tls.install(tmp_path / "tls", keystore)
+    assert installed.keystore_pem == keystore and installed.ca_file.read_text().endswith(ca)
+    assert "PRIVATE KEY" not in installed.ca_file.read_text()
+    assert os.stat(tmp_path / "tls" / "keystore.pem").st_mode & 0o077 == 0
+    # Once the operator's setting is gone, the next `up` makes its own certificate again.
+    again = tls.ensure(tmp_path / "tls")
+    assert again.keystore_pem not in (keystore, made.keystore_pem)
+    subject = x509.load_pem_x509_certificate(again.ca_file.read_bytes()).subject.rfc4514_string()
+    assert subject == f"CN={tls.COMMON_NAME}"
+
+
 def test_prod_flink_takes_no_jar_uploads_and_the_tiering_job_goes_in_through_flinks_client(tmp_path):
     settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), "profile": "prod"}, environ={})
     files = {f.path: f for f in render_target(settings, TRINO_CREDS, "local")}

@@ -57,7 +57,7 @@ def test_aes_gcm_matches_the_cryptography_package():
 
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    rng = random.Random(15)
+    rng = random.Random(15)  # noqa: S311 - reproducible test inputs, not keys anyone relies on
     for length in (0, 1, 15, 16, 17, 31, 32, 33, 100):
         for associated_length in (0, 1, 17):
             key, nonce = rng.randbytes(32), rng.randbytes(12)
