@@ -162,8 +162,9 @@ def iceberg_read(table: Any, row_filter: Any, fields: tuple[str, ...] = ("*",)) 
     from pyiceberg.table import ManifestGroupPlanner
 
     snapshot = scan.snapshot()
-    planner = ManifestGroupPlanner(table.metadata, table.io, row_filter)
+    # scan.row_filter is the parsed expression: these lower-level classes take no SQL-like strings.
+    planner = ManifestGroupPlanner(table.metadata, table.io, scan.row_filter)
     data_only = [] if snapshot is None else planner.plan_files(
         snapshot.manifests(table.io), manifest_entry_filter=lambda e: e.data_file.content == DataFileContent.DATA)
-    arrow_scan = ArrowScan(table.metadata, table.io, scan.projection(), row_filter)
+    arrow_scan = ArrowScan(table.metadata, table.io, scan.projection(), scan.row_filter)
     return arrow_scan.to_table(data_only), True

@@ -30,6 +30,8 @@ MAIN_CLASS = {s.COORDINATOR: "org.apache.fluss.server.coordinator.CoordinatorSer
 ROLE_ARG = {s.COORDINATOR: "coordinatorServer", s.TABLET: "tabletServer"}  # the image entrypoint's arguments
 # The Iceberg catalog needs iceberg-aws and its SDK bundle besides fluss-lake-iceberg (which the image ships).
 PLUGIN_JARS = (s.Jars("fluss-iceberg-extras", PLUGIN_DIR),)
+# MinIO ignores the role of an AssumeRole signed by a user: the credentials carry that user's own grant.
+ASSUMED_ROLE_ARN = "arn:aws:iam::000000000000:role/sagaz-lakehouse"
 
 
 def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
@@ -47,7 +49,7 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
         # Clients (the tiering job reading KV snapshots) get temporary credentials from the servers. Without a
         # role the servers call AWS STS GetSessionToken, which MinIO lacks (apache/fluss#211); with a role they
         # call AssumeRole at this endpoint, which MinIO implements (fluss-fs-s3 S3DelegationTokenProvider).
-        "s3.assumed.role.arn": "arn:aws:iam::000000000000:role/sagaz-lakehouse",
+        "s3.assumed.role.arn": ASSUMED_ROLE_ARN,
         "s3.assumed.role.sts.endpoint": ep.s3,
         "datalake.format": "iceberg",
         # Primary-key tables tier from KV snapshots: the snapshot interval bounds tiering latency.

@@ -565,12 +565,14 @@ def test_flink_refuses_jar_uploads_and_the_tiering_job_came_in_through_flinks_cl
 # ---------------------------------------------------------------------------------- object-store identities
 
 
-def s3_status(stack: Stack, keys: tuple[str, str], method: str, key: str, body: bytes = b"") -> int:
-    """One path-style S3 request to the stack's MinIO, signed with ``keys``; its HTTP status."""
+def s3_status(stack: Stack, keys: tuple[str, ...], method: str, key: str, body: bytes = b"") -> int:
+    """One path-style S3 request to the stack's MinIO, signed with ``keys`` (access, secret[, session token]); its
+    HTTP status."""
     from sagaz_lakehouse import tasks
 
     url = f"{stack.endpoints.s3}/{stack.settings.lake.bucket}/{key}"
-    headers = tasks.s3_headers(method, url, stack.settings.lake.region, *keys, body)
+    token = {"x-amz-security-token": keys[2]} if len(keys) > 2 else {}
+    headers = tasks.s3_headers(method, url, stack.settings.lake.region, keys[0], keys[1], body, extra=token)
     status, _ = tasks._request(url, method, body or None, headers, timeout=30)
     return status
 
@@ -600,6 +602,42 @@ def test_each_object_store_identity_is_refused_outside_its_grant(stack: Stack) -
     finally:
         for prefix in prefixes:
             for suffix in ("", "-fluss", "-lake", "-reader"):
+                s3_status(stack, root, "DELETE", f"{prefix}/{probe}{suffix}")
+
+
+def test_the_credentials_fluss_hands_out_carry_the_fluss_identity_s_grant(stack: Stack) -> None:
+    """Fluss gives clients temporary credentials from STS AssumeRole, signed with the servers' keys
+    (S3DelegationTokenProvider, 0.9.1). The same call here, with the role the servers name: MinIO answers with
+    credentials that reach what sagaz-fluss reaches (read-write remote data, read the warehouse) and nothing else;
+    before the identities they were root's."""
+    import re
+    import urllib.parse
+
+    from sagaz_lakehouse import tasks
+    from sagaz_lakehouse.components.fluss import ASSUMED_ROLE_ARN
+
+    body = urllib.parse.urlencode({"Action": "AssumeRole", "Version": "2011-06-15", "RoleArn": ASSUMED_ROLE_ARN,
+                                   "RoleSessionName": "fluss-e2e", "DurationSeconds": "900"}).encode()
+    url = f"{stack.endpoints.s3}/"
+    headers = tasks.s3_headers("POST", url, stack.settings.lake.region, *stack.credentials.s3_keys("fluss"), body,
+                               extra={"Content-Type": "application/x-www-form-urlencoded"}, service="sts")
+    status, answer = tasks._request(url, "POST", body, headers, timeout=30)
+    assert status == 200, answer[:500]
+    token = tuple(re.search(rf"<{name}>([^<]+)</{name}>".encode(), answer)[1].decode()
+                  for name in ("AccessKeyId", "SecretAccessKey", "SessionToken"))
+    probe = f"token-probe-{uuid.uuid4().hex}"
+    root = stack.credentials.s3_keys(config.ROOT_ROLE)
+    remote, warehouse = wiring.REMOTE_DATA_PREFIX, stack.settings.lake.warehouse
+    try:
+        for prefix in (remote, warehouse, "elsewhere"):
+            assert s3_status(stack, root, "PUT", f"{prefix}/{probe}", b"probe") == 200
+        assert [s3_status(stack, token, "GET", f"{p}/{probe}") for p in (remote, warehouse, "elsewhere")] == [
+            200, 200, 403]
+        assert [s3_status(stack, token, "PUT", f"{p}/{probe}-token", b"x") for p in (remote, warehouse, "elsewhere")
+                ] == [200, 403, 403]
+    finally:
+        for prefix in (remote, warehouse, "elsewhere"):
+            for suffix in ("", "-token"):
                 s3_status(stack, root, "DELETE", f"{prefix}/{probe}{suffix}")
 
 
@@ -665,3 +703,12 @@ def test_an_operator_certificate_replaces_the_made_one(stack: Stack) -> None:
     assert answer.status_code == 200, answer.text
     assert operator_ca in (stack.run_dir / "tls" / "ca.pem").read_text()
     must(cli(stack.workdir, "doctor"), "doctor with the operator's certificate")
+    # Prometheus scrapes the restarted Trino over HTTPS, trusting the operator's chain.
+    deadline, trino = time.monotonic() + 120, []
+    while time.monotonic() < deadline:
+        targets = clients.http_json(f"{stack.endpoints.prometheus}/api/v1/targets?state=active")["data"]
+        trino = [t for t in targets["activeTargets"] if t["labels"].get("job") == "trino"]
+        if trino and trino[0]["health"] == "up":
+            break
+        time.sleep(5)
+    assert trino and trino[0]["health"] == "up", trino
