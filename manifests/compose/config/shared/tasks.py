@@ -96,8 +96,10 @@ def _uri_encode(text: str) -> str:
 
 
 def s3_headers(method: str, url: str, region: str, access_key: str, secret_key: str, body: bytes,
-               now: datetime.datetime | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """AWS Signature Version 4 headers for one path-style S3 request; ``extra`` headers are signed too."""
+               now: datetime.datetime | None = None, extra: dict[str, str] | None = None,
+               service: str = "s3") -> dict[str, str]:
+    """AWS Signature Version 4 headers for one path-style S3 request (or, with ``service="sts"``, an STS call);
+    ``extra`` headers are signed too."""
     now = now or datetime.datetime.now(datetime.UTC)
     parsed = urllib.parse.urlsplit(url)
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
@@ -109,9 +111,9 @@ def s3_headers(method: str, url: str, region: str, access_key: str, secret_key: 
                      for k, v in sorted(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)))
     canonical = "\n".join([method, urllib.parse.quote(parsed.path or "/"), query,
                            *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload])
-    scope = f"{day}/{region}/s3/aws4_request"
+    scope = f"{day}/{region}/{service}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = _sign(_sign(_sign(_sign(f"AWS4{secret_key}".encode(), day), region), "s3"), "aws4_request")
+    key = _sign(_sign(_sign(_sign(f"AWS4{secret_key}".encode(), day), region), service), "aws4_request")
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, "
                                 f"Signature={signature}")
