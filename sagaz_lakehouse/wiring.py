@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import ROOT_ROLE, S3_ROLES, Credentials, Settings
+from sagaz_lakehouse.config import ROOT_ROLE, S3_ROLES, Credentials, Settings, s3_identities
 from sagaz_lakehouse.stack import View
 
 ACCESS_KEY_VAR = "S3_ACCESS_KEY"
@@ -143,8 +143,6 @@ def s3_grants(settings: Settings) -> dict[str, tuple[tuple[str, str], ...]]:
 
 def s3_identity(settings: Settings, role: str) -> S3Identity:
     """``role``'s identity where the profile gives each role its own; otherwise everyone shares the root keys."""
-    from sagaz_lakehouse.config import s3_identities
-
     return ROLE_S3[role] if role != ROOT_ROLE and s3_identities(settings) else ROOT_S3
 
 
@@ -170,8 +168,6 @@ def s3_variable_names() -> tuple[str, ...]:
 
 def create_bucket_grants(settings: Settings) -> list[str]:
     """The bucket task's ``--grant`` arguments: none where the roles share the root keys."""
-    from sagaz_lakehouse.config import s3_identities
-
     if not s3_identities(settings):
         return []
     return [f"--grant={role}={prefix}:{mode}" for role, grants in s3_grants(settings).items()
@@ -264,7 +260,7 @@ def _secret_values(credentials: Credentials, text: str) -> dict[str, str]:
               for placeholder, value in zip((identity.access_key, identity.secret_key),
                                             credentials.s3_keys(identity.role), strict=True)}
     values |= {FLUSS_PASSWORD: credentials.fluss_password, TRINO_PASSWORD: credentials.trino_password,
-              TRINO_SHARED_SECRET: credentials.trino_shared_secret(), TRINO_KEYSTORE: credentials.trino_keystore}
+               TRINO_SHARED_SECRET: credentials.trino_shared_secret(), TRINO_KEYSTORE: credentials.trino_keystore}
     if TRINO_CA in text:
         values[TRINO_CA] = certificate_part(credentials.trino_keystore)
     if TRINO_PASSWORD_DB in text:

@@ -47,11 +47,11 @@ def _task(settings: Settings, name: str, role: str, arguments: list[str], env: d
 
 
 def create_bucket(settings: Settings, view: s.View) -> s.Component:
+    grants = wiring.create_bucket_grants(settings)
     args = ["--endpoint", wiring.endpoints(settings, view).s3, "--bucket", settings.lake.bucket,
-            "--region", settings.lake.region, *wiring.create_bucket_grants(settings)]
-    what = "creates the lake bucket (once; skipped when it exists)"
-    if args[-1].startswith("--grant"):
-        what = "creates the lake bucket and one object-store identity per role (root keys stay here)"
+            "--region", settings.lake.region, *grants]
+    what = ("creates the lake bucket and one object-store identity per role (root keys stay here)" if grants else
+            "creates the lake bucket (once; skipped when it exists)")
     return _task(settings, s.CREATE_BUCKET, what, args,
                  {"AWS_ACCESS_KEY_ID": wiring.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": wiring.SECRET_KEY},
                  depends_on=((s.MINIO, s.Condition.HEALTHY),), start_seconds=120)
