@@ -73,6 +73,11 @@ class Ports:
                                      minimum=1, maximum=65535)
     fluss_tablet: int = setting(9124, "first Fluss tablet server client port; server i uses this + i",
                                 minimum=1, maximum=65535)
+    # Never published: it only has to differ from every port a Fluss server advertises or binds (Fluss refuses a
+    # server whose listeners share a port: apache/fluss Endpoint.fromListenersString, v0.9.1-incubating).
+    fluss_internal: int = setting(9122, "Fluss INTERNAL listener port inside containers and pods (compose and "
+                                  "kubernetes: server to server, and clients inside the stack); not published, and "
+                                  "it must differ from every Fluss client port", minimum=1, maximum=65535)
     minio: int = setting(9000, "MinIO S3 API port", minimum=1, maximum=65535)
     minio_console: int = setting(9001, "MinIO web console port", minimum=1, maximum=65535)
     rest_catalog: int = setting(8181, "Iceberg REST catalog port", minimum=1, maximum=65535)
@@ -534,6 +539,7 @@ def cross_field_problems(settings: Settings) -> list[Problem]:
                                     f"give ports.{owner} a free port"))
         else:
             owners[port] = owner
+    problems += fluss_listener_problems(settings)
     problems += _durability_problems(settings)
     for name in (f.name for f in dataclasses.fields(Images)):
         image = getattr(settings.images, name)
@@ -559,13 +565,60 @@ def _durability_problems(settings: Settings) -> list[Problem]:
     return problems
 
 
+# Fixed ports inside every Fluss container besides ports.fluss_internal, fixed so that in-network wiring never
+# depends on the host's port choices.
+FLUSS_CLIENT_PORT = 9123  # the CLIENT listener (published by compose, port-forwarded by Kubernetes)
+FLUSS_METRICS_PORT = 9249  # the Prometheus reporter's default port (ConfigOptions)
+FLUSS_CONTAINER_PORTS = {FLUSS_CLIENT_PORT: "the CLIENT listener inside the container",
+                         FLUSS_METRICS_PORT: "the metrics reporter"}
+
+
+def fluss_client_ports(settings: Settings) -> list[tuple[str, str, int]]:
+    """Every Fluss server's advertised client port: (instance, owning setting, port). Tablet i advertises
+    ``ports.fluss_tablet + i`` on every target (published by compose, port-forwarded by Kubernetes)."""
+    p = settings.ports
+    return [("fluss-coordinator", "ports.fluss_coordinator", p.fluss_coordinator),
+            *((f"fluss-tablet-{i}", "ports.fluss_tablet" + (f" + {i}" if i else ""), p.fluss_tablet + i)
+              for i in range(settings.replicas.tablet_servers))]
+
+
+def fluss_listener_problems(settings: Settings) -> list[Problem]:
+    """In a container each Fluss server binds INTERNAL and CLIENT and advertises INTERNAL beside the client port of
+    the host: all of them must differ, or the coordinator refuses the server (and a table needing its replicas
+    cannot be created). The native servers of the local target have one listener only."""
+    if settings.target == "local":
+        return []
+    internal = settings.ports.fluss_internal
+    clashes = [f"{what}, {internal}" for port, what in FLUSS_CONTAINER_PORTS.items() if port == internal]
+    clashes += [f"the client port {name} advertises ({owner})" for name, owner, port in fluss_client_ports(settings)
+                if port == internal]
+    if not clashes:
+        return []
+    used = sorted({port for *_, port in fluss_client_ports(settings)} | set(FLUSS_CONTAINER_PORTS))
+    return [Problem("ports.fluss_internal", f"port {internal} is also {'; '.join(clashes)}: Fluss refuses a server "
+                    "whose listeners share a port",
+                    f"give ports.fluss_internal a port none of them uses (taken: {_port_ranges(used)})")]
+
+
+def _port_ranges(ports: list[int]) -> str:
+    """9123, 9124, 9125, 9249 → "9123-9125, 9249"."""
+    runs: list[list[int]] = []
+    for port in ports:
+        if runs and port == runs[-1][1] + 1:
+            runs[-1][1] = port
+        else:
+            runs.append([port, port])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
+
+
 def host_ports(settings: Settings) -> list[tuple[str, int]]:
     """Every port the stack binds on the host, with the setting that owns it (tablet servers fan out)."""
     ports = settings.ports
     fan_out = {"fluss_tablet": settings.replicas.tablet_servers,
                "fluss_tablet_metrics": settings.replicas.tablet_servers,
                "flink_taskmanager_metrics": settings.replicas.flink_taskmanagers}
-    unused = set() if trino_auth(settings) else {"trino_https"}  # only a Trino that takes logins listens there
+    # Only a Trino that takes logins listens on trino_https; the INTERNAL listener lives inside containers.
+    unused = {"fluss_internal"} | (set() if trino_auth(settings) else {"trino_https"})
     pairs = [(f.name, getattr(ports, f.name)) for f in dataclasses.fields(Ports)
              if f.name not in fan_out and f.name not in unused]
     pairs += [(f"{name} (instance {i})" if i else name, getattr(ports, name) + i)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from sagaz_lakehouse import config
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import ROOT_ROLE, S3_ROLES, Credentials, Settings, s3_identities
 from sagaz_lakehouse.stack import View
@@ -42,11 +43,10 @@ LOOPBACK = "127.0.0.1"
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - a container listener that port-forwards and published ports reach
 
 # Ports inside containers: fixed, so in-network wiring never depends on the host's port choices.
-FLUSS_CLIENT_PORT = 9123  # CLIENT listener inside the network
-FLUSS_INTERNAL_PORT = 9125  # INTERNAL listener (server-to-server, and in-network clients)
+FLUSS_CLIENT_PORT = config.FLUSS_CLIENT_PORT  # CLIENT listener (INTERNAL: ports.fluss_internal)
+FLUSS_METRICS_PORT = config.FLUSS_METRICS_PORT  # the Fluss Prometheus reporter, in every container
 TASKMANAGER_RPC_PORT = 6122  # fixed in containers (the image's default range would be random)
 FLINK_BLOB_PORT = 6124  # fixed by the Flink image's entrypoint
-FLUSS_METRICS_PORT = 9249  # the Fluss Prometheus reporter's default port (ConfigOptions), in every container
 FLINK_METRICS_PORT = 9249  # the Flink Prometheus reporter's default port, in every container
 # Fluss's `client.connect-timeout` (ConfigOptions CLIENT_CONNECT_TIMEOUT: 120 s by default, v0.9.1-incubating). A
 # replaced pod or container comes back at a new address; a connect to the old one, still in the JVM's DNS cache,
@@ -89,7 +89,7 @@ def endpoints(settings: Settings, view: View) -> Endpoints:
                          f"http://{host}:{p.rest_catalog}", f"http://{host}:{p.flink_rest}",
                          f"http://{host}:{p.trino}", f"http://{host}:{p.flink_sql_gateway}",
                          f"http://{host}:{p.prometheus}")
-    return Endpoints(f"{s.ZOOKEEPER}:{p.zookeeper}", f"{s.COORDINATOR}:{FLUSS_INTERNAL_PORT}",
+    return Endpoints(f"{s.ZOOKEEPER}:{p.zookeeper}", f"{s.COORDINATOR}:{p.fluss_internal}",
                      f"http://{s.MINIO}:{p.minio}", f"http://{s.REST_CATALOG}:{p.rest_catalog}",
                      f"http://{s.JOBMANAGER}:{p.flink_rest}", f"http://{s.TRINO}:{p.trino}",
                      f"http://{s.FLINK_SQL_GATEWAY}:{p.flink_sql_gateway}", f"http://{s.PROMETHEUS}:{p.prometheus}")

@@ -74,17 +74,20 @@ def durability_properties(settings: Settings) -> dict[str, str]:
     }
 
 
-def listeners(view: s.View, at: s.Instance) -> dict[str, str]:
+def listeners(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:
+    """Every port here differs from the others (config.fluss_listener_problems): Fluss refuses a server whose
+    listeners, bound or advertised, share one."""
     client = at.host_ports["client"]
     if view is s.View.EXTERNAL:
         return {"bind.listeners": f"FLUSS://{wiring.LOOPBACK}:{client}"}
+    internal = settings.ports.fluss_internal
     return {
-        "bind.listeners": f"INTERNAL://{at.host}:{wiring.FLUSS_INTERNAL_PORT}, "
+        "bind.listeners": f"INTERNAL://{at.host}:{internal}, "
                           f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}",
         # INTERNAL is advertised by a stable name where the bind address is not one (a Kubernetes pod IP): clients
         # such as the tiering job keep a server's advertised address and reconnect to it after a restart.
         "advertised.listeners": f"CLIENT://{wiring.LOOPBACK}:{client}"
-                                + (f", INTERNAL://{at.address}:{wiring.FLUSS_INTERNAL_PORT}" if at.address else ""),
+                                + (f", INTERNAL://{at.address}:{internal}" if at.address else ""),
         "internal.listener.name": "INTERNAL",
     }
 
@@ -103,7 +106,7 @@ def server_properties(settings: Settings, view: s.View, name: str, at: s.Instanc
     if name == s.TABLET:
         props["tablet-server.id"] = at.index
         props["data.dir"] = f"{at.data}/data"
-    props.update(listeners(view, at))
+    props.update(listeners(settings, view, at))
     if wiring.fluss_sasl_on(settings, view):  # the native server's one listener
         props.update(sasl_properties())
     # The Prometheus reporter (plugins/prometheus; ConfigOptions METRICS_REPORTERS, METRICS_REPORTER_PROMETHEUS_PORT).
@@ -150,7 +153,7 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
         )
 
     ports = (s.Port("client", wiring.FLUSS_CLIENT_PORT, host_port, per_instance=tablet, clients=True),
-             s.Port("internal", wiring.FLUSS_INTERNAL_PORT, 0, published=False), _metrics_port(settings, name))
+             s.Port("internal", settings.ports.fluss_internal, 0, published=False), _metrics_port(settings, name))
     depends = ((s.COORDINATOR, s.Condition.HEALTHY),) if tablet else \
         ((s.ZOOKEEPER, s.Condition.HEALTHY), (s.REST_CATALOG, s.Condition.HEALTHY))
     return s.Component(

@@ -144,7 +144,7 @@ def test_each_tablet_has_its_own_id_port_listener_and_volume(variant):
         port = settings.ports.fluss_tablet + i
         assert props["tablet-server.id"] == str(i)
         assert props["advertised.listeners"] == f"CLIENT://127.0.0.1:{port}"
-        assert props["bind.listeners"] == (f"INTERNAL://{name}:{wiring.FLUSS_INTERNAL_PORT}, "
+        assert props["bind.listeners"] == (f"INTERNAL://{name}:{settings.ports.fluss_internal}, "
                                            f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}")
         assert svc["ports"] == [f"127.0.0.1:{port}:{wiring.FLUSS_CLIENT_PORT}"]
         assert {"type": "volume", "source": f"{name}-data", "target": "/var/lib/fluss"} in svc["volumes"]
@@ -208,7 +208,7 @@ def test_same_bucket_warehouse_endpoint_region_everywhere(variant):
     assert pairs["--datalake.iceberg.s3.endpoint"] == s3
     assert pairs["--datalake.iceberg.client.region"] == region
     assert pairs["--datalake.iceberg.uri"] == rest
-    assert pairs["--fluss.bootstrap.servers"] == f"{s.COORDINATOR}:{wiring.FLUSS_INTERNAL_PORT}"
+    assert pairs["--fluss.bootstrap.servers"] == f"{s.COORDINATOR}:{settings.ports.fluss_internal}"
     trino = properties(by_path[f"config/{s.TRINO}/catalog/iceberg.properties"])
     assert trino["iceberg.rest-catalog.warehouse"] == warehouse
     assert trino["s3.endpoint"] == s3 and trino["s3.region"] == region

@@ -440,7 +440,7 @@ def test_bucket_warehouse_endpoint_region_agree_everywhere(variant):
     assert tiering["--datalake.iceberg.s3.endpoint"] == endpoint
     assert tiering["--datalake.iceberg.client.region"] == st.lake.region
     assert tiering["--datalake.iceberg.uri"] == catalog_uri
-    assert tiering["--fluss.bootstrap.servers"] == f"{s.COORDINATOR}:{wiring.FLUSS_INTERNAL_PORT}"
+    assert tiering["--fluss.bootstrap.servers"] == f"{s.COORDINATOR}:{st.ports.fluss_internal}"
     for name in (s.JOBMANAGER, s.TASKMANAGER):  # the tiering job's S3FileIO takes the region from here
         assert env(variant.main(name))["AWS_REGION"] == st.lake.region
     trino_catalog = properties(variant.mounted_file(s.TRINO, "/etc/trino/catalog/iceberg.properties"), "=")
@@ -496,10 +496,10 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
         props = fluss_properties(variant, name)
         expected = fluss.server_properties(st, View.INTERNAL, name, k8s.symbolic_instance(component))
         assert props == expected
-        assert props["bind.listeners"] == (f"INTERNAL://${{INSTANCE_HOST}}:{wiring.FLUSS_INTERNAL_PORT}, "
+        assert props["bind.listeners"] == (f"INTERNAL://${{INSTANCE_HOST}}:{st.ports.fluss_internal}, "
                                            f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}")
         container = variant.main(name)
-        assert port_of(container, "internal") == wiring.FLUSS_INTERNAL_PORT
+        assert port_of(container, "internal") == st.ports.fluss_internal
         assert port_of(container, "client") == wiring.FLUSS_CLIENT_PORT
         # The credentials stay placeholders for the image's envsubst, which reads them from the Secret.
         fluss_s3 = wiring.s3_identity(st, "fluss")
@@ -509,12 +509,13 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
     coordinator = fluss_properties(variant, s.COORDINATOR)
     # INTERNAL by the pod's name under the headless Service: a restarted pod keeps it, not its IP.
     assert coordinator["advertised.listeners"] == (f"CLIENT://127.0.0.1:{st.ports.fluss_coordinator}, "
-                                                   "INTERNAL://${INSTANCE_NAME}.fluss-coordinator-headless:9125")
+                                                   "INTERNAL://${INSTANCE_NAME}.fluss-coordinator-headless:"
+                                                   f"{st.ports.fluss_internal}")
     assert "tablet-server.id" not in coordinator
     tablet = fluss_properties(variant, s.TABLET)
     assert tablet["tablet-server.id"] == "${INSTANCE_INDEX}"
     assert tablet["advertised.listeners"] == ("CLIENT://127.0.0.1:${INSTANCE_PORT_CLIENT}, "
-                                              "INTERNAL://${INSTANCE_NAME}.fluss-tablet-headless:9125")
+                                              f"INTERNAL://${{INSTANCE_NAME}}.fluss-tablet-headless:{st.ports.fluss_internal}")
     assert tablet["data.dir"].startswith(claim_mount(variant, s.TABLET) + "/")
     # Resolved in each pod, the symbolic values are what the model gives that instance concretely (the host port a
     # port-forward gives tablet i, its ordinal as id).

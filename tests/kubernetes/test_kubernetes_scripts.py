@@ -77,11 +77,11 @@ def test_prelude_gives_each_tablet_its_own_properties(tmp_path, rendered, ordina
                                    address=f"{pod}.{s.TABLET}-headless")
     assert props == fluss.server_properties(settings, View.INTERNAL, s.TABLET, concrete)
     assert props["tablet-server.id"] == str(ordinal)
-    assert props["bind.listeners"] == (f"INTERNAL://{ip}:{wiring.FLUSS_INTERNAL_PORT}, "
+    assert props["bind.listeners"] == (f"INTERNAL://{ip}:{settings.ports.fluss_internal}, "
                                        f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}")
     # Where `kubectl port-forward pod/fluss-tablet-i` puts it on the host (KubernetesDriver.forwards).
     assert props["advertised.listeners"] == (f"CLIENT://127.0.0.1:{settings.ports.fluss_tablet + ordinal}, "
-                                             f"INTERNAL://{pod}.{s.TABLET}-headless:{wiring.FLUSS_INTERNAL_PORT}")
+                                             f"INTERNAL://{pod}.{s.TABLET}-headless:{settings.ports.fluss_internal}")
     assert "${INSTANCE_" not in seen["FLUSS_PROPERTIES"]
     # The credential placeholders are left for the image's envsubst.
     assert props["s3.secret-key"] == "${S3_SECRET_KEY}" and props["s3.access-key"] == "${S3_ACCESS_KEY}"
@@ -93,9 +93,10 @@ def test_prelude_binds_the_coordinator_to_its_pod_ip(tmp_path, rendered):
     seen, args = start_instance(tmp_path, rendered.main(s.COORDINATOR), f"{s.COORDINATOR}-0", "10.1.2.3")
     assert args == ["coordinatorServer"]
     props = properties(seen["FLUSS_PROPERTIES"], ":")
-    assert props["bind.listeners"] == "INTERNAL://10.1.2.3:9125, CLIENT://0.0.0.0:9123"
+    internal = settings.ports.fluss_internal
+    assert props["bind.listeners"] == f"INTERNAL://10.1.2.3:{internal}, CLIENT://0.0.0.0:9123"
     assert props["advertised.listeners"] == (f"CLIENT://127.0.0.1:{settings.ports.fluss_coordinator}, "
-                                             f"INTERNAL://{s.COORDINATOR}-0.{s.COORDINATOR}-headless:9125")
+                                             f"INTERNAL://{s.COORDINATOR}-0.{s.COORDINATOR}-headless:{internal}")
     assert "tablet-server.id" not in props and "${INSTANCE_" not in seen["FLUSS_PROPERTIES"]
 
 
