@@ -329,6 +329,13 @@ def up(
                              "drop the flag, or pass --target kubernetes")
         driver.force_conflicts = True
     result = driver.up(dry_run=dry_run, wait=not no_wait, timeout=timeout)
+    if not dry_run and not no_wait:
+        from sagaz_lakehouse import fluss_cluster
+
+        membership = fluss_cluster.confirm_members(settings, driver, options.progress())
+        result["fluss"] = {"tablet_servers": list(membership.registered)}
+        typer.echo(f"stack is up ({membership.summary()}); next: sagaz-lakehouse create-tables, then "
+                   "sagaz-lakehouse doctor", err=True)
     options.emit(result, _plan_text(result) if dry_run else None)
     return 0
 
@@ -477,13 +484,23 @@ def create_tables(
     if dry_run:
         ddl = tables.flink_sql_ddl(settings)
         options.emit({"dry_run": True, "database": settings.lake.database, "table": tables.TABLE, "sql": ddl,
-                      "properties": tables.table_properties(settings)}, ddl)
+                      "properties": tables.creation_properties(settings)}, ddl)
         return 0
     credentials = options.credentials(settings, base_dir)
-    with options.driver(settings, base_dir).client_endpoints() as endpoints:
-        result = tables.create_tables(settings, credentials, endpoints, log=options.progress())
+    driver = options.driver(settings, base_dir)
+    with driver.client_endpoints() as endpoints:
+        result = tables.create_tables(settings, credentials, endpoints, log=options.progress(),
+                                      coordinator_log=_coordinator_log(driver))
     options.emit(result)
     return 0
+
+
+def _coordinator_log(driver: Any) -> Callable[[], str]:
+    """The Fluss coordinator's log tail, read only when a missing tablet server needs its reason."""
+    from sagaz_lakehouse import fluss_cluster
+    from sagaz_lakehouse.stack import COORDINATOR
+
+    return lambda: str(driver.logs(COORDINATOR, fluss_cluster.COORDINATOR_LOG_LINES))
 
 
 @command()
@@ -502,7 +519,8 @@ def doctor(
     with driver.client_endpoints() as endpoints:
         report = checks.run(settings, credentials, endpoints, driver.status, quick=quick,
                             progress=None if options.as_json else options.progress(),
-                            problems=getattr(driver, "connection_problems", None))
+                            problems=getattr(driver, "connection_problems", None),
+                            coordinator_log=_coordinator_log(driver))
     options.emit(report.as_dict(), report.as_text())
     return 0 if report.ok else EXIT_FAILED
 

@@ -111,9 +111,11 @@ def _record(report: Report, group: str, name: str, probe: Probe, progress: Calla
 
 def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, status: StatusRows, *,
         quick: bool = False, progress: Callable[[str], None] | None = None,
-        probe_timeout: float | None = None, problems: Callable[[], list[str]] | None = None) -> Report:
+        probe_timeout: float | None = None, problems: Callable[[], list[str]] | None = None,
+        coordinator_log: Callable[[], str] | None = None) -> Report:
     """``status`` is the target driver's ``status`` (called at most once, for the components no client reaches);
-    ``problems``: the target's explanations of failed connections so far (Kubernetes port-forwards)."""
+    ``problems``: the target's explanations of failed connections so far (Kubernetes port-forwards);
+    ``coordinator_log``: the Fluss coordinator's log tail, read for the reason a tablet server is missing."""
     report = Report()
 
     def check(group: str, name: str, probe: Probe) -> Check:
@@ -121,7 +123,7 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
 
     if settings.target == "local":
         check("environment", "java", lambda: _java(settings))
-    for name, probe in component_probes(settings, credentials, endpoints, _once(status)).items():
+    for name, probe in component_probes(settings, credentials, endpoints, _once(status), coordinator_log).items():
         check("components", name, probe)
     check("consistency", "saga_events lake settings", lambda: _table_consistency(settings, endpoints))
     check("consistency", "saga_events tiering and primary-key state",
@@ -140,10 +142,10 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
 
 
 def component_probes(settings: Settings, credentials: Credentials, endpoints: Endpoints,
-                     status: StatusRows) -> dict[str, Probe]:
+                     status: StatusRows, coordinator_log: Callable[[], str] | None = None) -> dict[str, Probe]:
     return {
         "zookeeper": lambda: _target_health(settings, status, s.ZOOKEEPER),
-        "fluss servers": lambda: _fluss_nodes(settings, endpoints),
+        "fluss servers": lambda: _fluss_nodes(settings, endpoints, coordinator_log),
         "minio": lambda: _minio(settings, credentials, endpoints),
         "iceberg rest catalog": lambda: _rest_catalog(endpoints),
         "flink + tiering job": lambda: _flink(endpoints),
@@ -191,20 +193,18 @@ def _target_health(settings: Settings, status: StatusRows, component: str) -> st
     return f"healthy by the {settings.target} target's own check: {seen}"
 
 
-def _fluss_nodes(settings: Settings, endpoints: Endpoints) -> str:
-    async def nodes() -> list[Any]:
-        async with clients.fluss_connection(endpoints) as connection:
-            return await connection.get_admin().get_server_nodes()
+def _fluss_nodes(settings: Settings, endpoints: Endpoints, coordinator_log: Callable[[], str] | None) -> str:
+    """Members of the cluster as clients see them: a tablet server that runs but was refused by the coordinator is
+    named, with the coordinator's reason."""
+    from sagaz_lakehouse import fluss_cluster
 
-    found = asyncio.run(nodes())
-    kinds = [str(n.server_type).lower() for n in found]
-    tablets = sum("tablet" in k for k in kinds)
-    coordinators = sum("coordinator" in k for k in kinds)
-    wanted = settings.replicas.tablet_servers
-    detail = f"{coordinators} coordinator, {tablets}/{wanted} tablet server(s)"
-    if coordinators < 1 or tablets < wanted:
-        raise CheckFailed(detail, "see `sagaz-lakehouse logs fluss-tablet-0` and `logs fluss-coordinator`")
-    return detail
+    membership = fluss_cluster.observe(settings, endpoints)
+    if membership.coordinator and not membership.missing:
+        return membership.summary()
+    membership = fluss_cluster.explain(settings, membership, coordinator_log)
+    detail = membership.summary() + (f"; the coordinator's reason: {membership.reason}" if membership.reason else "")
+    first = membership.missing[0] if membership.missing else s.TABLET
+    raise CheckFailed(detail, f"see `sagaz-lakehouse logs {first}` and `sagaz-lakehouse logs {s.COORDINATOR}`")
 
 
 def _minio(settings: Settings, credentials: Credentials, endpoints: Endpoints) -> str:

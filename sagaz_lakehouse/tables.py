@@ -19,6 +19,7 @@ from sagaz_lakehouse.wiring import Endpoints
 
 TABLE = "saga_events"
 PRIMARY_KEY = "event_id"
+INVALID_REPLICATION_FACTOR = 17  # FlussError code: more replicas than registered tablet servers (Fluss Errors.java)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,13 @@ def table_properties(settings: Settings) -> dict[str, str]:
     }
 
 
+def creation_properties(settings: Settings) -> dict[str, str]:
+    """What the table is created with: its lake properties, and the replication factor the settings ask for
+    (``table.replication.factor``; the servers' default is the same, set from the same settings). The factor is not
+    compared on an existing table: scaling the tablet servers raises the default, and the table keeps its own."""
+    return {**table_properties(settings), "table.replication.factor": str(settings.replication_factor)}
+
+
 def flink_sql_ddl(settings: Settings) -> str:
     """What create-tables does, as Flink SQL (for --dry-run and for people who use the Flink SQL client)."""
     db = settings.lake.database
@@ -66,7 +74,7 @@ def flink_sql_ddl(settings: Settings) -> str:
     columns = ",\n".join(f"    `{c.name}`".ljust(width + 6) + f"{c.sql_type}" + (" NOT NULL" if c.name == PRIMARY_KEY
                                                                                    else "")
                          + f" COMMENT '{c.comment}'" for c in COLUMNS)
-    options = {"bucket.num": str(settings.lake.buckets), "bucket.key": PRIMARY_KEY, **table_properties(settings)}
+    options = {"bucket.num": str(settings.lake.buckets), "bucket.key": PRIMARY_KEY, **creation_properties(settings)}
     with_clause = ",\n".join(f"    '{k}' = '{v}'" for k, v in options.items())
     return (f"CREATE DATABASE IF NOT EXISTS `{db}`;\n\n"
             f"CREATE TABLE IF NOT EXISTS `{db}`.`{TABLE}` (\n{columns},\n"
@@ -78,9 +86,25 @@ class SchemaConflict(UsageError):
 
 
 def create_tables(settings: Settings, credentials: Credentials, endpoints: Endpoints,
-                  log: Callable[[str], None] = lambda _m: None, iceberg_wait: float = 60.0) -> dict[str, Any]:
-    """Create the database and saga_events (idempotent), then wait until Iceberg shows the lake table."""
-    result = asyncio.run(_create_in_fluss(settings, endpoints, log))
+                  log: Callable[[str], None] = lambda _m: None, iceberg_wait: float = 60.0,
+                  coordinator_log: Callable[[], str] | None = None) -> dict[str, Any]:
+    """Create the database and saga_events (idempotent), then wait until Iceberg shows the lake table.
+
+    Fluss refuses a table with more replicas than registered tablet servers (error 17): then this waits, bounded,
+    for the servers to register and tries once more, or names the missing servers with the coordinator's reason
+    (``coordinator_log``: the coordinator's log tail, from the target)."""
+    try:
+        result = asyncio.run(_create_in_fluss(settings, endpoints, log))
+    except Exception as exc:
+        if getattr(exc, "error_code", None) != INVALID_REPLICATION_FACTOR:
+            raise
+        from sagaz_lakehouse import fluss_cluster
+
+        fluss_cluster.wait_for_tablets(
+            settings, endpoints, need=settings.replication_factor, coordinator_log=coordinator_log, progress=log,
+            purpose=f"cannot create {settings.lake.database}.{TABLE} with {settings.replication_factor} replicas "
+                    "(durability.replication_factor)")
+        result = asyncio.run(_create_in_fluss(settings, endpoints, log))
     result["iceberg_table"] = wait_for_iceberg_table(settings, credentials, endpoints, iceberg_wait, log)
     return result
 
@@ -102,7 +126,7 @@ async def _create_in_fluss(settings: Settings, endpoints: Endpoints, log: Callab
             log(f"table {db}.{TABLE} already exists with the same definition; nothing to do")
             return {"database": db, "table": TABLE, "created": False}
         descriptor = fluss.TableDescriptor(wanted, bucket_count=settings.lake.buckets, bucket_keys=[PRIMARY_KEY],
-                                           properties=table_properties(settings))
+                                           properties=creation_properties(settings))
         await admin.create_table(path, descriptor, ignore_if_exists=False)
         log(f"created {db}.{TABLE} ({settings.lake.buckets} buckets, lake tiering every {settings.freshness})")
         return {"database": db, "table": TABLE, "created": True}

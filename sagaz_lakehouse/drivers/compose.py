@@ -156,7 +156,7 @@ class ComposeDriver:
             code = self._stream(step, budget)
             if code != 0:
                 raise self.diagnose(f"`{' '.join(step[len(command):])}` exited with {code}")
-        self.log("stack is up; next: `sagaz-lakehouse create-tables`, then `sagaz-lakehouse doctor`")
+        self.log("every service is healthy")
         return result
 
     def _plan(self, services: list[str], wait: bool, timeout: int) -> list[list[str]]:

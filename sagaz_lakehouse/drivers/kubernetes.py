@@ -121,8 +121,7 @@ class KubernetesDriver:
                  f"{counts['unchanged']} unchanged, {len(pruned)} pruned")
         if wait:
             self.wait(members, timeout)
-            self.log("stack is up; next: `sagaz-lakehouse create-tables`, then `sagaz-lakehouse doctor` "
-                     "(both port-forward to the pods they need)")
+            self.log("every rollout and Job is done")
         return result
 
     def _refuse_foreign(self, objects: list[Obj]) -> None:

@@ -78,7 +78,7 @@ class LocalDriver:
         outcome = start_in_order(self.supervisor, specs, self.progress, wait=wait, timeout=timeout)
         self._watch(specs, [name for name, how in outcome.items() if how == "started"])
         if wait:
-            self.progress(f"stack is up ({len(outcome)} components); next: sagaz-lakehouse create-tables")
+            self.progress(f"all {len(outcome)} components are healthy")
         return {"dry_run": False, **plan, "components": outcome}
 
     def down(self, *, purge: bool = False) -> None:

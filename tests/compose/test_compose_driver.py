@@ -66,7 +66,17 @@ sys.exit(0)
 
 @pytest.fixture
 def engine(tmp_path, monkeypatch):
-    """A bin folder holding only the stand-in `docker`; PATH is that folder alone (no real engine is visible)."""
+    """A bin folder holding only the stand-in `docker`; PATH is that folder alone (no real engine is visible).
+
+    No Fluss runs behind the stand-in, so the cluster check that follows a successful `up` (fluss_cluster,
+    tested on the real engine in tests/containers) is replaced by one that reports every tablet server."""
+    from sagaz_lakehouse import fluss_cluster
+
+    def every_tablet(settings, driver, progress):
+        expected = fluss_cluster.expected_tablets(settings)
+        return fluss_cluster.Membership(expected, expected, coordinator=True)
+
+    monkeypatch.setattr(fluss_cluster, "confirm_members", every_tablet)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "docker"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -25,14 +26,11 @@ from saga_data import (
     wait_for_iceberg,
     write_events,
 )
-from support import cli, init_with_ports, must, suite_ports
+from support import cli, init_with_ports, must, suite_port, suite_ports
 
 from sagaz_lakehouse import clients, config
 
 pytestmark = pytest.mark.e2e
-
-
-
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +108,82 @@ def test_doctor_proves_tiering(stack):
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert statuses["probe event Fluss → Iceberg → Trino"] == "pass", report
     assert report["metrics"]["tiering_latency_s"] > 0
+
+
+@pytest.fixture
+def refused_tablet(stack, tmp_path):
+    """A real Fluss tablet server (the stack's own distribution and JVM) that registers as server 2 with listeners
+    sharing a port, as tablet 1 did with the default ports on the container targets (issue 22): it runs, and the
+    coordinator refuses its registration. It advertises tablet 2's client port, so the reason names that server."""
+    import re
+    import signal
+    import subprocess
+
+    workdir, settings = stack
+    run_dir = workdir / ".sagaz-lakehouse"
+    model = run_dir / "config" / "fluss-tablet-0"
+    pid = (run_dir / "pids" / "fluss-tablet-0.pid").read_text().split()[0]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "log4j-console.properties").write_text((model / "log4j-console.properties").read_text())
+    client = settings.ports.fluss_tablet + 2
+    spare = suite_port("local-stack")
+    server = (model / "server.yaml").read_text()
+    replaced = {"tablet-server.id": "2", "data.dir": str(tmp_path / "data"),
+                "bind.listeners": f"FLUSS://127.0.0.1:{client}, CLIENT://127.0.0.1:{spare}",
+                "advertised.listeners": f"CLIENT://127.0.0.1:{client}",
+                "metrics.reporter.prometheus.port": str(spare + 1)}
+    for key, value in replaced.items():
+        server = re.sub(rf"(?m)^{re.escape(key)}: .*$\n?", "", server) + f"{key}: {value}\n"
+    (conf / "server.yaml").write_text(server)
+    argv = [a for a in argv if not a.startswith("-Dsagaz.run-dir=")]  # not one of the supervisor's processes
+    argv = [f"-Dlog4j.configurationFile=file:{conf}/log4j-console.properties"
+            if a.startswith("-Dlog4j.configurationFile=") else a for a in argv]
+    argv[argv.index("--configDir") + 1] = str(conf)
+    argv = ["-Xmx256m" if a.startswith("-Xmx") else a for a in argv]
+    log = (tmp_path / "rogue.log").open("w")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "FLUSS_PLUGINS_DIR":
+                               str(Path(argv[argv.index("-cp") + 1].removesuffix("/lib/*")) / "plugins")})
+    coordinator_log = run_dir / "logs" / "fluss-coordinator.log"
+    deadline = time.monotonic() + 90
+    while "more than one endpoint with the same port" not in coordinator_log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the refused tablet server did not register (exit {process.poll()}):\n"
+                        f"{(tmp_path / 'rogue.log').read_text()[-3000:]}", pytrace=False)
+        time.sleep(1)
+    yield client
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_a_tablet_server_the_coordinator_refuses_is_named_with_the_coordinator_s_reason(stack, refused_tablet):
+    """`doctor` and `create-tables` ask the cluster which tablet servers are members; for one that runs but was
+    refused they name it and quote the coordinator's own log, instead of "unexpected FlussError ... please
+    report"."""
+    workdir, _ = stack
+    three = ("--set", "replicas.tablet_servers=3")
+    doctor = cli(workdir, "doctor", "--quick", "--json", *three, timeout=300)
+    assert doctor.returncode == 1, doctor.stderr
+    check = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "fluss servers")
+    assert check["status"] == "fail"
+    assert check["detail"].startswith("1 coordinator, 2/3 tablet server(s) registered with the coordinator; "
+                                      "missing: fluss-tablet-2; the coordinator's reason: fluss-tablet-2: "
+                                      "java.lang.IllegalArgumentException: There is more than one endpoint with "
+                                      "the same port"), check
+    assert f"CLIENT://127.0.0.1:{refused_tablet}" in check["detail"]
+    assert "logs fluss-tablet-2" in check["hint"]
+    created = cli(workdir, "create-tables", *three, "--set", "lake.database=refused_members", timeout=300)
+    assert created.returncode == 1, created.stderr
+    assert "unexpected" not in created.stderr and "please report" not in created.stderr
+    assert ("cannot create refused_members.saga_events with 3 replicas (durability.replication_factor): 2 of 3 "
+            "tablet servers are registered with the Fluss coordinator") in created.stderr, created.stderr
+    assert "(missing: fluss-tablet-2)" in created.stderr
+    assert "the coordinator's reason: fluss-tablet-2: java.lang.IllegalArgumentException" in created.stderr
 
 
 def test_thousand_events_tier_to_iceberg_and_trino_and_survive_a_restart(stack):

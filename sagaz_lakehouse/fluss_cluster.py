@@ -1,0 +1,153 @@
+"""Which tablet servers the Fluss coordinator has accepted into the cluster, and why one is missing.
+
+A tablet server that runs and answers on its port is not necessarily a member: it registers in ZooKeeper, and the
+coordinator's ``TabletServerChangeWatcher`` decodes the registration before it counts the server. When decoding
+fails (two listeners on one port, issue 22) the coordinator logs the exception and goes on without the server, so a
+table needing more replicas than the members cannot be created (``INVALID_REPLICATION_FACTOR``, error 17). ``up``,
+``create-tables`` and ``doctor`` therefore ask the cluster itself (pyfluss ``get_server_nodes``, what clients see)
+and, for a server it lacks, quote the coordinator's reason from its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sagaz_lakehouse import clients, config
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.config import Settings
+from sagaz_lakehouse.drivers import Driver
+from sagaz_lakehouse.errors import LakehouseError
+from sagaz_lakehouse.wiring import Endpoints
+
+REGISTRATION_TIMEOUT = 60.0  # seconds `up` and `create-tables` wait for every tablet server to be a member
+EXPLAINED_AFTER = 15.0  # a server still missing this long after a refusal was logged is taken as refused
+POLL_SECONDS = 2.0
+COORDINATOR_LOG_LINES = 400
+# The coordinator's error about a tablet server's registration, and the exception line that follows it.
+REFUSAL = re.compile(r"\b(ERROR|WARN)\b.*TabletServer", re.IGNORECASE)
+EXCEPTION = re.compile(r"^\s*(?:Caused by: )?([\w$.]+(?:Exception|Error))(?::\s*(.*))?$")
+ADVERTISED_CLIENT = re.compile(r"CLIENT://[^,\s]+:(\d+)")
+
+CoordinatorLog = Callable[[], str]
+
+
+@dataclass(frozen=True)
+class Membership:
+    """The tablet servers the stack runs (``expected``) against those the cluster lists (``registered``)."""
+
+    expected: tuple[str, ...]
+    registered: tuple[str, ...]
+    coordinator: bool
+    reason: str = ""  # the coordinator's logged refusal, when a server is missing and it logged one
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(name for name in self.expected if name not in self.registered)
+
+    def summary(self) -> str:
+        text = (f"{int(self.coordinator)} coordinator, {len(self.registered)}/{len(self.expected)} tablet server(s) "
+                "registered with the coordinator")
+        return text + (f"; missing: {', '.join(self.missing)}" if self.missing else "")
+
+
+def expected_tablets(settings: Settings) -> tuple[str, ...]:
+    from sagaz_lakehouse.components import build_stack
+
+    return tuple(build_stack(settings, s.View.EXTERNAL).get(s.TABLET).instance_names())
+
+
+def observe(settings: Settings, endpoints: Endpoints) -> Membership:
+    """The cluster's members as a client sees them. Tablet server ids are the instance ordinals on every target
+    (``tablet-server.id``), so id i is ``fluss-tablet-i``."""
+
+    async def nodes() -> list[object]:
+        async with clients.fluss_connection(endpoints) as connection:
+            return list(await connection.get_admin().get_server_nodes())
+
+    found = asyncio.run(nodes())
+    kinds = [(str(getattr(n, "server_type", "")).lower(), getattr(n, "id", -1)) for n in found]
+    tablets = tuple(sorted(f"{s.TABLET}-{node_id}" for kind, node_id in kinds if "tablet" in kind))
+    return Membership(expected_tablets(settings), tablets, any("coordinator" in kind for kind, _ in kinds))
+
+
+def refusal_reason(settings: Settings, coordinator_log: str, missing: tuple[str, ...]) -> str:
+    """The last refusal the coordinator logged: its exception (class and message), naming the server when the
+    message shows the client port that server advertises. Empty when the log has none."""
+    lines = coordinator_log.splitlines()
+    reason = ""
+    for index, line in enumerate(lines):
+        if not REFUSAL.search(line):
+            continue
+        exception = next((m for m in (EXCEPTION.match(x) for x in lines[index + 1:index + 4]) if m), None)
+        reason = (f"{exception.group(1)}: {exception.group(2) or ''}".rstrip(": ") if exception
+                  else line.strip())
+    if not reason:
+        return ""
+    owners = {port: name for name, _, port in config.fluss_client_ports(settings)}
+    named = [owners[int(port)] for port in ADVERTISED_CLIENT.findall(reason) if owners.get(int(port)) in missing]
+    return f"{named[0]}: {reason}" if named else reason
+
+
+def explain(settings: Settings, membership: Membership, coordinator_log: CoordinatorLog | None) -> Membership:
+    """``membership`` with the coordinator's reason for its missing servers, where the log gives one."""
+    if not membership.missing or coordinator_log is None:
+        return membership
+    try:
+        log = coordinator_log()
+    except LakehouseError:  # the log is evidence, not a requirement
+        return membership
+    from dataclasses import replace
+
+    return replace(membership, reason=refusal_reason(settings, log, membership.missing))
+
+
+class TabletsMissing(LakehouseError):
+    """Fewer tablet servers are members of the cluster than needed, after a bounded wait."""
+
+    def __init__(self, membership: Membership, need: int, waited: float, purpose: str) -> None:
+        self.membership = membership
+        message = (f"{purpose}: {len(membership.registered)} of {len(membership.expected)} tablet servers are "
+                   f"registered with the Fluss coordinator after {waited:.0f}s, {need} needed "
+                   f"(missing: {', '.join(membership.missing) or 'none'})")
+        if membership.reason:
+            message += f"\n  the coordinator's reason: {membership.reason}"
+        first = membership.missing[0] if membership.missing else s.TABLET
+        super().__init__(message, f"see `sagaz-lakehouse logs {s.COORDINATOR}` and `sagaz-lakehouse logs {first}`; "
+                                  "a server refused for its configuration stays refused until `up` fixes it")
+
+
+def wait_for_tablets(settings: Settings, endpoints: Endpoints, *, need: int, purpose: str,
+                     coordinator_log: CoordinatorLog | None = None, timeout: float = REGISTRATION_TIMEOUT,
+                     progress: Callable[[str], None] | None = None) -> Membership:
+    """Until at least ``need`` tablet servers are members; TabletsMissing names the missing ones and quotes the
+    coordinator once ``timeout`` passed, or earlier once the coordinator's log explains a missing server."""
+    started = time.monotonic()
+    announced = False
+    while True:
+        membership = observe(settings, endpoints)
+        if len(membership.registered) >= need:
+            return membership
+        waited = time.monotonic() - started
+        if waited >= min(EXPLAINED_AFTER, timeout):
+            explained = explain(settings, membership, coordinator_log)
+            if explained.reason or waited >= timeout:
+                raise TabletsMissing(explained, need, waited, purpose)
+        if progress and not announced:
+            announced = True
+            progress(f"waiting for the Fluss coordinator to register {', '.join(membership.missing)} "
+                     f"({membership.summary()}; up to {timeout:.0f}s)")
+        time.sleep(POLL_SECONDS)
+
+
+def confirm_members(settings: Settings, driver: Driver, progress: Callable[[str], None]) -> Membership:
+    """After `up`: every tablet server the stack runs is a member of the cluster (on every target: through the
+    endpoints the target gives this host, port-forwards on Kubernetes)."""
+    with driver.client_endpoints() as endpoints:
+        return wait_for_tablets(settings, endpoints, need=settings.replicas.tablet_servers,
+                                purpose="the stack is not complete",
+                                coordinator_log=lambda: driver.logs(s.COORDINATOR, COORDINATOR_LOG_LINES),
+                                progress=progress)

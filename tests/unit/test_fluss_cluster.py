@@ -1,0 +1,70 @@
+"""Reading the coordinator's reason for a missing tablet server, and the messages built from it (fluss_cluster).
+
+The membership itself comes from a real cluster (pyfluss get_server_nodes): the compose and Kubernetes end-to-end
+tests run `up`, `create-tables` and `doctor` against real servers. Here: the log parsing and the wording, on the
+coordinator log of the failure issue 22 reported (Fluss 0.9.1 with this project's log layout)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sagaz_lakehouse import config, fluss_cluster
+from sagaz_lakehouse.fluss_cluster import Membership, TabletsMissing
+
+pytestmark = pytest.mark.unit
+
+REFUSED = """\
+2026-12-01 10:00:01,100 INFO  o.a.f.s.c.CoordinatorServer                - Coordinator server started.
+2026-12-01 10:00:03,512 ERROR o.a.f.s.c.c.f.r.l.MappingListenerManager   - Listener (org.apache.fluss.server.\
+coordinator.event.watcher.TabletServerChangeWatcher$TabletServerChangeListener@5d3b58ca) threw an exception
+java.lang.IllegalArgumentException: There is more than one endpoint with the same port, listeners: \
+INTERNAL://10.213.1.11:9125,CLIENT://127.0.0.1:9125
+\tat org.apache.fluss.cluster.Endpoint.fromListenersString(Endpoint.java:181) ~[fluss-server.jar:0.9.1-incubating]
+\tat org.apache.fluss.server.zk.data.TabletServerRegistrationJsonSerde.deserialize(...)
+2026-12-01 10:00:04,001 INFO  o.a.f.s.c.CoordinatorEventProcessor         - New tablet server callback for server 0
+"""
+
+
+@pytest.fixture
+def compose_settings():
+    return config.load(None, {"target": "compose"}, environ={})
+
+
+def test_the_refusal_is_quoted_and_pinned_on_the_server_whose_client_port_it_names(compose_settings):
+    reason = fluss_cluster.refusal_reason(compose_settings, REFUSED, ("fluss-tablet-1",))
+    assert reason.startswith("fluss-tablet-1: java.lang.IllegalArgumentException: There is more than one endpoint")
+    assert "CLIENT://127.0.0.1:9125" in reason
+
+
+def test_a_refusal_naming_no_missing_server_is_quoted_as_it_is(compose_settings):
+    reason = fluss_cluster.refusal_reason(compose_settings, REFUSED, ("fluss-tablet-3",))
+    assert reason.startswith("java.lang.IllegalArgumentException: ")
+
+
+def test_no_refusal_in_the_log_gives_no_reason(compose_settings):
+    quiet = "\n".join(line for line in REFUSED.splitlines() if "ERROR" not in line and "Exception" not in line)
+    assert fluss_cluster.refusal_reason(compose_settings, quiet, ("fluss-tablet-1",)) == ""
+
+
+def test_the_error_names_counts_missing_servers_reason_and_where_to_look(compose_settings):
+    membership = Membership(("fluss-tablet-0", "fluss-tablet-1"), ("fluss-tablet-0",), coordinator=True,
+                            reason=fluss_cluster.refusal_reason(compose_settings, REFUSED, ("fluss-tablet-1",)))
+    error = TabletsMissing(membership, need=2, waited=15.2, purpose="cannot create sagaz.saga_events with 2 replicas")
+    text = str(error)
+    assert "cannot create sagaz.saga_events with 2 replicas: 1 of 2 tablet servers are registered" in text
+    assert "after 15s, 2 needed (missing: fluss-tablet-1)" in text
+    assert "the coordinator's reason: fluss-tablet-1: java.lang.IllegalArgumentException" in text
+    assert "sagaz-lakehouse logs fluss-tablet-1" in error.hint and "logs fluss-coordinator" in error.hint
+    assert error.exit_code == 1
+    assert membership.summary() == ("1 coordinator, 1/2 tablet server(s) registered with the coordinator; "
+                                    "missing: fluss-tablet-1")
+
+
+def test_an_unreadable_coordinator_log_leaves_the_membership_unexplained(compose_settings):
+    from sagaz_lakehouse.errors import StackNotReachable
+
+    def unreachable() -> str:
+        raise StackNotReachable("fluss-coordinator", "namespace x", "no pods")
+
+    membership = Membership(("fluss-tablet-0",), (), coordinator=True)
+    assert fluss_cluster.explain(compose_settings, membership, unreachable).reason == ""
