@@ -136,6 +136,25 @@ def suite_ports(suite: str) -> dict[str, int]:
     return {name: base + PORT_STRIDE * i for i, name in enumerate(names)}
 
 
+FLUSS_LAYOUT = ("fluss_internal", "fluss_coordinator", "fluss_tablet")
+
+
+def fluss_ports_as_by_default(ports: dict[str, int], tablet_servers: int = 2) -> tuple[dict[str, int], str]:
+    """``ports`` with Fluss's listeners laid out as the defaults lay them out (issue 22: only the defaults showed
+    tablet 1's client port colliding with the internal listener): the default ports themselves when they are free
+    on this host, else the same pattern moved to the suite's block (the internal port, the coordinator's and each
+    tablet server's client ports keeping the defaults' distances). Returns the ports and which layout was used."""
+    from sagaz_lakehouse import config
+
+    defaults = config.Ports()
+    client_ports = [defaults.fluss_coordinator + i for i in range(tablet_servers + 1)]
+    if all(_nobody_listens(port) for port in client_ports):
+        return {**ports, **{name: getattr(defaults, name) for name in FLUSS_LAYOUT}}, "the default Fluss ports"
+    shift = ports["fluss_coordinator"] - defaults.fluss_coordinator
+    moved = {name: getattr(defaults, name) + shift for name in FLUSS_LAYOUT}
+    return {**ports, **moved}, f"the default Fluss ports' pattern, moved by {shift} (the defaults are taken)"
+
+
 def suite_port(suite: str) -> int:
     """One more port in ``suite``'s block, after its stack's (for a process the test itself starts)."""
     return SUITE_BASES[suite] + PORT_BLOCK - PORT_STRIDE

@@ -62,10 +62,10 @@ def engine() -> Iterator[None]:
 class Stack:
     """A compose stack driven through the CLI (`sagaz-lakehouse ... --target compose`) from its own folder."""
 
-    def __init__(self, workdir: Path, project: str, *extra: str) -> None:
+    def __init__(self, workdir: Path, project: str, *extra: str, ports: dict[str, int] | None = None) -> None:
         self.workdir, self.project = workdir, project
         self.flags = ["--target", "compose", "--set", f"project={project}", *extra,
-                      *(arg for key, value in PORTS.items() for arg in ("--set", f"ports.{key}={value}"))]
+                      *(arg for key, value in (ports or PORTS).items() for arg in ("--set", f"ports.{key}={value}"))]
 
     def cli(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
         return run([sys.executable, "-m", "sagaz_lakehouse", *args, *self.flags], timeout=timeout, cwd=self.workdir)

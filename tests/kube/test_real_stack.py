@@ -7,8 +7,9 @@ port-forwards → 1,000 events exact in Iceberg and Trino → tiering goes on af
 container's last log lines → `down --purge`.
 
 One stack serves the module; the tests run in file order. Host ports are the suite's own block (support.suite_ports;
-other stacks on this machine use the defaults or blocks of their own). Every CLI failure fails the test with the
-CLI's output, which carries the blocked pods' states, events and log tails.
+other stacks on this machine use the defaults or blocks of their own), except Fluss's: the defaults, or where a stack
+of the user's holds them the defaults' pattern in the block (issue 22's collision showed only there). Every CLI
+failure fails the test with the CLI's output, which carries the blocked pods' states, events and log tails.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import pytest
 from node import RealCluster
 from saga_data import saga_events
-from support import suite_ports
+from support import fluss_ports_as_by_default, suite_ports
 
 from sagaz_lakehouse import clients, config, tables, versions
 from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.kubelet
 EVENTS = 1000
 NAMESPACE = "sagaz-real"
 CLI = [sys.executable, "-m", "sagaz_lakehouse"]
-PORTS = suite_ports("kubernetes")
+PORTS, FLUSS_LAYOUT = fluss_ports_as_by_default(suite_ports("kubernetes"))
 # Small but above every floor: the machine is shared (about 6 GiB for the whole stack).
 MEMORY = {"zookeeper": "256Mi", "minio": "256Mi", "rest_catalog": "384Mi", "fluss_coordinator": "768Mi",
           "fluss_tablet": "1Gi", "flink_jobmanager": "768Mi", "flink_taskmanager": "1536Mi", "trino": "1Gi"}
@@ -115,8 +116,12 @@ def kube_stack(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_up_rolls_out_real_containers(kube_stack):
+    print(f"Fluss listeners: {FLUSS_LAYOUT}")
     result = kube_stack.must("up", "--timeout", str(UP_TIMEOUT))
     assert "all 10 workloads ready" in result.stderr or "workloads ready" in result.stderr, result.stderr
+    # Ready pods are not enough: the coordinator itself lists every tablet server (through a port-forward).
+    wanted = kube_stack.settings.replicas.tablet_servers
+    assert f"{wanted}/{wanted} tablet server(s) registered with the coordinator" in result.stderr, result.stderr
     pods = kube_stack.pods()
     assert pods
     for pod in pods:
