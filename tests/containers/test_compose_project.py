@@ -97,6 +97,15 @@ def test_up_waits_until_the_coordinator_lists_every_tablet_server(stack, setting
     assert "stack is up" in up.stderr
 
 
+def test_fluss_servers_read_every_line_of_their_configuration(stack):
+    """Fluss warns about a configuration line it cannot read and drops it; none may be lost (issue 22)."""
+    for c in stack.containers():
+        if "fluss" in c["Name"]:
+            log = run(["docker", "logs", c["Id"]])
+            assert "Line is not a key-value pair" not in log.stdout + log.stderr, c["Name"]
+            assert "Error after splitting key and value" not in log.stdout + log.stderr, c["Name"]
+
+
 def test_every_service_is_healthy_by_its_own_check_and_runs_as_its_image_user(stack, settings):
     rows = json.loads(stack.must("status", "--json").stdout)
     states = {r["component"]: r["state"] for r in rows}

@@ -57,6 +57,23 @@ def test_fluss(engine):
     assert "coordinatorServer|tabletServer" in usage
 
 
+def test_fluss_entrypoint_appends_the_properties_once_as_key_value_lines(engine):
+    """What a server reads: the image's defaults, then FLUSS_PROPERTIES with ${VAR} expanded, each line a key-value
+    pair by Fluss's own rule (`GlobalConfiguration.loadYAMLResource` splits at ': ' and warns "Line is not a
+    key-value pair" otherwise). A `$NAME` in the stand-in's comments once pasted the properties into a comment."""
+    properties = "zookeeper.address: zookeeper:2181\ns3.secret-key: ${S3_SECRET_KEY}\ntablet-server.id: 1\n"
+    result = must(run(["docker", "run", "--rm", "--network", "none", "-e", f"FLUSS_PROPERTIES={properties}",
+                       "-e", "S3_SECRET_KEY=expanded-secret", versions.FLUSS.image, "cat", "conf/server.yaml"]),
+                  "fluss entrypoint")
+    lines = [line.split("#", 1)[0].strip() for line in result.stdout.splitlines()]
+    pairs = [line for line in lines if line]
+    assert all(": " in line for line in pairs), [line for line in pairs if ": " not in line]
+    assert pairs[-3:] == ["zookeeper.address: zookeeper:2181", "s3.secret-key: expanded-secret",
+                          "tablet-server.id: 1"]
+    assert pairs.count("zookeeper.address: zookeeper:2181") == 1
+    assert not any(line.startswith("bind.listeners:") for line in pairs)
+
+
 def test_flink(engine):
     image = versions.FLINK.image
     cfg = image_config(image)
