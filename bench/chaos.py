@@ -543,7 +543,7 @@ def run_fault(stack: Stack, component: str, how: str, opts: argparse.Namespace) 
     result.timeline = timeline(ack_times, errors, fault_at, {"up started": up_started, "up done": up_started
                                                              + result.up_s, "writer stopped": writer_stop})
 
-    freshness = doctor._parse_seconds(stack.settings.freshness)
+    freshness = config.duration_seconds(stack.settings.freshness)
     found_at, lake, lake_error = wait_for_lake(stack, tag, acked, last_ack + freshness + opts.lake_grace)
     result.lake_s = None if found_at is None else max(0.0, found_at - last_ack)
     if lake_error:

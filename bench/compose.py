@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from local import CLI, RssSampler, percentile, tiering_latencies, timed  # noqa: E402
 
-from sagaz_lakehouse import config, doctor  # noqa: E402
+from sagaz_lakehouse import config  # noqa: E402
 
 PORTS = {
     "local": {"zookeeper": 33181, "fluss_coordinator": 33123, "fluss_tablet": 33124, "minio": 33000,
@@ -118,7 +118,7 @@ def main() -> None:
     local = measure("local", args.probes)
     compose = measure("compose", args.probes)
     settings = settings_for("compose")
-    freshness = doctor._parse_seconds(settings.freshness)
+    freshness = config.duration_seconds(settings.freshness)
     rows: list[tuple[str, str, str, str]] = []  # metric, value, baseline, ratio
 
     def row(metric: str, value: float, baseline: float, label: str, fmt: Callable[[float], str]) -> None:

@@ -30,7 +30,7 @@ sys.path += [str(REPO / "tests"), str(REPO / "tests" / "kube")]
 
 from local import CLI, percentile, tiering_latencies, timed  # noqa: E402
 
-from sagaz_lakehouse import config, doctor  # noqa: E402
+from sagaz_lakehouse import config  # noqa: E402
 from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver  # noqa: E402
 
 KUBE_PORTS = {"zookeeper": 42181, "fluss_coordinator": 49123, "fluss_tablet": 49124, "minio": 49000,
@@ -119,7 +119,7 @@ def main() -> None:
         mine, base = percentile(kube["latencies"], q), percentile(local["latencies"], q)  # type: ignore[arg-type]
         rows.append((f"tiering latency {label}, {args.probes} probes (s)", f"{mine:.1f}", f"local {base:.1f}",
                      f"{mine / base:.1f}x"))
-    freshness = doctor._parse_seconds(str(local["freshness"]))
+    freshness = config.duration_seconds(str(local["freshness"]))
     header = (f"# Kubernetes target benchmark\n\nMachine: {os.cpu_count()} cores, shared; run "
               f"{time.strftime('%Y-%m-%d %H:%M')}; freshness {freshness:.0f}s. Real single-node cluster "
               f"(tests/kube/node.py) started in {kube['cluster']:.0f}s"

@@ -141,7 +141,7 @@ def main() -> None:
                          f"{warm / noop:.1f}x"))
             timed([*CLI, "create-tables"], work)
             latencies = tiering_latencies(settings, args.probes)
-            freshness = doctor._parse_seconds(settings.freshness)
+            freshness = config.duration_seconds(settings.freshness)
             for label, q in (("p50", 0.5), ("p95", 0.95)):
                 value = percentile(latencies, q)
                 rows.append((f"tiering latency {label}, {args.probes} probes (s)", f"{value:.1f}",

@@ -519,6 +519,13 @@ def _check_value(path: str, value: Any, kind: type, meta: Any, problems: list[Pr
     return value
 
 
+def duration_seconds(duration: str) -> float:
+    """A duration setting (``DURATION``: 500ms, 10s, 3min, 1h) in seconds."""
+    number = float("".join(ch for ch in duration if ch.isdigit() or ch == "."))
+    unit = duration.lstrip("0123456789. ")
+    return number * {"ms": 0.001, "s": 1, "min": 60, "h": 3600}[unit]
+
+
 def mebibytes(quantity: str) -> int:
     """A memory quantity from the settings (512Mi, 2Gi, 1.5Gi, or bytes) in MiB, rounded up, at least 1."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti)?", quantity)

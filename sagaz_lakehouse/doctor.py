@@ -26,7 +26,7 @@ from typing import Any
 from sagaz_lakehouse import clients, tables
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME
-from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.config import Credentials, Settings, duration_seconds
 from sagaz_lakehouse.errors import LakehouseError
 from sagaz_lakehouse.wiring import Endpoints, client_s3_keys
 
@@ -135,7 +135,7 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
         report.checks.append(Check("data path", "probe event Fluss → Iceberg → Trino", SKIP,
                                    "skipped: fix the failures above first"))
         return report
-    timeout = probe_timeout or _parse_seconds(settings.freshness) * 3 + 60
+    timeout = probe_timeout or duration_seconds(settings.freshness) * 3 + 60
     check("data path", "probe event Fluss → Iceberg → Trino",
           lambda: _data_path(settings, credentials, endpoints, timeout, report.metrics))
     return report
@@ -377,12 +377,6 @@ def _wait_for_iceberg_row(settings: Settings, credentials: Credentials, endpoint
             raise CheckFailed(f"probe not found in Iceberg table {identifier} ({rows.num_rows} rows)",
                               "the lake snapshot advanced but the row is missing: check the warehouse settings")
         time.sleep(1)
-
-
-def _parse_seconds(duration: str) -> float:
-    number = float("".join(ch for ch in duration if ch.isdigit() or ch == "."))
-    unit = duration.lstrip("0123456789. ")
-    return number * {"ms": 0.001, "s": 1, "min": 60, "h": 3600}[unit]
 
 
 

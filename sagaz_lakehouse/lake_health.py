@@ -293,7 +293,7 @@ def observe(settings: Any, credentials: Any, endpoints: Any,
     the newest Iceberg snapshot comes from the REST catalog; if the catalog does not answer, only the Fluss-side
     signals are judged."""
     from sagaz_lakehouse import clients, tables
-    from sagaz_lakehouse.doctor import _parse_seconds
+    from sagaz_lakehouse.config import duration_seconds
 
     age = None
     with contextlib.suppress(Exception):  # no Iceberg table yet, catalog down: judged by Fluss alone
@@ -302,7 +302,7 @@ def observe(settings: Any, credentials: Any, endpoints: Any,
 
     async def run() -> list[Finding] | None:
         async with clients.fluss_connection(endpoints) as connection:
-            return await check(connection, settings.lake.database, tables.TABLE, _parse_seconds(settings.freshness),
+            return await check(connection, settings.lake.database, tables.TABLE, duration_seconds(settings.freshness),
                                age, election_s=election_s)
 
     return asyncio.run(run())
@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import json
     import sys
 
-    from sagaz_lakehouse.doctor import _parse_seconds
+    from sagaz_lakehouse.config import duration_seconds
 
     parser = argparse.ArgumentParser(prog="python -m sagaz_lakehouse.lake_health", description=main.__doc__)
     parser.add_argument("--bootstrap", required=True, help="Fluss bootstrap server, host:port")
@@ -350,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kv", action="store_true", help="also read one row from every bucket's KV")
     parser.add_argument("--login-file", help="a JSON file of pyfluss login properties (SASL), mode 0600")
     args = parser.parse_args(argv)
-    freshness = _parse_seconds(args.freshness)
+    freshness = duration_seconds(args.freshness)
     seconds = args.watch if args.watch is not None else STALL_FACTOR * freshness + 5
 
     async def run() -> list[Finding]:

@@ -42,13 +42,23 @@ def ensure(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"))
 def install(directory: Path, keystore_pem: str) -> TrinoTls:
     """An operator's keystore (secrets.trino_tls, checked by ``keystore_problem``) in place of the made one: the
     same two files, ``ca.pem`` holding every certificate of its chain."""
-    from sagaz_lakehouse.wiring import certificate_part
-
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     _write(directory / KEYSTORE, keystore_pem.encode(), 0o600)
     _write(directory / CA, certificate_part(keystore_pem).encode(), 0o644)
     return TrinoTls(keystore_pem, directory / CA)
+
+
+def certificate_part(pem: str) -> str:
+    """The certificate blocks of a PEM keystore (key + certificate), without the key."""
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    blocks, rest = [], pem
+    while begin in rest:
+        start = rest.index(begin)
+        stop = rest.index(end, start) + len(end)
+        blocks.append(rest[start:stop] + "\n")
+        rest = rest[stop:]
+    return "".join(blocks)
 
 
 def keystore_problem(pem: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> str:

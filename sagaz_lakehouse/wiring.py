@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from sagaz_lakehouse import config
+from sagaz_lakehouse import config, tls
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import ROOT_ROLE, S3_ROLES, Credentials, Settings, s3_identities
 from sagaz_lakehouse.stack import View
@@ -262,7 +262,7 @@ def _secret_values(credentials: Credentials, text: str) -> dict[str, str]:
     values |= {FLUSS_PASSWORD: credentials.fluss_password, TRINO_PASSWORD: credentials.trino_password,
                TRINO_SHARED_SECRET: credentials.trino_shared_secret(), TRINO_KEYSTORE: credentials.trino_keystore}
     if TRINO_CA in text:
-        values[TRINO_CA] = certificate_part(credentials.trino_keystore)
+        values[TRINO_CA] = tls.certificate_part(credentials.trino_keystore)
     if TRINO_PASSWORD_DB in text:
         values[TRINO_PASSWORD_DB] = trino_password_line(TRINO_USER, credentials.trino_password,
                                                         credentials.trino_keystore)
@@ -276,18 +276,6 @@ SECRET_PLACEHOLDERS = (ACCESS_KEY, SECRET_KEY, *(key for i in ROLE_S3.values() f
 
 def holds_secret(text: str) -> bool:
     return any(placeholder in text for placeholder in SECRET_PLACEHOLDERS)
-
-
-def certificate_part(pem: str) -> str:
-    """The certificate blocks of a PEM keystore (key + certificate), without the key."""
-    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
-    blocks, rest = [], pem
-    while begin in rest:
-        start = rest.index(begin)
-        stop = rest.index(end, start) + len(end)
-        blocks.append(rest[start:stop] + "\n")
-        rest = rest[stop:]
-    return "".join(blocks)
 
 
 # Trino's file password authenticator takes PBKDF2 hashes as iterations:salt:hash, lower-case hex, at least 1,000

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from support import suite_ports
 
-from sagaz_lakehouse import config, doctor, lake_health, tables
+from sagaz_lakehouse import config, lake_health, tables
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -146,7 +146,7 @@ def test_kill_9_of_a_tablet_server_and_of_the_taskmanager_loses_and_duplicates_n
         fail(stack, f"{len(acked - in_fluss)} of {len(acked)} acknowledged events missing from Fluss "
                     f"(e.g. {sorted(acked - in_fluss)[:3]}); bucket errors: {bucket_errors}")
 
-    freshness = doctor._parse_seconds(settings.freshness)
+    freshness = config.duration_seconds(settings.freshness)
     in_lake: set[str] = set()
 
     def all_in_iceberg() -> bool:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from support import free_port_settings
 
-from sagaz_lakehouse import config, render, tables, wiring
+from sagaz_lakehouse import config, render, tables, tls, wiring
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import ConfigError, Credentials
 from sagaz_lakehouse.drivers.local import LocalDriver
@@ -223,7 +223,7 @@ def test_prod_trino_takes_password_clients_over_https_only(tmp_path):
     assert job["scheme"] == "https" and job["basic_auth"] == {"username": "sagaz", "password": "trino-password-value"}
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:8443"]
     assert files["config/prometheus/prometheus.yml"].secret
-    assert files["config/prometheus/trino-ca.pem"].content == wiring.certificate_part(TRINO_CREDS.trino_keystore)
+    assert files["config/prometheus/trino-ca.pem"].content == tls.certificate_part(TRINO_CREDS.trino_keystore)
     assert "PRIVATE KEY" not in files["config/prometheus/trino-ca.pem"].content
     assert job["tls_config"]["ca_file"] == str(tmp_path / "run" / "config" / "prometheus" / "trino-ca.pem")
 
@@ -246,7 +246,7 @@ def test_the_trino_certificate_is_made_once_and_names_the_loopback_address(tmp_p
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert tls.ensure(tmp_path / "tls") == made  # kept: clients that trust it go on working
-    assert wiring.certificate_part(made.keystore_pem) == made.ca_file.read_text()
+    assert tls.certificate_part(made.keystore_pem) == made.ca_file.read_text()
 
 
 def test_an_operator_certificate_replaces_the_made_one_and_back(tmp_path):
