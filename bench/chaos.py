@@ -52,7 +52,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sagaz_lakehouse import clients, config, doctor, lake_health, tables, wiring  # noqa: E402
+from sagaz_lakehouse import addresses, clients, config, doctor, lake_health, tables  # noqa: E402
 from sagaz_lakehouse.components import fluss as fluss_servers  # noqa: E402
 from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME  # noqa: E402
 from sagaz_lakehouse.stack import View  # noqa: E402
@@ -116,7 +116,7 @@ class Stack:
             lines += [f"{section}:", *(f"  {k}: {json.dumps(v)}" for k, v in values.items())]
         (workdir / config.CONFIG_FILENAME).write_text("\n".join(lines) + "\n")
         self.settings = config.load(workdir / config.CONFIG_FILENAME, environ={})
-        self.endpoints = wiring.endpoints(self.settings, View.EXTERNAL)
+        self.endpoints = addresses.endpoints(self.settings, View.EXTERNAL)
         self.run_dir = workdir / ".sagaz-lakehouse"
 
     def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -321,7 +321,7 @@ def _write_session(send: Any, bootstrap: str, database: str, tag: str, first_seq
 # ---------------------------------------------------------------------------------------------- read back
 
 
-async def fluss_ids(endpoints: wiring.Endpoints, database: str, prefix: str) -> tuple[set[str], list[str]]:
+async def fluss_ids(endpoints: addresses.Endpoints, database: str, prefix: str) -> tuple[set[str], list[str]]:
     """Event ids with ``prefix`` in the primary-key state of every bucket (a KV limit scan), and per-bucket
     errors (a bucket whose KV is broken answers with an error)."""
     import fluss
@@ -366,7 +366,7 @@ def trino_ids(stack: Stack, tag: str) -> tuple[set[str], int]:
             time.sleep(2)
 
 
-async def end_offsets(endpoints: wiring.Endpoints, database: str) -> tuple[int, dict[int, int]]:
+async def end_offsets(endpoints: addresses.Endpoints, database: str) -> tuple[int, dict[int, int]]:
     import fluss
 
     async with clients.fluss_connection(endpoints) as connection:

@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sagaz_lakehouse import clients, config, doctor, wiring  # noqa: E402
+from sagaz_lakehouse import addresses, clients, config, doctor  # noqa: E402
 from sagaz_lakehouse.stack import View  # noqa: E402
 
 CLI = [sys.executable, "-m", "sagaz_lakehouse"]
@@ -75,7 +75,7 @@ async def ingest(settings: config.Settings, rows: int, one_by_one: bool) -> floa
     from sagaz_lakehouse.tables import TABLE
 
     batch = f"bench-{uuid.uuid4().hex[:8]}"
-    async with clients.fluss_connection(wiring.endpoints(settings, View.EXTERNAL)) as connection:
+    async with clients.fluss_connection(addresses.endpoints(settings, View.EXTERNAL)) as connection:
         table = await connection.get_table(fluss.TablePath(settings.lake.database, TABLE))
         writer = table.new_upsert().create_writer()
         started = time.perf_counter()
@@ -94,7 +94,7 @@ async def ingest(settings: config.Settings, rows: int, one_by_one: bool) -> floa
 
 
 def tiering_latencies(settings: config.Settings, probes: int) -> list[float]:
-    endpoints = wiring.endpoints(settings, View.EXTERNAL)
+    endpoints = addresses.endpoints(settings, View.EXTERNAL)
     latencies = []
     for i in range(probes):
         written_at, table_id, offsets = asyncio.run(doctor._write_probe(settings, endpoints, f"bench-probe-{i}"))

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 import sagaz  # noqa: E402
 
-from sagaz_lakehouse import clients, config, tables, wiring  # noqa: E402
+from sagaz_lakehouse import addresses, clients, config, tables  # noqa: E402
 from sagaz_lakehouse.saga_events import SagaEvent  # noqa: E402
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener  # noqa: E402
 from sagaz_lakehouse.stack import View  # noqa: E402
@@ -88,7 +88,7 @@ def rows_of(run: str, n: int) -> list[SagaEvent]:
 # ------------------------------------------------------------------------------------------ raw pyfluss
 
 
-async def raw_upserts(endpoints: wiring.Endpoints, database: str, rows: list[Any], batch: int,
+async def raw_upserts(endpoints: addresses.Endpoints, database: str, rows: list[Any], batch: int,
                       await_handles: bool) -> float:
     """events/s of batched upserts: queue ``batch`` rows, flush (and await each handle, if asked), repeat."""
     import fluss
@@ -106,7 +106,7 @@ async def raw_upserts(endpoints: wiring.Endpoints, database: str, rows: list[Any
         return len(rows) / (time.perf_counter() - started)
 
 
-async def where_the_time_goes(endpoints: wiring.Endpoints, database: str, run: str, n: int) -> dict[str, float]:
+async def where_the_time_goes(endpoints: addresses.Endpoints, database: str, run: str, n: int) -> dict[str, float]:
     """Per-row costs on the client, and what a flush waits for."""
     import fluss
     import pyarrow as pa
@@ -156,7 +156,7 @@ async def where_the_time_goes(endpoints: wiring.Endpoints, database: str, run: s
     return out
 
 
-async def table_layouts(endpoints: wiring.Endpoints, database: str, run: str, n: int, cpu: Cpu) -> dict[str, dict]:
+async def table_layouts(endpoints: addresses.Endpoints, database: str, run: str, n: int, cpu: Cpu) -> dict[str, dict]:
     """Raw writes into scratch tables of other layouts (not tiered, dropped afterwards), to see what the server
     spends per event: the saga_events primary-key table without changelog compression, and a log table (no
     primary key) written row by row and as Arrow batches (pyfluss 1.0 has write_arrow_batch for log tables only)."""
@@ -340,7 +340,7 @@ async def sustained(make: Callable[[], FlussAnalyticsListener], per_second: floa
 
 
 async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
-    endpoints = wiring.endpoints(settings, View.EXTERNAL)
+    endpoints = addresses.endpoints(settings, View.EXTERNAL)
     database = settings.lake.database
     run_dir = (args.config.parent if args.config else Path.cwd()) / settings.local.run_dir
     cpu = Cpu(run_dir)
@@ -488,7 +488,7 @@ def main() -> None:
     args = parser.parse_args()
     args.config = args.config or config.find_config_file()
     settings = config.load(args.config)
-    endpoints = wiring.endpoints(settings, View.EXTERNAL)
+    endpoints = addresses.endpoints(settings, View.EXTERNAL)
     if not clients.tcp_open(endpoints.fluss_bootstrap):
         raise SystemExit(f"Fluss is not reachable at {endpoints.fluss_bootstrap}: start the stack first "
                          "(sagaz-lakehouse up && sagaz-lakehouse create-tables), or pass --config")

@@ -19,11 +19,11 @@ from decimal import Decimal
 from typing import Any
 
 from sagaz_lakehouse import clients, queries
+from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.components.flink import FLUSS_BOOTSTRAP_PROPERTY, FLUSS_CLIENT_PREFIX
 from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.errors import LakehouseError, UsageError
 from sagaz_lakehouse.queries import Query, Result
-from sagaz_lakehouse.wiring import Endpoints
 
 FORMATS = ("table", "json", "csv")
 FLUSS_CATALOG = "fluss"

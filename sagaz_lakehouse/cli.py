@@ -391,14 +391,14 @@ def status(options: Options) -> int:
 def _add_tiering_lag(settings: Any, rows: list[dict[str, Any]]) -> None:
     """The tiering lag per table, from Prometheus, in the prometheus row's detail (where the host reaches it: local
     and compose publish it on loopback; Kubernetes would need a port-forward, which status does not open)."""
-    from sagaz_lakehouse import doctor, wiring
+    from sagaz_lakehouse import addresses, doctor
     from sagaz_lakehouse.stack import PROMETHEUS, View
 
     row = next((r for r in rows if r.get("component") == PROMETHEUS and r.get("state") == "healthy"), None)
     if row is None or settings.target == "kubernetes":
         return
     try:
-        lags = doctor.tiering_lag(wiring.endpoints(settings, View.EXTERNAL))
+        lags = doctor.tiering_lag(addresses.endpoints(settings, View.EXTERNAL))
     except (OSError, ValueError, KeyError):
         return
     shown = ", ".join(f"{table} {lag:.1f}s" for table, lag in sorted(lags.items())) or "no table tiered yet"

@@ -17,9 +17,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlparse
 
+from sagaz_lakehouse.addresses import Endpoints, warehouse_uri
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import StackNotReachable
-from sagaz_lakehouse.wiring import Endpoints, client_s3_keys, warehouse_uri
+from sagaz_lakehouse.identities import client_s3_keys
 
 CONNECT_TIMEOUT = 3.0
 CLOSE_TIMEOUT = 10.0

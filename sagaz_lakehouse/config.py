@@ -283,7 +283,7 @@ class Settings:
 
 
 ROOT_ROLE = "root"  # MinIO's root user: the server itself and the bucket task
-S3_ROLES = ("fluss", "lake", "reader")  # the object-store identities of prod (wiring.s3_grants says what each reaches)
+S3_ROLES = ("fluss", "lake", "reader")  # prod's object-store identities (identities.s3_grants: what each reaches)
 
 
 @dataclass(frozen=True)
@@ -658,7 +658,7 @@ def flink_jar_upload(settings: Settings) -> bool:
 
 
 def s3_identities(settings: Settings) -> bool:
-    """Whether each role reaches the object store with its own identity (wiring.s3_grants): the profile's choice."""
+    """Whether each role reaches the object store with its own identity (identities.s3_grants): the profile's choice."""
     return profile(settings.profile).s3_identities
 
 

@@ -25,10 +25,11 @@ from typing import Any
 
 from sagaz_lakehouse import clients, tables
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME
 from sagaz_lakehouse.config import Credentials, Settings, duration_seconds
 from sagaz_lakehouse.errors import LakehouseError
-from sagaz_lakehouse.wiring import Endpoints, client_s3_keys
+from sagaz_lakehouse.identities import client_s3_keys
 
 PROBE_EVENT_TYPE = "sagaz_lakehouse.doctor_probe"
 PROBE_SAGA_NAME = "__sagaz_lakehouse_doctor__"

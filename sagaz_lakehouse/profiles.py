@@ -30,7 +30,7 @@ class Profile:
     # Flink's REST API takes jar uploads (web.submit.enable); where it does not, the tiering job goes in through
     # Flink's own client instead (local target only so far, see config.flink_jar_upload()).
     flink_jar_upload: bool
-    # One object-store identity per role, each reaching only its own prefixes (wiring.s3_grants); the root keys are
+    # One object-store identity per role, each reaching only its own prefixes (identities.s3_grants); the root keys are
     # left to MinIO and the bucket task. Every target: the bucket task that creates them is the same everywhere.
     s3_identities: bool
 

@@ -98,14 +98,14 @@ def stack_location() -> tuple[str, str, dict[str, str]]:
 
     The listener's only dependency on the stack model, kept to this function on purpose.
     """
-    from sagaz_lakehouse import config, wiring
+    from sagaz_lakehouse import addresses, config, security
     from sagaz_lakehouse.stack import View
 
     path = config.find_config_file()
     settings = config.load(path)
     credentials = config.resolve_credentials(settings, base_dir=path.parent if path else None)
-    return (wiring.endpoints(settings, View.EXTERNAL).fluss_bootstrap, settings.lake.database,
-            wiring.pyfluss_properties(settings, credentials))
+    return (addresses.endpoints(settings, View.EXTERNAL).fluss_bootstrap, settings.lake.database,
+            security.pyfluss_properties(settings, credentials))
 
 
 class FlussAnalyticsListener(sagaz.SagaListener):

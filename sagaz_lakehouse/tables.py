@@ -1,8 +1,9 @@
 """The saga_events table: its schema (defined once, here), its DDL, and its idempotent creation.
 
 The design record (ADR-013) asks for ``'tiered.storage.enabled'`` / ``'tiered.storage.format'``; Fluss has no such
-options. Its intent is expressed with the real ones: the cluster sets ``datalake.format: iceberg`` (wiring.py),
-and the table sets ``table.datalake.enabled`` and ``table.datalake.freshness`` (how stale the Iceberg copy may be).
+options. Its intent is expressed with the real ones: the cluster sets ``datalake.format: iceberg``
+(components/fluss.py), and the table sets ``table.datalake.enabled`` and ``table.datalake.freshness`` (how stale
+the Iceberg copy may be).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError, UsageError
-from sagaz_lakehouse.wiring import Endpoints
 
 TABLE = "saga_events"
 PRIMARY_KEY = "event_id"

@@ -8,16 +8,16 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from sagaz_lakehouse import clients, config, wiring
+from sagaz_lakehouse import addresses, clients, config
 from sagaz_lakehouse.stack import View
 
 EVENTS = 1000
 TABLE = "saga_events"
 
 
-def endpoints(settings: config.Settings) -> wiring.Endpoints:
+def endpoints(settings: config.Settings) -> addresses.Endpoints:
     """Where a client on this host reaches the stack (loopback: local binds it, compose publishes it)."""
-    return wiring.endpoints(settings, View.EXTERNAL)
+    return addresses.endpoints(settings, View.EXTERNAL)
 
 
 def saga_events(batch: str, count: int = EVENTS) -> list[dict]:

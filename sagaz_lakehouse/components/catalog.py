@@ -7,8 +7,8 @@ start-up, so credentials reach it only through the AWS SDK's ``AWS_*`` variables
 
 from __future__ import annotations
 
+from sagaz_lakehouse import addresses, identities, versions
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import versions, wiring
 from sagaz_lakehouse.components.common import CONTAINER_HEAP, xmx
 from sagaz_lakehouse.config import Settings
 
@@ -19,16 +19,16 @@ STATE_DIR = "/home/iceberg"
 
 
 def environment(settings: Settings, view: s.View, state_dir: str) -> dict[str, str]:
-    ep = wiring.endpoints(settings, view)
+    ep = addresses.endpoints(settings, view)
     return {
-        "CATALOG_WAREHOUSE": wiring.warehouse_uri(settings),
+        "CATALOG_WAREHOUSE": addresses.warehouse_uri(settings),
         "CATALOG_URI": f"jdbc:sqlite:file:{state_dir}/{DATABASE}",
         "CATALOG_IO__IMPL": "org.apache.iceberg.aws.s3.S3FileIO",
         "CATALOG_S3_ENDPOINT": ep.s3,
         "CATALOG_S3_PATH__STYLE__ACCESS": "true",
         "CATALOG_CLIENT_REGION": settings.lake.region,
         "CATALOG_REST_PORT": str(settings.ports.rest_catalog),  # read as the catalog property rest.port
-        **wiring.aws_environment(settings, "lake"),
+        **identities.aws_environment(settings, "lake"),
     }
 
 

@@ -1,11 +1,17 @@
-"""Small pieces several component descriptions share: JVM heap sizing and property-file layouts."""
+"""Small pieces several component descriptions share: JVM heap sizing, property-file layouts, the Iceberg catalog
+that Fluss, the tiering job and Trino all point at, and the Fluss login.
+
+Property names come from upstream: apache/fluss ``website/docs/quickstart/lakehouse.md`` and ``ConfigOptions.java``,
+Iceberg ``AwsProperties``/``S3FileIOProperties``, Trino ``docs/src/main/sphinx/object-storage/file-system-s3.md``
+and ``connector/iceberg.md``.
+"""
 
 from __future__ import annotations
 
 import json
 
+from sagaz_lakehouse import addresses, identities, security
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import wiring
 from sagaz_lakehouse.config import Settings, mebibytes
 
 # Containers size the heap from their memory limit (compose mem_limit, Kubernetes limits) with this flag; native
@@ -47,9 +53,34 @@ def fluss_login(settings: Settings, view: s.View, at: s.Instance,
                 server: bool = False) -> tuple[list[str], tuple[s.ConfigFile, ...]]:
     """The JVM flag and the JAAS file of a process that logs in to Fluss; none where Fluss takes anyone. The same
     login for pyfluss goes beside them (the watchdog checks the tiering job with it from the JobManager's folder)."""
-    if not wiring.fluss_sasl_on(settings, view):
+    if not security.fluss_sasl_on(settings, view):
         return [], ()
-    return [wiring.jaas_flag(at.conf)], (s.ConfigFile(wiring.JAAS_FILE, wiring.jaas_file(server)),
+    return [security.jaas_flag(at.conf)], (s.ConfigFile(security.JAAS_FILE, security.jaas_file(server)),
                                          # JSON, as lake_health reads it; the password has no '"' or backslash to escape
-                                         s.ConfigFile(wiring.LOGIN_FILE,
-                                                      json.dumps(wiring.pyfluss_login(wiring.FLUSS_PASSWORD))))
+                                         s.ConfigFile(security.LOGIN_FILE,
+                                                      json.dumps(security.pyfluss_login(security.FLUSS_PASSWORD))))
+
+
+def iceberg_catalog_properties(settings: Settings, view: s.View, role: str = "") -> dict[str, str]:
+    """Iceberg catalog properties shared by the Fluss servers and the tiering job (``datalake.iceberg.*``).
+
+    Without a ``role``, no credentials: S3FileIO falls back to the AWS default chain (``aws_environment``), used
+    wherever the properties could end up in a log or a process listing (tiering-job arguments, the REST fixture,
+    which logs every catalog property at start-up).
+    """
+    ep = addresses.endpoints(settings, view)
+    props = {
+        "type": "rest",
+        "uri": ep.rest_catalog,
+        "warehouse": addresses.warehouse_uri(settings),
+        # The default ResolvingFileIO needs Hadoop classes the Fluss plugin lacks; S3FileIO does not.
+        "io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
+        "s3.endpoint": ep.s3,
+        "s3.path-style-access": "true",
+        "client.region": settings.lake.region,
+    }
+    if role:
+        identity = identities.s3_identity(settings, role)
+        props["s3.access-key-id"] = identity.access_key
+        props["s3.secret-access-key"] = identity.secret_key
+    return props

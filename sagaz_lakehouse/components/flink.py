@@ -25,7 +25,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from sagaz_lakehouse import artifacts, versions, wiring
+from sagaz_lakehouse import addresses, artifacts, identities, security, versions
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.common import CONTAINER_HEAP, fluss_login, metrics_bind, metrics_port, xmx, yaml_lines
 from sagaz_lakehouse.config import Settings, mebibytes
@@ -70,14 +70,14 @@ PROMETHEUS_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusReporterFac
 
 def reporter_port(settings: Settings, name: str) -> s.Port:
     if name == s.JOBMANAGER:
-        return metrics_port(wiring.FLINK_METRICS_PORT, settings.ports.flink_jobmanager_metrics)
-    return metrics_port(wiring.FLINK_METRICS_PORT, settings.ports.flink_taskmanager_metrics, replicated=True)
+        return metrics_port(addresses.FLINK_METRICS_PORT, settings.ports.flink_jobmanager_metrics)
+    return metrics_port(addresses.FLINK_METRICS_PORT, settings.ports.flink_taskmanager_metrics, replicated=True)
 
 
 def properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:
     p = settings.ports
     props = {
-        "jobmanager.rpc.address": wiring.LOOPBACK if view is s.View.EXTERNAL else s.JOBMANAGER,
+        "jobmanager.rpc.address": addresses.LOOPBACK if view is s.View.EXTERNAL else s.JOBMANAGER,
         "jobmanager.rpc.port": str(p.flink_rpc),
         "rest.port": str(p.flink_rest),
         "jobmanager.memory.process.size": f"{mebibytes(settings.memory.flink_jobmanager)}m",
@@ -93,18 +93,18 @@ def properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, st
         # Its own port on the host, quoted: Flink 1.20 reads config.yaml as YAML, and a bare number would become an
         # integer, which the reporter's string lookup of `port` misses (it falls back to 9249). In a container the
         # reporter keeps that default, FLINK_METRICS_PORT.
-        props["metrics.reporter.prom.port"] = f'"{metrics_bind(view, at, wiring.FLINK_METRICS_PORT)}"'
+        props["metrics.reporter.prom.port"] = f'"{metrics_bind(view, at, addresses.FLINK_METRICS_PORT)}"'
         # A process on the user's host: loopback only, scratch space in its data folder.
-        props.update({"jobmanager.bind-host": wiring.LOOPBACK, "rest.address": wiring.LOOPBACK,
-                      "rest.bind-address": wiring.LOOPBACK, "taskmanager.bind-host": wiring.LOOPBACK,
-                      "taskmanager.host": wiring.LOOPBACK, "io.tmp.dirs": f"{at.data}/tmp",  # noqa: S108
+        props.update({"jobmanager.bind-host": addresses.LOOPBACK, "rest.address": addresses.LOOPBACK,
+                      "rest.bind-address": addresses.LOOPBACK, "taskmanager.bind-host": addresses.LOOPBACK,
+                      "taskmanager.host": addresses.LOOPBACK, "io.tmp.dirs": f"{at.data}/tmp",  # noqa: S108
                       "web.upload.dir": f"{at.data}/uploads"})
-        if not wiring.flink_jar_upload_on(settings, view):
+        if not security.flink_jar_upload_on(settings, view):
             # Flink docs (config, web.submit.enable): no /jars handlers at all, so no jar upload or run through the
             # REST API; jobs still arrive through POST /jobs (Flink's client, the SQL Gateway).
             props["web.submit.enable"] = "false"
     else:  # a fixed port, so the TaskManager's RPC service is reachable at a known place in the network
-        props["taskmanager.rpc.port"] = str(wiring.TASKMANAGER_RPC_PORT)
+        props["taskmanager.rpc.port"] = str(addresses.TASKMANAGER_RPC_PORT)
     return props
 
 
@@ -139,14 +139,14 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
                             "--configDir", at.conf, *dynamic, *resource_id],
                            # The bin scripts export FLINK_PLUGINS_DIR; without it Flink looks in ./plugins.
                            env={"FLINK_PLUGINS_DIR": str(ctx.home / "plugins"),
-                                **({} if jobmanager else wiring.aws_environment(settings, "lake"))})
+                                **({} if jobmanager else identities.aws_environment(settings, "lake"))})
 
         return s.Setup(
             container=s.Container(
                 entrypoint=ENTRYPOINT, args=("jobmanager" if jobmanager else "taskmanager", *resource_id),
                 # The tiering job's Iceberg catalog finds S3 credentials through the AWS SDK's default chain.
                 env={"FLINK_PROPERTIES": yaml_lines(props), "JOB_MANAGER_RPC_ADDRESS": s.JOBMANAGER,
-                     **wiring.aws_environment(settings, "lake")},
+                     **identities.aws_environment(settings, "lake")},
                 user=9999, probe_tool="wget"),
             native=s.Native("flink", command, java=17),
             files=(s.ConfigFile("config.yaml", "# Flink, rendered by sagaz-lakehouse.\n" + yaml_lines(props)),
@@ -157,13 +157,13 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
         return s.Component(
             name, "flink", settings.images.flink, versions.FLINK.version, "Flink JobManager (REST API and UI)",
             setup, ports=(s.Port("rest", p.flink_rest, p.flink_rest), s.Port("rpc", p.flink_rpc, p.flink_rpc, False),
-                          s.Port("blob", wiring.FLINK_BLOB_PORT, 0, published=False), reporter_port(settings, name)),
+                          s.Port("blob", addresses.FLINK_BLOB_PORT, 0, published=False), reporter_port(settings, name)),
             health=s.Health("http", "rest", "/overview"), memory=settings.memory.flink_jobmanager, jars=LIB_JARS,
             metrics=s.Metrics("metrics"))
     return s.Component(
         name, "flink", settings.images.flink, versions.FLINK.version,
         "Flink TaskManager (runs the tiering job)", setup,
-        ports=(s.Port("rpc", wiring.TASKMANAGER_RPC_PORT, 0, published=False), reporter_port(settings, name)),
+        ports=(s.Port("rpc", addresses.TASKMANAGER_RPC_PORT, 0, published=False), reporter_port(settings, name)),
         metrics=s.Metrics("metrics"),
         health=s.Health("http", "rest", "/taskmanagers", expect='"id":"{instance}"', via=s.JOBMANAGER),
         depends_on=((s.JOBMANAGER, s.Condition.HEALTHY),), memory=settings.memory.flink_taskmanager,
@@ -174,7 +174,7 @@ def gateway_properties(settings: Settings, view: s.View, at: s.Instance) -> dict
     """The SQL Gateway: where its REST endpoint listens, where the cluster is, and the Fluss address for sessions."""
     p = settings.ports
     external = view is s.View.EXTERNAL
-    cluster = wiring.LOOPBACK if external else s.JOBMANAGER
+    cluster = addresses.LOOPBACK if external else s.JOBMANAGER
     props = {
         "jobmanager.rpc.address": cluster,
         "jobmanager.rpc.port": str(p.flink_rpc),
@@ -182,17 +182,17 @@ def gateway_properties(settings: Settings, view: s.View, at: s.Instance) -> dict
         "rest.port": str(p.flink_rest),
         "parallelism.default": "1",
         "sql-gateway.endpoint.type": "rest",
-        "sql-gateway.endpoint.rest.address": wiring.LOOPBACK if external else s.FLINK_SQL_GATEWAY,
-        "sql-gateway.endpoint.rest.bind-address": wiring.LOOPBACK if external else "0.0.0.0",  # noqa: S104
+        "sql-gateway.endpoint.rest.address": addresses.LOOPBACK if external else s.FLINK_SQL_GATEWAY,
+        "sql-gateway.endpoint.rest.bind-address": addresses.LOOPBACK if external else "0.0.0.0",  # noqa: S104
         "sql-gateway.endpoint.rest.port": str(p.flink_sql_gateway),
         "sql-gateway.session.idle-timeout": GATEWAY_SESSION_IDLE_TIMEOUT,
         "sql-gateway.session.check-interval": "30s",
         # bin/sql-gateway.sh adds env.java.opts.sql-gateway; the image's scripts set no heap of their own.
         "env.java.opts.sql-gateway": CONTAINER_HEAP,
-        FLUSS_BOOTSTRAP_PROPERTY: wiring.endpoints(settings, view).fluss_bootstrap,
+        FLUSS_BOOTSTRAP_PROPERTY: addresses.endpoints(settings, view).fluss_bootstrap,
     }
-    if wiring.fluss_sasl_on(settings, view):
-        props.update({FLUSS_CLIENT_PREFIX + k: v for k, v in wiring.fluss_client_options().items()})
+    if security.fluss_sasl_on(settings, view):
+        props.update({FLUSS_CLIENT_PREFIX + k: v for k, v in security.fluss_client_options().items()})
     if external:
         props["io.tmp.dirs"] = f"{at.data}/tmp"  # noqa: S108 - its data folder
     return props

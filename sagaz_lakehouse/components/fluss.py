@@ -15,9 +15,17 @@ namespace), which a listener on the pod IP alone refuses; what clients are told 
 
 from __future__ import annotations
 
+from sagaz_lakehouse import addresses, identities, security, versions
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import versions, wiring
-from sagaz_lakehouse.components.common import CONTAINER_HEAP, fluss_login, metrics_bind, metrics_port, xmx, yaml_lines
+from sagaz_lakehouse.components.common import (
+    CONTAINER_HEAP,
+    fluss_login,
+    iceberg_catalog_properties,
+    metrics_bind,
+    metrics_port,
+    xmx,
+    yaml_lines,
+)
 from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.render import masked_log4j
 
@@ -35,11 +43,11 @@ ASSUMED_ROLE_ARN = "arn:aws:iam::000000000000:role/sagaz-lakehouse"
 
 
 def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
-    ep = wiring.endpoints(settings, view)
-    fluss_s3 = wiring.s3_identity(settings, "fluss")
+    ep = addresses.endpoints(settings, view)
+    fluss_s3 = identities.s3_identity(settings, "fluss")
     props = {
         "zookeeper.address": ep.zookeeper,
-        "remote.data.dir": wiring.remote_data_uri(settings),
+        "remote.data.dir": addresses.remote_data_uri(settings),
         # fluss-fs-s3 (Hadoop S3A underneath); region is mandatory even for MinIO (apache/fluss#211).
         "s3.endpoint": ep.s3,
         "s3.access-key": fluss_s3.access_key,
@@ -55,9 +63,9 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
         # Primary-key tables tier from KV snapshots: the snapshot interval bounds tiering latency.
         "kv.snapshot.interval": settings.kv_snapshot_interval,
         # The servers' own connections to each other (replica fetchers, the coordinator's requests).
-        "client.connect-timeout": wiring.FLUSS_CONNECT_TIMEOUT,
+        "client.connect-timeout": addresses.FLUSS_CONNECT_TIMEOUT,
     }
-    lake_catalog = wiring.iceberg_catalog_properties(settings, view, "fluss")
+    lake_catalog = iceberg_catalog_properties(settings, view, "fluss")
     props.update({f"datalake.iceberg.{k}": v for k, v in lake_catalog.items()})
     props.update(durability_properties(settings))
     return props
@@ -79,14 +87,14 @@ def listeners(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str
     listeners, bound or advertised, share one."""
     client = at.host_ports["client"]
     if view is s.View.EXTERNAL:
-        return {"bind.listeners": f"FLUSS://{wiring.LOOPBACK}:{client}"}
+        return {"bind.listeners": f"FLUSS://{addresses.LOOPBACK}:{client}"}
     internal = settings.ports.fluss_internal
     return {
         "bind.listeners": f"INTERNAL://{at.host}:{internal}, "
-                          f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}",
+                          f"CLIENT://{addresses.ANY_ADDRESS}:{addresses.FLUSS_CLIENT_PORT}",
         # INTERNAL is advertised by a stable name where the bind address is not one (a Kubernetes pod IP): clients
         # such as the tiering job keep a server's advertised address and reconnect to it after a restart.
-        "advertised.listeners": f"CLIENT://{wiring.LOOPBACK}:{client}"
+        "advertised.listeners": f"CLIENT://{addresses.LOOPBACK}:{client}"
                                 + (f", INTERNAL://{at.address}:{internal}" if at.address else ""),
         "internal.listener.name": "INTERNAL",
     }
@@ -98,7 +106,7 @@ def sasl_properties() -> dict[str, str]:
     SERVER_SASL_ENABLED_MECHANISMS_CONFIG and CLIENT_SECURITY_PROTOCOL, v0.9.1-incubating). The mechanisms option
     has no default in code although the docs say PLAIN: without it the server refuses to start."""
     return {"security.protocol.map": "FLUSS:SASL", "security.sasl.enabled.mechanisms": "PLAIN",
-            **wiring.fluss_client_options()}
+            **security.fluss_client_options()}
 
 
 def server_properties(settings: Settings, view: s.View, name: str, at: s.Instance) -> dict[str, str]:
@@ -107,19 +115,19 @@ def server_properties(settings: Settings, view: s.View, name: str, at: s.Instanc
         props["tablet-server.id"] = at.index
         props["data.dir"] = f"{at.data}/data"
     props.update(listeners(settings, view, at))
-    if wiring.fluss_sasl_on(settings, view):  # the native server's one listener
+    if security.fluss_sasl_on(settings, view):  # the native server's one listener
         props.update(sasl_properties())
     # The Prometheus reporter (plugins/prometheus; ConfigOptions METRICS_REPORTERS, METRICS_REPORTER_PROMETHEUS_PORT).
     # Its HTTP server listens on every interface: the reporter has no host option.
     props["metrics.reporters"] = "prometheus"
-    props["metrics.reporter.prometheus.port"] = metrics_bind(view, at, wiring.FLUSS_METRICS_PORT)
+    props["metrics.reporter.prometheus.port"] = metrics_bind(view, at, addresses.FLUSS_METRICS_PORT)
     return props
 
 
 def _metrics_port(settings: Settings, name: str) -> s.Port:
     tablet = name == s.TABLET
     p = settings.ports
-    return metrics_port(wiring.FLUSS_METRICS_PORT, p.fluss_tablet_metrics if tablet else p.fluss_coordinator_metrics,
+    return metrics_port(addresses.FLUSS_METRICS_PORT, p.fluss_tablet_metrics if tablet else p.fluss_coordinator_metrics,
                         replicated=tablet)
 
 
@@ -143,7 +151,7 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
             container=s.Container(entrypoint=ENTRYPOINT, args=(ROLE_ARG[name],), user=9999, probe_tool="bash", env={
                 "FLUSS_PROPERTIES": properties,
                 # envsubst fills ${S3_...} in server.yaml from these
-                **wiring.credential_environment(settings, "fluss"),
+                **identities.credential_environment(settings, "fluss"),
                 "FLUSS_ENV_JAVA_OPTS": CONTAINER_HEAP}),
             native=s.Native("fluss", command, java=17),
             files=(s.ConfigFile("server.yaml", properties),
@@ -152,7 +160,7 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
                    *login_files),
         )
 
-    ports = (s.Port("client", wiring.FLUSS_CLIENT_PORT, host_port, per_instance=tablet, clients=True),
+    ports = (s.Port("client", addresses.FLUSS_CLIENT_PORT, host_port, per_instance=tablet, clients=True),
              s.Port("internal", settings.ports.fluss_internal, 0, published=False), _metrics_port(settings, name))
     depends = ((s.COORDINATOR, s.Condition.HEALTHY),) if tablet else \
         ((s.ZOOKEEPER, s.Condition.HEALTHY), (s.REST_CATALOG, s.Condition.HEALTHY))

@@ -6,8 +6,8 @@ image of the same release tag. Both take the root credentials from ``MINIO_ROOT_
 
 from __future__ import annotations
 
+from sagaz_lakehouse import addresses, identities, versions
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import versions, wiring
 from sagaz_lakehouse.config import Settings
 
 METRICS_PATH = "/minio/v2/metrics/cluster"  # cluster-wide: capacity, drives, S3 requests and errors
@@ -16,10 +16,10 @@ METRICS_PATH = "/minio/v2/metrics/cluster"  # cluster-wide: capacity, drives, S3
 def minio(settings: Settings, view: s.View) -> s.Component:
     p = settings.ports
     # Prometheus scrapes /minio/v2/metrics/cluster without a bearer token (minio docs/metrics/prometheus: "public").
-    credentials = {"MINIO_ROOT_USER": wiring.ACCESS_KEY, "MINIO_ROOT_PASSWORD": wiring.SECRET_KEY,
+    credentials = {"MINIO_ROOT_USER": identities.ACCESS_KEY, "MINIO_ROOT_PASSWORD": identities.SECRET_KEY,
                    "MINIO_PROMETHEUS_AUTH_TYPE": "public"}
     # In a container every interface (":port"); on the user's host, loopback only.
-    bind = wiring.LOOPBACK if view is s.View.EXTERNAL else ""
+    bind = addresses.LOOPBACK if view is s.View.EXTERNAL else ""
 
     def setup(at: s.Instance) -> s.Setup:
         args = ("server", at.data, "--address", f"{bind}:{p.minio}", "--console-address", f"{bind}:{p.minio_console}")

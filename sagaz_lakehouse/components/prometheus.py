@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sagaz_lakehouse import profiles, versions, wiring
+from sagaz_lakehouse import addresses, profiles, versions
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import DURATION, Settings
 from sagaz_lakehouse.render import templates_dir, to_yaml
@@ -50,7 +50,7 @@ def target(component: s.Component, name: str, view: s.View, address: Addressing)
     if view is s.View.EXTERNAL:
         if not port.host:
             return None
-        return f"{wiring.LOOPBACK}:{port.host_port(s.instance_index(name))}"
+        return f"{addresses.LOOPBACK}:{port.host_port(s.instance_index(name))}"
     return f"{address(component, name)}:{port.container}"
 
 
@@ -130,8 +130,8 @@ def prometheus(settings: Settings, view: s.View, components: Sequence[s.Componen
     rules = alert_rules(settings)
 
     def setup(at: s.Instance) -> s.Setup:
-        listen = f"{wiring.LOOPBACK}:{port}" if view is s.View.EXTERNAL else f":{port}"
-        self_address = f"{wiring.LOOPBACK}:{port}"
+        listen = f"{addresses.LOOPBACK}:{port}" if view is s.View.EXTERNAL else f":{port}"
+        self_address = f"{addresses.LOOPBACK}:{port}"
         prom_yml = config(settings, components, view, address, self_address, at.conf)
         arguments = (f"--config.file={at.conf}/{CONFIG_FILE}", f"--storage.tsdb.path={at.data}",
                      f"--web.listen-address={listen}", "--storage.tsdb.retention.time=15d",

@@ -11,8 +11,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sagaz_lakehouse import artifacts, versions, wiring
+from sagaz_lakehouse import addresses, artifacts, identities, security, versions
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components import common
 from sagaz_lakehouse.config import Settings
 
 TASKS_FILE = Path(__file__).resolve().parent.parent / "tasks.py"
@@ -47,13 +48,13 @@ def _task(settings: Settings, name: str, role: str, arguments: list[str], env: d
 
 
 def create_bucket(settings: Settings, view: s.View) -> s.Component:
-    grants = wiring.create_bucket_grants(settings)
-    args = ["--endpoint", wiring.endpoints(settings, view).s3, "--bucket", settings.lake.bucket,
+    grants = identities.create_bucket_grants(settings)
+    args = ["--endpoint", addresses.endpoints(settings, view).s3, "--bucket", settings.lake.bucket,
             "--region", settings.lake.region, *grants]
     what = ("creates the lake bucket and one object-store identity per role (root keys stay here)" if grants else
             "creates the lake bucket (once; skipped when it exists)")
     return _task(settings, s.CREATE_BUCKET, what, args,
-                 {"AWS_ACCESS_KEY_ID": wiring.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": wiring.SECRET_KEY},
+                 {"AWS_ACCESS_KEY_ID": identities.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": identities.SECRET_KEY},
                  depends_on=((s.MINIO, s.Condition.HEALTHY),), start_seconds=120)
 
 
@@ -73,12 +74,28 @@ def flink_client(ctx: s.NativeContext, at: s.Instance) -> list[str]:
             *(f"--flink-client-jvm-option={option}" for option in options)]
 
 
+def tiering_job_arguments(settings: Settings, view: s.View) -> list[str]:
+    """Program arguments of FlussLakeTieringEntrypoint: the same ``datalake.*`` options as the servers.
+
+    Credentials are not among them: the TaskManagers get ``aws_environment`` instead."""
+    args = ["--fluss.bootstrap.servers", addresses.endpoints(settings, view).fluss_bootstrap,
+            # TieringSourceOptions (fluss-flink-common): read from the "fluss." arguments by FlussLakeTiering.
+            "--fluss.tiering.poll.table.interval", settings.tiering_poll,
+            "--fluss.client.connect-timeout", addresses.FLUSS_CONNECT_TIMEOUT,
+            "--datalake.format", "iceberg"]
+    if security.fluss_sasl_on(settings, view):  # FlussLakeTiering hands every --fluss.<key> to its Fluss connections
+        args += [arg for key, value in security.fluss_client_options().items() for arg in (f"--fluss.{key}", value)]
+    for key, value in common.iceberg_catalog_properties(settings, view).items():
+        args += [f"--datalake.iceberg.{key}", value]
+    return args
+
+
 def submit_tiering(settings: Settings, view: s.View) -> s.Component:
-    args = ["--flink", wiring.endpoints(settings, view).flink_rest, "--jar", tiering_jar(),
+    args = ["--flink", addresses.endpoints(settings, view).flink_rest, "--jar", tiering_jar(),
             "--main-class", TIERING_MAIN_CLASS, "--job-name", TIERING_JOB_NAME,
             "--taskmanagers", str(settings.replicas.flink_taskmanagers), "--",
-            *wiring.tiering_job_arguments(settings, view)]
-    client = None if wiring.flink_jar_upload_on(settings, view) else flink_client
+            *tiering_job_arguments(settings, view)]
+    client = None if security.flink_jar_upload_on(settings, view) else flink_client
     return _task(settings, s.SUBMIT_TIERING, "submits the Fluss lake tiering job (once; skipped when it runs)",
                  args, {}, client, jars=TIERING_JARS, state_in=s.JOBMANAGER, start_seconds=300,
                  depends_on=((s.JOBMANAGER, s.Condition.HEALTHY), (s.TASKMANAGER, s.Condition.HEALTHY),

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
+from sagaz_lakehouse import addresses, identities, security, versions
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import versions, wiring
 from sagaz_lakehouse.components.common import java_properties
 from sagaz_lakehouse.config import Settings, mebibytes
 
@@ -42,7 +42,7 @@ def server_properties(settings: Settings, view: s.View, at: s.Instance, worker: 
     heap = mebibytes(settings.memory.trino)
     nodes = settings.replicas.trino_workers or 1  # without workers the coordinator also runs the queries
     per_node = int(heap * QUERY_MEMORY_SHARE)
-    coordinator_host = wiring.LOOPBACK if view is s.View.EXTERNAL else s.TRINO
+    coordinator_host = addresses.LOOPBACK if view is s.View.EXTERNAL else s.TRINO
     return {
         "coordinator": "false" if worker else "true",
         **({} if worker else {
@@ -52,7 +52,7 @@ def server_properties(settings: Settings, view: s.View, at: s.Instance, worker: 
         "query.max-memory-per-node": f"{per_node}MB",
         "query.max-memory": f"{per_node * nodes}MB",
         "catalog.config-dir": f"{at.conf}/catalog",
-        **(auth_properties(settings, at, worker) if wiring.trino_auth_on(settings, view) else {}),
+        **(auth_properties(settings, at, worker) if security.trino_auth_on(settings, view) else {}),
     }
 
 
@@ -62,7 +62,7 @@ def auth_properties(settings: Settings, at: s.Instance, worker: bool) -> dict[st
     with the shared secret) and /v1/info, which Trino serves to anyone; any other request over HTTP is refused
     ("Authentication over HTTP is not enabled"). Workers take no clients: they need the shared secret only."""
     if worker:
-        return {"internal-communication.shared-secret": wiring.TRINO_SHARED_SECRET}
+        return {"internal-communication.shared-secret": security.TRINO_SHARED_SECRET}
     return {
         "http-server.https.enabled": "true",
         "http-server.https.port": str(settings.ports.trino_https),
@@ -70,7 +70,7 @@ def auth_properties(settings: Settings, at: s.Instance, worker: bool) -> dict[st
         "http-server.authentication.type": "PASSWORD",
         # Without it Trino looks for etc/password-authenticator.properties under its working directory.
         "password-authenticator.config-files": f"{at.conf}/{AUTHENTICATOR_FILE}",
-        "internal-communication.shared-secret": wiring.TRINO_SHARED_SECRET,
+        "internal-communication.shared-secret": security.TRINO_SHARED_SECRET,
     }
 
 
@@ -79,8 +79,27 @@ def auth_files(at: s.Instance) -> tuple[s.ConfigFile, ...]:
     authenticator = java_properties({"password-authenticator.name": "file",
                                      "file.password-file": f"{at.conf}/{PASSWORD_FILE}"})
     return (s.ConfigFile(AUTHENTICATOR_FILE, authenticator),
-            s.ConfigFile(PASSWORD_FILE, wiring.TRINO_PASSWORD_DB + "\n"),
-            s.ConfigFile(KEYSTORE_FILE, wiring.TRINO_KEYSTORE))
+            s.ConfigFile(PASSWORD_FILE, security.TRINO_PASSWORD_DB + "\n"),
+            s.ConfigFile(KEYSTORE_FILE, security.TRINO_KEYSTORE))
+
+
+def iceberg_catalog(settings: Settings, view: s.View) -> dict[str, str]:
+    """Trino's iceberg catalog. Credentials are ``${ENV:S3_...}``, which Trino expands from its own environment
+    (``credential_environment``)."""
+    ep = addresses.endpoints(settings, view)
+    reader = identities.s3_identity(settings, "reader")
+    return {
+        "connector.name": "iceberg",
+        "iceberg.catalog.type": "rest",
+        "iceberg.rest-catalog.uri": ep.rest_catalog,
+        "iceberg.rest-catalog.warehouse": addresses.warehouse_uri(settings),
+        "fs.native-s3.enabled": "true",
+        "s3.endpoint": ep.s3,
+        "s3.region": settings.lake.region,
+        "s3.path-style-access": "true",
+        "s3.aws-access-key": "${ENV:" + reader.access_var + "}",
+        "s3.aws-secret-key": "${ENV:" + reader.secret_var + "}",
+    }
 
 
 def node_properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:
@@ -89,7 +108,7 @@ def node_properties(settings: Settings, view: s.View, at: s.Instance) -> dict[st
     if view is s.View.EXTERNAL:
         # On the user's host Trino would announce the first non-loopback address it finds (a container bridge,
         # say); when that interface goes away every query fails with REMOTE_TASK_ERROR.
-        props["node.internal-address"] = wiring.LOOPBACK
+        props["node.internal-address"] = addresses.LOOPBACK
     return props
 
 
@@ -104,7 +123,7 @@ def process_memory(settings: Settings) -> str:
 
 def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
     port = settings.ports.trino
-    auth = wiring.trino_auth_on(settings, view)
+    auth = security.trino_auth_on(settings, view)
 
     def setup(at: s.Instance) -> s.Setup:
         config = java_properties(server_properties(settings, view, at, worker))
@@ -116,18 +135,19 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
             return s.Process([str(ctx.java), *jvm_options(settings), f"-XX:HeapDumpPath={at.data}", ctx.marker,
                             *system, f"-Dplugin.dir={ctx.home}/plugin", f"-Dconfig={at.conf}/config.properties",
                             f"-Dlog.levels-file={at.conf}/log.properties", "-cp", f"{ctx.home}/lib/*",
-                            "io.trino.server.TrinoServer"], env=wiring.credential_environment(settings, "reader"))
+                            "io.trino.server.TrinoServer"], env=identities.credential_environment(settings, "reader"))
 
         jvm_config = "".join(f"{line}\n" for line in (IMAGE_JVM_AGENT, *jvm_options(settings)))
         return s.Setup(
-            container=s.Container(env=wiring.credential_environment(settings, "reader"), user=1000, probe_tool="curl"),
+            container=s.Container(env=identities.credential_environment(settings, "reader"), user=1000,
+                                  probe_tool="curl"),
             native=s.Native("trino", command, java=versions.JAVA_FOR["trino"]),
             files=(s.ConfigFile("config.properties", config, mount=f"{CONF_DIR}/config.properties"),
                    s.ConfigFile("node.properties", node, mount=f"{CONF_DIR}/node.properties"),
                    s.ConfigFile("jvm.config", jvm_config, mount=f"{CONF_DIR}/jvm.config"),
                    s.ConfigFile("log.properties", "io.trino=INFO\n", mount=f"{CONF_DIR}/log.properties"),
                    s.ConfigFile("catalog/iceberg.properties",
-                              java_properties(wiring.trino_iceberg_catalog(settings, view)),
+                              java_properties(iceberg_catalog(settings, view)),
                               mount=f"{CONF_DIR}/catalog/iceberg.properties"),
                    *(auth_files(at) if auth and not worker else ())),
         )
@@ -138,7 +158,7 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
     # in 476's lib/), behind the same authentication as its REST API: without authentication, a user name.
     metrics = s.Metrics("http", headers={"X-Trino-User": METRICS_USER})
     if auth and not worker:  # the coordinator's /metrics is behind the login too
-        metrics = s.Metrics("https", login=(wiring.TRINO_USER, wiring.TRINO_PASSWORD), ca_pem=wiring.TRINO_CA)
+        metrics = s.Metrics("https", login=(security.TRINO_USER, security.TRINO_PASSWORD), ca_pem=security.TRINO_CA)
     https = (s.Port("https", settings.ports.trino_https, settings.ports.trino_https, clients=True),) if auth else ()
     # Workers need no HTTPS port of their own: clients go to the coordinator.
     if worker:

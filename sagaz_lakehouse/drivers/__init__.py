@@ -9,8 +9,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
+from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.config import Settings
-from sagaz_lakehouse.wiring import Endpoints
 
 
 class Driver(Protocol):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse import wiring
+from sagaz_lakehouse import addresses, identities
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, host_ports
 from sagaz_lakehouse.errors import ComponentFailed, EnvironmentProblem, LakehouseError, UsageError
@@ -31,7 +31,7 @@ PROBE_TIMEOUT = 30  # seconds for `info`, `compose version`, `ps`, `logs`
 LOG_TAIL = 40
 PULL_ALLOWANCE = 1800  # seconds added to the first `up` for image pulls
 # Compose gives the calling shell's variables precedence over .env: keep stray values out of the child.
-SHADOWING_VARS = (*wiring.s3_variable_names(), "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY")
+SHADOWING_VARS = (*identities.s3_variable_names(), "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY")
 START_HINT = ("start Docker (Docker Desktop, or `sudo systemctl start docker`; for Podman `podman machine start`), "
               "or run the stack natively with `--target local`")
 
@@ -211,15 +211,15 @@ class ComposeDriver:
         return self.redact(result.stdout + result.stderr).rstrip("\n")
 
     @contextlib.contextmanager
-    def client_endpoints(self) -> Iterator[wiring.Endpoints]:
+    def client_endpoints(self) -> Iterator[addresses.Endpoints]:
         # Published on 127.0.0.1 by the compose file: nothing to open or close.
-        yield wiring.endpoints(self.settings, View.EXTERNAL)
+        yield addresses.endpoints(self.settings, View.EXTERNAL)
 
     # ------------------------------------------------------------------------------------------ helpers
 
     def endpoint_map(self) -> dict[str, str]:
         """Where each instance is reached from this host (only those with published ports)."""
-        found = {name: wiring.instance_endpoint(c, name) for c, name in self.stack.instances()}
+        found = {name: addresses.instance_endpoint(c, name) for c, name in self.stack.instances()}
         return {name: url for name, url in found.items() if url}
 
     def containers(self) -> list[dict[str, Any]]:
@@ -392,7 +392,7 @@ def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((wiring.LOOPBACK, port))
+            sock.bind((addresses.LOOPBACK, port))
         except OSError:
             return False
     return True

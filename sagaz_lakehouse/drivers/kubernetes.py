@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sagaz_lakehouse import addresses
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import wiring
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError, StackNotReachable, UsageError
@@ -403,7 +403,7 @@ class KubernetesDriver:
     # ------------------------------------------------------------------------------------------ clients
 
     @contextlib.contextmanager
-    def client_endpoints(self) -> Iterator[wiring.Endpoints]:
+    def client_endpoints(self) -> Iterator[addresses.Endpoints]:
         """Port-forwards through the API server to exactly the addresses the Fluss CLIENT listeners advertise."""
         from sagaz_lakehouse.kube.portforward import PortForwards, pod_opener
 
@@ -413,7 +413,7 @@ class KubernetesDriver:
         with PortForwards(self.forwards(), pod_opener(cluster.streaming_core(), self.namespace)) as forwards:
             self._forwards = forwards
             try:
-                yield wiring.endpoints(self.settings, View.EXTERNAL)
+                yield addresses.endpoints(self.settings, View.EXTERNAL)
             finally:
                 self._forwards = None
 
@@ -427,7 +427,7 @@ class KubernetesDriver:
         p = self.settings.ports
         fixed = [(f"{s.COORDINATOR}-0", p.fluss_coordinator)]
         fixed += [(f"{s.TABLET}-{i}", p.fluss_tablet + i) for i in range(self.settings.replicas.tablet_servers)]
-        result = [Forward(pod, port, wiring.FLUSS_CLIENT_PORT, functools.partial(str, pod)) for pod, port in fixed]
+        result = [Forward(pod, port, addresses.FLUSS_CLIENT_PORT, functools.partial(str, pod)) for pod, port in fixed]
         # ZooKeeper too: doctor checks every component from the host, and it is at ports.zookeeper there.
         for component, port in ((s.ZOOKEEPER, p.zookeeper), (s.MINIO, p.minio), (s.REST_CATALOG, p.rest_catalog),
                                 (s.JOBMANAGER, p.flink_rest), (s.TRINO, p.trino),

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse import artifacts, tls, watchdog, wiring
+from sagaz_lakehouse import addresses, artifacts, security, tls, watchdog
 from sagaz_lakehouse.config import Credentials, Settings, resolve_credentials
 from sagaz_lakehouse.distributions import Installer
 from sagaz_lakehouse.errors import ConfigError, Problem, UsageError
@@ -55,7 +55,7 @@ class LocalDriver:
         installer.check_minio()
         plan = {"run_dir": str(self.layout.run_dir), "cache_dir": str(self.cache),
                 "would_start": [n for _, n in instances if n not in running], "already_running": sorted(running),
-                "endpoints": {k: v for k, v in vars(wiring.endpoints(self.settings, View.EXTERNAL)).items()
+                "endpoints": {k: v for k, v in vars(addresses.endpoints(self.settings, View.EXTERNAL)).items()
                               if k not in ("fluss_login", "trino_login")}}
         if dry_run:
             return {"dry_run": True, **plan}
@@ -112,7 +112,7 @@ class LocalDriver:
             state = ("stopped" if pid is None else "running" if component.one_shot
                      else "healthy" if probe is None or probe.ok() else "starting")
             rows.append({"component": name, "state": state, "pid": pid,
-                         "endpoint": wiring.instance_endpoint(component, name),
+                         "endpoint": addresses.instance_endpoint(component, name),
                          "detail": f"pid {pid}" if pid else ""})
         return self._with_restarts(rows)
 
@@ -147,10 +147,11 @@ class LocalDriver:
         return "\n".join(f"==> {name} <==\n{text}" for name, text in sections)
 
     @contextmanager
-    def client_endpoints(self) -> Iterator[wiring.Endpoints]:
+    def client_endpoints(self) -> Iterator[addresses.Endpoints]:
         credentials = resolve_credentials(self.settings, base_dir=self.base_dir)
-        endpoints = wiring.with_fluss_login(wiring.endpoints(self.settings, View.EXTERNAL), self.settings, credentials)
-        yield wiring.with_trino_login(endpoints, self.settings, credentials, str(self.tls_dir / tls.CA))
+        endpoints = security.with_fluss_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
+                                              credentials)
+        yield security.with_trino_login(endpoints, self.settings, credentials, str(self.tls_dir / tls.CA))
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -175,11 +176,11 @@ class LocalDriver:
         watchdog.start(run_dir)
 
     def _tiering_liveness(self) -> watchdog.Liveness:
-        endpoints = wiring.endpoints(self.settings, View.EXTERNAL)
-        login = self.layout.config(JOBMANAGER) / wiring.LOGIN_FILE
+        endpoints = addresses.endpoints(self.settings, View.EXTERNAL)
+        login = self.layout.config(JOBMANAGER) / security.LOGIN_FILE
         return watchdog.tiering_liveness(endpoints.fluss_bootstrap, self.settings.lake.database,
                                          self.settings.freshness,
-                                         login_file=str(login) if wiring.fluss_sasl_on(self.settings, View.EXTERNAL)
+                                         login_file=str(login) if security.fluss_sasl_on(self.settings, View.EXTERNAL)
                                          else "")
 
     def _check_ports(self, running: set[str]) -> None:
@@ -214,7 +215,7 @@ class LocalDriver:
         run_dir = self.layout.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)  # config files inside hold credentials
-        if wiring.trino_auth_on(self.settings, View.EXTERNAL):
+        if security.trino_auth_on(self.settings, View.EXTERNAL):
             if credentials.trino_keystore:  # the operator's (secrets.trino_tls)
                 tls.install(self.tls_dir, credentials.trino_keystore)
             else:

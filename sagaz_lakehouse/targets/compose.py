@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sagaz_lakehouse import artifacts, wiring
+from sagaz_lakehouse import addresses, artifacts, identities
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
@@ -66,7 +66,8 @@ def env_file(settings: Settings, credentials: Credentials) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
     return ("# Credentials for this compose project: read by compose only, never commit this file.\n"
-            + "".join(f"{var}={quoted(value)}\n" for var, value in wiring.s3_variables(settings, credentials).items()))
+            + "".join(f"{var}={quoted(value)}\n"
+                      for var, value in identities.s3_variables(settings, credentials).items()))
 
 
 # ------------------------------------------------------------------------------------------------ the project
@@ -109,7 +110,7 @@ def service(stack: Stack, component: Component, name: str, needs_owner: bool = F
         svc["depends_on"] = depends
     if container.env:
         svc["environment"] = environment(container.env)
-    published = [f"{wiring.LOOPBACK}:{p.host_port(s.instance_index(name))}:{p.container}"
+    published = [f"{addresses.LOOPBACK}:{p.host_port(s.instance_index(name))}:{p.container}"
                  for p in component.ports if p.published and p.host]
     if published:
         svc["ports"] = published
@@ -133,7 +134,7 @@ def environment(env: dict[str, str] | Any) -> dict[str, str]:
     """Exact credential placeholders → compose interpolation from .env (a clear error if .env lacks them); every
     other ``$`` escaped, so the container receives it as written."""
     refs = {"${" + var + "}": "${" + var + ":?" + var + " is missing: run sagaz-lakehouse up or render again}"
-            for var in wiring.s3_variable_names()}
+            for var in identities.s3_variable_names()}
     return {key: refs.get(value, value.replace("$", "$$")) for key, value in env.items()}
 
 

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sagaz_lakehouse import artifacts, profiles, wiring
+from sagaz_lakehouse import addresses, artifacts, identities, profiles
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.render import RenderedFile, config_checksum, to_yaml
@@ -37,7 +37,7 @@ from sagaz_lakehouse.targets import probes
 Obj = dict[str, Any]
 
 MANAGER = "sagaz-lakehouse"
-SECRET_NAME = "s3-credentials"  # noqa: S105 - a name; its keys are the variables wiring's placeholders use
+SECRET_NAME = "s3-credentials"  # noqa: S105 - a name; its keys are the variables identities' placeholders use
 CHECKSUM_ANNOTATION = "checksum/config"
 # On pods that read the Secret: a salted, slow digest of the credentials (never the values), so rotating them rolls
 # exactly those pods (environment variables from a Secret are read only when a container starts).
@@ -163,7 +163,7 @@ def _namespace(settings: Settings) -> Obj:
 def _secret(settings: Settings, credentials: Credentials) -> Obj:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": _shared_meta(settings, SECRET_NAME, "credentials"),
             "type": "Opaque",
-            "stringData": wiring.s3_variables(settings, credentials)}
+            "stringData": identities.s3_variables(settings, credentials)}
 
 
 # ------------------------------------------------------------------------------------------------ components
@@ -403,7 +403,7 @@ def _probe_action(stack: Stack, component: Component, health: Health, container:
         return {"tcpSocket": {"port": port}}
     if health.kind == "http" and not health.expect and not health.via:
         return {"httpGet": {"path": health.path, "port": port}}
-    command = probes.command(stack, component, wiring.LOOPBACK, "$POD_NAME", container.probe_tool)
+    command = probes.command(stack, component, addresses.LOOPBACK, "$POD_NAME", container.probe_tool)
     return {"exec": {"command": command}}
 
 
@@ -414,8 +414,8 @@ def _env(values: dict[str, str]) -> list[Obj]:
     """Environment maps → EnvVar list. A value that is exactly a credential placeholder becomes a secretKeyRef
     (listed first); a placeholder inside a longer value is left for the image to expand (Fluss's envsubst), which
     needs the credential variables themselves: the component's environment must carry them
-    (``wiring.credential_environment``), which become secretKeyRefs like any exact placeholder."""
-    refs = {"${" + var + "}": var for var in wiring.s3_variable_names()}
+    (``identities.credential_environment``), which become secretKeyRefs like any exact placeholder."""
+    refs = {"${" + var + "}": var for var in identities.s3_variable_names()}
     head, tail = [], []
     for name, value in values.items():
         if value in refs:

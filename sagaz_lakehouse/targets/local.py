@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagaz_lakehouse import wiring
+from sagaz_lakehouse import addresses, identities
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.render import RenderedFile
@@ -58,7 +58,7 @@ def local_stack(settings: Settings) -> Stack:
 
 
 def instance(layout: Layout, component: Component, name: str) -> Instance:
-    return concrete_instance(component, name, host=wiring.LOOPBACK, data=str(layout.data(name)),
+    return concrete_instance(component, name, host=addresses.LOOPBACK, data=str(layout.data(name)),
                              conf=str(layout.config(name)))
 
 
@@ -68,9 +68,9 @@ def files(settings: Settings, credentials: Credentials, layout: Layout | None = 
     out = []
     for component, name in local_stack(settings).instances():
         for config in (f for f in component.setup(instance(layout, component, name)).files if f.native):
-            out.append(RenderedFile(f"config/{name}/{config.name}", wiring.substitute_secrets(config.content,
+            out.append(RenderedFile(f"config/{name}/{config.name}", identities.substitute_secrets(config.content,
                                                                                              credentials),
-                                    secret=wiring.holds_secret(config.content)))
+                                    secret=identities.holds_secret(config.content)))
     return out
 
 
@@ -88,7 +88,7 @@ def process_specs(stack: Stack, layout: Layout, credentials: Credentials, contex
         if component.state_in:
             carried.setdefault(component.state_in, []).append(" ".join(process.argv))
         specs.append(ProcessSpec(
-            name, process.argv, env={k: wiring.substitute_secrets(v, credentials) for k, v in process.env.items()},
+            name, process.argv, env={k: identities.substitute_secrets(v, credentials) for k, v in process.env.items()},
             cwd=layout.data(name), health=health_probe(stack, component, name), depends_on=_dependencies(stack,
                                                                                                        component),
             ports=tuple(p.host_port(int(at.index)) for p in component.ports if p.host),
@@ -116,4 +116,4 @@ def health_probe(stack: Stack, component: Component, name: str) -> HealthProbe |
     kind = {"zookeeper": "fourletter"}.get(health.kind, health.kind)
     path = "srvr" if health.kind == "zookeeper" else health.path
     expect = "Mode:" if health.kind == "zookeeper" else health.expect.replace("{instance}", name)
-    return HealthProbe(kind, wiring.LOOPBACK, port, path, expect)
+    return HealthProbe(kind, addresses.LOOPBACK, port, path, expect)

@@ -13,8 +13,8 @@ import pytest
 from compose_helpers import VARIANTS, write_variant
 from support import tool
 
+from sagaz_lakehouse import identities
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import wiring
 
 pytestmark = pytest.mark.compose
 
@@ -47,7 +47,7 @@ def test_credentials_reach_containers_only_through_env(tmp_path, name):
 
     # compose fills environment entries from .env, byte for byte (quotes, '$', '#', backslashes survive) ...
     assert env(s.MINIO, "MINIO_ROOT_PASSWORD") == creds.secret_key
-    reader, fluss_s3 = wiring.s3_identity(settings, "reader"), wiring.s3_identity(settings, "fluss")
+    reader, fluss_s3 = identities.s3_identity(settings, "reader"), identities.s3_identity(settings, "fluss")
     assert (env(s.TRINO, reader.access_var), env(s.TRINO, reader.secret_var)) == creds.s3_keys(reader.role)
     # ... while server.yaml keeps the reference for the container's envsubst.
     tablet = f"{s.TABLET}-{settings.replicas.tablet_servers - 1}"

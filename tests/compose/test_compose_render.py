@@ -13,7 +13,7 @@ import pytest
 from compose_helpers import VARIANTS, compose_document, rendered, write_variant
 from support import REPO
 
-from sagaz_lakehouse import config, wiring
+from sagaz_lakehouse import addresses, config
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack, tasks
 from sagaz_lakehouse.stack import View
@@ -145,8 +145,8 @@ def test_each_tablet_has_its_own_id_port_listener_and_volume(variant):
         assert props["tablet-server.id"] == str(i)
         assert props["advertised.listeners"] == f"CLIENT://127.0.0.1:{port}"
         assert props["bind.listeners"] == (f"INTERNAL://{name}:{settings.ports.fluss_internal}, "
-                                           f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}")
-        assert svc["ports"] == [f"127.0.0.1:{port}:{wiring.FLUSS_CLIENT_PORT}"]
+                                           f"CLIENT://{addresses.ANY_ADDRESS}:{addresses.FLUSS_CLIENT_PORT}")
+        assert svc["ports"] == [f"127.0.0.1:{port}:{addresses.FLUSS_CLIENT_PORT}"]
         assert {"type": "volume", "source": f"{name}-data", "target": "/var/lib/fluss"} in svc["volumes"]
 
 
@@ -221,7 +221,7 @@ def test_same_bucket_warehouse_endpoint_region_everywhere(variant):
     assert bucket[:6] == ["--endpoint", s3, "--bucket", settings.lake.bucket, "--region", region]
     grants = [arg for arg in bucket[6:] if arg.startswith("--grant=")]
     assert grants == bucket[6:] and bool(grants) == (settings.profile == "prod")
-    assert all(arg.split("=", 2)[2].split(":")[0] in (wiring.REMOTE_DATA_PREFIX, settings.lake.warehouse)
+    assert all(arg.split("=", 2)[2].split(":")[0] in (addresses.REMOTE_DATA_PREFIX, settings.lake.warehouse)
                for arg in grants)
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from support import REPO, cli, init_with_ports, must, suite_ports
 
-from sagaz_lakehouse import clients, config, report, simulate, wiring
+from sagaz_lakehouse import addresses, clients, config, report, simulate
 from sagaz_lakehouse.doctor import PROBE_EVENT_TYPE
 from sagaz_lakehouse.stack import View
 
@@ -61,8 +61,8 @@ class Lake:
     probes: int
 
     @property
-    def endpoints(self) -> wiring.Endpoints:
-        return wiring.endpoints(self.settings, View.EXTERNAL)
+    def endpoints(self) -> addresses.Endpoints:
+        return addresses.endpoints(self.settings, View.EXTERNAL)
 
     def query(self, name: str, *params: str) -> list[dict[str, Any]]:
         args = [a for p in params for a in ("--param", p)]
@@ -74,7 +74,7 @@ class Lake:
 
 def read_lake(settings: config.Settings) -> tuple[list[dict[str, Any]], Any]:
     """Every row of saga_events as pyiceberg sees it, and the snapshot read."""
-    catalog = clients.iceberg_catalog(settings, config.DEV_CREDENTIALS, wiring.endpoints(settings, View.EXTERNAL))
+    catalog = clients.iceberg_catalog(settings, config.DEV_CREDENTIALS, addresses.endpoints(settings, View.EXTERNAL))
     table = catalog.load_table(f"{settings.lake.database}.saga_events")
     from pyiceberg.expressions import AlwaysTrue
 

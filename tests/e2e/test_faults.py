@@ -54,10 +54,10 @@ class EnvStack(Stack):
         (workdir / config.CONFIG_FILENAME).write_text(yaml.safe_dump({"ports": ports}))
         self.workdir = workdir
         self.settings = config.load(workdir / config.CONFIG_FILENAME)
-        from sagaz_lakehouse import wiring
+        from sagaz_lakehouse import addresses
         from sagaz_lakehouse.stack import View
 
-        self.endpoints = wiring.endpoints(self.settings, View.EXTERNAL)
+        self.endpoints = addresses.endpoints(self.settings, View.EXTERNAL)
         self.run_dir = workdir / ".sagaz-lakehouse"
 
     def cli(self, *args: str, timeout: float = 900):

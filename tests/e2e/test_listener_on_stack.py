@@ -31,7 +31,7 @@ import yaml
 from sagaz import Saga, action, compensate
 from support import cli, init_with_ports, must, suite_ports
 
-from sagaz_lakehouse import clients, config, watchdog, wiring
+from sagaz_lakehouse import addresses, clients, config, identities, security, watchdog
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener
 from sagaz_lakehouse.stack import View
@@ -59,11 +59,11 @@ class Stack:
     credentials: config.Credentials
 
     @property
-    def endpoints(self) -> wiring.Endpoints:
+    def endpoints(self) -> addresses.Endpoints:
         """As the CLI's clients see the stack: with the Fluss and Trino logins."""
-        endpoints = wiring.with_fluss_login(wiring.endpoints(self.settings, View.EXTERNAL), self.settings,
+        endpoints = security.with_fluss_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
                                             self.credentials)
-        return wiring.with_trino_login(endpoints, self.settings, self.credentials, str(self.run_dir / "tls/ca.pem"))
+        return security.with_trino_login(endpoints, self.settings, self.credentials, str(self.run_dir / "tls/ca.pem"))
 
     @property
     def run_dir(self) -> Path:
@@ -482,7 +482,7 @@ async def first_request(bootstrap: str, login: dict[str, str]) -> str:
 def test_fluss_refuses_a_client_without_the_login(stack: Stack, login: str) -> None:
     bootstrap = stack.endpoints.fluss_bootstrap
     assert stack.database in asyncio.run(first_request(bootstrap, dict(stack.endpoints.fluss_login)))
-    attempt = {} if login == "none" else wiring.pyfluss_login("not-" + stack.credentials.fluss_password)
+    attempt = {} if login == "none" else security.pyfluss_login("not-" + stack.credentials.fluss_password)
     answer = asyncio.run(first_request(bootstrap, attempt))
     assert stack.database not in answer and "authenticat" in answer.lower(), answer
 
@@ -498,7 +498,7 @@ def test_no_log_file_holds_a_secret(stack: Stack) -> None:
     assert len(values) == 7  # the root S3 secret, the three roles' S3 secrets, two passwords, Trino's shared secret
     leaks = [str(p) for p in logs for value in values if value in p.read_text(errors="replace")]
     assert leaks == []
-    jaas = sorted(run_dir.rglob(wiring.JAAS_FILE))
+    jaas = sorted(run_dir.rglob(security.JAAS_FILE))
     assert len(jaas) >= 5 and all(os.stat(p).st_mode & 0o077 == 0 for p in jaas), jaas
 
 
@@ -582,12 +582,12 @@ def test_each_object_store_identity_is_refused_outside_its_grant(stack: Stack) -
     where the grant says rw; everywhere else MinIO answers 403. The root keys still reach everything."""
     root = stack.credentials.s3_keys(config.ROOT_ROLE)
     probe = f"identity-probe-{uuid.uuid4().hex}"
-    prefixes = (wiring.REMOTE_DATA_PREFIX, stack.settings.lake.warehouse, "elsewhere")
+    prefixes = (addresses.REMOTE_DATA_PREFIX, stack.settings.lake.warehouse, "elsewhere")
     for prefix in prefixes:
         assert s3_status(stack, root, "PUT", f"{prefix}/{probe}", b"probe") == 200
     try:
         seen = {}
-        for role, grants in wiring.s3_grants(stack.settings).items():
+        for role, grants in identities.s3_grants(stack.settings).items():
             keys = stack.credentials.s3_keys(role)
             assert keys[0] == f"sagaz-{role}" and keys[1] != root[1]
             modes = dict(grants)
@@ -627,7 +627,7 @@ def test_the_credentials_fluss_hands_out_carry_the_fluss_identity_s_grant(stack:
                   for name in ("AccessKeyId", "SecretAccessKey", "SessionToken"))
     probe = f"token-probe-{uuid.uuid4().hex}"
     root = stack.credentials.s3_keys(config.ROOT_ROLE)
-    remote, warehouse = wiring.REMOTE_DATA_PREFIX, stack.settings.lake.warehouse
+    remote, warehouse = addresses.REMOTE_DATA_PREFIX, stack.settings.lake.warehouse
     try:
         for prefix in (remote, warehouse, "elsewhere"):
             assert s3_status(stack, root, "PUT", f"{prefix}/{probe}", b"probe") == 200
@@ -689,7 +689,7 @@ def test_an_operator_certificate_replaces_the_made_one(stack: Stack) -> None:
         reported.stderr[-2000:]
     must(cli(stack.workdir, "down", timeout=300), "down (data kept)")
     must(cli(stack.workdir, "up"), "up again")
-    served = ssl.get_server_certificate((wiring.LOOPBACK, stack.settings.ports.trino_https), timeout=30)
+    served = ssl.get_server_certificate((addresses.LOOPBACK, stack.settings.ports.trino_https), timeout=30)
     leaf = x509.load_pem_x509_certificates(keystore.encode())[0]
     assert x509.load_pem_x509_certificate(served.encode()) == leaf
     trusted = stack.workdir / "operator-ca.pem"

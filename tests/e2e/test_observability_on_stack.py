@@ -25,7 +25,7 @@ import pytest
 import yaml
 from support import CLI, cli, init_with_ports, must, suite_port, suite_ports
 
-from sagaz_lakehouse import clients, config, dashboards, wiring
+from sagaz_lakehouse import addresses, clients, config, dashboards
 from sagaz_lakehouse.components import build_stack, prometheus
 from sagaz_lakehouse.stack import PROMETHEUS, View
 
@@ -157,7 +157,7 @@ def test_every_dashboard_query_returns_data(stack: Stack):
             return bool(result), result
 
         wait_until(f"{query.dashboard} / {query.panel}: {query.text}", SCRAPE_WAIT, answered)
-    endpoints = wiring.endpoints(stack.settings, View.EXTERNAL)
+    endpoints = addresses.endpoints(stack.settings, View.EXTERNAL)
     for query in (q for q in queries if q.datasource == dashboards.TRINO_PLUGIN):
         def rows(text: str = query.text) -> tuple[bool, Any]:
             now = datetime.now(UTC)

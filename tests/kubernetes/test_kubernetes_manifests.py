@@ -1,5 +1,5 @@
 """Kubernetes manifests: strictly valid for the pinned Kubernetes version, complete, and consistent with the stack
-model (sagaz_lakehouse/components) and the wiring."""
+model (sagaz_lakehouse/components) and its addresses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 from manifest_helpers import CREDENTIALS, containers, env, properties, render_variant, settings_for
 
-from sagaz_lakehouse import artifacts, config, render, targets, tasks, versions, wiring
+from sagaz_lakehouse import addresses, artifacts, config, identities, render, targets, tasks, versions
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import flink as flink_component
 from sagaz_lakehouse.components import fluss, trino
@@ -458,23 +458,23 @@ def test_bucket_warehouse_endpoint_region_agree_everywhere(variant):
 def test_configured_addresses_are_services_with_those_ports(variant):
     st = variant.settings
     services = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]} for o in variant.of_kind("Service")}
-    ep = wiring.endpoints(st, View.INTERNAL)
-    addresses = [ep.zookeeper, ep.fluss_bootstrap, ep.s3, ep.rest_catalog, ep.flink_rest, ep.trino]
-    # ... and the addresses the rendered configuration itself names.
+    ep = addresses.endpoints(st, View.INTERNAL)
+    named = [ep.zookeeper, ep.fluss_bootstrap, ep.s3, ep.rest_catalog, ep.flink_rest, ep.trino]
+    # ... and the named the rendered configuration itself names.
     for name in (s.COORDINATOR, s.TABLET):
         props = fluss_properties(variant, name)
-        addresses += [props["zookeeper.address"], props["s3.endpoint"], props["datalake.iceberg.uri"]]
+        named += [props["zookeeper.address"], props["s3.endpoint"], props["datalake.iceberg.uri"]]
     flink = properties(env(variant.main(s.TASKMANAGER))["FLINK_PROPERTIES"], ":")
-    addresses.append(f"{flink['jobmanager.rpc.address']}:{flink['jobmanager.rpc.port']}")
-    addresses.append(f"{env(variant.main(s.TASKMANAGER))['JOB_MANAGER_RPC_ADDRESS']}:{flink['jobmanager.rpc.port']}")
+    named.append(f"{flink['jobmanager.rpc.address']}:{flink['jobmanager.rpc.port']}")
+    named.append(f"{env(variant.main(s.TASKMANAGER))['JOB_MANAGER_RPC_ADDRESS']}:{flink['jobmanager.rpc.port']}")
     for name in [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else []):
         server = properties(variant.mounted_file(name, "/etc/trino/config.properties"), "=")
-        addresses.append(server["discovery.uri"])
+        named.append(server["discovery.uri"])
     options, job_args = submit_arguments(variant)
-    addresses += [options.flink, job_args[job_args.index("--fluss.bootstrap.servers") + 1]]
+    named += [options.flink, job_args[job_args.index("--fluss.bootstrap.servers") + 1]]
     bucket_job = variant.main(s.CREATE_BUCKET)
-    addresses.append(tasks._parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]]).endpoint)
-    for address in addresses:
+    named.append(tasks._parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]]).endpoint)
+    for address in named:
         host, port = address.split("//")[-1].rsplit(":", 1)
         assert int(port) in services[host], address
 
@@ -497,12 +497,12 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
         expected = fluss.server_properties(st, View.INTERNAL, name, k8s.symbolic_instance(component))
         assert props == expected
         assert props["bind.listeners"] == (f"INTERNAL://${{INSTANCE_HOST}}:{st.ports.fluss_internal}, "
-                                           f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}")
+                                           f"CLIENT://{addresses.ANY_ADDRESS}:{addresses.FLUSS_CLIENT_PORT}")
         container = variant.main(name)
         assert port_of(container, "internal") == st.ports.fluss_internal
-        assert port_of(container, "client") == wiring.FLUSS_CLIENT_PORT
+        assert port_of(container, "client") == addresses.FLUSS_CLIENT_PORT
         # The credentials stay placeholders for the image's envsubst, which reads them from the Secret.
-        fluss_s3 = wiring.s3_identity(st, "fluss")
+        fluss_s3 = identities.s3_identity(st, "fluss")
         assert props["s3.secret-key"] == fluss_s3.secret_key
         assert env(container)[fluss_s3.secret_var] == {"secretKeyRef": {"name": k8s.SECRET_NAME,
                                                                        "key": fluss_s3.secret_var}}
@@ -584,11 +584,11 @@ def test_one_shot_tasks_run_the_stdlib_tasks_file_in_the_python_image(variant):
     assert env(bucket)["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_ACCESS_KEY"}}
     assert env(bucket)["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_SECRET_KEY"}}
     options, job_args = submit_arguments(variant)
-    assert options.flink == wiring.endpoints(st, View.INTERNAL).flink_rest
+    assert options.flink == addresses.endpoints(st, View.INTERNAL).flink_rest
     assert options.main_class == task_components.TIERING_MAIN_CLASS
     assert options.job_name == task_components.TIERING_JOB_NAME
     assert options.taskmanagers == st.replicas.flink_taskmanagers
-    assert job_args == wiring.tiering_job_arguments(st, View.INTERNAL)
+    assert job_args == task_components.tiering_job_arguments(st, View.INTERNAL)
     # Nothing else runs a task: no MinIO client image, no inline shell script, no `flink run`.
     for workload in variant.workloads():
         for container in containers(workload):
@@ -664,7 +664,7 @@ def test_a_credential_placeholder_in_a_value_has_its_variable_beside_it(variant)
         for container in containers(workload):
             variables = env(container)
             for name, value in variables.items():
-                for var in (wiring.ACCESS_KEY_VAR, wiring.SECRET_KEY_VAR):
+                for var in (identities.ACCESS_KEY_VAR, identities.SECRET_KEY_VAR):
                     if isinstance(value, str) and "${" + var + "}" in value:
                         assert variables.get(var) == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": var}}, (
                             workload["metadata"]["name"], name, var)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from manifest_helpers import Rendered, env, properties, render_variant
 
+from sagaz_lakehouse import addresses
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import wiring
 from sagaz_lakehouse.components import build_stack, fluss
 from sagaz_lakehouse.stack import View
 
@@ -78,7 +78,7 @@ def test_prelude_gives_each_tablet_its_own_properties(tmp_path, rendered, ordina
     assert props == fluss.server_properties(settings, View.INTERNAL, s.TABLET, concrete)
     assert props["tablet-server.id"] == str(ordinal)
     assert props["bind.listeners"] == (f"INTERNAL://{ip}:{settings.ports.fluss_internal}, "
-                                       f"CLIENT://{wiring.ANY_ADDRESS}:{wiring.FLUSS_CLIENT_PORT}")
+                                       f"CLIENT://{addresses.ANY_ADDRESS}:{addresses.FLUSS_CLIENT_PORT}")
     # Where `kubectl port-forward pod/fluss-tablet-i` puts it on the host (KubernetesDriver.forwards).
     assert props["advertised.listeners"] == (f"CLIENT://127.0.0.1:{settings.ports.fluss_tablet + ordinal}, "
                                              f"INTERNAL://{pod}.{s.TABLET}-headless:{settings.ports.fluss_internal}")

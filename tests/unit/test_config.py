@@ -177,7 +177,7 @@ def test_a_root_access_key_named_like_a_role_identity_is_refused():
 
 
 def test_role_keys_derive_from_the_root_secret_and_placeholders_stay_placeholders():
-    from sagaz_lakehouse import tasks, wiring
+    from sagaz_lakehouse import identities, tasks
 
     creds = config.Credentials("operator", "a-long-prod-secret")
     assert creds.s3_keys(config.ROOT_ROLE) == ("operator", "a-long-prod-secret")
@@ -186,11 +186,11 @@ def test_role_keys_derive_from_the_root_secret_and_placeholders_stay_placeholder
     assert config.PLACEHOLDER_CREDENTIALS.s3_keys("lake") == ("sagaz-lake", "REPLACE_WITH_S3_LAKE_SECRET_KEY")
     # Every role shares the root keys in dev; prod gives each its own variables.
     dev, prod = load(), load(overrides={"profile": "prod"})
-    assert {wiring.s3_identity(dev, role) for role in config.S3_ROLES} == {wiring.ROOT_S3}
-    assert wiring.s3_identity(prod, "lake").secret_var == "S3_LAKE_SECRET_KEY"
-    assert wiring.create_bucket_grants(dev) == []
-    assert "--grant=lake=warehouse:rw" in wiring.create_bucket_grants(prod)
-    assert set(wiring.s3_variables(prod, creds)) == set(wiring.s3_variable_names())
+    assert {identities.s3_identity(dev, role) for role in config.S3_ROLES} == {identities.ROOT_S3}
+    assert identities.s3_identity(prod, "lake").secret_var == "S3_LAKE_SECRET_KEY"
+    assert identities.create_bucket_grants(dev) == []
+    assert "--grant=lake=warehouse:rw" in identities.create_bucket_grants(prod)
+    assert set(identities.s3_variables(prod, creds)) == set(identities.s3_variable_names())
 
 
 TLS_ENV = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "prodkey", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "a-long-prod-secret",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from sagaz_lakehouse import clients, config, doctor, wiring
+from sagaz_lakehouse import addresses, clients, config, doctor
 from sagaz_lakehouse.stack import View
 
 pytestmark = pytest.mark.unit
@@ -24,7 +24,7 @@ def zookeeper_check(target: str, rows: list[dict], monkeypatch) -> tuple[str, st
         calls.append(1)
         return rows
 
-    probes = doctor.component_probes(settings, config.DEV_CREDENTIALS, wiring.endpoints(settings, View.EXTERNAL),
+    probes = doctor.component_probes(settings, config.DEV_CREDENTIALS, addresses.endpoints(settings, View.EXTERNAL),
                                      doctor._once(status))
     try:
         detail = probes["zookeeper"]()
@@ -61,7 +61,7 @@ def test_no_row_for_it_fails(monkeypatch):
 
 
 def test_tiering_lag_per_table_from_prometheus(monkeypatch):
-    from sagaz_lakehouse import clients, config, doctor, wiring
+    from sagaz_lakehouse import addresses, clients, config, doctor
     from sagaz_lakehouse.stack import View
 
     answers = {
@@ -74,7 +74,7 @@ def test_tiering_lag_per_table_from_prometheus(monkeypatch):
     monkeypatch.setattr(clients, "http_json",
                         lambda url, timeout=5.0: answers["query" if "query" in url else "targets"])
     settings = config.load(None, environ={})
-    endpoints = wiring.endpoints(settings, View.EXTERNAL)
+    endpoints = addresses.endpoints(settings, View.EXTERNAL)
     assert doctor.tiering_lag(endpoints) == {"sagaz.saga_events": 45.0}
     with pytest.raises(doctor.CheckFailed) as failed:  # 45 s > 3 x 10 s freshness (dev)
         doctor._prometheus(settings, endpoints)

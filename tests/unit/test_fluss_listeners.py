@@ -123,7 +123,7 @@ def test_the_internal_port_is_refused_where_a_server_advertises_it():
 
 def test_the_internal_port_is_refused_where_the_container_binds_another_listener():
     with pytest.raises(ConfigError) as excinfo:
-        config.load(None, {"target": "compose", "ports.fluss_internal": str(fluss.wiring.FLUSS_METRICS_PORT)},
+        config.load(None, {"target": "compose", "ports.fluss_internal": str(fluss.addresses.FLUSS_METRICS_PORT)},
                     environ={})
     assert "metrics reporter" in excinfo.value.problems[0].message
 

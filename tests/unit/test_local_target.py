@@ -1,4 +1,4 @@
-"""Local target: rendered files, secrets only in 0600 files, one source of truth for the wiring, preflight."""
+"""Local target: rendered files, secrets only in 0600 files, one source of truth for the addresses, preflight."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 import yaml
 from support import free_port_settings
 
-from sagaz_lakehouse import config, render, tables, tls, wiring
+from sagaz_lakehouse import config, render, security, tables, tls
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components import tasks as task_components
 from sagaz_lakehouse.config import ConfigError, Credentials
 from sagaz_lakehouse.drivers.local import LocalDriver
 from sagaz_lakehouse.stack import View
@@ -75,13 +76,13 @@ def test_every_consumer_sees_the_same_lake(tmp_path):
         catalog["CATALOG_S3_ENDPOINT"] == endpoint
     assert coordinator["s3.region"] == trino["s3.region"] == catalog["AWS_REGION"] == "eu-west-1"
     assert coordinator["datalake.format"] == "iceberg"
-    args = wiring.tiering_job_arguments(settings, View.EXTERNAL)
+    args = task_components.tiering_job_arguments(settings, View.EXTERNAL)
     pairs = dict(zip(args[::2], args[1::2], strict=True))
     assert pairs["--datalake.iceberg.warehouse"] == warehouse and pairs["--datalake.iceberg.s3.endpoint"] == endpoint
     assert not any("secret" in a or "access-key" in a for a in args), "credentials stay out of job arguments"
     assert pairs["--fluss.tiering.poll.table.interval"] == "2s"  # dev; the upstream 30 s would dominate latency
     prod = config.load(overrides={"profile": "prod", "lake.tiering_poll": "5s"}, environ={})
-    prod_args = wiring.tiering_job_arguments(prod, View.EXTERNAL)
+    prod_args = task_components.tiering_job_arguments(prod, View.EXTERNAL)
     assert prod_args[prod_args.index("--fluss.tiering.poll.table.interval") + 1] == "5s"
 
 
@@ -177,7 +178,7 @@ def test_prod_fluss_takes_sasl_clients_only_and_every_jvm_logs_in_from_a_private
     assert all(files[p].secret for p in holders)
     assert 'user_sagaz="fluss-password-value"' in files["config/fluss-tablet-0/jaas.conf"].content
     assert "FlussServer" not in files["config/flink-taskmanager-0/jaas.conf"].content
-    tiering = wiring.tiering_job_arguments(settings, View.EXTERNAL)
+    tiering = task_components.tiering_job_arguments(settings, View.EXTERNAL)
     assert tiering[tiering.index("--fluss.client.security.protocol") + 1] == "SASL"
     assert PROD_CREDS.fluss_password not in " ".join(tiering)
 
@@ -186,7 +187,7 @@ def test_dev_fluss_has_no_login(tmp_path):
     files = rendered(tmp_path)
     assert not any(p.endswith(("jaas.conf", "fluss-login.yaml")) for p in files)
     assert "security.protocol.map" not in files["config/fluss-tablet-0/server.yaml"].content
-    assert "--fluss.client.security.protocol" not in wiring.tiering_job_arguments(config.load(environ={}),
+    assert "--fluss.client.security.protocol" not in task_components.tiering_job_arguments(config.load(environ={}),
                                                                                    View.EXTERNAL)
 
 
@@ -287,4 +288,4 @@ def test_prod_flink_takes_no_jar_uploads_and_the_tiering_job_goes_in_through_fli
 @pytest.mark.parametrize("overrides", [{}, {"profile": "prod", "target": "compose"}])
 def test_flink_takes_jar_uploads_elsewhere(overrides):
     settings = config.load(overrides=overrides, environ={})
-    assert wiring.flink_jar_upload_on(settings, View.EXTERNAL if settings.target == "local" else View.INTERNAL)
+    assert security.flink_jar_upload_on(settings, View.EXTERNAL if settings.target == "local" else View.INTERNAL)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from sagaz_lakehouse import analytics, config, sqlgateway
+from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.components.flink import FLUSS_BOOTSTRAP_PROPERTY
 from sagaz_lakehouse.errors import StackNotReachable
-from sagaz_lakehouse.wiring import Endpoints
 
 pytestmark = pytest.mark.unit
 COLUMNS = [{"name": "name", "logicalType": {"type": "VARCHAR"}}, {"name": "n", "logicalType": {"type": "BIGINT"}}]

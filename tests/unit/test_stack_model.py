@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sagaz_lakehouse import config, wiring
+from sagaz_lakehouse import addresses, config
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.stack import Condition, View, concrete_instance
@@ -103,8 +103,8 @@ def test_addresses_depend_on_the_view_only():
     """The same settings give in-network names for INTERNAL and loopback for EXTERNAL, whatever the target."""
     for target in config.TARGETS:
         settings = config.load(None, {"target": target}, environ={})
-        assert wiring.endpoints(settings, View.INTERNAL).s3 == f"http://{s.MINIO}:{settings.ports.minio}"
-        assert wiring.endpoints(settings, View.EXTERNAL).s3 == f"http://127.0.0.1:{settings.ports.minio}"
+        assert addresses.endpoints(settings, View.INTERNAL).s3 == f"http://{s.MINIO}:{settings.ports.minio}"
+        assert addresses.endpoints(settings, View.EXTERNAL).s3 == f"http://127.0.0.1:{settings.ports.minio}"
         coordinator = build_stack(settings, View.INTERNAL).get(s.COORDINATOR)
         env = coordinator.setup(instance_of(coordinator, s.COORDINATOR)).container.env
         assert f"zookeeper.address: {s.ZOOKEEPER}:" in env["FLUSS_PROPERTIES"]
@@ -151,7 +151,7 @@ def test_sql_gateway_reaches_the_cluster_and_fluss_as_its_view_sees_them(view, t
     cluster = "127.0.0.1" if view is View.EXTERNAL else s.JOBMANAGER
     assert (props["rest.address"], props["rest.port"]) == (cluster, str(settings.ports.flink_rest))
     assert props["sql-gateway.endpoint.rest.port"] == "18083"
-    assert props[flink.FLUSS_BOOTSTRAP_PROPERTY] == wiring.endpoints(settings, view).fluss_bootstrap
+    assert props[flink.FLUSS_BOOTSTRAP_PROPERTY] == addresses.endpoints(settings, view).fluss_bootstrap
     assert setup.container.args == ("/opt/flink/bin/sql-gateway.sh", "start-foreground")
     (config_yaml,) = [f for f in setup.files if f.name == "config.yaml"]
     assert all(f"{k}: {v}" in config_yaml.content for k, v in props.items())  # the same settings natively

@@ -1,0 +1,143 @@
+"""Credentials as the stack's processes receive them: one object-store identity per role (what each reaches, the
+variables its keys travel in), and the placeholders that rendered files carry instead of secret values.
+
+Credentials appear as ``${S3_ACCESS_KEY}`` / ``${S3_SECRET_KEY}`` placeholders (and the Fluss and Trino ones of
+:mod:`sagaz_lakehouse.security`); each target decides how a process receives the real values (a 0600 env file for
+compose, a Secret on Kubernetes, 0600 files on local: ``substitute_secrets``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sagaz_lakehouse import security, tls
+from sagaz_lakehouse.addresses import REMOTE_DATA_PREFIX
+from sagaz_lakehouse.config import ROOT_ROLE, S3_ROLES, Credentials, Settings
+from sagaz_lakehouse.profiles import profile
+
+ACCESS_KEY_VAR = "S3_ACCESS_KEY"
+SECRET_KEY_VAR = "S3_SECRET_KEY"  # noqa: S105 - a variable name, not a value
+ACCESS_KEY = "${" + ACCESS_KEY_VAR + "}"
+SECRET_KEY = "${" + SECRET_KEY_VAR + "}"
+
+
+@dataclass(frozen=True)
+class S3Identity:
+    """The placeholders of one object-store identity's keys; each target fills in the values (``s3_variables``)."""
+
+    role: str
+    access_var: str
+    secret_var: str
+
+    @property
+    def access_key(self) -> str:
+        return "${" + self.access_var + "}"
+
+    @property
+    def secret_key(self) -> str:
+        return "${" + self.secret_var + "}"
+
+
+ROOT_S3 = S3Identity(ROOT_ROLE, ACCESS_KEY_VAR, SECRET_KEY_VAR)
+ROLE_S3 = {role: S3Identity(role, f"S3_{role.upper()}_ACCESS_KEY", f"S3_{role.upper()}_SECRET_KEY")
+           for role in S3_ROLES}
+
+
+def s3_identities(settings: Settings) -> bool:
+    """Whether each role reaches the object store with its own identity (``s3_grants``): the profile's choice."""
+    return profile(settings.profile).s3_identities
+
+
+def s3_grants(settings: Settings) -> dict[str, tuple[tuple[str, str], ...]]:
+    """What each role's identity reaches in the lake bucket: (prefix, "r" or "rw"). The bucket task turns these
+    into MinIO policies (tasks.role_policy)."""
+    remote, warehouse = REMOTE_DATA_PREFIX, settings.lake.warehouse
+    return {
+        # Fluss servers: remote log segments and KV snapshots; they read lake metadata. The temporary credentials
+        # they hand to clients carry this same grant (Fluss 0.9.1 asks STS for no narrower session policy).
+        "fluss": ((remote, "rw"), (warehouse, "r")),
+        "lake": ((warehouse, "rw"),),  # the tiering job (Flink) and the REST catalog write the Iceberg tables
+        "reader": ((warehouse, "r"),),  # Trino and the CLI's clients (doctor, report) read them
+    }
+
+
+def s3_identity(settings: Settings, role: str) -> S3Identity:
+    """``role``'s identity where the profile gives each role its own; otherwise everyone shares the root keys."""
+    return ROLE_S3[role] if role != ROOT_ROLE and s3_identities(settings) else ROOT_S3
+
+
+def s3_variables(settings: Settings, credentials: Credentials) -> dict[str, str]:
+    """Every S3 credential variable the stack's processes use, with its value: a compose .env, a Kubernetes
+    Secret."""
+    identities = {s3_identity(settings, role) for role in (ROOT_ROLE, *S3_ROLES)}
+    values: dict[str, str] = {}
+    for identity in sorted(identities, key=lambda i: i.access_var):
+        values[identity.access_var], values[identity.secret_var] = credentials.s3_keys(identity.role)
+    return values
+
+
+def client_s3_keys(settings: Settings, credentials: Credentials) -> tuple[str, str]:
+    """The keys the CLI's own clients (doctor, report) read the lake with: the reader's where roles have their own."""
+    return credentials.s3_keys(s3_identity(settings, "reader").role)
+
+
+def s3_variable_names() -> tuple[str, ...]:
+    """Every variable an S3 key can arrive in, whatever the profile."""
+    return tuple(var for i in (ROOT_S3, *ROLE_S3.values()) for var in (i.access_var, i.secret_var))
+
+
+def create_bucket_grants(settings: Settings) -> list[str]:
+    """The bucket task's ``--grant`` arguments: none where the roles share the root keys."""
+    if not s3_identities(settings):
+        return []
+    return [f"--grant={role}={prefix}:{mode}" for role, grants in s3_grants(settings).items()
+            for prefix, mode in grants]
+
+
+def aws_environment(settings: Settings, role: str) -> dict[str, str]:
+    """``role``'s keys for the AWS SDK's default chain, for processes that must not carry them in arguments."""
+    identity = s3_identity(settings, role)
+    return {"AWS_ACCESS_KEY_ID": identity.access_key, "AWS_SECRET_ACCESS_KEY": identity.secret_key,
+            "AWS_REGION": settings.lake.region}
+
+
+def credential_environment(settings: Settings, role: str) -> dict[str, str]:
+    """``role``'s two credential variables themselves, for programs that expand ``${S3_...}`` placeholders on
+    their own (Fluss's entrypoint runs envsubst over server.yaml, Trino reads ``${ENV:...}``)."""
+    identity = s3_identity(settings, role)
+    return {identity.access_var: identity.access_key, identity.secret_var: identity.secret_key}
+
+
+# ------------------------------------------------------------------------------------------ placeholders
+
+
+def substitute_secrets(text: str, credentials: Credentials) -> str:
+    """For files and environments that must carry the values themselves (local target; written with mode 0600)."""
+    for placeholder, value in _secret_values(credentials, text).items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def _secret_values(credentials: Credentials, text: str) -> dict[str, str]:
+    values = {placeholder: value for identity in (ROOT_S3, *ROLE_S3.values())
+              for placeholder, value in zip((identity.access_key, identity.secret_key),
+                                            credentials.s3_keys(identity.role), strict=True)}
+    values |= {security.FLUSS_PASSWORD: credentials.fluss_password,
+               security.TRINO_PASSWORD: credentials.trino_password,
+               security.TRINO_SHARED_SECRET: credentials.trino_shared_secret(),
+               security.TRINO_KEYSTORE: credentials.trino_keystore}
+    if security.TRINO_CA in text:
+        values[security.TRINO_CA] = tls.certificate_part(credentials.trino_keystore)
+    if security.TRINO_PASSWORD_DB in text:
+        values[security.TRINO_PASSWORD_DB] = security.trino_password_line(
+            security.TRINO_USER, credentials.trino_password, credentials.trino_keystore)
+    return values
+
+
+SECRET_PLACEHOLDERS = (ACCESS_KEY, SECRET_KEY, *(key for i in ROLE_S3.values() for key in (i.access_key, i.secret_key)),
+                       security.FLUSS_PASSWORD, security.TRINO_PASSWORD, security.TRINO_PASSWORD_DB,
+                       security.TRINO_SHARED_SECRET, security.TRINO_KEYSTORE)
+
+
+def holds_secret(text: str) -> bool:
+    return any(placeholder in text for placeholder in SECRET_PLACEHOLDERS)

@@ -1,0 +1,115 @@
+"""Security material: who logs in where, and the files that carry it. Fluss's SASL logins (the JAAS file of every
+JVM that talks to Fluss, pyfluss's login properties), Trino's password logins over HTTPS (the hashed password file,
+the shared secret of its nodes), and when each applies. Certificates themselves are made by :mod:`sagaz_lakehouse.tls`.
+
+Secrets appear here as placeholders (``${FLUSS_CLIENT_PASSWORD}``, ``${TRINO_PASSWORD}``, ...), filled in by
+:func:`sagaz_lakehouse.identities.substitute_secrets` where a file must carry the value itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sagaz_lakehouse.addresses import LOOPBACK, Endpoints, TrinoLogin
+from sagaz_lakehouse.config import Credentials, Settings, flink_jar_upload, fluss_sasl, trino_auth
+from sagaz_lakehouse.stack import View
+
+FLUSS_PASSWORD_VAR = "FLUSS_CLIENT_PASSWORD"  # noqa: S105 - a variable name, not a value
+FLUSS_PASSWORD = "${" + FLUSS_PASSWORD_VAR + "}"
+FLUSS_CLIENT_USER = "sagaz"  # the one SASL user: servers between themselves, the tiering job, every client
+# The login module of Fluss's SASL/PLAIN (fluss-common security/auth/sasl/plain, v0.9.1-incubating).
+FLUSS_PLAIN_LOGIN_MODULE = "org.apache.fluss.security.auth.sasl.plain.PlainLoginModule"
+JAAS_FILE = "jaas.conf"
+LOGIN_FILE = "fluss-login.yaml"  # pyfluss properties of the login, for the watchdog's liveness check (0600)
+# Trino with password authentication (prod, local target): its files carry these until the local target writes them.
+TRINO_USER = "sagaz"  # the one Trino user
+TRINO_PASSWORD = "${TRINO_PASSWORD}"  # noqa: S105 - a placeholder
+TRINO_PASSWORD_DB = "${TRINO_PASSWORD_DB}"  # noqa: S105 - the password file's line, hashed when written
+TRINO_SHARED_SECRET = "${TRINO_SHARED_SECRET}"  # noqa: S105 - a placeholder
+TRINO_KEYSTORE = "${TRINO_KEYSTORE_PEM}"
+TRINO_CA = "${TRINO_CA_PEM}"  # the certificate alone (not a secret; clients and Prometheus trust it)
+
+
+# ------------------------------------------------------------------------------------------ when each applies
+
+
+def fluss_sasl_on(settings: Settings, view: View) -> bool:
+    """SASL for a native process (local target) whose profile wants it; see config.fluss_sasl."""
+    return view is View.EXTERNAL and fluss_sasl(settings)
+
+
+def trino_auth_on(settings: Settings, view: View) -> bool:
+    """HTTPS and passwords for a native Trino (local target) whose profile wants them; see config.trino_auth."""
+    return view is View.EXTERNAL and trino_auth(settings)
+
+
+def flink_jar_upload_on(settings: Settings, view: View) -> bool:
+    """Whether a Flink cluster seen from ``view`` takes jar uploads; see config.flink_jar_upload."""
+    return view is not View.EXTERNAL or flink_jar_upload(settings)
+
+
+# ------------------------------------------------------------------------------- Trino logins (prod, local target)
+# Trino's file password authenticator takes PBKDF2 hashes as iterations:salt:hash, lower-case hex, at least 1,000
+# iterations, checked with PBKDF2WithHmacSHA1 (trino-password-authenticators EncryptionUtil).
+PBKDF2_ITERATIONS = 100_000
+
+
+def trino_password_line(user: str, password: str, installation_secret: str) -> str:
+    """The password file's line. The salt comes from a secret of this installation (the TLS private key), so it
+    differs between installations yet stays the same from one `up` to the next: a new salt would change the file,
+    and a changed file restarts Trino."""
+    import hashlib
+
+    salt = hashlib.sha256(b"sagaz-lakehouse trino password salt\0" + installation_secret.encode()).digest()[:16]
+    digest = hashlib.pbkdf2_hmac("sha1", password.encode(), salt, PBKDF2_ITERATIONS, dklen=32)
+    return f"{user}:{PBKDF2_ITERATIONS}:{salt.hex()}:{digest.hex()}"
+
+
+def with_trino_login(endpoints: Endpoints, settings: Settings, credentials: Credentials, ca_file: str) -> Endpoints:
+    """``endpoints`` for a client on the host that logs in to Trino where Trino wants it."""
+    if not trino_auth_on(settings, View.EXTERNAL):
+        return endpoints
+    login = TrinoLogin(f"https://{LOOPBACK}:{settings.ports.trino_https}", TRINO_USER, credentials.trino_password,
+                       ca_file)
+    return replace(endpoints, trino_login=login)
+
+
+# ------------------------------------------------------------------------------- Fluss SASL (prod, local target)
+# Fluss reads a JAAS file named by -Djava.security.auth.login.config when no inline JAAS option is set: context
+# FlussServer for a server's SASL listeners, FlussClient for every client in the JVM (JaasContext.java,
+# v0.9.1-incubating). A file keeps the password off command lines, program arguments and properties that get
+# logged; only the JVM flag naming it appears there.
+
+
+def jaas_file(server: bool) -> str:
+    """The JAAS file of a JVM that talks to Fluss (every JVM a client; a Fluss server also checks clients)."""
+    sections = [("FlussClient", f'username="{FLUSS_CLIENT_USER}"\n  password="{FLUSS_PASSWORD}"')]
+    if server:
+        sections.insert(0, ("FlussServer", f'user_{FLUSS_CLIENT_USER}="{FLUSS_PASSWORD}"'))
+    return "".join(f"{name} {{\n  {FLUSS_PLAIN_LOGIN_MODULE} required\n  {options};\n}};\n"
+                   for name, options in sections)
+
+
+def jaas_flag(conf_dir: str) -> str:
+    return f"-Djava.security.auth.login.config={conf_dir}/{JAAS_FILE}"
+
+
+def fluss_client_options() -> dict[str, str]:
+    """Fluss's own client options (servers talking to each other, the tiering job, the Flink catalog): SASL, with
+    the credentials from the JVM's JAAS file."""
+    return {"client.security.protocol": "SASL", "client.security.sasl.mechanism": "PLAIN"}
+
+
+def with_fluss_login(endpoints: Endpoints, settings: Settings, credentials: Credentials) -> Endpoints:
+    """``endpoints`` for a client on the host that logs in to Fluss where Fluss wants it."""
+    return replace(endpoints, fluss_login=pyfluss_properties(settings, credentials))
+
+
+def pyfluss_properties(settings: Settings, credentials: Credentials) -> dict[str, str]:
+    """What a pyfluss ``Config`` needs besides ``bootstrap.servers`` (its keys carry no ``client.`` prefix)."""
+    return pyfluss_login(credentials.fluss_password) if fluss_sasl_on(settings, View.EXTERNAL) else {}
+
+
+def pyfluss_login(password: str) -> dict[str, str]:
+    return {"security.protocol": "sasl", "security.sasl.mechanism": "PLAIN",
+            "security.sasl.username": FLUSS_CLIENT_USER, "security.sasl.password": password}
