@@ -133,13 +133,13 @@ class Stack:
 
     def components(self) -> list[str]:
         """The long-lived instances (what can be killed), in start order."""
-        from sagaz_lakehouse.drivers.local import LocalDriver
+        from sagaz_lakehouse.targets.local.driver import LocalDriver
 
         stack = LocalDriver(self.settings, self.workdir, progress=lambda _m: None).stack
         return [name for component, name in stack.instances() if not component.one_shot]
 
     def pid(self, name: str) -> int | None:
-        from sagaz_lakehouse.watchdog import component_pid
+        from sagaz_lakehouse.targets.local.watchdog import component_pid
 
         return component_pid(self.run_dir, name)
 
@@ -695,7 +695,7 @@ def run_configuration(conf: Configuration, opts: argparse.Namespace) -> dict[str
 
 
 def kill_watchdog(stack: Stack) -> None:
-    from sagaz_lakehouse import watchdog
+    from sagaz_lakehouse.targets.local import watchdog
 
     pid = watchdog.running_pid(stack.run_dir)
     if pid is not None:

@@ -31,7 +31,7 @@ sys.path += [str(REPO / "tests"), str(REPO / "tests" / "kube")]
 from local import CLI, percentile, tiering_latencies, timed  # noqa: E402
 
 from sagaz_lakehouse import config  # noqa: E402
-from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver  # noqa: E402
+from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver  # noqa: E402
 
 KUBE_PORTS = {"zookeeper": 42181, "fluss_coordinator": 49123, "fluss_tablet": 49124, "minio": 49000,
               "minio_console": 49001, "rest_catalog": 48181, "flink_rest": 48081, "flink_rpc": 46123, "trino": 48080}

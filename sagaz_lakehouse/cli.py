@@ -86,10 +86,14 @@ class Options:
 
         return cfg.resolve_credentials(settings, base_dir=base_dir)
 
-    def driver(self, settings: Any, base_dir: Path) -> Any:
-        from sagaz_lakehouse.drivers import driver_for
+    def chosen_target(self, settings: Any) -> Any:
+        """The target the settings name (an unknown name is a usage error)."""
+        from sagaz_lakehouse.targets import target_of
 
-        return driver_for(settings, base_dir)
+        return target_of(settings)
+
+    def driver(self, settings: Any, base_dir: Path) -> Any:
+        return self.chosen_target(settings).driver(settings, base_dir)
 
     def progress(self) -> Callable[[str], None]:
         """Progress lines on stderr (stdout stays clean for --json)."""
@@ -240,25 +244,26 @@ def render(
     git work tree: there, credentials are written as placeholders (pass --out to get the real values)."""
     from sagaz_lakehouse import config as cfg
     from sagaz_lakehouse import render as rendering
-    from sagaz_lakehouse.targets import render as render_target
+    from sagaz_lakehouse import security
 
     settings, base_dir = options.settings()
-    out_dir = out or Path("manifests") / settings.target
+    target = options.chosen_target(settings)
+    out_dir = out or Path("manifests") / target.name
     if not placeholders and out is None and rendering.inside_git_work_tree(out_dir):
         placeholders = True
         typer.echo(f"{out_dir} is inside a git work tree: credentials written as placeholders "
                    "(pass --out to write them)", err=True)
     credentials = cfg.PLACEHOLDER_CREDENTIALS if placeholders else options.credentials(settings, base_dir)
-    if not placeholders and cfg.trino_auth(settings) and not credentials.trino_keystore:
+    if not placeholders and security.trino_auth_on(settings, target.view) and not credentials.trino_keystore:
         from sagaz_lakehouse import tls  # Trino's certificate, made beside the files (`up` keeps its own)
 
         keystore = cfg.PLACEHOLDER_CREDENTIALS.trino_keystore if dry_run else tls.ensure(out_dir / "tls").keystore_pem
         credentials = dataclasses.replace(credentials, trino_keystore=keystore)
-    files = render_target(settings, credentials)
+    files = target.render(settings, credentials)
     if not dry_run:
         rendering.write_files(files, out_dir)
     lines = [f"{out_dir / f.path}{_credential_note(f.secret, placeholders)}" for f in files]
-    options.emit({"target": settings.target, "out": str(out_dir), "written": not dry_run,
+    options.emit({"target": target.name, "out": str(out_dir), "written": not dry_run,
                   "placeholders": placeholders,
                   "files": [{"path": f.path, "secret": f.secret} for f in files]}, "\n".join(lines))
     if dry_run:
@@ -320,13 +325,16 @@ def up(
     (field manager sagaz-lakehouse) after a server-side dry run, pruning of objects this stack created that are no
     longer rendered, then a wait for every rollout and Job."""
     from sagaz_lakehouse.errors import UsageError
+    from sagaz_lakehouse.targets import able_to
 
     settings, base_dir = options.settings()
-    driver = options.driver(settings, base_dir)
+    target = options.chosen_target(settings)
+    driver = target.driver(settings, base_dir)
     if force_conflicts:
-        if settings.target != "kubernetes":
-            raise UsageError(f"--force-conflicts applies to --target kubernetes, not {settings.target}",
-                             "drop the flag, or pass --target kubernetes")
+        if not target.capabilities.force_conflicts:
+            able = " or ".join(f"--target {name}" for name in able_to("force_conflicts"))
+            raise UsageError(f"--force-conflicts applies to {able}, not {target.name}",
+                             f"drop the flag, or pass {able}")
         driver.force_conflicts = True
     result = driver.up(dry_run=dry_run, wait=not no_wait, timeout=timeout)
     if not dry_run and not no_wait:
@@ -361,8 +369,9 @@ def down(
     On Kubernetes it deletes only objects carrying this stack's ApplySet label; PersistentVolumeClaims stay unless
     --purge, and a namespace sagaz-lakehouse did not create is never deleted."""
     settings, base_dir = options.settings()
-    options.driver(settings, base_dir).down(purge=purge)
-    options.emit({"target": settings.target, "down": True, "purged": purge})
+    target = options.chosen_target(settings)
+    target.driver(settings, base_dir).down(purge=purge)
+    options.emit({"target": target.name, "down": True, "purged": purge})
     return 0
 
 
@@ -370,10 +379,13 @@ def down(
 def status(options: Options) -> int:
     """Show each component, whether it runs and is healthy, and where to reach it. Exit 1 unless all healthy."""
     settings, base_dir = options.settings()
-    driver = options.driver(settings, base_dir)
+    target = options.chosen_target(settings)
+    driver = target.driver(settings, base_dir)
     rows = driver.status()
-    _add_tiering_lag(settings, rows)
-    rows += _lake_rows(options, settings, base_dir, driver, rows)
+    if target.capabilities.status_tiering_lag:
+        _add_tiering_lag(settings, rows)
+    if target.capabilities.status_lake_health:
+        rows += _lake_rows(options, settings, base_dir, driver, rows)
     lines = [f"{'COMPONENT':<22} {'STATE':<10} {'ENDPOINT':<26} DETAIL"]
     lines += [f"{r['component']:<22} {r['state']:<10} {r.get('endpoint') or '-':<26} {r.get('detail', '')}".rstrip()
               for r in rows]
@@ -389,13 +401,13 @@ def status(options: Options) -> int:
 
 
 def _add_tiering_lag(settings: Any, rows: list[dict[str, Any]]) -> None:
-    """The tiering lag per table, from Prometheus, in the prometheus row's detail (where the host reaches it: local
-    and compose publish it on loopback; Kubernetes would need a port-forward, which status does not open)."""
+    """The tiering lag per table, from Prometheus, in the prometheus row's detail. Only where the host reaches
+    Prometheus as it is (Capabilities.status_tiering_lag): status opens no port-forward."""
     from sagaz_lakehouse import addresses, doctor
     from sagaz_lakehouse.stack import PROMETHEUS, View
 
     row = next((r for r in rows if r.get("component") == PROMETHEUS and r.get("state") == "healthy"), None)
-    if row is None or settings.target == "kubernetes":
+    if row is None:
         return
     try:
         lags = doctor.tiering_lag(addresses.endpoints(settings, View.EXTERNAL))
@@ -409,14 +421,13 @@ def _add_tiering_lag(settings: Any, rows: list[dict[str, Any]]) -> None:
 def _lake_rows(options: Options, settings: Any, base_dir: Any, driver: Any,
                rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per lake_health finding (stalled table, log behind the lake, a bucket whose KV does not answer),
-    judged only while the Fluss servers are healthy (otherwise their own rows say what is wrong)."""
+    judged only while the Fluss servers are healthy (otherwise their own rows say what is wrong), and only where the
+    host reaches the lake as it is (Capabilities.status_lake_health: elsewhere status would have to open
+    port-forwards or reach into containers; `doctor` checks the lake everywhere)."""
     from sagaz_lakehouse import lake_health
 
     fluss_rows = [r for r in rows if r["component"].startswith("fluss-")]
     if not fluss_rows or any(r["state"] != "healthy" for r in fluss_rows):
-        return []
-    if settings.target != "local":
-        # Elsewhere it would open port-forwards or reach into containers from `status`; `doctor` checks the lake.
         return []
     try:
         with driver.client_endpoints() as endpoints:
@@ -454,13 +465,16 @@ def diff(
     Exit 0 when nothing would change, 1 when something would (like `kubectl diff`). Secret values are shown as
     digests only."""
     from sagaz_lakehouse.errors import UsageError
+    from sagaz_lakehouse.targets import able_to
 
     settings, base_dir = options.settings()
-    if settings.target != "kubernetes":
-        raise UsageError(f"diff compares against a cluster; the target is {settings.target}",
-                         "pass --target kubernetes (or set target: kubernetes); for other targets "
-                         "`sagaz-lakehouse render --dry-run` lists the files")
-    driver = options.driver(settings, base_dir)
+    target = options.chosen_target(settings)
+    if not target.capabilities.diff:
+        able = able_to("diff")
+        raise UsageError(f"diff compares against a cluster; the target is {target.name}",
+                         f"pass --target {' or '.join(able)} (or set target: {' or '.join(able)}); for other "
+                         "targets `sagaz-lakehouse render --dry-run` lists the files")
+    driver = target.driver(settings, base_dir)
     driver.force_conflicts = force_conflicts
     changes = driver.diff()
     options.emit(changes, "\n".join(c["diff"] or f"{c['action']}: {c['object']}" for c in changes))

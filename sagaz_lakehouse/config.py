@@ -23,10 +23,10 @@ from typing import Any, cast, get_type_hints
 from sagaz_lakehouse import versions
 from sagaz_lakehouse.errors import ConfigError, Problem
 from sagaz_lakehouse.profiles import PROFILES, profile
+from sagaz_lakehouse.targets import NAMES as TARGETS
 
 CONFIG_FILENAME = "sagaz-lakehouse.yaml"
 ENV_PREFIX = "SAGAZ_LAKEHOUSE_"
-TARGETS = ("local", "compose", "kubernetes")
 DURATION = re.compile(r"^\d+\s*(ms|s|min|h)$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

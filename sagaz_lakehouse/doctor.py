@@ -30,6 +30,7 @@ from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME
 from sagaz_lakehouse.config import Credentials, Settings, duration_seconds
 from sagaz_lakehouse.errors import LakehouseError
 from sagaz_lakehouse.identities import client_s3_keys
+from sagaz_lakehouse.targets import target_of
 
 PROBE_EVENT_TYPE = "sagaz_lakehouse.doctor_probe"
 PROBE_SAGA_NAME = "__sagaz_lakehouse_doctor__"
@@ -122,8 +123,8 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
     def check(group: str, name: str, probe: Probe) -> Check:
         return _record(report, group, name, probe, progress, problems)
 
-    if settings.target == "local":
-        check("environment", "java", lambda: _java(settings))
+    for name, probe in target_of(settings).environment_checks(settings).items():
+        check("environment", name, probe)
     for name, probe in component_probes(settings, credentials, endpoints, _once(status), coordinator_log).items():
         check("components", name, probe)
     check("consistency", "saga_events lake settings", lambda: _table_consistency(settings, endpoints))
@@ -159,13 +160,6 @@ def component_probes(settings: Settings, credentials: Credentials, endpoints: En
 # ------------------------------------------------------------------------------------------ components
 
 
-def _java(settings: Settings) -> str:
-    from sagaz_lakehouse.jdk import find_java
-
-    java = find_java(settings, minimum=17)
-    return f"{java.version} at {java.home}"
-
-
 def _once(status: StatusRows) -> StatusRows:
     rows: list[list[dict[str, Any]]] = []
 
@@ -179,19 +173,17 @@ def _once(status: StatusRows) -> StatusRows:
 
 def _target_health(settings: Settings, status: StatusRows, component: str) -> str:
     """A component no client reaches, judged by the target's own health check of each of its instances."""
-    from sagaz_lakehouse.components import build_stack
-    from sagaz_lakehouse.stack import View
-
-    names = {component, *build_stack(settings, View.EXTERNAL).get(component).instance_names()}
+    target = target_of(settings)
+    names = {component, *target.stack(settings).get(component).instance_names()}
     rows = [r for r in status() if r.get("component") in names]
     if not rows:
-        raise CheckFailed(f"the {settings.target} target reports no {component}", UNREACHABLE_HINT)
+        raise CheckFailed(f"the {target.name} target reports no {component}", UNREACHABLE_HINT)
     seen = ", ".join(f"{r['component']} {r['state']}" + (f" ({r['detail']})" if r.get("detail") else "")
                      for r in rows)
     if any(r.get("state") != "healthy" for r in rows):
-        raise CheckFailed(f"not healthy on {settings.target}: {seen}",
+        raise CheckFailed(f"not healthy on {target.name}: {seen}",
                           f"see `sagaz-lakehouse status` and `sagaz-lakehouse logs {component}`")
-    return f"healthy by the {settings.target} target's own check: {seen}"
+    return f"healthy by the {target.name} target's own check: {seen}"
 
 
 def _fluss_nodes(settings: Settings, endpoints: Endpoints, coordinator_log: Callable[[], str] | None) -> str:

@@ -3,8 +3,8 @@
 A :class:`Component` says what a piece of the stack is (image, ports, health check, dependencies, volume, memory,
 replicas) and how one instance of it is configured and started, both as a container (image entrypoint, arguments,
 environment, files mounted into it) and as a native process (the local target). The descriptions themselves live in
-``sagaz_lakehouse/components/`` (``build_stack``), one module per piece of software; the targets (``targets/local.py``,
-``targets/compose.py``, ``targets/kubernetes.py``) only translate them.
+``sagaz_lakehouse/components/`` (``build_stack``), one module per piece of software; the targets (each a package under
+``targets/``: ``local``, ``compose``, ``kubernetes``) only translate them.
 
 Two ideas carry the model across targets:
 
@@ -14,7 +14,7 @@ Two ideas carry the model across targets:
 - **Instance.** A replicated component (tablet servers, TaskManagers, Trino workers) is configured per instance.
   The local and compose targets give each instance concrete values (its index, its bind host, its host ports, its
   folders); Kubernetes runs one pod template for all of them, so it passes symbolic values (``${INSTANCE_INDEX}``,
-  ...) that the pod resolves from its own name and IP (see targets/kubernetes.py).
+  ...) that the pod resolves from its own name and IP (see targets/kubernetes/layout.py).
 
 Instances are named ``<component>`` when a component has one instance and ``<component>-<i>`` (from 0) when it is
 replicated, on every target: these are the names ``status`` lists and ``logs`` accepts.

@@ -312,7 +312,7 @@ def minio_inputs() -> list[str]:
 
 
 def prometheus_binaries() -> list[Path]:
-    from sagaz_lakehouse.distributions import PROMETHEUS_COMMANDS, prometheus_binary
+    from sagaz_lakehouse.targets.local.distributions import PROMETHEUS_COMMANDS, prometheus_binary
 
     paths = [prometheus_binary(CACHE, command) for command in PROMETHEUS_COMMANDS]
     if not all(p.exists() for p in paths):

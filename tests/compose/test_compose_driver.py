@@ -335,7 +335,7 @@ def test_secrets_never_in_argv_or_output(engine, project, monkeypatch):
 
 def test_child_environment_drops_shadowing_variables(monkeypatch, tmp_path):
     from sagaz_lakehouse.config import load
-    from sagaz_lakehouse.drivers.compose import ComposeDriver
+    from sagaz_lakehouse.targets.compose.driver import ComposeDriver
 
     monkeypatch.setenv("S3_ACCESS_KEY", "from-the-shell")
     driver = ComposeDriver(load(None, {"target": "compose"}, environ={}), tmp_path)
@@ -349,7 +349,7 @@ def test_port_check_refuses_a_listener_but_not_connections_lingering_after_a_dow
     `down` refuses a free port."""
     import time
 
-    from sagaz_lakehouse.drivers.compose import port_free
+    from sagaz_lakehouse.targets.compose.driver import port_free
 
     proxy = socket.socket()
     proxy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's net.Listen (the engine's proxy) does
@@ -369,7 +369,7 @@ def test_port_check_refuses_a_listener_but_not_connections_lingering_after_a_dow
 
 
 def test_compose_output_reaches_the_log_without_terminal_codes():
-    from sagaz_lakehouse.drivers.compose import plain
+    from sagaz_lakehouse.targets.compose.driver import plain
 
     raw = "\x1b[Ksubmit-tiering-1 exited with code 0\n\x1b[31m\x1b[1mAborting on container exit...\x1b[0m"
     assert plain(raw) == "submit-tiering-1 exited with code 0\nAborting on container exit..."

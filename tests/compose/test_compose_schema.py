@@ -15,7 +15,7 @@ import pytest
 import yaml
 from compose_helpers import VARIANTS, rendered
 
-from sagaz_lakehouse import distributions
+from sagaz_lakehouse.targets.local import distributions
 
 pytestmark = pytest.mark.compose
 COMPOSE_GO = "github.com/compose-spec/compose-go/v2@v2.9.1"

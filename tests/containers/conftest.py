@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from support import suite_ports
 
-from sagaz_lakehouse.drivers.compose import SHADOWING_VARS
+from sagaz_lakehouse.targets.compose.driver import SHADOWING_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = REPO / "scripts" / "docker-engine.sh"

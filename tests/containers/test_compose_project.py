@@ -39,7 +39,7 @@ from sagaz_lakehouse import config
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.stack import View
-from sagaz_lakehouse.targets import compose as target
+from sagaz_lakehouse.targets.compose import layout as target
 
 pytestmark = pytest.mark.containers
 PORTS, FLUSS_LAYOUT = fluss_ports_as_by_default(SUITE_PORTS)

@@ -31,11 +31,12 @@ import yaml
 from sagaz import Saga, action, compensate
 from support import cli, init_with_ports, must, suite_ports
 
-from sagaz_lakehouse import addresses, clients, config, identities, security, watchdog
+from sagaz_lakehouse import addresses, clients, config, identities, security
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener
 from sagaz_lakehouse.stack import View
-from sagaz_lakehouse.supervisor import Supervisor
+from sagaz_lakehouse.targets.local import watchdog
+from sagaz_lakehouse.targets.local.supervisor import Supervisor
 
 pytestmark = pytest.mark.e2e
 

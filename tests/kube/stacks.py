@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from sagaz_lakehouse import config
-from sagaz_lakehouse.drivers.kubernetes import RENDERED_KINDS, KubernetesDriver
 from sagaz_lakehouse.errors import LakehouseError
-from sagaz_lakehouse.kube.api import ref
+from sagaz_lakehouse.targets.kubernetes.api import ref
+from sagaz_lakehouse.targets.kubernetes.driver import RENDERED_KINDS, KubernetesDriver
 
 UP_TIMEOUT = 240
 _numbers = itertools.count(1)

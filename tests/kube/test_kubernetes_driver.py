@@ -14,9 +14,9 @@ from stacks import Stack
 
 from sagaz_lakehouse import config, versions
 from sagaz_lakehouse.errors import LakehouseError, UsageError
-from sagaz_lakehouse.kube.api import ref
-from sagaz_lakehouse.kube.applyset import PART_OF
-from sagaz_lakehouse.targets.kubernetes import reads_secret
+from sagaz_lakehouse.targets.kubernetes.api import ref
+from sagaz_lakehouse.targets.kubernetes.applyset import PART_OF
+from sagaz_lakehouse.targets.kubernetes.layout import reads_secret
 
 pytestmark = pytest.mark.kube
 

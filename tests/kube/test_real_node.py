@@ -119,7 +119,7 @@ def test_pods_run_with_volumes_dns_services_logs_and_port_forwards(real_cluster)
         assert api.read_namespaced_pod_log("web", NAMESPACE).splitlines()[0] == "serving /data"
 
         # A port-forward through the API server to the kubelet, as the driver opens them.
-        from sagaz_lakehouse.kube.portforward import pod_opener
+        from sagaz_lakehouse.targets.kubernetes.portforward import pod_opener
 
         stream, close = pod_opener(api, NAMESPACE)("web", 8080)
         try:

@@ -32,7 +32,7 @@ from saga_data import saga_events
 from support import fluss_ports_as_by_default, suite_ports
 
 from sagaz_lakehouse import clients, config, tables, versions
-from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver
+from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver
 
 pytestmark = pytest.mark.kubelet
 

@@ -18,7 +18,7 @@ from sagaz_lakehouse.components import fluss, trino
 from sagaz_lakehouse.components import tasks as task_components
 from sagaz_lakehouse.config import DEV_CREDENTIALS, PLACEHOLDER_CREDENTIALS, Credentials
 from sagaz_lakehouse.stack import View
-from sagaz_lakehouse.targets import kubernetes as k8s
+from sagaz_lakehouse.targets.kubernetes import layout as k8s
 
 pytestmark = pytest.mark.unit
 

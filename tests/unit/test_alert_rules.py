@@ -17,7 +17,9 @@ from support import tool
 
 from sagaz_lakehouse import config, versions
 from sagaz_lakehouse.components import prometheus
-from sagaz_lakehouse.targets import compose, kubernetes, local
+from sagaz_lakehouse.targets.compose import layout as compose
+from sagaz_lakehouse.targets.kubernetes import layout as kubernetes
+from sagaz_lakehouse.targets.local import layout as local
 
 pytestmark = pytest.mark.unit
 

@@ -96,7 +96,7 @@ def test_materialize_links_without_copying(tmp_path):
 def test_go_is_found_where_the_tool_scripts_find_it(tmp_path, monkeypatch):
     """$GO first, then PATH, then /usr/local/go/bin/go (Go's archive install, often not on PATH): the same order as
     scripts/tools/*.sh, so `up` and `make tools` agree on whether Go is there."""
-    from sagaz_lakehouse import distributions
+    from sagaz_lakehouse.targets.local import distributions
 
     fake = tmp_path / "go"
     fake.write_text("#!/bin/sh\n")

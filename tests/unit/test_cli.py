@@ -134,7 +134,7 @@ def test_local_up_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
 
 
 def test_fresh_machine_without_minio_or_go_gets_an_instruction(tmp_path, monkeypatch):
-    from sagaz_lakehouse import distributions
+    from sagaz_lakehouse.targets.local import distributions
 
     monkeypatch.setattr(distributions, "GO_DEFAULT", str(tmp_path / "no-go" / "go"))  # nor in Go's default folder
     ports, env = fresh_machine(tmp_path)

@@ -7,7 +7,7 @@ import pytest
 from sagaz_lakehouse import config
 from sagaz_lakehouse.components import fluss
 from sagaz_lakehouse.config import ConfigError
-from sagaz_lakehouse.targets import local
+from sagaz_lakehouse.targets.local import layout as local
 
 pytestmark = pytest.mark.unit
 

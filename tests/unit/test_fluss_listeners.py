@@ -18,7 +18,9 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack, fluss
 from sagaz_lakehouse.errors import ConfigError
 from sagaz_lakehouse.stack import View
-from sagaz_lakehouse.targets import compose, kubernetes, local
+from sagaz_lakehouse.targets.compose import layout as compose
+from sagaz_lakehouse.targets.kubernetes import layout as kubernetes
+from sagaz_lakehouse.targets.local import layout as local
 
 pytestmark = pytest.mark.unit
 

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 from sagaz_lakehouse.cli import app
 from sagaz_lakehouse.config import DEV_CREDENTIALS
-from sagaz_lakehouse.drivers.kubernetes import _comparable, _in_delete_order
 from sagaz_lakehouse.errors import EnvironmentProblem, UsageError
-from sagaz_lakehouse.kube.api import Where, translate
-from sagaz_lakehouse.kube.applyset import PART_OF, ApplySet, applyset_id, group_kind, prunable
-from sagaz_lakehouse.kube.portforward import Forward, PortForwards
-from sagaz_lakehouse.kube.rollout import CRASH_LOOP_RESTARTS, crash_loops, pod_problems, readiness
+from sagaz_lakehouse.targets.kubernetes.api import Where, translate
+from sagaz_lakehouse.targets.kubernetes.applyset import PART_OF, ApplySet, applyset_id, group_kind, prunable
+from sagaz_lakehouse.targets.kubernetes.driver import _comparable, _in_delete_order
+from sagaz_lakehouse.targets.kubernetes.portforward import Forward, PortForwards
+from sagaz_lakehouse.targets.kubernetes.rollout import CRASH_LOOP_RESTARTS, crash_loops, pod_problems, readiness
 
 pytestmark = pytest.mark.unit
 runner = CliRunner()
@@ -138,7 +138,7 @@ def test_status_endpoints_name_services_the_stack_renders(tmp_path):
     """Every endpoint `status` shows is a Service of the rendered stack with that port (tablet servers have no
     load-balancing Service: their row names the headless one)."""
     from sagaz_lakehouse import config
-    from sagaz_lakehouse.drivers.kubernetes import KubernetesDriver
+    from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver
 
     settings = config.load(None, {"target": "kubernetes", "replicas.trino_workers": 1}, environ={})
     driver = KubernetesDriver(settings, tmp_path, credentials=DEV_CREDENTIALS)

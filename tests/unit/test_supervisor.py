@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from sagaz_lakehouse.errors import ComponentFailed
-from sagaz_lakehouse.supervisor import HealthProbe, ProcessSpec, Supervisor, port_owner, start_in_order
+from sagaz_lakehouse.targets.local.supervisor import HealthProbe, ProcessSpec, Supervisor, port_owner, start_in_order
 
 pytestmark = pytest.mark.unit
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sagaz_lakehouse import watchdog as wd
-from sagaz_lakehouse.supervisor import HealthProbe
+from sagaz_lakehouse.targets.local import watchdog as wd
+from sagaz_lakehouse.targets.local.supervisor import HealthProbe
 
 pytestmark = pytest.mark.unit
 
@@ -270,7 +270,7 @@ def test_a_component_waits_until_its_dependency_answers_its_health_probe(run_dir
 
 def local_driver(run_dir: Path):
     from sagaz_lakehouse import config
-    from sagaz_lakehouse.drivers.local import LocalDriver
+    from sagaz_lakehouse.targets.local.driver import LocalDriver
 
     settings = config.load(None, {"local.run_dir": str(run_dir)}, environ={})
     return LocalDriver(settings, run_dir.parent, progress=lambda _m: None)

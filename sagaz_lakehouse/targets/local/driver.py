@@ -16,14 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse import addresses, artifacts, security, tls, watchdog
+from sagaz_lakehouse import addresses, artifacts, security, tls
 from sagaz_lakehouse.config import Credentials, Settings, resolve_credentials
-from sagaz_lakehouse.distributions import Installer
 from sagaz_lakehouse.errors import ConfigError, Problem, UsageError
-from sagaz_lakehouse.jdk import Java, find_java
 from sagaz_lakehouse.stack import JOBMANAGER, SUBMIT_TIERING, Component, NativeContext, Stack, View
-from sagaz_lakehouse.supervisor import ProcessSpec, Supervisor, port_owner, start_in_order
-from sagaz_lakehouse.targets import local as target
+from sagaz_lakehouse.targets.local import layout as target
+from sagaz_lakehouse.targets.local import watchdog
+from sagaz_lakehouse.targets.local.distributions import Installer
+from sagaz_lakehouse.targets.local.jdk import Java, find_java
+from sagaz_lakehouse.targets.local.supervisor import ProcessSpec, Supervisor, port_owner, start_in_order
 
 Progress = Callable[[str], None]
 
@@ -156,7 +157,7 @@ class LocalDriver:
     # ------------------------------------------------------------------------------------------ helpers
 
     def _watch(self, specs: list[ProcessSpec], started: list[str]) -> None:
-        """Record how to start each long-lived instance again, then start the watchdog (sagaz_lakehouse.watchdog):
+        """Record how to start each long-lived instance again, then start the watchdog (targets.local.watchdog):
         it restarts an instance that dies, with backoff. A restarted JobManager gets the tiering job resubmitted,
         and one whose tiering job stops committing while records wait is restarted (lake_health liveness)."""
         run_dir = self.layout.run_dir

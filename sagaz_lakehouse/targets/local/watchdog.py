@@ -1,4 +1,4 @@
-"""Automatic restarts on the local target: ``python -m sagaz_lakehouse.watchdog RUN_DIR``.
+"""Automatic restarts on the local target: ``python -m sagaz_lakehouse.targets.local.watchdog RUN_DIR``.
 
 A small long-lived process, one per run folder, started by ``up`` and stopped first by ``down``. It watches the
 components' pid files and restarts a dead component from the start specification recorded when it was started,
@@ -55,11 +55,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse.supervisor import HealthProbe
+from sagaz_lakehouse.targets.local.supervisor import HealthProbe
 
 SPEC_VERSION = 1
 WATCHDOG_DIR = "watchdog"
-MODULE = "sagaz_lakehouse.watchdog"
+MODULE = "sagaz_lakehouse.targets.local.watchdog"
+# A watchdog that an older release started runs under the module's former name: `up` and `down` still find it.
+FORMER_MODULE = "sagaz_lakehouse.watchdog"
 LOG_TAIL_LINES = 30
 
 
@@ -647,7 +649,8 @@ def running_pid(run_dir: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except (OSError, ValueError):
         return None
-    return pid if MODULE in cmdline and str(run_dir) in cmdline and is_ours(pid, run_dir) else None
+    ours = MODULE in cmdline or f"-m {FORMER_MODULE} " in cmdline
+    return pid if ours and str(run_dir) in cmdline and is_ours(pid, run_dir) else None
 
 
 def start(run_dir: Path, python: str = sys.executable, extra_args: Sequence[str] = ()) -> int:

@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from sagaz_lakehouse import __version__
-from sagaz_lakehouse.kube.api import group_of, ref
+from sagaz_lakehouse.targets.kubernetes.api import group_of, ref
 
 Obj = dict[str, Any]
 

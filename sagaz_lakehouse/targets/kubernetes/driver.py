@@ -25,14 +25,26 @@ from typing import Any
 
 from sagaz_lakehouse import addresses
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError, StackNotReachable, UsageError
-from sagaz_lakehouse.kube.api import Cluster, describe
-from sagaz_lakehouse.kube.applyset import VERSION_OF_GROUP, ApplySet, group_kind, prunable, split_group_kind
-from sagaz_lakehouse.kube.rollout import WORKLOAD_KINDS, Readiness, crash_loops, diagnose, pods_of, readiness
 from sagaz_lakehouse.stack import View
-from sagaz_lakehouse.targets import kubernetes as kube_target
+from sagaz_lakehouse.targets.kubernetes import layout
+from sagaz_lakehouse.targets.kubernetes.api import Cluster, describe
+from sagaz_lakehouse.targets.kubernetes.applyset import (
+    VERSION_OF_GROUP,
+    ApplySet,
+    group_kind,
+    prunable,
+    split_group_kind,
+)
+from sagaz_lakehouse.targets.kubernetes.rollout import (
+    WORKLOAD_KINDS,
+    Readiness,
+    crash_loops,
+    diagnose,
+    pods_of,
+    readiness,
+)
 
 Obj = dict[str, Any]
 Log = Callable[[str], None]
@@ -63,7 +75,7 @@ class KubernetesDriver:
         self._cluster: Cluster | None = None
         self._forwards: Any = None  # the PortForwards of the running client_endpoints block
         self.applyset = ApplySet(settings.project, settings.namespace)
-        self.stack: s.Stack = build_stack(settings, View.INTERNAL, kube_target.instance_address)
+        self.stack: s.Stack = layout.cluster_stack(settings)
 
     # ------------------------------------------------------------------------------------------ plumbing
 
@@ -73,7 +85,7 @@ class KubernetesDriver:
 
     def cluster(self) -> Cluster:
         if self._cluster is None:
-            from sagaz_lakehouse.kube.api import connect
+            from sagaz_lakehouse.targets.kubernetes.api import connect
 
             self._cluster = connect(self.settings)
         return self._cluster
@@ -87,9 +99,7 @@ class KubernetesDriver:
 
     def desired(self) -> list[Obj]:
         """Every rendered object, in dependency order, labelled as members of this stack's ApplySet."""
-        from sagaz_lakehouse.targets import kubernetes as target
-
-        manifests = target.manifests(self.settings, self.credentials())
+        manifests = layout.manifests(self.settings, self.credentials())
         return [self.applyset.label(obj) for manifest in manifests for obj in manifest.objects]
 
     # ------------------------------------------------------------------------------------------ up
@@ -352,8 +362,6 @@ class KubernetesDriver:
     # ------------------------------------------------------------------------------------------ status, logs
 
     def status(self) -> list[dict[str, Any]]:
-        from sagaz_lakehouse.targets import kubernetes as target
-
         self.cluster()  # connection problems first, before any row
         rows = []
         for component in self.stack.components:
@@ -361,7 +369,7 @@ class KubernetesDriver:
             if not workloads:
                 detail = f"not found in namespace {self.namespace}"
                 if component.one_shot:
-                    detail += (f" (a finished Job is deleted {target.JOB_TTL_SECONDS // 3600} h after it completes; "
+                    detail += (f" (a finished Job is deleted {layout.JOB_TTL_SECONDS // 3600} h after it completes; "
                                "`up` runs it again)")
                 rows.append({"component": component.name, "state": "absent",
                              "endpoint": self._endpoint(component), "detail": detail})
@@ -405,7 +413,7 @@ class KubernetesDriver:
     @contextlib.contextmanager
     def client_endpoints(self) -> Iterator[addresses.Endpoints]:
         """Port-forwards through the API server to exactly the addresses the Fluss CLIENT listeners advertise."""
-        from sagaz_lakehouse.kube.portforward import PortForwards, pod_opener
+        from sagaz_lakehouse.targets.kubernetes.portforward import PortForwards, pod_opener
 
         cluster = self.cluster()
         if not self._workloads_of(s.COORDINATOR):
@@ -422,7 +430,7 @@ class KubernetesDriver:
         return list(self._forwards.errors) if self._forwards is not None else []
 
     def forwards(self) -> list[Any]:
-        from sagaz_lakehouse.kube.portforward import Forward
+        from sagaz_lakehouse.targets.kubernetes.portforward import Forward
 
         p = self.settings.ports
         fixed = [(f"{s.COORDINATOR}-0", p.fluss_coordinator)]
@@ -475,12 +483,10 @@ class KubernetesDriver:
     def _endpoint(self, component: s.Component) -> str:
         """The in-cluster address (Service DNS name) of a component's first published port: its own Service, or
         the headless one for components addressed instance by instance (no Service carries their bare name)."""
-        from sagaz_lakehouse.targets import kubernetes as target
-
         published = [port for port in component.ports if port.published]
         if not published:
             return ""
-        return f"{target.service_name(component)}.{self.namespace}.svc:{published[0].container}"
+        return f"{layout.service_name(component)}.{self.namespace}.svc:{published[0].container}"
 
     def _redact(self, text: str) -> str:
         with contextlib.suppress(LakehouseError):

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from sagaz_lakehouse import addresses, identities
-from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, host_ports
 from sagaz_lakehouse.errors import ComponentFailed, EnvironmentProblem, LakehouseError, UsageError
 from sagaz_lakehouse.stack import Stack, View
+from sagaz_lakehouse.targets.compose import layout
 
 ENGINES = ("docker", "podman", "nerdctl")
 MIN_COMPOSE = (2, 1, 1)  # first Docker Compose release with `up --wait`
@@ -50,7 +50,7 @@ class ComposeDriver:
         self.log = log or _stderr
         self._credentials = credentials
         self._compose_cmd: list[str] | None = None
-        self.stack: Stack = build_stack(settings, View.INTERNAL)
+        self.stack: Stack = layout.compose_stack(settings)
 
     # ------------------------------------------------------------------------------------------ places
 
@@ -127,11 +127,9 @@ class ComposeDriver:
 
     def up(self, *, dry_run: bool, wait: bool, timeout: int) -> dict[str, Any]:
         from sagaz_lakehouse import render
-        from sagaz_lakehouse.targets import compose as target
-        from sagaz_lakehouse.targets import render as render_target
 
-        files = render_target(self.settings, self.credentials(), "compose")
-        services = list(target.project(self.stack)["services"])
+        files = layout.files(self.settings, self.credentials())
+        services = list(layout.project(self.stack)["services"])
         steps = self._plan(services, wait, timeout)
         result = {"target": "compose", "project": self.project, "project_dir": str(self.project_dir),
                   "services": services, "commands": [" ".join(step) for step in steps],
@@ -231,11 +229,9 @@ class ComposeDriver:
 
     def check_ports(self, services: list[str]) -> None:
         """Every published port must be free on 127.0.0.1, unless this project's own container holds it."""
-        from sagaz_lakehouse.targets import compose as target
-
         running = {c.get("Service") for c in self.containers() if c.get("State") == "running"}
         owners = {port: owner for owner, port in host_ports(self.settings)}
-        for service, svc in target.project(self.stack)["services"].items():
+        for service, svc in layout.project(self.stack)["services"].items():
             if service in running:
                 continue
             for mapping in svc.get("ports", []):
@@ -249,13 +245,11 @@ class ComposeDriver:
 
     def materialize_jars(self) -> None:
         from sagaz_lakehouse import artifacts
-        from sagaz_lakehouse.targets import compose as target
-
         cache = artifacts.cache_dir(self.settings.local.cache_dir)
-        for group in target.jar_groups(self.stack):
+        for group in layout.jar_groups(self.stack):
             paths = artifacts.fetch(artifacts.group(group), cache, self.settings.local.maven_repository,
                                     progress=_download_progress(self.log))
-            directory = self.project_dir / target.JARS_DIR / group
+            directory = self.project_dir / layout.JARS_DIR / group
             artifacts.materialize(paths, directory)
             for path in directory.iterdir():
                 # Containers run as their own users (flink is uid 9999): the bind-mounted jars must be world-readable.

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -76,3 +77,13 @@ def java_version(home: Path) -> int | None:
         return None
     major = int(match.group(1))
     return int(match.group(2)) if major == 1 and match.group(2) else major  # "1.8" means 8
+
+
+def environment_checks(settings: Settings) -> dict[str, Callable[[], str]]:
+    """`doctor`'s check of this machine: a JDK for Fluss, Flink, ZooKeeper and the catalog."""
+
+    def java() -> str:
+        found = find_java(settings, minimum=17)
+        return f"{found.version} at {found.home}"
+
+    return {"java": java}

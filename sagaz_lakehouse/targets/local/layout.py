@@ -29,7 +29,7 @@ from sagaz_lakehouse.stack import (
     concrete_instance,
     instance_index,
 )
-from sagaz_lakehouse.supervisor import HealthProbe, ProcessSpec
+from sagaz_lakehouse.targets.local.supervisor import HealthProbe, ProcessSpec
 
 
 @dataclass(frozen=True)
