@@ -2,7 +2,7 @@
 a tablet server or the Flink TaskManager is killed (kill -9) during writes, and tiering resumes by itself.
 
 One stack, two faults, one writer: while a writer upserts batches of 100 events (acks=all), fluss-tablet-0 is
-killed; the watchdog `up` started (sagaz_lakehouse.targets.local.watchdog) restarts it; once writes are acknowledged again the
+killed; the watchdog `up` started (targets.local.watchdog) restarts it; once writes are acknowledged again the
 TaskManager gets the same. Every wait is a condition with a bounded timeout; when something does not come back the
 test fails with the log tails of the components involved (never a skip).
 
