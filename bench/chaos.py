@@ -52,6 +52,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import sagaz_lakehouse as lakehouse  # noqa: E402
 from sagaz_lakehouse import addresses, clients, config, doctor, lake_health, tables  # noqa: E402
 from sagaz_lakehouse.components import fluss as fluss_servers  # noqa: E402
 from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME  # noqa: E402
@@ -115,7 +116,7 @@ class Stack:
         for section, values in nested.items():
             lines += [f"{section}:", *(f"  {k}: {json.dumps(v)}" for k, v in values.items())]
         (workdir / config.CONFIG_FILENAME).write_text("\n".join(lines) + "\n")
-        self.settings = config.load(workdir / config.CONFIG_FILENAME, environ={})
+        self.settings = lakehouse.load_settings(workdir / config.CONFIG_FILENAME, environ={})
         self.endpoints = addresses.endpoints(self.settings, View.EXTERNAL)
         self.run_dir = workdir / ".sagaz-lakehouse"
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from local import CLI, RssSampler, percentile, tiering_latencies, timed  # noqa: E402
 
+import sagaz_lakehouse as lakehouse  # noqa: E402
 from sagaz_lakehouse import config  # noqa: E402
 
 PORTS = {
@@ -51,7 +52,7 @@ def flags(target: str) -> list[str]:
 
 
 def settings_for(target: str) -> config.Settings:
-    return config.load(None, {"target": target, "project": PROJECT,
+    return lakehouse.load_settings(None, {"target": target, "project": PROJECT,
                               **{f"ports.{k}": str(v) for k, v in PORTS[target].items()}}, environ={})
 
 

@@ -30,6 +30,7 @@ sys.path += [str(REPO / "tests"), str(REPO / "tests" / "kube")]
 
 from local import CLI, percentile, tiering_latencies, timed  # noqa: E402
 
+import sagaz_lakehouse as lakehouse  # noqa: E402
 from sagaz_lakehouse import config  # noqa: E402
 from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver  # noqa: E402
 
@@ -47,14 +48,14 @@ def sets(values: dict[str, str]) -> list[str]:
 
 
 def stand_in_images() -> list[str]:
-    images = config.load(None, {}, environ={}).images
+    images = lakehouse.load_settings(None, {}, environ={}).images
     return sorted({getattr(images, field) for field in images.__dataclass_fields__})
 
 
 def measure_local(work: Path, probes: int) -> dict[str, object]:
     values = {"target": "local", **{f"ports.{k}": str(v) for k, v in LOCAL_PORTS.items()}}
     subprocess.run([*CLI, "init", *sets(values)], cwd=work, check=True, capture_output=True)
-    settings = config.load(work / config.CONFIG_FILENAME, environ={})
+    settings = lakehouse.load_settings(work / config.CONFIG_FILENAME, environ={})
     try:
         timed([*CLI, "up"], work)  # cold: fills the cache (not reported)
         timed([*CLI, "down"], work)
@@ -80,7 +81,7 @@ def measure_kubernetes(work: Path, probes: int) -> dict[str, object]:
         stack = work / "stack"
         stack.mkdir()
         subprocess.run([*CLI, "init", *sets(values)], cwd=stack, check=True, capture_output=True)
-        settings = config.load(stack / config.CONFIG_FILENAME, environ={})
+        settings = lakehouse.load_settings(stack / config.CONFIG_FILENAME, environ={})
         try:
             first = timed([*CLI, "up", "--timeout", "900"], stack)
             timed([*CLI, "down"], stack)

@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import sagaz_lakehouse as lakehouse  # noqa: E402
 from sagaz_lakehouse import addresses, clients, config, doctor  # noqa: E402
 from sagaz_lakehouse.stack import View  # noqa: E402
 
@@ -129,7 +130,7 @@ def main() -> None:
                          f"{render_s / help_s:.1f}x"))
 
         subprocess.run([*CLI, "init"], cwd=work, check=True, capture_output=True)
-        settings = config.load(work / config.CONFIG_FILENAME, environ={})
+        settings = lakehouse.load_settings(work / config.CONFIG_FILENAME, environ={})
         sampler = RssSampler(work / ".sagaz-lakehouse" / "pids")
         sampler.start()
         try:

@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 import sagaz  # noqa: E402
 
+import sagaz_lakehouse as lakehouse  # noqa: E402
 from sagaz_lakehouse import addresses, clients, config, tables  # noqa: E402
 from sagaz_lakehouse.saga_events import SagaEvent  # noqa: E402
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener  # noqa: E402
@@ -487,7 +488,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions of the throughput runs")
     args = parser.parse_args()
     args.config = args.config or config.find_config_file()
-    settings = config.load(args.config)
+    settings = lakehouse.load_settings(args.config)
     endpoints = addresses.endpoints(settings, View.EXTERNAL)
     if not clients.tcp_open(endpoints.fluss_bootstrap):
         raise SystemExit(f"Fluss is not reachable at {endpoints.fluss_bootstrap}: start the stack first "

@@ -71,6 +71,7 @@ class Options:
     def settings(self) -> tuple[Any, Path]:
         """Validated settings and the folder relative paths in them start from."""
         from sagaz_lakehouse import config as cfg
+        from sagaz_lakehouse.loader import load_settings
 
         overrides = parse_sets(self.sets)
         for key, value in (("target", self.target), ("profile", self.profile), ("kubernetes.context", self.context),
@@ -78,13 +79,13 @@ class Options:
             if value is not None:
                 overrides[key] = value
         path = self.config if self.config is not None else cfg.find_config_file()
-        settings = cfg.load(path, overrides)
+        settings = load_settings(path, overrides)
         return settings, (path.parent if path else Path.cwd()).resolve()
 
     def credentials(self, settings: Any, base_dir: Path) -> Any:
-        from sagaz_lakehouse import config as cfg
+        from sagaz_lakehouse.loader import resolve_credentials
 
-        return cfg.resolve_credentials(settings, base_dir=base_dir)
+        return resolve_credentials(settings, base_dir=base_dir)
 
     def chosen_target(self, settings: Any) -> Any:
         """The target the settings name (an unknown name is a usage error)."""
@@ -214,13 +215,14 @@ def init(options: Options, force: Annotated[bool, typer.Option("--force", help="
     uncomment a line. --target, --profile and --set values are written as active settings."""
     from sagaz_lakehouse import config as cfg
     from sagaz_lakehouse.errors import UsageError
+    from sagaz_lakehouse.loader import load_settings
 
     path = options.config or Path(cfg.CONFIG_FILENAME)
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", "pass --force to overwrite it, or edit it")
     chosen = {**parse_sets(options.sets), **{k: v for k, v in (("target", options.target),
                                                                ("profile", options.profile)) if v is not None}}
-    cfg.load(None, chosen)  # validate before writing anything
+    load_settings(None, chosen)  # validate before writing anything
     path.write_text(cfg.commented_yaml(chosen))
     options.emit({"written": str(path), "settings": chosen}, None)
     typer.echo(f"wrote {path}; edit it, then run `sagaz-lakehouse up`", err=True)
@@ -289,8 +291,10 @@ def dashboards(
     files that load them with their Prometheus and Trino data sources: mount provisioning/ at
     /etc/grafana/provisioning and dashboards/ at /var/lib/grafana/dashboards/sagaz-lakehouse (the Trino data source
     needs the trino-datasource plugin). The defaults address the stack from inside its compose network or cluster."""
+    from sagaz_lakehouse import addresses
     from sagaz_lakehouse import render as rendering
     from sagaz_lakehouse.errors import UsageError
+    from sagaz_lakehouse.stack import View
 
     try:
         from sagaz_lakehouse import dashboards as boards
@@ -299,7 +303,8 @@ def dashboards(
                          "pip install 'sagaz-lakehouse[grafana]'") from None
     settings, _ = options.settings()
     try:
-        files = boards.provisioning(settings, prometheus_url, trino_url or f"http://trino:{settings.ports.trino}")
+        files = boards.provisioning(settings, prometheus_url,
+                                    trino_url or addresses.endpoints(settings, View.INTERNAL).trino)
     except ModuleNotFoundError as exc:
         raise UsageError(f"dashboards need grafana-foundation-sdk ({exc})",
                          "pip install 'sagaz-lakehouse[grafana]'") from None

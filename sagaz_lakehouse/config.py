@@ -16,6 +16,7 @@ import math
 import os
 import re
 import stat
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast, get_type_hints
@@ -347,9 +348,14 @@ PLACEHOLDER_CREDENTIALS = Credentials("REPLACE_WITH_S3_ACCESS_KEY", "REPLACE_WIT
 # ---------------------------------------------------------------------------------------------- loading
 
 
+Check = Callable[["Settings"], list[Problem]]
+
+
 def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
-         environ: dict[str, str] | None = None) -> Settings:
-    """Read, merge and validate settings; raises ConfigError listing every problem at once."""
+         environ: dict[str, str] | None = None, *, checks: Sequence[Check] = ()) -> Settings:
+    """Read, merge and validate settings; raises ConfigError listing every problem at once, each naming where its
+    value came from. ``checks`` validate settings the schema accepted, with knowledge above this module (the stack
+    model lays out the ports: ``loader.load_settings`` passes its checks); their problems come with the rest."""
     environ = dict(os.environ if environ is None else environ)
     file_values, source = _read_file(path)
     problems: list[Problem] = []
@@ -362,7 +368,7 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None,
         origin.update({k: label for k in _flatten(values)})
     settings = _build(Settings, merged, "", problems)
     if settings is not None:
-        problems += cross_field_problems(settings)
+        problems += [problem for check in checks for problem in check(settings)] + cross_field_problems(settings)
     if problems:
         raise ConfigError([_with_origin(p, origin, path) for p in problems],
                           source if all(origin.get(p.field, source) == source for p in problems) else "settings")
@@ -537,17 +543,9 @@ def mebibytes(quantity: str) -> int:
 
 
 def cross_field_problems(settings: Settings) -> list[Problem]:
-    """Checks that span fields: port collisions, replication against tablet servers, image tags."""
-    problems: list[Problem] = []
-    owners: dict[int, str] = {}
-    for owner, port in host_ports(settings):
-        if port in owners:
-            problems.append(Problem(f"ports.{owner}", f"port {port} is also used by {owners[port]}",
-                                    f"give ports.{owner} a free port"))
-        else:
-            owners[port] = owner
-    problems += fluss_listener_problems(settings)
-    problems += _durability_problems(settings)
+    """Checks that span fields: replication against tablet servers, image tags. (Ports are laid out by the stack
+    model, which checks them: loader.model_problems.)"""
+    problems = _durability_problems(settings)
     for name in (f.name for f in dataclasses.fields(Images)):
         image = getattr(settings.images, name)
         tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
@@ -572,106 +570,24 @@ def _durability_problems(settings: Settings) -> list[Problem]:
     return problems
 
 
-# Fixed ports inside every Fluss container besides ports.fluss_internal, fixed so that in-network wiring never
-# depends on the host's port choices.
-FLUSS_CLIENT_PORT = 9123  # the CLIENT listener (published by compose, port-forwarded by Kubernetes)
-FLUSS_METRICS_PORT = 9249  # the Prometheus reporter's default port (ConfigOptions)
-FLUSS_CONTAINER_PORTS = {FLUSS_CLIENT_PORT: "the CLIENT listener inside the container",
-                         FLUSS_METRICS_PORT: "the metrics reporter"}
-
-
-def fluss_client_ports(settings: Settings) -> list[tuple[str, str, int]]:
-    """Every Fluss server's advertised client port: (instance, owning setting, port). Tablet i advertises
-    ``ports.fluss_tablet + i`` on every target (published by compose, port-forwarded by Kubernetes)."""
-    p = settings.ports
-    return [("fluss-coordinator", "ports.fluss_coordinator", p.fluss_coordinator),
-            *((f"fluss-tablet-{i}", "ports.fluss_tablet" + (f" + {i}" if i else ""), p.fluss_tablet + i)
-              for i in range(settings.replicas.tablet_servers))]
-
-
-def fluss_listener_problems(settings: Settings) -> list[Problem]:
-    """In a container each Fluss server binds INTERNAL and CLIENT and advertises INTERNAL beside the client port of
-    the host: all of them must differ, or the coordinator refuses the server (and a table needing its replicas
-    cannot be created). The native servers of the local target have one listener only."""
-    if settings.target == "local":
-        return []
-    internal = settings.ports.fluss_internal
-    clashes = [f"{what}, {internal}" for port, what in FLUSS_CONTAINER_PORTS.items() if port == internal]
-    clashes += [f"the client port {name} advertises ({owner})" for name, owner, port in fluss_client_ports(settings)
-                if port == internal]
-    if not clashes:
-        return []
-    used = sorted({port for *_, port in fluss_client_ports(settings)} | set(FLUSS_CONTAINER_PORTS))
-    return [Problem("ports.fluss_internal", f"port {internal} is also {'; '.join(clashes)}: Fluss refuses a server "
-                    "whose listeners share a port",
-                    f"give ports.fluss_internal a port none of them uses (taken: {_port_ranges(used)})")]
-
-
-def _port_ranges(ports: list[int]) -> str:
-    """9123, 9124, 9125, 9249 → "9123-9125, 9249"."""
-    runs: list[list[int]] = []
-    for port in ports:
-        if runs and port == runs[-1][1] + 1:
-            runs[-1][1] = port
-        else:
-            runs.append([port, port])
-    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
-
-
-def host_ports(settings: Settings) -> list[tuple[str, int]]:
-    """Every port the stack binds on the host, with the setting that owns it (tablet servers fan out)."""
-    ports = settings.ports
-    fan_out = {"fluss_tablet": settings.replicas.tablet_servers,
-               "fluss_tablet_metrics": settings.replicas.tablet_servers,
-               "flink_taskmanager_metrics": settings.replicas.flink_taskmanagers}
-    # Only a Trino that takes logins listens on trino_https; the INTERNAL listener lives inside containers.
-    unused = {"fluss_internal"} | (set() if trino_auth(settings) else {"trino_https"})
-    pairs = [(f.name, getattr(ports, f.name)) for f in dataclasses.fields(Ports)
-             if f.name not in fan_out and f.name not in unused]
-    pairs += [(f"{name} (instance {i})" if i else name, getattr(ports, name) + i)
-              for name, count in fan_out.items() for i in range(count)]
-    return pairs
-
-
 # --------------------------------------------------------------------------------------------- secrets
 
 SECRET_ENV = {"access_key": ENV_PREFIX + "S3_ACCESS_KEY", "secret_key": ENV_PREFIX + "S3_SECRET_KEY",
               "fluss_password": ENV_PREFIX + "FLUSS_PASSWORD", "trino_password": ENV_PREFIX + "TRINO_PASSWORD"}
 
 
-def fluss_sasl(settings: Settings) -> bool:
-    """Whether Fluss authenticates clients: the profile's choice, on the local target. The container targets still
-    serve unauthenticated clients in every profile (their SASL listener is issue 15's next step)."""
-    return profile(settings.profile).fluss_sasl and settings.target == "local"
-
-
-def trino_auth(settings: Settings) -> bool:
-    """Whether Trino takes only password-authenticated clients over HTTPS: the profile's choice, on the local target
-    (the container targets' certificates and password files are issue 15's next step)."""
-    return profile(settings.profile).trino_auth and settings.target == "local"
-
-
-def flink_jar_upload(settings: Settings) -> bool:
-    """Whether Flink's REST API takes jar uploads: always on the container targets (their submit-tiering task has no
-    JVM to run Flink's client with), and where the profile allows it on the local target."""
-    return profile(settings.profile).flink_jar_upload or settings.target != "local"
-
-
-def s3_identities(settings: Settings) -> bool:
-    """Whether each role reaches the object store with its own identity (identities.s3_grants): the profile's choice."""
-    return profile(settings.profile).s3_identities
-
-
-def resolve_credentials(settings: Settings, environ: dict[str, str] | None = None,
-                        base_dir: Path | None = None) -> Credentials:
-    """Credentials from the environment or the secrets file; dev falls back to the dev credentials."""
+def resolve_credentials(settings: Settings, environ: dict[str, str] | None = None, base_dir: Path | None = None,
+                        *, fluss_password: bool = False, trino_password: bool = False) -> Credentials:
+    """Credentials from the environment or the secrets file; dev falls back to the dev credentials. The Fluss and
+    Trino passwords are read (and required) where the stack authenticates those clients, which the target knows:
+    ``loader.resolve_credentials`` asks it."""
     environ = dict(os.environ if environ is None else environ)
     from_file = _read_secrets_file(settings.secrets.file, base_dir) if settings.secrets.file else None
     credentials = _s3_credentials(settings, environ, from_file)
-    if fluss_sasl(settings):
+    if fluss_password:
         credentials = dataclasses.replace(credentials, fluss_password=_password(
             settings, environ, from_file, "fluss_password", "Fluss clients (SASL/PLAIN)"))
-    if trino_auth(settings):
+    if trino_password:
         credentials = dataclasses.replace(credentials, trino_password=_password(
             settings, environ, from_file, "trino_password", "Trino clients (password over HTTPS)"))
         if settings.secrets.trino_tls:

@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sagaz_lakehouse import clients, config
+from sagaz_lakehouse import clients
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.errors import LakehouseError
+from sagaz_lakehouse.targets import target_of
 from sagaz_lakehouse.targets.base import Driver
 
 REGISTRATION_TIMEOUT = 60.0  # seconds `up` and `create-tables` wait for every tablet server to be a member
@@ -54,10 +55,12 @@ class Membership:
         return text + (f"; missing: {', '.join(self.missing)}" if self.missing else "")
 
 
-def expected_tablets(settings: Settings) -> tuple[str, ...]:
-    from sagaz_lakehouse.components import build_stack
+def tablet_component(settings: Settings) -> s.Component:
+    return target_of(settings).stack(settings).get(s.TABLET)
 
-    return tuple(build_stack(settings, s.View.EXTERNAL).get(s.TABLET).instance_names())
+
+def expected_tablets(settings: Settings) -> tuple[str, ...]:
+    return tuple(tablet_component(settings).instance_names())
 
 
 def observe(settings: Settings, endpoints: Endpoints) -> Membership:
@@ -70,8 +73,9 @@ def observe(settings: Settings, endpoints: Endpoints) -> Membership:
 
     found = asyncio.run(nodes())
     kinds = [(str(getattr(n, "server_type", "")).lower(), getattr(n, "id", -1)) for n in found]
-    tablets = tuple(sorted(f"{s.TABLET}-{node_id}" for kind, node_id in kinds if "tablet" in kind))
-    return Membership(expected_tablets(settings), tablets, any("coordinator" in kind for kind, _ in kinds))
+    tablet = tablet_component(settings)
+    tablets = tuple(sorted(tablet.instance_name(node_id) for kind, node_id in kinds if "tablet" in kind))
+    return Membership(tuple(tablet.instance_names()), tablets, any("coordinator" in kind for kind, _ in kinds))
 
 
 def refusal_reason(settings: Settings, coordinator_log: str, missing: tuple[str, ...]) -> str:
@@ -87,7 +91,8 @@ def refusal_reason(settings: Settings, coordinator_log: str, missing: tuple[str,
                   else line.strip())
     if not reason:
         return ""
-    owners = {port: name for name, _, port in config.fluss_client_ports(settings)}
+    owners = {entry.number: entry.instance for entry in target_of(settings).stack(settings).host_ports()
+              if entry.port.advertised}
     named = [owners[int(port)] for port in ADVERTISED_CLIENT.findall(reason) if owners.get(int(port)) in missing]
     return f"{named[0]}: {reason}" if named else reason
 

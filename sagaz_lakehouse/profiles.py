@@ -22,13 +22,13 @@ class Profile:
     cpu_request: str  # Kubernetes CPU request per container (no CPU limit anywhere: no throttling)
     dev_credentials: bool  # fixed development credentials are acceptable
     # Fluss clients authenticate (SASL/PLAIN; README, "Fluss logins in prod"); local target only so far, see
-    # config.fluss_sasl().
+    # security.fluss_sasl_on().
     fluss_sasl: bool
     # Trino takes password-authenticated clients over HTTPS only (README, "Trino logins in prod"); local target only
-    # so far, see config.trino_auth().
+    # so far, see security.trino_auth_on().
     trino_auth: bool
     # Flink's REST API takes jar uploads (web.submit.enable); where it does not, the tiering job goes in through
-    # Flink's own client instead (local target only so far, see config.flink_jar_upload()).
+    # Flink's own client instead (local target only so far, see security.flink_jar_upload_on()).
     flink_jar_upload: bool
     # One object-store identity per role, each reaching only its own prefixes (identities.s3_grants); the root keys are
     # left to MinIO and the bucket task. Every target: the bucket task that creates them is the same everywhere.

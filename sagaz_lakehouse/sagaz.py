@@ -98,14 +98,15 @@ def stack_location() -> tuple[str, str, dict[str, str]]:
 
     The listener's only dependency on the stack model, kept to this function on purpose.
     """
-    from sagaz_lakehouse import addresses, config, security
+    from sagaz_lakehouse import addresses, config, loader, security
     from sagaz_lakehouse.stack import View
+    from sagaz_lakehouse.targets import target_of
 
     path = config.find_config_file()
-    settings = config.load(path)
-    credentials = config.resolve_credentials(settings, base_dir=path.parent if path else None)
+    settings = loader.load_settings(path)
+    credentials = loader.resolve_credentials(settings, base_dir=path.parent if path else None)
     return (addresses.endpoints(settings, View.EXTERNAL).fluss_bootstrap, settings.lake.database,
-            security.pyfluss_properties(settings, credentials))
+            security.pyfluss_properties(settings, credentials, target_of(settings).view))
 
 
 class FlussAnalyticsListener(sagaz.SagaListener):

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sagaz_lakehouse.addresses import LOOPBACK, Endpoints, TrinoLogin
-from sagaz_lakehouse.config import Credentials, Settings, flink_jar_upload, fluss_sasl, trino_auth
+from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.profiles import profile
 from sagaz_lakehouse.stack import View
 
 FLUSS_PASSWORD_VAR = "FLUSS_CLIENT_PASSWORD"  # noqa: S105 - a variable name, not a value
@@ -31,21 +32,26 @@ TRINO_CA = "${TRINO_CA_PEM}"  # the certificate alone (not a secret; clients and
 
 
 # ------------------------------------------------------------------------------------------ when each applies
+# What the profile asks for applies to the stack's processes where they run natively on the user's host (the view a
+# target lays its stack out in: Target.view); the container targets' listeners, certificates and password files are
+# issue 15's next step, so there every profile serves unauthenticated clients and takes jar uploads.
 
 
 def fluss_sasl_on(settings: Settings, view: View) -> bool:
-    """SASL for a native process (local target) whose profile wants it; see config.fluss_sasl."""
-    return view is View.EXTERNAL and fluss_sasl(settings)
+    """Whether Fluss servers running in ``view`` authenticate clients (SASL/PLAIN): the profile's choice, natively."""
+    return view is View.EXTERNAL and profile(settings.profile).fluss_sasl
 
 
 def trino_auth_on(settings: Settings, view: View) -> bool:
-    """HTTPS and passwords for a native Trino (local target) whose profile wants them; see config.trino_auth."""
-    return view is View.EXTERNAL and trino_auth(settings)
+    """Whether a Trino running in ``view`` takes only password-authenticated clients over HTTPS: the profile's
+    choice, natively."""
+    return view is View.EXTERNAL and profile(settings.profile).trino_auth
 
 
 def flink_jar_upload_on(settings: Settings, view: View) -> bool:
-    """Whether a Flink cluster seen from ``view`` takes jar uploads; see config.flink_jar_upload."""
-    return view is not View.EXTERNAL or flink_jar_upload(settings)
+    """Whether a Flink cluster running in ``view`` takes jar uploads: always in containers (their submit-tiering
+    task has no JVM to run Flink's client with), natively where the profile allows it."""
+    return view is not View.EXTERNAL or profile(settings.profile).flink_jar_upload
 
 
 # ------------------------------------------------------------------------------- Trino logins (prod, local target)
@@ -66,7 +72,8 @@ def trino_password_line(user: str, password: str, installation_secret: str) -> s
 
 
 def with_trino_login(endpoints: Endpoints, settings: Settings, credentials: Credentials, ca_file: str) -> Endpoints:
-    """``endpoints`` for a client on the host that logs in to Trino where Trino wants it."""
+    """``endpoints`` for a client on the host that logs in to Trino where Trino wants it (a native Trino: the local
+    target's)."""
     if not trino_auth_on(settings, View.EXTERNAL):
         return endpoints
     login = TrinoLogin(f"https://{LOOPBACK}:{settings.ports.trino_https}", TRINO_USER, credentials.trino_password,
@@ -101,13 +108,15 @@ def fluss_client_options() -> dict[str, str]:
 
 
 def with_fluss_login(endpoints: Endpoints, settings: Settings, credentials: Credentials) -> Endpoints:
-    """``endpoints`` for a client on the host that logs in to Fluss where Fluss wants it."""
-    return replace(endpoints, fluss_login=pyfluss_properties(settings, credentials))
+    """``endpoints`` for a client on the host that logs in to Fluss where Fluss wants it (native Fluss servers: the
+    local target's)."""
+    return replace(endpoints, fluss_login=pyfluss_properties(settings, credentials, View.EXTERNAL))
 
 
-def pyfluss_properties(settings: Settings, credentials: Credentials) -> dict[str, str]:
-    """What a pyfluss ``Config`` needs besides ``bootstrap.servers`` (its keys carry no ``client.`` prefix)."""
-    return pyfluss_login(credentials.fluss_password) if fluss_sasl_on(settings, View.EXTERNAL) else {}
+def pyfluss_properties(settings: Settings, credentials: Credentials, servers: View) -> dict[str, str]:
+    """What a pyfluss ``Config`` needs besides ``bootstrap.servers`` (its keys carry no ``client.`` prefix) to reach
+    Fluss servers that run in ``servers``."""
+    return pyfluss_login(credentials.fluss_password) if fluss_sasl_on(settings, servers) else {}
 
 
 def pyfluss_login(password: str) -> dict[str, str]:

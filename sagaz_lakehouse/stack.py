@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 from sagaz_lakehouse.config import Settings
+from sagaz_lakehouse.errors import UsageError
 
 
 class View(Enum):
@@ -63,7 +64,10 @@ PROMETHEUS = "prometheus"
 @dataclass(frozen=True)
 class Port:
     """A port a component listens on: ``container`` inside its container or pod, ``host`` on the user's host
-    (the local target binds it, compose publishes it on 127.0.0.1, Kubernetes port-forwards to it)."""
+    (the local target binds it, compose publishes it on 127.0.0.1, Kubernetes port-forwards to it).
+
+    Instance *i* of a component whose port is ``per_instance`` is at ``host + i`` on the host: ``host_port`` is the
+    one place that rule lives (``host_port_shell`` says the same to a pod that learns its index when it starts)."""
 
     name: str
     container: int
@@ -71,9 +75,17 @@ class Port:
     published: bool = True  # reachable from the host
     per_instance: bool = False  # each instance has its own host port: host + index (clients address each one)
     clients: bool = False  # serves clients outside the stack; other ports only the stack's own components
+    setting: str = ""  # the ``ports.<setting>`` that gives ``host`` (problems name it)
+    # The server tells its clients this port's host address, instance by instance (Fluss's advertised listeners):
+    # a client on the host must reach exactly that instance there.
+    advertised: bool = False
 
     def host_port(self, index: int) -> int:
         return self.host + index if self.per_instance else self.host
+
+    def host_port_shell(self, index_variable: str) -> str:
+        """``host_port`` as shell arithmetic over the variable holding the instance index."""
+        return f"$(({self.host} + {index_variable}))" if self.per_instance else str(self.host)
 
 
 @dataclass(frozen=True)
@@ -226,8 +238,16 @@ class Component:
         """Instances named <name>-<i>: every component that can be scaled, even at one replica."""
         return self.name in REPLICATED
 
+    def instance_name(self, index: int) -> str:
+        return f"{self.name}-{index}" if self.replicated else self.name
+
     def instance_names(self) -> list[str]:
-        return [f"{self.name}-{i}" for i in range(self.replicas)] if self.replicated else [self.name]
+        return [self.instance_name(i) for i in range(self.replicas)] if self.replicated else [self.name]
+
+    def host_ports(self, instance: str) -> dict[str, int]:
+        """The host port of each of this instance's ports that has one, by port name."""
+        index = instance_index(instance)
+        return {p.name: p.host_port(index) for p in self.ports if p.host}
 
     def port(self, name: str) -> Port:
         for port in self.ports:
@@ -237,6 +257,31 @@ class Component:
 
 
 REPLICATED = (TABLET, TASKMANAGER, TRINO_WORKER)
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """One port of one instance, on the user's host."""
+
+    component: Component
+    instance: str
+    port: Port
+    number: int
+
+    @property
+    def fan_out(self) -> int:
+        """What the instance adds to its setting's port (0 unless the port is per instance)."""
+        return instance_index(self.instance) if self.port.per_instance else 0
+
+    @property
+    def owner(self) -> str:
+        """The setting that gives the number, with the instance where it fans out: fluss_tablet (instance 1)."""
+        return f"{self.port.setting} (instance {self.fan_out})" if self.fan_out else self.port.setting
+
+    @property
+    def formula(self) -> str:
+        """How the number comes from the settings: ports.fluss_tablet + 1."""
+        return f"ports.{self.port.setting}" + (f" + {self.fan_out}" if self.fan_out else "")
 
 
 @dataclass(frozen=True)
@@ -268,11 +313,30 @@ class Stack:
         return [(c, name) for c in self.components for name in c.instance_names()]
 
     def resolve(self, name: str) -> list[tuple[Component, str]]:
-        """A component or instance name → its instances; KeyError lists the valid names."""
+        """A component or instance name → its instances; KeyError when there is none."""
         found = [(c, n) for c, n in self.instances() if name in (c.name, n)]
         if not found:
             raise KeyError(name)
         return found
+
+    def named(self, name: str) -> list[tuple[Component, str]]:
+        """``resolve`` for a name the user gave (`logs COMPONENT`): an unknown one is a usage error listing the
+        valid names."""
+        try:
+            return self.resolve(name)
+        except KeyError:
+            raise UsageError(f"unknown component '{name}'", f"use one of: {', '.join(self.valid_names())}") from None
+
+    def host_ports(self) -> list[HostPort]:
+        """Every port the stack has on the user's host, instance by instance, in dependency order."""
+        return [HostPort(c, name, p, p.host_port(instance_index(name)))
+                for c, name in self.instances() for p in c.ports if p.host]
+
+    def host_entries(self) -> list[HostPort]:
+        """Where a client on the host reaches each instance that it can reach: its component's first port, the one
+        :class:`~sagaz_lakehouse.addresses.Endpoints` names (ports after it are metrics, consoles, RPC)."""
+        return [HostPort(c, name, c.ports[0], c.ports[0].host_port(instance_index(name)))
+                for c, name in self.instances() if c.ports and c.ports[0].host]
 
     def valid_names(self) -> list[str]:
         out: list[str] = []
@@ -289,6 +353,5 @@ def instance_index(name: str) -> int:
 def concrete_instance(component: Component, name: str, *, host: str, data: str, conf: str,
                       address: str = "") -> Instance:
     """An instance with real values: its index from its name, the host port of each of its ports."""
-    index = instance_index(name)
-    return Instance(name, str(index), host, data, conf,
-                    {p.name: str(p.host_port(index)) for p in component.ports if p.host}, address)
+    return Instance(name, str(instance_index(name)), host, data, conf,
+                    {port: str(number) for port, number in component.host_ports(name).items()}, address)

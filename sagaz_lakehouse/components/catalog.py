@@ -53,6 +53,6 @@ def rest_catalog(settings: Settings, view: s.View) -> s.Component:
     return s.Component(
         s.REST_CATALOG, "iceberg-rest-catalog", settings.images.rest_catalog, versions.ICEBERG.version,
         "Iceberg REST catalog", setup,
-        ports=(s.Port("http", port, port),), health=s.Health("http", "http", "/v1/config"),
+        ports=(s.Port("http", port, port, setting="rest_catalog"),), health=s.Health("http", "http", "/v1/config"),
         depends_on=((s.CREATE_BUCKET, s.Condition.COMPLETED),),
         data_dir=STATE_DIR, volume_size=settings.volumes.rest_catalog, memory=settings.memory.rest_catalog)

@@ -44,9 +44,9 @@ def metrics_bind(view: s.View, at: s.Instance, container_port: int) -> str:
     return at.host_ports["metrics"] if view is s.View.EXTERNAL else str(container_port)
 
 
-def metrics_port(container: int, host: int, replicated: bool = False) -> s.Port:
+def metrics_port(container: int, host: int, setting: str, replicated: bool = False) -> s.Port:
     """A Prometheus endpoint: scraped from inside the stack (never published), per instance on the host."""
-    return s.Port("metrics", container, host, published=False, per_instance=replicated)
+    return s.Port("metrics", container, host, published=False, per_instance=replicated, setting=setting)
 
 
 def fluss_login(settings: Settings, view: s.View, at: s.Instance,

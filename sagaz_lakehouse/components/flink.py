@@ -70,8 +70,10 @@ PROMETHEUS_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusReporterFac
 
 def reporter_port(settings: Settings, name: str) -> s.Port:
     if name == s.JOBMANAGER:
-        return metrics_port(addresses.FLINK_METRICS_PORT, settings.ports.flink_jobmanager_metrics)
-    return metrics_port(addresses.FLINK_METRICS_PORT, settings.ports.flink_taskmanager_metrics, replicated=True)
+        return metrics_port(addresses.FLINK_METRICS_PORT, settings.ports.flink_jobmanager_metrics,
+                            "flink_jobmanager_metrics")
+    return metrics_port(addresses.FLINK_METRICS_PORT, settings.ports.flink_taskmanager_metrics,
+                        "flink_taskmanager_metrics", replicated=True)
 
 
 def properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:
@@ -156,7 +158,8 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
     if jobmanager:
         return s.Component(
             name, "flink", settings.images.flink, versions.FLINK.version, "Flink JobManager (REST API and UI)",
-            setup, ports=(s.Port("rest", p.flink_rest, p.flink_rest), s.Port("rpc", p.flink_rpc, p.flink_rpc, False),
+            setup, ports=(s.Port("rest", p.flink_rest, p.flink_rest, setting="flink_rest"),
+                          s.Port("rpc", p.flink_rpc, p.flink_rpc, False, setting="flink_rpc"),
                           s.Port("blob", addresses.FLINK_BLOB_PORT, 0, published=False), reporter_port(settings, name)),
             health=s.Health("http", "rest", "/overview"), memory=settings.memory.flink_jobmanager, jars=LIB_JARS,
             metrics=s.Metrics("metrics"))
@@ -228,7 +231,8 @@ def sql_gateway(settings: Settings, view: s.View) -> s.Component:
     port = settings.ports.flink_sql_gateway
     return s.Component(
         s.FLINK_SQL_GATEWAY, "flink", settings.images.flink, versions.FLINK.version,
-        "Flink SQL Gateway (real-time queries over Fluss)", setup, ports=(s.Port("rest", port, port),),
+        "Flink SQL Gateway (real-time queries over Fluss)", setup,
+        ports=(s.Port("rest", port, port, setting="flink_sql_gateway"),),
         health=s.Health("http", "rest", "/v1/info"), depends_on=((s.JOBMANAGER, s.Condition.HEALTHY),), memory=memory,
         jars=LIB_JARS)
 

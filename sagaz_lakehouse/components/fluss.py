@@ -27,6 +27,7 @@ from sagaz_lakehouse.components.common import (
     yaml_lines,
 )
 from sagaz_lakehouse.config import Settings
+from sagaz_lakehouse.errors import Problem
 from sagaz_lakehouse.render import masked_log4j
 
 HOME = "/opt/fluss"
@@ -83,8 +84,8 @@ def durability_properties(settings: Settings) -> dict[str, str]:
 
 
 def listeners(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:
-    """Every port here differs from the others (config.fluss_listener_problems): Fluss refuses a server whose
-    listeners, bound or advertised, share one."""
+    """Every port here differs from the others (``listener_problems``): Fluss refuses a server whose listeners,
+    bound or advertised, share one."""
     client = at.host_ports["client"]
     if view is s.View.EXTERNAL:
         return {"bind.listeners": f"FLUSS://{addresses.LOOPBACK}:{client}"}
@@ -98,6 +99,44 @@ def listeners(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str
                                 + (f", INTERNAL://{at.address}:{internal}" if at.address else ""),
         "internal.listener.name": "INTERNAL",
     }
+
+
+# What else listens inside a Fluss container, by port name, for the problem that names a clash.
+CONTAINER_LISTENERS = {"client": "the CLIENT listener inside the container", "metrics": "the metrics reporter"}
+
+
+def listener_problems(stack: s.Stack) -> list[Problem]:
+    """In a container each Fluss server binds INTERNAL and CLIENT and advertises INTERNAL beside the client port of
+    the host: all of them must differ, or the coordinator refuses the server (and a table needing its replicas
+    cannot be created). A server without an INTERNAL listener (a native process) has nothing to collide."""
+    servers = [c for c in stack.components if c.name in MAIN_CLASS and any(p.name == "internal" for p in c.ports)]
+    if not servers:
+        return []
+    internal = servers[0].port("internal").container
+    inside = {p.container: CONTAINER_LISTENERS[p.name] for c in servers for p in c.ports
+              if p.name in CONTAINER_LISTENERS}
+    names = {c.name for c in servers}
+    advertised = [(entry.instance, entry.formula, entry.number) for entry in stack.host_ports()
+                  if entry.component.name in names and entry.port.advertised]
+    clashes = [f"{what}, {internal}" for port, what in inside.items() if port == internal]
+    clashes += [f"the client port {name} advertises ({owner})" for name, owner, port in advertised if port == internal]
+    if not clashes:
+        return []
+    used = sorted({port for *_, port in advertised} | set(inside))
+    return [Problem("ports.fluss_internal", f"port {internal} is also {'; '.join(clashes)}: Fluss refuses a server "
+                    "whose listeners share a port",
+                    f"give ports.fluss_internal a port none of them uses (taken: {port_ranges(used)})")]
+
+
+def port_ranges(ports: list[int]) -> str:
+    """9123, 9124, 9125, 9249 → "9123-9125, 9249"."""
+    runs: list[list[int]] = []
+    for port in ports:
+        if runs and port == runs[-1][1] + 1:
+            runs[-1][1] = port
+        else:
+            runs.append([port, port])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
 
 
 def sasl_properties() -> dict[str, str]:
@@ -128,6 +167,7 @@ def _metrics_port(settings: Settings, name: str) -> s.Port:
     tablet = name == s.TABLET
     p = settings.ports
     return metrics_port(addresses.FLUSS_METRICS_PORT, p.fluss_tablet_metrics if tablet else p.fluss_coordinator_metrics,
+                        "fluss_tablet_metrics" if tablet else "fluss_coordinator_metrics",
                         replicated=tablet)
 
 
@@ -160,8 +200,12 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
                    *login_files),
         )
 
-    ports = (s.Port("client", addresses.FLUSS_CLIENT_PORT, host_port, per_instance=tablet, clients=True),
-             s.Port("internal", settings.ports.fluss_internal, 0, published=False), _metrics_port(settings, name))
+    ports = (s.Port("client", addresses.FLUSS_CLIENT_PORT, host_port, per_instance=tablet, clients=True,
+                    setting="fluss_tablet" if tablet else "fluss_coordinator", advertised=True),
+             # Only a server inside a container network binds INTERNAL (listeners()).
+             *((s.Port("internal", settings.ports.fluss_internal, 0, published=False),) if view is s.View.INTERNAL
+               else ()),
+             _metrics_port(settings, name))
     depends = ((s.COORDINATOR, s.Condition.HEALTHY),) if tablet else \
         ((s.ZOOKEEPER, s.Condition.HEALTHY), (s.REST_CATALOG, s.Condition.HEALTHY))
     return s.Component(

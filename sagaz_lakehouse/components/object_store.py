@@ -37,6 +37,7 @@ def minio(settings: Settings, view: s.View) -> s.Component:
     return s.Component(
         s.MINIO, "minio", settings.images.minio, versions.MINIO.version, "S3-compatible object store", setup,
         # Clients read Fluss remote log segments and Iceberg data files straight from the store.
-        ports=(s.Port("s3", p.minio, p.minio, clients=True), s.Port("console", p.minio_console, p.minio_console)),
+        ports=(s.Port("s3", p.minio, p.minio, clients=True, setting="minio"),
+               s.Port("console", p.minio_console, p.minio_console, setting="minio_console")),
         health=s.Health("http", "s3", "/minio/health/ready"), metrics=s.Metrics("s3", METRICS_PATH),
         data_dir="/data", volume_size=settings.volumes.minio, memory=settings.memory.minio)

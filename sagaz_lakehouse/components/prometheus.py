@@ -152,6 +152,6 @@ def prometheus(settings: Settings, view: s.View, components: Sequence[s.Componen
     return s.Component(
         s.PROMETHEUS, "prometheus", settings.images.prometheus, versions.PROMETHEUS.image.rsplit(":", 1)[1],
         "Prometheus (metrics of every component, alert rules)", setup,
-        ports=(s.Port("http", port, port),), health=s.Health("http", "http", "/-/ready"),
+        ports=(s.Port("http", port, port, setting="prometheus"),), health=s.Health("http", "http", "/-/ready"),
         data_dir=DATA_DIR, volume_size=settings.volumes.prometheus, memory=settings.memory.prometheus,
         conf_dir=CONF_DIR, start_seconds=60)

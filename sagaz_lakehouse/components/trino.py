@@ -42,13 +42,12 @@ def server_properties(settings: Settings, view: s.View, at: s.Instance, worker: 
     heap = mebibytes(settings.memory.trino)
     nodes = settings.replicas.trino_workers or 1  # without workers the coordinator also runs the queries
     per_node = int(heap * QUERY_MEMORY_SHARE)
-    coordinator_host = addresses.LOOPBACK if view is s.View.EXTERNAL else s.TRINO
     return {
         "coordinator": "false" if worker else "true",
         **({} if worker else {
             "node-scheduler.include-coordinator": "false" if settings.replicas.trino_workers else "true"}),
         "http-server.http.port": str(port),
-        "discovery.uri": f"http://{coordinator_host}:{port}",
+        "discovery.uri": addresses.endpoints(settings, view).trino,
         "query.max-memory-per-node": f"{per_node}MB",
         "query.max-memory": f"{per_node * nodes}MB",
         "catalog.config-dir": f"{at.conf}/catalog",
@@ -159,7 +158,8 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
     metrics = s.Metrics("http", headers={"X-Trino-User": METRICS_USER})
     if auth and not worker:  # the coordinator's /metrics is behind the login too
         metrics = s.Metrics("https", login=(security.TRINO_USER, security.TRINO_PASSWORD), ca_pem=security.TRINO_CA)
-    https = (s.Port("https", settings.ports.trino_https, settings.ports.trino_https, clients=True),) if auth else ()
+    https = (s.Port("https", settings.ports.trino_https, settings.ports.trino_https, clients=True,
+                    setting="trino_https"),) if auth else ()
     # Workers need no HTTPS port of their own: clients go to the coordinator.
     if worker:
         return s.Component(s.TRINO_WORKER, "trino", settings.images.trino, versions.TRINO.version, "Trino worker",
@@ -169,7 +169,7 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
                          start_seconds=240, metrics=metrics)
     return s.Component(s.TRINO, "trino", settings.images.trino, versions.TRINO.version,
                      "Trino coordinator (SQL over Iceberg)", setup,
-                     ports=(s.Port("http", port, port, clients=True), *https),
+                     ports=(s.Port("http", port, port, clients=True, setting="trino"), *https),
                      health=health,
                      depends_on=((s.REST_CATALOG, s.Condition.HEALTHY),), memory=process_memory(settings),
                      data_dir=DATA_DIR, conf_dir=CONF_DIR, start_seconds=240, metrics=metrics)

@@ -74,8 +74,9 @@ def zookeeper(settings: Settings, view: s.View) -> s.Component:
     return s.Component(
         s.ZOOKEEPER, "zookeeper", settings.images.zookeeper, versions.ZOOKEEPER.version,
         "coordination store for Fluss", setup,
-        ports=(s.Port("client", settings.ports.zookeeper, settings.ports.zookeeper, published=False),
-               metrics_port(settings.ports.zookeeper_metrics, settings.ports.zookeeper_metrics)),
+        ports=(s.Port("client", settings.ports.zookeeper, settings.ports.zookeeper, published=False,
+                      setting="zookeeper"),
+               metrics_port(settings.ports.zookeeper_metrics, settings.ports.zookeeper_metrics, "zookeeper_metrics")),
         health=s.Health("zookeeper", "client"), metrics=s.Metrics("metrics"),
         data_dir="/data", volume_size=settings.volumes.zookeeper, memory=settings.memory.zookeeper, conf_dir=CONF_DIR,
         start_seconds=60)  # a standalone server is up in seconds

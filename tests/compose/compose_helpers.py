@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config, render
 from sagaz_lakehouse.config import Credentials, Settings
 
@@ -26,7 +27,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def settings_for(overrides: dict[str, Any]) -> Settings:
-    return config.load(None, {"target": "compose", **overrides}, environ={})
+    return lakehouse.load_settings(None, {"target": "compose", **overrides}, environ={})
 
 
 def credentials_for(settings: Settings) -> Credentials:

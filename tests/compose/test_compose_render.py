@@ -13,6 +13,7 @@ import pytest
 from compose_helpers import VARIANTS, compose_document, rendered, write_variant
 from support import REPO
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import addresses, config
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack, tasks
@@ -281,7 +282,7 @@ def test_env_file_round_trips_awkward_values():
     from sagaz_lakehouse.config import Credentials
 
     creds = Credentials("a b-c", "x$y\"z\\w'")
-    text = target.env_file(config.load(overrides={"target": "compose"}), creds)
+    text = target.env_file(lakehouse.load_settings(overrides={"target": "compose"}), creds)
     assert "S3_SECRET_KEY=\"x\\$y\\\"z\\\\w'\"" in text
 
 
@@ -289,7 +290,7 @@ def test_env_file_in_prod_carries_each_role_s_keys():
     from sagaz_lakehouse.config import Credentials
 
     creds = Credentials("operator", "root-secret-value")
-    settings = config.load(overrides={"target": "compose", "profile": "prod"}, environ={
+    settings = lakehouse.load_settings(overrides={"target": "compose", "profile": "prod"}, environ={
         "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "operator", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "root-secret-value"})
     text = target.env_file(settings, creds)
     for role in ("fluss", "lake", "reader"):
@@ -321,7 +322,7 @@ def test_trino_config(variant):
 
 def test_addresses_come_from_the_view_not_the_target_setting():
     """A compose file rendered from settings whose target is local still wires services by name."""
-    settings = config.load(None, {"target": "local"}, environ={})
+    settings = lakehouse.load_settings(None, {"target": "local"}, environ={})
     files = render(settings, config.DEV_CREDENTIALS, "compose")
     doc = compose_document(files)
     assert "127.0.0.1:2181" not in fluss_properties(doc["services"][s.COORDINATOR])["zookeeper.address"]
@@ -331,7 +332,7 @@ def test_addresses_come_from_the_view_not_the_target_setting():
 def test_manifests_match_templates():
     """manifests/compose holds the rendered defaults (dev profile, no .env: credentials are never committed);
     re-render with `make manifests` after changes."""
-    settings = config.load(None, {"target": "compose"}, environ={})
+    settings = lakehouse.load_settings(None, {"target": "compose"}, environ={})
     files = [f for f in render(settings, config.PLACEHOLDER_CREDENTIALS, "compose") if not f.secret]
     drift = [f.path for f in files
              if not (REPO_MANIFESTS / f.path).exists() or (REPO_MANIFESTS / f.path).read_text() != f.content]

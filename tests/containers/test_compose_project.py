@@ -35,6 +35,7 @@ from saga_data import (
 )
 from support import fluss_ports_as_by_default
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack
@@ -60,7 +61,7 @@ def stack(engine, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def settings() -> config.Settings:
-    return config.load(None, {"target": "compose", "project": PROJECT,
+    return lakehouse.load_settings(None, {"target": "compose", "project": PROJECT,
                               **{f"ports.{k}": str(v) for k, v in PORTS.items()}}, environ={})
 
 

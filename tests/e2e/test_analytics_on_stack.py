@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 from support import REPO, cli, init_with_ports, must, suite_ports
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import addresses, clients, config, report, simulate
 from sagaz_lakehouse.doctor import PROBE_EVENT_TYPE
 from sagaz_lakehouse.stack import View
@@ -100,7 +101,7 @@ def wait_for_run(settings: config.Settings, summary: dict[str, Any]) -> tuple[li
 def lake(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("analytics-stack")
     settings_file = init_with_ports(workdir, PORTS)
-    settings = config.load(settings_file, environ={})
+    settings = lakehouse.load_settings(settings_file, environ={})
     try:
         must(cli(workdir, "up"), "up")
         must(cli(workdir, "create-tables"), "create-tables")

@@ -27,6 +27,7 @@ import pytest
 import yaml
 from support import suite_ports
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config, lake_health, tables
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +54,7 @@ class EnvStack(Stack):
     def __init__(self, workdir: Path, ports: dict[str, int]) -> None:
         (workdir / config.CONFIG_FILENAME).write_text(yaml.safe_dump({"ports": ports}))
         self.workdir = workdir
-        self.settings = config.load(workdir / config.CONFIG_FILENAME)
+        self.settings = lakehouse.load_settings(workdir / config.CONFIG_FILENAME)
         from sagaz_lakehouse import addresses
         from sagaz_lakehouse.stack import View
 

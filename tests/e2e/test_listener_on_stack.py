@@ -31,6 +31,7 @@ import yaml
 from sagaz import Saga, action, compensate
 from support import cli, init_with_ports, must, suite_ports
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import addresses, clients, config, identities, security
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener
@@ -96,11 +97,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     values.update(profile="prod", secrets={"file": secrets_file.name},
                   lake={"freshness": "10s", "tiering_poll": "2s", "kv_snapshot_interval": "5s"})
     settings_file.write_text(yaml.safe_dump(values))
-    settings = config.load(settings_file, environ={})
+    settings = lakehouse.load_settings(settings_file, environ={})
     try:
         must(cli(workdir, "up"), "up")
         must(cli(workdir, "create-tables"), "create-tables")
-        yield Stack(workdir, settings, config.resolve_credentials(settings, environ={}, base_dir=workdir))
+        yield Stack(workdir, settings, lakehouse.resolve_credentials(settings, environ={}, base_dir=workdir))
     finally:
         cli(workdir, "down", "--purge", timeout=300)
 

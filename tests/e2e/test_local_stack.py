@@ -28,6 +28,7 @@ from saga_data import (
 )
 from support import cli, init_with_ports, must, suite_port, suite_ports
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import clients, config
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +40,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     # ports of its own: the defaults stay free for the suites that check them and for a user's own `make up`
     init_with_ports(workdir, suite_ports("local-stack"))
     must(cli(workdir, "up"), "up")
-    settings = config.load(workdir / config.CONFIG_FILENAME, environ={})
+    settings = lakehouse.load_settings(workdir / config.CONFIG_FILENAME, environ={})
     yield workdir, settings
     cli(workdir, "down", "--purge", timeout=300)
 

@@ -25,6 +25,7 @@ import pytest
 import yaml
 from support import CLI, cli, init_with_ports, must, suite_port, suite_ports
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import addresses, clients, config, dashboards
 from sagaz_lakehouse.components import build_stack, prometheus
 from sagaz_lakehouse.stack import PROMETHEUS, View
@@ -78,7 +79,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings_file = init_with_ports(workdir, PORTS)
     values = yaml.safe_load(settings_file.read_text())
     settings_file.write_text(yaml.safe_dump({**values, "monitoring": {"app_targets": APP}}))
-    settings = config.load(settings_file, environ={})
+    settings = lakehouse.load_settings(settings_file, environ={})
     app: subprocess.Popen[str] | None = None
     try:
         must(cli(workdir, "up"), "up")

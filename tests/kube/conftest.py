@@ -13,7 +13,7 @@ from cluster import TestCluster, start_cluster
 from node import RealCluster, start_real_cluster
 from stacks import Stack
 
-from sagaz_lakehouse import config
+import sagaz_lakehouse as lakehouse
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def stack(cluster, tmp_path):
 
 def stand_in_images() -> list[str]:
     """Every image the default settings render (images/ builds each under exactly that tag)."""
-    images = config.load(None, {}, environ={}).images
+    images = lakehouse.load_settings(None, {}, environ={}).images
     return sorted({getattr(images, field) for field in images.__dataclass_fields__})
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sagaz_lakehouse import config
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse.errors import LakehouseError
 from sagaz_lakehouse.targets.kubernetes.api import ref
 from sagaz_lakehouse.targets.kubernetes.driver import RENDERED_KINDS, KubernetesDriver
@@ -33,7 +33,7 @@ class Stack:
         values = {**self.base, **overrides}
         if context:
             values["kubernetes.context"] = context
-        settings = config.load(None, values, environ={})
+        settings = lakehouse.load_settings(None, values, environ={})
         return KubernetesDriver(settings, self.tmp_path, log=self.messages.append, force_conflicts=force_conflicts)
 
     def up(self, driver: KubernetesDriver | None = None, timeout: int = UP_TIMEOUT, **kwargs: Any) -> dict:

@@ -12,6 +12,7 @@ import pytest
 import support
 from stacks import Stack
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config, versions
 from sagaz_lakehouse.errors import LakehouseError, UsageError
 from sagaz_lakehouse.targets.kubernetes.api import ref
@@ -141,8 +142,8 @@ def test_kubectl_apply_k_works_as_documented_also_after_a_settings_change(cluste
     namespace = "sagaz-kubectl"
 
     def apply(**overrides: str) -> subprocess.CompletedProcess[str]:
-        settings = config.load(None, {"target": "kubernetes", "kubernetes.namespace": namespace, **overrides},
-                               environ={})
+        settings = lakehouse.load_settings(None, {"target": "kubernetes", "kubernetes.namespace": namespace,
+                                                  **overrides}, environ={})
         out = tmp_path / f"render-{len(overrides)}"
         render.write_files(targets.render(settings, config.DEV_CREDENTIALS, "kubernetes"), out)
         return subprocess.run([str(kubectl), "--kubeconfig", str(cluster.kubeconfig), "apply", "-k", str(out)],

@@ -31,6 +31,7 @@ from node import RealCluster
 from saga_data import saga_events
 from support import fluss_ports_as_by_default, suite_ports
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import clients, config, tables, versions
 from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver
 
@@ -109,7 +110,7 @@ def stack_settings(cluster: RealCluster) -> dict[str, str]:
 def kube_stack(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeStack]:
     workdir = tmp_path_factory.mktemp("kube-stack")
     values = stack_settings(real_cluster)
-    made = KubeStack(real_cluster, workdir, config.load(None, values, environ={}), {})
+    made = KubeStack(real_cluster, workdir, lakehouse.load_settings(None, values, environ={}), {})
     made.must("init", *[a for k, v in values.items() for a in ("--set", f"{k}={v}")])
     yield made
     made.cli("down", "--purge", timeout=600)

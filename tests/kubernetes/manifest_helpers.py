@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from sagaz_lakehouse import config, render, targets
+import sagaz_lakehouse as lakehouse
+from sagaz_lakehouse import render, targets
 from sagaz_lakehouse.config import Credentials, Settings
 
 # Distinctive credentials, so a leak into any other file is unmistakable.
@@ -27,7 +28,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def settings_for(**overrides: Any) -> Settings:
-    return config.load(None, {"target": "kubernetes", **overrides}, environ={})
+    return lakehouse.load_settings(None, {"target": "kubernetes", **overrides}, environ={})
 
 
 @dataclass

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from support import tool
 
-from sagaz_lakehouse import config, versions
+import sagaz_lakehouse as lakehouse
+from sagaz_lakehouse import versions
 from sagaz_lakehouse.components import prometheus
 from sagaz_lakehouse.targets.compose import layout as compose
 from sagaz_lakehouse.targets.kubernetes import layout as kubernetes
@@ -42,22 +43,22 @@ def alert_names(rules: str) -> list[str]:
 
 @pytest.mark.parametrize("profile", ["dev", "prod"])
 def test_rules_pass_promtool_check(tmp_path, profile):
-    settings = config.load(None, environ={}, overrides={"profile": profile})
+    settings = lakehouse.load_settings(None, environ={}, overrides={"profile": profile})
     (tmp_path / "rules.yml").write_text(prometheus.alert_rules(settings))
     out = ok(promtool("check", "rules", "--lint=all", "--lint-fatal", "rules.yml", cwd=tmp_path))
     assert f"SUCCESS: {len(alert_names(prometheus.alert_rules(settings)))} rules found" in out
 
 
 def test_tiering_lag_threshold_is_three_freshness_intervals():
-    assert prometheus.tiering_lag_threshold_ms(config.load(None, environ={})) == 30_000  # dev: 10s
-    prod = config.load(None, environ={}, overrides={"profile": "prod"})
+    assert prometheus.tiering_lag_threshold_ms(lakehouse.load_settings(None, environ={})) == 30_000  # dev: 10s
+    prod = lakehouse.load_settings(None, environ={}, overrides={"profile": "prod"})
     assert prometheus.tiering_lag_threshold_ms(prod) == 540_000  # prod: 3min
     assert prometheus.LAG_THRESHOLD_TOKEN not in prometheus.alert_rules(prod)
     assert "> 540000" in prometheus.alert_rules(prod)
 
 
 def test_every_alert_has_a_case_that_fires(tmp_path):
-    rules = prometheus.alert_rules(config.load(None, environ={}))
+    rules = prometheus.alert_rules(lakehouse.load_settings(None, environ={}))
     shutil.copy(CASES, tmp_path / CASES.name)
     (tmp_path / "rules.yml").write_text(rules)
     ok(promtool("test", "rules", CASES.name, cwd=tmp_path))
@@ -74,9 +75,10 @@ def rendered(files, prefix: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("target", ["local", "compose", "kubernetes"])
 def test_generated_config_passes_promtool_check(tmp_path, target):
-    settings = config.load(None, environ={}, overrides={"replicas": {"tablet_servers": 2, "trino_workers": 1},
-                                                       "monitoring": {"app_targets": "app:8000, 10.0.0.7:9100"}})
-    credentials = config.resolve_credentials(settings, environ={})
+    settings = lakehouse.load_settings(None, environ={},
+                                       overrides={"replicas": {"tablet_servers": 2, "trino_workers": 1},
+                                                  "monitoring": {"app_targets": "app:8000, 10.0.0.7:9100"}})
+    credentials = lakehouse.resolve_credentials(settings, environ={})
     if target == "local":
         files = rendered(local.files(settings, credentials, local.Layout(tmp_path / "run", tmp_path)),
                          "config/prometheus/")

@@ -8,6 +8,7 @@ import pytest
 from support import free_port_settings
 from typer.testing import CliRunner
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import tables
 from sagaz_lakehouse.cli import app
 from sagaz_lakehouse.config import DEV_CREDENTIALS
@@ -71,7 +72,7 @@ def test_prod_without_secrets_refuses_to_render(tmp_path):
 def test_create_tables_dry_run_prints_ddl():
     result = invoke("create-tables", "--dry-run")
     assert result.exit_code == 0
-    assert result.output == tables.flink_sql_ddl(__import__("sagaz_lakehouse.config").config.load(environ={})) + "\n"
+    assert result.output == tables.flink_sql_ddl(lakehouse.load_settings(environ={})) + "\n"
 
 
 @pytest.mark.parametrize("command", ["create-tables", "doctor"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config
 from sagaz_lakehouse.config import ConfigError, Settings
 
@@ -21,7 +22,7 @@ def load(text: str | None = None, tmp_path: Path | None = None, **kwargs):
         path = tmp_path / "sagaz-lakehouse.yaml"
         path.write_text(text)
     kwargs.setdefault("environ", {})
-    return config.load(path, **kwargs)
+    return lakehouse.load_settings(path, **kwargs)
 
 
 def problems_of(excinfo) -> dict[str, str]:
@@ -136,7 +137,7 @@ def test_problems_name_the_flag_or_variable_they_came_from(tmp_path):
 def test_secrets_fluss_would_cut_are_refused(value):
     settings = load()
     with pytest.raises(ConfigError) as excinfo:
-        config.resolve_credentials(settings, environ={"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "access-ok",
+        lakehouse.resolve_credentials(settings, environ={"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "access-ok",
                                                       "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": value})
     assert excinfo.value.exit_code == 2 and "'#'" in str(excinfo.value)
 
@@ -144,15 +145,15 @@ def test_secrets_fluss_would_cut_are_refused(value):
 def test_prod_without_secrets_is_a_clear_error():
     settings = load(overrides={"profile": "prod"})
     with pytest.raises(ConfigError) as excinfo:
-        config.resolve_credentials(settings, environ={})
+        lakehouse.resolve_credentials(settings, environ={})
     assert "SAGAZ_LAKEHOUSE_S3_SECRET_KEY" in str(excinfo.value)
 
 
 def test_dev_uses_dev_credentials_and_prod_takes_env():
-    assert config.resolve_credentials(load(), environ={}) == config.DEV_CREDENTIALS
+    assert lakehouse.resolve_credentials(load(), environ={}) == config.DEV_CREDENTIALS
     env = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "prodkey", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "a-long-prod-secret",
            "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": "a-fluss-password", "SAGAZ_LAKEHOUSE_TRINO_PASSWORD": "a-trino-password"}
-    creds = config.resolve_credentials(load(overrides={"profile": "prod"}), environ=env)
+    creds = lakehouse.resolve_credentials(load(overrides={"profile": "prod"}), environ=env)
     assert creds.secret_key == "a-long-prod-secret"
     assert "a-long-prod-secret" not in repr(creds)
 
@@ -164,15 +165,15 @@ def test_secrets_file_must_be_private(tmp_path):
     os.chmod(secrets, 0o644)
     settings = load(overrides={"profile": "prod", "secrets.file": str(secrets)})
     with pytest.raises(ConfigError, match="chmod 600"):
-        config.resolve_credentials(settings, environ={})
+        lakehouse.resolve_credentials(settings, environ={})
     os.chmod(secrets, 0o600)
-    assert config.resolve_credentials(settings, environ={}).access_key == "prodkey"
+    assert lakehouse.resolve_credentials(settings, environ={}).access_key == "prodkey"
 
 
 def test_a_root_access_key_named_like_a_role_identity_is_refused():
     env = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "sagaz-fluss", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "a-long-prod-secret"}
     with pytest.raises(ConfigError) as excinfo:
-        config.resolve_credentials(load(), environ=env)
+        lakehouse.resolve_credentials(load(), environ=env)
     assert excinfo.value.exit_code == 2 and "choose another root access key" in str(excinfo.value)
 
 
@@ -209,7 +210,7 @@ def test_an_operator_certificate_for_trino_is_read_and_checked(tmp_path):
     keystore, _ = operator_keystore()
     write_keystore(tmp_path / "trino.pem", keystore)
     settings = load(overrides={"profile": "prod", "secrets.trino_tls": "trino.pem"})
-    assert config.resolve_credentials(settings, environ=TLS_ENV, base_dir=tmp_path).trino_keystore == keystore
+    assert lakehouse.resolve_credentials(settings, environ=TLS_ENV, base_dir=tmp_path).trino_keystore == keystore
 
 
 @pytest.mark.parametrize(("case", "expected"), [
@@ -233,7 +234,7 @@ def test_an_unusable_operator_certificate_is_refused_naming_the_setting(tmp_path
         write_keystore(tmp_path / "trino.pem", pem, 0o644 if case == "readable by others" else 0o600)
     settings = load(overrides={"profile": "prod", "secrets.trino_tls": str(tmp_path / "trino.pem")})
     with pytest.raises(ConfigError) as excinfo:
-        config.resolve_credentials(settings, environ=TLS_ENV)
+        lakehouse.resolve_credentials(settings, environ=TLS_ENV)
     assert excinfo.value.exit_code == 2
     assert "secrets.trino_tls" in str(excinfo.value) and expected in str(excinfo.value)
     assert "PRIVATE KEY" not in str(excinfo.value)
@@ -242,7 +243,7 @@ def test_an_unusable_operator_certificate_is_refused_naming_the_setting(tmp_path
 def test_short_secret_rejected():
     env = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "key", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "short"}
     with pytest.raises(ConfigError, match="shorter than 8"):
-        config.resolve_credentials(load(), environ=env)
+        lakehouse.resolve_credentials(load(), environ=env)
 
 
 PROD_S3 = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "prodkey", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "a-long-prod-secret"}
@@ -253,47 +254,49 @@ FLUSS_PW = {"SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": "fluss-pw-1"}
 def test_prod_on_the_local_target_needs_a_fluss_password():
     settings = load(overrides={"profile": "prod"})
     with pytest.raises(ConfigError) as excinfo:
-        config.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW})
+        lakehouse.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW})
     assert excinfo.value.exit_code == 2 and "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD" in str(excinfo.value)
-    creds = config.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW, **FLUSS_PW})
+    creds = lakehouse.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW, **FLUSS_PW})
     assert creds.fluss_password == "fluss-pw-1" and "fluss-pw-1" not in repr(creds)
     assert creds.redact("pw fluss-pw-1 key a-long-prod-secret") == "pw *** key ***"
     # dev, and the container targets (no SASL listener there yet), take none
-    assert config.resolve_credentials(load(), environ={}).fluss_password == ""
+    assert lakehouse.resolve_credentials(load(), environ={}).fluss_password == ""
     compose = load(overrides={"profile": "prod", "target": "compose"})
-    assert config.resolve_credentials(compose, environ=PROD_S3).fluss_password == ""
+    assert lakehouse.resolve_credentials(compose, environ=PROD_S3).fluss_password == ""
 
 
 @pytest.mark.parametrize("value", ['with"quote', "back\\slash", "hash#value", " leading-space", "short"])
 def test_fluss_passwords_the_jaas_file_would_change_are_refused(value):
     settings = load(overrides={"profile": "prod"})
     with pytest.raises(ConfigError) as excinfo:
-        config.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW, "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": value})
+        lakehouse.resolve_credentials(settings,
+                                      environ={**PROD_S3, **TRINO_PW, "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": value})
     assert excinfo.value.exit_code == 2 and "fluss password" in str(excinfo.value)
 
 
 def test_prod_on_the_local_target_needs_a_trino_password():
     settings = load(overrides={"profile": "prod"})
     with pytest.raises(ConfigError) as excinfo:
-        config.resolve_credentials(settings, environ={**PROD_S3, **FLUSS_PW})
+        lakehouse.resolve_credentials(settings, environ={**PROD_S3, **FLUSS_PW})
     assert excinfo.value.exit_code == 2 and "SAGAZ_LAKEHOUSE_TRINO_PASSWORD" in str(excinfo.value)
     assert "trino_password to secrets.file" in str(excinfo.value)
-    creds = config.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW, **FLUSS_PW})
+    creds = lakehouse.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW, **FLUSS_PW})
     assert creds.trino_password == "trino-pw-1" and "trino-pw-1" not in repr(creds)
     shared = creds.trino_shared_secret()
     assert len(shared) == 64 and "trino-pw-1" not in shared and set(creds.secret_values()) >= {"trino-pw-1", shared}
     # dev and the container targets take none
-    assert config.resolve_credentials(load(), environ={}).trino_password == ""
+    assert lakehouse.resolve_credentials(load(), environ={}).trino_password == ""
     assert config.DEV_CREDENTIALS.trino_shared_secret() == ""
     compose = load(overrides={"profile": "prod", "target": "compose"})
-    assert config.resolve_credentials(compose, environ=PROD_S3).trino_password == ""
+    assert lakehouse.resolve_credentials(compose, environ=PROD_S3).trino_password == ""
 
 
 @pytest.mark.parametrize("value", ["hash#value", " leading-space", "short"])
 def test_trino_passwords_are_checked_like_the_others(value):
     settings = load(overrides={"profile": "prod"})
     with pytest.raises(ConfigError) as excinfo:
-        config.resolve_credentials(settings, environ={**PROD_S3, **FLUSS_PW, "SAGAZ_LAKEHOUSE_TRINO_PASSWORD": value})
+        lakehouse.resolve_credentials(settings,
+                                      environ={**PROD_S3, **FLUSS_PW, "SAGAZ_LAKEHOUSE_TRINO_PASSWORD": value})
     assert excinfo.value.exit_code == 2 and "trino password" in str(excinfo.value)
 
 
@@ -303,5 +306,5 @@ def test_the_fluss_password_can_come_from_the_secrets_file(tmp_path):
                        "trino_password: trino-from-the-file\n")
     os.chmod(secrets, 0o600)
     settings = load(overrides={"profile": "prod", "secrets.file": str(secrets)})
-    creds = config.resolve_credentials(settings, environ={})
+    creds = lakehouse.resolve_credentials(settings, environ={})
     assert (creds.fluss_password, creds.trino_password) == ("from-the-file", "trino-from-the-file")

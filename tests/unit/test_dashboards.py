@@ -11,6 +11,7 @@ import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config, dashboards
 
 pytestmark = pytest.mark.unit
@@ -21,7 +22,7 @@ COMMITTED = REPO / "manifests" / "grafana"
 
 @pytest.fixture(scope="module")
 def settings() -> config.Settings:
-    return config.load(None, environ={})
+    return lakehouse.load_settings(None, environ={})
 
 
 def test_each_dashboard_round_trips_through_the_sdk_model(settings):

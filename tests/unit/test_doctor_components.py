@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import addresses, clients, config, doctor
 from sagaz_lakehouse.stack import View
 
@@ -17,7 +18,7 @@ def zookeeper_check(target: str, rows: list[dict], monkeypatch) -> tuple[str, st
         raise AssertionError("doctor opened a connection to ZooKeeper")
 
     monkeypatch.setattr(clients, "tcp_open", no_connection)
-    settings = config.load(None, {"target": target}, environ={})
+    settings = lakehouse.load_settings(None, {"target": target}, environ={})
     calls: list[int] = []
 
     def status() -> list[dict]:
@@ -61,7 +62,7 @@ def test_no_row_for_it_fails(monkeypatch):
 
 
 def test_tiering_lag_per_table_from_prometheus(monkeypatch):
-    from sagaz_lakehouse import addresses, clients, config, doctor
+    from sagaz_lakehouse import addresses, clients, doctor
     from sagaz_lakehouse.stack import View
 
     answers = {
@@ -73,7 +74,7 @@ def test_tiering_lag_per_table_from_prometheus(monkeypatch):
     }
     monkeypatch.setattr(clients, "http_json",
                         lambda url, timeout=5.0: answers["query" if "query" in url else "targets"])
-    settings = config.load(None, environ={})
+    settings = lakehouse.load_settings(None, environ={})
     endpoints = addresses.endpoints(settings, View.EXTERNAL)
     assert doctor.tiering_lag(endpoints) == {"sagaz.saga_events": 45.0}
     with pytest.raises(doctor.CheckFailed) as failed:  # 45 s > 3 x 10 s freshness (dev)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config
 from sagaz_lakehouse.components import fluss
 from sagaz_lakehouse.config import ConfigError
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 
 def settings(**overrides: object) -> config.Settings:
-    return config.load(None, {k: str(v) for k, v in overrides.items()}, environ={})
+    return lakehouse.load_settings(None, {k: str(v) for k, v in overrides.items()}, environ={})
 
 
 def test_defaults_replicate_every_bucket_twice_and_save_the_high_watermark_every_second():

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from sagaz_lakehouse import config, fluss_cluster
+import sagaz_lakehouse as lakehouse
+from sagaz_lakehouse import fluss_cluster
 from sagaz_lakehouse.fluss_cluster import Membership, TabletsMissing
 
 pytestmark = pytest.mark.unit
@@ -27,7 +28,7 @@ INTERNAL://10.213.1.11:9125,CLIENT://127.0.0.1:9125
 
 @pytest.fixture
 def compose_settings():
-    return config.load(None, {"target": "compose"}, environ={})
+    return lakehouse.load_settings(None, {"target": "compose"}, environ={})
 
 
 def test_the_refusal_is_quoted_and_pinned_on_the_server_whose_client_port_it_names(compose_settings):

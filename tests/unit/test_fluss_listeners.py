@@ -13,9 +13,10 @@ import re
 
 import pytest
 
-from sagaz_lakehouse import config
+import sagaz_lakehouse as lakehouse
+from sagaz_lakehouse import addresses, config
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components import build_stack, fluss
+from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.errors import ConfigError
 from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.targets.compose import layout as compose
@@ -93,7 +94,7 @@ RENDERERS = {"local": local_properties, "compose": compose_properties, "kubernet
 @pytest.mark.parametrize("tablets", range(1, 9))
 @pytest.mark.parametrize("target", list(RENDERERS))
 def test_no_two_listeners_of_a_fluss_server_share_a_port(target, tablets):
-    settings = config.load(None, {"target": target, "replicas.tablet_servers": str(tablets)}, environ={})
+    settings = lakehouse.load_settings(None, {"target": target, "replicas.tablet_servers": str(tablets)}, environ={})
     rendered = RENDERERS[target](settings)
     assert sorted(rendered) == sorted([s.COORDINATOR if target != "kubernetes" else f"{s.COORDINATOR}-0",
                                        *(f"{s.TABLET}-{i}" for i in range(tablets))])
@@ -103,7 +104,7 @@ def test_no_two_listeners_of_a_fluss_server_share_a_port(target, tablets):
 
 @pytest.mark.parametrize("target", list(RENDERERS))
 def test_the_defaults_register_every_tablet_with_its_own_client_port(target):
-    settings = config.load(None, {"target": target}, environ={})
+    settings = lakehouse.load_settings(None, {"target": target}, environ={})
     rendered = RENDERERS[target](settings)
     clients = {}
     for instance, props in rendered.items():
@@ -116,7 +117,7 @@ def test_the_internal_port_is_refused_where_a_server_advertises_it():
     # Tablet 1 advertises ports.fluss_tablet + 1: the old layout's collision, now an error before anything starts.
     for target in ("compose", "kubernetes"):
         with pytest.raises(ConfigError) as excinfo:
-            config.load(None, {"target": target, "ports.fluss_internal": "9125"}, environ={})
+            lakehouse.load_settings(None, {"target": target, "ports.fluss_internal": "9125"}, environ={})
         (problem,) = excinfo.value.problems
         assert problem.field == "ports.fluss_internal"
         assert "fluss-tablet-1" in problem.message and "ports.fluss_tablet + 1" in problem.message
@@ -125,11 +126,11 @@ def test_the_internal_port_is_refused_where_a_server_advertises_it():
 
 def test_the_internal_port_is_refused_where_the_container_binds_another_listener():
     with pytest.raises(ConfigError) as excinfo:
-        config.load(None, {"target": "compose", "ports.fluss_internal": str(fluss.addresses.FLUSS_METRICS_PORT)},
-                    environ={})
+        lakehouse.load_settings(None, {"target": "compose", "ports.fluss_internal": str(addresses.FLUSS_METRICS_PORT)},
+                                environ={})
     assert "metrics reporter" in excinfo.value.problems[0].message
 
 
 def test_the_local_target_has_no_internal_listener_to_collide():
-    settings = config.load(None, {"ports.fluss_internal": "9125"}, environ={})
+    settings = lakehouse.load_settings(None, {"ports.fluss_internal": "9125"}, environ={})
     assert all("INTERNAL" not in props["bind.listeners"] for props in local_properties(settings).values())

@@ -11,6 +11,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse.cli import app
 from sagaz_lakehouse.config import DEV_CREDENTIALS
 from sagaz_lakehouse.errors import EnvironmentProblem, UsageError
@@ -137,10 +138,9 @@ def test_pod_problems_name_the_blocking_reason():
 def test_status_endpoints_name_services_the_stack_renders(tmp_path):
     """Every endpoint `status` shows is a Service of the rendered stack with that port (tablet servers have no
     load-balancing Service: their row names the headless one)."""
-    from sagaz_lakehouse import config
     from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver
 
-    settings = config.load(None, {"target": "kubernetes", "replicas.trino_workers": 1}, environ={})
+    settings = lakehouse.load_settings(None, {"target": "kubernetes", "replicas.trino_workers": 1}, environ={})
     driver = KubernetesDriver(settings, tmp_path, credentials=DEV_CREDENTIALS)
     services = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]}
                 for o in driver.desired() if o["kind"] == "Service"}

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from support import free_port_settings
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config, render, security, tables, tls
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import tasks as task_components
@@ -27,7 +28,7 @@ CREDS = Credentials("local-access", "local-secret-value")
 
 
 def rendered(tmp_path: Path, **overrides: str) -> dict[str, render.RenderedFile]:
-    settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), **overrides}, environ={})
+    settings = lakehouse.load_settings(overrides={"local.run_dir": str(tmp_path / "run"), **overrides}, environ={})
     return {f.path: f for f in render_target(settings, CREDS, "local")}
 
 
@@ -63,7 +64,7 @@ def environment_of(settings: config.Settings, name: str, tmp_path: Path) -> dict
 def test_every_consumer_sees_the_same_lake(tmp_path):
     overrides = {"lake.bucket": "sagas-bucket", "lake.region": "eu-west-1"}
     files = rendered(tmp_path, **overrides)
-    settings = config.load(overrides=overrides, environ={})
+    settings = lakehouse.load_settings(overrides=overrides, environ={})
     coordinator = parse(files["config/fluss-coordinator/server.yaml"].content, ":")
     tablet = parse(files["config/fluss-tablet-0/server.yaml"].content, ":")
     trino = parse(files["config/trino/catalog/iceberg.properties"].content, "=")
@@ -81,13 +82,14 @@ def test_every_consumer_sees_the_same_lake(tmp_path):
     assert pairs["--datalake.iceberg.warehouse"] == warehouse and pairs["--datalake.iceberg.s3.endpoint"] == endpoint
     assert not any("secret" in a or "access-key" in a for a in args), "credentials stay out of job arguments"
     assert pairs["--fluss.tiering.poll.table.interval"] == "2s"  # dev; the upstream 30 s would dominate latency
-    prod = config.load(overrides={"profile": "prod", "lake.tiering_poll": "5s"}, environ={})
+    prod = lakehouse.load_settings(overrides={"profile": "prod", "lake.tiering_poll": "5s"}, environ={})
     prod_args = task_components.tiering_job_arguments(prod, View.EXTERNAL)
     assert prod_args[prod_args.index("--fluss.tiering.poll.table.interval") + 1] == "5s"
 
 
 def test_each_instance_has_its_own_folders_and_the_tasks_run_the_packaged_file(tmp_path):
-    settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), "replicas.flink_taskmanagers": "2"},
+    settings = lakehouse.load_settings(overrides={"local.run_dir": str(tmp_path / "run"),
+                                                  "replicas.flink_taskmanagers": "2"},
                            environ={})
     files = rendered(tmp_path, **{"replicas.flink_taskmanagers": "2"})
     zoo = parse(files["config/zookeeper/zoo.cfg"].content, "=")
@@ -108,7 +110,7 @@ def test_each_instance_has_its_own_folders_and_the_tasks_run_the_packaged_file(t
 
 
 def test_taskmanagers_are_healthy_only_once_registered(tmp_path):
-    settings = config.load(overrides={"replicas.flink_taskmanagers": "2"}, environ={})
+    settings = lakehouse.load_settings(overrides={"replicas.flink_taskmanagers": "2"}, environ={})
     stack = target.local_stack(settings)
     for i in range(2):
         probe = target.health_probe(stack, stack.get(s.TASKMANAGER), f"{s.TASKMANAGER}-{i}")
@@ -130,7 +132,7 @@ def test_fluss_logs_mask_credentials(tmp_path):
 
 
 def test_ddl_matches_the_arrow_schema():
-    settings = config.load(environ={})
+    settings = lakehouse.load_settings(environ={})
     ddl = tables.flink_sql_ddl(settings)
     for column in tables.COLUMNS:
         assert f"`{column.name}`" in ddl
@@ -143,7 +145,7 @@ def test_port_taken_by_another_program_stops_everything_before_it_starts(tmp_pat
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        settings = config.load(overrides={"ports.trino": str(port), "local.run_dir": str(tmp_path / "run")},
+        settings = lakehouse.load_settings(overrides={"ports.trino": str(port), "local.run_dir": str(tmp_path / "run")},
                                environ={})
         with pytest.raises(ConfigError) as excinfo:
             LocalDriver(settings, tmp_path, progress=lambda _m: None).up(dry_run=False)
@@ -154,7 +156,7 @@ def test_port_taken_by_another_program_stops_everything_before_it_starts(tmp_pat
 
 def test_dry_run_lists_components_and_changes_nothing(tmp_path):
     ports = {f"ports.{name}": str(port) for name, port in free_port_settings().items()}
-    settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), **ports}, environ={})
+    settings = lakehouse.load_settings(overrides={"local.run_dir": str(tmp_path / "run"), **ports}, environ={})
     result = LocalDriver(settings, tmp_path, progress=lambda _m: None).up(dry_run=True)
     assert result["dry_run"] is True and "fluss-coordinator" in result["would_start"]
     assert not (tmp_path / "run").exists()
@@ -165,7 +167,8 @@ PROD_CREDS = Credentials("local-access", "local-secret-value", "fluss-password-v
 
 
 def test_prod_fluss_takes_sasl_clients_only_and_every_jvm_logs_in_from_a_private_file(tmp_path):
-    settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), "profile": "prod"}, environ={})
+    settings = lakehouse.load_settings(overrides={"local.run_dir": str(tmp_path / "run"), "profile": "prod"},
+                                       environ={})
     files = {f.path: f for f in render_target(settings, PROD_CREDS, "local")}
     server = parse(files["config/fluss-tablet-0/server.yaml"].content, ":")
     assert server["security.protocol.map"] == "FLUSS:SASL" and server["security.sasl.enabled.mechanisms"] == "PLAIN"
@@ -187,7 +190,8 @@ def test_dev_fluss_has_no_login(tmp_path):
     files = rendered(tmp_path)
     assert not any(p.endswith(("jaas.conf", "fluss-login.yaml")) for p in files)
     assert "security.protocol.map" not in files["config/fluss-tablet-0/server.yaml"].content
-    assert "--fluss.client.security.protocol" not in task_components.tiering_job_arguments(config.load(environ={}),
+    assert "--fluss.client.security.protocol" not in task_components.tiering_job_arguments(
+        lakehouse.load_settings(environ={}),
                                                                                    View.EXTERNAL)
 
 
@@ -197,7 +201,8 @@ TRINO_CREDS = Credentials("local-access", "local-secret-value", "fluss-password-
 
 
 def test_prod_trino_takes_password_clients_over_https_only(tmp_path):
-    settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), "profile": "prod"}, environ={})
+    settings = lakehouse.load_settings(overrides={"local.run_dir": str(tmp_path / "run"), "profile": "prod"},
+                                       environ={})
     files = {f.path: f for f in render_target(settings, TRINO_CREDS, "local")}
     server = parse(files["config/trino/config.properties"].content, "=")
     conf = str(tmp_path / "run" / "config" / "trino")
@@ -270,7 +275,8 @@ def test_an_operator_certificate_replaces_the_made_one_and_back(tmp_path):
 
 
 def test_prod_flink_takes_no_jar_uploads_and_the_tiering_job_goes_in_through_flinks_client(tmp_path):
-    settings = config.load(overrides={"local.run_dir": str(tmp_path / "run"), "profile": "prod"}, environ={})
+    settings = lakehouse.load_settings(overrides={"local.run_dir": str(tmp_path / "run"), "profile": "prod"},
+                                       environ={})
     files = {f.path: f for f in render_target(settings, TRINO_CREDS, "local")}
     assert parse(files["config/flink-jobmanager/config.yaml"].content, ":")["web.submit.enable"] == "false"
     stack = target.local_stack(settings)
@@ -287,5 +293,5 @@ def test_prod_flink_takes_no_jar_uploads_and_the_tiering_job_goes_in_through_fli
 
 @pytest.mark.parametrize("overrides", [{}, {"profile": "prod", "target": "compose"}])
 def test_flink_takes_jar_uploads_elsewhere(overrides):
-    settings = config.load(overrides=overrides, environ={})
+    settings = lakehouse.load_settings(overrides=overrides, environ={})
     assert security.flink_jar_upload_on(settings, View.EXTERNAL if settings.target == "local" else View.INTERNAL)

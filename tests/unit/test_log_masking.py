@@ -8,6 +8,7 @@ import re
 import pytest
 import yaml
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config, render
 
 pytestmark = pytest.mark.unit
@@ -42,7 +43,7 @@ def test_every_target_gives_it_to_fluss():
     from sagaz_lakehouse.components import fluss
     from sagaz_lakehouse.targets import render as render_target
 
-    settings = config.load(environ={})
+    settings = lakehouse.load_settings(environ={})
     path = f"{fluss.CONF_DIR}/log4j-console.properties"
     compose = {f.path: f.content for f in render_target(settings, CREDS, "compose")}
     services = yaml.safe_load(compose["compose.yaml"])["services"]

@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from sagaz_lakehouse import analytics, config, queries
+import sagaz_lakehouse as lakehouse
+from sagaz_lakehouse import analytics, queries
 from sagaz_lakehouse.doctor import PROBE_EVENT_TYPE
 from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.queries import Param, Result
@@ -128,7 +129,7 @@ def test_unknown_query_names_the_closest_and_lists_all():
 
 
 def test_prepare_checks_before_anything_runs():
-    settings = config.load(None, {"lake.database": "other_db"}, environ={})
+    settings = lakehouse.load_settings(None, {"lake.database": "other_db"}, environ={})
     prepared = analytics.prepare(settings, "slowest_sagas", {"limit": "3"}, NOW)
     assert prepared.sql.rstrip().endswith("LIMIT 3") and "iceberg.other_db.saga_events" in prepared.sql
     with pytest.raises(UsageError):

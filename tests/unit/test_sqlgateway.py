@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from sagaz_lakehouse import analytics, config, sqlgateway
+import sagaz_lakehouse as lakehouse
+from sagaz_lakehouse import analytics, sqlgateway
 from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.components.flink import FLUSS_BOOTSTRAP_PROPERTY
 from sagaz_lakehouse.errors import StackNotReachable
@@ -177,7 +178,7 @@ def test_a_flink_query_creates_the_fluss_catalog_from_the_gateways_own_address(f
                      ("INSERT", ["2026-03-01T12:00:00", "order", "ship", "E", 2, 2]),
                      ("INSERT", ["2026-03-01T12:01:00", "order", "ship", "E", 5, 4])]], columns=columns)
     endpoints = Endpoints("", "", "", "", gateway.url, "", gateway.url)
-    settings = config.load(None, {}, environ={})
+    settings = lakehouse.load_settings(None, {}, environ={})
     result = analytics.run(settings, endpoints, "failures_recent", {"max_seconds": "20", "quiet_seconds": "1"})
     assert gateway.statements[0] == ("CREATE CATALOG fluss WITH ('type' = 'fluss', "
                                      "'bootstrap.servers' = 'fluss-coordinator:9125')")

@@ -6,11 +6,15 @@ being added to ``components.all_components``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import addresses, config
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack
+from sagaz_lakehouse.security import trino_auth_on
 from sagaz_lakehouse.stack import Condition, View, concrete_instance
 
 pytestmark = pytest.mark.unit
@@ -26,7 +30,7 @@ VARIANTS = {
 def stack(request):
     name, view = request.param
     target = {"target": "local" if view is View.EXTERNAL else "compose"}  # the view a target's processes have
-    return build_stack(config.load(None, {**VARIANTS[name], **target}, environ={}), view)
+    return build_stack(lakehouse.load_settings(None, {**VARIANTS[name], **target}, environ={}), view)
 
 
 def instance_of(component: s.Component, name: str) -> s.Instance:
@@ -95,14 +99,22 @@ def test_host_ports_are_distinct_and_come_from_the_settings(stack):
             number = port.host_port(s.instance_index(name))
             assert number not in seen, f"{name} and {seen.get(number)} both use host port {number}"
             seen[number] = name
-    expected = {number for _, number in config.host_ports(settings)}
+    # Every port setting on the host, tablet servers and TaskManagers fanning out; the INTERNAL listener stays
+    # inside containers, and only a Trino that takes logins (prod, natively) listens on trino_https.
+    fan_out = {"fluss_tablet": settings.replicas.tablet_servers,
+               "fluss_tablet_metrics": settings.replicas.tablet_servers,
+               "flink_taskmanager_metrics": settings.replicas.flink_taskmanagers}
+    unused = {"fluss_internal"} | (set() if trino_auth_on(settings, stack.view) else {"trino_https"})
+    expected = {getattr(settings.ports, f.name) + i for f in dataclasses.fields(config.Ports) if f.name not in unused
+                for i in range(fan_out.get(f.name, 1))}
     assert set(seen) == expected
+    assert {entry.number for entry in stack.host_ports()} == expected  # the model's own list says the same
 
 
 def test_addresses_depend_on_the_view_only():
     """The same settings give in-network names for INTERNAL and loopback for EXTERNAL, whatever the target."""
     for target in config.TARGETS:
-        settings = config.load(None, {"target": target}, environ={})
+        settings = lakehouse.load_settings(None, {"target": target}, environ={})
         assert addresses.endpoints(settings, View.INTERNAL).s3 == f"http://{s.MINIO}:{settings.ports.minio}"
         assert addresses.endpoints(settings, View.EXTERNAL).s3 == f"http://127.0.0.1:{settings.ports.minio}"
         coordinator = build_stack(settings, View.INTERNAL).get(s.COORDINATOR)
@@ -114,12 +126,12 @@ def test_profiles_differ_only_through_the_profile_table():
     from sagaz_lakehouse import profiles
 
     for name, row in profiles.PROFILES.items():
-        settings = config.load(None, {"profile": name}, environ={})
+        settings = lakehouse.load_settings(None, {"profile": name}, environ={})
         assert settings.freshness == row.freshness and settings.tiering_poll == row.tiering_poll
         coordinator = build_stack(settings, View.INTERNAL).get(s.COORDINATOR)
         env = coordinator.setup(instance_of(coordinator, s.COORDINATOR)).container.env
         assert f"kv.snapshot.interval: {row.kv_snapshot_interval}" in env["FLUSS_PROPERTIES"]
-    explicit = config.load(None, {"profile": "prod", "lake.freshness": "1min"}, environ={})
+    explicit = lakehouse.load_settings(None, {"profile": "prod", "lake.freshness": "1min"}, environ={})
     assert explicit.freshness == "1min"
 
 
@@ -127,7 +139,7 @@ def test_no_component_carries_a_credential_value():
     """Components hold placeholders only; each target decides how the values reach the process."""
     creds = config.DEV_CREDENTIALS
     for view in View:
-        stack = build_stack(config.load(None, {}, environ={}), view)
+        stack = build_stack(lakehouse.load_settings(None, {}, environ={}), view)
         for component, name in stack.instances():
             setup = component.setup(instance_of(component, name))
             text = repr(setup.container) + "".join(f.content for f in setup.files)
@@ -140,7 +152,7 @@ def test_sql_gateway_reaches_the_cluster_and_fluss_as_its_view_sees_them(view, t
 
     from sagaz_lakehouse.components import flink
 
-    settings = config.load(None, {"ports.flink_sql_gateway": "18083"}, environ={})
+    settings = lakehouse.load_settings(None, {"ports.flink_sql_gateway": "18083"}, environ={})
     stack = build_stack(settings, view)
     gateway = stack.get(s.FLINK_SQL_GATEWAY)
     assert gateway.port("rest").container == gateway.port("rest").host == 18083

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse.targets.local import watchdog as wd
 from sagaz_lakehouse.targets.local.supervisor import HealthProbe
 
@@ -269,10 +270,9 @@ def test_a_component_waits_until_its_dependency_answers_its_health_probe(run_dir
 
 
 def local_driver(run_dir: Path):
-    from sagaz_lakehouse import config
     from sagaz_lakehouse.targets.local.driver import LocalDriver
 
-    settings = config.load(None, {"local.run_dir": str(run_dir)}, environ={})
+    settings = lakehouse.load_settings(None, {"local.run_dir": str(run_dir)}, environ={})
     return LocalDriver(settings, run_dir.parent, progress=lambda _m: None)
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from sagaz_lakehouse import addresses, identities
-from sagaz_lakehouse.config import Credentials, Settings, host_ports
-from sagaz_lakehouse.errors import ComponentFailed, EnvironmentProblem, LakehouseError, UsageError
+from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.errors import ComponentFailed, EnvironmentProblem, LakehouseError
 from sagaz_lakehouse.stack import Stack, View
 from sagaz_lakehouse.targets.compose import layout
 
@@ -65,7 +65,7 @@ class ComposeDriver:
 
     def credentials(self) -> Credentials:
         if self._credentials is None:
-            from sagaz_lakehouse.config import resolve_credentials
+            from sagaz_lakehouse.loader import resolve_credentials
 
             self._credentials = resolve_credentials(self.settings, base_dir=self.base_dir)
         return self._credentials
@@ -200,11 +200,7 @@ class ComposeDriver:
                 for _component, name in self.stack.instances()]
 
     def logs(self, component: str, lines: int) -> str:
-        try:
-            names = [name for _, name in self.stack.resolve(component)]
-        except KeyError:
-            raise UsageError(f"unknown component '{component}'",
-                             f"use one of: {', '.join(self.stack.valid_names())}") from None
+        names = [name for _, name in self.stack.named(component)]
         result = self._exec(self._compose("logs", "--no-color", "--tail", str(lines), *names), timeout=PROBE_TIMEOUT)
         return self.redact(result.stdout + result.stderr).rstrip("\n")
 
@@ -230,18 +226,12 @@ class ComposeDriver:
     def check_ports(self, services: list[str]) -> None:
         """Every published port must be free on 127.0.0.1, unless this project's own container holds it."""
         running = {c.get("Service") for c in self.containers() if c.get("State") == "running"}
-        owners = {port: owner for owner, port in host_ports(self.settings)}
-        for service, svc in layout.project(self.stack)["services"].items():
-            if service in running:
-                continue
-            for mapping in svc.get("ports", []):
-                port = int(mapping.split(":")[1])
-                if not port_free(port):
-                    setting = owners.get(port, "ports").split(" ")[0]
-                    raise EnvironmentProblem(
-                        f"port {port} on 127.0.0.1 (published by service '{service}') is already in use",
-                        f"stop whatever listens there (`lsof -i :{port}`), or pick another port: "
-                        f"--set ports.{setting}=<free port>")
+        for entry in self.stack.host_ports():  # each instance is the service of its name
+            if entry.port.published and entry.instance not in running and not port_free(entry.number):
+                raise EnvironmentProblem(
+                    f"port {entry.number} on 127.0.0.1 (published by service '{entry.instance}') is already in use",
+                    f"stop whatever listens there (`lsof -i :{entry.number}`), or pick another port: "
+                    f"--set ports.{entry.port.setting}=<free port>")
 
     def materialize_jars(self) -> None:
         from sagaz_lakehouse import artifacts

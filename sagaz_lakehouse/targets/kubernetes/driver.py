@@ -92,7 +92,7 @@ class KubernetesDriver:
 
     def credentials(self) -> Credentials:
         if self._credentials is None:
-            from sagaz_lakehouse.config import resolve_credentials
+            from sagaz_lakehouse.loader import resolve_credentials
 
             self._credentials = resolve_credentials(self.settings, base_dir=self.base_dir)
         return self._credentials
@@ -385,11 +385,7 @@ class KubernetesDriver:
 
     def logs(self, component: str, lines: int) -> str:
         """A component (every pod of it) or one instance: StatefulSet pods carry the instance names."""
-        try:
-            found = self.stack.resolve(component)
-        except KeyError:
-            raise UsageError(f"unknown component '{component}'",
-                             f"use one of: {', '.join(self.stack.valid_names())}") from None
+        found = self.stack.named(component)
         owner = found[0][0]
         pods = self.cluster().list("v1", "Pod", self.namespace,
                                    f"app.kubernetes.io/instance={self.settings.project},"
@@ -430,17 +426,20 @@ class KubernetesDriver:
         return list(self._forwards.errors) if self._forwards is not None else []
 
     def forwards(self) -> list[Any]:
+        """One forward per instance the host reaches (the model's host entries; ZooKeeper too: doctor checks every
+        component from the host). An instance whose address its server advertises (a Fluss server) is reached at
+        its own pod; any other at a ready pod of its component."""
         from sagaz_lakehouse.targets.kubernetes.portforward import Forward
 
-        p = self.settings.ports
-        fixed = [(f"{s.COORDINATOR}-0", p.fluss_coordinator)]
-        fixed += [(f"{s.TABLET}-{i}", p.fluss_tablet + i) for i in range(self.settings.replicas.tablet_servers)]
-        result = [Forward(pod, port, addresses.FLUSS_CLIENT_PORT, functools.partial(str, pod)) for pod, port in fixed]
-        # ZooKeeper too: doctor checks every component from the host, and it is at ports.zookeeper there.
-        for component, port in ((s.ZOOKEEPER, p.zookeeper), (s.MINIO, p.minio), (s.REST_CATALOG, p.rest_catalog),
-                                (s.JOBMANAGER, p.flink_rest), (s.TRINO, p.trino),
-                                (s.FLINK_SQL_GATEWAY, p.flink_sql_gateway), (s.PROMETHEUS, p.prometheus)):
-            result.append(Forward(component, port, port, functools.partial(self.ready_pod, component)))
+        result = []
+        for entry in self.stack.host_entries():
+            if entry.port.advertised:
+                pod = layout.pod_name(entry.component, entry.instance)
+                result.append(Forward(pod, entry.number, entry.port.container, functools.partial(str, pod)))
+            else:
+                name = entry.component.name
+                result.append(Forward(name, entry.number, entry.port.container,
+                                      functools.partial(self.ready_pod, name)))
         return result
 
     def ready_pod(self, component: str) -> str:

@@ -366,7 +366,7 @@ def instance_prelude(component: Component, container: Container) -> str:
     for port in component.ports:
         if port.per_instance:
             var = f"INSTANCE_PORT_{port.name.upper()}"
-            lines.append(f"export {var}=$(({port.host} + INSTANCE_INDEX))")
+            lines.append(f"export {var}={port.host_port_shell('INSTANCE_INDEX')}")
             tokens.append(var)
     # sub VALUE sets v to VALUE with every instance token replaced (bash pattern substitution: no eval).
     lines.append("sub() { v=\"$1\";" + "".join(f" v=\"${{v//'${{{t}}}'/${t}}}\";" for t in tokens) + " }")
@@ -509,6 +509,12 @@ def job_name(component: Component, template: Obj) -> str:
 
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
     return f"{component.name}-{digest[:JOB_DIGEST_LENGTH]}"
+
+
+def pod_name(component: Component, instance: str) -> str:
+    """The pod of an instance of a StatefulSet: a replicated instance's name is its pod's; a single instance runs
+    as the set's pod 0."""
+    return instance if component.replicated else f"{instance}-0"
 
 
 def headless_name(component: Component) -> str:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from sagaz_lakehouse import addresses, artifacts, security, tls
-from sagaz_lakehouse.config import Credentials, Settings, resolve_credentials
-from sagaz_lakehouse.errors import ConfigError, Problem, UsageError
+from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.errors import ConfigError, Problem
+from sagaz_lakehouse.loader import resolve_credentials
 from sagaz_lakehouse.stack import JOBMANAGER, SUBMIT_TIERING, Component, NativeContext, Stack, View
 from sagaz_lakehouse.targets.local import layout as target
 from sagaz_lakehouse.targets.local import watchdog
@@ -137,11 +138,7 @@ class LocalDriver:
         return rows
 
     def logs(self, component: str, lines: int) -> str:
-        try:
-            found = self.stack.resolve(component)
-        except KeyError:
-            raise UsageError(f"unknown component '{component}'",
-                             f"use one of: {', '.join(self.stack.valid_names())}") from None
+        found = self.stack.named(component)
         sections = [(name, self.supervisor.tail(name, lines)) for _, name in found]
         if len(sections) == 1:
             return sections[0][1]
@@ -186,10 +183,9 @@ class LocalDriver:
 
     def _check_ports(self, running: set[str]) -> None:
         """Before starting anything: every port a stopped instance binds must be free."""
-        problems = [Problem(f"port {port}", f"needed by {name} but another program is listening on it",
-                            f"stop that program, or move {name} with --set ports.<name>=<free port>")
-                    for component, name in self.stack.instances() if name not in running
-                    for port in _host_ports(component, name) if port_owner(port)]
+        problems = [Problem(f"port {entry.number}", f"needed by {entry.instance} but another program is listening "
+                            "on it", f"stop that program, or move {entry.instance} with --set ports.<name>=<free port>")
+                    for entry in self.stack.host_ports() if entry.instance not in running and port_owner(entry.number)]
         if problems:
             raise ConfigError(problems, "the machine (nothing was started)")
 
@@ -226,8 +222,3 @@ class LocalDriver:
             self.layout.data(name).mkdir(parents=True, exist_ok=True)
         return credentials
 
-
-def _host_ports(component: Component, name: str) -> list[int]:
-    from sagaz_lakehouse.stack import instance_index
-
-    return [p.host_port(instance_index(name)) for p in component.ports if p.host]

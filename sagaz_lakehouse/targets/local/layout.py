@@ -91,7 +91,7 @@ def process_specs(stack: Stack, layout: Layout, credentials: Credentials, contex
             name, process.argv, env={k: identities.substitute_secrets(v, credentials) for k, v in process.env.items()},
             cwd=layout.data(name), health=health_probe(stack, component, name), depends_on=_dependencies(stack,
                                                                                                        component),
-            ports=tuple(p.host_port(int(at.index)) for p in component.ports if p.host),
+            ports=tuple(component.host_ports(name).values()),
             one_shot=component.one_shot, timeout=component.start_seconds,
             secret_values=credentials.secret_values(), config=(layout.config(name),)))
     return [spec if spec.name not in carried else _with_config(spec, carried[spec.name]) for spec in specs]
