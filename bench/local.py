@@ -98,8 +98,8 @@ def tiering_latencies(settings: config.Settings, probes: int) -> list[float]:
     endpoints = addresses.endpoints(settings, View.EXTERNAL)
     latencies = []
     for i in range(probes):
-        written_at, table_id, offsets = asyncio.run(doctor._write_probe(settings, endpoints, f"bench-probe-{i}"))
-        asyncio.run(doctor._wait_for_lake_snapshot(settings, endpoints, table_id, offsets, written_at + 300))
+        written_at, table_id, offsets = asyncio.run(doctor.write_probe(settings, endpoints, f"bench-probe-{i}"))
+        asyncio.run(doctor.wait_for_lake_snapshot(settings, endpoints, table_id, offsets, written_at + 300))
         latencies.append(time.monotonic() - written_at)
         print(f"probe {i + 1}/{probes}: {latencies[-1]:.1f}s", file=sys.stderr)
     return latencies

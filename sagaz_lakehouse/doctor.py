@@ -87,8 +87,10 @@ StatusRows = Callable[[], list[dict[str, Any]]]  # a driver's status(): one row 
 UNREACHABLE_HINT = "is the stack up? run `sagaz-lakehouse up` (and `sagaz-lakehouse status`)"
 
 
-def _record(report: Report, group: str, name: str, probe: Probe, progress: Callable[[str], None] | None,
-            problems: Callable[[], list[str]] | None = None) -> Check:
+def record_check(report: Report, group: str, name: str, probe: Probe, progress: Callable[[str], None] | None,
+                 problems: Callable[[], list[str]] | None = None) -> Check:
+    """Run one probe into ``report``: pass with what it found, or fail (or warn) with why and a hint; never raises.
+    ``problems``: the target's explanations of failed connections, added to a failure that happened meanwhile."""
     if progress:
         progress(f"checking {group} / {name} …")
     seen = len(problems()) if problems else 0
@@ -121,11 +123,11 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
     report = Report()
 
     def check(group: str, name: str, probe: Probe) -> Check:
-        return _record(report, group, name, probe, progress, problems)
+        return record_check(report, group, name, probe, progress, problems)
 
     for name, probe in target_of(settings).environment_checks(settings).items():
         check("environment", name, probe)
-    for name, probe in component_probes(settings, credentials, endpoints, _once(status), coordinator_log).items():
+    for name, probe in component_probes(settings, credentials, endpoints, status, coordinator_log).items():
         check("components", name, probe)
     check("consistency", "saga_events lake settings", lambda: _table_consistency(settings, endpoints))
     check("consistency", "saga_events tiering and primary-key state",
@@ -145,6 +147,9 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
 
 def component_probes(settings: Settings, credentials: Credentials, endpoints: Endpoints,
                      status: StatusRows, coordinator_log: Callable[[], str] | None = None) -> dict[str, Probe]:
+    """Each component's check, by name. ``status`` (the driver's rows) is asked at most once, whichever probes
+    run and however often."""
+    status = _once(status)
     return {
         "zookeeper": lambda: _target_health(settings, status, s.ZOOKEEPER),
         "fluss servers": lambda: _fluss_nodes(settings, endpoints, coordinator_log),
@@ -294,8 +299,8 @@ def _lake_health(settings: Settings, credentials: Credentials, endpoints: Endpoi
 def _data_path(settings: Settings, credentials: Credentials, endpoints: Endpoints, timeout: float,
                metrics: dict[str, float]) -> str:
     probe_id = f"doctor-{uuid.uuid4()}"
-    written_at, table_id, bucket_offsets = asyncio.run(_write_probe(settings, endpoints, probe_id))
-    asyncio.run(_wait_for_lake_snapshot(settings, endpoints, table_id, bucket_offsets, written_at + timeout))
+    written_at, table_id, bucket_offsets = asyncio.run(write_probe(settings, endpoints, probe_id))
+    asyncio.run(wait_for_lake_snapshot(settings, endpoints, table_id, bucket_offsets, written_at + timeout))
     tiered_at = time.monotonic()
     iceberg_rows = _wait_for_iceberg_row(settings, credentials, endpoints, probe_id, written_at + timeout)
     visible_at = time.monotonic()
@@ -311,7 +316,7 @@ def _data_path(settings: Settings, credentials: Credentials, endpoints: Endpoint
             f"Trino (freshness {settings.freshness})")
 
 
-async def _write_probe(settings: Settings, endpoints: Endpoints, probe_id: str) -> tuple[float, int, dict[int, int]]:
+async def write_probe(settings: Settings, endpoints: Endpoints, probe_id: str) -> tuple[float, int, dict[int, int]]:
     """Upsert the probe; returns when it was acknowledged, the table id, and every bucket's end offset after it."""
     import fluss
 
@@ -333,8 +338,8 @@ def probe_row(probe_id: str) -> dict[str, Any]:
             "error_message": None, "context_keys": ["doctor"], "timestamp": datetime.now(UTC).replace(tzinfo=None)}
 
 
-async def _wait_for_lake_snapshot(settings: Settings, endpoints: Endpoints, table_id: int,
-                                  end_offsets: dict[int, int], deadline: float) -> None:
+async def wait_for_lake_snapshot(settings: Settings, endpoints: Endpoints, table_id: int,
+                                 end_offsets: dict[int, int], deadline: float) -> None:
     """Tiering is done for the probe once the lake snapshot covers every bucket's end offset taken after it."""
     import fluss
 

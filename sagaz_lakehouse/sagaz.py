@@ -166,6 +166,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None  # writer: work arrived, or close/flush asked
         self._room: asyncio.Event | None = None  # blocked hooks: a batch was written
+        self._waiting_for_room = 0  # hooks blocked right now until the buffer has room
         self._idle: asyncio.Event | None = None  # flush(): nothing pending
         self._closing = self._urgent = False
         self._overflowing = self._failing = False  # a warning was logged for the current episode
@@ -205,6 +206,11 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         snapshot = ListenerStats(**self._stats.as_dict())
         snapshot.pending = self._pending()
         return snapshot
+
+    @property
+    def waiting_for_room(self) -> int:
+        """How many hooks wait right now for room in a full buffer (overflow policy ``block``)."""
+        return self._waiting_for_room
 
     async def start(self) -> None:
         """Start the writer now (it also starts with the first event): connects in the background."""
@@ -294,14 +300,18 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.block_ms / 1000
         assert self._room is not None
-        while self._pending() >= self.buffer_size:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self._drop(1)
-                return
-            self._room.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), remaining)
+        self._waiting_for_room += 1
+        try:
+            while self._pending() >= self.buffer_size:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    self._drop(1)
+                    return
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), remaining)
+        finally:
+            self._waiting_for_room -= 1
         self._offer(event)
 
     def _drop(self, n: int) -> None:

@@ -339,7 +339,7 @@ def test_child_environment_drops_shadowing_variables(monkeypatch, tmp_path):
 
     monkeypatch.setenv("S3_ACCESS_KEY", "from-the-shell")
     driver = ComposeDriver(load(None, {"target": "compose"}, environ={}), tmp_path)
-    assert "S3_ACCESS_KEY" not in driver._env()
+    assert "S3_ACCESS_KEY" not in driver.child_environment()
     assert os.environ["S3_ACCESS_KEY"] == "from-the-shell"
 
 

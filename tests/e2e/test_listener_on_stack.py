@@ -252,17 +252,29 @@ async def lookup(stack: Stack, event_ids: list[str]) -> dict[str, dict[str, Any]
         return {event_id: await lookuper.lookup({"event_id": event_id}) for event_id in event_ids}
 
 
+HOOKS = ("saga_started", "step_started", "step_completed", "step_failed", "compensation_started",
+         "compensation_completed", "saga_completed", "saga_failed")  # EventBuilder's, each returning what it built
+
+
 class RecordingBuilder(EventBuilder):
-    """Keeps every event it builds, so a test knows exactly which rows must arrive."""
+    """Keeps every event it builds (what each hook returns), so a test knows exactly which rows must arrive."""
 
     def __init__(self) -> None:
         super().__init__()
         self.events: list[SagaEvent] = []
 
-    def _event(self, *args: Any, **kwargs: Any) -> SagaEvent:
-        event = super()._event(*args, **kwargs)
-        self.events.append(event)
-        return event
+
+def recording(hook: str) -> Any:
+    def record(self: RecordingBuilder, *args: Any) -> Any:
+        built = getattr(EventBuilder, hook)(self, *args)
+        self.events.extend(built if isinstance(built, list) else [built])
+        return built
+
+    return record
+
+
+for _hook in HOOKS:
+    setattr(RecordingBuilder, _hook, recording(_hook))
 
 
 # ------------------------------------------------------------------------------------------ tests

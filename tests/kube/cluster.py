@@ -160,7 +160,7 @@ class TestCluster:
         self.service_cidr = service_cidr
         self.with_kwok = kwok
         self.pki = workdir / "pki"
-        self._processes: list[_Process] = []
+        self.processes: list[_Process] = []
         self._users = {"kube-controller-manager": "system:kube-controller-manager",
                        "kube-scheduler": "system:kube-scheduler", **(users or {})}  # bootstrap RBAC binds these
         self._tokens = {name: secrets.token_hex(16) for name in
@@ -178,7 +178,7 @@ class TestCluster:
     # -- public helpers -------------------------------------------------------------------------------------------
     def log_tail(self, n: int = 40) -> str:
         """The last `n` lines of every component's log, each under a header."""
-        return "\n".join(f"--- {p.name} ({p.log}) ---\n{p.tail(n)}" for p in self._processes)
+        return "\n".join(f"--- {p.name} ({p.log}) ---\n{p.tail(n)}" for p in self.processes)
 
     def api_client(self, context: str | None = None) -> Any:
         """A `kubernetes` ApiClient for a context of the kubeconfig (default: admin)."""
@@ -321,7 +321,7 @@ class TestCluster:
 
     def _spawn(self, name: str, binary: Path, args: list[str], env: dict[str, str] | None = None) -> _Process:
         process = _Process(name, [str(binary), *args], self.log_dir / f"{name}.log", env)
-        self._processes.append(process)
+        self.processes.append(process)
         return process
 
     def _wait(self, process: _Process, url: str, healthy: Any, headers: dict[str, str] | None = None,
@@ -350,15 +350,15 @@ class TestCluster:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if process.popen.poll() is not None:
-                self._fail(f"{process.name} exited with code {process.popen.returncode}", process)
+                self.fail(f"{process.name} exited with code {process.popen.returncode}", process)
             if check():
                 return
             if time.monotonic() > deadline:
-                self._fail(f"{process.name}: timed out after {START_TIMEOUT:.0f} s waiting for "
+                self.fail(f"{process.name}: timed out after {START_TIMEOUT:.0f} s waiting for "
                            + what + (detail() if detail else ""), process)
             time.sleep(0.2)
 
-    def _fail(self, message: str, process: _Process) -> None:
+    def fail(self, message: str, process: _Process) -> None:
         errors = "".join(f"\n  {line}" for line in process.errors())
         pytest.fail(f"test cluster: {message}" + (f"\nits first errors:{errors}" if errors else "")
                     + f"\n--- {process.name} log ({process.log}) ---\n{process.tail(60)}", pytrace=False)
@@ -412,7 +412,7 @@ class TestCluster:
                 volumes = [pv["spec"]["hostPath"]["path"] for pv in
                            self.request("GET", "/api/v1/persistentvolumes")["items"]
                            if pv["spec"].get("hostPath", {}).get("path", "").startswith("/tmp/hostpath_pv/")]
-        for process in reversed(self._processes):
+        for process in reversed(self.processes):
             process.stop()
         if self.pod_stand_in:
             self.pod_stand_in.close()

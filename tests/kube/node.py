@@ -132,7 +132,7 @@ class Node:
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> _Process:
         process = _Process(name, args, self.cluster.log_dir / f"{name}.log", env)
         self.processes.append(process)
-        self.cluster._processes.append(process)  # log_tail() quotes every component
+        self.cluster.processes.append(process)  # log_tail() quotes every component
         # The pid and the exact command line: a leftover is ended only if both still match (pids are reused).
         (RUN_DIR / f"{name}.pid").write_text(json.dumps({"pid": process.popen.pid, "argv": args}))
         return process
@@ -297,9 +297,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         deadline = time.monotonic() + START_TIMEOUT
         while not check():
             if process.popen.poll() is not None:
-                self.cluster._fail(f"{process.name} exited with code {process.popen.returncode}", process)
+                self.cluster.fail(f"{process.name} exited with code {process.popen.returncode}", process)
             if time.monotonic() > deadline:
-                self.cluster._fail(f"{process.name}: timed out after {START_TIMEOUT:.0f} s waiting for {what}",
+                self.cluster.fail(f"{process.name}: timed out after {START_TIMEOUT:.0f} s waiting for {what}",
                                    process)
             time.sleep(0.5)
 

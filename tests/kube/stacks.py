@@ -29,12 +29,14 @@ class Stack:
         self.messages: list[str] = []
         self.driver = self.make(**overrides)
 
-    def make(self, context: str = "", force_conflicts: bool = False, **overrides: str) -> KubernetesDriver:
+    def make(self, context: str = "", force_conflicts: bool = False, credentials: lakehouse.Credentials | None = None,
+             **overrides: str) -> KubernetesDriver:
         values = {**self.base, **overrides}
         if context:
             values["kubernetes.context"] = context
         settings = lakehouse.load_settings(None, values, environ={})
-        return KubernetesDriver(settings, self.tmp_path, log=self.messages.append, force_conflicts=force_conflicts)
+        return KubernetesDriver(settings, self.tmp_path, log=self.messages.append, force_conflicts=force_conflicts,
+                                credentials=credentials)
 
     def up(self, driver: KubernetesDriver | None = None, timeout: int = UP_TIMEOUT, **kwargs: Any) -> dict:
         try:
@@ -50,7 +52,7 @@ class Stack:
         """ref -> resourceVersion of every object carrying this stack's ApplySet label; for a disruption budget its
         generation instead: its status follows the pods at the disruption controller's own pace, after `up` is
         done, and only a change of its spec is ours."""
-        found = self.driver._owned_objects(set(RENDERED_KINDS))
+        found = self.driver.owned_objects(set(RENDERED_KINDS))
         return {ref(o): str(o["metadata"]["generation"] if o["kind"] == "PodDisruptionBudget"
                             else o["metadata"]["resourceVersion"]) for o in found}
 

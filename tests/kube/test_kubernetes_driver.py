@@ -119,8 +119,7 @@ def test_rotating_credentials_rolls_the_pods_that_read_them(stack):
     stack.up()
     before = {o["metadata"]["name"]: o["metadata"]["generation"]
               for o in stack.api().list("apps/v1", "StatefulSet", stack.namespace)}
-    rotated = stack.make()
-    rotated._credentials = config.Credentials("rotated-access", "rotated-secret-value")
+    rotated = stack.make(credentials=config.Credentials("rotated-access", "rotated-secret-value"))
     stack.up(rotated)
     after = {o["metadata"]["name"]: o["metadata"]["generation"]
              for o in stack.api().list("apps/v1", "StatefulSet", stack.namespace)}

@@ -26,7 +26,7 @@ def zookeeper_check(target: str, rows: list[dict], monkeypatch) -> tuple[str, st
         return rows
 
     probes = doctor.component_probes(settings, config.DEV_CREDENTIALS, addresses.endpoints(settings, View.EXTERNAL),
-                                     doctor._once(status))
+                                     status)
     try:
         detail = probes["zookeeper"]()
         outcome = doctor.PASS
@@ -77,7 +77,8 @@ def test_tiering_lag_per_table_from_prometheus(monkeypatch):
     settings = lakehouse.load_settings(None, environ={})
     endpoints = addresses.endpoints(settings, View.EXTERNAL)
     assert doctor.tiering_lag(endpoints) == {"sagaz.saga_events": 45.0}
+    probes = doctor.component_probes(settings, config.DEV_CREDENTIALS, endpoints, list)
     with pytest.raises(doctor.CheckFailed) as failed:  # 45 s > 3 x 10 s freshness (dev)
-        doctor._prometheus(settings, endpoints)
+        probes["prometheus + tiering lag"]()
     assert failed.value.status == doctor.WARN
     assert failed.value.detail == "2/2 targets up; tiering lag: sagaz.saga_events 45.0s (alert above 30s)"

@@ -17,7 +17,7 @@ from sagaz_lakehouse.config import DEV_CREDENTIALS
 from sagaz_lakehouse.errors import EnvironmentProblem, UsageError
 from sagaz_lakehouse.targets.kubernetes.api import Where, translate
 from sagaz_lakehouse.targets.kubernetes.applyset import PART_OF, ApplySet, applyset_id, group_kind, prunable
-from sagaz_lakehouse.targets.kubernetes.driver import _comparable, _in_delete_order
+from sagaz_lakehouse.targets.kubernetes.driver import comparable, in_delete_order
 from sagaz_lakehouse.targets.kubernetes.portforward import Forward, PortForwards
 from sagaz_lakehouse.targets.kubernetes.rollout import CRASH_LOOP_RESTARTS, crash_loops, pod_problems, readiness
 
@@ -63,7 +63,7 @@ def test_group_kind_and_parent_annotation():
 def test_delete_order_puts_consumers_first_and_namespace_last():
     objects = [obj("Namespace", "n"), obj("ConfigMap", "c"), obj("Job", "j", "batch/v1"),
                obj("StatefulSet", "s", "apps/v1")]
-    assert [o["kind"] for o in _in_delete_order(objects)] == ["Job", "StatefulSet", "ConfigMap", "Namespace"]
+    assert [o["kind"] for o in in_delete_order(objects)] == ["Job", "StatefulSet", "ConfigMap", "Namespace"]
 
 
 # ---------------------------------------------------------------------------------------------- readiness
@@ -146,7 +146,7 @@ def test_status_endpoints_name_services_the_stack_renders(tmp_path):
                 for o in driver.desired() if o["kind"] == "Service"}
     shown = {}
     for component in driver.stack.components:
-        if endpoint := driver._endpoint(component):
+        if endpoint := driver.endpoint(component):
             host, port = endpoint.rsplit(":", 1)
             name, namespace, suffix = host.split(".")
             assert (namespace, suffix) == (settings.namespace, "svc") and int(port) in services[name], endpoint
@@ -202,7 +202,7 @@ def test_unreachable_server_names_kubeconfig_and_context():
 def test_secret_values_never_reach_a_diff():
     secret = obj("Secret", "s3-credentials", stringData={})
     secret["stringData"] = {"S3_SECRET_KEY": DEV_CREDENTIALS.secret_key}
-    shown = json.dumps(_comparable(secret))
+    shown = json.dumps(comparable(secret))
     assert DEV_CREDENTIALS.secret_key not in shown and "hidden, sha256" in shown
 
 
@@ -283,11 +283,11 @@ def test_doctor_appends_the_forward_failure_to_the_check_that_met_it():
         raise ConnectionResetError(104, "Connection reset by peer")
 
     report = doctor.Report()
-    check = doctor._record(report, "components", "trino", probe, None, lambda: list(problems))
+    check = doctor.record_check(report, "components", "trino", probe, None, lambda: list(problems))
     assert check.status == doctor.FAIL
     assert check.detail.endswith("[port-forward: 127.0.0.1:8080 → trino: trino is not reachable at namespace ns "
                                  "(no ready pod)]")
-    passing = doctor._record(report, "components", "minio", lambda: "ready", None, lambda: list(problems))
+    passing = doctor.record_check(report, "components", "minio", lambda: "ready", None, lambda: list(problems))
     assert passing.detail == "ready"  # earlier failures belong to earlier checks
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sagaz import Saga, action, compensate
 
-from sagaz_lakehouse.saga_events import SagaEvent
+from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener, FlussSink, ListenerStats, Overflow
 
 pytestmark = pytest.mark.unit
@@ -123,8 +123,9 @@ def test_an_exception_inside_the_listener_never_reaches_the_saga(caplog: pytest.
         raise RuntimeError("metrics backend down")
 
     async def main() -> tuple[dict, FlussAnalyticsListener]:
-        analytics = listener(sink, stats_hook=broken_metrics)
-        analytics._builder.step_started = None  # type: ignore[assignment,method-assign]  # every step hook raises
+        builder = EventBuilder()
+        builder.step_started = None  # type: ignore[assignment,method-assign]  # every step hook raises
+        analytics = listener(sink, stats_hook=broken_metrics, builder=builder)
         result = await order_saga(analytics).run({"order": 1}, saga_id="s")
         await analytics.close()
         return result, analytics
@@ -185,7 +186,7 @@ def test_block_waits_for_room_instead_of_dropping() -> None:
         await analytics.on_saga_start("order", "s0", {})
         await analytics.on_saga_start("order", "s1", {})
         blocked = asyncio.create_task(analytics.on_saga_start("order", "s2", {}))
-        while analytics._room is None or not analytics._room._waiters:  # the hook is waiting for room
+        while not analytics.waiting_for_room:  # the hook is waiting for room
             await asyncio.sleep(0)
         assert not blocked.done()
         sink.gate().set()

@@ -176,7 +176,7 @@ def test_a_component_waits_for_its_dead_dependency(run_dir):
     wd.write_spec(run_dir, "coordinator", sleeper(run_dir, "coord"), depends_on=["zookeeper"])
     clock = FakeClock()
     dog = wd.Watchdog(run_dir, wd.Policy(initial_backoff=0), environ={"PATH": os.environ["PATH"]}, clock=clock)
-    assert wd._dependency_order(wd.load_specs(run_dir)) == ["zookeeper", "coordinator"]
+    assert wd.dependency_order(wd.load_specs(run_dir)) == ["zookeeper", "coordinator"]
     dog.tick()  # both noticed dead
     dog.tick()  # zookeeper restarted first, in the same pass the coordinator sees it alive
     assert wd.component_pid(run_dir, "zookeeper") is not None

@@ -292,12 +292,14 @@ class ComposeDriver:
             return self.credentials().redact(text)
         return text
 
-    def _env(self) -> dict[str, str]:
+    def child_environment(self) -> dict[str, str]:
+        """The environment engine commands run with: the caller's, without variables compose would prefer over the
+        project's .env (SHADOWING_VARS)."""
         return {k: v for k, v in os.environ.items() if k not in SHADOWING_VARS}
 
     def _exec(self, args: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
         try:
-            return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=self._env(),
+            return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=self.child_environment(),
                                   check=False)
         except subprocess.TimeoutExpired as exc:
             raise LakehouseError(f"`{' '.join(args[:4])} ...` did not answer within {timeout}s",
@@ -307,7 +309,8 @@ class ComposeDriver:
         """Run a long compose command, copying its progress to the log line by line; killed after ``timeout``."""
         self.log("$ " + " ".join(args))
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env=self._env(), cwd=self.project_dir if self.project_dir.is_dir() else None)
+                                   env=self.child_environment(),
+                                   cwd=self.project_dir if self.project_dir.is_dir() else None)
         timer = threading.Timer(timeout, process.kill)
         timer.start()
         try:

@@ -160,7 +160,7 @@ class KubernetesDriver:
                 live = self._live(obj)
                 after = cluster.apply(obj, dry_run=True, force=self.force_conflicts)
                 action = "would create" if live is None else (
-                    "unchanged" if _comparable(live) == _comparable(after) else "would configure")
+                    "unchanged" if comparable(live) == comparable(after) else "would configure")
                 actions.append({"object": describe(obj), "action": action})
             stale = self._stale(members)
             actions += [{"object": describe(o), "action": "would prune"} for o in stale]
@@ -204,13 +204,13 @@ class KubernetesDriver:
         return self.cluster().apply(obj, dry_run=dry_run, force=self.force_conflicts)
 
     def _stale(self, members: list[Obj]) -> list[Obj]:
-        live = self._owned_objects(RENDERED_KINDS | {group_kind(o) for o in members})
+        live = self.owned_objects(RENDERED_KINDS | {group_kind(o) for o in members})
         return [o for o in prunable(live, members, self.applyset) if o["kind"] != "Namespace"]
 
     def _prune(self, members: list[Obj]) -> list[Obj]:
         cluster = self.cluster()
         stale = self._stale(members)
-        for obj in _in_delete_order(stale):
+        for obj in in_delete_order(stale):
             cluster.delete(obj)
             self.log(f"  pruned {describe(obj)} (no longer rendered)")
         cluster.apply(self.applyset.parent({group_kind(o) for o in members}), force=True)
@@ -296,17 +296,17 @@ class KubernetesDriver:
             if live is None:
                 after = obj if namespace_live is None else cluster.apply(obj, dry_run=True, force=self.force_conflicts)
                 changes.append({"object": describe(obj), "action": "create",
-                                "diff": _unified("", yaml.safe_dump(_comparable(after), sort_keys=True), obj)})
+                                "diff": _unified("", yaml.safe_dump(comparable(after), sort_keys=True), obj)})
                 continue
             if obj["kind"] == "Namespace" and not self.applyset.owned(live):
                 continue  # used as it is, never applied
             after = cluster.apply(obj, dry_run=True, force=self.force_conflicts)
-            old, new = (yaml.safe_dump(_comparable(o), sort_keys=True) for o in (live, after))
+            old, new = (yaml.safe_dump(comparable(o), sort_keys=True) for o in (live, after))
             if old != new:
                 changes.append({"object": describe(obj), "action": "configure", "diff": _unified(old, new, obj)})
         if namespace_live is not None:
             for obj in self._stale(objects[1:]):
-                old = yaml.safe_dump(_comparable(obj), sort_keys=True)
+                old = yaml.safe_dump(comparable(obj), sort_keys=True)
                 changes.append({"object": describe(obj), "action": "prune", "diff": _unified(old, "", obj)})
         return changes
 
@@ -316,11 +316,11 @@ class KubernetesDriver:
         cluster = self.cluster()
         live_parent = cluster.get("v1", "ConfigMap", self.applyset.parent_name, self.namespace)
         kinds = RENDERED_KINDS | ApplySet.recorded_kinds(live_parent)
-        owned = [o for o in self._owned_objects(kinds) if o["kind"] != "Namespace"]
+        owned = [o for o in self.owned_objects(kinds) if o["kind"] != "Namespace"]
         claims = self._claims() if purge else []
         namespace = cluster.get("v1", "Namespace", self.namespace)
         ours = namespace is not None and self.applyset.owned(namespace)
-        doomed = _in_delete_order(owned) + claims + ([live_parent] if live_parent else [])
+        doomed = in_delete_order(owned) + claims + ([live_parent] if live_parent else [])
         if not doomed and not (purge and ours):
             self.log(f"nothing of stack {self.settings.project} found in namespace {self.namespace} "
                      f"({cluster.where})")
@@ -372,13 +372,13 @@ class KubernetesDriver:
                     detail += (f" (a finished Job is deleted {layout.JOB_TTL_SECONDS // 3600} h after it completes; "
                                "`up` runs it again)")
                 rows.append({"component": component.name, "state": "absent",
-                             "endpoint": self._endpoint(component), "detail": detail})
+                             "endpoint": self.endpoint(component), "detail": detail})
                 continue
             # The newest Job of a task (`kubectl apply` leaves superseded ones until their TTL).
             workload = max(workloads, key=lambda w: str(w["metadata"].get("creationTimestamp") or ""))
             state = readiness(workload)
             rows.append({"component": component.name, "state": _state_word(component, state),
-                         "endpoint": self._endpoint(component),
+                         "endpoint": self.endpoint(component),
                          "detail": f"{workload['kind']} {workload['metadata']['name']} {state.summary}"
                          if component.one_shot else f"{workload['kind']} {state.summary}"})
         return rows
@@ -457,7 +457,8 @@ class KubernetesDriver:
         meta = obj["metadata"]
         return self.cluster().get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
 
-    def _owned_objects(self, group_kinds: set[str]) -> list[Obj]:
+    def owned_objects(self, group_kinds: set[str]) -> list[Obj]:
+        """Every live object of these kinds (``Kind.group``) that carries this stack's ApplySet label."""
         found = []
         for item in sorted(group_kinds):
             group, kind = split_group_kind(item)
@@ -479,7 +480,7 @@ class KubernetesDriver:
             found += self.cluster().list(api_version, kind, self.namespace, selector)
         return found
 
-    def _endpoint(self, component: s.Component) -> str:
+    def endpoint(self, component: s.Component) -> str:
         """The in-cluster address (Service DNS name) of a component's first published port: its own Service, or
         the headless one for components addressed instance by instance (no Service carries their bare name)."""
         published = [port for port in component.ports if port.published]
@@ -496,12 +497,13 @@ class KubernetesDriver:
 # ---------------------------------------------------------------------------------------------- pure helpers
 
 
-def _in_delete_order(objects: list[Obj]) -> list[Obj]:
+def in_delete_order(objects: list[Obj]) -> list[Obj]:
+    """Consumers before what they consume (DELETE_ORDER); kinds it does not name first."""
     rank = {kind: i for i, kind in enumerate(DELETE_ORDER)}
     return sorted(objects, key=lambda o: rank.get(o["kind"], -1))
 
 
-def _comparable(obj: Obj) -> Obj:
+def comparable(obj: Obj) -> Obj:
     """An object without the fields the server changes on every write (for diffs and change detection).
 
     Secret values are replaced by a short digest: a diff shows that a credential changed, never what it is."""

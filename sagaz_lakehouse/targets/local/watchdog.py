@@ -391,7 +391,7 @@ class Watchdog:
         """One pass over every component: notice deaths, restart the ones whose backoff is over."""
         specs = load_specs(self.run_dir)
         changed = False
-        for name in _dependency_order(specs):
+        for name in dependency_order(specs):
             changed |= self._check(specs[name], specs)
         if changed:
             write_state(self.run_dir, self.states)
@@ -578,7 +578,7 @@ class Watchdog:
             time.sleep(interval)
 
 
-def _dependency_order(specs: Mapping[str, StartSpec]) -> list[str]:
+def dependency_order(specs: Mapping[str, StartSpec]) -> list[str]:
     """Dependencies first (so a ZooKeeper restart is tried before the Fluss servers that need it)."""
     order: list[str] = []
 
