@@ -36,7 +36,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,10 +52,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import sagaz_lakehouse as lakehouse  # noqa: E402
+
+sys.path.insert(0, str(REPO / "tests"))  # the running-stack helper the test suites share
+from running import RunningStack  # noqa: E402
+
 from sagaz_lakehouse import addresses, clients, config, doctor, lake_health, tables  # noqa: E402
 from sagaz_lakehouse.components import fluss as fluss_servers  # noqa: E402
 from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME  # noqa: E402
-from sagaz_lakehouse.stack import View  # noqa: E402
 
 CLI = [sys.executable, "-m", "sagaz_lakehouse"]
 BATCH = 100
@@ -102,11 +104,11 @@ CONFIGURATIONS: dict[str, Configuration] = {c.name: c for c in [
 # ---------------------------------------------------------------------------------------------- the stack
 
 
-class Stack:
-    """One stack in a folder of its own, driven only through the CLI and the supervisor's pid files."""
+class Stack(RunningStack):
+    """One stack in a folder of its own (running.RunningStack: settings, endpoints, the CLI there), driven only
+    through the CLI and the supervisor's pid files; the caller's SAGAZ_LAKEHOUSE_* variables do not reach it."""
 
     def __init__(self, workdir: Path, port_base: int, overrides: dict[str, str]) -> None:
-        self.workdir = workdir
         ports = {k: port_base + v for k, v in PORT_OFFSETS.items()}
         lines = ["ports:", *(f"  {k}: {v}" for k, v in ports.items())]
         nested: dict[str, dict[str, str]] = {}
@@ -116,27 +118,11 @@ class Stack:
         for section, values in nested.items():
             lines += [f"{section}:", *(f"  {k}: {json.dumps(v)}" for k, v in values.items())]
         (workdir / config.CONFIG_FILENAME).write_text("\n".join(lines) + "\n")
-        self.settings = lakehouse.load_settings(workdir / config.CONFIG_FILENAME, environ={})
-        self.endpoints = addresses.endpoints(self.settings, View.EXTERNAL)
-        self.run_dir = workdir / ".sagaz-lakehouse"
-
-    def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_")}
-        return subprocess.run([*CLI, *args], cwd=self.workdir, env=env, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def must(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        result = self.cli(*args, timeout=timeout)
-        if result.returncode != 0:
-            raise RuntimeError(f"`sagaz-lakehouse {' '.join(args)}` exited {result.returncode}:\n"
-                               f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
-        return result
+        super().__init__(workdir, hidden=("SAGAZ_LAKEHOUSE_",))
 
     def components(self) -> list[str]:
         """The long-lived instances (what can be killed), in start order."""
-        from sagaz_lakehouse.targets.local.driver import LocalDriver
-
-        stack = LocalDriver(self.settings, self.workdir, progress=lambda _m: None).stack
+        stack = lakehouse.target_of(self.settings).stack(self.settings)
         return [name for component, name in stack.instances() if not component.one_shot]
 
     def pid(self, name: str) -> int | None:
@@ -170,13 +156,6 @@ class Stack:
         with path.open("rb") as handle:
             handle.seek(offset)
             return handle.read().decode(errors="replace")
-
-    def status(self) -> dict[str, str]:
-        result = self.cli("status", "--json", timeout=120)
-        try:
-            return {r["component"]: r["state"] for r in json.loads(result.stdout)}
-        except ValueError:
-            return {}
 
     def tiering_running(self) -> bool:
         try:

@@ -8,11 +8,21 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+from running import RunningStack
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "sagaz_lakehouse"]
+
+
+class SuiteStack(RunningStack):
+    """A running stack (running.RunningStack) whose failed commands fail the test, with their output and no
+    traceback."""
+
+    def fail(self, message: str) -> NoReturn:
+        pytest.fail(message, pytrace=False)
 
 
 def cache_dir() -> Path:

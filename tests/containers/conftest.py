@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import suite_ports
+from support import SuiteStack, suite_ports
 
 from sagaz_lakehouse.targets.compose.driver import SHADOWING_VARS
 
@@ -59,22 +59,17 @@ def engine() -> Iterator[None]:
             run(["bash", str(ENGINE), "stop"], timeout=300)
 
 
-class Stack:
-    """A compose stack driven through the CLI (`sagaz-lakehouse ... --target compose`) from its own folder."""
+class Stack(SuiteStack):
+    """A compose stack driven through the CLI (`sagaz-lakehouse ... --set target=compose`) from its own folder."""
 
-    def __init__(self, workdir: Path, project: str, *extra: str, ports: dict[str, int] | None = None) -> None:
-        self.workdir, self.project = workdir, project
-        self.flags = ["--target", "compose", "--set", f"project={project}", *extra,
-                      *(arg for key, value in (ports or PORTS).items() for arg in ("--set", f"ports.{key}={value}"))]
+    command_timeout = 1200.0
 
-    def cli(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-        return run([sys.executable, "-m", "sagaz_lakehouse", *args, *self.flags], timeout=timeout, cwd=self.workdir)
-
-    def must(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-        result = self.cli(*args, timeout=timeout)
-        if result.returncode != 0:
-            must(result, f"sagaz-lakehouse {' '.join(args)}", self.diagnosis())
-        return result
+    def __init__(self, workdir: Path, project: str, overrides: dict[str, str] | None = None,
+                 ports: dict[str, int] | None = None) -> None:
+        super().__init__(workdir, {"target": "compose", "project": project, **(overrides or {}),
+                                   **{f"ports.{key}": str(value) for key, value in (ports or PORTS).items()}},
+                         hidden=(*SHADOWING_VARS, "SAGAZ_LAKEHOUSE_S3_"))
+        self.project = project
 
     def containers(self) -> list[dict]:
         """`docker inspect` of every container of the project (running or not)."""
@@ -89,7 +84,7 @@ class Stack:
         labelled = f"label={COMPOSE_LABEL}={self.project}"
         return run(["docker", "network", "ls", "-q", "--filter", labelled]).stdout.split()
 
-    def diagnosis(self) -> str:
+    def diagnosis(self, *args: str) -> str:
         """State and health of every container, and the log tail of each that is not healthy or done."""
         lines, tails = [], []
         for c in self.containers():
@@ -102,4 +97,4 @@ class Stack:
         return "--- containers ---\n" + "\n".join(lines or ["(none)"]) + "\n" + "\n".join(tails)
 
     def purge(self) -> None:
-        self.cli("down", "--purge", timeout=300)
+        self.down(purge=True)

@@ -33,7 +33,7 @@ def test_a_taken_port_stops_up_before_anything_starts(engine, tmp_path):
 def test_a_failing_health_check_makes_up_exit_1_naming_the_service_and_its_log(engine, tmp_path):
     """images.zookeeper set to an image that is not ZooKeeper (the Iceberg REST fixture): its process starts and
     logs, but the srvr health check never answers, so after ZooKeeper's start period the service is unhealthy."""
-    stack = Stack(tmp_path, "sagaz-ct-unhealthy", "--set", f"images.zookeeper={versions.ICEBERG.image}")
+    stack = Stack(tmp_path, "sagaz-ct-unhealthy", {"images.zookeeper": versions.ICEBERG.image})
     stack.purge()
     try:
         result = stack.cli("up", "--timeout", "400", timeout=900)

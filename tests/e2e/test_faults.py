@@ -21,10 +21,12 @@ import os
 import signal
 import sys
 import time
+from functools import cached_property
 from pathlib import Path
 
 import pytest
 import yaml
+from running import RunningStack
 from support import suite_ports
 
 import sagaz_lakehouse as lakehouse
@@ -49,24 +51,16 @@ TIERING_REPAIR = 150  # liveness check: 2 windows of 3 x freshness (dev: 35 s ea
 
 
 class EnvStack(Stack):
-    """The chaos benchmark's stack driver on ``ports`` (SAGAZ_LAKEHOUSE_PORTS__* in the environment still win)."""
+    """The chaos benchmark's stack on ``ports``: SAGAZ_LAKEHOUSE_PORTS__* in the environment still win, only the
+    caller's S3 credentials are kept from it."""
 
     def __init__(self, workdir: Path, ports: dict[str, int]) -> None:
         (workdir / config.CONFIG_FILENAME).write_text(yaml.safe_dump({"ports": ports}))
-        self.workdir = workdir
-        self.settings = lakehouse.load_settings(workdir / config.CONFIG_FILENAME)
-        from sagaz_lakehouse import addresses
-        from sagaz_lakehouse.stack import View
+        RunningStack.__init__(self, workdir)  # the file above instead of the benchmark's
 
-        self.endpoints = addresses.endpoints(self.settings, View.EXTERNAL)
-        self.run_dir = workdir / ".sagaz-lakehouse"
-
-    def cli(self, *args: str, timeout: float = 900):
-        import subprocess
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
-        return subprocess.run([sys.executable, "-m", "sagaz_lakehouse", *args], cwd=self.workdir, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+    @cached_property
+    def settings(self) -> lakehouse.Settings:
+        return lakehouse.load_settings(self.settings_file)  # with the environment, as the CLI reads it
 
 
 def tails(stack: Stack, names: list[str], lines: int = 40) -> str:

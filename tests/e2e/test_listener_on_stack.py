@@ -21,7 +21,6 @@ import os
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,11 @@ from typing import Any
 import pytest
 import yaml
 from sagaz import Saga, action, compensate
-from support import cli, init_with_ports, must, suite_ports
+from support import SuiteStack, cli, init_with_ports, must, suite_ports
 
-import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import addresses, clients, config, identities, security
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener
-from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.targets.local import watchdog
 from sagaz_lakehouse.targets.local.supervisor import Supervisor
 
@@ -54,34 +51,12 @@ COLUMNS = ("event_id", "event_type", "saga_id", "saga_name", "step_name", "durat
 
 
 
-@dataclass(frozen=True)
-class Stack:
-    workdir: Path
-    settings: config.Settings
-    credentials: config.Credentials
-
-    @property
-    def endpoints(self) -> addresses.Endpoints:
-        """As the CLI's clients see the stack: with the Fluss and Trino logins."""
-        endpoints = security.with_fluss_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
-                                            self.credentials)
-        return security.with_trino_login(endpoints, self.settings, self.credentials, str(self.run_dir / "tls/ca.pem"))
-
-    @property
-    def run_dir(self) -> Path:
-        return self.workdir / ".sagaz-lakehouse"
-
-    @property
-    def database(self) -> str:
-        return self.settings.lake.database
+class Stack(SuiteStack):
+    """The prod stack of this module (settings, credentials and endpoints with the logins: RunningStack)."""
 
     def listener(self, **options: Any) -> FlussAnalyticsListener:
         return FlussAnalyticsListener(self.endpoints.fluss_bootstrap, database=self.database,
                                       fluss_properties=self.endpoints.fluss_login, **options)
-
-    def log_tails(self, *components: str) -> str:
-        return "\n".join(f"--- {c} ---\n{cli(self.workdir, 'logs', c, timeout=60).stdout[-3000:]}"
-                         for c in components)
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +72,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     values.update(profile="prod", secrets={"file": secrets_file.name},
                   lake={"freshness": "10s", "tiering_poll": "2s", "kv_snapshot_interval": "5s"})
     settings_file.write_text(yaml.safe_dump(values))
-    settings = lakehouse.load_settings(settings_file, environ={})
+    stack = Stack(workdir)
     try:
-        must(cli(workdir, "up"), "up")
-        must(cli(workdir, "create-tables"), "create-tables")
-        yield Stack(workdir, settings, lakehouse.resolve_credentials(settings, environ={}, base_dir=workdir))
+        stack.must("up")
+        stack.must("create-tables")
+        yield stack
     finally:
-        cli(workdir, "down", "--purge", timeout=300)
+        stack.down()
 
 
 # ------------------------------------------------------------------------------------------ sagas under test

@@ -16,17 +16,14 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from support import CLI, cli, init_with_ports, must, suite_port, suite_ports
+from support import CLI, SuiteStack, cli, init_with_ports, must, suite_port, suite_ports
 
-import sagaz_lakehouse as lakehouse
-from sagaz_lakehouse import addresses, clients, config, dashboards
+from sagaz_lakehouse import addresses, clients, dashboards
 from sagaz_lakehouse.components import build_stack, prometheus
 from sagaz_lakehouse.stack import PROMETHEUS, View
 
@@ -41,10 +38,8 @@ ALERT = "TieringJobNotRunning"
 TIERING_WAIT = 300  # s for the simulated sagas to be in Iceberg
 
 
-@dataclass
-class Stack:
-    workdir: Path
-    settings: config.Settings
+class Stack(SuiteStack):
+    """The module's stack (RunningStack), and its Prometheus and Flink REST APIs."""
 
     def api(self, path: str, method: str = "GET") -> Any:
         request = urllib.request.Request(f"http://127.0.0.1:{PORTS['prometheus']}/api/v1/{path}", method=method)
@@ -79,17 +74,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings_file = init_with_ports(workdir, PORTS)
     values = yaml.safe_load(settings_file.read_text())
     settings_file.write_text(yaml.safe_dump({**values, "monitoring": {"app_targets": APP}}))
-    settings = lakehouse.load_settings(settings_file, environ={})
+    stack = Stack(workdir)
     app: subprocess.Popen[str] | None = None
     try:
-        must(cli(workdir, "up"), "up")
-        must(cli(workdir, "create-tables"), "create-tables")
+        stack.must("up")
+        stack.must("create-tables")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
         app = subprocess.Popen([*CLI, "simulate", "--sagas", "120", "--rate", "4", "--failure-rate", "0.3",
                                 "--seed", "17", "--metrics-port", APP.rsplit(":", 1)[1], "--metrics-linger", "1800"],
                                cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        must(cli(workdir, "doctor"), "doctor")
-        yield Stack(workdir, settings)
+        stack.must("doctor")
+        yield stack
     finally:
         if app is not None:
             app.terminate()
@@ -97,7 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 app.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 app.kill()
-        cli(workdir, "down", "--purge", timeout=300)
+        stack.down()
 
 
 def test_every_component_with_metrics_is_scraped(stack: Stack):

@@ -1,4 +1,4 @@
-"""A stack under test on the test cluster: its own namespace, settings, driver and log."""
+"""A stack under test on the test cluster: its own namespace, settings, driver and log (a running.RunningStack)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import SuiteStack
 
 import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse.errors import LakehouseError
@@ -17,25 +18,25 @@ UP_TIMEOUT = 240
 _numbers = itertools.count(1)
 
 
-class Stack:
-    """One stack under test: settings for a namespace of its own, a driver, and what it logged."""
+class Stack(SuiteStack):
+    """One stack under test: a namespace of its own on the test cluster (its settings: running.RunningStack), a
+    driver run in this process, and what that driver logged."""
 
     def __init__(self, cluster: Any, tmp_path: Path, **overrides: str) -> None:
         self.cluster = cluster
-        self.tmp_path = tmp_path
         self.namespace = f"sagaz-t{next(_numbers)}"
-        self.base = {"target": "kubernetes", "kubernetes.kubeconfig": str(cluster.kubeconfig),
-                     "kubernetes.namespace": self.namespace}
+        super().__init__(tmp_path, {"target": "kubernetes", "kubernetes.kubeconfig": str(cluster.kubeconfig),
+                                    "kubernetes.namespace": self.namespace})
         self.messages: list[str] = []
         self.driver = self.make(**overrides)
 
     def make(self, context: str = "", force_conflicts: bool = False, credentials: lakehouse.Credentials | None = None,
              **overrides: str) -> KubernetesDriver:
-        values = {**self.base, **overrides}
+        values = {**self.overrides, **overrides}
         if context:
             values["kubernetes.context"] = context
         settings = lakehouse.load_settings(None, values, environ={})
-        return KubernetesDriver(settings, self.tmp_path, log=self.messages.append, force_conflicts=force_conflicts,
+        return KubernetesDriver(settings, self.workdir, log=self.messages.append, force_conflicts=force_conflicts,
                                 credentials=credentials)
 
     def up(self, driver: KubernetesDriver | None = None, timeout: int = UP_TIMEOUT, **kwargs: Any) -> dict:

@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from node import RealCluster
 from saga_data import saga_events
-from support import fluss_ports_as_by_default, suite_ports
+from support import SuiteStack, fluss_ports_as_by_default, suite_ports
 
-import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import clients, config, tables, versions
 from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver
 
@@ -47,29 +44,30 @@ MEMORY = {"zookeeper": "256Mi", "minio": "256Mi", "rest_catalog": "384Mi", "flus
 UP_TIMEOUT = 900  # first start on 2 shared cores: 8 JVMs, jars fetched by init containers
 
 
-@dataclass
-class KubeStack:
-    cluster: RealCluster
-    workdir: Path
-    settings: config.Settings
-    timings: dict[str, float]
+class KubeStack(SuiteStack):
+    """The stack on the real cluster, driven through the CLI (running.RunningStack) with the cluster's kubeconfig;
+    how long each command took."""
 
-    def cli(self, *args: str, timeout: float = UP_TIMEOUT + 120) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_")}
-        env["KUBECONFIG"] = str(self.cluster.kubeconfig)
-        return subprocess.run([*CLI, *args], cwd=self.workdir, env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+    command_timeout = UP_TIMEOUT + 120
 
-    def must(self, *args: str, timeout: float = UP_TIMEOUT + 120) -> subprocess.CompletedProcess[str]:
+    def __init__(self, cluster: RealCluster, workdir: Path) -> None:
+        super().__init__(workdir, hidden=("SAGAZ_LAKEHOUSE_",))
+        self.cluster = cluster
+        self.timings: dict[str, float] = {}
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "KUBECONFIG": str(self.cluster.kubeconfig)}
+
+    def must(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
-        result = self.cli(*args, timeout=timeout)
-        self.timings[" ".join(args)] = round(time.monotonic() - started, 1)
-        if result.returncode != 0:
-            pytest.fail(f"`sagaz-lakehouse {' '.join(args)}` exited {result.returncode}\n--- stdout ---\n"
-                        f"{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-8000:]}\n--- pods ---\n"
-                        f"{self.pods_text()}\n{self.component_logs(args[0])}\n--- cluster logs ---\n"
-                        f"{self.cluster.log_tail(15)}", pytrace=False)
-        return result
+        try:
+            return super().must(*args, timeout=timeout)
+        finally:
+            self.timings[" ".join(args)] = round(time.monotonic() - started, 1)
+
+    def diagnosis(self, *args: str) -> str:
+        return (f"--- pods ---\n{self.pods_text()}\n{self.component_logs(args[0])}\n--- cluster logs ---\n"
+                f"{self.cluster.log_tail(15)}")
 
     def component_logs(self, command: str, lines: int = 60) -> str:
         """The tiering path's own logs when a data-path command failed (the rollout's failures carry theirs)."""
@@ -110,10 +108,10 @@ def stack_settings(cluster: RealCluster) -> dict[str, str]:
 def kube_stack(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeStack]:
     workdir = tmp_path_factory.mktemp("kube-stack")
     values = stack_settings(real_cluster)
-    made = KubeStack(real_cluster, workdir, lakehouse.load_settings(None, values, environ={}), {})
+    made = KubeStack(real_cluster, workdir)
     made.must("init", *[a for k, v in values.items() for a in ("--set", f"{k}={v}")])
     yield made
-    made.cli("down", "--purge", timeout=600)
+    made.down(timeout=600)
 
 
 def test_up_rolls_out_real_containers(kube_stack):
