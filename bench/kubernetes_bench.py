@@ -1,4 +1,4 @@
-"""Benchmark of the Kubernetes target on the real single-node cluster of tests/kube/node.py, with the local target
+"""Benchmark of the Kubernetes target on the real single-node cluster of tests/kubernetes/node.py, with the local target
 measured in the same run as the baseline (``make bench-kubernetes``), written as a Markdown table. (Not named
 kubernetes.py: bench/ is on sys.path, and the file would shadow the kubernetes client package.)
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
-# The cluster harness of the tests (tests/kube/node.py and what it imports); appended, so that tests/kubernetes/
-# never shadows the kubernetes client package.
-sys.path += [str(REPO / "tests"), str(REPO / "tests" / "kube")]
+# The cluster harness of the tests (tests/kubernetes/node.py and what it imports); appended, so that a folder
+# of tests/ never shadows a package (the kubernetes client).
+sys.path += [str(REPO / "tests"), str(REPO / "tests" / "kubernetes")]
 
 from local import CLI, percentile, tiering_latencies, timed  # noqa: E402
 
@@ -38,7 +38,7 @@ KUBE_PORTS = {"zookeeper": 42181, "fluss_coordinator": 49123, "fluss_tablet": 49
               "minio_console": 49001, "rest_catalog": 48181, "flink_rest": 48081, "flink_rpc": 46123, "trino": 48080}
 LOCAL_PORTS = {"zookeeper": 42281, "fluss_coordinator": 49223, "fluss_tablet": 49224, "minio": 49200,
                "minio_console": 49201, "rest_catalog": 48281, "flink_rest": 48381, "flink_rpc": 46223, "trino": 48280}
-# As tests/kube/test_real_stack.py: above every floor, about 6 GiB for the whole stack.
+# As tests/kubernetes/kubelet/test_real_stack.py: above every floor, about 6 GiB for the whole stack.
 MEMORY = {"zookeeper": "256Mi", "minio": "256Mi", "rest_catalog": "384Mi", "fluss_coordinator": "768Mi",
           "fluss_tablet": "1Gi", "flink_jobmanager": "768Mi", "flink_taskmanager": "1536Mi", "trino": "1Gi"}
 
@@ -123,7 +123,7 @@ def main() -> None:
     freshness = config.duration_seconds(str(local["freshness"]))
     header = (f"# Kubernetes target benchmark\n\nMachine: {os.cpu_count()} cores, shared; run "
               f"{time.strftime('%Y-%m-%d %H:%M')}; freshness {freshness:.0f}s. Real single-node cluster "
-              f"(tests/kube/node.py) started in {kube['cluster']:.0f}s"
+              f"(tests/kubernetes/node.py) started in {kube['cluster']:.0f}s"
               + (f", images loaded: {kube['images']}" if kube["images"] else ", images already loaded")
               + ". Produced by `make bench-kubernetes` (bench/kubernetes_bench.py); baseline: the local target in the "
               "same run.\n\n| metric | kubernetes | baseline (same run) | ratio |\n|---|---|---|---|\n")

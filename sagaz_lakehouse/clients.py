@@ -157,7 +157,7 @@ def iceberg_read(table: Any, row_filter: Any, fields: tuple[str, ...] = ("*",)) 
         if "equality deletes" not in str(exc):
             raise
     # Plan again, keeping data files only: pyiceberg 0.12 refuses while planning, before any filter of ours could
-    # apply, unless the planner's own entry filter drops the delete files (tests/e2e pins this behaviour).
+    # apply, unless the planner's own entry filter drops the delete files (tests/local/stacks pins this behaviour).
     from pyiceberg.io.pyarrow import ArrowScan
     from pyiceberg.manifest import DataFileContent
     from pyiceberg.table import ManifestGroupPlanner

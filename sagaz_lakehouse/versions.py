@@ -65,7 +65,7 @@ ZOOKEEPER_JETTY = "9.4.53.v20231009"
 # Kubernetes API version the manifests are validated against (kubernetes-validate 1.33.1 ships the 1.33 OpenAPI
 # schemas) and the kube-apiserver the cluster tests build should match.
 KUBERNETES = "1.33"
-# The kubelet-less test cluster of tests/kube (scripts/tools/kube.sh builds it from the Go module proxy):
+# The kubelet-less test cluster of tests/kubernetes (scripts/tools/kube.sh builds it from the Go module proxy):
 # - kubernetes: newest 1.33 patch in `go list -m -versions k8s.io/kubernetes` (kube-apiserver, -controller-manager,
 #   -scheduler; the staging modules k8s.io/api, client-go, ... are the matching v0.33.x);
 # - etcd: the go.etcd.io/etcd/server/v3 that k8s.io/kubernetes' go.mod at that version requires (kube.sh checks);

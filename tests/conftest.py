@@ -1,8 +1,19 @@
-"""Test layout: unit/ (fast, no servers), compose/ and kubernetes/ (rendering, real validators), e2e/ (the real
-servers on loopback), kube/ (a real Kubernetes API server). Shared helpers live in support.py.
+"""Test layout: a folder per thing exercised, and in it a folder per kind of test. A test's marks follow its folder
+(``SUITES``; pyproject.toml says what each mark means), so ``-m`` selects by folder and no module declares its own:
+
+- ``unit/``: fast, no servers (settings, the stack model, the CLI, doctor, the query packs, the listener, ...)
+- ``local/``: the local target: ``unit/`` (layout, supervisor, watchdog), ``stacks/`` (real servers on loopback,
+  e2e), ``timed/`` (the fault test, e2e and serial)
+- ``compose/``: ``unit/`` (the project as rendered, the driver), ``validate/`` (the real docker-compose binary and the
+  Compose schema), ``engine/`` (stand-in images and the compose stack on a real Docker Engine)
+- ``kubernetes/``: ``unit/`` (manifests, scripts, driver logic), ``scan/`` (checkov, kube-score), ``apiserver/`` (a
+  real API server, kwok for the kubelet), ``kubelet/`` (a real single-node cluster)
+
+Shared helpers live beside this file: support.py (ports, the CLI, SuiteStack), running.py (RunningStack, the one
+running-stack helper), saga_data.py.
 
 `make test` runs the suite on two pytest-xdist workers (``--dist loadgroup``), one per *lane* below, then the
-``serial`` tests alone. A lane is a group of modules that must share one worker: their session fixtures (the kwok
+``serial`` tests alone. A lane is a group of tests that must share one worker: their session fixtures (the kwok
 API server, the real node) start once per worker, and the stacks of a lane run one after another, so at most two
 stacks share the 2 cores. Tests outside a lane are fast and go to whichever worker is free."""
 
@@ -13,17 +24,43 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-LANES = {  # top-level folder under tests/ -> xdist group
+SUITES = {  # folder under tests/ -> the marks of every test in it
+    "unit": ("unit",),
+    "local/unit": ("unit",),
+    "local/stacks": ("e2e",),
+    "local/timed": ("e2e", "serial"),  # its recovery budgets are timed: run alone
+    "compose/unit": ("unit",),
+    "compose/validate": ("compose",),
+    "compose/engine": ("containers",),
+    "kubernetes/unit": ("unit",),
+    "kubernetes/scan": ("scan",),
+    "kubernetes/apiserver": ("kube",),
+    "kubernetes/kubelet": ("kubelet",),
+}
+LANES = {  # mark -> xdist group
     "e2e": "local-stacks",  # the local target's stacks, each on its own ports
     "containers": "engines",  # the private Docker Engine's compose stacks
-    "kube": "engines",  # the kwok API server and the real single-node cluster
+    "kube": "engines",  # the kwok API server ...
+    "kubelet": "engines",  # ... and the real single-node cluster
 }
 
 
+def suite_marks(path: Path) -> tuple[str, ...]:
+    """The marks of a test file: those of the nearest folder of SUITES above it."""
+    folder = path.resolve().parent.relative_to(TESTS)
+    for candidate in (folder, *folder.parents):
+        if candidate.as_posix() in SUITES:
+            return SUITES[candidate.as_posix()]
+    raise pytest.UsageError(f"{path} is in no suite folder: move it into one of tests/{', tests/'.join(SUITES)}")
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Marks each test of a lane as it is collected: xdist reads the marks in its own collection hook."""
-    if not item.config.pluginmanager.hasplugin("xdist"):  # a plain `pytest` run: one process, no lanes
+    """Marks each test as it is collected, before `-m` selects and xdist groups (both read the marks later)."""
+    marks = suite_marks(Path(item.fspath))
+    for mark in marks:
+        item.add_marker(getattr(pytest.mark, mark))
+    if "serial" in marks or not item.config.pluginmanager.hasplugin("xdist"):  # serial runs alone; no xdist: no lanes
         return
-    folder = Path(item.fspath).resolve().relative_to(TESTS).parts[0]
-    if folder in LANES and not item.get_closest_marker("serial"):
-        item.add_marker(pytest.mark.xdist_group(LANES[folder]))
+    lane = next((LANES[mark] for mark in marks if mark in LANES), None)
+    if lane:
+        item.add_marker(pytest.mark.xdist_group(lane))

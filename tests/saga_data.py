@@ -1,5 +1,5 @@
 """Synthetic saga events and their read-back through Iceberg (pyiceberg) and Trino, shared by the end-to-end suites
-of every target (tests/e2e: local, tests/containers: compose). Importable as `saga_data` (tests/ is on sys.path)."""
+of every target (tests/local/stacks, tests/compose/engine). Importable as `saga_data` (tests/ is on sys.path)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the test clusters of tests/kube from the Go module proxy into $1 (no dl.k8s.io or GitHub here):
+# Builds the test clusters of tests/kubernetes from the Go module proxy into $1 (no dl.k8s.io or GitHub here):
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl and etcd from one scratch module
 # (they share most packages), kwok (stands in for the kubelet in the API-server tests) and CoreDNS (cluster DNS of the
 # real single-node cluster), all named with their version (kube-apiserver-v1.33.13, kubelet-v1.33.13, ...).
@@ -88,7 +88,7 @@ fi
 if [ "$need_coredns" -eq 1 ]; then
   started=$SECONDS
   echo "building CoreDNS $COREDNS from the Go module proxy (one time, about 2 minutes on 2 cores) ..." >&2
-  # Only the plugins the node's Corefile uses (tests/kube/node.py), the way CoreDNS documents a custom build: a main
+  # Only the plugins the node's Corefile uses (tests/kubernetes/node.py), the way CoreDNS documents a custom build: a main
   # package that imports coremain and the chosen plugins (upstream's own main imports core/plugin, i.e. all 50+,
   # with the cloud providers' SDKs). The scratch module requires the release, so every dependency is at the
   # version of CoreDNS's own go.mod.
@@ -119,7 +119,7 @@ fi
 
 if [ "$need_pause" -eq 1 ]; then
   # The process of every pod sandbox (what registry.k8s.io/pause runs; no registry here): sleeps until SIGTERM or
-  # SIGINT, and reaps zombies as PID 1. The real cluster of tests/kube packs it into the sandbox image itself.
+  # SIGINT, and reaps zombies as PID 1. The real cluster of tests/kubernetes packs it into the sandbox image itself.
   mkdir "$work/pause" && cd "$work/pause"
   printf 'module sagaz.local/pause\n\ngo 1.22\n' > go.mod
   cat > main.go <<'GO'

@@ -22,8 +22,6 @@ from sagaz_lakehouse.targets.compose import layout as compose
 from sagaz_lakehouse.targets.kubernetes import layout as kubernetes
 from sagaz_lakehouse.targets.local import layout as local
 
-pytestmark = pytest.mark.unit
-
 CASES = Path(__file__).resolve().parent / "prometheus" / "alerts_test.yml"
 
 

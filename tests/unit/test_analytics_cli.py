@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from sagaz_lakehouse import queries
 from sagaz_lakehouse.cli import app
 
-pytestmark = pytest.mark.unit
 runner = CliRunner()
 # Ports nothing listens on: a command that tried to connect would fail with exit 1, not 2.
 CLOSED = ["--set", "ports.trino=9", "--set", "ports.flink_sql_gateway=7"]

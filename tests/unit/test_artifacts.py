@@ -12,8 +12,6 @@ import pytest
 from sagaz_lakehouse import artifacts, versions
 from sagaz_lakehouse.artifacts import Artifact, DigestMismatch, DownloadFailed
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture
 def repository(tmp_path):

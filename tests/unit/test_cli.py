@@ -13,7 +13,6 @@ from sagaz_lakehouse import tables
 from sagaz_lakehouse.cli import app
 from sagaz_lakehouse.config import DEV_CREDENTIALS
 
-pytestmark = pytest.mark.unit
 runner = CliRunner()
 
 

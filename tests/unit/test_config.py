@@ -12,8 +12,6 @@ import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config
 from sagaz_lakehouse.config import ConfigError, Settings
 
-pytestmark = pytest.mark.unit
-
 
 def load(text: str | None = None, tmp_path: Path | None = None, **kwargs):
     path = None

@@ -14,8 +14,6 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config, dashboards
 
-pytestmark = pytest.mark.unit
-
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "manifests" / "grafana"
 

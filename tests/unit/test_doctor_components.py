@@ -10,8 +10,6 @@ import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import addresses, clients, config, doctor
 from sagaz_lakehouse.stack import View
 
-pytestmark = pytest.mark.unit
-
 
 def zookeeper_check(target: str, rows: list[dict], monkeypatch) -> tuple[str, str]:
     def no_connection(*_args, **_kwargs):

@@ -10,8 +10,6 @@ from sagaz_lakehouse.components import fluss
 from sagaz_lakehouse.config import ConfigError
 from sagaz_lakehouse.targets.local import layout as local
 
-pytestmark = pytest.mark.unit
-
 
 def settings(**overrides: object) -> config.Settings:
     return lakehouse.load_settings(None, {k: str(v) for k, v in overrides.items()}, environ={})

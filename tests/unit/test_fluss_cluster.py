@@ -12,8 +12,6 @@ import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import fluss_cluster
 from sagaz_lakehouse.fluss_cluster import Membership, TabletsMissing
 
-pytestmark = pytest.mark.unit
-
 REFUSED = """\
 2026-12-01 10:00:01,100 INFO  o.a.f.s.c.CoordinatorServer                - Coordinator server started.
 2026-12-01 10:00:03,512 ERROR o.a.f.s.c.c.f.r.l.MappingListenerManager   - Listener (org.apache.fluss.server.\

@@ -23,8 +23,6 @@ from sagaz_lakehouse.targets.compose import layout as compose
 from sagaz_lakehouse.targets.kubernetes import layout as kubernetes
 from sagaz_lakehouse.targets.local import layout as local
 
-pytestmark = pytest.mark.unit
-
 LISTENER = re.compile(r"^\s*([A-Z_]+)://(.+):(\d+)\s*$")
 
 

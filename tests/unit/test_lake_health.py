@@ -1,12 +1,10 @@
-"""Lake health findings from observations (pure functions; the live probes are exercised in tests/e2e)."""
+"""Lake health findings from observations (pure functions; the live probes are exercised in tests/local/stacks)."""
 
 from __future__ import annotations
 
 import pytest
 
 from sagaz_lakehouse.lake_health import Finding, Sample, log_behind_lake, scan_log, stalled, stalled_now, truncations
-
-pytestmark = pytest.mark.unit
 
 FRESHNESS = 10.0
 

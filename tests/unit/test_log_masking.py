@@ -11,7 +11,6 @@ import yaml
 import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config, render
 
-pytestmark = pytest.mark.unit
 CREDS = config.Credentials("mask-access", "mask-secret-value")
 
 

@@ -14,7 +14,6 @@ from sagaz_lakehouse.doctor import PROBE_EVENT_TYPE
 from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.queries import Param, Result
 
-pytestmark = pytest.mark.unit
 NOW = datetime(2026, 3, 1, 12, 0, 0)
 ALL = list(queries.packs().values())
 EXPECTED = {"trino": {"sla_compliance", "step_bottlenecks", "failure_patterns", "compensation_frequency",

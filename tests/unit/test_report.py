@@ -11,7 +11,6 @@ import pytest
 from sagaz_lakehouse import report
 from sagaz_lakehouse.queries import Result
 
-pytestmark = pytest.mark.unit
 NOW = datetime(2026, 3, 1, 12, 0)
 
 

@@ -9,8 +9,6 @@ import pytest
 from sagaz_lakehouse import saga_events as ev
 from sagaz_lakehouse.saga_events import EventBuilder
 
-pytestmark = pytest.mark.unit
-
 MS = 1_000_000  # ns
 T0_WALL = 1_767_268_800 * 10**9  # 2026-01-01 12:00:00 UTC
 

@@ -1,7 +1,7 @@
 """FlussAnalyticsListener without servers: real Sagaz sagas, an in-memory sink standing in for Fluss.
 
 Covers the hook → event mapping on real sagas, the isolation of sagas from listener failures, retries without
-duplicates, the overflow policies, and close()/loop-end delivery. The Fluss path itself is in tests/e2e.
+duplicates, the overflow policies, and close()/loop-end delivery. The Fluss path itself is in tests/local/stacks.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from sagaz import Saga, action, compensate
 
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener, FlussSink, ListenerStats, Overflow
-
-pytestmark = pytest.mark.unit
 
 
 class MemorySink:

@@ -10,8 +10,6 @@ import pytest
 from sagaz_lakehouse import simulate
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener
 
-pytestmark = pytest.mark.unit
-
 
 class MemorySink:
     def __init__(self) -> None:

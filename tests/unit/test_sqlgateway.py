@@ -17,7 +17,6 @@ from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.components.flink import FLUSS_BOOTSTRAP_PROPERTY
 from sagaz_lakehouse.errors import StackNotReachable
 
-pytestmark = pytest.mark.unit
 COLUMNS = [{"name": "name", "logicalType": {"type": "VARCHAR"}}, {"name": "n", "logicalType": {"type": "BIGINT"}}]
 
 

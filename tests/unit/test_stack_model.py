@@ -17,8 +17,6 @@ from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.security import trino_auth_on
 from sagaz_lakehouse.stack import Condition, View, concrete_instance
 
-pytestmark = pytest.mark.unit
-
 VARIANTS = {
     "dev": {},
     "scaled": {"replicas.tablet_servers": "3", "replicas.flink_taskmanagers": "2", "replicas.trino_workers": "2"},

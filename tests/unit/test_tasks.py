@@ -14,8 +14,6 @@ import pytest
 from sagaz_lakehouse import tasks
 from sagaz_lakehouse.components.tasks import TASKS_FILE
 
-pytestmark = pytest.mark.unit
-
 
 def test_imports_only_the_standard_library():
     """The file runs as it is in the python image: nothing from sagaz_lakehouse or PyPI may creep in."""

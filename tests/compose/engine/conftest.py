@@ -1,0 +1,99 @@
+"""Container tests on a real Docker Engine: the stand-in images (images/) and the compose target run through the
+CLI exactly as a user runs it.
+
+`engine` starts the private engine (scripts/docker-engine.sh) and builds the images (scripts/build-images.py) once
+per session; both are no-ops when `make test` already did it. It stops the engine afterwards only if it started it.
+Every stack here publishes on the compose suite's own ports (support.suite_ports) under a project name of its own,
+so it never meets a stack on the default ports. Nothing is skipped: an engine, image or service that cannot start
+fails the test with its output and the log tails of what is not healthy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import REPO, SuiteStack, suite_ports
+
+from sagaz_lakehouse.targets.compose.driver import SHADOWING_VARS
+
+ENGINE = REPO / "scripts" / "docker-engine.sh"
+BUILD = REPO / "scripts" / "build-images.py"
+PORTS = suite_ports("compose")
+LOG_TAIL = 40
+COMPOSE_LABEL = "com.docker.compose.project"
+
+
+def env() -> dict[str, str]:
+    """The caller's environment minus credential variables compose (and the CLI) would prefer over the defaults."""
+    return {k: v for k, v in os.environ.items()
+            if k not in SHADOWING_VARS and not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
+
+
+def run(args: list[str], timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env(), check=False, **kwargs)
+
+
+def must(result: subprocess.CompletedProcess[str], what: str, context: str = "") -> subprocess.CompletedProcess[str]:
+    if result.returncode != 0:
+        pytest.fail(f"`{what}` exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n"
+                    f"--- stderr ---\n{result.stderr[-6000:]}" + (f"\n{context}" if context else ""), pytrace=False)
+    return result
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[None]:
+    was_running = run(["bash", str(ENGINE), "status"]).returncode == 0
+    must(run(["bash", str(ENGINE), "start"], timeout=1800), "scripts/docker-engine.sh start")
+    try:
+        must(run([sys.executable, str(BUILD)], timeout=3600), "scripts/build-images.py")
+        yield
+    finally:
+        if not was_running:
+            run(["bash", str(ENGINE), "stop"], timeout=300)
+
+
+class Stack(SuiteStack):
+    """A compose stack driven through the CLI (`sagaz-lakehouse ... --set target=compose`) from its own folder."""
+
+    command_timeout = 1200.0
+
+    def __init__(self, workdir: Path, project: str, overrides: dict[str, str] | None = None,
+                 ports: dict[str, int] | None = None) -> None:
+        super().__init__(workdir, {"target": "compose", "project": project, **(overrides or {}),
+                                   **{f"ports.{key}": str(value) for key, value in (ports or PORTS).items()}},
+                         hidden=(*SHADOWING_VARS, "SAGAZ_LAKEHOUSE_S3_"))
+        self.project = project
+
+    def containers(self) -> list[dict]:
+        """`docker inspect` of every container of the project (running or not)."""
+        ids = run(["docker", "ps", "-aq", "--filter", f"label={COMPOSE_LABEL}={self.project}"]).stdout.split()
+        return json.loads(must(run(["docker", "inspect", *ids]), "docker inspect").stdout) if ids else []
+
+    def volumes(self) -> list[str]:
+        return sorted(run(["docker", "volume", "ls", "-q", "--filter",
+                           f"label={COMPOSE_LABEL}={self.project}"]).stdout.split())
+
+    def networks(self) -> list[str]:
+        labelled = f"label={COMPOSE_LABEL}={self.project}"
+        return run(["docker", "network", "ls", "-q", "--filter", labelled]).stdout.split()
+
+    def diagnosis(self, *args: str) -> str:
+        """State and health of every container, and the log tail of each that is not healthy or done."""
+        lines, tails = [], []
+        for c in self.containers():
+            name, state = c["Name"].lstrip("/"), c["State"]
+            health = (state.get("Health") or {}).get("Status", "-")
+            lines.append(f"{name}: {state['Status']} (exit {state['ExitCode']}), health {health}")
+            if health not in ("healthy", "-") or (state["Status"] != "running" and state["ExitCode"] != 0):
+                log = run(["docker", "logs", "--tail", str(LOG_TAIL), c["Id"]])
+                tails.append(f"--- last {LOG_TAIL} log lines of {name} ---\n{log.stdout}{log.stderr}")
+        return "--- containers ---\n" + "\n".join(lines or ["(none)"]) + "\n" + "\n".join(tails)
+
+    def purge(self) -> None:
+        self.down(purge=True)

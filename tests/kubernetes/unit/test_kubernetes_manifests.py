@@ -1,0 +1,781 @@
+"""Kubernetes manifests: strictly valid for the pinned Kubernetes version, complete, and consistent with the stack
+model (sagaz_lakehouse/components) and its addresses."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from manifest_helpers import CREDENTIALS, containers, env, properties, render_variant, settings_for
+from support import REPO
+
+from sagaz_lakehouse import addresses, artifacts, config, identities, render, targets, tasks, versions
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components import flink as flink_component
+from sagaz_lakehouse.components import fluss, trino
+from sagaz_lakehouse.components import tasks as task_components
+from sagaz_lakehouse.config import DEV_CREDENTIALS, PLACEHOLDER_CREDENTIALS, Credentials
+from sagaz_lakehouse.stack import View
+from sagaz_lakehouse.targets.kubernetes import layout as k8s
+
+LABELS = ("name", "instance", "component", "part-of", "managed-by", "version")
+TOKEN = re.compile(r"\$\{INSTANCE_[A-Z_]+\}")
+
+
+def validator():
+    """kubernetes-validate is a test dependency: missing, the test fails (never skips)."""
+    try:
+        import kubernetes_validate
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        pytest.fail(f"kubernetes-validate is not installed ({exc}): pip install -e '.[test]'", pytrace=False)
+    return kubernetes_validate
+
+
+def stack_of(rendered) -> s.Stack:
+    return k8s.cluster_stack(rendered.settings)
+
+
+def claim_mount(rendered, name: str) -> str:
+    """Where a StatefulSet's claim is mounted in its container."""
+    workload = rendered.workload(name)
+    (claim,) = workload["spec"]["volumeClaimTemplates"]
+    (path,) = [m["mountPath"] for m in rendered.main(name)["volumeMounts"] if m["name"] == claim["metadata"]["name"]]
+    return path
+
+
+def port_of(container: dict, name: str) -> int:
+    (number,) = [p["containerPort"] for p in container.get("ports", []) if p["name"] == name]
+    return number
+
+
+def resolve(text: str, values: dict[str, str]) -> str:
+    """What the pod's prelude does to a value: every ${INSTANCE_...} token replaced."""
+    return TOKEN.sub(lambda m: values[m.group(0)[2:-1]], text)
+
+
+# ------------------------------------------------------------------------------------------ schema validation
+
+
+def test_every_object_is_valid_for_the_pinned_kubernetes_version(variant):
+    kv = validator()
+    problems = []
+    for path, obj in variant.objects:
+        try:
+            kv.validate(obj, versions.KUBERNETES, strict=True)
+        except kv.ValidationError as exc:
+            problems.append(f"{path}: {obj['kind']}/{obj['metadata']['name']}: {exc.message}")
+    assert not problems, "\n".join(problems)
+
+
+def test_validation_is_strict_and_can_fail(default):
+    kv = validator()
+    deployment = default.get("Deployment", s.TRINO)
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}  # a typo'd field
+    with pytest.raises(kv.ValidationError):
+        kv.validate(broken, versions.KUBERNETES, strict=True)
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["replicas"] = "two"
+    with pytest.raises(kv.ValidationError):
+        kv.validate(broken, versions.KUBERNETES, strict=True)
+
+
+def test_pinned_version_is_one_the_validator_ships():
+    kv = validator()
+    assert kv.validate({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}},
+                       versions.KUBERNETES, strict=True) == versions.KUBERNETES
+
+
+# ------------------------------------------------------------------------------------------------ structure
+
+
+def test_one_manifest_file_per_component(variant):
+    stack = stack_of(variant)
+    expected = ["00-namespace.yaml", "10-secret.yaml", "11-shared-config.yaml", "12-network-policy.yaml",
+                *(f"{20 + i:02d}-{c.name}.yaml" for i, c in enumerate(stack.components)), "kustomization.yaml"]
+    # Each component carries its own config; only files the model marks shared (the tasks file) are in one map.
+    assert list(variant.files) == expected
+    shared = variant.config_data(k8s.SHARED_CONFIG)
+    assert shared == {"tasks.py": task_components.TASKS_FILE.read_text()}
+    for path, obj in variant.objects:
+        if path[:1] == "2":
+            component = stack.get(path[3:].removesuffix(".yaml"))
+            assert obj["metadata"]["labels"]["app.kubernetes.io/component"] == component.name, (path, obj["kind"])
+            assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == component.software, (path, obj["kind"])
+
+
+def test_network_policies_close_every_pod_and_open_only_the_model_ports(variant):
+    """Default deny for every pod of the stack; each component's policy opens exactly its ports, to anyone only
+    where the model marks the port for clients (Fluss client listeners, Trino, S3), else to the stack's pods."""
+    stack = stack_of(variant)
+    project = {"matchLabels": {"app.kubernetes.io/instance": variant.settings.project}}
+    deny = variant.get("NetworkPolicy", "default-deny-ingress")["spec"]
+    assert deny == {"podSelector": project, "policyTypes": ["Ingress"]}
+    policies = {p["metadata"]["name"]: p["spec"] for p in variant.of_kind("NetworkPolicy")}
+    assert set(policies) == {"default-deny-ingress"} | {c.name for c in stack.components if c.ports}
+    for component in (c for c in stack.components if c.ports):
+        spec = policies[component.name]
+        assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component.name
+        opened = {rule["ports"][0]["port"]: rule.get("from") for rule in spec["ingress"]}
+        assert opened == {p.container: (None if p.clients else [{"podSelector": project}]) for p in component.ports}
+    anyone = sorted((c.name, p.name) for c in stack.components for p in c.ports if p.clients)
+    assert anyone == sorted([(s.MINIO, "s3"), (s.COORDINATOR, "client"), (s.TABLET, "client"), (s.TRINO, "http")])
+
+
+def test_replicated_components_are_drained_one_instance_at_a_time(variant):
+    stack = stack_of(variant)
+    budgets = {b["metadata"]["name"]: b["spec"] for b in variant.of_kind("PodDisruptionBudget")}
+    assert set(budgets) == {c.name for c in stack.components if c.replicas > 1}
+    for name, spec in budgets.items():
+        assert spec == {"maxUnavailable": 1, "selector": {"matchLabels": {
+            "app.kubernetes.io/instance": variant.settings.project, "app.kubernetes.io/component": name}}}
+
+
+def test_no_pod_gets_a_service_account_token(variant):
+    for workload in variant.workloads():
+        assert workload["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_workload_kinds(variant):
+    rep = variant.settings.replicas
+    stateful = {o["metadata"]["name"]: o for o in variant.of_kind("StatefulSet")}
+    deployments = {o["metadata"]["name"]: o for o in variant.of_kind("Deployment")}
+    jobs = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in variant.of_kind("Job")}
+    # State (claims), replicas or an instance-aware configuration (the Fluss coordinator binds its pod IP): stable
+    # pod names; the JobManager, the SQL Gateway and the Trino coordinator need neither.
+    assert set(stateful) == ({s.ZOOKEEPER, s.MINIO, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TASKMANAGER,
+                              s.PROMETHEUS}
+                             | ({s.TRINO_WORKER} if rep.trino_workers else set()))
+    assert set(deployments) == {s.JOBMANAGER, s.FLINK_SQL_GATEWAY, s.TRINO}
+    assert jobs == {s.CREATE_BUCKET, s.SUBMIT_TIERING}
+    assert stateful[s.TABLET]["spec"]["replicas"] == rep.tablet_servers
+    assert stateful[s.TASKMANAGER]["spec"]["replicas"] == rep.flink_taskmanagers
+    if rep.trino_workers:
+        assert stateful[s.TRINO_WORKER]["spec"]["replicas"] == rep.trino_workers
+    assert len(variant.of_kind("Namespace")) == 1 and len(variant.of_kind("Secret")) == 1
+
+
+def test_pods_of_replicated_components_carry_the_instance_names(variant):
+    """A StatefulSet names its pods <name>-<ordinal>: exactly the instance names `status` and `logs` use."""
+    for component in stack_of(variant).components:
+        if component.replicated:
+            sts = variant.get("StatefulSet", component.name)
+            pods = [f"{sts['metadata']['name']}-{i}" for i in range(sts["spec"]["replicas"])]
+            assert pods == component.instance_names()
+
+
+def test_stateful_parts_claim_their_volume_size(variant):
+    vol, sc = variant.settings.volumes, variant.settings.volumes.storage_class
+    sizes = {s.ZOOKEEPER: vol.zookeeper, s.MINIO: vol.minio, s.REST_CATALOG: vol.rest_catalog, s.TABLET: vol.fluss,
+             s.PROMETHEUS: vol.prometheus}
+    stack = stack_of(variant)
+    for name, size in sizes.items():
+        (claim,) = variant.get("StatefulSet", name)["spec"]["volumeClaimTemplates"]
+        assert claim["spec"]["resources"]["requests"]["storage"] == size
+        assert claim["spec"].get("storageClassName", "") == sc
+        assert claim_mount(variant, name) == stack.get(name).data_dir, f"{name} does not mount its claim"
+    # Only those: the coordinator, TaskManagers and Trino workers keep nothing that must outlive their pod.
+    claimed = {w["metadata"]["name"] for w in variant.of_kind("StatefulSet") if w["spec"].get("volumeClaimTemplates")}
+    assert claimed == set(sizes) == {c.name for c in stack.components if c.stateful}
+    # The REST catalog's sqlite file lives on its claim.
+    rest = env(variant.main(s.REST_CATALOG))
+    assert rest["CATALOG_URI"].startswith(f"jdbc:sqlite:file:{claim_mount(variant, s.REST_CATALOG)}/")
+
+
+def test_every_statefulset_has_its_headless_service(variant):
+    services = {o["metadata"]["name"]: o for o in variant.of_kind("Service")}
+    for sts in variant.of_kind("StatefulSet"):
+        headless = services[sts["spec"]["serviceName"]]
+        assert headless["spec"]["clusterIP"] == "None"
+        assert headless["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
+
+
+def test_tablets_are_reached_one_by_one_never_through_a_load_balancing_service(variant):
+    services = {o["metadata"]["name"] for o in variant.of_kind("Service")}
+    assert f"{s.TABLET}-headless" in services and s.TABLET not in services
+
+
+def test_every_object_in_the_namespace_with_all_labels(variant):
+    ns = variant.settings.namespace
+    assert variant.of_kind("Namespace")[0]["metadata"]["name"] == ns
+    for _, obj in variant.objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == ns
+        for key in LABELS:
+            assert obj["metadata"]["labels"].get(f"app.kubernetes.io/{key}"), (obj["metadata"]["name"], key)
+    for workload in variant.workloads():
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert all(pod_labels.get(f"app.kubernetes.io/{key}") for key in LABELS)
+
+
+def test_service_selectors_and_target_ports_match_a_pod(variant):
+    pods = [(w["spec"]["template"]["metadata"]["labels"], list(containers(w, init=False)))
+            for w in variant.workloads()]
+    for service in variant.of_kind("Service"):
+        selector = service["spec"]["selector"]
+        matching = [cs for labels, cs in pods if all(labels.get(k) == v for k, v in selector.items())]
+        assert matching, f"Service {service['metadata']['name']} selects no pod"
+        named = {p["name"] for cs in matching for c in cs for p in c.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in named, (service["metadata"]["name"], port)
+
+
+def test_selectors_match_their_own_pod_template(variant):
+    for workload in variant.of_kind("StatefulSet") + variant.of_kind("Deployment"):
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_every_config_map_and_secret_reference_exists(variant):
+    config_maps = {o["metadata"]["name"]: o.get("data", {}) for o in variant.of_kind("ConfigMap")}
+    secrets = {o["metadata"]["name"]: o["stringData"] for o in variant.of_kind("Secret")}
+    for workload in variant.workloads():
+        spec = workload["spec"]["template"]["spec"]
+        for volume in spec.get("volumes", []):
+            if "configMap" in volume:
+                assert volume["configMap"]["name"] in config_maps
+            if "secret" in volume:
+                assert volume["secret"]["secretName"] in secrets
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        claims = {c["metadata"]["name"] for c in workload["spec"].get("volumeClaimTemplates", [])}
+        for container in containers(workload):
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {})
+                if "configMapKeyRef" in ref:
+                    assert ref["configMapKeyRef"]["key"] in config_maps[ref["configMapKeyRef"]["name"]]
+                if "secretKeyRef" in ref:
+                    assert ref["secretKeyRef"]["key"] in secrets[ref["secretKeyRef"]["name"]]
+            for source in container.get("envFrom", []):
+                assert (source.get("configMapRef", {}).get("name") in config_maps
+                        or source.get("secretRef", {}).get("name") in secrets)
+            for mount in container.get("volumeMounts", []):
+                assert mount["name"] in volumes or mount["name"] in claims, (workload["metadata"]["name"], mount)
+                source = volumes.get(mount["name"], {}).get("configMap")
+                if source and "subPath" in mount:
+                    # A missing key would not fail the pod: the kubelet would mount an empty directory instead.
+                    assert mount["subPath"] in config_maps[source["name"]], (workload["metadata"]["name"], mount)
+
+
+def test_each_component_mounts_its_own_config_map_file_by_file(variant):
+    """<component>-config holds exactly the files the model says the image reads, each mounted read-only with
+    subPath at the path the model gives (so the image's other files in that folder stay)."""
+    config_maps = {o["metadata"]["name"]: o for o in variant.of_kind("ConfigMap")}
+    expected_maps = {k8s.SHARED_CONFIG}
+    for component in stack_of(variant).components:
+        setup = component.setup(k8s.symbolic_instance(component))
+        for item in (f for f in setup.files if f.mount and f.shared):
+            assert variant.mounted_file(component.name, item.mount) == item.content, (component.name, item.mount)
+        files = [f for f in setup.files if f.mount and not f.shared]
+        name = f"{component.name}-config"
+        if not files:
+            assert name not in config_maps
+            continue
+        expected_maps.add(name)
+        assert len(config_maps[name]["data"]) == len(files), name  # nothing the pod does not read
+        for item in files:
+            assert variant.mounted_file(component.name, item.mount) == item.content, (component.name, item.mount)
+        mounts = [m for m in variant.main(component.name)["volumeMounts"] if "subPath" in m and m["name"] == "config"]
+        assert {m["mountPath"] for m in mounts} == {f.mount for f in files}
+        assert all(m["readOnly"] for m in mounts)
+    assert set(config_maps) == expected_maps
+
+
+def test_probes_on_every_long_running_container(variant):
+    for workload in variant.of_kind("StatefulSet") + variant.of_kind("Deployment"):
+        for container in containers(workload, init=False):
+            assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container), workload["metadata"]["name"]
+
+
+def probe_action(probe: dict) -> dict:
+    return {k: v for k, v in probe.items() if k in ("exec", "httpGet", "tcpSocket", "grpc")}
+
+
+def test_probes_follow_the_model_health_checks(variant):
+    stack = stack_of(variant)
+    st = variant.settings
+    for component in stack.services:
+        health = component.health
+        assert health is not None, f"{component.name} has no health check in the model"
+        container = variant.main(component.name)
+        action = probe_action(container["readinessProbe"])
+        assert action == probe_action(container["livenessProbe"]) == probe_action(container["startupProbe"])
+        # Liveness cannot restart a component before the time the model gives it to start: the start-up probe
+        # (which holds liveness back until it succeeds) allows at least that long.
+        startup = container["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= component.start_seconds, component.name
+        if health.kind == "tcp":
+            assert action == {"tcpSocket": {"port": component.port(health.port).container}}
+        elif health.kind == "http" and not health.expect and not health.via:
+            assert action == {"httpGet": {"path": health.path, "port": component.port(health.port).container}}
+        else:  # an expected answer, a four-letter word, or a question to another component: a command
+            assert list(action) == ["exec"], component.name
+        port = (action.get("httpGet") or action.get("tcpSocket") or {}).get("port")
+        if port is not None:  # probes hit a port the container declares
+            assert port in {p["containerPort"] for p in container["ports"]}
+    # What the exec probes ask (tests/kubernetes/unit/test_kubernetes_scripts.py runs them).
+    trinos = [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else [])
+    for name in trinos:
+        command = " ".join(variant.main(name)["readinessProbe"]["exec"]["command"])
+        assert f"http://127.0.0.1:{st.ports.trino}/v1/info" in command and '"starting":false' in command
+    taskmanager = variant.main(s.TASKMANAGER)
+    command = " ".join(taskmanager["readinessProbe"]["exec"]["command"])
+    assert f"http://{s.JOBMANAGER}:{st.ports.flink_rest}/taskmanagers" in command and "$POD_NAME" in command
+    assert env(taskmanager)["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    command = " ".join(variant.main(s.ZOOKEEPER)["readinessProbe"]["exec"]["command"])
+    assert f"/dev/tcp/127.0.0.1/{st.ports.zookeeper}" in command and "srvr" in command and "Mode:" in command
+
+
+def test_images_pinned_and_init_containers_included(variant):
+    for workload in variant.workloads():
+        for container in containers(workload):
+            image = container["image"]
+            name, _, tag = image.rpartition(":")
+            assert name and "/" not in tag and tag and tag != "latest", image
+
+
+def test_memory_from_settings_and_pods_non_root(variant):
+    for component in stack_of(variant).components:
+        workload = variant.workload(component.name)
+        main = variant.main(component.name)
+        limit = main["resources"]["limits"]["memory"]
+        assert main["resources"]["requests"]["memory"] == limit
+        if component.memory:
+            assert config.mebibytes(limit) == config.mebibytes(component.memory), component.name
+        pod = workload["spec"]["template"]["spec"]["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0 and pod["fsGroup"] > 0
+        assert pod["runAsUser"] == component.setup(k8s.symbolic_instance(component)).container.user
+        for container in containers(workload):
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_trino_heap_fits_its_container(variant):
+    st = variant.settings
+    for name in [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else []):
+        limit = config.mebibytes(variant.main(name)["resources"]["limits"]["memory"])
+        jvm = variant.mounted_file(name, f"{trino.CONF_DIR}/jvm.config")
+        (heap,) = [int(x) for x in re.findall(r"^-Xmx(\d+)m$", jvm, re.MULTILINE)]
+        assert heap == config.mebibytes(st.memory.trino) and heap < limit
+        assert "MaxRAMPercentage" not in jvm  # one explicit heap, not a share of the container
+        # Trino refuses to start unless query memory plus heap headroom (30% of the heap by default) fit the heap.
+        server = properties(variant.mounted_file(name, f"{trino.CONF_DIR}/config.properties"), "=")
+        per_node = int(server["query.max-memory-per-node"].removesuffix("MB"))
+        assert per_node + 0.3 * heap <= heap
+
+
+def test_trino_reads_upstream_style_files_from_etc_trino(variant):
+    st = variant.settings
+    for name in [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else []):
+        container = variant.main(name)
+        server = properties(variant.mounted_file(name, "/etc/trino/config.properties"), "=")
+        node = properties(variant.mounted_file(name, "/etc/trino/node.properties"), "=")
+        jvm = variant.mounted_file(name, "/etc/trino/jvm.config").splitlines()
+        variant.mounted_file(name, "/etc/trino/catalog/iceberg.properties")
+        variant.mounted_file(name, "/etc/trino/log.properties")
+        assert server["coordinator"] == ("true" if name == s.TRINO else "false")
+        assert server["http-server.http.port"] == str(port_of(container, "http"))
+        assert server["catalog.config-dir"] == "/etc/trino/catalog"
+        if name == s.TRINO:
+            assert server["node-scheduler.include-coordinator"] == ("false" if st.replicas.trino_workers else "true")
+        assert re.fullmatch(r"[a-z0-9_]+", node["node.environment"])  # Trino's rule for the environment name
+        assert node["node.data-dir"] == trino.DATA_DIR
+        # Upstream's jvm.config (core/docker/default/etc/jvm.config): its native agent first, the options that
+        # keep a broken JVM from lingering, and the JDK-8329528 workaround.
+        assert jvm[0] == "-agentpath:/usr/lib/trino/bin/libjvmkill.so"
+        for option in ("-XX:+ExitOnOutOfMemoryError", "-XX:+HeapDumpOnOutOfMemoryError",
+                       "-Djdk.attach.allowAttachSelf=true", "-XX:+EnableDynamicAgentLoading",
+                       "-XX:+UnlockDiagnosticVMOptions", "-XX:G1NumCollectionsKeepPinned=10000000"):
+            assert option in jvm, (name, option)
+        assert jvm.index("-XX:+UnlockDiagnosticVMOptions") < jvm.index("-XX:G1NumCollectionsKeepPinned=10000000")
+
+
+def test_zookeeper_reads_the_mounted_zoo_cfg(variant):
+    st = variant.settings
+    container = variant.main(s.ZOOKEEPER)
+    assert not [name for name in env(container) if name.startswith("ZOO_")]  # the entrypoint keeps our zoo.cfg
+    cfg = properties(variant.mounted_file(s.ZOOKEEPER, "/conf/zoo.cfg"), "=")
+    assert cfg["clientPort"] == str(st.ports.zookeeper) == str(port_of(container, "client"))
+    assert "clientPortAddress" not in cfg  # every interface of the pod, so the Service reaches it
+    assert cfg["dataDir"] == claim_mount(variant, s.ZOOKEEPER) and cfg["dataLogDir"].startswith(cfg["dataDir"] + "/")
+    assert "srvr" in cfg["4lw.commands.whitelist"].split(",")  # the readiness check's four-letter word
+    heap = int(env(container)["ZK_SERVER_HEAP"])
+    assert 0 < heap < config.mebibytes(container["resources"]["limits"]["memory"])
+
+
+# ----------------------------------------------------------------------------------- cross-component wiring
+
+
+def fluss_properties(rendered, name: str) -> dict[str, str]:
+    return properties(env(rendered.main(name))["FLUSS_PROPERTIES"], ":")
+
+
+def submit_arguments(rendered) -> tuple[object, list[str]]:
+    """The submit-tiering container's arguments as tasks.py itself parses them, and the tiering job's own."""
+    container = rendered.main(s.SUBMIT_TIERING)
+    options = tasks._parser().parse_args([*container["command"][2:], *container["args"]])
+    assert options.job_args[:1] == ["--"]
+    return options, options.job_args[1:]
+
+
+def test_bucket_warehouse_endpoint_region_agree_everywhere(variant):
+    st = variant.settings
+    warehouse = f"s3://{st.lake.bucket}/{st.lake.warehouse}"
+    endpoint = f"http://{s.MINIO}:{st.ports.minio}"
+    catalog_uri = f"http://{s.REST_CATALOG}:{st.ports.rest_catalog}"
+    for name in (s.COORDINATOR, s.TABLET):
+        props = fluss_properties(variant, name)
+        assert props["datalake.iceberg.warehouse"] == warehouse
+        assert props["s3.endpoint"] == props["datalake.iceberg.s3.endpoint"] == endpoint
+        assert props["s3.assumed.role.sts.endpoint"] == endpoint
+        assert props["s3.region"] == props["datalake.iceberg.client.region"] == st.lake.region
+        assert props["remote.data.dir"].startswith(f"s3://{st.lake.bucket}/")
+        assert props["datalake.iceberg.uri"] == catalog_uri
+    _, job_args = submit_arguments(variant)
+    tiering = dict(zip(job_args[::2], job_args[1::2], strict=True))
+    assert tiering["--datalake.iceberg.warehouse"] == warehouse
+    assert tiering["--datalake.iceberg.s3.endpoint"] == endpoint
+    assert tiering["--datalake.iceberg.client.region"] == st.lake.region
+    assert tiering["--datalake.iceberg.uri"] == catalog_uri
+    assert tiering["--fluss.bootstrap.servers"] == f"{s.COORDINATOR}:{st.ports.fluss_internal}"
+    for name in (s.JOBMANAGER, s.TASKMANAGER):  # the tiering job's S3FileIO takes the region from here
+        assert env(variant.main(name))["AWS_REGION"] == st.lake.region
+    trino_catalog = properties(variant.mounted_file(s.TRINO, "/etc/trino/catalog/iceberg.properties"), "=")
+    assert trino_catalog["iceberg.rest-catalog.warehouse"] == warehouse
+    assert trino_catalog["s3.endpoint"] == endpoint and trino_catalog["s3.region"] == st.lake.region
+    assert trino_catalog["iceberg.rest-catalog.uri"] == catalog_uri
+    rest = env(variant.main(s.REST_CATALOG))
+    assert rest["CATALOG_WAREHOUSE"] == warehouse and rest["CATALOG_S3_ENDPOINT"] == endpoint
+    assert rest["CATALOG_CLIENT_REGION"] == rest["AWS_REGION"] == st.lake.region
+    bucket_job = variant.main(s.CREATE_BUCKET)
+    options = tasks._parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]])
+    assert (options.bucket, options.endpoint, options.region) == (st.lake.bucket, endpoint, st.lake.region)
+
+
+def test_configured_addresses_are_services_with_those_ports(variant):
+    st = variant.settings
+    services = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]} for o in variant.of_kind("Service")}
+    ep = addresses.endpoints(st, View.INTERNAL)
+    named = [ep.zookeeper, ep.fluss_bootstrap, ep.s3, ep.rest_catalog, ep.flink_rest, ep.trino]
+    # ... and the named the rendered configuration itself names.
+    for name in (s.COORDINATOR, s.TABLET):
+        props = fluss_properties(variant, name)
+        named += [props["zookeeper.address"], props["s3.endpoint"], props["datalake.iceberg.uri"]]
+    flink = properties(env(variant.main(s.TASKMANAGER))["FLINK_PROPERTIES"], ":")
+    named.append(f"{flink['jobmanager.rpc.address']}:{flink['jobmanager.rpc.port']}")
+    named.append(f"{env(variant.main(s.TASKMANAGER))['JOB_MANAGER_RPC_ADDRESS']}:{flink['jobmanager.rpc.port']}")
+    for name in [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else []):
+        server = properties(variant.mounted_file(name, "/etc/trino/config.properties"), "=")
+        named.append(server["discovery.uri"])
+    options, job_args = submit_arguments(variant)
+    named += [options.flink, job_args[job_args.index("--fluss.bootstrap.servers") + 1]]
+    bucket_job = variant.main(s.CREATE_BUCKET)
+    named.append(tasks._parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]]).endpoint)
+    for address in named:
+        host, port = address.split("//")[-1].rsplit(":", 1)
+        assert int(port) in services[host], address
+
+
+def test_trino_catalog_reads_credentials_from_its_environment(default):
+    catalog = properties(default.mounted_file(s.TRINO, "/etc/trino/catalog/iceberg.properties"), "=")
+    assert catalog["s3.aws-access-key"] == "${ENV:S3_ACCESS_KEY}"
+    assert catalog["s3.aws-secret-key"] == "${ENV:S3_SECRET_KEY}"
+    variables = env(default.main(s.TRINO))
+    for name in ("S3_ACCESS_KEY", "S3_SECRET_KEY"):
+        assert variables[name] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": name}}
+
+
+def test_fluss_properties_match_the_component_with_symbolic_instance_values(variant):
+    st = variant.settings
+    stack = stack_of(variant)
+    for name in (s.COORDINATOR, s.TABLET):
+        component = stack.get(name)
+        props = fluss_properties(variant, name)
+        expected = fluss.server_properties(st, View.INTERNAL, name, k8s.symbolic_instance(component))
+        assert props == expected
+        assert props["bind.listeners"] == (f"INTERNAL://${{INSTANCE_HOST}}:{st.ports.fluss_internal}, "
+                                           f"CLIENT://{addresses.ANY_ADDRESS}:{addresses.FLUSS_CLIENT_PORT}")
+        container = variant.main(name)
+        assert port_of(container, "internal") == st.ports.fluss_internal
+        assert port_of(container, "client") == addresses.FLUSS_CLIENT_PORT
+        # The credentials stay placeholders for the image's envsubst, which reads them from the Secret.
+        fluss_s3 = identities.s3_identity(st, "fluss")
+        assert props["s3.secret-key"] == fluss_s3.secret_key
+        assert env(container)[fluss_s3.secret_var] == {"secretKeyRef": {"name": k8s.SECRET_NAME,
+                                                                       "key": fluss_s3.secret_var}}
+    coordinator = fluss_properties(variant, s.COORDINATOR)
+    # INTERNAL by the pod's name under the headless Service: a restarted pod keeps it, not its IP.
+    assert coordinator["advertised.listeners"] == (f"CLIENT://127.0.0.1:{st.ports.fluss_coordinator}, "
+                                                   "INTERNAL://${INSTANCE_NAME}.fluss-coordinator-headless:"
+                                                   f"{st.ports.fluss_internal}")
+    assert "tablet-server.id" not in coordinator
+    tablet = fluss_properties(variant, s.TABLET)
+    assert tablet["tablet-server.id"] == "${INSTANCE_INDEX}"
+    assert tablet["advertised.listeners"] == ("CLIENT://127.0.0.1:${INSTANCE_PORT_CLIENT}, "
+                                              f"INTERNAL://${{INSTANCE_NAME}}.fluss-tablet-headless:{st.ports.fluss_internal}")
+    assert tablet["data.dir"].startswith(claim_mount(variant, s.TABLET) + "/")
+    # Resolved in each pod, the symbolic values are what the model gives that instance concretely (the host port a
+    # port-forward gives tablet i, its ordinal as id).
+    component = stack.get(s.TABLET)
+    for name in component.instance_names():
+        index = s.instance_index(name)
+        concrete = s.concrete_instance(component, name, host="10.1.0.9", data=component.data_dir,
+                                       conf=component.conf_dir, address=f"{name}.{k8s.headless_name(component)}")
+        values = {"INSTANCE_NAME": name, "INSTANCE_INDEX": str(index), "INSTANCE_HOST": "10.1.0.9",
+                  "INSTANCE_PORT_CLIENT": str(st.ports.fluss_tablet + index)}
+        resolved = {k: resolve(v, values) for k, v in tablet.items()}
+        assert resolved == fluss.server_properties(st, View.INTERNAL, s.TABLET, concrete)
+
+
+def test_flink_properties_are_inline_and_agree_with_the_pods(variant):
+    st = variant.settings
+    jobmanager, taskmanager = variant.main(s.JOBMANAGER), variant.main(s.TASKMANAGER)
+    props = properties(env(jobmanager)["FLINK_PROPERTIES"], ":")
+    assert env(taskmanager)["FLINK_PROPERTIES"] == env(jobmanager)["FLINK_PROPERTIES"]
+    component = stack_of(variant).get(s.JOBMANAGER)
+    assert props == flink_component.properties(st, View.INTERNAL, k8s.symbolic_instance(component))
+    assert props["jobmanager.rpc.address"] == s.JOBMANAGER
+    assert props["jobmanager.rpc.port"] == str(port_of(jobmanager, "rpc"))
+    assert props["rest.port"] == str(port_of(jobmanager, "rest"))
+    assert props["taskmanager.rpc.port"] == str(port_of(taskmanager, "rpc"))
+    assert props["taskmanager.numberOfTaskSlots"] == str(st.replicas.flink_task_slots)
+    # Flink divides exactly the container's memory among its pools.
+    for key, container in (("jobmanager", jobmanager), ("taskmanager", taskmanager)):
+        size = props[f"{key}.memory.process.size"]
+        assert config.mebibytes(size.removesuffix("m") + "Mi") == config.mebibytes(
+            container["resources"]["limits"]["memory"])
+    # A TaskManager registers under its instance name, which its readiness probe looks for.
+    assert taskmanager["args"] == ["/docker-entrypoint.sh", "taskmanager", "-Dtaskmanager.resource-id=${INSTANCE_NAME}"]
+    assert [*jobmanager.get("command", []), *jobmanager["args"]] == ["/docker-entrypoint.sh", "jobmanager"]
+
+
+def test_instance_aware_containers_start_through_the_prelude(variant):
+    """A container whose environment or arguments name ${INSTANCE_...} starts the image's entrypoint through the
+    bash prelude (test_kubernetes_scripts.py runs it); no other container does."""
+    for component in stack_of(variant).components:
+        container = variant.main(component.name)
+        text = " ".join([*container.get("args", []), *(str(v) for v in env(container).values())])
+        if TOKEN.search(text):
+            assert container["command"][:2] == ["/bin/bash", "-c"], component.name
+            assert container["command"][3] == component.name  # $0 in error messages
+            variables = env(container)
+            assert variables["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+            assert variables["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+            assert variant.workload(component.name)["kind"] == "StatefulSet"  # ordinals only a StatefulSet gives
+        else:
+            assert "/bin/bash" not in container.get("command", []), component.name
+    assert TOKEN.search(env(variant.main(s.TABLET))["FLUSS_PROPERTIES"])  # the case that needs it
+
+
+def test_one_shot_tasks_run_the_stdlib_tasks_file_in_the_python_image(variant):
+    st = variant.settings
+    source = Path(tasks.__file__).read_text()
+    for name in (s.CREATE_BUCKET, s.SUBMIT_TIERING):
+        job = variant.workload(name)
+        container = variant.main(name)
+        assert container["image"] == st.images.python and container["image"].startswith("python:")
+        assert container["command"] == ["python3", f"{task_components.MOUNT_DIR}/tasks.py", name]
+        assert variant.mounted_file(name, f"{task_components.MOUNT_DIR}/tasks.py") == source
+        assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure" and job["spec"]["backoffLimit"] > 0
+    bucket = variant.main(s.CREATE_BUCKET)
+    assert env(bucket)["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_ACCESS_KEY"}}
+    assert env(bucket)["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_SECRET_KEY"}}
+    options, job_args = submit_arguments(variant)
+    assert options.flink == addresses.endpoints(st, View.INTERNAL).flink_rest
+    assert options.main_class == task_components.TIERING_MAIN_CLASS
+    assert options.job_name == task_components.TIERING_JOB_NAME
+    assert options.taskmanagers == st.replicas.flink_taskmanagers
+    assert job_args == task_components.tiering_job_arguments(st, View.INTERNAL)
+    # Nothing else runs a task: no MinIO client image, no inline shell script, no `flink run`.
+    for workload in variant.workloads():
+        for container in containers(workload):
+            assert "/mc" not in container["image"] and "minio/mc" not in container["image"]
+            assert "flink run" not in " ".join(container.get("command", []) + container.get("args", []))
+
+
+def test_locked_jars_are_fetched_verified_and_mounted(default):
+    lock = artifacts.load_lock()
+    plan = {s.COORDINATOR: ("fluss-iceberg-extras", fluss.PLUGIN_DIR),
+            s.TABLET: ("fluss-iceberg-extras", fluss.PLUGIN_DIR),
+            s.JOBMANAGER: ("flink-lib-fluss", flink_component.LIB_DIR),
+            s.TASKMANAGER: ("flink-lib-fluss", flink_component.LIB_DIR),
+            s.FLINK_SQL_GATEWAY: ("flink-lib-fluss", flink_component.LIB_DIR),  # the fluss catalog's connector
+            s.SUBMIT_TIERING: ("tiering-job", k8s.ARTIFACTS_DIR)}
+    for workload in default.workloads():
+        name = component_of(workload)
+        init = workload["spec"]["template"]["spec"].get("initContainers", [])
+        if name not in plan:
+            assert not init, f"{name} fetches jars it does not use"
+            continue
+        group, directory = plan[name]
+        (fetch,) = init
+        triples = list(zip(fetch["args"][1::3], fetch["args"][2::3], fetch["args"][3::3], strict=True))
+        assert len(triples) == len(lock[group])  # exactly its own jars
+        for item in lock[group]:
+            url = f"{default.settings.local.maven_repository}/{item.path}"
+            assert (url, item.sha256, item.name) in triples
+        mounts = {m["mountPath"]: m for m in default.main(name)["volumeMounts"]}
+        for item in lock[group]:
+            mount = mounts[f"{directory}/{item.name}"]
+            assert mount["name"] == "artifacts" and mount["subPath"] == item.name and mount["readOnly"]
+    tiering_jar = lock["tiering-job"][0]
+    options, _ = submit_arguments(default)
+    assert str(options.jar) == f"{k8s.ARTIFACTS_DIR}/{tiering_jar.name}"
+
+
+# ------------------------------------------------------------------------------------------------- secrets
+
+
+def test_secret_values_only_in_the_secret_file(variant):
+    holders = [path for path, f in variant.files.items()
+               if CREDENTIALS.secret_key in f.content or CREDENTIALS.access_key in f.content]
+    assert holders == ["10-secret.yaml"]
+    assert [path for path, f in variant.files.items() if f.secret] == ["10-secret.yaml"]
+    secret = variant.get("Secret", k8s.SECRET_NAME)
+    expected = {"S3_ACCESS_KEY": CREDENTIALS.access_key, "S3_SECRET_KEY": CREDENTIALS.secret_key}
+    if variant.settings.profile == "prod":  # one identity per role, derived from the root secret
+        expected |= {f"S3_{role.upper()}_{part}_KEY": key for role in ("fluss", "lake", "reader")
+                     for part, key in zip(("ACCESS", "SECRET"), CREDENTIALS.s3_keys(role), strict=True)}
+    assert secret["stringData"] == expected
+    # Only MinIO and the bucket task see the root secret.
+    root_holders = {w["metadata"]["name"] for w in variant.workloads() for c in containers(w)
+                    if env(c).get("S3_SECRET_KEY") or env(c).get("MINIO_ROOT_PASSWORD")
+                    or env(c).get("AWS_SECRET_ACCESS_KEY") == {"secretKeyRef": {"name": k8s.SECRET_NAME,
+                                                                                "key": "S3_SECRET_KEY"}}}
+    if variant.settings.profile == "prod":
+        # The bucket task's Job carries a hash of its spec in its name.
+        assert {name.removesuffix("-" + name.rsplit("-", 1)[-1]) if name.startswith(s.CREATE_BUCKET) else name
+                for name in root_holders} == {s.MINIO, s.CREATE_BUCKET}
+
+
+def test_fluss_logs_through_the_masking_layout(default):
+    """Fluss logs every configuration value at start-up, the resolved S3 secret included."""
+    for name in (s.COORDINATOR, s.TABLET):
+        assert default.mounted_file(name, f"{fluss.CONF_DIR}/log4j-console.properties") == render.masked_log4j()
+
+
+def test_a_credential_placeholder_in_a_value_has_its_variable_beside_it(variant):
+    """${S3_...} inside a longer value (FLUSS_PROPERTIES) is expanded in the container (Fluss's envsubst): the
+    container must carry that variable, from the Secret."""
+    for workload in variant.workloads():
+        for container in containers(workload):
+            variables = env(container)
+            for name, value in variables.items():
+                for var in (identities.ACCESS_KEY_VAR, identities.SECRET_KEY_VAR):
+                    if isinstance(value, str) and "${" + var + "}" in value:
+                        assert variables.get(var) == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": var}}, (
+                            workload["metadata"]["name"], name, var)
+
+
+def test_secret_file_written_0600(tmp_path, default):
+    render.write_files(list(default.files.values()), tmp_path)
+    for path, item in default.files.items():
+        mode = stat.S_IMODE((tmp_path / path).stat().st_mode)
+        assert mode == (0o600 if item.secret else 0o644), path
+
+
+# --------------------------------------------------------------------------------------- kustomize, drift
+
+
+def test_kustomization_lists_every_file_once(variant):
+    kustomization = yaml.safe_load(variant.files["kustomization.yaml"].content)
+    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["resources"] == sorted(p for p in variant.files if p != "kustomization.yaml")
+
+
+def test_rendered_defaults_in_manifests_match_the_templates():
+    """manifests/kubernetes holds `render --target kubernetes --placeholders` of the defaults (dev profile)."""
+    folder = REPO / "manifests" / "kubernetes"
+    rendered = {f.path: f.content for f in targets.render(settings_for(), PLACEHOLDER_CREDENTIALS, "kubernetes")}
+    on_disk = {p.name: p.read_text() for p in folder.glob("*.yaml")}
+    stale = sorted(set(rendered) ^ set(on_disk)) + sorted(p for p in rendered if on_disk.get(p, rendered[p])
+                                                          != rendered[p])
+    assert not stale, f"manifests/kubernetes drifted from the templates ({stale}): run `make manifests`"
+
+
+def test_render_target_kubernetes_from_a_local_settings_file():
+    """The renderer must not borrow loopback addresses when the settings say target: local."""
+    local = targets.render(settings_for(target="local"), DEV_CREDENTIALS, "kubernetes")
+    assert local == targets.render(settings_for(), DEV_CREDENTIALS, "kubernetes")
+
+
+# ----------------------------------------------------------------------------------------- checksums
+
+
+def component_of(workload: dict) -> str:
+    return workload["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def checksums(rendered, annotation: str = k8s.CHECKSUM_ANNOTATION) -> dict[str, str]:
+    return {component_of(w): w["spec"]["template"]["metadata"]["annotations"].get(annotation, "")
+            for w in rendered.workloads()}
+
+
+def changed(one: dict[str, str], other: dict[str, str]) -> set[str]:
+    return {name for name in one if one[name] != other[name]}
+
+
+def test_checksum_changes_with_config_and_only_then(default):
+    base = checksums(default)
+    assert checksums(render_variant({})) == base  # deterministic
+    region = checksums(render_variant({"lake.region": "eu-central-1"}))
+    for name in (s.COORDINATOR, s.TABLET, s.TRINO, s.REST_CATALOG, s.SUBMIT_TIERING, s.CREATE_BUCKET, s.JOBMANAGER,
+                 s.TASKMANAGER):
+        assert region[name] != base[name], name
+    assert region[s.ZOOKEEPER] == base[s.ZOOKEEPER] and region[s.MINIO] == base[s.MINIO]
+    # Scaling changes no server's configuration: no server rolls because of it (with the replication pinned: by
+    # default it follows the number of tablet servers, and then a third server does change every server's
+    # settings). The exceptions are Prometheus, whose scrape targets are the instances, and the submit task, whose
+    # arguments name how many TaskManagers to wait for (re-running it is harmless: it skips a running job).
+    pinned = {"durability.replication_factor": 2, "durability.min_in_sync_replicas": 1}
+    assert changed(checksums(render_variant({"replicas.tablet_servers": 3, **pinned})), base) == {s.PROMETHEUS}
+    scaled = checksums(render_variant({"replicas.tablet_servers": 3, "replicas.flink_taskmanagers": 2, **pinned}))
+    assert changed(scaled, base) == {s.SUBMIT_TIERING, s.PROMETHEUS}
+    # A Flink-only setting rolls Flink and nothing else.
+    slots = checksums(render_variant({"replicas.flink_task_slots": 4}))
+    assert changed(slots, base) == {s.JOBMANAGER, s.TASKMANAGER}
+    # A config file's content rolls its component: Trino's jvm.config carries the heap.
+    heap = checksums(render_variant({"memory.trino": "3Gi"}))
+    assert s.TRINO in changed(heap, base)
+    # Credentials are not configuration: the config checksum never depends on them (their own annotation does).
+    assert checksums(render_variant({}, DEV_CREDENTIALS)) == base
+
+
+def test_rotating_credentials_rolls_exactly_the_pods_that_read_them(default):
+    """Environment variables from a Secret are read when a container starts: a pod that reads the Secret carries a
+    digest of the credentials (never a value), so a rotation rolls it; the others stay."""
+    base = checksums(default, k8s.CREDENTIALS_ANNOTATION)
+    readers = {component_of(w) for w in default.workloads()
+               if k8s.reads_secret(w["spec"]["template"]["spec"]["containers"])}
+    assert readers == {name for name, digest in base.items() if digest}
+    assert {s.MINIO, s.CREATE_BUCKET, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TRINO} <= readers
+    assert s.ZOOKEEPER not in readers
+    rotated = checksums(render_variant({}, Credentials(CREDENTIALS.access_key, "another-secret-value")),
+                        k8s.CREDENTIALS_ANNOTATION)
+    assert changed(rotated, base) == readers
+    assert checksums(render_variant({}), k8s.CREDENTIALS_ANNOTATION) == base  # deterministic
+    # A digest, not the value or an unsalted hash of it.
+    import hashlib
+
+    for secret in (CREDENTIALS.secret_key, CREDENTIALS.access_key):
+        assert all(secret not in d and hashlib.sha256(secret.encode()).hexdigest()[:16] != d for d in base.values())
+
+
+def test_jobs_are_named_by_their_pod_template_so_kubectl_apply_never_edits_one(default):
+    """A Job's pod template is immutable: its name carries a digest of it, so a changed task is a new Job."""
+    for job in default.of_kind("Job"):
+        name, component = job["metadata"]["name"], component_of(job)
+        assert name == k8s.job_name(_component(default, component), job["spec"]["template"])
+        assert len(name) == len(component) + 1 + k8s.JOB_DIGEST_LENGTH
+        assert job["spec"]["ttlSecondsAfterFinished"] == k8s.JOB_TTL_SECONDS
+    names = {component_of(j): j["metadata"]["name"] for j in default.of_kind("Job")}
+    scaled = {component_of(j): j["metadata"]["name"]
+              for j in render_variant({"replicas.flink_taskmanagers": 2}).of_kind("Job")}
+    assert scaled[s.CREATE_BUCKET] == names[s.CREATE_BUCKET] and scaled[s.SUBMIT_TIERING] != names[s.SUBMIT_TIERING]
+
+
+def _component(rendered, name: str):
+    from sagaz_lakehouse.components import build_stack
+
+    return build_stack(rendered.settings, View.INTERNAL).get(name)

@@ -1,0 +1,110 @@
+"""The local supervisor: pid files trusted only for our own live processes, health waits with log tails."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+
+from sagaz_lakehouse.errors import ComponentFailed
+from sagaz_lakehouse.targets.local.supervisor import HealthProbe, ProcessSpec, Supervisor, port_owner, start_in_order
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_spec(run_dir, name: str, port: int, depends_on: tuple[str, ...] = ()) -> ProcessSpec:
+    # A tiny real TCP server; the run folder in its argv marks it as ours.
+    code = ("import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+            f"s.bind(('127.0.0.1',{port})); s.listen(); print('listening', flush=True); time.sleep(600)")
+    return ProcessSpec(name, [sys.executable, "-c", code, str(run_dir)], health=HealthProbe("tcp", "127.0.0.1", port),
+                       ports=(port,), depends_on=depends_on, timeout=20)
+
+
+def test_start_in_dependency_order_then_idempotent_then_stop(tmp_path):
+    supervisor = Supervisor(tmp_path)
+    a, b = server_spec(tmp_path, "a", free_port()), server_spec(tmp_path, "b", free_port(), depends_on=("a",))
+    events: list[str] = []
+    assert start_in_order(supervisor, [b, a], events.append) == {"a": "started", "b": "started"}
+    assert events.index("a: healthy") < events.index("b: starting")
+    pid = supervisor.running_pid("a")
+    assert pid and port_owner(a.ports[0])
+
+    again = Supervisor(tmp_path)  # a later `up`, in another process: recognises its own processes by pid file
+    assert start_in_order(again, [a, b], events.append) == {"a": "running", "b": "running"}
+    assert again.running_pid("a") == pid
+    assert again.stop("a", grace=5) and again.stop("b", grace=5)
+    assert again.running_pid("a") is None and not port_owner(a.ports[0])
+    assert "listening" in again.tail("a", 5)
+
+
+def test_running_component_started_from_another_configuration_is_reported_not_restarted(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "server.yaml").write_text("a: 1\n")
+    spec = replace(server_spec(tmp_path, "a", free_port()), config=(conf,), env={"MODE": "one"})
+    supervisor = Supervisor(tmp_path)
+    assert start_in_order(supervisor, [spec], lambda _m: None) == {"a": "started"}
+    pid = supervisor.running_pid("a")
+    events: list[str] = []
+    try:
+        assert start_in_order(Supervisor(tmp_path), [spec], events.append) == {"a": "running"}
+        assert events == ["a: already running"]
+        for changed in (replace(spec, env={"MODE": "two"}), replace(spec, config=(conf, "tiering args v2"))):
+            events.clear()
+            assert start_in_order(Supervisor(tmp_path), [changed], events.append) == {"a": "out of date"}
+            assert "older configuration" in events[0] and "down` then `up`" in events[0]
+        (conf / "server.yaml").write_text("a: 2\n")
+        assert Supervisor(tmp_path).out_of_date(spec)
+        assert Supervisor(tmp_path).running_pid("a") == pid  # reported, never restarted behind the user's back
+        assert "two" not in supervisor.config_file("a").read_text()  # a digest, never the environment itself
+    finally:
+        supervisor.stop("a", grace=5)
+    assert not supervisor.config_file("a").exists()
+    assert not Supervisor(tmp_path).out_of_date(spec)  # nothing running: nothing to compare
+
+
+def test_stale_or_foreign_pid_file_is_ignored_and_removed(tmp_path):
+    supervisor = Supervisor(tmp_path)
+    supervisor.pid_dir.mkdir(parents=True)
+    supervisor.pid_file("x").write_text("1\n")  # pid 1 is alive but not ours
+    assert supervisor.running_pid("x") is None
+    assert not supervisor.pid_file("x").exists()
+    assert supervisor.stop("x") is False
+
+
+def test_component_that_dies_fails_with_its_log_tail_and_masks_secrets(tmp_path):
+    supervisor = Supervisor(tmp_path)
+    code = "print('token hunter2 leaked'); print('fatal: cannot bind'); raise SystemExit(3)"
+    spec = ProcessSpec("broken", [sys.executable, "-c", code, str(tmp_path)],
+                       health=HealthProbe("tcp", "127.0.0.1", free_port()), timeout=20, secret_values=("hunter2",))
+    started = time.monotonic()
+    with pytest.raises(ComponentFailed) as excinfo:
+        start_in_order(supervisor, [spec], lambda _m: None)
+    assert time.monotonic() - started < 15
+    text = str(excinfo.value)
+    assert "broken did not become healthy" in text and "fatal: cannot bind" in text
+    assert "hunter2" not in text and "***" in text
+
+
+def test_one_shot_success_and_failure(tmp_path):
+    supervisor = Supervisor(tmp_path)
+    ok = ProcessSpec("job", [sys.executable, "-c", "print('done')", str(tmp_path)], one_shot=True, timeout=20)
+    assert start_in_order(supervisor, [ok], lambda _m: None) == {"job": "completed"}
+    assert not supervisor.pid_file("job").exists()
+    bad = ProcessSpec("bad-job", [sys.executable, "-c", "raise SystemExit(4)", str(tmp_path)], one_shot=True,
+                      timeout=20)
+    with pytest.raises(ComponentFailed, match="exited with code 4"):
+        start_in_order(supervisor, [bad], lambda _m: None)
+
+
+def test_fourletter_probe_describes_itself():
+    probe = HealthProbe("fourletter", "127.0.0.1", free_port(), "srvr", expect="Mode:")
+    assert not probe.ok()
+    assert "srvr" in probe.describe()
