@@ -32,7 +32,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from sagaz_lakehouse.version import __version__
 
 # Public name -> the module that defines it (imported on first use).
 _EXPORTS = {
@@ -46,8 +46,8 @@ _EXPORTS = {
     "Stack": "sagaz_lakehouse.stack",
     "Component": "sagaz_lakehouse.stack",
     "View": "sagaz_lakehouse.stack",
-    "get_target": "sagaz_lakehouse.targets",
-    "target_of": "sagaz_lakehouse.targets",
+    "get_target": "sagaz_lakehouse.targets.base",
+    "target_of": "sagaz_lakehouse.targets.base",
     "TARGET_NAMES": "sagaz_lakehouse.targets",
     "Target": "sagaz_lakehouse.targets.base",
     "Capabilities": "sagaz_lakehouse.targets.base",
@@ -92,8 +92,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each is imported on fir
     from sagaz_lakehouse.sagaz import FlussAnalyticsListener
     from sagaz_lakehouse.stack import Component, Stack, View
     from sagaz_lakehouse.targets import NAMES as TARGET_NAMES
-    from sagaz_lakehouse.targets import get_target, target_of
-    from sagaz_lakehouse.targets.base import Capabilities, Target
+    from sagaz_lakehouse.targets.base import Capabilities, Target, get_target, target_of
 
 
 def __getattr__(name: str) -> Any:

@@ -23,8 +23,8 @@ from typing import Annotated, Any
 
 import typer
 
-from sagaz_lakehouse import __version__
 from sagaz_lakehouse.errors import EXIT_FAILED, EXIT_USAGE, LakehouseError
+from sagaz_lakehouse.version import __version__
 
 app = typer.Typer(
     name="sagaz-lakehouse",
@@ -89,7 +89,7 @@ class Options:
 
     def chosen_target(self, settings: Any) -> Any:
         """The target the settings name (an unknown name is a usage error)."""
-        from sagaz_lakehouse.targets import target_of
+        from sagaz_lakehouse.targets.base import target_of
 
         return target_of(settings)
 
@@ -330,7 +330,7 @@ def up(
     (field manager sagaz-lakehouse) after a server-side dry run, pruning of objects this stack created that are no
     longer rendered, then a wait for every rollout and Job."""
     from sagaz_lakehouse.errors import UsageError
-    from sagaz_lakehouse.targets import able_to
+    from sagaz_lakehouse.targets.base import able_to
 
     settings, base_dir = options.settings()
     target = options.chosen_target(settings)
@@ -470,7 +470,7 @@ def diff(
     Exit 0 when nothing would change, 1 when something would (like `kubectl diff`). Secret values are shown as
     digests only."""
     from sagaz_lakehouse.errors import UsageError
-    from sagaz_lakehouse.targets import able_to
+    from sagaz_lakehouse.targets.base import able_to
 
     settings, base_dir = options.settings()
     target = options.chosen_target(settings)

@@ -24,7 +24,6 @@ from typing import Any, cast, get_type_hints
 from sagaz_lakehouse import versions
 from sagaz_lakehouse.errors import ConfigError, Problem
 from sagaz_lakehouse.profiles import PROFILES, profile
-from sagaz_lakehouse.targets import NAMES as TARGETS
 
 CONFIG_FILENAME = "sagaz-lakehouse.yaml"
 ENV_PREFIX = "SAGAZ_LAKEHOUSE_"
@@ -232,8 +231,8 @@ class Kubernetes:
 
 @dataclass(frozen=True)
 class Settings:
-    target: str = setting("local", "where the stack runs: local (native processes), compose or kubernetes",
-                          choices=TARGETS)
+    # The targets themselves are registered in targets/__init__.py (above this module); loader checks the name.
+    target: str = setting("local", "where the stack runs: local (native processes), compose or kubernetes")
     profile: str = setting("dev", "dev: small, fixed dev credentials, short freshness; prod: secrets required",
                            choices=tuple(PROFILES))
     project: str = setting("sagaz-lakehouse", "compose project name and default Kubernetes namespace",

@@ -30,7 +30,7 @@ from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME
 from sagaz_lakehouse.config import Credentials, Settings, duration_seconds
 from sagaz_lakehouse.errors import LakehouseError
 from sagaz_lakehouse.identities import client_s3_keys
-from sagaz_lakehouse.targets import target_of
+from sagaz_lakehouse.targets.base import target_of
 
 PROBE_EVENT_TYPE = "sagaz_lakehouse.doctor_probe"
 PROBE_SAGA_NAME = "__sagaz_lakehouse_doctor__"

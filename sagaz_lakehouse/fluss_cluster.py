@@ -21,8 +21,7 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.errors import LakehouseError
-from sagaz_lakehouse.targets import target_of
-from sagaz_lakehouse.targets.base import Driver
+from sagaz_lakehouse.targets.base import Driver, target_of
 
 REGISTRATION_TIMEOUT = 60.0  # seconds `up` and `create-tables` wait for every tablet server to be a member
 EXPLAINED_AFTER = 15.0  # a server still missing this long after a refusal was logged is taken as refused

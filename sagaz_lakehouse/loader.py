@@ -11,6 +11,7 @@ from and a fix.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +20,33 @@ from sagaz_lakehouse.components import fluss
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import Problem
 from sagaz_lakehouse.stack import HostPort, Stack
-from sagaz_lakehouse.targets import target_of
+from sagaz_lakehouse.targets import NAMES as TARGET_NAMES
+from sagaz_lakehouse.targets.base import target_of
 
 SETTING_ORDER = {f.name: i for i, f in enumerate(dataclasses.fields(config.Ports))}
 
 
 def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None,
                   environ: dict[str, str] | None = None) -> Settings:
-    """Read, merge and validate settings (``config.load``) with the stack model's checks; raises ConfigError
-    listing every problem at once."""
-    return config.load(path, overrides, environ, checks=(model_problems,))
+    """Read, merge and validate settings (``config.load``) with the target's and the stack model's checks; raises
+    ConfigError listing every problem at once."""
+    return config.load(path, overrides, environ, checks=(target_problems, model_problems))
+
+
+def target_problems(settings: Settings) -> list[Problem]:
+    """The target must be one the registry (targets/__init__.py) names."""
+    if settings.target in TARGET_NAMES:
+        return []
+    close = difflib.get_close_matches(settings.target, TARGET_NAMES, n=1)
+    return [Problem("target", f"expected one of {', '.join(TARGET_NAMES)}, got '{settings.target}'",
+                    f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(TARGET_NAMES)}")]
 
 
 def model_problems(settings: Settings) -> list[Problem]:
     """What the stack laid out for these settings would trip over: two instances on one host port, a Fluss server
     whose listeners share a port."""
+    if settings.target not in TARGET_NAMES:
+        return []  # target_problems names it; there is no layout to check
     stack = target_of(settings).stack(settings)
     return [*port_collisions(stack), *fluss.listener_problems(stack)]
 
@@ -60,7 +73,4 @@ def resolve_credentials(settings: Settings, environ: dict[str, str] | None = Non
                         base_dir: Path | None = None) -> Credentials:
     """Credentials from the environment or the secrets file (``config.resolve_credentials``), with the Fluss and
     Trino passwords where the target's stack authenticates those clients."""
-    view = target_of(settings).view
-    return config.resolve_credentials(settings, environ, base_dir,
-                                      fluss_password=security.fluss_sasl_on(settings, view),
-                                      trino_password=security.trino_auth_on(settings, view))
+    return security.resolve_credentials(settings, target_of(settings).view, environ, base_dir)

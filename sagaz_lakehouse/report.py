@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sagaz_lakehouse import __version__, analytics
+from sagaz_lakehouse import analytics
 from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.queries import Result, parse_duration, utc_now
+from sagaz_lakehouse.version import __version__
 
 QUERIES = ("sla_compliance", "throughput", "step_bottlenecks", "failure_patterns", "compensation_frequency",
            "slowest_sagas")

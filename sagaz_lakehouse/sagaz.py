@@ -100,7 +100,7 @@ def stack_location() -> tuple[str, str, dict[str, str]]:
     """
     from sagaz_lakehouse import addresses, config, loader, security
     from sagaz_lakehouse.stack import View
-    from sagaz_lakehouse.targets import target_of
+    from sagaz_lakehouse.targets.base import target_of
 
     path = config.find_config_file()
     settings = loader.load_settings(path)

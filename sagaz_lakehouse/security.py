@@ -9,7 +9,9 @@ Secrets appear here as placeholders (``${FLUSS_CLIENT_PASSWORD}``, ``${TRINO_PAS
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+from sagaz_lakehouse import config
 from sagaz_lakehouse.addresses import LOOPBACK, Endpoints, TrinoLogin
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.profiles import profile
@@ -52,6 +54,14 @@ def flink_jar_upload_on(settings: Settings, view: View) -> bool:
     """Whether a Flink cluster running in ``view`` takes jar uploads: always in containers (their submit-tiering
     task has no JVM to run Flink's client with), natively where the profile allows it."""
     return view is not View.EXTERNAL or profile(settings.profile).flink_jar_upload
+
+
+def resolve_credentials(settings: Settings, view: View, environ: dict[str, str] | None = None,
+                        base_dir: Path | None = None) -> Credentials:
+    """The credentials (``config.resolve_credentials``) of a stack whose processes run in ``view``: with the Fluss
+    and Trino passwords where they authenticate those clients."""
+    return config.resolve_credentials(settings, environ, base_dir, fluss_password=fluss_sasl_on(settings, view),
+                                      trino_password=trino_auth_on(settings, view))
 
 
 # ------------------------------------------------------------------------------- Trino logins (prod, local target)

@@ -9,6 +9,7 @@ profile asks for applies to processes in that view (:mod:`sagaz_lakehouse.securi
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from typing import Any, Protocol
 
 from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.render import RenderedFile
 from sagaz_lakehouse.stack import Stack, View
+from sagaz_lakehouse.targets import NAMES, REGISTRY
 
 
 @dataclass(frozen=True)
@@ -67,3 +70,31 @@ class Target:
     render: Callable[[Settings, Credentials], list[RenderedFile]]  # every file of the stack, in memory
     driver: Callable[[Settings, Path], Driver]  # applies it; the path is where relative settings paths start
     environment_checks: Callable[[Settings], dict[str, Probe]] = no_checks  # doctor's checks of this machine
+
+
+# ------------------------------------------------------------------------------------------ the registry
+
+
+def get_target(name: str) -> Target:
+    """The target called ``name``; an unknown name is a usage error (exit 2) listing the known ones."""
+    if name not in REGISTRY:
+        raise UsageError(f"--target: unknown target '{name}'", f"use one of: {', '.join(NAMES)}")
+    target: Target = importlib.import_module(REGISTRY[name]).TARGET
+    return target
+
+
+def target_of(settings: Settings) -> Target:
+    """The target the settings name."""
+    return get_target(settings.target)
+
+
+def able_to(capability: str) -> list[str]:
+    """The names of the targets that have ``capability`` (a field of Capabilities), for messages that say where a
+    flag or command applies."""
+    return [name for name in NAMES if getattr(get_target(name).capabilities, capability)]
+
+
+def render(settings: Settings, credentials: Credentials, target: str | None = None) -> list[RenderedFile]:
+    """Every file of ``target`` (default: the settings' own target), in memory."""
+    return get_target(target or settings.target).render(settings, credentials)
+

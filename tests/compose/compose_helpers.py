@@ -37,7 +37,7 @@ def credentials_for(settings: Settings) -> Credentials:
 def rendered(overrides: dict[str, Any]) -> tuple[Settings, Credentials, list[render.RenderedFile]]:
     settings = settings_for(overrides)
     creds = credentials_for(settings)
-    from sagaz_lakehouse.targets import render as render_target
+    from sagaz_lakehouse.targets.base import render as render_target
 
     return settings, creds, render_target(settings, creds, "compose")
 

@@ -9,8 +9,9 @@ from typing import Any
 import yaml
 
 import sagaz_lakehouse as lakehouse
-from sagaz_lakehouse import render, targets
+from sagaz_lakehouse import render
 from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.targets import base
 
 # Distinctive credentials, so a leak into any other file is unmistakable.
 CREDENTIALS = Credentials("AKIDtestaccess", "s3cr3t-value-that-must-stay-in-the-secret")
@@ -75,7 +76,7 @@ class Rendered:
 
 def render_variant(overrides: dict[str, Any], credentials: Credentials = CREDENTIALS) -> Rendered:
     settings = settings_for(**overrides)
-    files = {f.path: f for f in targets.render(settings, credentials, "kubernetes")}
+    files = {f.path: f for f in base.render(settings, credentials, "kubernetes")}
     objects = [(path, obj) for path, f in files.items() if path != "kustomization.yaml"
                for obj in yaml.safe_load_all(f.content) if obj is not None]
     return Rendered(settings, files, objects)

@@ -40,7 +40,7 @@ def test_layout_leaves_other_properties_alone():
 
 def test_every_target_gives_it_to_fluss():
     from sagaz_lakehouse.components import fluss
-    from sagaz_lakehouse.targets import render as render_target
+    from sagaz_lakehouse.targets.base import render as render_target
 
     settings = lakehouse.load_settings(environ={})
     path = f"{fluss.CONF_DIR}/log4j-console.properties"

@@ -111,7 +111,7 @@ def test_host_ports_are_distinct_and_come_from_the_settings(stack):
 
 def test_addresses_depend_on_the_view_only():
     """The same settings give in-network names for INTERNAL and loopback for EXTERNAL, whatever the target."""
-    for target in config.TARGETS:
+    for target in lakehouse.TARGET_NAMES:
         settings = lakehouse.load_settings(None, {"target": target}, environ={})
         assert addresses.endpoints(settings, View.INTERNAL).s3 == f"http://{s.MINIO}:{settings.ports.minio}"
         assert addresses.endpoints(settings, View.EXTERNAL).s3 == f"http://127.0.0.1:{settings.ports.minio}"

@@ -11,8 +11,8 @@ import copy
 import hashlib
 from typing import Any
 
-from sagaz_lakehouse import __version__
 from sagaz_lakehouse.targets.kubernetes.api import group_of, ref
+from sagaz_lakehouse.version import __version__
 
 Obj = dict[str, Any]
 

@@ -92,9 +92,10 @@ class KubernetesDriver:
 
     def credentials(self) -> Credentials:
         if self._credentials is None:
-            from sagaz_lakehouse.loader import resolve_credentials
+            from sagaz_lakehouse.security import resolve_credentials
 
-            self._credentials = resolve_credentials(self.settings, base_dir=self.base_dir)
+            # containers (View.INTERNAL) take no Fluss or Trino logins yet
+            self._credentials = resolve_credentials(self.settings, View.INTERNAL, base_dir=self.base_dir)
         return self._credentials
 
     def desired(self) -> list[Obj]:

@@ -149,7 +149,7 @@ def _meta(settings: Settings, name: str, component: Component) -> Obj:
 
 def _shared_meta(settings: Settings, name: str, role: str) -> Obj:
     """Objects that belong to the stack rather than one component (namespace, credentials)."""
-    from sagaz_lakehouse import __version__
+    from sagaz_lakehouse.version import __version__
 
     return {"name": name, "namespace": settings.namespace, "labels": _labels(settings, role, MANAGER, __version__)}
 

@@ -19,7 +19,6 @@ from typing import Any
 from sagaz_lakehouse import addresses, artifacts, security, tls
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import ConfigError, Problem
-from sagaz_lakehouse.loader import resolve_credentials
 from sagaz_lakehouse.stack import JOBMANAGER, SUBMIT_TIERING, Component, NativeContext, Stack, View
 from sagaz_lakehouse.targets.local import layout as target
 from sagaz_lakehouse.targets.local import watchdog
@@ -47,7 +46,7 @@ class LocalDriver:
     # ------------------------------------------------------------------------------------------ verbs
 
     def up(self, *, dry_run: bool = False, wait: bool = True, timeout: int = 600) -> dict[str, Any]:
-        credentials = resolve_credentials(self.settings, base_dir=self.base_dir)
+        credentials = security.resolve_credentials(self.settings, View.EXTERNAL, base_dir=self.base_dir)
         instances = self.stack.instances()
         running = {name for _, name in instances if self.supervisor.running_pid(name) is not None}
         self._check_ports(running)
@@ -146,7 +145,7 @@ class LocalDriver:
 
     @contextmanager
     def client_endpoints(self) -> Iterator[addresses.Endpoints]:
-        credentials = resolve_credentials(self.settings, base_dir=self.base_dir)
+        credentials = security.resolve_credentials(self.settings, View.EXTERNAL, base_dir=self.base_dir)
         endpoints = security.with_fluss_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
                                               credentials)
         yield security.with_trino_login(endpoints, self.settings, credentials, str(self.tls_dir / tls.CA))

@@ -18,7 +18,7 @@ from sagaz_lakehouse import addresses, config
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack, tasks
 from sagaz_lakehouse.stack import View
-from sagaz_lakehouse.targets import render
+from sagaz_lakehouse.targets.base import render
 from sagaz_lakehouse.targets.compose import layout as target
 
 REPO_MANIFESTS = REPO / "manifests" / "compose"

@@ -133,7 +133,8 @@ def test_rotating_credentials_rolls_the_pods_that_read_them(stack):
 def test_kubectl_apply_k_works_as_documented_also_after_a_settings_change(cluster, tmp_path):
     """docs/kubernetes.md: `kubectl apply -k` of a rendering. After a settings change that touches a task, the task
     is a new Job beside the finished one (no "field is immutable"), which its TTL removes later."""
-    from sagaz_lakehouse import render, targets
+    from sagaz_lakehouse import render
+    from sagaz_lakehouse.targets import base
 
     kubectl = support.tool(f"kubectl-{versions.KUBE_TEST_CLUSTER['kubernetes']}")
     namespace = "sagaz-kubectl"
@@ -142,7 +143,7 @@ def test_kubectl_apply_k_works_as_documented_also_after_a_settings_change(cluste
         settings = lakehouse.load_settings(None, {"target": "kubernetes", "kubernetes.namespace": namespace,
                                                   **overrides}, environ={})
         out = tmp_path / f"render-{len(overrides)}"
-        render.write_files(targets.render(settings, config.DEV_CREDENTIALS, "kubernetes"), out)
+        render.write_files(base.render(settings, config.DEV_CREDENTIALS, "kubernetes"), out)
         return subprocess.run([str(kubectl), "--kubeconfig", str(cluster.kubeconfig), "apply", "-k", str(out)],
                               capture_output=True, text=True, timeout=120, check=False)
 

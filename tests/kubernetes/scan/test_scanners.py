@@ -13,8 +13,8 @@ from manifest_helpers import settings_for
 from support import tool
 
 from sagaz_lakehouse import render as rendering
-from sagaz_lakehouse import targets
 from sagaz_lakehouse.config import Credentials
+from sagaz_lakehouse.targets import base
 
 ALLOWLIST = yaml.safe_load((Path(__file__).parent / "scanner-allowlist.yaml").read_text())
 PROD = {"profile": "prod", "replicas.tablet_servers": 3, "replicas.trino_workers": 2}
@@ -27,7 +27,7 @@ def allowed(scanner: str) -> list[str]:
 @pytest.fixture(scope="module")
 def prod_manifests(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("prod-manifests")
-    files = targets.render(settings_for(**PROD), Credentials("scan-access", "scan-secret-value"), "kubernetes")
+    files = base.render(settings_for(**PROD), Credentials("scan-access", "scan-secret-value"), "kubernetes")
     rendering.write_files(files, folder)
     return folder
 

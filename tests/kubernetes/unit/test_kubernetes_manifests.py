@@ -12,13 +12,14 @@ import yaml
 from manifest_helpers import CREDENTIALS, containers, env, properties, render_variant, settings_for
 from support import REPO
 
-from sagaz_lakehouse import addresses, artifacts, config, identities, render, targets, tasks, versions
+from sagaz_lakehouse import addresses, artifacts, config, identities, render, tasks, versions
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import flink as flink_component
 from sagaz_lakehouse.components import fluss, trino
 from sagaz_lakehouse.components import tasks as task_components
 from sagaz_lakehouse.config import DEV_CREDENTIALS, PLACEHOLDER_CREDENTIALS, Credentials
 from sagaz_lakehouse.stack import View
+from sagaz_lakehouse.targets import base
 from sagaz_lakehouse.targets.kubernetes import layout as k8s
 
 LABELS = ("name", "instance", "component", "part-of", "managed-by", "version")
@@ -687,7 +688,7 @@ def test_kustomization_lists_every_file_once(variant):
 def test_rendered_defaults_in_manifests_match_the_templates():
     """manifests/kubernetes holds `render --target kubernetes --placeholders` of the defaults (dev profile)."""
     folder = REPO / "manifests" / "kubernetes"
-    rendered = {f.path: f.content for f in targets.render(settings_for(), PLACEHOLDER_CREDENTIALS, "kubernetes")}
+    rendered = {f.path: f.content for f in base.render(settings_for(), PLACEHOLDER_CREDENTIALS, "kubernetes")}
     on_disk = {p.name: p.read_text() for p in folder.glob("*.yaml")}
     stale = sorted(set(rendered) ^ set(on_disk)) + sorted(p for p in rendered if on_disk.get(p, rendered[p])
                                                           != rendered[p])
@@ -696,8 +697,8 @@ def test_rendered_defaults_in_manifests_match_the_templates():
 
 def test_render_target_kubernetes_from_a_local_settings_file():
     """The renderer must not borrow loopback addresses when the settings say target: local."""
-    local = targets.render(settings_for(target="local"), DEV_CREDENTIALS, "kubernetes")
-    assert local == targets.render(settings_for(), DEV_CREDENTIALS, "kubernetes")
+    local = base.render(settings_for(target="local"), DEV_CREDENTIALS, "kubernetes")
+    assert local == base.render(settings_for(), DEV_CREDENTIALS, "kubernetes")
 
 
 # ----------------------------------------------------------------------------------------- checksums

@@ -19,7 +19,7 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import tasks as task_components
 from sagaz_lakehouse.config import ConfigError, Credentials
 from sagaz_lakehouse.stack import View
-from sagaz_lakehouse.targets import render as render_target
+from sagaz_lakehouse.targets.base import render as render_target
 from sagaz_lakehouse.targets.local import layout as target
 from sagaz_lakehouse.targets.local.driver import LocalDriver
 
