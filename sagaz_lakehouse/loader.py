@@ -52,8 +52,8 @@ def model_problems(settings: Settings) -> list[Problem]:
 
 
 def port_collisions(stack: Stack) -> list[Problem]:
-    """Every host port taken twice, blamed on the later owner: settings in the schema's order, those that fan out
-    to instances (tablet servers, TaskManagers) after the others."""
+    """Every host port taken twice, blamed on the later owner: ports no setting moves first, then settings in the
+    schema's order, those that fan out to instances (tablet servers, TaskManagers) after the others."""
     owners: dict[int, str] = {}
     problems = []
     for entry in sorted(stack.host_ports(), key=_settings_order):
@@ -65,8 +65,8 @@ def port_collisions(stack: Stack) -> list[Problem]:
     return problems
 
 
-def _settings_order(entry: HostPort) -> tuple[bool, int, int]:
-    return entry.port.per_instance, SETTING_ORDER[entry.port.setting], entry.fan_out
+def _settings_order(entry: HostPort) -> tuple[bool, bool, int, int]:
+    return bool(entry.port.setting), entry.port.per_instance, SETTING_ORDER.get(entry.port.setting, -1), entry.fan_out
 
 
 def resolve_credentials(settings: Settings, environ: dict[str, str] | None = None,

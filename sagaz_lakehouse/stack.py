@@ -75,7 +75,7 @@ class Port:
     published: bool = True  # reachable from the host
     per_instance: bool = False  # each instance has its own host port: host + index (clients address each one)
     clients: bool = False  # serves clients outside the stack; other ports only the stack's own components
-    setting: str = ""  # the ``ports.<setting>`` that gives ``host`` (problems name it)
+    setting: str = ""  # the ``ports.<setting>`` that gives ``host`` (problems name it); "": a fixed host port
     # The server tells its clients this port's host address, instance by instance (Fluss's advertised listeners):
     # a client on the host must reach exactly that instance there.
     advertised: bool = False
@@ -178,9 +178,12 @@ class Native:
     """How the local target runs one instance as a process: which locked distribution it needs installed, which
     Java, and the command line (built at start time, when paths are known)."""
 
-    distribution: str  # zookeeper | fluss | flink | trino | rest-catalog | minio | python
+    distribution: str  # zookeeper | fluss | flink | trino | rest-catalog | minio | prometheus | python
     command: Callable[[NativeContext], Process]
     java: int = 0  # minimum Java feature version (0: not a JVM)
+    # Software that is only locked files: its folders and the artifact groups in each (the local target installs it
+    # as it is). Empty: the local target knows how to install ``distribution`` (an archive to unpack, a Go build).
+    tree: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,10 @@ class HostPort:
 
     @property
     def owner(self) -> str:
-        """The setting that gives the number, with the instance where it fans out: fluss_tablet (instance 1)."""
+        """The setting that gives the number, with the instance where it fans out: fluss_tablet (instance 1); a port
+        no setting moves: the instance and the port's name."""
+        if not self.port.setting:
+            return f"{self.instance} ({self.port.name} port)"
         return f"{self.port.setting} (instance {self.fan_out})" if self.fan_out else self.port.setting
 
     @property

@@ -1,17 +1,39 @@
 """Every component of the stack, described once: one module per piece of software.
 
-``build_stack`` lists them in dependency order; each target lays out exactly this list.
+``REGISTRY`` lists them in dependency order (a new component is its module and one line there); ``build_stack``
+gives them for settings and a view, Prometheus last; each target lays out exactly this list.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components import catalog, flink, fluss, object_store, tasks, trino, zookeeper
 from sagaz_lakehouse.config import Settings
 
 if TYPE_CHECKING:
     from sagaz_lakehouse.components.prometheus import Addressing
+
+# A component for the settings, configured for processes that see the view; None where the settings leave it out.
+Factory = Callable[[Settings, s.View], s.Component | None]
+
+# Every component, in dependency order: adding one is its module and a line here.
+REGISTRY: tuple[Factory, ...] = (
+    zookeeper.zookeeper,
+    object_store.minio,
+    tasks.create_bucket,
+    catalog.rest_catalog,
+    fluss.coordinator,
+    fluss.tablet,
+    flink.jobmanager,
+    flink.taskmanager,
+    flink.sql_gateway,
+    tasks.submit_tiering,
+    trino.coordinator,
+    trino.worker,
+)
 
 
 def build_stack(settings: Settings, view: s.View, address: Addressing | None = None) -> s.Stack:
@@ -21,22 +43,9 @@ def build_stack(settings: Settings, view: s.View, address: Addressing | None = N
 
 
 def all_components(settings: Settings, view: s.View, address: Addressing | None = None) -> tuple[s.Component, ...]:
-    from sagaz_lakehouse.components import catalog, flink, fluss, object_store, prometheus, tasks, trino, zookeeper
+    from sagaz_lakehouse.components import prometheus
 
-    components = [
-        zookeeper.zookeeper(settings, view),
-        object_store.minio(settings, view),
-        tasks.create_bucket(settings, view),
-        catalog.rest_catalog(settings, view),
-        fluss.coordinator(settings, view),
-        fluss.tablet(settings, view),
-        flink.jobmanager(settings, view),
-        flink.taskmanager(settings, view),
-        flink.sql_gateway(settings, view),
-        tasks.submit_tiering(settings, view),
-        trino.coordinator(settings, view),
-    ]
-    if settings.replicas.trino_workers:
-        components.append(trino.worker(settings, view))
+    components = [c for factory in REGISTRY if (c := factory(settings, view)) is not None]
+    # Prometheus comes last: it scrapes every component above it.
     components.append(prometheus.prometheus(settings, view, components, address or prometheus.compose_address))
     return tuple(components)

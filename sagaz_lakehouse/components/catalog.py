@@ -47,7 +47,7 @@ def rest_catalog(settings: Settings, view: s.View) -> s.Component:
             # the component's (the fixture itself listens on the rest.port catalog property, CATALOG_REST_PORT).
             container=s.Container(env={**env, "JAVA_TOOL_OPTIONS": CONTAINER_HEAP},
                                 user=1000, probe_tool="curl"),
-            native=s.Native("rest-catalog", command, java=17),
+            native=s.Native("rest-catalog", command, java=17, tree={"lib": ("rest-catalog",)}),
         )
 
     return s.Component(

@@ -39,6 +39,10 @@ MAIN_CLASS = {s.COORDINATOR: "org.apache.fluss.server.coordinator.CoordinatorSer
 ROLE_ARG = {s.COORDINATOR: "coordinatorServer", s.TABLET: "tabletServer"}  # the image entrypoint's arguments
 # The Iceberg catalog needs iceberg-aws and its SDK bundle besides fluss-lake-iceberg (which the image ships).
 PLUGIN_JARS = (s.Jars("fluss-iceberg-extras", PLUGIN_DIR),)
+# The native servers' software, folder by folder: the server, its S3 file system, metrics reporter and lake plugin.
+NATIVE_TREE = {"lib": ("fluss-lib",), "plugins/s3": ("fluss-plugin-s3",),
+               "plugins/prometheus": ("fluss-plugin-prometheus",),
+               "plugins/iceberg": ("fluss-plugin-iceberg", "fluss-iceberg-extras")}
 # MinIO ignores the role of an AssumeRole signed by a user: the credentials carry that user's own grant.
 ASSUMED_ROLE_ARN = "arn:aws:iam::000000000000:role/sagaz-lakehouse"
 
@@ -193,7 +197,7 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
                 # envsubst fills ${S3_...} in server.yaml from these
                 **identities.credential_environment(settings, "fluss"),
                 "FLUSS_ENV_JAVA_OPTS": CONTAINER_HEAP}),
-            native=s.Native("fluss", command, java=17),
+            native=s.Native("fluss", command, java=17, tree=NATIVE_TREE),
             files=(s.ConfigFile("server.yaml", properties),
                    s.ConfigFile("log4j-console.properties", masked_log4j(),
                               mount=f"{CONF_DIR}/log4j-console.properties"),

@@ -179,5 +179,6 @@ def coordinator(settings: Settings, view: s.View) -> s.Component:
     return _trino(settings, view, worker=False)
 
 
-def worker(settings: Settings, view: s.View) -> s.Component:
-    return _trino(settings, view, worker=True)
+def worker(settings: Settings, view: s.View) -> s.Component | None:
+    """The workers, where the settings ask for any (without them the coordinator also runs the queries)."""
+    return _trino(settings, view, worker=True) if settings.replicas.trino_workers else None

@@ -66,7 +66,7 @@ def zookeeper(settings: Settings, view: s.View) -> s.Component:
         return s.Setup(
             container=s.Container(env={"ZK_SERVER_HEAP": str(heap)}, user=1000, probe_tool="bash",
                                 image_volumes=UNUSED_IMAGE_VOLUMES),
-            native=s.Native("zookeeper", command, java=17),
+            native=s.Native("zookeeper", command, java=17, tree={"lib": ("zookeeper",)}),
             files=(s.ConfigFile("zoo.cfg", zoo_cfg(settings, view, at), mount=f"{CONF_DIR}/zoo.cfg"),
                    s.ConfigFile("logback.xml", LOGBACK)),
         )

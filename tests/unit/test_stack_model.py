@@ -1,7 +1,7 @@
 """The stack model: every component described once and consistently, whatever the target.
 
 These checks run over every component of several settings variants, so a new component is held to them by
-being added to ``components.all_components``.
+being added to ``components.REGISTRY``.
 """
 
 from __future__ import annotations

@@ -231,8 +231,9 @@ class ComposeDriver:
             if entry.port.published and entry.instance not in running and not port_free(entry.number):
                 raise EnvironmentProblem(
                     f"port {entry.number} on 127.0.0.1 (published by service '{entry.instance}') is already in use",
-                    f"stop whatever listens there (`lsof -i :{entry.number}`), or pick another port: "
-                    f"--set ports.{entry.port.setting}=<free port>")
+                    f"stop whatever listens there (`lsof -i :{entry.number}`)"
+                    + (f", or pick another port: --set ports.{entry.port.setting}=<free port>" if entry.port.setting
+                       else ""))
 
     def materialize_jars(self) -> None:
         from sagaz_lakehouse import artifacts

@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,14 +26,6 @@ MINIO_MODULE = "github.com/minio/minio"
 PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
 PROMETHEUS_COMMANDS = ("prometheus", "promtool")  # cmd/<name> of that module; promtool checks and tests the rules
 PROMETHEUS_BUILD_TAGS = "remove_all_sd"  # static scrape targets only: no service-discovery plugins
-# Which artifact groups make up each distribution, folder by folder.
-TREES: dict[str, dict[str, list[str]]] = {
-    "zookeeper": {"lib": ["zookeeper"]},
-    "fluss": {"lib": ["fluss-lib"], "plugins/s3": ["fluss-plugin-s3"],
-              "plugins/prometheus": ["fluss-plugin-prometheus"],
-              "plugins/iceberg": ["fluss-plugin-iceberg", "fluss-iceberg-extras"]},
-    "rest-catalog": {"lib": ["rest-catalog"]},
-}
 
 
 class Installer:
@@ -82,9 +74,12 @@ class Installer:
 
     # ------------------------------------------------------------------------------------------ install
 
-    def install(self, distribution: str, groups: tuple[str, ...] = ()) -> Path:
+    def install(self, distribution: str, groups: tuple[str, ...] = (),
+                tree: Mapping[str, tuple[str, ...]] | None = None) -> Path:
         """The home of ``distribution`` (a folder; for MinIO the server binary; for the tasks a folder with the
-        jars of ``groups``)."""
+        jars of ``groups``). ``tree``: software that is only locked files, folder by folder (Native.tree)."""
+        if tree:
+            return self._install_tree(distribution, {folder: list(names) for folder, names in tree.items()})
         if distribution == "minio":
             return self._minio_present() or self._build_minio()
         if distribution == "prometheus":
@@ -95,7 +90,7 @@ class Installer:
             return self._install_trino()
         if distribution == "python":
             return self._install_tree("tasks", {".": list(groups)})
-        return self._install_tree(distribution, TREES[distribution])
+        raise ValueError(f"{distribution}: no locked files (Native.tree) and no installation of its own")
 
     def _fetch(self, group: str) -> list[Path]:
         items = artifacts.group(group)

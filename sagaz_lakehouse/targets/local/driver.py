@@ -197,7 +197,7 @@ class LocalDriver:
 
     def _home(self, installer: Installer, component: Component) -> Path:
         native = component.setup(target.instance(self.layout, component, component.instance_names()[0])).native
-        return installer.install(native.distribution, tuple(j.group for j in component.jars))
+        return installer.install(native.distribution, tuple(j.group for j in component.jars), native.tree)
 
     @property
     def tls_dir(self) -> Path:
