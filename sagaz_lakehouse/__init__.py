@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from sagaz_lakehouse.version import __version__
 
-# Public name -> the module that defines it (imported on first use).
-_EXPORTS = {
+# Every public name and the module that defines it (imported on first use).
+EXPORTS = {
     "load_settings": "sagaz_lakehouse.loader",
     "resolve_credentials": "sagaz_lakehouse.loader",
     "Settings": "sagaz_lakehouse.config",
@@ -81,7 +81,7 @@ __all__ = [
     "load_settings",
     "resolve_credentials",
     "target_of",
-]  # the same names as _EXPORTS (a unit test holds them together)
+]  # the same names as EXPORTS (a unit test holds them together)
 
 if TYPE_CHECKING:  # what type checkers see; at run time each is imported on first use
     from sagaz_lakehouse.addresses import Endpoints
@@ -96,7 +96,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each is imported on fir
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    module = EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'sagaz_lakehouse' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
@@ -105,4 +105,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return sorted({*globals(), *EXPORTS})

@@ -33,8 +33,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                                "dashboards", "sagaz", "simulate")),
     ("commands and public face", ("doctor", "cli", "__main__", "")),  # "": the package itself (__init__.py)
 ]
-# Packages drawn as one box in the picture.
-BOXES = ("components", "queries", "targets.local", "targets.compose", "targets.kubernetes")
+# Packages drawn as one box in the picture (drivers and kube: how the targets were spread before their packages).
+BOXES = ("components", "queries", "targets.local", "targets.compose", "targets.kubernetes", "drivers", "kube")
 
 Graph = dict[str, set[str]]
 
@@ -197,7 +197,7 @@ def mermaid(edges: Graph, layered: bool) -> str:
     lines = ["flowchart BT"]
     if layered:
         for number, (title, _) in enumerate(LAYERS):
-            members = sorted(n for n in picture if layer_of(n if n not in BOXES else n + ".x") == number)
+            members = sorted(n for n in picture if layer_of(n) == number)
             lines.append(f'  subgraph L{number}["{number + 1}. {title}"]')
             lines += [f'    {node_id(n)}["{label(n)}"]' for n in members]
             lines.append("  end")
@@ -205,9 +205,10 @@ def mermaid(edges: Graph, layered: bool) -> str:
         lines += [f'  {node_id(n)}["{label(n)}"]' for n in sorted(picture)]
     kept = reduced(picture)
     red = []
-    for number, (a, b) in enumerate((a, b) for a in sorted(kept) for b in sorted(kept[a])):
-        lines.append(f"  {node_id(a)} --> {node_id(b)}")
-        if a in loops and b in loops:
+    arrows = [(source, target) for source in sorted(kept) for target in sorted(kept[source])]
+    for number, (source, target) in enumerate(arrows):
+        lines.append(f"  {node_id(source)} --> {node_id(target)}")
+        if source in loops and target in loops:
             red.append(str(number))
     if red:
         lines.append(f"  linkStyle {','.join(red)} stroke:#d33,stroke-width:3px")
