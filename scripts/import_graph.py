@@ -26,8 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "saga_events", "queries", "sqlgateway", "targets")),  # targets: the registry, names only
     ("settings", ("config",)),
     ("stack model", ("stack", "addresses", "security", "identities", "components", "components.*")),
-    ("targets", ("targets.base", "targets.probes", "targets.local", "targets.local.*", "targets.compose",
-                 "targets.compose.*", "targets.kubernetes", "targets.kubernetes.*")),
+    ("targets", ("targets.*",)),  # base, probes and one package per target
     ("settings loader", ("loader",)),
     ("clients and analytics", ("clients", "tables", "fluss_cluster", "lake_health", "analytics", "report",
                                "dashboards", "sagaz", "simulate")),
@@ -188,6 +187,8 @@ def node_id(name: str) -> str:
 def label(name: str) -> str:
     if not name:
         return "__init__ (public API)"
+    if name == "targets":
+        return "targets/__init__ (registry)"
     return name.replace(".", "/") + ("/" if name in BOXES else "")
 
 
