@@ -607,7 +607,27 @@ class LocalProvisioner:
             "metadata": {"name": STORAGE_CLASS,
                          "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
             "provisioner": PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})
+        self._await_default_class()
         self._thread.start()
+
+    def _await_default_class(self, timeout: float = 60.0) -> None:
+        """Until the API server gives new claims this class: its DefaultStorageClass admission reads a cache that
+        can lag the class just created, and a claim admitted meanwhile keeps no class, which nothing provisions
+        (a claim made right after the node came up stayed Pending once). A probe claim shows when it is in."""
+        probe = "/api/v1/namespaces/default/persistentvolumeclaims"
+        deadline = time.monotonic() + timeout
+        for attempt in range(10_000):
+            name = f"sagaz-default-class-probe-{attempt}"
+            claim = self.cluster.request("POST", probe, {
+                "metadata": {"name": name},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}})
+            self.cluster.request("DELETE", f"{probe}/{name}")
+            if claim["spec"].get("storageClassName") == STORAGE_CLASS:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"new claims did not get the default StorageClass {STORAGE_CLASS} within "
+                                   f"{timeout:.0f}s")
+            time.sleep(0.5)
 
     def stop(self) -> None:
         self._stop.set()
