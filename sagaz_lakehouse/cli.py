@@ -391,6 +391,8 @@ def status(options: Options) -> int:
         _add_tiering_lag(settings, rows)
     if target.capabilities.status_lake_health:
         rows += _lake_rows(options, settings, base_dir, driver, rows)
+    if target.capabilities.status_lake_shape:
+        rows += _lake_shape_rows(settings, rows)
     lines = [f"{'COMPONENT':<22} {'STATE':<10} {'ENDPOINT':<26} DETAIL"]
     lines += [f"{r['component']:<22} {r['state']:<10} {r.get('endpoint') or '-':<26} {r.get('detail', '')}".rstrip()
               for r in rows]
@@ -443,6 +445,73 @@ def _lake_rows(options: Options, settings: Any, base_dir: Any, driver: Any,
                  "endpoint": "", "detail": f"lake health not observed: {type(exc).__name__}: {str(exc)[:200]}"}]
     return [{"component": f.table if f.bucket is None else f"{f.table}[{f.bucket}]", "state": f.kind, "pid": None,
              "endpoint": "", "detail": f"{f.detail}; hint: {f.hint}"} for f in findings or []]
+
+
+def _lake_shape_rows(settings: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Iceberg table's shape (files, snapshots, metadata, last maintenance) and what needs attention, read
+    from the REST catalog where the host reaches it as it is (Capabilities.status_lake_shape)."""
+    from sagaz_lakehouse import addresses, lake_maintenance, maintenance
+    from sagaz_lakehouse.stack import REST_CATALOG, View
+
+    if not any(r.get("component") == REST_CATALOG and r.get("state") == "healthy" for r in rows):
+        return []
+    name = f"{settings.lake.database}.saga_events (lake)"
+    try:
+        shape, findings = lake_maintenance.observe(settings, addresses.endpoints(settings, View.EXTERNAL))
+    except maintenance.TableMissing:
+        return [{"component": name, "state": "absent", "pid": None, "endpoint": "",
+                 "detail": "no Iceberg table yet; run `sagaz-lakehouse create-tables`"}]
+    except maintenance.MaintenanceError as exc:  # status reports; it never fails on the lake check itself
+        return [{"component": name, "state": "unknown", "pid": None, "endpoint": "", "detail": str(exc)[:200]}]
+    detail = lake_maintenance.summary(shape) + "".join(f"; {f.kind}: {f.detail} (hint: {f.hint})" for f in findings)
+    return [{"component": name, "state": findings[0].kind if findings else "healthy", "pid": None, "endpoint": "",
+             "detail": detail, "lake_shape": shape.as_dict(), "findings": [vars(f) for f in findings]}]
+
+
+@command()
+def maintain(
+    options: Options,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be done; change nothing.")] = False,
+) -> int:
+    """Maintain the Iceberg copy of saga_events now, as the lake-maintenance service does on its schedule.
+
+    Compacts small files (Trino optimize, which also applies the deletes of updated keys), expires snapshots older
+    than lake.snapshot_retention (never the one Fluss committed last), removes orphan files older than
+    maintenance.orphan_retention, and keeps the metadata history short. Prints the table before and after (data
+    files, bytes, snapshots, metadata size) and the time each step took. Exit 1 when a step failed."""
+    from sagaz_lakehouse import lake_maintenance, maintenance
+    from sagaz_lakehouse.errors import LakehouseError
+
+    settings, base_dir = options.settings()
+    driver = options.chosen_target(settings).driver(settings, base_dir)
+    with driver.client_endpoints() as endpoints:
+        try:
+            report = maintenance.run(lake_maintenance.lake(settings, endpoints), lake_maintenance.policy(settings),
+                                     dry_run=dry_run, log=options.progress())
+        except maintenance.TableMissing:
+            raise LakehouseError(f"there is no Iceberg table {settings.lake.database}.saga_events to maintain",
+                                 "run `sagaz-lakehouse create-tables` first") from None
+        except maintenance.MaintenanceError as exc:
+            raise LakehouseError(f"lake maintenance failed: {exc}", "is the stack up? `sagaz-lakehouse status`")\
+                from None
+    options.emit(report.as_dict(), _maintenance_text(report))
+    return 0 if report.ok else EXIT_FAILED
+
+
+def _maintenance_text(report: Any) -> str:
+    from sagaz_lakehouse.lake_maintenance import summary
+
+    lines = [f"  {step['step']}: {step.get('result', 'planned')}"
+             + (f" after {step['attempts']} attempts" if step.get("attempts", 0) > 1 else "")
+             + f" ({step['seconds']}s)" + (f": {step['error']}" if step.get("error") else "")
+             for step in report.steps]
+    lines.insert(0, f"{report.table} before: {summary(report.before)}")
+    if report.after is not None:
+        lines.append(f"{report.table} after:  {summary(report.after)}; {report.expired_snapshots} snapshot(s) "
+                     f"expired in {report.seconds:.1f}s")
+    else:
+        lines.append("dry run: nothing was changed")
+    return "\n".join(lines)
 
 
 @command()

@@ -28,6 +28,8 @@ from sagaz_lakehouse.profiles import PROFILES, profile
 CONFIG_FILENAME = "sagaz-lakehouse.yaml"
 ENV_PREFIX = "SAGAZ_LAKEHOUSE_"
 DURATION = re.compile(r"^\d+\s*(ms|s|min|h)$")
+LONG_DURATION = re.compile(r"^\d+\s*(s|min|h|d)$")  # retention periods: days allowed
+DATA_SIZE = re.compile(r"^\d+(kB|MB|GB)$")  # Trino's data size (io.airlift.units.DataSize)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti)?$")
@@ -98,6 +100,8 @@ class Ports:
                                             minimum=1, maximum=65535)
     flink_taskmanager_metrics: int = setting(9281, "first Flink TaskManager Prometheus reporter port; TaskManager i "
                                              "uses this + i", minimum=1, maximum=65535)
+    lake_maintenance: int = setting(9270, "lake maintenance service: its Prometheus metrics and health endpoint",
+                                    minimum=1, maximum=65535)
     trino_https: int = setting(8443, "Trino HTTPS port, where clients log in (prod profile, local target)",
                                minimum=1, maximum=65535)
 
@@ -160,10 +164,36 @@ class Lake:
     tiering_poll: str = setting("", "how often the tiering service asks Fluss for a table due for tiering "
                                 "(tiering.poll.table.interval); empty: 2s in dev, 30s (the upstream default) in prod",
                                 pattern=re.compile(r"^$|" + DURATION.pattern), expect="a duration like 2s or 30s")
+    snapshot_retention: str = setting("", "how long Iceberg keeps old snapshots, i.e. how far back time travel "
+                                      "reaches (maintenance expires older ones); empty: 1h in dev, 7d in prod",
+                                      pattern=re.compile(r"^$|" + LONG_DURATION.pattern),
+                                      expect="a duration like 1h or 7d")
     kv_snapshot_interval: str = setting("", "how often tablet servers snapshot saga_events' primary-key state, "
                                         "which is what tiering copies (kv.snapshot.interval): keep it below the "
                                         "freshness; empty: 5s in dev, 1min in prod",
                                         pattern=re.compile(r"^$|" + DURATION.pattern), expect="a duration like 5s")
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """What keeps the Iceberg table fast (README, Operations: lake maintenance)."""
+
+    schedule: str = setting("", "how often the lake maintenance service compacts small files, expires snapshots and "
+                            "removes orphan files; off: no service (run `sagaz-lakehouse maintain` yourself); "
+                            "empty: 10min in dev, 1h in prod", pattern=re.compile(r"^$|^off$|" + LONG_DURATION.pattern),
+                            expect="a duration like 10min or 1h, or off")
+    orphan_retention: str = setting("", "files no snapshot references are removed once older than this (a tiering "
+                                    "round writes its files minutes before it commits them); empty: as "
+                                    "lake.snapshot_retention, at least 1h",
+                                    pattern=re.compile(r"^$|" + LONG_DURATION.pattern),
+                                    expect="a duration like 1h or 7d")
+    file_size_threshold: str = setting("128MB", "compaction rewrites data files smaller than this (Trino optimize's "
+                                       "file_size_threshold)", pattern=DATA_SIZE, expect="a size like 128MB")
+    metadata_versions: int = setting(20, "how many earlier metadata files the table keeps "
+                                     "(write.metadata.previous-versions-max; older ones are deleted)",
+                                     minimum=1, maximum=1000)
+    max_files_per_bucket: int = setting(50, "status and doctor warn, and the alert fires, above this many data files "
+                                        "per bucket (small files slow every query)", minimum=2, maximum=100000)
 
 
 @dataclass(frozen=True)
@@ -243,6 +273,7 @@ class Settings:
     memory: Memory = section(Memory, "memory per component")
     volumes: Volumes = section(Volumes, "persistent storage")
     lake: Lake = section(Lake, "object store, warehouse and table settings")
+    maintenance: Maintenance = section(Maintenance, "lake maintenance: compaction, snapshot expiry, orphan files")
     monitoring: Monitoring = section(Monitoring, "what Prometheus scrapes besides the stack")
     durability: Durability = section(Durability, "Fluss replication and high-watermark persistence")
     secrets: Secrets = section(Secrets, "where credentials come from (never from this file)")
@@ -275,6 +306,22 @@ class Settings:
     @property
     def kv_snapshot_interval(self) -> str:
         return self.lake.kv_snapshot_interval or profile(self.profile).kv_snapshot_interval
+
+    @property
+    def snapshot_retention(self) -> str:
+        return self.lake.snapshot_retention or profile(self.profile).snapshot_retention
+
+    @property
+    def maintenance_schedule(self) -> str:
+        """How often maintenance runs ("off": never on its own)."""
+        return self.maintenance.schedule or profile(self.profile).maintenance_schedule
+
+    @property
+    def orphan_retention(self) -> str:
+        # A tiering round's files exist minutes before its commit references them: never less than an hour.
+        if self.maintenance.orphan_retention:
+            return self.maintenance.orphan_retention
+        return self.snapshot_retention if duration_seconds(self.snapshot_retention) >= 3600 else "1h"
 
     @property
     def tiering_poll(self) -> str:
@@ -525,10 +572,10 @@ def _check_value(path: str, value: Any, kind: type, meta: Any, problems: list[Pr
 
 
 def duration_seconds(duration: str) -> float:
-    """A duration setting (``DURATION``: 500ms, 10s, 3min, 1h) in seconds."""
+    """A duration setting (``DURATION``: 500ms, 10s, 3min, 1h; ``LONG_DURATION`` also 7d) in seconds."""
     number = float("".join(ch for ch in duration if ch.isdigit() or ch == "."))
     unit = duration.lstrip("0123456789. ")
-    return number * {"ms": 0.001, "s": 1, "min": 60, "h": 3600}[unit]
+    return number * {"ms": 0.001, "s": 1, "min": 60, "h": 3600, "d": 86400}[unit]
 
 
 def mebibytes(quantity: str) -> int:

@@ -132,6 +132,7 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
     check("consistency", "saga_events lake settings", lambda: _table_consistency(settings, endpoints))
     check("consistency", "saga_events tiering and primary-key state",
           lambda: _lake_health(settings, credentials, endpoints))
+    check("consistency", "saga_events lake shape and maintenance", lambda: _lake_shape(settings, endpoints))
     if quick:
         report.checks.append(Check("data path", "probe event Fluss → Iceberg → Trino", SKIP, "--quick"))
         return report
@@ -253,6 +254,24 @@ def _trino(endpoints: Endpoints) -> str:
     if "iceberg" not in catalogs:
         raise CheckFailed(f"no iceberg catalog (catalogs: {catalogs})", "see `sagaz-lakehouse logs trino`")
     return f"version {info.get('nodeVersion', {}).get('version', '?')}; iceberg catalog present"
+
+
+def _lake_shape(settings: Settings, endpoints: Endpoints) -> str:
+    """The Iceberg table's files, snapshots and metadata, and when it was last maintained: a warning, with what to
+    do, where they pass the thresholds (lake_maintenance.findings) or maintenance missed its schedule."""
+    from sagaz_lakehouse import lake_maintenance, maintenance
+
+    try:
+        shape, findings = lake_maintenance.observe(settings, endpoints)
+    except maintenance.TableMissing:
+        raise CheckFailed("no Iceberg table yet", "run `sagaz-lakehouse create-tables`") from None
+    except maintenance.MaintenanceError as exc:
+        raise CheckFailed(f"the table's metadata could not be read: {exc}", UNREACHABLE_HINT) from None
+    text = lake_maintenance.summary(shape)
+    if findings:
+        raise CheckFailed(text + "; " + "; ".join(f"{f.kind}: {f.detail}" for f in findings),
+                          "; ".join(dict.fromkeys(f.hint for f in findings)), status=WARN)
+    return text
 
 
 def _table_consistency(settings: Settings, endpoints: Endpoints) -> str:

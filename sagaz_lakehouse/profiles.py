@@ -33,17 +33,21 @@ class Profile:
     # One object-store identity per role, each reaching only its own prefixes (identities.s3_grants); the root keys are
     # left to MinIO and the bucket task. Every target: the bucket task that creates them is the same everywhere.
     s3_identities: bool
+    snapshot_retention: str  # how far back Iceberg time travel reaches (maintenance expires older snapshots)
+    maintenance_schedule: str  # how often the lake maintenance service runs (README, Operations)
 
 
 PROFILES: dict[str, Profile] = {
     # Small and fast feedback on one machine: a probe event reaches Iceberg within ~15 s.
     "dev": Profile("dev", freshness="10s", tiering_poll="2s", kv_snapshot_interval="5s",
                    hw_checkpoint_interval="1s", cpu_request="100m", dev_credentials=True,
-                   fluss_sasl=False, trino_auth=False, flink_jar_upload=True, s3_identities=False),
+                   fluss_sasl=False, trino_auth=False, flink_jar_upload=True, s3_identities=False,
+                   snapshot_retention="1h", maintenance_schedule="10min"),
     # Upstream defaults where they exist (freshness 3 min, poll 30 s); snapshots every minute.
     "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min",
                     hw_checkpoint_interval="1s", cpu_request="500m", dev_credentials=False,
-                    fluss_sasl=True, trino_auth=True, flink_jar_upload=False, s3_identities=True),
+                    fluss_sasl=True, trino_auth=True, flink_jar_upload=False, s3_identities=True,
+                    snapshot_retention="7d", maintenance_schedule="1h"),
 }
 
 

@@ -59,6 +59,7 @@ SUBMIT_TIERING = "submit-tiering"
 TRINO = "trino"
 TRINO_WORKER = "trino-worker"
 PROMETHEUS = "prometheus"
+LAKE_MAINTENANCE = "lake-maintenance"
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,15 @@ def table_properties(settings: Settings) -> dict[str, str]:
     }
 
 
+# Iceberg table properties Fluss passes on when it creates the lake table (the ``iceberg.`` prefix of a custom
+# property, stripped: IcebergLakeCatalog.createTable, v0.9.1-incubating). Fluss cannot change them later; lake
+# maintenance sets them on tables created before (maintenance.METADATA_PROPERTIES).
+def iceberg_properties(settings: Settings) -> dict[str, str]:
+    """Iceberg keeps every metadata.json by default, one more per tiering commit: keep only the last few."""
+    return {"iceberg.write.metadata.delete-after-commit.enabled": "true",
+            "iceberg.write.metadata.previous-versions-max": str(settings.maintenance.metadata_versions)}
+
+
 def creation_properties(settings: Settings) -> dict[str, str]:
     """What the table is created with: its lake properties, and the replication factor the settings ask for
     (``table.replication.factor``; the servers' default is the same, set from the same settings). The factor is not
@@ -127,17 +136,73 @@ async def _create_in_fluss(settings: Settings, endpoints: Endpoints, log: Callab
             log(f"table {db}.{TABLE} already exists with the same definition; nothing to do")
             return {"database": db, "table": TABLE, "created": False}
         descriptor = fluss.TableDescriptor(wanted, bucket_count=settings.lake.buckets, bucket_keys=[PRIMARY_KEY],
-                                           properties=creation_properties(settings))
+                                           properties=creation_properties(settings),
+                                           custom_properties=iceberg_properties(settings))
         await admin.create_table(path, descriptor, ignore_if_exists=False)
         log(f"created {db}.{TABLE} ({settings.lake.buckets} buckets, lake tiering every {settings.freshness})")
         return {"database": db, "table": TABLE, "created": True}
 
 
+def column_plan(have: list[tuple[str, str]], want: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """How the table's columns would have to change: (additive steps, destructive steps). Additive is a nullable
+    column appended after the existing ones, the one schema change Fluss accepts (SchemaUpdate, v0.9.1-incubating);
+    anything else (a column dropped, retyped, renamed, moved, or added NOT NULL) is destructive."""
+    have, want = [(c[0], c[1]) for c in have], [(c[0], c[1]) for c in want]
+    additive: list[str] = []
+    destructive: list[str] = []
+    if want[:len(have)] == have:
+        for name, kind in want[len(have):]:
+            step = f"add column {name} {kind}"
+            (destructive if "NOT NULL" in kind.upper() else additive).append(step)
+        return additive, destructive
+    wanted = dict(want)
+    for name, kind in have:
+        if name not in wanted:
+            destructive.append(f"drop column {name} {kind}")
+        elif wanted[name] != kind:
+            destructive.append(f"change column {name} from {kind} to {wanted[name]}")
+    known = {name for name, _ in have}
+    additive += [f"add column {name} {kind}" for name, kind in want if name not in known]
+    if not destructive:
+        destructive.append("reorder columns to " + ", ".join(name for name, _ in want))
+    return additive, destructive
+
+
+# Fluss 0.9.1 accepts ADD COLUMN on the Fluss table, applies it to the lake table first, and the Iceberg lake catalog
+# takes option changes only: IcebergLakeCatalog.alterTable throws "Unsupported table change" (apache/fluss#2592,
+# fixed by PR #2593 after 0.9.1). Changing the Iceberg table through another engine is what the Fluss docs forbid.
+ADD_COLUMN_UNSUPPORTED = ("Fluss 0.9.1 cannot add a column to a table tiered to Iceberg (its Iceberg lake catalog "
+                          "accepts option changes only: apache/fluss#2592, fixed after 0.9.1), and the lake table "
+                          "must not be changed through another engine")
+
+
+class SchemaChangeRefused(SchemaConflict):
+    """The table's columns differ from the wanted ones; the plan is in the message, nothing was changed."""
+
+
+def _check_columns(settings: Settings, have: list[tuple[str, str]], want: list[tuple[str, str]]) -> None:
+    additive, destructive = column_plan(have, want)
+    if not additive and not destructive:
+        return
+    name = f"{settings.lake.database}.{TABLE}"
+    plan = "\n".join(f"    {'(destructive) ' if step in destructive else ''}{step}" for step in destructive + additive)
+    if destructive:
+        raise SchemaChangeRefused(
+            f"{name} exists with other columns; making it match would need:\n{plan}\n  a destructive change is "
+            "never applied: it would lose or rewrite rows that Iceberg and Trino keep",
+            "nothing was changed. Keep the table as it is, or create the new definition under another "
+            "lake.database and move the data deliberately")
+    raise SchemaChangeRefused(
+        f"{name} exists without the new column(s); the additive plan is:\n{plan}\n  it cannot be applied: "
+        f"{ADD_COLUMN_UNSUPPORTED}",
+        "nothing was changed. New tables get every column at creation (another lake.database); an existing "
+        "table gets new columns once the stack runs a Fluss release with Iceberg schema evolution (README, "
+        "Operations: schema changes)")
+
+
 def _check_same_definition(settings: Settings, info: Any, wanted: Any) -> None:
+    _check_columns(settings, info.get_schema().get_columns(), wanted.get_columns())
     differences = []
-    have_columns, want_columns = info.get_schema().get_columns(), wanted.get_columns()
-    if [tuple(c) for c in have_columns] != [tuple(c) for c in want_columns]:
-        differences.append(f"columns are {have_columns}, expected {want_columns}")
     if info.get_primary_keys() != [PRIMARY_KEY]:
         differences.append(f"primary key is {info.get_primary_keys()}, expected ['{PRIMARY_KEY}']")
     if info.num_buckets != settings.lake.buckets:

@@ -22,13 +22,14 @@ PACKAGE = "sagaz_lakehouse"
 # Bottom to top: a module imports only from its own layer or the ones below (and never in a circle). A name covers a
 # module and, ending in ".*", everything below a package.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("errors", "version", "versions", "profiles", "tasks", "render", "artifacts", "tls",
+    ("foundation", ("errors", "version", "versions", "profiles", "tasks", "maintenance", "render", "artifacts", "tls",
                     "saga_events", "queries", "sqlgateway", "targets")),  # targets: the registry, names only
     ("settings", ("config",)),
     ("stack model", ("stack", "addresses", "security", "identities", "components", "components.*")),
     ("targets", ("targets.*",)),  # base, probes and one package per target
     ("settings loader", ("loader",)),
-    ("clients and analytics", ("clients", "tables", "fluss_cluster", "lake_health", "analytics", "report",
+    ("clients and analytics", ("clients", "tables", "fluss_cluster", "lake_health", "lake_maintenance", "analytics",
+                               "report",
                                "dashboards", "sagaz", "simulate")),
     ("commands and public face", ("doctor", "cli", "__main__", "")),  # "": the package itself (__init__.py)
 ]

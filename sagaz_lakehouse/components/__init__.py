@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components import catalog, flink, fluss, object_store, tasks, trino, zookeeper
+from sagaz_lakehouse.components import catalog, flink, fluss, maintenance, object_store, tasks, trino, zookeeper
 from sagaz_lakehouse.config import Settings
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ REGISTRY: tuple[Factory, ...] = (
     tasks.submit_tiering,
     trino.coordinator,
     trino.worker,
+    maintenance.lake_maintenance,
 )
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from sagaz_lakehouse import addresses, profiles, versions
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import DURATION, Settings
+from sagaz_lakehouse.components import maintenance
+from sagaz_lakehouse.config import DURATION, Settings, duration_seconds
 from sagaz_lakehouse.render import templates_dir, to_yaml
 
 CONF_DIR = "/etc/prometheus"
@@ -119,9 +120,20 @@ def tiering_lag_threshold_ms(settings: Settings) -> int:
     return FRESHNESS_FACTOR * duration_ms(settings.freshness)
 
 
+def maintenance_overdue_seconds(settings: Settings) -> int:
+    """When a missed lake maintenance run alerts: twice the schedule plus the grace status and doctor allow."""
+    schedule = settings.maintenance_schedule
+    return int(2 * duration_seconds(schedule)) + maintenance.OVERDUE_GRACE if schedule != "off" else 0
+
+
 def alert_rules(settings: Settings) -> str:
     text = (templates_dir() / RULES_TEMPLATE).read_text()
-    return text.replace(LAG_THRESHOLD_TOKEN, str(tiering_lag_threshold_ms(settings)))
+    values = {LAG_THRESHOLD_TOKEN: tiering_lag_threshold_ms(settings),
+              "__MAINTENANCE_OVERDUE_S__": maintenance_overdue_seconds(settings),
+              "__MAX_DATA_FILES__": settings.maintenance.max_files_per_bucket * settings.lake.buckets}
+    for token, value in values.items():
+        text = text.replace(token, str(value))
+    return text
 
 
 def prometheus(settings: Settings, view: s.View, components: Sequence[s.Component],

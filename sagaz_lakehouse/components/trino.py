@@ -13,7 +13,7 @@ import math
 from sagaz_lakehouse import addresses, identities, security, versions
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.common import java_properties
-from sagaz_lakehouse.config import Settings, mebibytes
+from sagaz_lakehouse.config import Settings, duration_seconds, mebibytes
 
 CONF_DIR = "/etc/trino"
 DATA_DIR = "/data/trino"  # the image's node.data-dir
@@ -98,6 +98,10 @@ def iceberg_catalog(settings: Settings, view: s.View) -> dict[str, str]:
         "s3.path-style-access": "true",
         "s3.aws-access-key": "${ENV:" + reader.access_var + "}",
         "s3.aws-secret-key": "${ENV:" + reader.secret_var + "}",
+        # The shortest retention the maintenance procedures accept (IcebergConfig, 7d by default): the lake's own
+        # settings, so that lake maintenance may keep exactly lake.snapshot_retention of time travel.
+        "iceberg.expire-snapshots.min-retention": f"{int(duration_seconds(settings.snapshot_retention))}s",
+        "iceberg.remove-orphan-files.min-retention": f"{int(duration_seconds(settings.orphan_retention))}s",
     }
 
 

@@ -34,6 +34,8 @@ class Capabilities:
     status_tiering_lag: bool = False
     # `status` judges the lake (Fluss and the catalog) itself: the host reaches them without opening anything
     status_lake_health: bool = False
+    # `status` shows the Iceberg table's shape: the host reaches the REST catalog without a port-forward
+    status_lake_shape: bool = False
 
 
 class Driver(Protocol):

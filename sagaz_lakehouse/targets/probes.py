@@ -1,5 +1,5 @@
 """Health checks run inside a container: a component's :class:`~sagaz_lakehouse.stack.Health` as a command line,
-built from what its image has (``Container.probe_tool``: curl, wget, or bash for ``/dev/tcp``).
+built from what its image has (``Container.probe_tool``: curl, wget, python3, or bash for ``/dev/tcp``).
 
 Compose runs these as healthchecks; Kubernetes runs them as exec probes where an httpGet or tcpSocket probe cannot
 say the same thing (an expected answer, a four-letter word, a question to another component).
@@ -32,8 +32,10 @@ def command(stack: Stack, component: Component, host: str, instance: str, tool: 
     if health.kind != "http":
         raise UsageError(f"{component.name}: unknown health check kind '{health.kind}'", "use http, tcp or zookeeper")
     target = url(stack, component, health, host)
+    if tool == "python3" and not health.expect:  # the python image has neither curl nor wget
+        return ["python3", "-c", f"import urllib.request; urllib.request.urlopen({target!r}, timeout=5)"]
     if tool not in ("curl", "wget"):
-        raise UsageError(f"{component.name}: an http health check needs curl or wget in the image",
+        raise UsageError(f"{component.name}: an http health check needs curl, wget or python3 in the image",
                          "set Container.probe_tool in its component description")
     if not health.expect:
         return ["curl", "-fsS", "-o", "/dev/null", target] if tool == "curl" else \

@@ -94,7 +94,8 @@ def test_generated_config_passes_promtool_check(tmp_path, target):
     document = yaml.safe_load(files["prometheus.yml"])
     jobs = {job["job_name"]: [t["targets"][0] for t in job["static_configs"]] for job in document["scrape_configs"]}
     assert set(jobs) == {"prometheus", "zookeeper", "minio", "fluss-coordinator", "fluss-tablet", "flink-jobmanager",
-                         "flink-taskmanager", "trino", "sagaz-apps", *(["trino-worker"] if target != "local" else [])}
+                         "flink-taskmanager", "trino", "lake-maintenance", "sagaz-apps",
+                         *(["trino-worker"] if target != "local" else [])}
     assert jobs["sagaz-apps"] == ["app:8000"]
     apps = next(j for j in document["scrape_configs"] if j["job_name"] == "sagaz-apps")
     assert apps["static_configs"][0]["targets"] == ["app:8000", "10.0.0.7:9100"]

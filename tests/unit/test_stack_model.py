@@ -80,7 +80,7 @@ def test_every_instance_has_a_container_and_a_native_recipe(stack):
         assert setup.container.user > 0, f"{component.name} would run as root"
         assert setup.native.distribution, component.name
         if not component.one_shot:
-            assert setup.container.probe_tool in ("curl", "wget", "bash"), component.name
+            assert setup.container.probe_tool in ("curl", "wget", "bash", "python3"), component.name
         for file in setup.files:
             assert not file.mount or file.mount.startswith("/"), file
         if component.stateful:

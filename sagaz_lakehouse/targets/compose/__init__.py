@@ -12,5 +12,5 @@ from sagaz_lakehouse.targets.compose import driver, layout
 
 # The processes run in containers and see each other by service name. Every client port is published on loopback,
 # Prometheus's too, so `status` reads it without opening anything; the engine itself is the driver's first check.
-TARGET = Target("compose", View.INTERNAL, Capabilities(status_tiering_lag=True),
+TARGET = Target("compose", View.INTERNAL, Capabilities(status_tiering_lag=True, status_lake_shape=True),
                 stack=layout.compose_stack, render=layout.files, driver=driver.ComposeDriver)

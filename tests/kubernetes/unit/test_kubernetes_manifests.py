@@ -16,6 +16,7 @@ from sagaz_lakehouse import addresses, artifacts, config, identities, render, ta
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import flink as flink_component
 from sagaz_lakehouse.components import fluss, trino
+from sagaz_lakehouse.components import maintenance as maintenance_component
 from sagaz_lakehouse.components import tasks as task_components
 from sagaz_lakehouse.config import DEV_CREDENTIALS, PLACEHOLDER_CREDENTIALS, Credentials
 from sagaz_lakehouse.stack import View
@@ -97,10 +98,12 @@ def test_one_manifest_file_per_component(variant):
     stack = stack_of(variant)
     expected = ["00-namespace.yaml", "10-secret.yaml", "11-shared-config.yaml", "12-network-policy.yaml",
                 *(f"{20 + i:02d}-{c.name}.yaml" for i, c in enumerate(stack.components)), "kustomization.yaml"]
-    # Each component carries its own config; only files the model marks shared (the tasks file) are in one map.
+    # Each component carries its own config; only files the model marks shared (the standard-library files the python
+    # image runs: the tasks and lake maintenance) are in one map.
     assert list(variant.files) == expected
     shared = variant.config_data(k8s.SHARED_CONFIG)
-    assert shared == {"tasks.py": task_components.TASKS_FILE.read_text()}
+    assert shared == {"tasks.py": task_components.TASKS_FILE.read_text(),
+                      "maintenance.py": maintenance_component.MAINTENANCE_FILE.read_text()}
     for path, obj in variant.objects:
         if path[:1] == "2":
             component = stack.get(path[3:].removesuffix(".yaml"))
@@ -146,11 +149,11 @@ def test_workload_kinds(variant):
     deployments = {o["metadata"]["name"]: o for o in variant.of_kind("Deployment")}
     jobs = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in variant.of_kind("Job")}
     # State (claims), replicas or an instance-aware configuration (the Fluss coordinator binds its pod IP): stable
-    # pod names; the JobManager, the SQL Gateway and the Trino coordinator need neither.
+    # pod names; the JobManager, the SQL Gateway, the Trino coordinator and lake maintenance need neither.
     assert set(stateful) == ({s.ZOOKEEPER, s.MINIO, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TASKMANAGER,
                               s.PROMETHEUS}
                              | ({s.TRINO_WORKER} if rep.trino_workers else set()))
-    assert set(deployments) == {s.JOBMANAGER, s.FLINK_SQL_GATEWAY, s.TRINO}
+    assert set(deployments) == {s.JOBMANAGER, s.FLINK_SQL_GATEWAY, s.TRINO, s.LAKE_MAINTENANCE}
     assert jobs == {s.CREATE_BUCKET, s.SUBMIT_TIERING}
     assert stateful[s.TABLET]["spec"]["replicas"] == rep.tablet_servers
     assert stateful[s.TASKMANAGER]["spec"]["replicas"] == rep.flink_taskmanagers

@@ -221,8 +221,12 @@ def test_prod_trino_takes_password_clients_over_https_only(tmp_path):
     assert salt not in next(f.content for f in other if f.path == "config/trino/password.db")
     assert files["config/trino/keystore.pem"].content == TRINO_CREDS.trino_keystore
     assert all(files[f"config/trino/{n}"].secret for n in ("config.properties", "password.db", "keystore.pem"))
-    assert "trino-password-value" not in "".join(f.content for p, f in files.items() if not p.startswith(
-        "config/prometheus/"))  # only Prometheus's scrape login holds it, hashed everywhere else
+    # Only the clients that log in hold it, in 0600 files: Prometheus's scrape and the lake maintenance service
+    # (its password file); hashed everywhere else.
+    logins = ("config/prometheus/", "config/lake-maintenance/trino-password")
+    assert "trino-password-value" not in "".join(f.content for p, f in files.items() if not p.startswith(logins))
+    assert files["config/lake-maintenance/trino-password"].content.strip() == "trino-password-value"
+    assert files["config/lake-maintenance/trino-password"].secret
     scrape = yaml.safe_load(files["config/prometheus/prometheus.yml"].content)
     job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "trino")
     assert job["scheme"] == "https" and job["basic_auth"] == {"username": "sagaz", "password": "trino-password-value"}

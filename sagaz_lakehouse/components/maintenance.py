@@ -1,0 +1,77 @@
+"""The lake maintenance service: keeps ``saga_events``' Iceberg table fast (compaction, snapshot expiry, orphan
+files, metadata cleanup) on ``maintenance.schedule``, and serves the table's shape as Prometheus metrics.
+
+Its implementation is ``sagaz_lakehouse/maintenance.py`` (standard library only), run as it is: natively with the
+current Python on the local target (the supervisor starts it, the watchdog restarts it), mounted into the ``python``
+image on compose and Kubernetes. A long-running service rather than a Kubernetes CronJob: the shape metrics and their
+alert need a process between runs, and one loop keeps runs from overlapping the same way on every target.
+It works through Trino (the maintenance procedures) and the REST catalog (the table's metadata), so it needs no
+object-store credentials. ``maintenance.schedule: off`` leaves it out.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from sagaz_lakehouse import addresses, security, versions
+from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components.common import metrics_bind, metrics_port
+from sagaz_lakehouse.config import Settings, duration_seconds
+
+MAINTENANCE_FILE = Path(__file__).resolve().parent.parent / "maintenance.py"
+MOUNT_DIR = "/opt/sagaz-lakehouse"
+CONTAINER_PORT = 9270
+TABLE = "saga_events"
+TRINO_PASSWORD_FILE = "trino-password"  # noqa: S105 - a file name; written 0600 (it holds the password)
+TRINO_CA_FILE = "trino-ca.pem"
+OVERDUE_GRACE = 300  # seconds past twice the schedule before a missed run is a finding or an alert (runs take minutes)
+
+
+def arguments(settings: Settings, view: s.View, at: s.Instance) -> list[str]:
+    """What the service does and where: everything but the Trino password, which it reads from a file."""
+    ep = addresses.endpoints(settings, view)
+    trino = ep.trino
+    login: list[str] = []
+    if security.trino_auth_on(settings, view):  # HTTPS and the one Trino user, as every other client
+        trino = f"https://{addresses.LOOPBACK}:{settings.ports.trino_https}"
+        login = ["--trino-user", security.TRINO_USER, "--trino-password-file", f"{at.conf}/{TRINO_PASSWORD_FILE}",
+                 "--trino-ca", f"{at.conf}/{TRINO_CA_FILE}"]
+    listen = addresses.LOOPBACK if view is s.View.EXTERNAL else addresses.ANY_ADDRESS
+    return ["serve", "--catalog", ep.rest_catalog, "--warehouse", addresses.warehouse_uri(settings),
+            "--namespace", settings.lake.database, "--table", TABLE, "--trino", trino, *login,
+            "--retention", str(int(duration_seconds(settings.snapshot_retention))),
+            "--orphan-retention", str(int(duration_seconds(settings.orphan_retention))),
+            "--file-size-threshold", settings.maintenance.file_size_threshold,
+            "--metadata-versions", str(settings.maintenance.metadata_versions),
+            "--every", str(int(duration_seconds(settings.maintenance_schedule))),
+            "--metrics-host", listen, "--metrics-port", metrics_bind(view, at, CONTAINER_PORT)]
+
+
+def lake_maintenance(settings: Settings, view: s.View) -> s.Component | None:
+    if settings.maintenance_schedule == "off":
+        return None
+    script = s.ConfigFile("maintenance.py", MAINTENANCE_FILE.read_text(), mount=f"{MOUNT_DIR}/maintenance.py",
+                          shared=True, native=False)
+
+    def setup(at: s.Instance) -> s.Setup:
+        args = arguments(settings, view, at)
+        files: tuple[s.ConfigFile, ...] = (script,)
+        if security.trino_auth_on(settings, view):
+            files += (s.ConfigFile(TRINO_PASSWORD_FILE, security.TRINO_PASSWORD + "\n"),
+                      s.ConfigFile(TRINO_CA_FILE, security.TRINO_CA))
+
+        def command(ctx: s.NativeContext) -> s.Process:
+            return s.Process([sys.executable, str(MAINTENANCE_FILE), *args])
+
+        return s.Setup(container=s.Container(entrypoint=("python3", f"{MOUNT_DIR}/maintenance.py"), args=tuple(args),
+                                             user=1000, probe_tool="python3"),
+                       native=s.Native("python", command), files=files)
+
+    return s.Component(
+        s.LAKE_MAINTENANCE, "sagaz-lakehouse", settings.images.python, versions.PYTHON.version,
+        f"lake maintenance every {settings.maintenance_schedule}: compaction, snapshot expiry, orphan files", setup,
+        ports=(metrics_port(CONTAINER_PORT, settings.ports.lake_maintenance, "lake_maintenance"),),
+        health=s.Health("http", "metrics", "/healthz"),
+        depends_on=((s.TRINO, s.Condition.HEALTHY), (s.REST_CATALOG, s.Condition.HEALTHY)),
+        memory="96Mi", metrics=s.Metrics("metrics"), start_seconds=60)

@@ -1,0 +1,106 @@
+"""Lake maintenance's decisions (sagaz_lakehouse.maintenance): the table's shape read from its metadata, the
+snapshot-expiry guard for Fluss's last snapshot, the retry of a conflicting optimize, and the exported metrics.
+
+The maintenance itself runs against the real servers in the end-to-end tests (local, compose, Kubernetes)."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from sagaz_lakehouse import maintenance as m
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_800_000_000.0
+
+
+def snapshot(snapshot_id: int, seconds_ago: float, user: str = m.FLUSS_COMMIT_USER, **summary: str) -> dict:
+    return {"snapshot-id": snapshot_id, "timestamp-ms": int((NOW - seconds_ago) * 1000),
+            "summary": {"operation": "append", "commit-user": user, **summary}}
+
+
+METADATA = {
+    "table-uuid": "5f3c",
+    "current-snapshot-id": 3,
+    "properties": {m.MAINTAINED_AT: str(int(NOW - 600)), "write.metadata.delete-after-commit.enabled": "true"},
+    "snapshots": [
+        snapshot(1, 7200),
+        snapshot(2, 5400),  # Fluss's last commit: an hour and a half ago
+        snapshot(3, 60, user="trino", **{"total-data-files": "8", "total-delete-files": "0",
+                                         "total-files-size": "8000", "total-records": "1000"}),
+    ],
+}
+
+
+def test_the_shape_comes_from_the_current_snapshot_and_the_table_properties():
+    shape = m.shape_of(METADATA, 12_345)
+    assert (shape.data_files, shape.delete_files, shape.data_bytes, shape.records) == (8, 0, 8000, 1000)
+    assert shape.snapshots == 3 and shape.metadata_bytes == 12_345 and shape.average_file_bytes == 1000
+    assert shape.maintained_at == NOW - 600
+    assert shape.fluss_snapshot_ms == int((NOW - 5400) * 1000)
+
+
+def test_a_table_never_maintained_and_never_tiered_has_no_times():
+    shape = m.shape_of({"snapshots": [], "properties": {}}, 10)
+    assert shape.maintained_at is None and shape.fluss_snapshot_ms is None and shape.average_file_bytes == 0
+
+
+def test_expiry_keeps_the_snapshot_fluss_committed_last():
+    policy = m.Policy(retention=3600, orphan_retention=3600, file_size_threshold="128MB", metadata_versions=20)
+    shape = m.shape_of(METADATA, 1)
+    # The policy alone would cut at an hour ago and drop snapshot 2, which Fluss looks up before its next commit.
+    assert m.expiry_threshold(policy, shape, NOW) == 5400 + m.FLUSS_SNAPSHOT_MARGIN
+    recent = m.shape_of({**METADATA, "snapshots": [snapshot(2, 30)]}, 1)
+    assert m.expiry_threshold(policy, recent, NOW) == 3600
+
+
+def test_metadata_properties_are_set_only_where_they_differ():
+    policy = m.Policy(3600, 3600, "128MB", 20)
+    assert m.metadata_updates(policy, m.shape_of(METADATA, 1)) == {"write.metadata.previous-versions-max": "20"}
+
+
+def test_an_optimize_that_meets_a_tiering_commit_is_tried_again_and_other_failures_are_not():
+    calls: list[str] = []
+
+    def conflicting_twice() -> None:
+        calls.append("optimize")
+        if len(calls) < 3:
+            raise m.MaintenanceError("Trino failed `ALTER TABLE ...`: ICEBERG_COMMIT_ERROR: found new position delete")
+
+    said: list[str] = []
+    outcome = _attempt_quickly(conflicting_twice, said.append)
+    assert outcome == {"attempts": 3, "result": "ok"} and len(calls) == 3
+    assert sum("again" in line for line in said) == 2
+
+    def refused() -> None:
+        raise m.MaintenanceError("Trino refused `ALTER TABLE ...`: 401 Unauthorized")
+
+    outcome = _attempt_quickly(refused, said.append)
+    assert outcome["result"] == "failed" and outcome["attempts"] == 1 and "401" in outcome["error"]
+
+
+def _attempt_quickly(action, say):
+    saved, m.RETRY_SECONDS = m.RETRY_SECONDS, 0.0
+    try:
+        return m._attempt(action, say, "sagaz.saga_events: compaction")
+    finally:
+        m.RETRY_SECONDS = saved
+
+
+def test_the_exporter_serves_the_shape_and_the_runs_as_prometheus_text():
+    exporter = m.Exporter("sagaz.saga_events")
+    exporter.shape = m.shape_of(METADATA, 12_345)
+    exporter.runs["ok"] = 4
+    server = exporter.serve("127.0.0.1", 0)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    finally:
+        server.shutdown()
+    assert 'sagaz_lake_data_files{table="sagaz.saga_events"} 8.0' in text
+    assert 'sagaz_lake_metadata_bytes{table="sagaz.saga_events"} 12345.0' in text
+    assert f'sagaz_lake_maintained_timestamp_seconds{{table="sagaz.saga_events"}} {NOW - 600}' in text
+    assert 'sagaz_lake_maintenance_runs_total{table="sagaz.saga_events",result="ok"} 4' in text
+    assert "# TYPE sagaz_lake_snapshots gauge" in text
