@@ -11,7 +11,7 @@ export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR := $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
 .PHONY: install up down test test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests \
-	tools chromium bench-local bench-compose bench-sagaz bench-kubernetes chaos clean
+	tools chromium bench-local bench-compose bench-sagaz bench-kubernetes bench-soak chaos clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -93,3 +93,6 @@ clean:
 bench-sagaz: install ## FlussAnalyticsListener: hook cost, saga latency, events/s (needs a running stack with tables)
 	$(PIP) install -e '.[sagaz]'
 	$(PYTHON) bench/sagaz.py --out bench/results/sagaz.md
+
+bench-soak: install ## the lake over thousands of tiering commits, maintained and not, in one run (about an hour)
+	$(PYTHON) bench/soak.py --out bench/results/soak.md $(SOAK_ARGS)

@@ -458,9 +458,8 @@ def _lake_shape_rows(settings: Any, rows: list[dict[str, Any]]) -> list[dict[str
     name = f"{settings.lake.database}.saga_events (lake)"
     try:
         shape, findings = lake_maintenance.observe(settings, addresses.endpoints(settings, View.EXTERNAL))
-    except maintenance.TableMissing:
-        return [{"component": name, "state": "absent", "pid": None, "endpoint": "",
-                 "detail": "no Iceberg table yet; run `sagaz-lakehouse create-tables`"}]
+    except maintenance.TableMissing:  # before create-tables: nothing to judge yet
+        return []
     except maintenance.MaintenanceError as exc:  # status reports; it never fails on the lake check itself
         return [{"component": name, "state": "unknown", "pid": None, "endpoint": "", "detail": str(exc)[:200]}]
     detail = lake_maintenance.summary(shape) + "".join(f"; {f.kind}: {f.detail} (hint: {f.hint})" for f in findings)

@@ -447,6 +447,7 @@ def _print(message: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maintenance.py", description=__doc__.split("\n", 1)[0])
     parser.add_argument("verb", choices=("run", "serve"))
+    parser.add_argument("--label", default="", help="ignored: lets a supervisor recognise the process")
     parser.add_argument("--catalog", required=True, help="Iceberg REST catalog URI")
     parser.add_argument("--warehouse", default="")
     parser.add_argument("--namespace", required=True)

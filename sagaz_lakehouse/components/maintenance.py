@@ -62,7 +62,8 @@ def lake_maintenance(settings: Settings, view: s.View) -> s.Component | None:
                       s.ConfigFile(TRINO_CA_FILE, security.TRINO_CA))
 
         def command(ctx: s.NativeContext) -> s.Process:
-            return s.Process([sys.executable, str(MAINTENANCE_FILE), *args])
+            # The marker names the run folder: the supervisor recognises its own processes by it (tasks.py's too).
+            return s.Process([sys.executable, str(MAINTENANCE_FILE), f"--label={ctx.marker}", *args])
 
         return s.Setup(container=s.Container(entrypoint=("python3", f"{MOUNT_DIR}/maintenance.py"), args=tuple(args),
                                              user=1000, probe_tool="python3"),

@@ -104,3 +104,77 @@ def test_the_exporter_serves_the_shape_and_the_runs_as_prometheus_text():
     assert f'sagaz_lake_maintained_timestamp_seconds{{table="sagaz.saga_events"}} {NOW - 600}' in text
     assert 'sagaz_lake_maintenance_runs_total{table="sagaz.saga_events",result="ok"} 4' in text
     assert "# TYPE sagaz_lake_snapshots gauge" in text
+
+
+# --------------------------------------------------------------------------------- findings (lake_maintenance)
+
+
+def settings(**overrides: str):
+    import sagaz_lakehouse as lakehouse
+
+    return lakehouse.load_settings(overrides=overrides, environ={})
+
+
+def shape(**values):
+    from dataclasses import replace
+
+    return replace(m.shape_of(METADATA, 12_345), **values)
+
+
+def test_a_maintained_compact_table_has_no_findings():
+    from sagaz_lakehouse import lake_maintenance
+
+    assert lake_maintenance.findings(settings(), shape(), first_snapshot_ms=None, now=NOW) == []
+
+
+def test_findings_name_what_passes_its_threshold_with_a_hint():
+    from sagaz_lakehouse import lake_maintenance
+
+    dev = settings()  # a run every 10 min, 50 files per bucket x 8 buckets, 1 h of time travel at 10 s freshness
+    found = {f.kind: f for f in lake_maintenance.findings(dev, shape(
+        maintained_at=NOW - 3600, data_files=401, delete_files=500, metadata_bytes=20 * 2**20, snapshots=700),
+        first_snapshot_ms=None, now=NOW)}
+    assert set(found) == {"maintenance overdue", "small files", "delete files", "large metadata", "snapshots pile up"}
+    assert "last ran 60 min ago (schedule 10min)" in found["maintenance overdue"].detail
+    assert "logs lake-maintenance" in found["maintenance overdue"].hint
+    assert "401 data files" in found["small files"].detail and "maintain" in found["small files"].hint
+    assert "about 360 expected" in found["snapshots pile up"].detail
+
+
+def test_a_young_table_is_not_overdue_and_an_old_one_never_maintained_is():
+    from sagaz_lakehouse import lake_maintenance
+
+    dev, never = settings(), shape(maintained_at=None)
+    young = lake_maintenance.findings(dev, never, first_snapshot_ms=int((NOW - 300) * 1000), now=NOW)
+    assert young == []
+    old = lake_maintenance.findings(dev, never, first_snapshot_ms=int((NOW - 7200) * 1000), now=NOW)
+    assert [f.kind for f in old] == ["maintenance overdue"] and "never ran" in old[0].detail
+
+
+def test_with_maintenance_off_only_the_shape_is_judged():
+    from sagaz_lakehouse import lake_maintenance
+
+    off = settings(**{"maintenance.schedule": "off"})
+    found = lake_maintenance.findings(off, shape(maintained_at=None, data_files=900), first_snapshot_ms=0, now=NOW)
+    assert [f.kind for f in found] == ["small files"] and "maintenance.schedule" in found[0].hint
+
+
+# ------------------------------------------------------------------------------ schema changes (create-tables)
+
+
+HAVE = [("event_id", "string NOT NULL"), ("saga_id", "string"), ("duration_ms", "bigint")]
+
+
+@pytest.mark.parametrize(("want", "additive", "destructive"), [
+    (HAVE, [], []),
+    ([*HAVE, ("tenant_id", "string")], ["add column tenant_id string"], []),
+    ([*HAVE, ("tenant_id", "string NOT NULL")], [], ["add column tenant_id string NOT NULL"]),
+    (HAVE[:2], [], ["drop column duration_ms bigint"]),
+    ([*HAVE[:2], ("duration_ms", "string")], [], ["change column duration_ms from bigint to string"]),
+    ([HAVE[1], HAVE[0], HAVE[2]], [], ["reorder columns to saga_id, event_id, duration_ms"]),
+    ([*HAVE[:2], ("tenant_id", "string")], ["add column tenant_id string"], ["drop column duration_ms bigint"]),
+])
+def test_a_column_difference_is_planned_as_additive_or_destructive(want, additive, destructive):
+    from sagaz_lakehouse import tables
+
+    assert tables.column_plan(HAVE, want) == (additive, destructive)

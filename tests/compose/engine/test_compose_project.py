@@ -2,8 +2,9 @@
 `up --target compose` → every tablet server a member of the Fluss cluster, every service healthy by its own health
 check, non-root, no anonymous volume →
 `create-tables` → `doctor` green (its probe event goes Fluss → Iceberg → Trino through the containers) → 1,000
-synthetic events → exactly those rows, field by field, in Iceberg (pyiceberg) and Trino → `down` (containers gone,
-volumes kept) → `up` (the data is still there) → `down --purge` (volumes gone).
+synthetic events → exactly those rows, field by field, in Iceberg (pyiceberg) and Trino → the lake-maintenance
+container compacts them on its (short) schedule and every row stays → `down` (containers gone, volumes kept) → `up`
+(the data is still there) → `down --purge` (volumes gone).
 
 One stack serves the module; the tests run in file order and each depends on the ones before it. Its Fluss ports are
 the defaults (or, where a stack of the user's holds them, the defaults' pattern in the suite's block): issue 22's
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
+import time
 import urllib.request
 import uuid
 
@@ -36,7 +39,7 @@ from saga_data import (
 from support import fluss_ports_as_by_default
 
 import sagaz_lakehouse as lakehouse
-from sagaz_lakehouse import config
+from sagaz_lakehouse import addresses, config, lake_maintenance
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.stack import View
@@ -45,12 +48,13 @@ from sagaz_lakehouse.targets.compose import layout as target
 PORTS, FLUSS_LAYOUT = fluss_ports_as_by_default(SUITE_PORTS)
 
 PROJECT = "sagaz-ct-e2e"
+MAINTENANCE = {"maintenance.schedule": "20s"}  # a run every 20 s instead of dev's 10 min
 STATE: dict[str, object] = {}  # what a later test reads back: the batch written, the events sent
 
 
 @pytest.fixture(scope="module")
 def stack(engine, tmp_path_factory: pytest.TempPathFactory):
-    made = Stack(tmp_path_factory.mktemp("compose-e2e"), PROJECT, ports=PORTS)
+    made = Stack(tmp_path_factory.mktemp("compose-e2e"), PROJECT, MAINTENANCE, ports=PORTS)
     made.purge()  # leftovers of an interrupted earlier run
     print(f"Fluss listeners: {FLUSS_LAYOUT}")
     STATE["up"] = made.must("up", "--timeout", "600")
@@ -60,8 +64,8 @@ def stack(engine, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def settings() -> config.Settings:
-    return lakehouse.load_settings(None, {"target": "compose", "project": PROJECT,
-                              **{f"ports.{k}": str(v) for k, v in PORTS.items()}}, environ={})
+    return lakehouse.load_settings(None, {"target": "compose", "project": PROJECT, **MAINTENANCE,
+                                          **{f"ports.{k}": str(v) for k, v in PORTS.items()}}, environ={})
 
 
 def rendered(stack: Stack) -> dict:
@@ -196,6 +200,29 @@ def test_thousand_events_reach_iceberg_and_trino_with_their_content(stack, setti
     assert trino_count(settings, batch) == EVENTS
     assert trino_sample(settings, f"{batch}-0007") == [("step_failed", "TimeoutError", 3)]
     STATE.update(batch=batch, sent=sent)
+
+
+def test_the_maintenance_container_compacts_on_its_schedule_and_every_row_stays(stack, settings):
+    """The lake-maintenance service of the compose project (the python image running maintenance.py): a run after
+    the 1,000 events, its log showing the file count falling, and every row still there with its content."""
+    assert STATE, "needs the events of the test before"
+    written_at = time.time()
+    endpoints = addresses.endpoints(settings, View.EXTERNAL)
+    deadline = time.monotonic() + 180
+    while (lake_maintenance.observe(settings, endpoints)[0].maintained_at or 0) <= written_at:
+        if time.monotonic() > deadline:
+            pytest.fail("no maintenance run within 180 s of the writes\n" + stack.cli("logs", "lake-maintenance")
+                        .stdout[-3000:], pytrace=False)
+        time.sleep(3)
+    log = stack.must("logs", "lake-maintenance", "--lines", "400").stdout
+    runs = [(int(a), int(b)) for a, b in re.findall(r"data files (\d+) → (\d+)", log)]
+    assert any(before > after for before, after in runs), log[-3000:]
+    assert "maintenance failed" not in log, log[-3000:]
+    batch = STATE["batch"]
+    assert trino_count(settings, batch) == EVENTS  # type: ignore[arg-type]
+    assert trino_sample(settings, f"{batch}-0007") == [("step_failed", "TimeoutError", 3)]
+    shape, findings = lake_maintenance.observe(settings, endpoints)
+    assert not findings and shape.properties["write.metadata.delete-after-commit.enabled"] == "true", findings
 
 
 def test_down_keeps_the_volumes_and_up_brings_the_data_back(stack, settings):

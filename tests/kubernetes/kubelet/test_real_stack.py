@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from node import RealCluster
 from saga_data import saga_events
 from support import SuiteStack, fluss_ports_as_by_default, suite_ports
 
-from sagaz_lakehouse import clients, config, tables, versions
+from sagaz_lakehouse import clients, config, lake_maintenance, tables, versions
 from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver
 
 EVENTS = 1000
@@ -99,7 +100,7 @@ def stack_settings(cluster: RealCluster) -> dict[str, str]:
               "kubernetes.namespace": NAMESPACE, "local.maven_repository": cluster.node.artifact_server.url}
     values |= {f"ports.{k}": str(v) for k, v in PORTS.items()}
     values |= {f"memory.{k}": v for k, v in MEMORY.items()}
-    return values
+    return values | {"maintenance.schedule": "20s"}  # lake maintenance every 20 s instead of dev's 10 min
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +199,27 @@ def test_thousand_events_tier_to_iceberg_and_trino(kube_stack):
         for event in sent:
             assert {k: by_id[event["event_id"]][k] for k in tables.arrow_schema().names} == event
         assert trino_count(settings, endpoints, BATCH) == EVENTS
+
+
+def test_the_maintenance_pod_compacts_on_its_schedule_and_every_row_stays(kube_stack):
+    """The lake-maintenance Deployment (the python image running maintenance.py): a run after the 1,000 events,
+    its log showing the file count falling, and every row still there (seen through the port-forwards)."""
+    settings = kube_stack.settings
+    written_at = time.time()
+    with kube_stack.driver().client_endpoints() as endpoints:
+        deadline = time.monotonic() + 180
+        while (lake_maintenance.observe(settings, endpoints)[0].maintained_at or 0) <= written_at:
+            if time.monotonic() > deadline:
+                pytest.fail("no maintenance run within 180 s of the writes\n"
+                            + kube_stack.cli("logs", "lake-maintenance").stdout[-3000:], pytrace=False)
+            time.sleep(3)
+        assert trino_count(settings, endpoints, BATCH) == EVENTS
+        _, findings = lake_maintenance.observe(settings, endpoints)
+    assert not findings, findings
+    log = kube_stack.must("logs", "lake-maintenance", "--lines", "400").stdout
+    runs = [(int(a), int(b)) for a, b in re.findall(r"data files (\d+) → (\d+)", log)]
+    assert any(before > after for before, after in runs), log[-3000:]
+    assert "maintenance failed" not in log, log[-3000:]
 
 
 def test_tiering_goes_on_after_the_fluss_pods_are_replaced(kube_stack):

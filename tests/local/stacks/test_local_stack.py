@@ -86,6 +86,44 @@ def test_create_tables_is_idempotent_and_refuses_a_conflicting_definition(stack)
     assert asyncio.run(buckets()) == 8
 
 
+@pytest.mark.parametrize(("database", "change", "expected"), [
+    ("schema_additive", "drop the last column", ["add column timestamp timestamp\n",
+                                                 "Fluss 0.9.1 cannot add a column to a table tiered to Iceberg"]),
+    ("schema_destructive", "retype duration_ms", ["(destructive) change column duration_ms from string to bigint",
+                                                  "a destructive change is never applied"]),
+])
+def test_create_tables_refuses_a_column_change_with_its_plan(stack, database, change, expected):
+    """An existing saga_events whose columns differ: create-tables prints what it would take and changes nothing
+    (exit 2). Adding a column is the change Fluss 0.9.1 cannot apply to a table tiered to Iceberg (README,
+    Operations: schema changes); dropping or retyping one is never applied."""
+    import fluss
+    import pyarrow as pa
+
+    from sagaz_lakehouse import tables
+
+    workdir, settings = stack
+    schema = tables.arrow_schema()
+    if change == "drop the last column":
+        schema = schema.remove(schema.get_field_index("timestamp"))
+    else:
+        schema = schema.set(schema.get_field_index("duration_ms"), pa.field("duration_ms", pa.string()))
+
+    async def create() -> None:
+        async with clients.fluss_connection(endpoints(settings)) as connection:
+            admin = connection.get_admin()
+            await admin.create_database(database, ignore_if_exists=True)
+            descriptor = fluss.TableDescriptor(fluss.Schema(schema, primary_keys=["event_id"]), bucket_count=2,
+                                               bucket_keys=["event_id"])
+            await admin.create_table(fluss.TablePath(database, "saga_events"), descriptor, ignore_if_exists=True)
+
+    asyncio.run(create())
+    refused = cli(workdir, "create-tables", "--set", f"lake.database={database}", timeout=300)
+    assert refused.returncode == 2, refused.stderr
+    for text in expected:
+        assert text in refused.stderr, refused.stderr
+    assert "nothing was changed" in refused.stderr
+
+
 @pytest.mark.parametrize(("args", "code"), [
     (("create-tables", "--set", "lake.buckets=4"), 2),  # a conflicting definition: nothing changes
     (("doctor", "--quick", "--set", "lake.database=no_such_db"), 1),  # a check fails

@@ -1,6 +1,8 @@
 """Prometheus on the real local stack: every component scraped, every rule loaded, every dashboard query answered
 (PromQL by Prometheus, SQL by Trino), and the tiering-job alert firing when the job is cancelled (and clearing when
-`up` resubmits it).
+`up` resubmits it). Lake maintenance runs here on a short schedule (MAINTENANCE): it compacts the files tiering
+writes while tiering goes on, every row stays, its shape reaches Prometheus, status and doctor, snapshots older than
+the retention go, and time travel within it works.
 
 The module starts its own stack on ports of its own (support.suite_ports), creates the tables, starts `simulate
 --metrics-port` as the application Prometheus scrapes for saga metrics (monitoring.app_targets), runs `doctor` (its
@@ -9,21 +11,25 @@ probe event gives the tiering-lag gauges a value), and always ends by stopping t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import yaml
+from saga_data import saga_events, write_events
 from support import CLI, SuiteStack, cli, init_with_ports, must, suite_port, suite_ports
 
-from sagaz_lakehouse import addresses, clients, dashboards
+from sagaz_lakehouse import addresses, clients, dashboards, lake_maintenance
 from sagaz_lakehouse.components import build_stack, prometheus
 from sagaz_lakehouse.stack import PROMETHEUS, View
 
@@ -34,6 +40,10 @@ SCRAPE_WAIT = 120  # s for every target to be scraped successfully once
 ALERT_WAIT = 150  # s: `for: 30s` plus the 5 s evaluation interval, on a busy 2-core machine
 ALERT = "TieringJobNotRunning"
 TIERING_WAIT = 300  # s for the simulated sagas to be in Iceberg
+# Days of maintenance compressed into minutes: a run every 15 s, two minutes of time travel.
+MAINTENANCE = {"maintenance": {"schedule": "15s"}, "lake": {"snapshot_retention": "2min"}}
+RETENTION_S, SCHEDULE_S = 120, 15
+SEEN: dict[str, Any] = {}  # what a later test reads back: the first snapshot, the rows written
 
 
 class Stack(SuiteStack):
@@ -71,7 +81,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("observability-stack")
     settings_file = init_with_ports(workdir, PORTS)
     values = yaml.safe_load(settings_file.read_text())
-    settings_file.write_text(yaml.safe_dump({**values, "monitoring": {"app_targets": APP}}))
+    settings_file.write_text(yaml.safe_dump({**values, "monitoring": {"app_targets": APP}, **MAINTENANCE}))
     stack = Stack(workdir)
     app: subprocess.Popen[str] | None = None
     try:
@@ -181,6 +191,79 @@ def test_status_and_doctor_show_the_tiering_lag_per_table(stack: Stack):
     assert check["status"] == "pass" and f"tiering lag: {table} " in check["detail"], check
 
 
+def trino(stack: Stack, sql: str) -> list[tuple]:
+    return clients.trino_query(addresses.endpoints(stack.settings, View.EXTERNAL), sql)
+
+
+def rows_of(stack: Stack, batch: str) -> tuple[int, int, int]:
+    """Rows, distinct keys and the sum of duration_ms of a batch, through Trino (which applies every delete)."""
+    sql = (f"SELECT count(*), count(DISTINCT event_id), coalesce(sum(duration_ms), 0) "  # noqa: S608 - ours
+           f"FROM {stack.settings.lake.database}.saga_events WHERE saga_name LIKE '{batch}-%'")
+    ((count, keys, total),) = trino(stack, sql)
+    return count, keys, total
+
+
+def test_lake_maintenance_compacts_on_its_schedule_while_tiering_goes_on_and_keeps_every_row(stack: Stack):
+    """Rounds of writes, each updating keys of the round before (Fluss tiers those as Iceberg equality deletes),
+    while the service compacts every 15 s: afterwards every row is there once with its last value, the file count
+    fell, and no tiering commit failed."""
+    settings = stack.settings
+    endpoints = addresses.endpoints(settings, View.EXTERNAL)
+    SEEN["first_snapshot"] = trino(stack, f'SELECT min_by(snapshot_id, committed_at) FROM '  # noqa: S608
+                                          f'{settings.lake.database}."saga_events$snapshots"')[0][0]
+    batch = f"maint-{uuid.uuid4().hex[:8]}"
+    latest: dict[str, dict] = {}
+    previous: list[dict] = []
+    for round_ in range(6):
+        rows = saga_events(f"{batch}-{round_}", 300)
+        updates = [{**row, "duration_ms": 10_000 + i} for i, row in enumerate(previous[:60])]
+        asyncio.run(write_events(settings, rows + updates))
+        latest |= {row["event_id"]: row for row in rows + updates}
+        previous = rows
+        time.sleep(5)
+    expected = (len(latest), len(latest), sum(row["duration_ms"] for row in latest.values()))
+    wait_until("every row in Trino", TIERING_WAIT, lambda: (rows_of(stack, batch) == expected, rows_of(stack, batch)))
+    written_at = time.time()
+
+    def maintained_since() -> tuple[bool, Any]:
+        shape, _ = lake_maintenance.observe(settings, endpoints)
+        return (shape.maintained_at or 0) > written_at, shape
+
+    wait_until("a maintenance run after the writes", 4 * SCHEDULE_S + 60, maintained_since)
+    assert rows_of(stack, batch) == expected  # compaction lost, duplicated or resurrected nothing
+    log = (stack.run_dir / "logs" / "lake-maintenance.log").read_text()
+    runs = [(int(a), int(b)) for a, b in re.findall(r"data files (\d+) → (\d+)", log)]
+    assert any(before > after for before, after in runs), log[-3000:]
+    assert "maintenance failed" not in log, log[-3000:]
+    shape, findings = lake_maintenance.observe(settings, endpoints)
+    assert not findings, findings
+    assert shape.data_files <= settings.maintenance.max_files_per_bucket * settings.lake.buckets
+    assert shape.properties["write.metadata.delete-after-commit.enabled"] == "true"
+    tiering = "".join(p.read_text(errors="replace") for p in (stack.run_dir / "logs").glob("flink-taskmanager-*.log"))
+    assert "Fail to commit tiering write result" not in tiering
+    SEEN["batch"], SEEN["expected"] = batch, expected
+
+
+def test_the_lake_shape_reaches_prometheus_status_doctor_and_maintain(stack: Stack):
+    table = f"{stack.settings.lake.database}.saga_events"
+    query = "query?query=" + urllib.parse.quote(f'sagaz_lake_data_files{{table="{table}"}}')
+    wait_until("the lake shape in Prometheus", SCRAPE_WAIT, lambda: (bool(stack.api(query)["result"]),
+                                                                     stack.api(query)))
+    rows = json.loads(must(cli(stack.workdir, "status", "--json"), "status --json").stdout)
+    (row,) = [r for r in rows if r["component"] == f"{table} (lake)"]
+    assert row["state"] == "healthy" and "maintained" in row["detail"] and "data files" in row["detail"], row
+    report = json.loads(must(cli(stack.workdir, "doctor", "--quick", "--json"), "doctor --quick").stdout)
+    (check,) = [c for c in report["checks"] if c["name"] == "saga_events lake shape and maintenance"]
+    assert check["status"] == "pass" and "snapshots" in check["detail"], check
+    plan = json.loads(must(cli(stack.workdir, "maintain", "--dry-run", "--json"), "maintain --dry-run").stdout)
+    assert plan["dry_run"] is True and plan["after"] is None
+    assert [s["step"] for s in plan["steps"]][-3:] == ["compaction", "snapshot expiry", "orphan files"]
+    done = json.loads(must(cli(stack.workdir, "maintain", "--json"), "maintain").stdout)
+    assert done["ok"] is True and done["after"]["data_files"] <= done["before"]["data_files"], done
+    assert all(s["result"] == "ok" for s in done["steps"]), done["steps"]
+    assert rows_of(stack, SEEN["batch"]) == SEEN["expected"]
+
+
 def test_cancelling_the_tiering_job_fires_the_alert_and_up_clears_it(stack: Stack):
     assert stack.alert_states().get(ALERT) != "firing"
     (job,) = [j["id"] for j in stack.flink("/jobs")["jobs"] if j["status"] == "RUNNING"]
@@ -193,3 +276,29 @@ def test_cancelling_the_tiering_job_fires_the_alert_and_up_clears_it(stack: Stac
 
 def test_lag_threshold_matches_the_profile(stack: Stack):
     assert prometheus.tiering_lag_threshold_ms(stack.settings) == 30_000
+
+
+def test_snapshots_older_than_the_retention_go_and_time_travel_within_it_works(stack: Stack):
+    """Last in the module, when its first snapshots are older than the retention: a run since has expired them,
+    except the one Fluss committed last (tiering looks it up before its next commit), and a snapshot within the
+    retention still answers a time-travel query."""
+    settings = stack.settings
+    endpoints = addresses.endpoints(settings, View.EXTERNAL)
+    db = settings.lake.database
+
+    def first_snapshot_gone() -> tuple[bool, Any]:
+        ids = {row[0] for row in trino(stack, f'SELECT snapshot_id FROM {db}."saga_events$snapshots"')}  # noqa: S608
+        return SEEN["first_snapshot"] not in ids, len(ids)
+
+    wait_until("the first snapshot expired", RETENTION_S + 4 * SCHEDULE_S + 120, first_snapshot_gone)
+    shape, _ = lake_maintenance.observe(settings, endpoints)
+    assert shape.maintained_at is not None and shape.fluss_snapshot_ms is not None
+    snapshots = trino(stack, f"SELECT snapshot_id, to_unixtime(committed_at), element_at(summary, 'commit-user') "  # noqa: S608
+                             f'FROM {db}."saga_events$snapshots" ORDER BY committed_at')
+    cutoff = shape.maintained_at - max(RETENTION_S, shape.maintained_at - shape.fluss_snapshot_ms / 1000 + 60) - 5
+    assert all(committed >= cutoff for _, committed, _ in snapshots), (cutoff, snapshots)
+    assert any(user == "__fluss_lake_tiering" for *_, user in snapshots)  # Fluss's last one stays
+    oldest_id = snapshots[0][0]
+    ((count,),) = trino(stack, f"SELECT count(*) FROM {db}.saga_events FOR VERSION AS OF {oldest_id}")  # noqa: S608
+    assert count > 0
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -298,3 +299,25 @@ def test_prod_flink_takes_no_jar_uploads_and_the_tiering_job_goes_in_through_fli
 def test_flink_takes_jar_uploads_elsewhere(overrides):
     settings = lakehouse.load_settings(overrides=overrides, environ={})
     assert security.flink_jar_upload_on(settings, View.EXTERNAL if settings.target == "local" else View.INTERNAL)
+
+
+def test_every_native_process_carries_the_run_folder_marker(tmp_path):
+    """The supervisor and `down` recognise their processes by the run folder in the command line (the marker a
+    process is started with): a process without it is reported stopped while it runs, and `down` leaves it behind
+    (the lake maintenance service once was)."""
+    settings = lakehouse.load_settings(overrides={"local.run_dir": str(tmp_path / "run"),
+                                                  "replicas.trino_workers": "1"}, environ={})
+    stack = target.local_stack(settings)
+    layout = target.default_layout(settings, tmp_path)
+    home = tmp_path / "home"
+    (home / "lib").mkdir(parents=True)
+    (home / "lib" / "x.jar").touch()
+    marker = f"-Dsagaz.run-dir={layout.run_dir}"
+    java = Path(shutil.which("java") or "/usr/bin/java")  # Flink's command asks its memory model of a real JVM
+    peers = {c.name: (java, home) for c in stack.components}
+    for component, name in stack.instances():
+        if component.setup(target.instance(layout, component, name)).native.distribution == "flink":
+            continue  # its JVM flags come from Flink's own distribution (bash-java-utils), checked by the e2e
+        argv = component.setup(target.instance(layout, component, name)).native.command(
+            s.NativeContext(java, home, marker, tmp_path / "log", peers)).argv
+        assert any(str(layout.run_dir) in arg for arg in argv), (name, argv)
