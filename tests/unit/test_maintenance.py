@@ -178,3 +178,18 @@ def test_a_column_difference_is_planned_as_additive_or_destructive(want, additiv
     from sagaz_lakehouse import tables
 
     assert tables.column_plan(HAVE, want) == (additive, destructive)
+
+
+def test_servers_not_answering_yet_are_waited_for_and_not_counted_as_failed_runs():
+    """On Kubernetes nothing orders the pods' start: the service may ask the catalog before it listens. That is
+    waiting (printed once), not a failed run (which would fire LakeMaintenanceFailing after every deploy)."""
+    import threading
+
+    lake = m.Lake(m.Catalog("http://127.0.0.1:9"), m.Trino("http://127.0.0.1:9", "test"), "sagaz", "saga_events")
+    exporter, stop = m.Exporter(lake.name), threading.Event()
+    worker = threading.Thread(target=m.serve, args=(lake, m.Policy(60, 3600, "128MB", 20), 60, exporter, 1, stop))
+    worker.start()
+    stop.wait(2.5)
+    stop.set()
+    worker.join(timeout=10)
+    assert exporter.runs == {"ok": 0, "failed": 0}

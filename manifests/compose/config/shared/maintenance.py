@@ -62,6 +62,10 @@ class TableMissing(MaintenanceError):
     """The catalog has no such table (yet: the service starts before `create-tables`)."""
 
 
+class Unreachable(MaintenanceError):
+    """A server does not answer at all (yet: on Kubernetes nothing orders the pods' start)."""
+
+
 # ------------------------------------------------------------------------------------------------------ HTTP
 
 
@@ -84,7 +88,7 @@ def http_json(url: str, method: str = "GET", body: Any = None, headers: dict[str
         kind = TableMissing if exc.code == 404 else MaintenanceError
         raise kind(f"{method} {url} answered {exc.code}: {detail}") from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise MaintenanceError(f"{method} {url} failed: {getattr(exc, 'reason', exc)}") from exc
+        raise Unreachable(f"{method} {url} failed: {getattr(exc, 'reason', exc)}") from exc
     return (json.loads(raw) if raw else None), len(raw)
 
 
@@ -179,6 +183,12 @@ class Trino:
             headers["Authorization"] = f"Basic {token}"
         return headers
 
+    def require_ready(self) -> None:
+        """Trino answers queries only once it has started (``/v1/info``, public even where clients log in)."""
+        info, _ = http_json(f"{self.url.rstrip('/')}/v1/info", ca_file=self.ca_file)
+        if (info or {}).get("starting", True):
+            raise Unreachable(f"Trino at {self.url} is still starting")
+
     def execute(self, sql: str, timeout: float = 3600) -> list[list[Any]]:
         request = urllib.request.Request(f"{self.url.rstrip('/')}/v1/statement",  # noqa: S310 - the stack's Trino
                                          data=sql.encode(), method="POST", headers=self._headers())
@@ -191,7 +201,7 @@ class Trino:
             raise MaintenanceError(f"Trino refused `{sql}`: {exc.code} {exc.read().decode(errors='replace')[:300]}"
                                    ) from exc
         except (urllib.error.URLError, OSError) as exc:
-            raise MaintenanceError(f"Trino at {self.url} is not reachable: {getattr(exc, 'reason', exc)}") from exc
+            raise Unreachable(f"Trino at {self.url} is not reachable: {getattr(exc, 'reason', exc)}") from exc
         rows: list[list[Any]] = []
         while True:
             if answer.get("error"):
@@ -284,6 +294,8 @@ def run(lake: Lake, policy: Policy, dry_run: bool = False, log: Any = None, now:
     done, nothing changed."""
     say = log or (lambda _message: None)
     started = time.monotonic()
+    if not dry_run:
+        lake.trino.require_ready()
     metadata, size = lake.catalog.load(lake.namespace, lake.table)
     before = shape_of(metadata, size)
     report = Report(lake.name, dry_run, before)
@@ -405,9 +417,11 @@ class Exporter:
 def serve(lake: Lake, policy: Policy, every: int, exporter: Exporter, observe_every: int = 60,
           stop: threading.Event | None = None) -> None:
     """Maintenance ``every`` seconds after the run recorded on the table (at once for a table never maintained),
-    the shape every ``observe_every`` seconds; failures are printed and counted, and the loop goes on."""
+    the shape every ``observe_every`` seconds; failures are printed and counted, and the loop goes on. A table not
+    created yet, or a server that does not answer at all, is waited for: printed once, not counted as a failed run
+    (if it lasts, the missed runs make maintenance overdue, which status, doctor and an alert report)."""
     stop = stop or threading.Event()
-    waiting = False
+    waiting = ""
     while not stop.is_set():
         pause = float(observe_every)
         try:
@@ -425,11 +439,14 @@ def serve(lake: Lake, policy: Policy, every: int, exporter: Exporter, observe_ev
                        f"{report.expired_snapshots} snapshot(s) expired")
                 due = every
             pause = max(1.0, min(pause, due))
-            waiting = False
-        except TableMissing:
-            if not waiting:
-                _print(f"{lake.name}: no such table yet; waiting for `sagaz-lakehouse create-tables`")
-            waiting = True
+            waiting = ""
+        except (TableMissing, Unreachable) as exc:
+            why = ("no such table yet; waiting for `sagaz-lakehouse create-tables`" if isinstance(exc, TableMissing)
+                   else f"waiting for the servers: {exc}")
+            if why.split(":")[0] != waiting.split(":")[0]:
+                _print(f"{lake.name}: {why}")
+            waiting = why
+            pause = min(pause, 5.0)
         except MaintenanceError as exc:
             with exporter.lock:
                 exporter.runs["failed"] += 1
@@ -447,6 +464,7 @@ def _print(message: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maintenance.py", description=__doc__.split("\n", 1)[0])
     parser.add_argument("verb", choices=("run", "serve"))
+    parser.add_argument("--label", default="", help="ignored: lets a supervisor recognise the process")
     parser.add_argument("--catalog", required=True, help="Iceberg REST catalog URI")
     parser.add_argument("--warehouse", default="")
     parser.add_argument("--namespace", required=True)
