@@ -1,7 +1,8 @@
 """Soak benchmark of the lake (``make bench-soak`` → bench/results/soak.md): days of tiering compressed into minutes.
 
 One local stack, tiering at a 1 s freshness (a 1 s tiering poll, KV snapshots every second), receives the same saga
-events in two tables at a steady rate, with a share of updates of earlier keys (tiered as Iceberg equality deletes):
+events in two tables at a steady rate, with a share of events sent again ten seconds later, as a listener replaying its
+spool after a Fluss restart would (Fluss tiers them as Iceberg equality deletes):
 
 - ``soak_maint.saga_events`` is maintained every ``--maintain-every`` of its tiering commits, exactly as the
   lake-maintenance service does it (``sagaz_lakehouse.maintenance.run`` with the settings' policy). At the 1 s
@@ -9,11 +10,13 @@ events in two tables at a steady rate, with a share of updates of earlier keys (
   3 hours of prod (3 min freshness, hourly maintenance) per run;
 - ``soak_plain.saga_events`` is never maintained: the baseline of the same run.
 
-Every ``--sample-every`` tiering commits of the maintained table it records for both tables: data files, snapshots,
-metadata size, the tiering commit duration (Iceberg's own ``CommitReport`` of each commit, which the tiering job's
-TaskManager logs) and the latency of the query pack's ``sla_compliance`` and ``step_bottlenecks`` through Trino
-(median of 3). Until ``--commits`` commits of the maintained table have landed. At the end it makes a freshly
-compacted copy of the maintained table's rows (``CREATE TABLE AS``) and measures the same queries on it.
+The tiering service tiers one table at a time, so the two tables share its commits. Every ``--sample-every`` tiering
+commits it records for both tables: data files, snapshots, metadata size, the tiering commit duration (Iceberg's own
+``CommitReport`` of each commit, which the tiering job's TaskManager logs) and the latency of the query pack's
+``sla_compliance`` and ``step_bottlenecks`` through Trino (median of 3). Until ``--commits`` tiering commits have
+landed. At the end, with the writes stopped, it measures the maintained table as it was left (up to
+``--maintain-every`` commits since its last run) and right after one more run, against a freshly compacted copy of the
+same rows with the same layout (``CREATE TABLE AS`` bucketed as Fluss buckets the lake table).
 
 Targets (issue 24): the maintained table's query latency at most 1.5x the compacted copy's, and its tiering commit
 duration within 1.5x that of its first hundred commits. It runs its own stack in a temporary folder (on the default
@@ -87,9 +90,12 @@ def saga_rows(tag: str, sagas: int, now: datetime) -> list[dict]:
     return rows
 
 
+RESEND_AFTER = 10  # seconds: events sent again this much later land in another tiering round (equality deletes)
+
+
 class Writer(threading.Thread):
-    """Writes the same events to every table at ``rate`` events/s, re-sending a share of the previous second's
-    (an upsert of an existing key, as a listener replaying its spool would)."""
+    """Writes the same events to every table at ``rate`` events/s, sending a share of those of RESEND_AFTER seconds
+    ago again (an upsert of an existing key, as a listener replaying its spool would)."""
 
     def __init__(self, settings: lakehouse.Settings, rate: int, update_share: float) -> None:
         super().__init__(daemon=True)
@@ -113,19 +119,21 @@ class Writer(threading.Thread):
             for database in DATABASES.values():
                 table = await connection.get_table(fluss.TablePath(database, TABLE))
                 writers.append(table.new_upsert().create_writer())
-            previous: list[dict] = []
+            earlier: list[list[dict]] = []
             second = 0
             while not self.stop_flag.is_set():
                 started = time.monotonic()
                 rows = saga_rows(f"s{second}-{uuid.uuid4().hex[:6]}", max(1, self.rate // 5), datetime.now())
-                again = previous[: int(len(previous) * self.update_share)]
+                old = earlier[0] if len(earlier) >= RESEND_AFTER else []
+                again = old[: int(len(old) * self.update_share)]
                 for writer in writers:
                     handles = [writer.upsert(row) for row in rows + again]
                     await writer.flush()
                     for handle in handles:
                         await handle.wait()
                 self.written += len(rows) + len(again)
-                previous, second = rows, second + 1
+                earlier = [*earlier[-(RESEND_AFTER - 1):], rows]
+                second += 1
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
 
 
@@ -191,9 +199,9 @@ def configure(work: Path, port_base: int) -> lakehouse.Settings:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.md")
-    parser.add_argument("--commits", type=int, default=2000, help="tiering commits of the maintained table")
+    parser.add_argument("--commits", type=int, default=2000, help="tiering commits of both tables together")
     parser.add_argument("--sample-every", type=int, default=250)
-    parser.add_argument("--maintain-every", type=int, default=60)
+    parser.add_argument("--maintain-every", type=int, default=30, help="tiering commits of the maintained table")
     parser.add_argument("--rate", type=int, default=200, help="events per second, into each table")
     parser.add_argument("--update-share", type=float, default=0.1)
     parser.add_argument("--port-base", type=int, default=0, help="move every port to this base + (port mod 10000)")
@@ -213,33 +221,40 @@ def main() -> None:
             writer.start()
             maintained, plain = DATABASES["maintained"], DATABASES["plain"]
             next_sample, next_maintenance = args.sample_every, args.maintain_every
-            while commits.count(maintained) < args.commits:
+            while commits.count(maintained) + commits.count(plain) < args.commits:
                 time.sleep(2)
                 commits.refresh()
                 if writer.error:
                     raise SystemExit(f"the writer stopped: {writer.error}")
-                done = commits.count(maintained)
-                if done >= next_maintenance:
-                    target = lake_maintenance.lake(_scoped(settings, maintained),
-                                                   addresses.endpoints(settings, View.EXTERNAL))
-                    report = maintenance.run(target, lake_maintenance.policy(settings))
-                    runs.append({"commits": done, "ok": report.ok, "seconds": report.seconds,
-                                 "retries": sum(max(0, s.get("attempts", 1) - 1) for s in report.steps)})
+                if commits.count(maintained) >= next_maintenance:
+                    runs.append(maintain(settings, maintained, commits.count(maintained)))
                     next_maintenance += args.maintain_every
+                done = commits.count(maintained) + commits.count(plain)
                 if done >= next_sample:
                     samples.append(sample(settings, commits, done, started))
                     print(f"soak: {samples[-1]}", file=sys.stderr, flush=True)
                     next_sample += args.sample_every
             writer.stop_flag.set()
             writer.join(timeout=60)
+            time.sleep(10)  # the last rounds land
             commits.refresh()
-            final = sample(settings, commits, commits.count(maintained), started)
+            total = commits.count(maintained) + commits.count(plain)
+            final = sample(settings, commits, total, started)
             copy = compacted_copy(settings, maintained)
             final["copy"] = {name: query_seconds(settings, copy, name) for name in QUERIES}
+            runs.append(maintain(settings, maintained, commits.count(maintained)))
+            final["after_run"] = {name: query_seconds(settings, maintained, name) for name in QUERIES}
             samples.append(final)
         finally:
             subprocess.run([*CLI, "down", "--purge"], cwd=work, capture_output=True)
     write_report(args, settings, samples, runs, commits_seconds(commits, plain, maintained))
+
+
+def maintain(settings: lakehouse.Settings, database: str, commits: int) -> dict:
+    target = lake_maintenance.lake(_scoped(settings, database), addresses.endpoints(settings, View.EXTERNAL))
+    report = maintenance.run(target, lake_maintenance.policy(settings))
+    return {"commits": commits, "ok": report.ok, "seconds": report.seconds,
+            "retries": sum(max(0, s.get("attempts", 1) - 1) for s in report.steps)}
 
 
 def _scoped(settings: lakehouse.Settings, database: str) -> lakehouse.Settings:
@@ -264,12 +279,14 @@ def sample(settings: lakehouse.Settings, commits: Commits, done: int, started: f
 
 
 def compacted_copy(settings: lakehouse.Settings, database: str) -> str:
-    """The maintained table's rows, freshly written as one table: what a perfectly maintained table reads like."""
+    """The maintained table's rows, freshly written with its layout (bucketed by event_id as Fluss buckets the lake
+    table): what a perfectly maintained table reads like."""
     endpoints = addresses.endpoints(settings, View.EXTERNAL)
     copy = "soak_copy"
     clients.trino_query(endpoints, f"CREATE SCHEMA IF NOT EXISTS iceberg.{copy}")
     clients.trino_query(endpoints, f"DROP TABLE IF EXISTS iceberg.{copy}.saga_events")
-    clients.trino_query(endpoints, f"CREATE TABLE iceberg.{copy}.saga_events AS "  # noqa: S608 - our own names
+    clients.trino_query(endpoints, f"CREATE TABLE iceberg.{copy}.saga_events WITH (partitioning = "  # noqa: S608
+                                   f"ARRAY['bucket(event_id, {settings.lake.buckets})']) AS "
                                    f"SELECT * FROM iceberg.{database}.saga_events")
     return copy
 
@@ -282,7 +299,8 @@ def write_report(args: argparse.Namespace, settings: lakehouse.Settings, samples
         f"Machine: {os.cpu_count()} cores; run {time.strftime('%Y-%m-%d %H:%M')}; produced by `make bench-soak` "
         f"(bench/soak.py). Local target, freshness {settings.freshness}, tiering poll {settings.tiering_poll}, KV "
         f"snapshots every {settings.kv_snapshot_interval}; {args.rate} events/s into each table, "
-        f"{args.update_share:.0%} of them updates of earlier keys; snapshot retention {settings.snapshot_retention}. "
+        f"{args.update_share:.0%} of them sent again {RESEND_AFTER} s later; snapshot retention "
+        f"{settings.snapshot_retention}. "
         f"`soak_maint` maintained every {args.maintain_every} tiering commits (maintenance.run, as the service "
         f"does), `soak_plain` never; {len(runs)} maintenance runs, {sum(not r['ok'] for r in runs)} failed, "
         f"{sum(r['retries'] for r in runs)} steps started again after a commit conflict; median run "
@@ -301,12 +319,17 @@ def write_report(args: argparse.Namespace, settings: lakehouse.Settings, samples
     first_hundred = {db: median(values[:100]) for db, values in seconds.items()}
     last_hundred = {db: median(values[-100:]) for db, values in seconds.items()}
     maint, plain = DATABASES["maintained"], DATABASES["plain"]
-    lines += ["", "At the end, against a freshly compacted copy of the maintained table's rows (same run):", "",
-              "| measure | maintained | never maintained | compacted copy | maintained / copy (target ≤ 1.5) | "
-              "never maintained / copy |", "|---|---|---|---|---|---|"]
+    lines += ["", "At the end, with the writes stopped, against a freshly compacted copy of the maintained table's "
+              "rows with its layout (same run). *As left*: up to "
+              f"{args.maintain_every} tiering commits since its last run; *after a run*: right after one more.", "",
+              "| measure | maintained, as left | maintained, after a run | never maintained | compacted copy | "
+              "as left / copy | after a run / copy (target ≤ 1.5) | never maintained / copy |",
+              "|---|---|---|---|---|---|---|---|"]
     for name in QUERIES:
-        m, p, c = final["maintained"][name], final["plain"][name], final["copy"][name]
-        lines.append(f"| {name} (s, median of 3) | {m:.2f} | {p:.2f} | {c:.2f} | {m / c:.2f}x | {p / c:.2f}x |")
+        m, a, p, c = (final["maintained"][name], final["after_run"][name], final["plain"][name],
+                      final["copy"][name])
+        lines.append(f"| {name} (s, median of 3) | {m:.2f} | {a:.2f} | {p:.2f} | {c:.2f} | {m / c:.2f}x | "
+                     f"{a / c:.2f}x | {p / c:.2f}x |")
     lines += ["", "| tiering commit duration (Iceberg CommitReport) | first 100 commits (ms) | last 100 (ms) | "
               "ratio (target ≤ 1.5) |", "|---|---|---|---|"]
     for label, database in (("maintained", maint), ("never maintained", plain)):

@@ -257,7 +257,7 @@ def test_the_lake_shape_reaches_prometheus_status_doctor_and_maintain(stack: Sta
     assert check["status"] == "pass" and "snapshots" in check["detail"], check
     plan = json.loads(must(cli(stack.workdir, "maintain", "--dry-run", "--json"), "maintain --dry-run").stdout)
     assert plan["dry_run"] is True and plan["after"] is None
-    assert [s["step"] for s in plan["steps"]][-3:] == ["compaction", "snapshot expiry", "orphan files"]
+    assert [s["step"] for s in plan["steps"]][-4:] == ["compaction", "manifests", "snapshot expiry", "orphan files"]
     done = json.loads(must(cli(stack.workdir, "maintain", "--json"), "maintain").stdout)
     assert done["ok"] is True and done["after"]["data_files"] <= done["before"]["data_files"], done
     assert all(s["result"] == "ok" for s in done["steps"]), done["steps"]

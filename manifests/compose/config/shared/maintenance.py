@@ -14,11 +14,13 @@ One run, in this order:
    from, so a tiering commit landing meanwhile neither fails it nor is lost (Trino ``IcebergMetadata.finishOptimize``).
    Fluss's own ``table.datalake.auto-compaction`` is off: for a primary-key table it fails in every round that
    tiered an update (apache/fluss#4352) and it cannot be switched on for an existing table.
-3. **Snapshot expiry**: ``expire_snapshots`` keeps ``retention`` of time travel, and never the snapshot Fluss last
+3. **Manifests**: ``optimize_manifests`` rewrites the current snapshot's manifests (one more per tiering commit)
+   into few, clustered by partition: a query plans from them before it reads a single data file.
+4. **Snapshot expiry**: ``expire_snapshots`` keeps ``retention`` of time travel, and never the snapshot Fluss last
    committed: Fluss looks that snapshot up before each commit and stops tiering the table for good once it is gone
    (``IcebergLakeCommitter.getMissingLakeSnapshot``). The cutoff therefore stays before the newest snapshot whose
    summary carries Fluss's ``commit-user``.
-4. **Orphan files**: ``remove_orphan_files`` older than ``orphan_retention`` (files of a tiering round that failed
+5. **Orphan files**: ``remove_orphan_files`` older than ``orphan_retention`` (files of a tiering round that failed
    before it committed).
 
 The table's shape (data and delete files, bytes, snapshots, the size of the current metadata) comes from one read
@@ -310,6 +312,8 @@ def run(lake: Lake, policy: Policy, dry_run: bool = False, log: Any = None, now:
         ("compaction", f"optimize files under {policy.file_size_threshold} and apply deletes",
          lambda: lake.trino.execute(f"ALTER TABLE {lake.qualified} EXECUTE optimize(file_size_threshold => "
                                     f"'{policy.file_size_threshold}')")),
+        ("manifests", "rewrite the manifests into few, clustered by partition (every commit adds one)",
+         lambda: lake.trino.execute(f"ALTER TABLE {lake.qualified} EXECUTE optimize_manifests")),
         ("snapshot expiry", f"expire snapshots older than {threshold}s (retention {policy.retention}s; Fluss's "
                             "last snapshot kept)",
          lambda: lake.trino.execute(f"ALTER TABLE {lake.qualified} EXECUTE expire_snapshots(retention_threshold => "
