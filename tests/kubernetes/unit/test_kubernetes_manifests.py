@@ -187,6 +187,8 @@ def test_stateful_parts_claim_their_volume_size(variant):
     # The REST catalog's sqlite file lives on its claim.
     rest = env(variant.main(s.REST_CATALOG))
     assert rest["CATALOG_URI"].startswith(f"jdbc:sqlite:file:{claim_mount(variant, s.REST_CATALOG)}/")
+    # WAL and a 30 s busy timeout (sqlite-jdbc reads pragmas from the URL): no SQLITE_BUSY 500 under load.
+    assert rest["CATALOG_URI"].endswith("/catalog.db?journal_mode=WAL&busy_timeout=30000")
 
 
 def test_every_statefulset_has_its_headless_service(variant):
