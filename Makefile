@@ -1,5 +1,6 @@
 # sagaz-lakehouse: every developer and CI entry point.
 #   make up     bring the stack up on the default target, create the tables, prove tiering (doctor)
+#   make check  the inner loop: lint, unit tests and render checks in about two minutes (no servers)
 #   make test   lint + every test (unit, compose validation, Kubernetes API server, a real single-node Kubernetes
 #               cluster, local end-to-end, and the compose target end to end on a private Docker Engine, which it
 #               starts and stops)
@@ -10,7 +11,7 @@ CACHE ?= $(or $(SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR),$(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR := $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests \
+.PHONY: install up down test check test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests \
 	tools chromium bench-local bench-compose bench-sagaz bench-kubernetes bench-soak chaos clean
 
 install: ## install the package with its test dependencies
@@ -45,6 +46,9 @@ promtool: ## Prometheus and promtool from the Go module proxy (the alert-rule te
 
 test-unit: install lint promtool
 	$(PYTHON) -m pytest -m unit
+
+check: install lint tools ## the inner loop (about 2 minutes warm): lint, unit tests, render checks, scanners; no servers
+	$(PYTHON) -m pytest -q -n 2 -m "unit or compose or scan"
 
 test-kube: install lint tools ## the Kubernetes driver against a real API server (kwok for the kubelet)
 	$(PYTHON) -m pytest -m kube

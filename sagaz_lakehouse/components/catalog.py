@@ -13,9 +13,10 @@ from sagaz_lakehouse.components.common import CONTAINER_HEAP, xmx
 from sagaz_lakehouse.config import Settings
 
 DATABASE = "catalog.db"
-# sqlite-jdbc moves query parameters that name a pragma into the connection (SQLiteConnection.extractPragmasFromFilename,
-# 3.50.3.0): WAL lets readers go on while a commit writes, and a writer waits up to 30 s for the lock instead of the
-# default 3 s, after which the fixture answered tiering commits with HTTP 500 SQLITE_BUSY for minutes (chaos run).
+# sqlite-jdbc moves query parameters that name a pragma into the connection (3.50.3.0,
+# SQLiteConnection.extractPragmasFromFilename): WAL lets readers go on while a commit writes, and a writer waits up to
+# 30 s for the lock instead of the default 3 s, after which the fixture answered tiering commits with HTTP 500
+# SQLITE_BUSY for minutes (chaos run).
 SQLITE_PRAGMAS = "journal_mode=WAL&busy_timeout=30000"
 # The fixture runs as uid 1000 whose home is the only folder that user owns in the image (useradd --create-home in
 # apache/iceberg docker/iceberg-rest-fixture/Dockerfile): a named volume there inherits that ownership.
