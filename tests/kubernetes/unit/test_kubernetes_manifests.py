@@ -420,7 +420,7 @@ def fluss_properties(rendered, name: str) -> dict[str, str]:
 def submit_arguments(rendered) -> tuple[object, list[str]]:
     """The submit-tiering container's arguments as tasks.py itself parses them, and the tiering job's own."""
     container = rendered.main(s.SUBMIT_TIERING)
-    options = tasks._parser().parse_args([*container["command"][2:], *container["args"]])
+    options = tasks.command_parser().parse_args([*container["command"][2:], *container["args"]])
     assert options.job_args[:1] == ["--"]
     return options, options.job_args[1:]
 
@@ -455,7 +455,7 @@ def test_bucket_warehouse_endpoint_region_agree_everywhere(variant):
     assert rest["CATALOG_WAREHOUSE"] == warehouse and rest["CATALOG_S3_ENDPOINT"] == endpoint
     assert rest["CATALOG_CLIENT_REGION"] == rest["AWS_REGION"] == st.lake.region
     bucket_job = variant.main(s.CREATE_BUCKET)
-    options = tasks._parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]])
+    options = tasks.command_parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]])
     assert (options.bucket, options.endpoint, options.region) == (st.lake.bucket, endpoint, st.lake.region)
 
 
@@ -477,7 +477,7 @@ def test_configured_addresses_are_services_with_those_ports(variant):
     options, job_args = submit_arguments(variant)
     named += [options.flink, job_args[job_args.index("--fluss.bootstrap.servers") + 1]]
     bucket_job = variant.main(s.CREATE_BUCKET)
-    named.append(tasks._parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]]).endpoint)
+    named.append(tasks.command_parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]]).endpoint)
     for address in named:
         host, port = address.split("//")[-1].rsplit(":", 1)
         assert int(port) in services[host], address

@@ -560,7 +560,7 @@ def s3_status(stack: Stack, keys: tuple[str, ...], method: str, key: str, body: 
     url = f"{stack.endpoints.s3}/{stack.settings.lake.bucket}/{key}"
     token = {"x-amz-security-token": keys[2]} if len(keys) > 2 else {}
     headers = tasks.s3_headers(method, url, stack.settings.lake.region, keys[0], keys[1], body, extra=token)
-    status, _ = tasks._request(url, method, body or None, headers, timeout=30)
+    status, _ = tasks.http_request(url, method, body or None, headers, timeout=30)
     return status
 
 
@@ -608,7 +608,7 @@ def test_the_credentials_fluss_hands_out_carry_the_fluss_identity_s_grant(stack:
     url = f"{stack.endpoints.s3}/"
     headers = tasks.s3_headers("POST", url, stack.settings.lake.region, *stack.credentials.s3_keys("fluss"), body,
                                extra={"Content-Type": "application/x-www-form-urlencoded"}, service="sts")
-    status, answer = tasks._request(url, "POST", body, headers, timeout=30)
+    status, answer = tasks.http_request(url, "POST", body, headers, timeout=30)
     assert status == 200, answer[:500]
     token = tuple(re.search(rf"<{name}>([^<]+)</{name}>".encode(), answer)[1].decode()
                   for name in ("AccessKeyId", "SecretAccessKey", "SessionToken"))

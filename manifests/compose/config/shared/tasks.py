@@ -49,8 +49,8 @@ class Fatal(TaskError):
 # ----------------------------------------------------------------------------------------------------- HTTP
 
 
-def _request(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None,
-             timeout: float = 60) -> tuple[int, bytes]:
+def http_request(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None,
+                 timeout: float = 60) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the stack's own endpoints
@@ -61,7 +61,7 @@ def _request(url: str, method: str = "GET", body: bytes | None = None, headers: 
 
 def _json(url: str, method: str = "GET", body: bytes | None = None, content_type: str = "",
           timeout: float = 60) -> Any:
-    status, data = _request(url, method, body, {"Content-Type": content_type} if content_type else {}, timeout)
+    status, data = http_request(url, method, body, {"Content-Type": content_type} if content_type else {}, timeout)
     if status >= 300:
         raise TaskError(f"{method} {url} answered HTTP {status}: {data.decode(errors='replace')[:1000]}")
     return json.loads(data or b"null")
@@ -126,7 +126,7 @@ def create_bucket(endpoint: str, bucket: str, region: str, access_key: str, secr
     url = f"{endpoint.rstrip('/')}/{bucket}"
 
     def call(method: str, body: bytes = b"") -> tuple[int, bytes]:
-        return _request(url, method, body or None, s3_headers(method, url, region, access_key, secret_key, body))
+        return http_request(url, method, body or None, s3_headers(method, url, region, access_key, secret_key, body))
 
     status, _ = _wait_for(f"object store at {endpoint}", lambda: call("HEAD"), deadline)
     if status == 200:
@@ -214,7 +214,7 @@ class MinioAdmin:
     def call(self, method: str, action: str, query: dict[str, str], body: bytes) -> bytes:
         url = f"{self.endpoint}/minio/admin/v3/{action}?{urllib.parse.urlencode(sorted(query.items()))}"
         headers = s3_headers(method, url, self.region, self.access_key, self.secret_key, body)
-        status, answer = _request(url, method, body, headers)
+        status, answer = http_request(url, method, body, headers)
         if status != 200:
             raise Fatal(f"MinIO admin {action} {query} answered HTTP {status}: "
                         f"{answer.decode(errors='replace')[:300]}")
@@ -410,7 +410,7 @@ def submit_tiering(flink: str, jar: Path, main_class: str, job_name: str, taskma
 # ---------------------------------------------------------------------------------------------------- main
 
 
-def _parser() -> argparse.ArgumentParser:
+def command_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tasks.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--label", default="", help="ignored: names the stack in process listings")
     sub = parser.add_subparsers(dest="task", required=True)
@@ -435,7 +435,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    options = _parser().parse_args(argv)
+    options = command_parser().parse_args(argv)
     deadline = time.monotonic() + WAIT_SECONDS
     try:
         if options.task == "create-bucket":
