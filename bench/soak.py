@@ -254,7 +254,8 @@ def maintain(settings: lakehouse.Settings, database: str, commits: int) -> dict:
     target = lake_maintenance.lake(_scoped(settings, database), addresses.endpoints(settings, View.EXTERNAL))
     report = maintenance.run(target, lake_maintenance.policy(settings))
     return {"commits": commits, "ok": report.ok, "seconds": report.seconds,
-            "retries": sum(max(0, s.get("attempts", 1) - 1) for s in report.steps)}
+            "retries": sum(max(0, s.get("attempts", 1) - 1) for s in report.steps),
+            "failures": [f"{s['step']}: {s['result']}" for s in report.steps if s.get("result", "ok") != "ok"]}
 
 
 def _scoped(settings: lakehouse.Settings, database: str) -> lakehouse.Settings:
@@ -304,7 +305,9 @@ def write_report(args: argparse.Namespace, settings: lakehouse.Settings, samples
         f"`soak_maint` maintained every {args.maintain_every} tiering commits (maintenance.run, as the service "
         f"does), `soak_plain` never; {len(runs)} maintenance runs, {sum(not r['ok'] for r in runs)} failed, "
         f"{sum(r['retries'] for r in runs)} steps started again after a commit conflict; median run "
-        f"{median([r['seconds'] for r in runs]):.1f} s.\n",
+        f"{median([r['seconds'] for r in runs]):.1f} s."
+        + "".join(f"\n- failed at commit {r['commits']}: {'; '.join(r['failures'])[:300]}" for r in runs if not r["ok"])
+        + "\n",
         "| commits | minutes | data files (maint / plain) | delete files | snapshots | metadata KiB | commit ms, "
         "last 100 | sla_compliance s | step_bottlenecks s |",
         "|---|---|---|---|---|---|---|---|---|",
