@@ -255,7 +255,8 @@ def maintain(settings: lakehouse.Settings, database: str, commits: int) -> dict:
     report = maintenance.run(target, lake_maintenance.policy(settings))
     return {"commits": commits, "ok": report.ok, "seconds": report.seconds,
             "retries": sum(max(0, s.get("attempts", 1) - 1) for s in report.steps),
-            "failures": [f"{s['step']}: {s['result']}" for s in report.steps if s.get("result", "ok") != "ok"]}
+            "failures": [f"{s['step']}: {s.get('error', s['result'])}" for s in report.steps
+                         if s.get("result", "ok") != "ok"]}
 
 
 def _scoped(settings: lakehouse.Settings, database: str) -> lakehouse.Settings:
