@@ -4,7 +4,11 @@
 through the Trino client; a Flink query through the SQL Gateway, in a session of its own that first creates the
 ``fluss`` catalog (``CREATE CATALOG fluss WITH ('type' = 'fluss', 'bootstrap.servers' = ...)``, with the address the
 gateway's own configuration gives its sessions: the one the Flink cluster reaches Fluss at), then follows the
-streaming query within its bound (``sqlgateway.Session.follow``).
+streaming query within its bound (``sqlgateway.Session.follow``); a query of the historical pack on Spark (``engine=
+"spark"``) through a ``spark.SparkEngine`` the caller opens (``spark.engine``), from the Spark pack's own file.
+
+Parameters named in ``SETTING_PARAMS`` take their default from the settings (the prices of ``cost_attribution``
+come from ``cost.*``) unless given.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagaz_lakehouse import clients, queries
 from sagaz_lakehouse.addresses import Endpoints
@@ -25,7 +29,16 @@ from sagaz_lakehouse.config import Settings
 from sagaz_lakehouse.errors import LakehouseError, UsageError
 from sagaz_lakehouse.queries import Query, Result
 
+if TYPE_CHECKING:
+    from sagaz_lakehouse.spark import SparkEngine
+
 FORMATS = ("table", "json", "csv")
+# Query parameters whose default is a setting: parameter → the setting's value.
+SETTING_PARAMS: dict[str, Callable[[Settings], str]] = {
+    "price_gb_month": lambda s: s.cost.storage_gb_month,
+    "price_million_events": lambda s: s.cost.million_events,
+    "price_vcpu_hour": lambda s: s.cost.vcpu_hour,
+}
 FLUSS_CATALOG = "fluss"
 # Session settings of every Flink query: a streaming read, and timestamps shown in UTC like the events themselves.
 FLINK_SESSION = {"execution.runtime-mode": "streaming", "table.local-time-zone": "UTC"}
@@ -40,17 +53,34 @@ class Prepared:
     sql: str
 
 
-def prepare(settings: Settings, name: str, params: dict[str, str], now: datetime | None = None) -> Prepared:
-    """UsageError for an unknown name or a bad parameter, listing the valid ones."""
-    query = queries.find(name)
-    values = query.values(params, now)
+def prepare(settings: Settings, name: str, params: dict[str, str], now: datetime | None = None,
+            engine: str | None = None) -> Prepared:
+    """UsageError for an unknown name, an engine that does not run it, or a bad parameter, listing the valid ones."""
+    query = queries.find(name, engine)
+    declared = {p.name for p in query.params}
+    defaults = {k: default(settings) for k, default in SETTING_PARAMS.items() if k in declared}
+    values = query.values({**defaults, **params}, now)
     return Prepared(query, values, query.render(values, settings.lake.database))
 
 
-def execute(prepared: Prepared, endpoints: Endpoints, progress: Callable[[str], None] | None = None) -> Result:
+def execute(prepared: Prepared, endpoints: Endpoints, progress: Callable[[str], None] | None = None,
+            spark: SparkEngine | None = None) -> Result:
     query, values, sql = prepared.query, prepared.values, prepared.sql
     if query.engine == "flink":
         return _run_flink(query, values, sql, endpoints, progress)
+    if query.engine == "spark":
+        if spark is None:
+            raise LakehouseError(f"query {query.name} on Spark needs a Spark session",
+                                 "open one with sagaz_lakehouse.spark.engine(settings, credentials, endpoints)")
+        try:
+            columns, rows = spark.table(sql)
+        except Exception as exc:
+            if type(exc).__module__.startswith("pyspark"):
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise LakehouseError(f"Spark refused query {query.name}: {first}",
+                                     "see `sagaz-lakehouse query --list` for its parameters") from None
+            raise
+        return Result(query.name, "spark", columns, rows, values, {"sql": sql})
     try:
         columns, rows = clients.trino_table(endpoints, sql)
     except Exception as exc:

@@ -663,17 +663,26 @@ def query(
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the SQL the query would run; run nothing.")]
     = False,
+    engine: Annotated[str | None, typer.Option(
+        "--engine", "-e", help="Run it on another engine: spark runs the historical (Trino) pack from its own Spark "
+        "SQL files, in a local Spark session on the same Iceberg tables (needs the spark extra).",
+        show_default=False)] = None,
 ) -> int:
     """Run a query of the analytics packs and print its result.
 
     Trino pack (historical, over the Iceberg copy): sla_compliance, step_bottlenecks, failure_patterns,
     compensation_frequency, throughput, slowest_sagas, time_travel, lake_snapshots. Flink pack (real time, over
     Fluss through the stack's SQL Gateway; each follows the stream within a bound its parameters set):
-    running_sagas, failures_recent, step_latency_live. An unknown query or parameter exits 2 with the valid ones."""
+    running_sagas, failures_recent, step_latency_live. Also in the Trino pack: anomalies (buckets whose failure rate
+    or p95 left the trailing baseline) and cost_attribution (prices from the cost.* settings). --engine spark runs
+    a historical query on Spark instead. An unknown query, engine or parameter exits 2 with the valid ones."""
     from sagaz_lakehouse import analytics, queries
     from sagaz_lakehouse.errors import UsageError
 
     fmt = "json" if options.as_json else fmt
+    engines = (*queries.ENGINES, *queries.DIALECTS)
+    if engine is not None and engine not in engines:
+        raise UsageError(f"--engine {engine}: unknown engine", f"use one of: {', '.join(engines)}")
     if fmt not in analytics.FORMATS:
         raise UsageError(f"unknown format '{fmt}'", f"use one of: {', '.join(analytics.FORMATS)}")
     if list_queries or name is None:
@@ -691,12 +700,19 @@ def query(
             raise UsageError(f"--param {item}: expected KEY=VALUE", "valid parameters:\n" + queries.find(name).usage())
         given[key.strip()] = value
     settings, base_dir = options.settings()
-    prepared = analytics.prepare(settings, name, given)
+    prepared = analytics.prepare(settings, name, given, engine=engine)
     if dry_run:
         options.emit({"query": name, "engine": prepared.query.engine, "sql": prepared.sql}, prepared.sql)
         return 0
     with options.driver(settings, base_dir).client_endpoints() as endpoints:
-        result = analytics.execute(prepared, endpoints, progress=options.progress())
+        if prepared.query.engine == "spark":
+            from sagaz_lakehouse import spark
+
+            credentials = options.credentials(settings, base_dir)
+            with spark.engine(settings, credentials, endpoints, options.progress()) as session:
+                result = analytics.execute(prepared, endpoints, progress=options.progress(), spark=session)
+        else:
+            result = analytics.execute(prepared, endpoints, progress=options.progress())
     typer.echo(analytics.formatted(result, fmt))
     notes = result.notes
     how = (f"; stream followed {notes['seconds']}s ({notes['stopped']}; {notes['changes']} changelog rows)"

@@ -203,6 +203,38 @@ class Monitoring:
                                "serves one): Prometheus scrapes them as job sagaz-apps")
 
 
+DECIMAL = re.compile(r"^\d{1,9}(\.\d{1,9})?$")  # a non-negative decimal number (prices, thresholds)
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """The live anomaly rules Prometheus evaluates (templates/prometheus/alerts.yml, group sagaz-lakehouse-anomalies):
+    each saga's failure ratio and p95 duration against a trailing baseline of the same series."""
+
+    window: str = setting("5min", "the rate window of the current failure ratio and p95 duration of each saga",
+                          pattern=DURATION, expect="a duration like 30s or 5min")
+    baseline: str = setting("6h", "how far back the baseline (trailing mean and standard deviation) reaches; it ends "
+                            "window + for before now, so an anomaly does not raise its own baseline",
+                            pattern=DURATION, expect="a duration like 90s or 6h")
+    sustained: str = setting("10min", "how long the current value must stay outside the band before the alert "
+                             "fires (the rules' `for`)", pattern=DURATION, expect="a duration like 15s or 10min")
+    threshold: str = setting("3", "the band: the baseline mean plus or minus this many standard deviations",
+                             pattern=DECIMAL, expect="a number like 3 or 2.5")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Prices for `query cost_attribution` and the report's cost section (your own; the defaults are indicative list
+    prices in USD, not a quote)."""
+
+    storage_gb_month: str = setting("0.023", "price of one GB (10^9 bytes) of lake storage for a month",
+                                    pattern=DECIMAL, expect="a number like 0.023")
+    million_events: str = setting("0.25", "price of ingesting and keeping one million saga events (the streaming "
+                                  "tier: Fluss, tiering)", pattern=DECIMAL, expect="a number like 0.25")
+    vcpu_hour: str = setting("0.04", "price of one vCPU-hour of compute; a step's compute is the sum of its "
+                             "durations", pattern=DECIMAL, expect="a number like 0.04")
+
+
 @dataclass(frozen=True)
 class Durability:
     """How Fluss keeps acknowledged writes (server options; see docs/fluss-hw-truncation.md for why)."""
@@ -275,6 +307,8 @@ class Settings:
     lake: Lake = section(Lake, "object store, warehouse and table settings")
     maintenance: Maintenance = section(Maintenance, "lake maintenance: compaction, snapshot expiry, orphan files")
     monitoring: Monitoring = section(Monitoring, "what Prometheus scrapes besides the stack")
+    anomaly: Anomaly = section(Anomaly, "live anomaly detection: baselines and alert rules in Prometheus")
+    cost: Cost = section(Cost, "prices for cost attribution (query cost_attribution, the report)")
     durability: Durability = section(Durability, "Fluss replication and high-watermark persistence")
     secrets: Secrets = section(Secrets, "where credentials come from (never from this file)")
     local: Local = section(Local, "local target (native processes)")

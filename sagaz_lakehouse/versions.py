@@ -75,6 +75,16 @@ KUBERNETES = "1.33"
 #   the same k8s.io/kubernetes): the version kubeadm 1.33 deploys (cmd/kubeadm/app/constants CoreDNSVersion).
 KUBE_TEST_CLUSTER = {"kubernetes": "v1.33.13", "etcd": "v3.5.21", "kwok": "v0.7.0", "coredns": "v1.12.0"}
 
+# Spark, the second engine on the Iceberg tables (`query NAME --engine spark`): pyspark from PyPI with Iceberg's Spark
+# runtime from Maven Central. apache/iceberg at apache-iceberg-1.10.1 (the Iceberg the stack runs, ICEBERG above):
+# gradle.properties knownSparkVersions=3.4,3.5,4.0 and defaultSparkVersions=4.0; gradle/libs.versions.toml
+# spark40 = "4.0.0", the Spark its iceberg-spark-runtime-4.0_2.13 is built against; that runtime is Scala 2.13, as is
+# pyspark 4.0 (Spark 4.0 dropped 2.12). Spark 4.0 runs on Java 17 or 21 (its documentation's Overview).
+SPARK = "4.0.0"
+SPARK_MINOR = "4.0"
+SPARK_SCALA = "2.13"
+SPARK_JAVA = (17, 21)
+
 JAVA_FOR = {"default": 17, "trino": 24}  # minimum Java feature version per component (Trino 476 needs 24)
 
 ALL = {

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("targets", ("targets.*",)),  # base, probes and one package per target
     ("settings loader", ("loader",)),
     ("clients and analytics", ("clients", "tables", "fluss_cluster", "lake_health", "lake_maintenance", "analytics",
-                               "report",
+                               "spark", "report",
                                "dashboards", "sagaz", "simulate")),
     ("commands and public face", ("doctor", "cli", "__main__", "")),  # "": the package itself (__init__.py)
 ]

@@ -76,6 +76,13 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     # The SQL Gateway, which Flink's binary distribution ships in opt/ and the PyPI sdist lacks: one jar, shaded with
     # flink-sql-gateway-api and quartz (its pom); everything else it needs is in lib/.
     "flink-sql-gateway": ("jars", [f"org.apache.flink:flink-sql-gateway:{v.FLINK.version}"]),
+    # Spark's Iceberg catalog, added to the session pyspark starts (`query --engine spark`): Iceberg's Spark runtime for
+    # the pinned Spark line and Scala, of the Iceberg release the stack runs, and the AWS SDK bundle S3FileIO needs
+    # (apache/iceberg docs/docs/spark-getting-started.md, docs/docs/aws.md).
+    "spark-iceberg": ("jars", [
+        f"org.apache.iceberg:iceberg-spark-runtime-{v.SPARK_MINOR}_{v.SPARK_SCALA}:{ICEBERG}",
+        f"org.apache.iceberg:iceberg-aws-bundle:{ICEBERG}",
+    ]),
 }
 
 

@@ -1,7 +1,12 @@
 """The query packs: SQL files shipped in the package, each with a header that says what it answers and how to call it.
 
 ``trino/*.sql`` is the historical pack (Trino over the Iceberg copy), ``flink/*.sql`` the real-time pack (Flink SQL
-over Fluss, through the SQL Gateway). A file starts with its header, comment lines of the form::
+over Fluss, through the SQL Gateway). ``spark/*.sql`` is the historical pack again in Spark SQL, one file per Trino
+query with the same name, header and parameters (``query NAME --engine spark``): the dialects differ in quoting
+(``"timestamp"`` against backticks), Iceberg's metadata tables and hidden columns (``"saga_events$files"``,
+``"$path"`` against ``saga_events.files``, ``_file``), time travel syntax, ``IF`` with two arguments and where NULLs
+sort, so each engine has its own file rather than a rewrite by pattern. A file starts with its header, comment
+lines of the form::
 
     -- title: SLA compliance per saga
     -- description: For each saga definition, ...
@@ -23,21 +28,26 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
 from sagaz_lakehouse.errors import UsageError
 
 ENGINES = ("trino", "flink")
-TYPES = ("int", "duration", "pattern", "choice", "as_of")
+# Engines that run another pack's queries from files of their own: engine → the pack whose queries it runs.
+DIALECTS = {"spark": "trino"}
+TYPES = ("int", "number", "duration", "pattern", "choice", "as_of")
 # Parameters the Flink runner consumes itself (how long to follow the stream); they never reach the SQL.
 RUNNER_PARAMS = {"flink": ("max_seconds", "quiet_seconds")}
 # How far before a Flink query's window its Fluss log read starts: the log is positioned by the servers' commit
 # time, the window by the application's event time, and the two clocks may differ.
 STARTUP_SLACK = timedelta(minutes=1)
-PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([a-z_]+))?\}")
+PLACEHOLDER = re.compile(r"\{([a-z][a-z_0-9]*)(?::([a-z_]+))?\}")
 HEADER = re.compile(r"^-- (title|description|param|sort): ?(.*)$")
-PARAM = re.compile(r"^([a-z_]+) \((int|duration|pattern|as_of|choice ([a-z_|]+))(?:, default (\S*))?\): (.+)$")
+PARAM = re.compile(r"^([a-z_0-9]+) \((int|number|duration|pattern|as_of|choice ([a-z_|]+))(?:, default (\S*))?\): "
+                   r"(.+)$")
+NUMBER = re.compile(r"^\d{1,9}(\.\d{1,9})?$")
 DURATION = re.compile(r"^(\d+)\s*(s|m|min|h|d)$")
 UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
@@ -62,6 +72,10 @@ class Param:
             if not re.fullmatch(r"\d{1,12}", text):
                 raise ValueError("expected a whole number >= 0")
             return int(text)
+        if self.kind == "number":
+            if not NUMBER.fullmatch(text):
+                raise ValueError("expected a number >= 0 like 3 or 0.25")
+            return Decimal(text)
         if self.kind == "duration":
             return now - parse_duration(text)
         if self.kind == "pattern":
@@ -83,9 +97,10 @@ class Param:
             raise ValueError("expected a snapshot id, a duration ago (10m) or an ISO timestamp in UTC") from None
         return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
-    def render(self, value: Any, fmt: str | None) -> str:
-        """``value`` as SQL. Formats: ``startup_ms`` (a duration's cutoff as epoch milliseconds, STARTUP_SLACK
-        early: Fluss's ``scan.startup.timestamp``)."""
+    def render(self, value: Any, fmt: str | None, engine: str = "trino") -> str:
+        """``value`` as SQL for ``engine``. Formats: ``startup_ms`` (a duration's cutoff as epoch milliseconds,
+        STARTUP_SLACK early: Fluss's ``scan.startup.timestamp``). A number is a DOUBLE literal (``0.25e0``) in
+        every dialect, so arithmetic with it never truncates."""
         if fmt == "startup_ms":
             if self.kind != "duration":
                 raise UsageError(f"{{{self.name}:startup_ms}} needs a duration parameter", "fix the query file")
@@ -94,10 +109,15 @@ class Param:
             raise UsageError(f"unknown format {{{self.name}:{fmt}}}", "formats: startup_ms")
         if self.kind == "int":
             return str(value)
+        if self.kind == "number":
+            return f"{value}e0"
         if self.kind == "duration":
             return timestamp_literal(value)
         if self.kind in ("pattern", "choice"):
             return "'" + str(value).replace("'", "''") + "'"
+        if engine == "spark":  # Spark SQL's time travel (the session's time zone is UTC)
+            return f"VERSION AS OF {value}" if isinstance(value, int) else \
+                f"TIMESTAMP AS OF '{value:%Y-%m-%d %H:%M:%S.%f}'"
         if isinstance(value, int):
             return f"FOR VERSION AS OF {value}"
         return f"FOR TIMESTAMP AS OF TIMESTAMP '{value:%Y-%m-%d %H:%M:%S.%f} UTC'"
@@ -168,7 +188,7 @@ class Query:
             name, fmt = match.group(1), match.group(2)
             if name == "database":
                 return database
-            return self.param(name).render(values[name], fmt)
+            return self.param(name).render(values[name], fmt, self.engine)
 
         return PLACEHOLDER.sub(replace, self.sql)
 
@@ -217,6 +237,13 @@ def parse_file(name: str, engine: str, text: str, source: str = "") -> Query:
 
 
 _PACKS: dict[str, Query] | None = None
+_DIALECT_PACKS: dict[str, dict[str, Query]] = {}
+
+
+def _read_pack(engine: str) -> dict[str, Query]:
+    root = resources.files(__name__).joinpath(engine)
+    return {entry.name[:-4]: parse_file(entry.name[:-4], engine, entry.read_text(), f"{engine}/{entry.name}")
+            for entry in sorted(root.iterdir(), key=lambda e: e.name) if entry.name.endswith(".sql")}
 
 
 def packs() -> dict[str, Query]:
@@ -224,26 +251,37 @@ def packs() -> dict[str, Query]:
     global _PACKS
     if _PACKS is None:
         found: dict[str, Query] = {}
-        root = resources.files(__name__)
         for engine in ENGINES:
-            for entry in sorted(root.joinpath(engine).iterdir(), key=lambda e: e.name):
-                if not entry.name.endswith(".sql"):
-                    continue
-                name = entry.name[:-4]
+            for name, query in _read_pack(engine).items():
                 if name in found:
                     raise ValueError(f"query name {name} is in both packs")
-                found[name] = parse_file(name, engine, entry.read_text(), f"{engine}/{entry.name}")
+                found[name] = query
         _PACKS = found
     return _PACKS
 
 
-def find(name: str) -> Query:
+def dialect_pack(engine: str) -> dict[str, Query]:
+    """The queries ``engine`` (a key of DIALECTS) runs from its own files, by name."""
+    if engine not in _DIALECT_PACKS:
+        _DIALECT_PACKS[engine] = _read_pack(engine)
+    return _DIALECT_PACKS[engine]
+
+
+def find(name: str, engine: str | None = None) -> Query:
+    """The query ``name``; with ``engine``, its file for that engine (its own pack's, or a dialect's)."""
     queries = packs()
     if name not in queries:
         close = [n for n in queries if name and name in n][:1] or difflib.get_close_matches(name, list(queries), n=1)
         raise UsageError(f"unknown query '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""),
                          "valid queries:\n" + listing())
-    return queries[name]
+    query = queries[name]
+    if engine is None or engine == query.engine:
+        return query
+    engines = [query.engine, *(e for e, pack in DIALECTS.items() if pack == query.engine)]
+    if engine not in engines:
+        raise UsageError(f"query {name} runs on {' or '.join(engines)}, not on {engine}",
+                         f"leave out --engine, or use --engine {query.engine}")
+    return dialect_pack(engine)[name]
 
 
 def listing() -> str:

@@ -17,15 +17,36 @@ from sagaz_lakehouse.queries import Param, Result
 NOW = datetime(2026, 3, 1, 12, 0, 0)
 ALL = list(queries.packs().values())
 EXPECTED = {"trino": {"sla_compliance", "step_bottlenecks", "failure_patterns", "compensation_frequency",
-                      "throughput", "slowest_sagas", "time_travel", "lake_snapshots"},
+                      "throughput", "slowest_sagas", "time_travel", "lake_snapshots", "anomalies",
+                      "cost_attribution"},
             "flink": {"running_sagas", "failures_recent", "step_latency_live"}}
+
+
+SPARK = list(queries.dialect_pack("spark").values())
 
 
 def test_both_packs_ship_every_query_the_issue_asks_for():
     assert {e: {q.name for q in ALL if q.engine == e} for e in queries.ENGINES} == EXPECTED
 
 
-@pytest.mark.parametrize("query", ALL, ids=lambda q: q.name)
+def test_the_spark_pack_has_every_historical_query_with_the_same_header():
+    assert {q.name for q in SPARK} == EXPECTED["trino"]
+    for spark in SPARK:
+        trino = queries.find(spark.name)
+        assert spark.engine == "spark" and queries.find(spark.name, "spark") is spark
+        assert (spark.title, spark.description, spark.params) == (trino.title, trino.description, trino.params)
+        assert '"timestamp"' not in spark.sql and "$" not in spark.sql  # Trino's quoting and metadata tables
+
+
+def test_an_engine_runs_only_its_packs_queries():
+    with pytest.raises(UsageError, match="query running_sagas runs on flink, not on spark"):
+        queries.find("running_sagas", "spark")
+    with pytest.raises(UsageError, match="runs on trino or spark, not on flink"):
+        queries.find("throughput", "flink")
+    assert queries.find("throughput", "trino") is queries.find("throughput")
+
+
+@pytest.mark.parametrize("query", ALL + SPARK, ids=lambda q: f"{q.engine}/{q.name}")
 def test_each_file_documents_itself_and_uses_exactly_its_parameters(query):
     assert len(query.title) > 5 and len(query.description) > 40
     used = {m.group(1) for m in queries.PLACEHOLDER.finditer(query.sql)} - {"database"}
@@ -41,18 +62,18 @@ def test_each_file_documents_itself_and_uses_exactly_its_parameters(query):
     assert bool(query.sort) == (query.engine == "flink")  # a stream has no order of its own; Trino's SQL has one
 
 
-@pytest.mark.parametrize("query", ALL, ids=lambda q: q.name)
+@pytest.mark.parametrize("query", ALL + SPARK, ids=lambda q: f"{q.engine}/{q.name}")
 def test_every_read_of_saga_events_leaves_out_the_doctor_probes(query):
-    reads = len(re.findall(r"\.saga_events\b(?!\$)", query.sql))
+    reads = len(re.findall(r"\.saga_events\b(?!\$|\.(?:files|snapshots)\b)", query.sql))
     filters = query.sql.count(f"event_type <> '{PROBE_EVENT_TYPE}'")
     assert reads == filters, f"{query.source}: {reads} reads of saga_events, {filters} probe filters"
 
 
-@pytest.mark.parametrize("query", ALL, ids=lambda q: q.name)
+@pytest.mark.parametrize("query", ALL + SPARK, ids=lambda q: f"{q.engine}/{q.name}")
 def test_defaults_render_to_plain_sql(query):
     sql = query.render(query.values({}, NOW), "analytics_db")
     assert "{" not in sql and "}" not in sql
-    assert ("iceberg.analytics_db." if query.engine == "trino" else "fluss.analytics_db.") in sql
+    assert ("fluss.analytics_db." if query.engine == "flink" else "iceberg.analytics_db.") in sql
 
 
 def test_values_are_rendered_as_literals_of_their_type():
@@ -83,6 +104,22 @@ def test_flink_reads_start_a_minute_early_in_epoch_milliseconds():
 def test_time_travel_by_snapshot_or_moment(text, clause):
     query = queries.find("time_travel")
     assert f"saga_events {clause}\n" in query.render(query.values({"as_of": text}, NOW), "sagaz")
+    spark = queries.find("time_travel", "spark")
+    spark_clause = (clause.replace("FOR VERSION", "VERSION") if "VERSION" in clause else
+                    clause.replace("FOR TIMESTAMP AS OF TIMESTAMP ", "TIMESTAMP AS OF ").replace(" UTC'", "'"))
+    assert f"saga_events {spark_clause}\n" in spark.render(spark.values({"as_of": text}, NOW), "sagaz")
+
+
+def test_numbers_render_as_double_literals_and_prices_default_to_the_settings():
+    settings = lakehouse.load_settings(None, {"cost.vcpu_hour": "0.5"}, environ={})
+    prepared = analytics.prepare(settings, "cost_attribution", {"price_million_events": "2"}, NOW)
+    assert prepared.values["price_vcpu_hour"] == Decimal("0.5")  # from cost.vcpu_hour
+    assert prepared.values["price_gb_month"] == Decimal(settings.cost.storage_gb_month)
+    assert "* 2e0 AS events_cost" in prepared.sql and "* 0.5e0 AS compute_cost" in prepared.sql
+    with pytest.raises(UsageError, match="threshold='-1': expected a number"):
+        analytics.prepare(settings, "anomalies", {"threshold": "-1"}, NOW)
+    spark = analytics.prepare(settings, "anomalies", {"threshold": "2.5"}, NOW, engine="spark")
+    assert spark.query.engine == "spark" and "2.5e0 * sqrt(" in spark.sql
 
 
 def test_bad_parameters_are_reported_together_with_the_valid_ones():

