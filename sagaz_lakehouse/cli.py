@@ -624,6 +624,15 @@ def simulate(
                                               "metrics, the listener's counters) on 127.0.0.1:PORT, as an "
                                               "application would (list it in monitoring.app_targets); 0: off.")] = 0,
     metrics_linger: Annotated[float, typer.Option(min=0, help="Seconds to keep serving metrics after the run.")] = 0,
+    anomaly: Annotated[list[str] | None, typer.Option(
+        "--anomaly", help="Inject an anomaly (repeatable): saga=order,step=charge_payment,at=+10m,for=5m, then "
+        "failure_rate=0.5 and/or duration_ms=200: sagas of that kind starting in the window fail at the step with "
+        "that probability and/or spend that long in it.", show_default=False)] = None,
+    backdate: Annotated[str, typer.Option(help="Stamp the events as if the run had started this long ago, e.g. "
+                                          "6h (history for the historical queries; empty: now).")] = "",
+    time_scale: Annotated[float, typer.Option(min=0.001, help="Simulated seconds per second of the run: the "
+                                              "events' timestamps advance this much faster (durations stay real); "
+                                              "--anomaly windows count in simulated time.")] = 1.0,
 ) -> int:
     """Run real Sagaz sagas (an order saga with compensations; a parallel DAG whose compensation can fail) with the
     FlussAnalyticsListener against the running stack. Exit 1 if events could not be delivered.
@@ -635,9 +644,25 @@ def simulate(
         from sagaz_lakehouse import simulate as sim
     except ModuleNotFoundError as exc:
         raise UsageError(f"simulate needs Sagaz ({exc})", "pip install 'sagaz-lakehouse[sagaz]'") from None
+    anomalies = []
+    for spec in anomaly or []:
+        try:
+            anomalies.append(sim.parse_anomaly(spec))
+        except ValueError as exc:
+            raise UsageError(f"--anomaly {spec}: {exc}",
+                             "e.g. --anomaly saga=order,step=charge_payment,at=+10m,for=5m,failure_rate=0.5") from None
+    backdate_s = 0.0
+    if backdate:
+        from sagaz_lakehouse.queries import parse_duration
+
+        try:
+            backdate_s = parse_duration(backdate).total_seconds()
+        except ValueError as exc:
+            raise UsageError(f"--backdate {backdate}: {exc}", "e.g. --backdate 6h") from None
     settings, base_dir = options.settings()
     with options.driver(settings, base_dir).client_endpoints() as endpoints:
-        summary = sim.run(sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed,
+        summary = sim.run(sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed, anomalies=anomalies,
+                          backdate_s=backdate_s, time_scale=time_scale,
                           progress=None if options.as_json else sim.tenths(options.progress()),
                           bootstrap_servers=endpoints.fluss_bootstrap, database=settings.lake.database,
                           metrics_port=metrics_port, metrics_linger=metrics_linger,

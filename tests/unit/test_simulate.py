@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 
 import pytest
@@ -81,3 +82,59 @@ def test_tenths_reports_each_tenth() -> None:
     for done in range(1, 26):
         progress(done, 25)
     assert seen == [f"{n}/25 sagas" for n in (2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 25)]
+
+
+def test_an_anomaly_changes_only_the_sagas_in_its_window_and_nothing_else_of_the_plan() -> None:
+    import random
+
+    anomaly = simulate.parse_anomaly("saga=order,step=charge_payment,at=+10m,for=5m,failure_rate=1,duration_ms=80")
+    assert anomaly == simulate.Anomaly("order", "charge_payment", 600.0, 300.0, 1.0, 80.0)
+    plans = [simulate.plan(random.Random(5), 0.2) for _ in range(40)]  # noqa: S311
+    offsets = [i * 30.0 for i in range(40)]  # a saga every 30 s: [600, 900) holds sagas 20..29
+    changed, covered = simulate.with_anomalies(plans, [anomaly], offsets, random.Random(1))  # noqa: S311
+    inside = {i for i in range(20, 30) if plans[i].kind == "order"}
+    assert covered == [len(inside)] and inside
+    for i, (before, after) in enumerate(zip(plans, changed, strict=True)):
+        if i in inside:
+            assert after.fail_at == "charge_payment" and after.step_ms["charge_payment"] == 80.0
+        else:
+            assert after == before
+
+
+def test_a_run_with_an_anomaly_fails_where_it_was_injected_and_a_seed_still_reproduces_it() -> None:
+    sink = MemorySink()
+    anomaly = simulate.parse_anomaly("saga=fulfilment,step=book_courier,at=0,failure_rate=1")
+
+    async def main() -> dict:
+        async with FlussAnalyticsListener("127.0.0.1:1", database="sagaz", sink=sink) as listener:  # type: ignore[arg-type]
+            return await simulate.simulate(listener, sagas=40, rate=0, failure_rate=0.0, seed=3,
+                                           anomalies=[anomaly])
+
+    summary = asyncio.run(main())
+    failed = {(r.saga_name, r.step_name) for r in sink.rows if r.event_type == "step_failed"}
+    assert failed == {("fulfilment", "book_courier")}
+    assert summary["anomalies"][0]["sagas"] == summary["by_saga"]["fulfilment"]["failed"] > 0
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    ("saga=invoice,step=x,failure_rate=0.5", "saga='invoice'"),
+    ("saga=order,step=book_courier,failure_rate=0.5", "step='book_courier'"),
+    ("saga=order,step=ship_order,failure_rate=2", "failure_rate='2'"),
+    ("saga=order,step=ship_order,at=soon,failure_rate=0.5", "at='soon'"),
+    ("saga=order,step=ship_order", "give failure_rate"),
+    ("saga=order,step=ship_order,rate=1", "'rate=1': expected KEY=VALUE"),
+])
+def test_a_bad_anomaly_names_the_field(spec: str, field: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(field)):
+        simulate.parse_anomaly(spec)
+
+
+def test_the_simulated_clock_starts_in_the_past_and_runs_faster() -> None:
+    import time
+
+    clock = simulate.SimulatedClock(backdate_s=3600, time_scale=60)
+    first = clock()
+    assert abs(first - (time.time_ns() - 3600 * 10**9)) < 2 * 10**9
+    time.sleep(0.05)
+    assert 2.5e9 < clock() - first < 6e9  # 50 ms of the run is 3 s of simulated time
+    assert not simulate.SimulatedClock().shifted
