@@ -126,11 +126,29 @@ def maintenance_overdue_seconds(settings: Settings) -> int:
     return int(2 * duration_seconds(schedule)) + maintenance.OVERDUE_GRACE if schedule != "off" else 0
 
 
+def prometheus_duration(setting: str) -> str:
+    """A duration setting (5min, 90s, 6h) as a Prometheus duration (whole seconds)."""
+    return f"{max(1, round(duration_seconds(setting)))}s"
+
+
+def anomaly_values(settings: Settings) -> dict[str, str]:
+    """The anomaly rules' parameters from the anomaly.* settings (the baseline ends window + sustained ago)."""
+    anomaly = settings.anomaly
+    offset = duration_seconds(anomaly.window) + duration_seconds(anomaly.sustained)
+    return {"__ANOMALY_WINDOW__": prometheus_duration(anomaly.window),
+            "__ANOMALY_BASELINE__": prometheus_duration(anomaly.baseline),
+            "__ANOMALY_OFFSET__": f"{max(1, round(offset))}s",
+            "__ANOMALY_FOR__": prometheus_duration(anomaly.sustained),
+            "__ANOMALY_THRESHOLD__": anomaly.threshold}
+
+
 def alert_rules(settings: Settings) -> str:
     text = (templates_dir() / RULES_TEMPLATE).read_text()
-    values = {LAG_THRESHOLD_TOKEN: tiering_lag_threshold_ms(settings),
-              "__MAINTENANCE_OVERDUE_S__": maintenance_overdue_seconds(settings),
-              "__MAX_DATA_FILES__": settings.maintenance.max_files_per_bucket * settings.lake.buckets}
+    values: dict[str, object] = {
+        LAG_THRESHOLD_TOKEN: tiering_lag_threshold_ms(settings),
+        "__MAINTENANCE_OVERDUE_S__": maintenance_overdue_seconds(settings),
+        "__MAX_DATA_FILES__": settings.maintenance.max_files_per_bucket * settings.lake.buckets,
+        **anomaly_values(settings)}
     for token, value in values.items():
         text = text.replace(token, str(value))
     return text

@@ -44,7 +44,8 @@ def test_rules_pass_promtool_check(tmp_path, profile):
     settings = lakehouse.load_settings(None, environ={}, overrides={"profile": profile})
     (tmp_path / "rules.yml").write_text(prometheus.alert_rules(settings))
     out = ok(promtool("check", "rules", "--lint=all", "--lint-fatal", "rules.yml", cwd=tmp_path))
-    assert f"SUCCESS: {len(alert_names(prometheus.alert_rules(settings)))} rules found" in out
+    rules = [r for g in yaml.safe_load(prometheus.alert_rules(settings))["groups"] for r in g["rules"]]
+    assert f"SUCCESS: {len(rules)} rules found" in out
 
 
 def test_tiering_lag_threshold_is_three_freshness_intervals():
@@ -65,6 +66,16 @@ def test_every_alert_has_a_case_that_fires(tmp_path):
     quiet = {t["alertname"] for case in cases for t in case.get("alert_rule_test", []) if not t["exp_alerts"]}
     assert set(alert_names(rules)) == fired, "every alert needs a case where it fires, and only alerts of the file"
     assert set(alert_names(rules)) <= quiet, "every alert needs a case where it stays quiet"
+
+
+def test_the_anomaly_rules_take_their_windows_from_the_settings():
+    settings = lakehouse.load_settings(None, environ={}, overrides={"anomaly": {
+        "window": "20s", "baseline": "90s", "sustained": "15s", "threshold": "2.5"}})
+    rules = prometheus.alert_rules(settings)
+    assert "[20s]" in rules and "[90s] offset 35s" in rules and "for: 15s" in rules and "> 2.5 * clamp_min" in rules
+    assert "__ANOMALY" not in rules
+    defaults = prometheus.alert_rules(lakehouse.load_settings(None, environ={}))
+    assert "[300s]" in defaults and "[21600s] offset 900s" in defaults and "for: 600s" in defaults
 
 
 def rendered(files, prefix: str) -> dict[str, str]:

@@ -123,7 +123,7 @@ def test_every_rule_is_loaded_and_healthy(stack: Stack):
     import yaml
 
     rules = [r for g in stack.api("rules")["groups"] for r in g["rules"]]
-    expected = [r["alert"] for g in yaml.safe_load(prometheus.alert_rules(stack.settings))["groups"]
+    expected = [r.get("alert") or r["record"] for g in yaml.safe_load(prometheus.alert_rules(stack.settings))["groups"]
                 for r in g["rules"]]
     assert sorted(r["name"] for r in rules) == sorted(expected)
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
