@@ -187,8 +187,8 @@ def as_csv(result: Result) -> str:
 def cell(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.2f}"
+    if isinstance(value, float):  # two decimals; three significant digits below 0.1 (costs, failure rates)
+        return f"{value:.3g}" if value and abs(value) < 0.1 else f"{value:.2f}"
     if isinstance(value, datetime):
         return value.isoformat(sep=" ", timespec="milliseconds")
     if isinstance(value, list | tuple):

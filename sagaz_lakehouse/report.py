@@ -1,7 +1,9 @@
 """``report``: one self-contained HTML page with the saga SLA figures of a window, for a saga owner to read.
 
 The numbers come from the Trino pack (``queries/trino``), run once each over the same window: SLA compliance,
-throughput, step bottlenecks, failure patterns, compensations and the slowest sagas. Charts are drawn with
+throughput, step bottlenecks, failure patterns, compensations, the slowest sagas, anomalies (buckets, as wide as the
+throughput chart's, whose step failure rate or p95 left the trailing baseline: marked on the throughput chart and
+charted against their band) and cost attribution (prices from the ``cost.*`` settings). Charts are drawn with
 matplotlib and inlined as SVG (text drawn as paths), the styles are inline too, and the page carries its data as a
 JSON block (``<script type="application/json" id="sagaz-report-data">``, never executed): it opens anywhere without
 a network, and a program can read the same figures back. matplotlib is an optional extra
@@ -28,9 +30,10 @@ from sagaz_lakehouse.queries import Result, parse_duration, utc_now
 from sagaz_lakehouse.version import __version__
 
 QUERIES = ("sla_compliance", "throughput", "step_bottlenecks", "failure_patterns", "compensation_frequency",
-           "slowest_sagas")
+           "slowest_sagas", "anomalies", "cost_attribution")
 COLORS = {"ok": "#2a9d8f", "bad": "#e76f51", "warn": "#e9c46a", "p50": "#8ab17d", "p95": "#287271",
-          "p99": "#264653", "line": "#6d597a", "grid": "#d9d9d9"}
+          "p99": "#264653", "line": "#6d597a", "grid": "#d9d9d9", "anomaly": "#9d0208", "band": "#c9d6df",
+          "storage": "#3a86ff", "events": "#8338ec", "compute": "#fb8500"}
 TOP_ROWS = 15  # bars per chart at most (the tables below show every row)
 
 
@@ -76,6 +79,7 @@ def prepare(settings: Settings, since: str = "24h", sla_ms: int = 1000, now: dat
     params: dict[str, dict[str, str]] = {name: {"since": since} for name in QUERIES}
     params["sla_compliance"]["threshold_ms"] = str(sla_ms)
     params["throughput"]["bucket"] = bucket_for(window)
+    params["anomalies"]["bucket"] = bucket_for(window)  # the throughput chart's buckets: its marks line up
     return Plan(ReportData(since, sla_ms, now, now - window, settings.lake.database, settings.target),
                 {name: analytics.prepare(settings, name, params[name], now) for name in QUERIES})
 
@@ -99,6 +103,7 @@ def totals(data: ReportData) -> dict[str, Any]:
     completed = sum(r["completed"] for r in sla)
     within = sum(r["completed_within"] for r in sla)
     compensations = data.results["compensation_frequency"].records()
+    costs = data.results["cost_attribution"].records()
     return {
         "sagas": sagas,
         "completed": completed,
@@ -110,6 +115,8 @@ def totals(data: ReportData) -> dict[str, Any]:
         "compensations": sum(r["compensations"] for r in compensations),
         "compensations_failed": sum(r["failed"] for r in compensations),
         "worst_p95_ms": max((r["p95_ms"] for r in sla if r["p95_ms"] is not None), default=None),
+        "anomalies": len(data.results["anomalies"].rows),
+        "estimated_cost": round(sum(r["total_cost"] for r in costs), 6) if costs else None,
     }
 
 
@@ -126,8 +133,8 @@ def _figure(width: float, height: float, **grid: Any) -> tuple[Any, Any]:
     plt.rcParams.update({"svg.fonttype": "path", "svg.hashsalt": "sagaz-lakehouse", "font.size": 9,
                          "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
                          "grid.color": COLORS["grid"], "grid.linewidth": 0.6, "axes.axisbelow": True})
-    columns = grid.pop("ncols", 1)
-    return plt.subplots(1, columns, figsize=(width, height), gridspec_kw=grid or None)
+    columns, rows = grid.pop("ncols", 1), grid.pop("nrows", 1)
+    return plt.subplots(rows, columns, figsize=(width, height), gridspec_kw=grid or None)
 
 
 def _svg(fig: Any) -> str:
@@ -183,7 +190,8 @@ def chart_sla(result: Result, sla_ms: int) -> str | None:
     return _svg(fig)
 
 
-def chart_throughput(result: Result) -> str | None:
+def chart_throughput(result: Result, anomalies: Result | None = None) -> str | None:
+    """Stacked completed and failed sagas per bucket; buckets with an anomaly are shaded."""
     rows = result.records()
     if not rows:
         return None
@@ -199,6 +207,10 @@ def chart_throughput(result: Result) -> str | None:
     ax.bar(x, [per_bucket[b]["failed"] for b in buckets], bottom=completed, color=COLORS["bad"], label="failed")
     ax.plot(x, [per_bucket[b]["started"] for b in buckets], color=COLORS["line"], marker="o", markersize=3,
             label="started")
+    marked = {r["bucket_start"] for r in anomalies.records()} if anomalies is not None else set()
+    for index in (i for i, b in enumerate(buckets) if b in marked):
+        ax.axvspan(index - 0.5, index + 0.5, color=COLORS["anomaly"], alpha=0.3, linewidth=0,
+                   label="anomaly" if index == min(i for i, b in enumerate(buckets) if b in marked) else None)
     step = max(1, len(buckets) // 12)
     ax.set_xticks(x[::step], [f"{b:%m-%d %H:%M}" for b in buckets][::step], rotation=30, ha="right")
     ax.set_ylabel("sagas")
@@ -263,6 +275,56 @@ def chart_compensations(result: Result) -> str | None:
     return _svg(fig)
 
 
+METRICS = {"failure_rate": ("failure rate (%)", 100.0), "p95_ms": ("p95 duration (ms)", 1.0)}
+
+
+def chart_anomalies(result: Result) -> str | None:
+    """Each anomaly (the most recent TOP_ROWS) against the band it left: the band as a pale bar, the baseline as a
+    tick, the bucket's value as a dot; one panel per metric, one above the other."""
+    rows = result.records()[-TOP_ROWS:]
+    if not rows:
+        return None
+    metrics = [m for m in METRICS if any(r["metric"] == m for r in rows)]
+    counts = [sum(r["metric"] == m for r in rows) for m in metrics]
+    fig, axes = _figure(10, sum(max(1.6, 0.9 + 0.4 * n) for n in counts), nrows=len(metrics), height_ratios=counts,
+                        hspace=0.5)
+    panels = list(axes) if len(metrics) > 1 else [axes]
+    for ax, metric in zip(panels, metrics, strict=True):
+        label, scale = METRICS[metric]
+        mine = list(reversed([r for r in rows if r["metric"] == metric]))  # newest at the top
+        y = list(range(len(mine)))
+        low = [r["band_low"] * scale for r in mine]
+        ax.barh(y, [r["band_high"] * scale - lo for r, lo in zip(mine, low, strict=True)], left=low, height=0.5,
+                color=COLORS["band"], label="baseline band")
+        ax.scatter([r["baseline"] * scale for r in mine], y, marker="|", s=300, color=COLORS["line"],
+                   label="baseline")
+        ax.scatter([r["value"] * scale for r in mine], y, s=70, color=COLORS["anomaly"], zorder=3, label="value")
+        ax.set_yticks(y, [f"{_label(r)} {r['bucket_start']:%m-%d %H:%M}" for r in mine])
+        ax.set_xlabel(label)
+        ax.set_xlim(left=0)
+    _legend(panels[0])  # the same three marks in every panel
+    return _svg(fig)
+
+
+def chart_costs(result: Result) -> str | None:
+    """The estimated cost of the most expensive steps (TOP_ROWS), split into storage, events and compute."""
+    rows = result.records()[:TOP_ROWS]
+    if not rows:
+        return None
+    rows = list(reversed(rows))  # most expensive at the top
+    y = list(range(len(rows)))
+    fig, ax = _figure(10, max(2.4, 0.8 + 0.4 * len(rows)))
+    left = [0.0] * len(rows)
+    for key in ("storage", "events", "compute"):
+        values = [float(r[f"{key}_cost"]) for r in rows]
+        ax.barh(y, values, left=left, color=COLORS[key], label=key)
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.set_yticks(y, [f"{r['saga_name']} · {r['step_name'] or '(saga events)'}" for r in rows])
+    ax.set_xlabel("estimated cost (cost.* prices)")
+    _legend(ax)
+    return _svg(fig)
+
+
 # ---------------------------------------------------------------------------------------------------- HTML
 
 STYLE = """
@@ -295,13 +357,22 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("compensation_frequency", "Compensations", "How often each step had to be compensated, and whether the "
      "compensation succeeded, failed, or never ended."),
     ("slowest_sagas", "Slowest sagas", "The sagas that took longest, with their slowest step."),
+    ("anomalies", "Anomalies", "Buckets in which a step's failure rate or 95th-percentile duration left the band "
+     "around its trailing baseline (the step's earlier buckets): pooled failure rate ± threshold binomial standard "
+     "errors, median p95 ± threshold scaled MADs. They are shaded on the throughput chart; the chart here shows "
+     "each one against its band."),
+    ("cost_attribution", "Cost attribution", "Per saga and step: events, bytes in the lake (Iceberg's file "
+     "statistics, each file's size spread over its records), compute time (the sum of durations) and an estimated "
+     "cost from the cost.* prices: lake GB-months, millions of events and vCPU-hours."),
 )
 CHARTS: dict[str, Callable[[ReportData], str | None]] = {
     "sla_compliance": lambda d: chart_sla(d.results["sla_compliance"], d.sla_ms),
-    "throughput": lambda d: chart_throughput(d.results["throughput"]),
+    "throughput": lambda d: chart_throughput(d.results["throughput"], d.results["anomalies"]),
     "step_bottlenecks": lambda d: chart_steps(d.results["step_bottlenecks"]),
     "failure_patterns": lambda d: chart_failures(d.results["failure_patterns"]),
     "compensation_frequency": lambda d: chart_compensations(d.results["compensation_frequency"]),
+    "anomalies": lambda d: chart_anomalies(d.results["anomalies"]),
+    "cost_attribution": lambda d: chart_costs(d.results["cost_attribution"]),
 }
 
 
@@ -332,6 +403,8 @@ def _cards(figures: dict[str, Any], sla_ms: int) -> str:
         ("compensations (failed)", f"{figures['compensations']} ({figures['compensations_failed']})",
          "bad" if figures["compensations_failed"] else ""),
         ("worst p95 duration", "–" if figures["worst_p95_ms"] is None else f"{figures['worst_p95_ms']} ms", ""),
+        ("anomalies", str(figures["anomalies"]), "bad" if figures["anomalies"] else "ok"),
+        ("estimated cost", "–" if figures["estimated_cost"] is None else f"{figures['estimated_cost']:.4f}", ""),
     ]
     return '<div class="cards">' + "".join(
         f'<div class="card {kind}"><div class="value">{html.escape(value)}</div>'

@@ -39,6 +39,16 @@ def results() -> dict[str, Result]:
         "slowest_sagas": r("slowest_sagas", "saga_id saga_name outcome total_duration_ms ended_at steps "
                            "slowest_step slowest_step_ms error_type",
                            ("s-1", "fulfilment", "failed", 95, t1, 4, "book", 26, "app.Courier<Down>")),
+        "anomalies": r("anomalies", "saga_name step_name bucket_start metric direction value baseline band_low "
+                       "band_high executions baseline_buckets",
+                       ("order", "pay", t1, "failure_rate", "high", 0.6, 0.1, 0.0, 0.25, 40, 6),
+                       ("order", "pay", t1, "p95_ms", "high", 300.0, 30.0, 24.0, 36.0, 40, 6)),
+        "cost_attribution": r("cost_attribution", "saga_name step_name events events_pct lake_bytes lake_bytes_pct "
+                              "compute_ms compute_pct storage_cost events_cost compute_cost total_cost",
+                              ("order", "pay", 600, 60.0, 60000, 60.0, 3000, 75.0, 0.00138, 0.00015, 0.000033,
+                               0.001563),
+                              ("fulfilment", None, 400, 40.0, 40000, 40.0, 1000, 25.0, 0.00092, 0.0001, 0.000011,
+                               0.001031)),
     }
 
 
@@ -50,7 +60,7 @@ def data(**overrides) -> report.ReportData:
 
 def test_the_page_is_self_contained_and_draws_every_chart():
     page = report.render(data())
-    assert page.count("<svg") == len(report.CHARTS) == 5
+    assert page.count("<svg") == len(report.CHARTS) == 7
     # Nothing is fetched: no scripts, stylesheets, images or fonts from anywhere; references inside the page
     # (SVG clip paths, url(#...)) and inline data (the heatmap is a data: PNG) are fine; namespaces are names.
     assert not re.search(r"<(link|img|iframe)\b|<script(?![^>]*application/json)|@import|url\((?!#)", page)
@@ -65,7 +75,7 @@ def test_headline_figures_are_summed_exactly_and_readable_back():
     figures = report.totals(built)
     assert figures == {"sagas": 100, "completed": 80, "failed": 20, "completed_pct": 80.0, "completed_within": 79,
                        "completed_within_pct": 79.0, "step_failures": 8, "compensations": 9,
-                       "compensations_failed": 5, "worst_p95_ms": 70}
+                       "compensations_failed": 5, "worst_p95_ms": 70, "anomalies": 2, "estimated_cost": 0.002594}
     embedded = report.embedded_data(report.render(built))
     assert embedded["totals"] == figures and embedded["sla_ms"] == 60
     assert embedded["results"]["slowest_sagas"]["rows"][0]["error_type"] == "app.Courier<Down>"
@@ -75,9 +85,25 @@ def test_headline_figures_are_summed_exactly_and_readable_back():
 def test_an_empty_window_still_renders():
     empty = {name: Result(name, "trino", r.columns, []) for name, r in results().items()}
     page = report.render(data(**empty))
-    assert "<svg" not in page and page.count("nothing to chart in this window") == 5
-    assert page.count("no rows in this window") == 6
-    assert report.totals(data(**empty))["completed_within_pct"] is None
+    assert "<svg" not in page and page.count("nothing to chart in this window") == 7
+    assert page.count("no rows in this window") == 8
+    figures = report.totals(data(**empty))
+    assert figures["completed_within_pct"] is None and figures["anomalies"] == 0 and figures["estimated_cost"] is None
+
+
+def test_anomalies_are_marked_on_the_throughput_chart_and_charted_against_their_band():
+    built = data()
+    anomaly = report.COLORS["anomaly"]
+    assert anomaly in report.chart_throughput(built.results["throughput"], built.results["anomalies"])
+    assert anomaly not in report.chart_throughput(built.results["throughput"])
+    quiet = Result("anomalies", "trino", built.results["anomalies"].columns, [])
+    assert anomaly not in report.chart_throughput(built.results["throughput"], quiet)
+    chart = report.chart_anomalies(built.results["anomalies"])
+    assert chart is not None and anomaly in chart and report.COLORS["band"] in chart
+    page = report.render(built)
+    assert '<section id="anomalies">' in page and '<section id="cost_attribution">' in page
+    costs = report.chart_costs(built.results["cost_attribution"])
+    assert costs is not None and all(report.COLORS[k] in costs for k in ("storage", "events", "compute"))
 
 
 @pytest.mark.parametrize(("since", "bucket"), [("90m", "minute"), ("6h", "minute"), ("24h", "hour"), ("30d", "day")])
