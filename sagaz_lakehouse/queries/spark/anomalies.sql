@@ -54,7 +54,7 @@ judged AS (
         h.*,
         1e0 * failures / executions AS rate,
         1e0 * base_failures / base_executions AS base_rate,
-        element_at(base_p95s, CAST(ceil(0.5 * base_buckets) AS integer)) AS p95_median
+        element_at(base_p95s, CAST(greatest(ceil(0.5 * base_buckets), 1) AS integer)) AS p95_median
     FROM history h
     WHERE base_buckets >= {min_baseline}
 ),
@@ -64,7 +64,7 @@ bands AS (
         greatest({threshold} * sqrt(greatest(base_rate, 1e0 / base_executions) * (1 - base_rate) / executions),
                  {rate_floor}) AS rate_band,
         greatest({threshold} * 1.4826e0 * element_at(array_sort(transform(base_p95s, v -> abs(v - p95_median))),
-                                                     CAST(ceil(0.5 * base_buckets) AS integer)),
+                                                     CAST(greatest(ceil(0.5 * base_buckets), 1) AS integer)),
                  {p95_floor_pct} / 100e0 * p95_median, 1e0) AS p95_band
     FROM judged j
 ),
