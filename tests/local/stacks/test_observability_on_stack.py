@@ -1,12 +1,15 @@
 """Prometheus on the real local stack: every component scraped, every rule loaded, every dashboard query answered
-(PromQL by Prometheus, SQL by Trino), and the tiering-job alert firing when the job is cancelled (and clearing when
-`up` resubmits it). Lake maintenance runs here on a short schedule (MAINTENANCE): it compacts the files tiering
-writes while tiering goes on, every row stays, its shape reaches Prometheus, status and doctor, snapshots older than
-the retention go, and time travel within it works.
+(PromQL by Prometheus, SQL by Trino), the tiering-job alert firing when the job is cancelled (and clearing when
+`up` resubmits it), and the live anomaly alerts firing for the saga `simulate --anomaly` disturbs, and only for
+it. Lake maintenance runs here on a short schedule (MAINTENANCE): it compacts the files tiering writes while tiering
+goes on, every row stays, its shape reaches Prometheus, status and doctor, snapshots older than the retention go, and
+time travel within it works.
 
 The module starts its own stack on ports of its own (support.suite_ports), creates the tables, starts `simulate
---metrics-port` as the application Prometheus scrapes for saga metrics (monitoring.app_targets), runs `doctor` (its
-probe event gives the tiering-lag gauges a value), and always ends by stopping that process and `down --purge`.
+--metrics-port` as the application Prometheus scrapes for saga metrics (monitoring.app_targets) and a second one
+that runs steadily and injects anomalies after ANOMALY_AT (the anomaly rules' windows shortened to seconds by the
+anomaly.* settings), runs `doctor` (its probe event gives the tiering-lag gauges a value), and always ends by stopping
+those processes and `down --purge`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ from sagaz_lakehouse.stack import PROMETHEUS, View
 PORTS = suite_ports("observability")
 # simulate --metrics-port: the application whose saga metrics Prometheus scrapes
 APP = f"127.0.0.1:{suite_port('observability')}"
+# The steady application for the live anomaly test: no failures at all, then from ANOMALY_AT for ANOMALY_FOR its order
+# sagas fail at charge_payment (60%) and its fulfilment sagas spend 300 ms booking the courier.
+STEADY_APP = f"127.0.0.1:{suite_port('observability') + 1}"
+ANOMALY_AT, ANOMALY_FOR = 300, 240  # s after the steady application starts
+STEADY_RATE = 2  # sagas a second, for ANOMALY_AT + ANOMALY_FOR + 60 s
+ANOMALIES = ("saga=order,step=charge_payment,at=+{at}s,for={for_}s,failure_rate=0.6",
+             "saga=fulfilment,step=book_courier,at=+{at}s,for={for_}s,duration_ms=300")
+# The anomaly rules in seconds: a 30 s window against a 2-minute baseline ending 45 s ago, 15 s out of the band.
+ANOMALY_SETTINGS = {"window": "30s", "baseline": "2min", "sustained": "15s", "threshold": "3"}
 SCRAPE_WAIT = 120  # s for every target to be scraped successfully once
 ALERT_WAIT = 150  # s: `for: 30s` plus the 5 s evaluation interval, on a busy 2-core machine
 ALERT = "TieringJobNotRunning"
@@ -64,6 +76,17 @@ class Stack(SuiteStack):
     def alert_states(self) -> dict[str, str]:
         return {a["labels"]["alertname"]: a["state"] for a in self.api("alerts")["alerts"]}
 
+    def firing_since(self, alert: str, start: float) -> dict[str, float]:
+        """When each series of ``alert`` (by saga_name) first fired since ``start`` (Prometheus's ALERTS series)."""
+        query = urllib.parse.quote(f'ALERTS{{alertname="{alert}",alertstate="firing"}}')
+        found = self.api(f"query_range?query={query}&start={start:.0f}&end={time.time():.0f}&step=5")["result"]
+        return {r["metric"].get("saga_name", ""): float(r["values"][0][0]) for r in found}
+
+    def ever_active_since(self, alert: str, saga: str, start: float) -> list[Any]:
+        """The samples of ``alert`` for ``saga``, pending or firing, since ``start``."""
+        query = urllib.parse.quote(f'ALERTS{{alertname="{alert}",saga_name="{saga}"}}')
+        return list(self.api(f"query_range?query={query}&start={start:.0f}&end={time.time():.0f}&step=5")["result"])
+
 
 def wait_until(what: str, seconds: float, check: Callable[[], tuple[bool, Any]]) -> None:
     """Poll ``check`` (done, what it saw) until done; the failure names what was seen last."""
@@ -81,9 +104,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("observability-stack")
     settings_file = init_with_ports(workdir, PORTS)
     values = yaml.safe_load(settings_file.read_text())
-    settings_file.write_text(yaml.safe_dump({**values, "monitoring": {"app_targets": APP}, **MAINTENANCE}))
+    settings_file.write_text(yaml.safe_dump({**values, "monitoring": {"app_targets": f"{APP},{STEADY_APP}"},
+                                             "anomaly": ANOMALY_SETTINGS, **MAINTENANCE}))
     stack = Stack(workdir)
     app: subprocess.Popen[str] | None = None
+    steady: subprocess.Popen[str] | None = None
     try:
         stack.must("up")
         stack.must("create-tables")
@@ -91,22 +116,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         app = subprocess.Popen([*CLI, "simulate", "--sagas", "120", "--rate", "4", "--failure-rate", "0.3",
                                 "--seed", "17", "--metrics-port", APP.rsplit(":", 1)[1], "--metrics-linger", "1800"],
                                cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        SEEN["steady_started"] = time.time()
+        anomalies = [a for spec in ANOMALIES for a in ("--anomaly", spec.format(at=ANOMALY_AT, for_=ANOMALY_FOR))]
+        steady = subprocess.Popen([*CLI, "simulate", "--sagas", str(STEADY_RATE * (ANOMALY_AT + ANOMALY_FOR + 60)),
+                                   "--rate", str(STEADY_RATE), "--failure-rate", "0", "--seed", "23", *anomalies,
+                                   "--metrics-port", STEADY_APP.rsplit(":", 1)[1], "--metrics-linger", "1800"],
+                                  cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         stack.must("doctor")
         yield stack
     finally:
-        if app is not None:
-            app.terminate()
-            try:
-                app.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                app.kill()
+        for process in (app, steady):
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
         stack.down()
 
 
 def test_every_component_with_metrics_is_scraped(stack: Stack):
     model = build_stack(stack.settings, View.EXTERNAL)
     expected = {(c.name, name) for c in model.components if c.metrics for name in c.instance_names()}
-    expected |= {("prometheus", "prometheus"), (prometheus.APPS_JOB, APP)}
+    expected |= {("prometheus", "prometheus"), (prometheus.APPS_JOB, APP), (prometheus.APPS_JOB, STEADY_APP)}
 
     targets = stack.api("targets")["activeTargets"]
     assert {(t["labels"]["job"], t["labels"]["instance"]) for t in targets} == expected
@@ -276,6 +308,37 @@ def test_cancelling_the_tiering_job_fires_the_alert_and_up_clears_it(stack: Stac
 
 def test_lag_threshold_matches_the_profile(stack: Stack):
     assert prometheus.tiering_lag_threshold_ms(stack.settings) == 30_000
+
+
+def test_injected_anomalies_fire_the_live_alerts_for_that_saga_only(stack: Stack):
+    """The steady application's order sagas start failing at charge_payment, its fulfilment sagas slow down: the
+    failure-ratio alert fires for order, the duration alert for fulfilment, neither before the anomaly began, and the
+    failure-ratio alert never even goes pending for fulfilment, whose failure ratio stayed 0.
+
+    The history is read from a minute before the anomaly: the first application's failing half-minute, at the start,
+    is a real change of the failure ratio too (from 30% to 0 when it stops), which the rules may flag while its
+    baseline is that short half-minute; by ANOMALY_AT it has long left both the window and the baseline."""
+    anomaly_start = SEEN["steady_started"] + ANOMALY_AT  # not earlier: simulate plans the anomaly from its start
+    started = anomaly_start - 60
+    deadline = anomaly_start + ANOMALY_FOR + 60 - time.time()
+
+    def fired() -> tuple[bool, Any]:
+        seen = {"failure": stack.firing_since("SagaFailureRateAnomaly", started),
+                "duration": stack.firing_since("SagaDurationAnomaly", started)}
+        return "order" in seen["failure"] and "fulfilment" in seen["duration"], seen
+
+    wait_until("SagaFailureRateAnomaly for order and SagaDurationAnomaly for fulfilment", max(deadline, 60), fired)
+    failure = stack.firing_since("SagaFailureRateAnomaly", started)["order"]
+    duration = stack.firing_since("SagaDurationAnomaly", started)["fulfilment"]
+    sustained = 15
+    for name, first in (("SagaFailureRateAnomaly", failure), ("SagaDurationAnomaly", duration)):
+        # never before the anomaly and its `for`; within the window, the `for` and a minute of scraping and start-up
+        assert anomaly_start + sustained <= first <= anomaly_start + 30 + sustained + 60, (name, first - anomaly_start)
+    SEEN["detected_after_s"] = {"failure_rate": round(failure - anomaly_start), "p95": round(duration - anomaly_start)}
+    # the quiet side: wait until the anomaly window (and the rule's window after it) is over, then look back
+    time.sleep(max(0.0, anomaly_start + ANOMALY_FOR + 30 - time.time()))
+    assert stack.ever_active_since("SagaFailureRateAnomaly", "fulfilment", started) == []
+    print(f"live anomaly alerts fired {SEEN['detected_after_s']} s after the anomaly began")
 
 
 def test_snapshots_older_than_the_retention_go_and_time_travel_within_it_works(stack: Stack):
