@@ -11,7 +11,9 @@ catalog options (apache/iceberg docs/docs/spark-configuration.md at apache-icebe
 ``s3.secret-access-key`` and ``client.region``, the same set the Fluss servers and the tiering job use.
 
 One session serves many queries: ``engine()`` reuses a session this process already runs for the same catalog
-(and leaves it running); otherwise it starts one and stops it at the end.
+(and leaves it running); otherwise it starts one and, at the end, stops it and its JVM (pyspark would keep the JVM
+until the process exits: a long-lived caller such as a test run would carry a 1 GB heap for nothing). JAVA_HOME,
+which pyspark's launcher reads, is set only while the JVM starts.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def session_config(settings: Settings, credentials: Credentials, endpoints: Endp
         "spark.driver.host": LOOPBACK,
         "spark.driver.bindAddress": LOOPBACK,
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",  # no progress bars on stderr between the CLI's own lines
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.ansi.enabled": "false",
         "spark.sql.shuffle.partitions": "4",
@@ -139,21 +142,48 @@ def engine(settings: Settings, credentials: Credentials, endpoints: Endpoints,
     from sagaz_lakehouse.targets.local.jdk import find_java
 
     java = find_java(settings, *versions.SPARK_JAVA)
-    os.environ["JAVA_HOME"] = str(java.home)  # pyspark's launcher starts the JVM from JAVA_HOME
-    os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     if progress:
         progress(f"starting Spark {versions.SPARK} (local, Java {java.version})")
     builder = SparkSession.builder
     for key, value in config.items():
         builder = builder.config(key, value)
+    # pyspark's launcher starts the JVM from JAVA_HOME; SPARK_LOCAL_IP keeps it off the host's other addresses
+    saved = {key: os.environ.get(key) for key in ("JAVA_HOME", "SPARK_LOCAL_IP")}
+    os.environ.update({"JAVA_HOME": str(java.home), "SPARK_LOCAL_IP": LOOPBACK})
     try:
         session = builder.getOrCreate()
     except Exception as exc:
         raise LakehouseError(f"Spark did not start: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                              f"Spark {versions.SPARK} needs Java {versions.SPARK_JAVA[0]} to "
                              f"{versions.SPARK_JAVA[1]} (local.java_home)") from None
+    finally:
+        for key, before in saved.items():
+            if before is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = before
     session.sparkContext.setLogLevel("ERROR")
     try:
         yield SparkEngine(session)
     finally:
         session.stop()
+        _stop_jvm()
+
+
+def _stop_jvm() -> None:
+    """End the JVM pyspark launched for the session (its gateway process), so that a new session starts afresh."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    process = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    if process is not None:
+        process.stdin.close()  # the launcher's JVM exits when its stdin closes (pyspark's launch_gateway)
+        try:
+            process.wait(timeout=30)
+        except Exception:
+            process.kill()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
