@@ -562,7 +562,7 @@ def test_anomalies_finds_the_injected_anomalies(lake: Lake, history: History) ->
     rows = lake.query("anomalies", *DETECTOR)
     flagged = {(r["saga_name"], r["step_name"], r["bucket_start"], r["metric"]) for r in rows}
     found = flagged & history.expected
-    precision, recall = len(found) / len(flagged), len(found) / len(history.expected)
+    precision, recall = len(found) / max(1, len(flagged)), len(found) / len(history.expected)
     print(f"historical detector: {len(flagged)} flagged, {len(found)} of {len(history.expected)} injected; "
           f"precision {precision:.2f}, recall {recall:.2f}: {rows}")
     assert recall == 1, (history.expected - flagged, rows)
@@ -572,9 +572,14 @@ def test_anomalies_finds_the_injected_anomalies(lake: Lake, history: History) ->
 
 
 def test_cost_attribution_matches_the_table_files(lake: Lake, history: History) -> None:
-    """Each data file's size spread over its records, read file by file with pyiceberg; compute from durations."""
+    """Each data file's size spread over its records, read file by file with pyiceberg; compute from durations.
+
+    Data files only, as the query's own file statistics (content 0): if tiering wrote delete files, they delete no
+    event of this module (every event is appended once), which the total count below holds."""
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.io.pyarrow import ArrowScan
+    from pyiceberg.manifest import DataFileContent
+    from pyiceberg.table import ManifestGroupPlanner
 
     settings = lake.settings
     prices = {k: Decimal(v) for k, v in (("gb", settings.cost.storage_gb_month),
@@ -583,11 +588,14 @@ def test_cost_attribution_matches_the_table_files(lake: Lake, history: History) 
     catalog = clients.iceberg_catalog(settings, config.DEV_CREDENTIALS, lake.endpoints)
     for _attempt in range(3):  # lake maintenance may rewrite the files between the read and the query
         table = catalog.load_table(f"{settings.lake.database}.saga_events")
-        snapshot = table.current_snapshot().snapshot_id
+        current = table.current_snapshot()
+        snapshot = current.snapshot_id
         per_step: dict[tuple, dict[str, Any]] = defaultdict(lambda: {"events": 0, "bytes": 0.0, "compute_ms": 0})
-        for task in table.scan().plan_files():
-            assert not task.delete_files, "saga_events holds only appended events here"
-            rows = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table([task]).to_pylist()
+        tasks = ManifestGroupPlanner(table.metadata, table.io).plan_files(
+            current.manifests(table.io), manifest_entry_filter=lambda e: e.data_file.content == DataFileContent.DATA)
+        for task in tasks:
+            data_only = type(task)(task.file)  # the file's own rows, as its statistics count them
+            rows = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table([data_only]).to_pylist()
             share = task.file.file_size_in_bytes / task.file.record_count
             for row in rows:
                 if row["event_type"] == PROBE_EVENT_TYPE:
@@ -620,20 +628,25 @@ def test_cost_attribution_matches_the_table_files(lake: Lake, history: History) 
                               ("total_cost", storage + events + compute)):
             assert abs(Decimal(str(row[column])) - value) <= Decimal("0.0000015"), (key, column, row, value)
     assert [r["total_cost"] for r in got] == sorted((r["total_cost"] for r in got), reverse=True)
-    assert sum(r["events"] for r in got) == len(lake_rows(lake))
+    assert sum(r["events"] for r in got) == len(lake_rows(lake)) == totals["events"]
 
 
 # ------------------------------------------------------------------------------------------ phase 3: Spark
 
 
+# The last decimal place of a rounded column: Trino rounds a double half up after scaling it, Spark after making it an
+# exact decimal, so a value at a rounding edge (or summed in another order) may end one unit apart.
+LAST_PLACE = {"_pct": 0.01, "avg_ms": 0.01, "value": 1e-4, "baseline": 1e-4, "band_low": 1e-4, "band_high": 1e-4,
+              "_cost": 1e-6}
+
+
 def same(column: str, a: Any, b: Any) -> bool:
-    """Equal; floats within rounding (a percentage or mean rounded to 2 decimals may differ in the last place when
-    the two engines sum in another order)."""
+    """Equal; floats within one unit of their rounding's last place."""
     if isinstance(a, float) or isinstance(b, float):
         if a is None or b is None:
             return a is b
-        tolerance = 0.01 + 1e-9 if column.endswith(("_pct", "avg_ms")) else 1e-6
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=tolerance)
+        place = next((v for k, v in LAST_PLACE.items() if column.endswith(k)), 0.0)
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=place + 1e-12)
     return bool(a == b)
 
 
