@@ -559,6 +559,11 @@ def test_the_injected_anomalies_landed_where_planned(lake: Lake, history: Histor
 
 
 def test_anomalies_finds_the_injected_anomalies(lake: Lake, history: History) -> None:
+    """Both injected anomalies are found, as highs, and every failure-rate anomaly flagged is an injected one.
+
+    Which sagas fail is planned from the seed, so failure rates are the seed's; durations are measured, and one
+    simulated hour is three real seconds here: a stall of the machine for a second is a real slowdown of that hour,
+    which the p95 detector may flag too. Its false alarms are counted (precision) but not held to a bound."""
     rows = lake.query("anomalies", *DETECTOR)
     flagged = {(r["saga_name"], r["step_name"], r["bucket_start"], r["metric"]) for r in rows}
     found = flagged & history.expected
@@ -568,7 +573,8 @@ def test_anomalies_finds_the_injected_anomalies(lake: Lake, history: History) ->
     assert recall == 1, (history.expected - flagged, rows)
     assert all(r["direction"] == "high" for r in rows
                if (r["saga_name"], r["step_name"], r["bucket_start"], r["metric"]) in history.expected), rows
-    assert precision >= 0.5, rows  # at most as many false alarms as true ones
+    rates = {f for f in flagged if f[3] == "failure_rate"}
+    assert rates <= history.expected, rows  # failure-rate precision 1
 
 
 def test_cost_attribution_matches_the_table_files(lake: Lake, history: History) -> None:
