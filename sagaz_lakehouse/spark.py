@@ -147,6 +147,10 @@ def engine(settings: Settings, credentials: Credentials, endpoints: Endpoints,
     builder = SparkSession.builder
     for key, value in config.items():
         builder = builder.config(key, value)
+    # Spark 4's artifact manager makes an (empty) artifacts/ folder in the working directory: removed at the end
+    # unless it was there before.
+    artifacts_dir = Path.cwd() / "artifacts"
+    leave_artifacts = artifacts_dir.exists()
     # pyspark's launcher starts the JVM from JAVA_HOME; SPARK_LOCAL_IP keeps it off the host's other addresses
     saved = {key: os.environ.get(key) for key in ("JAVA_HOME", "SPARK_LOCAL_IP")}
     os.environ.update({"JAVA_HOME": str(java.home), "SPARK_LOCAL_IP": LOOPBACK})
@@ -168,6 +172,8 @@ def engine(settings: Settings, credentials: Credentials, endpoints: Endpoints,
     finally:
         session.stop()
         _stop_jvm()
+        if not leave_artifacts and artifacts_dir.is_dir() and not any(artifacts_dir.iterdir()):
+            artifacts_dir.rmdir()
 
 
 def _stop_jvm() -> None:

@@ -694,6 +694,7 @@ def test_query_engine_spark_on_the_command_line(lake: Lake, history: History) ->
     assert f"{rows} row(s) from spark" in on_spark.stderr and "Stage " not in on_spark.stderr, on_spark.stderr
     on_trino = must(cli(lake.workdir, "query", "anomalies", *args), "query (Trino)")
     assert on_spark.stdout == on_trino.stdout
+    assert not (lake.workdir / "artifacts").exists()  # Spark's empty artifacts/ folder is not left behind
 
 
 def test_the_pyspark_snippet_of_the_docs_runs(lake: Lake, history: History, monkeypatch: pytest.MonkeyPatch) -> None:
