@@ -755,7 +755,8 @@ def report(
     = 1000,
 ) -> int:
     """Write one self-contained HTML SLA report over the window: SLA compliance, throughput, step bottlenecks,
-    failure patterns, compensations and the slowest sagas, with charts (from the Trino query pack).
+    failure patterns, compensations, the slowest sagas, anomalies (marked on the throughput chart) and cost
+    attribution (cost.* prices), with charts (from the Trino query pack).
 
     The page needs no network to open (charts are inline SVG). Needs the report extra: pip install
     'sagaz-lakehouse[report]'."""
