@@ -34,6 +34,22 @@ from sagaz_lakehouse.identities import client_s3_keys
 CATALOG = "iceberg"  # the same catalog name as Trino's, so both packs name tables alike
 GROUP = "spark-iceberg"  # the lock's artifact group
 DRIVER_MEMORY = "1g"
+# The JVM's log4j2 configuration: warnings and errors on stderr, without the banner lines a default Spark prints
+# ("Using Spark's default log4j profile", "Setting default log level": the latter only when the shell logger's level
+# differs from the root's) or Hadoop's note that it runs without its native library.
+LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+logger.repl.name = org.apache.spark.repl.Main
+logger.repl.level = warn
+logger.native.name = org.apache.hadoop.util.NativeCodeLoader
+logger.native.level = error
+"""
 
 
 def require_pyspark() -> Any:
@@ -77,9 +93,19 @@ def catalog_properties(settings: Settings, credentials: Credentials, endpoints: 
     }
 
 
+def log_config(settings: Settings) -> Path:
+    """LOG4J2 as a file in the cache, where the JVM reads it (rewritten when it differs)."""
+    path = artifacts.cache_dir(settings.local.cache_dir) / "spark" / "log4j2.properties"
+    if not path.exists() or path.read_text() != LOG4J2:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(LOG4J2)
+    return path
+
+
 def session_config(settings: Settings, credentials: Credentials, endpoints: Endpoints,
-                   jar_paths: list[Path]) -> dict[str, str]:
+                   jar_paths: list[Path], log4j2: Path | None = None) -> dict[str, str]:
     """Every property the session starts with."""
+    logging = {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log4j2.as_uri()}"} if log4j2 else {}
     return {
         "spark.master": "local[2]",
         "spark.app.name": "sagaz-lakehouse",
@@ -92,6 +118,7 @@ def session_config(settings: Settings, credentials: Credentials, endpoints: Endp
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.ansi.enabled": "false",
         "spark.sql.shuffle.partitions": "4",
+        **logging,
         **catalog_properties(settings, credentials, endpoints),
     }
 
@@ -138,7 +165,7 @@ def engine(settings: Settings, credentials: Credentials, endpoints: Endpoints,
     if active is not None and _reusable(active, {f"spark.sql.catalog.{CATALOG}.uri": endpoints.rest_catalog}):
         yield SparkEngine(active)
         return
-    config = session_config(settings, credentials, endpoints, jars(settings, progress))
+    config = session_config(settings, credentials, endpoints, jars(settings, progress), log_config(settings))
     from sagaz_lakehouse.targets.local.jdk import find_java
 
     java = find_java(settings, *versions.SPARK_JAVA)

@@ -65,3 +65,13 @@ def test_dry_run_prints_the_spark_sql():
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "_file AS data_file" in result.output and "saga_events.files" in result.output
+
+
+def test_the_jvm_logs_warnings_only_from_a_file_in_the_cache(tmp_path):
+    settings = lakehouse.load_settings(None, environ={}, overrides={"local": {"cache_dir": str(tmp_path)}})
+    path = spark.log_config(settings)
+    assert path.parent.parent == tmp_path and path.read_text() == spark.LOG4J2
+    assert "rootLogger.level = warn" in spark.LOG4J2 and "logger.repl.level = warn" in spark.LOG4J2
+    conf = spark.session_config(settings, config.DEV_CREDENTIALS, addresses.endpoints(settings, View.EXTERNAL), [],
+                                path)
+    assert conf["spark.driver.extraJavaOptions"] == f"-Dlog4j2.configurationFile={path.as_uri()}"
