@@ -9,7 +9,7 @@ loopback.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import Settings
@@ -58,7 +58,23 @@ class TrinoLogin:
     ca_file: str  # the certificate to verify the server with (tls.ensure)
 
 
+def external_s3(settings: Settings) -> str:
+    """object_store.kind external: the store's endpoint, the same from every view; AWS S3's regional endpoint when
+    none is set."""
+    return settings.object_store.endpoint.rstrip("/") or f"https://s3.{settings.s3_region}.amazonaws.com"
+
+
+def on_aws(settings: Settings) -> bool:
+    """The lake is in AWS S3 itself (an external store without an endpoint of its own)."""
+    return settings.external_store and not settings.object_store.endpoint
+
+
 def endpoints(settings: Settings, view: View) -> Endpoints:
+    found = _endpoints(settings, view)
+    return replace(found, s3=external_s3(settings)) if settings.external_store else found
+
+
+def _endpoints(settings: Settings, view: View) -> Endpoints:
     p = settings.ports
     if view is View.EXTERNAL:
         host = LOOPBACK  # local binds loopback; compose publishes there; kubernetes port-forwards there

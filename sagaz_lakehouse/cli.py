@@ -341,6 +341,15 @@ def up(
             raise UsageError(f"--force-conflicts applies to {able}, not {target.name}",
                              f"drop the flag, or pass {able}")
         driver.force_conflicts = True
+    if settings.external_store and not dry_run:  # the user's store: prove every role's access before any start
+        from sagaz_lakehouse import store_probe
+
+        credentials = options.credentials(settings, base_dir)
+        warning = store_probe.shared_key_warning(settings, credentials)
+        if warning:
+            typer.echo(warning, err=True)
+        for line in store_probe.preflight(settings, credentials):
+            typer.echo(f"object store: {line}", err=True)
     result = driver.up(dry_run=dry_run, wait=not no_wait, timeout=timeout)
     if not dry_run and not no_wait:
         from sagaz_lakehouse import fluss_cluster

@@ -94,8 +94,8 @@ def iceberg_catalog(settings: Settings, credentials: Credentials, endpoints: End
         "s3.endpoint": endpoints.s3,
         "s3.access-key-id": access_key,
         "s3.secret-access-key": secret_key,
-        "s3.region": settings.lake.region,
-        "s3.force-virtual-addressing": "false",
+        "s3.region": settings.s3_region,
+        "s3.force-virtual-addressing": str(not settings.s3_path_style).lower(),
     })
 
 

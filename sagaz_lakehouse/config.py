@@ -154,7 +154,8 @@ class Lake:
                           pattern=BUCKET_NAME, expect="an S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
     warehouse: str = setting("warehouse", "name of the Iceberg warehouse (a prefix inside the bucket)",
                              pattern=IDENTIFIER, expect="a lowercase identifier")
-    region: str = setting("us-east-1", "S3 region (mandatory even for MinIO)")
+    region: str = setting("us-east-1", "S3 region (mandatory even for MinIO); object_store.region, when set, "
+                          "takes precedence")
     database: str = setting("sagaz", "Fluss database (and Iceberg namespace) holding saga_events",
                             pattern=IDENTIFIER, expect="a lowercase identifier")
     freshness: str = setting("", "how stale the Iceberg copy may get (table.datalake.freshness); "
@@ -172,6 +173,31 @@ class Lake:
                                         "which is what tiering copies (kv.snapshot.interval): keep it below the "
                                         "freshness; empty: 5s in dev, 1min in prod",
                                         pattern=re.compile(r"^$|" + DURATION.pattern), expect="a duration like 5s")
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """Where the lake bucket lives: the bundled MinIO, or an S3 service the user runs (README, "Bring your own
+    object store")."""
+
+    kind: str = setting("bundled", "bundled: the stack runs MinIO and creates the bucket; external: an S3 service "
+                        "you run, with the bucket and one identity per role made beforehand (no object store is "
+                        "started, `up` probes the bucket first)", choices=("bundled", "external"))
+    endpoint: str = setting("", "external: the S3 endpoint every component and client uses, e.g. "
+                            "https://minio.example.com:9000 (it must be reachable from every component); empty: AWS "
+                            "S3 in object_store.region", pattern=re.compile(r"^$|^https?://[^/\s]+/?$"),
+                            expect="empty or http(s)://host[:port]")
+    region: str = setting("", "S3 region of the store (signing region; AWS: the bucket's region); empty: "
+                          "lake.region", pattern=re.compile(r"^$|^[a-z0-9-]+$"), expect="a region like eu-west-1")
+    path_style: str = setting("auto", "address the bucket in the path (http://host/bucket/key) instead of the host "
+                              "name (http://bucket.host/key); auto: path-style except on AWS S3 (empty endpoint)",
+                              choices=("auto", "true", "false"))
+    sts_role_arn: str = setting("", "external: the role Fluss servers assume (STS AssumeRole) for the temporary "
+                                "credentials they hand the tiering job; empty: a fixed ARN on an endpoint of your "
+                                "own (MinIO ignores it), and on AWS S3 STS GetSessionToken with the fluss keys "
+                                "(README, \"What Fluss needs from the object store\")",
+                                pattern=re.compile(r"^$|^arn:[a-z-]+:iam::[0-9]*:role/.+$"),
+                                expect="an IAM role ARN like arn:aws:iam::123456789012:role/fluss-tokens")
 
 
 @dataclass(frozen=True)
@@ -305,6 +331,7 @@ class Settings:
     memory: Memory = section(Memory, "memory per component")
     volumes: Volumes = section(Volumes, "persistent storage")
     lake: Lake = section(Lake, "object store, warehouse and table settings")
+    object_store: ObjectStore = section(ObjectStore, "the object store: bundled MinIO, or one you run")
     maintenance: Maintenance = section(Maintenance, "lake maintenance: compaction, snapshot expiry, orphan files")
     monitoring: Monitoring = section(Monitoring, "what Prometheus scrapes besides the stack")
     anomaly: Anomaly = section(Anomaly, "live anomaly detection: baselines and alert rules in Prometheus")
@@ -314,6 +341,21 @@ class Settings:
     local: Local = section(Local, "local target (native processes)")
     compose: Compose = section(Compose, "compose target")
     kubernetes: Kubernetes = section(Kubernetes, "kubernetes target")
+
+    @property
+    def external_store(self) -> bool:
+        """The lake bucket lives in an object store the user runs: no MinIO, no bucket task."""
+        return self.object_store.kind == "external"
+
+    @property
+    def s3_region(self) -> str:
+        return self.object_store.region or self.lake.region
+
+    @property
+    def s3_path_style(self) -> bool:
+        if self.object_store.path_style != "auto":
+            return self.object_store.path_style == "true"
+        return not (self.external_store and not self.object_store.endpoint)
 
     @property
     def namespace(self) -> str:
@@ -377,6 +419,8 @@ class Credentials:
     trino_password: str = field(default="", repr=False)  # empty: Trino takes any user name over HTTP (dev)
     trino_keystore: str = field(default="", repr=False)  # Trino's TLS key and certificate (PEM), made by tls.ensure
     placeholder: bool = False  # placeholders for files that may be committed (manifests/), not credentials
+    # object_store.kind external: each role's (role, access key, secret key), as the user made them in their store
+    role_keys: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         return f"Credentials(access_key={self.access_key!r}, secret_key='***')"
@@ -399,6 +443,9 @@ class Credentials:
         bucket task derives the same secret from the root secret (tasks.identity_secret)."""
         if role == ROOT_ROLE:
             return self.access_key, self.secret_key
+        for name, access_key, secret_key in self.role_keys:
+            if name == role:
+                return access_key, secret_key
         from sagaz_lakehouse import tasks
 
         if self.placeholder:
@@ -654,6 +701,10 @@ def _durability_problems(settings: Settings) -> list[Problem]:
 
 SECRET_ENV = {"access_key": ENV_PREFIX + "S3_ACCESS_KEY", "secret_key": ENV_PREFIX + "S3_SECRET_KEY",
               "fluss_password": ENV_PREFIX + "FLUSS_PASSWORD", "trino_password": ENV_PREFIX + "TRINO_PASSWORD"}
+# object_store.kind external: each role's own keys, as secrets.file keys (s3_fluss_access_key, ...) and variables
+# (SAGAZ_LAKEHOUSE_S3_FLUSS_ACCESS_KEY, ...).
+ROLE_SECRET_NAMES = {role: (f"s3_{role}_access_key", f"s3_{role}_secret_key") for role in S3_ROLES}
+SECRET_ENV |= {name: ENV_PREFIX + name.upper() for pair in ROLE_SECRET_NAMES.values() for name in pair}
 
 
 def resolve_credentials(settings: Settings, environ: dict[str, str] | None = None, base_dir: Path | None = None,
@@ -662,7 +713,8 @@ def resolve_credentials(settings: Settings, environ: dict[str, str] | None = Non
     Trino passwords are read (and required) where the stack authenticates those clients, which the target knows:
     ``loader.resolve_credentials`` asks it."""
     environ = dict(os.environ if environ is None else environ)
-    from_file = _read_secrets_file(settings.secrets.file, base_dir) if settings.secrets.file else None
+    from_file = (_read_secrets_file(settings.secrets.file, base_dir, settings.external_store)
+                 if settings.secrets.file else None)
     credentials = _s3_credentials(settings, environ, from_file)
     if fluss_password:
         credentials = dataclasses.replace(credentials, fluss_password=_password(
@@ -718,6 +770,8 @@ def _password(settings: Settings, environ: dict[str, str], from_file: Credential
 
 
 def _s3_credentials(settings: Settings, environ: dict[str, str], from_file: Credentials | None) -> Credentials:
+    if settings.external_store:
+        return _external_credentials(settings, environ, from_file)
     from_env = {k: environ.get(SECRET_ENV[k], "") for k in ("access_key", "secret_key")}
     if all(from_env.values()):
         return _checked_credentials(Credentials(from_env["access_key"], from_env["secret_key"]), "environment")
@@ -728,6 +782,62 @@ def _s3_credentials(settings: Settings, environ: dict[str, str], from_file: Cred
     raise ConfigError([Problem("secrets", "the prod profile needs S3 credentials and none were supplied",
                                f"set {SECRET_ENV['access_key']} and {SECRET_ENV['secret_key']}, or point "
                                "secrets.file at a 0600 YAML file with s3_access_key and s3_secret_key")])
+
+
+def _external_credentials(settings: Settings, environ: dict[str, str], from_file: Credentials | None) -> Credentials:
+    """object_store.kind external: the keys of the identities the user made, one per role (or one key for every
+    role: ``shared_key_roles`` names them, and ``up`` warns in prod). The environment's pair wins over the file's."""
+    in_file = {name: (access, secret) for name, access, secret in (from_file.role_keys if from_file else ())}
+    if from_file is not None:
+        in_file["access_key"] = (from_file.access_key, from_file.secret_key)
+
+    def pair(access: str, secret: str) -> tuple[tuple[str, str], str]:
+        env = (environ.get(SECRET_ENV[access], ""), environ.get(SECRET_ENV[secret], ""))
+        if any(env):
+            return env, f"{SECRET_ENV[access]}/{SECRET_ENV[secret]}"
+        return in_file.get(access, ("", "")), settings.secrets.file
+
+    shared, shared_source = pair("access_key", "secret_key")
+    problems: list[Problem] = []
+    roles: list[tuple[str, str, str]] = []
+    for role, (access, secret) in ROLE_SECRET_NAMES.items():
+        keys, source = pair(access, secret)
+        if any(keys) and not all(keys):
+            problems.append(Problem("secrets", f"the {role} role's keys from {source} are incomplete",
+                                    f"supply both {access} and {secret}"))
+        elif all(keys):
+            problems += _key_problems(keys, f"the {role} role's keys", source)
+            roles.append((role, *keys))
+        elif all(shared):
+            roles.append((role, *shared))
+        else:
+            problems.append(Problem("secrets", f"object_store.kind external and no keys for the {role} role",
+                                    f"set {SECRET_ENV[access]} and {SECRET_ENV[secret]}, or add {access} and "
+                                    f"{secret} to secrets.file (or s3_access_key and s3_secret_key for every "
+                                    "role)"))
+    if any(shared) and not all(shared):
+        problems.append(Problem("secrets", f"the shared keys from {shared_source} are incomplete",
+                                "supply both s3_access_key and s3_secret_key"))
+    elif all(shared):
+        problems += _key_problems(shared, "the shared s3 keys", shared_source)
+    if problems:
+        raise ConfigError(problems)
+    return Credentials(shared[0], shared[1], role_keys=tuple(roles))
+
+
+def _key_problems(keys: tuple[str, str], what: str, source: str) -> list[Problem]:
+    # Fluss's YAML loader cuts every line at '#' (GlobalConfiguration.loadYAMLResource), and env files and property
+    # files trim whitespace: such a value would silently become another one.
+    if any("#" in value or value != value.strip() for value in keys):
+        return [Problem("secrets", f"{what} from {source} contain '#' or leading/trailing whitespace, which "
+                        "Fluss's configuration loader would cut off", "choose keys without them")]
+    return []
+
+
+def shared_key_roles(credentials: Credentials) -> list[str]:
+    """The roles whose object-store key another role uses too (object_store.kind external)."""
+    keys = [access for _, access, _ in credentials.role_keys]
+    return [role for role, access, _ in credentials.role_keys if keys.count(access) > 1]
 
 
 def _check_password(password: str, what: str, source: str) -> None:
@@ -742,7 +852,7 @@ def _check_password(password: str, what: str, source: str) -> None:
                                    "choose a value without them, e.g. `openssl rand -hex 24`")])
 
 
-def _read_secrets_file(name: str, base_dir: Path | None) -> Credentials:
+def _read_secrets_file(name: str, base_dir: Path | None, external: bool = False) -> Credentials:
     import yaml
 
     path = _secret_path(name, base_dir)
@@ -755,11 +865,19 @@ def _read_secrets_file(name: str, base_dir: Path | None) -> Credentials:
     if mode & 0o077:
         raise ConfigError([Problem("secrets.file", f"{path} is readable by others (mode {mode:o})",
                                    f"chmod 600 {path}")])
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("secrets.file", f"{path} is not a mapping of keys", "write key: value lines")])
+    # object_store.kind external reads each role's keys, and needs the shared pair only for roles without their own
+    # (_external_credentials); the bundled store always needs the root pair.
     missing = [k for k in ("s3_access_key", "s3_secret_key") if not data.get(k)]
-    if missing:
+    if missing and not external:
         raise ConfigError([Problem("secrets.file", f"{path} lacks {', '.join(missing)}", "add the missing keys")])
-    return Credentials(str(data["s3_access_key"]), str(data["s3_secret_key"]), str(data.get("fluss_password") or ""),
-                       str(data.get("trino_password") or ""))
+    # Keyed by the access key's name here; _external_credentials checks and pairs them with their roles.
+    pairs = tuple((access, str(data.get(access) or ""), str(data.get(secret) or ""))
+                  for access, secret in ROLE_SECRET_NAMES.values())
+    return Credentials(str(data.get("s3_access_key") or ""), str(data.get("s3_secret_key") or ""),
+                       str(data.get("fluss_password") or ""), str(data.get("trino_password") or ""),
+                       role_keys=pairs)
 
 
 def _checked_credentials(creds: Credentials, source: str) -> Credentials:

@@ -154,7 +154,7 @@ def component_probes(settings: Settings, credentials: Credentials, endpoints: En
     return {
         "zookeeper": lambda: _target_health(settings, status, s.ZOOKEEPER),
         "fluss servers": lambda: _fluss_nodes(settings, endpoints, coordinator_log),
-        "minio": lambda: _minio(settings, credentials, endpoints),
+        ("object store" if settings.external_store else "minio"): lambda: _minio(settings, credentials, endpoints),
         "iceberg rest catalog": lambda: _rest_catalog(endpoints),
         "flink + tiering job": lambda: _flink(endpoints),
         "flink sql gateway": lambda: _sql_gateway(endpoints),
@@ -207,19 +207,29 @@ def _fluss_nodes(settings: Settings, endpoints: Endpoints, coordinator_log: Call
 
 
 def _minio(settings: Settings, credentials: Credentials, endpoints: Endpoints) -> str:
-    if not clients.http_ok(f"{endpoints.s3}/minio/health/ready"):
+    """The bundled MinIO's readiness, or (external) the user's store as the reader role sees it; then the bucket."""
+    import urllib.parse
+
+    if not settings.external_store and not clients.http_ok(f"{endpoints.s3}/minio/health/ready"):
         raise CheckFailed(f"MinIO not ready at {endpoints.s3}", "see `sagaz-lakehouse logs minio`")
     from pyarrow import fs
 
-    host, port = clients.host_port(endpoints.s3)
+    url = urllib.parse.urlsplit(endpoints.s3)
     access_key, secret_key = client_s3_keys(settings, credentials)
-    s3 = fs.S3FileSystem(access_key=access_key, secret_key=secret_key,
-                         endpoint_override=f"{host}:{port}", scheme="http", region=settings.lake.region,
-                         force_virtual_addressing=False)
-    info = s3.get_file_info(settings.lake.bucket)
+    s3 = fs.S3FileSystem(access_key=access_key, secret_key=secret_key, endpoint_override=url.netloc,
+                         scheme=url.scheme or "http", region=settings.s3_region,
+                         force_virtual_addressing=not settings.s3_path_style)
+    try:
+        info = s3.get_file_info(settings.lake.bucket)
+    except OSError as exc:
+        raise CheckFailed(f"the object store at {endpoints.s3} refused the reader: {exc}",
+                          "check the reader role's keys and grant (README, Bring your own object store)") from exc
     if info.type == fs.FileType.NotFound:
-        raise CheckFailed(f"bucket {settings.lake.bucket} is missing", "run `sagaz-lakehouse up` again")
-    return f"ready; bucket {settings.lake.bucket} exists"
+        hint = ("create it in your object store (object_store.kind external)" if settings.external_store
+                else "run `sagaz-lakehouse up` again")
+        raise CheckFailed(f"bucket {settings.lake.bucket} is missing", hint)
+    where = f"external store {endpoints.s3}" if settings.external_store else "ready"
+    return f"{where}; bucket {settings.lake.bucket} exists"
 
 
 def _rest_catalog(endpoints: Endpoints) -> str:

@@ -44,8 +44,9 @@ ROLE_S3 = {role: S3Identity(role, f"S3_{role.upper()}_ACCESS_KEY", f"S3_{role.up
 
 
 def s3_identities(settings: Settings) -> bool:
-    """Whether each role reaches the object store with its own identity (``s3_grants``): the profile's choice."""
-    return profile(settings.profile).s3_identities
+    """Whether each role reaches the object store with its own identity (``s3_grants``): the profile's choice; always
+    with an external store, whose keys are each role's own (or one key the user gives every role)."""
+    return settings.external_store or profile(settings.profile).s3_identities
 
 
 def s3_grants(settings: Settings) -> dict[str, tuple[tuple[str, str], ...]]:
@@ -69,7 +70,9 @@ def s3_identity(settings: Settings, role: str) -> S3Identity:
 def s3_variables(settings: Settings, credentials: Credentials) -> dict[str, str]:
     """Every S3 credential variable the stack's processes use, with its value: a compose .env, a Kubernetes
     Secret."""
-    identities = {s3_identity(settings, role) for role in (ROOT_ROLE, *S3_ROLES)}
+    # An external store has no root user here: only MinIO and the bucket task hold the root keys.
+    roles = S3_ROLES if settings.external_store else (ROOT_ROLE, *S3_ROLES)
+    identities = {s3_identity(settings, role) for role in roles}
     values: dict[str, str] = {}
     for identity in sorted(identities, key=lambda i: i.access_var):
         values[identity.access_var], values[identity.secret_var] = credentials.s3_keys(identity.role)
@@ -98,7 +101,7 @@ def aws_environment(settings: Settings, role: str) -> dict[str, str]:
     """``role``'s keys for the AWS SDK's default chain, for processes that must not carry them in arguments."""
     identity = s3_identity(settings, role)
     return {"AWS_ACCESS_KEY_ID": identity.access_key, "AWS_SECRET_ACCESS_KEY": identity.secret_key,
-            "AWS_REGION": settings.lake.region}
+            "AWS_REGION": settings.s3_region}
 
 
 def credential_environment(settings: Settings, role: str) -> dict[str, str]:

@@ -28,8 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stack model", ("stack", "addresses", "security", "identities", "components", "components.*")),
     ("targets", ("targets.*",)),  # base, probes and one package per target
     ("settings loader", ("loader",)),
-    ("clients and analytics", ("clients", "tables", "fluss_cluster", "lake_health", "lake_maintenance", "analytics",
-                               "spark", "report",
+    ("clients and analytics", ("clients", "store_probe", "tables", "fluss_cluster", "lake_health", "lake_maintenance",
+                               "analytics", "spark", "report",
                                "dashboards", "sagaz", "simulate")),
     ("commands and public face", ("doctor", "cli", "__main__", "")),  # "": the package itself (__init__.py)
 ]

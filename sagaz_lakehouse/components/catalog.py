@@ -30,8 +30,8 @@ def environment(settings: Settings, view: s.View, state_dir: str) -> dict[str, s
         "CATALOG_URI": f"jdbc:sqlite:file:{state_dir}/{DATABASE}?{SQLITE_PRAGMAS}",
         "CATALOG_IO__IMPL": "org.apache.iceberg.aws.s3.S3FileIO",
         "CATALOG_S3_ENDPOINT": ep.s3,
-        "CATALOG_S3_PATH__STYLE__ACCESS": "true",
-        "CATALOG_CLIENT_REGION": settings.lake.region,
+        "CATALOG_S3_PATH__STYLE__ACCESS": str(settings.s3_path_style).lower(),
+        "CATALOG_CLIENT_REGION": settings.s3_region,
         "CATALOG_REST_PORT": str(settings.ports.rest_catalog),  # read as the catalog property rest.port
         **identities.aws_environment(settings, "lake"),
     }
@@ -59,5 +59,5 @@ def rest_catalog(settings: Settings, view: s.View) -> s.Component:
         s.REST_CATALOG, "iceberg-rest-catalog", settings.images.rest_catalog, versions.ICEBERG.version,
         "Iceberg REST catalog", setup,
         ports=(s.Port("http", port, port, setting="rest_catalog"),), health=s.Health("http", "http", "/v1/config"),
-        depends_on=((s.CREATE_BUCKET, s.Condition.COMPLETED),),
+        depends_on=() if settings.external_store else ((s.CREATE_BUCKET, s.Condition.COMPLETED),),
         data_dir=STATE_DIR, volume_size=settings.volumes.rest_catalog, memory=settings.memory.rest_catalog)

@@ -76,8 +76,8 @@ def iceberg_catalog_properties(settings: Settings, view: s.View, role: str = "")
         # The default ResolvingFileIO needs Hadoop classes the Fluss plugin lacks; S3FileIO does not.
         "io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
         "s3.endpoint": ep.s3,
-        "s3.path-style-access": "true",
-        "client.region": settings.lake.region,
+        "s3.path-style-access": str(settings.s3_path_style).lower(),
+        "client.region": settings.s3_region,
     }
     if role:
         identity = identities.s3_identity(settings, role)

@@ -57,13 +57,9 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
         "s3.endpoint": ep.s3,
         "s3.access-key": fluss_s3.access_key,
         "s3.secret-key": fluss_s3.secret_key,
-        "s3.region": settings.lake.region,
-        "s3.path-style-access": "true",
-        # Clients (the tiering job reading KV snapshots) get temporary credentials from the servers. Without a
-        # role the servers call AWS STS GetSessionToken, which MinIO lacks (apache/fluss#211); with a role they
-        # call AssumeRole at this endpoint, which MinIO implements (fluss-fs-s3 S3DelegationTokenProvider).
-        "s3.assumed.role.arn": ASSUMED_ROLE_ARN,
-        "s3.assumed.role.sts.endpoint": ep.s3,
+        "s3.region": settings.s3_region,
+        "s3.path-style-access": str(settings.s3_path_style).lower(),
+        **token_properties(settings, ep.s3),
         "datalake.format": "iceberg",
         # Primary-key tables tier from KV snapshots: the snapshot interval bounds tiering latency.
         "kv.snapshot.interval": settings.kv_snapshot_interval,
@@ -74,6 +70,19 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
     props.update({f"datalake.iceberg.{k}": v for k, v in lake_catalog.items()})
     props.update(durability_properties(settings))
     return props
+
+
+def token_properties(settings: Settings, s3_endpoint: str) -> dict[str, str]:
+    """How the servers get the temporary credentials they hand clients (the tiering job reading KV snapshots and
+    remote log segments): fluss-fs-s3's S3DelegationTokenProvider (v0.9.1-incubating). Without a role ARN it calls
+    STS GetSessionToken with the static keys, which MinIO lacks (apache/fluss#211) and AWS grants an IAM user; with
+    one it calls AssumeRole, at ``s3.assumed.role.sts.endpoint`` or else the regional AWS STS endpoint of
+    ``s3.region``. MinIO implements AssumeRole signed by a user and ignores the ARN. README, "What Fluss needs from
+    the object store"."""
+    arn = settings.object_store.sts_role_arn if settings.external_store else ""
+    if addresses.on_aws(settings):
+        return {"s3.assumed.role.arn": arn} if arn else {}
+    return {"s3.assumed.role.arn": arn or ASSUMED_ROLE_ARN, "s3.assumed.role.sts.endpoint": s3_endpoint}
 
 
 def durability_properties(settings: Settings) -> dict[str, str]:

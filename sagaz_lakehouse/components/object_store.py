@@ -1,5 +1,8 @@
 """MinIO: the S3-compatible object store holding Fluss's remote data and the Iceberg warehouse.
 
+With ``object_store.kind: external`` there is no such component: the lake bucket lives in a store the user runs,
+and every client gets its endpoint (``addresses.endpoints``).
+
 The local target runs the server binary built from the pinned commit (the Go module proxy); containers run the
 image of the same release tag. Both take the root credentials from ``MINIO_ROOT_USER``/``MINIO_ROOT_PASSWORD``.
 """
@@ -13,7 +16,9 @@ from sagaz_lakehouse.config import Settings
 METRICS_PATH = "/minio/v2/metrics/cluster"  # cluster-wide: capacity, drives, S3 requests and errors
 
 
-def minio(settings: Settings, view: s.View) -> s.Component:
+def minio(settings: Settings, view: s.View) -> s.Component | None:
+    if settings.external_store:  # the user's own store: nothing to run
+        return None
     p = settings.ports
     # Prometheus scrapes /minio/v2/metrics/cluster without a bearer token (minio docs/metrics/prometheus: "public").
     credentials = {"MINIO_ROOT_USER": identities.ACCESS_KEY, "MINIO_ROOT_PASSWORD": identities.SECRET_KEY,

@@ -47,10 +47,12 @@ def _task(settings: Settings, name: str, role: str, arguments: list[str], env: d
                      one_shot=True, **fields)  # type: ignore[arg-type]
 
 
-def create_bucket(settings: Settings, view: s.View) -> s.Component:
+def create_bucket(settings: Settings, view: s.View) -> s.Component | None:
+    if settings.external_store:  # the user made the bucket and the identities; `up` probes them instead
+        return None
     grants = identities.create_bucket_grants(settings)
     args = ["--endpoint", addresses.endpoints(settings, view).s3, "--bucket", settings.lake.bucket,
-            "--region", settings.lake.region, *grants]
+            "--region", settings.s3_region, *grants]
     what = ("creates the lake bucket and one object-store identity per role (root keys stay here)" if grants else
             "creates the lake bucket (once; skipped when it exists)")
     return _task(settings, s.CREATE_BUCKET, what, args,

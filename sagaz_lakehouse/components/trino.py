@@ -94,8 +94,8 @@ def iceberg_catalog(settings: Settings, view: s.View) -> dict[str, str]:
         "iceberg.rest-catalog.warehouse": addresses.warehouse_uri(settings),
         "fs.native-s3.enabled": "true",
         "s3.endpoint": ep.s3,
-        "s3.region": settings.lake.region,
-        "s3.path-style-access": "true",
+        "s3.region": settings.s3_region,
+        "s3.path-style-access": str(settings.s3_path_style).lower(),
         "s3.aws-access-key": "${ENV:" + reader.access_var + "}",
         "s3.aws-secret-key": "${ENV:" + reader.secret_var + "}",
         # The shortest retention the maintenance procedures accept (IcebergConfig, 7d by default): the lake's own

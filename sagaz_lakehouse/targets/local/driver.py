@@ -53,7 +53,8 @@ class LocalDriver:
         javas = self._javas()
         installer = Installer(self.cache, self.settings.local.maven_repository, self.settings.local.minio_binary,
                               self.progress, self.settings.local.prometheus_binary)
-        installer.check_minio()
+        if not self.settings.external_store:  # an external store: no MinIO to run
+            installer.check_minio()
         plan = {"run_dir": str(self.layout.run_dir), "cache_dir": str(self.cache),
                 "would_start": [n for _, n in instances if n not in running], "already_running": sorted(running),
                 "endpoints": {k: v for k, v in vars(addresses.endpoints(self.settings, View.EXTERNAL)).items()

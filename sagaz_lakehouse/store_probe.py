@@ -1,0 +1,156 @@
+"""Before ``up`` starts anything against an external object store (``object_store.kind: external``): the bucket
+exists, and each role's keys can do what that role needs (``identities.s3_grants``), proven with a probe object.
+
+Per role: a bucket listing (every role lists object names); per prefix a role writes: put, get and delete a probe
+object, and every role that only reads the prefix gets the object before it is deleted. Every refusal is reported at
+once, each naming the role, the permission it lacks and where (exit 2: nothing was started). Requests are signed
+with the same standard-library SigV4 code the bucket task uses (``tasks.s3_headers``); keys never leave the
+process, and no message carries a secret.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sagaz_lakehouse import addresses, identities, tasks
+from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.errors import ConfigError, Problem
+
+PROBE_NAME = ".sagaz-lakehouse-probe-"
+TIMEOUT = 20.0
+# What each S3 call needs (IAM action names, as a user writes them into a policy).
+PERMISSION = {"list": "s3:ListBucket", "put": "s3:PutObject", "get": "s3:GetObject", "delete": "s3:DeleteObject"}
+KEY_CODES = {"InvalidAccessKeyId": "the object store does not know its access key",
+             "SignatureDoesNotMatch": "its secret key is wrong (the signature does not match)",
+             "InvalidToken": "its credentials are not valid", "ExpiredToken": "its credentials have expired"}
+
+Request = Callable[..., tuple[int, bytes]]
+
+
+class BucketMissing(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    code: str  # the S3 error's <Code>, or "" (success, or no body)
+    message: str
+
+
+def s3_error(status: int, body: bytes) -> Answer:
+    text = body.decode(errors="replace")
+    code = re.search(r"<Code>([^<]+)</Code>", text)
+    message = re.search(r"<Message>([^<]*)</Message>", text)
+    return Answer(status, code.group(1) if code else "", message.group(1) if message else "")
+
+
+def refusal(role: str, call: str, where: str, answer: Answer) -> Problem:
+    """What a refused call means for ``role``: a wrong key, or a permission its identity lacks."""
+    field = f"object store, role {role}"
+    variables = (f"s3_{role}_access_key and s3_{role}_secret_key in secrets.file, or "
+                 f"SAGAZ_LAKEHOUSE_S3_{role.upper()}_ACCESS_KEY and ..._SECRET_KEY")
+    if answer.code in KEY_CODES:
+        return Problem(field, f"{KEY_CODES[answer.code]} ({answer.code}, HTTP {answer.status})",
+                       f"check the {role} role's keys: {variables}")
+    detail = f"{answer.code or 'HTTP ' + str(answer.status)}" + (f": {answer.message}" if answer.message else "")
+    return Problem(field, f"lacks {PERMISSION[call]} on {where} ({detail})",
+                   f"grant the {role} identity {PERMISSION[call]} on {where} (README, Bring your own object store)")
+
+
+class Prober:
+    def __init__(self, settings: Settings, credentials: Credentials, request: Request | None = None) -> None:
+        self.settings, self.credentials = settings, credentials
+        self.endpoint = addresses.external_s3(settings)
+        self.bucket = settings.lake.bucket
+        self.request: Request = request or tasks._request  # the tasks' own HTTP helper
+
+    def url(self, key: str = "", query: str = "") -> str:
+        parts = urllib.parse.urlsplit(self.endpoint)
+        if self.settings.s3_path_style:
+            path, netloc = f"/{self.bucket}/{urllib.parse.quote(key)}" if key else f"/{self.bucket}", parts.netloc
+        else:
+            path, netloc = f"/{urllib.parse.quote(key)}", f"{self.bucket}.{parts.netloc}"
+        return urllib.parse.urlunsplit((parts.scheme, netloc, path, query, ""))
+
+    def call(self, role: str, method: str, key: str = "", query: str = "", body: bytes = b"") -> Answer:
+        url = self.url(key, query)
+        access_key, secret_key = self.credentials.s3_keys(role)
+        headers = tasks.s3_headers(method, url, self.settings.s3_region, access_key, secret_key, body)
+        try:
+            status, answer = self.request(url, method, body or None, headers, TIMEOUT)
+        except OSError as exc:
+            raise ConfigError([Problem("object_store.endpoint", f"cannot reach the object store at {self.endpoint}: "
+                                       f"{exc}", "check object_store.endpoint and that the store is running")],
+                              "object store") from exc
+        return Answer(status, "", "") if status < 300 else s3_error(status, answer)
+
+    def run(self) -> list[str]:
+        """Probe every role; returns what was proven, or raises ConfigError naming every refusal."""
+        grants = identities.s3_grants(self.settings)
+        problems: list[Problem] = []
+        able = set()
+        for role in grants:
+            answer = self.call(role, "GET", query="list-type=2&max-keys=1")
+            if answer.code == "NoSuchBucket" or (answer.status == 404 and not answer.code):
+                raise ConfigError([Problem("lake.bucket", f"bucket {self.bucket} does not exist at {self.endpoint}",
+                                           "create it in your object store (object_store.kind external: the stack "
+                                           "never creates it), or correct lake.bucket")], "object store")
+            if answer.status >= 300:
+                problems.append(refusal(role, "list", f"bucket {self.bucket}", answer))
+            else:
+                able.add(role)
+        done = [f"bucket {self.bucket} at {self.endpoint}: listed by {', '.join(sorted(able))}"] if able else []
+        for prefix, writer in _writers(grants).items():
+            if writer not in able:
+                continue
+            key = f"{prefix.strip('/')}/{PROBE_NAME}{uuid.uuid4().hex}"
+            where = f"s3://{self.bucket}/{prefix.strip('/')}/*"
+            answer = self.call(writer, "PUT", key, body=b"sagaz-lakehouse probe")
+            if answer.status >= 300:
+                problems.append(refusal(writer, "put", where, answer))
+                continue
+            readers = [writer, *(r for r, g in grants.items() if r != writer and r in able and (prefix, "r") in g)]
+            for reader in readers:
+                answer = self.call(reader, "GET", key)
+                if answer.status >= 300:
+                    problems.append(refusal(reader, "get", where, answer))
+            answer = self.call(writer, "DELETE", key)
+            if answer.status >= 300:
+                problem = refusal(writer, "delete", where, answer)
+                problems.append(Problem(problem.field, f"{problem.message}; the probe object s3://{self.bucket}/"
+                                        f"{key} is left behind", problem.hint))
+                continue
+            done.append(f"{where}: {writer} wrote, read and deleted a probe object; read by {', '.join(readers)}")
+        if problems:
+            raise ConfigError(problems, f"the object store at {self.endpoint} (nothing was started)")
+        return done
+
+
+def _writers(grants: dict[str, tuple[tuple[str, str], ...]]) -> dict[str, str]:
+    """Each prefix some role writes, with that role."""
+    return {prefix: role for role, role_grants in grants.items() for prefix, mode in role_grants if mode == "rw"}
+
+
+def preflight(settings: Settings, credentials: Credentials, request: Request | None = None) -> list[str]:
+    """``up``'s check of an external store (nothing for the bundled one, which the stack itself sets up)."""
+    if not settings.external_store:
+        return []
+    return Prober(settings, credentials, request).run()
+
+
+def shared_key_warning(settings: Settings, credentials: Credentials) -> str:
+    """A warning where roles share one key of an external store in prod: each can then do what any role may."""
+    from sagaz_lakehouse.config import shared_key_roles
+    from sagaz_lakehouse.profiles import profile
+
+    shared = shared_key_roles(credentials)
+    if not settings.external_store or not shared or profile(settings.profile).dev_credentials:
+        return ""
+    return (f"warning: roles {', '.join(shared)} share one object-store key, so each can read and delete what the "
+            "others write (Trino included); give each role its own identity (s3_<role>_access_key and "
+            "s3_<role>_secret_key in secrets.file; README, Bring your own object store)")
