@@ -282,7 +282,9 @@ class Durability:
 class Secrets:
     file: str = setting("", "YAML file (mode 0600) with s3_access_key and s3_secret_key; alternatively set "
                         "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY and SAGAZ_LAKEHOUSE_S3_SECRET_KEY. Required in prod; "
-                        "dev uses fixed development credentials")
+                        "dev uses fixed development credentials. An external object store takes each role's "
+                        "keys: s3_fluss_access_key, s3_fluss_secret_key, s3_lake_..., s3_reader_... (or "
+                        "SAGAZ_LAKEHOUSE_S3_FLUSS_ACCESS_KEY, ...)")
     trino_tls: str = setting("", "PEM file (mode 0600) with the private key and certificate chain Trino serves HTTPS "
                              "with (prod, local target); its certificates are what clients trust, and the first "
                              "must name 127.0.0.1 or localhost. Empty: a self-signed certificate is made and kept")

@@ -46,21 +46,23 @@ async def write_events(settings: config.Settings, rows: list[dict]) -> None:
             await handle.wait()
 
 
-def iceberg_rows(settings: config.Settings, batch: str) -> list[dict]:
+def iceberg_rows(settings: config.Settings, batch: str,
+                 credentials: config.Credentials = config.DEV_CREDENTIALS) -> list[dict]:
     from pyiceberg.expressions import EqualTo
 
-    catalog = clients.iceberg_catalog(settings, config.DEV_CREDENTIALS, endpoints(settings))
+    catalog = clients.iceberg_catalog(settings, credentials, endpoints(settings))
     table = catalog.load_table(f"{settings.lake.database}.{TABLE}")
     rows, _ = clients.iceberg_read(table, EqualTo("saga_name", batch))
     return rows.to_pylist()
 
 
-def wait_for_iceberg(settings: config.Settings, batch: str, expected: int, timeout: float = 240) -> list[dict]:
+def wait_for_iceberg(settings: config.Settings, batch: str, expected: int, timeout: float = 240,
+                     credentials: config.Credentials = config.DEV_CREDENTIALS) -> list[dict]:
     """Polls until Iceberg holds `expected` rows of the batch; fails with the count it saw."""
     deadline = time.monotonic() + timeout
     rows: list[dict] = []
     while time.monotonic() < deadline:
-        rows = iceberg_rows(settings, batch)
+        rows = iceberg_rows(settings, batch, credentials)
         if len(rows) >= expected:
             return rows
         time.sleep(2)

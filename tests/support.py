@@ -133,7 +133,7 @@ def free_port_settings() -> dict[str, int]:
 PORT_STRIDE = 10  # room for instances: a fanned-out setting (tablet servers, task managers) uses port + i
 PORT_BLOCK = 200  # per suite: 16 settings x 10, plus a few the suite picks itself (suite_port)
 SUITE_BASES = {"listener": 11000, "local-stack": 11200, "compose": 11400, "kubernetes": 11600, "analytics": 11800,
-               "faults": 12000, "observability": 12200}
+               "faults": 12000, "observability": 12200, "external-store": 12400}
 
 
 def suite_ports(suite: str) -> dict[str, int]:

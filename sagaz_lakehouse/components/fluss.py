@@ -59,6 +59,10 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
         "s3.secret-key": fluss_s3.secret_key,
         "s3.region": settings.s3_region,
         "s3.path-style-access": str(settings.s3_path_style).lower(),
+        # s3.region reaches only the token provider (fs.s3a.region); Hadoop 3.3.4's S3A signs for
+        # fs.s3a.endpoint.region, else for the region its SDK reads from the endpoint's host name (us-east-1 for a
+        # host outside AWS), which a store of the user's with a region of its own refuses.
+        **({"s3.endpoint.region": settings.s3_region} if settings.external_store else {}),
         **token_properties(settings, ep.s3),
         "datalake.format": "iceberg",
         # Primary-key tables tier from KV snapshots: the snapshot interval bounds tiering latency.
