@@ -175,3 +175,4 @@ def test_the_stack_runs_no_object_store_and_tiers_into_the_external_one(stack, s
                            force_virtual_addressing=False)
     files = lake.get_file_info(fs.FileSelector(f"{BUCKET}/{settings.lake.warehouse}", recursive=True))
     assert any(f.path.endswith(".parquet") for f in files)
+    print(stack.log_tails("lake-maintenance"))  # evidence (-s): what maintenance, through Trino's reader, did
