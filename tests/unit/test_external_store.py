@@ -216,3 +216,28 @@ def test_probe_urls_follow_the_addressing_style():
     aws = store_probe.Prober(settings(**{"object_store.kind": "external"}), config.DEV_CREDENTIALS)
     assert aws.url("fluss-remote/x") == "https://sagaz-lakehouse.s3.us-east-1.amazonaws.com/fluss-remote/x"
     assert store_probe.preflight(settings(), config.DEV_CREDENTIALS) == []  # bundled: nothing to probe
+
+
+# ---------------------------------------------------------------------------------------------------- `up`
+
+
+def test_up_refuses_an_unreachable_store_or_missing_keys_before_starting_anything(tmp_path):
+    from support import free_port
+    from typer.testing import CliRunner
+
+    from sagaz_lakehouse.cli import app
+
+    config_file = tmp_path / config.CONFIG_FILENAME
+    config_file.write_text("")  # defaults; the run folder beside it
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    flags = ["--config", str(config_file), "--set", "object_store.kind=external",
+             "--set", f"object_store.endpoint={endpoint}"]
+    runner = CliRunner()
+    keys = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "shared-key", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "shared-secret-1"}
+    unreachable = runner.invoke(app, ["up", *flags], env=keys, catch_exceptions=False)
+    assert unreachable.exit_code == 2, unreachable.output
+    assert f"object_store.endpoint: cannot reach the object store at {endpoint}" in unreachable.output
+    assert "shared-secret-1" not in unreachable.output
+    no_keys = runner.invoke(app, ["up", *flags], env={}, catch_exceptions=False)
+    assert no_keys.exit_code == 2 and "no keys for the fluss role" in no_keys.output
+    assert not (tmp_path / ".sagaz-lakehouse" / "pids").exists()
