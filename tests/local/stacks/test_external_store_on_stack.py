@@ -176,3 +176,16 @@ def test_the_stack_runs_no_object_store_and_tiers_into_the_external_one(stack, s
     files = lake.get_file_info(fs.FileSelector(f"{BUCKET}/{settings.lake.warehouse}", recursive=True))
     assert any(f.path.endswith(".parquet") for f in files)
     print(stack.log_tails("lake-maintenance"))  # evidence (-s): what maintenance, through Trino's reader, did
+
+
+def test_no_log_file_holds_a_role_secret(stack):
+    """The roles' secret keys reach processes only in 0600 files and the environment: no log shows one."""
+    logs = [p for p in stack.run_dir.rglob("*")
+            if p.is_file() and (p.suffix in (".log", ".out", ".err") or "log" in p.parent.name)]
+    assert len(logs) >= 8, sorted(map(str, logs))
+    values = stack.credentials.secret_values()
+    assert len(values) == 3  # the three roles' secret keys; no root key, no passwords in dev
+    assert [str(p) for p in logs for value in values if value in p.read_text(errors="replace")] == []
+    configs = [p for p in (stack.run_dir / "config").rglob("*") if p.is_file()
+               and any(value in p.read_text(errors="replace") for value in values)]
+    assert configs and all(os.stat(p).st_mode & 0o077 == 0 for p in configs), configs
