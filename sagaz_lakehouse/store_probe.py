@@ -78,9 +78,12 @@ class Prober:
         return urllib.parse.urlunsplit((parts.scheme, netloc, path, query, ""))
 
     def call(self, role: str, method: str, key: str = "", query: str = "", body: bytes = b"") -> Answer:
+        """One request signed with ``role``'s keys (``role`` empty: an anonymous one)."""
         url = self.url(key, query)
-        access_key, secret_key = self.credentials.s3_keys(role)
-        headers = tasks.s3_headers(method, url, self.settings.s3_region, access_key, secret_key, body)
+        headers = {}
+        if role:
+            access_key, secret_key = self.credentials.s3_keys(role)
+            headers = tasks.s3_headers(method, url, self.settings.s3_region, access_key, secret_key, body)
         try:
             status, answer = self.request(url, method, body or None, headers, TIMEOUT)
         except OSError as exc:
@@ -88,6 +91,11 @@ class Prober:
                                        f"{exc}", "check object_store.endpoint and that the store is running")],
                               "object store") from exc
         return Answer(status, "", "") if status < 300 else s3_error(status, answer)
+
+    def _bucket_missing(self) -> ConfigError:
+        return ConfigError([Problem("lake.bucket", f"bucket {self.bucket} does not exist at {self.endpoint}",
+                                    "create it in your object store (object_store.kind external: the stack never "
+                                    "creates it), or correct lake.bucket")], "object store")
 
     def run(self) -> list[str]:
         """Probe every role; returns what was proven, or raises ConfigError naming every refusal."""
@@ -97,13 +105,14 @@ class Prober:
         for role in grants:
             answer = self.call(role, "GET", query="list-type=2&max-keys=1")
             if answer.code == "NoSuchBucket" or (answer.status == 404 and not answer.code):
-                raise ConfigError([Problem("lake.bucket", f"bucket {self.bucket} does not exist at {self.endpoint}",
-                                           "create it in your object store (object_store.kind external: the stack "
-                                           "never creates it), or correct lake.bucket")], "object store")
+                raise self._bucket_missing()
             if answer.status >= 300:
                 problems.append(refusal(role, "list", f"bucket {self.bucket}", answer))
             else:
                 able.add(role)
+        # No role may list it: how a missing bucket looks to a store that checks policies first.
+        if not able and all(p.message.startswith("lacks s3:ListBucket") for p in problems) and _missing_bucket(self):
+            raise self._bucket_missing()
         done = [f"bucket {self.bucket} at {self.endpoint}: listed by {', '.join(sorted(able))}"] if able else []
         for prefix, writer in _writers(grants).items():
             if writer not in able:
@@ -129,6 +138,14 @@ class Prober:
         if problems:
             raise ConfigError(problems, f"the object store at {self.endpoint} (nothing was started)")
         return done
+
+
+def _missing_bucket(prober: Prober) -> bool:
+    """Whether the bucket is missing, asked anonymously: a store that limits each user to its own buckets (MinIO's
+    policies) answers a missing one AccessDenied too, but an anonymous request 404 NoSuchBucket (AWS S3 likewise:
+    403 for a bucket that exists, 404 for one that does not)."""
+    answer = prober.call("", "HEAD")
+    return answer.status == 404
 
 
 def _writers(grants: dict[str, tuple[tuple[str, str], ...]]) -> dict[str, str]:
