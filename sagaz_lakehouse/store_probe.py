@@ -78,12 +78,10 @@ class Prober:
         return urllib.parse.urlunsplit((parts.scheme, netloc, path, query, ""))
 
     def call(self, role: str, method: str, key: str = "", query: str = "", body: bytes = b"") -> Answer:
-        """One request signed with ``role``'s keys (``role`` empty: an anonymous one)."""
+        """One request signed with ``role``'s keys."""
         url = self.url(key, query)
-        headers = {}
-        if role:
-            access_key, secret_key = self.credentials.s3_keys(role)
-            headers = tasks.s3_headers(method, url, self.settings.s3_region, access_key, secret_key, body)
+        access_key, secret_key = self.credentials.s3_keys(role)
+        headers = tasks.s3_headers(method, url, self.settings.s3_region, access_key, secret_key, body)
         try:
             status, answer = self.request(url, method, body or None, headers, TIMEOUT)
         except OSError as exc:
@@ -110,9 +108,14 @@ class Prober:
                 problems.append(refusal(role, "list", f"bucket {self.bucket}", answer))
             else:
                 able.add(role)
-        # No role may list it: how a missing bucket looks to a store that checks policies first.
-        if not able and all(p.message.startswith("lacks s3:ListBucket") for p in problems) and _missing_bucket(self):
-            raise self._bucket_missing()
+        if not able and all(p.message.startswith("lacks s3:ListBucket") for p in problems):
+            # A store that checks policies before the bucket (MinIO) answers a name outside every role's policy
+            # AccessDenied whether or not the bucket exists: both are named.
+            raise ConfigError([Problem("lake.bucket", f"no role may list bucket {self.bucket} at {self.endpoint} "
+                                       f"(AccessDenied for {', '.join(grants)}): it does not exist under that name, "
+                                       "or no role has s3:ListBucket on it",
+                                       "check lake.bucket; create the bucket, or grant each role s3:ListBucket on "
+                                       "it (README, Bring your own object store)")], "object store")
         done = [f"bucket {self.bucket} at {self.endpoint}: listed by {', '.join(sorted(able))}"] if able else []
         for prefix, writer in _writers(grants).items():
             if writer not in able:
@@ -138,14 +141,6 @@ class Prober:
         if problems:
             raise ConfigError(problems, f"the object store at {self.endpoint} (nothing was started)")
         return done
-
-
-def _missing_bucket(prober: Prober) -> bool:
-    """Whether the bucket is missing, asked anonymously: a store that limits each user to its own buckets (MinIO's
-    policies) answers a missing one AccessDenied too, but an anonymous request 404 NoSuchBucket (AWS S3 likewise:
-    403 for a bucket that exists, 404 for one that does not)."""
-    answer = prober.call("", "HEAD")
-    return answer.status == 404
 
 
 def _writers(grants: dict[str, tuple[tuple[str, str], ...]]) -> dict[str, str]:

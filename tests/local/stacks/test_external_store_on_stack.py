@@ -30,6 +30,7 @@ from sagaz_lakehouse import stack as s
 SUITE = "external-store"
 REGION = "eu-central-1"
 BUCKET = "team-lake"
+ABSENT = "forgotten-lake"  # named in policies, never created
 
 
 class ExternalStore:
@@ -68,6 +69,10 @@ class ExternalStore:
         """What an operator does once: the bucket, and one user per role (access key sagaz-<role>)."""
         tasks.create_bucket(self.endpoint, BUCKET, REGION, *self.root, time.monotonic() + 60)
         tasks.ensure_identities(self.endpoint, BUCKET, REGION, *self.root, grants)
+
+    def users_without_bucket(self, bucket: str, grants: dict[str, list[tuple[str, str]]]) -> None:
+        """Users whose policies name ``bucket``, which is never created: a bucket the operator forgot."""
+        tasks.ensure_identities(self.endpoint, bucket, REGION, *self.root, grants)
 
     def keys(self, role: str) -> tuple[str, str]:
         return tasks.IDENTITY_PREFIX + role, tasks.identity_secret(self.root[1], role)
@@ -109,6 +114,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, store: ExternalStore) -> P
     grants = {role: list(g) for role, g in identities.s3_grants(settings).items()}
     grants["lake-readonly"] = [(settings.lake.warehouse, "r")]  # for the refusal: the lake role without write
     store.prepare(grants)
+    store.users_without_bucket(ABSENT, {f"absent-{role}": list(g) for role, g in grants.items()
+                                        if role in config.S3_ROLES})
     secrets_file(workdir / "secrets.yaml", {role: store.keys(role) for role in config.S3_ROLES})
     return workdir
 
@@ -128,8 +135,12 @@ def refused(workdir: Path, store: ExternalStore, keys: dict[str, tuple[str, str]
 
 def test_up_refuses_a_missing_bucket_a_wrong_key_and_a_role_without_write_before_starting_anything(workdir, store):
     good = {role: store.keys(role) for role in config.S3_ROLES}
-    missing = refused(workdir, store, good, "lake.bucket=no-such-lake")
-    assert "lake.bucket" in missing and f"bucket no-such-lake does not exist at {store.endpoint}" in missing
+    absent = {role: store.keys(f"absent-{role}") for role in config.S3_ROLES}
+    missing = refused(workdir, store, absent, f"lake.bucket={ABSENT}")
+    assert f"lake.bucket: bucket {ABSENT} does not exist at {store.endpoint}" in missing
+    # A name outside every role's policy: MinIO answers AccessDenied whether or not the bucket exists.
+    unknown = refused(workdir, store, good, "lake.bucket=no-such-lake")
+    assert "lake.bucket: no role may list bucket no-such-lake" in unknown and "does not exist" in unknown
 
     wrong = refused(workdir, store, {**good, "reader": (good["reader"][0], "not-the-reader-secret")})
     assert "object store, role reader: its secret key is wrong" in wrong and "SignatureDoesNotMatch" in wrong
