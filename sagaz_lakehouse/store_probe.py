@@ -67,7 +67,7 @@ class Prober:
         self.settings, self.credentials = settings, credentials
         self.endpoint = addresses.external_s3(settings)
         self.bucket = settings.lake.bucket
-        self.request: Request = request or tasks._request  # the tasks' own HTTP helper
+        self.request: Request = request or tasks.http_request
 
     def url(self, key: str = "", query: str = "") -> str:
         parts = urllib.parse.urlsplit(self.endpoint)
