@@ -86,10 +86,10 @@ def catalog_properties(settings: Settings, credentials: Credentials, endpoints: 
         f"{prefix}.warehouse": warehouse_uri(settings),
         f"{prefix}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
         f"{prefix}.s3.endpoint": endpoints.s3,
-        f"{prefix}.s3.path-style-access": "true",
+        f"{prefix}.s3.path-style-access": str(settings.s3_path_style).lower(),
         f"{prefix}.s3.access-key-id": access_key,
         f"{prefix}.s3.secret-access-key": secret_key,
-        f"{prefix}.client.region": settings.lake.region,
+        f"{prefix}.client.region": settings.s3_region,
     }
 
 
