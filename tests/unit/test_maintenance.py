@@ -193,3 +193,26 @@ def test_servers_not_answering_yet_are_waited_for_and_not_counted_as_failed_runs
     stop.set()
     worker.join(timeout=10)
     assert exporter.runs == {"ok": 0, "failed": 0}
+
+
+class _Catalog:
+    """Stand-in for the REST catalog: answers ``load`` with fixed metadata (the real one runs in the e2e tests)."""
+
+    def __init__(self, metadata: dict) -> None:
+        self.metadata = metadata
+
+    def load(self, namespace: str, table: str) -> tuple[dict, int]:
+        return self.metadata, 2048
+
+
+def test_a_table_without_a_snapshot_skips_the_manifest_rewrite_that_trino_cannot_do_on_it():
+    """A fresh, never tiered table: Trino 476's optimize_manifests fails on it ("snapshot" is null), which made every
+    run of an idle stack a failed one."""
+    empty = {"table-uuid": "5f3c", "current-snapshot-id": None, "properties": {}, "snapshots": []}
+    policy = m.Policy(60, 3600, "128MB", 20)
+    for metadata, expected in ((empty, False), (METADATA, True)):
+        lake = m.Lake(_Catalog(metadata), m.Trino("http://127.0.0.1:9", "test"), "sagaz", "saga_events")  # type: ignore[arg-type]
+        report = m.run(lake, policy, dry_run=True, now=lambda: NOW)
+        steps = [step["step"] for step in report.steps]
+        assert ("manifests" in steps) is expected, steps
+        assert {"compaction", "snapshot expiry", "orphan files"} <= set(steps)
