@@ -57,8 +57,8 @@ def s3_grants(settings: Settings) -> dict[str, tuple[tuple[str, str], ...]]:
         # Fluss servers: remote log segments and KV snapshots; they read lake metadata. The temporary credentials
         # they hand to clients carry this same grant (Fluss 0.9.1 asks STS for no narrower session policy).
         "fluss": ((remote, "rw"), (warehouse, "r")),
-        "lake": ((warehouse, "rw"),),  # the tiering job (Flink) and the REST catalog write the Iceberg tables
-        "reader": ((warehouse, "r"),),  # Trino and the CLI's clients (doctor, report) read them
+        "lake": ((warehouse, "rw"),),  # the tiering job (Flink), the REST catalog and Trino (maintenance) write them
+        "reader": ((warehouse, "r"),),  # the CLI's own clients (doctor, report) read them
     }
 
 

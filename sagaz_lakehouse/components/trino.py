@@ -15,6 +15,10 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.common import java_properties
 from sagaz_lakehouse.config import Settings, duration_seconds, mebibytes
 
+# Trino's object-store identity in prod: the lake role (read-write on the warehouse), not the reader's. Lake
+# maintenance rewrites the table through Trino (optimize, optimize_manifests, expire_snapshots, remove_orphan_files),
+# which the reader's read-only grant refused with S3 Access Denied on the real cluster.
+TRINO_S3_ROLE = "lake"
 CONF_DIR = "/etc/trino"
 DATA_DIR = "/data/trino"  # the image's node.data-dir
 # trinodb/trino core/docker/default/etc/jvm.config, with the heap made explicit (memory.trino) instead of
@@ -86,7 +90,7 @@ def iceberg_catalog(settings: Settings, view: s.View) -> dict[str, str]:
     """Trino's iceberg catalog. Credentials are ``${ENV:S3_...}``, which Trino expands from its own environment
     (``credential_environment``)."""
     ep = addresses.endpoints(settings, view)
-    reader = identities.s3_identity(settings, "reader")
+    identity = identities.s3_identity(settings, TRINO_S3_ROLE)
     return {
         "connector.name": "iceberg",
         "iceberg.catalog.type": "rest",
@@ -96,8 +100,8 @@ def iceberg_catalog(settings: Settings, view: s.View) -> dict[str, str]:
         "s3.endpoint": ep.s3,
         "s3.region": settings.s3_region,
         "s3.path-style-access": str(settings.s3_path_style).lower(),
-        "s3.aws-access-key": "${ENV:" + reader.access_var + "}",
-        "s3.aws-secret-key": "${ENV:" + reader.secret_var + "}",
+        "s3.aws-access-key": "${ENV:" + identity.access_var + "}",
+        "s3.aws-secret-key": "${ENV:" + identity.secret_var + "}",
         # The shortest retention the maintenance procedures accept (IcebergConfig, 7d by default): the lake's own
         # settings, so that lake maintenance may keep exactly lake.snapshot_retention of time travel.
         "iceberg.expire-snapshots.min-retention": f"{int(duration_seconds(settings.snapshot_retention))}s",
@@ -138,11 +142,12 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
             return s.Process([str(ctx.java), *jvm_options(settings), f"-XX:HeapDumpPath={at.data}", ctx.marker,
                             *system, f"-Dplugin.dir={ctx.home}/plugin", f"-Dconfig={at.conf}/config.properties",
                             f"-Dlog.levels-file={at.conf}/log.properties", "-cp", f"{ctx.home}/lib/*",
-                            "io.trino.server.TrinoServer"], env=identities.credential_environment(settings, "reader"))
+                            "io.trino.server.TrinoServer"],
+                            env=identities.credential_environment(settings, TRINO_S3_ROLE))
 
         jvm_config = "".join(f"{line}\n" for line in (IMAGE_JVM_AGENT, *jvm_options(settings)))
         return s.Setup(
-            container=s.Container(env=identities.credential_environment(settings, "reader"), user=1000,
+            container=s.Container(env=identities.credential_environment(settings, TRINO_S3_ROLE), user=1000,
                                   probe_tool="curl"),
             native=s.Native("trino", command, java=versions.JAVA_FOR["trino"]),
             files=(s.ConfigFile("config.properties", config, mount=f"{CONF_DIR}/config.properties"),

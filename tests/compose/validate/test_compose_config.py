@@ -15,6 +15,7 @@ from support import tool
 
 from sagaz_lakehouse import identities
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components.trino import TRINO_S3_ROLE
 
 
 def compose(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,8 +46,8 @@ def test_credentials_reach_containers_only_through_env(tmp_path, name):
 
     # compose fills environment entries from .env, byte for byte (quotes, '$', '#', backslashes survive) ...
     assert env(s.MINIO, "MINIO_ROOT_PASSWORD") == creds.secret_key
-    reader, fluss_s3 = identities.s3_identity(settings, "reader"), identities.s3_identity(settings, "fluss")
-    assert (env(s.TRINO, reader.access_var), env(s.TRINO, reader.secret_var)) == creds.s3_keys(reader.role)
+    lake, fluss_s3 = identities.s3_identity(settings, TRINO_S3_ROLE), identities.s3_identity(settings, "fluss")
+    assert (env(s.TRINO, lake.access_var), env(s.TRINO, lake.secret_var)) == creds.s3_keys(lake.role)
     # ... while server.yaml keeps the reference for the container's envsubst.
     tablet = f"{s.TABLET}-{settings.replicas.tablet_servers - 1}"
     fluss = env(tablet, "FLUSS_PROPERTIES")
