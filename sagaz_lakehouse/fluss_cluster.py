@@ -32,6 +32,10 @@ REFUSAL = re.compile(r"\b(ERROR|WARN)\b.*TabletServer", re.IGNORECASE)
 EXCEPTION = re.compile(r"^\s*(?:Caused by: )?([\w$.]+(?:Exception|Error))(?::\s*(.*))?$")
 ADVERTISED_CLIENT = re.compile(r"CLIENT://[^,\s]+:(\d+)")
 
+# What the coordinator answers while it is not serving yet: after a crash it waits for its old ZooKeeper session to
+# expire before it registers, answering every request with "CoordinatorEventProcessor is not initialized yet".
+STARTING = re.compile(r"not initialized yet|Connection refused", re.IGNORECASE)
+
 CoordinatorLog = Callable[[], str]
 
 
@@ -112,11 +116,13 @@ def explain(settings: Settings, membership: Membership, coordinator_log: Coordin
 class TabletsMissing(LakehouseError):
     """Fewer tablet servers are members of the cluster than needed, after a bounded wait."""
 
-    def __init__(self, membership: Membership, need: int, waited: float, purpose: str) -> None:
+    def __init__(self, membership: Membership, need: int, waited: float, purpose: str, unanswered: str = "") -> None:
         self.membership = membership
         message = (f"{purpose}: {len(membership.registered)} of {len(membership.expected)} tablet servers are "
                    f"registered with the Fluss coordinator after {waited:.0f}s, {need} needed "
                    f"(missing: {', '.join(membership.missing) or 'none'})")
+        if unanswered:
+            message += f"\n  the coordinator is not serving yet: {unanswered}"
         if membership.reason:
             message += f"\n  the coordinator's reason: {membership.reason}"
         first = membership.missing[0] if membership.missing else s.TABLET
@@ -128,22 +134,32 @@ def wait_for_tablets(settings: Settings, endpoints: Endpoints, *, need: int, pur
                      coordinator_log: CoordinatorLog | None = None, timeout: float = REGISTRATION_TIMEOUT,
                      progress: Callable[[str], None] | None = None) -> Membership:
     """Until at least ``need`` tablet servers are members; TabletsMissing names the missing ones and quotes the
-    coordinator once ``timeout`` passed, or earlier once the coordinator's log explains a missing server."""
+    coordinator once ``timeout`` passed, or earlier once the coordinator's log explains a missing server. A
+    coordinator that is not serving yet (STARTING) counts as no member, for at most ``timeout``."""
     started = time.monotonic()
     announced = False
     while True:
-        membership = observe(settings, endpoints)
+        unanswered = ""
+        try:
+            membership = observe(settings, endpoints)
+        except Exception as exc:
+            if not STARTING.search(str(exc)):
+                raise
+            unanswered = f"{type(exc).__name__}: {str(exc)[:300]}"
+            membership = Membership(expected_tablets(settings), (), coordinator=False)
         if len(membership.registered) >= need:
             return membership
         waited = time.monotonic() - started
-        if waited >= min(EXPLAINED_AFTER, timeout):
+        if waited >= timeout:
+            raise TabletsMissing(explain(settings, membership, coordinator_log), need, waited, purpose, unanswered)
+        if waited >= EXPLAINED_AFTER and not unanswered:
             explained = explain(settings, membership, coordinator_log)
-            if explained.reason or waited >= timeout:
+            if explained.reason:
                 raise TabletsMissing(explained, need, waited, purpose)
         if progress and not announced:
             announced = True
             progress(f"waiting for the Fluss coordinator to register {', '.join(membership.missing)} "
-                     f"({membership.summary()}; up to {timeout:.0f}s)")
+                     f"({'it is not serving yet' if unanswered else membership.summary()}; up to {timeout:.0f}s)")
         time.sleep(POLL_SECONDS)
 
 

@@ -67,3 +67,50 @@ def test_an_unreadable_coordinator_log_leaves_the_membership_unexplained(compose
 
     membership = Membership(("fluss-tablet-0",), (), coordinator=True)
     assert fluss_cluster.explain(compose_settings, membership, unreachable).reason == ""
+
+
+NOT_SERVING = ("FlussError(code=-1): java.lang.IllegalStateException: CoordinatorEventProcessor is not initialized "
+               "yet.")
+
+
+class FlussError(Exception):
+    """What pyfluss raises for an error the server answers (its class is in a compiled module)."""
+
+
+def answers(monkeypatch, compose_settings, replies):
+    """fluss_cluster.observe answers from ``replies`` in turn (an exception is raised), without waiting between."""
+    monkeypatch.setattr(fluss_cluster, "POLL_SECONDS", 0.0)
+    calls = iter(replies)
+
+    def observe(settings, endpoints):
+        reply = next(calls)
+        if isinstance(reply, Exception):
+            raise reply
+        return Membership(("fluss-tablet-0", "fluss-tablet-1"), reply, coordinator=True)
+
+    monkeypatch.setattr(fluss_cluster, "observe", observe)
+
+
+def test_a_coordinator_not_serving_yet_is_waited_for(monkeypatch, compose_settings):
+    """After a crash of the whole stack the coordinator waits for its old ZooKeeper session to expire and answers
+    'not initialized yet' meanwhile (seen in the fault test): `up` waits instead of failing."""
+    answers(monkeypatch, compose_settings, [FlussError(NOT_SERVING), FlussError(NOT_SERVING),
+                                            ("fluss-tablet-0",), ("fluss-tablet-0", "fluss-tablet-1")])
+    membership = fluss_cluster.wait_for_tablets(compose_settings, None, need=2, purpose="up")
+    assert membership.missing == ()
+
+
+def test_a_coordinator_still_not_serving_at_the_timeout_is_named(monkeypatch, compose_settings):
+    answers(monkeypatch, compose_settings, [FlussError(NOT_SERVING)] * 1000)
+    with pytest.raises(TabletsMissing) as error:
+        fluss_cluster.wait_for_tablets(compose_settings, None, need=2, purpose="the stack is not complete",
+                                       timeout=0.05)
+    text = str(error.value)
+    assert "0 of 2 tablet servers are registered" in text
+    assert "the coordinator is not serving yet: FlussError: " in text and "not initialized yet" in text
+
+
+def test_any_other_error_of_the_coordinator_is_raised_at_once(monkeypatch, compose_settings):
+    answers(monkeypatch, compose_settings, [FlussError("SASL authentication failed"), ("fluss-tablet-0",)])
+    with pytest.raises(FlussError, match="SASL"):
+        fluss_cluster.wait_for_tablets(compose_settings, None, need=2, purpose="up")
