@@ -313,6 +313,26 @@ def dashboards(
     return 0
 
 
+def _check_external_services(options: Options, settings: Any, base_dir: Path) -> None:
+    """object_store.kind / catalog.kind external: every role's store access and the catalog's login and namespace,
+    checked before anything starts (each failure exits 2 naming its setting)."""
+    if settings.external_store:
+        from sagaz_lakehouse import store_probe
+
+        credentials = options.credentials(settings, base_dir)
+        warning = store_probe.shared_key_warning(settings, credentials)
+        if warning:
+            typer.echo(warning, err=True)
+        for line in store_probe.preflight(settings, credentials):
+            typer.echo(f"object store: {line}", err=True)
+    if settings.catalog.kind == "external":
+        from sagaz_lakehouse import addresses, clients, security
+        from sagaz_lakehouse.stack import View
+
+        endpoints = security.with_catalog_login(addresses.endpoints(settings, View.EXTERNAL), settings, base_dir)
+        checked = clients.check_external_catalog(settings, endpoints)
+        typer.echo(f"external catalog at {settings.catalog.uri}: {', '.join(checked)} ok", err=True)
+
 @command()
 def up(
     options: Options,
@@ -341,15 +361,8 @@ def up(
             raise UsageError(f"--force-conflicts applies to {able}, not {target.name}",
                              f"drop the flag, or pass {able}")
         driver.force_conflicts = True
-    if settings.external_store and not dry_run:  # the user's store: prove every role's access before any start
-        from sagaz_lakehouse import store_probe
-
-        credentials = options.credentials(settings, base_dir)
-        warning = store_probe.shared_key_warning(settings, credentials)
-        if warning:
-            typer.echo(warning, err=True)
-        for line in store_probe.preflight(settings, credentials):
-            typer.echo(f"object store: {line}", err=True)
+    if not dry_run:  # the user's own store and catalog: proven before anything starts
+        _check_external_services(options, settings, base_dir)
     result = driver.up(dry_run=dry_run, wait=not no_wait, timeout=timeout)
     if not dry_run and not no_wait:
         from sagaz_lakehouse import fluss_cluster
@@ -401,7 +414,7 @@ def status(options: Options) -> int:
     if target.capabilities.status_lake_health:
         rows += _lake_rows(options, settings, base_dir, driver, rows)
     if target.capabilities.status_lake_shape:
-        rows += _lake_shape_rows(settings, rows)
+        rows += _lake_shape_rows(settings, rows, base_dir)
     lines = [f"{'COMPONENT':<22} {'STATE':<10} {'ENDPOINT':<26} DETAIL"]
     lines += [f"{r['component']:<22} {r['state']:<10} {r.get('endpoint') or '-':<26} {r.get('detail', '')}".rstrip()
               for r in rows]
@@ -456,17 +469,19 @@ def _lake_rows(options: Options, settings: Any, base_dir: Any, driver: Any,
              "endpoint": "", "detail": f"{f.detail}; hint: {f.hint}"} for f in findings or []]
 
 
-def _lake_shape_rows(settings: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _lake_shape_rows(settings: Any, rows: list[dict[str, Any]], base_dir: Path | None = None) -> list[dict[str, Any]]:
     """The Iceberg table's shape (files, snapshots, metadata, last maintenance) and what needs attention, read
     from the REST catalog where the host reaches it as it is (Capabilities.status_lake_shape)."""
-    from sagaz_lakehouse import addresses, lake_maintenance, maintenance
+    from sagaz_lakehouse import addresses, lake_maintenance, maintenance, security
     from sagaz_lakehouse.stack import REST_CATALOG, View
 
-    if not any(r.get("component") == REST_CATALOG and r.get("state") == "healthy" for r in rows):
+    external = settings.catalog.kind == "external"  # not in the rows: asked as it is
+    if not external and not any(r.get("component") == REST_CATALOG and r.get("state") == "healthy" for r in rows):
         return []
     name = f"{settings.lake.database}.saga_events (lake)"
     try:
-        shape, findings = lake_maintenance.observe(settings, addresses.endpoints(settings, View.EXTERNAL))
+        endpoints = security.with_catalog_login(addresses.endpoints(settings, View.EXTERNAL), settings, base_dir)
+        shape, findings = lake_maintenance.observe(settings, endpoints)
     except maintenance.TableMissing:  # before create-tables: nothing to judge yet
         return []
     except maintenance.MaintenanceError as exc:  # status reports; it never fails on the lake check itself

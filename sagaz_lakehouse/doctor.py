@@ -155,7 +155,7 @@ def component_probes(settings: Settings, credentials: Credentials, endpoints: En
         "zookeeper": lambda: _target_health(settings, status, s.ZOOKEEPER),
         "fluss servers": lambda: _fluss_nodes(settings, endpoints, coordinator_log),
         ("object store" if settings.external_store else "minio"): lambda: _minio(settings, credentials, endpoints),
-        "iceberg rest catalog": lambda: _rest_catalog(endpoints),
+        "iceberg rest catalog": lambda: _rest_catalog(settings, endpoints),
         "flink + tiering job": lambda: _flink(endpoints),
         "flink sql gateway": lambda: _sql_gateway(endpoints),
         "trino": lambda: _trino(endpoints),
@@ -232,11 +232,19 @@ def _minio(settings: Settings, credentials: Credentials, endpoints: Endpoints) -
     return f"{where}; bucket {settings.lake.bucket} exists"
 
 
-def _rest_catalog(endpoints: Endpoints) -> str:
-    config = clients.http_json(f"{endpoints.rest_catalog}/v1/config")
+def _rest_catalog(settings: Settings, endpoints: Endpoints) -> str:
+    from sagaz_lakehouse import maintenance
+
+    external = settings.catalog.kind == "external"
+    hint = "check catalog.uri and the catalog credential" if external else "see `sagaz-lakehouse logs rest-catalog`"
+    try:
+        config = clients.rest_catalog(settings, endpoints).config()
+    except maintenance.MaintenanceError as exc:
+        raise CheckFailed(str(exc), hint) from exc
     if not isinstance(config, dict):
-        raise CheckFailed("unexpected /v1/config answer", "see `sagaz-lakehouse logs rest-catalog`")
-    return f"answers /v1/config at {endpoints.rest_catalog}"
+        raise CheckFailed("unexpected /v1/config answer", hint)
+    login = " (OAuth2 token accepted)" if endpoints.catalog_login else ""
+    return f"{'external catalog ' if external else ''}answers /v1/config at {endpoints.rest_catalog}{login}"
 
 
 def _flink(endpoints: Endpoints) -> str:

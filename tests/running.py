@@ -72,6 +72,7 @@ class RunningStack:
         run natively and the profile asks for them (the local target's client_endpoints)."""
         settings = self.settings
         endpoints = addresses.endpoints(settings, lakehouse.View.EXTERNAL)
+        endpoints = security.with_catalog_login(endpoints, settings, self.workdir)
         if lakehouse.target_of(settings).view is lakehouse.View.EXTERNAL:
             endpoints = security.with_fluss_login(endpoints, settings, self.credentials)
             endpoints = security.with_trino_login(endpoints, settings, self.credentials,

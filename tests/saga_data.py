@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from sagaz_lakehouse import addresses, clients, config
+from sagaz_lakehouse import addresses, clients, config, security
 from sagaz_lakehouse.stack import View
 
 EVENTS = 1000
@@ -16,8 +16,9 @@ TABLE = "saga_events"
 
 
 def endpoints(settings: config.Settings) -> addresses.Endpoints:
-    """Where a client on this host reaches the stack (loopback: local binds it, compose publishes it)."""
-    return addresses.endpoints(settings, View.EXTERNAL)
+    """Where a client on this host reaches the stack (loopback: local binds it, compose publishes it), with the
+    external catalog's OAuth2 login where it wants one (secrets.file an absolute path)."""
+    return security.with_catalog_login(addresses.endpoints(settings, View.EXTERNAL), settings)
 
 
 def saga_events(batch: str, count: int = EVENTS) -> list[dict]:

@@ -19,6 +19,7 @@ from sagaz_lakehouse import addresses, identities, security, versions
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.common import (
     CONTAINER_HEAP,
+    catalog_ready,
     fluss_login,
     iceberg_catalog_properties,
     metrics_bind,
@@ -70,7 +71,8 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
         # The servers' own connections to each other (replica fetchers, the coordinator's requests).
         "client.connect-timeout": addresses.FLUSS_CONNECT_TIMEOUT,
     }
-    lake_catalog = iceberg_catalog_properties(settings, view, "fluss")
+    # With the external catalog's OAuth2 credential where it wants one: the coordinator creates the lake tables.
+    lake_catalog = iceberg_catalog_properties(settings, view, "fluss", login=True)
     props.update({f"datalake.iceberg.{k}": v for k, v in lake_catalog.items()})
     props.update(durability_properties(settings))
     return props
@@ -209,6 +211,7 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
                 "FLUSS_PROPERTIES": properties,
                 # envsubst fills ${S3_...} in server.yaml from these
                 **identities.credential_environment(settings, "fluss"),
+                **identities.catalog_credential_environment(settings),
                 "FLUSS_ENV_JAVA_OPTS": CONTAINER_HEAP}),
             native=s.Native("fluss", command, java=17, tree=NATIVE_TREE),
             files=(s.ConfigFile("server.yaml", properties),
@@ -224,7 +227,7 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
                else ()),
              _metrics_port(settings, name))
     depends = ((s.COORDINATOR, s.Condition.HEALTHY),) if tablet else \
-        ((s.ZOOKEEPER, s.Condition.HEALTHY), (s.REST_CATALOG, s.Condition.HEALTHY))
+        ((s.ZOOKEEPER, s.Condition.HEALTHY), *catalog_ready(settings))
     return s.Component(
         name, "fluss", settings.images.fluss, versions.FLUSS.version,
         "Fluss tablet server (log and KV storage)" if tablet else "Fluss coordinator (metadata, lake tables)", setup,

@@ -99,6 +99,7 @@ def submit_tiering(settings: Settings, view: s.View) -> s.Component:
             *tiering_job_arguments(settings, view)]
     client = None if security.flink_jar_upload_on(settings, view) else flink_client
     return _task(settings, s.SUBMIT_TIERING, "submits the Fluss lake tiering job (once; skipped when it runs)",
-                 args, {}, client, jars=TIERING_JARS, state_in=s.JOBMANAGER, start_seconds=300,
+                 args, identities.catalog_credential_environment(settings), client,
+                 jars=TIERING_JARS, state_in=s.JOBMANAGER, start_seconds=300,
                  depends_on=((s.JOBMANAGER, s.Condition.HEALTHY), (s.TASKMANAGER, s.Condition.HEALTHY),
                              (s.TABLET, s.Condition.HEALTHY)))

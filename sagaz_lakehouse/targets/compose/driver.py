@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse import addresses, identities
+from sagaz_lakehouse import addresses, identities, security
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import ComponentFailed, EnvironmentProblem, LakehouseError
 from sagaz_lakehouse.stack import Stack, View
@@ -31,7 +31,7 @@ PROBE_TIMEOUT = 30  # seconds for `info`, `compose version`, `ps`, `logs`
 LOG_TAIL = 40
 PULL_ALLOWANCE = 1800  # seconds added to the first `up` for image pulls
 # Compose gives the calling shell's variables precedence over .env: keep stray values out of the child.
-SHADOWING_VARS = (*identities.s3_variable_names(), "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY")
+SHADOWING_VARS = (*identities.secret_variable_names(), "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY")
 START_HINT = ("start Docker (Docker Desktop, or `sudo systemctl start docker`; for Podman `podman machine start`), "
               "or run the stack natively with `--target local`")
 
@@ -208,7 +208,8 @@ class ComposeDriver:
     @contextlib.contextmanager
     def client_endpoints(self) -> Iterator[addresses.Endpoints]:
         # Published on 127.0.0.1 by the compose file: nothing to open or close.
-        yield addresses.endpoints(self.settings, View.EXTERNAL)
+        yield security.with_catalog_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
+                                          self.base_dir)
 
     # ------------------------------------------------------------------------------------------ helpers
 

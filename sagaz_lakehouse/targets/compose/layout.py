@@ -72,7 +72,7 @@ def env_file(settings: Settings, credentials: Credentials) -> str:
 
     return ("# Credentials for this compose project: read by compose only, never commit this file.\n"
             + "".join(f"{var}={quoted(value)}\n"
-                      for var, value in identities.s3_variables(settings, credentials).items()))
+                      for var, value in identities.secret_variables(settings, credentials).items()))
 
 
 # ------------------------------------------------------------------------------------------------ the project
@@ -139,7 +139,7 @@ def environment(env: dict[str, str] | Any) -> dict[str, str]:
     """Exact credential placeholders → compose interpolation from .env (a clear error if .env lacks them); every
     other ``$`` escaped, so the container receives it as written."""
     refs = {"${" + var + "}": "${" + var + ":?" + var + " is missing: run sagaz-lakehouse up or render again}"
-            for var in identities.s3_variable_names()}
+            for var in identities.secret_variable_names()}
     return {key: refs.get(value, value.replace("$", "$$")) for key, value in env.items()}
 
 

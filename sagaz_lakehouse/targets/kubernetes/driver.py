@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse import addresses
+from sagaz_lakehouse import addresses, security
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError, StackNotReachable, UsageError
@@ -418,7 +418,8 @@ class KubernetesDriver:
         with PortForwards(self.forwards(), pod_opener(cluster.streaming_core(), self.namespace)) as forwards:
             self._forwards = forwards
             try:
-                yield addresses.endpoints(self.settings, View.EXTERNAL)
+                yield security.with_catalog_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
+                                                  self.base_dir)
             finally:
                 self._forwards = None
 

@@ -163,7 +163,7 @@ def _namespace(settings: Settings) -> Obj:
 def _secret(settings: Settings, credentials: Credentials) -> Obj:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": _shared_meta(settings, SECRET_NAME, "credentials"),
             "type": "Opaque",
-            "stringData": identities.s3_variables(settings, credentials)}
+            "stringData": identities.secret_variables(settings, credentials)}
 
 
 # ------------------------------------------------------------------------------------------------ components
@@ -415,7 +415,7 @@ def _env(values: dict[str, str]) -> list[Obj]:
     (listed first); a placeholder inside a longer value is left for the image to expand (Fluss's envsubst), which
     needs the credential variables themselves: the component's environment must carry them
     (``identities.credential_environment``), which become secretKeyRefs like any exact placeholder."""
-    refs = {"${" + var + "}": var for var in identities.s3_variable_names()}
+    refs = {"${" + var + "}": var for var in identities.secret_variable_names()}
     head, tail = [], []
     for name, value in values.items():
         if value in refs:

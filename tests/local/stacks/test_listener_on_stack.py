@@ -346,6 +346,39 @@ def test_doctor_logs_in_and_proves_tiering(stack: Stack) -> None:
     assert '"ok": true' in result.stdout
 
 
+def test_the_prod_catalog_keeps_its_tables_in_postgresql_and_survives_its_kill(stack: Stack) -> None:
+    """Prod on the local target: the catalog's tables are in Debian's PostgreSQL (catalog-db), reached with the
+    password from the catalog's 0600 pgpass file, and no sqlite file exists. The catalog's chaos row, kill -9 of its
+    database: the watchdog restarts it and a tiering round commits again afterwards (no lost event)."""
+    import subprocess
+
+    from sagaz_lakehouse import versions
+
+    assert stack.status().get("catalog-db") == "healthy"
+    assert not list(stack.run_dir.rglob("*.db")), "a sqlite file in a prod stack"
+    pgpass = stack.run_dir / "config" / "rest-catalog" / "pgpass"
+    assert pgpass.stat().st_mode & 0o077 == 0
+    password = stack.credentials.catalog_db_password()
+
+    def tables() -> list[str]:
+        query = subprocess.run([f"{versions.POSTGRES_BIN_DIR}/psql", "-h", "127.0.0.1", "-p",
+                                str(stack.settings.ports.catalog_db), "-U", "iceberg", "-d", "iceberg_catalog", "-Atc",
+                                "SELECT table_namespace || '.' || table_name FROM iceberg_tables"],
+                               env={**os.environ, "PGPASSWORD": password}, capture_output=True, text=True, timeout=30)
+        return query.stdout.split()
+
+    assert f"{stack.database}.saga_events" in tables()
+    pid = int((stack.run_dir / "pids" / "catalog-db.pid").read_text())
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (stack.status().get("catalog-db") != "healthy" or
+                                           int((stack.run_dir / "pids" / "catalog-db.pid").read_text()) == pid):
+        time.sleep(2)
+    assert f"{stack.database}.saga_events" in tables()
+    result = must(cli(stack.workdir, "doctor", "--json"), "doctor --json after the database's kill")
+    assert '"ok": true' in result.stdout  # its probe event went through a new tiering commit
+
+
 def test_a_flink_query_reads_fluss_through_the_catalogs_login(stack: Stack) -> None:
     """The real-time pack on the prod stack: the SQL Gateway's `fluss` catalog carries client.security.* and the
     Flink JVMs log in from their JAAS files. The sagas of the first test ran their steps within the window."""
