@@ -355,7 +355,7 @@ def test_the_prod_catalog_keeps_its_tables_in_postgresql_and_survives_its_kill(s
     from sagaz_lakehouse import versions
 
     assert stack.status().get("catalog-db") == "healthy"
-    assert not list(stack.run_dir.rglob("*.db")), "a sqlite file in a prod stack"
+    assert not list(stack.run_dir.rglob("catalog.db*")), "a sqlite catalog in a prod stack"
     pgpass = stack.run_dir / "config" / "rest-catalog" / "pgpass"
     assert pgpass.stat().st_mode & 0o077 == 0
     password = stack.credentials.catalog_db_password()
