@@ -95,6 +95,18 @@ def test_no_prod_render_contains_sqlite(target):
         assert any("jdbc:postgresql://catalog-db:5432/iceberg_catalog" in text for text in files.values())
 
 
+def test_the_prod_catalog_container_writes_its_pgpass_from_its_own_environment():
+    """The password reaches the catalog's container as a variable (.env), its shell writes the 0600 pgpass file;
+    compose must leave the shell's `$` alone (escaped `$$`), or it would put an empty password there."""
+    project = yaml.safe_load(rendered("compose", profile="prod")["compose.yaml"])
+    catalog = project["services"][s.REST_CATALOG]
+    script = catalog["entrypoint"][2]
+    assert '"$$PGPASS_PASSWORD" > /tmp/pgpass' in script and "-Dorg.postgresql.pgpassfile=/tmp/pgpass" in script
+    assert catalog["environment"]["PGPASS_PASSWORD"].startswith("${CATALOG_DB_PASSWORD:?")
+    assert "CATALOG_JDBC_PASSWORD" not in catalog["environment"] and "unset PGPASS_PASSWORD CATALOG_JDBC_PASSWORD" \
+        in script
+
+
 @pytest.mark.parametrize("view", [s.View.INTERNAL, s.View.EXTERNAL])
 def test_external_catalog_renders_no_catalog_and_every_client_points_at_it(view):
     chosen = settings(**EXTERNAL)

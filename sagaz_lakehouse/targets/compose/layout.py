@@ -103,9 +103,9 @@ def service(stack: Stack, component: Component, name: str, needs_owner: bool = F
     container = setup.container
     svc: dict[str, Any] = {"image": component.image, "hostname": name, "user": f"{container.user}:{container.user}"}
     if container.entrypoint:
-        svc["entrypoint"] = list(container.entrypoint)
+        svc["entrypoint"] = [part.replace("$", "$$") for part in container.entrypoint]  # the shell's, not compose's
     if container.args:
-        svc["command"] = list(container.args)
+        svc["command"] = [part.replace("$", "$$") for part in container.args]
     svc["restart"] = "no" if component.one_shot else "unless-stopped"
     depends = {VOLUME_OWNER: {"condition": Condition.COMPLETED.value}} if needs_owner else {}
     for dependency, condition in component.depends_on:
