@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 TOKEN_PATH = "/oauth/tokens"
-HOP_HEADERS = {"host", "authorization", "connection", "content-length", "transfer-encoding", "keep-alive"}
+# Not forwarded: hop-by-hop headers, the login, and Accept-Encoding (the answer goes back without its encoding header).
+HOP_HEADERS = {"host", "authorization", "connection", "content-length", "transfer-encoding", "keep-alive",
+               "accept-encoding"}
 
 
 class TokenFront(http.server.ThreadingHTTPServer):
@@ -62,7 +64,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # a HEAD answer has no body, whatever its length says
+            self.wfile.write(body)
 
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
