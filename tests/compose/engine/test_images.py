@@ -146,7 +146,9 @@ def test_postgres(engine):
     assert cfg["Entrypoint"] == ["docker-entrypoint.sh"] and cfg["Cmd"] == ["postgres"]
     assert cfg["StopSignal"] == "SIGINT" and "/var/lib/postgresql/data" in cfg["Volumes"]
     out = inside(image, "id -u postgres; command -v pg_isready initdb postgres")
-    assert out.split()[0] == "999" and "/usr/lib/postgresql/15/bin/pg_isready" in out
+    # pg_isready: Debian's wrapper in /usr/bin comes first on PATH, as in the official image (PATH=$PATH:.../bin).
+    assert out.split() == ["999", "/usr/bin/pg_isready", "/usr/lib/postgresql/15/bin/initdb",
+                           "/usr/lib/postgresql/15/bin/postgres"], out
     script = ("export POSTGRES_USER=u POSTGRES_DB=d POSTGRES_PASSWORD=s3cr3t-valu3 PGDATA=/tmp/pg;"
               " docker-entrypoint.sh postgres -c listen_addresses=127.0.0.1 >/tmp/log 2>&1 &"
               " for i in $(seq 60); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done;"
