@@ -12,7 +12,7 @@ export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR := $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
 .PHONY: install up down test check test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests \
-	tools chromium bench-local bench-compose bench-sagaz bench-kubernetes bench-soak chaos clean
+	tools chromium postgresql bench-local bench-compose bench-sagaz bench-kubernetes bench-soak chaos clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -30,6 +30,9 @@ tools: ## test binaries built from registries (docker-compose, kube-apiserver, .
 
 chromium: ## headless Chromium for the report test (Debian's package; the e2e test runs this itself when needed)
 	bash scripts/chromium.sh
+
+postgresql: ## PostgreSQL for the prod catalog on the local target (Debian's package; the e2e test runs this itself)
+	bash scripts/postgresql.sh $$($(PYTHON) -c 'from sagaz_lakehouse import versions; print(versions.POSTGRES_MAJOR)')
 
 lint: ## ruff and mypy
 	ruff check sagaz_lakehouse tests scripts bench

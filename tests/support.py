@@ -38,6 +38,16 @@ def tool(name: str) -> Path:
     return path
 
 
+def debian_program(script: str, *args: str) -> str:
+    """The last line a scripts/ installer prints (a program's path), after it installed Debian's package when missing
+    (chromium.sh, postgresql.sh); its failure fails the test with its output."""
+    found = subprocess.run(["bash", str(REPO / "scripts" / script), *args], capture_output=True, text=True,
+                           timeout=900)
+    if found.returncode != 0:
+        pytest.fail(f"scripts/{script} failed:\n{found.stderr[-3000:]}", pytrace=False)
+    return found.stdout.strip().splitlines()[-1]
+
+
 def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """The real command line, in ``workdir``, without credential variables from the caller's environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}

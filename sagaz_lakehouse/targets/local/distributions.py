@@ -79,8 +79,8 @@ class Installer:
         if not (home / "postgres").is_file() or not (home / "initdb").is_file():
             raise EnvironmentProblem(f"PostgreSQL {versions.POSTGRES_MAJOR} is not installed ({home} has no "
                                      "postgres and initdb)",
-                                     f"apt-get install postgresql-{versions.POSTGRES_MAJOR}, or set "
-                                     "catalog.database: sqlite (dev only)")
+                                     f"apt-get install postgresql-{versions.POSTGRES_MAJOR} (`make postgresql` in "
+                                     "a clone), or set catalog.database: sqlite (dev only)")
         return home
 
     # ------------------------------------------------------------------------------------------ install

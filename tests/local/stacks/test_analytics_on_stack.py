@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, cli, init_with_ports, must, suite_ports
+from support import REPO, cli, debian_program, init_with_ports, must, suite_ports
 
 import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import addresses, clients, config, report, simulate
@@ -320,11 +320,7 @@ def test_lake_snapshots(lake: Lake) -> None:
 
 
 def chromium() -> str:
-    found = subprocess.run(["bash", str(REPO / "scripts" / "chromium.sh")], capture_output=True, text=True,
-                           timeout=900)
-    if found.returncode != 0:
-        pytest.fail(f"scripts/chromium.sh failed:\n{found.stderr[-3000:]}", pytrace=False)
-    return found.stdout.strip().splitlines()[-1]
+    return debian_program("chromium.sh")
 
 
 def screenshot(page: Path, out: Path, height: int = 5200) -> None:

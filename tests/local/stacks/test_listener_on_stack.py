@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 import yaml
 from sagaz import Saga, action, compensate
-from support import SuiteStack, cli, init_with_ports, must, suite_ports
+from support import SuiteStack, cli, debian_program, init_with_ports, must, suite_ports
 
-from sagaz_lakehouse import addresses, clients, config, identities, security
+from sagaz_lakehouse import addresses, clients, config, identities, security, versions
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener
 from sagaz_lakehouse.targets.local import watchdog
@@ -45,10 +45,6 @@ COLUMNS = ("event_id", "event_type", "saga_id", "saga_name", "step_name", "durat
 # ------------------------------------------------------------------------------------------ the stack
 
 
-
-
-
-
 class Stack(SuiteStack):
     """The prod stack of this module (settings, credentials and endpoints with the logins: RunningStack)."""
 
@@ -59,6 +55,7 @@ class Stack(SuiteStack):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
+    debian_program("postgresql.sh", versions.POSTGRES_MAJOR)  # the prod catalog's database (Debian's package)
     workdir = tmp_path_factory.mktemp("sagaz-listener-stack")
     settings_file = init_with_ports(workdir, PORTS)
     secrets_file = workdir / "secrets.yaml"
@@ -351,8 +348,6 @@ def test_the_prod_catalog_keeps_its_tables_in_postgresql_and_survives_its_kill(s
     password from the catalog's 0600 pgpass file, and no sqlite file exists. The catalog's chaos row, kill -9 of its
     database: the watchdog restarts it and a tiering round commits again afterwards (no lost event)."""
     import subprocess
-
-    from sagaz_lakehouse import versions
 
     assert stack.status().get("catalog-db") == "healthy"
     assert not list(stack.run_dir.rglob("catalog.db*")), "a sqlite catalog in a prod stack"
