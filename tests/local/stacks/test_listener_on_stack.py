@@ -510,7 +510,8 @@ def test_no_log_file_holds_a_secret(stack: Stack) -> None:
             if p.is_file() and (p.suffix in (".log", ".out", ".err") or "log" in p.parent.name)]
     assert len(logs) >= 8, f"expected a log per component, found {sorted(map(str, logs))}"
     values = stack.credentials.secret_values()
-    assert len(values) == 7  # the root S3 secret, the three roles' S3 secrets, two passwords, Trino's shared secret
+    # the root S3 secret, the three roles' S3 secrets, two passwords, Trino's shared secret, the catalog database's
+    assert len(values) == 8
     leaks = [str(p) for p in logs for value in values if value in p.read_text(errors="replace")]
     assert leaks == []
     jaas = sorted(run_dir.rglob(security.JAAS_FILE))
