@@ -48,6 +48,13 @@ def debian_program(script: str, *args: str) -> str:
     return found.stdout.strip().splitlines()[-1]
 
 
+def log_files(run_dir: Path) -> list[Path]:
+    """Every log a local stack wrote under ``run_dir``: the supervisor's logs/ and the servers' own *.log, *.out and
+    *.err files (not the config folders, whose 0600 secret files are where a secret belongs)."""
+    return [p for p in run_dir.rglob("*")
+            if p.is_file() and (p.suffix in (".log", ".out", ".err") or p.parent.name == "logs")]
+
+
 def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """The real command line, in ``workdir``, without credential variables from the caller's environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from catalog_standin import TOKEN_PATH, ExternalCatalog
 from saga_data import EVENTS, assert_same_content, saga_events, trino_count, wait_for_iceberg, write_events
-from support import SuiteStack, cache_dir, free_port, init_with_ports, suite_port, suite_ports
+from support import SuiteStack, cache_dir, free_port, init_with_ports, log_files, suite_port, suite_ports
 
 from sagaz_lakehouse import artifacts, config
 from sagaz_lakehouse import stack as s
@@ -136,8 +136,7 @@ def test_every_client_logged_in(stack, catalog):
 
 
 def test_no_log_or_command_line_holds_the_secret(stack):
-    logs = [p for p in stack.run_dir.rglob("*") if p.is_file() and (p.suffix in (".log", ".out", ".err")
-                                                                    or "log" in p.parent.name)]
+    logs = log_files(stack.run_dir)
     assert len(logs) >= 8, sorted(map(str, logs))
     assert [str(p) for p in logs if SECRET in p.read_text(errors="replace")] == []
     listed = []

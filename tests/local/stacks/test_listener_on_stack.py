@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from sagaz import Saga, action, compensate
-from support import SuiteStack, cli, debian_program, init_with_ports, must, suite_ports
+from support import SuiteStack, cli, debian_program, init_with_ports, log_files, must, suite_ports
 
 from sagaz_lakehouse import addresses, clients, config, identities, security, versions
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
@@ -506,8 +506,7 @@ def test_no_log_file_holds_a_secret(stack: Stack) -> None:
     """Every component's log of the prod run, and the watchdog's: neither the S3 secret key, the Fluss and Trino
     passwords nor Trino's shared secret appears in any (the files that hold them are config, mode 0600)."""
     run_dir = stack.workdir / ".sagaz-lakehouse"
-    logs = [p for p in run_dir.rglob("*")
-            if p.is_file() and (p.suffix in (".log", ".out", ".err") or p.parent.name == "logs")]
+    logs = log_files(run_dir)
     assert len(logs) >= 8, f"expected a log per component, found {sorted(map(str, logs))}"
     values = stack.credentials.secret_values()
     # the root S3 secret, the three roles' S3 secrets, two passwords, Trino's shared secret, the catalog database's
