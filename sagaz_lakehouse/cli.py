@@ -657,9 +657,18 @@ def simulate(
     time_scale: Annotated[float, typer.Option(min=0.001, help="Simulated seconds per second of the run: the "
                                               "events' timestamps advance this much faster (durations stay real); "
                                               "--anomaly windows count in simulated time.")] = 1.0,
+    spool_dir: Annotated[Path | None, typer.Option(help="The listener's spool: every event stays on disk there until "
+                                                   "it is in Iceberg, and a run first re-sends what an earlier one "
+                                                   "left [default: <run folder>/spool/simulate]",
+                                                   show_default=False)] = None,
+    spool: Annotated[bool, typer.Option(help="Use a spool (--no-spool: events in memory only, lost if the process "
+                                        "dies).")] = True,
+    wait_safe: Annotated[float, typer.Option(min=0, help="Seconds to wait, after the sagas, until every event is "
+                                             "known to be in Iceberg (needs the spool); 0: do not wait.")] = 0,
 ) -> int:
     """Run real Sagaz sagas (an order saga with compensations; a parallel DAG whose compensation can fail) with the
-    FlussAnalyticsListener against the running stack. Exit 1 if events could not be delivered.
+    FlussAnalyticsListener against the running stack. Exit 1 if events could not be delivered (or, with
+    --wait-safe, were not all in Iceberg in time).
 
     Their events reach Iceberg and Trino within the table freshness (about a minute end to end in dev)."""
     from sagaz_lakehouse.errors import UsageError
@@ -683,18 +692,32 @@ def simulate(
             backdate_s = parse_duration(backdate).total_seconds()
         except ValueError as exc:
             raise UsageError(f"--backdate {backdate}: {exc}", "e.g. --backdate 6h") from None
+    from sagaz_lakehouse.spool import SpoolInUse
     settings, base_dir = options.settings()
+    if wait_safe and not spool:
+        raise UsageError("--wait-safe needs the spool", "drop --no-spool, or --wait-safe")
+    directory = None
+    if spool:
+        directory = spool_dir or (base_dir or Path.cwd()) / settings.local.run_dir / "spool" / "simulate"
     with options.driver(settings, base_dir).client_endpoints() as endpoints:
-        summary = sim.run(sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed, anomalies=anomalies,
-                          backdate_s=backdate_s, time_scale=time_scale,
-                          progress=None if options.as_json else sim.tenths(options.progress()),
-                          bootstrap_servers=endpoints.fluss_bootstrap, database=settings.lake.database,
-                          metrics_port=metrics_port, metrics_linger=metrics_linger,
-                          fluss_properties=dict(endpoints.fluss_login))
+        try:
+            summary = sim.run(sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed, anomalies=anomalies,
+                              backdate_s=backdate_s, time_scale=time_scale,
+                              progress=None if options.as_json else sim.tenths(options.progress()),
+                              bootstrap_servers=endpoints.fluss_bootstrap, database=settings.lake.database,
+                              metrics_port=metrics_port, metrics_linger=metrics_linger,
+                              fluss_properties=dict(endpoints.fluss_login), spool_dir=directory,
+                              wait_safe=wait_safe)
+        except SpoolInUse as exc:
+            raise UsageError(str(exc), "wait for the other simulate, or pass --spool-dir") from None
     events = summary["events"]
+    spooled = "" if directory is None else (
+        f"; {events['replayed']} re-sent from the spool, {events['unsafe']} not yet known to be in Iceberg "
+        f"kept in {directory}" if events["unsafe"] else f"; all {events['safe']} in Iceberg"
+        if summary["safe"] else f"; {events['replayed']} re-sent from the spool {directory}")
     options.emit(summary, f"{summary['completed']} sagas completed, {summary['failed']} failed "
                           f"({summary['compensations_failed']} failing compensations) in {summary['elapsed_s']}s; "
-                          f"{events['written']} events written, {events['dropped']} dropped; "
+                          f"{events['written']} events written, {events['dropped']} dropped{spooled}; "
                           f"saga_id LIKE '{summary['saga_id_pattern']}' selects them (seed {summary['seed']})")
     return 0 if summary["ok"] else EXIT_FAILED
 
