@@ -265,6 +265,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         self._spilled = False
         self._disk_from = 0
         self._sent_until = 0  # one past the highest sequence number handed to pyfluss by this process
+        self._next_take = 0  # where the next batch's range of sequence numbers begins
         self._replay_until = 0  # events below this were sent before (by an earlier process, or before a rewind)
         self._probe: Probe | None = None
         if spool is not None:
@@ -568,10 +569,13 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         if not self._atexit:
             self._atexit = True
             atexit.register(_sync_at_exit, spool)
+        self._abandon_batches()
+        self._batches.clear()
+        self._in_flight = 0
         self._buffer.clear()
         self._buffer_seqs.clear()
         self._safety.reset(spool.released)
-        self._disk_from = self._safety.safe_seq
+        self._disk_from = self._next_take = self._safety.safe_seq
         self._spilled = self._disk_from < spool.next_seq
         self._replay_until = self._sent_until = spool.next_seq
         if spool.recovered:
@@ -582,8 +586,9 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         try:
             await self._deliver_until_closed()
         except asyncio.CancelledError:
-            if self._spool is not None:  # everything stays in the spool; a writer on a later loop re-sends it
-                self._rewind()
+            if self._spool is not None:
+                if not self._closing:  # everything stays in the spool; a writer on a later loop re-sends it
+                    self._rewind()
             elif not self._closing:  # loop ends without close(): one bounded last attempt
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(self._last_attempt(), self.write_timeout)
@@ -716,7 +721,10 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         if self._spool is not None and batch.rows:
             seqs = self._buffer_seqs
             batch.seqs = [seqs.popleft() for _ in range(len(batch.rows))]
-            batch.end_seq = batch.seqs[-1] + 1
+            # The batch answers for every sequence number from the previous batch's end on: lines skipped as damaged
+            # between the two are released with it.
+            batch.start_seq, batch.end_seq = self._next_take, batch.seqs[-1] + 1
+            self._next_take = batch.end_seq
             self._sent_until = max(self._sent_until, batch.end_seq)
         return batch
 
@@ -764,6 +772,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
             self._buffer.extendleft(reversed(batch.rows))
             if self._spool is not None:
                 self._buffer_seqs.extendleft(reversed(batch.seqs))
+                self._next_take = batch.start_seq
                 self._count("replayed", len(batch.rows))
             else:
                 self._count("retried", len(batch.rows))
@@ -780,7 +789,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         self._buffer_seqs.clear()
         self._safety.rewound()
         self._replay_until = max(self._replay_until, self._sent_until)
-        self._disk_from = self._safety.safe_seq
+        self._disk_from = self._next_take = self._safety.safe_seq
         self._spilled = self._disk_from < spool.next_seq
 
     def _abandon_batches(self) -> None:
@@ -816,12 +825,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
     def _give_up(self, why: str) -> None:
         self._abandon_batches()
         lost = self._pending()
-        if lost and self._spool is not None:
-            self._buffer.clear()
-            self._buffer_seqs.clear()
-            self._batches.clear()
-            self._in_flight = 0
-            self._spilled = False
+        if lost and self._spool is not None:  # stats.pending keeps saying how many: the next listener sends them
             log.warning("%d saga events were not delivered to Fluss at %s (%s); they stay in the spool %s and the "
                         "next listener on it sends them", lost, self.bootstrap_servers, why, self._spool.directory)
         elif lost:
@@ -900,7 +904,8 @@ def _sync_at_exit(spool: Spool) -> None:
 class _Acked:
     """A batch acknowledged by Fluss, waiting to be known safe."""
 
-    end_seq: int  # its events are those before this sequence number (and after the previous batch's)
+    start_seq: int  # it answers for the sequence numbers from here ...
+    end_seq: int  # ... to before this one
     gen: int  # the generation it was handed over and acknowledged in
     acked_at: float  # loop time
     marks: dict[int, int] | None = None  # high watermark per bucket, read by a probe begun after acked_at
@@ -999,7 +1004,7 @@ class _Safety:
     def acknowledged(self, batch: _Batch) -> None:
         if batch.gen == self.gen and batch.end_seq > self.safe_seq:
             loop = asyncio.get_running_loop()
-            self.acked.append(_Acked(batch.end_seq, batch.gen, loop.time()))
+            self.acked.append(_Acked(batch.start_seq, batch.end_seq, batch.gen, loop.time()))
 
     def observed(self, seen: Observation, started: float, now: float) -> None:
         if self.last_ok is not None and not self.failing and started - self.last_ok > self.listener.max_probe_gap:
@@ -1034,6 +1039,9 @@ class _Safety:
             if record.gen != self.gen or record.marks is None or any(
                     lake.get(b, 0) < mark for b, mark in record.marks.items()):
                 break
+            if record.start_seq > upto:  # an acknowledgement is missing before it: never skip events (re-send)
+                self.suspect(f"events {upto}..{record.start_seq} were not acknowledged in order")
+                break
             self.acked.popleft()
             upto = max(upto, record.end_seq)
         if upto > self.safe_seq:
@@ -1063,6 +1071,7 @@ class _Batch:
     rows: list[SagaEvent]
     gen: int = 0  # spool: the safety generation it was handed over in
     seqs: list[int] = field(default_factory=list)  # spool: its events' sequence numbers
+    start_seq: int = 0  # spool: the sequence numbers it answers for begin here (the previous batch's end_seq)
     refused: list[SagaEvent] = field(default_factory=list)
     flush: asyncio.Task[None] | None = None
     handed_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())

@@ -503,3 +503,32 @@ def test_gauges_reach_the_stats_hook(tmp_path: Path) -> None:
 def test_stats_are_plain_values() -> None:
     stats = FlussAnalyticsListener("127.0.0.1:1", database="sagaz").stats
     json.dumps(stats.as_dict())
+
+
+def test_a_damaged_line_is_skipped_and_released_with_its_neighbours(tmp_path: Path) -> None:
+    fluss = Fluss()
+    fluss.gate.clear()
+
+    async def first() -> None:
+        analytics = listener(tmp_path, fluss)
+        await hooks(analytics, 10)
+        await analytics.close(timeout=0.05)
+
+    asyncio.run(first())
+    [segment] = segments(tmp_path)
+    lines = segment.read_bytes().splitlines(keepends=True)
+    lines[4] = lines[4].replace(b"s4", b"s9")  # a flipped byte: the checksum no longer matches
+    segment.write_bytes(b"".join(lines))
+    fluss.gate.set()
+
+    async def second() -> FlussAnalyticsListener:
+        async with listener(tmp_path, fluss) as analytics:
+            assert await analytics.flush(timeout=10)
+            fluss.tier()
+            assert await analytics.wait_safe(timeout=10)
+            assert analytics.spool is not None and analytics.spool.corrupt == 1
+        return analytics
+
+    analytics = asyncio.run(second())
+    assert sorted(r.saga_id for r in fluss.rows) == sorted(f"s{i}" for i in range(10) if i != 4)
+    assert analytics.stats.safe == 10 and segments(tmp_path) == []
