@@ -177,11 +177,12 @@ class FlussAnalyticsListener(sagaz.SagaListener):
             (``security.protocol``, ``security.sasl.username``, ...); default: the stack's login when
             ``bootstrap_servers`` is the stack's, none otherwise.
         database, table: where ``saga_events`` lives; database default: the stack's (``lake.database``).
-        buffer_size: events held while Fluss is slow or unreachable (in flight included).
+        buffer_size: events held in memory while Fluss is slow or unreachable (in flight included); with a spool,
+            the in-memory window over it: more wait on disk only.
         batch_size: most events per batch; a batch is handed to pyfluss once full, or ``flush_interval`` s after
             its first event arrived, whichever comes first.
         max_in_flight: batches handed to pyfluss and not yet acknowledged.
-        overflow, block_ms: the policy when the buffer is full; see ``Overflow``.
+        overflow, block_ms: the policy when the buffer (with a spool: the spool) is full; see ``Overflow``.
         connect_timeout: seconds for one connection attempt.
         write_timeout: seconds to wait for a batch's acknowledgement before counting a failed attempt (the
             writer keeps waiting: pyfluss retries the batch itself and delivers it once Fluss is back).
