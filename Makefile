@@ -86,7 +86,7 @@ bench-local: install
 # Ports: CHAOS_PORT_BASE + the usual ones (22181, 29123, ...), so it runs beside a default stack. Restarts are the
 # watchdog's that `up` starts; the whole-stack kill is followed by `up`. CHAOS_ARGS: e.g. --config rf2 --budget 600.
 CHAOS_PORT_BASE ?= 20000
-chaos: install ## kill -9 / SIGTERM each component during writes: losses, duplicates, recovery times (< 40 min)
+chaos: install ## kill -9 / SIGTERM each component during writes, then three faults through the listener (< 55 min)
 	$(PYTHON) bench/chaos.py --port-base $(CHAOS_PORT_BASE) --out bench/results/chaos.md $(CHAOS_ARGS)
 
 bench-compose: install tools ## the compose target against the local target, measured in the same run

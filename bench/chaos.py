@@ -1176,7 +1176,7 @@ def main() -> None:
     parser.add_argument("--max-outage", type=float, default=150.0, help="give up on writes after this")
     parser.add_argument("--lake-grace", type=float, default=150.0,
                         help="wait up to freshness + this for Iceberg to hold every acknowledged event")
-    parser.add_argument("--budget", type=float, default=38 * 60, help="seconds per configuration")
+    parser.add_argument("--budget", type=float, default=50 * 60, help="seconds per configuration")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "chaos.md")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep-logs", type=Path, help="keep the Fluss server logs of lossy faults here")
