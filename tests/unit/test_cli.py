@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -198,3 +199,29 @@ def test_no_committed_file_holds_the_dev_credentials():
                and DEV_CREDENTIALS.secret_key in (REPO / path).read_text(errors="replace")]
     allowed = {"sagaz_lakehouse/config.py"}
     assert [p for p in holders if p not in allowed and not p.startswith("tests/")] == []
+
+
+def test_simulate_wait_safe_needs_the_spool(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("simulate", "--no-spool", "--wait-safe", "30")
+    assert result.exit_code == 2 and "--wait-safe needs the spool" in result.output
+    assert not (tmp_path / ".sagaz-lakehouse").exists()
+
+
+def test_simulate_refuses_a_spool_another_process_holds(tmp_path, monkeypatch):
+    from sagaz_lakehouse.spool import Spool
+
+    monkeypatch.chdir(tmp_path)
+    ports = [f"--set=ports.{name}={port}" for name, port in free_port_settings().items()]
+    held = Spool(tmp_path / "spool")
+    held.open()
+    try:
+        with socket.socket() as fluss:  # something answers on the bootstrap port: simulate gets to the spool
+            fluss.bind(("127.0.0.1", 0))
+            fluss.listen()
+            port = fluss.getsockname()[1]
+            result = invoke("simulate", *ports, f"--set=ports.fluss_coordinator={port}", "--spool-dir",
+                            str(tmp_path / "spool"), "--sagas", "1")
+    finally:
+        held.close()
+    assert result.exit_code == 2 and "is in use by process" in result.output, result.output
