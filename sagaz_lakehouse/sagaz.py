@@ -664,8 +664,17 @@ class FlussAnalyticsListener(sagaz.SagaListener):
     def _batch_due(self, loop: asyncio.AbstractEventLoop) -> bool:
         """A full batch, or events that waited flush_interval, or close()/flush() asking for everything now."""
         depth = len(self._buffer)
+        if depth and self._spool is not None and self._handoff_wait(loop) > 0:
+            return False
         return depth >= self.batch_size or (depth > 0 and (
             self._closing or self._urgent or loop.time() - self._first_buffered_at >= self.flush_interval))
+
+    def _handoff_wait(self, loop: asyncio.AbstractEventLoop) -> float:
+        """With a spool: how long to hold batches back for a probe of this safety generation (see _Safety); at most
+        probe_timeout, after which batches go anyway (they are then re-sent once, if needed, to be proven safe)."""
+        if self._safety.clean_at is not None:
+            return 0.0
+        return max(0.0, self._safety.gen_started + self.probe_timeout - loop.time())
 
     async def _linger(self, loop: asyncio.AbstractEventLoop) -> None:
         """Nothing in flight and no batch due: wait for events, or for the buffered ones to become due."""
@@ -679,6 +688,8 @@ class FlussAnalyticsListener(sagaz.SagaListener):
             await self._wakeup.wait()
             return
         remaining = self._first_buffered_at + self.flush_interval - loop.time()
+        if self._spool is not None:
+            remaining = max(remaining, self._handoff_wait(loop))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), max(remaining, 0.0))
 
@@ -694,6 +705,8 @@ class FlussAnalyticsListener(sagaz.SagaListener):
             wakeup = loop.create_task(self._wakeup.wait())
             waits.add(wakeup)
             linger = self._first_buffered_at + self.flush_interval - loop.time() if self._buffer else None
+            if linger is not None and self._spool is not None:
+                linger = max(linger, self._handoff_wait(loop))
         else:
             linger = None
         deadline = self._batches[0].handed_at + self.write_timeout * (1 + self._batches[0].timeouts)
@@ -766,6 +779,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
                 self._rewind()
                 return
             self._safety.gen += 1  # the batches in flight are re-sent below; none was acknowledged
+            # (a failed write alone is no truncation: that takes a restart, which the probe sees)
         self._abandon_batches()
         while self._batches:
             batch = self._batches.pop()
@@ -909,6 +923,7 @@ class _Acked:
     end_seq: int  # ... to before this one
     gen: int  # the generation it was handed over and acknowledged in
     acked_at: float  # loop time
+    provable: bool  # handed over after a clean probe of its generation (else: re-sent before it can be safe)
     marks: dict[int, int] | None = None  # high watermark per bucket, read by a probe begun after acked_at
 
 
@@ -957,9 +972,11 @@ class _Safety:
         self.failing = False  # probes fail right now (one sign per episode)
         self.behind = False  # a bucket's log ends below its lake offset
         self.replay_when_caught_up = False
+        self.gen_started = time.monotonic()  # (the loop's clock)
+        self.clean_at: float | None = None  # when a probe begun in this generation found no log behind its lake
 
     def reset(self, safe_seq: int) -> None:
-        self.gen += 1
+        self._new_generation()
         self.safe_seq = safe_seq
         self.acked.clear()
         self.rewind_due = False
@@ -979,9 +996,13 @@ class _Safety:
 
     # -------------------------------------------------------------------------------- signs of restart
 
+    def _new_generation(self) -> None:
+        self.gen += 1
+        self.gen_started, self.clean_at = time.monotonic(), None
+
     def suspect(self, why: str, replay: bool = True) -> None:
         """A sign that Fluss servers restarted: nothing acknowledged so far can be proven safe any more."""
-        self.gen += 1
+        self._new_generation()
         unsafe = self.unsafe()
         if replay:
             self.rewind_due = True
@@ -1005,7 +1026,8 @@ class _Safety:
     def acknowledged(self, batch: _Batch) -> None:
         if batch.gen == self.gen and batch.end_seq > self.safe_seq:
             loop = asyncio.get_running_loop()
-            self.acked.append(_Acked(batch.start_seq, batch.end_seq, batch.gen, loop.time()))
+            provable = self.clean_at is not None and batch.handed_at >= self.clean_at
+            self.acked.append(_Acked(batch.start_seq, batch.end_seq, batch.gen, loop.time(), provable))
 
     def observed(self, seen: Observation, started: float, now: float) -> None:
         if self.last_ok is not None and not self.failing and started - self.last_ok > self.listener.max_probe_gap:
@@ -1027,6 +1049,9 @@ class _Safety:
         if not self.behind and self.replay_when_caught_up:
             self.replay_when_caught_up = False
             self.suspect("the log caught up with the lake snapshot")
+        if self.clean_at is None and not self.behind and started >= self.gen_started:
+            self.clean_at = now  # batches handed over from now on are above every lake offset: see the docstring
+            self.listener._wake_writer()
         for record in reversed(self.acked):  # the newest acknowledgements have no marks yet
             if record.marks is not None:
                 break
@@ -1042,6 +1067,10 @@ class _Safety:
                 break
             if record.start_seq > upto:  # an acknowledgement is missing before it: never skip events (re-send)
                 self.suspect(f"events {upto}..{record.start_seq} were not acknowledged in order")
+                break
+            if not record.provable:  # handed over before a clean probe: the lake may be past it without holding it
+                self.suspect("events were handed over before a probe of this generation; re-sending them to prove "
+                             "them")
                 break
             self.acked.popleft()
             upto = max(upto, record.end_seq)
