@@ -61,6 +61,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# Run as a script, this folder is first on the path, where bench/sagaz.py would hide the Sagaz library from
+# `import sagaz` (in the application processes too, which get this path).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 
 import sagaz_lakehouse as lakehouse  # noqa: E402
@@ -566,24 +569,28 @@ def listener_whole_stack(stack: Stack, opts: argparse.Namespace, workdir: Path) 
     log_offsets = {n: stack.log_size(n) for n in stack.components() if n.startswith("fluss-")}
     app.start(opts.app_rate)
     writer.start()
-    _app_wait(app, lambda s: s.get("written", 0) > 0, 120)
-    time.sleep(opts.before)
-    at_fault = app.status()
-    kill_watchdog(stack)
-    for name in stack.components():
-        stack.signal(name, signal.SIGKILL)
-    stack.wait_dead(stack.components(), 10)
-    fault_at = time.monotonic()
-    time.sleep(opts.restart_delay)
-    up = stack.cli("up", timeout=900)
-    if up.returncode != 0:
-        result.notes.append("`up` failed: " + (up.stderr.strip().splitlines() or ["?"])[-1][:200])
-    back = _app_wait(app, lambda s: s.get("written", 0) > at_fault.get("written", 0) + 100
-                     and s.get("at", 0) > fault_at, opts.max_outage)
-    time.sleep(opts.after)
-    writer.stop_flag.set()
-    last_hook = time.monotonic()
-    final = app.stop(opts.lake_grace + 120)
+    try:
+        _app_wait(app, lambda s: s.get("written", 0) > 0, 120)
+        time.sleep(opts.before)
+        at_fault = app.status()
+        kill_watchdog(stack)
+        for name in stack.components():
+            stack.signal(name, signal.SIGKILL)
+        stack.wait_dead(stack.components(), 10)
+        fault_at = time.monotonic()
+        time.sleep(opts.restart_delay)
+        up = stack.cli("up", timeout=900)
+        if up.returncode != 0:
+            result.notes.append("`up` failed: " + (up.stderr.strip().splitlines() or ["?"])[-1][:200])
+        back = _app_wait(app, lambda s: s.get("written", 0) > at_fault.get("written", 0) + 100
+                         and s.get("at", 0) > fault_at, opts.max_outage)
+        time.sleep(opts.after)
+        last_hook = time.monotonic()
+        final = app.stop(opts.lake_grace + 120)
+    finally:
+        writer.stop_flag.set()
+        if app.process.is_alive():
+            app.kill()
     writer.join(60)
     result.spooled_at_fault = int(at_fault.get("unsafe", 0))
     result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
@@ -609,10 +616,12 @@ def listener_app_kill(stack: Stack, opts: argparse.Namespace, workdir: Path) -> 
     result = AppResult("kill -9 of the application, then a new process on the spool", load=_load())
     app = ListenerApp(stack, workdir / tag, tag)
     app.start(opts.app_rate)
-    _app_wait(app, lambda s: s.get("written", 0) > 0, 120)
-    time.sleep(opts.before)
-    at_fault = app.status()
-    app.kill()
+    try:
+        _app_wait(app, lambda s: s.get("written", 0) > 0, 120)
+        time.sleep(opts.before)
+        at_fault = app.status()
+    finally:
+        app.kill()
     result.spooled_at_fault = int(at_fault.get("unsafe", 0))
     result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
     last_hook = time.monotonic()
@@ -636,19 +645,23 @@ def listener_fluss_down(stack: Stack, opts: argparse.Namespace, workdir: Path) -
                        load=_load())
     app = ListenerApp(stack, workdir / tag, tag)
     app.start(opts.outage_rate)
-    _app_wait(app, lambda s: s.get("written", 0) > 0, 120)
-    watchdog.stop(stack.run_dir)
-    supervisor = Supervisor(stack.run_dir)
-    stopped = [n for n in stack.components() if n.startswith("fluss-") and supervisor.stop(n, grace=30)]
-    down_at = time.monotonic()
-    at_fault = _app_wait(app, lambda s: s.get("pending", 0) > opts.outage_events, opts.max_outage * 4)
-    result.notes.append(f"stopped {', '.join(stopped)}; {at_fault['pending']} events waiting after "
-                        f"{time.monotonic() - down_at:.0f}s (in memory at most 100,000)")
-    up = stack.cli("up", timeout=900)
-    if up.returncode != 0:
-        result.notes.append("`up` failed: " + (up.stderr.strip().splitlines() or ["?"])[-1][:200])
-    last_hook = time.monotonic()
-    final = app.stop(opts.lake_grace + 600)
+    try:
+        _app_wait(app, lambda s: s.get("written", 0) > 0, 120)
+        watchdog.stop(stack.run_dir)
+        supervisor = Supervisor(stack.run_dir)
+        stopped = [n for n in stack.components() if n.startswith("fluss-") and supervisor.stop(n, grace=30)]
+        down_at = time.monotonic()
+        at_fault = _app_wait(app, lambda s: s.get("pending", 0) > opts.outage_events, opts.max_outage * 4)
+        result.notes.append(f"stopped {', '.join(stopped)}; {at_fault['pending']} events waiting after "
+                            f"{time.monotonic() - down_at:.0f}s (in memory at most 100,000)")
+        up = stack.cli("up", timeout=900)
+        if up.returncode != 0:
+            result.notes.append("`up` failed: " + (up.stderr.strip().splitlines() or ["?"])[-1][:200])
+        last_hook = time.monotonic()
+        final = app.stop(opts.lake_grace + 600)
+    finally:
+        if app.process.is_alive():
+            app.kill()
     result.spooled_at_fault = int(at_fault.get("unsafe", 0))
     result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
     if final.get("safe"):
