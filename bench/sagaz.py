@@ -541,8 +541,37 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
          f"upsert() tuple {costs['upsert_tuple_us']:.1f}", ratio(hook_mean, costs["upsert_tuple_us"])),
         ("CPU per event in this process, listener run (µs)", f"{best['own_cpu_us']:.1f}",
          f"Fluss tablet server {best['tablet_cpu_us']:.1f}", ratio(best["own_cpu_us"], best["tablet_cpu_us"])),
+        ("CPU per event in this process, spool on (µs)", f"{with_spool['own_cpu_us']:.1f}",
+         f"spool off {best['own_cpu_us']:.1f}", ratio(with_spool["own_cpu_us"], best["own_cpu_us"])),
+    ]
+    append_us = spool_append_cost(args.spool_root / f"{run}-append", args.cost_rows)
+    notes["spool_append_us"] = append_us
+    per_event = with_spool["own_cpu_us"] + with_spool["tablet_cpu_us"] * settings.replication_factor
+    out += [
+        ("spool append() alone: encode + write, fsync interval (mean µs/event)", f"{append_us:.1f}",
+         f"CPU per event, spool on {with_spool['own_cpu_us']:.1f}", ratio(append_us, with_spool["own_cpu_us"])),
+        (f"CPU bound, spool on: {os.cpu_count()} cores / (this process + {settings.replication_factor} tablet "
+         "replicas' CPU per event) (events/s)", f"{(os.cpu_count() or 1) / per_event * 1e6:.0f}",
+         f"measured {with_spool['events_per_s']:.0f}", ratio(with_spool["events_per_s"],
+                                                             (os.cpu_count() or 1) / per_event * 1e6)),
     ]
     return out, notes
+
+
+def spool_append_cost(directory: Path, n: int) -> float:
+    """Mean µs of Spool.append (fsync interval) for ``n`` events like the listener's, without Fluss."""
+    from sagaz_lakehouse.spool import Spool
+
+    spool = Spool(directory)
+    spool.open()
+    try:
+        events = rows_of("append", n)
+        started = time.perf_counter()
+        for event in events:
+            spool.append(event)
+        return (time.perf_counter() - started) / n * 1e6
+    finally:
+        spool.close()
 
 
 def filesystem(path: Path) -> str:
