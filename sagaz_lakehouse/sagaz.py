@@ -954,8 +954,12 @@ class _Safety:
       failure, so the window is observed as long as it is longer than ``max_probe_gap``. Also counted: a failed
       write, a high watermark lower than the probe before, a change in the set of tablet servers.
     - a lake offset already beyond the log (the log was cut below what the lake holds: "log behind the lake"):
-      records appended below the lake offset are never tiered. While any bucket is in that state no batch is safe;
-      when it is over, everything not yet safe is re-sent (it lands above the lake offset).
+      records appended below the lake offset are never tiered. So a batch is handed to pyfluss only after a probe
+      *of its generation* found every bucket's high watermark at or above its lake offset (the writer waits for
+      one, at most ``probe_timeout``; a batch sent without one is re-sent before it can count): its records land
+      at or above that high watermark, and the lake offset only grows with tiering, which reads up to the high
+      watermark, so it cannot pass them unread. While a probe sees a bucket behind its lake, no batch is safe;
+      when the log has caught up, everything not yet safe is re-sent (it lands above the lake offset).
 
     A sign of restart starts a new generation and re-sends every event not yet safe (``rewind_due``).
     """

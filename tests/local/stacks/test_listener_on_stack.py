@@ -250,23 +250,31 @@ for _hook in HOOKS:
 # ------------------------------------------------------------------------------------------ tests
 
 
-def test_known_sagas_give_exactly_the_expected_rows_in_trino(stack: Stack) -> None:
+def test_known_sagas_give_exactly_the_expected_rows_in_trino(stack: Stack, tmp_path: Path) -> None:
+    """Through a listener with a spool, as recommended in prod: its probe logs in too (high watermarks, lake
+    snapshot, tablet servers), and it deletes its segment files once the lake holds the events."""
     run = uuid.uuid4().hex[:8]
     ok, failed, dag = f"{run}-order-ok", f"{run}-order-failed", f"{run}-dag"
     began = datetime.now(UTC).replace(tzinfo=None)
+    spool = tmp_path / "spool"
 
-    async def main() -> FlussAnalyticsListener:
-        async with stack.listener() as listener:
+    async def main() -> tuple[FlussAnalyticsListener, bool]:
+        async with stack.listener(spool_dir=spool) as listener:
             await order_saga(listener).run({"order_id": 1}, saga_id=ok)
             with pytest.raises(RuntimeError, match="ship refused"):
                 await order_saga(listener, fail_at="ship").run({"order_id": 2}, saga_id=failed)
             with pytest.raises(ValueError, match="confirmation rejected"):
                 await dag_saga(listener).run({"order_id": 3}, saga_id=dag)
-        return listener
+            safe = await listener.wait_safe(TIERING_WAIT)  # about a tiering round: the Trino wait below is short
+        return listener, safe
 
-    stats = asyncio.run(main()).stats
+    listener, safe = asyncio.run(main())
+    stats = listener.stats
     ended = datetime.now(UTC).replace(tzinfo=None)
-    assert stats.enqueued == stats.written == 38 and stats.dropped == stats.pending == stats.hook_errors == 0
+    assert stats.enqueued == stats.written == stats.spooled == 38 and stats.dropped == stats.pending == 0
+    assert stats.hook_errors == stats.replayed == 0
+    assert safe and stats.safe == 38 and stats.unsafe == 0, stats
+    assert sorted(p.name for p in spool.iterdir()) == ["spool.lock"]  # every segment deleted
 
     sagas = by_saga(wait_for_trino(stack, [ok, failed, dag], 38))
     every = [r for rows in sagas.values() for r in rows]
