@@ -711,10 +711,14 @@ def simulate(
         except SpoolInUse as exc:
             raise UsageError(str(exc), "wait for the other simulate, or pass --spool-dir") from None
     events = summary["events"]
-    spooled = "" if directory is None else (
-        f"; {events['replayed']} re-sent from the spool, {events['unsafe']} not yet known to be in Iceberg "
-        f"kept in {directory}" if events["unsafe"] else f"; all {events['safe']} in Iceberg"
-        if summary["safe"] else f"; {events['replayed']} re-sent from the spool {directory}")
+    spooled = ""
+    if directory is not None:
+        if events["replayed"]:
+            spooled += f"; {events['replayed']} re-sent from the spool"
+        if events["unsafe"]:
+            spooled += f"; {events['unsafe']} not yet known to be in Iceberg, kept in {directory}"
+        elif summary["safe"]:
+            spooled += "; all in Iceberg"
     options.emit(summary, f"{summary['completed']} sagas completed, {summary['failed']} failed "
                           f"({summary['compensations_failed']} failing compensations) in {summary['elapsed_s']}s; "
                           f"{events['written']} events written, {events['dropped']} dropped{spooled}; "
