@@ -1023,6 +1023,10 @@ class _Safety:
         if not self.failing:
             self.failing = True
             self.suspect(f"Fluss did not answer a probe ({type(exc).__name__}: {str(exc)[:200]})")
+            spool = self.listener.spool
+            log.warning("Fluss at %s does not answer the spool's probe (%s); saga events stay in the spool %s until "
+                        "a probe shows them in Iceberg", self.listener.bootstrap_servers, type(exc).__name__,
+                        spool.directory if spool is not None else "")
         self.latest = self.servers = None  # compare the next answer with nothing: the rewind above covers it
 
     # -------------------------------------------------------------------------------- a probe answered
