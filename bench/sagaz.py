@@ -53,6 +53,7 @@ from sagaz_lakehouse.stack import View  # noqa: E402
 
 HOOK_TARGET_US = 100.0
 THROUGHPUT_TARGET = 20_000.0
+LAYOUT_TIMEOUT_S = 120.0  # per scratch-table layout (table_layouts)
 SPOOL_CONFIG = "spool on (fsync interval), batch 5000, 3 flushes in flight"
 Row = tuple[str, str, str, str]  # metric, value, baseline, ratio
 
@@ -196,18 +197,27 @@ async def table_layouts(endpoints: addresses.Endpoints, database: str, run: str,
                     whole = pa.RecordBatch.from_arrays(
                         [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema)
                     batches = [whole.slice(start, 2000) for start in range(0, n, 2000)]
+
+                async def write(writer: Any = writer, batches: list[Any] = batches, rows: list[Any] = rows,
+                                keys: list[str] = keys) -> None:
+                    if batches:
+                        for batch in batches:
+                            writer.write_arrow_batch(batch)
+                            await writer.flush()
+                    else:
+                        put = writer.upsert if keys else writer.append
+                        for start in range(0, n, 2000):
+                            for row in rows[start:start + 2000]:
+                                put(row)
+                            await writer.flush()
+
                 cpu.start()
                 started = time.perf_counter()
-                if batches:
-                    for batch in batches:
-                        writer.write_arrow_batch(batch)
-                        await writer.flush()
-                else:
-                    put = writer.upsert if keys else writer.append
-                    for start in range(0, n, 2000):
-                        for row in rows[start:start + 2000]:
-                            put(row)
-                        await writer.flush()
+                try:  # a pyfluss flush into a fresh scratch table once hung for 10+ min: bound it, keep the run
+                    await asyncio.wait_for(write(), LAYOUT_TIMEOUT_S)
+                except TimeoutError:
+                    cpu.stop()
+                    continue
                 elapsed = time.perf_counter() - started
                 own, tablet, _ = cpu.stop()
                 out[name] = {"events_per_s": n / elapsed, "tablet_cpu_us": tablet / n * 1e6,
@@ -508,16 +518,20 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
 
     # 4. where the time goes
     layouts = await table_layouts(endpoints, database, run, args.raw_events, cpu)
-    pk = layouts["pk"]
+    pk = layouts.get("pk")
     for name, label in (("pk", "scratch primary-key table like saga_events, not tiered"),
                         ("pk_uncompressed", "same, changelog uncompressed"),
                         ("log_rows", "log table (no primary key), rows"),
                         ("log_arrow", "log table, Arrow batches")):
-        value = layouts[name]
+        value = layouts.get(name)
+        base = f"primary key {pk['events_per_s']:.0f} ({pk['tablet_cpu_us']:.0f})" if pk else "-"
+        if value is None:
+            out.append((f"raw pyfluss into a {label}: events/s (tablet CPU µs/event)",
+                        f"not acknowledged within {LAYOUT_TIMEOUT_S:.0f} s", base, "-"))
+            continue
         out.append((f"raw pyfluss into a {label}: events/s (tablet CPU µs/event)",
-                    f"{value['events_per_s']:.0f} ({value['tablet_cpu_us']:.0f})",
-                    f"primary key {pk['events_per_s']:.0f} ({pk['tablet_cpu_us']:.0f})",
-                    ratio(value["events_per_s"], pk["events_per_s"])))
+                    f"{value['events_per_s']:.0f} ({value['tablet_cpu_us']:.0f})", base,
+                    ratio(value["events_per_s"], pk["events_per_s"]) if pk else "-"))
     notes.update({f"layout_{n}_{k}": v for n, r in layouts.items() for k, v in r.items()})
     costs = await where_the_time_goes(endpoints, database, run, args.cost_rows)
     notes.update(costs)
