@@ -168,3 +168,21 @@ class ExternalCatalog:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def standin(workdir: Path, port: int, minio_port: int, client_id: str, client_secret: str, scope: str,
+            warehouse: str) -> ExternalCatalog:
+    """The stand-in on ``port``: Iceberg's REST fixture (the jar the stack runs) behind the token front, its tables
+    in the stack's MinIO at ``minio_port`` with the dev keys. Not started yet."""
+    from support import cache_dir, free_port
+
+    from sagaz_lakehouse import artifacts, config
+    from sagaz_lakehouse.targets.local.jdk import find_java
+
+    defaults = config.Settings()
+    jar = artifacts.fetch(artifacts.group("rest-catalog"), cache_dir())[0]
+    return ExternalCatalog(workdir, str(find_java(defaults, minimum=17).executable), jar, port=port,
+                           fixture_port=free_port(), s3_endpoint=f"http://127.0.0.1:{minio_port}",
+                           warehouse=warehouse, access_key=config.DEV_CREDENTIALS.access_key,
+                           secret_key=config.DEV_CREDENTIALS.secret_key, region=defaults.lake.region,
+                           client_id=client_id, client_secret=client_secret, scope=scope)

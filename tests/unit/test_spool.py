@@ -244,7 +244,8 @@ def test_a_kill_9_of_the_application_loses_no_event_whose_hook_returned(tmp_path
     assert stats.replayed == stats.written == 300 and stats.dropped == 0
 
 
-def test_a_torn_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
+def unsent_segment(tmp_path: Path) -> tuple[Fluss, Path]:
+    """Ten hooks spooled while Fluss takes nothing, then the listener closed: its one segment, none of it sent."""
     fluss = Fluss()
     fluss.gate.clear()
 
@@ -255,6 +256,11 @@ def test_a_torn_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
 
     asyncio.run(first())
     [segment] = segments(tmp_path)
+    return fluss, segment
+
+
+def test_a_torn_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
+    fluss, segment = unsent_segment(tmp_path)
     with segment.open("ab") as handle:
         handle.write(encode(EventBuilder().saga_started("order", "torn", {}))[:40])  # a crash in mid-write
     fluss.gate.set()
@@ -514,16 +520,7 @@ def test_stats_are_plain_values() -> None:
 
 
 def test_a_damaged_line_is_skipped_and_released_with_its_neighbours(tmp_path: Path) -> None:
-    fluss = Fluss()
-    fluss.gate.clear()
-
-    async def first() -> None:
-        analytics = listener(tmp_path, fluss)
-        await hooks(analytics, 10)
-        await analytics.close(timeout=0.05)
-
-    asyncio.run(first())
-    [segment] = segments(tmp_path)
+    fluss, segment = unsent_segment(tmp_path)
     lines = segment.read_bytes().splitlines(keepends=True)
     lines[4] = lines[4].replace(b"s4", b"s9")  # a flipped byte: the checksum no longer matches
     segment.write_bytes(b"".join(lines))

@@ -15,13 +15,12 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from catalog_standin import TOKEN_PATH, ExternalCatalog
+from catalog_standin import TOKEN_PATH, ExternalCatalog, standin
 from conftest import PORTS, Stack, must, run
-from support import cache_dir, free_port, suite_port
+from support import suite_port
 
-from sagaz_lakehouse import artifacts, config
+from sagaz_lakehouse import config
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.targets.local.jdk import find_java
 
 PROJECT = "sagaz-ct-external"
 CLIENT_ID = "sagaz-compose-e2e"
@@ -47,13 +46,7 @@ def write_secrets(path, secret: str) -> None:
 @pytest.fixture(scope="module")
 def catalog(engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExternalCatalog]:
     workdir = tmp_path_factory.mktemp("compose-external-catalog")
-    defaults = config.Settings()
-    jar = artifacts.fetch(artifacts.group("rest-catalog"), cache_dir())[0]
-    made = ExternalCatalog(workdir, str(find_java(defaults, minimum=17).executable), jar, port=FRONT_PORT,
-                           fixture_port=free_port(), s3_endpoint=f"http://127.0.0.1:{PORTS['minio']}",
-                           warehouse=WAREHOUSE, access_key=config.DEV_CREDENTIALS.access_key,
-                           secret_key=config.DEV_CREDENTIALS.secret_key, region=defaults.lake.region,
-                           client_id=CLIENT_ID, client_secret=SECRET, scope=SCOPE)
+    made = standin(workdir, FRONT_PORT, PORTS["minio"], CLIENT_ID, SECRET, SCOPE, WAREHOUSE)
     made.start()
     yield made
     made.stop()

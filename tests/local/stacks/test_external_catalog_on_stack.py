@@ -25,13 +25,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from catalog_standin import TOKEN_PATH, ExternalCatalog
+from catalog_standin import TOKEN_PATH, ExternalCatalog, standin
 from saga_data import EVENTS, assert_same_content, saga_events, trino_count, wait_for_iceberg, write_events
-from support import SuiteStack, cache_dir, free_port, init_with_ports, log_files, suite_port, suite_ports
+from support import SuiteStack, init_with_ports, log_files, suite_port, suite_ports
 
-from sagaz_lakehouse import artifacts, config
+from sagaz_lakehouse import config
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.targets.local.jdk import find_java
 
 PORTS = suite_ports("external-catalog")
 FRONT_PORT = suite_port("external-catalog")
@@ -51,13 +50,7 @@ def write_secrets(path: Path, secret: str) -> None:
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExternalCatalog]:
     workdir = tmp_path_factory.mktemp("external-catalog")
-    defaults = config.Settings()
-    jar = artifacts.fetch(artifacts.group("rest-catalog"), cache_dir())[0]
-    made = ExternalCatalog(workdir, str(find_java(defaults, minimum=17).executable), jar, port=FRONT_PORT,
-                           fixture_port=free_port(), s3_endpoint=f"http://127.0.0.1:{PORTS['minio']}",
-                           warehouse=WAREHOUSE, access_key=config.DEV_CREDENTIALS.access_key,
-                           secret_key=config.DEV_CREDENTIALS.secret_key, region=defaults.lake.region,
-                           client_id=CLIENT_ID, client_secret=SECRET, scope=SCOPE)
+    made = standin(workdir, FRONT_PORT, PORTS["minio"], CLIENT_ID, SECRET, SCOPE, WAREHOUSE)
     made.start()
     yield made
     made.stop()
