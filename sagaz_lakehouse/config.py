@@ -496,14 +496,18 @@ class Credentials:
 
     def catalog_db_password(self) -> str:
         """The password of the bundled catalog's PostgreSQL user: an HMAC of the root secret (as the object-store
-        identities' secrets are, tasks.identity_secret), so it is stable and needs no storage of its own."""
+        identities' secrets are, tasks.identity_secret), so it is stable and needs no storage of its own. An
+        external object store may come without a root secret: then of the roles' secret keys, never of nothing
+        (an HMAC of an empty key would be a password anyone can compute)."""
         if self.placeholder:
             return "REPLACE_WITH_CATALOG_DB_PASSWORD"
         import hashlib
         import hmac
 
-        return hmac.new(self.secret_key.encode(), b"sagaz-lakehouse catalog database",
-                        hashlib.sha256).hexdigest()[:40]
+        key = self.secret_key or "\n".join(secret for _, _, secret in self.role_keys)
+        if not key:
+            return ""  # no credentials at all: nothing to derive from (and nothing that runs PostgreSQL)
+        return hmac.new(key.encode(), b"sagaz-lakehouse catalog database", hashlib.sha256).hexdigest()[:40]
 
     def s3_keys(self, role: str) -> tuple[str, str]:
         """The access and secret key of ``role``'s object-store identity (``ROOT_ROLE``: MinIO's root user). The

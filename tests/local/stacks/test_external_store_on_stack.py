@@ -194,7 +194,8 @@ def test_no_log_file_holds_a_role_secret(stack):
     logs = log_files(stack.run_dir)
     assert len(logs) >= 8, sorted(map(str, logs))
     values = stack.credentials.secret_values()
-    assert len(values) == 3  # the three roles' secret keys; no root key, no passwords in dev
+    # the three roles' secret keys and the catalog database's password derived from them; no root key, no passwords
+    assert len(values) == 4
     assert [str(p) for p in logs for value in values if value in p.read_text(errors="replace")] == []
     configs = [p for p in (stack.run_dir / "config").rglob("*") if p.is_file()
                and any(value in p.read_text(errors="replace") for value in values)]
