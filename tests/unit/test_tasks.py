@@ -85,8 +85,9 @@ def test_role_policy_grants_only_its_prefixes():
     policy = tasks.role_policy("lake", [("fluss-remote", "rw"), ("warehouse", "r")])
     statements = {tuple(st["Resource"]): st["Action"] for st in policy["Statement"]}
     assert statements[("arn:aws:s3:::lake",)] == list(tasks.BUCKET_ACTIONS)
-    assert "s3:PutObject" in statements[("arn:aws:s3:::lake/fluss-remote/*",)]
-    assert statements[("arn:aws:s3:::lake/warehouse/*",)] == ["s3:GetObject"]
+    # the prefix's own name too (S3A's HEAD of each parent folder)
+    assert "s3:PutObject" in statements[("arn:aws:s3:::lake/fluss-remote", "arn:aws:s3:::lake/fluss-remote/*")]
+    assert statements[("arn:aws:s3:::lake/warehouse", "arn:aws:s3:::lake/warehouse/*")] == ["s3:GetObject"]
     assert len(statements) == 3
 
 

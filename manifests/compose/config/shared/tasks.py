@@ -170,8 +170,12 @@ def role_policy(bucket: str, grants: list[tuple[str, str]]) -> dict[str, Any]:
         {"Effect": "Allow", "Action": list(BUCKET_ACTIONS), "Resource": [f"arn:aws:s3:::{bucket}"]}]
     for prefix, mode in grants:
         actions = WRITE_ACTIONS if mode == "rw" else READ_ACTIONS
+        # The prefix's own name too: Hadoop's S3A (Fluss's S3 file system) makes a folder by asking for each parent
+        # with a HEAD on its name without a slash (`fluss-remote`), and a 403 there fails the whole call: the Fluss
+        # coordinator then could not write its lake offsets file, and tiering stalled (compose, prod).
+        name = prefix.strip("/")
         statements.append({"Effect": "Allow", "Action": list(actions),
-                           "Resource": [f"arn:aws:s3:::{bucket}/{prefix.strip('/')}/*"]})
+                           "Resource": [f"arn:aws:s3:::{bucket}/{name}", f"arn:aws:s3:::{bucket}/{name}/*"]})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
