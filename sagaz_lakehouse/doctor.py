@@ -257,7 +257,7 @@ def _flink(endpoints: Endpoints, settle_seconds: float = 90.0, pause: float = 2.
         time.sleep(pause)  # a restart in progress: give it the time Flink's restart strategy takes
     detail = f"{overview.get('taskmanagers', 0)} taskmanager(s), {overview.get('slots-available', 0)} free slot(s)"
     if not running:
-        states = sorted({j.get("state") for j in jobs if j.get("name") == TIERING_JOB_NAME})
+        states = sorted({j.get("state") for j in tiering})
         raise CheckFailed(f"{detail}; tiering job '{TIERING_JOB_NAME}' not RUNNING (seen: {states or 'none'})",
                           "run `sagaz-lakehouse up` to submit it; see `sagaz-lakehouse logs flink-jobmanager`")
     return f"{detail}; tiering job RUNNING ({running[0].get('jid')})"
