@@ -121,8 +121,9 @@ class Prober:
         for prefix, writer in _writers(grants).items():
             if writer not in able:
                 continue
-            key = f"{prefix.strip('/')}/{PROBE_NAME}{uuid.uuid4().hex}"
-            where = f"s3://{self.bucket}/{prefix.strip('/')}/*"
+            name = prefix.strip("/")
+            key = f"{name}/{PROBE_NAME}{uuid.uuid4().hex}"
+            where = f"s3://{self.bucket}/{name}/*"
             answer = self.call(writer, "PUT", key, body=b"sagaz-lakehouse probe")
             if answer.status >= 300:
                 problems.append(refusal(writer, "put", where, answer))
@@ -139,10 +140,10 @@ class Prober:
                                         f"{key} is left behind", problem.hint))
                 continue
             # Hadoop's S3A (Fluss) asks for a folder's own name when it makes one below it: 404 is right, 403 is not.
-            answer = self.call(writer, "HEAD", prefix.strip("/"))
+            answer = self.call(writer, "HEAD", name)
             if answer.status in (401, 403):
-                problems.append(refusal(writer, "head", f"s3://{self.bucket}/{prefix.strip('/')} (the prefix's own "
-                                        "name, which Fluss's S3 file system asks for)", answer))
+                problems.append(refusal(writer, "head", f"s3://{self.bucket}/{name} (the prefix's own name, which "
+                                        "Fluss's S3 file system asks for)", answer))
                 continue
             done.append(f"{where}: {writer} wrote, read and deleted a probe object; read by {', '.join(readers)}")
         if problems:
