@@ -54,7 +54,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -452,23 +452,7 @@ class ListenerApp:
 
 async def fluss_ids_by_saga(endpoints: addresses.Endpoints, database: str, prefix: str) -> tuple[set[str], list[str]]:
     """Event ids of the sagas whose id starts with ``prefix``, from the primary-key state of every bucket."""
-    import fluss
-
-    found: set[str] = set()
-    errors: list[str] = []
-    async with clients.fluss_connection(endpoints) as connection:
-        table = await connection.get_table(fluss.TablePath(database, tables.TABLE))
-        info = table.get_table_info()
-        for bucket in range(info.num_buckets):
-            try:
-                scanner = table.new_scan().limit(10_000_000).create_bucket_batch_scanner(
-                    fluss.TableBucket(info.table_id, bucket))
-                data = await asyncio.wait_for(scanner.to_arrow(), 120)
-                ids, sagas = data.column("event_id").to_pylist(), data.column("saga_id").to_pylist()
-                found.update(i for i, s in zip(ids, sagas, strict=True) if s.startswith(prefix))
-            except Exception as exc:
-                errors.append(f"bucket {bucket}: {type(exc).__name__}: {str(exc)[:200]}")
-    return found, errors
+    return await _fluss_event_ids(endpoints, database, lambda _event, saga: saga.startswith(prefix), 120)
 
 
 def iceberg_ids_by_saga(stack: Stack, prefix: str) -> set[str]:
@@ -512,8 +496,14 @@ class AppResult:
     load: str = ""
 
 
-def verify_app(stack: Stack, app: ListenerApp, result: AppResult, final: dict[str, Any]) -> AppResult:
-    """Fill in what Fluss, Iceberg and Trino hold of the events whose hooks returned."""
+def verify_app(stack: Stack, app: ListenerApp, result: AppResult, final: dict[str, Any],
+               at_fault: dict[str, Any], last_hook: float) -> AppResult:
+    """Fill in the spool's state at the fault and what Fluss, Iceberg and Trino hold of the events whose hooks
+    returned."""
+    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
+    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
+    if final.get("safe"):
+        result.safe_s = final["at"] - last_hook
     returned = app.recorded()
     result.returned = len(returned)
     result.dropped = int(final.get("dropped", 0))
@@ -592,11 +582,7 @@ def listener_whole_stack(stack: Stack, opts: argparse.Namespace, workdir: Path) 
         if app.process.is_alive():
             app.kill()
     writer.join(60)
-    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
-    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
-    if final.get("safe"):
-        result.safe_s = final["at"] - last_hook
-    verify_app(stack, app, result, final)
+    verify_app(stack, app, result, final, at_fault, last_hook)
     result.notes.append(f"writes acknowledged again {back['at'] - fault_at:.0f}s after the kill")
     with writer.lock:
         raw = set(writer.acked)
@@ -622,14 +608,10 @@ def listener_app_kill(stack: Stack, opts: argparse.Namespace, workdir: Path) -> 
         at_fault = app.status()
     finally:
         app.kill()
-    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
-    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
     last_hook = time.monotonic()
     app.start(0, safe_timeout=opts.lake_grace + 120)  # replay only
     final = app.stop(opts.lake_grace + 180)
-    if final.get("safe"):
-        result.safe_s = final["at"] - last_hook
-    verify_app(stack, app, result, final)
+    verify_app(stack, app, result, final, at_fault, last_hook)
     result.notes.append(f"the new process re-sent {final.get('replayed', 0)} events left in the spool")
     return result
 
@@ -662,11 +644,7 @@ def listener_fluss_down(stack: Stack, opts: argparse.Namespace, workdir: Path) -
     finally:
         if app.process.is_alive():
             app.kill()
-    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
-    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
-    if final.get("safe"):
-        result.safe_s = final["at"] - last_hook
-    verify_app(stack, app, result, final)
+    verify_app(stack, app, result, final, at_fault, last_hook)
     result.notes.append(f"spool peak {at_fault.get('spool_bytes', 0) / 1e6:.0f} MB")
     return result
 
@@ -681,6 +659,12 @@ LISTENER_FAULTS = {"listener: whole stack": listener_whole_stack, "listener: app
 async def fluss_ids(endpoints: addresses.Endpoints, database: str, prefix: str) -> tuple[set[str], list[str]]:
     """Event ids with ``prefix`` in the primary-key state of every bucket (a KV limit scan), and per-bucket
     errors (a bucket whose KV is broken answers with an error)."""
+    return await _fluss_event_ids(endpoints, database, lambda event, _saga: event.startswith(prefix), 60)
+
+
+async def _fluss_event_ids(endpoints: addresses.Endpoints, database: str, keep: Callable[[str, str], bool],
+                           timeout: float) -> tuple[set[str], list[str]]:
+    """The event ids that ``keep(event_id, saga_id)`` selects, read bucket by bucket, and each bucket's error."""
     import fluss
 
     found: set[str] = set()
@@ -692,8 +676,9 @@ async def fluss_ids(endpoints: addresses.Endpoints, database: str, prefix: str) 
             try:
                 scanner = table.new_scan().limit(10_000_000).create_bucket_batch_scanner(
                     fluss.TableBucket(info.table_id, bucket))
-                data = await asyncio.wait_for(scanner.to_arrow(), 60)
-                found.update(i for i in data.column("event_id").to_pylist() if i.startswith(prefix))
+                data = await asyncio.wait_for(scanner.to_arrow(), timeout)
+                ids, sagas = data.column("event_id").to_pylist(), data.column("saga_id").to_pylist()
+                found.update(i for i, saga in zip(ids, sagas, strict=True) if keep(i, saga))
             except Exception as exc:
                 errors.append(f"bucket {bucket}: {type(exc).__name__}: {str(exc)[:200]}")
     return found, errors
