@@ -48,6 +48,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -81,11 +82,11 @@ WHOLE_STACK = "whole stack"
 # Port offsets from a base; the defaults (and 1xxxx/3xxxx) are taken by other engineers' stacks.
 PORT_OFFSETS = {"zookeeper": 2181, "fluss_coordinator": 9123, "fluss_tablet": 9124, "minio": 9000,
                 "minio_console": 9001, "rest_catalog": 8181, "flink_rest": 8081, "flink_rpc": 6123,
-                "flink_sql_gateway": 8083, "trino": 8080}
+                "flink_sql_gateway": 8083, "trino": 8080, "catalog_db": 5432}
 # Tablet servers first: they are what issue 12 is about, and the time budget cuts the end of the list. A fault
 # that loses data or leaves the stack unready gets the stack rebuilt before the next one.
 ORDER = ["fluss-tablet-0", "fluss-tablet-1", "fluss-tablet-2", "fluss-coordinator", "zookeeper", "flink-jobmanager",
-         "flink-taskmanager-0", "minio", "rest-catalog", "trino", "flink-sql-gateway"]
+         "flink-taskmanager-0", "minio", "rest-catalog", "catalog-db", "trino", "flink-sql-gateway"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,10 @@ CONFIGURATIONS: dict[str, Configuration] = {c.name: c for c in [
                   {"replicas.tablet_servers": "3", "durability.replication_factor": "3",
                    "durability.min_in_sync_replicas": "2", "memory.fluss_tablet": "1Gi"}),
     Configuration("default", "the profile's own defaults (whatever sagaz-lakehouse ships)", {}),
+    # Issue 27's catalog rows: kill -9 / SIGTERM of rest-catalog and catalog-db during writes, e.g.
+    # CHAOS_ARGS="--config catalog-pg --only rest-catalog --only catalog-db".
+    Configuration("catalog-pg", "the bundled catalog on PostgreSQL, as prod runs it (catalog.database: "
+                  "postgresql); the other settings are the dev profile's", {"catalog.database": "postgresql"}),
 ]}
 
 
@@ -1002,6 +1007,8 @@ def run_configuration(conf: Configuration, opts: argparse.Namespace) -> dict[str
                                          f"`sagaz-lakehouse up` {opts.restart_delay:.0f} s after the kill"}
     started = time.monotonic()
     try:
+        if stack.settings.catalog_database == "postgresql":
+            install_postgresql()
         if keep and not stack.wait_ready(30):
             print(f"[{conf.name}] reusing the stack in {workdir}", file=sys.stderr, flush=True)
         else:
@@ -1053,6 +1060,16 @@ def run_configuration(conf: Configuration, opts: argparse.Namespace) -> dict[str
                 workdir.joinpath(config.CONFIG_FILENAME).unlink()
                 workdir.rmdir()
     return report
+
+
+def install_postgresql() -> None:
+    """Debian's PostgreSQL for the catalog's database, installed when missing (scripts/postgresql.sh)."""
+    from sagaz_lakehouse import versions
+
+    done = subprocess.run(["bash", str(REPO / "scripts" / "postgresql.sh"), versions.POSTGRES_MAJOR],
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"scripts/postgresql.sh failed: {done.stderr[-2000:]}")
 
 
 def kill_watchdog(stack: Stack) -> None:
