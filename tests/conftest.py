@@ -64,3 +64,25 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     lane = next((LANES[mark] for mark in marks if mark in LANES), None)
     if lane:
         item.add_marker(pytest.mark.xdist_group(lane))
+
+
+# -- where the time goes (issue 29): each worker's busy time and each lane's, at the end of a `make test` phase -------
+
+_BUSY: dict[str, dict[str, float]] = {"worker": {}, "lane": {}}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Adds the report's phase (setup, call or teardown) to its worker and its lane. Under xdist the controller
+    sees every worker's reports; without it everything is one worker, "main"."""
+    worker = getattr(getattr(report, "node", None), "gateway", None)
+    lane = next((LANES[mark] for mark in LANES if mark in report.keywords), "outside a lane")
+    for kind, key in (("worker", worker.id if worker else "main"), ("lane", lane)):
+        _BUSY[kind][key] = _BUSY[kind].get(key, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _BUSY["worker"]:
+        return
+    for kind, busy in _BUSY.items():
+        times = ", ".join(f"{key} {seconds:.0f} s" for key, seconds in sorted(busy.items(), key=lambda kv: -kv[1]))
+        terminalreporter.write_line(f"busy time by {kind}: {times}")
