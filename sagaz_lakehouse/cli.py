@@ -343,8 +343,13 @@ def up(
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for all components.")] = 600,
     force_conflicts: Annotated[bool, typer.Option("--force-conflicts", help="Kubernetes: take over fields another "
                                                   "field manager owns (server-side apply conflicts).")] = False,
+    restart_changed: Annotated[bool, typer.Option("--restart-changed", help="local: restart each component that "
+                                                  "runs with an older configuration, once its dependencies are "
+                                                  "healthy (data is kept; compose and Kubernetes always apply "
+                                                  "changes).")] = False,
 ) -> int:
-    """Bring the stack up and wait until it is healthy (idempotent: running components are left alone).
+    """Bring the stack up and wait until it is healthy (idempotent: running components are left alone; on the local
+    target one whose configuration changed is reported, and restarted with --restart-changed).
 
     local: native processes under a supervisor. compose: `docker compose up --wait`. kubernetes: server-side apply
     (field manager sagaz-lakehouse) after a server-side dry run, pruning of objects this stack created that are no
@@ -355,12 +360,14 @@ def up(
     settings, base_dir = options.settings()
     target = options.chosen_target(settings)
     driver = target.driver(settings, base_dir)
-    if force_conflicts:
-        if not target.capabilities.force_conflicts:
-            able = " or ".join(f"--target {name}" for name in able_to("force_conflicts"))
-            raise UsageError(f"--force-conflicts applies to {able}, not {target.name}",
-                             f"drop the flag, or pass {able}")
-        driver.force_conflicts = True
+    for flag, capability, given in (("--force-conflicts", "force_conflicts", force_conflicts),
+                                    ("--restart-changed", "restart_changed", restart_changed)):
+        if not given:
+            continue
+        if not getattr(target.capabilities, capability):
+            able = " or ".join(f"--target {name}" for name in able_to(capability))
+            raise UsageError(f"{flag} applies to {able}, not {target.name}", f"drop the flag, or pass {able}")
+        setattr(driver, capability, True)
     if not dry_run:  # the user's own store and catalog: proven before anything starts
         _check_external_services(options, settings, base_dir)
     result = driver.up(dry_run=dry_run, wait=not no_wait, timeout=timeout)

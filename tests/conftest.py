@@ -72,7 +72,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
         item.add_marker(pytest.mark.xdist_group(lane))
 
 
-# -- where the time goes (issue 29): each worker's busy time and each lane's, at the end of a `make test` phase -------
+# -- where the time goes (issue 29): each worker's busy time and each lane's, at the end of a run on xdist workers ---
 
 _BUSY: dict[str, dict[str, float]] = {"worker": {}, "lane": {}}
 
@@ -88,7 +88,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _BUSY["worker"]:
+    if set(_BUSY["worker"]) <= {"main"}:  # one process: its own wall time says it all
         return
     for kind, busy in _BUSY.items():
         times = ", ".join(f"{key} {seconds:.0f} s" for key, seconds in sorted(busy.items(), key=lambda kv: -kv[1]))

@@ -30,6 +30,8 @@ class Capabilities:
 
     diff: bool = False  # `diff`: what `up` would change, compared with what runs
     force_conflicts: bool = False  # `up --force-conflicts`: take over fields another manager owns
+    # `up --restart-changed`: restart what runs with an older configuration (compose and Kubernetes always apply it)
+    restart_changed: bool = False
     # `status` shows the tiering lag: Prometheus answers on the host without a port-forward being opened
     status_tiering_lag: bool = False
     # `status` judges the lake (Fluss and the catalog) itself: the host reaches them without opening anything

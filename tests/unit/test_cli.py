@@ -225,3 +225,12 @@ def test_simulate_refuses_a_spool_another_process_holds(tmp_path, monkeypatch):
     finally:
         held.close()
     assert result.exit_code == 2 and "is in use by process" in result.output, result.output
+
+
+def test_restart_changed_is_the_local_targets_and_refused_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for target in ("compose", "kubernetes"):
+        result = invoke("up", "--target", target, "--restart-changed", "--dry-run")
+        assert result.exit_code == 2, result.output
+        assert "--restart-changed applies to --target local" in result.output and "drop the flag" in result.output
+    assert "--restart-changed" in invoke("up", "--help").output

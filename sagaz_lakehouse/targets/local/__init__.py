@@ -15,6 +15,6 @@ from sagaz_lakehouse.targets.local import driver, jdk, layout
 
 # The processes run on this host and see each other on loopback, so `status` reads Prometheus and the lake directly.
 TARGET = Target("local", View.EXTERNAL, Capabilities(status_tiering_lag=True, status_lake_health=True,
-                                                          status_lake_shape=True),
+                                                          status_lake_shape=True, restart_changed=True),
                 stack=layout.local_stack, render=layout.files, driver=driver.LocalDriver,
                 environment_checks=jdk.environment_checks)

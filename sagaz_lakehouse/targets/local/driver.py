@@ -42,6 +42,7 @@ class LocalDriver:
         self.cache = artifacts.cache_dir(settings.local.cache_dir)
         self.progress = progress
         self.stack: Stack = target.local_stack(settings)
+        self.restart_changed = False  # `up --restart-changed`
 
     # ------------------------------------------------------------------------------------------ verbs
 
@@ -77,7 +78,8 @@ class LocalDriver:
 
         specs = target.process_specs(self.stack, self.layout, credentials, context)
         watchdog.stop(self.layout.run_dir)  # it would race `up` for the components `up` starts
-        outcome = start_in_order(self.supervisor, specs, self.progress, wait=wait, timeout=timeout)
+        outcome = start_in_order(self.supervisor, specs, self.progress, wait=wait, timeout=timeout,
+                                 restart_changed=self.restart_changed)
         self._watch(specs, [name for name, how in outcome.items() if how == "started"])
         if wait:
             self.progress(f"all {len(outcome)} components are healthy")

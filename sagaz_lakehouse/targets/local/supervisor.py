@@ -287,11 +287,12 @@ def port_owner(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def start_in_order(supervisor: Supervisor, specs: list[ProcessSpec], progress: Callable[[str], None],
-                   wait: bool = True, timeout: float = 600) -> dict[str, str]:
+                   wait: bool = True, timeout: float = 600, restart_changed: bool = False) -> dict[str, str]:
     """Start every spec once its dependencies are healthy; independent ones start in parallel.
 
     Components already running are left alone; one started from a different configuration is reported, since
-    restarting it here could interrupt work in flight (``down`` then ``up`` applies it, data is kept).
+    restarting it here could interrupt work in flight, unless ``restart_changed``: then it is stopped and started
+    again with the new one once its dependencies are healthy (data is kept), and counts as "started".
     Returns name → "started" | "running" | "out of date" | "completed".
     """
     overall = time.monotonic() + timeout
@@ -305,11 +306,14 @@ def start_in_order(supervisor: Supervisor, specs: list[ProcessSpec], progress: C
                 pending.remove(spec)
                 if not spec.one_shot and supervisor.running_pid(spec.name) is not None:
                     stale = supervisor.out_of_date(spec)
-                    outcome[spec.name] = "out of date" if stale else "running"
-                    progress(f"{spec.name}: already running" + (
-                        ", with an older configuration: `sagaz-lakehouse down` then `up` applies it (data is kept)"
-                        if stale else ""))
-                    continue
+                    if not (stale and restart_changed):
+                        outcome[spec.name] = "out of date" if stale else "running"
+                        progress(f"{spec.name}: already running" + (
+                            ", with an older configuration: `sagaz-lakehouse up --restart-changed` applies it "
+                            "(data is kept)" if stale else ""))
+                        continue
+                    supervisor.stop(spec.name)
+                    progress(f"{spec.name}: stopped, to start with its new configuration")
                 supervisor.start(spec)
                 progress(f"{spec.name}: starting")
                 started[spec.name] = min(time.monotonic() + spec.timeout, max(overall, time.monotonic() + 5))

@@ -59,7 +59,7 @@ def test_running_component_started_from_another_configuration_is_reported_not_re
         for changed in (replace(spec, env={"MODE": "two"}), replace(spec, config=(conf, "tiering args v2"))):
             events.clear()
             assert start_in_order(Supervisor(tmp_path), [changed], events.append) == {"a": "out of date"}
-            assert "older configuration" in events[0] and "down` then `up`" in events[0]
+            assert "older configuration" in events[0] and "up --restart-changed` applies it" in events[0]
         (conf / "server.yaml").write_text("a: 2\n")
         assert Supervisor(tmp_path).out_of_date(spec)
         assert Supervisor(tmp_path).running_pid("a") == pid  # reported, never restarted behind the user's back
@@ -68,6 +68,28 @@ def test_running_component_started_from_another_configuration_is_reported_not_re
         supervisor.stop("a", grace=5)
     assert not supervisor.config_file("a").exists()
     assert not Supervisor(tmp_path).out_of_date(spec)  # nothing running: nothing to compare
+
+
+def test_restart_changed_restarts_only_the_changed_component_after_its_dependencies(tmp_path):
+    a, b = server_spec(tmp_path, "a", free_port()), server_spec(tmp_path, "b", free_port(), depends_on=("a",))
+    supervisor = Supervisor(tmp_path)
+    assert start_in_order(supervisor, [a, b], lambda _m: None) == {"a": "started", "b": "started"}
+    pids = {name: supervisor.running_pid(name) for name in "ab"}
+    changed = replace(b, env={"MODE": "two"})
+    events: list[str] = []
+    try:
+        assert start_in_order(Supervisor(tmp_path), [a, changed], events.append, restart_changed=True) == {
+            "a": "running", "b": "started"}
+        assert events == ["a: already running", "b: stopped, to start with its new configuration", "b: starting",
+                          "b: healthy"]
+        later = Supervisor(tmp_path)  # as the next command sees it
+        assert later.running_pid("a") == pids["a"] and later.running_pid("b") not in (None, pids["b"])
+        assert not later.out_of_date(changed)  # it runs the new configuration now
+        assert start_in_order(Supervisor(tmp_path), [a, changed], events.append, restart_changed=True) == {
+            "a": "running", "b": "running"}  # nothing changed since: nothing restarted
+    finally:
+        Supervisor(tmp_path).stop("b", grace=5)
+        Supervisor(tmp_path).stop("a", grace=5)
 
 
 def test_stale_or_foreign_pid_file_is_ignored_and_removed(tmp_path):
