@@ -50,8 +50,9 @@ def rest_catalog(settings: Settings, view: s.View) -> s.Component:
         return s.Setup(
             # Not REST_PORT: only the image's own HEALTHCHECK reads it, and every target replaces that check with
             # the component's (the fixture itself listens on the rest.port catalog property, CATALOG_REST_PORT).
-            container=s.Container(env={**env, "JAVA_TOOL_OPTIONS": CONTAINER_HEAP},
-                                user=1000, probe_tool="curl"),
+            # /tmp: the sqlite driver unpacks its native library there (1 MiB measured).
+            container=s.Container(env={**env, "JAVA_TOOL_OPTIONS": CONTAINER_HEAP}, user=1000, probe_tool="curl",
+                                  scratch=(s.Scratch(s.TMP, "32Mi", used="2Mi"),)),
             native=s.Native("rest-catalog", command, java=17, tree={"lib": ("rest-catalog",)}),
         )
 
@@ -60,4 +61,5 @@ def rest_catalog(settings: Settings, view: s.View) -> s.Component:
         "Iceberg REST catalog", setup,
         ports=(s.Port("http", port, port, setting="rest_catalog"),), health=s.Health("http", "http", "/v1/config"),
         depends_on=() if settings.external_store else ((s.CREATE_BUCKET, s.Condition.COMPLETED),),
+        reaches=((s.MINIO, "s3"),),
         data_dir=STATE_DIR, volume_size=settings.volumes.rest_catalog, memory=settings.memory.rest_catalog)

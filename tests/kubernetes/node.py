@@ -517,6 +517,18 @@ def containerd_images() -> set[str]:
     return set(ctr("images", "ls", "-q").stdout.split())
 
 
+def pinned_by_digest(tag: str) -> str:
+    """``tag`` as production pins it, ``name:tag@sha256:<digest>``: the digest of the manifest containerd imported
+    for that tag, which the CRI then finds under ``repository@sha256:<digest>`` too (the name a pull records)."""
+    name = normalized(tag)
+    rows = [line.split() for line in ctr("images", "ls").stdout.splitlines()[1:]]
+    (digest,) = [row[2] for row in rows if row[0] == name]
+    repository = name.rsplit(":", 1)[0]
+    if f"{repository}@{digest}" not in containerd_images():
+        ctr("images", "tag", name, f"{repository}@{digest}")
+    return f"{tag}@{digest}"
+
+
 def normalized(tag: str) -> str:
     """docker.io/library/zookeeper:3.9.2 for zookeeper:3.9.2, as containerd and the kubelet name it."""
     first = tag.split("/", 1)[0]

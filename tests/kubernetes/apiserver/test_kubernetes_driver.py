@@ -123,7 +123,7 @@ def test_rotating_credentials_rolls_the_pods_that_read_them(stack):
              for o in stack.api().list("apps/v1", "StatefulSet", stack.namespace)}
     rolled = {name for name in before if after[name] != before[name]}
     readers = {o["metadata"]["name"] for o in stack.driver.desired() if o["kind"] == "StatefulSet"
-               and reads_secret(o["spec"]["template"]["spec"]["containers"])}
+               and reads_secret(o["spec"]["template"]["spec"])}
     assert rolled == readers and {"minio", "fluss-tablet"} <= readers and "zookeeper" not in readers
     minio = stack.api().get("apps/v1", "StatefulSet", "minio", stack.namespace)
     digest = minio["spec"]["template"]["metadata"]["annotations"]["checksum/credentials"]

@@ -699,3 +699,60 @@ def test_an_operator_certificate_replaces_the_made_one(stack: Stack) -> None:
             break
         time.sleep(5)
     assert trino and trino[0]["health"] == "up", trino
+
+
+# ------------------------------------------------------------------------------------------ loopback only
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket process ``pid`` listens on (/proc/net/tcp and tcp6, by socket inode)."""
+    import ipaddress
+
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            # /proc prints each 32-bit word in host (little-endian) order
+            ordered = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add((str(ipaddress.ip_address(ordered if width == 16 else raw[::-1])), int(port, 16)))
+    return found
+
+
+def test_every_server_of_the_local_stack_listens_on_loopback_only_but_upstream_s_fixed_binds(stack: Stack) -> None:
+    """The README's promise for the local target, checked on the running processes themselves: every listening
+    socket is on 127.0.0.1 (or ::1), except those upstream gives no bind address at the pinned versions, each named:
+    the Iceberg REST fixture (RESTCatalogServer: `new Server(port)`), and the Prometheus reporters of Fluss and
+    Flink (`new HTTPServer(new InetSocketAddress(port))`)."""
+    supervisor = Supervisor(stack.run_dir)
+    ports = stack.settings.ports
+    expected_wildcard = {("rest-catalog", ports.rest_catalog), ("fluss-coordinator", ports.fluss_coordinator_metrics),
+                         ("flink-jobmanager", ports.flink_jobmanager_metrics)}
+    expected_wildcard |= {(f"fluss-tablet-{i}", ports.fluss_tablet_metrics + i)
+                          for i in range(stack.settings.replicas.tablet_servers)}
+    expected_wildcard |= {(f"flink-taskmanager-{i}", ports.flink_taskmanager_metrics + i)
+                          for i in range(stack.settings.replicas.flink_taskmanagers)}
+    wildcard, loopback = set(), set()
+    for name in supervisor.tracked():
+        pid = supervisor.running_pid(name)
+        if pid is None:
+            continue
+        for address, port in listening_sockets(pid):
+            if address in ("127.0.0.1", "::1"):
+                loopback.add((name, port))
+            else:
+                wildcard.add((name, port))
+    assert wildcard == expected_wildcard, sorted(wildcard - expected_wildcard)
+    assert ("trino", ports.trino_https) in loopback and ("trino", ports.trino) in loopback
+    assert ("minio", ports.minio_console) in loopback and ("prometheus", ports.prometheus) in loopback
