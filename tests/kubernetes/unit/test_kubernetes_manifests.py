@@ -139,11 +139,12 @@ def test_network_policies_close_every_pod_and_open_only_the_model_ports(variant)
                        for peer in [c.name for c in stack.components if c.name in peers]]
             allowed += [clients] if port.clients else []
             assert opened.get(port.container, []) == allowed, (component.name, port.name)
-    # the catalog: only Fluss, Flink and Trino (the bucket task and the CLI's port-forward aside)
+    # the catalog: only Fluss, Flink and Trino, and the lake maintenance service Trino's maintenance runs through
+    # (the CLI's port-forward aside)
     catalog = {rule["ports"][0]["port"]: rule["from"] for rule in policies[s.REST_CATALOG]["ingress"]}
     readers = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
                for peer in catalog[variant.settings.ports.rest_catalog]}
-    assert readers == {s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER, s.TRINO} | (
+    assert readers == {s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER, s.TRINO, s.LAKE_MAINTENANCE} | (
         {s.TRINO_WORKER} if variant.settings.replicas.trino_workers else set())
     anyone = sorted((c.name, p.name) for c in stack.components for p in c.ports if p.clients)
     trino = [(s.TRINO, "https")] if variant.settings.profile == "prod" else [(s.TRINO, "http")]
@@ -180,9 +181,10 @@ def test_egress_opens_dns_the_components_each_reaches_and_the_jar_repository_onl
                 expected.setdefault(name, set()).add(stack.get(name).port(port).container)
         assert dns and peers == expected, component.name
         assert anywhere == ({443} if component.jars else set()), component.name  # the init container's download
-    # the catalog is reached by Fluss, Flink and Trino only: nothing else may even send to it
+    # the catalog is reached by Fluss, Flink, Trino and the lake maintenance service only: nothing else may even
+    # send to it
     reach_catalog = {c.name for c in stack.components if s.REST_CATALOG in egress_of(variant, c.name)[1]}
-    assert reach_catalog == {s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER, s.TRINO} | (
+    assert reach_catalog == {s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER, s.TRINO, s.LAKE_MAINTENANCE} | (
         {s.TRINO_WORKER} if st.replicas.trino_workers else set())
     # MinIO's S3 API: the bucket task, the catalog, Fluss, Flink, Trino and Prometheus (its metrics)
     reach_s3 = {c.name for c in stack.components if s.MINIO in egress_of(variant, c.name)[1]}
@@ -777,7 +779,8 @@ def test_secret_values_only_in_the_secret_file(variant):
                      for part, key in zip(("ACCESS", "SECRET"), CREDENTIALS.s3_keys(role), strict=True)}
         files = {"fluss-coordinator.jaas.conf", "fluss-tablet.jaas.conf", "flink-jobmanager.jaas.conf",
                  "flink-taskmanager.jaas.conf", "trino.config.properties", "trino.password.db",
-                 "trino.keystore.pem", "prometheus.trino-password", "prometheus.minio-token"}
+                 "trino.keystore.pem", "prometheus.trino-password", "prometheus.minio-token",
+                 "lake-maintenance.trino-password"}
         files |= {"trino-worker.config.properties"} if variant.settings.replicas.trino_workers else set()
         assert set(secret["stringData"]) == set(expected) | files
         assert CREDENTIALS.fluss_password in secret["stringData"]["fluss-tablet.jaas.conf"]
@@ -923,7 +926,7 @@ def test_a_changed_password_rolls_exactly_the_pods_that_read_it():
     assert changed(fluss, base) == {s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER}
     trino = checksums(render_variant({"profile": "prod"}, replace(CREDENTIALS, trino_password="another-trino-pw")),
                       k8s.CREDENTIALS_ANNOTATION)
-    assert changed(trino, base) == {s.TRINO, s.PROMETHEUS}
+    assert changed(trino, base) == {s.TRINO, s.PROMETHEUS, s.LAKE_MAINTENANCE}
 
 
 def test_jobs_are_named_by_their_pod_template_so_kubectl_apply_never_edits_one(default):
