@@ -288,10 +288,11 @@ def _network_policy(stack: Stack, component: Component) -> Obj:
         apps = sorted({int(t.rsplit(":", 1)[1]) for t in settings.monitoring.app_targets.split(",") if ":" in t})
         if apps:
             egress.append({"ports": [{"protocol": "TCP", "port": port} for port in apps]})
+    spec: Obj = {"podSelector": {"matchLabels": selector(settings, component)}, "policyTypes": ["Ingress", "Egress"]}
+    if rules:  # the API server drops an empty list: written, every later `up` would see a change and configure it
+        spec["ingress"] = rules
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": _meta(settings, component.name, component),
-            "spec": {"podSelector": {"matchLabels": selector(settings, component)},
-                     "policyTypes": ["Ingress", "Egress"], "ingress": rules, "egress": egress}}
+            "metadata": _meta(settings, component.name, component), "spec": {**spec, "egress": egress}}
 
 
 def repository_port(settings: Settings) -> int:
