@@ -21,6 +21,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -164,8 +165,6 @@ def test_published_endpoints_answer_on_loopback_and_zookeeper_stays_inside(stack
 
     assert b"endpoints" in http(PORTS["rest_catalog"], "/v1/config")
     assert b'"starting":false' in http(PORTS["trino"], "/v1/info").replace(b" ", b"")  # public, also in prod
-    import ssl
-
     ca = stack.workdir / ".sagaz-lakehouse" / "compose" / "tls" / "ca.pem"
     context = ssl.create_default_context(cafile=str(ca))
     with urllib.request.urlopen(f"https://127.0.0.1:{PORTS['trino_https']}/v1/info", timeout=10,
