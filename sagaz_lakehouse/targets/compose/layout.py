@@ -178,7 +178,7 @@ def service(stack: Stack, component: Component, name: str, needs_owner: bool = F
     if published:
         svc["ports"] = published
     if container.scratch:
-        svc["tmpfs"] = [tmpfs(scratch) for scratch in container.scratch]
+        svc["tmpfs"] = [tmpfs(scratch, container.user) for scratch in container.scratch]
     mounts = _mounts(component, name, setup.files, container.image_volumes)
     if any(f.secret and f.mount for f in setup.files):
         mounts.append({"type": "volume", "source": secrets_volume(name), "target": security.SECRETS_DIR,
@@ -200,10 +200,14 @@ def service(stack: Stack, component: Component, name: str, needs_owner: bool = F
     return svc
 
 
-def tmpfs(scratch: s.Scratch) -> str:
-    """A tmpfs entry (the engine's --tmpfs options): any user may write it (the image's user), and run what it
-    unpacks there (the service-level list, unlike a tmpfs volume mount, takes `exec`)."""
-    return f"{scratch.path}:size={mebibytes(scratch.size)}m,mode=1777,exec"
+def tmpfs(scratch: s.Scratch, user: int) -> str:
+    """A tmpfs entry (the engine's --tmpfs options) owned by the service's user, who may run what it unpacks there
+    (the service-level list, unlike a tmpfs volume mount, takes `exec`). ``uid``/``gid`` rather than the mode alone:
+    where the image has that folder, runc gives the tmpfs the folder's mode (``chmod`` after the mount, runc
+    libcontainer/rootfs_linux.go), so ``mode=1777`` holds only where it has none, and a 0755 folder (Fluss's
+    ``conf/``, Trino's data folder) left root's tmpfs unwritable: the entrypoint's ``server.yaml`` and Trino's start
+    were refused on a real engine."""
+    return f"{scratch.path}:size={mebibytes(scratch.size)}m,mode=1777,uid={user},gid={user},exec"
 
 
 def environment(env: dict[str, str] | Any) -> dict[str, str]:

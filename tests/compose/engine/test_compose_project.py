@@ -152,6 +152,10 @@ def test_every_service_is_healthy_by_its_own_check_and_runs_hardened_as_its_imag
         if container["State"]["Status"] == "running":
             assert run(["docker", "exec", container["Id"], "id", "-u"]).stdout.strip() == uid, name
             assert run(["docker", "exec", container["Id"], "touch", "/read-only"]).returncode != 0, name
+            for folder in host.get("Tmpfs") or {}:  # each tmpfs is the service user's to write
+                probe = run(["docker", "exec", container["Id"], "touch", f"{folder}/.sagaz-probe"])
+                assert probe.returncode == 0, (name, folder, probe.stderr)
+                run(["docker", "exec", container["Id"], "rm", "-f", f"{folder}/.sagaz-probe"])
 
 
 def test_no_container_has_an_anonymous_volume(stack):

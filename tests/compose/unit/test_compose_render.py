@@ -390,3 +390,27 @@ def test_manifests_match_templates():
              if p.is_file() and p.name != ".gitignore" and str(p.relative_to(REPO_MANIFESTS)) not in expected]
     assert not drift and not extra, (
         f"manifests/compose is out of date (differs: {drift}, not rendered any more: {extra}): run `make manifests`")
+
+
+def test_every_service_is_hardened_and_owns_the_tmpfs_folders_it_writes(variant):
+    """No capabilities (the volume owner: the three its commands use), no privilege gain, a read-only root, and each
+    folder a service writes a tmpfs owned by the service's user: where the image has that folder, runc gives the
+    tmpfs the folder's mode (0755 for Fluss's conf/ and Trino's data folder), so `mode=1777` alone left it root's
+    and unwritable on a real engine."""
+    settings, _, _, doc = variant
+    stack = build_stack(settings, View.INTERNAL)
+    for name, svc in doc["services"].items():
+        assert svc["cap_drop"] == ["ALL"] and svc["read_only"] is True, name
+        assert svc["security_opt"] == ["no-new-privileges:true"], name
+        assert svc.get("cap_add", []) == (target.OWNER_CAPABILITIES if name == target.VOLUME_OWNER else []), name
+        if name == target.VOLUME_OWNER:
+            continue
+        component = stack.resolve(name)[0][0]
+        container = component.setup(target._instance(component, name)).container
+        user = container.user
+        assert svc["user"] == f"{user}:{user}", name
+        entries = {entry.split(":", 1)[0]: dict(o.partition("=")[::2] for o in entry.split(":", 1)[1].split(","))
+                   for entry in svc.get("tmpfs", [])}
+        assert set(entries) == {x.path for x in container.scratch}, name
+        for path, options in entries.items():
+            assert options["uid"] == options["gid"] == str(user) and "exec" in options, (name, path)
