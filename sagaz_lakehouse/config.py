@@ -327,6 +327,9 @@ class Kubernetes:
     context: str = setting("", "kubeconfig context (empty: the current context)")
     namespace: str = setting("", "namespace (empty: the project name)", pattern=re.compile(r"^$|" + DNS_LABEL.pattern),
                              expect="empty or a DNS label (lowercase letters, digits, '-')")
+    cpu_request: str = setting("", "CPU each container requests (empty: the profile's, dev 100m, prod 500m); no CPU "
+                               "limit anywhere", pattern=re.compile(r"^$|^[1-9]\d*m$|^\d+(\.\d+)?$"),
+                               expect="empty, millicores like 250m, or cores like 0.5")
 
 
 @dataclass(frozen=True)
@@ -391,6 +394,11 @@ class Settings:
     @property
     def hw_checkpoint_interval(self) -> str:
         return self.durability.hw_checkpoint_interval or profile(self.profile).hw_checkpoint_interval
+
+    @property
+    def cpu_request(self) -> str:
+        """What each Kubernetes container requests of a CPU (the nodes' size decides what fits)."""
+        return self.kubernetes.cpu_request or profile(self.profile).cpu_request
 
     @property
     def kv_snapshot_interval(self) -> str:

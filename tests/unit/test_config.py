@@ -90,6 +90,16 @@ def test_wrong_types_and_patterns(tmp_path):
     assert set(problems_of(excinfo)) == {"replicas.tablet_servers", "lake.freshness", "lake.bucket"}
 
 
+def test_cpu_request_defaults_to_the_profiles_and_takes_a_kubernetes_quantity():
+    assert (load().cpu_request, load(overrides={"profile": "prod"}).cpu_request) == ("100m", "500m")
+    assert load(overrides={"profile": "prod", "kubernetes.cpu_request": "250m"}).cpu_request == "250m"
+    assert load(overrides={"kubernetes.cpu_request": "1.5"}).cpu_request == "1.5"
+    for bad in ("0m", "half", "250Mi", "-1"):
+        with pytest.raises(ConfigError) as excinfo:
+            load(overrides={"kubernetes.cpu_request": bad})
+        assert set(problems_of(excinfo)) == {"kubernetes.cpu_request"}, bad
+
+
 def test_unpinned_image_rejected():
     with pytest.raises(ConfigError) as excinfo:
         load(overrides={"images.trino": "trinodb/trino:latest"})

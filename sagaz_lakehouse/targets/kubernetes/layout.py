@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sagaz_lakehouse import addresses, artifacts, identities, profiles, security, versions
+from sagaz_lakehouse import addresses, artifacts, identities, security, versions
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.render import RenderedFile, config_checksum, to_yaml
@@ -437,7 +437,7 @@ def _container(stack: Stack, component: Component, container: Container, mounts:
         out.update(_probes(stack, component, container))
     memory = f"{mebibytes(component.memory)}Mi" if component.memory else "128Mi"
     request, limit = ephemeral_storage(container, jars_size)
-    out["resources"] = {"requests": {"cpu": profiles.profile(settings.profile).cpu_request, "memory": memory,
+    out["resources"] = {"requests": {"cpu": settings.cpu_request, "memory": memory,
                                      "ephemeral-storage": request},
                         "limits": {"memory": memory, "ephemeral-storage": limit}}  # no CPU limit: no throttling
     out["securityContext"] = CONTAINER_SECURITY

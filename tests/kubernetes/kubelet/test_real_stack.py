@@ -110,7 +110,9 @@ def stack_settings(cluster: RealCluster) -> dict[str, str]:
     values = {"target": "kubernetes", "kubernetes.kubeconfig": str(cluster.kubeconfig),
               "kubernetes.namespace": NAMESPACE, "local.maven_repository": cluster.node.artifact_server.url,
               "profile": "prod", "secrets.file": "secrets.yaml",
-              "lake.freshness": "10s", "lake.tiering_poll": "2s", "lake.kv_snapshot_interval": "5s"}
+              "lake.freshness": "10s", "lake.tiering_poll": "2s", "lake.kv_snapshot_interval": "5s",
+              # prod's 500m per container would schedule 4 of the 13 pods on the test node's 2 cores
+              "kubernetes.cpu_request": "100m"}
     values |= {f"ports.{k}": str(v) for k, v in PORTS.items()}
     values |= {f"memory.{k}": v for k, v in MEMORY.items()}
     # every image by digest, as production pins it (the node imported them; the CRI finds them by digest)

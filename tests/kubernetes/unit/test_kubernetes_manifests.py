@@ -949,3 +949,16 @@ def _component(rendered, name: str):
     from sagaz_lakehouse.components import build_stack
 
     return build_stack(rendered.settings, View.INTERNAL).get(name)
+
+
+def test_every_container_requests_the_cpu_of_the_profile_or_the_setting():
+    """No CPU limit anywhere (no throttling); the request is the profile's unless `kubernetes.cpu_request` sets it
+    (a small node: the real-node suite's 2 cores fit 13 prod pods at 100m, 4 at prod's 500m)."""
+    for overrides, expected in (({"profile": "prod"}, "500m"), ({"profile": "prod", "kubernetes.cpu_request": "100m"},
+                                                                "100m")):
+        rendered = render_variant(overrides)
+        workloads = [o for _, o in rendered.objects if o["kind"] in ("Deployment", "StatefulSet", "Job")]
+        for workload in workloads:
+            for container in containers(workload, init=False):
+                assert container["resources"]["requests"]["cpu"] == expected, workload["metadata"]["name"]
+                assert "cpu" not in container["resources"].get("limits", {}), workload["metadata"]["name"]
