@@ -93,7 +93,20 @@ class Stack(SuiteStack):
             if health not in ("healthy", "-") or (state["Status"] != "running" and state["ExitCode"] != 0):
                 log = run(["docker", "logs", "--tail", str(LOG_TAIL), c["Id"]])
                 tails.append(f"--- last {LOG_TAIL} log lines of {name} ---\n{log.stdout}{log.stderr}")
+        if args and args[0] in ("create-tables", "doctor"):  # the tiering path's own logs, healthy or not
+            tails += self.tiering_logs()
         return "--- containers ---\n" + "\n".join(lines or ["(none)"]) + "\n" + "\n".join(tails)
+
+    def tiering_logs(self, lines: int = 60) -> list[str]:
+        """The last log lines of the servers on the tiering path (Fluss, Flink): where a stalled tiering shows why."""
+        wanted = ("fluss-coordinator", "fluss-tablet-0", "flink-jobmanager", "flink-taskmanager-0")
+        out = []
+        for c in self.containers():
+            service = c["Config"]["Labels"].get("com.docker.compose.service", "")
+            if service in wanted:
+                log = run(["docker", "logs", "--tail", str(lines), c["Id"]])
+                out.append(f"--- last {lines} log lines of {service} ---\n{log.stdout[-6000:]}{log.stderr[-6000:]}")
+        return out
 
     def purge(self) -> None:
         self.down(purge=True)
