@@ -34,7 +34,18 @@ from sagaz_lakehouse import addresses, artifacts, identities, security, versions
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.render import RenderedFile, config_checksum, to_yaml
-from sagaz_lakehouse.stack import PROMETHEUS, Component, ConfigFile, Container, Health, Instance, Setup, Stack, View
+from sagaz_lakehouse.stack import (
+    MINIO,
+    PROMETHEUS,
+    Component,
+    ConfigFile,
+    Container,
+    Health,
+    Instance,
+    Setup,
+    Stack,
+    View,
+)
 from sagaz_lakehouse.targets import probes
 
 Obj = dict[str, Any]
@@ -282,6 +293,9 @@ def _network_policy(stack: Stack, component: Component) -> Obj:
     egress += [{"to": [{"podSelector": {"matchLabels": selector(settings, present[name])}}],
                 "ports": [{"protocol": "TCP", "port": port} for port in sorted(set(ports))]}
                for name, ports in targets.items()]
+    if settings.external_store and any(name == MINIO for name, _ in component.reaches):
+        # the user's object store is outside the cluster: its port, to any address (no pod selector reaches it)
+        egress.append({"ports": [{"protocol": "TCP", "port": store_port(settings)}]})
     if component.jars:
         egress.append({"ports": [{"protocol": "TCP", "port": repository_port(settings)}]})
     if component.name == PROMETHEUS:
@@ -293,6 +307,14 @@ def _network_policy(stack: Stack, component: Component) -> Obj:
         spec["ingress"] = rules
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": _meta(settings, component.name, component), "spec": {**spec, "egress": egress}}
+
+
+def store_port(settings: Settings) -> int:
+    """The port of an external object store (``object_store.endpoint``; empty: AWS S3 over HTTPS)."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(settings.object_store.endpoint or "https://s3.amazonaws.com")
+    return url.port or (443 if url.scheme == "https" else 80)
 
 
 def repository_port(settings: Settings) -> int:

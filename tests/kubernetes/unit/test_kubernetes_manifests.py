@@ -962,3 +962,15 @@ def test_every_container_requests_the_cpu_of_the_profile_or_the_setting():
             for container in containers(workload, init=False):
                 assert container["resources"]["requests"]["cpu"] == expected, workload["metadata"]["name"]
                 assert "cpu" not in container["resources"].get("limits", {}), workload["metadata"]["name"]
+
+
+def test_an_external_object_store_is_reached_on_its_port_by_exactly_the_components_that_use_s3():
+    """Default-deny egress would otherwise cut every pod off the user's store (it has no pod to select)."""
+    rendered = render_variant({"object_store.kind": "external", "object_store.endpoint": "https://s3.example.net:9443"})
+    stack = stack_of(rendered)
+    for component in stack.components:
+        anywhere = {port["port"] for rule in rendered.get("NetworkPolicy", component.name)["spec"]["egress"]
+                    if "to" not in rule for port in rule["ports"] if port["port"] != 53}
+        uses_s3 = any(name == s.MINIO for name, _ in component.reaches)
+        assert (9443 in anywhere) == uses_s3, component.name
+    assert s.MINIO not in {c.name for c in stack.components}
