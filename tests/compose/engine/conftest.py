@@ -104,8 +104,12 @@ class Stack(SuiteStack):
         for c in self.containers():
             service = c["Config"]["Labels"].get("com.docker.compose.service", "")
             if service in wanted:
-                log = run(["docker", "logs", "--tail", str(lines), c["Id"]])
-                out.append(f"--- last {lines} log lines of {service} ---\n{log.stdout[-6000:]}{log.stderr[-6000:]}")
+                log = run(["docker", "logs", "--tail", "2000", c["Id"]])
+                text = (log.stdout + log.stderr).splitlines()
+                # the warnings and errors of the whole tail (a stall's cause is rarely in its last lines), then the end
+                flagged = [line for line in text if any(w in line for w in ("WARN", "ERROR", "Exception", "Caused by"))]
+                out.append(f"--- {service}: warnings and errors ---\n" + "\n".join(flagged[-40:])[-6000:]
+                           + f"\n--- last {lines} log lines of {service} ---\n" + "\n".join(text[-lines:])[-6000:])
         return out
 
     def purge(self) -> None:
