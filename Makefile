@@ -12,7 +12,7 @@ export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR := $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
 .PHONY: install up down test check test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests \
-	tools chromium bench-local bench-compose bench-sagaz bench-kubernetes bench-soak chaos clean
+	tools chromium postgresql bench-local bench-compose bench-sagaz bench-kubernetes bench-soak chaos clean
 
 install: ## install the package with its test dependencies
 	$(PIP) install -e '.[test]'
@@ -30,6 +30,9 @@ tools: ## test binaries built from registries (docker-compose, kube-apiserver, .
 
 chromium: ## headless Chromium for the report test (Debian's package; the e2e test runs this itself when needed)
 	bash scripts/chromium.sh
+
+postgresql: ## PostgreSQL for the prod catalog on the local target (Debian's package; the e2e test runs this itself)
+	bash scripts/postgresql.sh $$($(PYTHON) -c 'from sagaz_lakehouse import versions; print(versions.POSTGRES_MAJOR)')
 
 lint: ## ruff and mypy
 	ruff check sagaz_lakehouse tests scripts bench
@@ -83,7 +86,7 @@ bench-local: install
 # Ports: CHAOS_PORT_BASE + the usual ones (22181, 29123, ...), so it runs beside a default stack. Restarts are the
 # watchdog's that `up` starts; the whole-stack kill is followed by `up`. CHAOS_ARGS: e.g. --config rf2 --budget 600.
 CHAOS_PORT_BASE ?= 20000
-chaos: install ## kill -9 / SIGTERM each component during writes: losses, duplicates, recovery times (< 40 min)
+chaos: install ## kill -9 / SIGTERM each component during writes, then three faults through the listener (< 55 min)
 	$(PYTHON) bench/chaos.py --port-base $(CHAOS_PORT_BASE) --out bench/results/chaos.md $(CHAOS_ARGS)
 
 bench-compose: install tools ## the compose target against the local target, measured in the same run

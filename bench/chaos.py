@@ -18,6 +18,18 @@ MinIO, Trino) and each way of stopping it (``kill -9`` of its process group; ``S
 Plus one whole-stack ``kill -9`` (the watchdog included, as in a power cut) followed by ``up`` after
 ``--restart-delay`` seconds. Each configuration gets one table in ``--out``.
 
+Then three faults *through the listener*: an application process runs real Sagaz sagas (simulate's order and DAG
+sagas, ``--app-rate`` a second) with ``FlussAnalyticsListener(spool_dir=...)``; a second listener after it records
+the id of every event whose analytics hook returned. Each fault is judged on those ids in Iceberg:
+
+- ``listener: whole stack``: ``kill -9`` of every process of the stack while sagas run (a raw pyfluss writer runs
+  beside the application, for comparison), ``up``; the application goes on, then delivers and waits until the lake
+  holds everything;
+- ``listener: application``: ``kill -9`` of the application while sagas run; a new process on the same spool only
+  re-sends what it finds there;
+- ``listener: fluss down``: the Fluss servers stopped while sagas run (``--outage-rate``) until more than
+  ``--outage-events`` events wait in the listener (the old in-memory buffer held 100,000), then ``up``.
+
 Definitions, in the table:
 
 - *writes back after (s)*: the longest time without any acknowledgement after the fault (kill to first ack when
@@ -49,6 +61,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# Run as a script, this folder is first on the path, where bench/sagaz.py would hide the Sagaz library from
+# `import sagaz` (in the application processes too, which get this path).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 
 import sagaz_lakehouse as lakehouse  # noqa: E402
@@ -296,6 +311,368 @@ def _write_session(send: Any, bootstrap: str, database: str, tag: str, first_seq
     finally:
         send.close()
         os._exit(0)  # do not wait for pyfluss's background threads (a hung connection would hold us)
+
+
+# ---------------------------------------------------------------------------------------------- the application
+
+
+class Recorder:
+    """A Sagaz listener registered *after* the FlussAnalyticsListener: Sagaz awaits listeners in order, so when it
+    runs, the analytics hook of the same event has returned. It builds the same events with its own EventBuilder
+    (event ids are deterministic) and appends their ids to a file, one ``os.write`` each: after a ``kill -9`` the
+    file lists every event whose analytics hook returned (and at most the last one's is missing)."""
+
+    def __init__(self, path: Path) -> None:
+        from sagaz_lakehouse.saga_events import EventBuilder
+
+        self.builder = EventBuilder()
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def _record(self, built: Any) -> None:
+        events = built if isinstance(built, list) else [built]
+        os.write(self.fd, "".join(f"{e.event_id}\n" for e in events).encode())
+
+    async def on_saga_start(self, saga_name: str, saga_id: str, ctx: dict) -> None:
+        self._record(self.builder.saga_started(saga_name, saga_id, ctx))
+
+    async def on_step_enter(self, saga_name: str, step_name: str, ctx: dict) -> None:
+        self._record(self.builder.step_started(saga_name, step_name, ctx))
+
+    async def on_step_success(self, saga_name: str, step_name: str, ctx: dict, result: Any) -> None:
+        self._record(self.builder.step_completed(saga_name, step_name, ctx))
+
+    async def on_step_failure(self, saga_name: str, step_name: str, ctx: dict, error: Exception) -> None:
+        self._record(self.builder.step_failed(saga_name, step_name, ctx, error))
+
+    async def on_compensation_start(self, saga_name: str, step_name: str, ctx: dict) -> None:
+        self._record(self.builder.compensation_started(saga_name, step_name, ctx))
+
+    async def on_compensation_complete(self, saga_name: str, step_name: str, ctx: dict) -> None:
+        self._record(self.builder.compensation_completed(saga_name, step_name, ctx))
+
+    async def on_saga_complete(self, saga_name: str, saga_id: str, ctx: dict) -> None:
+        self._record(self.builder.saga_completed(saga_name, saga_id, ctx))
+
+    async def on_saga_failed(self, saga_name: str, saga_id: str, ctx: dict, error: Exception) -> None:
+        self._record(self.builder.saga_failed(saga_name, saga_id, ctx, error))
+
+
+def _run_app(folder: str, bootstrap: str, database: str, tag: str, rate: float, safe_timeout: float,
+             options: dict[str, Any]) -> None:
+    """The application, in a process of its own: real Sagaz sagas (simulate's order and DAG sagas) through a
+    FlussAnalyticsListener with a spool in ``folder``/spool, ``rate`` sagas a second (0: replay only), until the
+    file ``folder``/stop appears; then it delivers, waits until every event is known to be in Iceberg (up to
+    ``safe_timeout`` s) and closes. ``folder``/status.json has the listener's stats every 0.2 s."""
+    from sagaz_lakehouse import simulate
+    from sagaz_lakehouse.sagaz import FlussAnalyticsListener
+
+    base = Path(folder)
+    recorder = Recorder(base / f"hooks-{os.getpid()}.log")
+
+    def status(**extra: Any) -> None:
+        body = {"pid": os.getpid(), "at": time.monotonic(), **listener.stats.as_dict(), **extra}
+        (base / "status.tmp").write_text(json.dumps(body))
+        os.replace(base / "status.tmp", base / "status.json")
+
+    async def main() -> None:
+        async def report() -> None:
+            while True:
+                status()
+                await asyncio.sleep(0.2)
+
+        await listener.start()
+        reporter = asyncio.create_task(report())
+        chunk = 0
+        while rate > 0 and not (base / "stop").exists():
+            # one second of sagas per chunk; the saga ids (sim-<tag><pid><chunk>-n) select this row's events
+            await simulate.simulate(listener, sagas=max(1, int(rate)), rate=rate, failure_rate=0.2, seed=chunk,
+                                    run_id=f"{tag}{os.getpid():07d}{chunk:05d}", extra_listeners=[recorder])
+            chunk += 1
+        delivered = await listener.flush(timeout=safe_timeout)
+        safe = await listener.wait_safe(timeout=safe_timeout)
+        reporter.cancel()
+        stats = await listener.close()
+        (base / "status.tmp").write_text(json.dumps({"pid": os.getpid(), "at": time.monotonic(), "done": True,
+                                                     "delivered": delivered, "safe": safe, **stats.as_dict()}))
+        os.replace(base / "status.tmp", base / "status.json")
+
+    listener = FlussAnalyticsListener(bootstrap, database=database, spool_dir=base / "spool", **options)
+    try:
+        asyncio.run(main())
+    finally:
+        os._exit(0)  # do not wait for pyfluss's threads
+
+
+class ListenerApp:
+    """Drives ``_run_app`` processes on one folder (the spool, the hook records, the status)."""
+
+    def __init__(self, stack: Stack, folder: Path, tag: str, **options: Any) -> None:
+        self.stack, self.folder, self.tag, self.options = stack, folder, tag, options
+        folder.mkdir(parents=True, exist_ok=True)
+        self.process: Any = None
+
+    def start(self, rate: float, safe_timeout: float = 300.0) -> None:
+        import multiprocessing
+
+        (self.folder / "stop").unlink(missing_ok=True)
+        (self.folder / "status.json").unlink(missing_ok=True)
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=_run_app, daemon=True, args=(str(self.folder), self.stack.endpoints.fluss_bootstrap,
+                                                self.stack.settings.lake.database, self.tag, rate, safe_timeout,
+                                                self.options))
+        self.process.start()
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.folder / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def kill(self) -> None:
+        """kill -9 of the application."""
+        self.process.kill()
+        self.process.join(30)
+
+    def stop(self, timeout: float) -> dict[str, Any]:
+        """Ask it to finish (deliver, wait until safe, close); its last status."""
+        (self.folder / "stop").touch()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.kill()
+        return self.status()
+
+    def recorded(self) -> set[str]:
+        """Every event whose analytics hook returned, in every process so far."""
+        return {line for path in self.folder.glob("hooks-*.log") for line in path.read_text().split("\n") if line}
+
+    @property
+    def prefix(self) -> str:
+        return f"sim-{self.tag}"
+
+
+async def fluss_ids_by_saga(endpoints: addresses.Endpoints, database: str, prefix: str) -> tuple[set[str], list[str]]:
+    """Event ids of the sagas whose id starts with ``prefix``, from the primary-key state of every bucket."""
+    import fluss
+
+    found: set[str] = set()
+    errors: list[str] = []
+    async with clients.fluss_connection(endpoints) as connection:
+        table = await connection.get_table(fluss.TablePath(database, tables.TABLE))
+        info = table.get_table_info()
+        for bucket in range(info.num_buckets):
+            try:
+                scanner = table.new_scan().limit(10_000_000).create_bucket_batch_scanner(
+                    fluss.TableBucket(info.table_id, bucket))
+                data = await asyncio.wait_for(scanner.to_arrow(), 120)
+                ids, sagas = data.column("event_id").to_pylist(), data.column("saga_id").to_pylist()
+                found.update(i for i, s in zip(ids, sagas, strict=True) if s.startswith(prefix))
+            except Exception as exc:
+                errors.append(f"bucket {bucket}: {type(exc).__name__}: {str(exc)[:200]}")
+    return found, errors
+
+
+def iceberg_ids_by_saga(stack: Stack, prefix: str) -> set[str]:
+    from pyiceberg.expressions import StartsWith
+
+    catalog = clients.iceberg_catalog(stack.settings, config.DEV_CREDENTIALS, stack.endpoints)
+    table = catalog.load_table(f"{stack.settings.lake.database}.{tables.TABLE}")
+    rows, _ = clients.iceberg_read(table, StartsWith("saga_id", prefix), ("event_id",))
+    return set(rows.column("event_id").to_pylist())
+
+
+def trino_ids_by_saga(stack: Stack, prefix: str) -> tuple[set[str], int]:
+    sql = f"SELECT event_id FROM {stack.settings.lake.database}.{tables.TABLE} WHERE saga_id LIKE ?"  # noqa: S608
+    deadline = time.monotonic() + 180  # a restarted Trino answers SERVER_STARTING_UP for a while
+    while True:
+        try:
+            ids = [row[0] for row in clients.trino_query(stack.endpoints, sql, (f"{prefix}%",), timeout=120)]
+            return set(ids), len(ids)
+        except Exception as exc:
+            if not ("SERVER_STARTING_UP" in str(exc) or isinstance(exc, OSError)) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+@dataclass
+class AppResult:
+    fault: str
+    returned: int = 0  # events whose analytics hook returned (the recorder's file)
+    in_fluss: int = 0
+    in_iceberg: int = 0
+    in_trino: int = 0
+    lost: int = 0  # returned but not in Iceberg
+    duplicated: int = 0
+    dropped: int = 0
+    spooled_at_fault: int = 0  # events in the spool and not yet known safe when the fault hit
+    unacknowledged_at_fault: int = 0  # of those, not yet acknowledged by Fluss (the old listener's loss)
+    replayed: int = 0
+    replay_rounds: int = 0
+    safe_s: float | None = None  # from the last hook to "every event known to be in Iceberg" (wait_safe)
+    notes: list[str] = field(default_factory=list)
+    load: str = ""
+
+
+def verify_app(stack: Stack, app: ListenerApp, result: AppResult, final: dict[str, Any]) -> AppResult:
+    """Fill in what Fluss, Iceberg and Trino hold of the events whose hooks returned."""
+    returned = app.recorded()
+    result.returned = len(returned)
+    result.dropped = int(final.get("dropped", 0))
+    result.replayed = int(final.get("replayed", 0))
+    result.replay_rounds = int(final.get("replay_rounds", 0))
+    if not final.get("done"):
+        result.notes.append("the application did not finish: " + json.dumps(final)[:300])
+    elif not final.get("safe"):
+        result.notes.append(f"wait_safe timed out ({final.get('unsafe')} events not known to be in Iceberg)")
+    try:
+        in_fluss, bucket_errors = asyncio.run(fluss_ids_by_saga(stack.endpoints, stack.settings.lake.database,
+                                                                app.prefix))
+        result.in_fluss = len(returned & in_fluss)
+        result.notes += bucket_errors[:3]
+    except Exception as exc:
+        result.notes.append(f"Fluss read failed: {type(exc).__name__}: {str(exc)[:150]}")
+    lake: set[str] = set()
+    try:
+        lake = iceberg_ids_by_saga(stack, app.prefix)
+    except Exception as exc:
+        result.notes.append(f"Iceberg read failed: {type(exc).__name__}: {str(exc)[:150]}")
+    result.in_iceberg = len(returned & lake)
+    result.lost = len(returned - lake)
+    if result.lost:
+        result.notes.append(f"not in Iceberg, e.g. {sorted(returned - lake)[:2]}")
+    try:
+        in_trino, rows = trino_ids_by_saga(stack, app.prefix)
+        result.in_trino = len(returned & in_trino)
+        result.duplicated = rows - len(in_trino)
+    except Exception as exc:
+        result.notes.append(f"Trino read failed: {type(exc).__name__}: {str(exc)[:150]}")
+    return result
+
+
+def _app_wait(app: ListenerApp, condition: Any, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = app.status()
+        if status and condition(status):
+            return status
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the application did not get there within {timeout:.0f}s: {status}")
+        time.sleep(0.2)
+
+
+def listener_whole_stack(stack: Stack, opts: argparse.Namespace, workdir: Path) -> AppResult:
+    """kill -9 of every process of the stack (the watchdog too) while sagas run through the listener, `up` after
+    ``--restart-delay`` s, sagas go on; a raw pyfluss writer (the table above) runs beside it for comparison."""
+    tag = f"ws{uuid.uuid4().hex[:6]}"
+    result = AppResult("kill -9 whole stack, then `up`", load=_load())
+    app = ListenerApp(stack, workdir / tag, tag)
+    writer = Writer(stack.endpoints.fluss_bootstrap, stack.settings.lake.database, f"chaos-{tag}")
+    log_offsets = {n: stack.log_size(n) for n in stack.components() if n.startswith("fluss-")}
+    app.start(opts.app_rate)
+    writer.start()
+    try:
+        _app_wait(app, lambda s: s.get("written", 0) > 0, 120)
+        time.sleep(opts.before)
+        at_fault = app.status()
+        kill_watchdog(stack)
+        for name in stack.components():
+            stack.signal(name, signal.SIGKILL)
+        stack.wait_dead(stack.components(), 10)
+        fault_at = time.monotonic()
+        time.sleep(opts.restart_delay)
+        up = stack.cli("up", timeout=900)
+        if up.returncode != 0:
+            result.notes.append("`up` failed: " + (up.stderr.strip().splitlines() or ["?"])[-1][:200])
+        back = _app_wait(app, lambda s: s.get("written", 0) > at_fault.get("written", 0) + 100
+                         and s.get("at", 0) > fault_at, opts.max_outage)
+        time.sleep(opts.after)
+        last_hook = time.monotonic()
+        final = app.stop(opts.lake_grace + 120)
+    finally:
+        writer.stop_flag.set()
+        if app.process.is_alive():
+            app.kill()
+    writer.join(60)
+    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
+    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
+    if final.get("safe"):
+        result.safe_s = final["at"] - last_hook
+    verify_app(stack, app, result, final)
+    result.notes.append(f"writes acknowledged again {back['at'] - fault_at:.0f}s after the kill")
+    with writer.lock:
+        raw = set(writer.acked)
+    try:
+        raw_in_fluss, _ = asyncio.run(fluss_ids(stack.endpoints, stack.settings.lake.database, f"chaos-{tag}"))
+        result.notes.append(f"the raw pyfluss writer beside it (acks=all, no spool): {len(raw - raw_in_fluss)} of "
+                            f"{len(raw)} acknowledged events lost")
+    except Exception as exc:
+        result.notes.append(f"raw writer's read failed: {type(exc).__name__}")
+    result.notes += evidence(stack, log_offsets)
+    return result
+
+
+def listener_app_kill(stack: Stack, opts: argparse.Namespace, workdir: Path) -> AppResult:
+    """kill -9 of the application while sagas run; a new process on the same spool re-sends what it left."""
+    tag = f"ak{uuid.uuid4().hex[:6]}"
+    result = AppResult("kill -9 of the application, then a new process on the spool", load=_load())
+    app = ListenerApp(stack, workdir / tag, tag)
+    app.start(opts.app_rate)
+    try:
+        _app_wait(app, lambda s: s.get("written", 0) > 0, 120)
+        time.sleep(opts.before)
+        at_fault = app.status()
+    finally:
+        app.kill()
+    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
+    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
+    last_hook = time.monotonic()
+    app.start(0, safe_timeout=opts.lake_grace + 120)  # replay only
+    final = app.stop(opts.lake_grace + 180)
+    if final.get("safe"):
+        result.safe_s = final["at"] - last_hook
+    verify_app(stack, app, result, final)
+    result.notes.append(f"the new process re-sent {final.get('replayed', 0)} events left in the spool")
+    return result
+
+
+def listener_fluss_down(stack: Stack, opts: argparse.Namespace, workdir: Path) -> AppResult:
+    """Fluss (coordinator and tablet servers) stopped while sagas run, until more events than the old in-memory
+    buffer held (100,000) wait in the listener; then `up`."""
+    from sagaz_lakehouse.targets.local import watchdog
+    from sagaz_lakehouse.targets.local.supervisor import Supervisor
+
+    tag = f"fd{uuid.uuid4().hex[:6]}"
+    result = AppResult("Fluss down while more events than the old buffer (100,000) pile up, then `up`",
+                       load=_load())
+    app = ListenerApp(stack, workdir / tag, tag)
+    app.start(opts.outage_rate)
+    try:
+        _app_wait(app, lambda s: s.get("written", 0) > 0, 120)
+        watchdog.stop(stack.run_dir)
+        supervisor = Supervisor(stack.run_dir)
+        stopped = [n for n in stack.components() if n.startswith("fluss-") and supervisor.stop(n, grace=30)]
+        down_at = time.monotonic()
+        at_fault = _app_wait(app, lambda s: s.get("pending", 0) > opts.outage_events, opts.max_outage * 4)
+        result.notes.append(f"stopped {', '.join(stopped)}; {at_fault['pending']} events waiting after "
+                            f"{time.monotonic() - down_at:.0f}s (in memory at most 100,000)")
+        up = stack.cli("up", timeout=900)
+        if up.returncode != 0:
+            result.notes.append("`up` failed: " + (up.stderr.strip().splitlines() or ["?"])[-1][:200])
+        last_hook = time.monotonic()
+        final = app.stop(opts.lake_grace + 600)
+    finally:
+        if app.process.is_alive():
+            app.kill()
+    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
+    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
+    if final.get("safe"):
+        result.safe_s = final["at"] - last_hook
+    verify_app(stack, app, result, final)
+    result.notes.append(f"spool peak {at_fault.get('spool_bytes', 0) / 1e6:.0f} MB")
+    return result
+
+
+LISTENER_FAULTS = {"listener: whole stack": listener_whole_stack, "listener: application": listener_app_kill,
+                   "listener: fluss down": listener_fluss_down}
 
 
 # ---------------------------------------------------------------------------------------------- read back
@@ -613,6 +990,10 @@ def faults_for(stack: Stack, only: list[str] | None, hows: list[str]) -> list[tu
     return faults
 
 
+def listener_faults_for(only: list[str] | None) -> list[str]:
+    return [name for name in LISTENER_FAULTS if only is None or name in only]
+
+
 def fresh_stack(stack: Stack) -> float:
     started = time.monotonic()
     stack.cli("down", "--purge", timeout=300)  # stops the watchdog first
@@ -661,6 +1042,21 @@ def run_configuration(conf: Configuration, opts: argparse.Namespace) -> dict[str
                 result.notes.append(f"afterwards: {repair_tiering(stack)}")
             report["results"].append(result)
             print(f"[{conf.name}]   → {_row(result, stack.settings.freshness)}", file=sys.stderr, flush=True)
+        report["listener_results"] = []
+        for name in listener_faults_for(opts.only) * opts.repeat:
+            if time.monotonic() - started > opts.budget:
+                report.setdefault("skipped", []).append(name)
+                continue
+            print(f"[{conf.name}] {name} (load {_load()})", file=sys.stderr, flush=True)
+            app_result = LISTENER_FAULTS[name](stack, opts, workdir)
+            problem = stack.wait_ready(120)
+            if problem:
+                app_result.notes.append(f"stack afterwards: {problem}")
+            if not opts.no_rebuild and (app_result.lost or problem or "whole stack" in name):
+                app_result.notes.append("stack rebuilt (down --purge, up) before the next fault")
+                fresh_stack(stack)
+            report["listener_results"].append(app_result)
+            print(f"[{conf.name}]   → {_app_row(app_result)}", file=sys.stderr, flush=True)
     except Exception as exc:  # keep what was measured, say why it stopped
         report["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
         print(f"[{conf.name}] stopped: {report['error']}", file=sys.stderr, flush=True)
@@ -726,6 +1122,18 @@ def _row(r: Result, freshness: str) -> str:
             f"(load {r.load}) |")
 
 
+APP_HEADER = ("| fault | hooks returned | in Fluss | in Iceberg | in Trino | lost | duplicated | dropped "
+              "| unsafe / unacknowledged at the fault | replayed (rounds) | all in Iceberg after (s) | notes |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+
+
+def _app_row(r: AppResult) -> str:
+    lost = f"**{r.lost}**" if r.lost else "0"
+    return (f"| {r.fault} | {r.returned} | {r.in_fluss} | {r.in_iceberg} | {r.in_trino} | {lost} | {r.duplicated} | "
+            f"{r.dropped} | {r.spooled_at_fault} / {r.unacknowledged_at_fault} | {r.replayed} ({r.replay_rounds}) "
+            f"| {_seconds(r.safe_s)} | {'; '.join(r.notes).replace('|', '/') or '-'} (load {r.load}) |")
+
+
 def markdown(reports: list[dict[str, Any]], started: str) -> str:
     out = [f"# Chaos benchmark, local target\n\nRun {started} on {os.cpu_count()} cores; produced by `make chaos` "
            "(bench/chaos.py). Each fault: a writer upserts batches of 100 events (acks=all), the component is "
@@ -743,7 +1151,15 @@ def markdown(reports: list[dict[str, Any]], started: str) -> str:
                    f"{props}; freshness {rep['freshness']}; restarts by {rep.get('restart', '`up`')}. "
                    f"Took {rep.get('seconds', 0) / 60:.1f} min. Peak RSS "
                    f"(MB): stack {sum(rss.values()):.0f}; {fluss_rss}.\n")
-        out.append(HEADER + "\n".join(_row(r, rep["freshness"]) for r in rep["results"]) + "\n")
+        if rep["results"]:
+            out.append(HEADER + "\n".join(_row(r, rep["freshness"]) for r in rep["results"]) + "\n")
+        if rep.get("listener_results"):
+            out.append("Through the listener: real Sagaz sagas (simulate's order and DAG sagas) in an application "
+                       "process with `FlussAnalyticsListener(spool_dir=...)` (fsync `interval`); *hooks returned* = "
+                       "events whose hook had returned (a second listener after it records their ids); *lost* = "
+                       "returned but not in Iceberg; *all in Iceberg after* = from the last hook until the listener "
+                       "knew every event to be in Iceberg (`wait_safe`).\n")
+            out.append(APP_HEADER + "\n".join(_app_row(r) for r in rep["listener_results"]) + "\n")
         if rep.get("skipped"):
             out.append(f"Not run (time budget): {', '.join(rep['skipped'])}.\n")
         if rep.get("error"):
@@ -756,7 +1172,13 @@ def main() -> None:
     parser.add_argument("--config", action="append", choices=sorted(CONFIGURATIONS),
                         help="configuration(s) to run (default: default)")
     parser.add_argument("--only", action="append", help="components to fault (e.g. fluss-tablet-0, "
-                        f"'{WHOLE_STACK}', or fluss-tablet-0:kill); default: all")
+                        f"'{WHOLE_STACK}', or fluss-tablet-0:kill) or listener faults "
+                        f"({', '.join(repr(n) for n in LISTENER_FAULTS)}); default: all")
+    parser.add_argument("--app-rate", type=float, default=50.0, help="listener faults: sagas per second")
+    parser.add_argument("--outage-rate", type=float, default=1500.0,
+                        help="'listener: fluss down': sagas per second while Fluss is down")
+    parser.add_argument("--outage-events", type=int, default=120_000,
+                        help="'listener: fluss down': events waiting in the listener before Fluss is started")
     parser.add_argument("--how", action="append", choices=["kill -9", "SIGTERM"],
                         help="how to stop (default: both)")
     parser.add_argument("--port-base", type=int, default=20000, help="ports are this + the usual ones")
@@ -767,7 +1189,7 @@ def main() -> None:
     parser.add_argument("--max-outage", type=float, default=150.0, help="give up on writes after this")
     parser.add_argument("--lake-grace", type=float, default=150.0,
                         help="wait up to freshness + this for Iceberg to hold every acknowledged event")
-    parser.add_argument("--budget", type=float, default=38 * 60, help="seconds per configuration")
+    parser.add_argument("--budget", type=float, default=50 * 60, help="seconds per configuration")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "chaos.md")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep-logs", type=Path, help="keep the Fluss server logs of lossy faults here")
@@ -780,6 +1202,7 @@ def main() -> None:
         reports = [rep for path in opts.combine for rep in json.loads(path.read_text())]
         for rep in reports:
             rep["results"] = [Result(**r) for r in rep["results"]]
+            rep["listener_results"] = [AppResult(**r) for r in rep.get("listener_results", [])]
         opts.out.write_text(markdown(reports, ", ".join(sorted({rep.get("started", "?") for rep in reports}))))
         print(opts.out.read_text())
         return

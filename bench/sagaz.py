@@ -12,6 +12,10 @@ Every number comes with a baseline measured in the same run, against the running
 - Where the time goes: pyfluss ``upsert()`` per row (dict, tuple), an Arrow batch built from the same rows (the
   path pyfluss 1.0 offers only to log tables), a handle's ``wait()``, flush latency, and CPU per event in this
   process and in the Fluss tablet server.
+- The spool (``spool_dir``): hook cost and events/s with it, against the in-memory listener of the same run; each
+  fsync mode (``always``, ``interval``, ``never``); events/s when most events go through the disk (a small
+  in-memory window); the fsync thread's work. The spool lives in a temporary folder (``--spool-root``) on the
+  disk under test.
 
 Needs a running stack with the tables (``sagaz-lakehouse up && sagaz-lakehouse create-tables``); pass its settings
 file with ``--config`` (default ./sagaz-lakehouse.yaml, else the default ports).
@@ -22,8 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -47,6 +53,8 @@ from sagaz_lakehouse.stack import View  # noqa: E402
 
 HOOK_TARGET_US = 100.0
 THROUGHPUT_TARGET = 20_000.0
+LAYOUT_TIMEOUT_S = 120.0  # per scratch-table layout (table_layouts)
+SPOOL_CONFIG = "spool on (fsync interval), batch 5000, 3 flushes in flight"
 Row = tuple[str, str, str, str]  # metric, value, baseline, ratio
 
 
@@ -189,18 +197,27 @@ async def table_layouts(endpoints: addresses.Endpoints, database: str, run: str,
                     whole = pa.RecordBatch.from_arrays(
                         [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema)
                     batches = [whole.slice(start, 2000) for start in range(0, n, 2000)]
+
+                async def write(writer: Any = writer, batches: list[Any] = batches, rows: list[Any] = rows,
+                                keys: list[str] = keys) -> None:
+                    if batches:
+                        for batch in batches:
+                            writer.write_arrow_batch(batch)
+                            await writer.flush()
+                    else:
+                        put = writer.upsert if keys else writer.append
+                        for start in range(0, n, 2000):
+                            for row in rows[start:start + 2000]:
+                                put(row)
+                            await writer.flush()
+
                 cpu.start()
                 started = time.perf_counter()
-                if batches:
-                    for batch in batches:
-                        writer.write_arrow_batch(batch)
-                        await writer.flush()
-                else:
-                    put = writer.upsert if keys else writer.append
-                    for start in range(0, n, 2000):
-                        for row in rows[start:start + 2000]:
-                            put(row)
-                        await writer.flush()
+                try:  # a pyfluss flush into a fresh scratch table once hung for 10+ min: bound it, keep the run
+                    await asyncio.wait_for(write(), LAYOUT_TIMEOUT_S)
+                except TimeoutError:
+                    cpu.stop()
+                    continue
                 elapsed = time.perf_counter() - started
                 own, tablet, _ = cpu.stop()
                 out[name] = {"events_per_s": n / elapsed, "tablet_cpu_us": tablet / n * 1e6,
@@ -350,8 +367,13 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
     notes: dict[str, float] = {}
 
     def make(**options: Any) -> FlussAnalyticsListener:
-        return FlussAnalyticsListener(endpoints.fluss_bootstrap, database=database,
-                                      buffer_size=max(args.events * 2, 100_000), **options)
+        options = {"buffer_size": max(args.events * 2, 100_000), **options}
+        return FlussAnalyticsListener(endpoints.fluss_bootstrap, database=database, **options)
+
+    spools = iter(range(1_000_000))
+
+    def spooled(mode: str = "interval", **options: Any) -> FlussAnalyticsListener:
+        return make(spool_dir=args.spool_root / f"{run}-{mode}-{next(spools)}", spool_fsync=mode, **options)
 
     # 1. hook cost, listener connected and writing, against no-op hooks
     noop_times: list[float] = []
@@ -366,6 +388,29 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
     added_p99 = percentile(hook_times, 0.99) - percentile(noop_times, 0.99)
     out.append(("hook: added p99 (µs)", f"{added_p99:.1f}", f"target {HOOK_TARGET_US:.0f}",
                 ratio(added_p99, HOOK_TARGET_US)))
+    # ... and with the spool: each mode, the same hooks (fsync always: fewer, each waits for the disk)
+    spool_hooks: dict[str, list[float]] = {}
+    for mode, sagas in (("interval", args.hook_sagas), ("never", args.hook_sagas),
+                        ("always", max(1, args.hook_sagas // 10))):
+        listener = spooled(mode)
+        times: list[float] = []
+        await drive_hooks(listener, sagas, times, run=f"{run}-hooks-{mode}")
+        await listener.close()
+        spool_hooks[mode] = times
+    for label, q in (("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)):
+        value, base = percentile(spool_hooks["interval"], q), percentile(hook_times, q)
+        out.append((f"hook call {label}, spool on (fsync interval) (µs)", f"{value:.1f}",
+                    f"spool off {base:.1f}", ratio(value, base)))
+    spool_added = percentile(spool_hooks["interval"], 0.99) - percentile(noop_times, 0.99)
+    out.append(("hook, spool on: added p99 (µs)", f"{spool_added:.1f}", f"target {HOOK_TARGET_US:.0f}",
+                ratio(spool_added, HOOK_TARGET_US)))
+    for mode in ("never", "always"):
+        for label, q in (("p50", 0.5), ("p99", 0.99)):
+            value, base = percentile(spool_hooks[mode], q), percentile(spool_hooks["interval"], q)
+            out.append((f"hook call {label}, fsync {mode} (µs)", f"{value:.1f}", f"fsync interval {base:.1f}",
+                        ratio(value, base)))
+    notes.update({f"hook_{mode}_{label}_us": percentile(times, q) for mode, times in spool_hooks.items()
+                  for label, q in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))})
 
     # 2. saga latency with and without the listener: short interleaved blocks, repeated; a saga takes ~0.1 ms
     # and the OS preempts this process now and then for ms (2 shared cores), so p99 is reported as the median
@@ -395,14 +440,20 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
     raw_small = await raw_upserts(endpoints, database, rows_of(f"{run}-raw2k", args.raw_events), 2000, False)
     configs = {"batch 5000, 3 flushes in flight (default)": {},
                "batch 5000, 1 flush in flight": {"max_in_flight": 1},
-               "batch 10000, 3 flushes in flight": {"batch_size": 10_000}}
+               "batch 10000, 3 flushes in flight": {"batch_size": 10_000},
+               SPOOL_CONFIG: {"spool": "interval"}}
     raw_runs: list[float] = []
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
     for rep in range(args.repeat):
         raw_runs.append(await raw_upserts(endpoints, database, rows_of(f"{run}-raw{rep}", args.raw_events), 10_000,
                                           False))
         for name, options in configs.items():
-            runs[name].append(await listener_throughput(lambda o=options: make(**o), args.events, cpu,
+            def factory(o: dict[str, Any] = options) -> FlussAnalyticsListener:
+                o = dict(o)
+                mode = o.pop("spool", None)
+                return spooled(mode, **o) if mode else make(**o)
+
+            runs[name].append(await listener_throughput(factory, args.events, cpu,
                                                         f"{run}-tp{rep}-{len(runs[name])}-{name[:12]}"))
     raw_best = statistics.median(raw_runs)
     out.append(("raw pyfluss: dict rows, batches of 5000, every handle awaited (events/s)", f"{dict_acked:.0f}",
@@ -419,6 +470,25 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
     best = medians[next(iter(configs))]
     out.append(("listener (default settings) vs target (events/s)", f"{best['events_per_s']:.0f}",
                 f"target {THROUGHPUT_TARGET:.0f}", ratio(best["events_per_s"], THROUGHPUT_TARGET)))
+    with_spool = medians[SPOOL_CONFIG]
+    out.append((f"listener, {SPOOL_CONFIG}, vs the same without (events/s)", f"{with_spool['events_per_s']:.0f}",
+                f"spool off {best['events_per_s']:.0f}", ratio(with_spool["events_per_s"], best["events_per_s"])))
+    out.append(("listener, spool on, vs target (events/s)", f"{with_spool['events_per_s']:.0f}",
+                f"target {THROUGHPUT_TARGET:.0f}", ratio(with_spool["events_per_s"], THROUGHPUT_TARGET)))
+    mode_runs = {}
+    for mode, events in (("never", args.events), ("always", args.always_events)):
+        mode_runs[mode] = await listener_throughput(lambda m=mode: spooled(m), events, cpu, f"{run}-tp-{mode}")
+        out.append((f"listener, spool on, fsync {mode} (events/s, {events} events)",
+                    f"{mode_runs[mode]['events_per_s']:.0f}", f"fsync interval {with_spool['events_per_s']:.0f}",
+                    ratio(mode_runs[mode]["events_per_s"], with_spool["events_per_s"])))
+    spilled = await listener_throughput(lambda: spooled(buffer_size=args.window), args.events, cpu,
+                                        f"{run}-tp-spill")
+    out.append((f"listener, spool on, in-memory window of {args.window} events: most read back from disk "
+                "(events/s)", f"{spilled['events_per_s']:.0f}", f"window {max(args.events * 2, 100_000)} "
+                f"{with_spool['events_per_s']:.0f}", ratio(spilled["events_per_s"], with_spool["events_per_s"])))
+    notes.update({f"spool_{k}": v for k, v in with_spool.items()})
+    notes.update({f"spool_{mode}_{k}": v for mode, r in mode_runs.items() for k, v in r.items()})
+    notes.update({f"spool_spilled_{k}": v for k, v in spilled.items()})
     notes.update({f"raw_run_{i}": v for i, v in enumerate(raw_runs)})
     notes.update({f"listener_runs_{name[:24]}_{i}": r["events_per_s"]
                   for name, results in runs.items() for i, r in enumerate(results)})
@@ -428,6 +498,18 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
     await listener.close()
     out.append(("listener, driven by real Sagaz sagas (events/s, flushed)", f"{through_sagas:.0f}",
                 f"Sagaz alone {alone:.0f} hooks/s", ratio(through_sagas, alone)))
+    listener = spooled()
+    sagas_spooled = await saga_throughput(listener, args.saga_events // HOOKS_PER_SAGA, 64, f"{run}-sagas-spool")
+    assert listener.spool is not None
+    spool = listener.spool
+    syncs, sync_s, spool_bytes, spooled_events = spool.syncs, spool.sync_seconds, spool.bytes, listener.stats.spooled
+    await listener.close()
+    out.append(("listener, spool on, driven by real Sagaz sagas (events/s, flushed)", f"{sagas_spooled:.0f}",
+                f"spool off {through_sagas:.0f}", ratio(sagas_spooled, through_sagas)))
+    out.append(("spool: bytes on disk per event", f"{spool_bytes / max(spooled_events, 1):.0f}",
+                "-", "-"))
+    out.append(("spool: fsync thread, mean time per sync (ms), real Sagaz sagas",
+                f"{sync_s / max(syncs, 1) * 1000:.2f}", "interval 100 ms", ratio(sync_s / max(syncs, 1), 0.1)))
     paced = await sustained(make, THROUGHPUT_TARGET, args.sustain_s, f"{run}-paced")
     out.append((f"offered {THROUGHPUT_TARGET:.0f} events/s for {args.sustain_s:.0f}s: written (events/s)",
                 f"{paced['written_per_s']:.0f}", f"offered {paced['offered_per_s']:.0f}",
@@ -436,16 +518,20 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
 
     # 4. where the time goes
     layouts = await table_layouts(endpoints, database, run, args.raw_events, cpu)
-    pk = layouts["pk"]
+    pk = layouts.get("pk")
     for name, label in (("pk", "scratch primary-key table like saga_events, not tiered"),
                         ("pk_uncompressed", "same, changelog uncompressed"),
                         ("log_rows", "log table (no primary key), rows"),
                         ("log_arrow", "log table, Arrow batches")):
-        value = layouts[name]
+        value = layouts.get(name)
+        base = f"primary key {pk['events_per_s']:.0f} ({pk['tablet_cpu_us']:.0f})" if pk else "-"
+        if value is None:
+            out.append((f"raw pyfluss into a {label}: events/s (tablet CPU µs/event)",
+                        f"not acknowledged within {LAYOUT_TIMEOUT_S:.0f} s", base, "-"))
+            continue
         out.append((f"raw pyfluss into a {label}: events/s (tablet CPU µs/event)",
-                    f"{value['events_per_s']:.0f} ({value['tablet_cpu_us']:.0f})",
-                    f"primary key {pk['events_per_s']:.0f} ({pk['tablet_cpu_us']:.0f})",
-                    ratio(value["events_per_s"], pk["events_per_s"])))
+                    f"{value['events_per_s']:.0f} ({value['tablet_cpu_us']:.0f})", base,
+                    ratio(value["events_per_s"], pk["events_per_s"]) if pk else "-"))
     notes.update({f"layout_{n}_{k}": v for n, r in layouts.items() for k, v in r.items()})
     costs = await where_the_time_goes(endpoints, database, run, args.cost_rows)
     notes.update(costs)
@@ -469,8 +555,47 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
          f"upsert() tuple {costs['upsert_tuple_us']:.1f}", ratio(hook_mean, costs["upsert_tuple_us"])),
         ("CPU per event in this process, listener run (µs)", f"{best['own_cpu_us']:.1f}",
          f"Fluss tablet server {best['tablet_cpu_us']:.1f}", ratio(best["own_cpu_us"], best["tablet_cpu_us"])),
+        ("CPU per event in this process, spool on (µs)", f"{with_spool['own_cpu_us']:.1f}",
+         f"spool off {best['own_cpu_us']:.1f}", ratio(with_spool["own_cpu_us"], best["own_cpu_us"])),
+    ]
+    append_us = spool_append_cost(args.spool_root / f"{run}-append", args.cost_rows)
+    notes["spool_append_us"] = append_us
+    per_event = with_spool["own_cpu_us"] + with_spool["tablet_cpu_us"] * settings.replication_factor
+    out += [
+        ("spool append() alone: encode + write, fsync interval (mean µs/event)", f"{append_us:.1f}",
+         f"CPU per event, spool on {with_spool['own_cpu_us']:.1f}", ratio(append_us, with_spool["own_cpu_us"])),
+        (f"CPU bound, spool on: {os.cpu_count()} cores / (this process + {settings.replication_factor} tablet "
+         "replicas' CPU per event) (events/s)", f"{(os.cpu_count() or 1) / per_event * 1e6:.0f}",
+         f"measured {with_spool['events_per_s']:.0f}", ratio(with_spool["events_per_s"],
+                                                             (os.cpu_count() or 1) / per_event * 1e6)),
     ]
     return out, notes
+
+
+def spool_append_cost(directory: Path, n: int) -> float:
+    """Mean µs of Spool.append (fsync interval) for ``n`` events like the listener's, without Fluss."""
+    from sagaz_lakehouse.spool import Spool
+
+    spool = Spool(directory)
+    spool.open()
+    try:
+        events = rows_of("append", n)
+        started = time.perf_counter()
+        for event in events:
+            spool.append(event)
+        return (time.perf_counter() - started) / n * 1e6
+    finally:
+        spool.close()
+
+
+def filesystem(path: Path) -> str:
+    """The file system type and device a path is on (/proc/mounts: the longest mount point above it)."""
+    best = ("?", "?", "")
+    for line in Path("/proc/mounts").read_text().splitlines():
+        device, point, kind = line.split()[:3]
+        if str(path.resolve()).startswith(point.rstrip("/") + "/") and len(point) > len(best[2]):
+            best = (kind, device, point)
+    return f"{best[0]} on {best[1]}"
 
 
 def main() -> None:
@@ -486,7 +611,13 @@ def main() -> None:
     parser.add_argument("--cost-rows", type=int, default=20_000)
     parser.add_argument("--sustain-s", type=float, default=15.0)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions of the throughput runs")
+    parser.add_argument("--always-events", type=int, default=5_000, help="events of the fsync-always run")
+    parser.add_argument("--window", type=int, default=10_000, help="the in-memory window of the spill run")
+    parser.add_argument("--spool-root", type=Path, default=None,
+                        help="where the spools go (a temporary folder, removed afterwards; default: under /tmp)")
     args = parser.parse_args()
+    cleanup = args.spool_root is None
+    args.spool_root = args.spool_root or Path(tempfile.mkdtemp(prefix="sagaz-bench-spool-"))
     args.config = args.config or config.find_config_file()
     settings = lakehouse.load_settings(args.config)
     endpoints = addresses.endpoints(settings, View.EXTERNAL)
@@ -495,7 +626,11 @@ def main() -> None:
                          "(sagaz-lakehouse up && sagaz-lakehouse create-tables), or pass --config")
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    out, notes = asyncio.run(measure(settings, args))
+    try:
+        out, notes = asyncio.run(measure(settings, args))
+    finally:
+        if cleanup:
+            shutil.rmtree(args.spool_root, ignore_errors=True)
     minutes = (time.monotonic() - started) / 60
     load_after = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -503,6 +638,7 @@ def main() -> None:
               f"{load_before:.1f} before / {load_after:.1f} after (other stacks share the cores); run "
               f"{time.strftime('%Y-%m-%d %H:%M')}, {minutes:.1f} min; Python {sys.version.split()[0]}, "
               f"sagaz {metadata.version('sagaz')}, pyfluss {metadata.version('pyfluss')}. "
+              f"Spools under {args.spool_root.parent} ({filesystem(args.spool_root)}). "
               "Produced by `make bench-sagaz` (bench/sagaz.py).\n\n"
               "| metric | value | baseline (same run) | ratio |\n|---|---|---|---|\n")
     details = "\n".join(f"- `{k}`: {v:.2f}" for k, v in sorted(notes.items()))

@@ -26,6 +26,7 @@ TASKMANAGER_RPC_PORT = 6122  # fixed in containers (the image's default range wo
 TASKMANAGER_DATA_PORT = 6121  # taskmanager.data.port, fixed in containers (Flink's default 0: a random port)
 FLINK_BLOB_PORT = 6124  # fixed by the Flink image's entrypoint
 FLINK_METRICS_PORT = 9249  # the Flink Prometheus reporter's default port, in every container
+POSTGRES_PORT = 5432  # PostgreSQL's own default, where the official image listens
 # Fluss's `client.connect-timeout` (ConfigOptions CLIENT_CONNECT_TIMEOUT: 120 s by default, v0.9.1-incubating). A
 # replaced pod or container comes back at a new address; a connect to the old one, still in the JVM's DNS cache,
 # gets no answer and holds its caller until this timeout. The tiering job's enumerator sends its coordinator
@@ -49,6 +50,17 @@ class Endpoints:
     fluss_login: Mapping[str, str] = field(default_factory=dict, repr=False)
     # Where Trino wants a login (HTTPS, a password); None: plain HTTP, any user name. Holds a password.
     trino_login: TrinoLogin | None = field(default=None, repr=False)
+    # Where the (external) catalog wants an OAuth2 login; None: none. Holds the client secret.
+    catalog_login: CatalogLogin | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class CatalogLogin:
+    """An OAuth2 client-credentials login to the Iceberg REST catalog (catalog.oauth2_server_uri)."""
+
+    server_uri: str
+    credential: str = field(repr=False)  # client_id:client_secret
+    scope: str = ""  # "": the clients' default (catalog)
 
 
 @dataclass(frozen=True)
@@ -76,21 +88,37 @@ def endpoints(settings: Settings, view: View) -> Endpoints:
 
 
 def _endpoints(settings: Settings, view: View) -> Endpoints:
+    """Where each service is, seen from ``view``. An external catalog is where ``catalog.uri`` says, from anywhere."""
     p = settings.ports
+    external = settings.catalog.uri if settings.catalog.kind == "external" else ""
     if view is View.EXTERNAL:
         host = LOOPBACK  # local binds loopback; compose publishes there; kubernetes port-forwards there
         return Endpoints(f"{host}:{p.zookeeper}", f"{host}:{p.fluss_coordinator}", f"http://{host}:{p.minio}",
-                         f"http://{host}:{p.rest_catalog}", f"http://{host}:{p.flink_rest}",
+                         external or f"http://{host}:{p.rest_catalog}", f"http://{host}:{p.flink_rest}",
                          f"http://{host}:{p.trino}", f"http://{host}:{p.flink_sql_gateway}",
                          f"http://{host}:{p.prometheus}")
     return Endpoints(f"{s.ZOOKEEPER}:{p.zookeeper}", f"{s.COORDINATOR}:{p.fluss_internal}",
-                     f"http://{s.MINIO}:{p.minio}", f"http://{s.REST_CATALOG}:{p.rest_catalog}",
+                     f"http://{s.MINIO}:{p.minio}", external or f"http://{s.REST_CATALOG}:{p.rest_catalog}",
                      f"http://{s.JOBMANAGER}:{p.flink_rest}", f"http://{s.TRINO}:{p.trino}",
                      f"http://{s.FLINK_SQL_GATEWAY}:{p.flink_sql_gateway}", f"http://{s.PROMETHEUS}:{p.prometheus}")
 
 
+def catalog_db(settings: Settings, view: View) -> tuple[str, int]:
+    """Where the bundled catalog reaches its PostgreSQL (host, port), seen from ``view``."""
+    if view is View.EXTERNAL:
+        return LOOPBACK, settings.ports.catalog_db
+    return s.CATALOG_DB, POSTGRES_PORT
+
+
 def warehouse_uri(settings: Settings) -> str:
+    """Where the Iceberg tables live in the lake bucket (the bundled catalog's warehouse)."""
     return f"s3://{settings.lake.bucket}/{settings.lake.warehouse}"
+
+
+def catalog_warehouse(settings: Settings) -> str:
+    """The ``warehouse`` the catalog's clients ask for: the bundled catalog's location in the bucket, or what the
+    external catalog names (Apache Polaris: the catalog), "" for none."""
+    return settings.catalog.warehouse if settings.catalog.kind == "external" else warehouse_uri(settings)
 
 
 def remote_data_uri(settings: Settings) -> str:

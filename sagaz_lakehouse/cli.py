@@ -323,6 +323,26 @@ def dashboards(
     return 0
 
 
+def _check_external_services(options: Options, settings: Any, base_dir: Path) -> None:
+    """object_store.kind / catalog.kind external: every role's store access and the catalog's login and namespace,
+    checked before anything starts (each failure exits 2 naming its setting)."""
+    if settings.external_store:
+        from sagaz_lakehouse import store_probe
+
+        credentials = options.credentials(settings, base_dir)
+        warning = store_probe.shared_key_warning(settings, credentials)
+        if warning:
+            typer.echo(warning, err=True)
+        for line in store_probe.preflight(settings, credentials):
+            typer.echo(f"object store: {line}", err=True)
+    if settings.catalog.kind == "external":
+        from sagaz_lakehouse import addresses, clients, security
+        from sagaz_lakehouse.stack import View
+
+        endpoints = security.with_catalog_login(addresses.endpoints(settings, View.EXTERNAL), settings, base_dir)
+        checked = clients.check_external_catalog(settings, endpoints)
+        typer.echo(f"external catalog at {settings.catalog.uri}: {', '.join(checked)} ok", err=True)
+
 @command()
 def up(
     options: Options,
@@ -352,15 +372,8 @@ def up(
             raise UsageError(f"--force-conflicts applies to {able}, not {target.name}",
                              f"drop the flag, or pass {able}")
         driver.force_conflicts = True
-    if settings.external_store and not dry_run:  # the user's store: prove every role's access before any start
-        from sagaz_lakehouse import store_probe
-
-        credentials = options.credentials(settings, base_dir)
-        warning = store_probe.shared_key_warning(settings, credentials)
-        if warning:
-            typer.echo(warning, err=True)
-        for line in store_probe.preflight(settings, credentials):
-            typer.echo(f"object store: {line}", err=True)
+    if not dry_run:  # the user's own store and catalog: proven before anything starts
+        _check_external_services(options, settings, base_dir)
     result = driver.up(dry_run=dry_run, wait=not no_wait, timeout=timeout)
     if not dry_run and not no_wait:
         from sagaz_lakehouse import fluss_cluster
@@ -412,7 +425,7 @@ def status(options: Options) -> int:
     if target.capabilities.status_lake_health:
         rows += _lake_rows(options, settings, base_dir, driver, rows)
     if target.capabilities.status_lake_shape:
-        rows += _lake_shape_rows(settings, rows)
+        rows += _lake_shape_rows(settings, rows, base_dir)
     lines = [f"{'COMPONENT':<22} {'STATE':<10} {'ENDPOINT':<26} DETAIL"]
     lines += [f"{r['component']:<22} {r['state']:<10} {r.get('endpoint') or '-':<26} {r.get('detail', '')}".rstrip()
               for r in rows]
@@ -467,17 +480,19 @@ def _lake_rows(options: Options, settings: Any, base_dir: Any, driver: Any,
              "endpoint": "", "detail": f"{f.detail}; hint: {f.hint}"} for f in findings or []]
 
 
-def _lake_shape_rows(settings: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _lake_shape_rows(settings: Any, rows: list[dict[str, Any]], base_dir: Path | None = None) -> list[dict[str, Any]]:
     """The Iceberg table's shape (files, snapshots, metadata, last maintenance) and what needs attention, read
     from the REST catalog where the host reaches it as it is (Capabilities.status_lake_shape)."""
-    from sagaz_lakehouse import addresses, lake_maintenance, maintenance
+    from sagaz_lakehouse import addresses, lake_maintenance, maintenance, security
     from sagaz_lakehouse.stack import REST_CATALOG, View
 
-    if not any(r.get("component") == REST_CATALOG and r.get("state") == "healthy" for r in rows):
+    external = settings.catalog.kind == "external"  # not in the rows: asked as it is
+    if not external and not any(r.get("component") == REST_CATALOG and r.get("state") == "healthy" for r in rows):
         return []
     name = f"{settings.lake.database}.saga_events (lake)"
     try:
-        shape, findings = lake_maintenance.observe(settings, addresses.endpoints(settings, View.EXTERNAL))
+        endpoints = security.with_catalog_login(addresses.endpoints(settings, View.EXTERNAL), settings, base_dir)
+        shape, findings = lake_maintenance.observe(settings, endpoints)
     except maintenance.TableMissing:  # before create-tables: nothing to judge yet
         return []
     except maintenance.MaintenanceError as exc:  # status reports; it never fails on the lake check itself
@@ -653,9 +668,18 @@ def simulate(
     time_scale: Annotated[float, typer.Option(min=0.001, help="Simulated seconds per second of the run: the "
                                               "events' timestamps advance this much faster (durations stay real); "
                                               "--anomaly windows count in simulated time.")] = 1.0,
+    spool_dir: Annotated[Path | None, typer.Option(help="The listener's spool: every event stays on disk there until "
+                                                   "it is in Iceberg, and a run first re-sends what an earlier one "
+                                                   "left [default: <run folder>/spool/simulate]",
+                                                   show_default=False)] = None,
+    spool: Annotated[bool, typer.Option(help="Use a spool (--no-spool: events in memory only, lost if the process "
+                                        "dies).")] = True,
+    wait_safe: Annotated[float, typer.Option(min=0, help="Seconds to wait, after the sagas, until every event is "
+                                             "known to be in Iceberg (needs the spool); 0: do not wait.")] = 0,
 ) -> int:
     """Run real Sagaz sagas (an order saga with compensations; a parallel DAG whose compensation can fail) with the
-    FlussAnalyticsListener against the running stack. Exit 1 if events could not be delivered.
+    FlussAnalyticsListener against the running stack. Exit 1 if events could not be delivered (or, with
+    --wait-safe, were not all in Iceberg in time).
 
     Their events reach Iceberg and Trino within the table freshness (about a minute end to end in dev)."""
     from sagaz_lakehouse.errors import UsageError
@@ -679,18 +703,36 @@ def simulate(
             backdate_s = parse_duration(backdate).total_seconds()
         except ValueError as exc:
             raise UsageError(f"--backdate {backdate}: {exc}", "e.g. --backdate 6h") from None
+    from sagaz_lakehouse.spool import SpoolInUse
     settings, base_dir = options.settings()
+    if wait_safe and not spool:
+        raise UsageError("--wait-safe needs the spool", "drop --no-spool, or --wait-safe")
+    directory = None
+    if spool:
+        directory = spool_dir or (base_dir or Path.cwd()) / settings.local.run_dir / "spool" / "simulate"
     with options.driver(settings, base_dir).client_endpoints() as endpoints:
-        summary = sim.run(sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed, anomalies=anomalies,
-                          backdate_s=backdate_s, time_scale=time_scale,
-                          progress=None if options.as_json else sim.tenths(options.progress()),
-                          bootstrap_servers=endpoints.fluss_bootstrap, database=settings.lake.database,
-                          metrics_port=metrics_port, metrics_linger=metrics_linger,
-                          fluss_properties=dict(endpoints.fluss_login))
+        try:
+            summary = sim.run(sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed, anomalies=anomalies,
+                              backdate_s=backdate_s, time_scale=time_scale,
+                              progress=None if options.as_json else sim.tenths(options.progress()),
+                              bootstrap_servers=endpoints.fluss_bootstrap, database=settings.lake.database,
+                              metrics_port=metrics_port, metrics_linger=metrics_linger,
+                              fluss_properties=dict(endpoints.fluss_login), spool_dir=directory,
+                              wait_safe=wait_safe)
+        except SpoolInUse as exc:
+            raise UsageError(str(exc), "wait for the other simulate, or pass --spool-dir") from None
     events = summary["events"]
+    spooled = ""
+    if directory is not None:
+        if events["replayed"]:
+            spooled += f"; {events['replayed']} re-sent from the spool"
+        if events["unsafe"]:
+            spooled += f"; {events['unsafe']} not yet known to be in Iceberg, kept in {directory}"
+        elif summary["safe"]:
+            spooled += "; all in Iceberg"
     options.emit(summary, f"{summary['completed']} sagas completed, {summary['failed']} failed "
                           f"({summary['compensations_failed']} failing compensations) in {summary['elapsed_s']}s; "
-                          f"{events['written']} events written, {events['dropped']} dropped; "
+                          f"{events['written']} events written, {events['dropped']} dropped{spooled}; "
                           f"saga_id LIKE '{summary['saga_id_pattern']}' selects them (seed {summary['seed']})")
     return 0 if summary["ok"] else EXIT_FAILED
 

@@ -17,7 +17,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlparse
 
-from sagaz_lakehouse.addresses import Endpoints, warehouse_uri
+from sagaz_lakehouse import maintenance
+from sagaz_lakehouse.addresses import Endpoints, catalog_warehouse
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import StackNotReachable
 from sagaz_lakehouse.identities import client_s3_keys
@@ -87,16 +88,57 @@ def iceberg_catalog(settings: Settings, credentials: Credentials, endpoints: End
     from pyiceberg.catalog import load_catalog
 
     access_key, secret_key = client_s3_keys(settings, credentials)
+    login: dict[str, str] = {}
+    if endpoints.catalog_login is not None:  # pyiceberg 0.12 (catalog/rest/__init__.py): client credentials grant
+        login = {"credential": endpoints.catalog_login.credential,
+                 "oauth2-server-uri": endpoints.catalog_login.server_uri}
+        if endpoints.catalog_login.scope:
+            login["scope"] = endpoints.catalog_login.scope
+    warehouse = catalog_warehouse(settings)
     return load_catalog("sagaz", **{
         "type": "rest",
         "uri": endpoints.rest_catalog,
-        "warehouse": warehouse_uri(settings),
+        **({"warehouse": warehouse} if warehouse else {}),
+        **login,
         "s3.endpoint": endpoints.s3,
         "s3.access-key-id": access_key,
         "s3.secret-access-key": secret_key,
         "s3.region": settings.s3_region,
         "s3.force-virtual-addressing": str(not settings.s3_path_style).lower(),
     })
+
+
+def rest_catalog(settings: Settings, endpoints: Endpoints) -> maintenance.Catalog:
+    """The catalog's REST API as the host reaches it, with its OAuth2 login where it wants one (standard library)."""
+    login = endpoints.catalog_login
+    oauth2 = maintenance.OAuth2(login.server_uri, login.credential, login.scope or "catalog") if login else None
+    return maintenance.Catalog(endpoints.rest_catalog, catalog_warehouse(settings), oauth2)
+
+
+def check_external_catalog(settings: Settings, endpoints: Endpoints) -> list[str]:
+    """Before an external catalog's clients start: its token endpoint takes the credential, it answers
+    ``/v1/config`` with that token, and the namespace exists or can be created. Each step that passed, in order;
+    a failure raises ConfigError naming the setting behind the step."""
+    from sagaz_lakehouse.errors import ConfigError, Problem
+
+    catalog = rest_catalog(settings, endpoints)
+    done = []
+    steps: list[tuple[str, str, Any, str]] = []
+    if catalog.login is not None:
+        steps.append(("catalog.oauth2_server_uri", "token", lambda: catalog.headers(fresh=True),
+                      "check the token endpoint and the catalog credential (client_id:client_secret)"))
+    steps += [("catalog.uri", "/v1/config", catalog.config, "check catalog.uri and catalog.warehouse"),
+              ("lake.database", f"namespace {settings.lake.database}",
+               lambda: catalog.ensure_namespace(settings.lake.database),
+               "let the credential create namespaces, or create it in the catalog")]
+    for field, what, step, hint in steps:
+        try:
+            step()
+        except maintenance.MaintenanceError as exc:
+            raise ConfigError([Problem(field, f"the external catalog's {what} check failed: {exc}", hint)],
+                              "the external catalog") from exc
+        done.append(what)
+    return done
 
 
 def trino_query(endpoints: Endpoints, sql: str, params: tuple = (), catalog: str = "iceberg",

@@ -66,6 +66,8 @@ class Images:
     prometheus: str = setting(versions.PROMETHEUS.image, "Prometheus image (scrapes every component, evaluates "
                               "the alert rules)")
     python: str = setting(versions.PYTHON.image, "Python image (runs the one-shot tasks: bucket, tiering job)")
+    catalog_db: str = setting(versions.POSTGRES.image, "PostgreSQL image (the bundled catalog's database, "
+                              "catalog.database: postgresql)")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,9 @@ class Ports:
                                     minimum=1, maximum=65535)
     trino_https: int = setting(8443, "Trino HTTPS port, where clients log in (prod profile)",
                                minimum=1, maximum=65535)
+    catalog_db: int = setting(5432, "PostgreSQL port of the bundled catalog's database (catalog.database: "
+                              "postgresql; only the catalog connects to it, never published)",
+                              minimum=1, maximum=65535)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class Memory:
                                             minimum="512Mi")
     trino: str = memory_setting("2Gi", "Trino JVM heap", minimum="1Gi")
     prometheus: str = memory_setting("512Mi", "Prometheus memory", minimum="128Mi")
+    catalog_db: str = memory_setting("256Mi", "PostgreSQL memory (the bundled catalog's database)", minimum="128Mi")
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,10 @@ class Volumes:
                          expect="a quantity like 10Gi")
     minio: str = setting("20Gi", "object store data (Fluss remote data and the Iceberg warehouse)",
                          pattern=QUANTITY, expect="a quantity like 20Gi")
-    rest_catalog: str = setting("1Gi", "Iceberg catalog database", pattern=QUANTITY, expect="a quantity like 1Gi")
+    rest_catalog: str = setting("1Gi", "Iceberg catalog database (sqlite)", pattern=QUANTITY,
+                                expect="a quantity like 1Gi")
+    catalog_db: str = setting("2Gi", "Iceberg catalog database (PostgreSQL)", pattern=QUANTITY,
+                              expect="a quantity like 2Gi")
     prometheus: str = setting("2Gi", "Prometheus time series", pattern=QUANTITY, expect="a quantity like 2Gi")
     storage_class: str = setting("", "Kubernetes StorageClass for all claims (empty: the cluster default)")
 
@@ -220,6 +229,35 @@ class Maintenance:
                                      minimum=1, maximum=1000)
     max_files_per_bucket: int = setting(50, "status and doctor warn, and the alert fires, above this many data files "
                                         "per bucket (small files slow every query)", minimum=2, maximum=100000)
+
+
+CATALOG_KINDS = ("bundled", "external")
+CATALOG_DATABASES = ("sqlite", "postgresql")
+HTTP_URI = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The Iceberg REST catalog every client of the lake uses (README, "An existing catalog")."""
+
+    kind: str = setting("bundled", "bundled: the stack runs Iceberg's REST catalog server itself; external: an "
+                        "Iceberg REST catalog you already run (catalog.uri), none is started", choices=CATALOG_KINDS)
+    database: str = setting("", "bundled: where the catalog keeps its tables: sqlite (a file on its volume) or "
+                            "postgresql (the catalog-db component); empty: sqlite in dev, postgresql in prod (prod "
+                            "refuses sqlite)", pattern=re.compile(r"^(|sqlite|postgresql)$"),
+                            expect="sqlite, postgresql or empty")
+    uri: str = setting("", "external: the catalog's REST endpoint (the clients' `uri`, e.g. "
+                       "https://polaris.example.com/api/catalog), reached from this host and from every process of "
+                       "the stack", pattern=re.compile(r"^$|" + HTTP_URI.pattern), expect="an http(s) URL")
+    warehouse: str = setting("", "external: the warehouse the clients ask for (Apache Polaris: the catalog's name); "
+                             "empty: none (the catalog's default)")
+    oauth2_server_uri: str = setting("", "external: the OAuth2 token endpoint; set, every client logs in with the "
+                                     "client credentials (`client_id:client_secret`) of "
+                                     "SAGAZ_LAKEHOUSE_CATALOG_CREDENTIAL or catalog_credential in secrets.file; "
+                                     "empty: no login", pattern=re.compile(r"^$|" + HTTP_URI.pattern),
+                                     expect="an http(s) URL")
+    scope: str = setting("", "external: the OAuth2 scope to ask for (e.g. PRINCIPAL_ROLE:ALL for Apache Polaris); "
+                         "empty: the clients' default, catalog")
 
 
 @dataclass(frozen=True)
@@ -347,6 +385,7 @@ class Settings:
     volumes: Volumes = section(Volumes, "persistent storage")
     lake: Lake = section(Lake, "object store, warehouse and table settings")
     object_store: ObjectStore = section(ObjectStore, "the object store: bundled MinIO, or one you run")
+    catalog: Catalog = section(Catalog, "the Iceberg REST catalog: bundled (on sqlite or PostgreSQL) or external")
     maintenance: Maintenance = section(Maintenance, "lake maintenance: compaction, snapshot expiry, orphan files")
     monitoring: Monitoring = section(Monitoring, "what Prometheus scrapes besides the stack")
     anomaly: Anomaly = section(Anomaly, "live anomaly detection: baselines and alert rules in Prometheus")
@@ -428,6 +467,18 @@ class Settings:
         return profile(self.profile).sql_gateway
 
     @property
+    def catalog_database(self) -> str:
+        """Where the bundled catalog keeps its tables (sqlite or postgresql); "" for an external catalog."""
+        if self.catalog.kind == "external":
+            return ""
+        return self.catalog.database or profile(self.profile).catalog_database
+
+    @property
+    def catalog_oauth2(self) -> bool:
+        """Whether the catalog's clients log in with OAuth2 client credentials (an external catalog that wants it)."""
+        return self.catalog.kind == "external" and bool(self.catalog.oauth2_server_uri)
+
+    @property
     def tiering_poll(self) -> str:
         # A due table waits up to one poll before it is tiered: at the upstream 30 s a 10 s freshness means ~30 s.
         return self.lake.tiering_poll or profile(self.profile).tiering_poll
@@ -446,6 +497,8 @@ class Credentials:
     fluss_password: str = field(default="", repr=False)  # empty: Fluss takes unauthenticated clients (dev)
     trino_password: str = field(default="", repr=False)  # empty: Trino takes any user name over HTTP (dev)
     trino_keystore: str = field(default="", repr=False)  # Trino's TLS key and certificate (PEM), made by tls.ensure
+    # An external catalog's OAuth2 client credentials (client_id:client_secret); empty: the catalog takes no login.
+    catalog_credential: str = field(default="", repr=False)
     placeholder: bool = False  # placeholders for files that may be committed (manifests/), not credentials
     # object_store.kind external: each role's (role, access key, secret key), as the user made them in their store
     role_keys: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
@@ -464,7 +517,23 @@ class Credentials:
         """The values no log may show."""
         roles = tuple(self.s3_keys(role)[1] for role in S3_ROLES)
         return tuple(v for v in (self.secret_key, *roles, self.fluss_password, self.trino_password,
-                                 self.trino_shared_secret()) if v)
+                                 self.trino_shared_secret(), self.catalog_credential, self.catalog_db_password())
+                     if v)
+
+    def catalog_db_password(self) -> str:
+        """The password of the bundled catalog's PostgreSQL user: an HMAC of the root secret (as the object-store
+        identities' secrets are, tasks.identity_secret), so it is stable and needs no storage of its own. An
+        external object store may come without a root secret: then of the roles' secret keys, never of nothing
+        (an HMAC of an empty key would be a password anyone can compute)."""
+        if self.placeholder:
+            return "REPLACE_WITH_CATALOG_DB_PASSWORD"
+        import hashlib
+        import hmac
+
+        key = self.secret_key or "\n".join(secret for _, _, secret in self.role_keys)
+        if not key:
+            return ""  # no credentials at all: nothing to derive from (and nothing that runs PostgreSQL)
+        return hmac.new(key.encode(), b"sagaz-lakehouse catalog database", hashlib.sha256).hexdigest()[:40]
 
     def s3_keys(self, role: str) -> tuple[str, str]:
         """The access and secret key of ``role``'s object-store identity (``ROOT_ROLE``: MinIO's root user). The
@@ -497,7 +566,8 @@ DEV_CREDENTIALS = Credentials("sagaz-dev", "sagaz-dev-secret")
 # What `render` writes instead of credential values into files that may be committed (manifests/).
 PLACEHOLDER_CREDENTIALS = Credentials("REPLACE_WITH_S3_ACCESS_KEY", "REPLACE_WITH_S3_SECRET_KEY",
                                       "REPLACE_WITH_FLUSS_PASSWORD", "REPLACE_WITH_TRINO_PASSWORD",
-                                      "REPLACE_WITH_TRINO_KEYSTORE_PEM", placeholder=True)
+                                      "REPLACE_WITH_TRINO_KEYSTORE_PEM", "REPLACE_WITH_CATALOG_CREDENTIAL",
+                                      placeholder=True)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -700,7 +770,7 @@ def mebibytes(quantity: str) -> int:
 def cross_field_problems(settings: Settings) -> list[Problem]:
     """Checks that span fields: replication against tablet servers, image tags. (Ports are laid out by the stack
     model, which checks them: loader.model_problems.)"""
-    problems = _durability_problems(settings)
+    problems = _durability_problems(settings) + _catalog_problems(settings)
     for name in (f.name for f in dataclasses.fields(Images)):
         image = getattr(settings.images, name)
         _, tag, digest = image_reference(image)
@@ -739,6 +809,30 @@ def settings_warnings(settings: Settings) -> list[str]:
             "trinodb/trino:476@sha256:...)"]
 
 
+def _catalog_problems(settings: Settings) -> list[Problem]:
+    catalog = settings.catalog
+    problems = []
+    if catalog.kind == "bundled":
+        problems += [Problem(f"catalog.{name}", "applies to an external catalog only (catalog.kind: external)",
+                             f"unset catalog.{name}, or set catalog.kind: external")
+                     for name in ("uri", "warehouse", "oauth2_server_uri", "scope") if getattr(catalog, name)]
+        if settings.catalog_database == "sqlite" and not profile(settings.profile).dev_credentials:
+            problems.append(Problem("catalog.database", "the prod profile never keeps the catalog in sqlite (one "
+                                    "file, one writer at a time, nothing to fail over to)",
+                                    "set catalog.database: postgresql, or leave it empty"))
+        return problems
+    if not catalog.uri:
+        problems.append(Problem("catalog.uri", "an external catalog needs its REST endpoint",
+                                "set catalog.uri, e.g. https://polaris.example.com/api/catalog"))
+    if catalog.database:
+        problems.append(Problem("catalog.database", "applies to the bundled catalog only (catalog.kind: bundled)",
+                                "unset catalog.database"))
+    if catalog.scope and not catalog.oauth2_server_uri:
+        problems.append(Problem("catalog.scope", "a scope is asked for with OAuth2 only",
+                                "set catalog.oauth2_server_uri, or unset catalog.scope"))
+    return problems
+
+
 def _durability_problems(settings: Settings) -> list[Problem]:
     problems = []
     if settings.replication_factor > settings.replicas.tablet_servers:
@@ -757,7 +851,8 @@ def _durability_problems(settings: Settings) -> list[Problem]:
 # --------------------------------------------------------------------------------------------- secrets
 
 SECRET_ENV = {"access_key": ENV_PREFIX + "S3_ACCESS_KEY", "secret_key": ENV_PREFIX + "S3_SECRET_KEY",
-              "fluss_password": ENV_PREFIX + "FLUSS_PASSWORD", "trino_password": ENV_PREFIX + "TRINO_PASSWORD"}
+              "fluss_password": ENV_PREFIX + "FLUSS_PASSWORD", "trino_password": ENV_PREFIX + "TRINO_PASSWORD",
+              "catalog_credential": ENV_PREFIX + "CATALOG_CREDENTIAL"}
 # object_store.kind external: each role's own keys, as secrets.file keys (s3_fluss_access_key, ...) and variables
 # (SAGAZ_LAKEHOUSE_S3_FLUSS_ACCESS_KEY, ...).
 ROLE_SECRET_NAMES = {role: (f"s3_{role}_access_key", f"s3_{role}_secret_key") for role in S3_ROLES}
@@ -784,7 +879,38 @@ def resolve_credentials(settings: Settings, environ: dict[str, str] | None = Non
         if settings.secrets.trino_tls:
             credentials = dataclasses.replace(credentials, trino_keystore=_read_trino_keystore(
                 settings.secrets.trino_tls, base_dir, trino_names))
+    if settings.catalog_oauth2:
+        credentials = dataclasses.replace(credentials, catalog_credential=_catalog_credential(
+            settings, environ, from_file))
     return credentials
+
+
+def catalog_credential(settings: Settings, environ: dict[str, str] | None = None, base_dir: Path | None = None) -> str:
+    """The external catalog's OAuth2 client credentials alone (for a client on the host)."""
+    environ = dict(os.environ if environ is None else environ)
+    from_file = None
+    if settings.secrets.file and not environ.get(SECRET_ENV["catalog_credential"]):
+        from_file = _read_secrets_file(settings.secrets.file, base_dir)
+    return _catalog_credential(settings, environ, from_file)
+
+
+def _catalog_credential(settings: Settings, environ: dict[str, str], from_file: Credentials | None) -> str:
+    """The external catalog's OAuth2 client credentials, required where the catalog wants a login."""
+    key = "catalog_credential"
+    value = environ.get(SECRET_ENV[key], "") or (from_file.catalog_credential if from_file else "")
+    source = SECRET_ENV[key] if environ.get(SECRET_ENV[key]) else settings.secrets.file
+    if not value:
+        raise ConfigError([Problem("secrets", "catalog.oauth2_server_uri asks every client of the catalog to log "
+                                   "in, and no catalog credential was supplied",
+                                   f"set {SECRET_ENV[key]}=<client_id>:<client_secret>, or add {key} to "
+                                   "secrets.file")])
+    # It travels as a value in Fluss's server.yaml (whose loader cuts lines at '#'), in env files and as a Java
+    # property: the same characters as the passwords are refused, and so are spaces (an argument of the job).
+    if any(c in value for c in '#"\\') or any(c.isspace() for c in value):
+        raise ConfigError([Problem("catalog credential", f"from {source} contains '#', '\"', '\\' or whitespace, "
+                                   "which Fluss's configuration loader or an env file would change",
+                                   "ask the catalog for client credentials without them")])
+    return value
 
 
 def _read_trino_keystore(name: str, base_dir: Path | None, names: tuple[tuple[str, ...], ...]) -> str:
@@ -937,7 +1063,8 @@ def _read_secrets_file(name: str, base_dir: Path | None, external: bool = False)
                   for access, secret in ROLE_SECRET_NAMES.values())
     return Credentials(str(data.get("s3_access_key") or ""), str(data.get("s3_secret_key") or ""),
                        str(data.get("fluss_password") or ""), str(data.get("trino_password") or ""),
-                       role_keys=pairs)
+                       role_keys=pairs,
+                       catalog_credential=str(data.get("catalog_credential") or ""))
 
 
 def _checked_credentials(creds: Credentials, source: str) -> Credentials:

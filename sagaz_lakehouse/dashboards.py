@@ -123,7 +123,12 @@ def sagas_realtime(settings: Settings) -> Any:
                                  f"(rate(saga_execution_duration_seconds_bucket{rate})))", "{{saga_name}}")))
             .with_panel(_series("Listener: events to Fluss", "ops",
                                 (f"sum(rate(sagaz_lakehouse_listener_events_written_total{rate}))", "written"),
-                                (f"sum(rate(sagaz_lakehouse_listener_events_enqueued_total{rate}))", "enqueued"))))
+                                (f"sum(rate(sagaz_lakehouse_listener_events_enqueued_total{rate}))", "enqueued")))
+            .with_panel(_series("Listener spool: events not yet in Iceberg", "short",
+                                ("sum by (instance) (sagaz_lakehouse_listener_unsafe_events)", "{{instance}}")))
+            .with_panel(_series("Listener spool: oldest event not yet in Iceberg", "s",
+                                ("max by (instance) (sagaz_lakehouse_listener_oldest_unsafe_event_age_seconds)",
+                                 "{{instance}}"))))
 
 
 def sagas_history(settings: Settings) -> Any:

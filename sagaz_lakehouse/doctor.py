@@ -155,7 +155,7 @@ def component_probes(settings: Settings, credentials: Credentials, endpoints: En
         "zookeeper": lambda: _target_health(settings, status, s.ZOOKEEPER),
         "fluss servers": lambda: _fluss_nodes(settings, endpoints, coordinator_log),
         ("object store" if settings.external_store else "minio"): lambda: _minio(settings, credentials, endpoints),
-        "iceberg rest catalog": lambda: _rest_catalog(endpoints),
+        "iceberg rest catalog": lambda: _rest_catalog(settings, endpoints),
         "flink + tiering job": lambda: _flink(endpoints),
         "flink sql gateway": lambda: _sql_gateway(settings, endpoints),
         "trino": lambda: _trino(endpoints),
@@ -232,20 +232,40 @@ def _minio(settings: Settings, credentials: Credentials, endpoints: Endpoints) -
     return f"{where}; bucket {settings.lake.bucket} exists"
 
 
-def _rest_catalog(endpoints: Endpoints) -> str:
-    config = clients.http_json(f"{endpoints.rest_catalog}/v1/config")
+def _rest_catalog(settings: Settings, endpoints: Endpoints) -> str:
+    from sagaz_lakehouse import maintenance
+
+    external = settings.catalog.kind == "external"
+    hint = "check catalog.uri and the catalog credential" if external else "see `sagaz-lakehouse logs rest-catalog`"
+    try:
+        config = clients.rest_catalog(settings, endpoints).config()
+    except maintenance.MaintenanceError as exc:
+        raise CheckFailed(str(exc), hint) from exc
     if not isinstance(config, dict):
-        raise CheckFailed("unexpected /v1/config answer", "see `sagaz-lakehouse logs rest-catalog`")
-    return f"answers /v1/config at {endpoints.rest_catalog}"
+        raise CheckFailed("unexpected /v1/config answer", hint)
+    login = " (OAuth2 token accepted)" if endpoints.catalog_login else ""
+    return f"{'external catalog ' if external else ''}answers /v1/config at {endpoints.rest_catalog}{login}"
 
 
-def _flink(endpoints: Endpoints) -> str:
+# States a job passes through on its way back to RUNNING: Flink restarts the tiering job when its Fluss servers come
+# back (after `up` replaced their pods, for one), and a doctor right then saw RESTARTING and failed.
+TRANSIENT_JOB_STATES = {"CREATED", "INITIALIZING", "RESTARTING", "RECONCILING"}
+
+
+def _flink(endpoints: Endpoints, settle_seconds: float = 90.0, pause: float = 2.0) -> str:
     overview = clients.http_json(f"{endpoints.flink_rest}/overview")
-    jobs = clients.http_json(f"{endpoints.flink_rest}/jobs/overview").get("jobs", [])
-    running = [j for j in jobs if j.get("name") == TIERING_JOB_NAME and j.get("state") == "RUNNING"]
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        jobs = clients.http_json(f"{endpoints.flink_rest}/jobs/overview").get("jobs", [])
+        tiering = [j for j in jobs if j.get("name") == TIERING_JOB_NAME]
+        running = [j for j in tiering if j.get("state") == "RUNNING"]
+        settling = any(j.get("state") in TRANSIENT_JOB_STATES for j in tiering)
+        if running or not settling or time.monotonic() >= deadline:
+            break
+        time.sleep(pause)  # a restart in progress: give it the time Flink's restart strategy takes
     detail = f"{overview.get('taskmanagers', 0)} taskmanager(s), {overview.get('slots-available', 0)} free slot(s)"
     if not running:
-        states = sorted({j.get("state") for j in jobs if j.get("name") == TIERING_JOB_NAME})
+        states = sorted({j.get("state") for j in tiering})
         raise CheckFailed(f"{detail}; tiering job '{TIERING_JOB_NAME}' not RUNNING (seen: {states or 'none'})",
                           "run `sagaz-lakehouse up` to submit it; see `sagaz-lakehouse logs flink-jobmanager`")
     return f"{detail}; tiering job RUNNING ({running[0].get('jid')})"

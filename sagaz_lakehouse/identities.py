@@ -21,6 +21,11 @@ ACCESS_KEY_VAR = "S3_ACCESS_KEY"
 SECRET_KEY_VAR = "S3_SECRET_KEY"  # noqa: S105 - a variable name, not a value
 ACCESS_KEY = "${" + ACCESS_KEY_VAR + "}"
 SECRET_KEY = "${" + SECRET_KEY_VAR + "}"
+# The catalog's secrets: an external catalog's OAuth2 client credentials, the bundled catalog's database password.
+CATALOG_CREDENTIAL_VAR = "CATALOG_CREDENTIAL"
+CATALOG_CREDENTIAL = "${" + CATALOG_CREDENTIAL_VAR + "}"
+CATALOG_DB_PASSWORD_VAR = "CATALOG_DB_PASSWORD"  # noqa: S105 - a variable name, not a value
+CATALOG_DB_PASSWORD = "${" + CATALOG_DB_PASSWORD_VAR + "}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,32 @@ def s3_variables(settings: Settings, credentials: Credentials) -> dict[str, str]
     for identity in sorted(identities, key=lambda i: i.access_var):
         values[identity.access_var], values[identity.secret_var] = credentials.s3_keys(identity.role)
     return values
+
+
+def catalog_variables(settings: Settings, credentials: Credentials) -> dict[str, str]:
+    """The catalog's secret variables the stack's processes use, with their values (where the settings use them)."""
+    values = {}
+    if settings.catalog_oauth2:
+        values[CATALOG_CREDENTIAL_VAR] = credentials.catalog_credential
+    if settings.catalog_database == "postgresql":
+        values[CATALOG_DB_PASSWORD_VAR] = credentials.catalog_db_password()
+    return values
+
+
+def secret_variables(settings: Settings, credentials: Credentials) -> dict[str, str]:
+    """Every credential variable the stack's processes read, with its value: a compose .env, a Kubernetes Secret."""
+    return {**s3_variables(settings, credentials), **catalog_variables(settings, credentials)}
+
+
+def secret_variable_names() -> tuple[str, ...]:
+    """Every variable a credential can arrive in, whatever the settings."""
+    return (*s3_variable_names(), CATALOG_CREDENTIAL_VAR, CATALOG_DB_PASSWORD_VAR)
+
+
+def catalog_credential_environment(settings: Settings) -> dict[str, str]:
+    """The catalog credential's variable, for a process that logs in to an external catalog (none where it takes no
+    login): Trino expands ``${ENV:CATALOG_CREDENTIAL}``, Fluss's entrypoint runs envsubst, lake maintenance reads it."""
+    return {CATALOG_CREDENTIAL_VAR: CATALOG_CREDENTIAL} if settings.catalog_oauth2 else {}
 
 
 def client_s3_keys(settings: Settings, credentials: Credentials) -> tuple[str, str]:
@@ -185,7 +216,10 @@ def _secret_values(credentials: Credentials, text: str) -> dict[str, str]:
     values |= {security.FLUSS_PASSWORD: credentials.fluss_password,
                security.TRINO_PASSWORD: credentials.trino_password,
                security.TRINO_SHARED_SECRET: credentials.trino_shared_secret(),
-               security.TRINO_KEYSTORE: credentials.trino_keystore}
+               security.TRINO_KEYSTORE: credentials.trino_keystore,
+               CATALOG_CREDENTIAL: credentials.catalog_credential}
+    if CATALOG_DB_PASSWORD in text:
+        values[CATALOG_DB_PASSWORD] = credentials.catalog_db_password()
     if security.TRINO_CA in text:
         values[security.TRINO_CA] = tls.certificate_part(credentials.trino_keystore)
     if MINIO_METRICS_TOKEN in text:
@@ -199,7 +233,8 @@ def _secret_values(credentials: Credentials, text: str) -> dict[str, str]:
 
 SECRET_PLACEHOLDERS = (ACCESS_KEY, SECRET_KEY, *(key for i in ROLE_S3.values() for key in (i.access_key, i.secret_key)),
                        security.FLUSS_PASSWORD, security.TRINO_PASSWORD, security.TRINO_PASSWORD_DB,
-                       security.TRINO_SHARED_SECRET, security.TRINO_KEYSTORE, MINIO_METRICS_TOKEN)
+                       security.TRINO_SHARED_SECRET, security.TRINO_KEYSTORE, MINIO_METRICS_TOKEN, CATALOG_CREDENTIAL,
+                       CATALOG_DB_PASSWORD)
 
 
 def holds_secret(text: str) -> bool:

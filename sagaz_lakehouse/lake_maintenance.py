@@ -33,10 +33,9 @@ def lake(settings: Settings, endpoints: Endpoints) -> maintenance.Lake:
     login = endpoints.trino_login
     trino = (maintenance.Trino(login.url, login.user, login.password, login.ca_file) if login is not None
              else maintenance.Trino(endpoints.trino, CLI_TRINO_USER))
-    from sagaz_lakehouse.addresses import warehouse_uri
+    from sagaz_lakehouse import clients
 
-    return maintenance.Lake(maintenance.Catalog(endpoints.rest_catalog, warehouse_uri(settings)), trino,
-                            settings.lake.database, TABLE)
+    return maintenance.Lake(clients.rest_catalog(settings, endpoints), trino, settings.lake.database, TABLE)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ of the table through the REST catalog; the last run is recorded on the table its
 
 This file runs as it is: natively (``python maintenance.py serve ...``) on the local target, mounted into the
 python image on compose and Kubernetes, and imported by ``sagaz-lakehouse maintain``. ``serve`` runs maintenance
-every ``--every`` seconds and serves the shape as Prometheus metrics. A Trino password arrives in a file, never as
-an argument.
+every ``--every`` seconds and serves the shape as Prometheus metrics. A Trino password and an external catalog's
+OAuth2 credential arrive in files, never as arguments.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import argparse
 import base64
 import http.server
 import json
+import os
 import ssl
 import sys
 import threading
@@ -54,6 +55,7 @@ MAINTAINED_AT = "sagaz-lakehouse.maintained-at"  # table property: the last run'
 METADATA_PROPERTIES = ("write.metadata.delete-after-commit.enabled", "write.metadata.previous-versions-max")
 FLUSS_SNAPSHOT_MARGIN = 60  # seconds kept before Fluss's snapshot: clocks of catalog and this process may differ
 HTTP_TIMEOUT = 120
+CREDENTIAL_VARIABLE = "CATALOG_CREDENTIAL"  # an external catalog's client credentials, where no file is named
 
 
 class MaintenanceError(Exception):
@@ -62,6 +64,14 @@ class MaintenanceError(Exception):
 
 class TableMissing(MaintenanceError):
     """The catalog has no such table (yet: the service starts before `create-tables`)."""
+
+
+class NotAuthorized(MaintenanceError):
+    """The server wants a (new) login: HTTP 401."""
+
+
+class LoginRefused(MaintenanceError):
+    """The catalog's token endpoint refused the credential (or answered no token)."""
 
 
 class Unreachable(MaintenanceError):
@@ -87,7 +97,7 @@ def http_json(url: str, method: str = "GET", body: Any = None, headers: dict[str
             raw = response.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:500]
-        kind = TableMissing if exc.code == 404 else MaintenanceError
+        kind = {404: TableMissing, 401: NotAuthorized}.get(exc.code, MaintenanceError)
         raise kind(f"{method} {url} answered {exc.code}: {detail}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise Unreachable(f"{method} {url} failed: {getattr(exc, 'reason', exc)}") from exc
@@ -98,29 +108,106 @@ def http_json(url: str, method: str = "GET", body: Any = None, headers: dict[str
 
 
 @dataclass(frozen=True)
+class OAuth2:
+    """An OAuth2 client-credentials login to a REST catalog, as Iceberg's own clients do it (``OAuth2Util``, 1.10.1):
+    a form POST of ``grant_type=client_credentials``, ``client_id``, ``client_secret`` (and ``scope``) to the token
+    endpoint; the answer's ``access_token`` goes as a Bearer on every request. ``credential`` is
+    ``client_id:client_secret`` (or the secret alone, ``OAuth2Util.parseCredential``)."""
+
+    server_uri: str
+    credential: str = field(repr=False)
+    scope: str = "catalog"  # Iceberg's and pyiceberg's default (OAuth2Properties.CATALOG_SCOPE)
+
+    def token(self) -> str:
+        client_id, _, secret = self.credential.rpartition(":")
+        form = {"grant_type": "client_credentials", "client_secret": secret, "scope": self.scope or "catalog"}
+        if client_id:
+            form["client_id"] = client_id
+        request = urllib.request.Request(self.server_uri, data=urllib.parse.urlencode(form).encode(),  # noqa: S310
+                                         method="POST", headers={"Content-Type": "application/x-www-form-urlencoded",
+                                                                 "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 - the setting's
+                answer = json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:  # the OAuth error's code and description, never the credential
+            detail = exc.read().decode(errors="replace")[:300]
+            raise LoginRefused(f"the token endpoint {self.server_uri} answered {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise Unreachable(f"POST {self.server_uri} failed: {getattr(exc, 'reason', exc)}") from exc
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not token:
+            raise LoginRefused(f"the token endpoint {self.server_uri} answered without an access_token")
+        return str(token)
+
+
+def read_credential(path: str) -> str:
+    """A credential from its file (one line; the file is written 0600 by every target)."""
+    with open(path) as handle:
+        return handle.read().strip()
+
+
+@dataclass(frozen=True)
 class Catalog:
-    """The Iceberg REST catalog (the REST spec's ``/v1/{prefix}/namespaces/{ns}/tables/{table}``)."""
+    """The Iceberg REST catalog (the REST spec's ``/v1/{prefix}/namespaces/{ns}/tables/{table}``), with the OAuth2
+    login where it wants one (a token fetched once, again after a 401)."""
 
     uri: str
     warehouse: str = ""
+    login: OAuth2 | None = None
+    _token: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def headers(self, fresh: bool = False) -> dict[str, str]:
+        if self.login is None:
+            return {}
+        if fresh or not self._token:
+            self._token[:] = [self.login.token()]
+        return {"Authorization": f"Bearer {self._token[0]}"}
+
+    def request(self, url: str, method: str = "GET", body: Any = None) -> tuple[Any, int]:
+        """``http_json`` with the login; a 401 (an expired token) fetches a new token once."""
+        try:
+            return http_json(url, method, body, self.headers())
+        except NotAuthorized:
+            if self.login is None:
+                raise
+            return http_json(url, method, body, self.headers(fresh=True))
+
+    def config(self) -> dict[str, Any]:
+        query = f"?warehouse={urllib.parse.quote(self.warehouse)}" if self.warehouse else ""
+        config, _ = self.request(f"{self.uri.rstrip('/')}/v1/config{query}")
+        return config or {}
 
     def _prefix(self) -> str:
-        query = f"?warehouse={urllib.parse.quote(self.warehouse)}" if self.warehouse else ""
-        config, _ = http_json(f"{self.uri.rstrip('/')}/v1/config{query}")
-        prefix = ((config or {}).get("overrides") or {}).get("prefix") or ((config or {}).get("defaults") or {}).get(
-            "prefix", "")
-        return f"/{prefix}" if prefix else ""
+        config = self.config()
+        prefix = (config.get("overrides") or {}).get("prefix") or (config.get("defaults") or {}).get("prefix", "")
+        return f"/{urllib.parse.quote(prefix)}" if prefix else ""
+
+    def ensure_namespace(self, namespace: str) -> bool:
+        """Creates the namespace unless it exists; True if it was created."""
+        base = f"{self.uri.rstrip('/')}/v1{self._prefix()}/namespaces"
+        try:
+            self.request(f"{base}/{urllib.parse.quote(namespace)}")
+            return False
+        except TableMissing:
+            pass
+        try:
+            self.request(base, "POST", {"namespace": [namespace], "properties": {}})
+        except MaintenanceError as exc:
+            if " 409:" not in str(exc):  # created meanwhile by someone else
+                raise
+            return False
+        return True
 
     def table_url(self, namespace: str, table: str) -> str:
         return f"{self.uri.rstrip('/')}/v1{self._prefix()}/namespaces/{namespace}/tables/{table}"
 
     def load(self, namespace: str, table: str) -> tuple[dict[str, Any], int]:
         """The table's current metadata and the size of the catalog's answer (which is that metadata)."""
-        answer, size = http_json(self.table_url(namespace, table))
+        answer, size = self.request(self.table_url(namespace, table))
         return answer["metadata"], size
 
     def set_properties(self, namespace: str, table: str, properties: dict[str, str], table_uuid: str) -> None:
-        http_json(self.table_url(namespace, table), "POST", {
+        self.request(self.table_url(namespace, table), "POST", {
             "requirements": [{"type": "assert-table-uuid", "uuid": table_uuid}],
             "updates": [{"action": "set-properties", "updates": properties}]})
 
@@ -474,6 +561,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--label", default="", help="ignored: lets a supervisor recognise the process")
     parser.add_argument("--catalog", required=True, help="Iceberg REST catalog URI")
     parser.add_argument("--warehouse", default="")
+    parser.add_argument("--catalog-oauth2-server-uri", default="", help="the catalog's token endpoint (OAuth2)")
+    parser.add_argument("--catalog-credential-file", default="", help="a file holding client_id:client_secret")
+    parser.add_argument("--catalog-scope", default="catalog")
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--table", required=True)
     parser.add_argument("--trino", required=True, help="Trino URL (https where it takes logins)")
@@ -498,8 +588,13 @@ def main(argv: list[str]) -> int:
     if args.trino_password_file:
         with open(args.trino_password_file) as handle:
             password = handle.read().strip()
-    lake = Lake(Catalog(args.catalog, args.warehouse), Trino(args.trino, args.trino_user, password, args.trino_ca),
-                args.namespace, args.table)
+    login = None
+    if args.catalog_oauth2_server_uri:  # the credential from its file, else from the container's environment
+        credential = (read_credential(args.catalog_credential_file) if args.catalog_credential_file
+                      else os.environ.get(CREDENTIAL_VARIABLE, ""))
+        login = OAuth2(args.catalog_oauth2_server_uri, credential, args.catalog_scope)
+    lake = Lake(Catalog(args.catalog, args.warehouse, login),
+                Trino(args.trino, args.trino_user, password, args.trino_ca), args.namespace, args.table)
     policy = Policy(args.retention, args.orphan_retention, args.file_size_threshold, args.metadata_versions)
     if args.verb == "run":
         try:

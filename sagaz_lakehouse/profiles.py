@@ -36,6 +36,9 @@ class Profile:
     s3_identities: bool
     snapshot_retention: str  # how far back Iceberg time travel reaches (maintenance expires older snapshots)
     maintenance_schedule: str  # how often the lake maintenance service runs (README, Operations)
+    # Where the bundled REST catalog keeps its tables (catalog.database): one sqlite file (WAL, a 30 s busy timeout)
+    # is enough for one developer; prod needs a database server (docs/catalog.md: PostgreSQL, chosen by measurement).
+    catalog_database: str
 
 
 PROFILES: dict[str, Profile] = {
@@ -43,12 +46,14 @@ PROFILES: dict[str, Profile] = {
     "dev": Profile("dev", freshness="10s", tiering_poll="2s", kv_snapshot_interval="5s",
                    hw_checkpoint_interval="1s", cpu_request="100m", dev_credentials=True,
                    fluss_sasl=False, trino_auth=False, flink_jar_upload=True, sql_gateway=True,
-                   s3_identities=False, snapshot_retention="1h", maintenance_schedule="10min"),
+                   s3_identities=False, snapshot_retention="1h", maintenance_schedule="10min",
+                   catalog_database="sqlite"),
     # Upstream defaults where they exist (freshness 3 min, poll 30 s); snapshots every minute.
     "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min",
                     hw_checkpoint_interval="1s", cpu_request="500m", dev_credentials=False,
                     fluss_sasl=True, trino_auth=True, flink_jar_upload=False, sql_gateway=False,
-                    s3_identities=True, snapshot_retention="7d", maintenance_schedule="1h"),
+                    s3_identities=True, snapshot_retention="7d", maintenance_schedule="1h",
+                    catalog_database="postgresql"),
 }
 
 

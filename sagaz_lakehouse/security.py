@@ -138,6 +138,17 @@ def fluss_client_options() -> dict[str, str]:
     return {"client.security.protocol": "SASL", "client.security.sasl.mechanism": "PLAIN"}
 
 
+def with_catalog_login(endpoints: Endpoints, settings: Settings, base_dir: Path | None = None) -> Endpoints:
+    """``endpoints`` for a client on the host that logs in to the external catalog where it wants a login."""
+    if not settings.catalog_oauth2:
+        return endpoints
+    from sagaz_lakehouse.addresses import CatalogLogin
+
+    credential = config.catalog_credential(settings, base_dir=base_dir)
+    return replace(endpoints, catalog_login=CatalogLogin(settings.catalog.oauth2_server_uri, credential,
+                                                         settings.catalog.scope))
+
+
 def with_fluss_login(endpoints: Endpoints, settings: Settings, credentials: Credentials) -> Endpoints:
     """``endpoints`` for a client on the host that logs in to Fluss where Fluss wants it."""
     return replace(endpoints, fluss_login=pyfluss_properties(settings, credentials))

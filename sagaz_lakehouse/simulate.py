@@ -31,6 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sagaz import Saga, action, compensate
@@ -378,13 +379,18 @@ def run(*, sagas: int = 100, rate: float = 20.0, failure_rate: float = 0.2, seed
         progress: Progress | None = None, bootstrap_servers: str | None = None, database: str | None = None,
         close_timeout: float = 60.0, metrics_port: int = 0, metrics_linger: float = 0.0,
         fluss_properties: dict[str, str] | None = None, anomalies: Sequence[Anomaly] = (),
-        backdate_s: float = 0.0, time_scale: float = 1.0) -> dict[str, Any]:
+        backdate_s: float = 0.0, time_scale: float = 1.0, spool_dir: Path | None = None,
+        wait_safe: float = 0.0) -> dict[str, Any]:
     """Simulate with a FlussAnalyticsListener on the stack (default: ./sagaz-lakehouse.yaml), then close it.
 
     Fails at once (StackNotReachable) when Fluss does not accept connections: the sagas would run, but every event
     would be dropped after close_timeout. With ``metrics_port``, the run also serves Prometheus metrics on
     127.0.0.1:<port> as an application would: Sagaz's own (``MetricsSagaListener`` with ``PrometheusMetrics``) and
     the listener's counters (``prometheus_stats_hook``), for ``metrics_linger`` seconds after the run.
+
+    With ``spool_dir`` the listener keeps every event on disk there until it is in Iceberg (a run first re-sends
+    what an earlier run left), and with ``wait_safe`` seconds the run waits, before closing, until every event is
+    known to be in Iceberg (``safe`` in the summary).
     """
     from sagaz_lakehouse.clients import tcp_open
     from sagaz_lakehouse.errors import StackNotReachable
@@ -403,22 +409,28 @@ def run(*, sagas: int = 100, rate: float = 20.0, failure_rate: float = 0.2, seed
         start_http_server(metrics_port, addr="127.0.0.1")
     clock = SimulatedClock(backdate_s, time_scale)
     listener = FlussAnalyticsListener(bootstrap_servers, database=database, stats_hook=hook,
-                                      fluss_properties=fluss_properties,
+                                      fluss_properties=fluss_properties, spool_dir=spool_dir,
                                       builder=EventBuilder(wall_ns=clock) if clock.shifted else None)
     if not any(tcp_open(address.strip()) for address in listener.bootstrap_servers.split(",")):
         raise StackNotReachable("Fluss", listener.bootstrap_servers, "connection refused or timed out")
 
     async def main() -> dict[str, Any]:
+        safe = None
         try:
+            await listener.start()  # with a spool: takes the directory, or fails here (another process has it)
             summary = await simulate(listener, sagas=sagas, rate=rate, failure_rate=failure_rate, seed=seed,
                                      progress=progress, extra_listeners=extra, anomalies=anomalies,
                                      time_scale=time_scale)
+            if spool_dir is not None and wait_safe > 0:
+                safe = await listener.wait_safe(wait_safe)
         finally:
             flushing_started = time.monotonic()
             stats = await listener.close(timeout=close_timeout)
         summary["events"] = stats.as_dict()
         summary["close_s"] = round(time.monotonic() - flushing_started, 3)
-        summary["ok"] = stats.dropped == 0 and stats.pending == 0
+        summary["spool_dir"] = None if spool_dir is None else str(spool_dir)
+        summary["safe"] = safe  # None: not waited for
+        summary["ok"] = stats.dropped == 0 and stats.pending == 0 and safe is not False
         if clock.shifted:
             summary["clock"] = {"started_at": clock.started_at(), "time_scale": time_scale}
         return summary

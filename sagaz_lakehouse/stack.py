@@ -50,6 +50,7 @@ ZOOKEEPER = "zookeeper"
 MINIO = "minio"
 CREATE_BUCKET = "create-bucket"
 REST_CATALOG = "rest-catalog"
+CATALOG_DB = "catalog-db"
 COORDINATOR = "fluss-coordinator"
 TABLET = "fluss-tablet"
 JOBMANAGER = "flink-jobmanager"
@@ -94,8 +95,10 @@ class Health:
     """How to tell an instance is ready.
 
     ``http``: GET ``path`` answers 2xx (and contains ``expect``); ``tcp``: a connect succeeds; ``zookeeper``: the
-    ``srvr`` four-letter word reports a ``Mode:``. With ``via``, the check asks another component instead (a
-    TaskManager is ready once the JobManager lists it); ``{instance}`` in ``expect`` is the instance name."""
+    ``srvr`` four-letter word reports a ``Mode:``; ``postgres``: PostgreSQL accepts connections (what pg_isready
+    asks: a server that is still starting or shutting down does not). With ``via``, the check asks another component
+    instead (a TaskManager is ready once the JobManager lists it); ``{instance}`` in ``expect`` is the instance
+    name."""
 
     kind: str
     port: str  # a port name of this component, or of ``via``
@@ -203,7 +206,7 @@ class Native:
     """How the local target runs one instance as a process: which locked distribution it needs installed, which
     Java, and the command line (built at start time, when paths are known)."""
 
-    distribution: str  # zookeeper | fluss | flink | trino | rest-catalog | minio | prometheus | python
+    distribution: str  # zookeeper | fluss | flink | trino | rest-catalog | minio | prometheus | python | postgresql
     command: Callable[[NativeContext], Process]
     java: int = 0  # minimum Java feature version (0: not a JVM)
     # Software that is only locked files: its folders and the artifact groups in each (the local target installs it

@@ -23,7 +23,8 @@ from sagaz_lakehouse.errors import ConfigError, Problem
 PROBE_NAME = ".sagaz-lakehouse-probe-"
 TIMEOUT = 20.0
 # What each S3 call needs (IAM action names, as a user writes them into a policy).
-PERMISSION = {"list": "s3:ListBucket", "put": "s3:PutObject", "get": "s3:GetObject", "delete": "s3:DeleteObject"}
+PERMISSION = {"list": "s3:ListBucket", "put": "s3:PutObject", "get": "s3:GetObject", "delete": "s3:DeleteObject",
+              "head": "s3:GetObject"}
 KEY_CODES = {"InvalidAccessKeyId": "the object store does not know its access key",
              "SignatureDoesNotMatch": "its secret key is wrong (the signature does not match)",
              "InvalidToken": "its credentials are not valid", "ExpiredToken": "its credentials have expired"}
@@ -120,8 +121,9 @@ class Prober:
         for prefix, writer in _writers(grants).items():
             if writer not in able:
                 continue
-            key = f"{prefix.strip('/')}/{PROBE_NAME}{uuid.uuid4().hex}"
-            where = f"s3://{self.bucket}/{prefix.strip('/')}/*"
+            name = prefix.strip("/")
+            key = f"{name}/{PROBE_NAME}{uuid.uuid4().hex}"
+            where = f"s3://{self.bucket}/{name}/*"
             answer = self.call(writer, "PUT", key, body=b"sagaz-lakehouse probe")
             if answer.status >= 300:
                 problems.append(refusal(writer, "put", where, answer))
@@ -136,6 +138,12 @@ class Prober:
                 problem = refusal(writer, "delete", where, answer)
                 problems.append(Problem(problem.field, f"{problem.message}; the probe object s3://{self.bucket}/"
                                         f"{key} is left behind", problem.hint))
+                continue
+            # Hadoop's S3A (Fluss) asks for a folder's own name when it makes one below it: 404 is right, 403 is not.
+            answer = self.call(writer, "HEAD", name)
+            if answer.status in (401, 403):
+                problems.append(refusal(writer, "head", f"s3://{self.bucket}/{name} (the prefix's own name, which "
+                                        "Fluss's S3 file system asks for)", answer))
                 continue
             done.append(f"{where}: {writer} wrote, read and deleted a probe object; read by {', '.join(readers)}")
         if problems:

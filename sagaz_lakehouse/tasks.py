@@ -25,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -170,8 +171,12 @@ def role_policy(bucket: str, grants: list[tuple[str, str]]) -> dict[str, Any]:
         {"Effect": "Allow", "Action": list(BUCKET_ACTIONS), "Resource": [f"arn:aws:s3:::{bucket}"]}]
     for prefix, mode in grants:
         actions = WRITE_ACTIONS if mode == "rw" else READ_ACTIONS
+        # The prefix's own name too: Hadoop's S3A (Fluss's S3 file system) makes a folder by asking for each parent
+        # with a HEAD on its name without a slash (`fluss-remote`), and a 403 there fails the whole call: the Fluss
+        # coordinator then could not write its lake offsets file, and tiering stalled (compose, prod).
+        name = prefix.strip("/")
         statements.append({"Effect": "Allow", "Action": list(actions),
-                           "Resource": [f"arn:aws:s3:::{bucket}/{prefix.strip('/')}/*"]})
+                           "Resource": [f"arn:aws:s3:::{bucket}/{name}", f"arn:aws:s3:::{bucket}/{name}/*"]})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -370,12 +375,18 @@ class FlinkClient:
         self.java, self.home, self.conf, self.jvm_options = java, Path(home), conf, jvm_options
 
     def run_detached(self, jar: Path, main_class: str, args: list[str]) -> str:
-        command = [self.java, *self.jvm_options, "-cp", f"{self.home / 'lib'}/*",
-                   "org.apache.flink.client.cli.CliFrontend", "run", "--detached", "--class", main_class, str(jar),
-                   *args]
+        # Everything after `java` goes in an argument file (the launcher's @argfiles, JDK 9+): the job's arguments
+        # may hold a catalog credential, which a process listing would show. Quoted tokens, '\\' and '"' escaped.
+        tokens = [*self.jvm_options, "-cp", f"{self.home / 'lib'}/*", "org.apache.flink.client.cli.CliFrontend",
+                  "run", "--detached", "--class", main_class, str(jar), *args]
         env = {**os.environ, "FLINK_CONF_DIR": self.conf, "FLINK_LIB_DIR": str(self.home / "lib"),
                "FLINK_PLUGINS_DIR": str(self.home / "plugins")}
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+        with tempfile.TemporaryDirectory(prefix="flink-client-") as folder:  # 0700
+            argfile = Path(folder) / "arguments"
+            argfile.write_text("".join('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"\n' for t in tokens))
+            argfile.chmod(0o600)
+            result = subprocess.run([self.java, f"@{argfile}"], env=env, capture_output=True, text=True, timeout=300,
+                                    check=False)
         found = re.search(r"JobID ([0-9a-f]{32})", result.stdout)
         if result.returncode != 0 or not found:
             raise Fatal(f"Flink's client exited {result.returncode} without a job id:\n"
@@ -434,6 +445,9 @@ def command_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CATALOG_CREDENTIAL_VARIABLE = "CATALOG_CREDENTIAL"
+
+
 def main(argv: list[str]) -> int:
     options = command_parser().parse_args(argv)
     deadline = time.monotonic() + WAIT_SECONDS
@@ -450,6 +464,11 @@ def main(argv: list[str]) -> int:
                 print(f"identity {identity} ready", flush=True)
         else:
             args = options.job_args[1:] if options.job_args[:1] == ["--"] else options.job_args
+            # An external catalog's client credentials reach the job here, not in this task's own arguments (the
+            # job takes its catalog properties as arguments only: FlussLakeTiering, 0.9.1).
+            credential = os.environ.get(CATALOG_CREDENTIAL_VARIABLE, "")
+            if credential:
+                args = [*args, "--datalake.iceberg.credential", credential]
             client = (FlinkClient(options.flink_client_java, options.flink_client_home, options.flink_client_conf,
                                   options.flink_client_jvm_option) if options.flink_client_java else None)
             print(submit_tiering(options.flink, options.jar, options.main_class, options.job_name,

@@ -44,6 +44,16 @@ PROMETHEUS = Pin("v0.316.0", "prom/prometheus:v3.16.0", "github.com/prometheus/p
 # The one-shot tasks (sagaz_lakehouse/tasks.py, standard library only) run in the official Python image:
 # docker-library/official-images library/python lists 3.11.14-slim-bookworm (Debian 12, like the other bases).
 PYTHON = Pin("3.11.14", "python:3.11.14-slim-bookworm", "docker-library/official-images library/python")
+# The bundled catalog's database in prod (the catalog-db component): PostgreSQL 15, the major of Debian 12 (bookworm),
+# whose package the local target runs (postgresql-15) and the stand-in image is built from; containers run the
+# official image of that major on the same Debian (docker-library/postgres 15/bookworm/Dockerfile at 6edb0a8c:
+# ENV PG_VERSION 15.17-1.pgdg12+1).
+POSTGRES = Pin("15.17", "postgres:15.17-bookworm", "docker-library/postgres 15/bookworm/Dockerfile PG_VERSION")
+POSTGRES_MAJOR = "15"
+POSTGRES_BIN_DIR = f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin"  # Debian's postgresql-<major>: the local target's
+# The REST fixture's jar carries sqlite-jdbc only (iceberg build.gradle, testFixtures); the PostgreSQL driver goes
+# on its classpath beside it: the newest pgjdbc on Maven Central (org.postgresql:postgresql maven-metadata.xml).
+POSTGRESQL_JDBC = "42.7.14"
 
 # Jar versions of the Fluss/Iceberg plumbing, from apache/fluss docs/quickstart/lakehouse.md and
 # docker/quickstart-flink/prepare_build.sh at v0.9.1-incubating.
@@ -96,4 +106,5 @@ ALL = {
     "flink": FLINK,
     "trino": TRINO,
     "prometheus": PROMETHEUS,
+    "catalog-db": POSTGRES,
 }

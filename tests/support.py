@@ -38,6 +38,23 @@ def tool(name: str) -> Path:
     return path
 
 
+def debian_program(script: str, *args: str) -> str:
+    """The last line a scripts/ installer prints (a program's path), after it installed Debian's package when missing
+    (chromium.sh, postgresql.sh); its failure fails the test with its output."""
+    found = subprocess.run(["bash", str(REPO / "scripts" / script), *args], capture_output=True, text=True,
+                           timeout=900)
+    if found.returncode != 0:
+        pytest.fail(f"scripts/{script} failed:\n{found.stderr[-3000:]}", pytrace=False)
+    return found.stdout.strip().splitlines()[-1]
+
+
+def log_files(run_dir: Path) -> list[Path]:
+    """Every log a local stack wrote under ``run_dir``: the supervisor's logs/ and the servers' own *.log, *.out and
+    *.err files (not the config folders, whose 0600 secret files are where a secret belongs)."""
+    return [p for p in run_dir.rglob("*")
+            if p.is_file() and (p.suffix in (".log", ".out", ".err") or p.parent.name == "logs")]
+
+
 def cli(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """The real command line, in ``workdir``, without credential variables from the caller's environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
@@ -131,9 +148,10 @@ def free_port_settings() -> dict[str, int]:
 # /proc/sys/net/ipv4/ip_local_port_range): a port in that range can be taken at any moment by an outgoing connection
 # or a random listener (Flink, Trino, a client) of the stack running in the other test lane.
 PORT_STRIDE = 10  # room for instances: a fanned-out setting (tablet servers, task managers) uses port + i
-PORT_BLOCK = 200  # per suite: 16 settings x 10, plus a few the suite picks itself (suite_port)
+PORT_BLOCK = 200  # per suite: 20 settings x 10, the last of which leaves room for suite_port
 SUITE_BASES = {"listener": 11000, "local-stack": 11200, "compose": 11400, "kubernetes": 11600, "analytics": 11800,
-               "faults": 12000, "observability": 12200, "external-store": 12400}
+               "faults": 12000, "observability": 12200, "external-store": 12400,
+               "external-catalog": 12600}
 
 
 def suite_ports(suite: str) -> dict[str, int]:
@@ -142,7 +160,8 @@ def suite_ports(suite: str) -> dict[str, int]:
     meet, nor a stack on the defaults (a user's own `make up`), nor a port the kernel hands out."""
     base = SUITE_BASES[suite]
     names = port_names()
-    assert len(names) * PORT_STRIDE <= PORT_BLOCK - PORT_STRIDE, "the port block is too small for config.Ports"
+    assert len(names) * PORT_STRIDE <= PORT_BLOCK, "the port block is too small for config.Ports"
+    assert names[-1] == SINGLE_LAST, "suite_port shares the last setting's slot: it must have one instance"
     return {name: base + PORT_STRIDE * i for i, name in enumerate(names)}
 
 
@@ -165,9 +184,13 @@ def fluss_ports_as_by_default(ports: dict[str, int], tablet_servers: int = 2) ->
     return {**ports, **moved}, f"the default Fluss ports' pattern, moved by {shift} (the defaults are taken)"
 
 
+# The last port setting has one instance: the upper half of its slot is free for suite_port.
+SINGLE_LAST = "catalog_db"
+
+
 def suite_port(suite: str) -> int:
     """One more port in ``suite``'s block, after its stack's (for a process the test itself starts)."""
-    return SUITE_BASES[suite] + PORT_BLOCK - PORT_STRIDE
+    return SUITE_BASES[suite] + PORT_BLOCK - PORT_STRIDE // 2
 
 
 def operator_keystore(hosts: tuple[str, ...] = ("127.0.0.1",), valid_days: int = 30,

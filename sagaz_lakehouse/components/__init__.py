@@ -10,7 +10,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components import catalog, flink, fluss, maintenance, object_store, tasks, trino, zookeeper
+from sagaz_lakehouse.components import (
+    catalog,
+    catalog_db,
+    flink,
+    fluss,
+    maintenance,
+    object_store,
+    tasks,
+    trino,
+    zookeeper,
+)
 from sagaz_lakehouse.config import Settings
 
 if TYPE_CHECKING:
@@ -24,6 +34,7 @@ REGISTRY: tuple[Factory, ...] = (
     zookeeper.zookeeper,
     object_store.minio,
     tasks.create_bucket,
+    catalog_db.catalog_db,
     catalog.rest_catalog,
     fluss.coordinator,
     fluss.tablet,

@@ -1,8 +1,22 @@
-"""The Iceberg REST catalog: table metadata for the warehouse, served by Iceberg's REST fixture.
+"""The Iceberg REST catalog: table metadata for the warehouse, served by Iceberg's REST fixture (bundled catalogs
+only: with ``catalog.kind: external`` the stack's clients use the catalog at ``catalog.uri`` and none runs here).
 
 The fixture maps ``CATALOG_*`` variables to catalog properties ('__' → '-', '_' → '.'; ``RCKUtils.java``) and
-defaults to a JDBC catalog; a sqlite file on the volume makes its state durable. It logs its catalog properties at
-start-up, so credentials reach it only through the AWS SDK's ``AWS_*`` variables.
+defaults to a JDBC catalog (``RESTCatalogServer``, Iceberg 1.10.1). Where its tables live is
+``catalog.database``:
+
+- **sqlite** (dev): a file on the catalog's volume, in WAL mode with a 30 s busy timeout.
+- **postgresql** (prod): the ``catalog-db`` component. The fixture's jar carries no PostgreSQL driver, so it runs
+  with the locked pgjdbc jar on its classpath (``java -cp``; ``-jar`` would ignore it). It logs every catalog
+  property at start-up, in clear, so the database password is never one: the driver reads it from a 0600 pgpass
+  file named by ``-Dorg.postgresql.pgpassfile`` when the connection has no password (pgjdbc ``Driver.parseURL`` →
+  ``PgPassParser``, 42.7.x). In a container the image's own ``CATALOG_JDBC_PASSWORD`` default is removed for that
+  reason, and the file is written from the environment when the container starts. The fixture then keeps no state
+  of its own.
+
+Credentials for the object store reach it only through the AWS SDK's ``AWS_*`` variables. The fixture takes no
+authentication at all and listens on every interface (Jetty ``new Server(port)``, no host property): the network is
+what guards it (docs/catalog.md, "Who may talk to the bundled catalog").
 """
 
 from __future__ import annotations
@@ -21,13 +35,30 @@ SQLITE_PRAGMAS = "journal_mode=WAL&busy_timeout=30000"
 # The fixture runs as uid 1000 whose home is the only folder that user owns in the image (useradd --create-home in
 # apache/iceberg docker/iceberg-rest-fixture/Dockerfile): a named volume there inherits that ownership.
 STATE_DIR = "/home/iceberg"
+MAIN_CLASS = "org.apache.iceberg.rest.RESTCatalogServer"  # the fixture jar's Main-Class
+IMAGE_JAR = "/usr/lib/iceberg-rest/iceberg-rest-adapter.jar"  # where the image keeps it (its WORKDIR)
+DRIVER_DIR = "/usr/lib/iceberg-rest/jdbc"  # the PostgreSQL driver, beside it in a container
+DRIVER_JARS = s.Jars("postgresql-jdbc", DRIVER_DIR)
+PGPASS_FILE = "pgpass"  # 0600: the one place the database password is written for the fixture
+PGPASS_PROPERTY = "org.postgresql.pgpassfile"  # pgjdbc PGEnvironment.ORG_POSTGRESQL_PGPASSFILE
+# Not CATALOG_*: every such variable would become a catalog property, which the fixture logs.
+PASSWORD_VARIABLE = "PGPASS_PASSWORD"  # noqa: S105 - a variable name
+DB_USER = "iceberg"  # the catalog's PostgreSQL user (and, in the official image's terms, POSTGRES_USER)
+DB_NAME = "iceberg_catalog"  # its database (POSTGRES_DB)
+
+
+def jdbc_uri(settings: Settings, view: s.View, state_dir: str) -> str:
+    if settings.catalog_database == "postgresql":
+        host, port = addresses.catalog_db(settings, view)
+        return f"jdbc:postgresql://{host}:{port}/{DB_NAME}"
+    return f"jdbc:sqlite:file:{state_dir}/{DATABASE}?{SQLITE_PRAGMAS}"
 
 
 def environment(settings: Settings, view: s.View, state_dir: str) -> dict[str, str]:
     ep = addresses.endpoints(settings, view)
-    return {
+    env = {
         "CATALOG_WAREHOUSE": addresses.warehouse_uri(settings),
-        "CATALOG_URI": f"jdbc:sqlite:file:{state_dir}/{DATABASE}?{SQLITE_PRAGMAS}",
+        "CATALOG_URI": jdbc_uri(settings, view, state_dir),
         "CATALOG_IO__IMPL": "org.apache.iceberg.aws.s3.S3FileIO",
         "CATALOG_S3_ENDPOINT": ep.s3,
         "CATALOG_S3_PATH__STYLE__ACCESS": str(settings.s3_path_style).lower(),
@@ -35,27 +66,70 @@ def environment(settings: Settings, view: s.View, state_dir: str) -> dict[str, s
         "CATALOG_REST_PORT": str(settings.ports.rest_catalog),  # read as the catalog property rest.port
         **identities.aws_environment(settings, "lake"),
     }
+    if settings.catalog_database == "postgresql":
+        env["CATALOG_JDBC_USER"] = DB_USER  # jdbc.user, the driver's `user`; no jdbc.password: the pgpass file
+    return env
 
 
-def rest_catalog(settings: Settings, view: s.View) -> s.Component:
+def pgpass_line(password: str) -> str:
+    """A pgpass line for the catalog's database on any host and port (the fields are host:port:db:user:password;
+    ':' and '\\' in a field are escaped with '\\')."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"*:*:{DB_NAME}:{DB_USER}:{escaped}\n"
+
+
+# In a container: the image's own default CATALOG_JDBC_PASSWORD (=password) would reach the driver and win over the
+# file, so it goes; the password comes in the environment (from .env or the Secret) and leaves it for the file.
+CONTAINER_START = f"""set -eu
+umask 077
+printf '*:*:%s:%s:%s\\n' '{DB_NAME}' '{DB_USER}' "${PASSWORD_VARIABLE}" > /tmp/{PGPASS_FILE}
+unset {PASSWORD_VARIABLE} CATALOG_JDBC_PASSWORD
+exec java -D{PGPASS_PROPERTY}=/tmp/{PGPASS_FILE} -cp "{IMAGE_JAR}:{DRIVER_DIR}/*" {MAIN_CLASS}
+"""
+
+
+def rest_catalog(settings: Settings, view: s.View) -> s.Component | None:
+    if settings.catalog.kind == "external":
+        return None
     port = settings.ports.rest_catalog
+    postgres = settings.catalog_database == "postgresql"
 
     def setup(at: s.Instance) -> s.Setup:
         env = environment(settings, view, at.data)
 
         def command(ctx: s.NativeContext) -> s.Process:
-            jar = next((ctx.home / "lib").glob("*.jar"))
-            return s.Process([str(ctx.java), xmx(settings.memory.rest_catalog), ctx.marker, "-jar", str(jar)], env=env)
+            # The jar's Main-Class, with the driver beside it on the class path where the tables are in PostgreSQL.
+            pgpass = [f"-D{PGPASS_PROPERTY}={at.conf}/{PGPASS_FILE}"] if postgres else []
+            return s.Process([str(ctx.java), xmx(settings.memory.rest_catalog), ctx.marker, *pgpass,
+                              "-cp", f"{ctx.home}/lib/*", MAIN_CLASS], env=env)
 
-        return s.Setup(
+        container_env = {**env, "JAVA_TOOL_OPTIONS": CONTAINER_HEAP}
+        if not postgres:
             # Not REST_PORT: only the image's own HEALTHCHECK reads it, and every target replaces that check with
             # the component's (the fixture itself listens on the rest.port catalog property, CATALOG_REST_PORT).
             # /tmp: the sqlite driver unpacks its native library there (1 MiB measured).
-            container=s.Container(env={**env, "JAVA_TOOL_OPTIONS": CONTAINER_HEAP}, user=1000, probe_tool="curl",
-                                  scratch=(s.Scratch(s.TMP, "32Mi", used="2Mi"),)),
-            native=s.Native("rest-catalog", command, java=17, tree={"lib": ("rest-catalog",)}),
-        )
+            return s.Setup(container=s.Container(env=container_env, user=1000, probe_tool="curl",
+                                                 scratch=(s.Scratch(s.TMP, "32Mi", used="2Mi"),)),
+                           native=s.Native("rest-catalog", command, java=17, tree={"lib": ("rest-catalog",)}))
+        # /tmp: the pgpass file the start writes from the environment (0600), beside what the JVM unpacks there; a
+        # secret, so Kubernetes keeps that folder in memory too.
+        return s.Setup(
+            container=s.Container(entrypoint=("/bin/sh", "-c", CONTAINER_START, s.REST_CATALOG),
+                                  env={**container_env, PASSWORD_VARIABLE: identities.CATALOG_DB_PASSWORD},
+                                  user=1000, probe_tool="curl",
+                                  scratch=(s.Scratch(s.TMP, "32Mi", used="2Mi", memory=True),)),
+            native=s.Native("rest-catalog", command, java=17, tree={"lib": ("rest-catalog", "postgresql-jdbc")}),
+            files=(s.ConfigFile(PGPASS_FILE, pgpass_line(identities.CATALOG_DB_PASSWORD)),))
 
+    if postgres:  # stateless: its tables are in the catalog's database
+        return s.Component(
+            s.REST_CATALOG, "iceberg-rest-catalog", settings.images.rest_catalog, versions.ICEBERG.version,
+            "Iceberg REST catalog (tables in PostgreSQL)", setup,
+            ports=(s.Port("http", port, port, setting="rest_catalog"),), health=s.Health("http", "http", "/v1/config"),
+            depends_on=(*(() if settings.external_store else ((s.CREATE_BUCKET, s.Condition.COMPLETED),)),
+                        (s.CATALOG_DB, s.Condition.HEALTHY)),
+            reaches=((s.MINIO, "s3"), (s.CATALOG_DB, "postgres")),
+            memory=settings.memory.rest_catalog, jars=(DRIVER_JARS,))
     return s.Component(
         s.REST_CATALOG, "iceberg-rest-catalog", settings.images.rest_catalog, versions.ICEBERG.version,
         "Iceberg REST catalog", setup,

@@ -66,26 +66,50 @@ def fluss_login(settings: Settings, view: s.View, at: s.Instance,
     return [security.jaas_flag(at.secret(security.JAAS_FILE))], tuple(files)
 
 
-def iceberg_catalog_properties(settings: Settings, view: s.View, role: str = "") -> dict[str, str]:
+def iceberg_catalog_properties(settings: Settings, view: s.View, role: str = "",
+                               login: bool = False) -> dict[str, str]:
     """Iceberg catalog properties shared by the Fluss servers and the tiering job (``datalake.iceberg.*``).
 
-    Without a ``role``, no credentials: S3FileIO falls back to the AWS default chain (``aws_environment``), used
-    wherever the properties could end up in a log or a process listing (tiering-job arguments, the REST fixture,
-    which logs every catalog property at start-up).
+    Without a ``role``, no object-store credentials: S3FileIO falls back to the AWS default chain
+    (``aws_environment``), used wherever the properties could end up in a log or a process listing (tiering-job
+    arguments, the REST fixture, which logs every catalog property at start-up). ``login``: with the external
+    catalog's OAuth2 credential (a placeholder) where it wants one; the rest of its login is always there.
     """
     ep = addresses.endpoints(settings, view)
-    props = {
-        "type": "rest",
-        "uri": ep.rest_catalog,
-        "warehouse": addresses.warehouse_uri(settings),
+    props = {"type": "rest", "uri": ep.rest_catalog}
+    warehouse = addresses.catalog_warehouse(settings)
+    if warehouse:
+        props["warehouse"] = warehouse
+    props.update({
         # The default ResolvingFileIO needs Hadoop classes the Fluss plugin lacks; S3FileIO does not.
         "io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
         "s3.endpoint": ep.s3,
         "s3.path-style-access": str(settings.s3_path_style).lower(),
         "client.region": settings.s3_region,
-    }
+    })
     if role:
         identity = identities.s3_identity(settings, role)
         props["s3.access-key-id"] = identity.access_key
         props["s3.secret-access-key"] = identity.secret_key
+    props.update(catalog_login(settings, credential=login))
+    return props
+
+
+def catalog_ready(settings: Settings) -> tuple[tuple[str, s.Condition], ...]:
+    """The dependency on the bundled catalog; none on an external one (`up` checks it before anything starts)."""
+    return () if settings.catalog.kind == "external" else ((s.REST_CATALOG, s.Condition.HEALTHY),)
+
+
+def catalog_login(settings: Settings, credential: bool = True) -> dict[str, str]:
+    """An Iceberg REST client's OAuth2 login to the external catalog (Iceberg ``OAuth2Properties``, 1.10.1): the
+    client-credentials grant at ``oauth2-server-uri``, then the token as a Bearer on every request. ``rest.auth.type``
+    is explicit (inferred only with a warning, ``AuthManagers``). ``credential``: with the client credentials (a
+    placeholder), which only files and environments a target protects may carry. Empty where no login is wanted."""
+    if not settings.catalog_oauth2:
+        return {}
+    props = {"rest.auth.type": "oauth2", "oauth2-server-uri": settings.catalog.oauth2_server_uri}
+    if settings.catalog.scope:
+        props["scope"] = settings.catalog.scope
+    if credential:
+        props["credential"] = identities.CATALOG_CREDENTIAL
     return props

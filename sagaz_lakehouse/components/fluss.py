@@ -19,6 +19,7 @@ from sagaz_lakehouse import addresses, identities, security, versions
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.common import (
     CONTAINER_HEAP,
+    catalog_ready,
     fluss_login,
     iceberg_catalog_properties,
     metrics_bind,
@@ -70,7 +71,8 @@ def common_properties(settings: Settings, view: s.View) -> dict[str, str]:
         # The servers' own connections to each other (replica fetchers, the coordinator's requests).
         "client.connect-timeout": addresses.FLUSS_CONNECT_TIMEOUT,
     }
-    lake_catalog = iceberg_catalog_properties(settings, view, "fluss")
+    # With the external catalog's OAuth2 credential where it wants one: the coordinator creates the lake tables.
+    lake_catalog = iceberg_catalog_properties(settings, view, "fluss", login=True)
     props.update({f"datalake.iceberg.{k}": v for k, v in lake_catalog.items()})
     props.update(durability_properties(settings))
     return props
@@ -223,6 +225,7 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
                 "FLUSS_PROPERTIES": properties,
                 # envsubst fills ${S3_...} in server.yaml from these
                 **identities.credential_environment(settings, "fluss"),
+                **identities.catalog_credential_environment(settings),
                 # bin/config.sh takes the JVM options from here (env.java.opts.all otherwise): the heap, and the
                 # path of the JAAS file in the secrets folder (never its content)
                 "FLUSS_ENV_JAVA_OPTS": " ".join([CONTAINER_HEAP, *login_flags])}),
@@ -240,9 +243,10 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
                else ()),
              _metrics_port(settings, name))
     depends = ((s.COORDINATOR, s.Condition.HEALTHY),) if tablet else \
-        ((s.ZOOKEEPER, s.Condition.HEALTHY), (s.REST_CATALOG, s.Condition.HEALTHY))
-    # Both register in ZooKeeper, keep data in the object store and reach the lake's catalog; the coordinator sends
-    # its requests to the tablet servers, which fetch replicas from each other and report to the coordinator.
+        ((s.ZOOKEEPER, s.Condition.HEALTHY), *catalog_ready(settings))
+    # Both register in ZooKeeper, keep data in the object store and reach the lake's catalog (an external one: the
+    # Kubernetes target opens its URI's port); the coordinator sends its requests to the tablet servers, which fetch
+    # replicas from each other and report to the coordinator.
     reaches = ((s.ZOOKEEPER, "client"), (s.MINIO, "s3"), (s.REST_CATALOG, "http"), (s.TABLET, "internal"),
                *(((s.COORDINATOR, "internal"),) if tablet else ()))
     return s.Component(

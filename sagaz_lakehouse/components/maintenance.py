@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sagaz_lakehouse import addresses, security, versions
+from sagaz_lakehouse import addresses, identities, security, versions
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components.common import metrics_bind, metrics_port
+from sagaz_lakehouse.components.common import catalog_login, catalog_ready, metrics_bind, metrics_port
 from sagaz_lakehouse.config import Settings, duration_seconds
 
 MAINTENANCE_FILE = Path(__file__).resolve().parent.parent / "maintenance.py"
@@ -25,6 +25,8 @@ CONTAINER_PORT = 9270
 TABLE = "saga_events"
 TRINO_PASSWORD_FILE = "trino-password"  # noqa: S105 - a file name; written 0600 (it holds the password)
 TRINO_CA_FILE = "trino-ca.pem"
+CATALOG_CREDENTIAL_FILE = "catalog-credential"  # written 0600 (the external catalog's client credentials)
+LOGIN_FLAGS = {"oauth2-server-uri": "--catalog-oauth2-server-uri", "scope": "--catalog-scope"}
 OVERDUE_GRACE = 300  # seconds past twice the schedule before a missed run is a finding or an alert (runs take minutes)
 
 
@@ -51,7 +53,9 @@ def arguments(settings: Settings, view: s.View, at: s.Instance) -> list[str]:
         login = ["--trino-user", security.TRINO_USER, "--trino-password-file", at.secret(TRINO_PASSWORD_FILE),
                  "--trino-ca", ca_path(view, at)]
     listen = addresses.LOOPBACK if view is s.View.EXTERNAL else addresses.ANY_ADDRESS
-    return ["serve", "--catalog", ep.rest_catalog, "--warehouse", addresses.warehouse_uri(settings),
+    login = [*login, *(arg for key, value in catalog_login(settings, credential=False).items()
+                       if key in LOGIN_FLAGS for arg in (LOGIN_FLAGS[key], value))]
+    return ["serve", "--catalog", ep.rest_catalog, "--warehouse", addresses.catalog_warehouse(settings),
             "--namespace", settings.lake.database, "--table", TABLE, "--trino", trino, *login,
             "--retention", str(int(duration_seconds(settings.snapshot_retention))),
             "--orphan-retention", str(int(duration_seconds(settings.orphan_retention))),
@@ -74,13 +78,20 @@ def lake_maintenance(settings: Settings, view: s.View) -> s.Component | None:
             files += (s.ConfigFile(TRINO_PASSWORD_FILE, security.TRINO_PASSWORD + "\n",
                                    mount=at.secret(TRINO_PASSWORD_FILE), secret=True),
                       s.ConfigFile(TRINO_CA_FILE, security.TRINO_CA, mount=ca_path(view, at)))
+        # The external catalog's credential: a 0600 file natively; the variable from .env or the Secret in a
+        # container (read by maintenance.py where no file is named), as the other credentials of containers.
+        native_login: list[str] = []
+        if settings.catalog_oauth2:
+            files += (s.ConfigFile(CATALOG_CREDENTIAL_FILE, identities.CATALOG_CREDENTIAL + "\n"),)
+            native_login = ["--catalog-credential-file", f"{at.conf}/{CATALOG_CREDENTIAL_FILE}"]
 
         def command(ctx: s.NativeContext) -> s.Process:
             # The marker names the run folder: the supervisor recognises its own processes by it (tasks.py's too).
-            return s.Process([sys.executable, str(MAINTENANCE_FILE), f"--label={ctx.marker}", *args])
+            return s.Process([sys.executable, str(MAINTENANCE_FILE), f"--label={ctx.marker}", *args, *native_login])
 
         # Nothing is written but the interpreter's scratch; its root file system is read-only like every other.
         return s.Setup(container=s.Container(entrypoint=("python3", f"{MOUNT_DIR}/maintenance.py"), args=tuple(args),
+                                             env=identities.catalog_credential_environment(settings),
                                              user=1000, probe_tool="python3",
                                              scratch=(s.Scratch(s.TMP, "16Mi", used="1Mi"),)),
                        native=s.Native("python", command), files=files)
@@ -90,7 +101,8 @@ def lake_maintenance(settings: Settings, view: s.View) -> s.Component | None:
         f"lake maintenance every {settings.maintenance_schedule}: compaction, snapshot expiry, orphan files", setup,
         ports=(metrics_port(CONTAINER_PORT, settings.ports.lake_maintenance, "lake_maintenance"),),
         health=s.Health("http", "metrics", "/healthz"),
-        depends_on=((s.TRINO, s.Condition.HEALTHY), (s.REST_CATALOG, s.Condition.HEALTHY)),
+        depends_on=((s.TRINO, s.Condition.HEALTHY), *catalog_ready(settings)),
         memory="96Mi", metrics=s.Metrics("metrics"), start_seconds=60,
-        # the maintenance procedures through Trino (its HTTPS port where clients log in), the table's metadata
+        # the maintenance procedures through Trino (its HTTPS port where clients log in), the table's metadata (an
+        # external catalog: the Kubernetes target opens its URI's port)
         reaches=((s.TRINO, "https" if security.trino_auth_on(settings) else "http"), (s.REST_CATALOG, "http")))

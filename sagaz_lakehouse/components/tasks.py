@@ -113,8 +113,11 @@ def submit_tiering(settings: Settings, view: s.View) -> s.Component:
             "--taskmanagers", str(settings.replicas.flink_taskmanagers), "--",
             *tiering_job_arguments(settings, view)]
     client = None if security.flink_jar_upload_on(settings) else flink_client
-    return _task(settings, s.SUBMIT_TIERING, role, args, {}, client, jars=TIERING_JARS, state_in=s.JOBMANAGER,
-                 start_seconds=300, depends_on=depends, reaches=((s.JOBMANAGER, "rest"),))
+    # An external catalog's client credentials reach the job through the task's environment (tasks.py), never its
+    # arguments.
+    return _task(settings, s.SUBMIT_TIERING, role, args, identities.catalog_credential_environment(settings), client,
+                 jars=TIERING_JARS, state_in=s.JOBMANAGER, start_seconds=300, depends_on=depends,
+                 reaches=((s.JOBMANAGER, "rest"),))
 
 
 def _flink_client_task(settings: Settings, view: s.View, role: str,
@@ -135,7 +138,9 @@ def _flink_client_task(settings: Settings, view: s.View, role: str,
             raise NotImplementedError("submit-tiering runs natively from tasks.py")
 
         return s.Setup(
-            container=s.Container(entrypoint=("bash", f"{MOUNT_DIR}/{SUBMIT_SCRIPT}"), args=args, user=9999,
+            # the external catalog's client credentials in the environment (the script hands them to the job)
+            container=s.Container(entrypoint=("bash", f"{MOUNT_DIR}/{SUBMIT_SCRIPT}"), args=args,
+                                  env=identities.catalog_credential_environment(settings), user=9999,
                                   probe_tool="", scratch=(s.Scratch(s.TMP, "16Mi", used="1Mi"),)),
             native=s.Native("flink", command),
             files=(script,

@@ -17,7 +17,7 @@ import math
 
 from sagaz_lakehouse import addresses, identities, security, versions
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.components.common import java_properties
+from sagaz_lakehouse.components.common import catalog_ready, java_properties
 from sagaz_lakehouse.config import Settings, duration_seconds, mebibytes
 
 # Trino's object-store identity in prod: the lake role (read-write on the warehouse), not the reader's. Lake
@@ -107,11 +107,20 @@ def iceberg_catalog(settings: Settings, view: s.View) -> dict[str, str]:
     (``credential_environment``)."""
     ep = addresses.endpoints(settings, view)
     identity = identities.s3_identity(settings, TRINO_S3_ROLE)
+    warehouse = addresses.catalog_warehouse(settings)
+    login: dict[str, str] = {}
+    if settings.catalog_oauth2:  # IcebergRestCatalogConfig, OAuth2SecurityConfig (476); the credential is masked
+        login = {"iceberg.rest-catalog.security": "OAUTH2",
+                 "iceberg.rest-catalog.oauth2.server-uri": settings.catalog.oauth2_server_uri,
+                 "iceberg.rest-catalog.oauth2.credential": "${ENV:" + identities.CATALOG_CREDENTIAL_VAR + "}"}
+        if settings.catalog.scope:
+            login["iceberg.rest-catalog.oauth2.scope"] = settings.catalog.scope
     return {
         "connector.name": "iceberg",
         "iceberg.catalog.type": "rest",
         "iceberg.rest-catalog.uri": ep.rest_catalog,
-        "iceberg.rest-catalog.warehouse": addresses.warehouse_uri(settings),
+        **({"iceberg.rest-catalog.warehouse": warehouse} if warehouse else {}),
+        **login,
         "fs.native-s3.enabled": "true",
         "s3.endpoint": ep.s3,
         "s3.region": settings.s3_region,
@@ -151,6 +160,10 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
     port = settings.ports.trino
     auth = security.trino_auth_on(settings)
 
+    # ${ENV:...} in the iceberg catalog: the lake role's S3 keys, the external catalog's credential.
+    environment = {**identities.credential_environment(settings, TRINO_S3_ROLE),
+                   **identities.catalog_credential_environment(settings)}
+
     def setup(at: s.Instance) -> s.Setup:
         config = java_properties(server_properties(settings, view, at, worker))
         node = java_properties(node_properties(settings, view, at))
@@ -165,13 +178,11 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
             return s.Process([str(ctx.java), *jvm_options(settings), f"-XX:HeapDumpPath={at.data}", ctx.marker,
                             *system, f"-Dplugin.dir={ctx.home}/plugin", f"-Dconfig={at.secret(CONFIG_FILE)}",
                             f"-Dlog.levels-file={at.conf}/log.properties", "-cp", f"{ctx.home}/lib/*",
-                            "io.trino.server.TrinoServer"],
-                            env=identities.credential_environment(settings, TRINO_S3_ROLE))
+                            "io.trino.server.TrinoServer"], env=environment)
 
         jvm_config = "".join(f"{line}\n" for line in (IMAGE_JVM_AGENT, *jvm_options(settings)))
         return s.Setup(
-            container=s.Container(args=launcher, env=identities.credential_environment(settings, TRINO_S3_ROLE),
-                                  user=1000, probe_tool="curl", scratch=SCRATCH),
+            container=s.Container(args=launcher, env=environment, user=1000, probe_tool="curl", scratch=SCRATCH),
             native=s.Native("trino", command, java=versions.JAVA_FOR["trino"]),
             files=(config_file,
                    s.ConfigFile("node.properties", node, mount=f"{CONF_DIR}/node.properties"),
@@ -207,7 +218,7 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
                      # in prod the HTTP port serves only the nodes and /v1/info: clients log in over HTTPS
                      ports=(s.Port("http", port, port, clients=not auth, setting="trino"), *https),
                      health=health,
-                     depends_on=((s.REST_CATALOG, s.Condition.HEALTHY),), memory=process_memory(settings),
+                     depends_on=catalog_ready(settings), memory=process_memory(settings),
                      data_dir=DATA_DIR, conf_dir=CONF_DIR, start_seconds=240, metrics=metrics,
                      reaches=((s.TRINO_WORKER, "http"), *LAKE))
 

@@ -26,11 +26,14 @@ def command(stack: Stack, component: Component, host: str, instance: str, tool: 
     assert health is not None
     if health.kind == "tcp":
         return ["bash", "-c", f"exec 3<>/dev/tcp/{host}/{component.port(health.port).container}"]
+    if health.kind == "postgres":  # what the official image's tools answer: accepting connections
+        return ["pg_isready", "-q", "-h", host, "-p", str(component.port(health.port).container)]
     if health.kind == "zookeeper":
         port = component.port(health.port).container
         return ["bash", "-c", f"exec 3<>/dev/tcp/{host}/{port} && printf srvr >&3 && grep -q Mode: <&3"]
     if health.kind != "http":
-        raise UsageError(f"{component.name}: unknown health check kind '{health.kind}'", "use http, tcp or zookeeper")
+        raise UsageError(f"{component.name}: unknown health check kind '{health.kind}'",
+                         "use http, tcp, zookeeper or postgres")
     target = url(stack, component, health, host)
     if tool == "python3" and not health.expect:  # the python image has neither curl nor wget
         return ["python3", "-c", f"import urllib.request; urllib.request.urlopen({target!r}, timeout=5)"]

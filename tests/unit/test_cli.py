@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -239,3 +240,29 @@ def test_the_kubernetes_prod_render_depends_on_the_secrets_and_only_the_secret_a
         diff = [(a, b) for a, b in zip(first[name].splitlines(), second[name].splitlines(), strict=True) if a != b]
         assert diff and all("checksum/credentials:" in a and "checksum/credentials:" in b for a, b in diff), name
     assert "fluss-password" not in "".join(text for name, text in first.items() if name != "10-secret.yaml")
+
+
+def test_simulate_wait_safe_needs_the_spool(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("simulate", "--no-spool", "--wait-safe", "30")
+    assert result.exit_code == 2 and "--wait-safe needs the spool" in result.output
+    assert not (tmp_path / ".sagaz-lakehouse").exists()
+
+
+def test_simulate_refuses_a_spool_another_process_holds(tmp_path, monkeypatch):
+    from sagaz_lakehouse.spool import Spool
+
+    monkeypatch.chdir(tmp_path)
+    ports = [f"--set=ports.{name}={port}" for name, port in free_port_settings().items()]
+    held = Spool(tmp_path / "spool")
+    held.open()
+    try:
+        with socket.socket() as fluss:  # something answers on the bootstrap port: simulate gets to the spool
+            fluss.bind(("127.0.0.1", 0))
+            fluss.listen()
+            port = fluss.getsockname()[1]
+            result = invoke("simulate", *ports, f"--set=ports.fluss_coordinator={port}", "--spool-dir",
+                            str(tmp_path / "spool"), "--sagas", "1")
+    finally:
+        held.close()
+    assert result.exit_code == 2 and "is in use by process" in result.output, result.output

@@ -4,6 +4,8 @@ and `up` refusing before anything starts, are tests/local/stacks/test_external_s
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -75,6 +77,10 @@ def test_each_role_gets_its_own_keys_from_the_secrets_file(tmp_path):
     assert config.shared_key_roles(creds) == []
     assert "secret-value" not in repr(creds)
     assert set(creds.secret_values()) >= {f"{role}-secret-value-7Qx" for role in config.S3_ROLES}
+    # without a root secret the catalog database's password comes from the roles' secrets, not from nothing
+    empty_key = hmac.new(b"", b"sagaz-lakehouse catalog database", hashlib.sha256).hexdigest()[:40]
+    assert creds.secret_key == "" and creds.catalog_db_password() not in ("", empty_key)
+    assert creds.catalog_db_password() in creds.secret_values()
 
 
 def test_the_environment_wins_and_roles_without_keys_take_the_shared_one(tmp_path):

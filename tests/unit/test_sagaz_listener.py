@@ -299,7 +299,7 @@ def test_an_unacknowledged_batch_keeps_its_writer_until_stuck_after(stuck_after:
 def test_prometheus_stats_hook_counts_every_listener_counter():
     from prometheus_client import CollectorRegistry
 
-    from sagaz_lakehouse.sagaz import PROMETHEUS_COUNTERS, prometheus_stats_hook
+    from sagaz_lakehouse.sagaz import GAUGES, PROMETHEUS_COUNTERS, PROMETHEUS_GAUGES, prometheus_stats_hook
 
     registry = CollectorRegistry()
     hook = prometheus_stats_hook(registry)
@@ -309,4 +309,7 @@ def test_prometheus_stats_hook_counts_every_listener_counter():
     hook("no-such-counter", 1)  # a counter added later is ignored, never raised into the listener
     assert registry.get_sample_value("sagaz_lakehouse_listener_events_dropped_total") == 5
     assert registry.get_sample_value("sagaz_lakehouse_listener_events_written_total") == 7
-    assert set(PROMETHEUS_COUNTERS) == set(ListenerStats().as_dict()) - {"pending"}
+    hook.gauge("spool_bytes", 4096)
+    assert registry.get_sample_value("sagaz_lakehouse_listener_spool_bytes") == 4096
+    assert set(PROMETHEUS_COUNTERS) == set(ListenerStats().as_dict()) - set(GAUGES)
+    assert set(PROMETHEUS_GAUGES) == set(GAUGES)

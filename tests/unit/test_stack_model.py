@@ -54,7 +54,7 @@ def test_health_checks_name_real_ports(stack):
         assert health is not None, f"{component.name} has no health check"
         owner = stack.get(health.via) if health.via else component
         owner.port(health.port)  # raises if the port does not exist
-        assert health.kind in ("http", "tcp", "zookeeper")
+        assert health.kind in ("http", "tcp", "zookeeper", "postgres")
 
 
 def test_instance_names_are_the_same_scheme_everywhere(stack):
@@ -105,6 +105,7 @@ def test_host_ports_are_distinct_and_come_from_the_settings(stack):
                "flink_taskmanager_metrics": settings.replicas.flink_taskmanagers}
     unused = {"fluss_internal"} | (set() if trino_auth_on(settings) else {"trino_https"})
     unused |= set() if settings.sql_gateway else {"flink_sql_gateway"}
+    unused |= set() if settings.catalog_database == "postgresql" else {"catalog_db"}  # the bundled catalog's database
     expected = {getattr(settings.ports, f.name) + i for f in dataclasses.fields(config.Ports) if f.name not in unused
                 for i in range(fan_out.get(f.name, 1))}
     assert set(seen) == expected

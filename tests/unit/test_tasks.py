@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ast
 import datetime
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -85,8 +87,9 @@ def test_role_policy_grants_only_its_prefixes():
     policy = tasks.role_policy("lake", [("fluss-remote", "rw"), ("warehouse", "r")])
     statements = {tuple(st["Resource"]): st["Action"] for st in policy["Statement"]}
     assert statements[("arn:aws:s3:::lake",)] == list(tasks.BUCKET_ACTIONS)
-    assert "s3:PutObject" in statements[("arn:aws:s3:::lake/fluss-remote/*",)]
-    assert statements[("arn:aws:s3:::lake/warehouse/*",)] == ["s3:GetObject"]
+    # the prefix's own name too (S3A's HEAD of each parent folder)
+    assert "s3:PutObject" in statements[("arn:aws:s3:::lake/fluss-remote", "arn:aws:s3:::lake/fluss-remote/*")]
+    assert statements[("arn:aws:s3:::lake/warehouse", "arn:aws:s3:::lake/warehouse/*")] == ["s3:GetObject"]
     assert len(statements) == 3
 
 
@@ -123,6 +126,7 @@ def fake_java(tmp_path, output: str, code: int = 0):
     """A stand-in for `java` that records its arguments and environment and prints what Flink's client would."""
     script = tmp_path / "java"
     script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path}/argv\n"
+                      f"case \"$1\" in @*) cat \"${{1#@}}\" > {tmp_path}/argfile;; esac\n"
                       f"echo \"$FLINK_CONF_DIR\" > {tmp_path}/conf\necho '{output}'\nexit {code}\n")
     script.chmod(0o755)
     return str(script)
@@ -133,11 +137,15 @@ def test_flink_client_submits_detached_and_returns_the_job_id(tmp_path):
     job_id = "5d3a0f6bb1c0e5a6c0d1e2f3a4b5c6d7"
     client = tasks.FlinkClient(fake_java(tmp_path, f"Job has been submitted with JobID {job_id}"), "/opt/flink",
                                "/conf/jm", ["--add-opens=java.base/java.lang=ALL-UNNAMED"])
-    assert client.run_detached(tmp_path / "tiering.jar", "org.example.Main", ["--a", "b"]) == job_id
-    argv = (tmp_path / "argv").read_text().split("\n")[:-1]
+    secret = 'client:s3cret "quoted" \\'
+    assert client.run_detached(tmp_path / "tiering.jar", "org.example.Main", ["--a", "b", "--c", secret]) == job_id
+    # The process listing shows only the argument file (the launcher's @argfiles); the file is gone afterwards.
+    (only,) = (tmp_path / "argv").read_text().split("\n")[:-1]
+    assert only.startswith("@") and not Path(only[1:]).exists()
+    argv = [json.loads(line) for line in (tmp_path / "argfile").read_text().splitlines()]  # "..." with \\ and \"
     assert argv == ["--add-opens=java.base/java.lang=ALL-UNNAMED", "-cp", "/opt/flink/lib/*",
                     "org.apache.flink.client.cli.CliFrontend", "run", "--detached", "--class", "org.example.Main",
-                    str(tmp_path / "tiering.jar"), "--a", "b"]
+                    str(tmp_path / "tiering.jar"), "--a", "b", "--c", secret]
     assert (tmp_path / "conf").read_text().strip() == "/conf/jm"
 
 

@@ -32,7 +32,7 @@ PROBE_TIMEOUT = 30  # seconds for `info`, `compose version`, `ps`, `logs`
 LOG_TAIL = 40
 PULL_ALLOWANCE = 1800  # seconds added to the first `up` for image pulls
 # Compose gives the calling shell's variables precedence over .env: keep stray values out of the child.
-SHADOWING_VARS = (*identities.s3_variable_names(), "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY")
+SHADOWING_VARS = (*identities.secret_variable_names(), "SAGAZ_LAKEHOUSE_S3_ACCESS_KEY", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY")
 START_HINT = ("start Docker (Docker Desktop, or `sudo systemctl start docker`; for Podman `podman machine start`), "
               "or run the stack natively with `--target local`")
 
@@ -233,10 +233,11 @@ class ComposeDriver:
     @contextlib.contextmanager
     def client_endpoints(self) -> Iterator[addresses.Endpoints]:
         """Published on 127.0.0.1 by the compose file: nothing to open or close. In prod with the logins: Fluss's,
-        and Trino's over HTTPS, trusting the certificate kept beside .env."""
+        and Trino's over HTTPS, trusting the certificate kept beside .env; the external catalog's where it wants one."""
         credentials = self.credentials()
         endpoints = security.with_fluss_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
                                               credentials)
+        endpoints = security.with_catalog_login(endpoints, self.settings, self.base_dir)
         yield security.with_trino_login(endpoints, self.settings, credentials, str(self.tls_dir / tls.CA))
 
     # ------------------------------------------------------------------------------------------ helpers

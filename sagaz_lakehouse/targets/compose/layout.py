@@ -122,7 +122,7 @@ def env_file(settings: Settings, credentials: Credentials) -> str:
 
     return ("# Credentials for this compose project: read by compose only, never commit this file.\n"
             + "".join(f"{var}={quoted(value)}\n"
-                      for var, value in identities.s3_variables(settings, credentials).items()))
+                      for var, value in identities.secret_variables(settings, credentials).items()))
 
 
 # ------------------------------------------------------------------------------------------------ the project
@@ -161,9 +161,9 @@ def service(stack: Stack, component: Component, name: str, needs_owner: bool = F
     svc: dict[str, Any] = {"image": component.image, "hostname": name, "user": f"{container.user}:{container.user}",
                            **HARDENED}
     if container.entrypoint:
-        svc["entrypoint"] = list(container.entrypoint)
+        svc["entrypoint"] = [part.replace("$", "$$") for part in container.entrypoint]  # the shell's, not compose's
     if container.args:
-        svc["command"] = list(container.args)
+        svc["command"] = [part.replace("$", "$$") for part in container.args]
     svc["restart"] = "no" if component.one_shot else "unless-stopped"
     depends = {VOLUME_OWNER: {"condition": Condition.COMPLETED.value}} if needs_owner else {}
     for dependency, condition in component.depends_on:
@@ -214,7 +214,7 @@ def environment(env: dict[str, str] | Any) -> dict[str, str]:
     """Exact credential placeholders → compose interpolation from .env (a clear error if .env lacks them); every
     other ``$`` escaped, so the container receives it as written."""
     refs = {"${" + var + "}": "${" + var + ":?" + var + " is missing: run sagaz-lakehouse up or render again}"
-            for var in identities.s3_variable_names()}
+            for var in identities.secret_variable_names()}
     return {key: refs.get(value, value.replace("$", "$$")) for key, value in env.items()}
 
 

@@ -469,7 +469,7 @@ class KubernetesDriver:
         with PortForwards(self.forwards(), pod_opener(cluster.streaming_core(), self.namespace)) as forwards:
             self._forwards = forwards
             try:
-                yield endpoints
+                yield security.with_catalog_login(endpoints, self.settings, self.base_dir)
             finally:
                 self._forwards = None
 

@@ -37,6 +37,7 @@ from sagaz_lakehouse.render import RenderedFile, config_checksum, to_yaml
 from sagaz_lakehouse.stack import (
     MINIO,
     PROMETHEUS,
+    REST_CATALOG,
     Component,
     ConfigFile,
     Container,
@@ -174,10 +175,10 @@ def _namespace(settings: Settings) -> Obj:
 
 
 def _secret(stack: Stack, credentials: Credentials) -> Obj:
-    """The S3 credential variables (the environment of the processes that expand them) and every component's secret
-    files, with their values."""
+    """The credential variables (the S3 keys, the catalog's credential and database password: the environment of the
+    processes that expand them) and every component's secret files, with their values."""
     settings = stack.settings
-    data = identities.s3_variables(settings, credentials)
+    data = identities.secret_variables(settings, credentials)
     for component in stack.components:
         for f in secret_files(component, component.setup(symbolic_instance(component))):
             data[secret_key(component, f)] = identities.substitute_secrets(f.content, credentials)
@@ -296,6 +297,9 @@ def _network_policy(stack: Stack, component: Component) -> Obj:
     if settings.external_store and any(name == MINIO for name, _ in component.reaches):
         # the user's object store is outside the cluster: its port, to any address (no pod selector reaches it)
         egress.append({"ports": [{"protocol": "TCP", "port": store_port(settings)}]})
+    if settings.catalog.kind == "external" and any(name == REST_CATALOG for name, _ in component.reaches):
+        # the user's catalog (and its OAuth2 token endpoint) is outside the stack: its ports, to any address
+        egress.append({"ports": [{"protocol": "TCP", "port": port} for port in catalog_ports(settings)]})
     if component.jars:
         egress.append({"ports": [{"protocol": "TCP", "port": repository_port(settings)}]})
     if component.name == PROMETHEUS:
@@ -315,6 +319,14 @@ def store_port(settings: Settings) -> int:
 
     url = urlsplit(settings.object_store.endpoint or "https://s3.amazonaws.com")
     return url.port or (443 if url.scheme == "https" else 80)
+
+
+def catalog_ports(settings: Settings) -> list[int]:
+    """The ports of an external catalog (``catalog.uri``) and of its OAuth2 token endpoint, where it has one."""
+    from urllib.parse import urlsplit
+
+    urls = [urlsplit(u) for u in (settings.catalog.uri, settings.catalog.oauth2_server_uri) if u]
+    return sorted({url.port or (443 if url.scheme == "https" else 80) for url in urls})
 
 
 def repository_port(settings: Settings) -> int:
@@ -553,7 +565,7 @@ def _env(values: dict[str, str]) -> list[Obj]:
     (listed first); a placeholder inside a longer value is left for the image to expand (Fluss's envsubst), which
     needs the credential variables themselves: the component's environment must carry them
     (``identities.credential_environment``), which become secretKeyRefs like any exact placeholder."""
-    refs = {"${" + var + "}": var for var in identities.s3_variable_names()}
+    refs = {"${" + var + "}": var for var in identities.secret_variable_names()}
     head, tail = [], []
     for name, value in values.items():
         if value in refs:

@@ -72,6 +72,17 @@ class Installer:
     def _minio_cached(self) -> Path:
         return self.cache / "bin" / f"minio-{versions.MINIO.version}"
 
+    def _postgresql_present(self) -> Path:
+        """Debian's PostgreSQL server programs (the catalog's database is never downloaded: the distribution's
+        package gets its security updates)."""
+        home = Path(versions.POSTGRES_BIN_DIR)
+        if not (home / "postgres").is_file() or not (home / "initdb").is_file():
+            raise EnvironmentProblem(f"PostgreSQL {versions.POSTGRES_MAJOR} is not installed ({home} has no "
+                                     "postgres and initdb)",
+                                     f"apt-get install postgresql-{versions.POSTGRES_MAJOR} (`make postgresql` in "
+                                     "a clone), or set catalog.database: sqlite (dev only)")
+        return home
+
     # ------------------------------------------------------------------------------------------ install
 
     def install(self, distribution: str, groups: tuple[str, ...] = (),
@@ -90,6 +101,8 @@ class Installer:
             return self._install_trino()
         if distribution == "python":
             return self._install_tree("tasks", {".": list(groups)})
+        if distribution == "postgresql":
+            return self._postgresql_present()
         raise ValueError(f"{distribution}: no locked files (Native.tree) and no installation of its own")
 
     def _fetch(self, group: str) -> list[Path]:

@@ -149,6 +149,7 @@ class LocalDriver:
         credentials = security.resolve_credentials(self.settings, View.EXTERNAL, base_dir=self.base_dir)
         endpoints = security.with_fluss_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
                                               credentials)
+        endpoints = security.with_catalog_login(endpoints, self.settings, self.base_dir)
         yield security.with_trino_login(endpoints, self.settings, credentials, str(self.tls_dir / tls.CA))
 
     # ------------------------------------------------------------------------------------------ helpers

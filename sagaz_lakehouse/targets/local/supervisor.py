@@ -29,8 +29,8 @@ LOG_TAIL_LINES = 30
 
 @dataclass(frozen=True)
 class HealthProbe:
-    """tcp: a connect succeeds; http: GET answers 2xx; fourletter: ZooKeeper answers the command in ``path``.
-    With ``expect``, the answer must also contain it."""
+    """tcp: a connect succeeds; http: GET answers 2xx; fourletter: ZooKeeper answers the command in ``path``;
+    postgres: PostgreSQL accepts connections. With ``expect``, the answer must also contain it."""
 
     kind: str
     host: str
@@ -44,11 +44,15 @@ class HealthProbe:
         if self.kind == "http":
             return f"GET http://{self.host}:{self.port}{self.path}" + (f" contains {self.expect!r}"
                                                                       if self.expect else "")
+        if self.kind == "postgres":
+            return f"PostgreSQL on {self.host}:{self.port} accepts connections"
         return f"TCP connect {self.host}:{self.port}"
 
     def ok(self) -> bool:
         if self.kind == "fourletter":
             return self.expect in _four_letter(self.host, self.port, self.path)
+        if self.kind == "postgres":
+            return postgres_accepts(self.host, self.port)
         if self.kind == "tcp":
             try:
                 with socket.create_connection((self.host, self.port), timeout=2):
@@ -243,6 +247,24 @@ class Supervisor:
             return f"(no log yet at {path})"
         with path.open(errors="replace") as handle:
             return "".join(deque(handle, maxlen=lines)).rstrip("\n")
+
+
+def postgres_accepts(host: str, port: int) -> bool:
+    """What pg_isready asks (libpq PQping): a startup message gets an authentication request, or an error other than
+    57P03 ("the database system is starting up" / "shutting down"). Protocol 3.0: length, 196608, key/value pairs."""
+    body = b"\x00\x03\x00\x00" + b"user\x00pg_isready\x00database\x00postgres\x00\x00"
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.settimeout(2)
+            sock.sendall(len(body + b"1234").to_bytes(4, "big") + body)
+            answer = sock.recv(4096)
+    except OSError:
+        return False
+    if answer[:1] == b"R":
+        return True
+    # An ErrorResponse: fields of a code byte and a NUL-terminated string; 'C' holds the SQLSTATE.
+    fields = {part[:1]: part[1:] for part in answer[5:].split(b"\x00") if part}
+    return answer[:1] == b"E" and fields.get(b"C") not in (b"57P03", None)
 
 
 def _four_letter(host: str, port: int, command: str) -> str:

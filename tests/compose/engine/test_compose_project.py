@@ -45,6 +45,7 @@ from saga_data import (
 )
 from support import fluss_ports_as_by_default
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config, lake_maintenance, security
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack
@@ -54,7 +55,8 @@ from sagaz_lakehouse.targets.compose import layout as target
 PORTS, FLUSS_LAYOUT = fluss_ports_as_by_default(SUITE_PORTS)
 
 PROJECT = "sagaz-ct-e2e"
-MAINTENANCE = {"maintenance.schedule": "20s"}  # a run every 20 s instead of dev's 10 min
+# Lake maintenance every 20 s instead of dev's 10 min; the catalog's tables in PostgreSQL, as in prod (issue 27).
+MAINTENANCE = {"maintenance.schedule": "20s", "catalog.database": "postgresql"}
 STATE: dict[str, object] = {}  # what a later test reads back: the batch written, the events sent
 SECRETS = {"s3_access_key": "compose-e2e", "s3_secret_key": secrets.token_hex(16),
            "fluss_password": secrets.token_hex(16), "trino_password": secrets.token_hex(16)}
@@ -216,6 +218,22 @@ def test_create_tables_then_doctor_is_green_through_the_containers(stack):
     assert "tiering job RUNNING" in checks["flink + tiering job"]["detail"]
     assert checks["probe event Fluss → Iceberg → Trino"]["status"] == "pass"
     assert report["metrics"]["tiering_latency_s"] > 0
+
+
+def test_the_catalog_keeps_its_tables_in_postgresql(stack):
+    """The bundled catalog on a real database (issue 27): its rows are in the catalog-db container's PostgreSQL,
+    the catalog itself has no volume, and its password reached neither its command line nor its log."""
+    db = next(c for c in stack.containers() if c["Name"].endswith(f"-{s.CATALOG_DB}-1"))
+    rows = run(["docker", "exec", db["Id"], "psql", "-h", "/var/run/postgresql", "-U", "iceberg", "-d",
+                "iceberg_catalog", "-Atc", "SELECT table_namespace || '.' || table_name FROM iceberg_tables"])
+    assert "sagaz.saga_events" in rows.stdout.split(), rows.stdout + rows.stderr
+    catalog = next(c for c in stack.containers() if c["Name"].endswith(f"-{s.REST_CATALOG}-1"))
+    assert not [m for m in catalog["Mounts"] if m["Type"] == "volume"]
+    log = run(["docker", "logs", catalog["Id"]])
+    assert "jdbc:postgresql://catalog-db:5432/iceberg_catalog" in log.stdout + log.stderr  # its start-up dump
+    password = lakehouse.resolve_credentials(stack.settings, environ={}).catalog_db_password()
+    top = run(["docker", "top", catalog["Id"], "-eo", "args"]).stdout
+    assert password not in log.stdout + log.stderr and password not in top
 
 
 def test_prometheus_scrapes_every_container_and_loads_the_rules(stack, settings):

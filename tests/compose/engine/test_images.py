@@ -136,3 +136,24 @@ def test_prometheus(engine):
     out = inside(image, "id -u; stat -c %U /prometheus /etc/prometheus; command -v wget promtool;"
                         " promtool check config /etc/prometheus/prometheus.yml")
     assert out.split()[:3] == ["65534", "nobody", "nobody"] and "/bin/promtool" in out and "SUCCESS" in out
+
+
+def test_postgres(engine):
+    """The catalog database's stand-in: the official image's contract (uid 999, SIGINT, PGDATA volume), and its
+    entrypoint initialises a database with a password-only TCP login."""
+    image = versions.POSTGRES.image
+    cfg = image_config(image)
+    assert cfg["Entrypoint"] == ["docker-entrypoint.sh"] and cfg["Cmd"] == ["postgres"]
+    assert cfg["StopSignal"] == "SIGINT" and "/var/lib/postgresql/data" in cfg["Volumes"]
+    out = inside(image, "id -u postgres; command -v pg_isready initdb postgres")
+    # pg_isready: Debian's wrapper in /usr/bin comes first on PATH, as in the official image (PATH=$PATH:.../bin).
+    assert out.split() == ["999", "/usr/bin/pg_isready", "/usr/lib/postgresql/15/bin/initdb",
+                           "/usr/lib/postgresql/15/bin/postgres"], out
+    script = ("export POSTGRES_USER=u POSTGRES_DB=d POSTGRES_PASSWORD=s3cr3t-valu3 PGDATA=/tmp/pg;"
+              " docker-entrypoint.sh postgres -c listen_addresses=127.0.0.1 >/tmp/log 2>&1 &"
+              " for i in $(seq 60); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done;"
+              " psql -h 127.0.0.1 -U u -d d -Atc 'select current_database()'; tail -n 1 /tmp/pg/pg_hba.conf;"
+              " grep -c s3cr3t-valu3 /tmp/log || true")
+    out = inside(image, script, user="999")
+    # Other hosts log in with the password (scram-sha-256), which appears in no log line.
+    assert out.strip().splitlines()[-3:] == ["d", "host all all all scram-sha-256", "0"], out

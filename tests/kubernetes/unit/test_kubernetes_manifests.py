@@ -3,6 +3,7 @@ model (sagaz_lakehouse/components) and its addresses."""
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -250,11 +251,13 @@ def test_workload_kinds(variant):
     jobs = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in variant.of_kind("Job")}
     # State (claims), replicas or an instance-aware configuration (the Fluss coordinator binds its pod IP): stable
     # pod names; the JobManager, the SQL Gateway, the Trino coordinator and lake maintenance need neither.
-    assert set(stateful) == ({s.ZOOKEEPER, s.MINIO, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TASKMANAGER,
-                              s.PROMETHEUS}
+    # The bundled catalog keeps its state in PostgreSQL in prod (then it is a Deployment), else in its sqlite file.
+    postgres = variant.settings.catalog_database == "postgresql"
+    assert set(stateful) == ({s.ZOOKEEPER, s.MINIO, s.COORDINATOR, s.TABLET, s.TASKMANAGER, s.PROMETHEUS}
+                             | ({s.CATALOG_DB} if postgres else {s.REST_CATALOG})
                              | ({s.TRINO_WORKER} if rep.trino_workers else set()))
     assert set(deployments) == {s.JOBMANAGER, s.TRINO, s.LAKE_MAINTENANCE} | (
-        {s.FLINK_SQL_GATEWAY} if variant.settings.sql_gateway else set())
+        {s.FLINK_SQL_GATEWAY} if variant.settings.sql_gateway else set()) | ({s.REST_CATALOG} if postgres else set())
     assert jobs == {s.CREATE_BUCKET, s.SUBMIT_TIERING}
     assert stateful[s.TABLET]["spec"]["replicas"] == rep.tablet_servers
     assert stateful[s.TASKMANAGER]["spec"]["replicas"] == rep.flink_taskmanagers
@@ -274,8 +277,9 @@ def test_pods_of_replicated_components_carry_the_instance_names(variant):
 
 def test_stateful_parts_claim_their_volume_size(variant):
     vol, sc = variant.settings.volumes, variant.settings.volumes.storage_class
-    sizes = {s.ZOOKEEPER: vol.zookeeper, s.MINIO: vol.minio, s.REST_CATALOG: vol.rest_catalog, s.TABLET: vol.fluss,
-             s.PROMETHEUS: vol.prometheus}
+    postgres = variant.settings.catalog_database == "postgresql"
+    sizes = {s.ZOOKEEPER: vol.zookeeper, s.MINIO: vol.minio, s.TABLET: vol.fluss, s.PROMETHEUS: vol.prometheus,
+             **({s.CATALOG_DB: vol.catalog_db} if postgres else {s.REST_CATALOG: vol.rest_catalog})}
     stack = stack_of(variant)
     for name, size in sizes.items():
         (claim,) = variant.get("StatefulSet", name)["spec"]["volumeClaimTemplates"]
@@ -285,8 +289,13 @@ def test_stateful_parts_claim_their_volume_size(variant):
     # Only those: the coordinator, TaskManagers and Trino workers keep nothing that must outlive their pod.
     claimed = {w["metadata"]["name"] for w in variant.of_kind("StatefulSet") if w["spec"].get("volumeClaimTemplates")}
     assert claimed == set(sizes) == {c.name for c in stack.components if c.stateful}
-    # The REST catalog's sqlite file lives on its claim.
     rest = env(variant.main(s.REST_CATALOG))
+    if postgres:  # prod: the tables in the catalog's PostgreSQL, never sqlite; its password never in a property
+        assert rest["CATALOG_URI"] == "jdbc:postgresql://catalog-db:5432/iceberg_catalog"
+        assert "CATALOG_JDBC_PASSWORD" not in rest
+        assert not [path for path, f in variant.files.items() if "sqlite" in f.content], "sqlite in a prod render"
+        return
+    # The REST catalog's sqlite file lives on its claim.
     assert rest["CATALOG_URI"].startswith(f"jdbc:sqlite:file:{claim_mount(variant, s.REST_CATALOG)}/")
     # WAL and a 30 s busy timeout (sqlite-jdbc reads pragmas from the URL): no SQLITE_BUSY 500 under load.
     assert rest["CATALOG_URI"].endswith("/catalog.db?journal_mode=WAL&busy_timeout=30000")
@@ -785,6 +794,14 @@ def test_secret_values_only_in_the_secret_file(variant):
                  "trino.keystore.pem", "prometheus.trino-password", "prometheus.minio-token",
                  "lake-maintenance.trino-password"}
         files |= {"trino-worker.config.properties"} if variant.settings.replicas.trino_workers else set()
+        # The catalog's PostgreSQL password (derived from the root secret), which only the database and the
+        # catalog's pods read.
+        expected["CATALOG_DB_PASSWORD"] = CREDENTIALS.catalog_db_password()
+        readers = {w["metadata"]["name"] for w in variant.workloads() for c in containers(w)
+                   if "CATALOG_DB_PASSWORD" in json.dumps(c)}
+        assert readers == {s.CATALOG_DB, s.REST_CATALOG}
+        assert not [path for path, f in variant.files.items() if CREDENTIALS.catalog_db_password() in f.content
+                    and path != "10-secret.yaml"]
         assert set(secret["stringData"]) == set(expected) | files
         assert CREDENTIALS.fluss_password in secret["stringData"]["fluss-tablet.jaas.conf"]
         assert secret["stringData"]["trino.keystore.pem"] == CREDENTIALS.trino_keystore

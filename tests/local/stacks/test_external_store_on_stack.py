@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from saga_data import EVENTS, assert_same_content, saga_events, trino_count, wait_for_iceberg, write_events
-from support import SuiteStack, cache_dir, init_with_ports, suite_port, suite_ports
+from support import SuiteStack, cache_dir, init_with_ports, log_files, suite_port, suite_ports
 
 from sagaz_lakehouse import config, identities, tasks, versions
 from sagaz_lakehouse import stack as s
@@ -191,11 +191,11 @@ def test_the_stack_runs_no_object_store_and_tiers_into_the_external_one(stack, s
 
 def test_no_log_file_holds_a_role_secret(stack):
     """The roles' secret keys reach processes only in 0600 files and the environment: no log shows one."""
-    logs = [p for p in stack.run_dir.rglob("*")
-            if p.is_file() and (p.suffix in (".log", ".out", ".err") or "log" in p.parent.name)]
+    logs = log_files(stack.run_dir)
     assert len(logs) >= 8, sorted(map(str, logs))
     values = stack.credentials.secret_values()
-    assert len(values) == 3  # the three roles' secret keys; no root key, no passwords in dev
+    # the three roles' secret keys and the catalog database's password derived from them; no root key, no passwords
+    assert len(values) == 4
     assert [str(p) for p in logs for value in values if value in p.read_text(errors="replace")] == []
     configs = [p for p in (stack.run_dir / "config").rglob("*") if p.is_file()
                and any(value in p.read_text(errors="replace") for value in values)]

@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 import yaml
 from sagaz import Saga, action, compensate
-from support import SuiteStack, cli, init_with_ports, must, suite_ports
+from support import SuiteStack, cli, debian_program, init_with_ports, log_files, must, suite_ports
 
-from sagaz_lakehouse import addresses, clients, config, identities, security
+from sagaz_lakehouse import addresses, clients, config, identities, security, versions
 from sagaz_lakehouse.saga_events import EventBuilder, SagaEvent
 from sagaz_lakehouse.sagaz import FlussAnalyticsListener
 from sagaz_lakehouse.targets.local import watchdog
@@ -45,10 +45,6 @@ COLUMNS = ("event_id", "event_type", "saga_id", "saga_name", "step_name", "durat
 # ------------------------------------------------------------------------------------------ the stack
 
 
-
-
-
-
 class Stack(SuiteStack):
     """The prod stack of this module (settings, credentials and endpoints with the logins: RunningStack)."""
 
@@ -59,6 +55,7 @@ class Stack(SuiteStack):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
+    debian_program("postgresql.sh", versions.POSTGRES_MAJOR)  # the prod catalog's database (Debian's package)
     workdir = tmp_path_factory.mktemp("sagaz-listener-stack")
     settings_file = init_with_ports(workdir, PORTS)
     secrets_file = workdir / "secrets.yaml"
@@ -253,23 +250,31 @@ for _hook in HOOKS:
 # ------------------------------------------------------------------------------------------ tests
 
 
-def test_known_sagas_give_exactly_the_expected_rows_in_trino(stack: Stack) -> None:
+def test_known_sagas_give_exactly_the_expected_rows_in_trino(stack: Stack, tmp_path: Path) -> None:
+    """Through a listener with a spool, as recommended in prod: its probe logs in too (high watermarks, lake
+    snapshot, tablet servers), and it deletes its segment files once the lake holds the events."""
     run = uuid.uuid4().hex[:8]
     ok, failed, dag = f"{run}-order-ok", f"{run}-order-failed", f"{run}-dag"
     began = datetime.now(UTC).replace(tzinfo=None)
+    spool = tmp_path / "spool"
 
-    async def main() -> FlussAnalyticsListener:
-        async with stack.listener() as listener:
+    async def main() -> tuple[FlussAnalyticsListener, bool]:
+        async with stack.listener(spool_dir=spool) as listener:
             await order_saga(listener).run({"order_id": 1}, saga_id=ok)
             with pytest.raises(RuntimeError, match="ship refused"):
                 await order_saga(listener, fail_at="ship").run({"order_id": 2}, saga_id=failed)
             with pytest.raises(ValueError, match="confirmation rejected"):
                 await dag_saga(listener).run({"order_id": 3}, saga_id=dag)
-        return listener
+            safe = await listener.wait_safe(TIERING_WAIT)  # about a tiering round: the Trino wait below is short
+        return listener, safe
 
-    stats = asyncio.run(main()).stats
+    listener, safe = asyncio.run(main())
+    stats = listener.stats
     ended = datetime.now(UTC).replace(tzinfo=None)
-    assert stats.enqueued == stats.written == 38 and stats.dropped == stats.pending == stats.hook_errors == 0
+    assert stats.enqueued == stats.written == stats.spooled == 38 and stats.dropped == stats.pending == 0
+    assert stats.hook_errors == stats.replayed == 0
+    assert safe and stats.safe == 38 and stats.unsafe == 0, stats
+    assert sorted(p.name for p in spool.iterdir()) == ["spool.lock"]  # every segment deleted
 
     sagas = by_saga(wait_for_trino(stack, [ok, failed, dag], 38))
     every = [r for rows in sagas.values() for r in rows]
@@ -344,6 +349,37 @@ def test_doctor_logs_in_and_proves_tiering(stack: Stack) -> None:
     """Before the outage test: after a coordinator restart, tiering may wait out the interrupted round."""
     result = must(cli(stack.workdir, "doctor", "--json"), "doctor --json")
     assert '"ok": true' in result.stdout
+
+
+def test_the_prod_catalog_keeps_its_tables_in_postgresql_and_survives_its_kill(stack: Stack) -> None:
+    """Prod on the local target: the catalog's tables are in Debian's PostgreSQL (catalog-db), reached with the
+    password from the catalog's 0600 pgpass file, and no sqlite file exists. The catalog's chaos row, kill -9 of its
+    database: the watchdog restarts it and a tiering round commits again afterwards (no lost event)."""
+    import subprocess
+
+    assert stack.status().get("catalog-db") == "healthy"
+    assert not list(stack.run_dir.rglob("catalog.db*")), "a sqlite catalog in a prod stack"
+    pgpass = stack.run_dir / "config" / "rest-catalog" / "pgpass"
+    assert pgpass.stat().st_mode & 0o077 == 0
+    password = stack.credentials.catalog_db_password()
+
+    def tables() -> list[str]:
+        query = subprocess.run([f"{versions.POSTGRES_BIN_DIR}/psql", "-h", "127.0.0.1", "-p",
+                                str(stack.settings.ports.catalog_db), "-U", "iceberg", "-d", "iceberg_catalog", "-Atc",
+                                "SELECT table_namespace || '.' || table_name FROM iceberg_tables"],
+                               env={**os.environ, "PGPASSWORD": password}, capture_output=True, text=True, timeout=30)
+        return query.stdout.split()
+
+    assert f"{stack.database}.saga_events" in tables()
+    pid = int((stack.run_dir / "pids" / "catalog-db.pid").read_text())
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (stack.status().get("catalog-db") != "healthy" or
+                                           int((stack.run_dir / "pids" / "catalog-db.pid").read_text()) == pid):
+        time.sleep(2)
+    assert f"{stack.database}.saga_events" in tables()
+    result = must(cli(stack.workdir, "doctor", "--json"), "doctor --json after the database's kill")
+    assert '"ok": true' in result.stdout  # its probe event went through a new tiering commit
 
 
 def test_a_flink_query_reads_fluss_through_the_catalogs_login(stack: Stack) -> None:
@@ -478,11 +514,11 @@ def test_no_log_file_holds_a_secret(stack: Stack) -> None:
     """Every component's log of the prod run, and the watchdog's: neither the S3 secret key, the Fluss and Trino
     passwords nor Trino's shared secret appears in any (the files that hold them are config, mode 0600)."""
     run_dir = stack.workdir / ".sagaz-lakehouse"
-    logs = [p for p in run_dir.rglob("*")
-            if p.is_file() and (p.suffix in (".log", ".out", ".err") or "log" in p.parent.name)]
+    logs = log_files(run_dir)
     assert len(logs) >= 8, f"expected a log per component, found {sorted(map(str, logs))}"
     values = stack.credentials.secret_values()
-    assert len(values) == 7  # the root S3 secret, the three roles' S3 secrets, two passwords, Trino's shared secret
+    # the root S3 secret, the three roles' S3 secrets, two passwords, Trino's shared secret, the catalog database's
+    assert len(values) == 8
     leaks = [str(p) for p in logs for value in values if value in p.read_text(errors="replace")]
     assert leaks == []
     jaas = sorted(run_dir.rglob(security.JAAS_FILE))

@@ -26,7 +26,7 @@ from saga_data import (
     wait_for_iceberg,
     write_events,
 )
-from support import cli, init_with_ports, must, suite_port, suite_ports
+from support import cli, init_with_ports, log_files, must, suite_port, suite_ports
 
 import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import clients, config
@@ -280,8 +280,7 @@ def test_no_log_file_holds_the_secret_key(stack):
     """Every component's log of this whole run (start-up dumps its configuration, credentials included, unless
     masked) and the CLI's own: the secret value appears in none."""
     workdir, _ = stack
-    logs = [p for p in (workdir / ".sagaz-lakehouse").rglob("*")
-            if p.is_file() and (p.suffix in (".log", ".out", ".err") or "log" in p.parent.name)]
+    logs = log_files(workdir / ".sagaz-lakehouse")
     assert len(logs) >= 8, f"expected a log per component, found {sorted(map(str, logs))}"
     leaks = [str(p) for p in logs if config.DEV_CREDENTIALS.secret_key in p.read_text(errors="replace")]
     assert leaks == []

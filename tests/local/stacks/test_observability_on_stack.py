@@ -37,7 +37,8 @@ from sagaz_lakehouse.components import build_stack, prometheus
 from sagaz_lakehouse.stack import PROMETHEUS, View
 
 PORTS = suite_ports("observability")
-# simulate --metrics-port: the application whose saga metrics Prometheus scrapes
+# simulate --metrics-port: the application whose saga metrics Prometheus scrapes (two run at once: each needs a spool
+# folder of its own, or the second is refused with exit 2 while the first holds the default one)
 APP = f"127.0.0.1:{suite_port('observability')}"
 # The steady application for the live anomaly test: no failures at all, then from ANOMALY_AT for ANOMALY_FOR its order
 # sagas fail at charge_payment (60%) and its fulfilment sagas spend 300 ms booking the courier.
@@ -116,13 +117,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.must("create-tables")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAZ_LAKEHOUSE_S3_")}
         app = subprocess.Popen([*CLI, "simulate", "--sagas", "120", "--rate", "4", "--failure-rate", "0.3",
-                                "--seed", "17", "--metrics-port", APP.rsplit(":", 1)[1], "--metrics-linger", "1800"],
+                                "--seed", "17", "--metrics-port", APP.rsplit(":", 1)[1], "--metrics-linger", "1800",
+                                "--spool-dir", str(workdir / "spool-app")],
                                cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         SEEN["steady_started"] = time.time()
         anomalies = [a for spec in ANOMALIES for a in ("--anomaly", spec.format(at=ANOMALY_AT, for_=ANOMALY_FOR))]
         steady = subprocess.Popen([*CLI, "simulate", "--sagas", str(STEADY_RATE * (ANOMALY_AT + ANOMALY_FOR + 60)),
                                    "--rate", str(STEADY_RATE), "--failure-rate", "0", "--seed", "23", *anomalies,
-                                   "--metrics-port", STEADY_APP.rsplit(":", 1)[1], "--metrics-linger", "1800"],
+                                   "--metrics-port", STEADY_APP.rsplit(":", 1)[1], "--metrics-linger", "1800",
+                                   "--spool-dir", str(workdir / "spool-steady")],
                                   cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         stack.must("doctor")
         yield stack

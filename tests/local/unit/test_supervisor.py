@@ -108,3 +108,41 @@ def test_fourletter_probe_describes_itself():
     probe = HealthProbe("fourletter", "127.0.0.1", free_port(), "srvr", expect="Mode:")
     assert not probe.ok()
     assert "srvr" in probe.describe()
+
+
+def _answering(reply: bytes) -> tuple[socket.socket, int]:
+    """A listener that answers the first message of one client with ``reply`` (a PostgreSQL server's first word)."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+@pytest.mark.parametrize(("reply", "ready"), [
+    (b"R\x00\x00\x00\x17\x00\x00\x00\x0aSCRAM-SHA-256\x00\x00", True),  # AuthenticationSASL: accepting
+    (b"E\x00\x00\x00\x30SFATAL\x00C57P03\x00Mthe database system is starting up\x00\x00", False),
+    (b"E\x00\x00\x00\x30SFATAL\x00C28000\x00Mno pg_hba.conf entry\x00\x00", True),  # up, refusing this login
+])
+def test_postgres_probe_asks_what_pg_isready_asks(reply, ready):
+    from sagaz_lakehouse.targets.local.supervisor import postgres_accepts
+
+    server, port = _answering(reply)
+    with server:
+        assert postgres_accepts("127.0.0.1", port) is ready
+    assert HealthProbe("postgres", "127.0.0.1", port).describe().endswith("accepts connections")
+
+
+def test_postgres_probe_without_a_server_is_not_ready():
+    from support import free_port
+
+    from sagaz_lakehouse.targets.local.supervisor import postgres_accepts
+
+    assert postgres_accepts("127.0.0.1", free_port()) is False

@@ -10,6 +10,11 @@ set -euo pipefail
 rest="$1" taskmanagers="$2" name="$3" main_class="$4" jar="$5"
 shift 5
 [ "${1:-}" != -- ] || shift
+# An external catalog's client credentials come in the environment, not in this script's arguments (tasks.py does
+# the same): the job takes its catalog properties as arguments only (FlussLakeTiering, 0.9.1).
+if [ -n "${CATALOG_CREDENTIAL:-}" ]; then
+    set -- "$@" --datalake.iceberg.credential "$CATALOG_CREDENTIAL"
+fi
 wait_seconds="${SUBMIT_TIERING_WAIT_SECONDS:-300}"
 deadline=$((SECONDS + wait_seconds))
 
