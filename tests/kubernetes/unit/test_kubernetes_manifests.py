@@ -991,3 +991,36 @@ def test_an_external_object_store_is_reached_on_its_port_by_exactly_the_componen
         uses_s3 = any(name == s.MINIO for name, _ in component.reaches)
         assert (9443 in anywhere) == uses_s3, component.name
     assert s.MINIO not in {c.name for c in stack.components}
+
+
+@pytest.mark.parametrize("profile", ["dev", "prod"])
+def test_an_external_catalog_is_reached_on_its_ports_by_exactly_the_components_that_use_the_catalog(profile):
+    """With catalog.kind external nothing of the catalog is rendered, and default-deny egress would cut every pod off
+    the user's catalog and its token endpoint (no pod to select): their ports are open to any address for the
+    components that use the catalog, and for no other."""
+    rendered = render_variant({"profile": profile, "catalog.kind": "external",
+                               "catalog.uri": "https://catalog.example.net:8181/api/catalog",
+                               "catalog.oauth2_server_uri": "https://login.example.net:9444/oauth/tokens"})
+    stack = stack_of(rendered)
+    names = {c.name for c in stack.components}
+    assert not {s.REST_CATALOG, s.CATALOG_DB} & names
+    assert not [o for o in rendered.objects if o[1]["metadata"].get("name") in (s.REST_CATALOG, s.CATALOG_DB)]
+    users = set()
+    for component in stack.components:
+        _, peers, anywhere = egress_of(rendered, component.name)
+        assert s.REST_CATALOG not in peers, component.name
+        uses_catalog = any(name == s.REST_CATALOG for name, _ in component.reaches)
+        assert anywhere & {8181, 9444} == ({8181, 9444} if uses_catalog else set()), component.name
+        users |= {component.name} if uses_catalog else set()
+    assert users == {s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER, s.TRINO, s.LAKE_MAINTENANCE} | (
+        {s.TRINO_WORKER} if rendered.settings.replicas.trino_workers else set())
+
+
+def test_the_prod_catalog_database_takes_connections_from_the_catalog_only_and_reaches_nothing():
+    rendered = render_variant({"profile": "prod"})
+    db = rendered.get("NetworkPolicy", s.CATALOG_DB)["spec"]
+    (rule,) = db["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in rule["from"]] == [s.REST_CATALOG]
+    assert egress_of(rendered, s.CATALOG_DB)[1:] == ({}, set())
+    assert egress_of(rendered, s.REST_CATALOG)[1][s.CATALOG_DB] == {5432}
