@@ -171,6 +171,9 @@ def sasl_properties(view: s.View) -> dict[str, str]:
             "security.sasl.enabled.mechanisms": "PLAIN", **security.fluss_client_options()}
 
 
+COORDINATOR_S3_BLOCK = "8M"  # S3A's block (and multipart part) size in the coordinator; its minimum is 5M
+
+
 def server_properties(settings: Settings, view: s.View, name: str, at: s.Instance) -> dict[str, str]:
     props = common_properties(settings, view)
     if name == s.TABLET:
@@ -180,6 +183,13 @@ def server_properties(settings: Settings, view: s.View, name: str, at: s.Instanc
         # (fs.s3a.buffer.dir; Fluss passes s3.* on as fs.s3a.*, S3FileSystemPlugin): on the tablet's own volume
         # instead of its small scratch folder.
         props["s3.buffer.dir"] = f"{at.data}/s3a-buffer"
+    else:
+        # The coordinator has no volume: S3A's blocks go to its /tmp scratch (64 MiB), and S3A asks the folder for a
+        # whole block's free space before each upload (LocalDirAllocator), 64 MiB by default (fs.s3a.multipart.size),
+        # which a 64 MiB tmpfs never has: every lake-offsets and KV-snapshot metadata write failed ("Could not find any
+        # valid local directory for s3ablock"), so tiering never committed on the compose prod stack. Its files are
+        # small; 8 MiB blocks fit.
+        props["s3.multipart.size"] = COORDINATOR_S3_BLOCK
     props.update(listeners(settings, view, at))
     if security.fluss_sasl_on(settings):
         props.update(sasl_properties(view))

@@ -414,3 +414,24 @@ def test_every_service_is_hardened_and_owns_the_tmpfs_folders_it_writes(variant)
         assert set(entries) == {x.path for x in container.scratch}, name
         for path, options in entries.items():
             assert options["uid"] == options["gid"] == str(user) and "exec" in options, (name, path)
+
+
+def test_each_fluss_server_buffers_s3_uploads_where_a_whole_block_fits(variant):
+    """S3A asks its buffer folder for a whole block's free space before each upload (Hadoop LocalDirAllocator): the
+    tablets buffer on their volume; the coordinator, which has none, in its /tmp tmpfs, so its block must fit there
+    beside what the image leaves (a 64 MiB block in a 64 MiB tmpfs stalled tiering on the real engine)."""
+    from sagaz_lakehouse.components import fluss
+
+    settings = variant[0]
+    stack = build_stack(settings, View.INTERNAL)
+    coordinator = stack.get(s.COORDINATOR)
+    at = target._instance(coordinator, s.COORDINATOR)
+    props = fluss.server_properties(settings, View.INTERNAL, s.COORDINATOR, at)
+    assert "s3.buffer.dir" not in props and not coordinator.data_dir
+    (tmp,) = [x for x in coordinator.setup(at).container.scratch if x.path == s.TMP]
+    block = config.mebibytes(props["s3.multipart.size"].replace("M", "Mi"))
+    assert 5 <= block <= config.mebibytes(tmp.size) - config.mebibytes(tmp.used) - 8
+    tablet = stack.get(s.TABLET)
+    tablet_at = target._instance(tablet, f"{s.TABLET}-0")
+    assert fluss.server_properties(settings, View.INTERNAL, s.TABLET, tablet_at)["s3.buffer.dir"].startswith(
+        tablet.data_dir)
