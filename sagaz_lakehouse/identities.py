@@ -91,9 +91,7 @@ def catalog_variables(settings: Settings, credentials: Credentials) -> dict[str,
     values = {}
     if settings.catalog_oauth2:
         values[CATALOG_CREDENTIAL_VAR] = credentials.catalog_credential
-    if settings.catalog_database == "postgresql":
-        values[CATALOG_DB_PASSWORD_VAR] = credentials.catalog_db_password()
-    return values
+    return values  # the catalog database's password reaches its two readers as secret files (catalog_db, catalog)
 
 
 def secret_variables(settings: Settings, credentials: Credentials) -> dict[str, str]:

@@ -194,7 +194,8 @@ def test_secrets_reach_each_container_as_files_its_user_alone_reads_never_env_or
     project_dir = stack.workdir / ".sagaz-lakehouse" / "compose"
     files = [p for p in (project_dir / target.SECRETS_DIR).rglob("*") if p.is_file()]
     assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files)
-    passwords = (stack.credentials.fluss_password, stack.credentials.trino_password)
+    passwords = (stack.credentials.fluss_password, stack.credentials.trino_password,
+                 stack.credentials.catalog_db_password())  # PostgreSQL's and the catalog's, as files too
     for c in stack.containers():
         config_text = json.dumps([c["Config"].get("Env"), c["Config"].get("Cmd"), c["Config"].get("Entrypoint"),
                                   c["Args"], c["Path"]])

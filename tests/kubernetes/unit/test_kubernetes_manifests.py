@@ -794,12 +794,14 @@ def test_secret_values_only_in_the_secret_file(variant):
                  "trino.keystore.pem", "prometheus.trino-password", "prometheus.minio-token",
                  "lake-maintenance.trino-password"}
         files |= {"trino-worker.config.properties"} if variant.settings.replicas.trino_workers else set()
-        # The catalog's PostgreSQL password (derived from the root secret), which only the database and the
-        # catalog's pods read.
-        expected["CATALOG_DB_PASSWORD"] = CREDENTIALS.catalog_db_password()
+        # The catalog's PostgreSQL password (derived from the root secret): secret files of the database and the
+        # catalog (PostgreSQL's password file, the catalog's pgpass), which only their pods mount; no variable.
+        files |= {"catalog-db.db-password", "rest-catalog.pgpass"}
         readers = {w["metadata"]["name"] for w in variant.workloads() for c in containers(w)
                    if "CATALOG_DB_PASSWORD" in json.dumps(c)}
-        assert readers == {s.CATALOG_DB, s.REST_CATALOG}
+        assert readers == set()
+        assert secret["stringData"]["catalog-db.db-password"] == CREDENTIALS.catalog_db_password() + "\n"
+        assert CREDENTIALS.catalog_db_password() in secret["stringData"]["rest-catalog.pgpass"]
         assert not [path for path, f in variant.files.items() if CREDENTIALS.catalog_db_password() in f.content
                     and path != "10-secret.yaml"]
         assert set(secret["stringData"]) == set(expected) | files
