@@ -48,13 +48,14 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,11 +82,11 @@ WHOLE_STACK = "whole stack"
 # Port offsets from a base; the defaults (and 1xxxx/3xxxx) are taken by other engineers' stacks.
 PORT_OFFSETS = {"zookeeper": 2181, "fluss_coordinator": 9123, "fluss_tablet": 9124, "minio": 9000,
                 "minio_console": 9001, "rest_catalog": 8181, "flink_rest": 8081, "flink_rpc": 6123,
-                "flink_sql_gateway": 8083, "trino": 8080}
+                "flink_sql_gateway": 8083, "trino": 8080, "catalog_db": 5432}
 # Tablet servers first: they are what issue 12 is about, and the time budget cuts the end of the list. A fault
 # that loses data or leaves the stack unready gets the stack rebuilt before the next one.
 ORDER = ["fluss-tablet-0", "fluss-tablet-1", "fluss-tablet-2", "fluss-coordinator", "zookeeper", "flink-jobmanager",
-         "flink-taskmanager-0", "minio", "rest-catalog", "trino", "flink-sql-gateway"]
+         "flink-taskmanager-0", "minio", "rest-catalog", "catalog-db", "trino", "flink-sql-gateway"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,10 @@ CONFIGURATIONS: dict[str, Configuration] = {c.name: c for c in [
                   {"replicas.tablet_servers": "3", "durability.replication_factor": "3",
                    "durability.min_in_sync_replicas": "2", "memory.fluss_tablet": "1Gi"}),
     Configuration("default", "the profile's own defaults (whatever sagaz-lakehouse ships)", {}),
+    # Issue 27's catalog rows: kill -9 / SIGTERM of rest-catalog and catalog-db during writes, e.g.
+    # CHAOS_ARGS="--config catalog-pg --only rest-catalog --only catalog-db".
+    Configuration("catalog-pg", "the bundled catalog on PostgreSQL, as prod runs it (catalog.database: "
+                  "postgresql); the other settings are the dev profile's", {"catalog.database": "postgresql"}),
 ]}
 
 
@@ -452,23 +457,7 @@ class ListenerApp:
 
 async def fluss_ids_by_saga(endpoints: addresses.Endpoints, database: str, prefix: str) -> tuple[set[str], list[str]]:
     """Event ids of the sagas whose id starts with ``prefix``, from the primary-key state of every bucket."""
-    import fluss
-
-    found: set[str] = set()
-    errors: list[str] = []
-    async with clients.fluss_connection(endpoints) as connection:
-        table = await connection.get_table(fluss.TablePath(database, tables.TABLE))
-        info = table.get_table_info()
-        for bucket in range(info.num_buckets):
-            try:
-                scanner = table.new_scan().limit(10_000_000).create_bucket_batch_scanner(
-                    fluss.TableBucket(info.table_id, bucket))
-                data = await asyncio.wait_for(scanner.to_arrow(), 120)
-                ids, sagas = data.column("event_id").to_pylist(), data.column("saga_id").to_pylist()
-                found.update(i for i, s in zip(ids, sagas, strict=True) if s.startswith(prefix))
-            except Exception as exc:
-                errors.append(f"bucket {bucket}: {type(exc).__name__}: {str(exc)[:200]}")
-    return found, errors
+    return await _fluss_event_ids(endpoints, database, lambda _event, saga: saga.startswith(prefix), 120)
 
 
 def iceberg_ids_by_saga(stack: Stack, prefix: str) -> set[str]:
@@ -512,8 +501,14 @@ class AppResult:
     load: str = ""
 
 
-def verify_app(stack: Stack, app: ListenerApp, result: AppResult, final: dict[str, Any]) -> AppResult:
-    """Fill in what Fluss, Iceberg and Trino hold of the events whose hooks returned."""
+def verify_app(stack: Stack, app: ListenerApp, result: AppResult, final: dict[str, Any],
+               at_fault: dict[str, Any], last_hook: float) -> AppResult:
+    """Fill in the spool's state at the fault and what Fluss, Iceberg and Trino hold of the events whose hooks
+    returned."""
+    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
+    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
+    if final.get("safe"):
+        result.safe_s = final["at"] - last_hook
     returned = app.recorded()
     result.returned = len(returned)
     result.dropped = int(final.get("dropped", 0))
@@ -592,11 +587,7 @@ def listener_whole_stack(stack: Stack, opts: argparse.Namespace, workdir: Path) 
         if app.process.is_alive():
             app.kill()
     writer.join(60)
-    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
-    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
-    if final.get("safe"):
-        result.safe_s = final["at"] - last_hook
-    verify_app(stack, app, result, final)
+    verify_app(stack, app, result, final, at_fault, last_hook)
     result.notes.append(f"writes acknowledged again {back['at'] - fault_at:.0f}s after the kill")
     with writer.lock:
         raw = set(writer.acked)
@@ -622,14 +613,10 @@ def listener_app_kill(stack: Stack, opts: argparse.Namespace, workdir: Path) -> 
         at_fault = app.status()
     finally:
         app.kill()
-    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
-    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
     last_hook = time.monotonic()
     app.start(0, safe_timeout=opts.lake_grace + 120)  # replay only
     final = app.stop(opts.lake_grace + 180)
-    if final.get("safe"):
-        result.safe_s = final["at"] - last_hook
-    verify_app(stack, app, result, final)
+    verify_app(stack, app, result, final, at_fault, last_hook)
     result.notes.append(f"the new process re-sent {final.get('replayed', 0)} events left in the spool")
     return result
 
@@ -662,11 +649,7 @@ def listener_fluss_down(stack: Stack, opts: argparse.Namespace, workdir: Path) -
     finally:
         if app.process.is_alive():
             app.kill()
-    result.spooled_at_fault = int(at_fault.get("unsafe", 0))
-    result.unacknowledged_at_fault = int(at_fault.get("pending", 0))
-    if final.get("safe"):
-        result.safe_s = final["at"] - last_hook
-    verify_app(stack, app, result, final)
+    verify_app(stack, app, result, final, at_fault, last_hook)
     result.notes.append(f"spool peak {at_fault.get('spool_bytes', 0) / 1e6:.0f} MB")
     return result
 
@@ -681,6 +664,12 @@ LISTENER_FAULTS = {"listener: whole stack": listener_whole_stack, "listener: app
 async def fluss_ids(endpoints: addresses.Endpoints, database: str, prefix: str) -> tuple[set[str], list[str]]:
     """Event ids with ``prefix`` in the primary-key state of every bucket (a KV limit scan), and per-bucket
     errors (a bucket whose KV is broken answers with an error)."""
+    return await _fluss_event_ids(endpoints, database, lambda event, _saga: event.startswith(prefix), 60)
+
+
+async def _fluss_event_ids(endpoints: addresses.Endpoints, database: str, keep: Callable[[str, str], bool],
+                           timeout: float) -> tuple[set[str], list[str]]:
+    """The event ids that ``keep(event_id, saga_id)`` selects, read bucket by bucket, and each bucket's error."""
     import fluss
 
     found: set[str] = set()
@@ -692,8 +681,9 @@ async def fluss_ids(endpoints: addresses.Endpoints, database: str, prefix: str) 
             try:
                 scanner = table.new_scan().limit(10_000_000).create_bucket_batch_scanner(
                     fluss.TableBucket(info.table_id, bucket))
-                data = await asyncio.wait_for(scanner.to_arrow(), 60)
-                found.update(i for i in data.column("event_id").to_pylist() if i.startswith(prefix))
+                data = await asyncio.wait_for(scanner.to_arrow(), timeout)
+                ids, sagas = data.column("event_id").to_pylist(), data.column("saga_id").to_pylist()
+                found.update(i for i, saga in zip(ids, sagas, strict=True) if keep(i, saga))
             except Exception as exc:
                 errors.append(f"bucket {bucket}: {type(exc).__name__}: {str(exc)[:200]}")
     return found, errors
@@ -1017,6 +1007,8 @@ def run_configuration(conf: Configuration, opts: argparse.Namespace) -> dict[str
                                          f"`sagaz-lakehouse up` {opts.restart_delay:.0f} s after the kill"}
     started = time.monotonic()
     try:
+        if stack.settings.catalog_database == "postgresql":
+            install_postgresql()
         if keep and not stack.wait_ready(30):
             print(f"[{conf.name}] reusing the stack in {workdir}", file=sys.stderr, flush=True)
         else:
@@ -1068,6 +1060,16 @@ def run_configuration(conf: Configuration, opts: argparse.Namespace) -> dict[str
                 workdir.joinpath(config.CONFIG_FILENAME).unlink()
                 workdir.rmdir()
     return report
+
+
+def install_postgresql() -> None:
+    """Debian's PostgreSQL for the catalog's database, installed when missing (scripts/postgresql.sh)."""
+    from sagaz_lakehouse import versions
+
+    done = subprocess.run(["bash", str(REPO / "scripts" / "postgresql.sh"), versions.POSTGRES_MAJOR],
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"scripts/postgresql.sh failed: {done.stderr[-2000:]}")
 
 
 def kill_watchdog(stack: Stack) -> None:

@@ -28,6 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,14 @@ def standin(workdir: Path, port: int, minio_port: int, client_id: str, client_se
                            warehouse=warehouse, access_key=config.DEV_CREDENTIALS.access_key,
                            secret_key=config.DEV_CREDENTIALS.secret_key, region=defaults.lake.region,
                            client_id=client_id, client_secret=client_secret, scope=scope)
+
+
+def running(workdir: Path, port: int, minio_port: int, client_id: str, client_secret: str, scope: str,
+            warehouse: str) -> Iterator[ExternalCatalog]:
+    """A module fixture's body: the stand-in started for the module, stopped after it."""
+    made = standin(workdir, port, minio_port, client_id, client_secret, scope, warehouse)
+    made.start()
+    try:
+        yield made
+    finally:
+        made.stop()

@@ -27,6 +27,7 @@ BUILD = REPO / "scripts" / "build-images.py"
 PORTS = suite_ports("compose")
 LOG_TAIL = 40
 COMPOSE_LABEL = "com.docker.compose.project"
+PROJECT_PREFIX = "sagaz-ct-"  # every project of this suite is named so
 
 
 def env() -> dict[str, str]:
@@ -51,11 +52,27 @@ def engine() -> Iterator[None]:
     was_running = run(["bash", str(ENGINE), "status"]).returncode == 0
     must(run(["bash", str(ENGINE), "start"], timeout=1800), "scripts/docker-engine.sh start")
     try:
+        remove_leftover_projects()
         must(run([sys.executable, str(BUILD)], timeout=3600), "scripts/build-images.py")
         yield
     finally:
         if not was_running:
             run(["bash", str(ENGINE), "stop"], timeout=300)
+
+
+def remove_leftover_projects() -> None:
+    """Containers, volumes and networks of this suite's projects (sagaz-ct-*) left by an earlier run whose teardown
+    never ran: their restart policy brings them back with the engine, still publishing this suite's ports (a CI run
+    failed on exactly that: `port ... (published by service 'minio') is already in use`)."""
+    for kind, listing, remove in (("container", ["docker", "ps", "-a"], ["docker", "rm", "-f", "-v"]),
+                                  ("volume", ["docker", "volume", "ls"], ["docker", "volume", "rm", "-f"]),
+                                  ("network", ["docker", "network", "ls"], ["docker", "network", "rm"])):
+        field = "{{.ID}}" if kind != "volume" else "{{.Name}}"
+        rows = must(run([*listing, "--format", f'{field} {{{{.Label "{COMPOSE_LABEL}"}}}}']), f"docker {kind} ls")
+        leftovers = [row.split()[0] for row in rows.stdout.splitlines()
+                     if len(row.split()) == 2 and row.split()[1].startswith(PROJECT_PREFIX)]
+        if leftovers:
+            must(run([*remove, *leftovers]), f"removing leftover {kind}s of an earlier run: {' '.join(leftovers)}")
 
 
 class Stack(SuiteStack):
@@ -65,6 +82,7 @@ class Stack(SuiteStack):
 
     def __init__(self, workdir: Path, project: str, overrides: dict[str, str] | None = None,
                  ports: dict[str, int] | None = None) -> None:
+        assert project.startswith(PROJECT_PREFIX), f"{project}: the engine fixture removes leftovers by this prefix"
         super().__init__(workdir, {"target": "compose", "project": project, **(overrides or {}),
                                    **{f"ports.{key}": str(value) for key, value in (ports or PORTS).items()}},
                          hidden=(*SHADOWING_VARS, "SAGAZ_LAKEHOUSE_S3_"))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from catalog_standin import TOKEN_PATH, ExternalCatalog, standin
+from catalog_standin import TOKEN_PATH, ExternalCatalog, running
 from conftest import PORTS, Stack, must, run
 from support import suite_port
 
@@ -46,10 +46,7 @@ def write_secrets(path, secret: str) -> None:
 @pytest.fixture(scope="module")
 def catalog(engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExternalCatalog]:
     workdir = tmp_path_factory.mktemp("compose-external-catalog")
-    made = standin(workdir, FRONT_PORT, PORTS["minio"], CLIENT_ID, SECRET, SCOPE, WAREHOUSE)
-    made.start()
-    yield made
-    made.stop()
+    yield from running(workdir, FRONT_PORT, PORTS["minio"], CLIENT_ID, SECRET, SCOPE, WAREHOUSE)
 
 
 @pytest.fixture(scope="module")

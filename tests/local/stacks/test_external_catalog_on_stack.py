@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from catalog_standin import TOKEN_PATH, ExternalCatalog, standin
+from catalog_standin import TOKEN_PATH, ExternalCatalog, running
 from saga_data import EVENTS, assert_same_content, saga_events, trino_count, wait_for_iceberg, write_events
 from support import SuiteStack, init_with_ports, log_files, suite_port, suite_ports
 
@@ -49,11 +49,8 @@ def write_secrets(path: Path, secret: str) -> None:
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExternalCatalog]:
-    workdir = tmp_path_factory.mktemp("external-catalog")
-    made = standin(workdir, FRONT_PORT, PORTS["minio"], CLIENT_ID, SECRET, SCOPE, WAREHOUSE)
-    made.start()
-    yield made
-    made.stop()
+    yield from running(tmp_path_factory.mktemp("external-catalog"), FRONT_PORT, PORTS["minio"], CLIENT_ID, SECRET,
+                       SCOPE, WAREHOUSE)
 
 
 @pytest.fixture(scope="module")
