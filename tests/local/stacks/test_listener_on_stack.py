@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+from saga_data import fluss_answer
 from sagaz import Saga, action, compensate
 from support import SuiteStack, cli, debian_program, init_with_ports, log_files, must, suite_ports
 
@@ -482,31 +483,15 @@ def test_an_exception_inside_the_listener_never_reaches_the_saga(stack: Stack) -
                               ("step_started", "ship"), ("step_completed", "ship"), ("saga_completed", "")])
 
 
-
 # ------------------------------------------------------------------------------------------ the prod login
-
-
-async def first_request(bootstrap: str, login: dict[str, str]) -> str:
-    """What a pyfluss client with ``login`` gets back for listing the databases: the list, or the error."""
-    import fluss
-
-    try:
-        connection = await asyncio.wait_for(
-            fluss.FlussConnection.create(fluss.Config({"bootstrap.servers": bootstrap, **login})), 30)
-        try:
-            return repr(await asyncio.wait_for(connection.get_admin().list_databases(), 30))
-        finally:
-            await asyncio.wait_for(connection.close(), 10)
-    except Exception as exc:  # the refusal this test wants to see, whatever pyfluss raises it as
-        return f"{type(exc).__name__}: {exc}"
 
 
 @pytest.mark.parametrize("login", ["none", "wrong password"])
 def test_fluss_refuses_a_client_without_the_login(stack: Stack, login: str) -> None:
     bootstrap = stack.endpoints.fluss_bootstrap
-    assert stack.database in asyncio.run(first_request(bootstrap, dict(stack.endpoints.fluss_login)))
+    assert stack.database in asyncio.run(fluss_answer(bootstrap, dict(stack.endpoints.fluss_login)))
     attempt = {} if login == "none" else security.pyfluss_login("not-" + stack.credentials.fluss_password)
-    answer = asyncio.run(first_request(bootstrap, attempt))
+    answer = asyncio.run(fluss_answer(bootstrap, attempt))
     assert stack.database not in answer and "authenticat" in answer.lower(), answer
 
 
