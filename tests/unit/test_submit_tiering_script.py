@@ -38,6 +38,19 @@ if sys.argv[1] == "run":
     sys.exit(0)
 '''
 
+# The JVM launcher for the credential's path: records its command line, and the argument file's mode and tokens.
+JAVA = r'''#!{python}
+import json, os, shlex, stat, sys
+argfile = sys.argv[1][1:] if len(sys.argv) == 2 and sys.argv[1].startswith("@") else None
+record = {"argv": sys.argv[1:], "env": {k: os.environ.get(k) for k in ("FLINK_CONF_DIR", "FLINK_LIB_DIR")}}
+if argfile:
+    record["mode"] = oct(stat.S_IMODE(os.stat(argfile).st_mode))
+    record["tokens"] = shlex.split(open(argfile).read())
+with open(os.environ["CALLS"], "a") as log:
+    log.write(json.dumps(["java", record]) + "\n")
+print("Job has been submitted with JobID {job}")
+'''
+
 WGET = r'''#!{python}
 import os, sys
 url = sys.argv[-1]
@@ -54,7 +67,7 @@ else:
 def run(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name, text in (("flink", FLINK), ("wget", WGET)):
+    for name, text in (("flink", FLINK), ("wget", WGET), ("java", JAVA)):
         path = bin_dir / name
         path.write_text(text.replace("{python}", sys.executable).replace("{job}", JOB))
         path.chmod(0o755)
@@ -99,3 +112,28 @@ def test_every_failure_exits_1_saying_why(tmp_path, env, says):
     assert result.returncode == 1 and says in result.stderr, result.stderr
     if "LIST_FAILS" in env or "TASKMANAGERS" in env:  # never a second copy on a guess
         assert ["run"] not in [c[:1] for c in calls]
+
+
+def test_a_catalog_credential_reaches_the_client_in_a_0600_file_never_on_a_command_line(tmp_path):
+    secret = 'id:s3cr\\et"x'  # a backslash and a quote survive the argument file's escaping
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "config.yaml").write_text("rest.address: flink-jobmanager\n"
+                                      "env.java.opts.all: --add-opens=a=ALL --add-exports=b=ALL\n")
+    result, calls = run(tmp_path, CATALOG_CREDENTIAL=secret, FLINK_HOME="/opt/flink", FLINK_CONF_DIR=str(conf))
+    assert result.returncode == 0, result.stderr
+    (_, java), = [c for c in calls if c[0] == "java"]
+    assert ["run"] not in [c[:1] for c in calls]  # not through bin/flink, whose java command line shows every argument
+    assert secret not in json.dumps(java["argv"]) and java["argv"][0].startswith("@")
+    assert java["mode"] == "0o600"
+    tokens = java["tokens"]
+    assert tokens[tokens.index("org.apache.flink.client.cli.CliFrontend"):] == [
+        "org.apache.flink.client.cli.CliFrontend", "run", "--detached", "--class", "org.example.Main",
+        "/artifacts/tiering.jar", "--fluss.bootstrap.servers", "fluss-coordinator:9122",
+        "--datalake.iceberg.credential", secret]
+    assert tokens[:2] == ["--add-opens=a=ALL", "--add-exports=b=ALL"]  # what bin/flink would pass
+    assert f"-Dlog4j.configurationFile=file:{conf}/log4j-cli.properties" in tokens  # the masked console logging
+    assert tokens[tokens.index("-cp") + 1] == "/opt/flink/lib/*"
+    assert java["env"] == {"FLINK_CONF_DIR": str(conf), "FLINK_LIB_DIR": "/opt/flink/lib"}
+    assert not Path(java["argv"][0][1:]).parent.exists()  # its folder is gone afterwards
+

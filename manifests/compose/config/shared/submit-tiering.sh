@@ -10,11 +10,9 @@ set -euo pipefail
 rest="$1" taskmanagers="$2" name="$3" main_class="$4" jar="$5"
 shift 5
 [ "${1:-}" != -- ] || shift
-# An external catalog's client credentials come in the environment, not in this script's arguments (tasks.py does
-# the same): the job takes its catalog properties as arguments only (FlussLakeTiering, 0.9.1).
-if [ -n "${CATALOG_CREDENTIAL:-}" ]; then
-    set -- "$@" --datalake.iceberg.credential "$CATALOG_CREDENTIAL"
-fi
+# An external catalog's client credentials come in the environment, not in this script's arguments: the job takes
+# its catalog properties as arguments only (FlussLakeTiering, 0.9.1), so submit() hands them to Flink's client in an
+# argument file (as tasks.py does on the local target), never on a command line a process listing shows.
 wait_seconds="${SUBMIT_TIERING_WAIT_SECONDS:-300}"
 deadline=$((SECONDS + wait_seconds))
 
@@ -52,12 +50,40 @@ state() {  # the job's state from /jobs/<id> (its first "state" field; vertices 
     wget -q -O - "$rest/jobs/$1" 2>/dev/null | grep -o '"state":"[A-Z]*"' | head -n 1 | cut -d'"' -f4
 }
 
+submit() {  # flink run --detached --class MAIN_CLASS JAR ARGS...; the credential, if any, only in a 0600 file
+    if [ -z "${CATALOG_CREDENTIAL:-}" ]; then
+        flink run --detached --class "$main_class" "$jar" "$@"
+        return
+    fi
+    # What bin/flink runs (env.java.opts.all from config.yaml: the reflective access Flink needs on Java 17; its CLI
+    # log settings; CliFrontend on lib/), with every argument after `java` in the launcher's @argfile (JDK 9+):
+    # quoted tokens, '\' and '"' escaped.
+    local home="${FLINK_HOME:-/opt/flink}" folder token status=0 jvm_options=()
+    local conf="${FLINK_CONF_DIR:-$home/conf}"
+    read -r -a jvm_options <<<"$(sed -n 's/^env\.java\.opts\.all: *//p' "$conf/config.yaml" 2>/dev/null || true)"
+    folder="$(mktemp -d)"  # 0700
+    (
+        umask 077
+        for token in "${jvm_options[@]}" "-Dlog.file=$folder/client.log" \
+                "-Dlog4j.configurationFile=file:$conf/log4j-cli.properties" \
+                "-cp" "$home/lib/*" "org.apache.flink.client.cli.CliFrontend" "run" "--detached" \
+                "--class" "$main_class" "$jar" "$@" "--datalake.iceberg.credential" "$CATALOG_CREDENTIAL"; do
+            token="${token//\\/\\\\}"
+            printf '"%s"\n' "${token//\"/\\\"}"
+        done >"$folder/arguments"
+    )
+    FLINK_CONF_DIR="$conf" FLINK_LIB_DIR="$home/lib" FLINK_PLUGINS_DIR="$home/plugins" \
+        "${JAVA_HOME:+$JAVA_HOME/bin/}java" "@$folder/arguments" || status=$?
+    rm -rf "$folder"
+    return "$status"
+}
+
 wait_for "$taskmanagers TaskManager(s) registered at $rest" registered
 job="$(active_job)"
 if [ -n "$job" ]; then
     outcome="already active"
 else
-    if ! output="$(flink run --detached --class "$main_class" "$jar" "$@" 2>&1)"; then
+    if ! output="$(submit "$@" 2>&1)"; then
         echo "submit-tiering: Flink's client failed:" >&2
         echo "$output" | tail -n 40 >&2
         exit 1
