@@ -65,7 +65,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
                                             "fluss_password": secrets.token_hex(16),
                                             "trino_password": secrets.token_hex(16)}))
     values = yaml.safe_load(settings_file.read_text())
-    values.update(profile="prod", secrets={"file": secrets_file.name},
+    # analytics.sql_gateway: prod runs no SQL Gateway unless asked for (it has no authentication of its own); this
+    # module asks, to show its Fluss catalog logging in (test_a_flink_query_reads_fluss_through_the_catalogs_login)
+    values.update(profile="prod", secrets={"file": secrets_file.name}, analytics={"sql_gateway": "on"},
                   lake={"freshness": "10s", "tiering_poll": "2s", "kv_snapshot_interval": "5s"})
     settings_file.write_text(yaml.safe_dump(values))
     stack = Stack(workdir)
@@ -544,7 +546,10 @@ def test_trino_login_files_are_readable_by_the_owner_only_and_a_second_up_keeps_
     assert (supervisor.running_pid("trino"), (stack.run_dir / "tls" / "ca.pem").read_bytes()) == before
     config_dir = stack.run_dir / "config"
     held = [config_dir / "trino" / name for name in ("keystore.pem", "password.db", "config.properties")]
-    held += [config_dir / "prometheus" / "prometheus.yml", stack.run_dir / "tls" / "keystore.pem"]
+    held += [stack.run_dir / "tls" / "keystore.pem", *sorted((config_dir / "prometheus").glob("*-password"))]
+    assert any(p.name.endswith("-password") for p in held), "Prometheus's Trino password file"
+    # prometheus.yml names its password file (password_file) and holds no secret itself
+    assert stack.credentials.trino_password not in (config_dir / "prometheus" / "prometheus.yml").read_text()
     assert all(p.exists() and os.stat(p).st_mode & 0o077 == 0 for p in held), {
         str(p): oct(os.stat(p).st_mode) if p.exists() else None for p in held}
     assert stack.credentials.trino_password not in (config_dir / "trino" / "password.db").read_text()  # hashed
@@ -747,7 +752,10 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
             raw = bytes.fromhex(address)
             # /proc prints each 32-bit word in host (little-endian) order
             ordered = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-            found.add((str(ipaddress.ip_address(ordered if width == 16 else raw[::-1])), int(port, 16)))
+            ip = ipaddress.ip_address(ordered if width == 16 else raw[::-1])
+            # a JVM on a dual-stack host listens in tcp6 with IPv4-mapped addresses (::ffff:127.0.0.1)
+            mapped = getattr(ip, "ipv4_mapped", None)
+            found.add((str(mapped or ip), int(port, 16)))
     return found
 
 
