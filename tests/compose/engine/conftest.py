@@ -69,8 +69,8 @@ def remove_leftover_projects() -> None:
                                   ("network", ["docker", "network", "ls"], ["docker", "network", "rm"])):
         field = "{{.ID}}" if kind != "volume" else "{{.Name}}"
         rows = must(run([*listing, "--format", f'{field} {{{{.Label "{COMPOSE_LABEL}"}}}}']), f"docker {kind} ls")
-        leftovers = [row.split()[0] for row in rows.stdout.splitlines()
-                     if len(row.split()) == 2 and row.split()[1].startswith(PROJECT_PREFIX)]
+        labelled = (row.split() for row in rows.stdout.splitlines())
+        leftovers = [fields[0] for fields in labelled if len(fields) == 2 and fields[1].startswith(PROJECT_PREFIX)]
         if leftovers:
             must(run([*remove, *leftovers]), f"removing leftover {kind}s of an earlier run: {' '.join(leftovers)}")
 

@@ -74,6 +74,12 @@ class Lake:
 SYSTEM_COLUMNS = ("__bucket", "__offset", "__timestamp")  # where Fluss logged a row: differs between re-sends
 
 
+def saga_table(settings: config.Settings) -> Any:
+    """saga_events as pyiceberg loads it, through the stack's catalog."""
+    catalog = clients.iceberg_catalog(settings, config.DEV_CREDENTIALS, addresses.endpoints(settings, View.EXTERNAL))
+    return catalog.load_table(f"{settings.lake.database}.saga_events")
+
+
 def read_lake(settings: config.Settings) -> tuple[list[dict[str, Any]], Any]:
     """Every event in saga_events once, as pyiceberg sees it, and the snapshot read.
 
@@ -81,10 +87,9 @@ def read_lake(settings: config.Settings) -> tuple[list[dict[str, Any]], Any]:
     before it left; a sign of a Fluss restart re-sends the window). A re-send is an upsert of the same row, which
     Fluss tiers as an equality delete and a new copy; pyiceberg reads the data files alone (clients.iceberg_read),
     so it sees both copies. They must be the same event, and count once."""
-    catalog = clients.iceberg_catalog(settings, config.DEV_CREDENTIALS, addresses.endpoints(settings, View.EXTERNAL))
-    table = catalog.load_table(f"{settings.lake.database}.saga_events")
     from pyiceberg.expressions import AlwaysTrue
 
+    table = saga_table(settings)
     rows, _ = clients.iceberg_read(table, AlwaysTrue())
     events: dict[str, dict[str, Any]] = {}
     for row in rows.to_pylist():
@@ -331,8 +336,7 @@ def test_lake_snapshots(lake: Lake) -> None:
     """total_records is the data files' record count: an event the spool re-sent counts once per copy."""
     from pyiceberg.expressions import AlwaysTrue
 
-    catalog = clients.iceberg_catalog(lake.settings, config.DEV_CREDENTIALS, lake.endpoints)
-    table = catalog.load_table(f"{lake.settings.lake.database}.saga_events")
+    table = saga_table(lake.settings)
     copies, _ = clients.iceberg_read(table, AlwaysTrue(), ("event_id",))
     newest = lake.query("lake_snapshots", "limit=3")[0]
     assert newest["snapshot_id"] == table.current_snapshot().snapshot_id
