@@ -234,7 +234,7 @@ def test_the_catalog_keeps_its_tables_in_postgresql(stack):
     assert not [m for m in catalog["Mounts"] if m["Type"] == "volume" and not m["Name"].endswith("-secrets")]
     log = run(["docker", "logs", catalog["Id"]])
     assert "jdbc:postgresql://catalog-db:5432/iceberg_catalog" in log.stdout + log.stderr  # its start-up dump
-    password = lakehouse.resolve_credentials(stack.settings, environ={}).catalog_db_password()
+    password = lakehouse.resolve_credentials(stack.settings, environ={}, base_dir=stack.workdir).catalog_db_password()
     top = run(["docker", "top", catalog["Id"], "-eo", "args"]).stdout
     assert password not in log.stdout + log.stderr and password not in top
 
