@@ -40,7 +40,7 @@ lint: ## ruff and mypy
 
 manifests: ## re-render manifests/ from the templates (defaults, dev profile)
 	sagaz-lakehouse render --target compose --placeholders --out manifests/compose
-	rm -f manifests/compose/.env  # only placeholders, but .env is where a user's real credentials go: never committed
+	rm -rf manifests/compose/.env manifests/compose/secrets  # placeholders only, but where a user's real credentials go
 	sagaz-lakehouse render --target kubernetes --placeholders --out manifests/kubernetes
 	sagaz-lakehouse dashboards --out manifests/grafana
 

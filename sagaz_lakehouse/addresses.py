@@ -23,6 +23,7 @@ REMOTE_DATA_PREFIX = "fluss-remote"  # Fluss's remote.data.dir inside the lake b
 FLUSS_CLIENT_PORT = 9123  # the CLIENT listener (published by compose, port-forwarded by Kubernetes)
 FLUSS_METRICS_PORT = 9249  # the Fluss Prometheus reporter's default port (ConfigOptions), in every container
 TASKMANAGER_RPC_PORT = 6122  # fixed in containers (the image's default range would be random)
+TASKMANAGER_DATA_PORT = 6121  # taskmanager.data.port, fixed in containers (Flink's default 0: a random port)
 FLINK_BLOB_PORT = 6124  # fixed by the Flink image's entrypoint
 FLINK_METRICS_PORT = 9249  # the Flink Prometheus reporter's default port, in every container
 POSTGRES_PORT = 5432  # PostgreSQL's own default, where the official image listens

@@ -57,6 +57,13 @@ def prepare(settings: Settings, name: str, params: dict[str, str], now: datetime
             engine: str | None = None) -> Prepared:
     """UsageError for an unknown name, an engine that does not run it, or a bad parameter, listing the valid ones."""
     query = queries.find(name, engine)
+    if query.engine == "flink" and not settings.sql_gateway:
+        raise UsageError(f"query {name} runs on the Flink SQL Gateway, which this stack does not run "
+                         f"({settings.profile} profile, analytics.sql_gateway "
+                         f"{settings.analytics.sql_gateway or 'unset'})",
+                         "the gateway has no authentication of its own: turn it on only where a port-forward or the "
+                         "host's own users guard it (--set analytics.sql_gateway=on, then `up`); the historical "
+                         "pack (Trino) needs no gateway")
     declared = {p.name for p in query.params}
     defaults = {k: default(settings) for k, default in SETTING_PARAMS.items() if k in declared}
     values = query.values({**defaults, **params}, now)

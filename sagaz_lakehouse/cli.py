@@ -96,6 +96,13 @@ class Options:
     def driver(self, settings: Any, base_dir: Path) -> Any:
         return self.chosen_target(settings).driver(settings, base_dir)
 
+    def warn(self, settings: Any) -> None:
+        """What the settings allow but production should not rely on (config.settings_warnings), on stderr."""
+        from sagaz_lakehouse.config import settings_warnings
+
+        for warning in settings_warnings(settings):
+            typer.echo(f"warning: {warning}", err=True)
+
     def progress(self) -> Callable[[str], None]:
         """Progress lines on stderr (stdout stays clean for --json)."""
         return lambda message: typer.echo(message, err=True)
@@ -249,6 +256,7 @@ def render(
     from sagaz_lakehouse import security
 
     settings, base_dir = options.settings()
+    options.warn(settings)
     target = options.chosen_target(settings)
     out_dir = out or Path("manifests") / target.name
     if not placeholders and out is None and rendering.inside_git_work_tree(out_dir):
@@ -256,10 +264,12 @@ def render(
         typer.echo(f"{out_dir} is inside a git work tree: credentials written as placeholders "
                    "(pass --out to write them)", err=True)
     credentials = cfg.PLACEHOLDER_CREDENTIALS if placeholders else options.credentials(settings, base_dir)
-    if not placeholders and security.trino_auth_on(settings, target.view) and not credentials.trino_keystore:
+    if not placeholders and security.trino_auth_on(settings) and not credentials.trino_keystore:
         from sagaz_lakehouse import tls  # Trino's certificate, made beside the files (`up` keeps its own)
 
-        keystore = cfg.PLACEHOLDER_CREDENTIALS.trino_keystore if dry_run else tls.ensure(out_dir / "tls").keystore_pem
+        hosts = security.trino_certificate_hosts(settings, target.view)
+        keystore = (cfg.PLACEHOLDER_CREDENTIALS.trino_keystore if dry_run
+                    else tls.ensure(out_dir / "tls", hosts).keystore_pem)
         credentials = dataclasses.replace(credentials, trino_keystore=keystore)
     files = target.render(settings, credentials)
     if not dry_run:
@@ -358,6 +368,7 @@ def up(
     from sagaz_lakehouse.targets.base import able_to
 
     settings, base_dir = options.settings()
+    options.warn(settings)
     target = options.chosen_target(settings)
     driver = target.driver(settings, base_dir)
     for flag, capability, given in (("--force-conflicts", "force_conflicts", force_conflicts),

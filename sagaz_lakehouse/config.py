@@ -104,7 +104,7 @@ class Ports:
                                              "uses this + i", minimum=1, maximum=65535)
     lake_maintenance: int = setting(9270, "lake maintenance service: its Prometheus metrics and health endpoint",
                                     minimum=1, maximum=65535)
-    trino_https: int = setting(8443, "Trino HTTPS port, where clients log in (prod profile, local target)",
+    trino_https: int = setting(8443, "Trino HTTPS port, where clients log in (prod profile)",
                                minimum=1, maximum=65535)
     catalog_db: int = setting(5432, "PostgreSQL port of the bundled catalog's database (catalog.database: "
                               "postgresql; only the catalog connects to it, never published)",
@@ -300,6 +300,14 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Analytics:
+    sql_gateway: str = setting("", "run the Flink SQL Gateway (the real-time query pack): on or off; empty: on in dev, "
+                               "off in prod. It has no authentication of its own and holds the Fluss login: in prod "
+                               "turn it on only where a port-forward (Kubernetes) or the host's own users guard it",
+                               choices=("", "on", "off"))
+
+
+@dataclass(frozen=True)
 class Durability:
     """How Fluss keeps acknowledged writes (server options; see docs/fluss-hw-truncation.md for why)."""
 
@@ -324,8 +332,10 @@ class Secrets:
                         "keys: s3_fluss_access_key, s3_fluss_secret_key, s3_lake_..., s3_reader_... (or "
                         "SAGAZ_LAKEHOUSE_S3_FLUSS_ACCESS_KEY, ...)")
     trino_tls: str = setting("", "PEM file (mode 0600) with the private key and certificate chain Trino serves HTTPS "
-                             "with (prod, local target); its certificates are what clients trust, and the first "
-                             "must name 127.0.0.1 or localhost. Empty: a self-signed certificate is made and kept")
+                             "with (prod); its certificates are what clients trust, and the first must name "
+                             "127.0.0.1 or localhost (the CLI's address) and, on compose and kubernetes, the trino "
+                             "Service (trino, trino.<namespace>.svc...). Empty: a self-signed certificate is made "
+                             "and kept")
 
 
 @dataclass(frozen=True)
@@ -355,6 +365,9 @@ class Kubernetes:
     context: str = setting("", "kubeconfig context (empty: the current context)")
     namespace: str = setting("", "namespace (empty: the project name)", pattern=re.compile(r"^$|" + DNS_LABEL.pattern),
                              expect="empty or a DNS label (lowercase letters, digits, '-')")
+    cpu_request: str = setting("", "CPU each container requests (empty: the profile's, dev 100m, prod 500m); no CPU "
+                               "limit anywhere", pattern=re.compile(r"^$|^[1-9]\d*m$|^\d+(\.\d+)?$"),
+                               expect="empty, millicores like 250m, or cores like 0.5")
 
 
 @dataclass(frozen=True)
@@ -377,6 +390,7 @@ class Settings:
     monitoring: Monitoring = section(Monitoring, "what Prometheus scrapes besides the stack")
     anomaly: Anomaly = section(Anomaly, "live anomaly detection: baselines and alert rules in Prometheus")
     cost: Cost = section(Cost, "prices for cost attribution (query cost_attribution, the report)")
+    analytics: Analytics = section(Analytics, "the real-time query pack's Flink SQL Gateway")
     durability: Durability = section(Durability, "Fluss replication and high-watermark persistence")
     secrets: Secrets = section(Secrets, "where credentials come from (never from this file)")
     local: Local = section(Local, "local target (native processes)")
@@ -421,6 +435,11 @@ class Settings:
         return self.durability.hw_checkpoint_interval or profile(self.profile).hw_checkpoint_interval
 
     @property
+    def cpu_request(self) -> str:
+        """What each Kubernetes container requests of a CPU (the nodes' size decides what fits)."""
+        return self.kubernetes.cpu_request or profile(self.profile).cpu_request
+
+    @property
     def kv_snapshot_interval(self) -> str:
         return self.lake.kv_snapshot_interval or profile(self.profile).kv_snapshot_interval
 
@@ -439,6 +458,13 @@ class Settings:
         if self.maintenance.orphan_retention:
             return self.maintenance.orphan_retention
         return self.snapshot_retention if duration_seconds(self.snapshot_retention) >= 3600 else "1h"
+
+    @property
+    def sql_gateway(self) -> bool:
+        """Whether the Flink SQL Gateway runs: the setting, else the profile's choice (off in prod)."""
+        if self.analytics.sql_gateway:
+            return self.analytics.sql_gateway == "on"
+        return profile(self.profile).sql_gateway
 
     @property
     def catalog_database(self) -> str:
@@ -747,11 +773,40 @@ def cross_field_problems(settings: Settings) -> list[Problem]:
     problems = _durability_problems(settings) + _catalog_problems(settings)
     for name in (f.name for f in dataclasses.fields(Images)):
         image = getattr(settings.images, name)
-        tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
-        if not tag or tag == "latest":
-            problems.append(Problem(f"images.{name}", f"image '{image}' is not pinned to a version tag",
-                                    f"use a versioned tag, e.g. {getattr(Images(), name)}"))
+        _, tag, digest = image_reference(image)
+        if "@" in image and not digest:
+            problems.append(Problem(f"images.{name}", f"image '{image}' has a malformed digest",
+                                    "write name@sha256:<64 hex digits> (or name:tag@sha256:...)"))
+        elif not digest and (not tag or tag == "latest"):
+            problems.append(Problem(f"images.{name}", f"image '{image}' is not pinned to a version tag or digest",
+                                    f"use a versioned tag, e.g. {getattr(Images(), name)}, or a digest: "
+                                    "name@sha256:<64 hex digits>"))
     return problems
+
+
+IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def image_reference(image: str) -> tuple[str, str, str]:
+    """(repository, tag, digest) of an image reference: ``name:tag``, ``name@sha256:...`` or
+    ``name:tag@sha256:...``; "" for a part it lacks (and for a digest that is not sha256 and 64 hex digits)."""
+    name, _, digest = image.partition("@")
+    repository, tag = (name.rsplit(":", 1) if ":" in name.rsplit("/", 1)[-1] else (name, ""))
+    return repository, tag, digest if IMAGE_DIGEST.fullmatch(digest) else ""
+
+
+def settings_warnings(settings: Settings) -> list[str]:
+    """What the settings allow but production should not rely on: in prod, an image by tag only (a tag can be
+    moved to other content; a digest cannot)."""
+    if profile(settings.profile).dev_credentials:
+        return []
+    by_tag = [f"images.{f.name}" for f in dataclasses.fields(Images)
+              if not image_reference(getattr(settings.images, f.name))[2]]
+    if not by_tag:
+        return []
+    return [f"{len(by_tag)} image(s) pinned by tag only, which a registry can move to other content: "
+            f"{', '.join(by_tag)}; in prod give each as name@sha256:<digest> (e.g. --set images.trino="
+            "trinodb/trino:476@sha256:...)"]
 
 
 def _catalog_problems(settings: Settings) -> list[Problem]:
@@ -805,10 +860,12 @@ SECRET_ENV |= {name: ENV_PREFIX + name.upper() for pair in ROLE_SECRET_NAMES.val
 
 
 def resolve_credentials(settings: Settings, environ: dict[str, str] | None = None, base_dir: Path | None = None,
-                        *, fluss_password: bool = False, trino_password: bool = False) -> Credentials:
+                        *, fluss_password: bool = False, trino_password: bool = False,
+                        trino_names: tuple[tuple[str, ...], ...] = (("127.0.0.1", "localhost"),)) -> Credentials:
     """Credentials from the environment or the secrets file; dev falls back to the dev credentials. The Fluss and
-    Trino passwords are read (and required) where the stack authenticates those clients, which the target knows:
-    ``loader.resolve_credentials`` asks it."""
+    Trino passwords are read (and required) where the stack authenticates those clients (the profile says so:
+    ``security.resolve_credentials``); the operator's Trino certificate must name one name of each group of
+    ``trino_names`` (what clients connect to, which the target knows)."""
     environ = dict(os.environ if environ is None else environ)
     from_file = (_read_secrets_file(settings.secrets.file, base_dir, settings.external_store)
                  if settings.secrets.file else None)
@@ -821,7 +878,7 @@ def resolve_credentials(settings: Settings, environ: dict[str, str] | None = Non
             settings, environ, from_file, "trino_password", "Trino clients (password over HTTPS)"))
         if settings.secrets.trino_tls:
             credentials = dataclasses.replace(credentials, trino_keystore=_read_trino_keystore(
-                settings.secrets.trino_tls, base_dir))
+                settings.secrets.trino_tls, base_dir, trino_names))
     if settings.catalog_oauth2:
         credentials = dataclasses.replace(credentials, catalog_credential=_catalog_credential(
             settings, environ, from_file))
@@ -856,7 +913,7 @@ def _catalog_credential(settings: Settings, environ: dict[str, str], from_file: 
     return value
 
 
-def _read_trino_keystore(name: str, base_dir: Path | None) -> str:
+def _read_trino_keystore(name: str, base_dir: Path | None, names: tuple[tuple[str, ...], ...]) -> str:
     """The operator's Trino keystore (secrets.trino_tls), checked before anything starts."""
     from sagaz_lakehouse import tls
 
@@ -870,12 +927,13 @@ def _read_trino_keystore(name: str, base_dir: Path | None) -> str:
     if mode & 0o077:
         raise ConfigError([Problem("secrets.trino_tls", f"{path} is readable by others (mode {mode:o}) and holds a "
                                    "private key", f"chmod 600 {path}")])
-    problem = tls.keystore_problem(pem)
+    problem = tls.keystore_problem(pem, names)
     if problem:
+        wanted = " and ".join(" or ".join(group) for group in names)
         raise ConfigError([Problem("secrets.trino_tls", f"{path}: {problem}",
                                    "supply an unencrypted PEM private key with its certificate chain, the first "
-                                   "certificate valid now and naming 127.0.0.1 or localhost; or unset "
-                                   "secrets.trino_tls to have a self-signed one made")])
+                                   f"certificate valid now and naming {wanted}; or unset secrets.trino_tls to have a "
+                                   "self-signed one made")])
     return pem
 
 

@@ -157,7 +157,7 @@ def component_probes(settings: Settings, credentials: Credentials, endpoints: En
         ("object store" if settings.external_store else "minio"): lambda: _minio(settings, credentials, endpoints),
         "iceberg rest catalog": lambda: _rest_catalog(settings, endpoints),
         "flink + tiering job": lambda: _flink(endpoints),
-        "flink sql gateway": lambda: _sql_gateway(endpoints),
+        "flink sql gateway": lambda: _sql_gateway(settings, endpoints),
         "trino": lambda: _trino(endpoints),
         "prometheus + tiering lag": lambda: _prometheus(settings, endpoints),
     }
@@ -271,7 +271,12 @@ def _flink(endpoints: Endpoints, settle_seconds: float = 90.0, pause: float = 2.
     return f"{detail}; tiering job RUNNING ({running[0].get('jid')})"
 
 
-def _sql_gateway(endpoints: Endpoints) -> str:
+def _sql_gateway(settings: Settings, endpoints: Endpoints) -> str:
+    if not settings.sql_gateway:
+        raise CheckFailed(f"not running: off in the {settings.profile} profile (it has no authentication of its "
+                          "own); the real-time query pack needs it",
+                          "--set analytics.sql_gateway=on where a port-forward or the host's users guard it",
+                          status=SKIP)
     info = clients.http_json(f"{endpoints.flink_sql_gateway}/v1/info")
     return f"{info.get('productName', '?')} {info.get('version', '?')} at {endpoints.flink_sql_gateway}"
 

@@ -8,12 +8,14 @@ compose, a Secret on Kubernetes, 0600 files on local: ``substitute_secrets``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sagaz_lakehouse import security, tls
 from sagaz_lakehouse.addresses import REMOTE_DATA_PREFIX
 from sagaz_lakehouse.config import ROOT_ROLE, S3_ROLES, Credentials, Settings
 from sagaz_lakehouse.profiles import profile
+from sagaz_lakehouse.stack import View
 
 ACCESS_KEY_VAR = "S3_ACCESS_KEY"
 SECRET_KEY_VAR = "S3_SECRET_KEY"  # noqa: S105 - a variable name, not a value
@@ -89,9 +91,7 @@ def catalog_variables(settings: Settings, credentials: Credentials) -> dict[str,
     values = {}
     if settings.catalog_oauth2:
         values[CATALOG_CREDENTIAL_VAR] = credentials.catalog_credential
-    if settings.catalog_database == "postgresql":
-        values[CATALOG_DB_PASSWORD_VAR] = credentials.catalog_db_password()
-    return values
+    return values  # the catalog database's password reaches its two readers as secret files (catalog_db, catalog)
 
 
 def secret_variables(settings: Settings, credentials: Credentials) -> dict[str, str]:
@@ -144,11 +144,66 @@ def credential_environment(settings: Settings, role: str) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------ placeholders
 
+CREDENTIALS_DIGEST_ROUNDS = 200_000
+
+
+def values_digest(settings: Settings, values: list[str]) -> str:
+    """16 hex digits of PBKDF2-SHA256 over secret values (what one process reads), salted with project and namespace:
+    it changes whenever one of them does, so a target can restart exactly the processes that read a changed one, and
+    it is slow to test guesses against (the files it goes into are not secret)."""
+    return _digest(f"sagaz-lakehouse/{settings.project}/{settings.namespace}", tuple(values))
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(salt: str, values: tuple[str, ...]) -> str:
+    import hashlib
+
+    return hashlib.pbkdf2_hmac("sha256", "\n".join(values).encode(), salt.encode(),
+                               CREDENTIALS_DIGEST_ROUNDS).hex()[:16]
+
 
 def substitute_secrets(text: str, credentials: Credentials) -> str:
     """For files and environments that must carry the values themselves (local target; written with mode 0600)."""
     for placeholder, value in _secret_values(credentials, text).items():
         text = text.replace(placeholder, value)
+    return text
+
+
+# MinIO's metrics endpoints take a bearer JWT (MINIO_PROMETHEUS_AUTH_TYPE jwt, its default): HS512 over the claims
+# with the secret key of the access key the claims name ("accessKey" or "sub"), issuer "prometheus" (minio
+# cmd/metrics.go AuthMiddleware, internal/jwt/parser.go ParseWithClaims; what `mc admin prometheus generate` makes).
+MINIO_METRICS_TOKEN = "${MINIO_METRICS_TOKEN}"  # noqa: S105 - a placeholder
+METRICS_TOKEN_EXPIRY = 4102444800  # 2100-01-01: fixed, so the token (and Prometheus) stays the same across `up`s
+
+
+def minio_metrics_token(access_key: str, secret_key: str) -> str:
+    """The bearer token Prometheus scrapes MinIO's metrics with: it reaches the metrics endpoints only (MinIO checks
+    it there alone) and, an HMAC, does not reveal the key it is signed with."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def encoded(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).rstrip(b"=").decode()
+
+    head = encoded({"alg": "HS512", "typ": "JWT"}) + "." + encoded(
+        {"exp": METRICS_TOKEN_EXPIRY, "sub": access_key, "iss": "prometheus"})
+    signature = hmac.new(secret_key.encode(), head.encode(), hashlib.sha512).digest()
+    return head + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+
+
+def substitute_public(text: str, settings: Settings, credentials: Credentials) -> str:
+    """For files that carry no secret but something made beside the credentials: Trino's certificate (what clients
+    and Prometheus trust) and the in-stack name it carries. Rendered placeholders (``render --placeholders``) stay
+    as they are."""
+    if credentials.placeholder or not credentials.trino_keystore:
+        return text
+    if security.TRINO_CA in text:
+        text = text.replace(security.TRINO_CA, tls.certificate_part(credentials.trino_keystore))
+    if security.TRINO_TLS_NAME in text:
+        names = security.trino_names(settings, View.INTERNAL)[-1]
+        text = text.replace(security.TRINO_TLS_NAME, tls.first_name(credentials.trino_keystore, names) or names[0])
     return text
 
 
@@ -165,6 +220,9 @@ def _secret_values(credentials: Credentials, text: str) -> dict[str, str]:
         values[CATALOG_DB_PASSWORD] = credentials.catalog_db_password()
     if security.TRINO_CA in text:
         values[security.TRINO_CA] = tls.certificate_part(credentials.trino_keystore)
+    if MINIO_METRICS_TOKEN in text:
+        values[MINIO_METRICS_TOKEN] = ("REPLACE_WITH_MINIO_METRICS_TOKEN" if credentials.placeholder
+                                       else minio_metrics_token(credentials.access_key, credentials.secret_key))
     if security.TRINO_PASSWORD_DB in text:
         values[security.TRINO_PASSWORD_DB] = security.trino_password_line(
             security.TRINO_USER, credentials.trino_password, credentials.trino_keystore)
@@ -173,7 +231,8 @@ def _secret_values(credentials: Credentials, text: str) -> dict[str, str]:
 
 SECRET_PLACEHOLDERS = (ACCESS_KEY, SECRET_KEY, *(key for i in ROLE_S3.values() for key in (i.access_key, i.secret_key)),
                        security.FLUSS_PASSWORD, security.TRINO_PASSWORD, security.TRINO_PASSWORD_DB,
-                       security.TRINO_SHARED_SECRET, security.TRINO_KEYSTORE, CATALOG_CREDENTIAL, CATALOG_DB_PASSWORD)
+                       security.TRINO_SHARED_SECRET, security.TRINO_KEYSTORE, MINIO_METRICS_TOKEN, CATALOG_CREDENTIAL,
+                       CATALOG_DB_PASSWORD)
 
 
 def holds_secret(text: str) -> bool:

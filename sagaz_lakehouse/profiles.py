@@ -21,15 +21,16 @@ class Profile:
     hw_checkpoint_interval: str
     cpu_request: str  # Kubernetes CPU request per container (no CPU limit anywhere: no throttling)
     dev_credentials: bool  # fixed development credentials are acceptable
-    # Fluss clients authenticate (SASL/PLAIN; README, "Fluss logins in prod"); local target only so far, see
-    # security.fluss_sasl_on().
+    # Fluss clients authenticate (SASL/PLAIN on every listener; README, "Logins in prod"), on every target.
     fluss_sasl: bool
-    # Trino takes password-authenticated clients over HTTPS only (README, "Trino logins in prod"); local target only
-    # so far, see security.trino_auth_on().
+    # Trino takes password-authenticated clients over HTTPS only (README, "Logins in prod"), on every target.
     trino_auth: bool
     # Flink's REST API takes jar uploads (web.submit.enable); where it does not, the tiering job goes in through
-    # Flink's own client instead (local target only so far, see security.flink_jar_upload_on()).
+    # Flink's own client instead (security.flink_jar_upload_on()).
     flink_jar_upload: bool
+    # The Flink SQL Gateway runs (analytics.sql_gateway when empty). It has no authentication of its own and holds the
+    # Fluss login, so prod leaves it out unless asked for (README, "The SQL Gateway in prod").
+    sql_gateway: bool
     # One object-store identity per role, each reaching only its own prefixes (identities.s3_grants); the root keys are
     # left to MinIO and the bucket task. Every target: the bucket task that creates them is the same everywhere.
     s3_identities: bool
@@ -44,13 +45,15 @@ PROFILES: dict[str, Profile] = {
     # Small and fast feedback on one machine: a probe event reaches Iceberg within ~15 s.
     "dev": Profile("dev", freshness="10s", tiering_poll="2s", kv_snapshot_interval="5s",
                    hw_checkpoint_interval="1s", cpu_request="100m", dev_credentials=True,
-                   fluss_sasl=False, trino_auth=False, flink_jar_upload=True, s3_identities=False,
-                   snapshot_retention="1h", maintenance_schedule="10min", catalog_database="sqlite"),
+                   fluss_sasl=False, trino_auth=False, flink_jar_upload=True, sql_gateway=True,
+                   s3_identities=False, snapshot_retention="1h", maintenance_schedule="10min",
+                   catalog_database="sqlite"),
     # Upstream defaults where they exist (freshness 3 min, poll 30 s); snapshots every minute.
     "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min",
                     hw_checkpoint_interval="1s", cpu_request="500m", dev_credentials=False,
-                    fluss_sasl=True, trino_auth=True, flink_jar_upload=False, s3_identities=True,
-                    snapshot_retention="7d", maintenance_schedule="1h", catalog_database="postgresql"),
+                    fluss_sasl=True, trino_auth=True, flink_jar_upload=False, sql_gateway=False,
+                    s3_identities=True, snapshot_retention="7d", maintenance_schedule="1h",
+                    catalog_database="postgresql"),
 }
 
 

@@ -90,7 +90,9 @@ def config_checksum(parts: list[str]) -> str:
 
 
 def write_files(files: list[RenderedFile], out_dir: Path) -> list[Path]:
-    """Write all files; each lands atomically (temp file + rename) with 0600 where it holds secrets."""
+    """Write all files; each lands atomically (temp file + rename) with 0600 where it holds secrets. A folder that
+    holds secret files only (compose's secrets/<instance>/, and the folders above it that hold nothing else) is
+    made 0700: only the user enters it."""
     written = []
     for item in files:
         target = out_dir / item.path
@@ -105,4 +107,16 @@ def write_files(files: list[RenderedFile], out_dir: Path) -> list[Path]:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         written.append(target)
+    for folder in _secret_folders(files):
+        os.chmod(out_dir / folder, 0o700)
     return written
+
+
+def _secret_folders(files: list[RenderedFile]) -> list[str]:
+    """Relative folders every rendered file below which is a secret (never the output folder itself)."""
+    verdict: dict[str, bool] = {}
+    for item in files:
+        for parent in Path(item.path).parents:
+            if str(parent) != ".":
+                verdict[str(parent)] = verdict.get(str(parent), True) and item.secret
+    return sorted(folder for folder, secret in verdict.items() if secret)

@@ -159,13 +159,12 @@ def stack_location() -> tuple[str, str, dict[str, str]]:
     """
     from sagaz_lakehouse import addresses, config, loader, security
     from sagaz_lakehouse.stack import View
-    from sagaz_lakehouse.targets.base import target_of
 
     path = config.find_config_file()
     settings = loader.load_settings(path)
     credentials = loader.resolve_credentials(settings, base_dir=path.parent if path else None)
     return (addresses.endpoints(settings, View.EXTERNAL).fluss_bootstrap, settings.lake.database,
-            security.pyfluss_properties(settings, credentials, target_of(settings).view))
+            security.pyfluss_properties(settings, credentials))
 
 
 class FlussAnalyticsListener(sagaz.SagaListener):

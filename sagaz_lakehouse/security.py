@@ -15,7 +15,7 @@ from sagaz_lakehouse import config
 from sagaz_lakehouse.addresses import LOOPBACK, Endpoints, TrinoLogin
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.profiles import profile
-from sagaz_lakehouse.stack import View
+from sagaz_lakehouse.stack import TRINO, View
 
 FLUSS_PASSWORD_VAR = "FLUSS_CLIENT_PASSWORD"  # noqa: S105 - a variable name, not a value
 FLUSS_PASSWORD = "${" + FLUSS_PASSWORD_VAR + "}"
@@ -24,47 +24,67 @@ FLUSS_CLIENT_USER = "sagaz"  # the one SASL user: servers between themselves, th
 FLUSS_PLAIN_LOGIN_MODULE = "org.apache.fluss.security.auth.sasl.plain.PlainLoginModule"
 JAAS_FILE = "jaas.conf"
 LOGIN_FILE = "fluss-login.yaml"  # pyfluss properties of the login, for the watchdog's liveness check (0600)
-# Trino with password authentication (prod, local target): its files carry these until the local target writes them.
+# Trino with password authentication (prod): its files carry these until a target writes them.
 TRINO_USER = "sagaz"  # the one Trino user
 TRINO_PASSWORD = "${TRINO_PASSWORD}"  # noqa: S105 - a placeholder
 TRINO_PASSWORD_DB = "${TRINO_PASSWORD_DB}"  # noqa: S105 - the password file's line, hashed when written
 TRINO_SHARED_SECRET = "${TRINO_SHARED_SECRET}"  # noqa: S105 - a placeholder
 TRINO_KEYSTORE = "${TRINO_KEYSTORE_PEM}"
 TRINO_CA = "${TRINO_CA_PEM}"  # the certificate alone (not a secret; clients and Prometheus trust it)
+TRINO_TLS_NAME = "${TRINO_TLS_NAME}"  # the in-stack name Trino's certificate carries (Prometheus checks it)
 
 
 # ------------------------------------------------------------------------------------------ when each applies
-# What the profile asks for applies to the stack's processes where they run natively on the user's host (the view a
-# target lays its stack out in: Target.view); the container targets' listeners, certificates and password files are
-# issue 15's next step, so there every profile serves unauthenticated clients and takes jar uploads.
+# What the profile asks for applies wherever the stack runs: native processes on the user's host, containers, pods.
+# Only where the secret files live, and which names Trino's certificate carries, depend on the view.
+
+# Inside containers and pods every secret file of an instance is in this folder (compose: a volume of the instance's
+# own, filled by the volume-owner task; Kubernetes: the Secret's items for that pod), never in the image's tree.
+SECRETS_DIR = "/etc/sagaz-lakehouse/secrets"
 
 
-def fluss_sasl_on(settings: Settings, view: View) -> bool:
-    """Whether Fluss servers running in ``view`` authenticate clients (SASL/PLAIN): the profile's choice, natively."""
-    return view is View.EXTERNAL and profile(settings.profile).fluss_sasl
+def fluss_sasl_on(settings: Settings) -> bool:
+    """Whether Fluss servers authenticate clients (SASL/PLAIN on every listener): the profile's choice."""
+    return profile(settings.profile).fluss_sasl
 
 
-def trino_auth_on(settings: Settings, view: View) -> bool:
-    """Whether a Trino running in ``view`` takes only password-authenticated clients over HTTPS: the profile's
-    choice, natively."""
-    return view is View.EXTERNAL and profile(settings.profile).trino_auth
+def trino_auth_on(settings: Settings) -> bool:
+    """Whether Trino takes only password-authenticated clients over HTTPS: the profile's choice."""
+    return profile(settings.profile).trino_auth
 
 
-def flink_jar_upload_on(settings: Settings, view: View) -> bool:
-    """Whether a Flink cluster running in ``view`` takes jar uploads: always in containers (their submit-tiering
-    task has no JVM to run Flink's client with), natively where the profile allows it."""
-    return view is not View.EXTERNAL or profile(settings.profile).flink_jar_upload
+def flink_jar_upload_on(settings: Settings) -> bool:
+    """Whether the Flink cluster takes jar uploads through its REST API (web.submit.enable): the profile's choice."""
+    return profile(settings.profile).flink_jar_upload
+
+
+def trino_names(settings: Settings, view: View) -> tuple[tuple[str, ...], ...]:
+    """What Trino's certificate must name, group by group (one name of each group): the address the CLI reaches it at
+    (loopback: the local process, a published port, a port-forward) and, inside a container network or cluster, the
+    name in-stack clients (Prometheus, the lake maintenance service) reach the trino Service by."""
+    host = (LOOPBACK, "localhost")
+    return (host,) if view is View.EXTERNAL else (host, (TRINO,))
+
+
+def trino_certificate_hosts(settings: Settings, view: View) -> tuple[str, ...]:
+    """The names a certificate made here carries: those clients need, and in a cluster the Service's full names too
+    (for clients of other namespaces)."""
+    names = tuple(name for group in trino_names(settings, view) for name in group)
+    if view is View.EXTERNAL:
+        return names
+    return (*names, f"{TRINO}.{settings.namespace}.svc", f"{TRINO}.{settings.namespace}.svc.cluster.local")
 
 
 def resolve_credentials(settings: Settings, view: View, environ: dict[str, str] | None = None,
                         base_dir: Path | None = None) -> Credentials:
     """The credentials (``config.resolve_credentials``) of a stack whose processes run in ``view``: with the Fluss
-    and Trino passwords where they authenticate those clients."""
-    return config.resolve_credentials(settings, environ, base_dir, fluss_password=fluss_sasl_on(settings, view),
-                                      trino_password=trino_auth_on(settings, view))
+    and Trino passwords where the profile authenticates those clients, and the operator's Trino certificate checked
+    for the names clients in that view connect to."""
+    return config.resolve_credentials(settings, environ, base_dir, fluss_password=fluss_sasl_on(settings),
+                                      trino_password=trino_auth_on(settings), trino_names=trino_names(settings, view))
 
 
-# ------------------------------------------------------------------------------- Trino logins (prod, local target)
+# ------------------------------------------------------------------------------------------- Trino logins (prod)
 # Trino's file password authenticator takes PBKDF2 hashes as iterations:salt:hash, lower-case hex, at least 1,000
 # iterations, checked with PBKDF2WithHmacSHA1 (trino-password-authenticators EncryptionUtil).
 PBKDF2_ITERATIONS = 100_000
@@ -82,16 +102,16 @@ def trino_password_line(user: str, password: str, installation_secret: str) -> s
 
 
 def with_trino_login(endpoints: Endpoints, settings: Settings, credentials: Credentials, ca_file: str) -> Endpoints:
-    """``endpoints`` for a client on the host that logs in to Trino where Trino wants it (a native Trino: the local
-    target's)."""
-    if not trino_auth_on(settings, View.EXTERNAL):
+    """``endpoints`` for a client on the host that logs in to Trino where Trino wants it: HTTPS on the loopback port
+    the local process binds, compose publishes or Kubernetes port-forwards (``ports.trino_https``)."""
+    if not trino_auth_on(settings):
         return endpoints
     login = TrinoLogin(f"https://{LOOPBACK}:{settings.ports.trino_https}", TRINO_USER, credentials.trino_password,
                        ca_file)
     return replace(endpoints, trino_login=login)
 
 
-# ------------------------------------------------------------------------------- Fluss SASL (prod, local target)
+# ---------------------------------------------------------------------------------------------- Fluss SASL (prod)
 # Fluss reads a JAAS file named by -Djava.security.auth.login.config when no inline JAAS option is set: context
 # FlussServer for a server's SASL listeners, FlussClient for every client in the JVM (JaasContext.java,
 # v0.9.1-incubating). A file keeps the password off command lines, program arguments and properties that get
@@ -107,8 +127,9 @@ def jaas_file(server: bool) -> str:
                    for name, options in sections)
 
 
-def jaas_flag(conf_dir: str) -> str:
-    return f"-Djava.security.auth.login.config={conf_dir}/{JAAS_FILE}"
+def jaas_flag(path: str) -> str:
+    """The JVM flag naming a JAAS file: only its path reaches a command line."""
+    return f"-Djava.security.auth.login.config={path}"
 
 
 def fluss_client_options() -> dict[str, str]:
@@ -129,15 +150,14 @@ def with_catalog_login(endpoints: Endpoints, settings: Settings, base_dir: Path 
 
 
 def with_fluss_login(endpoints: Endpoints, settings: Settings, credentials: Credentials) -> Endpoints:
-    """``endpoints`` for a client on the host that logs in to Fluss where Fluss wants it (native Fluss servers: the
-    local target's)."""
-    return replace(endpoints, fluss_login=pyfluss_properties(settings, credentials, View.EXTERNAL))
+    """``endpoints`` for a client on the host that logs in to Fluss where Fluss wants it."""
+    return replace(endpoints, fluss_login=pyfluss_properties(settings, credentials))
 
 
-def pyfluss_properties(settings: Settings, credentials: Credentials, servers: View) -> dict[str, str]:
+def pyfluss_properties(settings: Settings, credentials: Credentials) -> dict[str, str]:
     """What a pyfluss ``Config`` needs besides ``bootstrap.servers`` (its keys carry no ``client.`` prefix) to reach
-    Fluss servers that run in ``servers``."""
-    return pyfluss_login(credentials.fluss_password) if fluss_sasl_on(settings, servers) else {}
+    the stack's Fluss servers."""
+    return pyfluss_login(credentials.fluss_password) if fluss_sasl_on(settings) else {}
 
 
 def pyfluss_login(password: str) -> dict[str, str]:

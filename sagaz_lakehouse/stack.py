@@ -119,6 +119,8 @@ class Metrics:
     # certificate to trust (PEM, or a placeholder for it), which Prometheus gets as a file of its own.
     login: tuple[str, str] | None = field(default=None, repr=False)
     ca_pem: str = ""
+    tls_name: str = ""  # the name its certificate carries, where Prometheus reaches it by another (a Service name)
+    bearer: str = field(default="", repr=False)  # a bearer token the endpoint wants (a placeholder; MinIO's JWT)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,10 @@ class ConfigFile:
     mount: str = ""
     shared: bool = False  # the same for every component that mounts it: the container targets render it once
     native: bool = True  # the native process reads it from its config folder (False: from elsewhere)
+    # Holds secret values (a password, a key, a JAAS login): written 0600 natively; a container finds it in the
+    # instance's secrets folder (``mount`` is there: Instance.secret), delivered from the target's secret store
+    # (compose: the instance's secrets volume; Kubernetes: the Secret), never in a ConfigMap or a bind mount.
+    secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,24 @@ class Jars:
 
     group: str
     directory: str = ""
+
+
+TMP = "/tmp"  # noqa: S108 - a container's own scratch folder (a tmpfs or an emptyDir), never the host's
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """A folder a container writes besides its volume; its root file system is read-only (compose ``read_only``,
+    Kubernetes ``readOnlyRootFilesystem``). Compose mounts a tmpfs of ``size`` there (it counts toward the
+    container's memory, so its limit grows by that much), Kubernetes an emptyDir with that size limit (its
+    ephemeral-storage). ``used`` is what a run of the whole stack was measured to leave there (docker diff and du
+    on the compose project after `up`, `create-tables`, `doctor`); ``size`` leaves room above it. ``memory``: the
+    image writes secrets there (Fluss's entrypoint expands server.yaml), so Kubernetes keeps it in memory too."""
+
+    path: str
+    size: str
+    used: str = "1Mi"
+    memory: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,7 +176,7 @@ class Container:
     env: Mapping[str, str] = field(default_factory=dict)
     user: int = 1000  # the uid the image's files belong to; every target runs it non-root
     probe_tool: str = "bash"  # what the image has for health checks: curl, wget or bash (/dev/tcp)
-    scratch: tuple[str, ...] = ()  # folders the process must be able to write besides its volume (HOME, /tmp)
+    scratch: tuple[Scratch, ...] = ()  # folders the process writes besides its volume (/tmp, HOME, ...)
     # Folders the image declares as VOLUME that hold nothing worth keeping. The engine would give each a fresh
     # anonymous volume per container, left behind by every `down`; compose mounts a tmpfs there instead.
     # (Kubernetes creates no volumes for an image's VOLUME lines.)
@@ -212,6 +236,11 @@ class Instance:
     # The name other servers reach it by, when that is not ``host``: on Kubernetes ``host`` is the pod IP, which a
     # restarted pod does not keep, while its DNS name under the headless Service stays (empty: ``host``).
     address: str = ""
+    secrets: str = ""  # the folder holding its secret files ("": its configuration folder, as a native process)
+
+    def secret(self, name: str) -> str:
+        """The path of one of its secret files (ConfigFile.secret)."""
+        return f"{self.secrets or self.conf}/{name}"
 
 
 @dataclass(frozen=True)
@@ -235,6 +264,10 @@ class Component:
     state_in: str = ""  # a task whose result lives in another component (the tiering job runs in the JobManager)
     start_seconds: int = 180  # how long it may take to become healthy (a task: to finish)
     metrics: Metrics | None = None  # its Prometheus endpoint (None: nothing to scrape)
+    # Whom it connects to inside the stack: (component, port name). The Kubernetes target opens exactly these paths
+    # (a port takes connections only from the components that name it, Prometheus on metrics ports, and clients on
+    # client ports); a component left out of the settings (Trino workers, the SQL Gateway) is skipped.
+    reaches: tuple[tuple[str, str], ...] = ()
 
     @property
     def stateful(self) -> bool:
@@ -344,9 +377,11 @@ class Stack:
 
     def host_entries(self) -> list[HostPort]:
         """Where a client on the host reaches each instance that it can reach: its component's first port, the one
-        :class:`~sagaz_lakehouse.addresses.Endpoints` names (ports after it are metrics, consoles, RPC)."""
-        return [HostPort(c, name, c.ports[0], c.ports[0].host_port(instance_index(name)))
-                for c, name in self.instances() if c.ports and c.ports[0].host]
+        :class:`~sagaz_lakehouse.addresses.Endpoints` names (ports after it are metrics, consoles, RPC), and any
+        further port that serves clients (Trino's HTTPS port in prod)."""
+        return [HostPort(c, name, p, p.host_port(instance_index(name)))
+                for c, name in self.instances() for i, p in enumerate(c.ports)
+                if p.host and (i == 0 or p.clients)]
 
     def valid_names(self) -> list[str]:
         out: list[str] = []
@@ -361,7 +396,7 @@ def instance_index(name: str) -> int:
 
 
 def concrete_instance(component: Component, name: str, *, host: str, data: str, conf: str,
-                      address: str = "") -> Instance:
+                      address: str = "", secrets: str = "") -> Instance:
     """An instance with real values: its index from its name, the host port of each of its ports."""
     return Instance(name, str(instance_index(name)), host, data, conf,
-                    {port: str(number) for port, number in component.host_ports(name).items()}, address)
+                    {port: str(number) for port, number in component.host_ports(name).items()}, address, secrets)

@@ -1,5 +1,7 @@
-"""TLS material for Trino's HTTPS listener (prod profile, local target): a self-signed certificate for the loopback
-address, made once and kept in the run folder, or the operator's own (``secrets.trino_tls``).
+"""TLS material for Trino's HTTPS listener (prod profile, every target): a self-signed certificate for the names
+clients connect to (loopback; in a container network or cluster also the trino Service), made once and kept beside
+the stack's files (the local run folder, the compose project, the Kubernetes state folder), or the operator's own
+(``secrets.trino_tls``).
 
 ``keystore.pem`` (mode 0600) holds the private key and the certificate, the PEM keystore Trino's
 ``http-server.https.keystore.path`` takes (Trino docs, "PEM files"); ``ca.pem`` holds the certificate
@@ -28,15 +30,22 @@ class TrinoTls:
 
 
 def ensure(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TrinoTls:
-    """The certificate in ``directory``, made (or renewed) when missing or about to expire."""
+    """The certificate in ``directory``, made (or renewed) when missing, about to expire, or not naming every one of
+    ``hosts``."""
     keystore, ca = directory / KEYSTORE, directory / CA
-    if not (keystore.exists() and ca.exists() and _valid_for(ca.read_bytes(), RENEW_DAYS)):
+    if not (keystore.exists() and ca.exists() and _valid_for(ca.read_bytes(), RENEW_DAYS, hosts)):
         key_pem, cert_pem = _self_signed(hosts)
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         _write(keystore, key_pem + cert_pem, 0o600)
         _write(ca, cert_pem, 0o644)
     return TrinoTls(keystore.read_text(), ca)
+
+
+def self_signed_keystore(hosts: tuple[str, ...]) -> str:
+    """A keystore (key + certificate) naming ``hosts``, in memory: what ``ensure`` would keep."""
+    key_pem, cert_pem = _self_signed(hosts)
+    return (key_pem + cert_pem).decode()
 
 
 def install(directory: Path, keystore_pem: str) -> TrinoTls:
@@ -47,6 +56,13 @@ def install(directory: Path, keystore_pem: str) -> TrinoTls:
     _write(directory / KEYSTORE, keystore_pem.encode(), 0o600)
     _write(directory / CA, certificate_part(keystore_pem).encode(), 0o644)
     return TrinoTls(keystore_pem, directory / CA)
+
+
+def reusable(keystore_pem: str, hosts: tuple[str, ...]) -> bool:
+    """Whether a keystore holds a certificate made here that is valid for another ``RENEW_DAYS`` and names every one
+    of ``hosts`` (``ensure`` would keep it)."""
+    certificate = certificate_part(keystore_pem)
+    return bool(certificate) and _valid_for(certificate.encode(), RENEW_DAYS, hosts)
 
 
 def certificate_part(pem: str) -> str:
@@ -61,12 +77,10 @@ def certificate_part(pem: str) -> str:
     return "".join(blocks)
 
 
-def keystore_problem(pem: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> str:
+def keystore_problem(pem: str, names: tuple[tuple[str, ...], ...] = (("127.0.0.1", "localhost"),)) -> str:
     """What is wrong with a keystore Trino and its clients could not use ("" when nothing): an unencrypted private
-    key, then certificates, the first of which holds that key's public half, is valid now and names one of
-    ``hosts``."""
-    import ipaddress
-
+    key, then certificates, the first of which holds that key's public half, is valid now and names one name of each
+    group in ``names`` (the addresses clients connect to: loopback; in a container network, the trino Service)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -87,15 +101,37 @@ def keystore_problem(pem: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost
     if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
         return f"the first certificate is not valid now (valid {leaf.not_valid_before_utc:%Y-%m-%d} to " \
                f"{leaf.not_valid_after_utc:%Y-%m-%d})"
-    try:
-        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    if not certificate_names(leaf):
         return "the first certificate has no subject alternative names"
-    wanted_ips = {ipaddress.ip_address(h) for h in hosts if h[0].isdigit()}
-    if not (set(names.get_values_for_type(x509.IPAddress)) & wanted_ips
-            or set(names.get_values_for_type(x509.DNSName)) & set(hosts)):
-        return f"the first certificate names none of {', '.join(hosts)}, which clients connect to"
+    for group in names:
+        if not certificate_names(leaf) & set(group):
+            return f"the first certificate names none of {', '.join(group)}, which clients connect to"
     return ""
+
+
+def certificate_names(certificate: object) -> set[str]:
+    """The DNS names and IP addresses (as text) a certificate's subject alternative names carry."""
+    from cryptography import x509
+
+    assert isinstance(certificate, x509.Certificate)
+    try:
+        alternative = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {*alternative.get_values_for_type(x509.DNSName),
+            *(str(ip) for ip in alternative.get_values_for_type(x509.IPAddress))}
+
+
+def first_name(pem: str, candidates: tuple[str, ...]) -> str:
+    """The first of ``candidates`` the keystore's (or certificate's) first certificate names ("" when none)."""
+    from cryptography import x509
+
+    try:
+        leaf = x509.load_pem_x509_certificates(pem.encode())[0]
+    except (ValueError, IndexError):
+        return ""
+    named = certificate_names(leaf)
+    return next((name for name in candidates if name in named), "")
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -107,7 +143,7 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     temporary.replace(path)
 
 
-def _valid_for(cert_pem: bytes, days: int) -> bool:
+def _valid_for(cert_pem: bytes, days: int, hosts: tuple[str, ...]) -> bool:
     from cryptography import x509
 
     try:
@@ -117,7 +153,7 @@ def _valid_for(cert_pem: bytes, days: int) -> bool:
     remaining = certificate.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
     # Only a certificate made here: one an operator supplied earlier (install) is replaced once the setting is gone.
     ours = certificate.subject.rfc4514_string() == f"CN={COMMON_NAME}"
-    return ours and remaining > datetime.timedelta(days=days)
+    return ours and remaining > datetime.timedelta(days=days) and set(hosts) <= certificate_names(certificate)
 
 
 def _self_signed(hosts: tuple[str, ...]) -> tuple[bytes, bytes]:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import sagaz_lakehouse as lakehouse
-from sagaz_lakehouse import addresses, security
 from sagaz_lakehouse.config import CONFIG_FILENAME
 
 CLI = [sys.executable, "-m", "sagaz_lakehouse"]
@@ -68,16 +67,15 @@ class RunningStack:
 
     @property
     def endpoints(self) -> lakehouse.Endpoints:
-        """The stack as the CLI's clients see it from this host: with the Fluss and Trino logins where its servers
-        run natively and the profile asks for them (the local target's client_endpoints)."""
+        """The stack as the CLI's clients see it from this host, with the Fluss and Trino logins where the profile
+        asks for them: the target's own client_endpoints (loopback, where the local target binds and compose
+        publishes; on Kubernetes they need port-forwards: use the driver's client_endpoints block instead)."""
         settings = self.settings
-        endpoints = addresses.endpoints(settings, lakehouse.View.EXTERNAL)
-        endpoints = security.with_catalog_login(endpoints, settings, self.workdir)
-        if lakehouse.target_of(settings).view is lakehouse.View.EXTERNAL:
-            endpoints = security.with_fluss_login(endpoints, settings, self.credentials)
-            endpoints = security.with_trino_login(endpoints, settings, self.credentials,
-                                                  str(self.run_dir / "tls" / "ca.pem"))
-        return endpoints
+        target = lakehouse.target_of(settings)
+        if target.name == "kubernetes":  # pods are reached through port-forwards only
+            raise RuntimeError("open the driver's client_endpoints() block to reach a Kubernetes stack")
+        with target.driver(settings, self.workdir).client_endpoints() as endpoints:
+            return endpoints
 
     # ------------------------------------------------------------------------------------------ the CLI
 

@@ -11,7 +11,7 @@ defaults to a JDBC catalog (``RESTCatalogServer``, Iceberg 1.10.1). Where its ta
   property at start-up, in clear, so the database password is never one: the driver reads it from a 0600 pgpass
   file named by ``-Dorg.postgresql.pgpassfile`` when the connection has no password (pgjdbc ``Driver.parseURL`` →
   ``PgPassParser``, 42.7.x). In a container the image's own ``CATALOG_JDBC_PASSWORD`` default is removed for that
-  reason, and the file is written from the environment when the container starts. The fixture then keeps no state
+  reason, and the pgpass file is a secret file in the instance's secrets folder. The fixture then keeps no state
   of its own.
 
 Credentials for the object store reach it only through the AWS SDK's ``AWS_*`` variables. The fixture takes no
@@ -21,7 +21,7 @@ what guards it (docs/catalog.md, "Who may talk to the bundled catalog").
 
 from __future__ import annotations
 
-from sagaz_lakehouse import addresses, identities, versions
+from sagaz_lakehouse import addresses, identities, security, versions
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.common import CONTAINER_HEAP, xmx
 from sagaz_lakehouse.config import Settings
@@ -41,8 +41,6 @@ DRIVER_DIR = "/usr/lib/iceberg-rest/jdbc"  # the PostgreSQL driver, beside it in
 DRIVER_JARS = s.Jars("postgresql-jdbc", DRIVER_DIR)
 PGPASS_FILE = "pgpass"  # 0600: the one place the database password is written for the fixture
 PGPASS_PROPERTY = "org.postgresql.pgpassfile"  # pgjdbc PGEnvironment.ORG_POSTGRESQL_PGPASSFILE
-# Not CATALOG_*: every such variable would become a catalog property, which the fixture logs.
-PASSWORD_VARIABLE = "PGPASS_PASSWORD"  # noqa: S105 - a variable name
 DB_USER = "iceberg"  # the catalog's PostgreSQL user (and, in the official image's terms, POSTGRES_USER)
 DB_NAME = "iceberg_catalog"  # its database (POSTGRES_DB)
 
@@ -79,12 +77,10 @@ def pgpass_line(password: str) -> str:
 
 
 # In a container: the image's own default CATALOG_JDBC_PASSWORD (=password) would reach the driver and win over the
-# file, so it goes; the password comes in the environment (from .env or the Secret) and leaves it for the file.
-CONTAINER_START = f"""set -eu
-umask 077
-printf '*:*:%s:%s:%s\\n' '{DB_NAME}' '{DB_USER}' "${PASSWORD_VARIABLE}" > /tmp/{PGPASS_FILE}
-unset {PASSWORD_VARIABLE} CATALOG_JDBC_PASSWORD
-exec java -D{PGPASS_PROPERTY}=/tmp/{PGPASS_FILE} -cp "{IMAGE_JAR}:{DRIVER_DIR}/*" {MAIN_CLASS}
+# file, so it goes; the pgpass file is a secret file (issue 25: the instance's secrets folder, 0400 and its user's),
+# never a variable or an argument.
+CONTAINER_START = f"""unset CATALOG_JDBC_PASSWORD
+exec java -D{PGPASS_PROPERTY}={security.SECRETS_DIR}/{PGPASS_FILE} -cp "{IMAGE_JAR}:{DRIVER_DIR}/*" {MAIN_CLASS}
 """
 
 
@@ -99,7 +95,7 @@ def rest_catalog(settings: Settings, view: s.View) -> s.Component | None:
 
         def command(ctx: s.NativeContext) -> s.Process:
             # The jar's Main-Class, with the driver beside it on the class path where the tables are in PostgreSQL.
-            pgpass = [f"-D{PGPASS_PROPERTY}={at.conf}/{PGPASS_FILE}"] if postgres else []
+            pgpass = [f"-D{PGPASS_PROPERTY}={at.secret(PGPASS_FILE)}"] if postgres else []
             return s.Process([str(ctx.java), xmx(settings.memory.rest_catalog), ctx.marker, *pgpass,
                               "-cp", f"{ctx.home}/lib/*", MAIN_CLASS], env=env)
 
@@ -107,25 +103,31 @@ def rest_catalog(settings: Settings, view: s.View) -> s.Component | None:
         if not postgres:
             # Not REST_PORT: only the image's own HEALTHCHECK reads it, and every target replaces that check with
             # the component's (the fixture itself listens on the rest.port catalog property, CATALOG_REST_PORT).
-            return s.Setup(container=s.Container(env=container_env, user=1000, probe_tool="curl"),
+            # /tmp: the sqlite driver unpacks its native library there (1 MiB measured).
+            return s.Setup(container=s.Container(env=container_env, user=1000, probe_tool="curl",
+                                                 scratch=(s.Scratch(s.TMP, "32Mi", used="2Mi"),)),
                            native=s.Native("rest-catalog", command, java=17, tree={"lib": ("rest-catalog",)}))
+        # /tmp: what the JVM unpacks there; the pgpass file is in the secrets folder.
         return s.Setup(
-            container=s.Container(entrypoint=("/bin/sh", "-c", CONTAINER_START, s.REST_CATALOG),
-                                  env={**container_env, PASSWORD_VARIABLE: identities.CATALOG_DB_PASSWORD},
-                                  user=1000, probe_tool="curl", scratch=("/tmp",)),  # noqa: S108 - the pod's own
+            container=s.Container(entrypoint=("/bin/sh", "-c", CONTAINER_START, s.REST_CATALOG), env=container_env,
+                                  user=1000, probe_tool="curl", scratch=(s.Scratch(s.TMP, "32Mi", used="2Mi"),)),
             native=s.Native("rest-catalog", command, java=17, tree={"lib": ("rest-catalog", "postgresql-jdbc")}),
-            files=(s.ConfigFile(PGPASS_FILE, pgpass_line(identities.CATALOG_DB_PASSWORD)),))
+            files=(s.ConfigFile(PGPASS_FILE, pgpass_line(identities.CATALOG_DB_PASSWORD),
+                                mount=at.secret(PGPASS_FILE), secret=True),))
 
     if postgres:  # stateless: its tables are in the catalog's database
         return s.Component(
             s.REST_CATALOG, "iceberg-rest-catalog", settings.images.rest_catalog, versions.ICEBERG.version,
             "Iceberg REST catalog (tables in PostgreSQL)", setup,
             ports=(s.Port("http", port, port, setting="rest_catalog"),), health=s.Health("http", "http", "/v1/config"),
-            depends_on=((s.CREATE_BUCKET, s.Condition.COMPLETED), (s.CATALOG_DB, s.Condition.HEALTHY)),
+            depends_on=(*(() if settings.external_store else ((s.CREATE_BUCKET, s.Condition.COMPLETED),)),
+                        (s.CATALOG_DB, s.Condition.HEALTHY)),
+            reaches=((s.MINIO, "s3"), (s.CATALOG_DB, "postgres")),
             memory=settings.memory.rest_catalog, jars=(DRIVER_JARS,))
     return s.Component(
         s.REST_CATALOG, "iceberg-rest-catalog", settings.images.rest_catalog, versions.ICEBERG.version,
         "Iceberg REST catalog", setup,
         ports=(s.Port("http", port, port, setting="rest_catalog"),), health=s.Health("http", "http", "/v1/config"),
         depends_on=() if settings.external_store else ((s.CREATE_BUCKET, s.Condition.COMPLETED),),
+        reaches=((s.MINIO, "s3"),),
         data_dir=STATE_DIR, volume_size=settings.volumes.rest_catalog, memory=settings.memory.rest_catalog)

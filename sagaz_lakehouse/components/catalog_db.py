@@ -2,8 +2,9 @@
 prod default; prod refuses sqlite). Only the catalog connects to it.
 
 Containers run the official image's interface (docker-library/postgres ``docker-entrypoint.sh``): it initialises
-``PGDATA`` on first start with ``POSTGRES_USER`` as the superuser, ``POSTGRES_PASSWORD`` (from .env or the
-Secret) and the database ``POSTGRES_DB``, and stops on SIGINT, PostgreSQL's fast shutdown (its Dockerfile's
+``PGDATA`` on first start with ``POSTGRES_USER`` as the superuser, the password from ``POSTGRES_PASSWORD_FILE`` (a
+secret file in the instance's secrets folder: compose's secrets volume, the Kubernetes Secret) and the database
+``POSTGRES_DB``, and stops on SIGINT, PostgreSQL's fast shutdown (its Dockerfile's
 ``STOPSIGNAL``; SIGTERM is the "smart" shutdown, which waits for the catalog's pooled connections forever).
 
 The local target runs Debian's ``postgresql-<major>`` package (``/usr/lib/postgresql/<major>/bin``) with the same
@@ -26,6 +27,8 @@ PGDATA = f"{DATA_DIR}/pgdata"  # a folder below the volume's root (a claim's roo
 IMAGE_UID = 999  # the postgres user of the official image (and of the stand-in image)
 PASSWORD_FILE = "db-password"  # noqa: S105 - a file name; written 0600
 START_SCRIPT = "start.sh"
+# Its root file system is read-only like every other: the server's lock file and socket folder, and /tmp.
+SCRATCH = (s.Scratch("/var/run/postgresql", "16Mi", used="1Mi"), s.Scratch(s.TMP, "16Mi", used="1Mi"))
 
 # Native: $1 the package's bin folder, $2 the instance's data folder, $3 the port, $4 the config folder.
 START = f"""set -eu
@@ -59,11 +62,13 @@ def catalog_db(settings: Settings, view: s.View) -> s.Component | None:
 
         return s.Setup(
             container=s.Container(env={"POSTGRES_USER": DB_USER, "POSTGRES_DB": DB_NAME, "PGDATA": PGDATA,
-                                       "POSTGRES_PASSWORD": identities.CATALOG_DB_PASSWORD},
-                                  user=IMAGE_UID, probe_tool="bash", scratch=("/var/run/postgresql", "/tmp")),  # noqa: S108
+                                       # the official entrypoint reads the password from this file (file_env)
+                                       "POSTGRES_PASSWORD_FILE": at.secret(PASSWORD_FILE)},
+                                  user=IMAGE_UID, probe_tool="bash", scratch=SCRATCH),
             native=s.Native("postgresql", command),
             files=(s.ConfigFile(START_SCRIPT, START),
-                   s.ConfigFile(PASSWORD_FILE, identities.CATALOG_DB_PASSWORD + "\n")))
+                   s.ConfigFile(PASSWORD_FILE, identities.CATALOG_DB_PASSWORD + "\n", mount=at.secret(PASSWORD_FILE),
+                                secret=True)))
 
     return s.Component(
         s.CATALOG_DB, "postgresql", settings.images.catalog_db, versions.POSTGRES.version,
@@ -71,4 +76,4 @@ def catalog_db(settings: Settings, view: s.View) -> s.Component | None:
         ports=(s.Port("postgres", addresses.POSTGRES_PORT, settings.ports.catalog_db, published=False,
                       setting="catalog_db"),),
         health=s.Health("postgres", "postgres"), data_dir=DATA_DIR, volume_size=settings.volumes.catalog_db,
-        memory=settings.memory.catalog_db, start_seconds=120)
+        memory=settings.memory.catalog_db, start_seconds=120)  # reaches nothing; only rest-catalog reaches it

@@ -51,14 +51,19 @@ def metrics_port(container: int, host: int, setting: str, replicated: bool = Fal
 
 def fluss_login(settings: Settings, view: s.View, at: s.Instance,
                 server: bool = False) -> tuple[list[str], tuple[s.ConfigFile, ...]]:
-    """The JVM flag and the JAAS file of a process that logs in to Fluss; none where Fluss takes anyone. The same
-    login for pyfluss goes beside them (the watchdog checks the tiering job with it from the JobManager's folder)."""
-    if not security.fluss_sasl_on(settings, view):
+    """The JVM flag and the JAAS file of a process that logs in to Fluss; none where Fluss takes anyone. The flag
+    names only the file's path; the file is a secret file of the instance (0600 natively, the secrets folder in a
+    container). A native JobManager also gets the same login for pyfluss (the watchdog checks the tiering job with it
+    from the JobManager's folder)."""
+    if not security.fluss_sasl_on(settings):
         return [], ()
-    return [security.jaas_flag(at.conf)], (s.ConfigFile(security.JAAS_FILE, security.jaas_file(server)),
-                                         # JSON, as lake_health reads it; the password has no '"' or backslash to escape
-                                         s.ConfigFile(security.LOGIN_FILE,
-                                                      json.dumps(security.pyfluss_login(security.FLUSS_PASSWORD))))
+    files = [s.ConfigFile(security.JAAS_FILE, security.jaas_file(server), mount=at.secret(security.JAAS_FILE),
+                          secret=True)]
+    if view is s.View.EXTERNAL:
+        # JSON, as lake_health reads it; the password has no '"' or backslash to escape
+        files.append(s.ConfigFile(security.LOGIN_FILE, json.dumps(security.pyfluss_login(security.FLUSS_PASSWORD)),
+                                  secret=True))
+    return [security.jaas_flag(at.secret(security.JAAS_FILE))], tuple(files)
 
 
 def iceberg_catalog_properties(settings: Settings, view: s.View, role: str = "",

@@ -1,9 +1,14 @@
 """Apache Flink: a session cluster (JobManager + TaskManagers) that runs the Fluss lake tiering job, and the SQL
 Gateway through which the real-time query pack (``queries/flink``) runs on that cluster.
 
-One property map configures it everywhere. The image merges ``FLINK_PROPERTIES`` into its config, one
-``key: value`` per line with whitespace removed and values passed through envsubst (apache/flink-docker
-``1.20/scala_2.12-java17-ubuntu/docker-entrypoint.sh``); a native process reads the same keys from ``config.yaml``.
+One property map configures it everywhere: ``config.yaml``, which a native process reads from its folder and a
+container from the image's ``conf/`` (mounted read-only over the image's own). Containers start the image's bin
+scripts (``jobmanager.sh``/``taskmanager.sh``/``sql-gateway.sh start-foreground``) directly instead of its entrypoint:
+that entrypoint rewrites ``conf/config.yaml`` in place (``FLINK_PROPERTIES``, through ``config-parser-utils.sh``,
+apache/flink-docker ``1.20/scala_2.12-java17-ubuntu/docker-entrypoint.sh``), which a read-only root file system
+refuses, and it strips every space out of each value, so a value holding several JVM options (the JAAS flag beside
+the module opens) cannot pass through it. What the entrypoint would add is in the rendered file instead (bind
+addresses, the blob port, ``env.java.opts.all``); jemalloc is not preloaded.
 The Fluss connector, the Iceberg runtime and S3 support come from the artifact lock (``flink-lib-fluss``) into
 ``lib/``; the tiering job itself is a separate jar the ``submit-tiering`` task uploads.
 
@@ -34,7 +39,8 @@ from sagaz_lakehouse.render import masked_log4j
 
 HOME = "/opt/flink"
 LIB_DIR = f"{HOME}/lib"
-ENTRYPOINT = ("/docker-entrypoint.sh",)
+CONF_DIR = f"{HOME}/conf"  # FLINK_CONF_DIR of the image's bin scripts
+BIN_DIR = f"{HOME}/bin"
 LIB_JARS = (s.Jars("flink-lib-fluss", LIB_DIR),)
 MAIN_CLASS = {s.JOBMANAGER: "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
               s.TASKMANAGER: "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
@@ -66,6 +72,9 @@ JAVA_OPENS = (
 # flink-metrics-prometheus, which Flink's distribution and image carry in plugins/metrics-prometheus (Flink docs
 # deployment/metric_reporters.md: metrics.reporter.<name>.factory.class, the reporter's `port` option).
 PROMETHEUS_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+# What the tiering job reaches from the JobManager (its enumerator, the committer) and the TaskManagers (its readers
+# and writers): the Fluss servers' INTERNAL listener, the lake's catalog and the object store.
+TIERING_PATHS = ((s.COORDINATOR, "internal"), (s.TABLET, "internal"), (s.REST_CATALOG, "http"), (s.MINIO, "s3"))
 
 
 def reporter_port(settings: Settings, name: str) -> s.Port:
@@ -101,13 +110,41 @@ def properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, st
                       "rest.bind-address": addresses.LOOPBACK, "taskmanager.bind-host": addresses.LOOPBACK,
                       "taskmanager.host": addresses.LOOPBACK, "io.tmp.dirs": f"{at.data}/tmp",  # noqa: S108
                       "web.upload.dir": f"{at.data}/uploads"})
-        if not security.flink_jar_upload_on(settings, view):
-            # Flink docs (config, web.submit.enable): no /jars handlers at all, so no jar upload or run through the
-            # REST API; jobs still arrive through POST /jobs (Flink's client, the SQL Gateway).
-            props["web.submit.enable"] = "false"
-    else:  # a fixed port, so the TaskManager's RPC service is reachable at a known place in the network
+    else:
+        props.update(container_properties())
+        # fixed ports, so the TaskManager's RPC service and its data exchange (the shuffle between TaskManagers) are
+        # reachable at a known place in the network, where a network policy can open them
         props["taskmanager.rpc.port"] = str(addresses.TASKMANAGER_RPC_PORT)
+        props["taskmanager.data.port"] = str(addresses.TASKMANAGER_DATA_PORT)
+    if not security.flink_jar_upload_on(settings):
+        # Flink docs (config, web.submit.enable): no /jars handlers at all, so no jar upload or run through the
+        # REST API; jobs still arrive through POST /jobs (Flink's client, the SQL Gateway).
+        props["web.submit.enable"] = "false"
     return props
+
+
+def container_properties() -> dict[str, str]:
+    """What the image's entrypoint and default config.yaml give a container, which ours replaces: every listener on
+    every interface (the image's edits of rest.address, rest.bind-address, jobmanager.bind-host and
+    taskmanager.bind-host), the REST API where the JobManager's Service is, the blob server on its fixed port."""
+    return {"rest.address": s.JOBMANAGER, "rest.bind-address": addresses.ANY_ADDRESS,
+            "jobmanager.bind-host": addresses.ANY_ADDRESS, "taskmanager.bind-host": addresses.ANY_ADDRESS,
+            "blob.server.port": str(addresses.FLINK_BLOB_PORT)}
+
+
+def java_options(login_flags: list[str]) -> str:
+    """``env.java.opts.all`` of a container's config.yaml: the module opens Flink's default configuration carries,
+    and the JAAS flag where Flink logs in to Fluss (a path only)."""
+    return " ".join([*JAVA_OPENS, *login_flags])
+
+
+def config_files(header: str, props: dict[str, str], view: s.View, login_flags: list[str]) -> tuple[s.ConfigFile, ...]:
+    """config.yaml and the masked console log layout; a container gets both over the image's conf/."""
+    if view is not s.View.EXTERNAL:
+        props = {**props, "env.java.opts.all": java_options(login_flags)}
+    return (s.ConfigFile("config.yaml", f"# {header}, rendered by sagaz-lakehouse.\n" + yaml_lines(props),
+                         mount=f"{CONF_DIR}/config.yaml"),
+            s.ConfigFile("log4j-console.properties", masked_log4j(), mount=f"{CONF_DIR}/log4j-console.properties"))
 
 
 def memory_arguments(java: Path, home: Path, conf: str, role: str) -> tuple[list[str], list[str]]:
@@ -143,16 +180,17 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
                            env={"FLINK_PLUGINS_DIR": str(ctx.home / "plugins"),
                                 **({} if jobmanager else identities.aws_environment(settings, "lake"))})
 
+        script = f"{BIN_DIR}/{'jobmanager' if jobmanager else 'taskmanager'}.sh"
         return s.Setup(
             container=s.Container(
-                entrypoint=ENTRYPOINT, args=("jobmanager" if jobmanager else "taskmanager", *resource_id),
+                entrypoint=(script,), args=("start-foreground", *resource_id),
                 # The tiering job's Iceberg catalog finds S3 credentials through the AWS SDK's default chain.
-                env={"FLINK_PROPERTIES": yaml_lines(props), "JOB_MANAGER_RPC_ADDRESS": s.JOBMANAGER,
-                     **identities.aws_environment(settings, "lake")},
-                user=9999, probe_tool="wget"),
+                env=identities.aws_environment(settings, "lake"), user=9999, probe_tool="wget",
+                # io.tmp.dirs, the blob store (the job's jars), web uploads, RocksDB's native library: 21 MiB on the
+                # JobManager, 32 MiB on a TaskManager after a tiering round (docker diff of a compose run)
+                scratch=(s.Scratch(s.TMP, "128Mi", used="24Mi" if jobmanager else "36Mi"),)),
             native=s.Native("flink", command, java=17),
-            files=(s.ConfigFile("config.yaml", "# Flink, rendered by sagaz-lakehouse.\n" + yaml_lines(props)),
-                   s.ConfigFile("log4j-console.properties", masked_log4j()), *login_files),
+            files=(*config_files("Flink", props, view, login_flags), *login_files),
         )
 
     if jobmanager:
@@ -162,12 +200,14 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
                           s.Port("rpc", p.flink_rpc, p.flink_rpc, False, setting="flink_rpc"),
                           s.Port("blob", addresses.FLINK_BLOB_PORT, 0, published=False), reporter_port(settings, name)),
             health=s.Health("http", "rest", "/overview"), memory=settings.memory.flink_jobmanager, jars=LIB_JARS,
-            metrics=s.Metrics("metrics"))
+            metrics=s.Metrics("metrics"), reaches=((s.TASKMANAGER, "rpc"), *TIERING_PATHS))
     return s.Component(
         name, "flink", settings.images.flink, versions.FLINK.version,
         "Flink TaskManager (runs the tiering job)", setup,
-        ports=(s.Port("rpc", addresses.TASKMANAGER_RPC_PORT, 0, published=False), reporter_port(settings, name)),
+        ports=(s.Port("rpc", addresses.TASKMANAGER_RPC_PORT, 0, published=False),
+               s.Port("data", addresses.TASKMANAGER_DATA_PORT, 0, published=False), reporter_port(settings, name)),
         metrics=s.Metrics("metrics"),
+        reaches=((s.JOBMANAGER, "rpc"), (s.JOBMANAGER, "blob"), (s.TASKMANAGER, "data"), *TIERING_PATHS),
         health=s.Health("http", "rest", "/taskmanagers", expect='"id":"{instance}"', via=s.JOBMANAGER),
         depends_on=((s.JOBMANAGER, s.Condition.HEALTHY),), memory=settings.memory.flink_taskmanager,
         replicas=settings.replicas.flink_taskmanagers, jars=LIB_JARS)
@@ -186,7 +226,7 @@ def gateway_properties(settings: Settings, view: s.View, at: s.Instance) -> dict
         "parallelism.default": "1",
         "sql-gateway.endpoint.type": "rest",
         "sql-gateway.endpoint.rest.address": addresses.LOOPBACK if external else s.FLINK_SQL_GATEWAY,
-        "sql-gateway.endpoint.rest.bind-address": addresses.LOOPBACK if external else "0.0.0.0",  # noqa: S104
+        "sql-gateway.endpoint.rest.bind-address": addresses.LOOPBACK if external else addresses.ANY_ADDRESS,
         "sql-gateway.endpoint.rest.port": str(p.flink_sql_gateway),
         "sql-gateway.session.idle-timeout": GATEWAY_SESSION_IDLE_TIMEOUT,
         "sql-gateway.session.check-interval": "30s",
@@ -194,7 +234,7 @@ def gateway_properties(settings: Settings, view: s.View, at: s.Instance) -> dict
         "env.java.opts.sql-gateway": CONTAINER_HEAP,
         FLUSS_BOOTSTRAP_PROPERTY: addresses.endpoints(settings, view).fluss_bootstrap,
     }
-    if security.fluss_sasl_on(settings, view):
+    if security.fluss_sasl_on(settings):
         props.update({FLUSS_CLIENT_PREFIX + k: v for k, v in security.fluss_client_options().items()})
     if external:
         props["io.tmp.dirs"] = f"{at.data}/tmp"  # noqa: S108 - its data folder
@@ -205,7 +245,11 @@ def gateway_jar() -> str:
     return f"opt/{artifacts.group(GATEWAY_JAR_GROUP)[0].name}"
 
 
-def sql_gateway(settings: Settings, view: s.View) -> s.Component:
+def sql_gateway(settings: Settings, view: s.View) -> s.Component | None:
+    """The gateway, where the settings run it (``analytics.sql_gateway``; off in prod unless asked for: it has no
+    authentication and holds the Fluss login)."""
+    if not settings.sql_gateway:
+        return None
     memory = settings.memory.flink_sql_gateway
 
     def setup(at: s.Instance) -> s.Setup:
@@ -219,13 +263,10 @@ def sql_gateway(settings: Settings, view: s.View) -> s.Component:
                             MAIN_CLASS[s.FLINK_SQL_GATEWAY]], env={"FLINK_CONF_DIR": at.conf})
 
         return s.Setup(
-            # The image's entrypoint applies FLINK_PROPERTIES in every mode, then runs the command as given.
-            container=s.Container(entrypoint=ENTRYPOINT, args=(SQL_GATEWAY_SCRIPT, "start-foreground"),
-                                env={"FLINK_PROPERTIES": yaml_lines(props)}, user=9999, probe_tool="wget"),
+            container=s.Container(entrypoint=(SQL_GATEWAY_SCRIPT,), args=("start-foreground",), user=9999,
+                                  probe_tool="wget", scratch=(s.Scratch(s.TMP, "128Mi", used="8Mi"),)),
             native=s.Native("flink", command, java=17),
-            files=(s.ConfigFile("config.yaml",
-                                "# Flink SQL Gateway, rendered by sagaz-lakehouse.\n" + yaml_lines(props)),
-                   s.ConfigFile("log4j-console.properties", masked_log4j()), *login_files),
+            files=(*config_files("Flink SQL Gateway", props, view, login_flags), *login_files),
         )
 
     port = settings.ports.flink_sql_gateway
@@ -234,7 +275,10 @@ def sql_gateway(settings: Settings, view: s.View) -> s.Component:
         "Flink SQL Gateway (real-time queries over Fluss)", setup,
         ports=(s.Port("rest", port, port, setting="flink_sql_gateway"),),
         health=s.Health("http", "rest", "/v1/info"), depends_on=((s.JOBMANAGER, s.Condition.HEALTHY),), memory=memory,
-        jars=LIB_JARS)
+        jars=LIB_JARS,
+        # submits statements and reads their results through the JobManager's REST API; its `fluss` catalog asks
+        # the Fluss servers for metadata
+        reaches=((s.JOBMANAGER, "rest"), (s.COORDINATOR, "internal"), (s.TABLET, "internal")))
 
 
 def jobmanager(settings: Settings, view: s.View) -> s.Component:

@@ -158,13 +158,20 @@ def port_ranges(ports: list[int]) -> str:
     return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
 
 
-def sasl_properties() -> dict[str, str]:
-    """The FLUSS listener takes SASL/PLAIN only; the servers' own connections to each other log in too, with the
-    FlussClient context of the same JAAS file (ConfigOptions SERVER_SECURITY_PROTOCOL_MAP,
-    SERVER_SASL_ENABLED_MECHANISMS_CONFIG and CLIENT_SECURITY_PROTOCOL, v0.9.1-incubating). The mechanisms option
-    has no default in code although the docs say PLAIN: without it the server refuses to start."""
-    return {"security.protocol.map": "FLUSS:SASL", "security.sasl.enabled.mechanisms": "PLAIN",
-            **security.fluss_client_options()}
+def sasl_properties(view: s.View) -> dict[str, str]:
+    """Every listener takes SASL/PLAIN only: the native server's one (FLUSS), and in a container both CLIENT and
+    INTERNAL. INTERNAL is authenticated too rather than left to a network policy: the tiering job and in-cluster
+    clients bootstrap through it, and a network policy is only as good as the cluster's network plugin. The servers'
+    own connections to each other log in with the FlussClient context of the same JAAS file (ConfigOptions
+    SERVER_SECURITY_PROTOCOL_MAP, format `listener:protocol,...`, SERVER_SASL_ENABLED_MECHANISMS_CONFIG and
+    CLIENT_SECURITY_PROTOCOL, v0.9.1-incubating). The mechanisms option has no default in code although the docs say
+    PLAIN: without it the server refuses to start."""
+    listeners = ("FLUSS",) if view is s.View.EXTERNAL else ("CLIENT", "INTERNAL")
+    return {"security.protocol.map": ",".join(f"{name}:SASL" for name in listeners),
+            "security.sasl.enabled.mechanisms": "PLAIN", **security.fluss_client_options()}
+
+
+COORDINATOR_S3_BLOCK = "8M"  # S3A's block (and multipart part) size in the coordinator; its minimum is 5M
 
 
 def server_properties(settings: Settings, view: s.View, name: str, at: s.Instance) -> dict[str, str]:
@@ -172,9 +179,20 @@ def server_properties(settings: Settings, view: s.View, name: str, at: s.Instanc
     if name == s.TABLET:
         props["tablet-server.id"] = at.index
         props["data.dir"] = f"{at.data}/data"
+        # S3A buffers each upload (remote log segments, KV snapshots) in blocks on disk, by default under /tmp
+        # (fs.s3a.buffer.dir; Fluss passes s3.* on as fs.s3a.*, S3FileSystemPlugin): on the tablet's own volume
+        # instead of its small scratch folder.
+        props["s3.buffer.dir"] = f"{at.data}/s3a-buffer"
+    else:
+        # The coordinator has no volume: S3A's blocks go to its /tmp scratch (64 MiB), and S3A asks the folder for a
+        # whole block's free space before each upload (LocalDirAllocator), 64 MiB by default (fs.s3a.multipart.size),
+        # which a 64 MiB tmpfs never has: every lake-offsets and KV-snapshot metadata write failed ("Could not find any
+        # valid local directory for s3ablock"), so tiering never committed on the compose prod stack. Its files are
+        # small; 8 MiB blocks fit.
+        props["s3.multipart.size"] = COORDINATOR_S3_BLOCK
     props.update(listeners(settings, view, at))
-    if security.fluss_sasl_on(settings, view):  # the native server's one listener
-        props.update(sasl_properties())
+    if security.fluss_sasl_on(settings):
+        props.update(sasl_properties(view))
     # The Prometheus reporter (plugins/prometheus; ConfigOptions METRICS_REPORTERS, METRICS_REPORTER_PROMETHEUS_PORT).
     # Its HTTP server listens on every interface: the reporter has no host option.
     props["metrics.reporters"] = "prometheus"
@@ -195,6 +213,11 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
     memory = settings.memory.fluss_tablet if tablet else settings.memory.fluss_coordinator
     host_port = settings.ports.fluss_tablet if tablet else settings.ports.fluss_coordinator
 
+    # What the image writes (docker diff of a compose run): the entrypoint's server.yaml in conf/, with the S3 keys
+    # expanded into it, and the JVM's scratch: RocksDB's native library (10 MiB, tablets) and S3A's folder.
+    scratch = (s.Scratch(s.TMP, "64Mi", used="11Mi" if tablet else "1Mi"),
+               s.Scratch(CONF_DIR, "4Mi", used="1Mi", memory=True))
+
     def setup(at: s.Instance) -> s.Setup:
         properties = yaml_lines(server_properties(settings, view, name, at))
         login_flags, login_files = fluss_login(settings, view, at, server=True)
@@ -207,12 +230,15 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
                            env={"FLUSS_PLUGINS_DIR": str(ctx.home / "plugins")})
 
         return s.Setup(
-            container=s.Container(entrypoint=ENTRYPOINT, args=(ROLE_ARG[name],), user=9999, probe_tool="bash", env={
+            container=s.Container(entrypoint=ENTRYPOINT, args=(ROLE_ARG[name],), user=9999, probe_tool="bash",
+                                  scratch=scratch, env={
                 "FLUSS_PROPERTIES": properties,
                 # envsubst fills ${S3_...} in server.yaml from these
                 **identities.credential_environment(settings, "fluss"),
                 **identities.catalog_credential_environment(settings),
-                "FLUSS_ENV_JAVA_OPTS": CONTAINER_HEAP}),
+                # bin/config.sh takes the JVM options from here (env.java.opts.all otherwise): the heap, and the
+                # path of the JAAS file in the secrets folder (never its content)
+                "FLUSS_ENV_JAVA_OPTS": " ".join([CONTAINER_HEAP, *login_flags])}),
             native=s.Native("fluss", command, java=17, tree=NATIVE_TREE),
             files=(s.ConfigFile("server.yaml", properties),
                    s.ConfigFile("log4j-console.properties", masked_log4j(),
@@ -228,6 +254,11 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
              _metrics_port(settings, name))
     depends = ((s.COORDINATOR, s.Condition.HEALTHY),) if tablet else \
         ((s.ZOOKEEPER, s.Condition.HEALTHY), *catalog_ready(settings))
+    # Both register in ZooKeeper, keep data in the object store and reach the lake's catalog (an external one: the
+    # Kubernetes target opens its URI's port); the coordinator sends its requests to the tablet servers, which fetch
+    # replicas from each other and report to the coordinator.
+    reaches = ((s.ZOOKEEPER, "client"), (s.MINIO, "s3"), (s.REST_CATALOG, "http"), (s.TABLET, "internal"),
+               *(((s.COORDINATOR, "internal"),) if tablet else ()))
     return s.Component(
         name, "fluss", settings.images.fluss, versions.FLUSS.version,
         "Fluss tablet server (log and KV storage)" if tablet else "Fluss coordinator (metadata, lake tables)", setup,
@@ -235,7 +266,7 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
         # The coordinator keeps no local state: metadata is in ZooKeeper, data in the object store.
         data_dir="/var/lib/fluss" if tablet else "", volume_size=settings.volumes.fluss if tablet else "",
         memory=memory, replicas=settings.replicas.tablet_servers if tablet else 1, jars=PLUGIN_JARS,
-        conf_dir=CONF_DIR)
+        conf_dir=CONF_DIR, reaches=reaches)
 
 
 def coordinator(settings: Settings, view: s.View) -> s.Component:

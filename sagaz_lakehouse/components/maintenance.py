@@ -30,15 +30,28 @@ LOGIN_FLAGS = {"oauth2-server-uri": "--catalog-oauth2-server-uri", "scope": "--c
 OVERDUE_GRACE = 300  # seconds past twice the schedule before a missed run is a finding or an alert (runs take minutes)
 
 
+def ca_path(view: s.View, at: s.Instance) -> str:
+    """Where it reads Trino's certificate (not a secret): beside its other files natively, beside its script in a
+    container."""
+    return f"{at.conf}/{TRINO_CA_FILE}" if view is s.View.EXTERNAL else f"{MOUNT_DIR}/{TRINO_CA_FILE}"
+
+
+def trino_url(settings: Settings, view: s.View) -> str:
+    """Trino's HTTPS endpoint as this process reaches it: loopback natively, the trino Service (a name its
+    certificate must carry: security.trino_names) in a container network."""
+    host = addresses.LOOPBACK if view is s.View.EXTERNAL else s.TRINO
+    return f"https://{host}:{settings.ports.trino_https}"
+
+
 def arguments(settings: Settings, view: s.View, at: s.Instance) -> list[str]:
     """What the service does and where: everything but the Trino password, which it reads from a file."""
     ep = addresses.endpoints(settings, view)
     trino = ep.trino
     login: list[str] = []
-    if security.trino_auth_on(settings, view):  # HTTPS and the one Trino user, as every other client
-        trino = f"https://{addresses.LOOPBACK}:{settings.ports.trino_https}"
-        login = ["--trino-user", security.TRINO_USER, "--trino-password-file", f"{at.conf}/{TRINO_PASSWORD_FILE}",
-                 "--trino-ca", f"{at.conf}/{TRINO_CA_FILE}"]
+    if security.trino_auth_on(settings):  # HTTPS and the one Trino user, as every other client
+        trino = trino_url(settings, view)
+        login = ["--trino-user", security.TRINO_USER, "--trino-password-file", at.secret(TRINO_PASSWORD_FILE),
+                 "--trino-ca", ca_path(view, at)]
     listen = addresses.LOOPBACK if view is s.View.EXTERNAL else addresses.ANY_ADDRESS
     login = [*login, *(arg for key, value in catalog_login(settings, credential=False).items()
                        if key in LOGIN_FLAGS for arg in (LOGIN_FLAGS[key], value))]
@@ -61,9 +74,10 @@ def lake_maintenance(settings: Settings, view: s.View) -> s.Component | None:
     def setup(at: s.Instance) -> s.Setup:
         args = arguments(settings, view, at)
         files: tuple[s.ConfigFile, ...] = (script,)
-        if security.trino_auth_on(settings, view):
-            files += (s.ConfigFile(TRINO_PASSWORD_FILE, security.TRINO_PASSWORD + "\n"),
-                      s.ConfigFile(TRINO_CA_FILE, security.TRINO_CA))
+        if security.trino_auth_on(settings):
+            files += (s.ConfigFile(TRINO_PASSWORD_FILE, security.TRINO_PASSWORD + "\n",
+                                   mount=at.secret(TRINO_PASSWORD_FILE), secret=True),
+                      s.ConfigFile(TRINO_CA_FILE, security.TRINO_CA, mount=ca_path(view, at)))
         # The external catalog's credential: a 0600 file natively; the variable from .env or the Secret in a
         # container (read by maintenance.py where no file is named), as the other credentials of containers.
         native_login: list[str] = []
@@ -75,9 +89,11 @@ def lake_maintenance(settings: Settings, view: s.View) -> s.Component | None:
             # The marker names the run folder: the supervisor recognises its own processes by it (tasks.py's too).
             return s.Process([sys.executable, str(MAINTENANCE_FILE), f"--label={ctx.marker}", *args, *native_login])
 
+        # Nothing is written but the interpreter's scratch; its root file system is read-only like every other.
         return s.Setup(container=s.Container(entrypoint=("python3", f"{MOUNT_DIR}/maintenance.py"), args=tuple(args),
                                              env=identities.catalog_credential_environment(settings),
-                                             user=1000, probe_tool="python3"),
+                                             user=1000, probe_tool="python3",
+                                             scratch=(s.Scratch(s.TMP, "16Mi", used="1Mi"),)),
                        native=s.Native("python", command), files=files)
 
     return s.Component(
@@ -86,4 +102,7 @@ def lake_maintenance(settings: Settings, view: s.View) -> s.Component | None:
         ports=(metrics_port(CONTAINER_PORT, settings.ports.lake_maintenance, "lake_maintenance"),),
         health=s.Health("http", "metrics", "/healthz"),
         depends_on=((s.TRINO, s.Condition.HEALTHY), *catalog_ready(settings)),
-        memory="96Mi", metrics=s.Metrics("metrics"), start_seconds=60)
+        memory="96Mi", metrics=s.Metrics("metrics"), start_seconds=60,
+        # the maintenance procedures through Trino (its HTTPS port where clients log in), the table's metadata (an
+        # external catalog: the Kubernetes target opens its URI's port)
+        reaches=((s.TRINO, "https" if security.trino_auth_on(settings) else "http"), (s.REST_CATALOG, "http")))

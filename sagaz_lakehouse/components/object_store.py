@@ -20,9 +20,10 @@ def minio(settings: Settings, view: s.View) -> s.Component | None:
     if settings.external_store:  # the user's own store: nothing to run
         return None
     p = settings.ports
-    # Prometheus scrapes /minio/v2/metrics/cluster without a bearer token (minio docs/metrics/prometheus: "public").
+    # The metrics endpoints want a bearer JWT (MINIO_PROMETHEUS_AUTH_TYPE jwt, MinIO's default; stated here so that
+    # no environment can make them public): Prometheus sends identities.minio_metrics_token.
     credentials = {"MINIO_ROOT_USER": identities.ACCESS_KEY, "MINIO_ROOT_PASSWORD": identities.SECRET_KEY,
-                   "MINIO_PROMETHEUS_AUTH_TYPE": "public"}
+                   "MINIO_PROMETHEUS_AUTH_TYPE": "jwt"}
     # In a container every interface (":port"); on the user's host, loopback only.
     bind = addresses.LOOPBACK if view is s.View.EXTERNAL else ""
 
@@ -34,8 +35,8 @@ def minio(settings: Settings, view: s.View) -> s.Component | None:
 
         return s.Setup(
             # HOME must be writable: the server creates $HOME/.minio/certs.
-            container=s.Container(args=args, env={**credentials, "HOME": "/tmp"}, user=1000,  # noqa: S108
-                                probe_tool="curl", scratch=("/tmp",)),  # noqa: S108 - the pod's own emptyDir
+            container=s.Container(args=args, env={**credentials, "HOME": s.TMP}, user=1000, probe_tool="curl",
+                                  scratch=(s.Scratch(s.TMP, "16Mi", used="1Mi"),)),
             native=s.Native("minio", command),
         )
 
@@ -44,5 +45,6 @@ def minio(settings: Settings, view: s.View) -> s.Component | None:
         # Clients read Fluss remote log segments and Iceberg data files straight from the store.
         ports=(s.Port("s3", p.minio, p.minio, clients=True, setting="minio"),
                s.Port("console", p.minio_console, p.minio_console, setting="minio_console")),
-        health=s.Health("http", "s3", "/minio/health/ready"), metrics=s.Metrics("s3", METRICS_PATH),
+        health=s.Health("http", "s3", "/minio/health/ready"),
+        metrics=s.Metrics("s3", METRICS_PATH, bearer=identities.MINIO_METRICS_TOKEN),
         data_dir="/data", volume_size=settings.volumes.minio, memory=settings.memory.minio)

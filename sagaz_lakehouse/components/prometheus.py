@@ -60,8 +60,18 @@ def ca_file_name(component: s.Component) -> str:
     return f"{component.name}-ca.pem"
 
 
+def token_file_name(component: s.Component) -> str:
+    """The secret file holding the bearer token Prometheus sends to a component's metrics endpoint."""
+    return f"{component.name}-token"
+
+
+def password_file_name(component: s.Component) -> str:
+    """The secret file holding the password Prometheus logs in to a component's metrics endpoint with."""
+    return f"{component.name}-password"
+
+
 def scrape_configs(components: Sequence[s.Component], view: s.View, address: Addressing,
-                   conf_dir: str = CONF_DIR) -> list[dict[str, Any]]:
+                   conf_dir: str = CONF_DIR, secrets: str = "") -> list[dict[str, Any]]:
     jobs = []
     for component in components:
         if component.metrics is None:
@@ -75,10 +85,18 @@ def scrape_configs(components: Sequence[s.Component], view: s.View, address: Add
                                "static_configs": targets}
         if component.metrics.headers:
             job["http_headers"] = {k: {"values": [v]} for k, v in component.metrics.headers.items()}
-        if component.metrics.login:  # the file holding the password is 0600 (the local target's secret files)
-            user, password = component.metrics.login
-            job |= {"scheme": "https", "basic_auth": {"username": user, "password": password},
-                    "tls_config": {"ca_file": f"{conf_dir}/{ca_file_name(component)}"}}
+        if component.metrics.bearer:  # the token in a secret file of its own, never in this one
+            job["authorization"] = {"type": "Bearer",
+                                    "credentials_file": f"{secrets or conf_dir}/{token_file_name(component)}"}
+        if component.metrics.login:  # the password in a secret file of its own (password_file), never in this one
+            user, _ = component.metrics.login
+            tls: dict[str, Any] = {"ca_file": f"{conf_dir}/{ca_file_name(component)}"}
+            if component.metrics.tls_name:
+                tls["server_name"] = component.metrics.tls_name
+            job |= {"scheme": "https",
+                    "basic_auth": {"username": user,
+                                   "password_file": f"{secrets or conf_dir}/{password_file_name(component)}"},
+                    "tls_config": tls}
         jobs.append(job)
     return jobs
 
@@ -93,7 +111,7 @@ def app_scrape_configs(settings: Settings) -> list[dict[str, Any]]:
 
 
 def config(settings: Settings, components: Sequence[s.Component], view: s.View, address: Addressing,
-           self_address: str, conf_dir: str = CONF_DIR) -> str:
+           self_address: str, conf_dir: str = CONF_DIR, secrets: str = "") -> str:
     interval = scrape_interval(settings)
     document = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval,
@@ -103,7 +121,7 @@ def config(settings: Settings, components: Sequence[s.Component], view: s.View, 
             {"job_name": s.PROMETHEUS, "static_configs": [{"targets": [self_address],
                                                             "labels": {"instance": s.PROMETHEUS,
                                                                        "component": s.PROMETHEUS}}]},
-            *scrape_configs(components, view, address, conf_dir), *app_scrape_configs(settings)],
+            *scrape_configs(components, view, address, conf_dir, secrets), *app_scrape_configs(settings)],
     }
     return "# Prometheus, rendered by sagaz-lakehouse from the stack model.\n" + to_yaml(document)
 
@@ -162,7 +180,7 @@ def prometheus(settings: Settings, view: s.View, components: Sequence[s.Componen
     def setup(at: s.Instance) -> s.Setup:
         listen = f"{addresses.LOOPBACK}:{port}" if view is s.View.EXTERNAL else f":{port}"
         self_address = f"{addresses.LOOPBACK}:{port}"
-        prom_yml = config(settings, components, view, address, self_address, at.conf)
+        prom_yml = config(settings, components, view, address, self_address, at.conf, at.secrets)
         arguments = (f"--config.file={at.conf}/{CONFIG_FILE}", f"--storage.tsdb.path={at.data}",
                      f"--web.listen-address={listen}", "--storage.tsdb.retention.time=15d",
                      "--web.enable-lifecycle")
@@ -175,8 +193,14 @@ def prometheus(settings: Settings, view: s.View, components: Sequence[s.Componen
             native=s.Native("prometheus", command),
             files=(s.ConfigFile(CONFIG_FILE, prom_yml, mount=f"{CONF_DIR}/{CONFIG_FILE}"),
                    s.ConfigFile(RULES_FILE, rules, mount=f"{CONF_DIR}/{RULES_FILE}"),
-                   *(s.ConfigFile(ca_file_name(c), c.metrics.ca_pem) for c in components
-                     if c.metrics is not None and c.metrics.ca_pem)),
+                   *(s.ConfigFile(ca_file_name(c), c.metrics.ca_pem, mount=f"{CONF_DIR}/{ca_file_name(c)}")
+                     for c in components if c.metrics is not None and c.metrics.ca_pem),
+                   *(s.ConfigFile(password_file_name(c), c.metrics.login[1], mount=at.secret(password_file_name(c)),
+                                  secret=True)
+                     for c in components if c.metrics is not None and c.metrics.login),
+                   *(s.ConfigFile(token_file_name(c), c.metrics.bearer, mount=at.secret(token_file_name(c)),
+                                  secret=True)
+                     for c in components if c.metrics is not None and c.metrics.bearer)),
         )
 
     return s.Component(
@@ -184,4 +208,5 @@ def prometheus(settings: Settings, view: s.View, components: Sequence[s.Componen
         "Prometheus (metrics of every component, alert rules)", setup,
         ports=(s.Port("http", port, port, setting="prometheus"),), health=s.Health("http", "http", "/-/ready"),
         data_dir=DATA_DIR, volume_size=settings.volumes.prometheus, memory=settings.memory.prometheus,
-        conf_dir=CONF_DIR, start_seconds=60)
+        conf_dir=CONF_DIR, start_seconds=60,
+        reaches=tuple((c.name, c.metrics.port) for c in components if c.metrics is not None))

@@ -4,6 +4,11 @@ The same files configure it everywhere: ``config.properties``, ``jvm.config``, `
 ``catalog/iceberg.properties``, mounted over the image's ``/etc/trino`` (trinodb/trino ``core/docker``; the image's
 ``run-trino`` starts the launcher with ``--etc-dir /etc/trino``). The catalog reads the S3 credentials as
 ``${ENV:S3_...}`` from the process environment, so no Trino file holds them. Trino 476 needs Java 24+.
+
+In prod ``config.properties`` holds the nodes' shared secret, so it is a secret file like the keystore and the
+hashed password file: in a container it is in the secrets folder and the launcher is pointed at it (``--config``,
+the airlift launcher's option for the configuration file), while the image's own ``/etc/trino/config.properties``
+is left unused.
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ IMAGE_JVM_AGENT = "-agentpath:/usr/lib/trino/bin/libjvmkill.so"
 # Trino's default per-node query memory is 30% of the heap; stated so it is the same on every target.
 QUERY_MEMORY_SHARE = 0.3
 METRICS_USER = "prometheus"
+CONFIG_FILE = "config.properties"
+LAKE = ((s.REST_CATALOG, "http"), (s.MINIO, "s3"))  # what every Trino node reads the Iceberg tables through
+# What the image writes (docker diff of a compose run): the launcher's var/ in the data folder (its pid file, the
+# HTTP request log, bounded by REQUEST_LOG), the native libraries the JVM unpacks (snappy, zstd, lz4) and JNA's.
+SCRATCH = (s.Scratch(s.TMP, "64Mi", used="2Mi"), s.Scratch(DATA_DIR, "64Mi", used="1Mi"),
+           s.Scratch("/home/trino/.cache", "16Mi", used="1Mi"))
+# airlift's HttpServerConfig (http-server.log.*): the request log rotates at this size, keeping this many files.
+REQUEST_LOG = {"http-server.log.max-size": "16MB", "http-server.log.max-history": "2"}
+RUN_TRINO = "/usr/lib/trino/bin/run-trino"  # the image's command (trinodb/trino core/docker/bin/run-trino)
 KEYSTORE_FILE = "keystore.pem"
 PASSWORD_FILE = "password.db"  # noqa: S105 - a file name
 AUTHENTICATOR_FILE = "password-authenticator.properties"
@@ -55,21 +69,22 @@ def server_properties(settings: Settings, view: s.View, at: s.Instance, worker: 
         "query.max-memory-per-node": f"{per_node}MB",
         "query.max-memory": f"{per_node * nodes}MB",
         "catalog.config-dir": f"{at.conf}/catalog",
-        **(auth_properties(settings, at, worker) if security.trino_auth_on(settings, view) else {}),
+        **REQUEST_LOG,
+        **(auth_properties(settings, at, worker) if security.trino_auth_on(settings) else {}),
     }
 
 
 def auth_properties(settings: Settings, at: s.Instance, worker: bool) -> dict[str, str]:
-    """Clients log in with a password over HTTPS (prod, local target; Trino docs security/tls.md,
-    password-file.md, internal-communication.md). The HTTP port stays for what the nodes say to each other (signed
-    with the shared secret) and /v1/info, which Trino serves to anyone; any other request over HTTP is refused
-    ("Authentication over HTTP is not enabled"). Workers take no clients: they need the shared secret only."""
+    """Clients log in with a password over HTTPS (prod; Trino docs security/tls.md, password-file.md,
+    internal-communication.md). The HTTP port stays for what the nodes say to each other (signed with the shared
+    secret) and /v1/info, which Trino serves to anyone; any other request over HTTP is refused ("Authentication over
+    HTTP is not enabled"). Workers take no clients: they need the shared secret only."""
     if worker:
         return {"internal-communication.shared-secret": security.TRINO_SHARED_SECRET}
     return {
         "http-server.https.enabled": "true",
         "http-server.https.port": str(settings.ports.trino_https),
-        "http-server.https.keystore.path": f"{at.conf}/{KEYSTORE_FILE}",
+        "http-server.https.keystore.path": at.secret(KEYSTORE_FILE),
         "http-server.authentication.type": "PASSWORD",
         # Without it Trino looks for etc/password-authenticator.properties under its working directory.
         "password-authenticator.config-files": f"{at.conf}/{AUTHENTICATOR_FILE}",
@@ -80,10 +95,11 @@ def auth_properties(settings: Settings, at: s.Instance, worker: bool) -> dict[st
 def auth_files(at: s.Instance) -> tuple[s.ConfigFile, ...]:
     """The file password authenticator (trino-password-authenticators), its one hashed user, the TLS keystore."""
     authenticator = java_properties({"password-authenticator.name": "file",
-                                     "file.password-file": f"{at.conf}/{PASSWORD_FILE}"})
-    return (s.ConfigFile(AUTHENTICATOR_FILE, authenticator),
-            s.ConfigFile(PASSWORD_FILE, security.TRINO_PASSWORD_DB + "\n"),
-            s.ConfigFile(KEYSTORE_FILE, security.TRINO_KEYSTORE))
+                                     "file.password-file": at.secret(PASSWORD_FILE)})
+    return (s.ConfigFile(AUTHENTICATOR_FILE, authenticator, mount=f"{CONF_DIR}/{AUTHENTICATOR_FILE}"),
+            s.ConfigFile(PASSWORD_FILE, security.TRINO_PASSWORD_DB + "\n", mount=at.secret(PASSWORD_FILE),
+                         secret=True),
+            s.ConfigFile(KEYSTORE_FILE, security.TRINO_KEYSTORE, mount=at.secret(KEYSTORE_FILE), secret=True))
 
 
 def iceberg_catalog(settings: Settings, view: s.View) -> dict[str, str]:
@@ -125,6 +141,9 @@ def node_properties(settings: Settings, view: s.View, at: s.Instance) -> dict[st
         # On the user's host Trino would announce the first non-loopback address it finds (a container bridge,
         # say); when that interface goes away every query fails with REMOTE_TASK_ERROR.
         props["node.internal-address"] = addresses.LOOPBACK
+        # ... and listen on every interface: airlift's NodeConfig `node.bind-ip` (the address its HttpServer binds,
+        # io.airlift:node 336 in Trino 476's lib/) keeps the HTTP and HTTPS ports on loopback.
+        props["node.bind-ip"] = addresses.LOOPBACK
     return props
 
 
@@ -139,7 +158,7 @@ def process_memory(settings: Settings) -> str:
 
 def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
     port = settings.ports.trino
-    auth = security.trino_auth_on(settings, view)
+    auth = security.trino_auth_on(settings)
 
     # ${ENV:...} in the iceberg catalog: the lake role's S3 keys, the external catalog's credential.
     environment = {**identities.credential_environment(settings, TRINO_S3_ROLE),
@@ -148,21 +167,24 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
     def setup(at: s.Instance) -> s.Setup:
         config = java_properties(server_properties(settings, view, at, worker))
         node = java_properties(node_properties(settings, view, at))
+        # With the shared secret in it, config.properties is a secret file (in a container: the launcher's --config).
+        config_file = (s.ConfigFile(CONFIG_FILE, config, mount=at.secret(CONFIG_FILE), secret=True) if auth else
+                       s.ConfigFile(CONFIG_FILE, config, mount=f"{CONF_DIR}/{CONFIG_FILE}"))
+        launcher = (RUN_TRINO, f"--config={at.secret(CONFIG_FILE)}") if auth else ()
 
         def command(ctx: s.NativeContext) -> s.Process:
             # The launcher passes node.properties as system properties; so do we.
             system = [f"-D{k}={v}" for k, v in node_properties(settings, view, at).items()]
             return s.Process([str(ctx.java), *jvm_options(settings), f"-XX:HeapDumpPath={at.data}", ctx.marker,
-                            *system, f"-Dplugin.dir={ctx.home}/plugin", f"-Dconfig={at.conf}/config.properties",
+                            *system, f"-Dplugin.dir={ctx.home}/plugin", f"-Dconfig={at.secret(CONFIG_FILE)}",
                             f"-Dlog.levels-file={at.conf}/log.properties", "-cp", f"{ctx.home}/lib/*",
                             "io.trino.server.TrinoServer"], env=environment)
 
         jvm_config = "".join(f"{line}\n" for line in (IMAGE_JVM_AGENT, *jvm_options(settings)))
         return s.Setup(
-            container=s.Container(env=environment, user=1000,
-                                  probe_tool="curl"),
+            container=s.Container(args=launcher, env=environment, user=1000, probe_tool="curl", scratch=SCRATCH),
             native=s.Native("trino", command, java=versions.JAVA_FOR["trino"]),
-            files=(s.ConfigFile("config.properties", config, mount=f"{CONF_DIR}/config.properties"),
+            files=(config_file,
                    s.ConfigFile("node.properties", node, mount=f"{CONF_DIR}/node.properties"),
                    s.ConfigFile("jvm.config", jvm_config, mount=f"{CONF_DIR}/jvm.config"),
                    s.ConfigFile("log.properties", "io.trino=INFO\n", mount=f"{CONF_DIR}/log.properties"),
@@ -178,7 +200,8 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
     # in 476's lib/), behind the same authentication as its REST API: without authentication, a user name.
     metrics = s.Metrics("http", headers={"X-Trino-User": METRICS_USER})
     if auth and not worker:  # the coordinator's /metrics is behind the login too
-        metrics = s.Metrics("https", login=(security.TRINO_USER, security.TRINO_PASSWORD), ca_pem=security.TRINO_CA)
+        metrics = s.Metrics("https", login=(security.TRINO_USER, security.TRINO_PASSWORD), ca_pem=security.TRINO_CA,
+                            tls_name="" if view is s.View.EXTERNAL else security.TRINO_TLS_NAME)
     https = (s.Port("https", settings.ports.trino_https, settings.ports.trino_https, clients=True,
                     setting="trino_https"),) if auth else ()
     # Workers need no HTTPS port of their own: clients go to the coordinator.
@@ -187,13 +210,17 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
                          setup, ports=(s.Port("http", port, 0, published=False),), health=health,
                          depends_on=((s.TRINO, s.Condition.HEALTHY),), memory=process_memory(settings),
                          replicas=settings.replicas.trino_workers, data_dir=DATA_DIR, conf_dir=CONF_DIR,
-                         start_seconds=240, metrics=metrics)
+                         start_seconds=240, metrics=metrics,
+                         # announces itself to the coordinator, exchanges pages with the other workers
+                         reaches=((s.TRINO, "http"), (s.TRINO_WORKER, "http"), *LAKE))
     return s.Component(s.TRINO, "trino", settings.images.trino, versions.TRINO.version,
                      "Trino coordinator (SQL over Iceberg)", setup,
-                     ports=(s.Port("http", port, port, clients=True, setting="trino"), *https),
+                     # in prod the HTTP port serves only the nodes and /v1/info: clients log in over HTTPS
+                     ports=(s.Port("http", port, port, clients=not auth, setting="trino"), *https),
                      health=health,
                      depends_on=catalog_ready(settings), memory=process_memory(settings),
-                     data_dir=DATA_DIR, conf_dir=CONF_DIR, start_seconds=240, metrics=metrics)
+                     data_dir=DATA_DIR, conf_dir=CONF_DIR, start_seconds=240, metrics=metrics,
+                     reaches=((s.TRINO_WORKER, "http"), *LAKE))
 
 
 def coordinator(settings: Settings, view: s.View) -> s.Component:

@@ -65,7 +65,8 @@ def zookeeper(settings: Settings, view: s.View) -> s.Component:
 
         return s.Setup(
             container=s.Container(env={"ZK_SERVER_HEAP": str(heap)}, user=1000, probe_tool="bash",
-                                image_volumes=UNUSED_IMAGE_VOLUMES),
+                                  image_volumes=UNUSED_IMAGE_VOLUMES,
+                                  scratch=(s.Scratch(s.TMP, "16Mi", used="1Mi"),)),  # the JVM's perf data
             native=s.Native("zookeeper", command, java=17, tree={"lib": ("zookeeper",)}),
             files=(s.ConfigFile("zoo.cfg", zoo_cfg(settings, view, at), mount=f"{CONF_DIR}/zoo.cfg"),
                    s.ConfigFile("logback.xml", LOGBACK)),

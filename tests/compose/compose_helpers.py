@@ -8,12 +8,14 @@ from typing import Any
 import yaml
 
 import sagaz_lakehouse as lakehouse
-from sagaz_lakehouse import config, render
+from sagaz_lakehouse import config, render, tls
 from sagaz_lakehouse.config import Credentials, Settings
 
-# Distinctive prod credentials: any appearance outside .env is a leak. `$`, quotes and a backslash exercise
-# the .env quoting.
-PROD_CREDENTIALS = Credentials("prod-access-7Hq2", "prod-secret-$x'\"\\-Zk91")
+# Distinctive prod credentials: any appearance outside .env (the S3 keys) or the secret files (the passwords, Trino's
+# key) is a leak. `$`, quotes and a backslash exercise the .env quoting.
+PROD_CREDENTIALS = Credentials("prod-access-7Hq2", "prod-secret-$x'\"\\-Zk91", "prod-fluss-password-Wd3",
+                               "prod-trino-password-Rf8",
+                               tls.self_signed_keystore(("127.0.0.1", "localhost", "trino")))
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "dev-1-tablet": {},

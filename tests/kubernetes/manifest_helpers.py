@@ -9,12 +9,14 @@ from typing import Any
 import yaml
 
 import sagaz_lakehouse as lakehouse
-from sagaz_lakehouse import render
+from sagaz_lakehouse import render, tls
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.targets import base
 
-# Distinctive credentials, so a leak into any other file is unmistakable.
-CREDENTIALS = Credentials("AKIDtestaccess", "s3cr3t-value-that-must-stay-in-the-secret")
+# Distinctive credentials, so a leak into any other file is unmistakable; prod's passwords and Trino's key too.
+CREDENTIALS = Credentials("AKIDtestaccess", "s3cr3t-value-that-must-stay-in-the-secret",
+                          "fluss-password-that-must-stay-in-the-secret", "trino-password-that-must-stay-in-the-secret",
+                          tls.self_signed_keystore(("127.0.0.1", "localhost", "trino")))
 
 # Variants every structural test runs on: dev/prod, 1 and 3 tablet servers, Trino workers, a storage class.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -26,6 +28,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
                  "volumes.storage_class": "fast-ssd", "kubernetes.namespace": "lake-prod",
                  "lake.bucket": "other-bucket", "lake.region": "eu-west-1"},
 }
+
+
+# The memory of the stack the real single-node cluster runs (tests/kubernetes/kubelet): small but above every
+# floor, since the machine is shared (about 6 GiB for the whole stack). The scanners check the same rendering.
+SMALL_MEMORY = {"zookeeper": "256Mi", "minio": "256Mi", "rest_catalog": "384Mi", "fluss_coordinator": "768Mi",
+                "fluss_tablet": "1Gi", "flink_jobmanager": "768Mi", "flink_taskmanager": "1536Mi", "trino": "1Gi"}
 
 
 def settings_for(**overrides: Any) -> Settings:
@@ -64,13 +72,18 @@ class Rendered:
 
     def mounted_file(self, name: str, path: str) -> str:
         """The content of the file the component's container sees at ``path``, read from the ConfigMap key that
-        is mounted there (KeyError when nothing is mounted there)."""
+        is mounted there, or from the Secret's key a secret volume puts there (KeyError when nothing is)."""
         workload = self.workload(name)
         volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"].get("volumes", [])}
         for mount in self.main(name).get("volumeMounts", []):
-            if mount["mountPath"] == path:
+            if mount["mountPath"] == path and "configMap" in volumes.get(mount["name"], {}):
                 config_map = volumes[mount["name"]]["configMap"]["name"]
                 return self.config_data(config_map)[mount["subPath"]]
+            secret = volumes.get(mount["name"], {}).get("secret")
+            if secret and path.startswith(mount["mountPath"] + "/"):
+                items = {item["path"]: item["key"] for item in secret["items"]}
+                key = items[path.removeprefix(mount["mountPath"] + "/")]
+                return self.get("Secret", secret["secretName"])["stringData"][key]
         raise KeyError(f"{name}: nothing mounted at {path}")
 
 

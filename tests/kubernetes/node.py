@@ -129,6 +129,9 @@ class Node:
         self._provisioner.start()
         self.artifact_server = ArtifactServer(NODE_IP, support.free_port())
 
+    def provisioner_errors(self) -> list[str]:
+        return list(self._provisioner.errors) if self._provisioner else []
+
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> _Process:
         process = _Process(name, args, self.cluster.log_dir / f"{name}.log", env)
         self.processes.append(process)
@@ -517,6 +520,18 @@ def containerd_images() -> set[str]:
     return set(ctr("images", "ls", "-q").stdout.split())
 
 
+def pinned_by_digest(tag: str) -> str:
+    """``tag`` as production pins it, ``name:tag@sha256:<digest>``: the digest of the manifest containerd imported
+    for that tag, which the CRI then finds under ``repository@sha256:<digest>`` too (the name a pull records)."""
+    name = normalized(tag)
+    rows = [line.split() for line in ctr("images", "ls").stdout.splitlines()[1:]]
+    (digest,) = [row[2] for row in rows if row[0] == name]
+    repository = name.rsplit(":", 1)[0]
+    if f"{repository}@{digest}" not in containerd_images():
+        ctr("images", "tag", name, f"{repository}@{digest}")
+    return f"{tag}@{digest}"
+
+
 def normalized(tag: str) -> str:
     """docker.io/library/zookeeper:3.9.2 for zookeeper:3.9.2, as containerd and the kubelet name it."""
     first = tag.split("/", 1)[0]
@@ -651,7 +666,7 @@ class LocalProvisioner:
                 continue
             name = f"local-{meta['uid']}"
             path = self.root / name
-            path.mkdir(mode=0o755)
+            path.mkdir(mode=0o755, exist_ok=True)  # a try whose PV request failed left it: the retry reuses it
             self.cluster.request("POST", "/api/v1/persistentvolumes", {
                 "apiVersion": "v1", "kind": "PersistentVolume",
                 "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER}},
@@ -732,7 +747,9 @@ class RealCluster:
         return self.control_plane.kubeconfig
 
     def log_tail(self, n: int = 40) -> str:
-        return self.control_plane.log_tail(n)
+        provisioner = self.node.provisioner_errors()
+        errors = "--- volume provisioner errors ---\n" + "\n".join(provisioner[-10:]) + "\n" if provisioner else ""
+        return errors + self.control_plane.log_tail(n)
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         return self.control_plane.request(*args, **kwargs)

@@ -16,7 +16,7 @@ import yaml
 from support import tool
 
 import sagaz_lakehouse as lakehouse
-from sagaz_lakehouse import versions
+from sagaz_lakehouse import security, versions
 from sagaz_lakehouse.components import prometheus
 from sagaz_lakehouse.targets.compose import layout as compose
 from sagaz_lakehouse.targets.kubernetes import layout as kubernetes
@@ -98,10 +98,18 @@ def test_generated_config_passes_promtool_check(tmp_path, target):
                          if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prometheus-config"]
         files = {key.replace("_", "/", 1) if key.startswith("rules_") else key: value
                  for key, value in config_map["data"].items()}
+    # The files the configuration names by absolute path (the secrets folder in a container, the run folder natively)
+    # are checked here, beside it; the bearer token MinIO's metrics want is a secret file of its own.
+    native = str(tmp_path / "run" / "config" / "prometheus")
+    files = {name: content.replace(security.SECRETS_DIR, str(tmp_path)).replace(native, str(tmp_path))
+             for name, content in files.items()}
+    files.setdefault("minio-token", "a-token")
     for name, content in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(content)
     ok(promtool("check", "config", "prometheus.yml", cwd=tmp_path))
+    minio = next(j for j in yaml.safe_load(files["prometheus.yml"])["scrape_configs"] if j["job_name"] == "minio")
+    assert minio["authorization"] == {"type": "Bearer", "credentials_file": str(tmp_path / "minio-token")}
     document = yaml.safe_load(files["prometheus.yml"])
     jobs = {job["job_name"]: [t["targets"][0] for t in job["static_configs"]] for job in document["scrape_configs"]}
     assert set(jobs) == {"prometheus", "zookeeper", "minio", "fluss-coordinator", "fluss-tablet", "flink-jobmanager",

@@ -73,3 +73,12 @@ def test_report_without_matplotlib_says_how_to_get_it(monkeypatch, tmp_path):
 def test_report_refuses_a_bad_window_before_connecting(tmp_path):
     result = invoke("report", "--since", "a while", "--out", str(tmp_path / "r.html"), *CLOSED)
     assert result.exit_code == 2 and "--since 'a while'" in result.output
+
+
+def test_a_real_time_query_without_the_gateway_says_it_is_off_before_connecting():
+    """prod leaves the SQL Gateway out (it has no authentication): the real-time pack says so, exit 2, and names the
+    setting; the historical pack needs no gateway."""
+    result = invoke("query", "running_sagas", "--set", "analytics.sql_gateway=off", *CLOSED)
+    assert result.exit_code == 2, result.output
+    assert "does not run" in result.output and "analytics.sql_gateway=on" in result.output
+    assert invoke("query", "throughput", "--dry-run", "--set", "analytics.sql_gateway=off", *CLOSED).exit_code == 0

@@ -19,7 +19,7 @@ from catalog_standin import TOKEN_PATH, TokenFront
 from support import free_port
 
 import sagaz_lakehouse as lakehouse
-from sagaz_lakehouse import maintenance
+from sagaz_lakehouse import maintenance, security
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import build_stack, tasks
 from sagaz_lakehouse.config import ConfigError, Credentials
@@ -95,16 +95,20 @@ def test_no_prod_render_contains_sqlite(target):
         assert any("jdbc:postgresql://catalog-db:5432/iceberg_catalog" in text for text in files.values())
 
 
-def test_the_prod_catalog_container_writes_its_pgpass_from_its_own_environment():
-    """The password reaches the catalog's container as a variable (.env), its shell writes the 0600 pgpass file;
-    compose must leave the shell's `$` alone (escaped `$$`), or it would put an empty password there."""
-    project = yaml.safe_load(rendered("compose", profile="prod")["compose.yaml"])
-    catalog = project["services"][s.REST_CATALOG]
+def test_the_prod_catalog_database_password_reaches_both_containers_as_secret_files_only():
+    """Issue 25's rule for passwords holds for the catalog database's: the catalog's pgpass and PostgreSQL's
+    password file are secret files (the instance's secrets volume), in no container's environment or command; the
+    catalog's shell drops the image's own CATALOG_JDBC_PASSWORD default."""
+    files = rendered("compose", profile="prod")
+    project = yaml.safe_load(files["compose.yaml"])
+    catalog, db = project["services"][s.REST_CATALOG], project["services"][s.CATALOG_DB]
     script = catalog["entrypoint"][2]
-    assert '"$$PGPASS_PASSWORD" > /tmp/pgpass' in script and "-Dorg.postgresql.pgpassfile=/tmp/pgpass" in script
-    assert catalog["environment"]["PGPASS_PASSWORD"].startswith("${CATALOG_DB_PASSWORD:?")
-    assert "CATALOG_JDBC_PASSWORD" not in catalog["environment"] and "unset PGPASS_PASSWORD CATALOG_JDBC_PASSWORD" \
-        in script
+    assert f"-Dorg.postgresql.pgpassfile={security.SECRETS_DIR}/pgpass" in script
+    assert "unset CATALOG_JDBC_PASSWORD" in script and "CATALOG_JDBC_PASSWORD" not in catalog["environment"]
+    assert db["environment"]["POSTGRES_PASSWORD_FILE"] == f"{security.SECRETS_DIR}/db-password"
+    assert "POSTGRES_PASSWORD" not in db["environment"]
+    assert not [name for name, svc in project["services"].items() if "CATALOG_DB_PASSWORD" in json.dumps(svc)]
+    assert "CATALOG_DB_PASSWORD" not in files.get(".env", "")
 
 
 @pytest.mark.parametrize("view", [s.View.INTERNAL, s.View.EXTERNAL])

@@ -201,6 +201,47 @@ def test_no_committed_file_holds_the_dev_credentials():
     assert [p for p in holders if p not in allowed and not p.startswith("tests/")] == []
 
 
+PROD_ENV = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "render-admin", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "render-secret-1",
+            "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": "render-fluss-pw", "SAGAZ_LAKEHOUSE_TRINO_PASSWORD": "render-trino-pw"}
+
+
+@pytest.mark.parametrize("target", ["local", "compose", "kubernetes"])
+@pytest.mark.parametrize("missing", ["SAGAZ_LAKEHOUSE_FLUSS_PASSWORD", "SAGAZ_LAKEHOUSE_TRINO_PASSWORD"])
+def test_prod_render_without_a_login_is_refused_on_every_target(tmp_path, target, missing):
+    """A control prod asks for that cannot be enforced is an error naming what is missing, never a placeholder (only
+    `--placeholders` writes those, on purpose)."""
+    out = tmp_path / "out"
+    env = {k: v for k, v in PROD_ENV.items() if k != missing}
+    result = invoke("render", "--target", target, "--profile", "prod", "--out", str(out), env=env)
+    assert result.exit_code == 2 and missing in result.output and not out.exists(), result.output
+    placeholders = invoke("render", "--target", target, "--profile", "prod", "--out", str(out), "--placeholders",
+                          env=env)
+    assert placeholders.exit_code == 0, placeholders.output
+    written = "".join(p.read_text() for p in out.rglob("*") if p.is_file())
+    assert "REPLACE_WITH_FLUSS_PASSWORD" in written and "render-secret-1" not in written
+
+
+def test_the_kubernetes_prod_render_depends_on_the_secrets_and_only_the_secret_and_digests_change(tmp_path):
+    """The Secret is the only object that holds them; every pod that reads it carries a digest of them, so a
+    changed password restarts exactly those pods. Nothing else differs."""
+    def render(password: str) -> dict[str, str]:
+        out = tmp_path / "out"  # the same folder: the certificate made beside the files is kept
+        env = {**PROD_ENV, "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": password}
+        result = invoke("render", "--target", "kubernetes", "--profile", "prod", "--out", str(out), env=env)
+        assert result.exit_code == 0, result.output
+        return {p.name: p.read_text() for p in out.glob("*.yaml")}
+
+    first, second = render("fluss-password-one"), render("fluss-password-two")
+    changed = sorted(name for name in first if first[name] != second[name])
+    assert "10-secret.yaml" in changed and "fluss-password-one" in first["10-secret.yaml"]
+    for name in changed:
+        if name == "10-secret.yaml":
+            continue
+        diff = [(a, b) for a, b in zip(first[name].splitlines(), second[name].splitlines(), strict=True) if a != b]
+        assert diff and all("checksum/credentials:" in a and "checksum/credentials:" in b for a, b in diff), name
+    assert "fluss-password" not in "".join(text for name, text in first.items() if name != "10-secret.yaml")
+
+
 def test_simulate_wait_safe_needs_the_spool(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke("simulate", "--no-spool", "--wait-safe", "30")

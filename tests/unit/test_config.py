@@ -90,6 +90,16 @@ def test_wrong_types_and_patterns(tmp_path):
     assert set(problems_of(excinfo)) == {"replicas.tablet_servers", "lake.freshness", "lake.bucket"}
 
 
+def test_cpu_request_defaults_to_the_profiles_and_takes_a_kubernetes_quantity():
+    assert (load().cpu_request, load(overrides={"profile": "prod"}).cpu_request) == ("100m", "500m")
+    assert load(overrides={"profile": "prod", "kubernetes.cpu_request": "250m"}).cpu_request == "250m"
+    assert load(overrides={"kubernetes.cpu_request": "1.5"}).cpu_request == "1.5"
+    for bad in ("0m", "half", "250Mi", "-1"):
+        with pytest.raises(ConfigError) as excinfo:
+            load(overrides={"kubernetes.cpu_request": bad})
+        assert set(problems_of(excinfo)) == {"kubernetes.cpu_request"}, bad
+
+
 def test_unpinned_image_rejected():
     with pytest.raises(ConfigError) as excinfo:
         load(overrides={"images.trino": "trinodb/trino:latest"})
@@ -238,6 +248,42 @@ def test_an_unusable_operator_certificate_is_refused_naming_the_setting(tmp_path
     assert "PRIVATE KEY" not in str(excinfo.value)
 
 
+@pytest.mark.parametrize("target", ["compose", "kubernetes"])
+def test_in_containers_an_operator_certificate_must_also_name_the_trino_service(tmp_path, target):
+    """Prometheus and the lake maintenance service reach Trino by its Service name, trino; the CLI at 127.0.0.1 (a
+    published port, a port-forward). A certificate naming only the loopback address is refused there, naming both
+    requirements."""
+    from support import operator_keystore
+
+    settings = load(overrides={"profile": "prod", "target": target, "kubernetes.namespace": "lake",
+                               "secrets.trino_tls": str(tmp_path / "trino.pem")})
+    write_keystore(tmp_path / "trino.pem", operator_keystore()[0])
+    with pytest.raises(ConfigError) as excinfo:
+        lakehouse.resolve_credentials(settings, environ=TLS_ENV)
+    assert excinfo.value.exit_code == 2 and "secrets.trino_tls" in str(excinfo.value)
+    assert "names none of trino, which clients connect to" in str(excinfo.value)
+    assert "naming 127.0.0.1 or localhost and trino" in str(excinfo.value)
+    keystore = operator_keystore(hosts=("localhost", "trino", "trino.lake.svc.cluster.local"))[0]
+    write_keystore(tmp_path / "trino.pem", keystore)
+    assert lakehouse.resolve_credentials(settings, environ=TLS_ENV).trino_keystore == keystore
+    from sagaz_lakehouse import identities
+
+    credentials = lakehouse.resolve_credentials(settings, environ=TLS_ENV)
+    assert identities.substitute_public("${TRINO_TLS_NAME}", settings, credentials) == "trino"
+
+
+def test_a_made_certificate_is_made_again_when_it_lacks_a_name_clients_need(tmp_path):
+    from sagaz_lakehouse import tls
+
+    local = tls.ensure(tmp_path)
+    assert tls.ensure(tmp_path) == local  # kept while it names what is asked
+    containers = tls.ensure(tmp_path, ("127.0.0.1", "localhost", "trino", "trino.ns.svc"))
+    assert containers.keystore_pem != local.keystore_pem
+    assert tls.reusable(containers.keystore_pem, ("127.0.0.1", "trino"))
+    assert not tls.reusable(containers.keystore_pem, ("trino.other.svc",))
+    assert not tls.reusable("", ("127.0.0.1",))
+
+
 def test_short_secret_rejected():
     env = {"SAGAZ_LAKEHOUSE_S3_ACCESS_KEY": "key", "SAGAZ_LAKEHOUSE_S3_SECRET_KEY": "short"}
     with pytest.raises(ConfigError, match="shorter than 8"):
@@ -249,18 +295,17 @@ TRINO_PW = {"SAGAZ_LAKEHOUSE_TRINO_PASSWORD": "trino-pw-1"}
 FLUSS_PW = {"SAGAZ_LAKEHOUSE_FLUSS_PASSWORD": "fluss-pw-1"}
 
 
-def test_prod_on_the_local_target_needs_a_fluss_password():
-    settings = load(overrides={"profile": "prod"})
+@pytest.mark.parametrize("target", ["local", "compose", "kubernetes"])
+def test_prod_needs_a_fluss_password_on_every_target(target):
+    settings = load(overrides={"profile": "prod", "target": target})
     with pytest.raises(ConfigError) as excinfo:
         lakehouse.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW})
     assert excinfo.value.exit_code == 2 and "SAGAZ_LAKEHOUSE_FLUSS_PASSWORD" in str(excinfo.value)
     creds = lakehouse.resolve_credentials(settings, environ={**PROD_S3, **TRINO_PW, **FLUSS_PW})
     assert creds.fluss_password == "fluss-pw-1" and "fluss-pw-1" not in repr(creds)
     assert creds.redact("pw fluss-pw-1 key a-long-prod-secret") == "pw *** key ***"
-    # dev, and the container targets (no SASL listener there yet), take none
-    assert lakehouse.resolve_credentials(load(), environ={}).fluss_password == ""
-    compose = load(overrides={"profile": "prod", "target": "compose"})
-    assert lakehouse.resolve_credentials(compose, environ=PROD_S3).fluss_password == ""
+    # dev takes none
+    assert lakehouse.resolve_credentials(load(overrides={"target": target}), environ={}).fluss_password == ""
 
 
 @pytest.mark.parametrize("value", ['with"quote', "back\\slash", "hash#value", " leading-space", "short"])
@@ -272,8 +317,9 @@ def test_fluss_passwords_the_jaas_file_would_change_are_refused(value):
     assert excinfo.value.exit_code == 2 and "fluss password" in str(excinfo.value)
 
 
-def test_prod_on_the_local_target_needs_a_trino_password():
-    settings = load(overrides={"profile": "prod"})
+@pytest.mark.parametrize("target", ["local", "compose", "kubernetes"])
+def test_prod_needs_a_trino_password_on_every_target(target):
+    settings = load(overrides={"profile": "prod", "target": target})
     with pytest.raises(ConfigError) as excinfo:
         lakehouse.resolve_credentials(settings, environ={**PROD_S3, **FLUSS_PW})
     assert excinfo.value.exit_code == 2 and "SAGAZ_LAKEHOUSE_TRINO_PASSWORD" in str(excinfo.value)
@@ -282,11 +328,9 @@ def test_prod_on_the_local_target_needs_a_trino_password():
     assert creds.trino_password == "trino-pw-1" and "trino-pw-1" not in repr(creds)
     shared = creds.trino_shared_secret()
     assert len(shared) == 64 and "trino-pw-1" not in shared and set(creds.secret_values()) >= {"trino-pw-1", shared}
-    # dev and the container targets take none
-    assert lakehouse.resolve_credentials(load(), environ={}).trino_password == ""
+    # dev takes none
+    assert lakehouse.resolve_credentials(load(overrides={"target": target}), environ={}).trino_password == ""
     assert config.DEV_CREDENTIALS.trino_shared_secret() == ""
-    compose = load(overrides={"profile": "prod", "target": "compose"})
-    assert lakehouse.resolve_credentials(compose, environ=PROD_S3).trino_password == ""
 
 
 @pytest.mark.parametrize("value", ["hash#value", " leading-space", "short"])

@@ -98,11 +98,13 @@ def test_host_ports_are_distinct_and_come_from_the_settings(stack):
             assert number not in seen, f"{name} and {seen.get(number)} both use host port {number}"
             seen[number] = name
     # Every port setting on the host, tablet servers and TaskManagers fanning out; the INTERNAL listener stays
-    # inside containers, and only a Trino that takes logins (prod, natively) listens on trino_https.
+    # inside containers, only a Trino that takes logins (prod) listens on trino_https, and the SQL Gateway runs
+    # where the settings ask for it (off in prod).
     fan_out = {"fluss_tablet": settings.replicas.tablet_servers,
                "fluss_tablet_metrics": settings.replicas.tablet_servers,
                "flink_taskmanager_metrics": settings.replicas.flink_taskmanagers}
-    unused = {"fluss_internal"} | (set() if trino_auth_on(settings, stack.view) else {"trino_https"})
+    unused = {"fluss_internal"} | (set() if trino_auth_on(settings) else {"trino_https"})
+    unused |= set() if settings.sql_gateway else {"flink_sql_gateway"}
     unused |= set() if settings.catalog_database == "postgresql" else {"catalog_db"}  # the bundled catalog's database
     expected = {getattr(settings.ports, f.name) + i for f in dataclasses.fields(config.Ports) if f.name not in unused
                 for i in range(fan_out.get(f.name, 1))}
@@ -158,16 +160,34 @@ def test_sql_gateway_reaches_the_cluster_and_fluss_as_its_view_sees_them(view, t
     assert gateway.health == s.Health("http", "rest", "/v1/info")
     assert gateway.depends_on == ((s.JOBMANAGER, Condition.HEALTHY),)
     setup = gateway.setup(instance_of(gateway, s.FLINK_SQL_GATEWAY))
-    props = dict(line.split(": ", 1) for line in setup.container.env["FLINK_PROPERTIES"].splitlines())
+    (config_yaml,) = [f for f in setup.files if f.name == "config.yaml"]
+    props = dict(line.split(": ", 1) for line in config_yaml.content.splitlines() if not line.startswith("#"))
     cluster = "127.0.0.1" if view is View.EXTERNAL else s.JOBMANAGER
     assert (props["rest.address"], props["rest.port"]) == (cluster, str(settings.ports.flink_rest))
     assert props["sql-gateway.endpoint.rest.port"] == "18083"
     assert props[flink.FLUSS_BOOTSTRAP_PROPERTY] == addresses.endpoints(settings, view).fluss_bootstrap
-    assert setup.container.args == ("/opt/flink/bin/sql-gateway.sh", "start-foreground")
-    (config_yaml,) = [f for f in setup.files if f.name == "config.yaml"]
-    assert all(f"{k}: {v}" in config_yaml.content for k, v in props.items())  # the same settings natively
+    # the image's script (not its entrypoint), reading config.yaml mounted over the image's conf/
+    assert (setup.container.entrypoint, setup.container.args) == (("/opt/flink/bin/sql-gateway.sh",),
+                                                                  ("start-foreground",))
+    assert config_yaml.mount == "/opt/flink/conf/config.yaml"
     ctx = s.NativeContext(Path("/java"), tmp_path, "-Dsagaz.run-dir=x", tmp_path / "log")
     process = setup.native.command(ctx)
     classpath = process.argv[process.argv.index("-cp") + 1]
     assert classpath.endswith(f"/{flink.gateway_jar()}") and process.argv[-1] == flink.MAIN_CLASS[s.FLINK_SQL_GATEWAY]
     assert process.env == {"FLINK_CONF_DIR": "/c"}
+
+
+@pytest.mark.parametrize("target", ["local", "compose", "kubernetes"])
+def test_prod_leaves_the_unauthenticated_sql_gateway_out_unless_asked_for(target):
+    """The SQL Gateway has no authentication and holds the Fluss login: prod runs it only when asked for
+    (analytics.sql_gateway), dev unless told not to."""
+    from sagaz_lakehouse.targets.base import get_target
+
+    def names(**overrides: str) -> list[str]:
+        settings = lakehouse.load_settings(None, {"target": target, **overrides}, environ={})
+        return get_target(target).stack(settings).names
+
+    assert s.FLINK_SQL_GATEWAY in names()
+    assert s.FLINK_SQL_GATEWAY not in names(profile="prod")
+    assert s.FLINK_SQL_GATEWAY in names(profile="prod", **{"analytics.sql_gateway": "on"})
+    assert s.FLINK_SQL_GATEWAY not in names(**{"analytics.sql_gateway": "off"})

@@ -7,6 +7,7 @@ engine is bounded by a timeout, and every failure names the service, its health 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -19,8 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse import addresses, identities, security
-from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse import addresses, identities, security, tls
+from sagaz_lakehouse.config import PLACEHOLDER_CREDENTIALS, Credentials, Settings
 from sagaz_lakehouse.errors import ComponentFailed, EnvironmentProblem, LakehouseError
 from sagaz_lakehouse.stack import Stack, View
 from sagaz_lakehouse.targets.compose import layout
@@ -63,13 +64,34 @@ class ComposeDriver:
     def project(self) -> str:
         return self.settings.project
 
+    @property
+    def tls_dir(self) -> Path:
+        """Trino's certificate (prod): made by the first `up` beside .env, kept until the project folder goes."""
+        return self.project_dir / "tls"
+
     def credentials(self) -> Credentials:
         if self._credentials is None:
-            from sagaz_lakehouse.security import resolve_credentials
-
-            # containers (View.INTERNAL) take no Fluss or Trino logins yet
-            self._credentials = resolve_credentials(self.settings, View.INTERNAL, base_dir=self.base_dir)
+            # the processes run in containers: an operator's Trino certificate must name the trino service too
+            self._credentials = security.resolve_credentials(self.settings, View.INTERNAL, base_dir=self.base_dir)
         return self._credentials
+
+    def credentials_with_tls(self, *, make: bool) -> Credentials:
+        """The credentials with Trino's keystore where Trino serves HTTPS: the operator's (secrets.trino_tls,
+        installed beside .env) or one made and kept there; a dry run (``make`` False) writes nothing."""
+        credentials = self.credentials()
+        if not security.trino_auth_on(self.settings):
+            return credentials
+        if not make:
+            keystore = credentials.trino_keystore or PLACEHOLDER_CREDENTIALS.trino_keystore
+        elif credentials.trino_keystore:
+            keystore = tls.install(self.tls_dir, credentials.trino_keystore).keystore_pem
+        else:
+            hosts = security.trino_certificate_hosts(self.settings, View.INTERNAL)
+            keystore = tls.ensure(self.tls_dir, hosts).keystore_pem
+        with_tls = dataclasses.replace(credentials, trino_keystore=keystore)
+        if make:
+            self._credentials = with_tls
+        return with_tls
 
     # ------------------------------------------------------------------------------------------ engine
 
@@ -129,7 +151,9 @@ class ComposeDriver:
     def up(self, *, dry_run: bool, wait: bool, timeout: int) -> dict[str, Any]:
         from sagaz_lakehouse import render
 
-        files = layout.files(self.settings, self.credentials())
+        # Rendered once without making anything (credentials checked), again with Trino's certificate once the engine
+        # and the ports are known to be fine: a refused `up` leaves no project folder behind.
+        files = layout.files(self.settings, self.credentials_with_tls(make=False))
         services = list(layout.project(self.stack)["services"])
         steps = self._plan(services, wait, timeout)
         result = {"target": "compose", "project": self.project, "project_dir": str(self.project_dir),
@@ -144,6 +168,7 @@ class ComposeDriver:
             return result
         command = self.compose_command()
         self.check_ports(services)
+        files = layout.files(self.settings, self.credentials_with_tls(make=True))
         self.log(f"writing the compose project to {self.project_dir}")
         render.write_files(files, self.project_dir)
         self.materialize_jars()
@@ -207,9 +232,13 @@ class ComposeDriver:
 
     @contextlib.contextmanager
     def client_endpoints(self) -> Iterator[addresses.Endpoints]:
-        # Published on 127.0.0.1 by the compose file: nothing to open or close.
-        yield security.with_catalog_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
-                                          self.base_dir)
+        """Published on 127.0.0.1 by the compose file: nothing to open or close. In prod with the logins: Fluss's,
+        and Trino's over HTTPS, trusting the certificate kept beside .env; the external catalog's where it wants one."""
+        credentials = self.credentials()
+        endpoints = security.with_fluss_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
+                                              credentials)
+        endpoints = security.with_catalog_login(endpoints, self.settings, self.base_dir)
+        yield security.with_trino_login(endpoints, self.settings, credentials, str(self.tls_dir / tls.CA))
 
     # ------------------------------------------------------------------------------------------ helpers
 

@@ -15,6 +15,7 @@ Safety rules, in the order ``up`` enforces them:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import functools
 import sys
@@ -23,9 +24,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse import addresses, security
+from sagaz_lakehouse import addresses, security, tls
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse.config import Credentials, Settings
+from sagaz_lakehouse.config import PLACEHOLDER_CREDENTIALS, Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError, StackNotReachable, UsageError
 from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.targets.kubernetes import layout
@@ -92,21 +93,66 @@ class KubernetesDriver:
 
     def credentials(self) -> Credentials:
         if self._credentials is None:
-            from sagaz_lakehouse.security import resolve_credentials
-
-            # containers (View.INTERNAL) take no Fluss or Trino logins yet
-            self._credentials = resolve_credentials(self.settings, View.INTERNAL, base_dir=self.base_dir)
+            # the processes run in pods: an operator's Trino certificate must name the trino Service too
+            self._credentials = security.resolve_credentials(self.settings, View.INTERNAL, base_dir=self.base_dir)
         return self._credentials
 
-    def desired(self) -> list[Obj]:
+    @property
+    def tls_dir(self) -> Path:
+        """Where this machine keeps Trino's certificate for the namespace (prod): its CA is what the CLI trusts."""
+        run_dir = Path(self.settings.local.run_dir).expanduser()
+        run_dir = run_dir if run_dir.is_absolute() else self.base_dir / run_dir
+        return run_dir / "kubernetes" / self.namespace / "tls"
+
+    def credentials_with_tls(self, *, make: bool = True) -> Credentials:
+        """The credentials with Trino's keystore where Trino serves HTTPS: the operator's (secrets.trino_tls); else
+        the one the live Secret holds while it is still valid for the Service's names (so a second `up`, from any
+        machine, keeps the certificate and Trino keeps running); else one made here. Its CA is kept in ``tls_dir``
+        for this machine's clients. ``make`` False (a dry run, `diff`) writes nothing."""
+        credentials = self.credentials()
+        if not security.trino_auth_on(self.settings):
+            return credentials
+        if credentials.trino_keystore:  # the operator's
+            if make:
+                tls.install(self.tls_dir, credentials.trino_keystore)
+            return credentials
+        hosts = security.trino_certificate_hosts(self.settings, View.INTERNAL)
+        keystore = self._live_keystore()
+        if not tls.reusable(keystore, hosts):
+            keystore = tls.ensure(self.tls_dir, hosts).keystore_pem if make else PLACEHOLDER_CREDENTIALS.trino_keystore
+        elif make:
+            tls.install(self.tls_dir, keystore)
+        with_tls = dataclasses.replace(credentials, trino_keystore=keystore)
+        if make:
+            self._credentials = with_tls
+        return with_tls
+
+    def _live_keystore(self) -> str:
+        """Trino's keystore as the live Secret holds it ("" when there is none)."""
+        import base64
+
+        live = self.cluster().get("v1", "Secret", layout.SECRET_NAME, self.namespace)
+        encoded = ((live or {}).get("data") or {}).get(layout.TRINO_KEYSTORE_KEY, "")
+        return base64.b64decode(encoded).decode(errors="replace") if encoded else ""
+
+    def served_ca(self) -> Path:
+        """The certificate Trino serves, as the live Secret (else the operator's setting) holds it, written to
+        ``tls_dir`` for this machine's clients to trust."""
+        keystore = self._live_keystore() or self.credentials().trino_keystore
+        if not keystore:
+            raise StackNotReachable(s.TRINO, f"namespace {self.namespace}", f"no Secret {layout.SECRET_NAME} with "
+                                    "Trino's certificate (run `sagaz-lakehouse up`)")
+        return tls.install(self.tls_dir, keystore).ca_file
+
+    def desired(self, *, make: bool = True) -> list[Obj]:
         """Every rendered object, in dependency order, labelled as members of this stack's ApplySet."""
-        manifests = layout.manifests(self.settings, self.credentials())
+        manifests = layout.manifests(self.settings, self.credentials_with_tls(make=make))
         return [self.applyset.label(obj) for manifest in manifests for obj in manifest.objects]
 
     # ------------------------------------------------------------------------------------------ up
 
     def up(self, *, dry_run: bool, wait: bool, timeout: int) -> dict[str, Any]:
-        objects = self.desired()
+        objects = self.desired(make=not dry_run)
         cluster = self.cluster()
         self.log(f"applying {len(objects)} objects to namespace {self.namespace} ({cluster.where})")
         namespace_obj, members = objects[0], objects[1:]
@@ -289,7 +335,7 @@ class KubernetesDriver:
         import yaml
 
         cluster = self.cluster()
-        objects = self.desired()
+        objects = self.desired(make=False)
         namespace_live = cluster.get("v1", "Namespace", self.namespace)
         changes = []
         for obj in objects:
@@ -415,11 +461,15 @@ class KubernetesDriver:
         cluster = self.cluster()
         if not self._workloads_of(s.COORDINATOR):
             raise StackNotReachable(s.COORDINATOR, f"namespace {self.namespace} ({cluster.where})", "not deployed")
+        credentials = self.credentials()
+        endpoints = security.with_fluss_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
+                                              credentials)
+        if security.trino_auth_on(self.settings):
+            endpoints = security.with_trino_login(endpoints, self.settings, credentials, str(self.served_ca()))
         with PortForwards(self.forwards(), pod_opener(cluster.streaming_core(), self.namespace)) as forwards:
             self._forwards = forwards
             try:
-                yield security.with_catalog_login(addresses.endpoints(self.settings, View.EXTERNAL), self.settings,
-                                                  self.base_dir)
+                yield security.with_catalog_login(endpoints, self.settings, self.base_dir)
             finally:
                 self._forwards = None
 

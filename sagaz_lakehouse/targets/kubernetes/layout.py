@@ -11,7 +11,10 @@ Every component becomes the same shapes, chosen from its description, never from
   components reach, except components whose instances are addressed one by one (tablet servers: a client must
   reach the tablet that leads a bucket, never any tablet);
 - a ConfigMap ``<component>-config`` with the files the image reads, mounted file by file (``subPath``) so the
-  image's other files stay; locked jars fetched and verified by an init container into an ``emptyDir``.
+  image's other files stay; locked jars fetched and verified by an init container into an ``emptyDir``;
+- the secret files of a component (``ConfigFile.secret``: JAAS logins, Trino's keystore, password and configuration
+  files) as keys ``<component>.<file>`` of the one Secret, mounted read-only in ``security.SECRETS_DIR`` of its pods
+  only (a secret volume listing exactly its items), never in a ConfigMap, the environment or arguments.
 
 One pod template serves every instance, so instance values are symbolic (``${INSTANCE_INDEX}``, ...). A container
 whose environment or arguments name them starts through a short bash prelude that derives them from the pod's name
@@ -27,22 +30,36 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sagaz_lakehouse import addresses, artifacts, identities, profiles
+from sagaz_lakehouse import addresses, artifacts, identities, security, versions
 from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.render import RenderedFile, config_checksum, to_yaml
-from sagaz_lakehouse.stack import Component, Container, Health, Instance, Setup, Stack, View
+from sagaz_lakehouse.stack import (
+    MINIO,
+    PROMETHEUS,
+    REST_CATALOG,
+    Component,
+    ConfigFile,
+    Container,
+    Health,
+    Instance,
+    Setup,
+    Stack,
+    View,
+)
 from sagaz_lakehouse.targets import probes
 
 Obj = dict[str, Any]
 
 MANAGER = "sagaz-lakehouse"
-SECRET_NAME = "s3-credentials"  # noqa: S105 - a name; its keys are the variables identities' placeholders use
+SECRET_NAME = "credentials"  # noqa: S105 - a name; its keys: the S3 variables (identities) and secret files
 CHECKSUM_ANNOTATION = "checksum/config"
 # On pods that read the Secret: a salted, slow digest of the credentials (never the values), so rotating them rolls
 # exactly those pods (environment variables from a Secret are read only when a container starts).
 CREDENTIALS_ANNOTATION = "checksum/credentials"
-CREDENTIALS_DIGEST_ROUNDS = 200_000
+# The Secret's key holding Trino's keystore (the coordinator's secret file keystore.pem): `up` reuses it.
+TRINO_KEYSTORE_KEY = "trino.keystore.pem"
+SECRET_FILE_MODE = 0o440  # read-only for the owner and the pod's fsGroup (the kubelet makes the files root:fsGroup)
 JOB_TTL_SECONDS = 86400  # a finished Job is garbage-collected a day later; `up` re-runs it when it is gone
 JOB_DIGEST_LENGTH = 8
 TEMPLATE = "kubernetes/objects.yaml.j2"
@@ -91,32 +108,22 @@ def instance_address(component: Component, name: str) -> str:
 def manifests(settings: Settings, credentials: Credentials) -> list[Manifest]:
     stack = cluster_stack(settings)
     lock = artifacts.load_lock()
+    secret = _secret(stack, credentials)
     result = [
         Manifest("00-namespace.yaml", "namespace", [_namespace(settings)]),
-        Manifest("10-secret.yaml", "S3 credentials (the only file holding credential values)",
-                 [_secret(settings, credentials)]),
+        Manifest("10-secret.yaml", "credentials and secret files (the only file holding credential values)",
+                 [secret]),
     ]
     shared = shared_config_map(stack)
     if shared is not None:
         result.append(Manifest("11-shared-config.yaml", "files several components mount (the one-shot tasks)",
                                [shared]))
-    result.append(Manifest("12-network-policy.yaml", "ingress closed to every pod of the stack unless a component's "
-                           "own policy opens a port", [_default_deny(settings)]))
-    digest = credentials_digest(settings, credentials)
+    result.append(Manifest("12-network-policy.yaml", "ingress and egress closed for every pod of the stack unless a "
+                           "component's own policy opens a path", [_default_deny(settings)]))
     for number, component in enumerate(stack.components, start=20):
         result.append(Manifest(f"{number:02d}-{component.name}.yaml", component.role,
-                               component_objects(stack, component, lock, digest)))
+                               component_objects(stack, component, lock, secret["stringData"], credentials)))
     return result
-
-
-def credentials_digest(settings: Settings, credentials: Credentials) -> str:
-    """16 hex digits of PBKDF2-SHA256 over both credentials, salted with project and namespace: changes whenever a
-    credential does, and is slow to test guesses against (the rendered files are not secret)."""
-    import hashlib
-
-    salt = f"sagaz-lakehouse/{settings.project}/{settings.namespace}".encode()
-    value = f"{credentials.access_key}\n{credentials.secret_key}".encode()
-    return hashlib.pbkdf2_hmac("sha256", value, salt, CREDENTIALS_DIGEST_ROUNDS).hex()[:16]
 
 
 # ---------------------------------------------------------------------------------------------- basic objects
@@ -155,15 +162,42 @@ def _shared_meta(settings: Settings, name: str, role: str) -> Obj:
 
 
 def _namespace(settings: Settings) -> Obj:
+    """The namespace, under the Pod Security Standards' `restricted` profile (Pod Security Admission): the API server
+    refuses a pod of the stack that asks for more than its rules allow (root, privilege escalation, capabilities,
+    host namespaces, a seccomp profile other than the runtime's). A namespace that existed before `up` is used as it
+    is, without these labels: the operator's to set."""
     meta = _shared_meta(settings, settings.namespace, "namespace")
     del meta["namespace"]
+    meta["labels"] |= {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
+    meta["labels"] |= {f"pod-security.kubernetes.io/{mode}-version": f"v{versions.KUBERNETES}"
+                       for mode in ("enforce", "audit", "warn")}
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
-def _secret(settings: Settings, credentials: Credentials) -> Obj:
+def _secret(stack: Stack, credentials: Credentials) -> Obj:
+    """The credential variables (the S3 keys, the catalog's credential and database password: the environment of the
+    processes that expand them) and every component's secret files, with their values."""
+    settings = stack.settings
+    data = identities.secret_variables(settings, credentials)
+    for component in stack.components:
+        for f in secret_files(component, component.setup(symbolic_instance(component))):
+            data[secret_key(component, f)] = identities.substitute_secrets(f.content, credentials)
     return {"apiVersion": "v1", "kind": "Secret", "metadata": _shared_meta(settings, SECRET_NAME, "credentials"),
-            "type": "Opaque",
-            "stringData": identities.secret_variables(settings, credentials)}
+            "type": "Opaque", "stringData": data}
+
+
+def secret_files(component: Component, setup: Setup) -> list[ConfigFile]:
+    """A component's secret files; each is mounted in the secrets folder (ConfigFile.mount says where)."""
+    found = [f for f in setup.files if f.secret and f.mount]
+    for f in found:
+        if f.mount != f"{security.SECRETS_DIR}/{f.name}":
+            raise ValueError(f"{component.name}: secret file {f.name} must be mounted in {security.SECRETS_DIR}, "
+                             f"not at {f.mount}")
+    return found
+
+
+def secret_key(component: Component, config: ConfigFile) -> str:
+    return f"{component.name}.{_config_key(config.name)}"
 
 
 # ------------------------------------------------------------------------------------------------ components
@@ -175,7 +209,8 @@ def symbolic_instance(component: Component) -> Instance:
     # Its DNS name under the StatefulSet's headless Service (resolvable before the pod is ready): the address that
     # survives a restart, unlike the pod IP it binds.
     return Instance("${INSTANCE_NAME}", "${INSTANCE_INDEX}", "${INSTANCE_HOST}", component.data_dir,
-                    component.conf_dir, ports, address="${INSTANCE_NAME}." + headless_name(component))
+                    component.conf_dir, ports, address="${INSTANCE_NAME}." + headless_name(component),
+                    secrets=security.SECRETS_DIR)
 
 
 def workload_kind(component: Component, setup: Setup) -> str:
@@ -191,20 +226,19 @@ def _names_instance(container: Container) -> bool:
 
 
 def component_objects(stack: Stack, component: Component, lock: dict[str, list[artifacts.Artifact]],
-                      credentials_checksum: str) -> list[Obj]:
+                      secret_data: dict[str, str], credentials: Credentials) -> list[Obj]:
     settings = stack.settings
     setup = component.setup(symbolic_instance(component))
     kind = workload_kind(component, setup)
-    config_map = _config_map(settings, component, setup)
-    template = _pod_template(stack, component, setup, config_map, lock, credentials_checksum)
+    config_map = _config_map(settings, component, setup, credentials)
+    template = _pod_template(stack, component, setup, config_map, lock, secret_data)
     objects: list[Obj] = [config_map] if config_map else []
     ports = [(p.name, p.container) for p in component.ports]
     if kind == "StatefulSet":
         objects.append(_service(settings, component, ports, headless=True))
     if has_client_service(component):
         objects.append(_service(settings, component, ports, headless=False))
-    if component.ports:
-        objects.append(_network_policy(settings, component))
+    objects.append(_network_policy(stack, component))
     if component.replicas > 1:
         objects.append(_disruption_budget(settings, component))
     objects.append(_workload(settings, component, kind, template))
@@ -223,26 +257,93 @@ def _stack_pods(settings: Settings) -> Obj:
     return {"matchLabels": {"app.kubernetes.io/instance": settings.project}}
 
 
+DEFAULT_DENY = "default-deny"
+
+
 def _default_deny(settings: Settings) -> Obj:
-    """Selects every pod of the stack with no ingress rule: a pod is reachable only where a component's policy
-    allows it (policies add up), so one-shot tasks and unlisted ports take no connections at all."""
+    """Selects every pod of the stack with no rule in either direction: a pod is reachable, and reaches anything,
+    only where a component's policy allows it (policies add up)."""
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": _shared_meta(settings, "default-deny-ingress", "network-policy"),
-            "spec": {"podSelector": _stack_pods(settings), "policyTypes": ["Ingress"]}}
+            "metadata": _shared_meta(settings, DEFAULT_DENY, "network-policy"),
+            "spec": {"podSelector": _stack_pods(settings), "policyTypes": ["Ingress", "Egress"]}}
 
 
-def _network_policy(settings: Settings, component: Component) -> Obj:
-    """A component's ports: client ports (Port.clients) from anywhere, the rest only from pods of the stack."""
+def _network_policy(stack: Stack, component: Component) -> Obj:
+    """A component's paths, over the stack's default deny of both directions.
+
+    In: each port open to exactly the components that reach it (``Component.reaches``), and a port that serves
+    clients (``Port.clients``) also to pods labelled as the stack's clients (``CLIENT_LABEL``, any namespace). A port
+    nobody reaches (the SQL Gateway's) takes no connection from any pod: a port-forward, which the kubelet delivers
+    on the pod's loopback, is the way in. Out: DNS, exactly the ports of the components it reaches, the jar
+    repository where an init container downloads the locked jars, and the applications Prometheus scrapes."""
+    settings = stack.settings
+    present = {c.name: c for c in stack.components}
     rules: list[Obj] = []
     for port in component.ports:
-        rule: Obj = {"ports": [{"protocol": "TCP", "port": port.container}]}
-        if not port.clients:
-            rule["from"] = [{"podSelector": _stack_pods(settings)}]
-        rules.append(rule)
+        peers = [{"podSelector": {"matchLabels": selector(settings, other)}}
+                 for other in stack.components if (component.name, port.name) in other.reaches]
+        if port.clients:
+            peers.append({"namespaceSelector": {}, "podSelector": {"matchLabels": client_label(settings)}})
+        if peers:
+            rules.append({"ports": [{"protocol": "TCP", "port": port.container}], "from": peers})
+    egress: list[Obj] = [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]
+    targets: dict[str, list[int]] = {}
+    for name, port_name in component.reaches:
+        if name in present:  # a component the settings leave out (Trino workers, the SQL Gateway) is skipped
+            targets.setdefault(name, []).append(present[name].port(port_name).container)
+    egress += [{"to": [{"podSelector": {"matchLabels": selector(settings, present[name])}}],
+                "ports": [{"protocol": "TCP", "port": port} for port in sorted(set(ports))]}
+               for name, ports in targets.items()]
+    if settings.external_store and any(name == MINIO for name, _ in component.reaches):
+        # the user's object store is outside the cluster: its port, to any address (no pod selector reaches it)
+        egress.append({"ports": [{"protocol": "TCP", "port": store_port(settings)}]})
+    if settings.catalog.kind == "external" and any(name == REST_CATALOG for name, _ in component.reaches):
+        # the user's catalog (and its OAuth2 token endpoint) is outside the stack: its ports, to any address
+        egress.append({"ports": [{"protocol": "TCP", "port": port} for port in catalog_ports(settings)]})
+    if component.jars:
+        egress.append({"ports": [{"protocol": "TCP", "port": repository_port(settings)}]})
+    if component.name == PROMETHEUS:
+        apps = sorted({int(t.rsplit(":", 1)[1]) for t in settings.monitoring.app_targets.split(",") if ":" in t})
+        if apps:
+            egress.append({"ports": [{"protocol": "TCP", "port": port} for port in apps]})
+    spec: Obj = {"podSelector": {"matchLabels": selector(settings, component)}, "policyTypes": ["Ingress", "Egress"]}
+    if rules:  # the API server drops an empty list: written, every later `up` would see a change and configure it
+        spec["ingress"] = rules
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": _meta(settings, component.name, component),
-            "spec": {"podSelector": {"matchLabels": selector(settings, component)}, "policyTypes": ["Ingress"],
-                     "ingress": rules}}
+            "metadata": _meta(settings, component.name, component), "spec": {**spec, "egress": egress}}
+
+
+def store_port(settings: Settings) -> int:
+    """The port of an external object store (``object_store.endpoint``; empty: AWS S3 over HTTPS)."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(settings.object_store.endpoint or "https://s3.amazonaws.com")
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
+def catalog_ports(settings: Settings) -> list[int]:
+    """The ports of an external catalog (``catalog.uri``) and of its OAuth2 token endpoint, where it has one."""
+    from urllib.parse import urlsplit
+
+    urls = [urlsplit(u) for u in (settings.catalog.uri, settings.catalog.oauth2_server_uri) if u]
+    return sorted({url.port or (443 if url.scheme == "https" else 80) for url in urls})
+
+
+def repository_port(settings: Settings) -> int:
+    """The port the init containers download the locked jars from (``local.maven_repository``)."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(settings.local.maven_repository)
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
+CLIENT_LABEL = "sagaz-lakehouse.io/client"
+
+
+def client_label(settings: Settings) -> dict[str, str]:
+    """The label a pod outside the stack carries to reach its client ports (Fluss, Trino, the object store): its
+    value is the project, so clients of one stack do not reach another."""
+    return {CLIENT_LABEL: settings.project}
 
 
 def config_map_name(component: Component) -> str:
@@ -266,8 +367,9 @@ def shared_config_map(stack: Stack) -> Obj | None:
             "metadata": _shared_meta(stack.settings, SHARED_CONFIG, "config"), "data": data}
 
 
-def _config_map(settings: Settings, component: Component, setup: Setup) -> Obj | None:
-    data = {_config_key(f.name): f.content for f in setup.files if f.mount and not f.shared}
+def _config_map(settings: Settings, component: Component, setup: Setup, credentials: Credentials) -> Obj | None:
+    data = {_config_key(f.name): identities.substitute_public(f.content, settings, credentials)
+            for f in setup.files if f.mount and not f.shared and not f.secret}
     if not data:
         return None
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(settings, config_map_name(component),
@@ -275,7 +377,7 @@ def _config_map(settings: Settings, component: Component, setup: Setup) -> Obj |
 
 
 def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: Obj | None,
-                  lock: dict[str, list[artifacts.Artifact]], credentials_checksum: str) -> Obj:
+                  lock: dict[str, list[artifacts.Artifact]], secret_data: dict[str, str]) -> Obj:
     settings = stack.settings
     container = setup.container
     volumes: list[Obj] = []
@@ -285,23 +387,31 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
     if config_map is not None:
         volumes.append({"name": "config", "configMap": {"name": config_map["metadata"]["name"]}})
         mounts += [{"name": "config", "mountPath": f.mount, "subPath": _config_key(f.name), "readOnly": True}
-                   for f in setup.files if f.mount and not f.shared]
+                   for f in setup.files if f.mount and not f.shared and not f.secret]
+    secret_items = [{"key": secret_key(component, f), "path": f.name} for f in secret_files(component, setup)]
+    if secret_items:
+        volumes.append({"name": "secrets", "secret": {"secretName": SECRET_NAME, "items": secret_items,
+                                                       "defaultMode": SECRET_FILE_MODE}})
+        mounts.append({"name": "secrets", "mountPath": security.SECRETS_DIR, "readOnly": True})
     shared = [f for f in setup.files if f.mount and f.shared]
     if shared:
         volumes.append({"name": "shared", "configMap": {"name": SHARED_CONFIG}})
         mounts += [{"name": "shared", "mountPath": f.mount, "subPath": _config_key(f.name), "readOnly": True}
                    for f in shared]
-    for index, path in enumerate(container.scratch):
-        volumes.append({"name": f"scratch-{index}", "emptyDir": {}})
-        mounts.append({"name": f"scratch-{index}", "mountPath": path})
+    for index, scratch in enumerate(container.scratch):  # the root file system is read-only
+        empty: Obj = {"sizeLimit": quantity(scratch.size)}
+        if scratch.memory:
+            empty["medium"] = "Memory"
+        volumes.append({"name": f"scratch-{index}", "emptyDir": empty})
+        mounts.append({"name": f"scratch-{index}", "mountPath": scratch.path})
     init = []
     jars = _jars(component, lock)
     if jars:
-        volumes.append({"name": "artifacts", "emptyDir": {}})
+        volumes.append({"name": "artifacts", "emptyDir": {"sizeLimit": f"{jars_mebibytes(jars)}Mi"}})
         mounts += [{"name": "artifacts", "mountPath": f"{j.directory}/{a.name}", "subPath": a.name,
                     "readOnly": True} for j in component.jars for a in artifacts.group(j.group, lock)]
         init.append(_fetch_jars_init(settings, component, jars))
-    main = _container(stack, component, container, mounts)
+    main = _container(stack, component, container, mounts, jars_mebibytes(jars) if jars else 0)
     spec: Obj = {}
     if init:
         spec["initContainers"] = init
@@ -317,17 +427,26 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
     shared_data = {"data": {_config_key(f.name): f.content for f in shared}}  # what of the shared map it reads
     annotations = {CHECKSUM_ANNOTATION: workload_checksum([m for m in (config_map, shared_data) if m and m["data"]],
                                                           [*init, main])}
-    if reads_secret([*init, main]):
-        annotations[CREDENTIALS_ANNOTATION] = credentials_checksum
+    read = sorted(secret_keys([*init, main]) | {item["key"] for item in secret_items})
+    if read:  # a digest of exactly the Secret's values this pod reads: a change restarts exactly these pods
+        annotations[CREDENTIALS_ANNOTATION] = identities.values_digest(settings, [secret_data[k] for k in read])
     return {"metadata": {"labels": labels(settings, component), "annotations": annotations}, "spec": spec}
 
 
-def reads_secret(containers: list[Obj]) -> bool:
-    return any(((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == SECRET_NAME
-               for c in containers for e in c.get("env") or [])
+def reads_secret(pod_spec: Obj) -> bool:
+    """Whether a pod reads the Secret: into its environment, or as files."""
+    volumes = [v for v in pod_spec.get("volumes") or [] if (v.get("secret") or {}).get("secretName") == SECRET_NAME]
+    return bool(volumes or secret_keys([*pod_spec.get("initContainers", []), *pod_spec["containers"]]))
 
 
-def _container(stack: Stack, component: Component, container: Container, mounts: list[Obj]) -> Obj:
+def secret_keys(containers: list[Obj]) -> set[str]:
+    """The Secret's keys these containers read into their environment."""
+    refs = [((e.get("valueFrom") or {}).get("secretKeyRef") or {}) for c in containers for e in c.get("env") or []]
+    return {ref["key"] for ref in refs if ref.get("name") == SECRET_NAME}
+
+
+def _container(stack: Stack, component: Component, container: Container, mounts: list[Obj],
+               jars_size: int = 0) -> Obj:
     settings = stack.settings
     env = _env(dict(container.env))
     command, args = list(container.entrypoint), list(container.args)
@@ -351,10 +470,41 @@ def _container(stack: Stack, component: Component, container: Container, mounts:
     if component.health is not None:
         out.update(_probes(stack, component, container))
     memory = f"{mebibytes(component.memory)}Mi" if component.memory else "128Mi"
-    out["resources"] = {"requests": {"cpu": profiles.profile(settings.profile).cpu_request, "memory": memory},
-                        "limits": {"memory": memory}}  # no CPU limit: no throttling
-    out["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    request, limit = ephemeral_storage(container, jars_size)
+    out["resources"] = {"requests": {"cpu": settings.cpu_request, "memory": memory,
+                                     "ephemeral-storage": request},
+                        "limits": {"memory": memory, "ephemeral-storage": limit}}  # no CPU limit: no throttling
+    out["securityContext"] = CONTAINER_SECURITY
     return out
+
+
+# Every container: no privilege escalation, no capabilities, and a read-only root file system (each image's
+# writable folders are emptyDirs: Container.scratch).
+CONTAINER_SECURITY: Obj = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                           "readOnlyRootFilesystem": True}
+# A container's log on the node counts toward its ephemeral storage: what a run writes (request) and what the
+# kubelet keeps at most before rotating it away (limit: its default containerLogMaxSize 10Mi x containerLogMaxFiles
+# 5, rounded up), in MiB.
+LOG_ALLOWANCE = (16, 64)
+
+
+def quantity(size: str) -> str:
+    return f"{mebibytes(size)}Mi"
+
+
+def ephemeral_storage(container: Container, jars_size: int = 0) -> tuple[str, str]:
+    """The container's ephemeral-storage request and limit: what its scratch folders were measured to hold
+    (Scratch.used) and may hold (their size limits; memory-backed ones count as memory instead), the locked jars
+    its pod downloads, and its log."""
+    disk = [s for s in container.scratch if not s.memory]
+    request = sum(mebibytes(s.used) for s in disk) + jars_size + LOG_ALLOWANCE[0]
+    limit = sum(mebibytes(s.size) for s in disk) + jars_size + LOG_ALLOWANCE[1]
+    return f"{request}Mi", f"{limit}Mi"
+
+
+def jars_mebibytes(jars: list[artifacts.Artifact]) -> int:
+    """The locked jars' size (the lock records each file's bytes), rounded up, with 10% to spare."""
+    return math.ceil(sum(a.size for a in jars) * 1.1 / 2**20)
 
 
 def instance_prelude(component: Component, container: Container) -> str:
@@ -458,12 +608,15 @@ def _fetch_jars_init(settings: Settings, component: Component, jars: list[artifa
     The flink image does this for every pod: its Dockerfile relies on the eclipse-temurin base's wget, and
     sha256sum is coreutils. Arguments are (url, sha256, name) triples; the script is fixed."""
     args = [ARTIFACTS_DIR]
+    size = jars_mebibytes(jars)
     for item in jars:
         args += [item.source(settings.local.maven_repository), item.sha256, item.name]
     return {"name": "fetch-jars", "image": settings.images.flink, "command": ["/bin/sh", "-c", FETCH_SCRIPT],
             "args": args, "volumeMounts": [{"name": "artifacts", "mountPath": ARTIFACTS_DIR}],
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}
+            # what it downloads goes to the emptyDir, counted against the pod's ephemeral storage while it runs
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": f"{size}Mi"},
+                          "limits": {"memory": "256Mi", "ephemeral-storage": f"{size + LOG_ALLOWANCE[1]}Mi"}},
+            "securityContext": CONTAINER_SECURITY}
 
 
 # ------------------------------------------------------------------------------------------------ workloads

@@ -181,7 +181,7 @@ class LocalDriver:
         login = self.layout.config(JOBMANAGER) / security.LOGIN_FILE
         return watchdog.tiering_liveness(endpoints.fluss_bootstrap, self.settings.lake.database,
                                          self.settings.freshness,
-                                         login_file=str(login) if security.fluss_sasl_on(self.settings, View.EXTERNAL)
+                                         login_file=str(login) if security.fluss_sasl_on(self.settings)
                                          else "")
 
     def _check_ports(self, running: set[str]) -> None:
@@ -215,7 +215,7 @@ class LocalDriver:
         run_dir = self.layout.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)  # config files inside hold credentials
-        if security.trino_auth_on(self.settings, View.EXTERNAL):
+        if security.trino_auth_on(self.settings):
             if credentials.trino_keystore:  # the operator's (secrets.trino_tls)
                 tls.install(self.tls_dir, credentials.trino_keystore)
             else:

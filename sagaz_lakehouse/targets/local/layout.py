@@ -70,7 +70,7 @@ def files(settings: Settings, credentials: Credentials, layout: Layout | None = 
         for config in (f for f in component.setup(instance(layout, component, name)).files if f.native):
             out.append(RenderedFile(f"config/{name}/{config.name}", identities.substitute_secrets(config.content,
                                                                                              credentials),
-                                    secret=identities.holds_secret(config.content)))
+                                    secret=config.secret or identities.holds_secret(config.content)))
     return out
 
 

@@ -111,7 +111,24 @@ class Stack(SuiteStack):
             if health not in ("healthy", "-") or (state["Status"] != "running" and state["ExitCode"] != 0):
                 log = run(["docker", "logs", "--tail", str(LOG_TAIL), c["Id"]])
                 tails.append(f"--- last {LOG_TAIL} log lines of {name} ---\n{log.stdout}{log.stderr}")
+        if args and args[0] in ("create-tables", "doctor"):  # the tiering path's own logs, healthy or not
+            tails += self.tiering_logs()
         return "--- containers ---\n" + "\n".join(lines or ["(none)"]) + "\n" + "\n".join(tails)
+
+    def tiering_logs(self, lines: int = 60) -> list[str]:
+        """The last log lines of the servers on the tiering path (Fluss, Flink): where a stalled tiering shows why."""
+        wanted = ("fluss-coordinator", "fluss-tablet-0", "flink-jobmanager", "flink-taskmanager-0")
+        out = []
+        for c in self.containers():
+            service = c["Config"]["Labels"].get("com.docker.compose.service", "")
+            if service in wanted:
+                log = run(["docker", "logs", "--tail", "2000", c["Id"]])
+                text = (log.stdout + log.stderr).splitlines()
+                # the warnings and errors of the whole tail (a stall's cause is rarely in its last lines), then the end
+                flagged = [line for line in text if any(w in line for w in ("WARN", "ERROR", "Exception", "Caused by"))]
+                out.append(f"--- {service}: warnings and errors ---\n" + "\n".join(flagged[-40:])[-6000:]
+                           + f"\n--- last {lines} log lines of {service} ---\n" + "\n".join(text[-lines:])[-6000:])
+        return out
 
     def purge(self) -> None:
         self.down(purge=True)

@@ -149,7 +149,9 @@ def test_postgres(engine):
     # pg_isready: Debian's wrapper in /usr/bin comes first on PATH, as in the official image (PATH=$PATH:.../bin).
     assert out.split() == ["999", "/usr/bin/pg_isready", "/usr/lib/postgresql/15/bin/initdb",
                            "/usr/lib/postgresql/15/bin/postgres"], out
-    script = ("export POSTGRES_USER=u POSTGRES_DB=d POSTGRES_PASSWORD=s3cr3t-valu3 PGDATA=/tmp/pg;"
+    # The password from a file (POSTGRES_PASSWORD_FILE), as sagaz-lakehouse gives it: a secret file.
+    script = ("printf 's3cr3t-valu3\\n' > /tmp/pw; export POSTGRES_USER=u POSTGRES_DB=d POSTGRES_PASSWORD_FILE=/tmp/pw"
+              " PGDATA=/tmp/pg;"
               " docker-entrypoint.sh postgres -c listen_addresses=127.0.0.1 >/tmp/log 2>&1 &"
               " for i in $(seq 60); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done;"
               " psql -h 127.0.0.1 -U u -d d -Atc 'select current_database()'; tail -n 1 /tmp/pg/pg_hba.conf;"

@@ -24,6 +24,7 @@ from sagaz_lakehouse.cli import app
 
 runner = CliRunner()
 ACCESS, SECRET = "standin-access-Q7", "standin-secret-never-print-9x"
+FLUSS_PASSWORD, TRINO_PASSWORD = "standin-fluss-password-4k", "standin-trino-password-8m"
 
 STANDIN = r'''#!{python}
 """Stand-in for a Docker engine CLI (tests only): records argv, prints canned answers."""
@@ -89,6 +90,8 @@ def engine(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SAGAZ_LAKEHOUSE_S3_ACCESS_KEY", ACCESS)
     monkeypatch.setenv("SAGAZ_LAKEHOUSE_S3_SECRET_KEY", SECRET)
+    monkeypatch.setenv("SAGAZ_LAKEHOUSE_FLUSS_PASSWORD", FLUSS_PASSWORD)
+    monkeypatch.setenv("SAGAZ_LAKEHOUSE_TRINO_PASSWORD", TRINO_PASSWORD)
 
     def calls() -> list[list[str]]:
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -144,6 +147,33 @@ def test_up_writes_project_and_waits(engine, project):
     jar = next((proj / "jars" / "tiering-job").iterdir())
     assert stat.S_IMODE(jar.stat().st_mode) == 0o644  # readable by the containers' own users
     assert (proj / "compose.yaml").exists() and (proj / "config" / "trino" / "catalog" / "iceberg.properties").exists()
+    # prod: the secret files beside .env, in folders only the user enters; Trino's certificate made and kept there
+    secrets = proj / "secrets"
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
+    files = [p for p in secrets.rglob("*") if p.is_file()]
+    assert {p.relative_to(secrets).as_posix() for p in files} >= {
+        "fluss-coordinator/jaas.conf", "flink-jobmanager/jaas.conf", "trino/keystore.pem", "trino/password.db",
+        "trino/config.properties", "prometheus/trino-password"}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    assert all(stat.S_IMODE(p.parent.stat().st_mode) == 0o700 for p in files)
+    assert stat.S_IMODE((proj / "tls" / "keystore.pem").stat().st_mode) == 0o600
+    assert "BEGIN CERTIFICATE" in (proj / "config" / "prometheus" / "trino-ca.pem").read_text()
+
+
+@pytest.mark.parametrize("missing", ["SAGAZ_LAKEHOUSE_FLUSS_PASSWORD", "SAGAZ_LAKEHOUSE_TRINO_PASSWORD"])
+@pytest.mark.parametrize("command", ["up", "render"])
+def test_prod_without_a_password_is_refused_before_anything_is_written(engine, project, monkeypatch, missing,
+                                                                       command, tmp_path):
+    """No compose project that would start a Fluss or Trino without its login: exit 2 naming the password."""
+    _, calls = engine
+    cfg, _ = project
+    monkeypatch.delenv(missing)
+    out = tmp_path / "rendered"
+    result = invoke(cfg, command, *(["--out", str(out)] if command == "render" else []))
+    assert result.exit_code == 2, result.output
+    assert missing in result.output and "prod profile authenticates" in result.output
+    assert not (cfg.parent / "proj").exists() and not out.exists()
+    assert not [c for c in calls() if "up" in c]
 
 
 def test_up_no_wait_starts_everything_detached(engine, project):
@@ -321,7 +351,7 @@ def test_secrets_never_in_argv_or_output(engine, project, monkeypatch):
     monkeypatch.setenv("S3_SECRET_KEY", "shell-value-must-not-shadow-env-file")
     outputs = [invoke(cfg, *args).output for args in (["up"], ["status"], ["logs", "trino"], ["down"])]
     recorded = json.dumps(calls())
-    for value in (SECRET, ACCESS):
+    for value in (SECRET, ACCESS, FLUSS_PASSWORD, TRINO_PASSWORD):
         assert value not in recorded
         for output in outputs:
             assert value not in output
@@ -330,6 +360,10 @@ def test_secrets_never_in_argv_or_output(engine, project, monkeypatch):
     for path in (cfg.parent / "proj").rglob("*"):
         if path.is_file() and path.name != ".env" and "jars" not in path.parts:
             assert SECRET not in path.read_text(), path
+            if "secrets" not in path.parts:  # the passwords only in the 0600 secret files
+                assert FLUSS_PASSWORD not in path.read_text() and TRINO_PASSWORD not in path.read_text(), path
+    compose = (cfg.parent / "proj" / "compose.yaml").read_text()
+    assert FLUSS_PASSWORD not in compose and TRINO_PASSWORD not in compose
 
 
 def test_child_environment_drops_shadowing_variables(monkeypatch, tmp_path):

@@ -1,4 +1,5 @@
-"""The rendered compose project: complete, consistent with the stack model, secrets only in .env.
+"""The rendered compose project: complete, consistent with the stack model, the S3 keys only in .env and every
+other secret only in the 0600 secret files.
 
 Fast checks on the rendered files themselves; the real validators (Compose JSON schema, `docker-compose config`)
 run in test_compose_schema.py and test_compose_config.py.
@@ -129,9 +130,12 @@ def test_ports_published_on_loopback_only_for_external_endpoints(variant):
             assert int(port) not in published, f"{name} and {published.get(int(port))} both publish {port}"
             published[int(port)] = name
     p = settings.ports
-    expected = {p.minio, p.minio_console, p.rest_catalog, p.flink_rest, p.trino, p.fluss_coordinator,
-                p.flink_sql_gateway, p.prometheus}
+    expected = {p.minio, p.minio_console, p.rest_catalog, p.flink_rest, p.trino, p.fluss_coordinator, p.prometheus}
     expected |= {p.fluss_tablet + i for i in range(settings.replicas.tablet_servers)}
+    if settings.profile == "prod":  # Trino's HTTPS port; the SQL Gateway is off unless asked for
+        expected.add(p.trino_https)
+    else:
+        expected.add(p.flink_sql_gateway)
     assert set(published) == expected  # zookeeper and the Flink RPC port stay inside the network
 
 
@@ -159,12 +163,21 @@ def test_named_volumes_for_all_state_owned_by_the_image_user(variant):
         svc = doc["services"][name]
         named = [m["source"] for m in svc.get("volumes", []) if m["type"] == "volume"]
         assert set(named) <= declared
+        secrets = [f"{name}-secrets"] if target.secret_files(component, name) else []
         if component.stateful:
-            assert named == [f"{name}-data"], f"{name} keeps state in one named volume"
+            assert named == [f"{name}-data", *secrets], f"{name} keeps state in one named volume"
             assert svc["depends_on"][target.VOLUME_OWNER]["condition"] == "service_completed_successfully"
             uid = svc["user"].split(":")[0]
             assert f"chown -R {uid}:{uid} /volumes/{name}-data" in owner["entrypoint"][-1]
-    assert {m["source"] for m in owner["volumes"]} == declared
+    assert {m["source"] for m in owner["volumes"] if m["type"] == "volume"} == declared
+    for component, name in stack.instances():  # each instance's secret files, copied into its own volume, 0400
+        if target.secret_files(component, name):
+            uid = doc["services"][name]["user"].split(":")[0]
+            assert (f"install -m 0400 -o {uid} -g {uid} {target.PROJECT_SECRETS}/{name}/* /volumes/{name}-secrets/"
+                    in owner["entrypoint"][-1])
+            mount = next(m for m in doc["services"][name]["volumes"] if m["source"] == f"{name}-secrets")
+            assert mount == {"type": "volume", "source": f"{name}-secrets", "target": "/etc/sagaz-lakehouse/secrets",
+                             "read_only": True}
 
 
 def test_no_service_runs_as_root_except_the_volume_owner(variant):
@@ -183,6 +196,10 @@ def test_bind_mounts_never_create_missing_host_paths(variant):
             if mount["type"] == "bind":
                 assert mount["bind"]["create_host_path"] is False and mount["read_only"] is True
                 source = mount["source"]
+                if source == f"./{target.SECRETS_DIR}":  # the secret files, seen by volume-owner alone
+                    assert name == target.VOLUME_OWNER
+                    assert any(path.startswith(f"{source}/") for path in rendered_paths)
+                    continue
                 assert source in rendered_paths or source.startswith(f"./{target.JARS_DIR}/"), source
 
 
@@ -225,20 +242,36 @@ def test_same_bucket_warehouse_endpoint_region_everywhere(variant):
                for arg in grants)
 
 
-def test_tasks_run_the_packaged_task_file_in_the_python_image(variant):
+def test_bucket_task_runs_the_packaged_task_file_in_the_python_image(variant):
     settings, _, files, doc = variant
     by_path = {f.path: f.content for f in files}
-    source = tasks.TASKS_FILE.read_text()
-    for name in (s.CREATE_BUCKET, s.SUBMIT_TIERING):
-        svc = doc["services"][name]
-        assert svc["image"] == settings.images.python
-        assert svc["entrypoint"] == ["python3", f"{tasks.MOUNT_DIR}/tasks.py", name]
-        mount = next(m for m in svc["volumes"] if m["target"] == f"{tasks.MOUNT_DIR}/tasks.py")
-        assert mount["source"] == "./config/shared/tasks.py"  # one copy for both tasks
-    assert by_path["config/shared/tasks.py"] == source  # the very file the local target runs
+    svc = doc["services"][s.CREATE_BUCKET]
+    assert svc["image"] == settings.images.python
+    assert svc["entrypoint"] == ["python3", f"{tasks.MOUNT_DIR}/tasks.py", s.CREATE_BUCKET]
+    mount = next(m for m in svc["volumes"] if m["target"] == f"{tasks.MOUNT_DIR}/tasks.py")
+    assert mount["source"] == "./config/shared/tasks.py"
+    assert by_path["config/shared/tasks.py"] == tasks.TASKS_FILE.read_text()  # the very file the local target runs
+
+
+def test_tiering_job_goes_in_with_flinks_own_client_from_the_flink_image(variant):
+    """No jar upload in any profile: the task runs `flink run --detached` in the Flink image (as its user), with a
+    client configuration naming the JobManager's REST API over the image's conf/."""
+    settings, _, files, doc = variant
+    by_path = {f.path: f.content for f in files}
     submit = doc["services"][s.SUBMIT_TIERING]
+    assert submit["image"] == settings.images.flink and submit["user"] == "9999:9999"
+    assert submit["entrypoint"] == ["bash", f"{tasks.MOUNT_DIR}/{tasks.SUBMIT_SCRIPT}"]
+    script = by_path[f"config/shared/{tasks.SUBMIT_SCRIPT}"]
+    assert "flink run --detached" in script and "/jars" not in script
     jar = tasks.tiering_jar()
-    assert jar in submit["command"] and any(m["target"] == jar for m in submit["volumes"])
+    assert submit["command"][:5] == [f"http://{s.JOBMANAGER}:{settings.ports.flink_rest}",
+                                     str(settings.replicas.flink_taskmanagers), tasks.TIERING_JOB_NAME,
+                                     tasks.TIERING_MAIN_CLASS, jar]
+    assert any(m["target"] == jar for m in submit["volumes"])
+    client = by_path[f"config/{s.SUBMIT_TIERING}/config.yaml"]
+    assert f"rest.address: {s.JOBMANAGER}\n" in client and f"rest.port: {settings.ports.flink_rest}\n" in client
+    mounts = {m["target"]: m["source"] for m in submit["volumes"]}
+    assert mounts["/opt/flink/conf/config.yaml"] == f"./config/{s.SUBMIT_TIERING}/config.yaml"
 
 
 def test_images_pinned(variant):
@@ -250,10 +283,19 @@ def test_images_pinned(variant):
 
 
 def test_memory_limits_from_settings(variant):
+    """Each service's memory setting, plus the tmpfs folders it writes (their pages count toward its memory)."""
     settings, _, _, doc = variant
     services = doc["services"]
-    assert services[s.ZOOKEEPER]["mem_limit"] == f"{config.mebibytes(settings.memory.zookeeper)}m"
-    assert services[f"{s.TABLET}-0"]["mem_limit"] == f"{config.mebibytes(settings.memory.fluss_tablet)}m"
+    stack = build_stack(settings, View.INTERNAL)
+
+    def tmpfs(name: str) -> int:
+        component = stack.resolve(name)[0][0]
+        scratch = component.setup(target._instance(component, name)).container.scratch
+        return sum(config.mebibytes(x.size) for x in scratch)
+
+    assert services[s.ZOOKEEPER]["mem_limit"] == f"{config.mebibytes(settings.memory.zookeeper) + tmpfs(s.ZOOKEEPER)}m"
+    tablet = config.mebibytes(settings.memory.fluss_tablet) + tmpfs(f"{s.TABLET}-0")
+    assert services[f"{s.TABLET}-0"]["mem_limit"] == f"{tablet}m"
     # memory.trino is Trino's heap: the container gets room beyond it.
     assert int(services[s.TRINO]["mem_limit"][:-1]) > config.mebibytes(settings.memory.trino)
     for name, svc in services.items():
@@ -261,14 +303,21 @@ def test_memory_limits_from_settings(variant):
             assert "mem_limit" in svc, name
 
 
-def test_credentials_only_in_env_file(variant, tmp_path):
+def test_credentials_only_in_env_file_and_secret_files(variant, tmp_path):
     settings, creds, files, _doc = variant
-    assert [f.path for f in files if f.secret] == [".env"]
+    secret = [f.path for f in files if f.secret]
+    assert secret[-1] == ".env" and all(path.startswith(f"{target.SECRETS_DIR}/") for path in secret[:-1])
+    # dev: Prometheus's token for MinIO's metrics only; prod: the logins too
+    assert (secret[:-1] == [f"{target.SECRETS_DIR}/{s.PROMETHEUS}/minio-token"]) == (settings.profile == "dev")
     for f in files:
-        if f.secret:
+        if f.path == ".env":
             continue
         for value in (creds.access_key, creds.secret_key):
             assert value not in f.content, f"a credential leaked into {f.path}"
+        if not f.secret:
+            for value in creds.secret_values():
+                assert value not in f.content, f"a secret leaked into {f.path}"
+            assert "PRIVATE KEY" not in f.content, f.path
     # Placeholders are compose references with a :? guard, or escaped ($$) where the container expands them itself.
     text = next(f.content for f in files if f.path == "compose.yaml")
     bare = re.findall(r"(?<!\$)\$\{S3_[A-Z_]+\}", text)
@@ -301,14 +350,15 @@ def test_env_file_in_prod_carries_each_role_s_keys():
 def test_trino_config(variant):
     settings, _, files, doc = variant
     paths = {f.path: f.content for f in files}
-    coordinator = properties(paths[f"config/{s.TRINO}/config.properties"])
+    folder = "secrets" if settings.profile == "prod" else "config"  # prod: it holds the nodes' shared secret
+    coordinator = properties(paths[f"{folder}/{s.TRINO}/config.properties"])
     assert coordinator["http-server.http.port"] == str(settings.ports.trino)
     assert coordinator["catalog.config-dir"] == "/etc/trino/catalog"
     jvm = paths[f"config/{s.TRINO}/jvm.config"].splitlines()
     assert f"-Xmx{config.mebibytes(settings.memory.trino)}m" in jvm
     assert "-XX:G1NumCollectionsKeepPinned=10000000" in jvm  # upstream's JDK-8329528 workaround is kept
     if settings.replicas.trino_workers:
-        worker = properties(paths[f"config/{s.TRINO_WORKER}-0/config.properties"])
+        worker = properties(paths[f"{folder}/{s.TRINO_WORKER}-0/config.properties"])
         assert worker["coordinator"] == "false"
         assert worker["discovery.uri"] == f"http://{s.TRINO}:{settings.ports.trino}"
         assert coordinator["node-scheduler.include-coordinator"] == "false"
@@ -340,3 +390,48 @@ def test_manifests_match_templates():
              if p.is_file() and p.name != ".gitignore" and str(p.relative_to(REPO_MANIFESTS)) not in expected]
     assert not drift and not extra, (
         f"manifests/compose is out of date (differs: {drift}, not rendered any more: {extra}): run `make manifests`")
+
+
+def test_every_service_is_hardened_and_owns_the_tmpfs_folders_it_writes(variant):
+    """No capabilities (the volume owner: the three its commands use), no privilege gain, a read-only root, and each
+    folder a service writes a tmpfs owned by the service's user: where the image has that folder, runc gives the
+    tmpfs the folder's mode (0755 for Fluss's conf/ and Trino's data folder), so `mode=1777` alone left it root's
+    and unwritable on a real engine."""
+    settings, _, _, doc = variant
+    stack = build_stack(settings, View.INTERNAL)
+    for name, svc in doc["services"].items():
+        assert svc["cap_drop"] == ["ALL"] and svc["read_only"] is True, name
+        assert svc["security_opt"] == ["no-new-privileges:true"], name
+        assert svc.get("cap_add", []) == (target.OWNER_CAPABILITIES if name == target.VOLUME_OWNER else []), name
+        if name == target.VOLUME_OWNER:
+            continue
+        component = stack.resolve(name)[0][0]
+        container = component.setup(target._instance(component, name)).container
+        user = container.user
+        assert svc["user"] == f"{user}:{user}", name
+        entries = {entry.split(":", 1)[0]: dict(o.partition("=")[::2] for o in entry.split(":", 1)[1].split(","))
+                   for entry in svc.get("tmpfs", [])}
+        assert set(entries) == {x.path for x in container.scratch}, name
+        for path, options in entries.items():
+            assert options["uid"] == options["gid"] == str(user) and "exec" in options, (name, path)
+
+
+def test_each_fluss_server_buffers_s3_uploads_where_a_whole_block_fits(variant):
+    """S3A asks its buffer folder for a whole block's free space before each upload (Hadoop LocalDirAllocator): the
+    tablets buffer on their volume; the coordinator, which has none, in its /tmp tmpfs, so its block must fit there
+    beside what the image leaves (a 64 MiB block in a 64 MiB tmpfs stalled tiering on the real engine)."""
+    from sagaz_lakehouse.components import fluss
+
+    settings = variant[0]
+    stack = build_stack(settings, View.INTERNAL)
+    coordinator = stack.get(s.COORDINATOR)
+    at = target._instance(coordinator, s.COORDINATOR)
+    props = fluss.server_properties(settings, View.INTERNAL, s.COORDINATOR, at)
+    assert "s3.buffer.dir" not in props and not coordinator.data_dir
+    (tmp,) = [x for x in coordinator.setup(at).container.scratch if x.path == s.TMP]
+    block = config.mebibytes(props["s3.multipart.size"].replace("M", "Mi"))
+    assert 5 <= block <= config.mebibytes(tmp.size) - config.mebibytes(tmp.used) - 8
+    tablet = stack.get(s.TABLET)
+    tablet_at = target._instance(tablet, f"{s.TABLET}-0")
+    assert fluss.server_properties(settings, View.INTERNAL, s.TABLET, tablet_at)["s3.buffer.dir"].startswith(
+        tablet.data_dir)

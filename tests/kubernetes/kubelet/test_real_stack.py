@@ -1,10 +1,15 @@
 """The Kubernetes target end to end on the real single-node cluster (tests/kubernetes/node.py): real containers of the
 stand-in images, real probes, port-forwards served by the real kubelet, data on provisioned volumes.
 
-`sagaz-lakehouse up --target kubernetes` → every rollout Ready → `create-tables` and `doctor` green through the
-port-forwards → 1,000 events exact in Iceberg and Trino → tiering goes on after the Fluss pods are replaced →
-`down` → `up` (the data is still there: it lives on the claims) → a crash-looping pod makes `up` exit 1 with the
-container's last log lines → `down --purge`.
+The stack runs the prod profile as production runs it (issue 25): credentials in a 0600 secrets file, every image
+pinned by digest, the namespace under the `restricted` Pod Security Standard (the API server enforces it), every
+container on a read-only root file system (freshness, tiering poll and KV snapshots set back to dev's, so the waits
+stay short). `sagaz-lakehouse up --target kubernetes` → every rollout Ready → every client that may not in refused
+through the port-forwards (pyfluss without a login or with a wrong password, anonymous Trino, Trino over plain
+HTTP, a jar upload to Flink, the SQL Gateway, which prod does not run) → `create-tables` and `doctor` green, logged
+in → 1,000 events exact in Iceberg and Trino → tiering goes on after the Fluss pods are replaced → `down` → `up`
+(the data is still there: it lives on the claims) → a crash-looping pod makes `up` exit 1 with the container's last
+log lines → `down --purge`.
 
 One stack serves the module; the tests run in file order. Host ports are the suite's own block (support.suite_ports;
 other stacks on this machine use the defaults or blocks of their own), except Fluss's: the defaults, or where a stack
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -26,10 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from node import RealCluster
-from saga_data import saga_events
+import yaml
+from manifest_helpers import SMALL_MEMORY
+from node import RealCluster, pinned_by_digest
+from saga_data import assert_refused, refusals, saga_events
 from support import SuiteStack, fluss_ports_as_by_default, suite_ports
 
+import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import clients, config, lake_maintenance, tables, versions
 from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver
 
@@ -37,9 +46,7 @@ EVENTS = 1000
 NAMESPACE = "sagaz-real"
 CLI = [sys.executable, "-m", "sagaz_lakehouse"]
 PORTS, FLUSS_LAYOUT = fluss_ports_as_by_default(suite_ports("kubernetes"))
-# Small but above every floor: the machine is shared (about 6 GiB for the whole stack).
-MEMORY = {"zookeeper": "256Mi", "minio": "256Mi", "rest_catalog": "384Mi", "fluss_coordinator": "768Mi",
-          "fluss_tablet": "1Gi", "flink_jobmanager": "768Mi", "flink_taskmanager": "1536Mi", "trino": "1Gi"}
+MEMORY = SMALL_MEMORY
 UP_TIMEOUT = 900  # first start on 2 shared cores: 8 JVMs, jars fetched by init containers
 
 
@@ -94,20 +101,34 @@ class KubeStack(SuiteStack):
         return "\n".join(lines)
 
 
+SECRETS = {"s3_access_key": "kube-e2e", "s3_secret_key": secrets.token_hex(16),
+           "fluss_password": secrets.token_hex(16), "trino_password": secrets.token_hex(16)}
+
+
 def stack_settings(cluster: RealCluster) -> dict[str, str]:
     assert cluster.node.artifact_server is not None
     values = {"target": "kubernetes", "kubernetes.kubeconfig": str(cluster.kubeconfig),
-              "kubernetes.namespace": NAMESPACE, "local.maven_repository": cluster.node.artifact_server.url}
+              "kubernetes.namespace": NAMESPACE, "local.maven_repository": cluster.node.artifact_server.url,
+              "profile": "prod", "secrets.file": "secrets.yaml",
+              "lake.freshness": "10s", "lake.tiering_poll": "2s", "lake.kv_snapshot_interval": "5s",
+              # prod's 500m per container would schedule 4 of the 13 pods on the test node's 2 cores
+              "kubernetes.cpu_request": "100m"}
     values |= {f"ports.{k}": str(v) for k, v in PORTS.items()}
     values |= {f"memory.{k}": v for k, v in MEMORY.items()}
+    # every image by digest, as production pins it (the node imported them; the CRI finds them by digest)
+    images = lakehouse.load_settings(None, {}, environ={}).images
+    values |= {f"images.{name}": pinned_by_digest(getattr(images, name)) for name in images.__dataclass_fields__}
     return values | {"maintenance.schedule": "20s"}  # lake maintenance every 20 s instead of dev's 10 min
 
 
 @pytest.fixture(scope="module")
 def kube_stack(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeStack]:
     workdir = tmp_path_factory.mktemp("kube-stack")
+    (workdir / "secrets.yaml").touch(mode=0o600)
+    (workdir / "secrets.yaml").write_text(yaml.safe_dump(SECRETS))
     values = stack_settings(real_cluster)
     made = KubeStack(real_cluster, workdir)
+    KUBE_WORKDIR[:] = [workdir]
     made.must("init", *[a for k, v in values.items() for a in ("--set", f"{k}={v}")])
     yield made
     made.down(timeout=600)
@@ -131,17 +152,34 @@ def test_up_rolls_out_real_containers(kube_stack):
             assert all(c["ready"] for c in status["containerStatuses"]), kube_stack.pods_text()
     rows = {r["component"]: r["state"] for r in json.loads(kube_stack.must("status", "--json").stdout)}
     assert set(rows.values()) <= {"healthy", "completed"}, rows
+    assert "flink-sql-gateway" not in rows  # prod runs no unauthenticated SQL Gateway
+    # The API server admitted these pods under the restricted Pod Security Standard, and every container ran with a
+    # read-only root file system, from an image pinned by digest.
+    namespace = kube_stack.cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for pod in pods:
+        for container in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, pod["metadata"]["name"]
+            assert "@sha256:" in container["image"], container["image"]
+            assert "ephemeral-storage" in container["resources"]["limits"], pod["metadata"]["name"]
     claims = kube_stack.cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims")["items"]
     assert {c["status"]["phase"] for c in claims} == {"Bound"}
     assert kube_stack.cluster.node.artifact_server is not None
     assert kube_stack.cluster.node.artifact_server.requests  # the init containers fetched the locked jars
 
 
+def test_every_client_without_the_login_is_refused_with_the_servers_own_error(kube_stack):
+    with kube_stack.driver().client_endpoints() as endpoints:
+        assert_refused(refusals(kube_stack.settings, endpoints, kube_stack.credentials), kube_stack.database)
+
+
 def test_create_tables_and_doctor_pass_through_port_forwards(kube_stack):
     kube_stack.must("create-tables")
     report = json.loads(kube_stack.must("doctor", "--json").stdout)
     statuses = {c["name"]: c["status"] for c in report["checks"]}
-    assert report["ok"] is True and set(statuses.values()) == {"pass"}, report
+    assert report["ok"] is True, report
+    assert statuses.pop("flink sql gateway") == "skip"  # off in prod
+    assert set(statuses.values()) == {"pass"}, report
     assert statuses["zookeeper"] == "pass"  # through its own port-forward
     assert report["metrics"]["tiering_latency_s"] > 0
 
@@ -164,7 +202,8 @@ async def write_events(settings: config.Settings, endpoints: Any, rows: list[dic
 def iceberg_rows(settings: config.Settings, endpoints: Any, batch: str) -> list[dict]:
     from pyiceberg.expressions import EqualTo
 
-    catalog = clients.iceberg_catalog(settings, config.DEV_CREDENTIALS, endpoints)
+    credentials = lakehouse.resolve_credentials(settings, environ={}, base_dir=KUBE_WORKDIR[0])
+    catalog = clients.iceberg_catalog(settings, credentials, endpoints)
     table = catalog.load_table(f"{settings.lake.database}.{tables.TABLE}")
     rows, _ = clients.iceberg_read(table, EqualTo("saga_name", batch))
     return rows.to_pylist()
@@ -187,6 +226,7 @@ def wait_for_iceberg(settings: config.Settings, endpoints: Any, batch: str, time
 
 
 BATCH = f"kube-{uuid.uuid4().hex[:8]}"
+KUBE_WORKDIR: list[Path] = []  # where the stack's secrets file is (its settings name it relative to there)
 
 
 def test_thousand_events_tier_to_iceberg_and_trino(kube_stack):
@@ -262,7 +302,8 @@ def test_a_crash_looping_pod_fails_up_with_its_last_log_lines(kube_stack):
     assert result.returncode == 1, result.stderr[-4000:]
     assert "crash-looping" in result.stderr and "CrashLoopBackOff" in result.stderr, result.stderr[-4000:]
     assert "last log lines of trino" in result.stderr, result.stderr[-4000:]
-    assert "Usage: docker-entrypoint.sh (jobmanager|standalone-job|taskmanager|history-server)" in result.stderr
+    # prod starts Trino's run-trino with the launcher's --config: the Flink image has no such program
+    assert "/usr/lib/trino/bin/run-trino" in result.stderr, result.stderr[-4000:]
 
 
 def test_down_purge_removes_the_namespace_and_the_volumes(kube_stack):

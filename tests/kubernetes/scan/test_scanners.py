@@ -3,21 +3,40 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from manifest_helpers import settings_for
+from manifest_helpers import SMALL_MEMORY, settings_for
 from support import tool
 
+from sagaz_lakehouse import config, tls
 from sagaz_lakehouse import render as rendering
 from sagaz_lakehouse.config import Credentials
 from sagaz_lakehouse.targets import base
 
 ALLOWLIST = yaml.safe_load((Path(__file__).parent / "scanner-allowlist.yaml").read_text())
-PROD = {"profile": "prod", "replicas.tablet_servers": 3, "replicas.trino_workers": 2}
+
+
+def by_digest(image: str) -> str:
+    """The image pinned as a production rendering pins it: name:tag@sha256:<digest> (a made-up digest; the
+    scanners read the reference, nothing pulls it)."""
+    return f"{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+
+
+DEFAULTS = config.Images()
+# The prod profile as the real-node suite runs it (tests/kubernetes/kubelet: every image by digest, its memory, a
+# jar mirror inside the cluster), scaled out, with the real-time queries' gateway on so that it is scanned too.
+PROD = {"profile": "prod", "replicas.tablet_servers": 3, "replicas.trino_workers": 2, "analytics.sql_gateway": "on",
+        "local.maven_repository": "http://10.214.0.1:15000",
+        **{f"memory.{name}": value for name, value in SMALL_MEMORY.items()},
+        **{f"images.{f.name}": by_digest(getattr(DEFAULTS, f.name)) for f in dataclasses.fields(config.Images)}}
+CREDENTIALS = Credentials("scan-access", "scan-secret-value", "scan-fluss-password", "scan-trino-password",
+                          tls.self_signed_keystore(("127.0.0.1", "localhost", "trino")))
 
 
 def allowed(scanner: str) -> list[str]:
@@ -27,7 +46,7 @@ def allowed(scanner: str) -> list[str]:
 @pytest.fixture(scope="module")
 def prod_manifests(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("prod-manifests")
-    files = base.render(settings_for(**PROD), Credentials("scan-access", "scan-secret-value"), "kubernetes")
+    files = base.render(settings_for(**PROD), CREDENTIALS, "kubernetes")
     rendering.write_files(files, folder)
     return folder
 

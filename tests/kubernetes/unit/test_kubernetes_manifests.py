@@ -13,7 +13,7 @@ import yaml
 from manifest_helpers import CREDENTIALS, containers, env, properties, render_variant, settings_for
 from support import REPO
 
-from sagaz_lakehouse import addresses, artifacts, config, identities, render, tasks, versions
+from sagaz_lakehouse import addresses, artifacts, config, identities, render, security, tasks, versions
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import flink as flink_component
 from sagaz_lakehouse.components import fluss, trino
@@ -35,6 +35,10 @@ def validator():
     except ImportError as exc:  # pragma: no cover - depends on the environment
         pytest.fail(f"kubernetes-validate is not installed ({exc}): pip install -e '.[test]'", pytrace=False)
     return kubernetes_validate
+
+
+def fluss_component_conf() -> str:
+    return fluss.CONF_DIR
 
 
 def stack_of(rendered) -> s.Stack:
@@ -104,7 +108,9 @@ def test_one_manifest_file_per_component(variant):
     assert list(variant.files) == expected
     shared = variant.config_data(k8s.SHARED_CONFIG)
     assert shared == {"tasks.py": task_components.TASKS_FILE.read_text(),
-                      "maintenance.py": maintenance_component.MAINTENANCE_FILE.read_text()}
+                      "maintenance.py": maintenance_component.MAINTENANCE_FILE.read_text(),
+                      task_components.SUBMIT_SCRIPT: (REPO / "templates" / "tasks" / task_components.SUBMIT_SCRIPT)
+                      .read_text()}
     for path, obj in variant.objects:
         if path[:1] == "2":
             component = stack.get(path[3:].removesuffix(".yaml"))
@@ -113,21 +119,115 @@ def test_one_manifest_file_per_component(variant):
 
 
 def test_network_policies_close_every_pod_and_open_only_the_model_ports(variant):
-    """Default deny for every pod of the stack; each component's policy opens exactly its ports, to anyone only
-    where the model marks the port for clients (Fluss client listeners, Trino, S3), else to the stack's pods."""
+    """Default deny of both directions for every pod of the stack; each component's policy opens each port to
+    exactly the components that reach it (Component.reaches), and a port for clients (Fluss client listeners,
+    Trino, S3) also to pods labelled as this stack's clients, in any namespace."""
     stack = stack_of(variant)
     project = {"matchLabels": {"app.kubernetes.io/instance": variant.settings.project}}
-    deny = variant.get("NetworkPolicy", "default-deny-ingress")["spec"]
-    assert deny == {"podSelector": project, "policyTypes": ["Ingress"]}
+    deny = variant.get("NetworkPolicy", k8s.DEFAULT_DENY)["spec"]
+    assert deny == {"podSelector": project, "policyTypes": ["Ingress", "Egress"]}
     policies = {p["metadata"]["name"]: p["spec"] for p in variant.of_kind("NetworkPolicy")}
-    assert set(policies) == {"default-deny-ingress"} | {c.name for c in stack.components if c.ports}
+    assert set(policies) == {k8s.DEFAULT_DENY} | {c.name for c in stack.components}
+    clients = {"namespaceSelector": {}, "podSelector": {"matchLabels": {k8s.CLIENT_LABEL: variant.settings.project}}}
     for component in (c for c in stack.components if c.ports):
         spec = policies[component.name]
         assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component.name
-        opened = {rule["ports"][0]["port"]: rule.get("from") for rule in spec["ingress"]}
-        assert opened == {p.container: (None if p.clients else [{"podSelector": project}]) for p in component.ports}
+        opened = {rule["ports"][0]["port"]: rule["from"] for rule in spec.get("ingress", [])}
+        for port in component.ports:
+            peers = {other.name for other in stack.components if (component.name, port.name) in other.reaches}
+            allowed = [{"podSelector": {"matchLabels": {**project["matchLabels"],
+                                                        "app.kubernetes.io/component": peer}}}
+                       for peer in [c.name for c in stack.components if c.name in peers]]
+            allowed += [clients] if port.clients else []
+            assert opened.get(port.container, []) == allowed, (component.name, port.name)
+    # the catalog: only Fluss, Flink and Trino, and the lake maintenance service Trino's maintenance runs through
+    # (the CLI's port-forward aside)
+    catalog = {rule["ports"][0]["port"]: rule["from"] for rule in policies[s.REST_CATALOG]["ingress"]}
+    readers = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+               for peer in catalog[variant.settings.ports.rest_catalog]}
+    assert readers == {s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER, s.TRINO, s.LAKE_MAINTENANCE} | (
+        {s.TRINO_WORKER} if variant.settings.replicas.trino_workers else set())
     anyone = sorted((c.name, p.name) for c in stack.components for p in c.ports if p.clients)
-    assert anyone == sorted([(s.MINIO, "s3"), (s.COORDINATOR, "client"), (s.TABLET, "client"), (s.TRINO, "http")])
+    trino = [(s.TRINO, "https")] if variant.settings.profile == "prod" else [(s.TRINO, "http")]
+    assert anyone == sorted([(s.MINIO, "s3"), (s.COORDINATOR, "client"), (s.TABLET, "client"), *trino])
+    if variant.settings.sql_gateway:  # no pod reaches the gateway: only a port-forward to its pod does
+        assert "ingress" not in policies[s.FLINK_SQL_GATEWAY] and "Ingress" in policies[s.FLINK_SQL_GATEWAY][
+            "policyTypes"]
+    # No empty rule list: the API server drops it, and every later `up` would then see a change to apply.
+    assert not [name for name, spec in policies.items() if [] in (spec.get("ingress"), spec.get("egress"))]
+
+
+def egress_of(rendered, name: str) -> tuple[bool, dict[str, set[int]], set[int]]:
+    """A component's egress: DNS allowed, the ports open per component it may reach, ports open to anywhere."""
+    rules = rendered.get("NetworkPolicy", name)["spec"]["egress"]
+    dns = {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]} in rules
+    peers: dict[str, set[int]] = {}
+    anywhere: set[int] = set()
+    for rule in rules:
+        ports = {p["port"] for p in rule["ports"] if p["protocol"] == "TCP"}
+        if "to" in rule:
+            (peer,) = rule["to"]
+            peers[peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]] = ports
+        elif 53 not in ports:
+            anywhere |= ports
+    return dns, peers, anywhere
+
+
+def test_egress_opens_dns_the_components_each_reaches_and_the_jar_repository_only(variant):
+    st = variant.settings
+    stack = stack_of(variant)
+    for component in stack.components:
+        dns, peers, anywhere = egress_of(variant, component.name)
+        present = {c.name for c in stack.components}
+        expected: dict[str, set[int]] = {}
+        for name, port in component.reaches:
+            if name in present:
+                expected.setdefault(name, set()).add(stack.get(name).port(port).container)
+        assert dns and peers == expected, component.name
+        assert anywhere == ({443} if component.jars else set()), component.name  # the init container's download
+    # the catalog is reached by Fluss, Flink, Trino and the lake maintenance service only: nothing else may even
+    # send to it
+    reach_catalog = {c.name for c in stack.components if s.REST_CATALOG in egress_of(variant, c.name)[1]}
+    assert reach_catalog == {s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER, s.TRINO, s.LAKE_MAINTENANCE} | (
+        {s.TRINO_WORKER} if st.replicas.trino_workers else set())
+    # MinIO's S3 API: the bucket task, the catalog, Fluss, Flink, Trino and Prometheus (its metrics)
+    reach_s3 = {c.name for c in stack.components if s.MINIO in egress_of(variant, c.name)[1]}
+    assert reach_s3 == {s.CREATE_BUCKET, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER,
+                        s.TRINO, s.PROMETHEUS} | ({s.TRINO_WORKER} if st.replicas.trino_workers else set())
+    assert egress_of(variant, s.ZOOKEEPER)[1:] == ({}, set())  # ZooKeeper reaches nothing
+
+
+def test_the_namespace_enforces_the_restricted_pod_security_standard(variant):
+    labels = variant.of_kind("Namespace")[0]["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+        assert labels[f"pod-security.kubernetes.io/{mode}-version"] == f"v{versions.KUBERNETES}"
+
+
+def test_every_container_has_a_read_only_root_and_bounded_scratch(variant):
+    """readOnlyRootFilesystem everywhere, init containers included; each folder an image writes (Container.scratch)
+    an emptyDir with a size limit, Fluss's conf/ (server.yaml with the S3 keys expanded) in memory; ephemeral
+    storage requested and limited by what those folders, the downloaded jars and the log may hold."""
+    stack = stack_of(variant)
+    for workload in variant.workloads():
+        spec = workload["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for container in containers(workload):
+            assert container["securityContext"] == {"allowPrivilegeEscalation": False,
+                                                    "capabilities": {"drop": ["ALL"]},
+                                                    "readOnlyRootFilesystem": True}, workload["metadata"]["name"]
+            resources = container["resources"]
+            request = config.mebibytes(resources["requests"]["ephemeral-storage"])
+            assert 0 < request <= config.mebibytes(resources["limits"]["ephemeral-storage"])
+        component = stack.get(component_of(workload))
+        setup = component.setup(k8s.symbolic_instance(component))
+        mounts = {m["mountPath"]: m["name"] for m in variant.main(component.name).get("volumeMounts", [])}
+        for scratch in setup.container.scratch:
+            empty = volumes[mounts[scratch.path]]["emptyDir"]
+            assert config.mebibytes(empty["sizeLimit"]) == config.mebibytes(scratch.size)
+            assert empty.get("medium") == ("Memory" if scratch.memory else None)
+    fluss = stack.get(s.COORDINATOR).setup(k8s.symbolic_instance(stack.get(s.COORDINATOR))).container
+    assert [x.path for x in fluss.scratch if x.memory] == [fluss_component_conf()]
 
 
 def test_replicated_components_are_drained_one_instance_at_a_time(variant):
@@ -156,8 +256,8 @@ def test_workload_kinds(variant):
     assert set(stateful) == ({s.ZOOKEEPER, s.MINIO, s.COORDINATOR, s.TABLET, s.TASKMANAGER, s.PROMETHEUS}
                              | ({s.CATALOG_DB} if postgres else {s.REST_CATALOG})
                              | ({s.TRINO_WORKER} if rep.trino_workers else set()))
-    assert set(deployments) == ({s.JOBMANAGER, s.FLINK_SQL_GATEWAY, s.TRINO, s.LAKE_MAINTENANCE}
-                                | ({s.REST_CATALOG} if postgres else set()))
+    assert set(deployments) == {s.JOBMANAGER, s.TRINO, s.LAKE_MAINTENANCE} | (
+        {s.FLINK_SQL_GATEWAY} if variant.settings.sql_gateway else set()) | ({s.REST_CATALOG} if postgres else set())
     assert jobs == {s.CREATE_BUCKET, s.SUBMIT_TIERING}
     assert stateful[s.TABLET]["spec"]["replicas"] == rep.tablet_servers
     assert stateful[s.TASKMANAGER]["spec"]["replicas"] == rep.flink_taskmanagers
@@ -284,15 +384,19 @@ def test_each_component_mounts_its_own_config_map_file_by_file(variant):
         setup = component.setup(k8s.symbolic_instance(component))
         for item in (f for f in setup.files if f.mount and f.shared):
             assert variant.mounted_file(component.name, item.mount) == item.content, (component.name, item.mount)
-        files = [f for f in setup.files if f.mount and not f.shared]
+        files = [f for f in setup.files if f.mount and not f.shared and not f.secret]
+        for item in (f for f in setup.files if f.mount and f.secret):  # from the Secret, never a ConfigMap
+            assert variant.mounted_file(component.name, item.mount) == identities.substitute_secrets(item.content,
+                                                                                                   CREDENTIALS)
         name = f"{component.name}-config"
         if not files:
             assert name not in config_maps
             continue
         expected_maps.add(name)
         assert len(config_maps[name]["data"]) == len(files), name  # nothing the pod does not read
-        for item in files:
-            assert variant.mounted_file(component.name, item.mount) == item.content, (component.name, item.mount)
+        for item in files:  # Trino's certificate (not a secret) filled in where Prometheus trusts it
+            assert variant.mounted_file(component.name, item.mount) == identities.substitute_public(
+                item.content, variant.settings, CREDENTIALS), (component.name, item.mount)
         mounts = [m for m in variant.main(component.name)["volumeMounts"] if "subPath" in m and m["name"] == "config"]
         assert {m["mountPath"] for m in mounts} == {f.mount for f in files}
         assert all(m["readOnly"] for m in mounts)
@@ -376,16 +480,26 @@ def test_trino_heap_fits_its_container(variant):
         assert heap == config.mebibytes(st.memory.trino) and heap < limit
         assert "MaxRAMPercentage" not in jvm  # one explicit heap, not a share of the container
         # Trino refuses to start unless query memory plus heap headroom (30% of the heap by default) fit the heap.
-        server = properties(variant.mounted_file(name, f"{trino.CONF_DIR}/config.properties"), "=")
+        server = properties(variant.mounted_file(name, trino_config_path(variant)), "=")
         per_node = int(server["query.max-memory-per-node"].removesuffix("MB"))
         assert per_node + 0.3 * heap <= heap
+
+
+def trino_config_path(rendered) -> str:
+    """Where Trino's config.properties is: /etc/trino, or in prod (it holds the nodes' shared secret) the secrets
+    folder, which the launcher's --config names."""
+    return f"{security.SECRETS_DIR}/config.properties" if rendered.settings.profile == "prod" \
+        else "/etc/trino/config.properties"
 
 
 def test_trino_reads_upstream_style_files_from_etc_trino(variant):
     st = variant.settings
     for name in [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else []):
         container = variant.main(name)
-        server = properties(variant.mounted_file(name, "/etc/trino/config.properties"), "=")
+        server = properties(variant.mounted_file(name, trino_config_path(variant)), "=")
+        if st.profile == "prod":
+            assert container["args"] == [trino.RUN_TRINO, f"--config={trino_config_path(variant)}"]
+            assert server["internal-communication.shared-secret"] == CREDENTIALS.trino_shared_secret()
         node = properties(variant.mounted_file(name, "/etc/trino/node.properties"), "=")
         jvm = variant.mounted_file(name, "/etc/trino/jvm.config").splitlines()
         variant.mounted_file(name, "/etc/trino/catalog/iceberg.properties")
@@ -427,12 +541,14 @@ def fluss_properties(rendered, name: str) -> dict[str, str]:
     return properties(env(rendered.main(name))["FLUSS_PROPERTIES"], ":")
 
 
-def submit_arguments(rendered) -> tuple[object, list[str]]:
-    """The submit-tiering container's arguments as tasks.py itself parses them, and the tiering job's own."""
+def submit_arguments(rendered) -> tuple[dict[str, str], list[str]]:
+    """The submit-tiering container's arguments as its script reads them, and the tiering job's own."""
     container = rendered.main(s.SUBMIT_TIERING)
-    options = tasks.command_parser().parse_args([*container["command"][2:], *container["args"]])
-    assert options.job_args[:1] == ["--"]
-    return options, options.job_args[1:]
+    assert container["command"] == ["bash", f"{task_components.MOUNT_DIR}/{task_components.SUBMIT_SCRIPT}"]
+    rest, taskmanagers, name, main_class, jar, separator, *job = container["args"]
+    assert separator == "--"
+    return {"flink": rest, "taskmanagers": taskmanagers, "job_name": name, "main_class": main_class,
+            "jar": jar}, job
 
 
 def test_bucket_warehouse_endpoint_region_agree_everywhere(variant):
@@ -478,14 +594,14 @@ def test_configured_addresses_are_services_with_those_ports(variant):
     for name in (s.COORDINATOR, s.TABLET):
         props = fluss_properties(variant, name)
         named += [props["zookeeper.address"], props["s3.endpoint"], props["datalake.iceberg.uri"]]
-    flink = properties(env(variant.main(s.TASKMANAGER))["FLINK_PROPERTIES"], ":")
+    flink = properties(variant.mounted_file(s.TASKMANAGER, f"{flink_component.CONF_DIR}/config.yaml"), ":")
     named.append(f"{flink['jobmanager.rpc.address']}:{flink['jobmanager.rpc.port']}")
-    named.append(f"{env(variant.main(s.TASKMANAGER))['JOB_MANAGER_RPC_ADDRESS']}:{flink['jobmanager.rpc.port']}")
+    named.append(f"{flink['rest.address']}:{flink['rest.port']}")
     for name in [s.TRINO] + ([s.TRINO_WORKER] if st.replicas.trino_workers else []):
-        server = properties(variant.mounted_file(name, "/etc/trino/config.properties"), "=")
+        server = properties(variant.mounted_file(name, trino_config_path(variant)), "=")
         named.append(server["discovery.uri"])
     options, job_args = submit_arguments(variant)
-    named += [options.flink, job_args[job_args.index("--fluss.bootstrap.servers") + 1]]
+    named += [options["flink"], job_args[job_args.index("--fluss.bootstrap.servers") + 1]]
     bucket_job = variant.main(s.CREATE_BUCKET)
     named.append(tasks.command_parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]]).endpoint)
     for address in named:
@@ -544,13 +660,22 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
         assert resolved == fluss.server_properties(st, View.INTERNAL, s.TABLET, concrete)
 
 
-def test_flink_properties_are_inline_and_agree_with_the_pods(variant):
+def test_flink_reads_its_config_yaml_and_agrees_with_the_pods(variant):
+    """config.yaml over the image's conf/ (the image's entrypoint, which rewrites it, is not run): the model's
+    properties, what the entrypoint would add, and the JVM options (module opens, the JAAS flag in prod)."""
     st = variant.settings
     jobmanager, taskmanager = variant.main(s.JOBMANAGER), variant.main(s.TASKMANAGER)
-    props = properties(env(jobmanager)["FLINK_PROPERTIES"], ":")
-    assert env(taskmanager)["FLINK_PROPERTIES"] == env(jobmanager)["FLINK_PROPERTIES"]
+    path = f"{flink_component.CONF_DIR}/config.yaml"
+    props = properties(variant.mounted_file(s.JOBMANAGER, path), ":")
+    assert variant.mounted_file(s.TASKMANAGER, path) == variant.mounted_file(s.JOBMANAGER, path)
     component = stack_of(variant).get(s.JOBMANAGER)
+    options = props.pop("env.java.opts.all").split()
     assert props == flink_component.properties(st, View.INTERNAL, k8s.symbolic_instance(component))
+    assert options[:len(flink_component.JAVA_OPENS)] == list(flink_component.JAVA_OPENS)
+    jaas = f"-Djava.security.auth.login.config={security.SECRETS_DIR}/{security.JAAS_FILE}"
+    assert options[len(flink_component.JAVA_OPENS):] == ([jaas] if st.profile == "prod" else [])
+    assert (props.get("web.submit.enable") == "false") == (st.profile == "prod")
+    assert "FLINK_PROPERTIES" not in env(jobmanager) and "FLINK_PROPERTIES" not in env(taskmanager)
     assert props["jobmanager.rpc.address"] == s.JOBMANAGER
     assert props["jobmanager.rpc.port"] == str(port_of(jobmanager, "rpc"))
     assert props["rest.port"] == str(port_of(jobmanager, "rest"))
@@ -562,8 +687,10 @@ def test_flink_properties_are_inline_and_agree_with_the_pods(variant):
         assert config.mebibytes(size.removesuffix("m") + "Mi") == config.mebibytes(
             container["resources"]["limits"]["memory"])
     # A TaskManager registers under its instance name, which its readiness probe looks for.
-    assert taskmanager["args"] == ["/docker-entrypoint.sh", "taskmanager", "-Dtaskmanager.resource-id=${INSTANCE_NAME}"]
-    assert [*jobmanager.get("command", []), *jobmanager["args"]] == ["/docker-entrypoint.sh", "jobmanager"]
+    assert taskmanager["args"] == ["/opt/flink/bin/taskmanager.sh", "start-foreground",
+                                   "-Dtaskmanager.resource-id=${INSTANCE_NAME}"]
+    assert [*jobmanager.get("command", []), *jobmanager["args"]] == ["/opt/flink/bin/jobmanager.sh",
+                                                                     "start-foreground"]
 
 
 def test_instance_aware_containers_start_through_the_prelude(variant):
@@ -584,26 +711,32 @@ def test_instance_aware_containers_start_through_the_prelude(variant):
     assert TOKEN.search(env(variant.main(s.TABLET))["FLUSS_PROPERTIES"])  # the case that needs it
 
 
-def test_one_shot_tasks_run_the_stdlib_tasks_file_in_the_python_image(variant):
+def test_one_shot_tasks_run_the_stdlib_tasks_file_and_flinks_own_client(variant):
     st = variant.settings
     source = Path(tasks.__file__).read_text()
     for name in (s.CREATE_BUCKET, s.SUBMIT_TIERING):
         job = variant.workload(name)
-        container = variant.main(name)
-        assert container["image"] == st.images.python and container["image"].startswith("python:")
-        assert container["command"] == ["python3", f"{task_components.MOUNT_DIR}/tasks.py", name]
-        assert variant.mounted_file(name, f"{task_components.MOUNT_DIR}/tasks.py") == source
         assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure" and job["spec"]["backoffLimit"] > 0
+    container = variant.main(s.CREATE_BUCKET)
+    assert container["image"] == st.images.python and container["image"].startswith("python:")
+    assert container["command"] == ["python3", f"{task_components.MOUNT_DIR}/tasks.py", s.CREATE_BUCKET]
+    assert variant.mounted_file(s.CREATE_BUCKET, f"{task_components.MOUNT_DIR}/tasks.py") == source
+    submit = variant.main(s.SUBMIT_TIERING)  # Flink's own client in the Flink image: no jar upload in any profile
+    assert submit["image"] == st.images.flink
+    script = variant.mounted_file(s.SUBMIT_TIERING, f"{task_components.MOUNT_DIR}/{task_components.SUBMIT_SCRIPT}")
+    assert "flink run --detached" in script and "/jars" not in script
+    client = properties(variant.mounted_file(s.SUBMIT_TIERING, f"{flink_component.CONF_DIR}/config.yaml"), ":")
+    assert (client["rest.address"], client["rest.port"]) == (s.JOBMANAGER, str(st.ports.flink_rest))
     bucket = variant.main(s.CREATE_BUCKET)
     assert env(bucket)["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_ACCESS_KEY"}}
     assert env(bucket)["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": k8s.SECRET_NAME, "key": "S3_SECRET_KEY"}}
     options, job_args = submit_arguments(variant)
-    assert options.flink == addresses.endpoints(st, View.INTERNAL).flink_rest
-    assert options.main_class == task_components.TIERING_MAIN_CLASS
-    assert options.job_name == task_components.TIERING_JOB_NAME
-    assert options.taskmanagers == st.replicas.flink_taskmanagers
+    assert options["flink"] == addresses.endpoints(st, View.INTERNAL).flink_rest
+    assert options["main_class"] == task_components.TIERING_MAIN_CLASS
+    assert options["job_name"] == task_components.TIERING_JOB_NAME
+    assert options["taskmanagers"] == str(st.replicas.flink_taskmanagers)
     assert job_args == task_components.tiering_job_arguments(st, View.INTERNAL)
-    # Nothing else runs a task: no MinIO client image, no inline shell script, no `flink run`.
+    # Nothing else runs a task: no MinIO client image, no inline shell script.
     for workload in variant.workloads():
         for container in containers(workload):
             assert "/mc" not in container["image"] and "minio/mc" not in container["image"]
@@ -617,51 +750,69 @@ def test_locked_jars_are_fetched_verified_and_mounted(default):
             s.JOBMANAGER: ("flink-lib-fluss", flink_component.LIB_DIR),
             s.TASKMANAGER: ("flink-lib-fluss", flink_component.LIB_DIR),
             s.FLINK_SQL_GATEWAY: ("flink-lib-fluss", flink_component.LIB_DIR),  # the fluss catalog's connector
-            s.SUBMIT_TIERING: ("tiering-job", k8s.ARTIFACTS_DIR)}
+            # Flink's client runs the job's main(): the tiering jar, and the Fluss connector beside Flink's lib/
+            s.SUBMIT_TIERING: (("tiering-job", k8s.ARTIFACTS_DIR), ("flink-lib-fluss", flink_component.LIB_DIR))}
     for workload in default.workloads():
         name = component_of(workload)
         init = workload["spec"]["template"]["spec"].get("initContainers", [])
         if name not in plan:
             assert not init, f"{name} fetches jars it does not use"
             continue
-        group, directory = plan[name]
+        groups = plan[name] if isinstance(plan[name][0], tuple) else (plan[name],)
         (fetch,) = init
         triples = list(zip(fetch["args"][1::3], fetch["args"][2::3], fetch["args"][3::3], strict=True))
-        assert len(triples) == len(lock[group])  # exactly its own jars
-        for item in lock[group]:
-            url = f"{default.settings.local.maven_repository}/{item.path}"
-            assert (url, item.sha256, item.name) in triples
+        assert len(triples) == sum(len(lock[group]) for group, _ in groups)  # exactly its own jars
         mounts = {m["mountPath"]: m for m in default.main(name)["volumeMounts"]}
-        for item in lock[group]:
-            mount = mounts[f"{directory}/{item.name}"]
-            assert mount["name"] == "artifacts" and mount["subPath"] == item.name and mount["readOnly"]
+        for group, directory in groups:
+            for item in lock[group]:
+                url = f"{default.settings.local.maven_repository}/{item.path}"
+                assert (url, item.sha256, item.name) in triples
+                mount = mounts[f"{directory}/{item.name}"]
+                assert mount["name"] == "artifacts" and mount["subPath"] == item.name and mount["readOnly"]
     tiering_jar = lock["tiering-job"][0]
     options, _ = submit_arguments(default)
-    assert str(options.jar) == f"{k8s.ARTIFACTS_DIR}/{tiering_jar.name}"
+    assert options["jar"] == f"{k8s.ARTIFACTS_DIR}/{tiering_jar.name}"
 
 
 # ------------------------------------------------------------------------------------------------- secrets
 
 
 def test_secret_values_only_in_the_secret_file(variant):
-    holders = [path for path, f in variant.files.items()
-               if CREDENTIALS.secret_key in f.content or CREDENTIALS.access_key in f.content]
+    prod = variant.settings.profile == "prod"
+    values = [CREDENTIALS.secret_key, CREDENTIALS.access_key, *(CREDENTIALS.secret_values() if prod else ())]
+    holders = [path for path, f in variant.files.items() if any(value in f.content for value in values)
+               or "PRIVATE KEY" in f.content]
     assert holders == ["10-secret.yaml"]
     assert [path for path, f in variant.files.items() if f.secret] == ["10-secret.yaml"]
     secret = variant.get("Secret", k8s.SECRET_NAME)
     expected = {"S3_ACCESS_KEY": CREDENTIALS.access_key, "S3_SECRET_KEY": CREDENTIALS.secret_key}
-    if variant.settings.profile == "prod":  # one identity per role, derived from the root secret
+    if prod:  # one identity per role, derived from the root secret; every component's secret files
         expected |= {f"S3_{role.upper()}_{part}_KEY": key for role in ("fluss", "lake", "reader")
                      for part, key in zip(("ACCESS", "SECRET"), CREDENTIALS.s3_keys(role), strict=True)}
-        # The catalog's PostgreSQL password (derived from the root secret), which only the database and the
-        # catalog's pods read.
-        expected["CATALOG_DB_PASSWORD"] = CREDENTIALS.catalog_db_password()
+        files = {"fluss-coordinator.jaas.conf", "fluss-tablet.jaas.conf", "flink-jobmanager.jaas.conf",
+                 "flink-taskmanager.jaas.conf", "trino.config.properties", "trino.password.db",
+                 "trino.keystore.pem", "prometheus.trino-password", "prometheus.minio-token",
+                 "lake-maintenance.trino-password"}
+        files |= {"trino-worker.config.properties"} if variant.settings.replicas.trino_workers else set()
+        # The catalog's PostgreSQL password (derived from the root secret): secret files of the database and the
+        # catalog (PostgreSQL's password file, the catalog's pgpass), which only their pods mount; no variable.
+        files |= {"catalog-db.db-password", "rest-catalog.pgpass"}
         readers = {w["metadata"]["name"] for w in variant.workloads() for c in containers(w)
                    if "CATALOG_DB_PASSWORD" in json.dumps(c)}
-        assert readers == {s.CATALOG_DB, s.REST_CATALOG}
+        assert readers == set()
+        assert secret["stringData"]["catalog-db.db-password"] == CREDENTIALS.catalog_db_password() + "\n"
+        assert CREDENTIALS.catalog_db_password() in secret["stringData"]["rest-catalog.pgpass"]
         assert not [path for path, f in variant.files.items() if CREDENTIALS.catalog_db_password() in f.content
                     and path != "10-secret.yaml"]
-    assert secret["stringData"] == expected
+        assert set(secret["stringData"]) == set(expected) | files
+        assert CREDENTIALS.fluss_password in secret["stringData"]["fluss-tablet.jaas.conf"]
+        assert secret["stringData"]["trino.keystore.pem"] == CREDENTIALS.trino_keystore
+        assert secret["stringData"]["prometheus.trino-password"] == CREDENTIALS.trino_password
+        assert CREDENTIALS.trino_password not in secret["stringData"]["trino.password.db"]  # a PBKDF2 hash
+        expected = {k: v for k, v in secret["stringData"].items() if k in expected}
+    assert {k: v for k, v in secret["stringData"].items() if k in expected} == expected
+    if not prod:  # the S3 keys, and Prometheus's bearer token for MinIO's metrics
+        assert set(secret["stringData"]) == set(expected) | {"prometheus.minio-token"}
     # Only MinIO and the bucket task see the root secret.
     root_holders = {w["metadata"]["name"] for w in variant.workloads() for c in containers(w)
                     if env(c).get("S3_SECRET_KEY") or env(c).get("MINIO_ROOT_PASSWORD")
@@ -771,7 +922,7 @@ def test_rotating_credentials_rolls_exactly_the_pods_that_read_them(default):
     digest of the credentials (never a value), so a rotation rolls it; the others stay."""
     base = checksums(default, k8s.CREDENTIALS_ANNOTATION)
     readers = {component_of(w) for w in default.workloads()
-               if k8s.reads_secret(w["spec"]["template"]["spec"]["containers"])}
+               if k8s.reads_secret(w["spec"]["template"]["spec"])}
     assert readers == {name for name, digest in base.items() if digest}
     assert {s.MINIO, s.CREATE_BUCKET, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.TRINO} <= readers
     assert s.ZOOKEEPER not in readers
@@ -784,6 +935,20 @@ def test_rotating_credentials_rolls_exactly_the_pods_that_read_them(default):
 
     for secret in (CREDENTIALS.secret_key, CREDENTIALS.access_key):
         assert all(secret not in d and hashlib.sha256(secret.encode()).hexdigest()[:16] != d for d in base.values())
+
+
+def test_a_changed_password_rolls_exactly_the_pods_that_read_it():
+    """prod: each pod's digest covers the Secret's values it reads, so a new Fluss password restarts the Fluss
+    servers and the Flink JVMs (their JAAS files) and leaves Trino, MinIO and the tasks alone."""
+    from dataclasses import replace
+
+    base = checksums(render_variant({"profile": "prod"}), k8s.CREDENTIALS_ANNOTATION)
+    fluss = checksums(render_variant({"profile": "prod"}, replace(CREDENTIALS, fluss_password="another-fluss-pw")),
+                      k8s.CREDENTIALS_ANNOTATION)
+    assert changed(fluss, base) == {s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER}
+    trino = checksums(render_variant({"profile": "prod"}, replace(CREDENTIALS, trino_password="another-trino-pw")),
+                      k8s.CREDENTIALS_ANNOTATION)
+    assert changed(trino, base) == {s.TRINO, s.PROMETHEUS, s.LAKE_MAINTENANCE}
 
 
 def test_jobs_are_named_by_their_pod_template_so_kubectl_apply_never_edits_one(default):
@@ -803,3 +968,61 @@ def _component(rendered, name: str):
     from sagaz_lakehouse.components import build_stack
 
     return build_stack(rendered.settings, View.INTERNAL).get(name)
+
+
+def test_every_container_requests_the_cpu_of_the_profile_or_the_setting():
+    """No CPU limit anywhere (no throttling); the request is the profile's unless `kubernetes.cpu_request` sets it
+    (a small node: the real-node suite's 2 cores fit 13 prod pods at 100m, 4 at prod's 500m)."""
+    for overrides, expected in (({"profile": "prod"}, "500m"), ({"profile": "prod", "kubernetes.cpu_request": "100m"},
+                                                                "100m")):
+        rendered = render_variant(overrides)
+        workloads = [o for _, o in rendered.objects if o["kind"] in ("Deployment", "StatefulSet", "Job")]
+        for workload in workloads:
+            for container in containers(workload, init=False):
+                assert container["resources"]["requests"]["cpu"] == expected, workload["metadata"]["name"]
+                assert "cpu" not in container["resources"].get("limits", {}), workload["metadata"]["name"]
+
+
+def test_an_external_object_store_is_reached_on_its_port_by_exactly_the_components_that_use_s3():
+    """Default-deny egress would otherwise cut every pod off the user's store (it has no pod to select)."""
+    rendered = render_variant({"object_store.kind": "external", "object_store.endpoint": "https://s3.example.net:9443"})
+    stack = stack_of(rendered)
+    for component in stack.components:
+        anywhere = {port["port"] for rule in rendered.get("NetworkPolicy", component.name)["spec"]["egress"]
+                    if "to" not in rule for port in rule["ports"] if port["port"] != 53}
+        uses_s3 = any(name == s.MINIO for name, _ in component.reaches)
+        assert (9443 in anywhere) == uses_s3, component.name
+    assert s.MINIO not in {c.name for c in stack.components}
+
+
+@pytest.mark.parametrize("profile", ["dev", "prod"])
+def test_an_external_catalog_is_reached_on_its_ports_by_exactly_the_components_that_use_the_catalog(profile):
+    """With catalog.kind external nothing of the catalog is rendered, and default-deny egress would cut every pod off
+    the user's catalog and its token endpoint (no pod to select): their ports are open to any address for the
+    components that use the catalog, and for no other."""
+    rendered = render_variant({"profile": profile, "catalog.kind": "external",
+                               "catalog.uri": "https://catalog.example.net:8181/api/catalog",
+                               "catalog.oauth2_server_uri": "https://login.example.net:9444/oauth/tokens"})
+    stack = stack_of(rendered)
+    names = {c.name for c in stack.components}
+    assert not {s.REST_CATALOG, s.CATALOG_DB} & names
+    assert not [o for o in rendered.objects if o[1]["metadata"].get("name") in (s.REST_CATALOG, s.CATALOG_DB)]
+    users = set()
+    for component in stack.components:
+        _, peers, anywhere = egress_of(rendered, component.name)
+        assert s.REST_CATALOG not in peers, component.name
+        uses_catalog = any(name == s.REST_CATALOG for name, _ in component.reaches)
+        assert anywhere & {8181, 9444} == ({8181, 9444} if uses_catalog else set()), component.name
+        users |= {component.name} if uses_catalog else set()
+    assert users == {s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER, s.TRINO, s.LAKE_MAINTENANCE} | (
+        {s.TRINO_WORKER} if rendered.settings.replicas.trino_workers else set())
+
+
+def test_the_prod_catalog_database_takes_connections_from_the_catalog_only_and_reaches_nothing():
+    rendered = render_variant({"profile": "prod"})
+    db = rendered.get("NetworkPolicy", s.CATALOG_DB)["spec"]
+    (rule,) = db["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in rule["from"]] == [s.REST_CATALOG]
+    assert egress_of(rendered, s.CATALOG_DB)[1:] == ({}, set())
+    assert egress_of(rendered, s.REST_CATALOG)[1][s.CATALOG_DB] == {5432}

@@ -103,8 +103,8 @@ def test_prelude_names_each_taskmanager_after_its_pod(tmp_path, rendered, ordina
     container = rendered.main(s.TASKMANAGER)
     pod = f"{s.TASKMANAGER}-{ordinal}"
     seen, args = start_instance(tmp_path, container, pod, "10.9.9.9")
-    assert args == ["taskmanager", f"-Dtaskmanager.resource-id={pod}"]
-    assert seen["FLINK_PROPERTIES"] == env(container)["FLINK_PROPERTIES"]  # nothing instance-specific in it
+    assert args == ["start-foreground", f"-Dtaskmanager.resource-id={pod}"]
+    assert seen["AWS_REGION"] == env(container)["AWS_REGION"]  # the environment is nothing instance-specific
 
 
 def test_prelude_substitutes_without_evaluating(tmp_path, rendered):

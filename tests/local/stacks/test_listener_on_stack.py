@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+from saga_data import fluss_answer
 from sagaz import Saga, action, compensate
 from support import SuiteStack, cli, debian_program, init_with_ports, log_files, must, suite_ports
 
@@ -64,7 +65,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
                                             "fluss_password": secrets.token_hex(16),
                                             "trino_password": secrets.token_hex(16)}))
     values = yaml.safe_load(settings_file.read_text())
-    values.update(profile="prod", secrets={"file": secrets_file.name},
+    # analytics.sql_gateway: prod runs no SQL Gateway unless asked for (it has no authentication of its own); this
+    # module asks, to show its Fluss catalog logging in (test_a_flink_query_reads_fluss_through_the_catalogs_login)
+    values.update(profile="prod", secrets={"file": secrets_file.name}, analytics={"sql_gateway": "on"},
                   lake={"freshness": "10s", "tiering_poll": "2s", "kv_snapshot_interval": "5s"})
     settings_file.write_text(yaml.safe_dump(values))
     stack = Stack(workdir)
@@ -482,31 +485,15 @@ def test_an_exception_inside_the_listener_never_reaches_the_saga(stack: Stack) -
                               ("step_started", "ship"), ("step_completed", "ship"), ("saga_completed", "")])
 
 
-
 # ------------------------------------------------------------------------------------------ the prod login
-
-
-async def first_request(bootstrap: str, login: dict[str, str]) -> str:
-    """What a pyfluss client with ``login`` gets back for listing the databases: the list, or the error."""
-    import fluss
-
-    try:
-        connection = await asyncio.wait_for(
-            fluss.FlussConnection.create(fluss.Config({"bootstrap.servers": bootstrap, **login})), 30)
-        try:
-            return repr(await asyncio.wait_for(connection.get_admin().list_databases(), 30))
-        finally:
-            await asyncio.wait_for(connection.close(), 10)
-    except Exception as exc:  # the refusal this test wants to see, whatever pyfluss raises it as
-        return f"{type(exc).__name__}: {exc}"
 
 
 @pytest.mark.parametrize("login", ["none", "wrong password"])
 def test_fluss_refuses_a_client_without_the_login(stack: Stack, login: str) -> None:
     bootstrap = stack.endpoints.fluss_bootstrap
-    assert stack.database in asyncio.run(first_request(bootstrap, dict(stack.endpoints.fluss_login)))
+    assert stack.database in asyncio.run(fluss_answer(bootstrap, dict(stack.endpoints.fluss_login)))
     attempt = {} if login == "none" else security.pyfluss_login("not-" + stack.credentials.fluss_password)
-    answer = asyncio.run(first_request(bootstrap, attempt))
+    answer = asyncio.run(fluss_answer(bootstrap, attempt))
     assert stack.database not in answer and "authenticat" in answer.lower(), answer
 
 
@@ -559,7 +546,10 @@ def test_trino_login_files_are_readable_by_the_owner_only_and_a_second_up_keeps_
     assert (supervisor.running_pid("trino"), (stack.run_dir / "tls" / "ca.pem").read_bytes()) == before
     config_dir = stack.run_dir / "config"
     held = [config_dir / "trino" / name for name in ("keystore.pem", "password.db", "config.properties")]
-    held += [config_dir / "prometheus" / "prometheus.yml", stack.run_dir / "tls" / "keystore.pem"]
+    held += [stack.run_dir / "tls" / "keystore.pem", *sorted((config_dir / "prometheus").glob("*-password"))]
+    assert any(p.name.endswith("-password") for p in held), "Prometheus's Trino password file"
+    # prometheus.yml names its password file (password_file) and holds no secret itself
+    assert stack.credentials.trino_password not in (config_dir / "prometheus" / "prometheus.yml").read_text()
     assert all(p.exists() and os.stat(p).st_mode & 0o077 == 0 for p in held), {
         str(p): oct(os.stat(p).st_mode) if p.exists() else None for p in held}
     assert stack.credentials.trino_password not in (config_dir / "trino" / "password.db").read_text()  # hashed
@@ -735,3 +725,63 @@ def test_an_operator_certificate_replaces_the_made_one(stack: Stack) -> None:
             break
         time.sleep(5)
     assert trino and trino[0]["health"] == "up", trino
+
+
+# ------------------------------------------------------------------------------------------ loopback only
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket process ``pid`` listens on (/proc/net/tcp and tcp6, by socket inode)."""
+    import ipaddress
+
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            # /proc prints each 32-bit word in host (little-endian) order
+            ordered = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            ip = ipaddress.ip_address(ordered if width == 16 else raw[::-1])
+            # a JVM on a dual-stack host listens in tcp6 with IPv4-mapped addresses (::ffff:127.0.0.1)
+            mapped = getattr(ip, "ipv4_mapped", None)
+            found.add((str(mapped or ip), int(port, 16)))
+    return found
+
+
+def test_every_server_of_the_local_stack_listens_on_loopback_only_but_upstream_s_fixed_binds(stack: Stack) -> None:
+    """The README's promise for the local target, checked on the running processes themselves: every listening
+    socket is on 127.0.0.1 (or ::1), except those upstream gives no bind address at the pinned versions, each named:
+    the Iceberg REST fixture (RESTCatalogServer: `new Server(port)`), and the Prometheus reporters of Fluss and
+    Flink (`new HTTPServer(new InetSocketAddress(port))`)."""
+    supervisor = Supervisor(stack.run_dir)
+    ports = stack.settings.ports
+    expected_wildcard = {("rest-catalog", ports.rest_catalog), ("fluss-coordinator", ports.fluss_coordinator_metrics),
+                         ("flink-jobmanager", ports.flink_jobmanager_metrics)}
+    expected_wildcard |= {(f"fluss-tablet-{i}", ports.fluss_tablet_metrics + i)
+                          for i in range(stack.settings.replicas.tablet_servers)}
+    expected_wildcard |= {(f"flink-taskmanager-{i}", ports.flink_taskmanager_metrics + i)
+                          for i in range(stack.settings.replicas.flink_taskmanagers)}
+    wildcard, loopback = set(), set()
+    for name in supervisor.tracked():
+        pid = supervisor.running_pid(name)
+        if pid is None:
+            continue
+        for address, port in listening_sockets(pid):
+            if address in ("127.0.0.1", "::1"):
+                loopback.add((name, port))
+            else:
+                wildcard.add((name, port))
+    assert wildcard == expected_wildcard, sorted(wildcard - expected_wildcard)
+    assert ("trino", ports.trino_https) in loopback and ("trino", ports.trino) in loopback
+    assert ("minio", ports.minio_console) in loopback and ("prometheus", ports.prometheus) in loopback

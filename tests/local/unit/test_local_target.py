@@ -47,7 +47,12 @@ def test_credentials_only_in_private_files(tmp_path):
     written = render.write_files(list(files.values()), tmp_path / "out")
     for path in written:
         mode = path.stat().st_mode & 0o777
-        assert mode == (0o600 if CREDS.secret_key in path.read_text() else 0o644), path
+        secret = files[path.relative_to(tmp_path / "out").as_posix()].secret
+        assert mode == (0o600 if secret else 0o644), path
+        assert secret or CREDS.secret_key not in path.read_text(), path
+    # Prometheus's bearer token for MinIO's metrics: a secret file, not the key it is signed with
+    assert files["config/prometheus/minio-token"].secret and CREDS.secret_key not in files[
+        "config/prometheus/minio-token"].content
 
 
 def environment_of(settings: config.Settings, name: str, tmp_path: Path) -> dict[str, str]:
@@ -176,8 +181,7 @@ def test_prod_fluss_takes_sasl_clients_only_and_every_jvm_logs_in_from_a_private
     holders = sorted(path for path, f in files.items() if PROD_CREDS.fluss_password in f.content)
     assert {p.rsplit("/", 1)[1] for p in holders} == {"jaas.conf", "fluss-login.yaml"}
     assert {p.split("/")[1] for p in holders if p.endswith("jaas.conf")} == {
-        "fluss-coordinator", "fluss-tablet-0", "fluss-tablet-1", "flink-jobmanager", "flink-taskmanager-0",
-        "flink-sql-gateway"}
+        "fluss-coordinator", "fluss-tablet-0", "fluss-tablet-1", "flink-jobmanager", "flink-taskmanager-0"}
     assert all(files[p].secret for p in holders)
     assert 'user_sagaz="fluss-password-value"' in files["config/fluss-tablet-0/jaas.conf"].content
     assert "FlussServer" not in files["config/flink-taskmanager-0/jaas.conf"].content
@@ -230,12 +234,24 @@ def test_prod_trino_takes_password_clients_over_https_only(tmp_path):
     assert files["config/lake-maintenance/trino-password"].secret
     scrape = yaml.safe_load(files["config/prometheus/prometheus.yml"].content)
     job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "trino")
-    assert job["scheme"] == "https" and job["basic_auth"] == {"username": "sagaz", "password": "trino-password-value"}
+    password_file = str(tmp_path / "run" / "config" / "prometheus" / "trino-password")
+    assert job["scheme"] == "https" and job["basic_auth"] == {"username": "sagaz", "password_file": password_file}
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:8443"]
-    assert files["config/prometheus/prometheus.yml"].secret
+    assert files["config/prometheus/trino-password"].content == "trino-password-value"
+    assert files["config/prometheus/trino-password"].secret and not files["config/prometheus/prometheus.yml"].secret
     assert files["config/prometheus/trino-ca.pem"].content == tls.certificate_part(TRINO_CREDS.trino_keystore)
     assert "PRIVATE KEY" not in files["config/prometheus/trino-ca.pem"].content
     assert job["tls_config"]["ca_file"] == str(tmp_path / "run" / "config" / "prometheus" / "trino-ca.pem")
+
+
+def test_every_trino_listener_binds_loopback(tmp_path):
+    """airlift's node.bind-ip: the HTTP and HTTPS ports on 127.0.0.1, as every other server of the local target."""
+    for overrides in ({}, {"profile": "prod"}):
+        settings = lakehouse.load_settings(overrides={"local.run_dir": str(tmp_path / "run"), **overrides},
+                                           environ={})
+        files = {f.path: f for f in render_target(settings, TRINO_CREDS, "local")}
+        node = parse(files["config/trino/node.properties"].content, "=")
+        assert node["node.bind-ip"] == node["node.internal-address"] == "127.0.0.1"
 
 
 def test_dev_trino_has_no_login(tmp_path):
@@ -295,10 +311,11 @@ def test_prod_flink_takes_no_jar_uploads_and_the_tiering_job_goes_in_through_fli
     assert argv.index("--flink-client-java") < argv.index("--")  # options before the job's own arguments
 
 
-@pytest.mark.parametrize("overrides", [{}, {"profile": "prod", "target": "compose"}])
-def test_flink_takes_jar_uploads_elsewhere(overrides):
-    settings = lakehouse.load_settings(overrides=overrides, environ={})
-    assert security.flink_jar_upload_on(settings, View.EXTERNAL if settings.target == "local" else View.INTERNAL)
+@pytest.mark.parametrize("target", ["local", "compose", "kubernetes"])
+def test_flink_takes_jar_uploads_in_dev_only(target):
+    assert security.flink_jar_upload_on(lakehouse.load_settings(overrides={"target": target}, environ={}))
+    assert not security.flink_jar_upload_on(lakehouse.load_settings(overrides={"target": target, "profile": "prod"},
+                                                                    environ={}))
 
 
 def test_every_native_process_carries_the_run_folder_marker(tmp_path):
