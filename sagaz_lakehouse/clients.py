@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -147,17 +148,30 @@ def trino_query(endpoints: Endpoints, sql: str, params: tuple = (), catalog: str
     return trino_table(endpoints, sql, params, catalog, timeout)[1]
 
 
+# Trino answers NO_NODES_AVAILABLE for a few seconds after it stops "starting" (its node list is refreshed every 5 s,
+# NodeScheduler): a statement that meets it is run again, for up to this long.
+TRINO_NODES_WAIT = 30.0
+
+
 def trino_table(endpoints: Endpoints, sql: str, params: tuple = (), catalog: str = "iceberg",
                 timeout: float = 60.0) -> tuple[list[str], list[tuple]]:
     """Like ``trino_query``, with the column names."""
-    connection = trino_connection(endpoints, catalog, timeout)
-    try:
-        cursor = connection.cursor()
-        cursor.execute(sql, params) if params else cursor.execute(sql)
-        rows = [tuple(row) for row in cursor.fetchall()]
-        return [column[0] for column in cursor.description or []], rows
-    finally:
-        connection.close()
+    import trino
+
+    deadline = time.monotonic() + TRINO_NODES_WAIT
+    while True:
+        connection = trino_connection(endpoints, catalog, timeout)
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, params) if params else cursor.execute(sql)
+            rows = [tuple(row) for row in cursor.fetchall()]
+            return [column[0] for column in cursor.description or []], rows
+        except trino.exceptions.TrinoQueryError as exc:
+            if exc.error_name != "NO_NODES_AVAILABLE" or time.monotonic() > deadline:
+                raise
+        finally:
+            connection.close()
+        time.sleep(1.0)
 
 
 def trino_connection(endpoints: Endpoints, catalog: str = "iceberg", timeout: float = 60.0) -> Any:
