@@ -119,6 +119,8 @@ class Replicas:
     flink_task_slots: int = setting(2, "task slots per Flink TaskManager", minimum=1, maximum=64)
     trino_workers: int = setting(0, "Trino workers besides the coordinator (0: coordinator also works)",
                                  minimum=0, maximum=64)
+    zookeeper: int = setting(0, "ZooKeeper servers, an odd number (0: the profile's, on kubernetes 3 in prod, else "
+                             "1); more than 1 only on kubernetes", minimum=0, maximum=7)
 
 
 @dataclass(frozen=True)
@@ -770,7 +772,7 @@ def mebibytes(quantity: str) -> int:
 def cross_field_problems(settings: Settings) -> list[Problem]:
     """Checks that span fields: replication against tablet servers, image tags. (Ports are laid out by the stack
     model, which checks them: loader.model_problems.)"""
-    problems = _durability_problems(settings) + _catalog_problems(settings)
+    problems = _durability_problems(settings) + _catalog_problems(settings) + _ensemble_problems(settings)
     for name in (f.name for f in dataclasses.fields(Images)):
         image = getattr(settings.images, name)
         _, tag, digest = image_reference(image)
@@ -782,6 +784,21 @@ def cross_field_problems(settings: Settings) -> list[Problem]:
                                     f"use a versioned tag, e.g. {getattr(Images(), name)}, or a digest: "
                                     "name@sha256:<64 hex digits>"))
     return problems
+
+
+def _ensemble_problems(settings: Settings) -> list[Problem]:
+    """A ZooKeeper ensemble has an odd number of servers (an even one tolerates no more failures than one less), and
+    runs on Kubernetes only: the other targets put every server on one host, where an ensemble adds nothing."""
+    servers = settings.replicas.zookeeper
+    if servers and servers % 2 == 0:
+        return [Problem("replicas.zookeeper", f"{servers} ZooKeeper servers: an ensemble needs an odd number (a "
+                        "majority of an even one tolerates no more failures than one server less)",
+                        "use 1, 3, 5 or 7 (or 0: the profile's)")]
+    if servers > 1 and settings.target != "kubernetes":
+        return [Problem("replicas.zookeeper", f"a ZooKeeper ensemble ({servers} servers) runs on the kubernetes target "
+                        f"only, not {settings.target}: one host holds every server there",
+                        "set replicas.zookeeper to 1 (or 0), or use --target kubernetes")]
+    return []
 
 
 IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")

@@ -35,9 +35,11 @@ from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.render import RenderedFile, config_checksum, to_yaml
 from sagaz_lakehouse.stack import (
+    HEADLESS_SUFFIX,
     MINIO,
     PROMETHEUS,
     REST_CATALOG,
+    SPREAD_APART,
     Component,
     ConfigFile,
     Container,
@@ -210,7 +212,7 @@ def symbolic_instance(component: Component) -> Instance:
     # survives a restart, unlike the pod IP it binds.
     return Instance("${INSTANCE_NAME}", "${INSTANCE_INDEX}", "${INSTANCE_HOST}", component.data_dir,
                     component.conf_dir, ports, address="${INSTANCE_NAME}." + headless_name(component),
-                    secrets=security.SECRETS_DIR)
+                    secrets=security.SECRETS_DIR, number="${INSTANCE_NUMBER}")
 
 
 def workload_kind(component: Component, setup: Setup) -> str:
@@ -246,11 +248,40 @@ def component_objects(stack: Stack, component: Component, lock: dict[str, list[a
 
 
 def _disruption_budget(settings: Settings, component: Component) -> Obj:
-    """A drain takes one instance at a time: with replicated Fluss buckets, one tablet server down keeps every
-    bucket served (and acks=all writes acknowledged by the replicas left)."""
+    """A drain takes down at most what the component's redundancy tolerates (``Component.max_unavailable``): tablet
+    servers, the replication factor less the minimum in-sync replicas (acks=all writes keep being acknowledged);
+    ZooKeeper, a minority of the ensemble; anything else one at a time."""
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(settings, component.name,
                                                                                           component),
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(settings, component)}}}
+            "spec": {"maxUnavailable": component.max_unavailable,
+                     "selector": {"matchLabels": selector(settings, component)}}}
+
+
+HOSTNAME_KEY = "kubernetes.io/hostname"
+ZONE_KEY = "topology.kubernetes.io/zone"
+
+
+def spread_constraints(settings: Settings, component: Component) -> list[Obj]:
+    """Where the instances of a component go (``Component.spread``), as topologySpreadConstraints.
+
+    By node, DoNotSchedule with a skew of 1: no node gets a second instance while another eligible node has none.
+    SPREAD_APART adds minDomains = replicas: while fewer nodes than instances exist, the ones left over stay Pending
+    rather than share a node. Tablet servers and ZooKeeper hold copies of the same state, so two on one node make
+    that node's crash the loss of both copies (acknowledged writes, or ZooKeeper's majority): a cluster too small to
+    keep them apart shows it as Pending pods instead of quietly giving up the guarantee (ScheduleAnyway would).
+    TaskManagers (SPREAD_EVEN) hold nothing durable and double up once every node has one.
+
+    By zone, ScheduleAnyway with a skew of 1: the scheduler prefers the zone with the fewest instances; a cluster whose
+    nodes carry no zone label (or one zone) still schedules everything."""
+    if not component.spread or component.replicas < 2:
+        return []
+    pods = {"matchLabels": selector(settings, component)}
+    by_node: Obj = {"maxSkew": 1, "topologyKey": HOSTNAME_KEY, "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": pods}
+    if component.spread == SPREAD_APART:
+        by_node["minDomains"] = component.replicas
+    return [by_node, {"maxSkew": 1, "topologyKey": ZONE_KEY, "whenUnsatisfiable": "ScheduleAnyway",
+                      "labelSelector": pods}]
 
 
 def _stack_pods(settings: Settings) -> Obj:
@@ -420,6 +451,9 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
         spec["volumes"] = volumes
     spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": container.user, "runAsGroup": container.user,
                                "fsGroup": container.user, "seccompProfile": {"type": "RuntimeDefault"}}
+    spread = spread_constraints(settings, component)
+    if spread:
+        spec["topologySpreadConstraints"] = spread
     spec["enableServiceLinks"] = False  # service env vars like FLUSS_... or TRINO_PORT would confuse entrypoints
     spec["automountServiceAccountToken"] = False  # no component talks to the Kubernetes API
     if component.one_shot:
@@ -513,6 +547,9 @@ def instance_prelude(component: Component, container: Container) -> str:
     lines = ["set -eu",
              'export INSTANCE_NAME="$POD_NAME" INSTANCE_HOST="$POD_IP" INSTANCE_INDEX="${POD_NAME##*-}"']
     tokens = ["INSTANCE_NAME", "INSTANCE_HOST", "INSTANCE_INDEX"]
+    if any("${INSTANCE_NUMBER}" in v for v in [*container.env.values(), *container.args]):
+        lines.append("export INSTANCE_NUMBER=$((INSTANCE_INDEX + 1))")  # ZooKeeper's server id counts from 1
+        tokens.append("INSTANCE_NUMBER")
     for port in component.ports:
         if port.per_instance:
             var = f"INSTANCE_PORT_{port.name.upper()}"
@@ -671,7 +708,7 @@ def pod_name(component: Component, instance: str) -> str:
 
 
 def headless_name(component: Component) -> str:
-    return f"{component.name}-headless"
+    return component.name + HEADLESS_SUFFIX
 
 
 def has_client_service(component: Component) -> bool:

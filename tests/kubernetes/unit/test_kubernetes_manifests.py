@@ -194,7 +194,9 @@ def test_egress_opens_dns_the_components_each_reaches_and_the_jar_repository_onl
     reach_s3 = {c.name for c in stack.components if s.MINIO in egress_of(variant, c.name)[1]}
     assert reach_s3 == {s.CREATE_BUCKET, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER,
                         s.TRINO, s.PROMETHEUS} | ({s.TRINO_WORKER} if st.replicas.trino_workers else set())
-    assert egress_of(variant, s.ZOOKEEPER)[1:] == ({}, set())  # ZooKeeper reaches nothing
+    # ZooKeeper reaches nothing but, in an ensemble, its own servers' quorum ports
+    ensemble = {s.ZOOKEEPER: {s.ZOOKEEPER_PEER_PORT, s.ZOOKEEPER_ELECTION_PORT}} if s.ensemble_size(st) > 1 else {}
+    assert egress_of(variant, s.ZOOKEEPER)[1:] == (ensemble, set())
 
 
 def test_the_namespace_enforces_the_restricted_pod_security_standard(variant):
@@ -524,7 +526,9 @@ def test_trino_reads_upstream_style_files_from_etc_trino(variant):
 def test_zookeeper_reads_the_mounted_zoo_cfg(variant):
     st = variant.settings
     container = variant.main(s.ZOOKEEPER)
-    assert not [name for name in env(container) if name.startswith("ZOO_")]  # the entrypoint keeps our zoo.cfg
+    # the entrypoint keeps our zoo.cfg; only an ensemble's server id comes from the environment (myid)
+    ensemble = {"ZOO_MY_ID"} if s.ensemble_size(st) > 1 else set()
+    assert {name for name in env(container) if name.startswith("ZOO_")} == ensemble
     cfg = properties(variant.mounted_file(s.ZOOKEEPER, "/conf/zoo.cfg"), "=")
     assert cfg["clientPort"] == str(st.ports.zookeeper) == str(port_of(container, "client"))
     assert "clientPortAddress" not in cfg  # every interface of the pod, so the Service reaches it
@@ -604,9 +608,9 @@ def test_configured_addresses_are_services_with_those_ports(variant):
     named += [options["flink"], job_args[job_args.index("--fluss.bootstrap.servers") + 1]]
     bucket_job = variant.main(s.CREATE_BUCKET)
     named.append(tasks.command_parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]]).endpoint)
-    for address in named:
+    for address in [a for listed in named for a in listed.split(",")]:  # ZooKeeper's ensemble: every server
         host, port = address.split("//")[-1].rsplit(":", 1)
-        assert int(port) in services[host], address
+        assert int(port) in services[host.split(".")[-1]], address  # a member's name: <pod>.<headless Service>
 
 
 def test_trino_catalog_reads_credentials_from_its_environment(default):
