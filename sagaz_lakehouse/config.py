@@ -370,6 +370,10 @@ class Kubernetes:
     cpu_request: str = setting("", "CPU each container requests (empty: the profile's, dev 100m, prod 500m); no CPU "
                                "limit anywhere", pattern=re.compile(r"^$|^[1-9]\d*m$|^\d+(\.\d+)?$"),
                                expect="empty, millicores like 250m, or cores like 0.5")
+    api_server_port: int = setting(6443, "the port the API server itself listens on (the `kubernetes` Service's "
+                                   "target port): prod tablet servers read their node's zone there (Fluss rack "
+                                   "awareness), and a NetworkPolicy sees that port, after the Service's 443",
+                                   minimum=1, maximum=65535)
 
 
 @dataclass(frozen=True)

@@ -438,9 +438,9 @@ def instance_index(name: str) -> int:
 
 
 def concrete_instance(component: Component, name: str, *, host: str, data: str, conf: str,
-                      address: str = "", secrets: str = "") -> Instance:
+                      address: str = "", secrets: str = "", rack: str = "") -> Instance:
     """An instance with real values: its index from its name, the host port of each of its ports."""
     index = instance_index(name)
     return Instance(name, str(index), host, data, conf,
                     {port: str(number) for port, number in component.host_ports(name).items()}, address, secrets,
-                    number=str(index + 1))
+                    number=str(index + 1), rack=rack)

@@ -185,6 +185,11 @@ def server_properties(settings: Settings, view: s.View, name: str, at: s.Instanc
         # (fs.s3a.buffer.dir; Fluss passes s3.* on as fs.s3a.*, S3FileSystemPlugin): on the tablet's own volume
         # instead of its small scratch folder.
         props["s3.buffer.dir"] = f"{at.data}/s3a-buffer"
+        if at.rack:
+            # Rack-aware replica assignment (ConfigOptions TABLET_SERVER_RACK, v0.9.1-incubating): the coordinator
+            # puts a bucket's replicas on distinct racks where it can. Every tablet server has one or none
+            # (TableAssignmentUtils refuses a mix), which one template for all of them guarantees.
+            props["tablet-server.rack"] = at.rack
     else:
         # The coordinator has no volume: S3A's blocks go to its /tmp scratch (64 MiB), and S3A asks the folder for a
         # whole block's free space before each upload (LocalDirAllocator), 64 MiB by default (fs.s3a.multipart.size),

@@ -212,7 +212,8 @@ def symbolic_instance(component: Component) -> Instance:
     # survives a restart, unlike the pod IP it binds.
     return Instance("${INSTANCE_NAME}", "${INSTANCE_INDEX}", "${INSTANCE_HOST}", component.data_dir,
                     component.conf_dir, ports, address="${INSTANCE_NAME}." + headless_name(component),
-                    secrets=security.SECRETS_DIR, number="${INSTANCE_NUMBER}")
+                    secrets=security.SECRETS_DIR, number="${INSTANCE_NUMBER}",
+                    rack=RACK_PLACEHOLDER if component.spread else "")
 
 
 def workload_kind(component: Component, setup: Setup) -> str:
@@ -240,7 +241,9 @@ def component_objects(stack: Stack, component: Component, lock: dict[str, list[a
         objects.append(_service(settings, component, ports, headless=True))
     if has_client_service(component):
         objects.append(_service(settings, component, ports, headless=False))
-    objects.append(_network_policy(stack, component))
+    if names_rack(setup.container):
+        objects += _node_reader(settings, component)
+    objects.append(_network_policy(stack, component, setup))
     if component.replicas > 1:
         objects.append(_disruption_budget(settings, component))
     objects.append(_workload(settings, component, kind, template))
@@ -299,7 +302,7 @@ def _default_deny(settings: Settings) -> Obj:
             "spec": {"podSelector": _stack_pods(settings), "policyTypes": ["Ingress", "Egress"]}}
 
 
-def _network_policy(stack: Stack, component: Component) -> Obj:
+def _network_policy(stack: Stack, component: Component, setup: Setup) -> Obj:
     """A component's paths, over the stack's default deny of both directions.
 
     In: each port open to exactly the components that reach it (``Component.reaches``), and a port that serves
@@ -333,6 +336,9 @@ def _network_policy(stack: Stack, component: Component) -> Obj:
         egress.append({"ports": [{"protocol": "TCP", "port": port} for port in catalog_ports(settings)]})
     if component.jars:
         egress.append({"ports": [{"protocol": "TCP", "port": repository_port(settings)}]})
+    if names_rack(setup.container):  # the rack init container asks the API server for its node's zone
+        egress.append({"ports": [{"protocol": "TCP", "port": port}
+                                 for port in sorted({443, settings.kubernetes.api_server_port})]})
     if component.name == PROMETHEUS:
         apps = sorted({int(t.rsplit(":", 1)[1]) for t in settings.monitoring.app_targets.split(",") if ":" in t})
         if apps:
@@ -442,8 +448,15 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
         mounts += [{"name": "artifacts", "mountPath": f"{j.directory}/{a.name}", "subPath": a.name,
                     "readOnly": True} for j in component.jars for a in artifacts.group(j.group, lock)]
         init.append(_fetch_jars_init(settings, component, jars))
+    rack = names_rack(container)
+    if rack:
+        volumes += [{"name": "rack", "emptyDir": {"sizeLimit": "1Mi"}}, _api_token_volume()]
+        mounts.append({"name": "rack", "mountPath": RACK_DIR, "readOnly": True})
+        init.append(_rack_init(settings))
     main = _container(stack, component, container, mounts, jars_mebibytes(jars) if jars else 0)
     spec: Obj = {}
+    if rack:
+        spec["serviceAccountName"] = component.name  # whose token only the rack init container mounts
     if init:
         spec["initContainers"] = init
     spec["containers"] = [main]
@@ -455,7 +468,8 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
     if spread:
         spec["topologySpreadConstraints"] = spread
     spec["enableServiceLinks"] = False  # service env vars like FLUSS_... or TRINO_PORT would confuse entrypoints
-    spec["automountServiceAccountToken"] = False  # no component talks to the Kubernetes API
+    # No container talks to the Kubernetes API but the rack init container, which mounts its token itself.
+    spec["automountServiceAccountToken"] = False
     if component.one_shot:
         spec["restartPolicy"] = "OnFailure"
     shared_data = {"data": {_config_key(f.name): f.content for f in shared}}  # what of the shared map it reads
@@ -550,6 +564,9 @@ def instance_prelude(component: Component, container: Container) -> str:
     if any("${INSTANCE_NUMBER}" in v for v in [*container.env.values(), *container.args]):
         lines.append("export INSTANCE_NUMBER=$((INSTANCE_INDEX + 1))")  # ZooKeeper's server id counts from 1
         tokens.append("INSTANCE_NUMBER")
+    if names_rack(container):  # what the rack init container wrote
+        lines.append(f'INSTANCE_RACK="$(cat {RACK_DIR}/{RACK_FILE})"; export INSTANCE_RACK')
+        tokens.append("INSTANCE_RACK")
     for port in component.ports:
         if port.per_instance:
             var = f"INSTANCE_PORT_{port.name.upper()}"
@@ -563,6 +580,82 @@ def instance_prelude(component: Component, container: Container) -> str:
     lines.append('args=(); for a in "$@"; do sub "$a"; args+=("$v"); done')
     lines.append('exec "${args[@]}"')
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------------ racks
+
+# A tablet server's rack (Fluss tablet-server.rack) is its node's zone. The Downward API cannot read a node's labels,
+# so an init container reads its node through the API server, with a token of the component's own ServiceAccount
+# (allowed `get nodes`, nothing else) mounted in that init container only, and writes the rack to a file the
+# main container's prelude reads. A node without a zone label gives its own name: every tablet server must have a
+# rack or none (Fluss refuses a mix when it assigns replicas), and a node is then its own failure domain.
+RACK_PLACEHOLDER = "${INSTANCE_RACK}"  # an instance token, filled in by the prelude
+RACK_DIR = "/etc/sagaz-rack"
+RACK_FILE = "rack"
+API_TOKEN_DIR = "/var/run/secrets/sagaz-lakehouse/api"  # noqa: S105 - a folder
+API_TOKEN_SECONDS = 600  # the shortest a projected token may live: it is used once, at start
+RACK_SCRIPT = f"""\
+import json, os, ssl, urllib.request
+node = os.environ["NODE_NAME"]
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+host = f"[{{host}}]" if ":" in host else host
+with open("{API_TOKEN_DIR}/token") as f:
+    token = f.read().strip()
+request = urllib.request.Request(f"https://{{host}}:{{port}}/api/v1/nodes/{{node}}",
+                                 headers={{"Authorization": "Bearer " + token, "Accept": "application/json"}})
+context = ssl.create_default_context(cafile="{API_TOKEN_DIR}/ca.crt")
+with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+    labels = json.load(answer)["metadata"].get("labels") or {{}}
+zone = labels.get("{ZONE_KEY}", "")
+rack = zone or node
+with open("{RACK_DIR}/{RACK_FILE}", "w") as f:
+    f.write(rack)
+print(f"rack {{rack}} (" + ("zone of node " + node if zone else "node " + node + " has no zone label") + ")")
+"""
+
+
+def names_rack(container: Container) -> bool:
+    return any(RACK_PLACEHOLDER in v for v in [*container.env.values(), *container.args])
+
+
+def _rack_init(settings: Settings) -> Obj:
+    """Reads its node's zone (python's standard library, in the stack's python image) into the rack file."""
+    return {"name": "node-zone", "image": settings.images.python, "imagePullPolicy": "IfNotPresent",
+            "command": ["python3", "-c", RACK_SCRIPT], "env": [_field_env("NODE_NAME", "spec.nodeName")],
+            "volumeMounts": [{"name": "rack", "mountPath": RACK_DIR},
+                             {"name": "api-token", "mountPath": API_TOKEN_DIR, "readOnly": True}],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "16Mi"},
+                          "limits": {"memory": "64Mi", "ephemeral-storage": "64Mi"}},
+            "securityContext": CONTAINER_SECURITY}
+
+
+def _api_token_volume() -> Obj:
+    """The ServiceAccount's token (bound to the pod, short-lived) and the cluster's CA, as automounting would give
+    every container, for the rack init container only."""
+    return {"name": "api-token", "projected": {"defaultMode": SECRET_FILE_MODE, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": API_TOKEN_SECONDS}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}
+
+
+def node_reader_name(settings: Settings, component: Component) -> str:
+    """Cluster-wide names must not collide between stacks: the namespace's name is part of them."""
+    return f"{settings.namespace}:{component.name}:node-reader"
+
+
+def _node_reader(settings: Settings, component: Component) -> list[Obj]:
+    """The component's ServiceAccount (no automounted token), a ClusterRole allowing `get` on nodes and nothing else
+    (nodes are cluster-scoped: a Role cannot grant them; no list, no watch), and the binding between them."""
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(settings, component.name, component),
+               "automountServiceAccountToken": False}
+    name = node_reader_name(settings, component)
+    cluster_meta = {"name": name, "labels": labels(settings, component)}
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": cluster_meta,
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": dict(cluster_meta),
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": [{"kind": "ServiceAccount", "name": component.name, "namespace": settings.namespace}]}
+    return [account, role, binding]
 
 
 # --------------------------------------------------------------------------------------------------- probes

@@ -1,11 +1,17 @@
 """The prod topology on a real scheduler (issue 25, item 5): a control plane of its own with six kwok nodes in three
 zones (cluster.ZONED_NODES), where `up` applies the prod stack and the real kube-scheduler places its pods by the
 rendered topologySpreadConstraints. kwok stands in for the kubelet: no container runs, so where Fluss puts a bucket's
-replicas (its racks) cannot be read here; this proves the pods' placement only."""
+replicas (its racks) cannot be read here; this proves the pods' placement, and the rack lookup's script and rights
+against the real API server (run in this process, as the init container would run it)."""
 
 from __future__ import annotations
 
+import ssl
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +20,7 @@ from manifest_helpers import CREDENTIALS
 from stacks import Stack
 
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.targets.kubernetes import layout as k8s
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +57,46 @@ def test_prod_pods_of_each_replicated_server_land_on_distinct_nodes_and_zones(zo
             assert len(set(nodes.values())) == count, (component, nodes)  # never two on one node
             # three zones with room on each: the zone constraint (ScheduleAnyway) still puts each in its own
             assert len({zone[n] for n in nodes.values()}) == count, (component, nodes)
+        check_rack_lookup(zoned_cluster, made, tmp_path)
     finally:
         made.driver.down(purge=True)
+    # the node reader is cluster-wide: `down --purge` removes it too (it is recorded in the stack's applyset)
+    roles = zoned_cluster.request("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles")["items"]
+    assert not [r["metadata"]["name"] for r in roles if made.namespace in r["metadata"]["name"]]
+
+
+def check_rack_lookup(cluster: TestCluster, made: Stack, tmp_path) -> None:
+    """The rack init container's script, run here (no container runs under kwok) against this API server with a
+    token of the tablet servers' ServiceAccount: it reads its node's zone, falls back to the node's name where the
+    node has no zone label, and the token can do nothing else (not even list nodes)."""
+    account = f"/api/v1/namespaces/{made.namespace}/serviceaccounts/{s.TABLET}/token"
+    token = cluster.request("POST", account, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                              "spec": {"expirationSeconds": 600}})["status"]["token"]
+    api_dir, rack_dir = tmp_path / "api", tmp_path / "rack"
+    api_dir.mkdir()
+    rack_dir.mkdir()
+    (api_dir / "token").write_text(token)
+    (api_dir / "ca.crt").write_bytes(cluster._ca)
+    script = k8s.RACK_SCRIPT.replace(k8s.API_TOKEN_DIR, str(api_dir)).replace(k8s.RACK_DIR, str(rack_dir))
+    host, port = cluster.server.removeprefix("https://").rsplit(":", 1)
+    bare = "kwok-bare-node"  # a node without a zone label (kept unschedulable: kwok does not run it)
+    cluster.request("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {
+        "name": bare, "labels": {"kubernetes.io/hostname": bare}}, "spec": {"unschedulable": True}})
+    try:
+        for node, rack in (("kwok-b-1", "zone-b"), (bare, bare)):
+            result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                                    env={"NODE_NAME": node, "KUBERNETES_SERVICE_HOST": host,
+                                         "KUBERNETES_SERVICE_PORT": port})
+            assert result.returncode == 0, result.stderr
+            assert (rack_dir / k8s.RACK_FILE).read_text() == rack, result.stdout
+    finally:
+        cluster.request("DELETE", f"/api/v1/nodes/{bare}")
+    request = urllib.request.Request(f"{cluster.server}/api/v1/nodes",  # noqa: S310 - the test API server
+                                     headers={"Authorization": f"Bearer {token}"})
+    context = ssl.create_default_context(cadata=cluster._ca.decode())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, context=context, timeout=10)  # noqa: S310 - the test API server
+    assert refused.value.code == 403
 
 
 def test_a_tablet_server_more_than_nodes_waits_instead_of_sharing_a_node(zoned_cluster, tmp_path):

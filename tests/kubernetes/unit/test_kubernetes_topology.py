@@ -166,3 +166,58 @@ def test_budgets_exist_for_every_replicated_component_with_what_it_tolerates(var
     else:
         assert s.ZOOKEEPER not in budgets
     assert budgets == expected
+
+
+# ------------------------------------------------------------------------------------------------------- racks
+
+
+def test_prod_tablet_servers_take_their_nodes_zone_as_rack_through_a_least_privilege_init_container(variant, tmp_path):
+    st = variant.settings
+    workload = variant.workload(s.TABLET)
+    spec = workload["spec"]["template"]["spec"]
+    props = properties(env(variant.main(s.TABLET))["FLUSS_PROPERTIES"], ":")
+    accounts = variant.of_kind("ServiceAccount")
+    if st.profile != "prod":  # dev: no rack, no ServiceAccount, nothing cluster-wide
+        assert "tablet-server.rack" not in props and not accounts and "serviceAccountName" not in spec
+        assert not variant.of_kind("ClusterRole") and not variant.of_kind("ClusterRoleBinding")
+        assert "node-zone" not in [c["name"] for c in spec.get("initContainers", [])]
+        return
+    assert props["tablet-server.rack"] == k8s.RACK_PLACEHOLDER
+    # only the tablet servers read a rack; the coordinator, ZooKeeper and the TaskManagers run no such container
+    for name in (s.COORDINATOR, s.ZOOKEEPER, s.TASKMANAGER):
+        other = variant.workload(name)["spec"]["template"]["spec"]
+        assert "serviceAccountName" not in other and "node-zone" not in [c["name"] for c in
+                                                                          other.get("initContainers", [])]
+    (init,) = [c for c in spec["initContainers"] if c["name"] == "node-zone"]
+    assert init["image"] == st.images.python and init["command"] == ["python3", "-c", k8s.RACK_SCRIPT]
+    assert init["env"] == [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    token_mounts = [(c["name"], m) for c in [*spec["initContainers"], *spec["containers"]]
+                    for m in c.get("volumeMounts", []) if m["name"] == "api-token"]
+    assert [name for name, _ in token_mounts] == ["node-zone"]  # the token reaches the init container only
+    assert token_mounts[0][1]["readOnly"] is True
+    sources = volumes["api-token"]["projected"]["sources"]
+    assert sources[0]["serviceAccountToken"]["expirationSeconds"] == 600  # the shortest the API server allows
+    main_mounts = {m["mountPath"]: m for m in variant.main(s.TABLET)["volumeMounts"]}
+    assert main_mounts[k8s.RACK_DIR]["readOnly"] is True
+    # its own ServiceAccount (no automounted token anywhere), allowed to get nodes and nothing else
+    assert spec["serviceAccountName"] == s.TABLET and spec["automountServiceAccountToken"] is False
+    (account,) = accounts
+    assert account["metadata"]["name"] == s.TABLET and account["automountServiceAccountToken"] is False
+    (role,) = variant.of_kind("ClusterRole")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    (binding,) = variant.of_kind("ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] == binding["metadata"]["name"]
+    assert st.namespace in role["metadata"]["name"]  # two stacks' roles never collide
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": s.TABLET, "namespace": st.namespace}]
+    # the prelude puts the rack file's content into server.yaml's properties
+    rack_dir = tmp_path / "rack"
+    rack_dir.mkdir()
+    (rack_dir / k8s.RACK_FILE).write_text("eu-west-1b")
+    container = dict(variant.main(s.TABLET))
+    container["command"] = [*container["command"][:2], container["command"][2].replace(k8s.RACK_DIR, str(rack_dir)),
+                            *container["command"][3:]]
+    out = run_prelude(container, "fluss-tablet-1", "/bin/bash", "-c", 'echo "$FLUSS_PROPERTIES"')
+    assert properties(out, ":")["tablet-server.rack"] == "eu-west-1b"
+    assert properties(out, ":")["tablet-server.id"] == "1"
