@@ -370,6 +370,9 @@ class Kubernetes:
     cpu_request: str = setting("", "CPU each container requests (empty: the profile's, dev 100m, prod 500m); no CPU "
                                "limit anywhere", pattern=re.compile(r"^$|^[1-9]\d*m$|^\d+(\.\d+)?$"),
                                expect="empty, millicores like 250m, or cores like 0.5")
+    spread: str = setting("", "spread tablet servers, ZooKeeper and TaskManagers over nodes and zones, with Fluss "
+                          "racks from the nodes' zones: on or off; empty: on in prod, off in dev. Off only where one "
+                          "node is all there is (a node's crash then takes every copy)", choices=("", "on", "off"))
     api_server_port: int = setting(6443, "the port the API server itself listens on (the `kubernetes` Service's "
                                    "target port): prod tablet servers read their node's zone there (Fluss rack "
                                    "awareness), and a NetworkPolicy sees that port, after the Service's 443",
@@ -821,13 +824,17 @@ def settings_warnings(settings: Settings) -> list[str]:
     moved to other content; a digest cannot)."""
     if profile(settings.profile).dev_credentials:
         return []
+    found = []
     by_tag = [f"images.{f.name}" for f in dataclasses.fields(Images)
               if not image_reference(getattr(settings.images, f.name))[2]]
-    if not by_tag:
-        return []
-    return [f"{len(by_tag)} image(s) pinned by tag only, which a registry can move to other content: "
-            f"{', '.join(by_tag)}; in prod give each as name@sha256:<digest> (e.g. --set images.trino="
-            "trinodb/trino:476@sha256:...)"]
+    if by_tag:
+        found.append(f"{len(by_tag)} image(s) pinned by tag only, which a registry can move to other content: "
+                     f"{', '.join(by_tag)}; in prod give each as name@sha256:<digest> (e.g. --set images.trino="
+                     "trinodb/trino:476@sha256:...)")
+    if settings.target == "kubernetes" and settings.kubernetes.spread == "off":
+        found.append("kubernetes.spread is off: tablet servers (and ZooKeeper servers) may share a node, whose crash "
+                     "then takes every copy of a bucket; leave it empty in prod unless one node is all there is")
+    return found
 
 
 def _catalog_problems(settings: Settings) -> list[Problem]:

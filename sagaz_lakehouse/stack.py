@@ -329,10 +329,15 @@ def ensemble_size(settings: Settings) -> int:
 
 
 def spread(settings: Settings) -> bool:
-    """Whether the replicated servers spread over nodes and zones (the profile's choice; Kubernetes only)."""
+    """Whether the replicated servers spread over nodes and zones (kubernetes.spread, else the profile's choice;
+    Kubernetes only)."""
     from sagaz_lakehouse.profiles import profile
 
-    return profile(settings.profile).spread and settings.target == "kubernetes"
+    if settings.target != "kubernetes":
+        return False
+    if settings.kubernetes.spread:
+        return settings.kubernetes.spread == "on"
+    return profile(settings.profile).spread
 
 
 def member_address(component: str, instance: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 from manifest_helpers import env, properties, render_variant
 
 import sagaz_lakehouse as lakehouse
+from sagaz_lakehouse import config
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.errors import ConfigError
 from sagaz_lakehouse.targets.kubernetes import layout as k8s
@@ -221,3 +222,23 @@ def test_prod_tablet_servers_take_their_nodes_zone_as_rack_through_a_least_privi
     out = run_prelude(container, "fluss-tablet-1", "/bin/bash", "-c", 'echo "$FLUSS_PROPERTIES"')
     assert properties(out, ":")["tablet-server.rack"] == "eu-west-1b"
     assert properties(out, ":")["tablet-server.id"] == "1"
+
+
+def test_kubernetes_spread_setting_overrides_the_profile_and_off_warns_in_prod():
+    """One node is all the real single-node test cluster has: there prod runs with spread off (and one ZooKeeper),
+    which render warns about; dev can ask for the prod topology."""
+    off = render_variant({"profile": "prod", "kubernetes.spread": "off", "replicas.zookeeper": 1})
+    assert not [w for w in off.workloads() if w["spec"]["template"]["spec"].get("topologySpreadConstraints")]
+    assert not off.of_kind("ClusterRole") and "tablet-server.rack" not in \
+        properties(env(off.main(s.TABLET))["FLUSS_PROPERTIES"], ":")
+    assert off.workload(s.ZOOKEEPER)["spec"]["replicas"] == 1
+    warnings = config.settings_warnings(off.settings)
+    assert [w for w in warnings if w.startswith("kubernetes.spread is off")], warnings
+    assert not [w for w in config.settings_warnings(render_variant({"profile": "prod"}).settings)
+                if "kubernetes.spread" in w]
+    on = render_variant({"kubernetes.spread": "on"})
+    assert spread_of(on, s.TABLET)[0]["minDomains"] == on.settings.replicas.tablet_servers
+    assert on.of_kind("ClusterRole") and on.workload(s.ZOOKEEPER)["spec"]["replicas"] == 1  # dev: one ZooKeeper
+    for target in ("compose", "local"):  # one host: nothing to spread over
+        chosen = lakehouse.load_settings(None, {"target": target, "kubernetes.spread": "on"}, environ={})
+        assert not s.spread(chosen)
