@@ -97,10 +97,20 @@ def _endpoints(settings: Settings, view: View) -> Endpoints:
                          external or f"http://{host}:{p.rest_catalog}", f"http://{host}:{p.flink_rest}",
                          f"http://{host}:{p.trino}", f"http://{host}:{p.flink_sql_gateway}",
                          f"http://{host}:{p.prometheus}")
-    return Endpoints(f"{s.ZOOKEEPER}:{p.zookeeper}", f"{s.COORDINATOR}:{p.fluss_internal}",
+    return Endpoints(zookeeper_ensemble(settings), f"{s.COORDINATOR}:{p.fluss_internal}",
                      f"http://{s.MINIO}:{p.minio}", external or f"http://{s.REST_CATALOG}:{p.rest_catalog}",
                      f"http://{s.JOBMANAGER}:{p.flink_rest}", f"http://{s.TRINO}:{p.trino}",
                      f"http://{s.FLINK_SQL_GATEWAY}:{p.flink_sql_gateway}", f"http://{s.PROMETHEUS}:{p.prometheus}")
+
+
+def zookeeper_ensemble(settings: Settings) -> str:
+    """ZooKeeper's connection string inside the stack: its Service, or every server of an ensemble by its stable
+    name (a client tries them in turn; Fluss's Curator follows the ensemble's own configuration from there)."""
+    port = settings.ports.zookeeper
+    servers = s.ensemble_size(settings)
+    if servers == 1:
+        return f"{s.ZOOKEEPER}:{port}"
+    return ",".join(f"{s.member_address(s.ZOOKEEPER, f'{s.ZOOKEEPER}-{i}')}:{port}" for i in range(servers))
 
 
 def catalog_db(settings: Settings, view: View) -> tuple[str, int]:

@@ -119,6 +119,8 @@ class Replicas:
     flink_task_slots: int = setting(2, "task slots per Flink TaskManager", minimum=1, maximum=64)
     trino_workers: int = setting(0, "Trino workers besides the coordinator (0: coordinator also works)",
                                  minimum=0, maximum=64)
+    zookeeper: int = setting(0, "ZooKeeper servers, an odd number (0: the profile's, on kubernetes 3 in prod, else "
+                             "1); more than 1 only on kubernetes", minimum=0, maximum=7)
 
 
 @dataclass(frozen=True)
@@ -368,6 +370,13 @@ class Kubernetes:
     cpu_request: str = setting("", "CPU each container requests (empty: the profile's, dev 100m, prod 500m); no CPU "
                                "limit anywhere", pattern=re.compile(r"^$|^[1-9]\d*m$|^\d+(\.\d+)?$"),
                                expect="empty, millicores like 250m, or cores like 0.5")
+    spread: str = setting("", "spread tablet servers, ZooKeeper and TaskManagers over nodes and zones, with Fluss "
+                          "racks from the nodes' zones: on or off; empty: on in prod, off in dev. Off only where one "
+                          "node is all there is (a node's crash then takes every copy)", choices=("", "on", "off"))
+    api_server_port: int = setting(6443, "the port the API server itself listens on (the `kubernetes` Service's "
+                                   "target port): prod tablet servers read their node's zone there (Fluss rack "
+                                   "awareness), and a NetworkPolicy sees that port, after the Service's 443",
+                                   minimum=1, maximum=65535)
 
 
 @dataclass(frozen=True)
@@ -770,7 +779,7 @@ def mebibytes(quantity: str) -> int:
 def cross_field_problems(settings: Settings) -> list[Problem]:
     """Checks that span fields: replication against tablet servers, image tags. (Ports are laid out by the stack
     model, which checks them: loader.model_problems.)"""
-    problems = _durability_problems(settings) + _catalog_problems(settings)
+    problems = _durability_problems(settings) + _catalog_problems(settings) + _ensemble_problems(settings)
     for name in (f.name for f in dataclasses.fields(Images)):
         image = getattr(settings.images, name)
         _, tag, digest = image_reference(image)
@@ -782,6 +791,21 @@ def cross_field_problems(settings: Settings) -> list[Problem]:
                                     f"use a versioned tag, e.g. {getattr(Images(), name)}, or a digest: "
                                     "name@sha256:<64 hex digits>"))
     return problems
+
+
+def _ensemble_problems(settings: Settings) -> list[Problem]:
+    """A ZooKeeper ensemble has an odd number of servers (an even one tolerates no more failures than one less), and
+    runs on Kubernetes only: the other targets put every server on one host, where an ensemble adds nothing."""
+    servers = settings.replicas.zookeeper
+    if servers and servers % 2 == 0:
+        return [Problem("replicas.zookeeper", f"{servers} ZooKeeper servers: an ensemble needs an odd number (a "
+                        "majority of an even one tolerates no more failures than one server less)",
+                        "use 1, 3, 5 or 7 (or 0: the profile's)")]
+    if servers > 1 and settings.target != "kubernetes":
+        return [Problem("replicas.zookeeper", f"a ZooKeeper ensemble ({servers} servers) runs on the kubernetes target "
+                        f"only, not {settings.target}: one host holds every server there",
+                        "set replicas.zookeeper to 1 (or 0), or use --target kubernetes")]
+    return []
 
 
 IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -800,13 +824,17 @@ def settings_warnings(settings: Settings) -> list[str]:
     moved to other content; a digest cannot)."""
     if profile(settings.profile).dev_credentials:
         return []
+    found = []
     by_tag = [f"images.{f.name}" for f in dataclasses.fields(Images)
               if not image_reference(getattr(settings.images, f.name))[2]]
-    if not by_tag:
-        return []
-    return [f"{len(by_tag)} image(s) pinned by tag only, which a registry can move to other content: "
-            f"{', '.join(by_tag)}; in prod give each as name@sha256:<digest> (e.g. --set images.trino="
-            "trinodb/trino:476@sha256:...)"]
+    if by_tag:
+        found.append(f"{len(by_tag)} image(s) pinned by tag only, which a registry can move to other content: "
+                     f"{', '.join(by_tag)}; in prod give each as name@sha256:<digest> (e.g. --set images.trino="
+                     "trinodb/trino:476@sha256:...)")
+    if settings.target == "kubernetes" and settings.kubernetes.spread == "off":
+        found.append("kubernetes.spread is off: tablet servers (and ZooKeeper servers) may share a node, whose crash "
+                     "then takes every copy of a bucket; leave it empty in prod unless one node is all there is")
+    return found
 
 
 def _catalog_problems(settings: Settings) -> list[Problem]:

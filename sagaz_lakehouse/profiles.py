@@ -39,6 +39,11 @@ class Profile:
     # Where the bundled REST catalog keeps its tables (catalog.database): one sqlite file (WAL, a 30 s busy timeout)
     # is enough for one developer; prod needs a database server (docs/catalog.md: PostgreSQL, chosen by measurement).
     catalog_database: str
+    # Kubernetes only (one host holds every compose or local process, so there an ensemble or a spread buys nothing):
+    # ZooKeeper servers (replicas.zookeeper when 0; an ensemble of 3 survives the loss of one), and whether the pods
+    # of tablet servers, ZooKeeper and TaskManagers spread over nodes and zones (docs/kubernetes.md, "Topology").
+    zookeeper_ensemble: int
+    spread: bool
 
 
 PROFILES: dict[str, Profile] = {
@@ -47,13 +52,13 @@ PROFILES: dict[str, Profile] = {
                    hw_checkpoint_interval="1s", cpu_request="100m", dev_credentials=True,
                    fluss_sasl=False, trino_auth=False, flink_jar_upload=True, sql_gateway=True,
                    s3_identities=False, snapshot_retention="1h", maintenance_schedule="10min",
-                   catalog_database="sqlite"),
+                   catalog_database="sqlite", zookeeper_ensemble=1, spread=False),
     # Upstream defaults where they exist (freshness 3 min, poll 30 s); snapshots every minute.
     "prod": Profile("prod", freshness="3min", tiering_poll="30s", kv_snapshot_interval="1min",
                     hw_checkpoint_interval="1s", cpu_request="500m", dev_credentials=False,
                     fluss_sasl=True, trino_auth=True, flink_jar_upload=False, sql_gateway=False,
                     s3_identities=True, snapshot_retention="7d", maintenance_schedule="1h",
-                    catalog_database="postgresql"),
+                    catalog_database="postgresql", zookeeper_ensemble=3, spread=True),
 }
 
 

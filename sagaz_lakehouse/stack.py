@@ -237,6 +237,9 @@ class Instance:
     # restarted pod does not keep, while its DNS name under the headless Service stays (empty: ``host``).
     address: str = ""
     secrets: str = ""  # the folder holding its secret files ("": its configuration folder, as a native process)
+    number: str = ""  # index + 1 (ZooKeeper's server id, which counts from 1)
+    # The failure domain it runs in (Fluss's tablet-server.rack): "" where the target knows none (one host).
+    rack: str = ""
 
     def secret(self, name: str) -> str:
         """The path of one of its secret files (ConfigFile.secret)."""
@@ -268,6 +271,13 @@ class Component:
     # (a port takes connections only from the components that name it, Prometheus on metrics ports, and clients on
     # client ports); a component left out of the settings (Trino workers, the SQL Gateway) is skipped.
     reaches: tuple[tuple[str, str], ...] = ()
+    # How many instances a voluntary disruption (a node drain) may take down at once, where there are several: what
+    # the component's redundancy tolerates (Kubernetes PodDisruptionBudget maxUnavailable).
+    max_unavailable: int = 1
+    # How its instances spread over the nodes of a cluster (Kubernetes; one host elsewhere): "" as the scheduler
+    # likes; SPREAD_EVEN: never two on a node while a node has none; SPREAD_APART: never two on a node (the ones
+    # left over wait for more nodes): instances that hold copies of the same state.
+    spread: str = ""
 
     @property
     def stateful(self) -> bool:
@@ -275,8 +285,9 @@ class Component:
 
     @property
     def replicated(self) -> bool:
-        """Instances named <name>-<i>: every component that can be scaled, even at one replica."""
-        return self.name in REPLICATED
+        """Instances named <name>-<i>: every component that can be scaled, even at one replica, and a component run
+        as an ensemble (several ZooKeeper servers)."""
+        return self.name in REPLICATED or self.replicas > 1
 
     def instance_name(self, index: int) -> str:
         return f"{self.name}-{index}" if self.replicated else self.name
@@ -297,6 +308,42 @@ class Component:
 
 
 REPLICATED = (TABLET, TASKMANAGER, TRINO_WORKER)
+SPREAD_EVEN = "even"
+SPREAD_APART = "apart"
+
+# ZooKeeper's ensemble: its servers talk to each other on these ports (zoo.cfg server.N=host:peer:election), where
+# there are several (Kubernetes: ensemble_size).
+ZOOKEEPER_PEER_PORT = 2888  # followers to the leader
+ZOOKEEPER_ELECTION_PORT = 3888  # leader election
+HEADLESS_SUFFIX = "-headless"
+
+
+def ensemble_size(settings: Settings) -> int:
+    """How many ZooKeeper servers run: replicas.zookeeper, else the profile's ensemble on Kubernetes (one host holds
+    every server on the other targets: config checks refuse an ensemble there)."""
+    from sagaz_lakehouse.profiles import profile
+
+    if settings.replicas.zookeeper:
+        return settings.replicas.zookeeper
+    return profile(settings.profile).zookeeper_ensemble if settings.target == "kubernetes" else 1
+
+
+def spread(settings: Settings) -> bool:
+    """Whether the replicated servers spread over nodes and zones (kubernetes.spread, else the profile's choice;
+    Kubernetes only)."""
+    from sagaz_lakehouse.profiles import profile
+
+    if settings.target != "kubernetes":
+        return False
+    if settings.kubernetes.spread:
+        return settings.kubernetes.spread == "on"
+    return profile(settings.profile).spread
+
+
+def member_address(component: str, instance: str) -> str:
+    """An instance's DNS name under its component's headless Service (a StatefulSet pod; the cluster's search
+    domains complete it): stable across restarts, resolvable before the pod is ready."""
+    return f"{instance}.{component}{HEADLESS_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -396,7 +443,9 @@ def instance_index(name: str) -> int:
 
 
 def concrete_instance(component: Component, name: str, *, host: str, data: str, conf: str,
-                      address: str = "", secrets: str = "") -> Instance:
+                      address: str = "", secrets: str = "", rack: str = "") -> Instance:
     """An instance with real values: its index from its name, the host port of each of its ports."""
-    return Instance(name, str(instance_index(name)), host, data, conf,
-                    {port: str(number) for port, number in component.host_ports(name).items()}, address, secrets)
+    index = instance_index(name)
+    return Instance(name, str(index), host, data, conf,
+                    {port: str(number) for port, number in component.host_ports(name).items()}, address, secrets,
+                    number=str(index + 1), rack=rack)

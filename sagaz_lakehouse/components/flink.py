@@ -210,7 +210,10 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
         reaches=((s.JOBMANAGER, "rpc"), (s.JOBMANAGER, "blob"), (s.TASKMANAGER, "data"), *TIERING_PATHS),
         health=s.Health("http", "rest", "/taskmanagers", expect='"id":"{instance}"', via=s.JOBMANAGER),
         depends_on=((s.JOBMANAGER, s.Condition.HEALTHY),), memory=settings.memory.flink_taskmanager,
-        replicas=settings.replicas.flink_taskmanagers, jars=LIB_JARS)
+        replicas=settings.replicas.flink_taskmanagers, jars=LIB_JARS,
+        # No durable state (a lost TaskManager's tasks restart from the last checkpoint): spread evenly for capacity,
+        # doubling up where there are more TaskManagers than nodes.
+        spread=s.SPREAD_EVEN if s.spread(settings) else "")
 
 
 def gateway_properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:

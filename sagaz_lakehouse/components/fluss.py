@@ -15,6 +15,8 @@ namespace), which a listener on the pod IP alone refuses; what clients are told 
 
 from __future__ import annotations
 
+from typing import Any
+
 from sagaz_lakehouse import addresses, identities, security, versions
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components.common import (
@@ -183,6 +185,11 @@ def server_properties(settings: Settings, view: s.View, name: str, at: s.Instanc
         # (fs.s3a.buffer.dir; Fluss passes s3.* on as fs.s3a.*, S3FileSystemPlugin): on the tablet's own volume
         # instead of its small scratch folder.
         props["s3.buffer.dir"] = f"{at.data}/s3a-buffer"
+        if at.rack:
+            # Rack-aware replica assignment (ConfigOptions TABLET_SERVER_RACK, v0.9.1-incubating): the coordinator
+            # puts a bucket's replicas on distinct racks where it can. Every tablet server has one or none
+            # (TableAssignmentUtils refuses a mix), which one template for all of them guarantees.
+            props["tablet-server.rack"] = at.rack
     else:
         # The coordinator has no volume: S3A's blocks go to its /tmp scratch (64 MiB), and S3A asks the folder for a
         # whole block's free space before each upload (LocalDirAllocator), 64 MiB by default (fs.s3a.multipart.size),
@@ -266,7 +273,16 @@ def _server(settings: Settings, view: s.View, name: str) -> s.Component:
         # The coordinator keeps no local state: metadata is in ZooKeeper, data in the object store.
         data_dir="/var/lib/fluss" if tablet else "", volume_size=settings.volumes.fluss if tablet else "",
         memory=memory, replicas=settings.replicas.tablet_servers if tablet else 1, jars=PLUGIN_JARS,
-        conf_dir=CONF_DIR, reaches=reaches)
+        conf_dir=CONF_DIR, reaches=reaches, **(_tablet_topology(settings) if tablet else {}))
+
+
+def _tablet_topology(settings: Settings) -> dict[str, Any]:
+    """A drain may take down as many tablet servers as leaves every bucket its minimum in-sync replicas (writes with
+    acks=all keep being acknowledged), and at least one (a budget of 0 blocks every drain). Replicas of a bucket on one
+    node would make that node's crash the "every in-sync replica crashes at once" case: no two tablet servers share a
+    node."""
+    return {"max_unavailable": max(1, settings.replication_factor - settings.min_in_sync_replicas),
+            "spread": s.SPREAD_APART if s.spread(settings) else ""}
 
 
 def coordinator(settings: Settings, view: s.View) -> s.Component:

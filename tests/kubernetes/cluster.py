@@ -52,6 +52,9 @@ VERSIONS = versions.KUBE_TEST_CLUSTER
 NODE_ANNOTATION = "kwok.x-k8s.io/node"  # kwok manages the Nodes with this annotation = "fake"
 NODE_CAPACITY = {"cpu": "64", "memory": "256Gi", "pods": "200", "ephemeral-storage": "1Ti"}
 NODES = ("kwok-node-0",)
+ZONE_LABEL = "topology.kubernetes.io/zone"
+# A cluster of three zones with two nodes each, for the topology tests (start_cluster(..., nodes=ZONED_NODES)).
+ZONED_NODES = {f"kwok-{zone}-{i}": {ZONE_LABEL: f"zone-{zone}"} for zone in "abc" for i in range(2)}
 STORAGE_CLASS = "standard"
 KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"  # as kubeadm names it
 START_TIMEOUT = 60.0
@@ -149,10 +152,12 @@ class TestCluster:
     limited_context = "limited"
 
     def __init__(self, workdir: Path, *, service_cidr: str = "10.96.0.0/16", kwok: bool = True,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, nodes: dict[str, dict[str, str]] | None = None) -> None:
         """``users``: more token users (name -> user name, e.g. {"kubelet": "system:node:n"}); a real kubelet also
-        needs the API server's kubelet client certificate (``kubelet_ca`` and ``kubelet_client_*`` in ``pki``)."""
+        needs the API server's kubelet client certificate (``kubelet_ca`` and ``kubelet_client_*`` in ``pki``).
+        ``nodes``: the fake nodes kwok runs, by name, with labels of their own (default: NODES, no extra labels)."""
         self.workdir = workdir
+        self.nodes = nodes or {name: {} for name in NODES}
         self.log_dir = workdir / "logs"
         self.kubeconfig = workdir / "kubeconfig"
         self.server = ""
@@ -292,17 +297,17 @@ class TestCluster:
             "metadata": {"name": STORAGE_CLASS,
                          "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
             "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})
-        for name in NODES:
+        for name, extra in self.nodes.items():
             self.request("POST", "/api/v1/nodes", {
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "annotations": {NODE_ANNOTATION: "fake"},
                              "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                        "kubernetes.io/arch": "amd64", "type": "kwok"}},
+                                        "kubernetes.io/arch": "amd64", "type": "kwok", **extra}},
                 "status": {"capacity": NODE_CAPACITY, "allocatable": NODE_CAPACITY,
                            "nodeInfo": {"kubeletVersion": self.version}}})
         # Ready only once kwok has taken the nodes (the controllers made the default ServiceAccount above: the
         # ServiceAccount admission plugin refuses pods until it exists).
-        self._until("the nodes to be Ready and untainted", kwok, lambda: all(self.node_ready(n) for n in NODES))
+        self._until("the nodes to be Ready and untainted", kwok, lambda: all(self.node_ready(n) for n in self.nodes))
 
     def _kwok_config(self) -> Path:
         """kwok's ClusterPortForward and ClusterLogs for every pod: the stand-in server and the stand-in log."""
@@ -420,11 +425,11 @@ class TestCluster:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def start_cluster(workdir: Path) -> TestCluster:
+def start_cluster(workdir: Path, nodes: dict[str, dict[str, str]] | None = None) -> TestCluster:
     """Starts a TestCluster in `workdir` (an empty folder) and returns it once every component is healthy, the fake
-    nodes are Ready and the default ServiceAccount exists; on any failure, stops what it started and fails the test
-    with the log tail of the component at fault."""
-    cluster = TestCluster(workdir)
+    nodes (``nodes``, default NODES) are Ready and the default ServiceAccount exists; on any failure, stops what it
+    started and fails the test with the log tail of the component at fault."""
+    cluster = TestCluster(workdir, nodes=nodes)
     try:
         cluster.start()
     except BaseException:

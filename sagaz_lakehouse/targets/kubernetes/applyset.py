@@ -25,7 +25,7 @@ PARENT_SUFFIX = "-applyset"
 
 # Preferred API version per group for the kinds we render (discovery is used for anything else).
 VERSION_OF_GROUP = {"": "v1", "apps": "apps/v1", "batch": "batch/v1", "networking.k8s.io": "networking.k8s.io/v1",
-                    "policy": "policy/v1"}
+                    "policy": "policy/v1", "rbac.authorization.k8s.io": "rbac.authorization.k8s.io/v1"}
 
 
 def applyset_id(name: str, namespace: str, kind: str = PARENT_KIND, group: str = "") -> str:

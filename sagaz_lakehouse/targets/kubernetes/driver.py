@@ -52,7 +52,11 @@ Log = Callable[[str], None]
 
 # Teardown order: consumers before what they consume; the namespace (only with --purge, only if ours) last.
 DELETE_ORDER = ("Job", "Deployment", "StatefulSet", "PodDisruptionBudget", "Service", "NetworkPolicy", "ConfigMap",
-                "Secret", "PersistentVolumeClaim", "Namespace")
+                "Secret", "PersistentVolumeClaim", "ClusterRoleBinding", "ClusterRole", "ServiceAccount", "Namespace")
+# Kinds outside any namespace that a render may hold (the prod tablet servers' node reader: layout._node_reader).
+# They are looked for only where the applyset parent records them: listing them needs cluster-wide rights that a
+# stack without them (dev) does not ask for.
+CLUSTER_KINDS = ("Namespace", "ClusterRole", "ClusterRoleBinding")
 RENDERED_KINDS = {"Namespace", "Secret", "ConfigMap", "Service", "NetworkPolicy.networking.k8s.io",
                   "PodDisruptionBudget.policy", "StatefulSet.apps", "Deployment.apps", "Job.batch"}
 POLL_SECONDS = 2.0
@@ -515,7 +519,7 @@ class KubernetesDriver:
         for item in sorted(group_kinds):
             group, kind = split_group_kind(item)
             api_version = VERSION_OF_GROUP.get(group) or self._preferred_version(group, kind)
-            namespace = None if kind == "Namespace" else self.namespace
+            namespace = None if kind in CLUSTER_KINDS else self.namespace
             found += self.cluster().list(api_version, kind, namespace, self.applyset.selector)
         return found
 

@@ -35,9 +35,11 @@ from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.config import Credentials, Settings, mebibytes
 from sagaz_lakehouse.render import RenderedFile, config_checksum, to_yaml
 from sagaz_lakehouse.stack import (
+    HEADLESS_SUFFIX,
     MINIO,
     PROMETHEUS,
     REST_CATALOG,
+    SPREAD_APART,
     Component,
     ConfigFile,
     Container,
@@ -210,7 +212,8 @@ def symbolic_instance(component: Component) -> Instance:
     # survives a restart, unlike the pod IP it binds.
     return Instance("${INSTANCE_NAME}", "${INSTANCE_INDEX}", "${INSTANCE_HOST}", component.data_dir,
                     component.conf_dir, ports, address="${INSTANCE_NAME}." + headless_name(component),
-                    secrets=security.SECRETS_DIR)
+                    secrets=security.SECRETS_DIR, number="${INSTANCE_NUMBER}",
+                    rack=RACK_PLACEHOLDER if component.spread else "")
 
 
 def workload_kind(component: Component, setup: Setup) -> str:
@@ -238,7 +241,9 @@ def component_objects(stack: Stack, component: Component, lock: dict[str, list[a
         objects.append(_service(settings, component, ports, headless=True))
     if has_client_service(component):
         objects.append(_service(settings, component, ports, headless=False))
-    objects.append(_network_policy(stack, component))
+    if names_rack(setup.container):
+        objects += _node_reader(settings, component)
+    objects.append(_network_policy(stack, component, setup))
     if component.replicas > 1:
         objects.append(_disruption_budget(settings, component))
     objects.append(_workload(settings, component, kind, template))
@@ -246,11 +251,40 @@ def component_objects(stack: Stack, component: Component, lock: dict[str, list[a
 
 
 def _disruption_budget(settings: Settings, component: Component) -> Obj:
-    """A drain takes one instance at a time: with replicated Fluss buckets, one tablet server down keeps every
-    bucket served (and acks=all writes acknowledged by the replicas left)."""
+    """A drain takes down at most what the component's redundancy tolerates (``Component.max_unavailable``): tablet
+    servers, the replication factor less the minimum in-sync replicas (acks=all writes keep being acknowledged);
+    ZooKeeper, a minority of the ensemble; anything else one at a time."""
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(settings, component.name,
                                                                                           component),
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(settings, component)}}}
+            "spec": {"maxUnavailable": component.max_unavailable,
+                     "selector": {"matchLabels": selector(settings, component)}}}
+
+
+HOSTNAME_KEY = "kubernetes.io/hostname"
+ZONE_KEY = "topology.kubernetes.io/zone"
+
+
+def spread_constraints(settings: Settings, component: Component) -> list[Obj]:
+    """Where the instances of a component go (``Component.spread``), as topologySpreadConstraints.
+
+    By node, DoNotSchedule with a skew of 1: no node gets a second instance while another eligible node has none.
+    SPREAD_APART adds minDomains = replicas: while fewer nodes than instances exist, the ones left over stay Pending
+    rather than share a node. Tablet servers and ZooKeeper hold copies of the same state, so two on one node make
+    that node's crash the loss of both copies (acknowledged writes, or ZooKeeper's majority): a cluster too small to
+    keep them apart shows it as Pending pods instead of quietly giving up the guarantee (ScheduleAnyway would).
+    TaskManagers (SPREAD_EVEN) hold nothing durable and double up once every node has one.
+
+    By zone, ScheduleAnyway with a skew of 1: the scheduler prefers the zone with the fewest instances; a cluster whose
+    nodes carry no zone label (or one zone) still schedules everything."""
+    if not component.spread or component.replicas < 2:
+        return []
+    pods = {"matchLabels": selector(settings, component)}
+    by_node: Obj = {"maxSkew": 1, "topologyKey": HOSTNAME_KEY, "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": pods}
+    if component.spread == SPREAD_APART:
+        by_node["minDomains"] = component.replicas
+    return [by_node, {"maxSkew": 1, "topologyKey": ZONE_KEY, "whenUnsatisfiable": "ScheduleAnyway",
+                      "labelSelector": pods}]
 
 
 def _stack_pods(settings: Settings) -> Obj:
@@ -268,7 +302,7 @@ def _default_deny(settings: Settings) -> Obj:
             "spec": {"podSelector": _stack_pods(settings), "policyTypes": ["Ingress", "Egress"]}}
 
 
-def _network_policy(stack: Stack, component: Component) -> Obj:
+def _network_policy(stack: Stack, component: Component, setup: Setup) -> Obj:
     """A component's paths, over the stack's default deny of both directions.
 
     In: each port open to exactly the components that reach it (``Component.reaches``), and a port that serves
@@ -302,6 +336,9 @@ def _network_policy(stack: Stack, component: Component) -> Obj:
         egress.append({"ports": [{"protocol": "TCP", "port": port} for port in catalog_ports(settings)]})
     if component.jars:
         egress.append({"ports": [{"protocol": "TCP", "port": repository_port(settings)}]})
+    if names_rack(setup.container):  # the rack init container asks the API server for its node's zone
+        egress.append({"ports": [{"protocol": "TCP", "port": port}
+                                 for port in sorted({443, settings.kubernetes.api_server_port})]})
     if component.name == PROMETHEUS:
         apps = sorted({int(t.rsplit(":", 1)[1]) for t in settings.monitoring.app_targets.split(",") if ":" in t})
         if apps:
@@ -411,8 +448,15 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
         mounts += [{"name": "artifacts", "mountPath": f"{j.directory}/{a.name}", "subPath": a.name,
                     "readOnly": True} for j in component.jars for a in artifacts.group(j.group, lock)]
         init.append(_fetch_jars_init(settings, component, jars))
+    rack = names_rack(container)
+    if rack:
+        volumes += [{"name": "rack", "emptyDir": {"sizeLimit": "1Mi"}}, _api_token_volume()]
+        mounts.append({"name": "rack", "mountPath": RACK_DIR, "readOnly": True})
+        init.append(_rack_init(settings))
     main = _container(stack, component, container, mounts, jars_mebibytes(jars) if jars else 0)
     spec: Obj = {}
+    if rack:
+        spec["serviceAccountName"] = component.name  # whose token only the rack init container mounts
     if init:
         spec["initContainers"] = init
     spec["containers"] = [main]
@@ -420,8 +464,12 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
         spec["volumes"] = volumes
     spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": container.user, "runAsGroup": container.user,
                                "fsGroup": container.user, "seccompProfile": {"type": "RuntimeDefault"}}
+    spread = spread_constraints(settings, component)
+    if spread:
+        spec["topologySpreadConstraints"] = spread
     spec["enableServiceLinks"] = False  # service env vars like FLUSS_... or TRINO_PORT would confuse entrypoints
-    spec["automountServiceAccountToken"] = False  # no component talks to the Kubernetes API
+    # No container talks to the Kubernetes API but the rack init container, which mounts its token itself.
+    spec["automountServiceAccountToken"] = False
     if component.one_shot:
         spec["restartPolicy"] = "OnFailure"
     shared_data = {"data": {_config_key(f.name): f.content for f in shared}}  # what of the shared map it reads
@@ -513,6 +561,12 @@ def instance_prelude(component: Component, container: Container) -> str:
     lines = ["set -eu",
              'export INSTANCE_NAME="$POD_NAME" INSTANCE_HOST="$POD_IP" INSTANCE_INDEX="${POD_NAME##*-}"']
     tokens = ["INSTANCE_NAME", "INSTANCE_HOST", "INSTANCE_INDEX"]
+    if any("${INSTANCE_NUMBER}" in v for v in [*container.env.values(), *container.args]):
+        lines.append("export INSTANCE_NUMBER=$((INSTANCE_INDEX + 1))")  # ZooKeeper's server id counts from 1
+        tokens.append("INSTANCE_NUMBER")
+    if names_rack(container):  # what the rack init container wrote
+        lines.append(f'INSTANCE_RACK="$(cat {RACK_DIR}/{RACK_FILE})"; export INSTANCE_RACK')
+        tokens.append("INSTANCE_RACK")
     for port in component.ports:
         if port.per_instance:
             var = f"INSTANCE_PORT_{port.name.upper()}"
@@ -526,6 +580,82 @@ def instance_prelude(component: Component, container: Container) -> str:
     lines.append('args=(); for a in "$@"; do sub "$a"; args+=("$v"); done')
     lines.append('exec "${args[@]}"')
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------------ racks
+
+# A tablet server's rack (Fluss tablet-server.rack) is its node's zone. The Downward API cannot read a node's labels,
+# so an init container reads its node through the API server, with a token of the component's own ServiceAccount
+# (allowed `get nodes`, nothing else) mounted in that init container only, and writes the rack to a file the
+# main container's prelude reads. A node without a zone label gives its own name: every tablet server must have a
+# rack or none (Fluss refuses a mix when it assigns replicas), and a node is then its own failure domain.
+RACK_PLACEHOLDER = "${INSTANCE_RACK}"  # an instance token, filled in by the prelude
+RACK_DIR = "/etc/sagaz-rack"
+RACK_FILE = "rack"
+API_TOKEN_DIR = "/var/run/secrets/sagaz-lakehouse/api"  # noqa: S105 - a folder
+API_TOKEN_SECONDS = 600  # the shortest a projected token may live: it is used once, at start
+RACK_SCRIPT = f"""\
+import json, os, ssl, urllib.request
+node = os.environ["NODE_NAME"]
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+host = f"[{{host}}]" if ":" in host else host
+with open("{API_TOKEN_DIR}/token") as f:
+    token = f.read().strip()
+request = urllib.request.Request(f"https://{{host}}:{{port}}/api/v1/nodes/{{node}}",
+                                 headers={{"Authorization": "Bearer " + token, "Accept": "application/json"}})
+context = ssl.create_default_context(cafile="{API_TOKEN_DIR}/ca.crt")
+with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+    labels = json.load(answer)["metadata"].get("labels") or {{}}
+zone = labels.get("{ZONE_KEY}", "")
+rack = zone or node
+with open("{RACK_DIR}/{RACK_FILE}", "w") as f:
+    f.write(rack)
+print(f"rack {{rack}} (" + ("zone of node " + node if zone else "node " + node + " has no zone label") + ")")
+"""
+
+
+def names_rack(container: Container) -> bool:
+    return any(RACK_PLACEHOLDER in v for v in [*container.env.values(), *container.args])
+
+
+def _rack_init(settings: Settings) -> Obj:
+    """Reads its node's zone (python's standard library, in the stack's python image) into the rack file."""
+    return {"name": "node-zone", "image": settings.images.python, "imagePullPolicy": "IfNotPresent",
+            "command": ["python3", "-c", RACK_SCRIPT], "env": [_field_env("NODE_NAME", "spec.nodeName")],
+            "volumeMounts": [{"name": "rack", "mountPath": RACK_DIR},
+                             {"name": "api-token", "mountPath": API_TOKEN_DIR, "readOnly": True}],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "16Mi"},
+                          "limits": {"memory": "64Mi", "ephemeral-storage": "64Mi"}},
+            "securityContext": CONTAINER_SECURITY}
+
+
+def _api_token_volume() -> Obj:
+    """The ServiceAccount's token (bound to the pod, short-lived) and the cluster's CA, as automounting would give
+    every container, for the rack init container only."""
+    return {"name": "api-token", "projected": {"defaultMode": SECRET_FILE_MODE, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": API_TOKEN_SECONDS}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}
+
+
+def node_reader_name(settings: Settings, component: Component) -> str:
+    """Cluster-wide names must not collide between stacks: the namespace's name is part of them."""
+    return f"{settings.namespace}:{component.name}:node-reader"
+
+
+def _node_reader(settings: Settings, component: Component) -> list[Obj]:
+    """The component's ServiceAccount (no automounted token), a ClusterRole allowing `get` on nodes and nothing else
+    (nodes are cluster-scoped: a Role cannot grant them; no list, no watch), and the binding between them."""
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(settings, component.name, component),
+               "automountServiceAccountToken": False}
+    name = node_reader_name(settings, component)
+    cluster_meta = {"name": name, "labels": labels(settings, component)}
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": cluster_meta,
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": dict(cluster_meta),
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": [{"kind": "ServiceAccount", "name": component.name, "namespace": settings.namespace}]}
+    return [account, role, binding]
 
 
 # --------------------------------------------------------------------------------------------------- probes
@@ -671,7 +801,7 @@ def pod_name(component: Component, instance: str) -> str:
 
 
 def headless_name(component: Component) -> str:
-    return f"{component.name}-headless"
+    return component.name + HEADLESS_SUFFIX
 
 
 def has_client_service(component: Component) -> bool:

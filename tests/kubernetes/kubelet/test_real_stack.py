@@ -112,7 +112,10 @@ def stack_settings(cluster: RealCluster) -> dict[str, str]:
               "profile": "prod", "secrets.file": "secrets.yaml",
               "lake.freshness": "10s", "lake.tiering_poll": "2s", "lake.kv_snapshot_interval": "5s",
               # prod's 500m per container would schedule 4 of the 13 pods on the test node's 2 cores
-              "kubernetes.cpu_request": "100m"}
+              "kubernetes.cpu_request": "100m",
+              # one node: prod's spread would leave the second tablet server and two of three ZooKeeper servers
+              # Pending (by design, docs/kubernetes.md "Topology"); the kwok suite proves the topology instead
+              "kubernetes.spread": "off", "replicas.zookeeper": "1"}
     values |= {f"ports.{k}": str(v) for k, v in PORTS.items()}
     values |= {f"memory.{k}": v for k, v in MEMORY.items()}
     # every image by digest, as production pins it (the node imported them; the CRI finds them by digest)

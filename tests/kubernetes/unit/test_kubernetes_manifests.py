@@ -23,6 +23,7 @@ from sagaz_lakehouse.config import DEV_CREDENTIALS, PLACEHOLDER_CREDENTIALS, Cre
 from sagaz_lakehouse.stack import View
 from sagaz_lakehouse.targets import base
 from sagaz_lakehouse.targets.kubernetes import layout as k8s
+from sagaz_lakehouse.targets.kubernetes.driver import CLUSTER_KINDS
 
 LABELS = ("name", "instance", "component", "part-of", "managed-by", "version")
 TOKEN = re.compile(r"\$\{INSTANCE_[A-Z_]+\}")
@@ -157,6 +158,10 @@ def test_network_policies_close_every_pod_and_open_only_the_model_ports(variant)
     assert not [name for name, spec in policies.items() if [] in (spec.get("ingress"), spec.get("egress"))]
 
 
+def names_rack(rendered, name: str) -> bool:
+    return any(c["name"] == "node-zone" for c in containers(rendered.workload(name)))
+
+
 def egress_of(rendered, name: str) -> tuple[bool, dict[str, set[int]], set[int]]:
     """A component's egress: DNS allowed, the ports open per component it may reach, ports open to anywhere."""
     rules = rendered.get("NetworkPolicy", name)["spec"]["egress"]
@@ -184,7 +189,10 @@ def test_egress_opens_dns_the_components_each_reaches_and_the_jar_repository_onl
             if name in present:
                 expected.setdefault(name, set()).add(stack.get(name).port(port).container)
         assert dns and peers == expected, component.name
-        assert anywhere == ({443} if component.jars else set()), component.name  # the init container's download
+        # the init container's download; the rack init container's question to the API server (its Service's port
+        # and, after the Service's translation, the API server's own)
+        assert anywhere == ({443} if component.jars else set()) | (
+            {443, st.kubernetes.api_server_port} if names_rack(variant, component.name) else set()), component.name
     # the catalog is reached by Fluss, Flink, Trino and the lake maintenance service only: nothing else may even
     # send to it
     reach_catalog = {c.name for c in stack.components if s.REST_CATALOG in egress_of(variant, c.name)[1]}
@@ -194,7 +202,9 @@ def test_egress_opens_dns_the_components_each_reaches_and_the_jar_repository_onl
     reach_s3 = {c.name for c in stack.components if s.MINIO in egress_of(variant, c.name)[1]}
     assert reach_s3 == {s.CREATE_BUCKET, s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.JOBMANAGER, s.TASKMANAGER,
                         s.TRINO, s.PROMETHEUS} | ({s.TRINO_WORKER} if st.replicas.trino_workers else set())
-    assert egress_of(variant, s.ZOOKEEPER)[1:] == ({}, set())  # ZooKeeper reaches nothing
+    # ZooKeeper reaches nothing but, in an ensemble, its own servers' quorum ports
+    ensemble = {s.ZOOKEEPER: {s.ZOOKEEPER_PEER_PORT, s.ZOOKEEPER_ELECTION_PORT}} if s.ensemble_size(st) > 1 else {}
+    assert egress_of(variant, s.ZOOKEEPER)[1:] == (ensemble, set())
 
 
 def test_the_namespace_enforces_the_restricted_pod_security_standard(variant):
@@ -318,8 +328,10 @@ def test_every_object_in_the_namespace_with_all_labels(variant):
     ns = variant.settings.namespace
     assert variant.of_kind("Namespace")[0]["metadata"]["name"] == ns
     for _, obj in variant.objects:
-        if obj["kind"] != "Namespace":
+        if obj["kind"] not in CLUSTER_KINDS:
             assert obj["metadata"]["namespace"] == ns
+        else:  # a cluster-wide object of a stack carries its namespace in its name (another stack's may not clash)
+            assert "namespace" not in obj["metadata"] and (obj["kind"] == "Namespace" or ns in obj["metadata"]["name"])
         for key in LABELS:
             assert obj["metadata"]["labels"].get(f"app.kubernetes.io/{key}"), (obj["metadata"]["name"], key)
     for workload in variant.workloads():
@@ -524,7 +536,9 @@ def test_trino_reads_upstream_style_files_from_etc_trino(variant):
 def test_zookeeper_reads_the_mounted_zoo_cfg(variant):
     st = variant.settings
     container = variant.main(s.ZOOKEEPER)
-    assert not [name for name in env(container) if name.startswith("ZOO_")]  # the entrypoint keeps our zoo.cfg
+    # the entrypoint keeps our zoo.cfg; only an ensemble's server id comes from the environment (myid)
+    ensemble = {"ZOO_MY_ID"} if s.ensemble_size(st) > 1 else set()
+    assert {name for name in env(container) if name.startswith("ZOO_")} == ensemble
     cfg = properties(variant.mounted_file(s.ZOOKEEPER, "/conf/zoo.cfg"), "=")
     assert cfg["clientPort"] == str(st.ports.zookeeper) == str(port_of(container, "client"))
     assert "clientPortAddress" not in cfg  # every interface of the pod, so the Service reaches it
@@ -604,9 +618,9 @@ def test_configured_addresses_are_services_with_those_ports(variant):
     named += [options["flink"], job_args[job_args.index("--fluss.bootstrap.servers") + 1]]
     bucket_job = variant.main(s.CREATE_BUCKET)
     named.append(tasks.command_parser().parse_args([*bucket_job["command"][2:], *bucket_job["args"]]).endpoint)
-    for address in named:
+    for address in [a for listed in named for a in listed.split(",")]:  # ZooKeeper's ensemble: every server
         host, port = address.split("//")[-1].rsplit(":", 1)
-        assert int(port) in services[host], address
+        assert int(port) in services[host.split(".")[-1]], address  # a member's name: <pod>.<headless Service>
 
 
 def test_trino_catalog_reads_credentials_from_its_environment(default):
@@ -652,10 +666,12 @@ def test_fluss_properties_match_the_component_with_symbolic_instance_values(vari
     component = stack.get(s.TABLET)
     for name in component.instance_names():
         index = s.instance_index(name)
+        rack = "zone-b" if component.spread else ""  # prod: what the rack init container read (its node's zone)
         concrete = s.concrete_instance(component, name, host="10.1.0.9", data=component.data_dir,
-                                       conf=component.conf_dir, address=f"{name}.{k8s.headless_name(component)}")
+                                       conf=component.conf_dir, address=f"{name}.{k8s.headless_name(component)}",
+                                       rack=rack)
         values = {"INSTANCE_NAME": name, "INSTANCE_INDEX": str(index), "INSTANCE_HOST": "10.1.0.9",
-                  "INSTANCE_PORT_CLIENT": str(st.ports.fluss_tablet + index)}
+                  "INSTANCE_PORT_CLIENT": str(st.ports.fluss_tablet + index), "INSTANCE_RACK": rack}
         resolved = {k: resolve(v, values) for k, v in tablet.items()}
         assert resolved == fluss.server_properties(st, View.INTERNAL, s.TABLET, concrete)
 
