@@ -379,7 +379,10 @@ class KubernetesDriver:
         self.log(f"deleting {len(doomed)} objects of stack {self.settings.project} in namespace {self.namespace}"
                  + ("" if purge else "; PersistentVolumeClaims kept (--purge deletes them)"))
         for obj in doomed:
-            if cluster.delete(obj):
+            # A workload goes with its pods (Foreground): it stays until they are gone, so the wait below ends when
+            # nothing runs any more; in the background the garbage collector deletes them some time after `down`.
+            propagation = "Foreground" if obj["kind"] in WORKLOAD_KINDS else "Background"
+            if cluster.delete(obj, propagation=propagation):
                 self.log(f"  deleted {describe(obj)}")
         if purge and ours and namespace is not None:
             cluster.delete(namespace)
