@@ -43,11 +43,6 @@ LANES = {  # mark -> xdist group
     "kube": "engines",  # the kwok API server ...
     "kubelet": "engines",  # ... and the real single-node cluster
 }
-# Local stacks that run in the engines lane instead, so that the two lanes take about as long (issue 29: the busy
-# times `make test` prints at the end showed the local-stacks lane holding the run up). Short stacks on ports of their
-# own; still at most two stacks at once.
-BALANCED = {"local/stacks/test_external_store_on_stack.py": "engines",
-            "local/stacks/test_external_catalog_on_stack.py": "engines"}
 
 
 def suite_marks(path: Path) -> tuple[str, ...]:
@@ -66,8 +61,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
         item.add_marker(getattr(pytest.mark, mark))
     if "serial" in marks or not item.config.pluginmanager.hasplugin("xdist"):  # serial runs alone; no xdist: no lanes
         return
-    lane = BALANCED.get(Path(item.fspath).resolve().relative_to(TESTS).as_posix()) or next(
-        (LANES[mark] for mark in marks if mark in LANES), None)
+    lane = next((LANES[mark] for mark in marks if mark in LANES), None)
     if lane:
         item.add_marker(pytest.mark.xdist_group(lane))
 
@@ -81,8 +75,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Adds the report's phase (setup, call or teardown) to its worker and its lane. Under xdist the controller
     sees every worker's reports; without it everything is one worker, "main"."""
     worker = getattr(getattr(report, "node", None), "gateway", None)
-    lane = BALANCED.get(report.nodeid.split("::")[0].removeprefix("tests/")) or next(
-        (LANES[mark] for mark in LANES if mark in report.keywords), "outside a lane")
+    lane = next((LANES[mark] for mark in LANES if mark in report.keywords), "outside a lane")
     for kind, key in (("worker", worker.id if worker else "main"), ("lane", lane)):
         _BUSY[kind][key] = _BUSY[kind].get(key, 0.0) + report.duration
 
