@@ -110,7 +110,7 @@ def zookeeper_ensemble(settings: Settings) -> str:
     servers = s.ensemble_size(settings)
     if servers == 1:
         return f"{s.ZOOKEEPER}:{port}"
-    return ",".join(f"{s.member_address(s.ZOOKEEPER, f'{s.ZOOKEEPER}-{i}')}:{port}" for i in range(servers))
+    return ",".join(f"{member}:{port}" for member in s.zookeeper_members(settings))
 
 
 def catalog_db(settings: Settings, view: View) -> tuple[str, int]:

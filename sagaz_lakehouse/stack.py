@@ -346,6 +346,11 @@ def member_address(component: str, instance: str) -> str:
     return f"{instance}.{component}{HEADLESS_SUFFIX}"
 
 
+def zookeeper_members(settings: Settings) -> list[str]:
+    """Every server of a ZooKeeper ensemble by its stable name (zoo.cfg's server lines, Fluss's connection string)."""
+    return [member_address(ZOOKEEPER, f"{ZOOKEEPER}-{i}") for i in range(ensemble_size(settings))]
+
+
 @dataclass(frozen=True)
 class HostPort:
     """One port of one instance, on the user's host."""

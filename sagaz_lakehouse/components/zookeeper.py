@@ -61,8 +61,8 @@ def zoo_cfg(settings: Settings, view: s.View, at: s.Instance) -> str:
     ]
     if servers > 1:
         lines.append("quorumListenOnAllIPs=true")
-        lines += [f"server.{i + 1}={s.member_address(s.ZOOKEEPER, f'{s.ZOOKEEPER}-{i}')}:"
-                  f"{s.ZOOKEEPER_PEER_PORT}:{s.ZOOKEEPER_ELECTION_PORT}" for i in range(servers)]
+        lines += [f"server.{i + 1}={member}:{s.ZOOKEEPER_PEER_PORT}:{s.ZOOKEEPER_ELECTION_PORT}"
+                  for i, member in enumerate(s.zookeeper_members(settings))]
     if view is s.View.EXTERNAL:
         lines.insert(4, "clientPortAddress=127.0.0.1")  # a process on the user's host listens on loopback only
         lines.append("metricsProvider.httpHost=127.0.0.1")  # (its default is every interface)

@@ -48,6 +48,7 @@ from sagaz_lakehouse.stack import (
     Setup,
     Stack,
     View,
+    member_address,
 )
 from sagaz_lakehouse.targets import probes
 
@@ -104,7 +105,7 @@ def cluster_stack(settings: Settings) -> Stack:
 def instance_address(component: Component, name: str) -> str:
     """An instance inside the cluster: a replica by its DNS name under the headless Service, anything else by its
     ClusterIP Service."""
-    return f"{name}.{headless_name(component)}" if component.replicated else component.name
+    return member_address(component.name, name) if component.replicated else component.name
 
 
 def manifests(settings: Settings, credentials: Credentials) -> list[Manifest]:
@@ -211,7 +212,7 @@ def symbolic_instance(component: Component) -> Instance:
     # Its DNS name under the StatefulSet's headless Service (resolvable before the pod is ready): the address that
     # survives a restart, unlike the pod IP it binds.
     return Instance("${INSTANCE_NAME}", "${INSTANCE_INDEX}", "${INSTANCE_HOST}", component.data_dir,
-                    component.conf_dir, ports, address="${INSTANCE_NAME}." + headless_name(component),
+                    component.conf_dir, ports, address=member_address(component.name, "${INSTANCE_NAME}"),
                     secrets=security.SECRETS_DIR, number="${INSTANCE_NUMBER}",
                     rack=RACK_PLACEHOLDER if component.spread else "")
 
@@ -561,7 +562,7 @@ def instance_prelude(component: Component, container: Container) -> str:
     lines = ["set -eu",
              'export INSTANCE_NAME="$POD_NAME" INSTANCE_HOST="$POD_IP" INSTANCE_INDEX="${POD_NAME##*-}"']
     tokens = ["INSTANCE_NAME", "INSTANCE_HOST", "INSTANCE_INDEX"]
-    if any("${INSTANCE_NUMBER}" in v for v in [*container.env.values(), *container.args]):
+    if mentions(container, "${INSTANCE_NUMBER}"):
         lines.append("export INSTANCE_NUMBER=$((INSTANCE_INDEX + 1))")  # ZooKeeper's server id counts from 1
         tokens.append("INSTANCE_NUMBER")
     if names_rack(container):  # what the rack init container wrote
@@ -614,8 +615,13 @@ print(f"rack {{rack}} (" + ("zone of node " + node if zone else "node " + node +
 """
 
 
+def mentions(container: Container, token: str) -> bool:
+    """Whether an instance token appears in the container's environment or arguments (the prelude then sets it)."""
+    return any(token in v for v in [*container.env.values(), *container.args])
+
+
 def names_rack(container: Container) -> bool:
-    return any(RACK_PLACEHOLDER in v for v in [*container.env.values(), *container.args])
+    return mentions(container, RACK_PLACEHOLDER)
 
 
 def _rack_init(settings: Settings) -> Obj:
