@@ -19,6 +19,7 @@ stacks share the 2 cores. Tests outside a lane are fast and go to whichever work
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,12 @@ LANES = {  # mark -> xdist group
 }
 
 
+def lane_of(marks: Iterable[str]) -> str | None:
+    """The lane of a test with these marks (None: it goes to whichever worker is free)."""
+    given = set(marks)
+    return next((lane for mark, lane in LANES.items() if mark in given), None)
+
+
 def suite_marks(path: Path) -> tuple[str, ...]:
     """The marks of a test file: those of the nearest folder of SUITES above it."""
     folder = path.resolve().parent.relative_to(TESTS)
@@ -61,7 +68,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
         item.add_marker(getattr(pytest.mark, mark))
     if "serial" in marks or not item.config.pluginmanager.hasplugin("xdist"):  # serial runs alone; no xdist: no lanes
         return
-    lane = next((LANES[mark] for mark in marks if mark in LANES), None)
+    lane = lane_of(marks)
     if lane:
         item.add_marker(pytest.mark.xdist_group(lane))
 
@@ -75,7 +82,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Adds the report's phase (setup, call or teardown) to its worker and its lane. Under xdist the controller
     sees every worker's reports; without it everything is one worker, "main"."""
     worker = getattr(getattr(report, "node", None), "gateway", None)
-    lane = next((LANES[mark] for mark in LANES if mark in report.keywords), "outside a lane")
+    lane = lane_of(report.keywords) or "outside a lane"
     for kind, key in (("worker", worker.id if worker else "main"), ("lane", lane)):
         _BUSY[kind][key] = _BUSY[kind].get(key, 0.0) + report.duration
 
