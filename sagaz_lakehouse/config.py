@@ -371,8 +371,10 @@ class Kubernetes:
                                "limit anywhere", pattern=re.compile(r"^$|^[1-9]\d*m$|^\d+(\.\d+)?$"),
                                expect="empty, millicores like 250m, or cores like 0.5")
     spread: str = setting("", "spread tablet servers, ZooKeeper and TaskManagers over nodes and zones, with Fluss "
-                          "racks from the nodes' zones: on or off; empty: on in prod, off in dev. Off only where one "
-                          "node is all there is (a node's crash then takes every copy)", choices=("", "on", "off"))
+                          "racks from the nodes' zones: on (never two servers on a node: the ones left over wait for "
+                          "more nodes), preferred (apart where the nodes allow, together where they do not, for a "
+                          "cluster with fewer nodes than servers) or off; empty: on in prod, off in dev. A node's "
+                          "crash takes every copy it holds", choices=("", "on", "preferred", "off"))
     api_server_port: int = setting(6443, "the port the API server itself listens on (the `kubernetes` Service's "
                                    "target port): prod tablet servers read their node's zone there (Fluss rack "
                                    "awareness), and a NetworkPolicy sees that port, after the Service's 443",
@@ -831,9 +833,10 @@ def settings_warnings(settings: Settings) -> list[str]:
         found.append(f"{len(by_tag)} image(s) pinned by tag only, which a registry can move to other content: "
                      f"{', '.join(by_tag)}; in prod give each as name@sha256:<digest> (e.g. --set images.trino="
                      "trinodb/trino:476@sha256:...)")
-    if settings.target == "kubernetes" and settings.kubernetes.spread == "off":
-        found.append("kubernetes.spread is off: tablet servers (and ZooKeeper servers) may share a node, whose crash "
-                     "then takes every copy of a bucket; leave it empty in prod unless one node is all there is")
+    if settings.target == "kubernetes" and settings.kubernetes.spread in ("off", "preferred"):
+        found.append(f"kubernetes.spread is {settings.kubernetes.spread}: tablet servers (and ZooKeeper servers) may "
+                     "share a node, whose crash then takes every copy of a bucket; leave it empty in prod unless the "
+                     "cluster has fewer nodes than servers")
     return found
 
 

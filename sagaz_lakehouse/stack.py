@@ -276,7 +276,8 @@ class Component:
     max_unavailable: int = 1
     # How its instances spread over the nodes of a cluster (Kubernetes; one host elsewhere): "" as the scheduler
     # likes; SPREAD_EVEN: never two on a node while a node has none; SPREAD_APART: never two on a node (the ones
-    # left over wait for more nodes): instances that hold copies of the same state.
+    # left over wait for more nodes): instances that hold copies of the same state; SPREAD_PREFERRED: apart where
+    # the nodes allow it, together where they do not (kubernetes.spread: preferred).
     spread: str = ""
 
     @property
@@ -310,6 +311,7 @@ class Component:
 REPLICATED = (TABLET, TASKMANAGER, TRINO_WORKER)
 SPREAD_EVEN = "even"
 SPREAD_APART = "apart"
+SPREAD_PREFERRED = "preferred"
 
 # ZooKeeper's ensemble: its servers talk to each other on these ports (zoo.cfg server.N=host:peer:election), where
 # there are several (Kubernetes: ensemble_size).
@@ -328,16 +330,23 @@ def ensemble_size(settings: Settings) -> int:
     return profile(settings.profile).zookeeper_ensemble if settings.target == "kubernetes" else 1
 
 
-def spread(settings: Settings) -> bool:
-    """Whether the replicated servers spread over nodes and zones (kubernetes.spread, else the profile's choice;
-    Kubernetes only)."""
+def spread(settings: Settings) -> str:
+    """How the replicated servers spread over nodes and zones: "on", "preferred" or "" (kubernetes.spread, else the
+    profile's choice; Kubernetes only)."""
     from sagaz_lakehouse.profiles import profile
 
     if settings.target != "kubernetes":
-        return False
+        return ""
     if settings.kubernetes.spread:
-        return settings.kubernetes.spread == "on"
-    return profile(settings.profile).spread
+        return "" if settings.kubernetes.spread == "off" else settings.kubernetes.spread
+    return "on" if profile(settings.profile).spread else ""
+
+
+def spread_for(settings: Settings, strict: str) -> str:
+    """A component's Component.spread: ``strict`` (SPREAD_APART or SPREAD_EVEN) where the stack spreads, the soft
+    SPREAD_PREFERRED where it spreads only as far as the nodes allow, "" where it does not."""
+    chosen = spread(settings)
+    return strict if chosen == "on" else SPREAD_PREFERRED if chosen == "preferred" else ""
 
 
 def member_address(component: str, instance: str) -> str:

@@ -213,7 +213,7 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
         replicas=settings.replicas.flink_taskmanagers, jars=LIB_JARS,
         # No durable state (a lost TaskManager's tasks restart from the last checkpoint): spread evenly for capacity,
         # doubling up where there are more TaskManagers than nodes.
-        spread=s.SPREAD_EVEN if s.spread(settings) else "")
+        spread=s.spread_for(settings, s.SPREAD_EVEN))
 
 
 def gateway_properties(settings: Settings, view: s.View, at: s.Instance) -> dict[str, str]:

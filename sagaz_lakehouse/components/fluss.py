@@ -282,7 +282,7 @@ def _tablet_topology(settings: Settings) -> dict[str, Any]:
     node would make that node's crash the "every in-sync replica crashes at once" case: no two tablet servers share a
     node."""
     return {"max_unavailable": max(1, settings.replication_factor - settings.min_in_sync_replicas),
-            "spread": s.SPREAD_APART if s.spread(settings) else ""}
+            "spread": s.spread_for(settings, s.SPREAD_APART)}
 
 
 def coordinator(settings: Settings, view: s.View) -> s.Component:

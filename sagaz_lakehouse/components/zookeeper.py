@@ -107,5 +107,5 @@ def zookeeper(settings: Settings, view: s.View) -> s.Component:
         data_dir="/data", volume_size=settings.volumes.zookeeper, memory=settings.memory.zookeeper, conf_dir=CONF_DIR,
         replicas=servers, reaches=((s.ZOOKEEPER, "peer"), (s.ZOOKEEPER, "election")) if servers > 1 else (),
         # a majority must stay up: 1 of 3, 2 of 5; every server holds the whole state, so none may share a node
-        max_unavailable=max(1, (servers - 1) // 2), spread=s.SPREAD_APART if s.spread(settings) else "",
+        max_unavailable=max(1, (servers - 1) // 2), spread=s.spread_for(settings, s.SPREAD_APART),
         start_seconds=60)  # a standalone server is up in seconds, an ensemble once a majority has elected a leader

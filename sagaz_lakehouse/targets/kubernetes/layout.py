@@ -40,6 +40,7 @@ from sagaz_lakehouse.stack import (
     PROMETHEUS,
     REST_CATALOG,
     SPREAD_APART,
+    SPREAD_PREFERRED,
     Component,
     ConfigFile,
     Container,
@@ -273,15 +274,18 @@ def spread_constraints(settings: Settings, component: Component) -> list[Obj]:
     rather than share a node. Tablet servers and ZooKeeper hold copies of the same state, so two on one node make
     that node's crash the loss of both copies (acknowledged writes, or ZooKeeper's majority): a cluster too small to
     keep them apart shows it as Pending pods instead of quietly giving up the guarantee (ScheduleAnyway would).
-    TaskManagers (SPREAD_EVEN) hold nothing durable and double up once every node has one.
+    TaskManagers (SPREAD_EVEN) hold nothing durable and double up once every node has one. SPREAD_PREFERRED (the
+    operator's choice for a cluster with fewer nodes than servers) makes the node rule ScheduleAnyway too: apart where
+    the nodes allow, together where they do not.
 
     By zone, ScheduleAnyway with a skew of 1: the scheduler prefers the zone with the fewest instances; a cluster whose
     nodes carry no zone label (or one zone) still schedules everything."""
     if not component.spread or component.replicas < 2:
         return []
     pods = {"matchLabels": selector(settings, component)}
-    by_node: Obj = {"maxSkew": 1, "topologyKey": HOSTNAME_KEY, "whenUnsatisfiable": "DoNotSchedule",
-                    "labelSelector": pods}
+    strict = component.spread != SPREAD_PREFERRED
+    by_node: Obj = {"maxSkew": 1, "topologyKey": HOSTNAME_KEY,
+                    "whenUnsatisfiable": "DoNotSchedule" if strict else "ScheduleAnyway", "labelSelector": pods}
     if component.spread == SPREAD_APART:
         by_node["minDomains"] = component.replicas
     return [by_node, {"maxSkew": 1, "topologyKey": ZONE_KEY, "whenUnsatisfiable": "ScheduleAnyway",

@@ -242,3 +242,21 @@ def test_kubernetes_spread_setting_overrides_the_profile_and_off_warns_in_prod()
     for target in ("compose", "local"):  # one host: nothing to spread over
         chosen = lakehouse.load_settings(None, {"target": target, "kubernetes.spread": "on"}, environ={})
         assert not s.spread(chosen)
+
+
+def test_preferred_spread_schedules_every_server_on_too_few_nodes_and_keeps_the_racks():
+    """kubernetes.spread: preferred, for a cluster with fewer nodes than servers (the real single-node test cluster
+    runs prod so, with its ensemble of 3): both rules ScheduleAnyway, nothing waits for a node, and the tablet servers
+    still read their racks; prod warns that servers may share a node."""
+    preferred = render_variant({"profile": "prod", "kubernetes.spread": "preferred"})
+    assert preferred.workload(s.ZOOKEEPER)["spec"]["replicas"] == 3
+    for name in (s.TABLET, s.ZOOKEEPER):
+        (by_node, by_zone) = spread_of(preferred, name)
+        assert by_node["topologyKey"] == HOSTNAME and "minDomains" not in by_node
+        assert {by_node["whenUnsatisfiable"], by_zone["whenUnsatisfiable"]} == {"ScheduleAnyway"}, name
+    props = properties(env(preferred.main(s.TABLET))["FLUSS_PROPERTIES"], ":")
+    assert props["tablet-server.rack"] == k8s.RACK_PLACEHOLDER and preferred.of_kind("ClusterRole")
+    assert [w for w in config.settings_warnings(preferred.settings) if w.startswith("kubernetes.spread is preferred")]
+    with pytest.raises(ConfigError) as excinfo:
+        lakehouse.load_settings(None, {"target": "kubernetes", "kubernetes.spread": "maybe"}, environ={})
+    assert [p.field for p in excinfo.value.problems] == ["kubernetes.spread"]
