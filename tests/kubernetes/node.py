@@ -39,6 +39,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import threading
@@ -112,6 +113,7 @@ class Node:
         self._ip_forward_was = ""
         self._provisioner: LocalProvisioner | None = None
         self.artifact_server: ArtifactServer | None = None
+        self.api_relay: ApiServerRelay | None = None
 
     # -- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -128,6 +130,7 @@ class Node:
         self._provisioner = LocalProvisioner(self.cluster, self.volumes)
         self._provisioner.start()
         self.artifact_server = ArtifactServer(NODE_IP, support.free_port())
+        self.api_relay = ApiServerRelay(self.cluster)
 
     def provisioner_errors(self) -> list[str]:
         return list(self._provisioner.errors) if self._provisioner else []
@@ -316,6 +319,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             self._provisioner.stop()
         if self.artifact_server:
             self.artifact_server.close()
+        if self.api_relay:
+            self.api_relay.close()
         for process in reversed(self.processes):
             if process.name == "containerd":
                 kill_tasks()  # a container the kubelet did not stop in time (shims outlive containerd)
@@ -728,6 +733,62 @@ class ArtifactServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class ApiServerRelay:
+    """Makes the API server reachable from pods, through the `kubernetes` Service, as on any cluster.
+
+    The control plane binds 127.0.0.1 only (and runs without the endpoint reconciler: a Service's endpoints may not be
+    a loopback address), so the `kubernetes` Service had no endpoints and a pod asking the API server (the tablet
+    servers' rack lookup) was refused. This relays TCP (TLS passes through unchanged: the self-signed serving
+    certificate names the Service's cluster IP) from the node's address to the API server, on the API server's own
+    port number, and gives the Service that endpoint: its EndpointSlice, which kube-proxy reads. ``port`` is what a
+    NetworkPolicy sees after the Service's translation (the stack's kubernetes.api_server_port)."""
+
+    def __init__(self, cluster: TestCluster) -> None:
+        self.port = int(cluster.server.rsplit(":", 1)[1])
+        self._listener = socket.create_server((NODE_IP, self.port))
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True, name="api server relay").start()
+        cluster.request("POST", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes-relay", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": self.port, "protocol": "TCP"}]})
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+
+        def pump(source: socket.socket, sink: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        back.start()
+        pump(client, upstream)
+        back.join()
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
 
 
 # ---------------------------------------------------------------------------------------------- the cluster
