@@ -20,12 +20,16 @@ failure fails the test with the CLI's output, which carries the blocked pods' st
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,13 +37,15 @@ from typing import Any
 
 import pytest
 import yaml
+from cluster import ZONE_LABEL
 from manifest_helpers import SMALL_MEMORY
 from node import RealCluster, pinned_by_digest
 from saga_data import assert_refused, refusals, saga_events
-from support import SuiteStack, fluss_ports_as_by_default, suite_ports
+from support import SuiteStack, fluss_ports_as_by_default, free_port, suite_ports
 
 import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import clients, config, lake_maintenance, tables, versions
+from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver
 
 EVENTS = 1000
@@ -106,16 +112,19 @@ SECRETS = {"s3_access_key": "kube-e2e", "s3_secret_key": secrets.token_hex(16),
 
 
 def stack_settings(cluster: RealCluster) -> dict[str, str]:
-    assert cluster.node.artifact_server is not None
-    values = {"target": "kubernetes", "kubernetes.kubeconfig": str(cluster.kubeconfig),
+    assert cluster.node.artifact_server is not None and cluster.node.api_relay is not None
+    values = {"kubernetes.api_server_port": str(cluster.node.api_relay.port),  # the rack lookup's egress
+              "target": "kubernetes", "kubernetes.kubeconfig": str(cluster.kubeconfig),
               "kubernetes.namespace": NAMESPACE, "local.maven_repository": cluster.node.artifact_server.url,
               "profile": "prod", "secrets.file": "secrets.yaml",
               "lake.freshness": "10s", "lake.tiering_poll": "2s", "lake.kv_snapshot_interval": "5s",
               # prod's 500m per container would schedule 4 of the 13 pods on the test node's 2 cores
               "kubernetes.cpu_request": "100m",
-              # one node: prod's spread would leave the second tablet server and two of three ZooKeeper servers
-              # Pending (by design, docs/kubernetes.md "Topology"); the kwok suite proves the topology instead
-              "kubernetes.spread": "off", "replicas.zookeeper": "1"}
+              # one node: prod's spread (on) would leave the second tablet server and two of three ZooKeeper
+              # servers Pending (by design, docs/kubernetes.md "Topology"); preferred runs them all on this node,
+              # with prod's ensemble of 3 and the tablet servers' racks read from the node's zone (NODE_ZONE). The
+              # kwok suite proves the spread over nodes and zones.
+              "kubernetes.spread": "preferred"}
     values |= {f"ports.{k}": str(v) for k, v in PORTS.items()}
     values |= {f"memory.{k}": v for k, v in MEMORY.items()}
     # every image by digest, as production pins it (the node imported them; the CRI finds them by digest)
@@ -124,8 +133,27 @@ def stack_settings(cluster: RealCluster) -> dict[str, str]:
     return values | {"maintenance.schedule": "20s"}  # lake maintenance every 20 s instead of dev's 10 min
 
 
+NODE_ZONE = "sagaz-zone-1"  # the zone label the node carries, as a cloud provider's nodes do
+
+
+def label_zone(cluster: RealCluster, zone: str) -> str:
+    """Labels the node topology.kubernetes.io/zone=<zone> (a read-modify-write: the kubelet updates the node too);
+    its name."""
+    for _ in range(10):
+        (node,) = cluster.request("GET", "/api/v1/nodes")["items"]
+        node["metadata"].setdefault("labels", {})[ZONE_LABEL] = zone
+        try:
+            cluster.request("PUT", f"/api/v1/nodes/{node['metadata']['name']}", node)
+            return str(node["metadata"]["name"])
+        except urllib.error.HTTPError as error:
+            if error.code != 409:  # a conflict: the kubelet wrote in between
+                raise
+    raise AssertionError("the node's zone label kept conflicting with the kubelet's updates")
+
+
 @pytest.fixture(scope="module")
 def kube_stack(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeStack]:
+    label_zone(real_cluster, NODE_ZONE)
     workdir = tmp_path_factory.mktemp("kube-stack")
     (workdir / "secrets.yaml").touch(mode=0o600)
     (workdir / "secrets.yaml").write_text(yaml.safe_dump(SECRETS))
@@ -169,6 +197,63 @@ def test_up_rolls_out_real_containers(kube_stack):
     assert {c["status"]["phase"] for c in claims} == {"Bound"}
     assert kube_stack.cluster.node.artifact_server is not None
     assert kube_stack.cluster.node.artifact_server.requests  # the init containers fetched the locked jars
+
+
+FLUSS_ZOOKEEPER_ROOT = "/fluss"  # Fluss's zookeeper.path.root (ConfigOptions.ZOOKEEPER_ROOT), which we leave as is
+
+
+@contextlib.contextmanager
+def forward_to(kube_stack: KubeStack, pod: str, port: int) -> Iterator[int]:
+    """A port-forward to one pod's port through the API server (the driver's own forwarder); the local port."""
+    from sagaz_lakehouse.targets.kubernetes.portforward import Forward, PortForwards, pod_opener
+
+    local = free_port()
+    opener = pod_opener(kube_stack.driver().cluster().streaming_core(), NAMESPACE)
+    with PortForwards([Forward(pod, local, port, functools.partial(str, pod))], opener):
+        yield local
+
+
+def zookeeper_mode(kube_stack: KubeStack, pod: str, port: int) -> str:
+    """What one ZooKeeper server says it is (`srvr`, the readiness check's word): leader, follower or standalone."""
+    with forward_to(kube_stack, pod, port) as local, socket.create_connection(("127.0.0.1", local), 10) as conn:
+        conn.sendall(b"srvr")
+        answer = b"".join(iter(lambda: conn.recv(4096), b"")).decode()
+    found = re.search(r"^Mode: (\w+)", answer, re.M)
+    assert found, f"{pod} answered srvr with: {answer!r}"
+    return found.group(1)
+
+
+def test_zookeeper_is_an_ensemble_and_fluss_registered_each_tablet_server_with_its_nodes_zone(kube_stack):
+    """Prod's topology in real pods, as far as one node can hold it (kubernetes.spread: preferred): three ZooKeeper
+    servers that elected one leader, and every tablet server in the rack its init container read from the node's
+    zone label, as Fluss itself registered it in ZooKeeper (/fluss/tabletservers/ids/<id>, field "rack")."""
+    from kazoo.client import KazooClient
+
+    client_port = kube_stack.driver().stack.named(s.ZOOKEEPER)[0][0].port("client").container
+    ensemble = sorted(p["metadata"]["name"] for p in kube_stack.pods()
+                      if p["metadata"]["name"].startswith(f"{s.ZOOKEEPER}-"))
+    assert ensemble == [f"{s.ZOOKEEPER}-{i}" for i in range(3)], kube_stack.pods_text()
+    modes = {pod: zookeeper_mode(kube_stack, pod, client_port) for pod in ensemble}
+    assert sorted(modes.values()) == ["follower", "follower", "leader"], modes
+    core = kube_stack.driver().cluster().core()
+    tablets = sorted(p["metadata"]["name"] for p in kube_stack.pods()
+                     if p["metadata"]["name"].startswith(f"{s.TABLET}-"))
+    assert len(tablets) == kube_stack.settings.replicas.tablet_servers, kube_stack.pods_text()
+    for pod in tablets:  # what the init container found (it prints the rack and where it came from)
+        said = core.read_namespaced_pod_log(pod, NAMESPACE, container="node-zone")
+        assert f"rack {NODE_ZONE} (zone of node " in said, f"{pod}: {said}"
+    with forward_to(kube_stack, ensemble[0], client_port) as local:
+        zookeeper = KazooClient(hosts=f"127.0.0.1:{local}", timeout=15)
+        zookeeper.start(timeout=30)
+        try:
+            ids = f"{FLUSS_ZOOKEEPER_ROOT}/tabletservers/ids"
+            registered = {i: json.loads(zookeeper.get(f"{ids}/{i}")[0]) for i in zookeeper.get_children(ids)}
+        finally:
+            zookeeper.stop()
+            zookeeper.close()
+    print(f"ZooKeeper modes: {modes}; Fluss registrations: {registered}")
+    assert len(registered) == len(tablets), registered
+    assert {r.get("rack") for r in registered.values()} == {NODE_ZONE}, registered
 
 
 def test_every_client_without_the_login_is_refused_with_the_servers_own_error(kube_stack):
