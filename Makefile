@@ -36,7 +36,7 @@ postgresql: ## PostgreSQL for the prod catalog on the local target (Debian's pac
 
 lint: ## ruff and mypy
 	ruff check sagaz_lakehouse tests scripts bench
-	mypy
+	MYPY_CACHE_DIR="$(CACHE)/mypy" mypy  # the cache outside the clone: a clean clone checks in 1 s, not 11
 
 manifests: ## re-render manifests/ from the templates (defaults, dev profile)
 	sagaz-lakehouse render --target compose --placeholders --out manifests/compose
