@@ -151,7 +151,7 @@ PORT_STRIDE = 10  # room for instances: a fanned-out setting (tablet servers, ta
 PORT_BLOCK = 200  # per suite: 20 settings x 10, the last of which leaves room for suite_port
 SUITE_BASES = {"listener": 11000, "local-stack": 11200, "compose": 11400, "kubernetes": 11600, "analytics": 11800,
                "faults": 12000, "observability": 12200, "external-store": 12400,
-               "external-catalog": 12600}
+               "external-catalog": 12600, "topology": 12800}
 
 
 def suite_ports(suite: str) -> dict[str, int]:

@@ -6,21 +6,32 @@ against the real API server (run in this process, as the init container would ru
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cluster import ZONE_LABEL, ZONED_NODES, TestCluster, start_cluster
 from manifest_helpers import CREDENTIALS
 from stacks import Stack
+from support import suite_ports
 
+import sagaz_lakehouse as lakehouse
+from sagaz_lakehouse import addresses, security, tables
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.stack import instance_index
 from sagaz_lakehouse.targets.kubernetes import layout as k8s
+from sagaz_lakehouse.targets.local import layout as local_layout
+from sagaz_lakehouse.targets.local.driver import LocalDriver
 
 
 @pytest.fixture(scope="module")
@@ -65,32 +76,44 @@ def test_prod_pods_of_each_replicated_server_land_on_distinct_nodes_and_zones(zo
     assert not [r["metadata"]["name"] for r in roles if made.namespace in r["metadata"]["name"]]
 
 
-def check_rack_lookup(cluster: TestCluster, made: Stack, tmp_path) -> None:
+def rack_lookup(cluster: TestCluster, made: Stack, folder: Path) -> Callable[[str], str]:
     """The rack init container's script, run here (no container runs under kwok) against this API server with a
-    token of the tablet servers' ServiceAccount: it reads its node's zone, falls back to the node's name where the
-    node has no zone label, and the token can do nothing else (not even list nodes)."""
+    token of the tablet servers' ServiceAccount, as the pod on ``node`` would run it: returns the rack it wrote."""
     account = f"/api/v1/namespaces/{made.namespace}/serviceaccounts/{s.TABLET}/token"
     token = cluster.request("POST", account, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                                               "spec": {"expirationSeconds": 600}})["status"]["token"]
-    api_dir, rack_dir = tmp_path / "api", tmp_path / "rack"
+    api_dir, rack_dir = folder / "api", folder / "rack"
     api_dir.mkdir()
     rack_dir.mkdir()
     (api_dir / "token").write_text(token)
     (api_dir / "ca.crt").write_bytes(cluster._ca)
     script = k8s.RACK_SCRIPT.replace(k8s.API_TOKEN_DIR, str(api_dir)).replace(k8s.RACK_DIR, str(rack_dir))
     host, port = cluster.server.removeprefix("https://").rsplit(":", 1)
+
+    def lookup(node: str) -> str:
+        (rack_dir / k8s.RACK_FILE).unlink(missing_ok=True)
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                                env={"NODE_NAME": node, "KUBERNETES_SERVICE_HOST": host,
+                                     "KUBERNETES_SERVICE_PORT": port})
+        assert result.returncode == 0, result.stderr
+        return (rack_dir / k8s.RACK_FILE).read_text()
+
+    return lookup
+
+
+def check_rack_lookup(cluster: TestCluster, made: Stack, tmp_path: Path) -> None:
+    """The rack lookup reads its node's zone, falls back to the node's name where the node has no zone label, and the
+    token can do nothing else (not even list nodes)."""
+    lookup = rack_lookup(cluster, made, tmp_path)
     bare = "kwok-bare-node"  # a node without a zone label (kept unschedulable: kwok does not run it)
     cluster.request("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {
         "name": bare, "labels": {"kubernetes.io/hostname": bare}}, "spec": {"unschedulable": True}})
     try:
         for node, rack in (("kwok-b-1", "zone-b"), (bare, bare)):
-            result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                                    env={"NODE_NAME": node, "KUBERNETES_SERVICE_HOST": host,
-                                         "KUBERNETES_SERVICE_PORT": port})
-            assert result.returncode == 0, result.stderr
-            assert (rack_dir / k8s.RACK_FILE).read_text() == rack, result.stdout
+            assert lookup(node) == rack
     finally:
         cluster.request("DELETE", f"/api/v1/nodes/{bare}")
+    token = (tmp_path / "api" / "token").read_text()
     request = urllib.request.Request(f"{cluster.server}/api/v1/nodes",  # noqa: S310 - the test API server
                                      headers={"Authorization": f"Bearer {token}"})
     context = ssl.create_default_context(cadata=cluster._ca.decode())
@@ -121,3 +144,168 @@ def test_a_tablet_server_more_than_nodes_waits_instead_of_sharing_a_node(zoned_c
         assert "topology spread constraints" in conditions["PodScheduled"]["message"], conditions["PodScheduled"]
     finally:
         made.driver.down(purge=True)
+
+
+# -- where Fluss puts a bucket's replicas: real servers with the racks the scheduler's placement gives ----------------
+#
+# kwok runs no container, so the Fluss servers here are the local target's native processes (ZooKeeper, MinIO, the
+# catalog, the coordinator and the tablet servers, started by its own driver), each tablet server given the rack
+# the rack lookup returned for the node its pod was scheduled on. What Fluss did is read from its own records in
+# ZooKeeper (ZkData, v0.9.1-incubating): a tablet server's registration /tabletservers/ids/<id> (field "rack",
+# TabletServerRegistrationJsonSerde), the table's registration /metadata/databases/<db>/tables/<table> ("table_id")
+# and its assignment /tabletservers/tables/<table_id> ("buckets": bucket -> replica server ids,
+# TableAssignmentJsonSerde), all under zookeeper.path.root (/fluss by default).
+
+TABLET_SERVERS = 6  # two per zone: with only as many servers as replicas every bucket is on all of them anyway
+# 30 buckets: Fluss's rack-unaware assignment puts bucket b on server positions f, f+k, f+k' (mod 6) with every first
+# position f and every shift in 6 x 5 buckets (TableAssignmentUtils), so two servers of one zone always share some
+# bucket: the negative control below cannot pass by luck.
+BUCKETS = 30
+ZK_ROOT = "/fluss"
+UNAWARE_DATABASE = "no_racks"
+
+
+@dataclasses.dataclass
+class FlussOnRacks:
+    driver: LocalDriver
+    racks: dict[str, str]  # instance -> the rack its server.yaml gets (tablet-server.rack); changed by the tests
+    zones: dict[int, str]  # tablet server id -> the zone of the node its pod was scheduled on
+    log: list[str]
+
+
+@pytest.fixture(scope="module")
+def scheduled_racks(zoned_cluster, tmp_path_factory) -> dict[str, tuple[str, str]]:
+    """The prod stack with six tablet servers on the six kwok nodes: tablet pod -> (its node, the rack the rack lookup
+    gives it there)."""
+    folder = tmp_path_factory.mktemp("scheduled-racks")
+    made = prod_stack(zoned_cluster, folder, **{"replicas.tablet_servers": str(TABLET_SERVERS)})
+    try:
+        made.up()
+        nodes = placement(made, s.TABLET)
+        assert len(nodes) == TABLET_SERVERS and len(set(nodes.values())) == TABLET_SERVERS, nodes
+        lookup = rack_lookup(zoned_cluster, made, folder)
+        return {pod: (node, lookup(node)) for pod, node in nodes.items()}
+    finally:
+        made.driver.down(purge=True)
+
+
+@pytest.fixture(scope="module")
+def fluss_on_racks(scheduled_racks, tmp_path_factory) -> Iterator[FlussOnRacks]:
+    """ZooKeeper, MinIO, the catalog, the Fluss coordinator and six tablet servers, started by the local target's
+    driver, each tablet server with the rack of its pod (the only change: the local target gives an instance no rack,
+    one host being one failure domain, so the instances its layout builds get theirs here)."""
+    workdir = tmp_path_factory.mktemp("fluss-racks")
+    settings = lakehouse.load_settings(None, {
+        "local.run_dir": str(workdir / "run"), "replicas.tablet_servers": str(TABLET_SERVERS),
+        "durability.replication_factor": "3", "lake.buckets": str(BUCKETS),
+        "memory.fluss_tablet": "1Gi",  # six of them on one host, holding one empty table
+        **{f"ports.{name}": str(port) for name, port in suite_ports("topology").items()}}, environ={})
+    racks = {pod: rack for pod, (_, rack) in scheduled_racks.items()}
+    zones = {instance_index(pod): ZONED_NODES[node][ZONE_LABEL] for pod, (node, _) in scheduled_racks.items()}
+    log: list[str] = []
+    driver = LocalDriver(settings, workdir, progress=log.append)
+    driver.stack = s.Stack(settings, s.View.EXTERNAL, needed_by(driver.stack, s.TABLET))
+    unracked = local_layout.instance
+
+    def racked(layout: local_layout.Layout, component: s.Component, name: str) -> s.Instance:
+        return dataclasses.replace(unracked(layout, component, name), rack=racks.get(name, ""))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local_layout, "instance", racked)  # what layout.files and layout.process_specs build on
+        try:
+            started = time.monotonic()
+            driver.up(timeout=180)
+            log.append(f"up took {time.monotonic() - started:.0f} s")
+            yield FlussOnRacks(driver, racks, zones, log)
+        except Exception:
+            print("\n".join(log[-40:]))
+            raise
+        finally:
+            driver.down(purge=True)
+
+
+def needed_by(stack: s.Stack, name: str) -> tuple[s.Component, ...]:
+    """The component ``name`` and everything it depends on, in the stack's order."""
+    wanted, todo = set(), [name]
+    while todo:
+        component = stack.get(todo.pop())
+        if component.name not in wanted:
+            wanted.add(component.name)
+            todo += [dependency for dependency, _ in component.depends_on]
+    return tuple(c for c in stack.components if c.name in wanted)
+
+
+def create_saga_events(fluss: FlussOnRacks, database: str) -> None:
+    """create-tables' own code: saga_events with BUCKETS buckets and 3 replicas each."""
+    settings = dataclasses.replace(fluss.driver.settings,
+                                   lake=dataclasses.replace(fluss.driver.settings.lake, database=database))
+    credentials = security.resolve_credentials(settings, s.View.EXTERNAL, base_dir=fluss.driver.base_dir)
+    with fluss.driver.client_endpoints() as endpoints:
+        tables.create_tables(settings, credentials, endpoints, log=fluss.log.append)
+
+
+def fluss_records(fluss: FlussOnRacks, database: str) -> tuple[dict[int, str | None], dict[int, list[int]]]:
+    """From Fluss's records in ZooKeeper: each registered tablet server's rack (None: it has none), and saga_events'
+    assignment (bucket -> the ids of the servers holding its replicas)."""
+    from kazoo.client import KazooClient
+
+    client = KazooClient(hosts=f"{addresses.LOOPBACK}:{fluss.driver.settings.ports.zookeeper}", timeout=10)
+    client.start(timeout=30)
+    try:
+        def read(path: str) -> Any:
+            return json.loads(client.get(f"{ZK_ROOT}{path}")[0])
+
+        servers = {int(i): read(f"/tabletservers/ids/{i}").get("rack")
+                   for i in client.get_children(f"{ZK_ROOT}/tabletservers/ids")}
+        table_id = read(f"/metadata/databases/{database}/tables/{tables.TABLE}")["table_id"]
+        buckets = read(f"/tabletservers/tables/{table_id}")["buckets"]
+        return servers, {int(bucket): replicas for bucket, replicas in buckets.items()}
+    finally:
+        client.stop()
+        client.close()
+
+
+def sharing_a_zone(buckets: dict[int, list[int]], zones: dict[int, str]) -> dict[int, list[str]]:
+    """The buckets with two replicas in one zone, and the zones of their replicas."""
+    placed = {bucket: [zones[server] for server in replicas] for bucket, replicas in buckets.items()}
+    return {bucket: racks for bucket, racks in placed.items() if len(set(racks)) < len(racks)}
+
+
+def test_fluss_puts_each_bucket_s_replicas_in_three_zones_by_the_racks_of_the_scheduled_pods(fluss_on_racks):
+    """Every tablet server registered with the rack of the node its pod was scheduled on (two per zone), and every
+    bucket of saga_events has its three replicas on three servers in three zones, as Fluss recorded them."""
+    fluss = fluss_on_racks
+    assert sorted(Counter(fluss.zones.values()).values()) == [2, 2, 2], fluss.zones
+    create_saga_events(fluss, fluss.driver.settings.lake.database)
+    servers, buckets = fluss_records(fluss, fluss.driver.settings.lake.database)
+    print(f"\nracks (Fluss's registrations): {dict(sorted(servers.items()))}")
+    print("\n".join(f"bucket {b}: servers {r} -> racks {[servers[i] for i in r]}" for b, r in sorted(buckets.items())))
+    assert servers == fluss.zones  # each server's rack, as Fluss has it, is its pod's node's zone
+    assert sorted(buckets) == list(range(BUCKETS))
+    assert all(len(replicas) == len(set(replicas)) == 3 for replicas in buckets.values()), buckets
+    assert not sharing_a_zone(buckets, servers), sharing_a_zone(buckets, servers)
+    assert set(Counter(s for replicas in buckets.values() for s in replicas).values()) == {BUCKETS * 3 // 6}
+
+
+def test_without_racks_fluss_places_replicas_without_regard_to_zones(fluss_on_racks):
+    """The negative control: the same servers restarted without racks (`up --restart-changed`, as a user applies a
+    changed configuration) get a table whose buckets Fluss spreads over servers only: some bucket then has two
+    replicas in one zone, which the check above refuses."""
+    fluss = fluss_on_racks
+    fluss.racks.clear()
+    fluss.driver.restart_changed = True
+    fluss.driver.up(timeout=180)
+    deadline = time.monotonic() + 60
+    while True:  # the coordinator assigns from the registrations it has seen: wait for all six, without a rack
+        servers, _ = fluss_records(fluss, fluss.driver.settings.lake.database)
+        if len(servers) == TABLET_SERVERS and not any(servers.values()):
+            break
+        assert time.monotonic() < deadline, f"tablet servers did not register again without a rack: {servers}"
+        time.sleep(0.5)
+    create_saga_events(fluss, UNAWARE_DATABASE)
+    servers, buckets = fluss_records(fluss, UNAWARE_DATABASE)
+    shared = sharing_a_zone(buckets, fluss.zones)
+    print(f"\nwithout racks, buckets with two replicas in one zone: {len(shared)} of {len(buckets)}: {shared}")
+    assert servers == dict.fromkeys(fluss.zones)
+    assert all(len(replicas) == len(set(replicas)) == 3 for replicas in buckets.values()), buckets
+    assert shared, buckets
