@@ -1,8 +1,13 @@
 """The prod topology on a real scheduler (issue 25, item 5): a control plane of its own with six kwok nodes in three
 zones (cluster.ZONED_NODES), where `up` applies the prod stack and the real kube-scheduler places its pods by the
-rendered topologySpreadConstraints. kwok stands in for the kubelet: no container runs, so where Fluss puts a bucket's
-replicas (its racks) cannot be read here; this proves the pods' placement, and the rack lookup's script and rights
-against the real API server (run in this process, as the init container would run it)."""
+rendered topologySpreadConstraints, and the rack lookup's script and rights are checked against the real API server
+(run in this process, as the init container would run it).
+
+kwok runs no container, so where Fluss puts a bucket's replicas is proved on real Fluss servers: the last two tests
+start ZooKeeper, MinIO, the catalog, the coordinator and six tablet servers as native processes (the local target's
+driver, the suite's own port block), each tablet server with the rack the lookup gave its scheduled pod, and read the
+servers' racks and a table's assignment from Fluss's records in ZooKeeper. Those two start real servers: run this
+module under the machine's lock (the engines lane, like the module's kwok control plane)."""
 
 from __future__ import annotations
 
