@@ -324,6 +324,11 @@ class Durability:
                                           "stop can lose while a bucket has a single in-sync replica; empty: 1s "
                                           "(upstream: 5s)", pattern=re.compile(r"^$|" + DURATION.pattern),
                                           expect="a duration like 100ms or 5s")
+    replica_fetch_wait: str = setting("50ms", "how long a follower's fetch waits at most for new data (Fluss "
+                                      "log.replica.fetch.wait-max-time; upstream 500ms). Fluss 0.9.1 does not wake "
+                                      "a waiting follower fetch when the leader appends, so every acks=all write "
+                                      "and every read of what it wrote waits for it (bench/results/visibility.md)",
+                                      pattern=DURATION, expect="a duration like 50ms or 500ms")
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,10 @@ def durability_properties(settings: Settings) -> dict[str, str]:
         "default.replication.factor": str(settings.replication_factor),
         "log.replica.min-in-sync-replicas-number": str(settings.min_in_sync_replicas),
         "log.replica.high-watermark.checkpoint-interval": settings.hw_checkpoint_interval,
+        # A follower's fetch waits this long when the leader has nothing new, and a leader's append does not end the
+        # wait (ReplicaManager and Replica at v0.9.1-incubating: only a follower's fetch advances the high
+        # watermark): an acks=all write is acknowledged, and readable, only after the next fetch.
+        "log.replica.fetch.wait-max-time": settings.durability.replica_fetch_wait,
     }
 
 
