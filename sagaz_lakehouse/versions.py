@@ -84,8 +84,8 @@ KUBERNETES = "1.33"
 # - coredns (cluster DNS of the real single-node cluster of tests/kubelet, next to a kubelet and kube-proxy built from
 #   the same k8s.io/kubernetes): the version kubeadm 1.33 deploys (cmd/kubeadm/app/constants CoreDNSVersion);
 # - kube-router (only its NetworkPolicy firewall, the enforcer of the real node: the prod render's policies are proven
-#   there): the one version the Go module proxy serves (`go list -m -versions github.com/cloudnativelabs/kube-router/v2`),
-#   which it lists with a security warning; why that does not matter for this test-only use: docs/kubernetes.md.
+#   there): the one version the Go module proxy serves (`go list -m -versions github.com/cloudnativelabs/kube-router/v2`
+#   lists only v2.1.0), with a security warning; why that does not matter for this test-only use: docs/kubernetes.md.
 KUBE_TEST_CLUSTER = {"kubernetes": "v1.33.13", "etcd": "v3.5.21", "kwok": "v0.7.0", "coredns": "v1.12.0",
                      "kube-router": "v2.1.0"}
 
