@@ -12,8 +12,10 @@ What runs where (everything is started and stopped by this module; nothing is le
 - **network**: a bridge ``sgz-kube0`` with ``10.214.0.1/24`` (the node IP: the kubelet refuses a loopback one), pods
   from ``10.214.0.0/24`` (CNI bridge + host-local, no masquerade), Services from ``10.215.0.0/16``. One iptables chain
   of ours, ``SAGAZ-KUBE-FWD`` (first in FORWARD), lets pods talk to each other and drops everything else they would
-  send through the host: pods reach only pods and the node address. kube-proxy writes its KUBE-* rules and removes
-  them with ``kube-proxy --cleanup`` on stop.
+  send through the host: pods reach only pods and the node address. The drop is in the mangle table's FORWARD too
+  (a chain of the same name), which runs before any filter rule: kube-router puts its own jump first in the filter
+  table's FORWARD and ACCEPTs there what the policies allow, which would otherwise skip ours. kube-proxy writes its
+  KUBE-* rules and removes them with ``kube-proxy --cleanup`` on stop.
 - **kubelet** (cgroupfs driver, cgroup v1 here) at the node IP on a free port; the API server reaches it with a client
   certificate of the test CA (webhook authentication and authorization, as kubeadm sets it up). No image garbage
   collection (the imported images cannot be pulled again) and eviction thresholds only near exhaustion.
@@ -162,6 +164,10 @@ class Node:
         _run(["iptables", "-w", "-A", CHAIN, "-i", BRIDGE, "-j", "DROP"])  # nothing else leaves through the host
         _run(["iptables", "-w", "-A", CHAIN, "-o", BRIDGE, "-j", "DROP"])  # and nothing else comes in
         _run(["iptables", "-w", "-I", "FORWARD", "1", "-j", CHAIN])
+        _run(["iptables", "-w", "-t", "mangle", "-N", CHAIN])  # before filter: kube-router's ACCEPT cannot skip it
+        _run(["iptables", "-w", "-t", "mangle", "-A", CHAIN, "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP"])
+        _run(["iptables", "-w", "-t", "mangle", "-A", CHAIN, "!", "-i", BRIDGE, "-o", BRIDGE, "-j", "DROP"])
+        _run(["iptables", "-w", "-t", "mangle", "-I", "FORWARD", "1", "-j", CHAIN])
         forward = Path("/proc/sys/net/ipv4/ip_forward")
         self._ip_forward_was = forward.read_text().strip()
         if self._ip_forward_was != "1":
