@@ -82,8 +82,12 @@ KUBERNETES = "1.33"
 # - kwok (stands in for the kubelet): the release built against Kubernetes 1.33 (sigs.k8s.io/kwok v0.7.0 go.mod:
 #   k8s.io/client-go v0.33.0, pkg/consts KubeVersion 1.33.0; v0.8.0 moved to 0.36);
 # - coredns (cluster DNS of the real single-node cluster of tests/kubelet, next to a kubelet and kube-proxy built from
-#   the same k8s.io/kubernetes): the version kubeadm 1.33 deploys (cmd/kubeadm/app/constants CoreDNSVersion).
-KUBE_TEST_CLUSTER = {"kubernetes": "v1.33.13", "etcd": "v3.5.21", "kwok": "v0.7.0", "coredns": "v1.12.0"}
+#   the same k8s.io/kubernetes): the version kubeadm 1.33 deploys (cmd/kubeadm/app/constants CoreDNSVersion);
+# - kube-router (only its NetworkPolicy firewall, the enforcer of the real node: the prod render's policies are proven
+#   there): the one version the Go module proxy serves (`go list -m -versions github.com/cloudnativelabs/kube-router/v2`
+#   lists only v2.1.0), with a security warning; why that does not matter for this test-only use: docs/kubernetes.md.
+KUBE_TEST_CLUSTER = {"kubernetes": "v1.33.13", "etcd": "v3.5.21", "kwok": "v0.7.0", "coredns": "v1.12.0",
+                     "kube-router": "v2.1.0"}
 
 # Spark, the second engine on the Iceberg tables (`query NAME --engine spark`): pyspark from PyPI with Iceberg's Spark
 # runtime from Maven Central. apache/iceberg at apache-iceberg-1.10.1 (the Iceberg the stack runs, ICEBERG above):

@@ -207,7 +207,9 @@ def _process(name: str, settings: Settings, view: s.View) -> s.Component:
         ports=(s.Port("rpc", addresses.TASKMANAGER_RPC_PORT, 0, published=False),
                s.Port("data", addresses.TASKMANAGER_DATA_PORT, 0, published=False), reporter_port(settings, name)),
         metrics=s.Metrics("metrics"),
-        reaches=((s.JOBMANAGER, "rpc"), (s.JOBMANAGER, "blob"), (s.TASKMANAGER, "data"), *TIERING_PATHS),
+        # and the JobManager's REST API: its readiness check runs in its pod and asks the JobManager for it
+        reaches=((s.JOBMANAGER, "rpc"), (s.JOBMANAGER, "blob"), (s.JOBMANAGER, "rest"), (s.TASKMANAGER, "data"),
+                 *TIERING_PATHS),
         health=s.Health("http", "rest", "/taskmanagers", expect='"id":"{instance}"', via=s.JOBMANAGER),
         depends_on=((s.JOBMANAGER, s.Condition.HEALTHY),), memory=settings.memory.flink_taskmanager,
         replicas=settings.replicas.flink_taskmanagers, jars=LIB_JARS,

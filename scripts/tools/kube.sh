@@ -17,8 +17,8 @@ set -euo pipefail
 BIN="${1:?usage: kube.sh BIN_DIR}"
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 pins="$(cd "$here" && python3 -c 'from sagaz_lakehouse import versions as v
-c = v.KUBE_TEST_CLUSTER; print(c["kubernetes"], c["etcd"], c["kwok"], c["coredns"])')"
-read -r KUBE ETCD KWOK COREDNS <<<"$pins"
+c = v.KUBE_TEST_CLUSTER; print(c["kubernetes"], c["etcd"], c["kwok"], c["coredns"], c["kube-router"])')"
+read -r KUBE ETCD KWOK COREDNS KUBE_ROUTER <<<"$pins"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 GO=(nice -n 19 "$GO")
 ALL_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
@@ -29,9 +29,11 @@ need_etcd=0; [ -x "$BIN/etcd-$ETCD" ] || need_etcd=1
 need_kube=0; { [ "${#KUBE_CMDS[@]}" -gt 0 ] || [ "$need_etcd" -eq 1 ]; } && need_kube=1
 need_kwok=0; [ -x "$BIN/kwok-$KWOK" ] || need_kwok=1
 need_coredns=0; [ -x "$BIN/coredns-$COREDNS" ] || need_coredns=1
+need_router=0; [ -x "$BIN/kube-router-$KUBE_ROUTER" ] || need_router=1
 PAUSE="pause-sagaz-1"  # the pod sandbox's process; bump the suffix when its source below changes
 need_pause=0; [ -x "$BIN/$PAUSE" ] || need_pause=1
-[ "$need_kube" -eq 0 ] && [ "$need_kwok" -eq 0 ] && [ "$need_coredns" -eq 0 ] && [ "$need_pause" -eq 0 ] && exit 0
+[ "$need_kube" -eq 0 ] && [ "$need_kwok" -eq 0 ] && [ "$need_coredns" -eq 0 ] && [ "$need_pause" -eq 0 ] \
+  && [ "$need_router" -eq 0 ] && exit 0
 [ -x "${GO[-1]}" ] || { echo "kube.sh: Go not found (looked for go on PATH and /usr/local/go/bin/go)" >&2; exit 1; }
 mkdir -p "$BIN"
 work="$(mktemp -d)"
@@ -114,6 +116,19 @@ GO
   "${GO[@]}" mod tidy
   "${GO[@]}" build -trimpath -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS" -o coredns .
   mv coredns "$BIN/coredns-$COREDNS"
+  echo "built in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s" >&2
+fi
+
+if [ "$need_router" -eq 1 ]; then
+  started=$SECONDS
+  echo "building kube-router $KUBE_ROUTER from the Go module proxy (one time, about 2 minutes on 2 cores) ..." >&2
+  # Its go.mod has no replace directives, so `go install` builds it with its own release's dependency versions;
+  # the version stamped as upstream's Makefile does. The binary runs all of kube-router; the real node starts only
+  # its NetworkPolicy controller (tests/kubernetes/node.py).
+  pkg=github.com/cloudnativelabs/kube-router/v2
+  GOBIN="$work/kube-router" "${GO[@]}" install -trimpath -ldflags "-s -w -X $pkg/pkg/version.Version=$KUBE_ROUTER \
+    -X $pkg/pkg/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$pkg/cmd/kube-router@$KUBE_ROUTER"
+  mv "$work/kube-router/kube-router" "$BIN/kube-router-$KUBE_ROUTER"
   echo "built in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s" >&2
 fi
 

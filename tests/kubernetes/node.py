@@ -12,11 +12,18 @@ What runs where (everything is started and stopped by this module; nothing is le
 - **network**: a bridge ``sgz-kube0`` with ``10.214.0.1/24`` (the node IP: the kubelet refuses a loopback one), pods
   from ``10.214.0.0/24`` (CNI bridge + host-local, no masquerade), Services from ``10.215.0.0/16``. One iptables chain
   of ours, ``SAGAZ-KUBE-FWD`` (first in FORWARD), lets pods talk to each other and drops everything else they would
-  send through the host: pods reach only pods and the node address. kube-proxy writes its KUBE-* rules and removes
-  them with ``kube-proxy --cleanup`` on stop.
+  send through the host: pods reach only pods and the node address. The drop is in the mangle table's FORWARD too
+  (a chain of the same name), which runs before any filter rule: kube-router puts its own jump first in the filter
+  table's FORWARD and ACCEPTs there what the policies allow, which would otherwise skip ours. kube-proxy writes its
+  KUBE-* rules and removes them with ``kube-proxy --cleanup`` on stop.
 - **kubelet** (cgroupfs driver, cgroup v1 here) at the node IP on a free port; the API server reaches it with a client
   certificate of the test CA (webhook authentication and authorization, as kubeadm sets it up). No image garbage
   collection (the imported images cannot be pulled again) and eviction thresholds only near exhaustion.
+- **kube-router**, only its NetworkPolicy firewall (``--run-firewall``; no routing, no service proxy): the
+  enforcer of the node, so the stack's NetworkPolicies are really applied (iptables chains ``KUBE-ROUTER-*``,
+  ``KUBE-POD-FW-*``, ``KUBE-NWPLCY-*`` in the filter table, ipsets ``KUBE-SRC-*``/``KUBE-DST-*``; Debian's
+  ``ipset`` is installed when missing). It acts only on the addresses of this node's pods; stopping the node removes
+  its chains and sets by name (the Docker Engine's rules and loopback are never in them).
 - **CoreDNS** as a host process on ``10.214.0.1:53``, the pods' nameserver (``clusterDNS``). It answers only the
   cluster domain: no forward plugin, so no name outside the cluster resolves from a pod.
 - **volumes**: StorageClass ``sagaz-local`` (the default) and a provisioner thread in the test process that makes a
@@ -25,8 +32,8 @@ What runs where (everything is started and stopped by this module; nothing is le
 - **artifacts**: the locked jars the pods' ``fetch-jars`` init containers download are served by a small HTTP server
   in the test process on the node address (``maven_repository``), from the verified artifact cache.
 
-Leftovers of an interrupted run (the bridge, our chain, kube-proxy's rules, processes recorded in
-``/run/sagaz-kube-node``) are removed by name before a start.
+Leftovers of an interrupted run (the bridge, our chain, kube-proxy's and kube-router's rules and sets, processes
+recorded in ``/run/sagaz-kube-node``) are removed by name before a start.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import http.server
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -70,6 +78,7 @@ PAUSE_BINARY = "pause-sagaz-1"
 RUN_DIR = Path("/run/sagaz-kube-node")
 SOCKET = RUN_DIR / "containerd.sock"
 CNI_BIN = Path("/usr/lib/cni")
+KUBE_ROUTER_SETS = ("KUBE-SRC-", "KUBE-DST-")  # the ipsets of kube-router's NetworkPolicy controller
 PACKAGES = {"containerd": "/usr/bin/containerd", "runc": "/usr/sbin/runc",
             "containernetworking-plugins": "/usr/lib/cni/bridge", "iptables": "/usr/sbin/iptables"}
 START_TIMEOUT = 120.0
@@ -101,7 +110,7 @@ class Node:
     """The node processes and network around a TestCluster started with the users below (see RealCluster)."""
 
     USERS: ClassVar[dict[str, str]] = {"kubelet": f"system:node:{NODE_NAME}", "kube-proxy": "system:kube-proxy",
-                                       "coredns": "sagaz:coredns"}
+                                       "coredns": "sagaz:coredns", "kube-router": "sagaz:kube-router"}
 
     def __init__(self, cluster: TestCluster, workdir: Path) -> None:
         self.cluster = cluster
@@ -126,6 +135,7 @@ class Node:
         self._containerd()
         self._kubelet()
         self._kube_proxy()
+        self._kube_router()
         self._coredns()
         self._provisioner = LocalProvisioner(self.cluster, self.volumes)
         self._provisioner.start()
@@ -154,6 +164,10 @@ class Node:
         _run(["iptables", "-w", "-A", CHAIN, "-i", BRIDGE, "-j", "DROP"])  # nothing else leaves through the host
         _run(["iptables", "-w", "-A", CHAIN, "-o", BRIDGE, "-j", "DROP"])  # and nothing else comes in
         _run(["iptables", "-w", "-I", "FORWARD", "1", "-j", CHAIN])
+        _run(["iptables", "-w", "-t", "mangle", "-N", CHAIN])  # before filter: kube-router's ACCEPT cannot skip it
+        _run(["iptables", "-w", "-t", "mangle", "-A", CHAIN, "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP"])
+        _run(["iptables", "-w", "-t", "mangle", "-A", CHAIN, "!", "-i", BRIDGE, "-o", BRIDGE, "-j", "DROP"])
+        _run(["iptables", "-w", "-t", "mangle", "-I", "FORWARD", "1", "-j", CHAIN])
         forward = Path("/proc/sys/net/ipv4/ip_forward")
         self._ip_forward_was = forward.read_text().strip()
         if self._ip_forward_was != "1":
@@ -269,6 +283,34 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                                              f"--config={config}", "--v=1"])
         self._until("kube-proxy to be healthy", process, lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"))
 
+    def _kube_router(self) -> None:
+        """kube-router's NetworkPolicy controller only, as this node's enforcer: it reads pods, namespaces and
+        policies (its informers list services, endpoints and nodes too) and programs iptables and ipsets."""
+        support.debian_program("debian-package.sh", "ipset", "ipset")
+        bridged = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        if not bridged.exists() or bridged.read_text().strip() != "1":  # pod to pod on the bridge must pass iptables
+            pytest.fail(f"{bridged} is not 1: bridged pod traffic would bypass the NetworkPolicy firewall",
+                        pytrace=False)
+        self.cluster.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+            "metadata": {"name": "sagaz:kube-router"},
+            "rules": [{"apiGroups": [""], "resources": ["pods", "namespaces", "nodes", "services", "endpoints"],
+                       "verbs": ["get", "list", "watch"]},
+                      {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                       "verbs": ["list", "watch"]},
+                      {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
+                       "verbs": ["list", "watch"]}]})
+        self.cluster.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+            "metadata": {"name": "sagaz:kube-router"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sagaz:kube-router"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "sagaz:kube-router"}]})
+        kubeconfig = self.cluster.kubeconfig_for("kube-router", self.workdir / "kube-router.kubeconfig")
+        process = self._spawn("kube-router", [
+            str(support.tool(f"kube-router-{VERSIONS['kube-router']}")), f"--kubeconfig={kubeconfig}",
+            "--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+            f"--hostname-override={NODE_NAME}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--enable-ipv6=false", "--health-port=0", "--metrics-port=0", "--v=1"])
+        self._until("kube-router's NetworkPolicy firewall to be in place", process, kube_router_in_place)
+
     def _coredns(self) -> None:
         self.cluster.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", {
             "metadata": {"name": "sagaz:coredns"},
@@ -372,9 +414,11 @@ def cleanup_leftovers(ip_forward: str = "") -> None:
     proxy = support.cache_dir() / "bin" / f"kube-proxy-{VERSIONS['kubernetes']}"
     if proxy.exists() and "KUBE-" in _run(["iptables-save"], check=False).stdout:
         _run([str(proxy), "--cleanup"], check=False)  # kube-proxy's own rules, every mode
-    # What remains of ours: the chain SAGAZ-KUBE-FWD and the kubelet's and kube-proxy's KUBE-* chains (canaries,
-    # KUBE-FIREWALL, KUBE-MARK-MASQ, KUBE-IPTABLES-HINT); no other Kubernetes runs on these machines.
+    # What remains of ours: the chain SAGAZ-KUBE-FWD, the kubelet's and kube-proxy's KUBE-* chains (canaries,
+    # KUBE-FIREWALL, KUBE-MARK-MASQ, KUBE-IPTABLES-HINT) and kube-router's (KUBE-ROUTER-*, KUBE-POD-FW-*,
+    # KUBE-NWPLCY-*); no other Kubernetes runs on these machines. Then kube-router's ipsets, which no rule uses now.
     remove_chains(("KUBE-", CHAIN))
+    remove_ipsets(KUBE_ROUTER_SETS)
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         _run(["ip", "link", "delete", BRIDGE], check=False)
     if ip_forward and ip_forward != "1":
@@ -424,6 +468,21 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def kube_router_in_place() -> bool:
+    """kube-router's jump in FORWARD and its default policy chain: its first full sync is done."""
+    rules = _run(["iptables-save", "-t", "filter"], check=False).stdout
+    return "-j KUBE-ROUTER-FORWARD" in rules and ":KUBE-NWPLCY-DEFAULT" in rules
+
+
+def remove_ipsets(prefixes: tuple[str, ...]) -> None:
+    """Destroys every ipset whose name starts with one of ``prefixes`` (none when ipset is not installed)."""
+    if not shutil.which("ipset"):
+        return
+    for name in _run(["ipset", "list", "-n"], check=False).stdout.split():
+        if name.startswith(prefixes):
+            _run(["ipset", "destroy", name], check=False)
+
+
 def remove_chains(prefixes: tuple[str, ...]) -> None:
     """Deletes, in the filter, nat and mangle tables, every rule jumping to a chain whose name starts with one of
     ``prefixes``, then those chains."""
@@ -431,7 +490,7 @@ def remove_chains(prefixes: tuple[str, ...]) -> None:
         rules = _run(["iptables-save", "-t", table], check=False).stdout.splitlines()
         chains = [line[1:].split()[0] for line in rules if line.startswith(":") and line[1:].startswith(prefixes)]
         for line in rules:
-            words = line.split()
+            words = shlex.split(line)  # comments are quoted: "kube-router netpol - ..."
             if (line.startswith("-A ") and not words[1].startswith(prefixes) and "-j" in words
                     and words[words.index("-j") + 1].startswith(prefixes)):
                 _run(["iptables", "-w", "-t", table, "-D", *words[1:]], check=False)

@@ -6,7 +6,9 @@ pinned by digest, the namespace under the `restricted` Pod Security Standard (th
 container on a read-only root file system (freshness, tiering poll and KV snapshots set back to dev's, so the waits
 stay short). `sagaz-lakehouse up --target kubernetes` → every rollout Ready → every client that may not in refused
 through the port-forwards (pyfluss without a login or with a wrong password, anonymous Trino, Trino over plain
-HTTP, a jar upload to Flink, the SQL Gateway, which prod does not run) → `create-tables` and `doctor` green, logged
+HTTP, a jar upload to Flink, the SQL Gateway, which prod does not run) → a pod without the stack's labels refused by
+the NetworkPolicies (kube-router enforces them on the node) at the catalog, Fluss and MinIO, the same pod labelled as
+a tablet server let through → `create-tables` and `doctor` green, logged
 in → 1,000 events exact in Iceberg and Trino → tiering goes on after the Fluss pods are replaced → `down` → `up`
 (the data is still there: it lives on the claims) → a crash-looping pod makes `up` exit 1 with the container's last
 log lines → `down --purge`.
@@ -46,7 +48,9 @@ from support import SuiteStack, fluss_ports_as_by_default, free_port, suite_port
 import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import clients, config, lake_maintenance, tables, versions
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components import build_stack
 from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver
+from sagaz_lakehouse.targets.kubernetes.layout import selector
 
 EVENTS = 1000
 NAMESPACE = "sagaz-real"
@@ -259,6 +263,94 @@ def test_zookeeper_is_an_ensemble_and_fluss_registered_each_tablet_server_with_i
 def test_every_client_without_the_login_is_refused_with_the_servers_own_error(kube_stack):
     with kube_stack.driver().client_endpoints() as endpoints:
         assert_refused(refusals(kube_stack.settings, endpoints, kube_stack.credentials), kube_stack.database)
+
+
+# ---------------------------------------------------------------------------------------------- network policies
+
+PROBE = """
+import json, socket, sys
+for host, port in json.loads(sys.argv[1]):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        print(json.dumps([host, port, "connected"]))
+    except OSError as exc:
+        print(json.dumps([host, port, type(exc).__name__ + ": " + str(exc)]))
+"""
+
+
+def probe_pod(name: str, labels: dict[str, str], image: str) -> dict[str, Any]:
+    """A pod the restricted Pod Security Standard admits, idle until the test runs PROBE in it (kubectl exec)."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                     "terminationGracePeriodSeconds": 0,
+                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+                                         "seccompProfile": {"type": "RuntimeDefault"}},
+                     "containers": [{"name": "probe", "image": image, "imagePullPolicy": "Never",
+                                     "command": ["python3", "-c", "import time; time.sleep(900)"],
+                                     "securityContext": {"allowPrivilegeEscalation": False,
+                                                         "readOnlyRootFilesystem": True,
+                                                         "capabilities": {"drop": ["ALL"]}},
+                                     "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
+                                                   "limits": {"cpu": "500m", "memory": "64Mi",
+                                                              "ephemeral-storage": "16Mi"}}}]}}
+
+
+def run_probe(kube_stack: KubeStack, name: str, labels: dict[str, str], targets: list[tuple[str, int]]) -> list:
+    """Starts the probe pod, waits until kube-router has its firewall chain (rules for a pod exist only once it has
+    an address), connects from it to every target and returns [host, port, outcome] per target."""
+    from support import tool
+
+    cluster = kube_stack.cluster
+    pods = f"/api/v1/namespaces/{NAMESPACE}/pods"
+    cluster.request("POST", pods, probe_pod(name, labels, kube_stack.settings.images.python))
+    try:
+        deadline = time.monotonic() + 120
+        marker = f"rule to jump traffic from POD name:{name} namespace: {NAMESPACE} "
+        while True:
+            pod = cluster.request("GET", f"{pods}/{name}")
+            ready = pod["status"].get("phase") == "Running" and pod["status"].get("podIP")
+            if ready and marker in subprocess.run(["iptables-save", "-t", "filter"], capture_output=True,
+                                                  text=True, check=False).stdout:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"probe {name}: not running with kube-router's chain within 120 s: {pod['status']}\n"
+                            f"{cluster.log_tail(20)}", pytrace=False)
+            time.sleep(1)
+        kubectl = tool(f"kubectl-{versions.KUBE_TEST_CLUSTER['kubernetes']}")
+        result = subprocess.run([str(kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", NAMESPACE, "exec",
+                                 name, "--", "python3", "-c", PROBE, json.dumps(targets)],
+                                capture_output=True, text=True, check=False, timeout=120)
+        assert result.returncode == 0, f"kubectl exec {name}: {result.stderr[-2000:]}"
+        print(f"--- probe {name} {labels} ---\n{result.stdout}")
+        return [json.loads(line) for line in result.stdout.splitlines()]
+    finally:
+        cluster.request("DELETE", f"{pods}/{name}?gracePeriodSeconds=0")
+        deadline = time.monotonic() + 60
+        while any(p["metadata"]["name"] == name for p in kube_stack.pods()) and time.monotonic() < deadline:
+            time.sleep(1)
+
+
+def test_a_pod_without_the_stacks_labels_is_refused_by_the_network_policies(kube_stack):
+    """kube-router enforces the prod render's NetworkPolicies on the node: a pod in the stack's namespace without
+    its labels (the default deny selects the stack's pods, whose ingress admits only the components that reach
+    them) is refused at the catalog, the Fluss coordinator and tablet server, and MinIO; the same pod labelled as a
+    tablet server, which reaches all four, connects, so the refusals are the policies, not a broken network."""
+    settings = kube_stack.settings
+    stack = build_stack(settings, s.View.INTERNAL)
+    tablet = stack.get(s.TABLET)
+    targets = []
+    for name, port in tablet.reaches:
+        if name in (s.REST_CATALOG, s.COORDINATOR, s.TABLET, s.MINIO):
+            host = s.member_address(name, tablet.instance_names()[0]) if name == s.TABLET else name
+            targets.append((host, stack.get(name).port(port).container))
+    assert {name for name, _ in targets} >= {s.REST_CATALOG, s.COORDINATOR, s.MINIO}, targets
+    outsider = run_probe(kube_stack, "netpol-probe-outsider", {"app": "netpol-probe"}, targets)
+    output = json.dumps(outsider, indent=1)
+    assert len(outsider) == len(targets), output
+    for *_, outcome in outsider:  # REJECT: connection refused (a DNS or other failure is no proof)
+        assert outcome.startswith(("ConnectionRefusedError", "TimeoutError")), output
+    member = run_probe(kube_stack, "netpol-probe-tablet", selector(settings, tablet), targets)
+    assert [outcome for _, _, outcome in member] == ["connected"] * len(targets), json.dumps(member, indent=1)
 
 
 def test_create_tables_and_doctor_pass_through_port_forwards(kube_stack):

@@ -158,6 +158,15 @@ def test_network_policies_close_every_pod_and_open_only_the_model_ports(variant)
     assert not [name for name, spec in policies.items() if [] in (spec.get("ingress"), spec.get("egress"))]
 
 
+def test_a_readiness_check_that_asks_another_component_may_reach_it(variant):
+    """A check ``via`` another component (a TaskManager is ready once the JobManager lists it) runs in the pod and
+    connects from there: its NetworkPolicies must let it through (kube-router on the real node refused the
+    TaskManager's startup probe until the JobManager's REST port was among its paths)."""
+    for component in stack_of(variant).components:
+        if component.health and component.health.via:
+            assert (component.health.via, component.health.port) in component.reaches, component.name
+
+
 def names_rack(rendered, name: str) -> bool:
     return any(c["name"] == "node-zone" for c in containers(rendered.workload(name)))
 
