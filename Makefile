@@ -11,7 +11,7 @@ CACHE ?= $(or $(SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR),$(HOME)/.cache/sagaz-lakehouse
 export SAGAZ_LAKEHOUSE_LOCAL__CACHE_DIR := $(CACHE)
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 
-.PHONY: install up down test check test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests \
+.PHONY: install up down test check test-unit promtool test-kube test-kubelet test-e2e test-containers images lint manifests bench-visibility \
 	tools chromium postgresql bench-local bench-compose bench-sagaz bench-kubernetes bench-soak chaos clean
 
 install: ## install the package with its test dependencies
@@ -101,6 +101,9 @@ clean:
 bench-sagaz: install ## FlussAnalyticsListener: hook cost, saga latency, events/s (needs a running stack with tables)
 	$(PIP) install -e '.[sagaz]'
 	$(PYTHON) bench/sagaz.py --out bench/results/sagaz.md
+
+bench-visibility: install ## how soon a saga event is readable after its hook returned (Fluss lookup, log scan, Flink live query), on two fresh stacks: Fluss's follower fetch wait against ours
+	PYTHON=$(PYTHON) bash bench/visibility-ab.sh bench/results/visibility.md
 
 bench-soak: install ## the lake over thousands of tiering commits, maintained and not, in one run (about an hour)
 	$(PYTHON) bench/soak.py --out bench/results/soak.md $(SOAK_ARGS)
