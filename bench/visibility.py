@@ -253,11 +253,9 @@ def follow_running_sagas(settings: config.Settings, endpoints: addresses.Endpoin
 
 def _fetch(session: Any, operation: str, endpoints: addresses.Endpoints, run: str, clock: Clock, fetch_s: float,
            drain_s: float, ready: threading.Event) -> None:
-    uri: str | None = f"{session.path}/operations/{operation}/result/0?rowFormat=JSON"
     column = -1
     stop_at: float | None = None
-    while uri is not None and (stop_at is None or time.monotonic() < stop_at):
-        answer = session._request("GET", uri)
+    for answer in session.pages(operation):
         results = answer.get("results") or {}
         if results.get("columns"):
             column = [c["name"] for c in results["columns"]].index("saga_id")
@@ -271,7 +269,8 @@ def _fetch(session: Any, operation: str, endpoints: addresses.Endpoints, run: st
                 clock.note("flink", saga_id)
         if stop_at is None and clock.done.is_set():
             stop_at = time.monotonic() + drain_s
-        uri = answer.get("nextResultUri")
+        if stop_at is not None and time.monotonic() >= stop_at:
+            return
         if not results.get("data"):
             time.sleep(fetch_s)
 

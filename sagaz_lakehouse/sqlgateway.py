@@ -106,7 +106,7 @@ class Session:
         running_since: float | None = None
         last_change = started
         try:
-            for answer in self._pages(operation):
+            for answer in self.pages(operation):
                 stream.job_id = answer.get("jobID") or stream.job_id
                 results = answer.get("results") or {}
                 if results.get("columns"):
@@ -143,7 +143,7 @@ class Session:
     def _drain(self, operation: str, deadline: float) -> tuple[list[str], list[tuple[Any, ...]]]:
         columns: list[str] = []
         rows: list[tuple[Any, ...]] = []
-        for answer in self._pages(operation):
+        for answer in self.pages(operation):
             results = answer.get("results") or {}
             if results.get("columns"):
                 columns = _columns(results)[0]
@@ -155,8 +155,9 @@ class Session:
                 time.sleep(POLL_SECONDS)
         return columns, rows
 
-    def _pages(self, operation: str) -> Iterator[dict[str, Any]]:
-        """Every answer of an operation's result, following nextResultUri, until end of stream."""
+    def pages(self, operation: str) -> Iterator[dict[str, Any]]:
+        """Every answer of an operation's result, following nextResultUri, until end of stream; the next is fetched
+        only when asked for, so a caller paces a streaming query's fetches."""
         uri: str | None = f"{self.path}/operations/{operation}/result/0?rowFormat=JSON"
         while uri is not None:
             answer = self._request("GET", uri)
