@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from running import RunningStack
@@ -232,3 +235,31 @@ def operator_keystore(hosts: tuple[str, ...] = ("127.0.0.1",), valid_days: int =
     key_pem = leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     ca_pem = ca.public_bytes(pem).decode()
     return key_pem + leaf.public_bytes(pem).decode() + ca_pem, ca_pem
+
+
+# Fluss's records in its ZooKeeper (ZkData, v0.9.1-incubating), under zookeeper.path.root, which the stack leaves at
+# its default (ConfigOptions.ZOOKEEPER_ROOT): a tablet server's registration /tabletservers/ids/<id> (field "rack",
+# TabletServerRegistrationJsonSerde), a table's /metadata/databases/<db>/tables/<table> ("table_id") and its
+# assignment /tabletservers/tables/<table_id> ("buckets": bucket -> replica server ids, TableAssignmentJsonSerde).
+FLUSS_ZOOKEEPER_ROOT = "/fluss"
+
+
+@contextlib.contextmanager
+def fluss_records(zookeeper: str) -> Iterator[Callable[[str], Any]]:
+    """A reader of Fluss's records in the ZooKeeper at ``zookeeper`` (host:port): a path under the root -> the
+    record's JSON, or the node's children for a path ending in "/"."""
+    from kazoo.client import KazooClient
+
+    client = KazooClient(hosts=zookeeper, timeout=10)
+    client.start(timeout=30)
+
+    def read(path: str) -> Any:
+        if path.endswith("/"):
+            return client.get_children(f"{FLUSS_ZOOKEEPER_ROOT}{path.rstrip('/')}")
+        return json.loads(client.get(f"{FLUSS_ZOOKEEPER_ROOT}{path}")[0])
+
+    try:
+        yield read
+    finally:
+        client.stop()
+        client.close()

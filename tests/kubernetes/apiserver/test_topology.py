@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import ssl
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import pytest
 from cluster import ZONE_LABEL, ZONED_NODES, TestCluster, start_cluster
 from manifest_helpers import CREDENTIALS
 from stacks import Stack
-from support import suite_ports
+from support import fluss_records, suite_ports
 
 import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import addresses, security, tables
@@ -157,17 +156,13 @@ def test_a_tablet_server_more_than_nodes_waits_instead_of_sharing_a_node(zoned_c
 # kwok runs no container, so the Fluss servers here are the local target's native processes (ZooKeeper, MinIO, the
 # catalog, the coordinator and the tablet servers, started by its own driver), each tablet server given the rack
 # the rack lookup returned for the node its pod was scheduled on. What Fluss did is read from its own records in
-# ZooKeeper (ZkData, v0.9.1-incubating): a tablet server's registration /tabletservers/ids/<id> (field "rack",
-# TabletServerRegistrationJsonSerde), the table's registration /metadata/databases/<db>/tables/<table> ("table_id")
-# and its assignment /tabletservers/tables/<table_id> ("buckets": bucket -> replica server ids,
-# TableAssignmentJsonSerde), all under zookeeper.path.root (/fluss by default).
+# ZooKeeper (support.fluss_records: the servers' registrations with their racks, the table's replica assignment).
 
 TABLET_SERVERS = 6  # two per zone: with only as many servers as replicas every bucket is on all of them anyway
 # 30 buckets: Fluss's rack-unaware assignment puts bucket b on server positions f, f+k, f+k' (mod 6) with every first
 # position f and every shift in 6 x 5 buckets (TableAssignmentUtils), so two servers of one zone always share some
 # bucket: the negative control below cannot pass by luck.
 BUCKETS = 30
-ZK_ROOT = "/fluss"
 UNAWARE_DATABASE = "no_racks"
 
 
@@ -250,30 +245,14 @@ def create_saga_events(fluss: FlussOnRacks, database: str) -> None:
         tables.create_tables(settings, credentials, endpoints, log=fluss.log.append)
 
 
-@contextlib.contextmanager
-def fluss_zookeeper(fluss: FlussOnRacks) -> Iterator[Callable[[str], Any]]:
-    """A reader of Fluss's records in its ZooKeeper: path under the root -> the record's JSON, or the node's children
-    for a path ending in "/"."""
-    from kazoo.client import KazooClient
-
-    client = KazooClient(hosts=f"{addresses.LOOPBACK}:{fluss.driver.settings.ports.zookeeper}", timeout=10)
-    client.start(timeout=30)
-
-    def read(path: str) -> Any:
-        if path.endswith("/"):
-            return client.get_children(f"{ZK_ROOT}{path.rstrip('/')}")
-        return json.loads(client.get(f"{ZK_ROOT}{path}")[0])
-
-    try:
-        yield read
-    finally:
-        client.stop()
-        client.close()
+def records_of(fluss: FlussOnRacks) -> contextlib.AbstractContextManager[Callable[[str], Any]]:
+    """Fluss's records in the ZooKeeper of these servers (support.fluss_records)."""
+    return fluss_records(f"{addresses.LOOPBACK}:{fluss.driver.settings.ports.zookeeper}")
 
 
 def registered_racks(fluss: FlussOnRacks) -> dict[int, str | None]:
     """Each registered tablet server's rack (None: it has none)."""
-    with fluss_zookeeper(fluss) as read:
+    with records_of(fluss) as read:
         return {int(i): read(f"/tabletservers/ids/{i}").get("rack") for i in read("/tabletservers/ids/")}
 
 
@@ -292,7 +271,7 @@ def wait_registered(fluss: FlussOnRacks, racked: bool) -> None:
 
 def assignment(fluss: FlussOnRacks, database: str) -> dict[int, list[int]]:
     """saga_events' replica assignment in ``database``: bucket -> the ids of the servers holding its replicas."""
-    with fluss_zookeeper(fluss) as read:
+    with records_of(fluss) as read:
         table_id = read(f"/metadata/databases/{database}/tables/{tables.TABLE}")["table_id"]
         buckets = read(f"/tabletservers/tables/{table_id}")["buckets"]
     return {int(bucket): replicas for bucket, replicas in buckets.items()}

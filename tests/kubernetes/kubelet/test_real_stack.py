@@ -43,7 +43,7 @@ from cluster import ZONE_LABEL
 from manifest_helpers import SMALL_MEMORY
 from node import RealCluster, pinned_by_digest
 from saga_data import assert_refused, refusals, saga_events
-from support import SuiteStack, fluss_ports_as_by_default, free_port, suite_ports
+from support import SuiteStack, fluss_ports_as_by_default, fluss_records, free_port, suite_ports
 
 import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import clients, config, lake_maintenance, tables, versions
@@ -203,9 +203,6 @@ def test_up_rolls_out_real_containers(kube_stack):
     assert kube_stack.cluster.node.artifact_server.requests  # the init containers fetched the locked jars
 
 
-FLUSS_ZOOKEEPER_ROOT = "/fluss"  # Fluss's zookeeper.path.root (ConfigOptions.ZOOKEEPER_ROOT), which we leave as is
-
-
 @contextlib.contextmanager
 def forward_to(kube_stack: KubeStack, pod: str, port: int) -> Iterator[int]:
     """A port-forward to one pod's port through the API server (the driver's own forwarder); the local port."""
@@ -231,8 +228,6 @@ def test_zookeeper_is_an_ensemble_and_fluss_registered_each_tablet_server_with_i
     """Prod's topology in real pods, as far as one node can hold it (kubernetes.spread: preferred): three ZooKeeper
     servers that elected one leader, and every tablet server in the rack its init container read from the node's
     zone label, as Fluss itself registered it in ZooKeeper (/fluss/tabletservers/ids/<id>, field "rack")."""
-    from kazoo.client import KazooClient
-
     client_port = kube_stack.driver().stack.named(s.ZOOKEEPER)[0][0].port("client").container
     ensemble = sorted(p["metadata"]["name"] for p in kube_stack.pods()
                       if p["metadata"]["name"].startswith(f"{s.ZOOKEEPER}-"))
@@ -246,15 +241,8 @@ def test_zookeeper_is_an_ensemble_and_fluss_registered_each_tablet_server_with_i
     for pod in tablets:  # what the init container found (it prints the rack and where it came from)
         said = core.read_namespaced_pod_log(pod, NAMESPACE, container="node-zone")
         assert f"rack {NODE_ZONE} (zone of node " in said, f"{pod}: {said}"
-    with forward_to(kube_stack, ensemble[0], client_port) as local:
-        zookeeper = KazooClient(hosts=f"127.0.0.1:{local}", timeout=15)
-        zookeeper.start(timeout=30)
-        try:
-            ids = f"{FLUSS_ZOOKEEPER_ROOT}/tabletservers/ids"
-            registered = {i: json.loads(zookeeper.get(f"{ids}/{i}")[0]) for i in zookeeper.get_children(ids)}
-        finally:
-            zookeeper.stop()
-            zookeeper.close()
+    with forward_to(kube_stack, ensemble[0], client_port) as local, fluss_records(f"127.0.0.1:{local}") as read:
+        registered = {i: read(f"/tabletservers/ids/{i}") for i in read("/tabletservers/ids/")}
     print(f"ZooKeeper modes: {modes}; Fluss registrations: {registered}")
     assert len(registered) == len(tablets), registered
     assert {r.get("rack") for r in registered.values()} == {NODE_ZONE}, registered
