@@ -323,6 +323,60 @@ def dashboards(
     return 0
 
 
+@command("build-images", stack=False)
+def build_images(
+    options: Options,
+    push: Annotated[bool, typer.Option("--push", help="Push each image to kubernetes.registry after building it "
+                                       "(docker push: log in first).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the images, their bases and jars; build none.")]
+    = False,
+) -> int:
+    """Build the images that carry the locked jars (kubernetes.jars: baked), FROM images.* as the settings give them,
+    with `docker build` (images/jars/Dockerfile; the jars come from the digest-checked cache, fetched into it from
+    local.maven_repository where missing). An image already built (same name, same digest label) is kept. Then set
+    kubernetes.jars: baked: pods start with nothing to download. Kubernetes target only."""
+    from sagaz_lakehouse import artifacts
+    from sagaz_lakehouse.errors import UsageError
+    from sagaz_lakehouse.stack import View
+    from sagaz_lakehouse.targets.kubernetes import jar_images, layout
+
+    if options.target not in (None, "kubernetes"):
+        raise UsageError(f"build-images is for the kubernetes target, not {options.target}",
+                         "compose and local fetch the jars on the host (the artifact cache)")
+    options.target = "kubernetes"
+    settings, _ = options.settings()
+    if push:
+        jar_images.check_push(settings)
+    lock = artifacts.load_lock()
+    stack = layout.build_stack(settings, View.INTERNAL, layout.instance_address)
+    images = list(jar_images.jar_images(settings, stack.components, lock).values())
+    docker = [] if dry_run else jar_images.engine_command()
+    cache = artifacts.cache_dir(settings.local.cache_dir)
+    report = []
+    for image in images:
+        state = "would build"
+        if not dry_run:
+            if jar_images.present(docker, image.reference) == image.digest:
+                state = "up to date"
+                typer.echo(f"{image.reference}: up to date", err=True)
+            else:
+                jar_images.build(image, cache, settings.local.maven_repository, docker, options.progress())
+                state = "built"
+            if push:
+                jar_images.push(image, docker)
+                state += ", pushed"
+                typer.echo(f"{image.reference}: pushed", err=True)
+        report.append({"image": f"images.{image.field}", "base": image.base, "reference": image.reference,
+                       "digest": image.digest, "state": state,
+                       "jars": [{"path": path, "sha256": a.sha256} for path, a in image.files]})
+    options.emit(report, "\n".join(f"{r['reference']}  FROM {r['base']}  ({len(r['jars'])} jars; {r['state']})"
+                                   for r in report))
+    if not dry_run and not push:
+        typer.echo("set kubernetes.jars: baked; on a cluster that cannot reach this engine, push them "
+                   "(--push, with kubernetes.registry) or load them onto its nodes", err=True)
+    return 0
+
+
 def _check_external_services(options: Options, settings: Any, base_dir: Path) -> None:
     """object_store.kind / catalog.kind external: every role's store access and the catalog's login and namespace,
     checked before anything starts (each failure exits 2 naming its setting)."""

@@ -380,6 +380,17 @@ class Kubernetes:
                           "more nodes), preferred (apart where the nodes allow, together where they do not, for a "
                           "cluster with fewer nodes than servers) or off; empty: on in prod, off in dev. A node's "
                           "crash takes every copy it holds", choices=("", "on", "preferred", "off"))
+    jars: str = setting("fetched", "how pods get the locked jars (Flink's Fluss connector, Fluss's Iceberg extras, "
+                        "the tiering job, the catalog's JDBC driver): fetched (an init container downloads them from "
+                        "local.maven_repository at every pod start: egress to it needed) or baked (images that carry "
+                        "them, FROM images.*, which `sagaz-lakehouse build-images` builds and pushes to "
+                        "kubernetes.registry: no download, for a cluster without egress)", choices=("fetched", "baked"))
+    registry: str = setting("", "where the images carrying the jars live (kubernetes.jars: baked), e.g. "
+                            "registry.example.com/lakehouse: images <registry>/sagaz-lakehouse-<image>:<upstream tag>-"
+                            "<digest of base and jars>; empty: no registry (images loaded onto the nodes by hand)",
+                            pattern=re.compile(r"^$|^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"),
+                            expect="empty or a registry host with an optional port and path, lowercase, no scheme, "
+                            "e.g. registry.example.com:5000/lakehouse")
     api_server_port: int = setting(6443, "the port the API server itself listens on (the `kubernetes` Service's "
                                    "target port): prod tablet servers read their node's zone there (Fluss rack "
                                    "awareness), and a NetworkPolicy sees that port, after the Service's 443",

@@ -52,6 +52,7 @@ from sagaz_lakehouse.stack import (
     member_address,
 )
 from sagaz_lakehouse.targets import probes
+from sagaz_lakehouse.targets.kubernetes import jar_images
 
 Obj = dict[str, Any]
 
@@ -100,7 +101,8 @@ def files(settings: Settings, credentials: Credentials) -> list[RenderedFile]:
 
 
 def cluster_stack(settings: Settings) -> Stack:
-    return build_stack(settings, View.INTERNAL, instance_address)
+    """The stack in the cluster; with kubernetes.jars: baked, on the images carrying the jars (jar_images)."""
+    return jar_images.baked(build_stack(settings, View.INTERNAL, instance_address), artifacts.load_lock())
 
 
 def instance_address(component: Component, name: str) -> str:
@@ -450,7 +452,7 @@ def _pod_template(stack: Stack, component: Component, setup: Setup, config_map: 
     jars = _jars(component, lock)
     if jars:
         volumes.append({"name": "artifacts", "emptyDir": {"sizeLimit": f"{jars_mebibytes(jars)}Mi"}})
-        mounts += [{"name": "artifacts", "mountPath": f"{j.directory}/{a.name}", "subPath": a.name,
+        mounts += [{"name": "artifacts", "mountPath": jar_images.jar_path(j.directory, a), "subPath": a.name,
                     "readOnly": True} for j in component.jars for a in artifacts.group(j.group, lock)]
         init.append(_fetch_jars_init(settings, component, jars))
     rack = names_rack(container)
