@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from cluster import TestCluster, start_cluster
 from manifest_helpers import VARIANTS, Rendered, render_variant
-from node import RealCluster, start_real_cluster
+from node import RealCluster, baked_images, start_real_cluster
 from stacks import Stack
 
 import sagaz_lakehouse as lakehouse
@@ -57,7 +57,8 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        with start_real_cluster(tmp_path_factory.mktemp("real-cluster"), stand_in_images()) as running:
+        with start_real_cluster(tmp_path_factory.mktemp("real-cluster"),
+                                stand_in_images() + baked_images()) as running:
             yield running
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -606,6 +606,20 @@ def normalized(tag: str) -> str:
     return tag
 
 
+def baked_images() -> list[str]:
+    """The images carrying the locked jars that prod renders with kubernetes.jars: baked, FROM the stand-ins
+    (`sagaz-lakehouse build-images --profile prod` builds exactly these, in Images.load)."""
+    from sagaz_lakehouse import load_settings
+    from sagaz_lakehouse.stack import View
+    from sagaz_lakehouse.targets.kubernetes import jar_images, layout
+
+    settings = load_settings(None, {"target": "kubernetes", "profile": "prod", "kubernetes.jars": "baked"},
+                                       environ={})
+    stack = layout.build_stack(settings, View.INTERNAL, layout.instance_address)
+    found = jar_images.jar_images(settings, stack.components, artifacts.load_lock())
+    return sorted(image.reference for image in found.values())
+
+
 class Images:
     """The stand-in images (images/, scripts/build-images.py) on the private Docker Engine, loaded into the node's
     containerd with `docker save | ctr images import`, each only when its image ID changed since it was loaded.
@@ -631,6 +645,10 @@ class Images:
         try:
             if not running:
                 _run([sys.executable, str(self.BUILD)], timeout=3600)
+                # the images carrying the locked jars (kubernetes.jars: baked), FROM those stand-ins; cwd: no
+                # settings file of anyone's
+                _run([sys.executable, "-m", "sagaz_lakehouse", "build-images", "--profile", "prod"], timeout=1800,
+                     cwd=self.marker.parent)
             return self._import(tags)
         finally:
             if not running:
@@ -644,7 +662,8 @@ class Images:
             inspect = _run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], check=False)
             if inspect.returncode != 0:
                 pytest.fail(f"image {tag} is not on the running Docker Engine: build the stand-ins with "
-                            "`make images` (scripts/build-images.py)", pytrace=False)
+                            "`make images` (scripts/build-images.py), then the images carrying the jars with "
+                            "`python -m sagaz_lakehouse build-images --profile prod`", pytrace=False)
             image_id = inspect.stdout.strip()
             if done.get(tag) == image_id and normalized(tag) in present:
                 continue

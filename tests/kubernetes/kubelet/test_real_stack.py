@@ -41,7 +41,7 @@ import pytest
 import yaml
 from cluster import ZONE_LABEL
 from manifest_helpers import SMALL_MEMORY
-from node import RealCluster, pinned_by_digest
+from node import RealCluster, baked_images, pinned_by_digest
 from saga_data import assert_refused, refusals, saga_events
 from support import SuiteStack, fluss_ports_as_by_default, fluss_records, free_port, suite_ports
 
@@ -57,7 +57,8 @@ NAMESPACE = "sagaz-real"
 CLI = [sys.executable, "-m", "sagaz_lakehouse"]
 PORTS, FLUSS_LAYOUT = fluss_ports_as_by_default(suite_ports("kubernetes"))
 MEMORY = SMALL_MEMORY
-UP_TIMEOUT = 900  # first start on 2 shared cores: 8 JVMs, jars fetched by init containers
+UP_TIMEOUT = 900  # first start on 2 shared cores: 8 JVMs
+BAKED_BASES = ("flink", "fluss", "rest_catalog")  # images.<name> the jar-carrying images start FROM (prod)
 
 
 class KubeStack(SuiteStack):
@@ -131,9 +132,17 @@ def stack_settings(cluster: RealCluster) -> dict[str, str]:
               "kubernetes.spread": "preferred"}
     values |= {f"ports.{k}": str(v) for k, v in PORTS.items()}
     values |= {f"memory.{k}": v for k, v in MEMORY.items()}
-    # every image by digest, as production pins it (the node imported them; the CRI finds them by digest)
+    # every image by digest, as production pins it (the node imported them; the CRI finds them by digest), but the
+    # bases of the images carrying the jars: those run as BAKED (a tag derived from base and jars, not a digest)
     images = lakehouse.load_settings(None, {}, environ={}).images
-    values |= {f"images.{name}": pinned_by_digest(getattr(images, name)) for name in images.__dataclass_fields__}
+    values |= {f"images.{name}": pinned_by_digest(getattr(images, name)) for name in images.__dataclass_fields__
+               if name not in BAKED_BASES}
+    # Air-gapped: the pods run the images carrying the locked jars (built FROM the stand-ins by `build-images`,
+    # imported by the harness), no fetch-jars init container. The node's artifact server stays up as the jar
+    # repository, so that a download would succeed and show in its requests (asserted empty), and nothing leaves
+    # the node anyway: node.py's SAGAZ-KUBE-FWD chain drops every packet from the pods' bridge to anywhere but the
+    # bridge, and CoreDNS resolves only cluster names.
+    values["kubernetes.jars"] = "baked"
     return values | {"maintenance.schedule": "20s"}  # lake maintenance every 20 s instead of dev's 10 min
 
 
@@ -192,15 +201,21 @@ def test_up_rolls_out_real_containers(kube_stack):
     # read-only root file system, from an image pinned by digest.
     namespace = kube_stack.cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    baked = set(baked_images())
+    ran_baked = set()
     for pod in pods:
         for container in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]:
             assert container["securityContext"]["readOnlyRootFilesystem"] is True, pod["metadata"]["name"]
-            assert "@sha256:" in container["image"], container["image"]
+            assert "@sha256:" in container["image"] or container["image"] in baked, container["image"]
             assert "ephemeral-storage" in container["resources"]["limits"], pod["metadata"]["name"]
+            assert container["name"] != "fetch-jars", pod["metadata"]["name"]
+            if container["image"] in baked:
+                ran_baked.add(container["image"])
+    assert ran_baked == baked  # Flink, Fluss and the catalog ran the images carrying their jars
     claims = kube_stack.cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims")["items"]
     assert {c["status"]["phase"] for c in claims} == {"Bound"}
     assert kube_stack.cluster.node.artifact_server is not None
-    assert kube_stack.cluster.node.artifact_server.requests  # the init containers fetched the locked jars
+    assert kube_stack.cluster.node.artifact_server.requests == []  # no jar was downloaded: they came with the images
 
 
 @contextlib.contextmanager
@@ -462,6 +477,8 @@ def test_down_then_up_finds_the_data_on_the_claims(kube_stack):
         assert trino_count(settings, endpoints, BATCH) == EVENTS
     report = json.loads(kube_stack.must("doctor", "--json").stdout)
     assert report["ok"] is True, report
+    assert kube_stack.cluster.node.artifact_server is not None
+    assert kube_stack.cluster.node.artifact_server.requests == []  # every restart so far: nothing downloaded
 
 
 def test_a_crash_looping_pod_fails_up_with_its_last_log_lines(kube_stack):
