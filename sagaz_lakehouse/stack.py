@@ -416,6 +416,26 @@ class Stack:
         """Every (component, instance name), in dependency order."""
         return [(c, name) for c in self.components for name in c.instance_names()]
 
+    def stop_waves(self) -> list[list[str]]:
+        """Component names in the order to stop them: each wave only after every component that depends on it.
+        A wave's components depend on nothing still running; the last wave holds what nothing else needs."""
+        dependants: dict[str, set[str]] = {c.name: set() for c in self.components}
+        for component in self.components:
+            for dependency, _ in component.depends_on:
+                dependants.setdefault(dependency, set()).add(component.name)
+        height: dict[str, int] = {}
+
+        def height_of(name: str, seen: frozenset[str] = frozenset()) -> int:
+            if name not in height:
+                above = [height_of(d, seen | {name}) for d in dependants.get(name, ()) if d not in seen]
+                height[name] = 1 + max(above, default=-1)
+            return height[name]
+
+        waves: dict[int, list[str]] = {}
+        for component in self.components:
+            waves.setdefault(height_of(component.name), []).append(component.name)
+        return [waves[level] for level in sorted(waves)]
+
     def resolve(self, name: str) -> list[tuple[Component, str]]:
         """A component or instance name → its instances; KeyError when there is none."""
         found = [(c, n) for c, n in self.instances() if name in (c.name, n)]

@@ -191,3 +191,15 @@ def test_prod_leaves_the_unauthenticated_sql_gateway_out_unless_asked_for(target
     assert s.FLINK_SQL_GATEWAY not in names(profile="prod")
     assert s.FLINK_SQL_GATEWAY in names(profile="prod", **{"analytics.sql_gateway": "on"})
     assert s.FLINK_SQL_GATEWAY not in names(**{"analytics.sql_gateway": "off"})
+
+
+def test_stop_waves_stop_each_component_after_everything_that_depends_on_it(stack):
+    """`down` stops in these waves: a component goes only after its dependants, so (for one) the Fluss servers
+    close their ZooKeeper sessions while ZooKeeper still runs."""
+    waves = stack.stop_waves()
+    wave_of = {name: i for i, wave in enumerate(waves) for name in wave}
+    assert sorted(wave_of) == sorted(stack.names) and sum(map(len, waves)) == len(stack.names)
+    for component in stack.components:
+        for dependency, _ in component.depends_on:
+            assert wave_of[component.name] < wave_of[dependency], (component.name, dependency, waves)
+    assert wave_of[s.TABLET] < wave_of[s.COORDINATOR] < wave_of[s.ZOOKEEPER]

@@ -378,12 +378,11 @@ class KubernetesDriver:
             return
         self.log(f"deleting {len(doomed)} objects of stack {self.settings.project} in namespace {self.namespace}"
                  + ("" if purge else "; PersistentVolumeClaims kept (--purge deletes them)"))
-        for obj in doomed:
-            # A workload goes with its pods (Foreground): it stays until they are gone, so the wait below ends when
-            # nothing runs any more; in the background the garbage collector deletes them some time after `down`.
-            propagation = "Foreground" if obj["kind"] in WORKLOAD_KINDS else "Background"
-            if cluster.delete(obj, propagation=propagation):
-                self.log(f"  deleted {describe(obj)}")
+        workloads = [o for o in doomed if o["kind"] in WORKLOAD_KINDS]
+        for wave in self._stop_waves(workloads):
+            self._delete(wave)
+            self._wait_gone(wave, DELETE_TIMEOUT)
+        self._delete([o for o in doomed if o["kind"] not in WORKLOAD_KINDS])
         if purge and ours and namespace is not None:
             cluster.delete(namespace)
             self.log(f"  deleted Namespace {self.namespace} (created by sagaz-lakehouse)")
@@ -392,6 +391,26 @@ class KubernetesDriver:
             self.log(f"  kept Namespace {self.namespace}: sagaz-lakehouse did not create it")
         self._wait_gone(doomed, DELETE_TIMEOUT)
         self.log("down: done" + ("" if purge else "; `up` reuses the kept volumes"))
+
+    def _stop_waves(self, workloads: list[Obj]) -> list[list[Obj]]:
+        """The workloads in the stack model's stop order, dependants first. Stopped all at once, ZooKeeper could go
+        before the Fluss servers closed their sessions: their registrations would outlive them by the session
+        timeout, and the next `up` would find members that are not running. Workloads of components the settings
+        no longer name go first."""
+        rank = {name: i + 1 for i, wave in enumerate(self.stack.stop_waves()) for name in wave}
+        waves: dict[int, list[Obj]] = {}
+        for obj in workloads:
+            component = (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/component", "")
+            waves.setdefault(rank.get(component, 0), []).append(obj)
+        return [waves[level] for level in sorted(waves)]
+
+    def _delete(self, objects: list[Obj]) -> None:
+        for obj in objects:
+            # A workload goes with its pods (Foreground): it stays until they are gone, so waiting for it ends when
+            # its pods no longer run; in the background the garbage collector deletes them some time after `down`.
+            propagation = "Foreground" if obj["kind"] in WORKLOAD_KINDS else "Background"
+            if self.cluster().delete(obj, propagation=propagation):
+                self.log(f"  deleted {describe(obj)}")
 
     def _claims(self) -> list[Obj]:
         """The claims our StatefulSets created (their volumeClaimTemplates copy the pod selector labels)."""

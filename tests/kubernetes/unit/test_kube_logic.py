@@ -155,6 +155,23 @@ def test_status_endpoints_name_services_the_stack_renders(tmp_path):
     assert {"zookeeper", "flink-taskmanager", "trino-worker", "create-bucket"}.isdisjoint(shown)  # nothing published
 
 
+def test_down_stops_the_workloads_in_waves_fluss_before_zookeeper_and_unknown_ones_first(tmp_path):
+    """`down` deletes the workloads a wave at a time (each gone before the next): the Fluss servers close their
+    ZooKeeper sessions before ZooKeeper stops, so the next `up` finds no stale registrations."""
+    from sagaz_lakehouse.targets.kubernetes.driver import KubernetesDriver
+
+    settings = lakehouse.load_settings(None, {"target": "kubernetes"}, environ={})
+    driver = KubernetesDriver(settings, tmp_path, credentials=DEV_CREDENTIALS)
+    workloads = [o for o in driver.desired() if o["kind"] in ("StatefulSet", "Deployment", "Job")]
+    left_over = obj("Deployment", "old-component", "apps/v1", labels={"app.kubernetes.io/component": "old"})
+    waves = driver._stop_waves([*workloads, left_over])
+    wave_of = {w["metadata"]["name"]: i for i, wave in enumerate(waves) for w in wave}
+    assert wave_of["old-component"] == 0 and waves[0] == [left_over]
+    assert wave_of["fluss-tablet"] < wave_of["fluss-coordinator"] < wave_of["zookeeper"]
+    assert wave_of["flink-taskmanager"] < wave_of["flink-jobmanager"] < wave_of["minio"]
+    assert sum(map(len, waves)) == len(workloads) + 1
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 
