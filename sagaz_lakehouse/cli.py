@@ -673,17 +673,17 @@ def create_tables(
     driver = options.driver(settings, base_dir)
     with driver.client_endpoints() as endpoints:
         result = tables.create_tables(settings, credentials, endpoints, log=options.progress(),
-                                      coordinator_log=_coordinator_log(driver))
+                                      server_log=_server_log(driver))
     options.emit(result)
     return 0
 
 
-def _coordinator_log(driver: Any) -> Callable[[], str]:
-    """The Fluss coordinator's log tail, read only when a missing tablet server needs its reason."""
+def _server_log(driver: Any) -> Callable[[str], str]:
+    """A Fluss server's log tail, by instance name: read only for a tablet server that is missing (the
+    coordinator's reason) or listed (whether it is still waiting to register)."""
     from sagaz_lakehouse import fluss_cluster
-    from sagaz_lakehouse.stack import COORDINATOR
 
-    return lambda: str(driver.logs(COORDINATOR, fluss_cluster.COORDINATOR_LOG_LINES))
+    return lambda name: str(driver.logs(name, fluss_cluster.SERVER_LOG_LINES))
 
 
 @command()
@@ -703,7 +703,7 @@ def doctor(
         report = checks.run(settings, credentials, endpoints, driver.status, quick=quick,
                             progress=None if options.as_json else options.progress(),
                             problems=getattr(driver, "connection_problems", None),
-                            coordinator_log=_coordinator_log(driver))
+                            server_log=_server_log(driver))
     options.emit(report.as_dict(), report.as_text())
     return 0 if report.ok else EXIT_FAILED
 

@@ -116,10 +116,11 @@ def record_check(report: Report, group: str, name: str, probe: Probe, progress: 
 def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, status: StatusRows, *,
         quick: bool = False, progress: Callable[[str], None] | None = None,
         probe_timeout: float | None = None, problems: Callable[[], list[str]] | None = None,
-        coordinator_log: Callable[[], str] | None = None) -> Report:
+        server_log: Callable[[str], str] | None = None) -> Report:
     """``status`` is the target driver's ``status`` (called at most once, for the components no client reaches);
     ``problems``: the target's explanations of failed connections so far (Kubernetes port-forwards);
-    ``coordinator_log``: the Fluss coordinator's log tail, read for the reason a tablet server is missing."""
+    ``server_log``: a Fluss server's log tail by instance name: the coordinator's, read for the reason a tablet
+    server is missing, and a listed tablet server's, read for whether it still waits to register."""
     report = Report()
 
     def check(group: str, name: str, probe: Probe) -> Check:
@@ -127,7 +128,7 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
 
     for name, probe in target_of(settings).environment_checks(settings).items():
         check("environment", name, probe)
-    for name, probe in component_probes(settings, credentials, endpoints, status, coordinator_log).items():
+    for name, probe in component_probes(settings, credentials, endpoints, status, server_log).items():
         check("components", name, probe)
     check("consistency", "saga_events lake settings", lambda: _table_consistency(settings, endpoints))
     check("consistency", "saga_events tiering and primary-key state",
@@ -147,13 +148,13 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
 
 
 def component_probes(settings: Settings, credentials: Credentials, endpoints: Endpoints,
-                     status: StatusRows, coordinator_log: Callable[[], str] | None = None) -> dict[str, Probe]:
+                     status: StatusRows, server_log: Callable[[str], str] | None = None) -> dict[str, Probe]:
     """Each component's check, by name. ``status`` (the driver's rows) is asked at most once, whichever probes
     run and however often."""
     status = _once(status)
     return {
         "zookeeper": lambda: _target_health(settings, status, s.ZOOKEEPER),
-        "fluss servers": lambda: _fluss_nodes(settings, endpoints, coordinator_log),
+        "fluss servers": lambda: _fluss_nodes(settings, endpoints, server_log),
         ("object store" if settings.external_store else "minio"): lambda: _minio(settings, credentials, endpoints),
         "iceberg rest catalog": lambda: _rest_catalog(settings, endpoints),
         "flink + tiering job": lambda: _flink(endpoints),
@@ -192,15 +193,22 @@ def _target_health(settings: Settings, status: StatusRows, component: str) -> st
     return f"healthy by the {target.name} target's own check: {seen}"
 
 
-def _fluss_nodes(settings: Settings, endpoints: Endpoints, coordinator_log: Callable[[], str] | None) -> str:
+def _fluss_nodes(settings: Settings, endpoints: Endpoints, server_log: Callable[[str], str] | None) -> str:
     """Members of the cluster as clients see them: a tablet server that runs but was refused by the coordinator is
-    named, with the coordinator's reason."""
+    named, with the coordinator's reason. One that is listed but still waiting to register (a stale registration
+    from before a restart) is waited for, as long as ZooKeeper takes to drop the old one."""
     from sagaz_lakehouse import fluss_cluster
 
-    membership = fluss_cluster.observe(settings, endpoints)
+    membership = fluss_cluster.current(fluss_cluster.observe(settings, endpoints), server_log)
+    if membership.waiting:
+        try:
+            membership = fluss_cluster.wait_for_tablets(settings, endpoints, need=len(membership.expected),
+                                                        purpose="fluss servers", server_log=server_log, timeout=0)
+        except fluss_cluster.TabletsMissing as missing:
+            membership = missing.membership
     if membership.coordinator and not membership.missing:
         return membership.summary()
-    membership = fluss_cluster.explain(settings, membership, coordinator_log)
+    membership = fluss_cluster.explain(settings, membership, server_log)
     detail = membership.summary() + (f"; the coordinator's reason: {membership.reason}" if membership.reason else "")
     first = membership.missing[0] if membership.missing else s.TABLET
     raise CheckFailed(detail, f"see `sagaz-lakehouse logs {first}` and `sagaz-lakehouse logs {s.COORDINATOR}`")

@@ -24,9 +24,12 @@ from sagaz_lakehouse.errors import LakehouseError
 from sagaz_lakehouse.targets.base import Driver, target_of
 
 REGISTRATION_TIMEOUT = 60.0  # seconds `up` and `create-tables` wait for every tablet server to be a member
+# How much longer to wait for a server whose previous registration is still listed: until ZooKeeper expires that
+# session (Fluss's zookeeper.client.session-timeout, 60 s by default and here) and the server's next retry.
+STALE_EXPIRY = 75.0
 EXPLAINED_AFTER = 15.0  # a server still missing this long after a refusal was logged is taken as refused
 POLL_SECONDS = 2.0
-COORDINATOR_LOG_LINES = 400
+SERVER_LOG_LINES = 400
 # The coordinator's error about a tablet server's registration, and the exception line that follows it.
 REFUSAL = re.compile(r"\b(ERROR|WARN)\b.*TabletServer", re.IGNORECASE)
 EXCEPTION = re.compile(r"^\s*(?:Caused by: )?([\w$.]+(?:Exception|Error))(?::\s*(.*))?$")
@@ -36,7 +39,15 @@ ADVERTISED_CLIENT = re.compile(r"CLIENT://[^,\s]+:(\d+)")
 # expire before it registers, answering every request with "CoordinatorEventProcessor is not initialized yet".
 STARTING = re.compile(r"not initialized yet|Connection refused", re.IGNORECASE)
 
-CoordinatorLog = Callable[[], str]
+# A tablet server started while ZooKeeper still holds its previous registration (the old session has not expired:
+# the process was killed, or ZooKeeper came back from its disk) retries every few seconds until it can register
+# (TabletServer.registerTabletServer); meanwhile the coordinator lists the old registration as a member. The server's
+# own log tells which of the two it last did (ZooKeeperClient.registerTabletServer logs the success).
+WAITING_TO_REGISTER = re.compile(r"Tablet server id \d+ already registered in Zookeeper")
+REGISTERED = re.compile(r"Registered tablet server \d+ at path")
+
+# A Fluss server's log tail, by instance name (the coordinator's, or a tablet server's); from the target's driver.
+ServerLog = Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,9 @@ class Membership:
     registered: tuple[str, ...]
     coordinator: bool
     reason: str = ""  # the coordinator's logged refusal, when a server is missing and it logged one
+    # Listed by the coordinator, but the server's log shows it still waiting to register: the listing is its
+    # previous registration, which ZooKeeper drops when the old session expires.
+    waiting: tuple[str, ...] = ()
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -55,7 +69,11 @@ class Membership:
     def summary(self) -> str:
         text = (f"{int(self.coordinator)} coordinator, {len(self.registered)}/{len(self.expected)} tablet server(s) "
                 "registered with the coordinator")
-        return text + (f"; missing: {', '.join(self.missing)}" if self.missing else "")
+        text += f"; missing: {', '.join(self.missing)}" if self.missing else ""
+        if self.waiting:
+            text += (f" ({', '.join(self.waiting)}: waiting for its previous registration to expire with its old "
+                     "ZooKeeper session)")
+        return text
 
 
 def tablet_component(settings: Settings) -> s.Component:
@@ -100,12 +118,43 @@ def refusal_reason(settings: Settings, coordinator_log: str, missing: tuple[str,
     return f"{named[0]}: {reason}" if named else reason
 
 
-def explain(settings: Settings, membership: Membership, coordinator_log: CoordinatorLog | None) -> Membership:
+def waiting_to_register(log: str) -> bool:
+    """Whether a tablet server's log shows it retrying its registration, with no success after the last retry."""
+    last = ""
+    for line in log.splitlines():
+        if WAITING_TO_REGISTER.search(line):
+            last = "waiting"
+        elif REGISTERED.search(line):
+            last = "registered"
+    return last == "waiting"
+
+
+def current(membership: Membership, server_log: ServerLog | None) -> Membership:
+    """``membership`` without the listed servers whose own log shows them still waiting to register (their
+    listing is a stale registration); unchanged without logs, or when a log cannot be read."""
+    if server_log is None:
+        return membership
+    waiting = []
+    for name in membership.registered:
+        try:
+            if waiting_to_register(server_log(name)):
+                waiting.append(name)
+        except LakehouseError:  # the log is evidence, not a requirement
+            continue
+    if not waiting:
+        return membership
+    from dataclasses import replace
+
+    return replace(membership, registered=tuple(n for n in membership.registered if n not in waiting),
+                   waiting=tuple(waiting))
+
+
+def explain(settings: Settings, membership: Membership, server_log: ServerLog | None) -> Membership:
     """``membership`` with the coordinator's reason for its missing servers, where the log gives one."""
-    if not membership.missing or coordinator_log is None:
+    if not membership.missing or server_log is None:
         return membership
     try:
-        log = coordinator_log()
+        log = server_log(s.COORDINATOR)
     except LakehouseError:  # the log is evidence, not a requirement
         return membership
     from dataclasses import replace
@@ -131,13 +180,16 @@ class TabletsMissing(LakehouseError):
 
 
 def wait_for_tablets(settings: Settings, endpoints: Endpoints, *, need: int, purpose: str,
-                     coordinator_log: CoordinatorLog | None = None, timeout: float = REGISTRATION_TIMEOUT,
+                     server_log: ServerLog | None = None, timeout: float = REGISTRATION_TIMEOUT,
                      progress: Callable[[str], None] | None = None) -> Membership:
     """Until at least ``need`` tablet servers are members; TabletsMissing names the missing ones and quotes the
     coordinator once ``timeout`` passed, or earlier once the coordinator's log explains a missing server. A
-    coordinator that is not serving yet (STARTING) counts as no member, for at most ``timeout``."""
+    coordinator that is not serving yet (STARTING) counts as no member, for at most ``timeout``. A listed server
+    whose log (``server_log``) shows it still waiting to register is no member either; the wait then gets
+    STALE_EXPIRY more, for ZooKeeper to drop the previous registration."""
     started = time.monotonic()
     announced = False
+    grace = 0.0
     while True:
         unanswered = ""
         try:
@@ -148,12 +200,15 @@ def wait_for_tablets(settings: Settings, endpoints: Endpoints, *, need: int, pur
             unanswered = f"{type(exc).__name__}: {str(exc)[:300]}"
             membership = Membership(expected_tablets(settings), (), coordinator=False)
         if len(membership.registered) >= need:
-            return membership
+            membership = current(membership, server_log)
+            if len(membership.registered) >= need:
+                return membership
+        grace = STALE_EXPIRY if membership.waiting else grace  # once seen, until the stale listing has gone
         waited = time.monotonic() - started
-        if waited >= timeout:
-            raise TabletsMissing(explain(settings, membership, coordinator_log), need, waited, purpose, unanswered)
+        if waited >= timeout + grace:
+            raise TabletsMissing(explain(settings, membership, server_log), need, waited, purpose, unanswered)
         if waited >= EXPLAINED_AFTER and not unanswered:
-            explained = explain(settings, membership, coordinator_log)
+            explained = explain(settings, membership, server_log)
             if explained.reason:
                 raise TabletsMissing(explained, need, waited, purpose)
         if progress and not announced:
@@ -169,5 +224,5 @@ def confirm_members(settings: Settings, driver: Driver, progress: Callable[[str]
     with driver.client_endpoints() as endpoints:
         return wait_for_tablets(settings, endpoints, need=settings.replicas.tablet_servers,
                                 purpose="the stack is not complete",
-                                coordinator_log=lambda: driver.logs(s.COORDINATOR, COORDINATOR_LOG_LINES),
+                                server_log=lambda name: driver.logs(name, SERVER_LOG_LINES),
                                 progress=progress)

@@ -41,6 +41,12 @@ NO_LEADER = "No leader found"  # the client's error text for a bucket without a 
 # server was just restarted and has not had the coordinator's metadata update yet. Recovery too, with the same wait.
 NO_TABLE_METADATA = "Table info not found"
 RECOVERING = (NO_LEADER, NO_TABLE_METADATA)
+# A bucket whose leader changed after the client's metadata was taken: the server it asked answers that it is not
+# the leader (Fluss NotLeaderOrFollowerException, error 12), e.g. right after the coordinator or a tablet server was
+# replaced and leaders were elected again. Asked again on a new connection (fresh metadata) within the election
+# window before it counts.
+LEADER_MOVED = ("Leader not local", "Not leader or follower", NO_LEADER)
+ASK_AGAIN_S = 2.0
 NO_LEADER_HINT = ("the coordinator has not elected a leader for these buckets; check that every tablet server is "
                   "up (`sagaz-lakehouse status`) and see the coordinator log (`sagaz-lakehouse logs "
                   "fluss-coordinator`)")
@@ -305,7 +311,17 @@ def observe(settings: Any, credentials: Any, endpoints: Any,
             return await check(connection, settings.lake.database, tables.TABLE, duration_seconds(settings.freshness),
                                age, election_s=election_s)
 
-    return asyncio.run(run())
+    deadline = time.monotonic() + election_s
+    while True:
+        findings = asyncio.run(run())
+        if not findings or not all(leader_moved(f) for f in findings) or time.monotonic() >= deadline:
+            return findings
+        time.sleep(ASK_AGAIN_S)
+
+
+def leader_moved(finding: Finding) -> bool:
+    """A bucket that did not answer because its leader changed under the client (LEADER_MOVED)."""
+    return finding.kind == "kv-unavailable" and any(text in finding.detail for text in LEADER_MOVED)
 
 
 def iceberg_snapshot_age(iceberg_table: Any) -> float | None:

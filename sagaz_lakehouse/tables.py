@@ -97,12 +97,12 @@ class SchemaConflict(UsageError):
 
 def create_tables(settings: Settings, credentials: Credentials, endpoints: Endpoints,
                   log: Callable[[str], None] = lambda _m: None, iceberg_wait: float = 60.0,
-                  coordinator_log: Callable[[], str] | None = None) -> dict[str, Any]:
+                  server_log: Callable[[str], str] | None = None) -> dict[str, Any]:
     """Create the database and saga_events (idempotent), then wait until Iceberg shows the lake table.
 
     Fluss refuses a table with more replicas than registered tablet servers (error 17): then this waits, bounded,
     for the servers to register and tries once more, or names the missing servers with the coordinator's reason
-    (``coordinator_log``: the coordinator's log tail, from the target)."""
+    (``server_log``: a Fluss server's log tail by instance name, from the target)."""
     try:
         result = asyncio.run(_create_in_fluss(settings, endpoints, log))
     except Exception as exc:
@@ -111,7 +111,7 @@ def create_tables(settings: Settings, credentials: Credentials, endpoints: Endpo
         from sagaz_lakehouse import fluss_cluster
 
         fluss_cluster.wait_for_tablets(
-            settings, endpoints, need=settings.replication_factor, coordinator_log=coordinator_log, progress=log,
+            settings, endpoints, need=settings.replication_factor, server_log=server_log, progress=log,
             purpose=f"cannot create {settings.lake.database}.{TABLE} with {settings.replication_factor} replicas "
                     "(durability.replication_factor)")
         result = asyncio.run(_create_in_fluss(settings, endpoints, log))

@@ -62,7 +62,7 @@ def test_the_error_names_counts_missing_servers_reason_and_where_to_look(compose
 def test_an_unreadable_coordinator_log_leaves_the_membership_unexplained(compose_settings):
     from sagaz_lakehouse.errors import StackNotReachable
 
-    def unreachable() -> str:
+    def unreachable(name: str) -> str:
         raise StackNotReachable("fluss-coordinator", "namespace x", "no pods")
 
     membership = Membership(("fluss-tablet-0",), (), coordinator=True)
@@ -114,3 +114,62 @@ def test_any_other_error_of_the_coordinator_is_raised_at_once(monkeypatch, compo
     answers(monkeypatch, compose_settings, [FlussError("SASL authentication failed"), ("fluss-tablet-0",)])
     with pytest.raises(FlussError, match="SASL"):
         fluss_cluster.wait_for_tablets(compose_settings, None, need=2, purpose="up")
+
+
+# A tablet server started while ZooKeeper still held its previous registration (Fluss 0.9.1: ServerBase's 3 s retry,
+# TabletServer.registerTabletServer's warning, ZooKeeperClient.registerTabletServer's success line).
+WAITING = """\
+2026-12-07 01:00:01,100 INFO  o.a.f.s.t.TabletServer                     - Starting Tablet Server.
+2026-12-07 01:00:04,200 WARN  o.a.f.s.t.TabletServer                     - Tablet server id 0 already registered in \
+Zookeeper. retrying register after 3000 ms....
+2026-12-07 01:00:07,201 WARN  o.a.f.s.t.TabletServer                     - Tablet server id 0 already registered in \
+Zookeeper. retrying register after 3000 ms....
+"""
+REGISTERED = WAITING + ("2026-12-07 01:00:10,305 INFO  o.a.f.s.z.ZooKeeperClient                  - Registered tablet "
+                        "server 0 at path /tabletservers/ids/0 with registration TabletServerRegistration{...}.\n")
+
+
+def test_a_log_ending_in_registration_retries_is_waiting_and_one_with_a_later_success_is_not():
+    assert fluss_cluster.waiting_to_register(WAITING)
+    assert not fluss_cluster.waiting_to_register(REGISTERED)
+    assert not fluss_cluster.waiting_to_register("")  # no word on it (a long-running server's tail): trusted
+    # An appended log (the local target): the new process's retries after the old one's success still count.
+    assert fluss_cluster.waiting_to_register(REGISTERED + WAITING)
+
+
+def test_a_listed_server_still_waiting_to_register_is_no_member(compose_settings):
+    membership = Membership(("fluss-tablet-0", "fluss-tablet-1"), ("fluss-tablet-0", "fluss-tablet-1"),
+                            coordinator=True)
+    logs = {"fluss-tablet-0": WAITING, "fluss-tablet-1": REGISTERED}
+    found = fluss_cluster.current(membership, logs.__getitem__)
+    assert found.registered == ("fluss-tablet-1",) and found.missing == ("fluss-tablet-0",)
+    assert found.waiting == ("fluss-tablet-0",)
+    assert "fluss-tablet-0: waiting for its previous registration to expire" in found.summary()
+    assert fluss_cluster.current(membership, None) == membership
+
+
+def test_up_waits_past_its_timeout_for_a_stale_registration_to_give_way(monkeypatch, compose_settings):
+    """The coordinator lists both servers all along (one of them from before a restart): `up` returns only once
+    the server's own log shows its registration, even after its usual timeout."""
+    answers(monkeypatch, compose_settings, [("fluss-tablet-0", "fluss-tablet-1")] * 1000)
+    logs = iter([WAITING, WAITING, WAITING, REGISTERED])
+    seen = []
+
+    def server_log(name: str) -> str:
+        seen.append(name)
+        return next(logs) if name == "fluss-tablet-0" else REGISTERED
+
+    membership = fluss_cluster.wait_for_tablets(compose_settings, None, need=2, purpose="up", server_log=server_log,
+                                                timeout=0)
+    assert membership.registered == ("fluss-tablet-0", "fluss-tablet-1") and membership.waiting == ()
+    assert seen.count("fluss-tablet-0") == 4
+
+
+def test_a_stale_registration_that_never_gives_way_is_named(monkeypatch, compose_settings):
+    answers(monkeypatch, compose_settings, [("fluss-tablet-0", "fluss-tablet-1")] * 100000)
+    monkeypatch.setattr(fluss_cluster, "STALE_EXPIRY", 0.05)
+    with pytest.raises(TabletsMissing) as error:
+        fluss_cluster.wait_for_tablets(compose_settings, None, need=2, purpose="the stack is not complete",
+                                       server_log=lambda name: WAITING, timeout=0)
+    assert "0 of 2 tablet servers are registered" in str(error.value)
+    assert error.value.membership.waiting == ("fluss-tablet-0", "fluss-tablet-1")

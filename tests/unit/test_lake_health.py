@@ -177,3 +177,40 @@ def test_status_asks_without_waiting_for_an_election():
     found = asyncio.run(sample_once_led(_leaderless_for(1), "sagaz", "saga_events", None, election_s=0))
     assert isinstance(found, Finding) and found.kind == "no-leader"
     assert found.detail.endswith("TableBucket(table_id=7, bucket=0).: None")  # no wait was claimed
+
+
+def test_buckets_whose_leader_moved_are_asked_again_on_a_new_connection_within_the_election_window(monkeypatch):
+    """Seen on the real node right after the Fluss pods were replaced: "Leader not local for bucket ..." from the
+    server the client's metadata named. `doctor` asks again with fresh metadata instead of reporting it."""
+    import contextlib
+
+    import sagaz_lakehouse as lakehouse
+    from sagaz_lakehouse import clients, lake_health
+
+    moved = Finding("kv-unavailable", "sagaz.saga_events", 1, "FlussError: FlussError(code=12): Leader not local for "
+                    "bucket TableBucket{tableId=0, bucket=1} on tabletServer 1", "hint")
+    broken = Finding("kv-unavailable", "sagaz.saga_events", 2, "FlussError: KvStorageException", "hint")
+    connections = []
+
+    @contextlib.asynccontextmanager
+    async def connect(endpoints):
+        connections.append(object())
+        yield connections[-1]
+
+    def answering(*replies):
+        calls = iter(replies)
+
+        async def check(connection, *args, **kwargs):
+            return next(calls)
+        return check
+
+    monkeypatch.setattr(clients, "fluss_connection", connect)
+    monkeypatch.setattr(clients, "iceberg_catalog", lambda *a: (_ for _ in ()).throw(OSError("no catalog")))
+    monkeypatch.setattr(lake_health, "ASK_AGAIN_S", 0.0)
+    settings = lakehouse.load_settings(None, {}, environ={})
+    monkeypatch.setattr(lake_health, "check", answering([moved], [moved], []))
+    assert lake_health.observe(settings, None, None, election_s=5) == [] and len(connections) == 3
+    monkeypatch.setattr(lake_health, "check", answering([moved, broken]))  # another kind of failure: at once
+    assert lake_health.observe(settings, None, None, election_s=5) == [moved, broken]
+    monkeypatch.setattr(lake_health, "check", answering(*[[moved]] * 1000))  # still moved after the window
+    assert lake_health.observe(settings, None, None, election_s=0.05) == [moved]
