@@ -89,6 +89,11 @@ KUBERNETES = "1.33"
 KUBE_TEST_CLUSTER = {"kubernetes": "v1.33.13", "etcd": "v3.5.21", "kwok": "v0.7.0", "coredns": "v1.12.0",
                      "kube-router": "v2.1.0"}
 
+# The OCI registry the `build-images --push` test pushes to and pulls from (tests/compose/engine): CNCF Distribution,
+# the registry Docker Hub and most self-hosted registries run, built from the Go module proxy (`go list -m -versions
+# github.com/distribution/distribution/v3`: v3.1.2 the newest; its go.mod has no replace directives, so `go install`).
+REGISTRY_TEST = "v3.1.2"
+
 # Spark, the second engine on the Iceberg tables (`query NAME --engine spark`): pyspark from PyPI with Iceberg's Spark
 # runtime from Maven Central. apache/iceberg at apache-iceberg-1.10.1 (the Iceberg the stack runs, ICEBERG above):
 # gradle.properties knownSparkVersions=3.4,3.5,4.0 and defaultSparkVersions=4.0; gradle/libs.versions.toml
