@@ -397,6 +397,7 @@ def _check_external_services(options: Options, settings: Any, base_dir: Path) ->
         checked = clients.check_external_catalog(settings, endpoints)
         typer.echo(f"external catalog at {settings.catalog.uri}: {', '.join(checked)} ok", err=True)
 
+
 @command()
 def up(
     options: Options,
