@@ -13,6 +13,10 @@ so each stays open a while, as running sagas do), three readers note when each e
 - **Flink**: the live pack's ``running_sagas`` query, running on the stack's Flink through the SQL Gateway and
   fetched every ``--fetch-ms``; per saga, from its ``saga_started`` hook's return until the saga's row shows.
 
+Each reader runs in a process of its own, as a dashboard or a Flink client would, not beside the writer: in one
+process they competed with the listener for the interpreter lock. Times are ``time.monotonic()`` in every process
+(CLOCK_MONOTONIC, one clock for the whole machine), so the writer's stamps and the readers' compare.
+
 Targets: p99 at most 1 s through Fluss, at most 2 s through the running Flink query. Also measured: the listener's
 flush interval (an event waits up to one interval in its buffer, by design), the round trip of one acknowledged
 upsert and flush with raw pyfluss, and batched ingest. Baseline from the same run (bench/visibility-ab.sh):
@@ -30,10 +34,10 @@ import argparse
 import asyncio
 import inspect
 import json
+import multiprocessing
 import os
 import queue
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -60,20 +64,18 @@ HOOKS_PER_SAGA = 2 + 2 * len(STEPS)
 Row = tuple[str, str, str, str]  # metric, value, baseline, ratio
 
 
+READERS = ("lookup", "scan", "flink")
+MP = multiprocessing.get_context("spawn")  # no fork of a process with pyfluss's runtime threads
+
+
 class Clock:
-    """When each event's hook returned (``sent``), and when each reader first saw it; shared by the threads."""
+    """When each event's hook returned (``sent``, the writer's) and when each reader first saw it (``seen``, sent
+    back by the reader processes when they finish)."""
 
     def __init__(self) -> None:
         self.sent: dict[str, float] = {}
         self.saga_sent: dict[str, float] = {}
-        self.seen: dict[str, dict[str, float]] = {"lookup": {}, "scan": {}, "flink": {}}
-        self.lock = threading.Lock()
-        self.done = threading.Event()  # the writer has finished (readers drain, then stop)
-
-    def note(self, reader: str, key: str) -> None:
-        now = time.monotonic()
-        with self.lock:
-            self.seen[reader].setdefault(key, now)
+        self.seen: dict[str, dict[str, float]] = {reader: {} for reader in READERS}
 
     def latencies(self, reader: str) -> list[float]:
         sent = self.saga_sent if reader == "flink" else self.sent
@@ -150,14 +152,16 @@ def saga_plan(listener: FlussAnalyticsListener, saga_id: str) -> list[tuple[Any,
 # ------------------------------------------------------------------------------------------ Fluss readers
 
 
-def look_up(endpoints: addresses.Endpoints, database: str, ids: queue.Queue[str], clock: Clock, pollers: int,
-            poll_s: float, timeout_s: float, ready: threading.Event) -> None:
+def look_up(endpoints: addresses.Endpoints, database: str, ids: Any, pollers: int, poll_s: float, timeout_s: float,
+            ready: Any, done: Any, results: Any) -> None:
     """Each queued event id looked up until found (or timeout_s), by ``pollers`` lookers at once (as a few
-    dashboards would), in their own thread, event loop and connection."""
+    dashboards would), in this reader process's event loop and connection."""
     import fluss
 
+    seen: dict[str, float] = {}
+
     async def looker(lookuper: Any) -> None:
-        while not (clock.done.is_set() and ids.empty()):
+        while not (done.is_set() and ids.empty()):
             try:
                 event_id = ids.get_nowait()
             except queue.Empty:
@@ -166,7 +170,7 @@ def look_up(endpoints: addresses.Endpoints, database: str, ids: queue.Queue[str]
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 if await lookuper.lookup({"event_id": event_id}) is not None:
-                    clock.note("lookup", event_id)
+                    seen.setdefault(event_id, time.monotonic())
                     break
                 await asyncio.sleep(poll_s)
 
@@ -177,14 +181,26 @@ def look_up(endpoints: addresses.Endpoints, database: str, ids: queue.Queue[str]
             ready.set()
             await asyncio.gather(*(looker(lookuper) for lookuper in lookupers))
 
-    asyncio.run(run())
+    _reporting("lookup", seen, results, run)
 
 
-def scan_forever(endpoints: addresses.Endpoints, database: str, offsets: dict[int, int], clock: Clock,
-                 drain_s: float, ready: threading.Event) -> None:
-    """A record log scanner from ``offsets`` in its own thread and event loop, noting every event it reads, until
-    the writer is done and drain_s passed."""
+def _reporting(reader: str, seen: dict[str, float], results: Any, run: Any) -> None:
+    """Runs a reader's coroutine function; sends what it saw, and its error if it failed, to the writer."""
+    error = ""
+    try:
+        asyncio.run(run())
+    except Exception as exc:  # reported in the results, never hidden
+        error = f"{type(exc).__name__}: {exc}"
+    results.put((reader, seen, error))
+
+
+def scan_forever(endpoints: addresses.Endpoints, database: str, offsets: dict[int, int], drain_s: float,
+                 ready: Any, done: Any, results: Any) -> None:
+    """A record log scanner from ``offsets`` in this reader process, noting every event it reads, until the writer
+    is done and drain_s passed."""
     import fluss
+
+    seen: dict[str, float] = {}
 
     async def run() -> None:
         async with clients.fluss_connection(endpoints) as connection:
@@ -195,12 +211,13 @@ def scan_forever(endpoints: addresses.Endpoints, database: str, offsets: dict[in
             stop_at: float | None = None
             while stop_at is None or time.monotonic() < stop_at:
                 records = await _maybe_await(scanner.poll(50))
+                now = time.monotonic()
                 for record in records:
-                    clock.note("scan", record.row["event_id"])
-                if stop_at is None and clock.done.is_set():
+                    seen.setdefault(record.row["event_id"], now)
+                if stop_at is None and done.is_set():
                     stop_at = time.monotonic() + drain_s
 
-    asyncio.run(run())
+    _reporting("scan", seen, results, run)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -229,30 +246,31 @@ async def upsert_round_trips(table: Any, run: str, count: int) -> list[float]:
 # ------------------------------------------------------------------------------------------ Flink reader
 
 
-def follow_running_sagas(settings: config.Settings, endpoints: addresses.Endpoints, run: str, clock: Clock,
-                         fetch_s: float, drain_s: float, ready: threading.Event, errors: list[str]) -> None:
+def follow_running_sagas(settings: config.Settings, endpoints: addresses.Endpoints, run: str, fetch_s: float,
+                         drain_s: float, ready: Any, done: Any, results: Any) -> None:
     """The live pack's running_sagas on Flink, fetched every fetch_s; notes the first row of each of our sagas."""
     from sagaz_lakehouse.sqlgateway import Gateway
 
-    prepared = analytics.prepare(settings, "running_sagas", {"since": "10m"})
-    try:
+    seen: dict[str, float] = {}
+
+    async def run_query() -> None:  # synchronous inside: the SQL Gateway client is
         with Gateway(endpoints.flink_sql_gateway).session(analytics.FLINK_SESSION) as session:
             properties = session.properties()
             options = {k.removeprefix(analytics.FLUSS_CLIENT_PREFIX): v for k, v in properties.items()
                        if k.startswith(analytics.FLUSS_CLIENT_PREFIX + "client.")}
             session.execute(analytics.fluss_catalog_ddl(properties[analytics.FLUSS_BOOTSTRAP_PROPERTY], options))
-            operation = session.submit(prepared.sql)
+            operation = session.submit(analytics.prepare(settings, "running_sagas", {"since": "10m"}).sql)
             try:
-                _fetch(session, operation, endpoints, run, clock, fetch_s, drain_s, ready)
+                _fetch(session, operation, endpoints, run, seen, fetch_s, drain_s, ready, done)
             finally:
                 session.close_operation(operation)
-    except Exception as error:  # reported in the results, never hidden
-        errors.append(f"{type(error).__name__}: {error}")
-        ready.set()
+
+    _reporting("flink", seen, results, run_query)
+    ready.set()  # a failed start must not keep the writer waiting
 
 
-def _fetch(session: Any, operation: str, endpoints: addresses.Endpoints, run: str, clock: Clock, fetch_s: float,
-           drain_s: float, ready: threading.Event) -> None:
+def _fetch(session: Any, operation: str, endpoints: addresses.Endpoints, run: str, seen: dict[str, float],
+           fetch_s: float, drain_s: float, ready: Any, done: Any) -> None:
     column = -1
     stop_at: float | None = None
     for answer in session.pages(operation):
@@ -266,8 +284,8 @@ def _fetch(session: Any, operation: str, endpoints: addresses.Endpoints, run: st
         for row in results.get("data") or []:
             saga_id = str(row["fields"][column])
             if row["kind"] in ("INSERT", "UPDATE_AFTER") and saga_id.startswith(run):
-                clock.note("flink", saga_id)
-        if stop_at is None and clock.done.is_set():
+                seen.setdefault(saga_id, time.monotonic())
+        if stop_at is None and done.is_set():
             stop_at = time.monotonic() + drain_s
         if stop_at is not None and time.monotonic() >= stop_at:
             return
@@ -306,19 +324,17 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
         ingest = await batched_ingest(table, run, args.ingest_rows)
         buckets = list(range(table.get_table_info().num_buckets))
         offsets = await connection.get_admin().list_offsets(path, buckets, fluss.OffsetSpec.latest())
-        scan_ready, flink_ready, lookup_ready = threading.Event(), threading.Event(), threading.Event()
-        sampled: queue.Queue[str] = queue.Queue()
-        looker = threading.Thread(target=look_up, args=(endpoints, database, sampled, clock, args.lookers,
-                                                        args.lookup_poll_ms / 1000, 30.0, lookup_ready), daemon=True)
-        looker.start()
-        flink_errors: list[str] = []
-        scanner = threading.Thread(target=scan_forever, args=(endpoints, database, dict(offsets), clock,
-                                                              args.drain_s, scan_ready), daemon=True)
-        scanner.start()
-        flink = threading.Thread(target=follow_running_sagas, args=(settings, endpoints, run, clock,
-                                                                     args.fetch_ms / 1000, args.drain_s,
-                                                                     flink_ready, flink_errors), daemon=True)
-        flink.start()
+        scan_ready, flink_ready, lookup_ready, done = MP.Event(), MP.Event(), MP.Event(), MP.Event()
+        sampled, results = MP.Queue(), MP.Queue()
+        readers = [
+            MP.Process(target=look_up, args=(endpoints, database, sampled, args.lookers, args.lookup_poll_ms / 1000,
+                                             30.0, lookup_ready, done, results), daemon=True),
+            MP.Process(target=scan_forever, args=(endpoints, database, dict(offsets), args.drain_s, scan_ready,
+                                                  done, results), daemon=True),
+            MP.Process(target=follow_running_sagas, args=(settings, endpoints, run, args.fetch_ms / 1000,
+                                                          args.drain_s, flink_ready, done, results), daemon=True)]
+        for reader in readers:
+            reader.start()
         for what, event in (("log scanner", scan_ready), ("Flink query", flink_ready), ("lookups", lookup_ready)):
             if not await asyncio.to_thread(event.wait, 180):
                 raise SystemExit(f"the {what} did not start within 180 s")
@@ -332,15 +348,22 @@ async def measure(settings: config.Settings, args: argparse.Namespace) -> tuple[
         written_s = time.monotonic() - started
         await listener.flush(timeout=120)
         stats = await listener.close()
-        clock.done.set()
-        await asyncio.to_thread(looker.join, 90)
-        await asyncio.to_thread(scanner.join, args.drain_s + 60)
-        await asyncio.to_thread(flink.join, args.drain_s + 60)
+        done.set()
+        reader_errors = []
+        for _ in readers:
+            try:
+                reader_name, seen, error = await asyncio.to_thread(results.get, True, args.drain_s + 90)
+            except queue.Empty:
+                raise SystemExit("a reader process sent no results within the drain time plus 90 s") from None
+            clock.seen[reader_name] = seen
+            reader_errors += [f"{reader_name} reader failed: {error}"] if error else []
+        for reader in readers:
+            await asyncio.to_thread(reader.join, 30)
     flush_interval = inspect.signature(FlussAnalyticsListener).parameters["flush_interval"].default
     offered = stats.enqueued / written_s
     notes.append(f"offered {offered:.0f} events/s for {written_s:.1f} s ({stats.enqueued} events, "
                  f"{len(clock.saga_sent)} sagas, {args.open_sagas} open at a time), dropped {stats.dropped}")
-    notes += [f"Flink reader failed: {e}" for e in flink_errors]
+    notes += reader_errors
     values: dict[str, float] = {}
     for reader, label, sent in (("lookup", "Fluss primary-key lookup", clock.sent), ("scan", "Fluss log scan",
                                                                                      clock.sent),
