@@ -75,6 +75,14 @@ def remove_leftover_projects() -> None:
             must(run([*remove, *leftovers]), f"removing leftover {kind}s of an earlier run: {' '.join(leftovers)}")
 
 
+def bridge_gateway() -> str:
+    """The engine's default bridge address: the host's own, and routed from every container network. A server the
+    test runs on the host for the containers (an external catalog, an external object store) binds it, so the
+    containers and the host reach it at one address, as the README asks of the real thing."""
+    out = must(run(["docker", "network", "inspect", "bridge"]), "docker network inspect bridge").stdout
+    return json.loads(out)[0]["IPAM"]["Config"][0]["Gateway"]
+
+
 class Stack(SuiteStack):
     """A compose stack driven through the CLI (`sagaz-lakehouse ... --set target=compose`) from its own folder."""
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 from catalog_standin import TOKEN_PATH, ExternalCatalog, running
-from conftest import PORTS, Stack, must, run
+from conftest import PORTS, Stack, bridge_gateway, run
 from support import suite_port
 
 from sagaz_lakehouse import config
@@ -28,12 +28,6 @@ SCOPE = "PRINCIPAL_ROLE:ALL"
 SECRET = "compose-e2e-0b3c8d1f9a"
 WAREHOUSE = "s3://sagaz-lakehouse/warehouse"
 FRONT_PORT = suite_port("compose")
-
-
-def bridge_gateway() -> str:
-    """The engine's default bridge address: the host's own, and routed from every container network."""
-    out = must(run(["docker", "network", "inspect", "bridge"]), "docker network inspect bridge").stdout
-    return json.loads(out)[0]["IPAM"]["Config"][0]["Gateway"]
 
 
 def write_secrets(path, secret: str) -> None:

@@ -1,104 +1,35 @@
 """End to end on the local target with `object_store.kind: external`: an object store the stack does not run.
 
-The test starts the project's cached MinIO server itself, outside any stack, on a port of its own block, makes the
-lake bucket and one user per role with the project's own admin-API code (tasks.create_bucket, tasks.ensure_identities:
-what an operator does once with their store's tools), and hands the stack only the endpoint and each role's keys.
-First the refusals: a missing bucket, a wrong key and a role without write access each make `up` exit 2, naming
-what is wrong, before anything starts. Then the stack: no object store among its components, `create-tables`,
-`doctor`, and 1,000 events through Fluss into Iceberg (read with the reader's keys) and Trino.
+The test starts the project's cached MinIO server itself (tests/external_store.py, shared with the compose suite),
+outside any stack, on a port of its own block, makes the lake bucket and one user per role with the project's own
+admin-API code (tasks.create_bucket, tasks.ensure_identities: what an operator does once with their store's tools),
+and hands the stack only the endpoint and each role's keys. First the refusals: a missing bucket, a wrong key and a
+role without write access each make `up` exit 2, naming what is wrong, before anything starts. Then the stack: no
+object store among its components, `create-tables`, `doctor`, and 1,000 events through Fluss into Iceberg (read with
+the reader's keys) and Trino.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import secrets
-import subprocess
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from external_store import BUCKET, REGION, ExternalStore, assert_refusals, no_secret_in, running, secrets_file
 from saga_data import EVENTS, assert_same_content, saga_events, trino_count, wait_for_iceberg, write_events
-from support import SuiteStack, cache_dir, init_with_ports, log_files, suite_port, suite_ports
+from support import SuiteStack, init_with_ports, log_files, suite_port, suite_ports
 
-from sagaz_lakehouse import config, identities, tasks, versions
 from sagaz_lakehouse import stack as s
 
 SUITE = "external-store"
-REGION = "eu-central-1"
-BUCKET = "team-lake"
-ABSENT = "forgotten-lake"  # named in policies, never created
-
-
-class ExternalStore:
-    """A MinIO server of the operator's, started here: the root keys stay with the test."""
-
-    def __init__(self, folder: Path) -> None:
-        self.binary = cache_dir() / "bin" / f"minio-{versions.MINIO.version}"
-        if not self.binary.exists():
-            pytest.fail(f"{self.binary} is missing: `make up` (or `make test`) builds it first", pytrace=False)
-        self.port = suite_port(SUITE)
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.root = ("operator-root", secrets.token_hex(20))
-        self.folder = folder
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        # No region of its own (MinIO then takes any signing region): Fluss 0.9.1's clients sign for the region
-        # their SDK reads from the endpoint's host name (README, Bring your own object store).
-        env = {**os.environ, "MINIO_ROOT_USER": self.root[0], "MINIO_ROOT_PASSWORD": self.root[1],
-               "HOME": str(self.folder)}
-        log = (self.folder / "minio.log").open("wb")
-        self.process = subprocess.Popen(
-            [str(self.binary), "server", str(self.folder / "data"), "--address", f"127.0.0.1:{self.port}",
-             "--console-address", f"127.0.0.1:{self.port + 1}"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=2):  # noqa: S310
-                    return
-            except OSError:
-                time.sleep(0.5)
-        pytest.fail(f"the test's MinIO did not start:\n{(self.folder / 'minio.log').read_text()[-3000:]}",
-                    pytrace=False)
-
-    def prepare(self, grants: dict[str, list[tuple[str, str]]]) -> None:
-        """What an operator does once: the bucket, and one user per role (access key sagaz-<role>)."""
-        tasks.create_bucket(self.endpoint, BUCKET, REGION, *self.root, time.monotonic() + 60)
-        tasks.ensure_identities(self.endpoint, BUCKET, REGION, *self.root, grants)
-
-    def users_without_bucket(self, bucket: str, grants: dict[str, list[tuple[str, str]]]) -> None:
-        """Users whose policies name ``bucket``, which is never created: a bucket the operator forgot."""
-        tasks.ensure_identities(self.endpoint, bucket, REGION, *self.root, grants)
-
-    def keys(self, role: str) -> tuple[str, str]:
-        return tasks.IDENTITY_PREFIX + role, tasks.identity_secret(self.root[1], role)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(30)
-
-
-def secrets_file(path: Path, keys: dict[str, tuple[str, str]]) -> Path:
-    values = {}
-    for role, (access, secret) in keys.items():
-        values[f"s3_{role}_access_key"], values[f"s3_{role}_secret_key"] = access, secret
-    path.write_text(yaml.safe_dump(values))
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
-    folder = tmp_path_factory.mktemp("external-store")
-    server = ExternalStore(folder)
-    server.start()
-    yield server
-    server.stop()
+    yield from running(tmp_path_factory.mktemp("external-store"), "127.0.0.1", suite_port(SUITE))
 
 
 @pytest.fixture(scope="module")
@@ -110,46 +41,25 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, store: ExternalStore) -> P
     values["lake"] = {"bucket": BUCKET}
     values["secrets"] = {"file": "secrets.yaml"}
     settings_file.write_text(yaml.safe_dump(values))
-    settings = SuiteStack(workdir).settings
-    grants = {role: list(g) for role, g in identities.s3_grants(settings).items()}
-    grants["lake-readonly"] = [(settings.lake.warehouse, "r")]  # for the refusal: the lake role without write
-    store.prepare(grants)
-    store.users_without_bucket(ABSENT, {f"absent-{role}": list(g) for role, g in grants.items()
-                                        if role in config.S3_ROLES})
-    secrets_file(workdir / "secrets.yaml", {role: store.keys(role) for role in config.S3_ROLES})
+    store.provision(SuiteStack(workdir).settings)
+    secrets_file(workdir / "secrets.yaml", store.role_keys())
     return workdir
 
 
-def refused(workdir: Path, store: ExternalStore, keys: dict[str, tuple[str, str]], *sets: str) -> str:
-    """`up` with these keys (and settings): exit 2, and no process of the stack started. Returns stderr."""
-    name = f"secrets-{uuid.uuid4().hex[:6]}.yaml"
-    secrets_file(workdir / name, keys)
-    stack = SuiteStack(workdir, {"secrets.file": name, **dict(item.split("=", 1) for item in sets)})
-    result = stack.cli("up", timeout=120)
-    assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    pids = stack.run_dir / "pids"
-    assert not pids.exists() or not any(pids.iterdir()), sorted(p.name for p in pids.iterdir())
-    assert store.root[1] not in result.stderr and all(secret not in result.stderr for _, secret in keys.values())
-    return result.stderr
-
-
 def test_up_refuses_a_missing_bucket_a_wrong_key_and_a_role_without_write_before_starting_anything(workdir, store):
-    good = {role: store.keys(role) for role in config.S3_ROLES}
-    absent = {role: store.keys(f"absent-{role}") for role in config.S3_ROLES}
-    missing = refused(workdir, store, absent, f"lake.bucket={ABSENT}")
-    assert f"lake.bucket: bucket {ABSENT} does not exist at {store.endpoint}" in missing
-    # A name outside every role's policy: MinIO answers AccessDenied whether or not the bucket exists.
-    unknown = refused(workdir, store, good, "lake.bucket=no-such-lake")
-    assert "lake.bucket: no role may list bucket no-such-lake" in unknown and "does not exist" in unknown
+    def refused(keys: dict[str, tuple[str, str]], *sets: str) -> str:
+        """`up` with these keys (and settings): exit 2, and no process of the stack started. Returns stderr."""
+        name = f"secrets-{uuid.uuid4().hex[:6]}.yaml"
+        secrets_file(workdir / name, keys)
+        stack = SuiteStack(workdir, {"secrets.file": name, **dict(item.split("=", 1) for item in sets)})
+        result = stack.cli("up", timeout=120)
+        assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        pids = stack.run_dir / "pids"
+        assert not pids.exists() or not any(pids.iterdir()), sorted(p.name for p in pids.iterdir())
+        assert no_secret_in(result.stderr, store, keys)
+        return result.stderr
 
-    wrong = refused(workdir, store, {**good, "reader": (good["reader"][0], "not-the-reader-secret")})
-    assert "object store, role reader: its secret key is wrong" in wrong and "SignatureDoesNotMatch" in wrong
-    assert "role fluss" not in wrong and "role lake" not in wrong  # only the role at fault
-
-    read_only = refused(workdir, store, {**good, "lake": store.keys("lake-readonly")})
-    warehouse = SuiteStack(workdir).settings.lake.warehouse
-    assert f"object store, role lake: lacks s3:PutObject on s3://{BUCKET}/{warehouse}/*" in read_only
-    assert "AccessDenied" in read_only
+    assert_refusals(store, refused, SuiteStack(workdir).settings.lake.warehouse)
 
 
 @pytest.fixture(scope="module")
