@@ -101,6 +101,19 @@ class Stack(SuiteStack):
         ids = run(["docker", "ps", "-aq", "--filter", f"label={COMPOSE_LABEL}={self.project}"]).stdout.split()
         return json.loads(must(run(["docker", "inspect", *ids]), "docker inspect").stdout) if ids else []
 
+    def services(self) -> set[str]:
+        """The compose services the project has containers of."""
+        return {c["Config"]["Labels"]["com.docker.compose.service"] for c in self.containers()}
+
+    def tables_and_doctor(self) -> dict[str, dict]:
+        """`create-tables`, then `doctor --json`, which must pass with its probe event (Fluss → tiering → Iceberg →
+        Trino); returns the doctor's checks by name."""
+        self.must("create-tables")
+        report = json.loads(self.must("doctor", "--json").stdout)
+        checks = {c["name"]: c for c in report["checks"]}
+        assert report["ok"] is True and checks["probe event Fluss → Iceberg → Trino"]["status"] == "pass", report
+        return checks
+
     def volumes(self) -> list[str]:
         return sorted(run(["docker", "volume", "ls", "-q", "--filter",
                            f"label={COMPOSE_LABEL}={self.project}"]).stdout.split())

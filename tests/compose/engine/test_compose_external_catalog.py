@@ -68,12 +68,9 @@ def test_a_wrong_secret_stops_up_before_any_container_exists(stack, catalog):
 def test_the_project_runs_no_catalog_and_tiers_through_the_external_one(stack, catalog):
     write_secrets(stack.workdir / "secrets.yaml", SECRET)
     stack.must("up", "--timeout", "600")
-    services = {c["Config"]["Labels"]["com.docker.compose.service"] for c in stack.containers()}
+    services = stack.services()
     assert s.REST_CATALOG not in services and s.CATALOG_DB not in services, services
-    stack.must("create-tables")
-    report = json.loads(stack.must("doctor", "--json").stdout)
-    checks = {c["name"]: c for c in report["checks"]}
-    assert report["ok"] is True and checks["probe event Fluss → Iceberg → Trino"]["status"] == "pass", report
+    stack.tables_and_doctor()
     assert catalog.front.unauthorized == 0
     java = {a for a in catalog.front.clients if a.startswith("Apache Iceberg")}
     assert len(java) >= 2, dict(catalog.front.clients)  # Trino's Iceberg and Fluss's, from their containers

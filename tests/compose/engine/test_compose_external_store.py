@@ -74,12 +74,9 @@ def test_up_refuses_a_missing_bucket_a_wrong_key_and_a_role_without_write_before
 def test_the_project_runs_no_object_store_and_tiers_into_the_external_one(stack, store):
     up = stack.must("up", "--timeout", "600")
     assert f"object store: bucket {BUCKET} at {store.endpoint}" in up.stderr  # the probe ran and passed
-    services = {c["Config"]["Labels"]["com.docker.compose.service"] for c in stack.containers()}
+    services = stack.services()
     assert s.MINIO not in services and s.CREATE_BUCKET not in services, services
-    stack.must("create-tables")
-    report = json.loads(stack.must("doctor", "--json").stdout)
-    checks = {c["name"]: c for c in report["checks"]}
-    assert report["ok"] is True and checks["probe event Fluss → Iceberg → Trino"]["status"] == "pass", report
+    checks = stack.tables_and_doctor()
     assert f"external store {store.endpoint}" in checks["object store"]["detail"], checks["object store"]
 
     settings = stack.settings
