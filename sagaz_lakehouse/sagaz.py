@@ -1037,8 +1037,12 @@ class _Safety:
             self.acked.append(_Acked(batch.start_seq, batch.end_seq, batch.gen, loop.time(), provable))
 
     def observed(self, seen: Observation, started: float, now: float) -> None:
-        if self.last_ok is not None and not self.failing and started - self.last_ok > self.listener.max_probe_gap:
-            self.suspect(f"no probe answered for {started - self.last_ok:.1f}s")
+        # The time without an answer: before this probe began, or while it was in flight (a probe is bounded by
+        # probe_timeout <= max_probe_gap, so an answer later than that means the process or its loop was paused
+        # after the probe began: seen as a flaky test, where the loop blocked with a probe scheduled, not yet run).
+        silent = max(started - self.last_ok, now - started) if self.last_ok is not None else 0.0
+        if not self.failing and silent > self.listener.max_probe_gap:
+            self.suspect(f"no probe answered for {silent:.1f}s")
         elif self.latest is not None and any(seen.latest.get(b, 0) < o for b, o in self.latest.items()):
             went_back = sorted(b for b, o in self.latest.items() if seen.latest.get(b, 0) < o)
             self.suspect(f"the high watermark of bucket(s) {went_back} went back")

@@ -378,6 +378,23 @@ def test_a_long_pause_of_the_process_counts_as_a_sign_of_restart(tmp_path: Path)
     assert asyncio.run(main()).stats.replay_rounds >= 1
 
 
+def test_a_pause_while_a_probe_was_in_flight_counts_as_a_gap_too(tmp_path: Path) -> None:
+    """The loop blocked after a probe began (its task scheduled, not run yet: the race behind a flaky run of the test
+    above): the answer arrives right after the pause, so the time before the probe began was short, but the probe
+    itself took longer than max_probe_gap, which only a pause explains (a probe is bounded by probe_timeout)."""
+    fluss = Fluss()
+    analytics = listener(tmp_path, fluss, probe_timeout=0.5, max_probe_gap=1.0)
+    safety = analytics._safety
+    seen = Observation({0: 0}, None, frozenset({0}))
+    safety.observed(seen, started=100.0, now=100.01)
+    safety.observed(seen, started=100.02, now=100.03)  # a normal probe: no sign
+    assert analytics.stats.replay_rounds == 0
+    safety.observed(seen, started=100.04, now=102.05)  # began at once, answered after a 2 s pause
+    assert analytics.stats.replay_rounds == 1 and safety.rewind_due
+    safety.observed(seen, started=103.6, now=103.61)  # 1.55 s since the last answer before it began
+    assert analytics.stats.replay_rounds == 2
+
+
 def test_a_log_behind_its_lake_snapshot_is_resent_once_it_caught_up(tmp_path: Path) -> None:
     """Records appended below the lake offset are never tiered: wait until the log is past it, then re-send."""
     fluss = Fluss()
