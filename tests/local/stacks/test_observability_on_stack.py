@@ -43,7 +43,10 @@ APP = f"127.0.0.1:{suite_port('observability')}"
 # The steady application for the live anomaly test: no failures at all, then from ANOMALY_AT for ANOMALY_FOR its order
 # sagas fail at charge_payment (60%) and its fulfilment sagas spend 300 ms booking the courier.
 STEADY_APP = f"127.0.0.1:{suite_port('observability') + 1}"
-ANOMALY_AT, ANOMALY_FOR = 240, 150  # s after the steady application starts (the baseline clear of the first app)
+# The first application's 30% failures move the failure ratio until about a minute after it starts (30 s of sagas, a
+# 30 s window): by the earliest moment the alerts can fire (ANOMALY_AT + window + sustained) that has left the
+# 2-minute baseline too. The anomaly lasts past the latest firing the test accepts (window + sustained + 60 s).
+ANOMALY_AT, ANOMALY_FOR = 210, 120  # s after the steady application starts
 STEADY_RATE = 2  # sagas a second, for ANOMALY_AT + ANOMALY_FOR + 60 s
 ANOMALIES = ("saga=order,step=charge_payment,at=+{at}s,for={for_}s,failure_rate=0.6",
              "saga=fulfilment,step=book_courier,at=+{at}s,for={for_}s,duration_ms=300")
@@ -338,7 +341,9 @@ def test_injected_anomalies_fire_the_live_alerts_for_that_saga_only(stack: Stack
     is a real slowdown that the duration rule may flag before the anomaly too, so only its firing during the anomaly
     is held. The history is read from a minute before the anomaly: the first application's failing half-minute, at
     the start, is a real change of the failure ratio too (from 30% to 0 when it stops), which the rules may flag
-    while the baseline is that short; by ANOMALY_AT it has long left both the window and the baseline."""
+    while the baseline is that short; by the time the alerts can first fire (ANOMALY_AT + window + sustained) it has
+    left both the window and the baseline; a minute before the anomaly it is under two thirds of the baseline's
+    samples, and a fall to 0 leaves the 3-sigma band only when over nine tenths of them are at the old ratio."""
     anomaly_start = SEEN["steady_started"] + ANOMALY_AT  # not earlier: simulate plans the anomaly from its start
     sustained = int(ANOMALY_SETTINGS["sustained"].removesuffix("s"))
     latest = anomaly_start + 30 + sustained + 60  # the window, the `for`, and a minute of scraping and start-up
