@@ -133,14 +133,49 @@ async def _create_in_fluss(settings: Settings, endpoints: Endpoints, log: Callab
         if await admin.table_exists(path):
             info = await admin.get_table_info(path)
             _check_same_definition(settings, info, wanted)
+            await wait_for_leaders(admin, path, info.num_buckets, log)
             log(f"table {db}.{TABLE} already exists with the same definition; nothing to do")
             return {"database": db, "table": TABLE, "created": False}
         descriptor = fluss.TableDescriptor(wanted, bucket_count=settings.lake.buckets, bucket_keys=[PRIMARY_KEY],
                                            properties=creation_properties(settings),
                                            custom_properties=iceberg_properties(settings))
         await admin.create_table(path, descriptor, ignore_if_exists=False)
+        await wait_for_leaders(admin, path, settings.lake.buckets, log)
         log(f"created {db}.{TABLE} ({settings.lake.buckets} buckets, lake tiering every {settings.freshness})")
         return {"database": db, "table": TABLE, "created": True}
+
+
+LEADER_WAIT = 60.0  # seconds the coordinator gets to elect a leader for every bucket of the table
+NO_LEADER = "No leader found"  # the client's error for a bucket without a leader
+
+
+async def wait_for_leaders(admin: Any, path: Any, buckets: int, log: Callable[[str], None],
+                           timeout: float = LEADER_WAIT, pause: float = 1.0) -> None:
+    """Until every bucket answers its latest offset (which only its leader does). A table whose buckets never get a
+    leader takes no write: seen once in CI with Fluss 0.9.1, where the coordinator registered the table's
+    assignment but never acted on the new table, and a writer then retried forever."""
+    import fluss
+
+    deadline = time.monotonic() + timeout
+    announced = False
+    while True:
+        try:
+            await admin.list_offsets(path, list(range(buckets)), fluss.OffsetSpec.latest())
+            return
+        except Exception as exc:
+            if NO_LEADER not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise LakehouseError(
+                    f"{path}: the Fluss coordinator elected no leader for the table's buckets within {timeout:.0f}s "
+                    f"({str(exc)[:200]}); nothing can be written to it",
+                    "restart Fluss (`sagaz-lakehouse down`, then `up`: the data is kept; the coordinator elects the "
+                    "leaders of every table it finds when it starts), then run create-tables again; see "
+                    "`sagaz-lakehouse logs fluss-coordinator`") from None
+            if not announced:
+                announced = True
+                log(f"waiting for the Fluss coordinator to elect the leaders of {path}'s buckets")
+            await asyncio.sleep(pause)
 
 
 def column_plan(have: list[tuple[str, str]], want: list[tuple[str, str]]) -> tuple[list[str], list[str]]:

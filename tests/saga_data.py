@@ -5,6 +5,7 @@ without them, the dev stack's on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timedelta
 
@@ -36,17 +37,27 @@ def saga_events(batch: str, count: int = EVENTS) -> list[dict]:
     } for i in range(count)]
 
 
-async def write_events(settings: config.Settings, rows: list[dict], at: addresses.Endpoints | None = None) -> None:
-    """Upsert the rows through pyfluss; returns once every write is acknowledged."""
+WRITE_TIMEOUT = 300.0  # pyfluss retries a write to a bucket without a leader forever: a hang becomes a failure
+
+
+async def write_events(settings: config.Settings, rows: list[dict], at: addresses.Endpoints | None = None,
+                       timeout: float = WRITE_TIMEOUT) -> None:
+    """Upsert the rows through pyfluss; returns once every write is acknowledged (fails after ``timeout``)."""
     import fluss
 
-    async with clients.fluss_connection(endpoints(settings, at)) as connection:
-        table = await connection.get_table(fluss.TablePath(settings.lake.database, TABLE))
-        writer = table.new_upsert().create_writer()
-        handles = [writer.upsert(row) for row in rows]
-        await writer.flush()
-        for handle in handles:
-            await handle.wait()
+    async def write() -> None:
+        async with clients.fluss_connection(endpoints(settings, at)) as connection:
+            table = await connection.get_table(fluss.TablePath(settings.lake.database, TABLE))
+            writer = table.new_upsert().create_writer()
+            handles = [writer.upsert(row) for row in rows]
+            await writer.flush()
+            for handle in handles:
+                await handle.wait()
+
+    try:
+        await asyncio.wait_for(write(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"{len(rows)} upserts not acknowledged within {timeout:.0f}s") from None
 
 
 def iceberg_rows(settings: config.Settings, batch: str, credentials: config.Credentials | None = None,

@@ -173,3 +173,38 @@ def test_a_stale_registration_that_never_gives_way_is_named(monkeypatch, compose
                                        server_log=lambda name: WAITING, timeout=0)
     assert "0 of 2 tablet servers are registered" in str(error.value)
     assert error.value.membership.waiting == ("fluss-tablet-0", "fluss-tablet-1")
+
+
+class LeaderlessAdmin:
+    """list_offsets as pyfluss answers it for a table whose buckets have no leader yet, ``leaderless`` times."""
+
+    def __init__(self, leaderless: int, error: str = "FlussError: No leader found for table bucket 3") -> None:
+        self.leaderless, self.error, self.calls = leaderless, error, 0
+
+    async def list_offsets(self, path, buckets, spec):
+        self.calls += 1
+        if self.calls <= self.leaderless:
+            raise RuntimeError(self.error)
+        return {b: 0 for b in buckets}
+
+
+def test_create_tables_waits_for_the_buckets_leaders_and_names_a_table_that_never_gets_them():
+    """Seen once in CI: the coordinator registered a new table's assignment but elected no leader, and a writer then
+    retried forever. create-tables now waits for the leaders, bounded, and says what to do."""
+    import asyncio
+
+    from sagaz_lakehouse import tables
+    from sagaz_lakehouse.errors import LakehouseError
+
+    said: list[str] = []
+    admin = LeaderlessAdmin(2)
+    asyncio.run(tables.wait_for_leaders(admin, "sagaz.saga_events", 8, said.append, pause=0))
+    assert admin.calls == 3 and said == ["waiting for the Fluss coordinator to elect the leaders of "
+                                         "sagaz.saga_events's buckets"]
+    with pytest.raises(LakehouseError) as error:
+        asyncio.run(tables.wait_for_leaders(LeaderlessAdmin(10**9), "sagaz.saga_events", 8, said.append,
+                                            timeout=0.05, pause=0))
+    assert "elected no leader" in error.value.message and "No leader found" in error.value.message
+    assert "down" in error.value.hint and "create-tables again" in error.value.hint
+    with pytest.raises(RuntimeError, match="permission"):  # anything else is not waited for
+        asyncio.run(tables.wait_for_leaders(LeaderlessAdmin(1, "permission denied"), "t", 8, said.append, pause=0))
