@@ -153,7 +153,10 @@ async def wait_for_leaders(admin: Any, path: Any, buckets: int, log: Callable[[s
                            timeout: float = LEADER_WAIT, pause: float = 1.0) -> None:
     """Until every bucket answers its latest offset (which only its leader does). A table whose buckets never get a
     leader takes no write: seen once in CI with Fluss 0.9.1, where the coordinator registered the table's
-    assignment but never acted on the new table, and a writer then retried forever."""
+    assignment but never acted on the new table, and a writer then retried forever. The cause is upstream's
+    apache/fluss#2710 (fixed after 0.9.1): the coordinator learns of a new table from a ZooKeeper cache event that,
+    under load, arrives as "created with data" instead of "changed", which 0.9.1's TableChangeWatcher ignores. A
+    coordinator that starts reads every table and elects their leaders, hence the hint."""
     import fluss
 
     deadline = time.monotonic() + timeout
