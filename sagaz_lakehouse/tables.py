@@ -146,7 +146,6 @@ async def _create_in_fluss(settings: Settings, endpoints: Endpoints, log: Callab
 
 
 LEADER_WAIT = 60.0  # seconds the coordinator gets to elect a leader for every bucket of the table
-NO_LEADER = "No leader found"  # the client's error for a bucket without a leader
 
 
 async def wait_for_leaders(admin: Any, path: Any, buckets: int, log: Callable[[str], None],
@@ -165,9 +164,8 @@ async def wait_for_leaders(admin: Any, path: Any, buckets: int, log: Callable[[s
         try:
             await admin.list_offsets(path, list(range(buckets)), fluss.OffsetSpec.latest())
             return
-        except Exception as exc:
-            if NO_LEADER not in str(exc):
-                raise
+        except Exception as exc:  # right after creation every kind is seen for a moment: no leader yet, "Unknown
+            # table or bucket" (the server has no metadata yet), "not leader or follower" (a leader moving)
             if time.monotonic() >= deadline:
                 raise LakehouseError(
                     f"{path}: the Fluss coordinator elected no leader for the table's buckets within {timeout:.0f}s "

@@ -206,5 +206,8 @@ def test_create_tables_waits_for_the_buckets_leaders_and_names_a_table_that_neve
                                             timeout=0.05, pause=0))
     assert "elected no leader" in error.value.message and "No leader found" in error.value.message
     assert "down" in error.value.hint and "create-tables again" in error.value.hint
-    with pytest.raises(RuntimeError, match="permission"):  # anything else is not waited for
-        asyncio.run(tables.wait_for_leaders(LeaderlessAdmin(1, "permission denied"), "t", 8, said.append, pause=0))
+    # Right after creation a server may not know the table yet (seen in CI: code 21), or a leader may move (code 12):
+    # waited for as well.
+    unknown = LeaderlessAdmin(3, "FlussError(code=21): Unknown table or bucket: TableBucket{tableId=0, bucket=7}")
+    asyncio.run(tables.wait_for_leaders(unknown, "t", 8, said.append, pause=0))
+    assert unknown.calls == 4
