@@ -46,6 +46,11 @@ STARTING = re.compile(r"not initialized yet|Connection refused", re.IGNORECASE)
 WAITING_TO_REGISTER = re.compile(r"Tablet server id \d+ already registered in Zookeeper")
 REGISTERED = re.compile(r"Registered tablet server \d+ at path")
 
+# After a tablet server or the coordinator restarts, or a table is created, buckets have no leader until the
+# coordinator has seen the servers register and elected one (seconds; longer on a loaded node). Within this window a
+# missing leader is recovery, not a finding; after it, a problem to name (lake_health, tables.wait_for_leaders).
+LEADER_ELECTION_S = 60.0
+
 # A Fluss server's log tail, by instance name (the coordinator's, or a tablet server's); from the target's driver.
 ServerLog = Callable[[str], str]
 

@@ -31,11 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sagaz_lakehouse.fluss_cluster import LEADER_ELECTION_S
+
 STALL_FACTOR = 3.0
-# After a tablet server or the coordinator restarts, buckets have no leader until the coordinator has seen the
-# servers register and elected new ones (seconds; longer on a loaded node). Within this window a missing leader is
-# recovery, not a finding.
-LEADER_ELECTION_S = 60.0
 NO_LEADER = "No leader found"  # the client's error text for a bucket without a leader (metadata updater)
 # The client's error text when the metadata it got lacks the table (fluss-rust cluster.rs `get_table`): the answering
 # server was just restarted and has not had the coordinator's metadata update yet. Recovery too, with the same wait.
@@ -281,16 +279,19 @@ async def sample_once_led(connection: Any, database: str, table: str, iceberg_ag
 
 
 async def watch(connection: Any, database: str, table: str, freshness_s: float, duration_s: float | None = None,
-                interval_s: float = 2.0) -> list[Finding]:
-    """Observe for ``duration_s`` (default: 3x freshness plus a margin) and report stalls and truncations."""
-    duration = duration_s if duration_s is not None else STALL_FACTOR * freshness_s + 2 * interval_s
+                interval_s: float = 2.0, stall_after_s: float | None = None) -> list[Finding]:
+    """Observe for ``duration_s`` (default: the stall limit plus a margin) and report stalls and truncations. A
+    bucket is stalled once its lake offset stood still for ``stall_after_s`` (default: 3x freshness) while records
+    waited."""
+    stall_after = stall_after_s if stall_after_s is not None else STALL_FACTOR * freshness_s
+    duration = duration_s if duration_s is not None else stall_after + 2 * interval_s
     samples = [await sample(connection, database, table)]
     name = f"{database}.{table}"
     deadline = samples[0].at + duration
     while time.monotonic() < deadline:
         await asyncio.sleep(interval_s)
         samples.append(await sample(connection, database, table))
-    return [*log_behind_lake(samples[-1], name), *stalled(samples, freshness_s, name)]
+    return [*log_behind_lake(samples[-1], name), *stalled(samples, freshness_s, name, stall_after / freshness_s)]
 
 
 def observe(settings: Any, credentials: Any, endpoints: Any,
@@ -362,12 +363,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--database", default="sagaz")
     parser.add_argument("--table", default="saga_events")
     parser.add_argument("--freshness", default="10s", help="the table's freshness (table.datalake.freshness)")
-    parser.add_argument("--watch", type=float, help="seconds to observe (default: 3x freshness + 5 s)")
+    parser.add_argument("--stall-after", type=float, help="seconds a bucket's lake offset may stand still while "
+                        "records wait before it counts as stalled (default: 3x freshness)")
+    parser.add_argument("--watch", type=float, help="seconds to observe (default: the stall limit + 5 s)")
     parser.add_argument("--kv", action="store_true", help="also read one row from every bucket's KV")
     parser.add_argument("--login-file", help="a JSON file of pyfluss login properties (SASL), mode 0600")
     args = parser.parse_args(argv)
     freshness = duration_seconds(args.freshness)
-    seconds = args.watch if args.watch is not None else STALL_FACTOR * freshness + 5
+    stall_after = args.stall_after if args.stall_after is not None else STALL_FACTOR * freshness
+    seconds = args.watch if args.watch is not None else stall_after + 5
 
     async def run() -> list[Finding]:
         import fluss
@@ -378,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if not await connection.get_admin().table_exists(fluss.TablePath(args.database, args.table)):
                 return []  # nothing to judge yet
-            findings = await watch(connection, args.database, args.table, freshness, seconds)
+            findings = await watch(connection, args.database, args.table, freshness, seconds,
+                                   stall_after_s=stall_after)
             if args.kv:
                 findings += await kv_probe(connection, args.database, args.table)
             return findings

@@ -17,6 +17,7 @@ from typing import Any
 from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError, UsageError
+from sagaz_lakehouse.fluss_cluster import LEADER_ELECTION_S, ServerLog
 
 TABLE = "saga_events"
 PRIMARY_KEY = "event_id"
@@ -97,7 +98,7 @@ class SchemaConflict(UsageError):
 
 def create_tables(settings: Settings, credentials: Credentials, endpoints: Endpoints,
                   log: Callable[[str], None] = lambda _m: None, iceberg_wait: float = 60.0,
-                  server_log: Callable[[str], str] | None = None) -> dict[str, Any]:
+                  server_log: ServerLog | None = None) -> dict[str, Any]:
     """Create the database and saga_events (idempotent), then wait until Iceberg shows the lake table.
 
     Fluss refuses a table with more replicas than registered tablet servers (error 17): then this waits, bounded,
@@ -145,11 +146,8 @@ async def _create_in_fluss(settings: Settings, endpoints: Endpoints, log: Callab
         return {"database": db, "table": TABLE, "created": True}
 
 
-LEADER_WAIT = 60.0  # seconds the coordinator gets to elect a leader for every bucket of the table
-
-
 async def wait_for_leaders(admin: Any, path: Any, buckets: int, log: Callable[[str], None],
-                           timeout: float = LEADER_WAIT, pause: float = 1.0) -> None:
+                           timeout: float = LEADER_ELECTION_S, pause: float = 1.0) -> None:
     """Until every bucket answers its latest offset (which only its leader does). A table whose buckets never get a
     leader takes no write: seen once in CI with Fluss 0.9.1, where the coordinator registered the table's
     assignment but never acted on the new table, and a writer then retried forever. The cause is upstream's

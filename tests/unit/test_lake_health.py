@@ -214,3 +214,23 @@ def test_buckets_whose_leader_moved_are_asked_again_on_a_new_connection_within_t
     assert lake_health.observe(settings, None, None, election_s=5) == [moved, broken]
     monkeypatch.setattr(lake_health, "check", answering(*[[moved]] * 1000))  # still moved after the window
     assert lake_health.observe(settings, None, None, election_s=0.05) == [moved]
+
+
+def test_the_watchdogs_liveness_check_kills_only_for_a_stall_longer_than_fluss_takes_to_release_a_table():
+    from sagaz_lakehouse.targets.local import watchdog
+
+    # A first round slowed by a loaded machine: 60 s without a commit is a stall for `status` (3 x freshness)...
+    slow = series([{0: 100 + 10 * i} for i in range(13)], [{}] * 13)
+    assert [f.bucket for f in stalled(slow, FRESHNESS, "t")] == [0]
+    # ... but not for the liveness check, whose restart would hold the table back for Fluss's 2-minute release.
+    check = watchdog.tiering_liveness("127.0.0.1:9123", "sagaz", "10s")
+    stall_after = float(check.argv[check.argv.index("--stall-after") + 1])
+    assert stall_after == watchdog.LIVENESS_STALL_S >= 2 * watchdog.FLUSS_TIERING_RELEASE_S
+    assert stalled(slow, FRESHNESS, "t", stall_after / FRESHNESS) == []
+    hung = series([{0: 100 + i} for i in range(60)], [{}] * 60)  # 295 s
+    assert [f.bucket for f in stalled(hung, FRESHNESS, "t", stall_after / FRESHNESS)] == [0]
+    # A restarted JobManager is judged again only after the table could have come back to its job.
+    assert check.grace > watchdog.FLUSS_TIERING_RELEASE_S
+    # A long freshness (prod: 3 min) keeps its own 3x.
+    prod = watchdog.tiering_liveness("127.0.0.1:9123", "sagaz", "3min")
+    assert prod.argv[prod.argv.index("--stall-after") + 1] == "540"

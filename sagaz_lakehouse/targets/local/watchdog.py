@@ -76,6 +76,11 @@ def spec_path(run_dir: Path, name: str) -> Path:
     return folder(run_dir) / "specs" / f"{name}.json"
 
 
+def pending_path(run_dir: Path, name: str) -> Path:
+    """A start specification of an instance whose software is still being built (``background.py``)."""
+    return folder(run_dir) / "pending" / f"{name}.json"
+
+
 def env_path(run_dir: Path, name: str) -> Path:
     return folder(run_dir) / "env" / f"{name}.env"
 
@@ -153,7 +158,7 @@ class StartSpec:
 
 def _private_dirs(run_dir: Path) -> None:
     """The watchdog's folders, 0700 (the run folder itself is 0700 too, but this must not depend on it)."""
-    for sub in (folder(run_dir), folder(run_dir) / "specs", folder(run_dir) / "env"):
+    for sub in (folder(run_dir), *(folder(run_dir) / sub for sub in ("specs", "env", "pending"))):
         sub.mkdir(parents=True, exist_ok=True)
         os.chmod(sub, 0o700)
 
@@ -167,23 +172,40 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# Fluss's coordinator gives a table whose tiering job stopped heartbeating to another job only after 2 minutes
+# (LakeTableTieringManager.TIERING_SERVICE_TIMEOUT_MS, checked every 15 s; v0.9.1-incubating). A JobManager restarted
+# in the middle of a round therefore holds the table back that long: the restart itself stalls the lake.
+FLUSS_TIERING_RELEASE_S = 135.0
+# So the liveness check kills the JobManager only for a stall longer than twice that release, and judges again only
+# once a restarted JobManager's job could have had the table back (resubmission, release, claim). With 3x freshness
+# and a 60 s grace (before), a round slowed by a loaded machine got the JobManager killed, each restart made the next
+# verdict a stall, and nothing was tiered again (a CI run with a load average of 30).
+LIVENESS_STALL_S = 2 * FLUSS_TIERING_RELEASE_S
+LIVENESS_GRACE_S = FLUSS_TIERING_RELEASE_S + 60.0
+
+
 def tiering_liveness(bootstrap: str, database: str, freshness: str, python: str = sys.executable,
                      login_file: str = "") -> Liveness:
-    """The JobManager's liveness check: its tiering job can hang while RUNNING (apache/fluss#3261); one window of
-    3x freshness without lake progress while records wait (what ``status`` calls stalled) gets it restarted. The
-    windows run back to back, so a stall is acted on within 6x freshness; the grace covers the resubmission."""
+    """The JobManager's liveness check: its tiering job can hang while RUNNING (apache/fluss#3261); a bucket whose
+    lake offset stood still for the longer of LIVENESS_STALL_S and 3x freshness while records waited gets it
+    restarted. The windows run back to back, so a hang is acted on within two such windows."""
+    from sagaz_lakehouse.config import duration_seconds  # the driver's side only: the watchdog process needs none
+
     login = ("--login-file", login_file) if login_file else ()
+    stall_after = max(LIVENESS_STALL_S, 3 * duration_seconds(freshness))
     return Liveness((python, "-m", "sagaz_lakehouse.lake_health", "--bootstrap", bootstrap, "--database", database,
-                     "--freshness", freshness, *login), interval=0, failures=1, grace=60)
+                     "--freshness", freshness, "--stall-after", f"{stall_after:g}", *login),
+                    interval=0, failures=1, grace=LIVENESS_GRACE_S)
 
 
 def write_spec(run_dir: Path, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, *,
                cwd: Path | str | None = None, env_files: Sequence[Path | str] = (),
                depends_on: Sequence[str] = (), ports: Sequence[int] = (), health: HealthProbe | None = None,
                after_start: Sequence[Sequence[str]] = (), fingerprint: str = "",
-               liveness: Liveness | None = None) -> StartSpec:
+               liveness: Liveness | None = None, pending: bool = False) -> StartSpec:
     """Record how ``name`` was started. ``env`` values (which may be secrets) go to a 0600 env file of their
-    own; the spec keeps their names. Call it right after starting the component (and again on every start)."""
+    own; the spec keeps their names. Call it right after starting the component (and again on every start).
+    ``pending``: not started yet, its software is being built (``background.py`` starts it and moves the spec)."""
     _private_dirs(run_dir)
     env = dict(env or {})
     files = [str(f) for f in env_files]
@@ -195,7 +217,9 @@ def write_spec(run_dir: Path, name: str, argv: Sequence[str], env: Mapping[str, 
     spec = StartSpec(name, tuple(argv), str(cwd) if cwd is not None else None, tuple(env), tuple(files),
                      tuple(depends_on), tuple(ports), health, tuple(tuple(c) for c in after_start), fingerprint,
                      liveness)
-    _write_private(spec_path(run_dir, name), spec.to_json())
+    _write_private((pending_path if pending else spec_path)(run_dir, name), spec.to_json())
+    if pending:  # not the watchdog's until started: it would start it from a program still being built
+        spec_path(run_dir, name).unlink(missing_ok=True)
     return spec
 
 
@@ -533,7 +557,7 @@ class Watchdog:
                 track.dead_since = None
                 return self._set(state, "running", "")
             try:
-                track.child = _spawn(self.run_dir, spec, env)
+                track.child = spawn(self.run_dir, spec, env)
             except OSError as exc:
                 state.state, state.detail = "failed", f"cannot start: {exc}"
                 return True
@@ -550,7 +574,7 @@ class Watchdog:
         return self._running(spec.name) and (health is None or health.ok())
 
     def _running(self, name: str) -> bool:
-        """By the pid file alone: ``_spawn`` returns only after the exec, so a fresh child is recognisable, and a
+        """By the pid file alone: ``spawn`` returns only after the exec, so a fresh child is recognisable, and a
         dying one (its /proc command line already empty) counts as dead even before it can be reaped."""
         return component_pid(self.run_dir, name) is not None
 
@@ -594,12 +618,12 @@ def dependency_order(specs: Mapping[str, StartSpec]) -> list[str]:
     return order
 
 
-def _spawn(run_dir: Path, spec: StartSpec, env: dict[str, str]) -> subprocess.Popen:
+def spawn(run_dir: Path, spec: StartSpec, env: dict[str, str], why: str = "restarting (watchdog)") -> subprocess.Popen:
     """Start like the supervisor does: own process group, output appended to the log, pid file written."""
     log_file = component_log_file(run_dir, spec.name)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
-        log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} restarting {spec.name} (watchdog) =====\n".encode())
+        log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {spec.name}: {why} =====\n".encode())
         log.flush()
         child = subprocess.Popen(list(spec.argv), cwd=spec.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
@@ -644,13 +668,46 @@ def _kill_group(pid: int | None, sig: int = signal.SIGKILL) -> None:
 
 def running_pid(run_dir: Path) -> int | None:
     """The live watchdog of ``run_dir``, if any."""
+    return module_pid(pid_path(run_dir), run_dir, (MODULE, f"-m {FORMER_MODULE} "))
+
+
+def module_pid(pid_file: Path, run_dir: Path, marks: Sequence[str]) -> int | None:
+    """The pid in ``pid_file`` if that process is ours (:func:`is_ours`) and its command line holds one of
+    ``marks`` (the module it runs): a helper process of the run folder (the watchdog, a background build)."""
     try:
-        pid = int(pid_path(run_dir).read_text().strip())
+        pid = int(pid_file.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except (OSError, ValueError):
         return None
-    ours = MODULE in cmdline or f"-m {FORMER_MODULE} " in cmdline
-    return pid if ours and str(run_dir) in cmdline and is_ours(pid, run_dir) else None
+    return pid if any(mark in cmdline for mark in marks) and is_ours(pid, run_dir) else None
+
+
+def start_detached(argv: Sequence[str], log_file: Path, pid_file: Path, recognised: Callable[[], bool],
+                   banner: str = "") -> subprocess.Popen:
+    """Start a helper process in its own process group, output appended to ``log_file``, pid in ``pid_file``.
+    Right after the fork /proc still shows the parent's command line: wait (up to 5 s) until ``recognised()``,
+    so that an immediate second start finds this one instead of starting another."""
+    with log_file.open("ab") as log:
+        if banner:
+            log.write(banner.encode())
+            log.flush()
+        child = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+    pid_file.write_text(f"{child.pid}\n")
+    deadline = time.monotonic() + 5
+    while not recognised() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return child
+
+
+def terminate(pid: int, run_dir: Path, grace: float) -> None:
+    """SIGTERM the process group of ``pid``; SIGKILL after ``grace`` seconds if it is still ours."""
+    _kill_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while is_ours(pid, run_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if is_ours(pid, run_dir):
+        _kill_group(pid)
 
 
 def start(run_dir: Path, python: str = sys.executable, extra_args: Sequence[str] = ()) -> int:
@@ -659,32 +716,18 @@ def start(run_dir: Path, python: str = sys.executable, extra_args: Sequence[str]
     if pid is not None:
         return pid
     _private_dirs(run_dir)
-    with (folder(run_dir) / "watchdog.log").open("ab") as log:
-        child = subprocess.Popen([python, "-m", MODULE, str(run_dir), *extra_args], stdout=log,
-                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    pid_path(run_dir).write_text(f"{child.pid}\n")
-    # Right after the fork /proc still shows the parent's command line: wait for the exec, so that an
-    # immediate second `start` recognises this watchdog instead of starting another.
-    deadline = time.monotonic() + 5
-    while running_pid(run_dir) is None and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    child = start_detached([python, "-m", MODULE, str(run_dir), *extra_args], folder(run_dir) / "watchdog.log",
+                           pid_path(run_dir), lambda: running_pid(run_dir) is not None)
     return child.pid
 
 
 def stop(run_dir: Path, grace: float = 10.0) -> bool:
     """Stop the watchdog (``down`` calls this before stopping anything else). True if one was running."""
     pid = running_pid(run_dir)
-    if pid is None:
-        pid_path(run_dir).unlink(missing_ok=True)
-        return False
-    _kill_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while is_ours(pid, run_dir) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if is_ours(pid, run_dir):
-        _kill_group(pid)
+    if pid is not None:
+        terminate(pid, run_dir, grace)
     pid_path(run_dir).unlink(missing_ok=True)
-    return True
+    return pid is not None
 
 
 def status_rows(run_dir: Path) -> dict[str, str]:

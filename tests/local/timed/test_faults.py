@@ -37,6 +37,7 @@ from support import REPO, suite_ports
 
 import sagaz_lakehouse as lakehouse
 from sagaz_lakehouse import config, lake_health, tables
+from sagaz_lakehouse.targets.local import watchdog
 
 sys.path.insert(0, str(REPO))
 
@@ -56,7 +57,9 @@ from bench.chaos import (
 
 WRITES_BACK_TIMEOUT = 150  # ZooKeeper session expiry (<= 40 s with tickTime 2 s) + restart, with margin
 LAKE_SLACK = 60  # on top of the freshness: the target
-TIERING_REPAIR = 150  # liveness check: 2 windows of 3 x freshness (dev: 35 s each), then a JobManager restart
+# The liveness check's worst case: a hang seen at the end of the second window of LIVENESS_STALL_S (+5 s), the
+# JobManager restarted and its job resubmitted, Fluss's release of the table the hung job held, one round.
+TIERING_REPAIR = 2 * (watchdog.LIVENESS_STALL_S + 5) + watchdog.FLUSS_TIERING_RELEASE_S + 120
 
 
 class EnvStack(Stack):
