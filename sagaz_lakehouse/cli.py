@@ -19,12 +19,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sagaz_lakehouse.errors import EXIT_FAILED, EXIT_USAGE, LakehouseError
 from sagaz_lakehouse.version import __version__
+
+if TYPE_CHECKING:  # the module imports the Fluss client stack: not for `--help`
+    from sagaz_lakehouse.fluss_cluster import ServerLog
 
 app = typer.Typer(
     name="sagaz-lakehouse",
@@ -679,7 +682,7 @@ def create_tables(
     return 0
 
 
-def _server_log(driver: Any) -> Callable[[str], str]:
+def _server_log(driver: Any) -> ServerLog:
     """A Fluss server's log tail, by instance name: read only for a tablet server that is missing (the
     coordinator's reason) or listed (whether it is still waiting to register)."""
     from sagaz_lakehouse import fluss_cluster
@@ -691,8 +694,15 @@ def _server_log(driver: Any) -> Callable[[str], str]:
 def doctor(
     options: Options,
     quick: Annotated[bool, typer.Option("--quick", help="Skip the end-to-end data path check.")] = False,
+    probe_timeout: Annotated[float | None, typer.Option(
+        min=1, help="Seconds the probe event may take to reach Iceberg [default: 3 x lake.freshness + 60]; "
+        "longer on a machine busy with more than the stack, or while a backlog is being tiered.",
+        show_default=False)] = None,
 ) -> int:
     """Check every component and prove tiering: a probe event written to Fluss must appear in Iceberg and Trino.
+
+    When the probe does not arrive in time, the failure says whether the table was ever tiered, how far the lake
+    is behind, and the tiering job's latest failure if Flink recorded one.
 
     Exit 0 when every check passes, 1 otherwise."""
     from sagaz_lakehouse import doctor as checks
@@ -702,7 +712,7 @@ def doctor(
     driver = options.driver(settings, base_dir)
     with driver.client_endpoints() as endpoints:
         report = checks.run(settings, credentials, endpoints, driver.status, quick=quick,
-                            progress=None if options.as_json else options.progress(),
+                            probe_timeout=probe_timeout, progress=None if options.as_json else options.progress(),
                             problems=getattr(driver, "connection_problems", None),
                             server_log=_server_log(driver))
     options.emit(report.as_dict(), report.as_text())

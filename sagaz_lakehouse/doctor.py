@@ -29,6 +29,7 @@ from sagaz_lakehouse.addresses import Endpoints
 from sagaz_lakehouse.components.tasks import TIERING_JOB_NAME
 from sagaz_lakehouse.config import Credentials, Settings, duration_seconds
 from sagaz_lakehouse.errors import LakehouseError
+from sagaz_lakehouse.fluss_cluster import ServerLog
 from sagaz_lakehouse.identities import client_s3_keys
 from sagaz_lakehouse.targets.base import target_of
 
@@ -116,7 +117,7 @@ def record_check(report: Report, group: str, name: str, probe: Probe, progress: 
 def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, status: StatusRows, *,
         quick: bool = False, progress: Callable[[str], None] | None = None,
         probe_timeout: float | None = None, problems: Callable[[], list[str]] | None = None,
-        server_log: Callable[[str], str] | None = None) -> Report:
+        server_log: ServerLog | None = None) -> Report:
     """``status`` is the target driver's ``status`` (called at most once, for the components no client reaches);
     ``problems``: the target's explanations of failed connections so far (Kubernetes port-forwards);
     ``server_log``: a Fluss server's log tail by instance name: the coordinator's, read for the reason a tablet
@@ -148,7 +149,7 @@ def run(settings: Settings, credentials: Credentials, endpoints: Endpoints, stat
 
 
 def component_probes(settings: Settings, credentials: Credentials, endpoints: Endpoints,
-                     status: StatusRows, server_log: Callable[[str], str] | None = None) -> dict[str, Probe]:
+                     status: StatusRows, server_log: ServerLog | None = None) -> dict[str, Probe]:
     """Each component's check, by name. ``status`` (the driver's rows) is asked at most once, whichever probes
     run and however often."""
     status = _once(status)
@@ -160,7 +161,7 @@ def component_probes(settings: Settings, credentials: Credentials, endpoints: En
         "flink + tiering job": lambda: _flink(endpoints),
         "flink sql gateway": lambda: _sql_gateway(settings, endpoints),
         "trino": lambda: _trino(endpoints),
-        "prometheus + tiering lag": lambda: _prometheus(settings, endpoints),
+        "prometheus + tiering lag": lambda: _prometheus(settings, endpoints, status),
     }
 
 
@@ -193,7 +194,7 @@ def _target_health(settings: Settings, status: StatusRows, component: str) -> st
     return f"healthy by the {target.name} target's own check: {seen}"
 
 
-def _fluss_nodes(settings: Settings, endpoints: Endpoints, server_log: Callable[[str], str] | None) -> str:
+def _fluss_nodes(settings: Settings, endpoints: Endpoints, server_log: ServerLog | None) -> str:
     """Members of the cluster as clients see them: a tablet server that runs but was refused by the coordinator is
     named, with the coordinator's reason. One that is listed but still waiting to register (a stale registration
     from before a restart) is waited for, as long as ZooKeeper takes to drop the old one."""
@@ -260,12 +261,17 @@ def _rest_catalog(settings: Settings, endpoints: Endpoints) -> str:
 TRANSIENT_JOB_STATES = {"CREATED", "INITIALIZING", "RESTARTING", "RECONCILING"}
 
 
+def tiering_jobs(endpoints: Endpoints) -> list[Any]:
+    """Every tiering job Flink lists, in any state (/jobs/overview)."""
+    jobs = clients.http_json(f"{endpoints.flink_rest}/jobs/overview").get("jobs", [])
+    return [j for j in jobs if j.get("name") == TIERING_JOB_NAME]
+
+
 def _flink(endpoints: Endpoints, settle_seconds: float = 90.0, pause: float = 2.0) -> str:
     overview = clients.http_json(f"{endpoints.flink_rest}/overview")
     deadline = time.monotonic() + settle_seconds
     while True:
-        jobs = clients.http_json(f"{endpoints.flink_rest}/jobs/overview").get("jobs", [])
-        tiering = [j for j in jobs if j.get("name") == TIERING_JOB_NAME]
+        tiering = tiering_jobs(endpoints)
         running = [j for j in tiering if j.get("state") == "RUNNING"]
         settling = any(j.get("state") in TRANSIENT_JOB_STATES for j in tiering)
         if running or not settling or time.monotonic() >= deadline:
@@ -402,26 +408,65 @@ def probe_row(probe_id: str) -> dict[str, Any]:
 
 async def wait_for_lake_snapshot(settings: Settings, endpoints: Endpoints, table_id: int,
                                  end_offsets: dict[int, int], deadline: float) -> None:
-    """Tiering is done for the probe once the lake snapshot covers every bucket's end offset taken after it."""
+    """Tiering is done for the probe once the lake snapshot covers every bucket's end offset taken after it. A
+    failure says what the lake had: no snapshot at all, or how far each bucket's snapshot was behind, and the last
+    error other than "no snapshot yet"."""
     import fluss
 
     path = fluss.TablePath(settings.lake.database, tables.TABLE)
     async with clients.fluss_connection(endpoints) as connection:
         admin = connection.get_admin()
-        behind: dict[int, int] = dict(end_offsets)
+        lake: dict[int, int] | None = None  # each bucket's offset in the latest lake snapshot; None: no snapshot
+        error = ""
         while True:
             try:
                 snapshot = await admin.get_latest_lake_snapshot(path)
-                behind = {b: end for b, end in end_offsets.items()
-                          if end > 0 and (snapshot.get_bucket_offset(fluss.TableBucket(table_id, b)) or 0) < end}
-            except fluss.FlussError:
-                pass  # LAKE_SNAPSHOT_NOT_EXIST until the first tiering round commits
+                lake = {b: snapshot.get_bucket_offset(fluss.TableBucket(table_id, b)) or 0 for b in end_offsets}
+                error = ""
+            except fluss.FlussError as exc:
+                if exc.error_code != fluss.ErrorCode.LAKE_SNAPSHOT_NOT_EXIST:
+                    error = str(exc)[:300]
+            covered = lake or {}
+            behind = {b: gap for b, end in end_offsets.items() if (gap := end - covered.get(b, 0)) > 0}
             if not behind:
                 return
             if time.monotonic() > deadline:
-                raise CheckFailed(f"lake snapshot did not reach the probe's offsets (buckets behind: {behind})",
-                                  "is the tiering job running? see `sagaz-lakehouse logs flink-taskmanager`")
+                raise CheckFailed(_not_tiered(lake, behind, error), _not_tiered_hint(endpoints))
             await asyncio.sleep(1)
+
+
+def _not_tiered(lake: dict[int, int] | None, behind: dict[int, int], error: str) -> str:
+    waiting = f"{sum(behind.values())} record(s) up to the probe not in the lake, in bucket(s) {sorted(behind)}"
+    seen = (f"no lake snapshot yet (tiering never committed this table): {waiting}" if lake is None
+            else f"the latest lake snapshot is behind the probe: {waiting}")
+    return seen + (f"; last error reading it: {error}" if error else "")
+
+
+def _not_tiered_hint(endpoints: Endpoints) -> str:
+    """Where to look, with the tiering job's own latest failure when Flink recorded one (a job that failed and
+    restarted stays RUNNING)."""
+    hint = "is the tiering job running? see `sagaz-lakehouse logs flink-jobmanager` and `logs flink-taskmanager`"
+    try:
+        failure = tiering_job_failure(endpoints)
+    except (OSError, ValueError):
+        return hint
+    return f"{hint}; {failure}" if failure else hint
+
+
+def tiering_job_failure(endpoints: Endpoints) -> str:
+    """The running tiering job's latest failure, from Flink's exception history (newest first; "" when it never
+    failed)."""
+    running = [j for j in tiering_jobs(endpoints) if j.get("state") == "RUNNING"]
+    if not running:
+        return ""
+    history = clients.http_json(f"{endpoints.flink_rest}/jobs/{running[0]['jid']}/exceptions?maxExceptions=1")
+    entries = history.get("exceptionHistory", {}).get("entries", [])
+    if not entries:
+        return ""
+    latest = entries[0]
+    first_line = (latest.get("stacktrace") or latest.get("exceptionName") or "?").splitlines()[0][:300]
+    where = latest.get("taskName") or "the job"
+    return f"the tiering job failed and restarted; latest failure in {where}: {first_line}"
 
 
 def _wait_for_iceberg_row(settings: Settings, credentials: Credentials, endpoints: Endpoints, probe_id: str,
@@ -438,6 +483,16 @@ def _wait_for_iceberg_row(settings: Settings, credentials: Credentials, endpoint
                               "the lake snapshot advanced but the row is missing: check the warehouse settings")
         time.sleep(1)
 
+
+
+def _not_built_yet(status: StatusRows, component: str) -> None:
+    """A component the local target is still building in the background (a cold first `up`) is a warning: nothing
+    in the data path waits for it. A build that failed is a failure."""
+    for row in status():
+        if row.get("component") == component and row.get("state") in ("building", "build failed"):
+            raise CheckFailed(f"{row['state']}: {row['detail']}", "it starts by itself once built; run doctor again"
+                              if row["state"] == "building" else "see the log, then `sagaz-lakehouse up`",
+                              status=WARN if row["state"] == "building" else FAIL)
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -459,9 +514,10 @@ def tiering_lag(endpoints: Endpoints) -> dict[str, float]:
     return lags
 
 
-def _prometheus(settings: Settings, endpoints: Endpoints) -> str:
+def _prometheus(settings: Settings, endpoints: Endpoints, status: StatusRows) -> str:
     from sagaz_lakehouse.components.prometheus import tiering_lag_threshold_ms
 
+    _not_built_yet(status, s.PROMETHEUS)
     targets = clients.http_json(f"{endpoints.prometheus}/api/v1/targets?state=active")["data"]["activeTargets"]
     down = sorted(t["labels"].get("instance", t["scrapeUrl"]) for t in targets if t["health"] == "down")
     lags = tiering_lag(endpoints)

@@ -27,6 +27,44 @@ class SuiteStack(RunningStack):
     def fail(self, message: str) -> NoReturn:
         pytest.fail(message, pytrace=False)
 
+    def diagnosis(self, *args: str) -> str:
+        """A local stack's own evidence: each log's last warnings and errors, and the tiering service's last steps
+        (the stack's folder is purged when the module ends, so this is all a CI failure leaves)."""
+        logs = self.run_dir / "logs"
+        if not logs.is_dir():
+            return ""
+        excerpts = [f"--- {path.name}: last warnings, errors and tiering steps ---\n{excerpt}"
+                    for path in sorted(logs.glob("*.log")) if (excerpt := log_excerpt(path))]
+        # What the watchdog did (restarts, liveness verdicts) and the maintenance service's last runs, as they are.
+        for path in (self.run_dir / "watchdog" / "watchdog.log", logs / "lake-maintenance.log"):
+            if path.exists():
+                excerpts.append(f"--- {path.name}: last lines ---\n{log_tail(path)}")
+        return "\n".join(excerpts)
+
+
+# What a failed command's diagnosis keeps from a local log: problems, and the tiering service's round trips (the
+# enumerator in the JobManager, the committer in the TaskManager, the tiering manager in the coordinator).
+LOG_EVIDENCE = ("WARN", "ERROR", "Exception", "TieringSourceEnumerator", "Committed snapshot", "LakeTableTiering",
+                "switched from")
+# The enumerator's idle polling (every 2 s): it would crowd out the rest.
+LOG_POLLING = ("No available Tiering table found", "currentFinishedTables: {}")
+
+
+def _last(lines: list[str], count: int, chars: int) -> str:
+    """The last ``count`` lines, each cut at 400 characters, at most ``chars`` characters in all."""
+    return "\n".join(line[:400] for line in lines[-count:])[-chars:]
+
+
+def log_tail(path: Path, lines: int = 15, chars: int = 3000) -> str:
+    return _last(path.read_text(errors="replace").splitlines(), lines, chars)
+
+
+def log_excerpt(path: Path, lines: int = 25, chars: int = 4000) -> str:
+    """The last ``lines`` lines of ``path`` that carry evidence (LOG_EVIDENCE), at most ``chars`` characters."""
+    kept = [line for line in path.read_text(errors="replace").splitlines() if any(m in line for m in LOG_EVIDENCE)
+            and not any(m in line for m in LOG_POLLING)]
+    return _last(kept, lines, chars)
+
 
 def cache_dir() -> Path:
     """The download/build cache shared with `make tools` (outside the clone)."""

@@ -80,3 +80,20 @@ def test_tiering_lag_per_table_from_prometheus(monkeypatch):
         probes["prometheus + tiering lag"]()
     assert failed.value.status == doctor.WARN
     assert failed.value.detail == "2/2 targets up; tiering lag: sagaz.saga_events 45.0s (alert above 30s)"
+
+
+@pytest.mark.parametrize(("state", "outcome"), [("building", "warn"), ("build failed", "fail")])
+def test_prometheus_still_built_in_the_background_is_a_warning_and_a_failed_build_a_failure(state, outcome):
+    """A cold first `up` on the local target leaves Prometheus to a background build: doctor says so instead of
+    failing on an unreachable Prometheus (nothing in the data path waits for it); a failed build fails."""
+    from sagaz_lakehouse import addresses, doctor
+    from sagaz_lakehouse.stack import View
+
+    settings = lakehouse.load_settings(None, environ={})
+    rows = [{"component": "prometheus", "state": state, "detail": "log: /run/logs/prometheus-build.log"}]
+    probes = doctor.component_probes(settings, config.DEV_CREDENTIALS, addresses.endpoints(settings, View.EXTERNAL),
+                                     lambda: rows)
+    with pytest.raises(doctor.CheckFailed) as failed:
+        probes["prometheus + tiering lag"]()
+    assert failed.value.status == outcome and state in failed.value.detail
+    assert "prometheus-build.log" in failed.value.detail

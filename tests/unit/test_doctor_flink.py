@@ -43,3 +43,28 @@ def test_a_job_still_restarting_at_the_deadline_or_failed_is_a_failure(monkeypat
     with pytest.raises(doctor.CheckFailed, match="FAILED"):
         doctor._flink(endpoints(), settle_seconds=60, pause=0)
     assert len([u for u in asked if "/jobs/" in u]) == 1  # a failed job is not waited for
+
+
+def test_a_probe_that_never_reached_the_lake_says_what_the_lake_had() -> None:
+    never = doctor._not_tiered(None, {0: 329, 3: 12}, "")
+    assert never.startswith("no lake snapshot yet") and "341 record(s)" in never and "[0, 3]" in never
+    behind = doctor._not_tiered({0: 100, 3: 20}, {0: 229}, "leader not available")
+    assert behind.startswith("the latest lake snapshot is behind the probe: 229 record(s)")
+    assert behind.endswith("last error reading it: leader not available")
+
+
+def test_the_hint_names_the_tiering_jobs_latest_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    failure = {"exceptionName": "java.io.IOException", "taskName": "Source: TieringSource",
+               "stacktrace": "java.io.IOException: commit failed\n\tat org.apache.fluss..."}
+
+    def http_json(url: str, *args: object, **kwargs: object) -> dict[str, object]:
+        if url.endswith("/jobs/overview"):
+            return {"jobs": [{"name": doctor.TIERING_JOB_NAME, "state": "RUNNING", "jid": "j1"}]}
+        assert "/jobs/j1/exceptions" in url
+        return {"exceptionHistory": {"entries": [failure] if failure else []}}
+
+    monkeypatch.setattr(doctor.clients, "http_json", http_json)
+    hint = doctor._not_tiered_hint(endpoints())
+    assert hint.endswith("latest failure in Source: TieringSource: java.io.IOException: commit failed")
+    failure = {}
+    assert "restarted" not in doctor._not_tiered_hint(endpoints())

@@ -130,7 +130,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                                    "--metrics-port", STEADY_APP.rsplit(":", 1)[1], "--metrics-linger", "1800",
                                    "--spool-dir", str(workdir / "spool-steady")],
                                   cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        stack.must("doctor")
+        # The probe may take as long as the module's own tiering budget: the first tiering round of the new table
+        # runs while the other lane of `make test` starts a stack of its own on the same two cores.
+        stack.must("doctor", "--probe-timeout", str(TIERING_WAIT))
         yield stack
     finally:
         for process in (app, steady):
