@@ -2,7 +2,8 @@
 # Runs a command with the private Docker Engine up and the stand-in images built:
 #   scripts/with-docker-engine.sh COMMAND [ARG...]
 # Starts the engine (scripts/docker-engine.sh) unless it is running already, builds the stand-in images that changed
-# (scripts/build-images.py, with $PYTHON, which must have sagaz-lakehouse installed), runs the command, and stops the
+# (scripts/build-images.py, with $PYTHON, which must have sagaz-lakehouse installed) and the images carrying the
+# locked jars (`sagaz-lakehouse build-images --profile prod`), runs the command, and stops the
 # engine afterwards, whatever the command's outcome, only if this script started it. Exits with the command's code.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -23,4 +24,9 @@ if ! bash "$here/docker-engine.sh" status >/dev/null; then
 fi
 bash "$here/docker-engine.sh" start
 "$PYTHON" "$here/build-images.py"
+# The images carrying the locked jars (kubernetes.jars: baked), FROM those stand-ins: the real-node suite runs prod
+# with them and uses a running engine read-only. Built from an empty folder: no settings file of anyone's applies.
+scratch="$(mktemp -d)"
+(cd "$scratch" && "$PYTHON" -m sagaz_lakehouse build-images --profile prod)
+rm -rf "$scratch"
 "$@"

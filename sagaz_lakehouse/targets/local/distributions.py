@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -26,6 +28,7 @@ MINIO_MODULE = "github.com/minio/minio"
 PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
 PROMETHEUS_COMMANDS = ("prometheus", "promtool")  # cmd/<name> of that module; promtool checks and tests the rules
 PROMETHEUS_BUILD_TAGS = "remove_all_sd"  # static scrape targets only: no service-discovery plugins
+MODULE = "sagaz_lakehouse.targets.local.distributions"
 
 
 class Installer:
@@ -54,6 +57,16 @@ class Installer:
                 f"install Go (https://go.dev/dl/) and run the command again: it builds "
                 f"{PROMETHEUS_MODULE}/cmd/prometheus@{versions.PROMETHEUS.version} once; or run `make tools`, "
                 "or set local.prometheus_binary")
+
+    def built_later(self, distribution: str) -> bool:
+        """Software that must be built and that ``up`` leaves to a background build (``background.py``):
+        Prometheus, whose build takes minutes on 2 cores and which nothing in the data path waits for."""
+        return distribution == "prometheus" and self._prometheus_present() is None
+
+    def later_home(self, distribution: str) -> tuple[Path, list[str]]:
+        """Where a software built later will be, and the command that builds it there."""
+        assert distribution == "prometheus"
+        return self._prometheus_cached(), [sys.executable, "-m", MODULE, "prometheus", str(self.cache / "bin")]
 
     def _minio_present(self) -> Path | None:
         configured = self.minio_setting
@@ -195,22 +208,12 @@ class Installer:
         return home
 
     def _build_minio(self) -> Path:
-        go = find_go()
-        if not go:  # check_minio ran first; this is the race where Go vanished in between
+        if not find_go():  # check_minio ran first; this is the race where Go vanished in between
             self.check_minio()
-        target = self._minio_cached()
-        target.parent.mkdir(parents=True, exist_ok=True)
         self.progress(f"building MinIO {versions.MINIO.image.rsplit(':', 1)[1]} from the Go module proxy "
-                      "(one time; about 5 minutes on 2 cores)")
-        with tempfile.TemporaryDirectory(dir=target.parent) as gobin:
-            result = subprocess.run([str(go), "install", f"{MINIO_MODULE}@{versions.MINIO.version}"],
-                                    env={**os.environ, "GOBIN": gobin, "GOFLAGS": "-mod=mod"},
-                                    capture_output=True, text=True)
-            if result.returncode != 0:
-                raise EnvironmentProblem(f"building MinIO failed:\n{result.stderr[-2000:]}",
-                                         "check Go and the module proxy, or set local.minio_binary")
-            os.replace(Path(gobin) / "minio", target)
-        return target
+                      "(one time; about 4 minutes on 2 cores)")
+        build_minio(self.cache / "bin")
+        return self._minio_cached()
 
     def _prometheus_present(self) -> Path | None:
         if self.prometheus_setting:
@@ -250,6 +253,29 @@ def prometheus_binary(cache: Path, command: str) -> Path:
     return cache / "bin" / f"{command}-{versions.PROMETHEUS.version}"
 
 
+# Without the symbol table and DWARF (-s -w) the link step does less: stack traces keep their function names.
+SLIM_LDFLAGS = "-s -w"
+
+
+def build_minio(bin_dir: Path) -> None:
+    """``go install`` of the pinned MinIO server into ``bin_dir`` as minio-<module version> (scripts/tools/minio.sh
+    calls this too)."""
+    go = find_go()
+    if not go:
+        raise EnvironmentProblem("Go is needed to build MinIO", "install Go (https://go.dev/dl/), or set "
+                                 "local.minio_binary")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=bin_dir) as gobin:
+        result = subprocess.run([str(go), "install", "-trimpath", f"-ldflags={SLIM_LDFLAGS}",
+                                 f"{MINIO_MODULE}@{versions.MINIO.version}"],
+                                env={**os.environ, "GOBIN": gobin, "GOFLAGS": "-mod=mod"},
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise EnvironmentProblem(f"building MinIO failed:\n{result.stderr[-2000:]}",
+                                     "check Go and the module proxy, or set local.minio_binary")
+        os.replace(Path(gobin) / "minio", bin_dir / f"minio-{versions.MINIO.version}")
+
+
 def build_prometheus(bin_dir: Path) -> None:
     """``go install`` of cmd/prometheus and cmd/promtool at the pinned version into ``bin_dir`` (scripts/tools/
     prometheus.sh calls this too). The web UI's assets are not embedded (they are built with npm upstream); the API,
@@ -262,7 +288,8 @@ def build_prometheus(bin_dir: Path) -> None:
     bin_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=bin_dir) as gobin:
         packages = [f"{PROMETHEUS_MODULE}/cmd/{c}@{versions.PROMETHEUS.version}" for c in PROMETHEUS_COMMANDS]
-        result = subprocess.run([str(go), "install", "-trimpath", "-tags", PROMETHEUS_BUILD_TAGS, *packages],
+        result = subprocess.run([str(go), "install", "-trimpath", f"-ldflags={SLIM_LDFLAGS}", "-tags",
+                                 PROMETHEUS_BUILD_TAGS, *packages],
                                 env={**os.environ, "GOBIN": gobin, "GOFLAGS": "-mod=mod"},
                                 capture_output=True, text=True)
         if result.returncode != 0:
@@ -270,3 +297,26 @@ def build_prometheus(bin_dir: Path) -> None:
                                      "check Go and the module proxy")
         for command in PROMETHEUS_COMMANDS:
             os.replace(Path(gobin) / command, bin_dir / f"{command}-{versions.PROMETHEUS.version}")
+
+
+def main(argv: list[str]) -> int:
+    """``python -m sagaz_lakehouse.targets.local.distributions minio|prometheus BIN_DIR``: one build, as ``up``
+    runs it (the background build of Prometheus; scripts/tools/*.sh)."""
+    builds = {"minio": (build_minio, versions.MINIO), "prometheus": (build_prometheus, versions.PROMETHEUS)}
+    if len(argv) != 2 or argv[0] not in builds:
+        print(f"usage: python -m {MODULE} {'|'.join(builds)} BIN_DIR", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `down` stops it: remove the half-built folder
+    build, pinned = builds[argv[0]]
+    started = time.monotonic()
+    try:
+        build(Path(argv[1]))
+    except EnvironmentProblem as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"built {argv[0]} {pinned.version} in {time.monotonic() - started:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -338,3 +338,79 @@ def test_every_native_process_carries_the_run_folder_marker(tmp_path):
         argv = component.setup(target.instance(layout, component, name)).native.command(
             s.NativeContext(java, home, marker, tmp_path / "log", peers)).argv
         assert any(str(layout.run_dir) in arg for arg in argv), (name, argv)
+
+
+def test_down_stops_each_wave_together_and_only_after_its_dependants(tmp_path):
+    """Fake instances under the real names, each taking 1 s to exit after SIGTERM and writing when it got the
+    signal and when it exited: `down` takes about one second per wave, not per instance, and no component gets
+    its signal before every component that depends on it has exited."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings = lakehouse.load_settings(overrides={"local.run_dir": str(tmp_path / "run")}, environ={})
+    driver = LocalDriver(settings, tmp_path, progress=lambda _m: None)
+    run_dir, marks = driver.layout.run_dir, tmp_path / "marks"
+    marks.mkdir()
+    code = ("import signal,sys,time\n"
+            "def term(*_):\n"
+            "    open(sys.argv[1] + '.term', 'w').write(repr(time.time())); time.sleep(1)\n"
+            "    open(sys.argv[1] + '.exit', 'w').write(repr(time.time())); sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, term)\n"
+            "open(sys.argv[1] + '.ready', 'w').close()\n"
+            "while True: time.sleep(1)\n")
+    names = [name for _, name in driver.stack.instances() if not _.one_shot]
+    (run_dir / "pids").mkdir(parents=True)
+    for name in names:
+        child = subprocess.Popen([sys.executable, "-c", code, str(marks / name), str(run_dir)],
+                                 start_new_session=True)
+        driver.supervisor.pid_file(name).write_text(f"{child.pid}\n")
+    deadline = time.monotonic() + 30
+    while not all((marks / f"{n}.ready").exists() for n in names):
+        assert time.monotonic() < deadline, "the fake instances did not start"
+        time.sleep(0.05)
+
+    started = time.monotonic()
+    try:
+        driver.down()
+    finally:
+        for name in names:  # never leave one behind, whatever happened
+            pid = driver.supervisor.running_pid(name)
+            if pid is not None:
+                os.killpg(pid, signal.SIGKILL)
+    took = time.monotonic() - started
+    waves = driver.stack.stop_waves()
+    assert took < len(names) * 0.6, f"{took:.1f}s for {len(names)} instances in {len(waves)} waves"
+
+    def when(name: str, what: str) -> float:
+        return float((marks / f"{name}.{what}").read_text())
+
+    for component in driver.stack.components:
+        for dependency, _ in component.depends_on:
+            for mine in component.instance_names():
+                for theirs in driver.stack.get(dependency).instance_names():
+                    if mine in names and theirs in names:
+                        assert when(theirs, "term") >= when(mine, "exit"), f"{theirs} stopped before {mine}"
+
+
+def test_only_prometheus_is_left_to_a_background_build_and_only_while_it_is_not_built(tmp_path):
+    """Nothing depends on Prometheus, so a cold `up` need not wait for its build; MinIO, which everything needs,
+    is built before anything starts. A Prometheus binary in the cache, or one configured, is used at once."""
+    from sagaz_lakehouse.targets.local.distributions import Installer, prometheus_binary
+
+    settings = lakehouse.load_settings(overrides={"local.run_dir": str(tmp_path / "run")}, environ={})
+    driver = LocalDriver(settings, tmp_path, progress=lambda _m: None)
+    cache = tmp_path / "cache"
+    installer = Installer(cache, "", "", lambda _m: None)
+    if installer._prometheus_present() is not None:  # a `prometheus` on PATH would be used as it is
+        pytest.fail("this test needs a machine without `prometheus` on PATH")
+    assert [c.name for c in driver._built_later(installer, running=set())] == [s.PROMETHEUS]
+    assert driver._built_later(installer, running={s.PROMETHEUS}) == [], "a running one is left alone"
+    built = prometheus_binary(cache, "prometheus")
+    built.parent.mkdir(parents=True)
+    built.write_text("#!/bin/sh\n")
+    built.chmod(0o755)
+    assert driver._built_later(installer, running=set()) == []
+    home, build = installer.later_home("prometheus")
+    assert home == built and build[-2:] == ["prometheus", str(cache / "bin")]
