@@ -479,6 +479,28 @@ def down(
 
 
 @command()
+def restart(
+    options: Options,
+    component: Annotated[str, typer.Argument(help="A component (every instance restarts) or one instance, as "
+                                             "`status` lists them, e.g. fluss-coordinator or fluss-tablet-1.")],
+    timeout: Annotated[int, typer.Option("--timeout", min=1, help="Seconds to wait until it is healthy again.")]
+    = 300,
+) -> int:
+    """Restart one component and wait until it is healthy again; everything else keeps running, no data is lost.
+
+    Local: its processes stop and start again. Compose: `compose restart`. Kubernetes: its pods are deleted and
+    their controller makes new ones. create-tables restarts the Fluss coordinator this way when it missed a new
+    table (apache/fluss#2710).
+
+    Exit 0 once it is healthy, 1 when it is not within --timeout, 2 for a name that is not a running component."""
+    settings, base_dir = options.settings()
+    target = options.chosen_target(settings)
+    target.driver(settings, base_dir).restart(component, timeout=timeout)
+    options.emit({"target": target.name, "restarted": component}, f"{component}: restarted and healthy")
+    return 0
+
+
+@command()
 def status(options: Options) -> int:
     """Show each component, whether it runs and is healthy, and where to reach it. Exit 1 unless all healthy."""
     settings, base_dir = options.settings()
@@ -664,8 +686,10 @@ def create_tables(
     """Create the Fluss database and the saga_events table with lake tiering to Iceberg (idempotent).
 
     An existing table with the same definition is left alone; one with another definition is an error (exit 2)
-    and nothing changes."""
+    and nothing changes. When the Fluss coordinator elects no leader for the table's buckets within a minute (it
+    missed the creation: apache/fluss#2710), it is restarted once, which elects them."""
     from sagaz_lakehouse import tables
+    from sagaz_lakehouse.stack import COORDINATOR
 
     settings, base_dir = options.settings()
     if dry_run:
@@ -677,7 +701,8 @@ def create_tables(
     driver = options.driver(settings, base_dir)
     with driver.client_endpoints() as endpoints:
         result = tables.create_tables(settings, credentials, endpoints, log=options.progress(),
-                                      server_log=_server_log(driver))
+                                      server_log=_server_log(driver),
+                                      restart_coordinator=lambda: driver.restart(COORDINATOR, timeout=300))
     options.emit(result)
     return 0
 

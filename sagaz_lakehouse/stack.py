@@ -451,6 +451,15 @@ class Stack:
         except KeyError:
             raise UsageError(f"unknown component '{name}'", f"use one of: {', '.join(self.valid_names())}") from None
 
+    def restartable(self, name: str) -> list[tuple[Component, str]]:
+        """``named`` for `restart`: a one-shot task is refused (`up` runs it again when it has to)."""
+        found = self.named(name)
+        if found[0][0].one_shot:
+            raise UsageError(f"{name} is a one-shot task, not a running component: nothing to restart",
+                             "`sagaz-lakehouse up` runs a task again when its configuration changed; restart one of: "
+                             + ", ".join(c.name for c in self.services))
+        return found
+
     def host_ports(self) -> list[HostPort]:
         """Every port the stack has on the user's host, instance by instance, in dependency order."""
         return [HostPort(c, name, p, p.host_port(instance_index(name)))

@@ -51,6 +51,10 @@ class Driver(Protocol):
 
     def logs(self, component: str, lines: int) -> str: ...
 
+    def restart(self, component: str, timeout: int) -> None:
+        """Stop every instance of ``component`` and start it again; return once it is healthy."""
+        ...
+
     def client_endpoints(self) -> AbstractContextManager[Endpoints]:
         """Endpoints reachable from this host for the duration of the block (port-forwards on Kubernetes)."""
         ...

@@ -95,12 +95,23 @@ def test_version_comes_from_the_package():
     assert result.exit_code == 0 and result.output.strip() == f"sagaz-lakehouse {__version__}"
 
 
-@pytest.mark.parametrize("command", ["init", "render", "up", "down", "status", "logs", "diff", "create-tables",
-                                     "doctor", "simulate"])
+@pytest.mark.parametrize("command", ["init", "render", "up", "down", "status", "logs", "restart", "diff",
+                                     "create-tables", "doctor", "simulate"])
 def test_every_command_takes_the_common_options(command):
     text = invoke(command, "--help").output
     for option in ("--config", "--target", "--profile", "--set", "--json", "--debug"):
         assert option in text, f"{command} lacks {option}"
+
+
+@pytest.mark.parametrize(("name", "said"), [
+    ("create-bucket", "create-bucket is a one-shot task, not a running component: nothing to restart"),
+    ("fluss-nothing", "unknown component 'fluss-nothing'"),
+])
+def test_restart_refuses_a_task_and_an_unknown_name_with_exit_2_before_touching_anything(tmp_path, name, said):
+    result = invoke("restart", name, "--set", f"local.run_dir={tmp_path / 'run'}")
+    assert result.exit_code == 2, result.output
+    assert said in result.output and "hint:" in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_logs_short_n_means_namespace_only():

@@ -217,6 +217,15 @@ class ComposeDriver:
         if code != 0:
             raise LakehouseError(f"`compose down` exited with {code}", f"see `{' '.join(self._compose('ps', '-a'))}`")
 
+    def restart(self, component: str, timeout: int = 300) -> None:
+        """`compose restart` of the component's services, then `up --wait` of just them: back once healthy."""
+        names = [name for _, name in self.stack.restartable(component)]
+        self.log(f"restarting {', '.join(names)}")
+        for args in (["restart", *names], ["up", "-d", "--no-deps", "--wait", "--wait-timeout", str(timeout), *names]):
+            code = self._stream(self._compose(*args), timeout + 60)
+            if code != 0:
+                raise self.diagnose(f"`compose {' '.join(args)}` exited with {code}")
+
     def status(self) -> list[dict[str, Any]]:
         containers = {c.get("Service"): c for c in self.containers()}
         endpoints = self.endpoint_map()

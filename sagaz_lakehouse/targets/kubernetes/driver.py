@@ -460,9 +460,7 @@ class KubernetesDriver:
         """A component (every pod of it) or one instance: StatefulSet pods carry the instance names."""
         found = self.stack.named(component)
         owner = found[0][0]
-        pods = self.cluster().list("v1", "Pod", self.namespace,
-                                   f"app.kubernetes.io/instance={self.settings.project},"
-                                   f"app.kubernetes.io/component={owner.name}")
+        pods = self._pods(owner.name)
         if component != owner.name:
             pods = [p for p in pods if p["metadata"]["name"] == component]
         if not pods:
@@ -521,13 +519,41 @@ class KubernetesDriver:
         return result
 
     def ready_pod(self, component: str) -> str:
-        pods = self.cluster().list("v1", "Pod", self.namespace, f"app.kubernetes.io/instance={self.settings.project},"
-                                   f"app.kubernetes.io/component={component}")
-        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
-            conditions = (pod.get("status") or {}).get("conditions") or []
-            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-                return pod["metadata"]["name"]
+        for pod in sorted(self._pods(component), key=lambda p: p["metadata"]["name"]):
+            if _ready(pod):
+                return str(pod["metadata"]["name"])
         raise StackNotReachable(component, f"namespace {self.namespace}", "no ready pod")
+
+    def _pods(self, component: str) -> list[Obj]:
+        return self.cluster().list("v1", "Pod", self.namespace, f"app.kubernetes.io/instance={self.settings.project},"
+                                   f"app.kubernetes.io/component={component}")
+
+    # ------------------------------------------------------------------------------------------ restart
+
+    def restart(self, component: str, timeout: int = 300) -> None:
+        """Delete the component's pods (or the one an instance name names); their controller creates new ones. Back
+        once as many pods as before are Ready, each a new one."""
+        found = self.stack.restartable(component)
+        owner, instances = found[0][0], {name for _, name in found}
+        old = [p for p in self._pods(owner.name) if component == owner.name or p["metadata"]["name"] in instances]
+        if not old:
+            raise StackNotReachable(component, f"namespace {self.namespace}", "no pods")
+        self.log(f"restarting {owner.name}: deleting {', '.join(p['metadata']['name'] for p in old)}")
+        for pod in old:
+            self.cluster().delete(pod)
+        gone = {p["metadata"]["uid"] for p in old}
+        deadline = time.monotonic() + timeout
+        while True:
+            fresh = [p for p in self._pods(owner.name) if p["metadata"]["uid"] not in gone and _ready(p)
+                     and (component == owner.name or p["metadata"]["name"] in instances)]
+            if len(fresh) >= len(old):
+                self.log(f"{owner.name}: {len(fresh)} new pod(s) ready")
+                return
+            if time.monotonic() >= deadline:
+                raise LakehouseError(f"{owner.name}: {len(fresh)} of {len(old)} new pod(s) ready {timeout}s after "
+                                     "their predecessors were deleted",
+                                     f"see `sagaz-lakehouse status` and `sagaz-lakehouse logs {owner.name}`")
+            time.sleep(POLL_SECONDS)
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -573,6 +599,11 @@ class KubernetesDriver:
 
 
 # ---------------------------------------------------------------------------------------------- pure helpers
+
+
+def _ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def in_delete_order(objects: list[Obj]) -> list[Obj]:

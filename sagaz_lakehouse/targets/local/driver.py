@@ -94,6 +94,13 @@ class LocalDriver:
                           + (f"; {', '.join(sorted(waiting))} start(s) once built" if waiting else ""))
         return {"dry_run": False, **plan, "components": outcome}
 
+    def restart(self, component: str, timeout: int = 300) -> None:
+        """Stop every instance of ``component`` and start them again with ``up`` (which starts what is not running,
+        waits until it is healthy and starts the watchdog again)."""
+        watchdog.stop(self.layout.run_dir)  # it would start the instances itself, racing `up`
+        self._stop_together([name for _, name in self.stack.restartable(component)])
+        self.up(wait=True, timeout=timeout)
+
     def _built_later(self, installer: Installer, running: set[str]) -> list[Component]:
         """Components left to a background build: their software must be built, none of their instances runs, and
         nothing depends on them (so ``up``, ``create-tables`` and ``doctor``'s data path never wait for them)."""

@@ -206,6 +206,25 @@ def test_secrets_reach_each_container_as_files_its_user_alone_reads_never_env_or
     assert run(["docker", "exec", tablet["Id"], "sh", "-c", "echo x > /etc/sagaz-lakehouse/secrets/x"]).returncode
 
 
+def test_restart_restarts_the_coordinator_alone_and_returns_once_it_is_healthy(stack):
+    """create-tables' repair of apache/fluss#2710 (and `sagaz-lakehouse restart`): the coordinator's container
+    starts again, no other does; the next test proves the stack works after it (create-tables, doctor's probe)."""
+    def started() -> dict[str, str]:
+        return {c["Config"]["Labels"]["com.docker.compose.service"]: c["State"]["StartedAt"]
+                for c in stack.containers() if c["State"]["Running"]}
+
+    before = started()
+    restarted = json.loads(stack.must("restart", "fluss-coordinator", "--json").stdout)
+    assert restarted["restarted"] == "fluss-coordinator"
+    after = started()
+    assert after["fluss-coordinator"] != before["fluss-coordinator"]
+    assert {k: v for k, v in after.items() if k != "fluss-coordinator"} == {
+        k: v for k, v in before.items() if k != "fluss-coordinator"}
+    health = [c["State"].get("Health", {}).get("Status") for c in stack.containers()
+              if c["Config"]["Labels"]["com.docker.compose.service"] == "fluss-coordinator"]
+    assert health == ["healthy"], health
+
+
 def test_create_tables_then_doctor_is_green_through_the_containers(stack):
     created = json.loads(stack.must("create-tables", "--json").stdout)
     assert created["created"] is True

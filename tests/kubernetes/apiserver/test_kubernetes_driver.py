@@ -130,6 +130,23 @@ def test_rotating_credentials_rolls_the_pods_that_read_them(stack):
     assert "rotated" not in digest and len(digest) == 16
 
 
+def test_restarting_a_component_replaces_each_of_its_pods_and_returns_once_the_new_ones_are_ready(stack):
+    """create-tables' repair of apache/fluss#2710 restarts the coordinator this way (the StatefulSet's controller
+    makes the new pod under the same name; kwok makes it Ready)."""
+    stack.up()
+
+    def pods(component: str) -> dict[str, str]:
+        found = stack.api().list("v1", "Pod", stack.namespace, f"app.kubernetes.io/component={component}")
+        return {p["metadata"]["name"]: p["metadata"]["uid"] for p in found}
+
+    coordinator, tablets = pods("fluss-coordinator"), pods("fluss-tablet")
+    stack.driver.restart("fluss-coordinator", timeout=120)
+    now = pods("fluss-coordinator")
+    assert now.keys() == coordinator.keys() and not set(now.values()) & set(coordinator.values()), (coordinator, now)
+    assert stack.driver.ready_pod("fluss-coordinator") in now
+    assert pods("fluss-tablet") == tablets  # nothing else restarts
+
+
 def test_kubectl_apply_k_works_as_documented_also_after_a_settings_change(cluster, tmp_path):
     """docs/kubernetes.md: `kubectl apply -k` of a rendering. After a settings change that touches a task, the task
     is a new Job beside the finished one (no "field is immutable"), which its TTL removes later."""
