@@ -98,14 +98,35 @@ class SchemaConflict(UsageError):
 
 def create_tables(settings: Settings, credentials: Credentials, endpoints: Endpoints,
                   log: Callable[[str], None] = lambda _m: None, iceberg_wait: float = 60.0,
-                  server_log: ServerLog | None = None) -> dict[str, Any]:
+                  server_log: ServerLog | None = None,
+                  restart_coordinator: Callable[[], None] | None = None) -> dict[str, Any]:
     """Create the database and saga_events (idempotent), then wait until Iceberg shows the lake table.
 
     Fluss refuses a table with more replicas than registered tablet servers (error 17): then this waits, bounded,
     for the servers to register and tries once more, or names the missing servers with the coordinator's reason
-    (``server_log``: a Fluss server's log tail by instance name, from the target)."""
+    (``server_log``: a Fluss server's log tail by instance name, from the target).
+
+    A table whose buckets get no leader (the coordinator missed its creation, apache/fluss#2710) is repaired once by
+    ``restart_coordinator`` (from the target): a coordinator that starts reads every table and elects their
+    leaders. Without it, or when the restarted coordinator elects none either, the error names the table."""
     try:
+        result = _create_when_tablets_registered(settings, endpoints, log, server_log)
+    except LeadersNotElected as missed:
+        if restart_coordinator is None:
+            raise
+        log(f"{missed.message.split(' (')[0]}: the coordinator missed the table's creation (apache/fluss#2710, "
+            "fixed after 0.9.1); restarting the coordinator, which elects the leaders of every table it finds")
+        restart_coordinator()
         result = asyncio.run(_create_in_fluss(settings, endpoints, log))
+        result.update(created=missed.created, coordinator_restarted=True)
+    result["iceberg_table"] = wait_for_iceberg_table(settings, credentials, endpoints, iceberg_wait, log)
+    return result
+
+
+def _create_when_tablets_registered(settings: Settings, endpoints: Endpoints, log: Callable[[str], None],
+                                    server_log: ServerLog | None) -> dict[str, Any]:
+    try:
+        return asyncio.run(_create_in_fluss(settings, endpoints, log))
     except Exception as exc:
         if getattr(exc, "error_code", None) != INVALID_REPLICATION_FACTOR:
             raise
@@ -115,9 +136,7 @@ def create_tables(settings: Settings, credentials: Credentials, endpoints: Endpo
             settings, endpoints, need=settings.replication_factor, server_log=server_log, progress=log,
             purpose=f"cannot create {settings.lake.database}.{TABLE} with {settings.replication_factor} replicas "
                     "(durability.replication_factor)")
-        result = asyncio.run(_create_in_fluss(settings, endpoints, log))
-    result["iceberg_table"] = wait_for_iceberg_table(settings, credentials, endpoints, iceberg_wait, log)
-    return result
+        return asyncio.run(_create_in_fluss(settings, endpoints, log))
 
 
 async def _create_in_fluss(settings: Settings, endpoints: Endpoints, log: Callable[[str], None]) -> dict[str, Any]:
@@ -134,19 +153,27 @@ async def _create_in_fluss(settings: Settings, endpoints: Endpoints, log: Callab
         if await admin.table_exists(path):
             info = await admin.get_table_info(path)
             _check_same_definition(settings, info, wanted)
-            await wait_for_leaders(admin, path, info.num_buckets, log)
+            await wait_for_leaders(admin, path, info.num_buckets, log, created=False)
             log(f"table {db}.{TABLE} already exists with the same definition; nothing to do")
             return {"database": db, "table": TABLE, "created": False}
         descriptor = fluss.TableDescriptor(wanted, bucket_count=settings.lake.buckets, bucket_keys=[PRIMARY_KEY],
                                            properties=creation_properties(settings),
                                            custom_properties=iceberg_properties(settings))
         await admin.create_table(path, descriptor, ignore_if_exists=False)
-        await wait_for_leaders(admin, path, settings.lake.buckets, log)
+        await wait_for_leaders(admin, path, settings.lake.buckets, log, created=True)
         log(f"created {db}.{TABLE} ({settings.lake.buckets} buckets, lake tiering every {settings.freshness})")
         return {"database": db, "table": TABLE, "created": True}
 
 
-async def wait_for_leaders(admin: Any, path: Any, buckets: int, log: Callable[[str], None],
+class LeadersNotElected(LakehouseError):
+    """The coordinator elected no leader for a table's buckets in time; ``created``: by this call."""
+
+    def __init__(self, message: str, hint: str, created: bool) -> None:
+        super().__init__(message, hint)
+        self.created = created
+
+
+async def wait_for_leaders(admin: Any, path: Any, buckets: int, log: Callable[[str], None], *, created: bool,
                            timeout: float = LEADER_ELECTION_S, pause: float = 1.0) -> None:
     """Until every bucket answers its latest offset (which only its leader does). A table whose buckets never get a
     leader takes no write: seen once in CI with Fluss 0.9.1, where the coordinator registered the table's
@@ -165,12 +192,12 @@ async def wait_for_leaders(admin: Any, path: Any, buckets: int, log: Callable[[s
         except Exception as exc:  # right after creation every kind is seen for a moment: no leader yet, "Unknown
             # table or bucket" (the server has no metadata yet), "not leader or follower" (a leader moving)
             if time.monotonic() >= deadline:
-                raise LakehouseError(
+                raise LeadersNotElected(
                     f"{path}: the Fluss coordinator elected no leader for the table's buckets within {timeout:.0f}s "
                     f"({str(exc)[:200]}); nothing can be written to it",
                     "restart Fluss (`sagaz-lakehouse down`, then `up`: the data is kept; the coordinator elects the "
                     "leaders of every table it finds when it starts), then run create-tables again; see "
-                    "`sagaz-lakehouse logs fluss-coordinator`") from None
+                    "`sagaz-lakehouse logs fluss-coordinator`", created) from None
             if not announced:
                 announced = True
                 log(f"waiting for the Fluss coordinator to elect the leaders of {path}'s buckets")

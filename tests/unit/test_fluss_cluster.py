@@ -198,16 +198,45 @@ def test_create_tables_waits_for_the_buckets_leaders_and_names_a_table_that_neve
 
     said: list[str] = []
     admin = LeaderlessAdmin(2)
-    asyncio.run(tables.wait_for_leaders(admin, "sagaz.saga_events", 8, said.append, pause=0))
+    asyncio.run(tables.wait_for_leaders(admin, "sagaz.saga_events", 8, said.append, created=True, pause=0))
     assert admin.calls == 3 and said == ["waiting for the Fluss coordinator to elect the leaders of "
                                          "sagaz.saga_events's buckets"]
     with pytest.raises(LakehouseError) as error:
         asyncio.run(tables.wait_for_leaders(LeaderlessAdmin(10**9), "sagaz.saga_events", 8, said.append,
-                                            timeout=0.05, pause=0))
+                                            created=True, timeout=0.05, pause=0))
     assert "elected no leader" in error.value.message and "No leader found" in error.value.message
     assert "down" in error.value.hint and "create-tables again" in error.value.hint
     # Right after creation a server may not know the table yet (seen in CI: code 21), or a leader may move (code 12):
     # waited for as well.
     unknown = LeaderlessAdmin(3, "FlussError(code=21): Unknown table or bucket: TableBucket{tableId=0, bucket=7}")
-    asyncio.run(tables.wait_for_leaders(unknown, "t", 8, said.append, pause=0))
+    asyncio.run(tables.wait_for_leaders(unknown, "t", 8, said.append, created=False, pause=0))
     assert unknown.calls == 4
+
+
+def test_create_tables_restarts_the_coordinator_once_when_it_missed_the_new_table(monkeypatch, compose_settings):
+    """apache/fluss#2710: the coordinator may miss a new table (no leader ever); one that starts elects the leaders of
+    every table it finds. create-tables restarts it once through the target, then checks the leaders again; a second
+    miss, or no way to restart, is the error that names the table."""
+    from sagaz_lakehouse import tables
+
+    attempts: list[str] = []
+
+    async def create(settings, endpoints, log):
+        attempts.append("create")
+        if len(attempts) == 1:
+            raise tables.LeadersNotElected("sagaz.saga_events: the Fluss coordinator elected no leader (x)", "h",
+                                           created=True)
+        return {"database": "sagaz", "table": tables.TABLE, "created": False}
+
+    monkeypatch.setattr(tables, "_create_in_fluss", create)
+    monkeypatch.setattr(tables, "wait_for_iceberg_table", lambda *a: "sagaz.saga_events")
+    said: list[str] = []
+    result = tables.create_tables(compose_settings, None, None, log=said.append,
+                                  restart_coordinator=lambda: attempts.append("restart"))
+    assert attempts == ["create", "restart", "create"]
+    assert result["created"] is True and result["coordinator_restarted"] is True
+    assert any("apache/fluss#2710" in line and "restarting the coordinator" in line for line in said), said
+    attempts.clear()
+    with pytest.raises(tables.LeadersNotElected):
+        tables.create_tables(compose_settings, None, None)  # the target cannot restart it: the error as before
+    assert attempts == ["create"]

@@ -245,7 +245,8 @@ def create_saga_events(fluss: FlussOnRacks, database: str) -> None:
                                    lake=dataclasses.replace(fluss.driver.settings.lake, database=database))
     credentials = security.resolve_credentials(settings, s.View.EXTERNAL, base_dir=fluss.driver.base_dir)
     with fluss.driver.client_endpoints() as endpoints:
-        tables.create_tables(settings, credentials, endpoints, log=fluss.log.append)
+        tables.create_tables(settings, credentials, endpoints, log=fluss.log.append,
+                             restart_coordinator=lambda: fluss.driver.restart(s.COORDINATOR, timeout=180))
 
 
 def records_of(fluss: FlussOnRacks) -> contextlib.AbstractContextManager[Callable[[str], Any]]:

@@ -97,6 +97,39 @@ def test_create_tables_is_idempotent_and_refuses_a_conflicting_definition(stack)
     assert asyncio.run(buckets()) == 8
 
 
+def test_create_tables_repairs_a_missed_table_by_restarting_the_coordinator(stack, monkeypatch):
+    """apache/fluss#2710's repair, on the real servers: the coordinator's miss is simulated (the first leader wait
+    reports none; the real race is rare), everything after it is real: the local target restarts the coordinator
+    alone, which elects the table's leaders, and the second wait sees them."""
+    from sagaz_lakehouse import security, tables
+    from sagaz_lakehouse.stack import COORDINATOR, View
+    from sagaz_lakehouse.targets.local.driver import LocalDriver
+
+    workdir, settings = stack
+    settings = lakehouse.load_settings(workdir / config.CONFIG_FILENAME, {"lake.database": "missed"}, environ={})
+    real_wait, missed = tables.wait_for_leaders, []
+
+    async def miss_once(admin, path, buckets, log, *, created, **kwargs):
+        if not missed:
+            missed.append(created)
+            raise tables.LeadersNotElected(f"{path}: the Fluss coordinator elected no leader (simulated)", "", created)
+        await real_wait(admin, path, buckets, log, created=created, **kwargs)
+
+    monkeypatch.setattr(tables, "wait_for_leaders", miss_once)
+    before = pids(workdir)
+    said: list[str] = []
+    credentials = security.resolve_credentials(settings, View.EXTERNAL, base_dir=workdir)
+    result = tables.create_tables(settings, credentials, endpoints(settings), log=said.append,
+                                  restart_coordinator=lambda: LocalDriver(settings, workdir, said.append).restart(
+                                      COORDINATOR, timeout=180))
+    assert missed == [True] and result["created"] is True and result["coordinator_restarted"] is True, result
+    after = pids(workdir)
+    assert after[COORDINATOR] != before[COORDINATOR], "the coordinator kept its process"
+    others = [name for name in before if name != COORDINATOR]  # a background build may start Prometheus meanwhile
+    assert {k: after.get(k) for k in others} == {k: before[k] for k in others}, "only the coordinator restarts"
+    assert any("apache/fluss#2710" in line for line in said), said
+
+
 @pytest.mark.parametrize(("database", "change", "expected"), [
     ("schema_additive", "drop the last column", ["add column timestamp timestamp\n",
                                                  "Fluss 0.9.1 cannot add a column to a table tiered to Iceberg"]),
