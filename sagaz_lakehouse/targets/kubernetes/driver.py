@@ -458,11 +458,8 @@ class KubernetesDriver:
 
     def logs(self, component: str, lines: int) -> str:
         """A component (every pod of it) or one instance: StatefulSet pods carry the instance names."""
-        found = self.stack.named(component)
-        owner = found[0][0]
-        pods = self._pods(owner.name)
-        if component != owner.name:
-            pods = [p for p in pods if p["metadata"]["name"] == component]
+        owner = self.stack.named(component)[0][0]
+        pods = self._pods_named(component, owner)
         if not pods:
             raise StackNotReachable(component, f"namespace {self.namespace}", "no pods")
         core = self.cluster().core()
@@ -528,14 +525,19 @@ class KubernetesDriver:
         return self.cluster().list("v1", "Pod", self.namespace, f"app.kubernetes.io/instance={self.settings.project},"
                                    f"app.kubernetes.io/component={component}")
 
+    def _pods_named(self, name: str, owner: s.Component) -> list[Obj]:
+        """The pods of ``owner``, or only the one ``name`` names when it is an instance (StatefulSet pods carry the
+        instance names)."""
+        pods = self._pods(owner.name)
+        return pods if name == owner.name else [p for p in pods if p["metadata"]["name"] == name]
+
     # ------------------------------------------------------------------------------------------ restart
 
     def restart(self, component: str, timeout: int = 300) -> None:
         """Delete the component's pods (or the one an instance name names); their controller creates new ones. Back
         once as many pods as before are Ready, each a new one."""
-        found = self.stack.restartable(component)
-        owner, instances = found[0][0], {name for _, name in found}
-        old = [p for p in self._pods(owner.name) if component == owner.name or p["metadata"]["name"] in instances]
+        owner = self.stack.restartable(component)[0][0]
+        old = self._pods_named(component, owner)
         if not old:
             raise StackNotReachable(component, f"namespace {self.namespace}", "no pods")
         self.log(f"restarting {owner.name}: deleting {', '.join(p['metadata']['name'] for p in old)}")
@@ -544,8 +546,7 @@ class KubernetesDriver:
         gone = {p["metadata"]["uid"] for p in old}
         deadline = time.monotonic() + timeout
         while True:
-            fresh = [p for p in self._pods(owner.name) if p["metadata"]["uid"] not in gone and _ready(p)
-                     and (component == owner.name or p["metadata"]["name"] in instances)]
+            fresh = [p for p in self._pods_named(component, owner) if p["metadata"]["uid"] not in gone and _ready(p)]
             if len(fresh) >= len(old):
                 self.log(f"{owner.name}: {len(fresh)} new pod(s) ready")
                 return
