@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sagaz_lakehouse.errors import EXIT_FAILED, EXIT_USAGE, LakehouseError
+from sagaz_lakehouse.targets import RESTART_TIMEOUT_S
 from sagaz_lakehouse.version import __version__
 
 if TYPE_CHECKING:  # the module imports the Fluss client stack: not for `--help`
@@ -484,7 +485,7 @@ def restart(
     component: Annotated[str, typer.Argument(help="A component (every instance restarts) or one instance, as "
                                              "`status` lists them, e.g. fluss-coordinator or fluss-tablet-1.")],
     timeout: Annotated[int, typer.Option("--timeout", min=1, help="Seconds to wait until it is healthy again.")]
-    = 300,
+    = RESTART_TIMEOUT_S,
 ) -> int:
     """Restart one component and wait until it is healthy again; everything else keeps running, no data is lost.
 
@@ -702,7 +703,7 @@ def create_tables(
     with driver.client_endpoints() as endpoints:
         result = tables.create_tables(settings, credentials, endpoints, log=options.progress(),
                                       server_log=_server_log(driver),
-                                      restart_coordinator=lambda: driver.restart(COORDINATOR, timeout=300))
+                                      restart_coordinator=lambda: driver.restart(COORDINATOR))
     options.emit(result)
     return 0
 

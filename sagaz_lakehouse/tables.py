@@ -114,7 +114,7 @@ def create_tables(settings: Settings, credentials: Credentials, endpoints: Endpo
     except LeadersNotElected as missed:
         if restart_coordinator is None:
             raise
-        log(f"{missed.message.split(' (')[0]}: the coordinator missed the table's creation (apache/fluss#2710, "
+        log(f"{missed.table}: the coordinator missed the table's creation (apache/fluss#2710, "
             "fixed after 0.9.1); restarting the coordinator, which elects the leaders of every table it finds")
         restart_coordinator()
         result = asyncio.run(_create_in_fluss(settings, endpoints, log))
@@ -168,9 +168,10 @@ async def _create_in_fluss(settings: Settings, endpoints: Endpoints, log: Callab
 class LeadersNotElected(LakehouseError):
     """The coordinator elected no leader for a table's buckets in time; ``created``: by this call."""
 
-    def __init__(self, message: str, hint: str, created: bool) -> None:
+    def __init__(self, message: str, hint: str, created: bool, table: str = TABLE) -> None:
         super().__init__(message, hint)
         self.created = created
+        self.table = table
 
 
 async def wait_for_leaders(admin: Any, path: Any, buckets: int, log: Callable[[str], None], *, created: bool,
@@ -197,7 +198,7 @@ async def wait_for_leaders(admin: Any, path: Any, buckets: int, log: Callable[[s
                     f"({str(exc)[:200]}); nothing can be written to it",
                     "restart Fluss (`sagaz-lakehouse down`, then `up`: the data is kept; the coordinator elects the "
                     "leaders of every table it finds when it starts), then run create-tables again; see "
-                    "`sagaz-lakehouse logs fluss-coordinator`", created) from None
+                    "`sagaz-lakehouse logs fluss-coordinator`", created, str(path)) from None
             if not announced:
                 announced = True
                 log(f"waiting for the Fluss coordinator to elect the leaders of {path}'s buckets")

@@ -17,3 +17,7 @@ REGISTRY = {
     "kubernetes": "sagaz_lakehouse.targets.kubernetes",
 }
 NAMES = tuple(REGISTRY)
+
+# How long `restart` waits for a component to be healthy again, on every target: a Fluss coordinator re-reads
+# every table in ZooKeeper before it answers, and Trino loads its catalogs; both take minutes on 2 cores.
+RESTART_TIMEOUT_S = 300

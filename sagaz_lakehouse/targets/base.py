@@ -21,7 +21,7 @@ from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import UsageError
 from sagaz_lakehouse.render import RenderedFile
 from sagaz_lakehouse.stack import Stack, View
-from sagaz_lakehouse.targets import NAMES, REGISTRY
+from sagaz_lakehouse.targets import NAMES, REGISTRY, RESTART_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Driver(Protocol):
 
     def logs(self, component: str, lines: int) -> str: ...
 
-    def restart(self, component: str, timeout: int) -> None:
+    def restart(self, component: str, timeout: int = RESTART_TIMEOUT_S) -> None:
         """Stop every instance of ``component`` and start it again; return once it is healthy."""
         ...
 

@@ -24,6 +24,7 @@ from sagaz_lakehouse import addresses, identities, security, tls
 from sagaz_lakehouse.config import PLACEHOLDER_CREDENTIALS, Credentials, Settings
 from sagaz_lakehouse.errors import ComponentFailed, EnvironmentProblem, LakehouseError
 from sagaz_lakehouse.stack import Stack, View
+from sagaz_lakehouse.targets import RESTART_TIMEOUT_S
 from sagaz_lakehouse.targets.compose import layout
 
 ENGINES = ("docker", "podman", "nerdctl")
@@ -217,7 +218,7 @@ class ComposeDriver:
         if code != 0:
             raise LakehouseError(f"`compose down` exited with {code}", f"see `{' '.join(self._compose('ps', '-a'))}`")
 
-    def restart(self, component: str, timeout: int = 300) -> None:
+    def restart(self, component: str, timeout: int = RESTART_TIMEOUT_S) -> None:
         """`compose restart` of the component's services, then `up --wait` of just them: back once healthy."""
         names = [name for _, name in self.stack.restartable(component)]
         self.log(f"restarting {', '.join(names)}")

@@ -29,6 +29,7 @@ from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.config import PLACEHOLDER_CREDENTIALS, Credentials, Settings
 from sagaz_lakehouse.errors import LakehouseError, StackNotReachable, UsageError
 from sagaz_lakehouse.stack import View
+from sagaz_lakehouse.targets import RESTART_TIMEOUT_S
 from sagaz_lakehouse.targets.kubernetes import layout
 from sagaz_lakehouse.targets.kubernetes.api import Cluster, describe
 from sagaz_lakehouse.targets.kubernetes.applyset import (
@@ -533,7 +534,7 @@ class KubernetesDriver:
 
     # ------------------------------------------------------------------------------------------ restart
 
-    def restart(self, component: str, timeout: int = 300) -> None:
+    def restart(self, component: str, timeout: int = RESTART_TIMEOUT_S) -> None:
         """Delete the component's pods (or the one an instance name names); their controller creates new ones. Back
         once as many pods as before are Ready, each a new one."""
         owner = self.stack.restartable(component)[0][0]

@@ -22,6 +22,7 @@ from sagaz_lakehouse import addresses, artifacts, security, tls
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import ConfigError, Problem
 from sagaz_lakehouse.stack import JOBMANAGER, SUBMIT_TIERING, Component, Native, NativeContext, Stack, View
+from sagaz_lakehouse.targets import RESTART_TIMEOUT_S
 from sagaz_lakehouse.targets.local import background, watchdog
 from sagaz_lakehouse.targets.local import layout as target
 from sagaz_lakehouse.targets.local.distributions import Installer
@@ -94,7 +95,7 @@ class LocalDriver:
                           + (f"; {', '.join(sorted(waiting))} start(s) once built" if waiting else ""))
         return {"dry_run": False, **plan, "components": outcome}
 
-    def restart(self, component: str, timeout: int = 300) -> None:
+    def restart(self, component: str, timeout: int = RESTART_TIMEOUT_S) -> None:
         """Stop every instance of ``component`` and start them again with ``up`` (which starts what is not running,
         waits until it is healthy and starts the watchdog again)."""
         watchdog.stop(self.layout.run_dir)  # it would start the instances itself, racing `up`
