@@ -209,6 +209,9 @@ class Native:
     distribution: str  # zookeeper | fluss | flink | trino | rest-catalog | minio | prometheus | python | postgresql
     command: Callable[[NativeContext], Process]
     java: int = 0  # minimum Java feature version (0: not a JVM)
+    # A server whose start-up is mostly class loading: the local target keeps an ahead-of-time class cache for it
+    # (targets/local/class_cache.py) when its JDK has them.
+    class_cache: bool = False
     # Software that is only locked files: its folders and the artifact groups in each (the local target installs it
     # as it is). Empty: the local target knows how to install ``distribution`` (an archive to unpack, a Go build).
     tree: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

@@ -33,6 +33,9 @@ JVM_OPTIONS = (
     "-XX:+ExitOnOutOfMemoryError", "-XX:-OmitStackTraceInFastThrow", "-XX:ReservedCodeCacheSize=256M",
     "-XX:PerMethodRecompilationCutoff=10000", "-XX:PerBytecodeRecompilationCutoff=10000",
     "-Djdk.attach.allowAttachSelf=true", "-Djdk.nio.maxCachedBufferSize=2000000", "-XX:+EnableDynamicAgentLoading",
+    # JOL (Trino's memory accounting) otherwise tries to attach HotSpot's serviceability agent, which fails without
+    # ptrace rights (containers, most hosts) after 2 s of CPU: Trino starts 2 s sooner (trinodb/trino#18983)
+    "-Djol.skipHotspotSAAttach=true",
     # https://bugs.openjdk.org/browse/JDK-8329528, as upstream's default
     "-XX:+UnlockDiagnosticVMOptions", "-XX:G1NumCollectionsKeepPinned=10000000",
 )
@@ -183,7 +186,7 @@ def _trino(settings: Settings, view: s.View, worker: bool) -> s.Component:
         jvm_config = "".join(f"{line}\n" for line in (IMAGE_JVM_AGENT, *jvm_options(settings)))
         return s.Setup(
             container=s.Container(args=launcher, env=environment, user=1000, probe_tool="curl", scratch=SCRATCH),
-            native=s.Native("trino", command, java=versions.JAVA_FOR["trino"]),
+            native=s.Native("trino", command, java=versions.JAVA_FOR["trino"], class_cache=True),
             files=(config_file,
                    s.ConfigFile("node.properties", node, mount=f"{CONF_DIR}/node.properties"),
                    s.ConfigFile("jvm.config", jvm_config, mount=f"{CONF_DIR}/jvm.config"),

@@ -81,6 +81,9 @@ class ProcessSpec:
     timeout: float = 180.0  # seconds to become healthy (or to finish, for one-shot)
     secret_values: tuple[str, ...] = ()  # never echoed in errors
     config: tuple[Path | str, ...] = ()  # config files/folders (or values) it reads: a change makes it out of date
+    # JVM flags that change how fast it starts, not what it runs (class_cache: train a cache, later map it): put
+    # after argv[0] at start, and outside the fingerprint, so a cache trained meanwhile makes nothing out of date
+    launch_flags: tuple[str, ...] = ()
 
     def fingerprint(self) -> str:
         """Digest of everything the process starts from; the environment is hashed, never stored."""
@@ -178,7 +181,8 @@ class Supervisor:
         log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {spec.name} =====\n".encode())
         log.flush()
         env = {**os.environ, **spec.env}
-        process = subprocess.Popen(spec.argv, cwd=spec.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+        argv = [*spec.argv[:1], *spec.launch_flags, *spec.argv[1:]]
+        process = subprocess.Popen(argv, cwd=spec.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         self.pid_file(spec.name).write_text(f"{process.pid}\n")

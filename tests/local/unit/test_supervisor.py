@@ -6,6 +6,7 @@ import socket
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +69,23 @@ def test_running_component_started_from_another_configuration_is_reported_not_re
         supervisor.stop("a", grace=5)
     assert not supervisor.config_file("a").exists()
     assert not Supervisor(tmp_path).out_of_date(spec)  # nothing running: nothing to compare
+
+
+def test_launch_flags_go_after_the_executable_and_leave_the_fingerprint_alone(tmp_path):
+    # A class cache trained meanwhile changes the flags of the next start, not what the process runs: a running
+    # component must not show as out of date because of it.
+    port = free_port()
+    spec = server_spec(tmp_path, "a", port)
+    flagged = replace(spec, launch_flags=("-X", "utf8"))  # python's own -X option: the argv it runs shows it
+    assert flagged.fingerprint() == spec.fingerprint()
+    supervisor = Supervisor(tmp_path)
+    try:
+        assert start_in_order(supervisor, [flagged], lambda _m: None) == {"a": "started"}
+        pid = supervisor.running_pid("a")
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == [b"-X", b"utf8"]
+        assert start_in_order(Supervisor(tmp_path), [spec], lambda _m: None) == {"a": "running"}
+    finally:
+        supervisor.stop("a", grace=5)
 
 
 def test_restart_changed_restarts_only_the_changed_component_after_its_dependencies(tmp_path):
