@@ -81,8 +81,13 @@ class LocalDriver:
             return NativeContext(java_of(component.name), homes[component.name],
                                  f"-Dsagaz.run-dir={self.layout.run_dir}", self.supervisor.log_file(name), peers)
 
-        specs = self._with_class_caches(target.process_specs(self.stack, self.layout, credentials, context), javas,
-                                        homes)
+        def class_cache_flags(component: Component, name: str, argv: list[str]) -> tuple[str, ...]:
+            java = javas[component.name]
+            heap = next((arg for arg in argv if arg.startswith("-Xmx")), "")
+            return class_cache.launch_flags(self.cache, java.home, java.version, homes[component.name], heap,
+                                            self.layout.run_dir, name)
+
+        specs = target.process_specs(self.stack, self.layout, credentials, context, class_cache_flags)
         waiting = {n for c in later for n in c.instance_names()}
         watchdog.stop(self.layout.run_dir)  # it would race `up` for the components `up` starts
         building = {name: how for c in later for name, how in self._build_in_background(installer, c, specs).items()}
@@ -95,23 +100,6 @@ class LocalDriver:
             self.progress(f"all {len(outcome) - len(waiting)} components are healthy"
                           + (f"; {', '.join(sorted(waiting))} start(s) once built" if waiting else ""))
         return {"dry_run": False, **plan, "components": outcome}
-
-    def _with_class_caches(self, specs: list[ProcessSpec], javas: dict[str, Java],
-                           homes: dict[str, Path]) -> list[ProcessSpec]:
-        owners = {name: component for component, name in self.stack.instances()}
-        out = []
-        for spec in specs:
-            component = owners[spec.name]
-            java = javas.get(component.name)
-            native = component.setup(target.instance(self.layout, component, spec.name)).native
-            if java is None or not native.class_cache:
-                out.append(spec)
-                continue
-            heap = next((arg for arg in spec.argv if arg.startswith("-Xmx")), "")
-            flags = class_cache.launch_flags(self.cache, java.home, java.version, homes[component.name], heap,
-                                             self.layout.run_dir, spec.name)
-            out.append(dataclasses.replace(spec, launch_flags=flags))
-        return out
 
     def restart(self, component: str, timeout: int = RESTART_TIMEOUT_S) -> None:
         """Stop every instance of ``component`` and start them again with ``up`` (which starts what is not running,

@@ -75,16 +75,21 @@ def files(settings: Settings, credentials: Credentials, layout: Layout | None = 
 
 
 ContextFor = Callable[[Component, str], NativeContext]
+# The class-cache flags of an instance whose Native asks for one (class_cache.py), given its argv: from the driver,
+# which knows the JDK and the installed software.
+ClassCacheFor = Callable[[Component, str, list[str]], tuple[str, ...]]
 
 
-def process_specs(stack: Stack, layout: Layout, credentials: Credentials, context: ContextFor) -> list[ProcessSpec]:
+def process_specs(stack: Stack, layout: Layout, credentials: Credentials, context: ContextFor,
+                  class_cache: ClassCacheFor = lambda _c, _n, _a: ()) -> list[ProcessSpec]:
     """One supervised process per instance, in dependency order. A task whose result lives in another component
     (the tiering job inside the JobManager) makes that component's fingerprint depend on its arguments too."""
     specs: list[ProcessSpec] = []
     carried: dict[str, list[str]] = {}
     for component, name in stack.instances():
         at = instance(layout, component, name)
-        process = component.setup(at).native.command(context(component, name))
+        native = component.setup(at).native
+        process = native.command(context(component, name))
         if component.state_in:
             carried.setdefault(component.state_in, []).append(" ".join(process.argv))
         specs.append(ProcessSpec(
@@ -93,7 +98,8 @@ def process_specs(stack: Stack, layout: Layout, credentials: Credentials, contex
                                                                                                        component),
             ports=tuple(component.host_ports(name).values()),
             one_shot=component.one_shot, timeout=component.start_seconds,
-            secret_values=credentials.secret_values(), config=(layout.config(name),)))
+            secret_values=credentials.secret_values(), config=(layout.config(name),),
+            launch_flags=class_cache(component, name, process.argv) if native.class_cache else ()))
     return [spec if spec.name not in carried else _with_config(spec, carried[spec.name]) for spec in specs]
 
 
