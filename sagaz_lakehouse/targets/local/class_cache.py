@@ -22,6 +22,11 @@ from pathlib import Path
 
 AOT_CACHE_JAVA = 25  # the first JDK whose -XX:AOTCacheOutput trains and writes the cache in one run
 SUFFIX = ".aot"
+TRAINING_FLAG = "-XX:AOTCacheOutput="
+# How long a training JVM may take to exit: it writes the cache in a child JVM, 10-15 s on idle cores but over 30 s
+# (the usual stop grace) beside another stack's starts; killed then, its training is lost and the next start trains
+# again, paying the training's start-up cost and another slow exit.
+TRAINING_EXIT_GRACE_S = 120.0
 
 
 def launch_flags(cache_dir: Path, java_home: Path, java_version: int, software_home: Path, heap_flag: str,
@@ -36,7 +41,12 @@ def launch_flags(cache_dir: Path, java_home: Path, java_version: int, software_h
     if ready.exists() or _promote_finished(folder, key, ready):
         return (f"-XX:AOTCache={ready}",)
     stack = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
-    return (f"-XX:AOTCacheOutput={folder / f'{key}.training-{stack}-{instance}{SUFFIX}'}",)
+    return (f"{TRAINING_FLAG}{folder / f'{key}.training-{stack}-{instance}{SUFFIX}'}",)
+
+
+def exit_grace(cmdline: str) -> float:
+    """Seconds a process with this command line needs to exit cleanly beyond the usual: a training JVM's write."""
+    return TRAINING_EXIT_GRACE_S if TRAINING_FLAG in cmdline else 0.0
 
 
 def _key(java_home: Path, software_home: Path, heap_flag: str) -> str:

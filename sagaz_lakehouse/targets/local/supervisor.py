@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sagaz_lakehouse.errors import ComponentFailed
+from sagaz_lakehouse.targets.local import class_cache
 
 LOG_TAIL_LINES = 30
 
@@ -165,11 +166,10 @@ class Supervisor:
 
     def _is_ours(self, pid: int) -> bool:
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
         except OSError:
             return False
-        return state != "Z" and str(self.run_dir) in cmdline
+        return state != "Z" and str(self.run_dir) in _cmdline(pid)
 
     # ------------------------------------------------------------------------------------------ start
 
@@ -221,27 +221,32 @@ class Supervisor:
     # ------------------------------------------------------------------------------------------ stop
 
     def stop(self, name: str, grace: float = 30.0) -> bool:
-        """SIGTERM the process group, SIGKILL after ``grace`` seconds. True if something was stopped."""
+        """SIGTERM the process group, SIGKILL after ``grace`` seconds (longer for a JVM that writes its class cache
+        as it exits). True if something was stopped."""
         pid = self.running_pid(name)
         if pid is None:
             return False
+        grace = max(grace, class_cache.exit_grace(_cmdline(pid)))
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while self._is_ours(pid) and time.monotonic() < deadline:
-            self._reap(name)
-            time.sleep(0.2)
-        if self._is_ours(pid):
+        if not self._gone(name, pid, grace):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-        self._reap(name)
+            self._gone(name, pid, 5.0)  # a kill is delivered asynchronously: no "stopped" while it still runs
         self.forget(name)
         return True
 
-    def _reap(self, name: str) -> None:
+    def _gone(self, name: str, pid: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self._alive(name, pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return not self._alive(name, pid)
+
+    def _alive(self, name: str, pid: int) -> bool:
         child = self._children.get(name)
-        if child is not None:
-            child.poll()
+        if child is not None and child.pid == pid:  # ours to reap: exiting, its /proc entry loses the command line
+            return child.poll() is None            # before it turns zombie
+        return self._is_ours(pid)
 
     # ------------------------------------------------------------------------------------------ logs
 
@@ -251,6 +256,13 @@ class Supervisor:
             return f"(no log yet at {path})"
         with path.open(errors="replace") as handle:
             return "".join(deque(handle, maxlen=lines)).rstrip("\n")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def postgres_accepts(host: str, port: int) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sagaz_lakehouse.errors import ComponentFailed
+from sagaz_lakehouse.targets.local import class_cache
 from sagaz_lakehouse.targets.local.supervisor import HealthProbe, ProcessSpec, Supervisor, port_owner, start_in_order
 
 
@@ -86,6 +87,35 @@ def test_launch_flags_go_after_the_executable_and_leave_the_fingerprint_alone(tm
         assert start_in_order(Supervisor(tmp_path), [spec], lambda _m: None) == {"a": "running"}
     finally:
         supervisor.stop("a", grace=5)
+
+
+def slow_exit_spec(run_dir: Path, name: str, exit_seconds: float, *argv: str) -> ProcessSpec:
+    # On SIGTERM it works ``exit_seconds`` before it writes ``<name>.done`` and exits, as a training JVM writes its
+    # class cache (class_cache.py); the extra argv stands for the JVM's flags.
+    done = run_dir / f"{name}.done"
+    code = ("import signal,sys,time,pathlib\n"
+            "def leave(*_):\n"
+            f"    time.sleep({exit_seconds}); pathlib.Path({str(done)!r}).write_text('written'); sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, leave)\n"
+            "print('ready', flush=True)\n"
+            "while True: time.sleep(0.1)\n")
+    return ProcessSpec(name, [sys.executable, "-c", code, str(run_dir), *argv], timeout=20)
+
+
+def test_a_jvm_training_its_class_cache_gets_the_time_to_write_it_at_stop(tmp_path):
+    training = slow_exit_spec(tmp_path, "trains", 2.0, f"{class_cache.TRAINING_FLAG}{tmp_path / 'x.aot'}")
+    plain = slow_exit_spec(tmp_path, "plain", 2.0)
+    supervisor = Supervisor(tmp_path)
+    for spec in (training, plain):
+        supervisor.start(spec)
+    deadline = time.monotonic() + 20
+    while not all("ready" in supervisor.tail(name, 1) for name in ("trains", "plain")):
+        assert time.monotonic() < deadline, supervisor.tail("trains", 5) + supervisor.tail("plain", 5)
+        time.sleep(0.1)
+    assert supervisor.stop("trains", grace=0.5) and supervisor.stop("plain", grace=0.5)
+    assert (tmp_path / "trains.done").read_text() == "written"
+    assert not (tmp_path / "plain.done").exists()  # the usual grace is kept for everything else
+    assert supervisor.running_pid("trains") is None and supervisor.running_pid("plain") is None
 
 
 def test_restart_changed_restarts_only_the_changed_component_after_its_dependencies(tmp_path):
