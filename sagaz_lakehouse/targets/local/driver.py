@@ -279,8 +279,7 @@ class LocalDriver:
 
     def _javas(self) -> dict[str, Java]:
         """The JDK for each JVM component (Trino needs a newer one than the rest); found before anything starts."""
-        needed = {c.name: c.setup(target.instance(self.layout, c, c.instance_names()[0])).native.java
-                  for c in self.stack.components}
+        needed = {c.name: self._native(c).java for c in self.stack.components}
         found = {minimum: find_java(self.settings, minimum) for minimum in sorted(set(needed.values()) - {0})}
         return {name: found[minimum] for name, minimum in needed.items() if minimum}
 
