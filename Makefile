@@ -86,7 +86,7 @@ test-containers: install lint tools ## the stand-in images and the compose targe
 # timing-sensitive `serial` tests alone. Both phases always run; the exit code is the first failure's. The slowest
 # tests and fixtures are listed at the end: where a faster test loop starts (issue 29).
 test: install lint tools ## lint + every test, the real-engine ones included
-	@phase1=0; $(WITH_ENGINE) $(PYTHON) -m pytest -n 2 --dist loadgroup -m "not serial" --durations=40 || phase1=$$?; \
+	@phase1=0; $(WITH_ENGINE) $(PYTHON) -m pytest -n 2 --dist loadgroup -m "not serial" -v --durations=40 || phase1=$$?; \
 	  phase2=0; $(PYTHON) -m pytest -m serial --durations=5 || phase2=$$?; \
 	  exit $$(( phase1 ? phase1 : phase2 ))
 
