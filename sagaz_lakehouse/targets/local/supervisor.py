@@ -165,11 +165,7 @@ class Supervisor:
         self.config_file(name).unlink(missing_ok=True)
 
     def _is_ours(self, pid: int) -> bool:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            return False
-        return state != "Z" and str(self.run_dir) in _cmdline(pid)
+        return is_ours(pid, self.run_dir)
 
     # ------------------------------------------------------------------------------------------ start
 
@@ -226,7 +222,7 @@ class Supervisor:
         pid = self.running_pid(name)
         if pid is None:
             return False
-        grace = max(grace, class_cache.exit_grace(_cmdline(pid)))
+        grace = max(grace, class_cache.exit_grace(cmdline(pid)))
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         if not self._gone(name, pid, grace):
@@ -258,11 +254,21 @@ class Supervisor:
             return "".join(deque(handle, maxlen=lines)).rstrip("\n")
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
+    """The process's command line, arguments joined by spaces; "" once it is gone (or exiting)."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def is_ours(pid: int, run_dir: Path) -> bool:
+    """Alive, not a zombie, and its command line names our run folder (so a recycled pid is never trusted)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z" and str(run_dir) in cmdline(pid)
 
 
 def postgres_accepts(host: str, port: int) -> bool:

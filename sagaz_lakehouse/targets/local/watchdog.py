@@ -55,7 +55,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sagaz_lakehouse.targets.local.supervisor import HealthProbe
+from sagaz_lakehouse.targets.local.supervisor import HealthProbe, cmdline, is_ours
 
 SPEC_VERSION = 1
 WATCHDOG_DIR = "watchdog"
@@ -324,16 +324,6 @@ def describe_exit(returncode: int | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- processes
-
-
-def is_ours(pid: int, run_dir: Path) -> bool:
-    """Alive, not a zombie, and its command line names our run folder (so a recycled pid is never trusted)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z" and str(run_dir) in cmdline
 
 
 def component_pid(run_dir: Path, name: str) -> int | None:
@@ -676,10 +666,9 @@ def module_pid(pid_file: Path, run_dir: Path, marks: Sequence[str]) -> int | Non
     ``marks`` (the module it runs): a helper process of the run folder (the watchdog, a background build)."""
     try:
         pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except (OSError, ValueError):
         return None
-    return pid if any(mark in cmdline for mark in marks) and is_ours(pid, run_dir) else None
+    return pid if any(mark in cmdline(pid) for mark in marks) and is_ours(pid, run_dir) else None
 
 
 def start_detached(argv: Sequence[str], log_file: Path, pid_file: Path, recognised: Callable[[], bool],
