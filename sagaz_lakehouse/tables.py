@@ -117,10 +117,23 @@ def create_tables(settings: Settings, credentials: Credentials, endpoints: Endpo
         log(f"{missed.table}: the coordinator missed the table's creation (apache/fluss#2710, "
             "fixed after 0.9.1); restarting the coordinator, which elects the leaders of every table it finds")
         restart_coordinator()
+        # The target's restart returns once the process answers on its port; the coordinator may still answer
+        # every request with "CoordinatorEventProcessor is not initialized yet" (seen in CI).
+        _wait_for_members(settings, endpoints, log, server_log,
+                          f"the restarted Fluss coordinator cannot serve {settings.lake.database}.{TABLE}")
         result = asyncio.run(_create_in_fluss(settings, endpoints, log))
         result.update(created=missed.created, coordinator_restarted=True)
     result["iceberg_table"] = wait_for_iceberg_table(settings, credentials, endpoints, iceberg_wait, log)
     return result
+
+
+def _wait_for_members(settings: Settings, endpoints: Endpoints, log: Callable[[str], None],
+                      server_log: ServerLog | None, purpose: str) -> None:
+    """Until the coordinator serves and lists as many tablet servers as the table has replicas."""
+    from sagaz_lakehouse import fluss_cluster
+
+    fluss_cluster.wait_for_tablets(settings, endpoints, need=settings.replication_factor, server_log=server_log,
+                                   progress=log, purpose=purpose)
 
 
 def _create_when_tablets_registered(settings: Settings, endpoints: Endpoints, log: Callable[[str], None],
@@ -130,12 +143,9 @@ def _create_when_tablets_registered(settings: Settings, endpoints: Endpoints, lo
     except Exception as exc:
         if getattr(exc, "error_code", None) != INVALID_REPLICATION_FACTOR:
             raise
-        from sagaz_lakehouse import fluss_cluster
-
-        fluss_cluster.wait_for_tablets(
-            settings, endpoints, need=settings.replication_factor, server_log=server_log, progress=log,
-            purpose=f"cannot create {settings.lake.database}.{TABLE} with {settings.replication_factor} replicas "
-                    "(durability.replication_factor)")
+        _wait_for_members(settings, endpoints, log, server_log,
+                          f"cannot create {settings.lake.database}.{TABLE} with {settings.replication_factor} "
+                          "replicas (durability.replication_factor)")
         return asyncio.run(_create_in_fluss(settings, endpoints, log))
 
 
