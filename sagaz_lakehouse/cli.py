@@ -494,10 +494,21 @@ def restart(
     table (apache/fluss#2710).
 
     Exit 0 once it is healthy, 1 when it is not within --timeout, 2 for a name that is not a running component."""
+    from sagaz_lakehouse.stack import FLUSS_SERVERS
+
     settings, base_dir = options.settings()
     target = options.chosen_target(settings)
-    target.driver(settings, base_dir).restart(component, timeout=timeout)
-    options.emit({"target": target.name, "restarted": component}, f"{component}: restarted and healthy")
+    driver = target.driver(settings, base_dir)
+    driver.restart(component, timeout=timeout)
+    result: dict[str, Any] = {"target": target.name, "restarted": component}
+    if target.stack(settings).named(component)[0][0].name in FLUSS_SERVERS:
+        # A Fluss server answers on its port before the cluster serves again (the coordinator first answers "not
+        # initialized yet", a tablet server registers later): healthy means the cluster lists every tablet server.
+        from sagaz_lakehouse import fluss_cluster
+
+        membership = fluss_cluster.confirm_members(settings, driver, options.progress())
+        result["fluss"] = {"tablet_servers": list(membership.registered)}
+    options.emit(result, f"{component}: restarted and healthy")
     return 0
 
 

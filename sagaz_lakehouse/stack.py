@@ -312,6 +312,7 @@ class Component:
 
 
 REPLICATED = (TABLET, TASKMANAGER, TRINO_WORKER)
+FLUSS_SERVERS = (COORDINATOR, TABLET)  # the cluster whose membership `up` and `restart` confirm
 SPREAD_EVEN = "even"
 SPREAD_APART = "apart"
 SPREAD_PREFERRED = "preferred"

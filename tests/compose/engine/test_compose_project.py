@@ -206,7 +206,7 @@ def test_secrets_reach_each_container_as_files_its_user_alone_reads_never_env_or
     assert run(["docker", "exec", tablet["Id"], "sh", "-c", "echo x > /etc/sagaz-lakehouse/secrets/x"]).returncode
 
 
-def test_restart_restarts_the_coordinator_alone_and_returns_once_it_is_healthy(stack):
+def test_restart_restarts_the_coordinator_alone_and_returns_once_it_is_healthy(stack, settings):
     """create-tables' repair of apache/fluss#2710 (and `sagaz-lakehouse restart`): the coordinator's container
     starts again, no other does; the next test proves the stack works after it (create-tables, doctor's probe)."""
     def started() -> dict[str, str]:
@@ -216,6 +216,9 @@ def test_restart_restarts_the_coordinator_alone_and_returns_once_it_is_healthy(s
     before = started()
     restarted = json.loads(stack.must("restart", "fluss-coordinator", "--json").stdout)
     assert restarted["restarted"] == "fluss-coordinator"
+    # returned once the cluster serves again, not when the port answers (the coordinator first says "not
+    # initialized yet"): every tablet server listed by the restarted coordinator
+    assert len(restarted["fluss"]["tablet_servers"]) == settings.replicas.tablet_servers, restarted
     after = started()
     assert after["fluss-coordinator"] != before["fluss-coordinator"]
     assert {k: v for k, v in after.items() if k != "fluss-coordinator"} == {
