@@ -491,7 +491,7 @@ def restart(
 
     Local: its processes stop and start again. Compose: `compose restart`. Kubernetes: its pods are deleted and
     their controller makes new ones. create-tables restarts the Fluss coordinator this way when it missed a new
-    table (apache/fluss#2710).
+    table (apache/fluss#2710). A Fluss server is healthy once the coordinator lists every tablet server again.
 
     Exit 0 once it is healthy, 1 when it is not within --timeout, 2 for a name that is not a running component."""
     from sagaz_lakehouse.stack import FLUSS_SERVERS
