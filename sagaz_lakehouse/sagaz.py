@@ -53,6 +53,7 @@ TABLE = "saga_events"  # tables.TABLE; not imported to keep the listener free of
 YIELD_EVERY = 64  # rows handed to pyfluss between two yields to the event loop (~0.3 ms): sagas wait no longer
 SAMPLE_EVERY = 256  # one row's result handle checked per this many (see FlussSink.flush)
 REFILL_CHUNK = 512  # events read back from the spool between two yields to the event loop (~2.5 ms)
+CANCEL_REPEAT_S = 0.5  # how often _cancel_until_done asks a task that goes on after a cancellation again
 
 
 class Overflow(StrEnum):
@@ -341,11 +342,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         assert self._wakeup is not None and self._idle is not None
         self._urgent = True  # no lingering for a fuller batch
         self._wakeup.set()
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+        return await _wait_set(self._idle, timeout)
 
     async def wait_safe(self, timeout: float | None = None) -> bool:
         """With a spool: wait until every event spooled so far is known to be in Iceberg (and its segment file
@@ -366,8 +363,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._safe_changed.wait(), remaining)
+            await _wait_set(self._safe_changed, remaining)
         return True
 
     async def close(self, timeout: float = 30.0) -> ListenerStats:
@@ -387,9 +383,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
             except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await _cancel_until_done(task)
         await self._stop_watching()
         await self._sink.close()  # the writer task closes it too; this covers a task that never ran
         self._give_up(f"close() gave up after {timeout:g}s")
@@ -497,8 +491,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
                     self._drop(1)
                     return
                 self._room.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), remaining)
+                await _wait_set(self._room, remaining)
         finally:
             self._waiting_for_room -= 1
         self._offer(event)
@@ -689,8 +682,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
         remaining = self._first_buffered_at + self.flush_interval - loop.time()
         if self._spool is not None:
             remaining = max(remaining, self._handoff_wait(loop))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), max(remaining, 0.0))
+        await _wait_set(self._wakeup, max(remaining, 0.0))
 
     async def _wait_for(self, flush: asyncio.Task[None], loop: asyncio.AbstractEventLoop) -> None:
         """Until the oldest flush is done, or a batch could be handed over, or its write_timeout passes."""
@@ -874,9 +866,7 @@ class FlussAnalyticsListener(sagaz.SagaListener):
     async def _stop_watching(self) -> None:
         task, self._watch_task = self._watch_task, None
         if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _cancel_until_done(task)
         if self._probe is not None:
             await self._probe.close()
 
@@ -905,6 +895,33 @@ class FlussAnalyticsListener(sagaz.SagaListener):
                 gauge(name, getattr(stats, name))
             except Exception:
                 log.debug("stats hook gauge failed", exc_info=True)
+
+
+async def _cancel_until_done(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended; its own exception, other than the cancellation, is raised.
+
+    One request is not always enough on Python 3.11: its asyncio.wait_for returns normally when the cancellation
+    arrives just as what it waits for completes (fixed in 3.12), and the task goes on. A writer task that lost its
+    cancellation so kept waiting for an acknowledgement that never came, and close() with it, for ever (a hang seen
+    in CI). So the request is repeated until the task has ended."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_REPEAT_S)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _wait_set(event: asyncio.Event, timeout: float | None) -> bool:
+    """Until ``event`` is set, for at most ``timeout`` seconds (None: no limit); whether it was set. Not
+    asyncio.wait_for, which on Python 3.11 can lose a cancellation that arrives as the event is set (see
+    _cancel_until_done): a writer would go on, or a cancelled saga's hook."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        was_set = waiter.done() and not waiter.cancelled()
+        waiter.cancel()
+    return was_set
 
 
 def _sync_at_exit(spool: Spool) -> None:

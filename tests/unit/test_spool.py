@@ -190,6 +190,37 @@ def test_every_event_is_in_the_spool_before_its_hook_returns(tmp_path: Path) -> 
     assert len(spooled_ids(tmp_path)) == 20  # close() without delivery leaves them there
 
 
+@pytest.mark.parametrize("task", ["_deliver_until_closed", "_watch"])
+def test_close_ends_a_task_that_went_on_after_its_cancellation(tmp_path: Path, task: str) -> None:
+    """Python 3.11's asyncio.wait_for returns normally when a cancellation arrives just as what it waits for
+    completes, and the task goes on: close() then waited for ever for the writer (a hang seen in CI). close() asks
+    again until the writer and the safety probe have ended."""
+    fluss = Fluss()
+    fluss.gate.clear()  # Fluss never acknowledges anything
+    lost: list[str] = []
+
+    async def goes_on_after_one_cancellation() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            lost.append(task)  # as 3.11's wait_for does in that race
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        analytics = listener(tmp_path, fluss)
+        setattr(analytics, task, goes_on_after_one_cancellation)
+        await analytics.on_saga_start("order", "s0", {})
+        closing = asyncio.create_task(analytics.close(timeout=0.05))
+        await asyncio.wait({closing}, timeout=10)  # not wait_for: its own cancellation would end close()'s wait
+        done = closing.done()
+        closing.cancel()
+        assert done, f"close() still waits for {task} after 10 s"
+
+    asyncio.run(main())
+    assert lost == [task]
+    assert len(spooled_ids(tmp_path)) == 1  # undelivered: still in the spool
+
+
 CHILD = textwrap.dedent("""
     import asyncio, sys, time
     sys.path.insert(0, {tests!r})
