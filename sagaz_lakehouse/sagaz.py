@@ -917,11 +917,10 @@ async def _wait_set(event: asyncio.Event, timeout: float | None) -> bool:
     _cancel_until_done): a writer would go on, or a cancelled saga's hook."""
     waiter = asyncio.ensure_future(event.wait())
     try:
-        await asyncio.wait({waiter}, timeout=timeout)
+        done, _ = await asyncio.wait({waiter}, timeout=timeout)
     finally:
-        was_set = waiter.done() and not waiter.cancelled()
         waiter.cancel()
-    return was_set
+    return bool(done)
 
 
 def _sync_at_exit(spool: Spool) -> None:
