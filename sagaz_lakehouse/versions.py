@@ -37,6 +37,12 @@ TRINO = Pin("476", "trinodb/trino:476", "io.trino:trino-server maven-metadata.xm
 # containers the image `make images` builds from that same binary (images/minio). README, "Object store".
 MINIO = Pin("v0.0.0-20260212201848-7aac2a2c5b7c", "sagaz-lakehouse/minio:20260212201848-7aac2a2c5b7c",
             "minio/minio 7aac2a2c5b7c, descendant of tag RELEASE.2025-10-15T17-29-55Z")
+# SeaweedFS: the Go module proxy's newest github.com/seaweedfs/seaweedfs (7506e5f91cd6, 2026-11-09), whose
+# weed/util/version/constants.go reads 4.53 (k8s/charts/seaweedfs/Chart.yaml appVersion "4.53"); upstream publishes
+# that release as chrislusf/seaweedfs:4.53 (.github/workflows/container_release_unified.yml). Not yet the bundled
+# store: the candidate of issue 26, item 2, tested as an operator's external store (docs/object-store-seaweedfs.md).
+SEAWEEDFS = Pin("v0.0.0-20261109003541-7506e5f91cd6", "chrislusf/seaweedfs:4.53",
+                "seaweedfs/seaweedfs 7506e5f91cd6 weed/util/version/constants.go 4.53")
 # Prometheus: the Go module proxy serves github.com/prometheus/prometheus v0.316.0, whose VERSION file reads 3.16.0
 # (upstream tags each 3.x.y release also as v0.3xx.y for Go); the local target builds cmd/prometheus and cmd/promtool
 # of that module version, containers run the official image of the same release.

@@ -7,7 +7,9 @@ place only when complete, so an interrupted install never leaves a half-built ho
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +30,8 @@ MINIO_MODULE = "github.com/minio/minio"
 PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
 PROMETHEUS_COMMANDS = ("prometheus", "promtool")  # cmd/<name> of that module; promtool checks and tests the rules
 PROMETHEUS_BUILD_TAGS = "remove_all_sd"  # static scrape targets only: no service-discovery plugins
+SEAWEEDFS_MODULE = "github.com/seaweedfs/seaweedfs"
+SEAWEEDFS_MAIN = f"{SEAWEEDFS_MODULE}/weed"  # the one `weed` binary: master, volume, filer and S3 gateway
 MODULE = "sagaz_lakehouse.targets.local.distributions"
 
 
@@ -299,10 +303,63 @@ def build_prometheus(bin_dir: Path) -> None:
             os.replace(Path(gobin) / command, bin_dir / f"{command}-{versions.PROMETHEUS.version}")
 
 
+def seaweedfs_binary(cache: Path) -> Path:
+    """Where the cache keeps the ``weed`` binary of the pinned SeaweedFS module version."""
+    return cache / "bin" / f"weed-{versions.SEAWEEDFS.version}"
+
+
+def module_replaces(go_mod: str) -> list[str]:
+    """The ``replace`` directives of a go.mod (single lines and blocks, comments dropped). ``go install mod@ver``
+    refuses a module whose go.mod has any (golang/go#44840), so a wrapper module that requires it must repeat them
+    to build the same dependency graph. A replacement by a local path cannot be repeated: refuse it."""
+    blocks = re.findall(r"^replace\s*\((.*?)^\)", go_mod, flags=re.MULTILINE | re.DOTALL)
+    lines = re.findall(r"^replace\s+([^(\s].*)$", go_mod, flags=re.MULTILINE)
+    for block in blocks:
+        lines += [line.split("//")[0].strip() for line in block.splitlines()]
+    directives = [line.split("//")[0].strip() for line in lines if line.split("//")[0].strip()]
+    local = [d for d in directives if re.search(r"=>\s*[./]", d)]
+    if local:
+        raise EnvironmentProblem(f"the module replaces by a local path, which no other module can repeat: {local}",
+                                 "pin a version whose go.mod has no such replace")
+    return [f"replace {d}" for d in directives]
+
+
+def build_seaweedfs(bin_dir: Path) -> None:
+    """The pinned SeaweedFS ``weed`` into ``bin_dir`` as weed-<module version> (scripts/tools/seaweedfs.sh calls
+    this). Its go.mod has a ``replace``, so ``go install`` refuses it: a throwaway module requires the pin, repeats
+    its replaces and builds the main package, as upstream's release build does (docker/Dockerfile.go_build:
+    CGO_ENABLED=0, no build tags)."""
+    go = find_go()
+    if not go:
+        raise EnvironmentProblem("Go is needed to build SeaweedFS", "install Go (https://go.dev/dl/)")
+    module = f"{SEAWEEDFS_MODULE}@{versions.SEAWEEDFS.version}"
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=bin_dir) as work:
+        download = _go(go, ["mod", "download", "-json", module], work, env, "downloading SeaweedFS")
+        go_mod = Path(json.loads(download)["GoMod"]).read_text()
+        go_line = re.search(r"^go\s+(\S+)", go_mod, flags=re.MULTILINE)
+        wrapper = [f"module sagaz-lakehouse/build-{SEAWEEDFS_MODULE.rsplit('/', 1)[1]}", "",
+                   f"go {go_line.group(1) if go_line else '1.26'}", "",
+                   f"require {SEAWEEDFS_MODULE} {versions.SEAWEEDFS.version}", "", *module_replaces(go_mod), ""]
+        Path(work, "go.mod").write_text("\n".join(wrapper))
+        _go(go, ["build", "-trimpath", f"-ldflags={SLIM_LDFLAGS}", "-o", "weed", SEAWEEDFS_MAIN], work, env,
+            "building SeaweedFS")
+        os.replace(Path(work) / "weed", bin_dir / f"weed-{versions.SEAWEEDFS.version}")
+
+
+def _go(go: str, args: list[str], cwd: str, env: Mapping[str, str], what: str) -> str:
+    result = subprocess.run([go, *args], cwd=cwd, env=dict(env), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise EnvironmentProblem(f"{what} failed:\n{result.stderr[-2000:]}", "check Go and the module proxy")
+    return result.stdout
+
+
 def main(argv: list[str]) -> int:
     """``python -m sagaz_lakehouse.targets.local.distributions minio|prometheus BIN_DIR``: one build, as ``up``
     runs it (the background build of Prometheus; scripts/tools/*.sh)."""
-    builds = {"minio": (build_minio, versions.MINIO), "prometheus": (build_prometheus, versions.PROMETHEUS)}
+    builds = {"minio": (build_minio, versions.MINIO), "prometheus": (build_prometheus, versions.PROMETHEUS),
+              "seaweedfs": (build_seaweedfs, versions.SEAWEEDFS)}
     if len(argv) != 2 or argv[0] not in builds:
         print(f"usage: python -m {MODULE} {'|'.join(builds)} BIN_DIR", file=sys.stderr)
         return 2

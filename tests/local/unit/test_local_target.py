@@ -414,3 +414,19 @@ def test_only_prometheus_is_left_to_a_background_build_and_only_while_it_is_not_
     assert driver._built_later(installer, running=set()) == []
     home, build = installer.later_home("prometheus")
     assert home == built and build[-2:] == ["prometheus", str(cache / "bin")]
+
+
+def test_the_seaweedfs_build_repeats_its_modules_replaces_and_refuses_a_local_path():
+    """`go install` refuses a module whose go.mod has a replace (golang/go#44840): the wrapper module repeats them."""
+    from sagaz_lakehouse.errors import EnvironmentProblem
+    from sagaz_lakehouse.targets.local import distributions
+
+    go_mod = ("module github.com/seaweedfs/seaweedfs\n\ngo 1.26.6\n\n"
+              "// replace github.com/seaweedfs/raft => /Users/someone/raft\n"
+              "replace github.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0 // upstream moved\n"
+              "replace (\n\tgithub.com/a/b v1.0.0 => github.com/c/d v1.2.0\n\n\t// a comment\n)\n")
+    assert distributions.module_replaces(go_mod) == [
+        "replace github.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0",
+        "replace github.com/a/b v1.0.0 => github.com/c/d v1.2.0"]
+    with pytest.raises(EnvironmentProblem, match="local path"):
+        distributions.module_replaces("replace github.com/x/y => ../y\n")
