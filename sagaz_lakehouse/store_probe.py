@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sagaz_lakehouse import addresses, identities, tasks
+from sagaz_lakehouse.components import fluss
 from sagaz_lakehouse.config import Credentials, Settings
 from sagaz_lakehouse.errors import ConfigError, Problem
 
@@ -146,9 +147,65 @@ class Prober:
                                         "Fluss's S3 file system asks for)", answer))
                 continue
             done.append(f"{where}: {writer} wrote, read and deleted a probe object; read by {', '.join(readers)}")
+        if not problems:
+            done += self.assume_role(problems)
         if problems:
             raise ConfigError(problems, f"the object store at {self.endpoint} (nothing was started)")
         return done
+
+    def assume_role(self, problems: list[Problem]) -> list[str]:
+        """What the Fluss servers will do for their clients' temporary credentials (fluss.token_properties): STS
+        AssumeRole with the fluss role's keys at the store's endpoint, then, with the session's keys, write, read
+        and delete a probe object under the fluss role's prefix. AWS S3 itself is left to AWS STS (not probed)."""
+        properties = fluss.token_properties(self.settings, self.endpoint)
+        sts, arn = properties.get("s3.assumed.role.sts.endpoint", ""), properties.get("s3.assumed.role.arn", "")
+        if not sts:
+            return []
+        field, hint = "object_store.sts_role_arn", (
+            f"create role {arn} in your object store, trusted for the fluss role's identity (sts:AssumeRole), with "
+            "the fluss role's grants, or set object_store.sts_role_arn (README, What Fluss needs from the object "
+            "store)")
+        status, body = self.assume(sts, arn)
+        session = {name: re.search(f"<{name}>([^<]+)</{name}>", body.decode(errors="replace"))
+                   for name in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+        if status >= 300 or not all(session.values()):
+            answer = s3_error(status, body)
+            detail = f"{answer.code or 'HTTP ' + str(status)}" + (f": {answer.message}" if answer.message else "")
+            problems.append(Problem(field, f"the fluss role cannot assume role {arn} at {sts} ({detail}); Fluss "
+                                    "servers need it to hand their clients temporary credentials", hint))
+            return []
+        keys = tuple(match.group(1) for match in session.values() if match)
+        prefix = identities.REMOTE_DATA_PREFIX.strip("/")
+        key = f"{prefix}/{PROBE_NAME}{uuid.uuid4().hex}"
+        for method in ("PUT", "GET", "DELETE"):
+            answer = self.session_call(keys, method, key, b"sagaz-lakehouse probe" if method == "PUT" else b"")
+            if answer.status >= 300:
+                problems.append(Problem(field, f"a session of role {arn} cannot {method} s3://{self.bucket}/{prefix}/* "
+                                        f"({answer.code or 'HTTP ' + str(answer.status)})", hint))
+                return []
+        return [f"role {arn} at {sts}: assumed by fluss; its session wrote, read and deleted a probe object in "
+                f"s3://{self.bucket}/{prefix}/*"]
+
+    def assume(self, sts: str, arn: str) -> tuple[int, bytes]:
+        """AssumeRole as Fluss 0.9.1 calls it (AWS SDK v1: a signed form POST to the STS endpoint, no policy)."""
+        body = urllib.parse.urlencode({"Action": "AssumeRole", "Version": "2011-06-15", "RoleArn": arn,
+                                       "RoleSessionName": f"sagaz-lakehouse-probe-{uuid.uuid4().hex[:8]}"}).encode()
+        url = sts.rstrip("/") + "/"
+        access_key, secret_key = self.credentials.s3_keys("fluss")
+        headers = tasks.s3_headers("POST", url, self.settings.s3_region, access_key, secret_key, body,
+                                   extra={"content-type": "application/x-www-form-urlencoded; charset=utf-8"},
+                                   service="sts")
+        try:
+            return self.request(url, "POST", body, headers, TIMEOUT)
+        except OSError as exc:
+            return 0, f"<Message>{exc}</Message>".encode()
+
+    def session_call(self, keys: tuple[str, ...], method: str, key: str, body: bytes) -> Answer:
+        url = self.url(key)
+        headers = tasks.s3_headers(method, url, self.settings.s3_region, keys[0], keys[1], body,
+                                   extra={"x-amz-security-token": keys[2]})
+        status, answer = self.request(url, method, body or None, headers, TIMEOUT)
+        return Answer(status, "", "") if status < 300 else s3_error(status, answer)
 
 
 def _writers(grants: dict[str, tuple[tuple[str, str], ...]]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from sagaz_lakehouse import addresses, config, identities, store_probe
 from sagaz_lakehouse import stack as s
 from sagaz_lakehouse.components import fluss
 from sagaz_lakehouse.config import ConfigError
+from sagaz_lakehouse.errors import Problem
 from sagaz_lakehouse.targets.base import render
 from sagaz_lakehouse.targets.local import layout as local
 
@@ -222,6 +223,34 @@ def test_probe_urls_follow_the_addressing_style():
     aws = store_probe.Prober(settings(**{"object_store.kind": "external"}), config.DEV_CREDENTIALS)
     assert aws.url("fluss-remote/x") == "https://sagaz-lakehouse.s3.us-east-1.amazonaws.com/fluss-remote/x"
     assert store_probe.preflight(settings(), config.DEV_CREDENTIALS) == []  # bundled: nothing to probe
+
+
+def test_the_probe_assumes_the_role_fluss_assumes_and_names_the_setting_when_the_store_refuses(tmp_path):
+    """The STS step as Fluss 0.9.1 takes it (a signed form POST for service sts at the store's endpoint, with the
+    fluss role's keys); a refusal names object_store.sts_role_arn and the role. Against real stores:
+    tests/local/stacks/test_external_store_on_stack.py (SeaweedFS) and the compose suite (MinIO)."""
+    credentials = external_credentials(tmp_path)
+    calls: list[tuple[str, str, bytes, dict[str, str]]] = []
+
+    def refusing(url: str, method: str, body: bytes | None, headers: dict[str, str], timeout: float):
+        calls.append((url, method, body or b"", headers))
+        return 403, error("AccessDenied", "User is not authorized to assume role")
+
+    problems: list[Problem] = []
+    prober = store_probe.Prober(settings(**EXTERNAL), credentials, refusing)
+    assert prober.assume_role(problems) == []
+    [(url, method, body, headers)] = calls
+    assert (url, method) == (f"{ENDPOINT}/", "POST")
+    assert b"Action=AssumeRole" in body and b"role%2Fsagaz-lakehouse" in body
+    assert "/eu-west-3/sts/aws4_request" in headers["Authorization"]
+    assert "Credential=fluss-access-value-7Qx/" in headers["Authorization"]
+    [problem] = problems
+    assert problem.field == "object_store.sts_role_arn"
+    assert problem.message.startswith(f"the fluss role cannot assume role {fluss.ASSUMED_ROLE_ARN} at {ENDPOINT} "
+                                      "(AccessDenied: User is not authorized to assume role)")
+    assert "trusted for the fluss role's identity" in problem.hint
+    on_aws = store_probe.Prober(settings(**{"object_store.kind": "external"}), credentials, refusing)
+    assert on_aws.assume_role(problems) == [] and len(calls) == 1  # AWS S3: AWS STS's business, not probed
 
 
 # ---------------------------------------------------------------------------------------------------- `up`
