@@ -1,17 +1,24 @@
-"""An object store of the operator's for `object_store.kind: external`, outside any stack: the project's cached MinIO
-server (the real one, not a stand-in), started by the test. Importable as ``external_store`` (tests/ is on sys.path).
+"""An object store of the operator's for `object_store.kind: external`, outside any stack: a real server built from
+the Go module proxy (not a stand-in), started by the test. Importable as ``external_store`` (tests/ is on sys.path).
 
-What an operator does once with their store's tools, the test does with the project's own admin-API code
-(tasks.create_bucket, tasks.ensure_identities): the lake bucket and one user per role; the stack gets only the
-endpoint and each role's keys. The root keys stay with the test. Used by the local target's e2e
-(tests/local/stacks/test_external_store_on_stack.py) and the compose one on a real Docker Engine
+Two kinds (:data:`STORES`): MinIO (users and policies through its admin API, with the project's own code:
+tasks.create_bucket, tasks.ensure_identities) and SeaweedFS, the candidate bundled store of issue 26 (users, their AWS
+policies and the role Fluss assumes in one JSON file). Either way the test does what an operator does once with their
+store's tools: the lake bucket and one user per role; the stack gets only the endpoint and each role's keys, and the
+root keys stay with the test. Used by the local target's e2e with SeaweedFS
+(tests/local/stacks/test_external_store_on_stack.py) and the compose one with MinIO on a real Docker Engine
 (tests/compose/engine/test_compose_external_store.py), with the same refusals (:func:`assert_refusals`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -23,6 +30,8 @@ import yaml
 from support import cache_dir
 
 from sagaz_lakehouse import config, identities, tasks, versions
+from sagaz_lakehouse.components import fluss
+from sagaz_lakehouse.targets.local import distributions
 
 REGION = "eu-central-1"
 BUCKET = "team-lake"
@@ -30,12 +39,12 @@ ABSENT = "forgotten-lake"  # named in the absent-* users' policies, never create
 
 
 class ExternalStore:
-    """A MinIO server of the operator's on ``host:port`` (its console on port + 1)."""
+    """An object store of the operator's on ``host:port``, reached at ``endpoint``, with root keys ``root``. The
+    subclasses are two real servers built from the Go module proxy: :class:`MinioStore`, :class:`SeaweedStore`."""
+
+    kind = ""
 
     def __init__(self, folder: Path, host: str, port: int) -> None:
-        self.binary = cache_dir() / "bin" / f"minio-{versions.MINIO.version}"
-        if not self.binary.exists():
-            pytest.fail(f"{self.binary} is missing: `make up` (or `make test`) builds it first", pytrace=False)
         self.host, self.port = host, port
         self.endpoint = f"http://{host}:{port}"
         self.root = ("operator-root", secrets.token_hex(20))
@@ -43,34 +52,13 @@ class ExternalStore:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        # No region of its own (MinIO then takes any signing region): Fluss 0.9.1's clients sign for the region
-        # their SDK reads from the endpoint's host name (README, Bring your own object store).
-        env = {**os.environ, "MINIO_ROOT_USER": self.root[0], "MINIO_ROOT_PASSWORD": self.root[1],
-               "HOME": str(self.folder)}
-        log = (self.folder / "minio.log").open("wb")
-        self.process = subprocess.Popen(
-            [str(self.binary), "server", str(self.folder / "data"), "--address", f"{self.host}:{self.port}",
-             "--console-address", f"{self.host}:{self.port + 1}"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=2):  # noqa: S310
-                    return
-            except OSError:
-                time.sleep(0.5)
-        pytest.fail(f"the test's MinIO did not start:\n{(self.folder / 'minio.log').read_text()[-3000:]}",
-                    pytrace=False)
+        raise NotImplementedError
 
     def provision(self, settings: config.Settings) -> None:
         """The bucket and one user per role (access key sagaz-<role>) with the grants the stack needs; besides
         them, for the refusals, ``lake-readonly`` (the lake role without write) and ``absent-<role>`` users whose
         policies name the bucket :data:`ABSENT`, which is never created (a bucket the operator forgot)."""
-        grants = {role: list(g) for role, g in identities.s3_grants(settings).items()}
-        grants["lake-readonly"] = [(settings.lake.warehouse, "r")]
-        tasks.create_bucket(self.endpoint, BUCKET, REGION, *self.root, time.monotonic() + 60)
-        tasks.ensure_identities(self.endpoint, BUCKET, REGION, *self.root, grants)
-        tasks.ensure_identities(self.endpoint, ABSENT, REGION, *self.root,
-                                {f"absent-{role}": list(g) for role, g in grants.items() if role in config.S3_ROLES})
+        raise NotImplementedError
 
     def keys(self, role: str) -> tuple[str, str]:
         return tasks.IDENTITY_PREFIX + role, tasks.identity_secret(self.root[1], role)
@@ -83,11 +71,143 @@ class ExternalStore:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(30)
+            self.process = None
+
+    @property
+    def log(self) -> Path:
+        return self.folder / f"{self.kind}.log"
+
+    def _launch(self, command: list[str], env: dict[str, str], *ready: str) -> None:
+        """Start ``command`` (its output appended to :attr:`log`) and wait until each ``ready`` URL answers 200."""
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        waiting = list(ready)
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(waiting[0], timeout=2):  # noqa: S310
+                    waiting.pop(0)
+                    if not waiting:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        pytest.fail(f"the test's {self.kind} did not start:\n{self.log.read_text()[-3000:]}", pytrace=False)
+
+    def _grants(self, settings: config.Settings) -> dict[str, list[tuple[str, str]]]:
+        grants = {role: list(g) for role, g in identities.s3_grants(settings).items()}
+        grants["lake-readonly"] = [(settings.lake.warehouse, "r")]
+        return grants
 
 
-def running(folder: Path, host: str, port: int) -> Iterator[ExternalStore]:
-    """A module fixture's body: the store started for the module, stopped after it."""
-    store = ExternalStore(folder, host, port)
+def cached_binary(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: `make tools` (or `make test`) builds it first", pytrace=False)
+    return path
+
+
+class MinioStore(ExternalStore):
+    """The project's cached MinIO server; users and policies through its admin API (its console on port + 1)."""
+
+    kind = "minio"
+
+    def start(self) -> None:
+        # No region of its own (MinIO then takes any signing region): Fluss 0.9.1's clients sign for the region
+        # their SDK reads from the endpoint's host name (README, Bring your own object store).
+        binary = cached_binary(cache_dir() / "bin" / f"minio-{versions.MINIO.version}")
+        env = {**os.environ, "MINIO_ROOT_USER": self.root[0], "MINIO_ROOT_PASSWORD": self.root[1],
+               "HOME": str(self.folder)}
+        self._launch([str(binary), "server", str(self.folder / "data"), "--address", f"{self.host}:{self.port}",
+                      "--console-address", f"{self.host}:{self.port + 1}"], env,
+                     f"{self.endpoint}/minio/health/ready")
+
+    def provision(self, settings: config.Settings) -> None:
+        grants = self._grants(settings)
+        tasks.create_bucket(self.endpoint, BUCKET, REGION, *self.root, time.monotonic() + 60)
+        tasks.ensure_identities(self.endpoint, BUCKET, REGION, *self.root, grants)
+        tasks.ensure_identities(self.endpoint, ABSENT, REGION, *self.root,
+                                {f"absent-{role}": list(g) for role, g in grants.items() if role in config.S3_ROLES})
+
+
+class SeaweedStore(ExternalStore):
+    """SeaweedFS (`weed server -s3`: master, volume server, filer and S3 gateway in one process), the candidate
+    bundled store of issue 26. Users, their AWS policies and the role Fluss assumes (STS AssumeRole) are one JSON
+    file, passed as both ``-s3.config`` and ``-s3.iam.config`` as upstream's STS test does; the IAM part is read
+    only at start, so :meth:`provision` restarts the server with the new file. Ports: S3 on ``port``, then master,
+    volume and filer on port + 1..3 (each one's gRPC at + 10000, upstream's default)."""
+
+    kind = "seaweedfs"
+
+    def __init__(self, folder: Path, host: str, port: int) -> None:
+        super().__init__(folder, host, port)
+        self.config_file = folder / "s3.json"
+        self.policies: dict[str, dict[str, object]] = {}
+
+    def start(self) -> None:
+        binary = cached_binary(distributions.seaweedfs_binary(cache_dir()))
+        (self.folder / "data").mkdir(exist_ok=True)
+        self.config_file.touch(mode=0o600)
+        self.config_file.write_text(json.dumps(seaweedfs_config(self.root, self.policies), indent=2))
+        master, volume, filer = (self.port + i for i in (1, 2, 3))
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}  # else an admin
+        self._launch([str(binary), "-logtostderr=true", "server", f"-dir={self.folder / 'data'}", f"-ip={self.host}",
+                      f"-ip.bind={self.host}", f"-master.port={master}", f"-volume.port={volume}",
+                      f"-filer.port={filer}", "-s3", f"-s3.port={self.port}", "-s3.port.iceberg=0",
+                      "-s3.port.lance=0", f"-s3.config={self.config_file}", f"-s3.iam.config={self.config_file}",
+                      "-master.telemetry=false", "-volume.max=0", "-master.volumeSizeLimitMB=1024",
+                      "-volume.preStopSeconds=0"], env,
+                     f"{self.endpoint}/healthz", f"http://{self.host}:{master}/readyz")  # readyz: a raft leader
+
+    def provision(self, settings: config.Settings) -> None:
+        grants = self._grants(settings)
+        self.policies = {tasks.IDENTITY_PREFIX + role: tasks.role_policy(BUCKET, g) for role, g in grants.items()}
+        self.policies.update({f"{tasks.IDENTITY_PREFIX}absent-{role}": tasks.role_policy(ABSENT, g)
+                              for role, g in grants.items() if role in config.S3_ROLES})
+        if self.process is not None:  # nothing is stored yet: a kill loses nothing and skips a 10-25 s stop
+            self.process.kill()
+            self.process.wait(30)
+        # A fresh cluster elects its master at once; a restarted one waits for the raft election timeout (10 s).
+        shutil.rmtree(self.folder / "data")
+        self.start()
+        tasks.create_bucket(self.endpoint, BUCKET, REGION, *self.root, time.monotonic() + 60)
+
+
+# The role Fluss assumes (fluss.ASSUMED_ROLE_ARN, the project's default sts_role_arn) and who may assume it: the
+# fluss role's user, as SeaweedFS names it in a trust policy (arn:aws:iam::000000000000:user/<identity name>).
+FLUSS_USER = tasks.IDENTITY_PREFIX + "fluss"
+
+
+def seaweedfs_config(root: tuple[str, str], policies: dict[str, dict[str, object]]) -> dict[str, object]:
+    """The identities (the operator's admin with the root keys; one user per entry of ``policies``, named as its
+    access key, whose secret derives from the root secret like MinIO's users), the policies, and the STS part: a
+    signing key (base64, at least 16 bytes) and the role Fluss assumes, which carries the fluss user's policy."""
+    secret_of = {name: tasks.identity_secret(root[1], name.removeprefix(tasks.IDENTITY_PREFIX)) for name in policies}
+    users = [{"name": name, "credentials": [{"accessKey": name, "secretKey": secret_of[name]}],
+              "policyNames": [f"policy-{name}"]} for name in policies]
+    signing_key = hmac.new(root[1].encode(), b"sts signing key", hashlib.sha256).digest()
+    roles = []
+    if FLUSS_USER in policies:
+        arn = fluss.ASSUMED_ROLE_ARN
+        roles.append({"roleName": arn.rsplit("/", 1)[1], "roleArn": arn, "attachedPolicies": [f"policy-{FLUSS_USER}"],
+                      "trustPolicy": {"Version": "2012-10-17", "Statement": [{
+                          "Effect": "Allow", "Action": ["sts:AssumeRole"],
+                          "Principal": {"AWS": f"arn:aws:iam::000000000000:user/{FLUSS_USER}"}}]}})
+    return {
+        "identities": [{"name": root[0], "credentials": [{"accessKey": root[0], "secretKey": root[1]}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}, *users],
+        "policies": [{"name": f"policy-{name}", "document": document} for name, document in policies.items()],
+        "sts": {"tokenDuration": "1h", "maxSessionLength": "12h", "issuer": "operator-seaweedfs",
+                "signingKey": base64.b64encode(signing_key).decode()},
+        "policy": {"defaultEffect": "Deny", "storeType": "memory"},
+        "roles": roles,
+    }
+
+
+STORES: dict[str, type[ExternalStore]] = {"minio": MinioStore, "seaweedfs": SeaweedStore}
+
+
+def running(folder: Path, host: str, port: int, kind: str = "minio") -> Iterator[ExternalStore]:
+    """A module fixture's body: the store of ``kind`` (:data:`STORES`) started for the module, stopped after it."""
+    store = STORES[kind](folder, host, port)
     try:
         store.start()
         yield store

@@ -1,9 +1,9 @@
 """End to end on the local target with `object_store.kind: external`: an object store the stack does not run.
 
-The test starts the project's cached MinIO server itself (tests/external_store.py, shared with the compose suite),
-outside any stack, on a port of its own block, makes the lake bucket and one user per role with the project's own
-admin-API code (tasks.create_bucket, tasks.ensure_identities: what an operator does once with their store's tools),
-and hands the stack only the endpoint and each role's keys. First the refusals: a missing bucket, a wrong key and a
+The test starts a SeaweedFS server built from the Go module proxy itself (tests/external_store.py, shared with the
+compose suite, which runs MinIO), outside any stack, on ports of its own block, with the lake bucket, one user per
+role with its own AWS policy, and the role Fluss assumes (what an operator does once with their store's tools), and
+hands the stack only the endpoint and each role's keys. First the refusals: a missing bucket, a wrong key and a
 role without write access each make `up` exit 2, naming what is wrong, before anything starts. Then the stack: no
 object store among its components, `create-tables`, `doctor`, and 1,000 events through Fluss into Iceberg (read with
 the reader's keys) and Trino.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -23,13 +24,19 @@ from saga_data import EVENTS, assert_same_content, saga_events, trino_count, wai
 from support import SuiteStack, init_with_ports, log_files, suite_port, suite_ports
 
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse import store_probe
+from sagaz_lakehouse.components import fluss
 
 SUITE = "external-store"
+# SeaweedFS here, MinIO in the compose suite: two real S3 servers behind `object_store.kind: external`, and
+# SeaweedFS, the candidate bundled store (issue 26), proven under Fluss (S3A and STS AssumeRole), Flink's tiering,
+# the REST catalog (Iceberg's S3FileIO), Trino's native S3 and pyiceberg.
+STORE_KIND = "seaweedfs"
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
-    yield from running(tmp_path_factory.mktemp("external-store"), "127.0.0.1", suite_port(SUITE))
+    yield from running(tmp_path_factory.mktemp("external-store"), "127.0.0.1", suite_port(SUITE), STORE_KIND)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +67,10 @@ def test_up_refuses_a_missing_bucket_a_wrong_key_and_a_role_without_write_before
         return result.stderr
 
     assert_refusals(store, refused, SuiteStack(workdir).settings.lake.warehouse)
+    # SeaweedFS checks the role Fluss asks for (MinIO ignores its name): one it does not have is refused by name.
+    arn = "arn:aws:iam::000000000000:role/no-such-role"
+    no_role = refused(store.role_keys(), f"object_store.sts_role_arn={arn}")
+    assert f"object_store.sts_role_arn: the fluss role cannot assume role {arn} at {store.endpoint}" in no_role
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +108,21 @@ def test_the_stack_runs_no_object_store_and_tiers_into_the_external_one(stack, s
     files = lake.get_file_info(fs.FileSelector(f"{BUCKET}/{settings.lake.warehouse}", recursive=True))
     assert any(f.path.endswith(".parquet") for f in files)
     print(stack.log_tails("lake-maintenance"))  # evidence (-s): what maintenance, through Trino's reader, did
+
+
+def test_a_session_of_the_role_fluss_assumes_has_only_the_fluss_grants(stack, store):
+    """What Fluss hands its clients (STS AssumeRole at the store): SeaweedFS applies the role's policy, so a session
+    writes under fluss-remote/ and reads the warehouse, but cannot write there."""
+    prober = store_probe.Prober(stack.settings, stack.credentials)
+    status, body = prober.assume(store.endpoint, fluss.ASSUMED_ROLE_ARN)
+    assert status == 200, body
+    session = tuple(re.search(f"<{name}>([^<]+)</{name}>", body.decode())[1]  # type: ignore[index]
+                    for name in ("AccessKeyId", "SecretAccessKey", "SessionToken"))
+    assert prober.session_call(session, "PUT", "fluss-remote/session-probe", b"x").status == 200
+    assert prober.session_call(session, "DELETE", "fluss-remote/session-probe", b"").status == 204
+    warehouse = stack.settings.lake.warehouse
+    denied = prober.session_call(session, "PUT", f"{warehouse}/session-probe", b"x")
+    assert (denied.status, denied.code) == (403, "AccessDenied"), denied
 
 
 def test_no_log_file_holds_a_role_secret(stack):
