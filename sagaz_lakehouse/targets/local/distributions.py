@@ -355,23 +355,37 @@ def _go(go: str, args: list[str], cwd: str, env: Mapping[str, str], what: str) -
     return result.stdout
 
 
+def built_binaries(name: str, bin_dir: Path) -> list[Path]:
+    """The files a build of ``name`` leaves in ``bin_dir`` (<command>-<module version>)."""
+    if name == "prometheus":
+        return [prometheus_binary(bin_dir.parent, command) for command in PROMETHEUS_COMMANDS]
+    return [seaweedfs_binary(bin_dir.parent)] if name == "seaweedfs" else [bin_dir / f"minio-{versions.MINIO.version}"]
+
+
 def main(argv: list[str]) -> int:
-    """``python -m sagaz_lakehouse.targets.local.distributions minio|prometheus BIN_DIR``: one build, as ``up``
-    runs it (the background build of Prometheus; scripts/tools/*.sh)."""
+    """``python -m sagaz_lakehouse.targets.local.distributions [--if-missing] minio|prometheus|seaweedfs BIN_DIR``:
+    one build, as ``up`` runs it (the background build of Prometheus) and scripts/tools/*.sh do (``--if-missing``:
+    nothing to do when the binaries are there)."""
     builds = {"minio": (build_minio, versions.MINIO), "prometheus": (build_prometheus, versions.PROMETHEUS),
               "seaweedfs": (build_seaweedfs, versions.SEAWEEDFS)}
+    if_missing = argv[:1] == ["--if-missing"]
+    argv = argv[1:] if if_missing else argv
     if len(argv) != 2 or argv[0] not in builds:
-        print(f"usage: python -m {MODULE} {'|'.join(builds)} BIN_DIR", file=sys.stderr)
+        print(f"usage: python -m {MODULE} [--if-missing] {'|'.join(builds)} BIN_DIR", file=sys.stderr)
         return 2
+    name, bin_dir = argv[0], Path(argv[1])
+    if if_missing and all(path.exists() for path in built_binaries(name, bin_dir)):
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `down` stops it: remove the half-built folder
-    build, pinned = builds[argv[0]]
+    build, pinned = builds[name]
+    print(f"building {name} {pinned.version} from the Go module proxy (one time) ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     try:
-        build(Path(argv[1]))
+        build(bin_dir)
     except EnvironmentProblem as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"built {argv[0]} {pinned.version} in {time.monotonic() - started:.0f}s", flush=True)
+    print(f"built {name} {pinned.version} in {time.monotonic() - started:.0f}s", flush=True)
     return 0
 
 

@@ -430,3 +430,16 @@ def test_the_seaweedfs_build_repeats_its_modules_replaces_and_refuses_a_local_pa
         "replace github.com/a/b v1.0.0 => github.com/c/d v1.2.0"]
     with pytest.raises(EnvironmentProblem, match="local path"):
         distributions.module_replaces("replace github.com/x/y => ../y\n")
+
+
+def test_a_tool_build_with_if_missing_does_nothing_when_its_binaries_are_there(tmp_path, capsys):
+    from sagaz_lakehouse.targets.local import distributions
+
+    for name in ("minio", "prometheus", "seaweedfs"):
+        for path in distributions.built_binaries(name, tmp_path / "bin"):
+            path.parent.mkdir(exist_ok=True)
+            path.touch()
+        assert distributions.main(["--if-missing", name, str(tmp_path / "bin")]) == 0
+    assert capsys.readouterr().err == ""  # no "building ..." line: nothing was built
+    assert distributions.main(["--if-missing", "nope", str(tmp_path)]) == 2
+    assert "usage:" in capsys.readouterr().err
