@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ import pytest
 import yaml
 from support import cache_dir
 
-from sagaz_lakehouse import config, identities, tasks, versions
+from sagaz_lakehouse import config, identities, store_probe, tasks, versions
 from sagaz_lakehouse.components import fluss
 from sagaz_lakehouse.targets.local import distributions
 
@@ -145,30 +146,74 @@ class SeaweedStore(ExternalStore):
     def start(self) -> None:
         binary = cached_binary(distributions.seaweedfs_binary(cache_dir()))
         (self.folder / "data").mkdir(exist_ok=True)
-        self.config_file.touch(mode=0o600)
-        self.config_file.write_text(json.dumps(seaweedfs_config(self.root, self.policies), indent=2))
-        master, volume, filer = (self.port + i for i in (1, 2, 3))
+        self._write_config()
         env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}  # else an admin
-        self._launch([str(binary), "-logtostderr=true", "server", f"-dir={self.folder / 'data'}", f"-ip={self.host}",
-                      f"-ip.bind={self.host}", f"-master.port={master}", f"-volume.port={volume}",
-                      f"-filer.port={filer}", "-s3", f"-s3.port={self.port}", "-s3.port.iceberg=0",
-                      "-s3.port.lance=0", f"-s3.config={self.config_file}", f"-s3.iam.config={self.config_file}",
-                      "-master.telemetry=false", "-volume.max=0", "-master.volumeSizeLimitMB=1024",
-                      "-volume.preStopSeconds=0"], env,
-                     f"{self.endpoint}/healthz", f"http://{self.host}:{master}/readyz")  # readyz: a raft leader
+        self._launch([str(binary), "-logtostderr=true", "server", f"-dir={self.folder / 'data'}",
+                      "-volume.max=0", "-master.volumeSizeLimitMB=1024",  # what upstream's image entrypoint adds
+                      *server_args(self.host, self.host, self.port, str(self.config_file))], env, *self._ready())
 
     def provision(self, settings: config.Settings) -> None:
         grants = self._grants(settings)
         self.policies = {tasks.IDENTITY_PREFIX + role: tasks.role_policy(BUCKET, g) for role, g in grants.items()}
         self.policies.update({f"{tasks.IDENTITY_PREFIX}absent-{role}": tasks.role_policy(ABSENT, g)
                               for role, g in grants.items() if role in config.S3_ROLES})
-        if self.process is not None:  # nothing is stored yet: a kill loses nothing and skips a 10-25 s stop
-            self.process.kill()
-            self.process.wait(30)
+        self._kill()  # nothing is stored yet: a kill loses nothing and skips a 10-25 s stop
         # A fresh cluster elects its master at once; a restarted one waits for the raft election timeout (10 s).
-        shutil.rmtree(self.folder / "data")
+        shutil.rmtree(self.folder / "data", ignore_errors=True)
         self.start()
         tasks.create_bucket(self.endpoint, BUCKET, REGION, *self.root, time.monotonic() + 60)
+
+    def _write_config(self) -> None:
+        self.config_file.touch(mode=0o600)
+        self.config_file.write_text(json.dumps(seaweedfs_config(self.root, self.policies), indent=2))
+
+    def _ready(self) -> tuple[str, str]:
+        return f"{self.endpoint}/healthz", f"http://{self.host}:{self.port + 1}/readyz"  # readyz: a raft leader
+
+    def _kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(30)
+
+
+class SeaweedContainer(SeaweedStore):
+    """The same store in a container of the SeaweedFS image (images/seaweedfs, a stand-in for
+    chrislusf/seaweedfs built from the same binary), started through its entrypoint as upstream's would be; S3 and
+    the master published on ``host``'s ``port`` and ``port + 1``; the config file mounted read-only. Needs the
+    test's Docker Engine."""
+
+    kind = "seaweedfs-container"
+
+    def __init__(self, folder: Path, host: str, port: int) -> None:
+        super().__init__(folder, host, port)
+        self.container = f"sagaz-test-seaweedfs-{secrets.token_hex(4)}"
+
+    def start(self) -> None:
+        self._write_config()
+        os.chown(self.config_file, 1000, 1000)  # the image's seaweed user reads it (still 0600)
+        inside, s3 = "/etc/seaweedfs/s3.json", 8333  # upstream's S3 port, the master's after it (server_args)
+        self._launch(["docker", "run", "--rm", "--name", self.container, "-p", f"{self.host}:{self.port}:{s3}",
+                      "-p", f"{self.host}:{self.port + 1}:{s3 + 1}", "-v", f"{self.config_file}:{inside}:ro",
+                      versions.SEAWEEDFS.image, "server", *server_args("127.0.0.1", "0.0.0.0", s3, inside)],  # noqa: S104
+                     dict(os.environ), *self._ready())
+
+    def stop(self) -> None:
+        subprocess.run(["docker", "stop", "-t", "30", self.container], capture_output=True, timeout=60)
+        super().stop()
+
+    def _kill(self) -> None:
+        subprocess.run(["docker", "rm", "-f", self.container], capture_output=True, timeout=60)
+        super()._kill()
+
+
+def server_args(ip: str, bind: str, s3: int, config_file: str) -> list[str]:
+    """`weed server -s3` with every port explicit (master, volume and filer after S3; gRPC at + 10000, upstream's
+    default), nothing else listening (no Iceberg or Lance endpoints), no telemetry, and a volume server that stops at
+    once."""
+    return [f"-ip={ip}", f"-ip.bind={bind}", "-s3", f"-s3.port={s3}", f"-master.port={s3 + 1}",
+            f"-volume.port={s3 + 2}", f"-filer.port={s3 + 3}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-s3.config={config_file}", f"-s3.iam.config={config_file}", "-master.telemetry=false",
+            "-volume.preStopSeconds=0"]
 
 
 # The role Fluss assumes (fluss.ASSUMED_ROLE_ARN, the project's default sts_role_arn) and who may assume it: the
@@ -202,7 +247,8 @@ def seaweedfs_config(root: tuple[str, str], policies: dict[str, dict[str, object
     }
 
 
-STORES: dict[str, type[ExternalStore]] = {"minio": MinioStore, "seaweedfs": SeaweedStore}
+STORES: dict[str, type[ExternalStore]] = {"minio": MinioStore, "seaweedfs": SeaweedStore,
+                                          "seaweedfs-container": SeaweedContainer}
 
 
 def running(folder: Path, host: str, port: int, kind: str = "minio") -> Iterator[ExternalStore]:
@@ -250,3 +296,27 @@ def assert_refusals(store: ExternalStore, refused: Refused, warehouse: str) -> N
 
 def no_secret_in(text: str, store: ExternalStore, keys: dict[str, tuple[str, str]]) -> bool:
     return store.root[1] not in text and all(secret not in text for _, secret in keys.values())
+
+
+def external_settings(store: ExternalStore) -> config.Settings:
+    """Default settings pointed at ``store`` (kind external, its endpoint, the test region and bucket)."""
+    from sagaz_lakehouse import load_settings
+
+    return load_settings(None, {"object_store.kind": "external", "object_store.endpoint": store.endpoint,
+                                "object_store.region": REGION, "lake.bucket": BUCKET}, environ={})
+
+
+def assert_roles_and_sts_hold(store: ExternalStore) -> None:
+    """`up`'s probe passes with each role's keys, STS included, and a session of the role Fluss assumes is refused a
+    write outside the fluss grants (SeaweedFS applies the role's policy)."""
+    settings = external_settings(store)
+    credentials = config.Credentials("", "", role_keys=tuple((r, *keys) for r, keys in store.role_keys().items()))
+    done = store_probe.preflight(settings, credentials)
+    assert f"role {fluss.ASSUMED_ROLE_ARN} at {store.endpoint}: assumed by fluss" in done[-1], done
+    prober = store_probe.Prober(settings, credentials)
+    status, body = prober.assume(store.endpoint, fluss.ASSUMED_ROLE_ARN)
+    assert status == 200, body
+    session = tuple(re.search(f"<{name}>([^<]+)</{name}>", body.decode())[1]  # type: ignore[index]
+                    for name in ("AccessKeyId", "SecretAccessKey", "SessionToken"))
+    denied = prober.session_call(session, "PUT", f"{settings.lake.warehouse}/session-probe", b"x")
+    assert (denied.status, denied.code) == (403, "AccessDenied"), denied

@@ -30,6 +30,7 @@ from saga_data import EVENTS, assert_same_content, saga_events, trino_count, wai
 from support import suite_port
 
 from sagaz_lakehouse import stack as s
+from sagaz_lakehouse.components import fluss
 from sagaz_lakehouse.targets.compose.layout import JARS_DIR
 
 PROJECT = "sagaz-ct-external-store"
@@ -74,6 +75,8 @@ def test_up_refuses_a_missing_bucket_a_wrong_key_and_a_role_without_write_before
 def test_the_project_runs_no_object_store_and_tiers_into_the_external_one(stack, store):
     up = stack.must("up", "--timeout", "600")
     assert f"object store: bucket {BUCKET} at {store.endpoint}" in up.stderr  # the probe ran and passed
+    # and the STS call Fluss will make (MinIO takes any role name and hands out the fluss user's grant)
+    assert f"role {fluss.ASSUMED_ROLE_ARN} at {store.endpoint}: assumed by fluss" in up.stderr
     services = stack.services()
     assert s.MINIO not in services and s.CREATE_BUCKET not in services, services
     checks = stack.tables_and_doctor()

@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from external_store import BUCKET, REGION, ExternalStore, assert_refusals, no_secret_in, running, secrets_file
+from external_store import (
+    BUCKET,
+    REGION,
+    ExternalStore,
+    assert_refusals,
+    assert_roles_and_sts_hold,
+    no_secret_in,
+    running,
+    secrets_file,
+)
 from saga_data import EVENTS, assert_same_content, saga_events, trino_count, wait_for_iceberg, write_events
 from support import SuiteStack, init_with_ports, log_files, suite_port, suite_ports
 
 from sagaz_lakehouse import stack as s
-from sagaz_lakehouse import store_probe
 from sagaz_lakehouse.components import fluss
 
 SUITE = "external-store"
@@ -79,6 +86,7 @@ def stack(workdir: Path, store: ExternalStore):
     try:
         up = stack.must("up")
         assert "object store: bucket team-lake" in up.stderr  # the probe ran and passed
+        assert f"role {fluss.ASSUMED_ROLE_ARN} at {store.endpoint}: assumed by fluss" in up.stderr  # STS too
         yield stack
     finally:
         stack.down()
@@ -112,17 +120,8 @@ def test_the_stack_runs_no_object_store_and_tiers_into_the_external_one(stack, s
 
 def test_a_session_of_the_role_fluss_assumes_has_only_the_fluss_grants(stack, store):
     """What Fluss hands its clients (STS AssumeRole at the store): SeaweedFS applies the role's policy, so a session
-    writes under fluss-remote/ and reads the warehouse, but cannot write there."""
-    prober = store_probe.Prober(stack.settings, stack.credentials)
-    status, body = prober.assume(store.endpoint, fluss.ASSUMED_ROLE_ARN)
-    assert status == 200, body
-    session = tuple(re.search(f"<{name}>([^<]+)</{name}>", body.decode())[1]  # type: ignore[index]
-                    for name in ("AccessKeyId", "SecretAccessKey", "SessionToken"))
-    assert prober.session_call(session, "PUT", "fluss-remote/session-probe", b"x").status == 200
-    assert prober.session_call(session, "DELETE", "fluss-remote/session-probe", b"").status == 204
-    warehouse = stack.settings.lake.warehouse
-    denied = prober.session_call(session, "PUT", f"{warehouse}/session-probe", b"x")
-    assert (denied.status, denied.code) == (403, "AccessDenied"), denied
+    writes under fluss-remote/ (the probe) but cannot write in the warehouse."""
+    assert_roles_and_sts_hold(store)
 
 
 def test_no_log_file_holds_a_role_secret(stack):
