@@ -43,6 +43,11 @@ class Answer:
     code: str  # the S3 error's <Code>, or "" (success, or no body)
     message: str
 
+    @property
+    def detail(self) -> str:
+        """The refusal in a message's words: its code (or HTTP status) and the store's own message."""
+        return f"{self.code or 'HTTP ' + str(self.status)}" + (f": {self.message}" if self.message else "")
+
 
 def s3_error(status: int, body: bytes) -> Answer:
     text = body.decode(errors="replace")
@@ -59,8 +64,7 @@ def refusal(role: str, call: str, where: str, answer: Answer) -> Problem:
     if answer.code in KEY_CODES:
         return Problem(field, f"{KEY_CODES[answer.code]} ({answer.code}, HTTP {answer.status})",
                        f"check the {role} role's keys: {variables}")
-    detail = f"{answer.code or 'HTTP ' + str(answer.status)}" + (f": {answer.message}" if answer.message else "")
-    return Problem(field, f"lacks {PERMISSION[call]} on {where} ({detail})",
+    return Problem(field, f"lacks {PERMISSION[call]} on {where} ({answer.detail})",
                    f"grant the {role} identity {PERMISSION[call]} on {where} (README, Bring your own object store)")
 
 
@@ -81,9 +85,15 @@ class Prober:
 
     def call(self, role: str, method: str, key: str = "", query: str = "", body: bytes = b"") -> Answer:
         """One request signed with ``role``'s keys."""
-        url = self.url(key, query)
-        access_key, secret_key = self.credentials.s3_keys(role)
-        headers = tasks.s3_headers(method, url, self.settings.s3_region, access_key, secret_key, body)
+        return self._signed(self.credentials.s3_keys(role), method, self.url(key, query), body)
+
+    def session_call(self, session: tuple[str, str, str], method: str, key: str, body: bytes = b"") -> Answer:
+        """One request signed with temporary credentials (access key, secret key, session token)."""
+        return self._signed(session[:2], method, self.url(key), body, {"x-amz-security-token": session[2]})
+
+    def _signed(self, keys: tuple[str, str], method: str, url: str, body: bytes,
+                extra: dict[str, str] | None = None) -> Answer:
+        headers = tasks.s3_headers(method, url, self.settings.s3_region, *keys, body, extra=extra)
         try:
             status, answer = self.request(url, method, body or None, headers, TIMEOUT)
         except OSError as exc:
@@ -166,15 +176,12 @@ class Prober:
             "the fluss role's grants, or set object_store.sts_role_arn (README, What Fluss needs from the object "
             "store)")
         status, body = self.assume(sts, arn)
-        session = {name: re.search(f"<{name}>([^<]+)</{name}>", body.decode(errors="replace"))
-                   for name in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
-        if status >= 300 or not all(session.values()):
-            answer = s3_error(status, body)
-            detail = f"{answer.code or 'HTTP ' + str(status)}" + (f": {answer.message}" if answer.message else "")
-            problems.append(Problem(field, f"the fluss role cannot assume role {arn} at {sts} ({detail}); Fluss "
-                                    "servers need it to hand their clients temporary credentials", hint))
+        keys = session_keys(body) if status < 300 else None
+        if keys is None:
+            problems.append(Problem(field, f"the fluss role cannot assume role {arn} at {sts} "
+                                    f"({s3_error(status, body).detail}); Fluss servers need it to hand their "
+                                    "clients temporary credentials", hint))
             return []
-        keys = tuple(match.group(1) for match in session.values() if match)
         prefix = identities.REMOTE_DATA_PREFIX.strip("/")
         key = f"{prefix}/{PROBE_NAME}{uuid.uuid4().hex}"
         for method in ("PUT", "GET", "DELETE"):
@@ -200,12 +207,17 @@ class Prober:
         except OSError as exc:
             return 0, f"<Message>{exc}</Message>".encode()
 
-    def session_call(self, keys: tuple[str, ...], method: str, key: str, body: bytes) -> Answer:
-        url = self.url(key)
-        headers = tasks.s3_headers(method, url, self.settings.s3_region, keys[0], keys[1], body,
-                                   extra={"x-amz-security-token": keys[2]})
-        status, answer = self.request(url, method, body or None, headers, TIMEOUT)
-        return Answer(status, "", "") if status < 300 else s3_error(status, answer)
+
+
+def session_keys(body: bytes) -> tuple[str, str, str] | None:
+    """The temporary credentials of an STS AssumeRole answer (access key, secret key, session token), or None."""
+    text = body.decode(errors="replace")
+    found = [re.search(f"<{name}>([^<]+)</{name}>", text)
+             for name in ("AccessKeyId", "SecretAccessKey", "SessionToken")]
+    if not all(found):
+        return None
+    access_key, secret_key, token = (match.group(1) for match in found if match)
+    return access_key, secret_key, token
 
 
 def _writers(grants: dict[str, tuple[tuple[str, str], ...]]) -> dict[str, str]:

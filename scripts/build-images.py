@@ -294,9 +294,6 @@ def payload_rest_catalog(out: Path) -> None:
     os.replace(out / jar.name, out / "iceberg-rest-adapter.jar")
 
 
-GO_BUILDS = {"minio": versions.MINIO, "prometheus": versions.PROMETHEUS, "seaweedfs": versions.SEAWEEDFS}
-
-
 def go_binaries(name: str) -> list[Path]:
     """The binaries scripts/tools/<name>.sh builds from the Go module proxy into the cache (once: minutes on 2 cores),
     the same the local target runs."""
@@ -313,8 +310,10 @@ def go_payload(name: str) -> Callable[[Path], None]:
     """Copies ``name``'s binaries into the payload under their command names (minio, prometheus, promtool, weed)."""
     def payload(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
+        from sagaz_lakehouse.targets.local.distributions import GO_BUILDS
+
         for path in go_binaries(name):
-            shutil.copy2(path, out / path.name.removesuffix(f"-{GO_BUILDS[name].version}"))
+            shutil.copy2(path, out / path.name.removesuffix(f"-{GO_BUILDS[name][1].version}"))
 
     return payload
 

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -114,7 +113,7 @@ class MinioStore(ExternalStore):
     def start(self) -> None:
         # No region of its own (MinIO then takes any signing region): Fluss 0.9.1's clients sign for the region
         # their SDK reads from the endpoint's host name (README, Bring your own object store).
-        binary = cached_binary(cache_dir() / "bin" / f"minio-{versions.MINIO.version}")
+        binary = cached_binary(distributions.minio_binary(cache_dir()))
         env = {**os.environ, "MINIO_ROOT_USER": self.root[0], "MINIO_ROOT_PASSWORD": self.root[1],
                "HOME": str(self.folder)}
         self._launch([str(binary), "server", str(self.folder / "data"), "--address", f"{self.host}:{self.port}",
@@ -247,8 +246,7 @@ def seaweedfs_config(root: tuple[str, str], policies: dict[str, dict[str, object
     }
 
 
-STORES: dict[str, type[ExternalStore]] = {"minio": MinioStore, "seaweedfs": SeaweedStore,
-                                          "seaweedfs-container": SeaweedContainer}
+STORES: dict[str, type[ExternalStore]] = {"minio": MinioStore, "seaweedfs": SeaweedStore}
 
 
 def running(folder: Path, host: str, port: int, kind: str = "minio") -> Iterator[ExternalStore]:
@@ -315,8 +313,7 @@ def assert_roles_and_sts_hold(store: ExternalStore) -> None:
     assert f"role {fluss.ASSUMED_ROLE_ARN} at {store.endpoint}: assumed by fluss" in done[-1], done
     prober = store_probe.Prober(settings, credentials)
     status, body = prober.assume(store.endpoint, fluss.ASSUMED_ROLE_ARN)
-    assert status == 200, body
-    session = tuple(re.search(f"<{name}>([^<]+)</{name}>", body.decode())[1]  # type: ignore[index]
-                    for name in ("AccessKeyId", "SecretAccessKey", "SessionToken"))
+    session = store_probe.session_keys(body)
+    assert status == 200 and session is not None, body
     denied = prober.session_call(session, "PUT", f"{settings.lake.warehouse}/session-probe", b"x")
     assert (denied.status, denied.code) == (403, "AccessDenied"), denied

@@ -87,7 +87,7 @@ class Installer:
         return Path(on_path) if on_path else None
 
     def _minio_cached(self) -> Path:
-        return self.cache / "bin" / f"minio-{versions.MINIO.version}"
+        return minio_binary(self.cache)
 
     def _postgresql_present(self) -> Path:
         """Debian's PostgreSQL server programs (the catalog's database is never downloaded: the distribution's
@@ -277,7 +277,7 @@ def build_minio(bin_dir: Path) -> None:
         if result.returncode != 0:
             raise EnvironmentProblem(f"building MinIO failed:\n{result.stderr[-2000:]}",
                                      "check Go and the module proxy, or set local.minio_binary")
-        os.replace(Path(gobin) / "minio", bin_dir / f"minio-{versions.MINIO.version}")
+        os.replace(Path(gobin) / "minio", minio_binary(bin_dir.parent))
 
 
 def build_prometheus(bin_dir: Path) -> None:
@@ -301,6 +301,11 @@ def build_prometheus(bin_dir: Path) -> None:
                                      "check Go and the module proxy")
         for command in PROMETHEUS_COMMANDS:
             os.replace(Path(gobin) / command, bin_dir / f"{command}-{versions.PROMETHEUS.version}")
+
+
+def minio_binary(cache: Path) -> Path:
+    """Where the cache keeps the MinIO server of the pinned module version."""
+    return cache / "bin" / f"minio-{versions.MINIO.version}"
 
 
 def seaweedfs_binary(cache: Path) -> Path:
@@ -345,7 +350,7 @@ def build_seaweedfs(bin_dir: Path) -> None:
         Path(work, "go.mod").write_text("\n".join(wrapper))
         _go(go, ["build", "-trimpath", f"-ldflags={SLIM_LDFLAGS}", "-o", "weed", SEAWEEDFS_MAIN], work, env,
             "building SeaweedFS")
-        os.replace(Path(work) / "weed", bin_dir / f"weed-{versions.SEAWEEDFS.version}")
+        os.replace(Path(work) / "weed", seaweedfs_binary(bin_dir.parent))
 
 
 def _go(go: str, args: list[str], cwd: str, env: Mapping[str, str], what: str) -> str:
@@ -355,29 +360,34 @@ def _go(go: str, args: list[str], cwd: str, env: Mapping[str, str], what: str) -
     return result.stdout
 
 
+# Each Go build: its recipe and its pin (``main``, scripts/tools/*.sh, scripts/build-images.py).
+GO_BUILDS: dict[str, tuple[Callable[[Path], None], versions.Pin]] = {
+    "minio": (build_minio, versions.MINIO), "prometheus": (build_prometheus, versions.PROMETHEUS),
+    "seaweedfs": (build_seaweedfs, versions.SEAWEEDFS)}
+
+
 def built_binaries(name: str, bin_dir: Path) -> list[Path]:
     """The files a build of ``name`` leaves in ``bin_dir`` (<command>-<module version>)."""
+    cache = bin_dir.parent
     if name == "prometheus":
-        return [prometheus_binary(bin_dir.parent, command) for command in PROMETHEUS_COMMANDS]
-    return [seaweedfs_binary(bin_dir.parent)] if name == "seaweedfs" else [bin_dir / f"minio-{versions.MINIO.version}"]
+        return [prometheus_binary(cache, command) for command in PROMETHEUS_COMMANDS]
+    return [seaweedfs_binary(cache) if name == "seaweedfs" else minio_binary(cache)]
 
 
 def main(argv: list[str]) -> int:
     """``python -m sagaz_lakehouse.targets.local.distributions [--if-missing] minio|prometheus|seaweedfs BIN_DIR``:
     one build, as ``up`` runs it (the background build of Prometheus) and scripts/tools/*.sh do (``--if-missing``:
     nothing to do when the binaries are there)."""
-    builds = {"minio": (build_minio, versions.MINIO), "prometheus": (build_prometheus, versions.PROMETHEUS),
-              "seaweedfs": (build_seaweedfs, versions.SEAWEEDFS)}
     if_missing = argv[:1] == ["--if-missing"]
     argv = argv[1:] if if_missing else argv
-    if len(argv) != 2 or argv[0] not in builds:
-        print(f"usage: python -m {MODULE} [--if-missing] {'|'.join(builds)} BIN_DIR", file=sys.stderr)
+    if len(argv) != 2 or argv[0] not in GO_BUILDS:
+        print(f"usage: python -m {MODULE} [--if-missing] {'|'.join(GO_BUILDS)} BIN_DIR", file=sys.stderr)
         return 2
     name, bin_dir = argv[0], Path(argv[1])
     if if_missing and all(path.exists() for path in built_binaries(name, bin_dir)):
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `down` stops it: remove the half-built folder
-    build, pinned = builds[name]
+    build, pinned = GO_BUILDS[name]
     print(f"building {name} {pinned.version} from the Go module proxy (one time) ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     try:
